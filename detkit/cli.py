@@ -1,0 +1,82 @@
+"""detkit's command line: one Typer app with a sub-app per area.
+
+This module only wires sub-apps together and turns errors into one line + an exit code:
+0 ok, 1 findings or a missed threshold, 2 usage errors or unusable input. Heavy libraries (torch,
+matplotlib, pycocotools) are imported inside the commands that use them, so ``detkit --help`` and
+``detkit coco ...`` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from detkit import __version__
+from detkit.errors import DetkitError
+
+app = typer.Typer(
+    name="detkit",
+    help="Object-detection datasets, anchor boxes and training from the terminal.\n\n"
+    "Example: detkit demo out/  (generates data, runs every tool, writes out/report.html)",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"detkit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """detkit: object-detection datasets, anchors and training."""
+
+
+def _register() -> None:
+    from detkit.anchors.cli import app as anchors_app
+    from detkit.classify.cli import app as classify_app
+    from detkit.coco.cli import app as coco_app
+    from detkit.data.cli import app as data_app
+    from detkit.report.cli import app as report_app
+    from detkit.report.cli import demo as demo_cmd
+    from detkit.yolo.cli import app as yolo_app
+
+    app.add_typer(coco_app, name="coco", help="Inspect, validate, count and convert annotation files.")
+    app.add_typer(anchors_app, name="anchors", help="IoU k-means anchor boxes, sweeps and plots.")
+    app.add_typer(yolo_app, name="yolo", help="YOLOv2-style detector: train, eval (COCO mAP), predict.")
+    app.add_typer(classify_app, name="classify", help="ResNet classifiers on Tiny ImageNet layouts.")
+    app.add_typer(data_app, name="data", help="Generate synthetic data sets (no download needed).")
+    app.add_typer(report_app, name="report", help="HTML / Markdown reports from run folders.")
+    app.command("demo")(demo_cmd)
+
+
+_register()
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return the exit code (used by ``main`` and by the tests)."""
+    try:
+        app(args=argv, prog_name="detkit")  # standalone: usage errors print and exit 2
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except DetkitError as exc:
+        print(f"detkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("detkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,480 @@
+"""Loaders from COCO json, the course's text format, YOLO label folders and Pascal VOC XML into
+one :class:`~detkit.coco.model.Dataset`.
+
+Every malformed input raises :class:`~detkit.errors.InputError` naming the file, the record (line
+number, JSON path or file) and what is wrong; the CLI prints it as one line and exits 2. Suspicious but
+loadable content (degenerate or out-of-image boxes, dangling ids, duplicates) is loaded as is, for
+``detkit coco validate`` to report.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, default_image_root
+from detkit.errors import InputError
+
+FORMATS = ("coco", "text", "yolo", "voc")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+# ---- COCO json (msgspec typed decoding; segmentations are skipped, never built as lists) -------------
+class _CocoImage(msgspec.Struct, kw_only=True):
+    id: int
+    width: float
+    height: float
+    file_name: str = ""
+
+
+class _CocoAnn(msgspec.Struct, kw_only=True):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: list[float]
+    area: float | msgspec.UnsetType = msgspec.UNSET
+    iscrowd: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class _CocoCat(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+
+
+class _CocoFile(msgspec.Struct, kw_only=True):
+    images: list[_CocoImage]
+    annotations: list[_CocoAnn] = []
+    categories: list[_CocoCat] = []
+    info: dict[str, Any] | None = None
+    licenses: list[Any] | None = None
+
+
+_DECODER = msgspec.json.Decoder(_CocoFile)
+_MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.S)
+
+
+def _msgspec_error(path: Path, exc: Exception) -> InputError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    m = _MSGSPEC_AT.match(text)
+    what, where = (m.group(1), m.group(2)) if m else (text, None)
+    if where is None and isinstance(exc, msgspec.ValidationError):
+        where = "$"  # msgspec leaves out the path when the root itself is wrong
+    return InputError(path, where, what)
+
+
+def load_coco(path: str | Path, image_root: str | None = None) -> Dataset:
+    """Load a COCO instances json (only the fields detkit needs are decoded)."""
+    path = Path(path)
+    data = _read_bytes(path)
+    if not data.strip():
+        raise InputError(path, None, "file is empty")
+    try:
+        doc = _DECODER.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _msgspec_error(path, exc) from None
+    imgs, anns, cats = doc.images, doc.annotations, doc.categories
+    n = len(anns)
+    bbox_lists = [a.bbox for a in anns]
+    bad = next((i for i, b in enumerate(bbox_lists) if len(b) != 4), None)
+    if bad is not None:
+        raise InputError(path, f"$.annotations[{bad}].bbox", f"expected 4 numbers, got {len(bbox_lists[bad])}")
+    bbox = np.array(bbox_lists, dtype=np.float64).reshape(n, 4)
+    width = np.fromiter((im.width for im in imgs), np.float64, len(imgs))
+    height = np.fromiter((im.height for im in imgs), np.float64, len(imgs))
+    _check_image_sizes(path, width, height, lambda i: f"$.images[{i}]")
+    area_missing = np.fromiter((a.area is msgspec.UNSET for a in anns), bool, n)
+    crowd_missing = np.fromiter((a.iscrowd is msgspec.UNSET for a in anns), bool, n)
+    area = np.fromiter((0.0 if a.area is msgspec.UNSET else a.area for a in anns), np.float64, n)
+    area[area_missing] = bbox[area_missing, 2] * bbox[area_missing, 3]
+    missing = {}
+    if area_missing.any():
+        missing["area"] = area_missing
+    if crowd_missing.any():
+        missing["iscrowd"] = crowd_missing
+    extra: dict[str, Any] = {}
+    if doc.info is not None:
+        extra["info"] = doc.info
+    if doc.licenses is not None:
+        extra["licenses"] = doc.licenses
+    return Dataset(
+        image_id=np.fromiter((im.id for im in imgs), np.int64, len(imgs)),
+        file_name=np.array([im.file_name for im in imgs], dtype=object),
+        width=width,
+        height=height,
+        ann_id=np.fromiter((a.id for a in anns), np.int64, n),
+        ann_image_id=np.fromiter((a.image_id for a in anns), np.int64, n),
+        category_id=np.fromiter((a.category_id for a in anns), np.int64, n),
+        bbox=bbox,
+        area=area,
+        iscrowd=np.fromiter((0 if a.iscrowd is msgspec.UNSET else a.iscrowd for a in anns), np.int64, n),
+        cat_id=np.fromiter((c.id for c in cats), np.int64, len(cats)),
+        cat_name=np.array([c.name for c in cats], dtype=object),
+        source=str(path),
+        format="coco",
+        image_root=image_root or default_image_root(path),
+        ann_record=None,  # record(i) -> annotations[i], the JSON path
+        missing=missing,
+        extra=extra,
+    )
+
+
+# ---- the course's text format ---------------------------------------------------------------------
+_NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|-inf)"
+_TEXT_LINE = re.compile(
+    rf"^\s*id\s*:\s*{_NUM}\s*,\s*height\s*:\s*{_NUM}\s*,\s*width\s*:\s*{_NUM}\s*,\s*"
+    rf"bbox\s*:\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*,\s*{_NUM}\s*\]\s*,?\s*$"
+)
+TEXT_EXAMPLE = "id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175],"
+
+
+def load_text(path: str | Path) -> Dataset:
+    """Load the course's ``id: C, height: H, width: W, bbox:[x, y, w, h],`` file.
+
+    Each line is one box on its own image (image id = line number); ``id`` indexes COCO's 80 class
+    names, mapped to COCO's official category ids so a conversion matches real COCO files.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    rows: list[tuple[float, ...]] = []
+    lines: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        m = _TEXT_LINE.match(line)
+        if m is None:
+            shown = line.strip()
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise InputError(path, f"line {lineno}", f"expected '{TEXT_EXAMPLE}', got '{shown}'")
+        vals = tuple(float(v) for v in m.groups())
+        cls = vals[0]
+        if not cls.is_integer() or not 0 <= cls < len(COCO80_NAMES):
+            raise InputError(path, f"line {lineno}", f"class id {m.group(1)} is not an integer in 0..79")
+        if not (np.isfinite(vals[1]) and np.isfinite(vals[2]) and vals[1] > 0 and vals[2] > 0):
+            raise InputError(path, f"line {lineno}", f"image size {m.group(3)}x{m.group(2)} must be positive")
+        rows.append(vals)
+        lines.append(lineno)
+    if not rows:
+        raise InputError(path, None, "no annotation lines found" if text.strip() else "file is empty")
+    arr = np.array(rows, dtype=np.float64)
+    n = len(arr)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    coco_ids = np.asarray(COCO80_IDS, dtype=np.int64)
+    bbox = arr[:, 3:7].copy()
+    return Dataset(
+        image_id=ids.copy(),
+        file_name=np.array([f"line{ln:06d}" for ln in lines], dtype=object),
+        width=arr[:, 2].copy(),
+        height=arr[:, 1].copy(),
+        ann_id=ids.copy(),
+        ann_image_id=ids.copy(),
+        category_id=coco_ids[arr[:, 0].astype(np.int64)],
+        bbox=bbox,
+        area=bbox[:, 2] * bbox[:, 3],
+        iscrowd=np.zeros(n, dtype=np.int64),
+        cat_id=coco_ids.copy(),
+        cat_name=np.array(COCO80_NAMES, dtype=object),
+        source=str(path),
+        format="text",
+        ann_record=np.array([f"line {ln}" for ln in lines], dtype=object),
+    )
+
+
+# ---- YOLO label folders ---------------------------------------------------------------------------
+def _yolo_dirs(path: Path) -> tuple[Path, Path | None]:
+    """(labels folder, images folder) for a YOLO dataset root or labels folder."""
+    if (path / "labels").is_dir():
+        return path / "labels", (path / "images") if (path / "images").is_dir() else None
+    if path.name == "labels" or "labels" in path.parts:
+        parts = list(path.parts)
+        i = len(parts) - 1 - parts[::-1].index("labels")
+        img = Path(*parts[:i], "images", *parts[i + 1 :])
+        return path, img if img.is_dir() else None
+    return path, path
+
+
+def _yolo_names(path: Path, labels: Path, names: list[str] | None) -> list[str] | None:
+    if names:
+        return names
+    for folder in (path, labels, labels.parent, path.parent):
+        for fname in ("classes.txt", "obj.names", "names.txt", "coco.names"):
+            f = folder / fname
+            if f.is_file():
+                return [ln.strip() for ln in _read_text(f).splitlines() if ln.strip()]
+        for fname in ("data.yaml", "dataset.yaml"):
+            f = folder / fname
+            if f.is_file():
+                got = _yaml_names(f)
+                if got:
+                    return got
+    return None
+
+
+def _yaml_names(f: Path) -> list[str] | None:
+    """The ``names:`` of an ultralytics data.yaml (inline list, list items, or ``i: name`` map)."""
+    text = _read_text(f)
+    m = re.search(r"^names\s*:\s*\[(.*?)\]", text, re.M | re.S)
+    if m:
+        return [s.strip().strip("'\"") for s in m.group(1).split(",") if s.strip()]
+    m = re.search(r"^names\s*:\s*\n((?:[ \t]+.*\n?)+)", text, re.M)
+    if not m:
+        return None
+    out = []
+    for ln in m.group(1).splitlines():
+        ln = ln.strip()
+        if ln.startswith("-"):
+            out.append(ln[1:].strip().strip("'\""))
+        elif ":" in ln:
+            out.append(ln.split(":", 1)[1].strip().strip("'\""))
+    return out or None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header only (PIL opens lazily, no decode)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(path, None, f"cannot read image header ({exc.__class__.__name__})") from None
+
+
+def load_yolo(path: str | Path, names: list[str] | None = None) -> Dataset:
+    """Load a YOLO label folder: ``class cx cy w h`` (normalised) per line, one .txt per image.
+
+    Image sizes come from the image headers; class k becomes category id k with the name from
+    ``classes.txt`` / ``obj.names`` / ``data.yaml`` (or ``class{k}`` when there is no names file).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(path, None, "a YOLO dataset is a folder of label .txt files")
+    labels, images = _yolo_dirs(path)
+    skip = {"classes.txt", "obj.names", "names.txt", "coco.names"}
+    label_files = sorted(p for p in labels.rglob("*.txt") if p.name not in skip)
+    if not label_files:
+        raise InputError(path, None, "no YOLO label .txt files found")
+    class_names = _yolo_names(path, labels, names)
+    img_rows, ann_rows, records = [], [], []
+    for img_id, lf in enumerate(label_files, start=1):
+        rel = lf.relative_to(labels).with_suffix("")
+        img_path = None
+        if images is not None:
+            for ext in IMAGE_EXTS + tuple(e.upper() for e in IMAGE_EXTS):
+                cand = images / rel.with_suffix(ext)
+                if cand.is_file():
+                    img_path = cand
+                    break
+        if img_path is None:
+            raise InputError(lf, None, f"no image found for this label file (looked for {rel}.* under {images})")
+        w, h = image_size(img_path)
+        img_rows.append((img_id, str(img_path.relative_to(images)), float(w), float(h)))
+        for lineno, line in enumerate(_read_text(lf).splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 5:
+                raise InputError(lf, f"line {lineno}", f"expected 'class cx cy w h', got {len(parts)} fields")
+            try:
+                c = int(parts[0])
+                cx, cy, bw, bh = (float(v) for v in parts[1:])
+            except ValueError:
+                raise InputError(lf, f"line {lineno}", f"not numbers: '{line.strip()[:60]}'") from None
+            if c < 0:
+                raise InputError(lf, f"line {lineno}", f"negative class id {c}")
+            ann_rows.append((img_id, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h))
+            records.append(f"{lf.name} line {lineno}")
+    n = len(ann_rows)
+    arr = np.array(ann_rows, dtype=np.float64).reshape(n, 6)
+    used = sorted({int(c) for c in arr[:, 1]})
+    ncls = max(len(class_names or []), (max(used) + 1) if used else 0)
+    cat_names = [
+        (class_names[i] if class_names and i < len(class_names) else f"class{i}") for i in range(ncls)
+    ]
+    bbox = arr[:, 2:6].copy()
+    return Dataset(
+        image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
+        file_name=np.array([r[1] for r in img_rows], dtype=object),
+        width=np.array([r[2] for r in img_rows], dtype=np.float64),
+        height=np.array([r[3] for r in img_rows], dtype=np.float64),
+        ann_id=np.arange(1, n + 1, dtype=np.int64),
+        ann_image_id=arr[:, 0].astype(np.int64),
+        category_id=arr[:, 1].astype(np.int64),
+        bbox=bbox,
+        area=bbox[:, 2] * bbox[:, 3],
+        iscrowd=np.zeros(n, dtype=np.int64),
+        cat_id=np.arange(ncls, dtype=np.int64),
+        cat_name=np.array(cat_names, dtype=object),
+        source=str(path),
+        format="yolo",
+        image_root=str(images) if images is not None else None,
+        ann_record=np.array(records, dtype=object),
+    )
+
+
+# ---- Pascal VOC XML -------------------------------------------------------------------------------
+def _voc_files(path: Path) -> tuple[list[Path], Path | None]:
+    if path.is_file():
+        files, root = [path], path.parent
+    else:
+        root = path / "Annotations" if (path / "Annotations").is_dir() else path
+        files = sorted(root.rglob("*.xml"))
+    images = root.parent / "JPEGImages"
+    return files, images if images.is_dir() else None
+
+
+def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
+    el = node.find(tag) if node is not None else None
+    if el is None or el.text is None:
+        raise InputError(f, where, f"missing <{tag}>")
+    try:
+        v = float(el.text)
+    except ValueError:
+        raise InputError(f, where, f"<{tag}> is not a number: '{el.text.strip()[:30]}'") from None
+    return v
+
+
+def load_voc(path: str | Path) -> Dataset:
+    """Load Pascal VOC XML (a folder with ``Annotations/``, a folder of .xml, or one .xml).
+
+    Boxes become x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin; categories are the object
+    names in sorted order with ids 1..C. Degenerate boxes are kept for ``validate`` to report.
+    """
+    path = Path(path)
+    files, images = _voc_files(path)
+    if not files:
+        raise InputError(path, None, "no Pascal VOC .xml files found")
+    img_rows, ann_rows, names, records = [], [], [], []
+    for img_id, f in enumerate(files, start=1):
+        try:
+            root = ET.fromstring(_read_bytes(f))
+        except ET.ParseError as exc:
+            raise InputError(f, f"line {exc.position[0]}", f"malformed XML ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        if root.tag != "annotation":
+            raise InputError(f, "<annotation>", f"root element is <{root.tag}>, not <annotation>")
+        fname_el = root.find("filename")
+        fname = fname_el.text.strip() if fname_el is not None and fname_el.text else f.with_suffix(".jpg").name
+        size = root.find("size")
+        w = _voc_num(f, size, "width", "<size>") if size is not None else 0.0
+        h = _voc_num(f, size, "height", "<size>") if size is not None else 0.0
+        if (w <= 0 or h <= 0) and images is not None and (images / fname).is_file():
+            w, h = (float(v) for v in image_size(images / fname))
+        if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
+            raise InputError(f, "<size>", f"image size {w}x{h} must be positive")
+        img_rows.append((img_id, fname, w, h))
+        for k, obj in enumerate(root.iter("object")):
+            where = f"<object> #{k + 1}"
+            name_el = obj.find("name")
+            if name_el is None or not (name_el.text or "").strip():
+                raise InputError(f, where, "missing <name>")
+            bb = obj.find("bndbox")
+            if bb is None:
+                raise InputError(f, where, "missing <bndbox>")
+            x0, y0, x1, y1 = (_voc_num(f, bb, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+            ann_rows.append((img_id, x0, y0, x1 - x0, y1 - y0))
+            names.append(name_el.text.strip())
+            records.append(f"{f.name} {where}")
+    cats = sorted(set(names))
+    cat_of = {n: i + 1 for i, n in enumerate(cats)}
+    n = len(ann_rows)
+    arr = np.array(ann_rows, dtype=np.float64).reshape(n, 5)
+    bbox = arr[:, 1:5].copy()
+    return Dataset(
+        image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
+        file_name=np.array([r[1] for r in img_rows], dtype=object),
+        width=np.array([r[2] for r in img_rows], dtype=np.float64),
+        height=np.array([r[3] for r in img_rows], dtype=np.float64),
+        ann_id=np.arange(1, n + 1, dtype=np.int64),
+        ann_image_id=arr[:, 0].astype(np.int64),
+        category_id=np.array([cat_of[nm] for nm in names], dtype=np.int64),
+        bbox=bbox,
+        area=bbox[:, 2] * bbox[:, 3],
+        iscrowd=np.zeros(n, dtype=np.int64),
+        cat_id=np.arange(1, len(cats) + 1, dtype=np.int64),
+        cat_name=np.array(cats, dtype=object),
+        source=str(path),
+        format="voc",
+        image_root=str(images) if images is not None else None,
+        ann_record=np.array(records, dtype=object),
+    )
+
+
+# ---- entry point ------------------------------------------------------------------------------------
+def detect_format(path: str | Path) -> str:
+    """Guess the format from the path: .json -> coco, .txt -> text, .xml or Annotations/ -> voc, labels/ -> yolo."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, None, "no such file or folder")
+    if p.is_file():
+        suffix = p.suffix.lower()
+        if suffix == ".json":
+            return "coco"
+        if suffix == ".xml":
+            return "voc"
+        return "text"
+    if (p / "Annotations").is_dir() or next(p.glob("*.xml"), None) is not None:
+        return "voc"
+    if (p / "labels").is_dir() or next(p.rglob("*.txt"), None) is not None:
+        return "yolo"
+    jsons = sorted(p.glob("*.json")) + sorted(p.glob("annotations/instances_*.json"))
+    if len(jsons) == 1:
+        return "coco"
+    raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
+
+
+def load_dataset(path: str | Path, format: str | None = None, **kwargs: Any) -> Dataset:
+    """Load any supported annotation source into a :class:`Dataset`.
+
+    Args:
+        path: a COCO json, a course text file, a YOLO folder or a VOC folder/xml.
+        format: ``coco``, ``text``, ``yolo`` or ``voc``; detected from the path when None.
+        **kwargs: passed to the loader (``image_root`` for coco, ``names`` for yolo).
+    """
+    p = Path(path)
+    fmt = format or detect_format(p)
+    if fmt not in FORMATS:
+        raise InputError(p, None, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if not p.exists():
+        raise InputError(p, None, "no such file or folder")
+    if fmt == "coco":
+        if p.is_dir():
+            jsons = sorted(p.glob("*.json")) or sorted(p.glob("annotations/instances_*.json"))
+            if len(jsons) != 1:
+                raise InputError(p, None, "expected one COCO .json in this folder; pass the file itself")
+            p = jsons[0]
+        return load_coco(p, **kwargs)
+    if fmt == "text":
+        return load_text(p)
+    if fmt == "yolo":
+        return load_yolo(p, **kwargs)
+    return load_voc(p)
+
+
+# ---- shared checks and readers -------------------------------------------------------------------
+def _check_image_sizes(path: Path, width: np.ndarray, height: np.ndarray, where) -> None:
+    bad = np.flatnonzero(~(np.isfinite(width) & np.isfinite(height) & (width > 0) & (height > 0)))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(path, where(i), f"image size {width[i]}x{height[i]} must be positive and finite")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(path, None, "is a folder, expected a file") from None
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _read_text(path: Path) -> str:
+    data = _read_bytes(path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(path, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None

@@ -1,0 +1,59 @@
+"""Shared fixtures: the real files in ../shared/data (skipped when absent) and CLI runners."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DETKIT_NO_PROGRESS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with a reason when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} is absent (the real data folder ../shared/data is not beside this checkout)")
+    return p
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``detkit ARGS...`` in-process; returns (exit_code, stdout, stderr)."""
+    from detkit.cli import run
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return _run
+
+
+@pytest.fixture
+def cli_json(cli):
+    """Run ``detkit ARGS... --json`` and parse stdout, which must be exactly one JSON document."""
+
+    def _run(*args: str, expect: int = 0) -> dict:
+        code, out, err = cli(*args, "--json")
+        assert code == expect, f"exit {code}, stderr: {err}"
+        return json.loads(out)
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    """A small synthetic COCO shapes set (16 images, 96 px), generated once per test session."""
+    from detkit.data.synth import write_detection_set
+
+    out = tmp_path_factory.mktemp("shapes")
+    write_detection_set(out, images=16, size=96, seed=0)
+    return out

@@ -1,0 +1,115 @@
+"""The annotation model and its loaders, on the real files in ../shared/data and on generated data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from detkit.coco.loaders import detect_format, load_dataset
+from detkit.errors import InputError
+from tests.conftest import shared_path
+
+
+def test_course_text_file_counts():
+    ds = load_dataset(shared_path("sample_coco.txt"))
+    assert ds.format == "text"
+    assert ds.num_annotations == 10105
+    assert len(np.unique(ds.category_id)) == 80
+    x, y, w, h = ds.bbox.T
+    past_edge = (x + w > ds.width) | (y + h > ds.height)
+    assert int(past_edge.sum()) == 3564
+    # first line: id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175]
+    assert ds.category_names()[int(ds.category_id[0])] == "person"
+    assert ds.bbox[0].tolist() == [69, 464, 312, 175]
+    assert (ds.width[0], ds.height[0]) == (1093, 330)
+
+
+def test_bccd_voc_counts():
+    ds = load_dataset(shared_path("bccd", "BCCD"))
+    assert ds.format == "voc"
+    assert ds.num_images == 364 and ds.num_annotations == 4888
+    names = ds.category_names()
+    counts = {names[int(c)]: int(n) for c, n in zip(*np.unique(ds.category_id, return_counts=True))}
+    assert counts == {"RBC": 4155, "WBC": 372, "Platelets": 361}
+    assert int(((ds.bbox[:, 2] <= 0) | (ds.bbox[:, 3] <= 0)).sum()) == 2
+
+
+def test_coco_fixture():
+    ds = load_dataset(shared_path("coco-fixture", "coco", "annotations", "instances_val2017.json"))
+    assert (ds.num_images, ds.num_annotations, ds.num_categories) == (1, 19, 80)
+    assert (ds.width[0], ds.height[0]) == (640, 427)
+    assert int(ds.cat_id.max()) == 90
+    assert ds.image_root is not None and ds.image_root.endswith("val2017")
+
+
+def test_synthetic_set_is_true_coco(shapes_dir):
+    doc = json.loads((shapes_dir / "instances.json").read_text())
+    assert {c["id"] for c in doc["categories"]} == {3, 7, 11}
+    ds = load_dataset(shapes_dir / "instances.json")
+    assert ds.num_images == 16 and ds.num_annotations == len(doc["annotations"]) > 16
+    # every box inside its image, positive, and no larger than its polygon's box
+    x, y, w, h = ds.bbox.T
+    assert (w > 0).all() and (h > 0).all()
+    assert (x >= -0.5).all() and (x + w <= 96.5).all() and (y + h <= 96.5).all()
+    assert (ds.area <= w * h + 1e-6).all()
+    assert ds.image_root == str(shapes_dir / "images")
+
+
+def test_synthetic_set_is_deterministic(tmp_path):
+    from detkit.data.synth import write_detection_set
+
+    a = write_detection_set(tmp_path / "a", images=3, size=64, seed=5).read_bytes()
+    b = write_detection_set(tmp_path / "b", images=3, size=64, seed=5).read_bytes()
+    c = write_detection_set(tmp_path / "c", images=3, size=64, seed=6).read_bytes()
+    assert a == b and a != c
+    assert (tmp_path / "a/images/shape_00002.jpg").read_bytes() == (tmp_path / "b/images/shape_00002.jpg").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "content, where",
+    [
+        (b"", None),
+        (b'{"images": [{"id": 1, "width": 10, "height": 10}], "annotations": [', "truncated"),
+        (b"[1, 2, 3]", "$"),
+        (b'{"images": [{"id": 1, "width": "ten", "height": 10}]}', "$.images[0].width"),
+        (b'{"images": [{"id": 1, "width": -4, "height": 10}]}', "$.images[0]"),
+        (b'{"images": [], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2]}]}', "bbox"),
+    ],
+)
+def test_bad_coco_json_is_one_line_error(tmp_path, content, where):
+    p = tmp_path / "bad.json"
+    p.write_bytes(content)
+    with pytest.raises(InputError) as exc:
+        load_dataset(p)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(p) in msg
+    if where:
+        assert where in msg
+
+
+def test_bad_text_line_names_the_line(tmp_path):
+    p = tmp_path / "boxes.txt"
+    p.write_text("id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175],\nid: x, height: 3\n")
+    with pytest.raises(InputError, match=r"boxes.txt:line 2: expected"):
+        load_dataset(p)
+    p.write_bytes(b"id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175],\n\xff\xfe\n")
+    with pytest.raises(InputError, match=r"line 2: not UTF-8"):
+        load_dataset(p)
+
+
+def test_detect_format(tmp_path, shapes_dir):
+    assert detect_format(shapes_dir / "instances.json") == "coco"
+    (tmp_path / "labels").mkdir()
+    assert detect_format(tmp_path) == "yolo"
+    with pytest.raises(InputError, match="no such file"):
+        detect_format(tmp_path / "nope.json")
+
+
+def test_cli_bad_input_is_one_line_exit_2(cli, tmp_path):
+    p = tmp_path / "empty.json"
+    p.write_text("")
+    from detkit.cli import run
+
+    assert run(["data", "synth", str(tmp_path / "x"), "--images", "0"]) == 2  # usage error
