@@ -2,6 +2,326 @@
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
 import typer
 
+from detkit.console import emit_json, info, out, warn
+
 app = typer.Typer(no_args_is_help=True)
+
+
+class Fmt(str, Enum):
+    coco = "coco"
+    text = "text"
+    yolo = "yolo"
+    voc = "voc"
+
+
+class Target(str, Enum):
+    coco = "coco"
+    yolo = "yolo"
+    voc = "voc"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    never = "never"
+
+
+FORMAT_OPT = typer.Option(None, "--format", "-f", help="Input format (default: detected from the path).")
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else.")
+OUT_OPT = typer.Option(None, "--out", help="Also write DIR/summary.json (+ run.json) for `detkit report`.")
+
+
+def _load(path: Path, fmt: Optional[Fmt]):
+    from detkit.coco.loaders import load_dataset
+
+    return load_dataset(path, format=fmt.value if fmt else None)
+
+
+def _table(title: str, columns: list[str], rows: list[list[object]]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    cells = [[_cell(v) for v in r] for r in rows]
+    for k, c in enumerate(columns):
+        left = c in ("name", "table", "field", "type", "meaning")
+        width = None if left else max([len(c)] + [len(r[k]) for r in cells])
+        t.add_column(c, justify="left" if left else "right", no_wrap=k == 0 or not left, min_width=width)
+    for r in cells:
+        t.add_row(*r)
+    return t
+
+
+def _cell(v: object) -> str:
+    from rich.markup import escape
+
+    if v is None:
+        return ""
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return escape(str(v))
+
+
+def _write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **fields) -> None:
+    from detkit.runs import record_run, write_summary
+
+    record_run(out_dir, config=config, inputs=[path])
+    write_summary(out_dir, kind, title, **fields)
+    info(f"wrote {out_dir / 'summary.json'}")
+
+
+# ---- inspect ---------------------------------------------------------------------------------------
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="COCO json, course text file, YOLO folder or VOC folder."),
+    format: Optional[Fmt] = FORMAT_OPT,
+    json: bool = JSON_OPT,
+    out_dir: Optional[Path] = OUT_OPT,
+) -> None:
+    """Explain an annotation file: schema field by field, counts, image sizes, boxes per image, box sizes.
+
+    Example: detkit coco inspect annotations/instances_val2017.json
+    """
+    from detkit.coco.stats import inspect_dataset
+
+    ds = _load(path, format)
+    doc = inspect_dataset(ds)
+    if out_dir is not None:
+        c = doc["counts"]
+        _write_out(
+            out_dir, "coco.inspect", f"Inspect {path.name}", path, {"path": str(path), "format": ds.format},
+            metrics={**c, **{f"boxes_{k}": v for k, v in doc["size_split"].items() if k in ("small", "medium", "large")}},
+            tables={
+                "schema": doc["schema"], "image_sizes": doc["image_sizes"]["most_common"],
+                "boxes_per_image": doc["boxes_per_image"]["histogram"],
+                "box_sizes": [{"stat": k, **{n: doc[n][k] for n in ("box_width", "box_height", "box_area", "box_aspect_w_over_h")}}
+                              for k in doc["box_width"]],
+            },
+            inspect=doc,
+        )  # fmt: skip
+    if json:
+        emit_json(doc)
+        return
+    _print_inspect(doc)
+
+
+def _print_inspect(doc: dict) -> None:
+    c = doc["counts"]
+    from rich.markup import escape
+
+    out.print(f"[bold]{escape(doc['path'])}[/bold]  ({doc['format']}: {escape(doc['source_note'])})")
+    out.print(f"bbox convention: {doc['bbox_convention']}\n")
+    out.print(_table("Schema", ["table", "field", "type", "meaning"], [list(r.values()) for r in doc["schema"]]))
+    out.print()
+    out.print(_table("Counts", ["images", "annotations", "categories", "used", "crowd", "images w/o boxes"],
+                     [[c["images"], c["annotations"], c["categories"], c["categories_used"], c["crowd"], c["images_without_annotations"]]]))  # fmt: skip
+    out.print()
+    sizes = doc["image_sizes"]
+    out.print(_table(f"Image sizes ({sizes['distinct']} distinct; most common)", ["width", "height", "images"],
+                     [[r["width"], r["height"], r["images"]] for r in sizes["most_common"]]))  # fmt: skip
+    out.print()
+    stats = ["min", "p5", "p25", "median", "p75", "p95", "max", "mean"]
+    dists = [("image width", sizes["width"]), ("image height", sizes["height"]), ("boxes per image", doc["boxes_per_image"]),
+             ("box width", doc["box_width"]), ("box height", doc["box_height"]), ("box area w*h", doc["box_area"]),
+             ("box aspect w/h", doc["box_aspect_w_over_h"])]  # fmt: skip
+    out.print(_table("Distributions (px)", ["name", *stats], [[n, *(d[s] for s in stats)] for n, d in dists]))
+    out.print()
+    out.print(_table("Boxes per image", ["boxes", "images"], [[r["boxes"], r["images"]] for r in doc["boxes_per_image"]["histogram"]]))
+    out.print()
+    sp = doc["size_split"]
+    out.print(_table(f"COCO size split ({sp['by']})", ["small", "medium", "large"],
+                     [[sp["small"], sp["medium"], sp["large"]], [f"{sp['share'][k]:.1%}" for k in ("small", "medium", "large")]]))  # fmt: skip
+
+
+# ---- validate --------------------------------------------------------------------------------------
+@app.command()
+def validate(
+    path: Path = typer.Argument(..., help="COCO json, course text file, YOLO folder or VOC folder."),
+    format: Optional[Fmt] = FORMAT_OPT,
+    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Exit 1 when a finding reaches this severity."),
+    fix: Optional[Path] = typer.Option(None, "--fix", help="Write a cleaned COCO json here and list every change."),
+    examples: int = typer.Option(5, "--examples", min=0, help="Offending records shown per finding."),
+    json: bool = JSON_OPT,
+    out_dir: Optional[Path] = OUT_OPT,
+) -> None:
+    """Check an annotation file; findings have stable codes, a severity, a count and example records.
+
+    Exit 0 when nothing reaches --fail-on, 1 when something does, 2 when the input is unusable.
+
+    Example: detkit coco validate instances_train.json --fail-on warning --fix clean.json
+    """
+    from detkit.coco.validate import validate_path
+
+    report = validate_path(path, format=format.value if format else None, max_examples=examples)
+    changes = None
+    if fix is not None:
+        from detkit.coco.fix import write_fix
+
+        changes = write_fix(report, fix)
+        info(f"wrote {fix} ({len(changes):,} changes)")
+    doc = {**report.as_dict(), "fail_on": fail_on.value, "failed": report.fails(fail_on.value)}
+    if changes is not None:
+        doc["fix"] = {"out": str(fix), "changes": changes, "counts": _count_actions(changes)}
+    if out_dir is not None:
+        _write_out(
+            out_dir, "coco.validate", f"Validate {path.name}", path,
+            {"path": str(path), "format": report.format, "fail_on": fail_on.value, "fix": str(fix) if fix else None},
+            metrics={**report.counts, "findings": len(report.findings), "failed": doc["failed"]},
+            tables={"findings": [{k: v for k, v in f.as_dict().items() if k != "examples"} | {"example": _first(f)}
+                                 for f in report.findings],
+                    **({"changes": changes} if changes else {})},
+            validate=doc,
+        )  # fmt: skip
+    if json:
+        emit_json(doc)
+    else:
+        _print_validate(doc)
+    if doc["failed"]:
+        raise typer.Exit(1)
+
+
+def _first(f) -> str:
+    ex = f.examples[0] if f.examples else None
+    return "" if ex is None else " ".join(str(ex[k]) for k in ("record", "id", "note") if k in ex)
+
+
+def _count_actions(changes: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c["action"]] = counts.get(c["action"], 0) + 1
+    return counts
+
+
+def _print_validate(doc: dict) -> None:
+    from rich.markup import escape
+
+    out.print(f"[bold]{escape(doc['path'])}[/bold] ({doc['format']}): {doc['images']:,} images, "
+              f"{doc['annotations']:,} annotations, {doc['categories']:,} categories")  # fmt: skip
+    if not doc["findings"]:
+        out.print("no findings")
+    colour = {"error": "red", "warning": "yellow", "info": "cyan"}
+    for f in doc["findings"]:
+        out.print(f"[{colour[f['severity']]}]{f['severity']:7}[/] {f['code']:32} {f['count']:>8,}  {f['message']}")
+        for ex in f["examples"]:
+            extra = f" id {ex['id']}" if "id" in ex else ""
+            out.print(escape(f"          {ex['file']}:{ex['record']}{extra}{'  ' + ex['note'] if 'note' in ex else ''}"))
+        if f.get("details"):
+            out.print(escape("          " + ", ".join(f"{k} {v}" for k, v in f["details"].items())))
+    c = doc["counts"]
+    out.print(f"\n{c['error']:,} errors, {c['warning']:,} warnings, {c['info']:,} info "
+              f"(--fail-on {doc['fail_on']}: {'FAIL' if doc['failed'] else 'ok'})")  # fmt: skip
+    if "fix" in doc:
+        fx = doc["fix"]
+        out.print(f"\n--fix wrote {fx['out']}: " + ", ".join(f"{k} {v:,}" for k, v in fx["counts"].items()) if fx["counts"]
+                  else f"\n--fix wrote {fx['out']}: no changes")  # fmt: skip
+        for ch in fx["changes"]:
+            parts = [ch["action"], ch["record"]] + [f"id {ch['id']}"] * ("id" in ch)
+            if "before" in ch:
+                parts.append(f"{ch['before']} -> {ch['after']}")
+            out.print(escape("  " + " ".join(str(p) for p in parts)))
+
+
+# ---- classes ---------------------------------------------------------------------------------------
+@app.command()
+def classes(
+    path: Path = typer.Argument(..., help="COCO json, course text file, YOLO folder or VOC folder."),
+    format: Optional[Fmt] = FORMAT_OPT,
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a horizontal bar chart PNG here."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV here."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
+    json: bool = JSON_OPT,
+    out_dir: Optional[Path] = OUT_OPT,
+) -> None:
+    """Class distribution: instances, images containing each class and its share, most frequent first.
+
+    Example: detkit coco classes instances_val2017.json --plot classes.png --csv classes.csv
+    """
+    from detkit.coco.loaders import load_labels
+    from detkit.coco.stats import class_table
+
+    ds = load_labels(path, format=format.value if format else None)
+    rows = class_table(ds)
+    if plot is not None:
+        from detkit.coco.plots import plot_classes
+
+        plot_classes(rows, plot, title=f"Instances per class: {path.name}")
+        info(f"wrote {plot}")
+    if csv is not None:
+        _write_csv(rows, csv)
+        info(f"wrote {csv}")
+    if out_dir is not None:
+        from detkit.coco.plots import plot_classes
+
+        plot_classes(rows, out_dir / "classes.png", title=f"Instances per class: {path.name}")
+        _write_out(
+            out_dir, "coco.classes", f"Classes of {path.name}", path, {"path": str(path), "format": ds.format},
+            metrics={"images": ds.num_images, "annotations": ds.num_annotations, "categories": ds.num_categories,
+                     "categories_used": sum(r["instances"] > 0 for r in rows)},
+            tables={"classes": rows}, plots={"classes": "classes.png"},
+        )  # fmt: skip
+    doc = {"path": str(path), "format": ds.format, "images": ds.num_images, "annotations": ds.num_annotations, "classes": rows}
+    if json:
+        emit_json(doc)
+    elif markdown:
+        print(_markdown(rows))
+    else:
+        out.print(_table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images)",
+                         ["id", "name", "instances", "images", "share"],
+                         [[r["id"], r["name"], r["instances"], r["images"], f"{r['share']:.2%}"] for r in rows]))  # fmt: skip
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    import csv as _csv
+
+    from detkit.io import atomic_write
+
+    with atomic_write(path, newline="") as f:
+        w = _csv.DictWriter(f, fieldnames=["id", "name", "instances", "images", "share"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _markdown(rows: list[dict]) -> str:
+    lines = ["| id | name | instances | images | share |", "|---:|---|---:|---:|---:|"]
+    lines += [f"| {r['id']} | {r['name'].replace('|', '/')} | {r['instances']} | {r['images']} | {r['share']:.2%} |" for r in rows]
+    return "\n".join(lines)
+
+
+# ---- convert ---------------------------------------------------------------------------------------
+@app.command()
+def convert(
+    src: Path = typer.Argument(..., metavar="IN", help="COCO json, course text file, YOLO folder or VOC folder."),
+    dst: Path = typer.Argument(..., metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc)."),
+    to: Target = typer.Option(..., "--to", help="Target format."),
+    format: Optional[Fmt] = FORMAT_OPT,
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the source images (linked into YOLO/VOC outputs)."),
+    json: bool = JSON_OPT,
+) -> None:
+    """Convert between COCO json, YOLO label folders and Pascal VOC (the course text format converts too).
+
+    Boxes keep their pixel values; images stay where they are (YOLO images/ and VOC JPEGImages/ get links).
+
+    Example: detkit coco convert instances.json yolo_out/ --to yolo
+    """
+    from detkit.coco.convert import convert as do_convert
+
+    ds = _load(src, format)
+    result = do_convert(ds, dst, to.value, image_root=images)
+    if to != Target.coco and result["images_linked"] < ds.num_images:
+        warn(f"{ds.num_images - result['images_linked']:,} of {ds.num_images:,} images not found to link "
+             f"(source image folder: {images or ds.image_root}); pass --images DIR")  # fmt: skip
+    if result.get("skipped_boxes"):
+        warn(f"{result['skipped_boxes']:,} boxes with a dangling image or category id were not written")
+    if result.get("crowd_as_boxes"):
+        warn(f"{result['crowd_as_boxes']:,} crowd annotations written as ordinary boxes ({to.value} has no iscrowd)")
+    if json:
+        emit_json({"in": str(src), "from": ds.format, **result})
+    else:
+        info(f"wrote {dst} ({to.value}): {result['images']:,} images, {result['boxes']:,} boxes")

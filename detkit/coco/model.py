@@ -175,6 +175,34 @@ class Dataset:
         )  # fmt: skip
 
 
+@dataclass
+class Labels:
+    """The id columns of a dataset without its boxes (what class counts need; see ``load_labels``)."""
+
+    image_id: np.ndarray  # (I,) int64
+    ann_image_id: np.ndarray  # (N,) int64
+    category_id: np.ndarray  # (N,) int64
+    cat_id: np.ndarray  # (C,) int64
+    cat_name: np.ndarray  # (C,) object (str)
+    source: str = ""
+    format: str = "coco"
+
+    @property
+    def num_images(self) -> int:
+        return int(self.image_id.shape[0])
+
+    @property
+    def num_annotations(self) -> int:
+        return int(self.ann_image_id.shape[0])
+
+    @property
+    def num_categories(self) -> int:
+        return int(self.cat_id.shape[0])
+
+    def category_names(self) -> dict[int, str]:
+        return {int(i): str(n) for i, n in zip(self.cat_id, self.cat_name)}
+
+
 def _num(v: float) -> float | int:
     """Whole numbers as int (keeps converted files tidy), others as float."""
     f = float(v)

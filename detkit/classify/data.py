@@ -1,0 +1,270 @@
+"""Classification data: Tiny ImageNet / ImageFolder catalogs, the seeded split and the uint8 decode cache.
+
+Decoding ~100k small JPEGs every epoch is what usually starves the GPU, so images are decoded once into a
+memory-mapped uint8 array (N, S, S, 3) keyed by the file list, sizes, mtimes and S, and reused while the
+data is unchanged. Training then runs from that array held on the device (see :mod:`detkit.classify.augment`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from detkit.console import info, progress
+from detkit.errors import DetkitError, InputError
+from detkit.io import write_json
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+CACHE_VERSION = 1
+TRAIN, VAL = 0, 1  # Catalog.group: the train folder, or the official (labelled) val folder
+
+
+@dataclass
+class Catalog:
+    """Every labelled image of a data set.
+
+    Attributes:
+        root: the data set folder; ``files`` are relative to it (posix).
+        layout: ``"tiny-imagenet"`` or ``"imagefolder"``.
+        classes: class ids (Tiny ImageNet wnids in wnids.txt order, or folder names); index = label.
+        names: readable class names (words.txt's first synonym, or the folder name).
+        files, labels, group: one entry per image; ``group`` is TRAIN or VAL (the official val folder).
+    """
+
+    root: Path
+    layout: str
+    classes: list[str]
+    names: list[str]
+    files: list[str]
+    labels: np.ndarray
+    group: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _images_below(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, None, f"cannot read: {exc}") from None
+
+
+def _scan_tiny(root: Path) -> Catalog:
+    wnids = [w.strip() for w in _read_lines(root / "wnids.txt") if w.strip()]
+    if len(set(wnids)) != len(wnids):
+        raise InputError(root / "wnids.txt", None, "a class id is listed twice")
+    names = {w: w for w in wnids}
+    if (root / "words.txt").exists():
+        for line in _read_lines(root / "words.txt"):
+            wnid, _, words = line.partition("\t")
+            if wnid in names and words.strip():
+                names[wnid] = words.split(",")[0].strip()
+    label = {w: i for i, w in enumerate(wnids)}
+    files, labels, group = [], [], []
+    for w in wnids:
+        folder = root / "train" / w / "images"
+        if not folder.is_dir():
+            raise InputError(folder, None, f"class {w} is listed in wnids.txt but has no images folder")
+        for p in _images_below(folder):
+            files.append(p.relative_to(root).as_posix())
+            labels.append(label[w])
+            group.append(TRAIN)
+    ann = root / "val" / "val_annotations.txt"
+    if ann.exists():
+        for lineno, line in enumerate(_read_lines(ann), 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) < 2:
+                raise InputError(ann, lineno, "expected '<file>\\t<wnid>\\t...'")
+            name, wnid = fields[0].strip(), fields[1].strip()
+            if wnid not in label:
+                raise InputError(ann, lineno, f"class {wnid} is not in wnids.txt")
+            path = root / "val" / "images" / name
+            if not path.is_file():
+                raise InputError(path, None, f"listed in {ann}:{lineno} but missing")
+            files.append(path.relative_to(root).as_posix())
+            labels.append(label[wnid])
+            group.append(VAL)
+    return Catalog(root, "tiny-imagenet", wnids, [names[w] for w in wnids], files,
+                   np.asarray(labels, np.int64), np.asarray(group, np.int64))
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _scan_imagefolder(root: Path) -> Catalog:
+    parts = [(root, TRAIN)]
+    if (root / "train").is_dir() and (root / "val").is_dir():  # root/{train,val}/<class>/*
+        parts = [(root / "train", TRAIN), (root / "val", VAL)]
+    classes = [d.name for d in _class_dirs(parts[0][0])]
+    label = {c: i for i, c in enumerate(classes)}
+    files, labels, group = [], [], []
+    for folder, g in parts:
+        for d in _class_dirs(folder):
+            if d.name not in label:
+                raise InputError(d, None, f"class {d.name!r} is not among the training classes")
+            for p in _images_below(d):
+                files.append(p.relative_to(root).as_posix())
+                labels.append(label[d.name])
+                group.append(g)
+    return Catalog(root, "imagefolder", classes, list(classes), files,
+                   np.asarray(labels, np.int64), np.asarray(group, np.int64))
+
+
+def scan_dataset(root: str | Path) -> Catalog:
+    """Catalog a Tiny ImageNet folder (has wnids.txt) or an ImageFolder (``root/<class>/*.jpg|png``).
+
+    Args:
+        root: the data set folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, None, "data folder not found")
+    cat = _scan_tiny(root) if (root / "wnids.txt").exists() else _scan_imagefolder(root)
+    if len(cat) == 0 or len(cat.classes) < 2:
+        raise InputError(root, None, "need images of at least 2 classes: expected Tiny ImageNet's layout "
+                                     "(wnids.txt, train/<wnid>/images/) or an ImageFolder (<class>/*.jpg|png)")
+    return cat
+
+
+def stratified_split(labels: np.ndarray, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-class split; each class with >= 2 images keeps at least one image on each side.
+
+    Args:
+        labels: (N,) class index per image.
+        train_fraction: share of each class that goes to training.
+        seed: same seed and labels, same split.
+    Returns: sorted train and val indices.
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise DetkitError(f"--split must be between 0 and 1, got {train_fraction}")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = int(round(train_fraction * len(idx)))
+        if len(idx) >= 2:
+            n = min(max(n, 1), len(idx) - 1)
+        train.append(idx[:n])
+        val.append(idx[n:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def make_split(cat: Catalog, val: str, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``val="split"``: stratified split of all labelled images; ``"official"``: train folder / val folder."""
+    if val == "official":
+        if not (cat.group == VAL).any():
+            raise InputError(cat.root, None, "--val official needs a labelled val folder "
+                                             "(val/val_annotations.txt, or val/<class>/ beside train/)")
+        return np.flatnonzero(cat.group == TRAIN), np.flatnonzero(cat.group == VAL)
+    return stratified_split(cat.labels, train_fraction, seed)
+
+
+def save_split(path: Path, cat: Catalog, train_idx: np.ndarray, val_idx: np.ndarray, **meta: object) -> None:
+    """Write split.json: the files on each side (relative to the data root), so the split can be rebuilt."""
+    write_json(path, {**meta, "layout": cat.layout, "classes": cat.classes,
+                      "train": [cat.files[i] for i in train_idx], "val": [cat.files[i] for i in val_idx]})
+
+
+def load_split(path: Path, cat: Catalog) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into ``cat`` of a saved split; every file it names must still be in the data."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(path, None, f"cannot read split: {exc}") from None
+    if doc.get("classes") != cat.classes:
+        raise InputError(path, None, f"the split's classes differ from those of {cat.root}")
+    where = {f: i for i, f in enumerate(cat.files)}
+    out = []
+    for side in ("train", "val"):
+        missing = [f for f in doc[side] if f not in where]
+        if missing:
+            raise InputError(cat.root / missing[0], None, f"named in {path} but not in the data "
+                                                          f"({len(missing)} such files)")
+        out.append(np.asarray([where[f] for f in doc[side]], np.int64))
+    return out[0], out[1]
+
+
+def fingerprint(cat: Catalog, size: int) -> str:
+    """Hash of the file list, sizes and mtimes and the decode size: the cache key."""
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{cat.root.resolve()}".encode())
+    for f in cat.files:
+        st = (cat.root / f).stat()
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """Decode one image to (size, size, 3) uint8 RGB; grayscale/CMYK/palette images are converted."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")  # decodes fully: truncated files raise here
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InputError(path, None, f"cannot decode image ({exc})") from None
+
+
+def decode_cache(cat: Catalog, size: int, cache_dir: str | Path, workers: int = 8) -> tuple[np.ndarray, bool]:
+    """All images of ``cat`` as a read-only memory-mapped (N, size, size, 3) uint8 array.
+
+    Args:
+        cat: the catalog to decode, in its order.
+        size: square side the images are resized to.
+        cache_dir: folder holding ``classify-<key>.npy``; reused while the data is unchanged.
+        workers: decoding threads (PIL releases the GIL while decoding).
+    Returns: the array and whether an existing cache was reused.
+    """
+    cache_dir = Path(cache_dir)
+    key = fingerprint(cat, size)
+    path = cache_dir / f"classify-{key[:20]}-{size}px.npy"
+    if path.exists():
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape == (len(cat), size, size, 3):
+            return arr, True
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{path.name}.{os.getpid()}.tmp"
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(cat), size, size, 3))
+    bad: list[str] = []
+
+    def work(lo: int) -> int:
+        for i in range(lo, min(lo + 256, len(cat))):
+            try:
+                arr[i] = decode_image(cat.root / cat.files[i], size)
+            except InputError as exc:
+                bad.append(str(exc))
+        return min(256, len(cat) - lo)
+
+    try:
+        with progress() as bar, ThreadPoolExecutor(max(1, workers)) as pool:
+            task = bar.add_task("decoding images", total=len(cat), info="")
+            for n in pool.map(work, range(0, len(cat), 256)):
+                bar.advance(task, n)
+        if bad:
+            bad.sort()
+            more = f" (and {len(bad) - 1} more unreadable images)" if len(bad) > 1 else ""
+            raise DetkitError(bad[0] + more)
+        arr.flush()
+        del arr
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    info(f"decoded {len(cat)} images into {path}")
+    return np.load(path, mmap_mode="r"), False

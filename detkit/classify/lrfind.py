@@ -1,0 +1,157 @@
+"""`detkit classify lr-find`: learning-rate range test (Smith 2015) for picking the one-cycle peak.
+
+The LR grows exponentially from ``start_lr`` to ``end_lr`` over ``steps`` SGD steps while the (bias-
+corrected, exponentially smoothed) loss is recorded; the test stops once the loss exceeds ``diverge``
+times its best. The model's starting weights and buffers are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
+from detkit.classify.models import build_model, load_weights
+from detkit.classify.train import TrainConfig, prepare_data, resolve_device
+from detkit.console import info, progress
+from detkit.errors import DetkitError
+from detkit.io import atomic_path, atomic_write
+from detkit.runs import record_run, write_summary
+
+
+def lr_range_test(model: nn.Module, loader: DeviceLoader, device: torch.device, start_lr: float = 1e-5,
+                  end_lr: float = 10.0, steps: int = 100, momentum: float = 0.9, weight_decay: float = 5e-4,
+                  label_smoothing: float = 0.1, beta: float = 0.9, diverge: float = 4.0) -> dict:
+    """Run the range test on ``model`` and restore its starting state.
+
+    Args:
+        model: the model (trained in place during the test, then restored).
+        loader: training batches; cycled through epochs as needed.
+        device: where model and loader live.
+        start_lr, end_lr, steps: the exponential LR ramp.
+        momentum, weight_decay, label_smoothing: as in training.
+        beta: smoothing of the recorded loss.
+        diverge: stop once the smoothed loss exceeds this multiple of its minimum.
+    Returns: dict with lrs, losses (raw), smoothed, suggested_lr (the minimum's LR / 10), min_loss_lr and
+        steepest_lr (where the smoothed loss falls fastest).
+    """
+    if not 0 < start_lr < end_lr or steps < 3:
+        raise DetkitError("lr-find needs 0 < --start-lr < --end-lr and --steps >= 3")
+    start_state = copy.deepcopy(model.state_dict())
+    opt = torch.optim.SGD(model.parameters(), lr=start_lr, momentum=momentum, nesterov=True,
+                          weight_decay=weight_decay)
+    gamma = (end_lr / start_lr) ** (1.0 / (steps - 1))
+    lrs, losses, smoothed = [], [], []
+    avg, best, epoch = 0.0, math.inf, 0
+    model.train()
+    amp = channels_last = device.type == "cuda"
+    try:
+        with progress() as bar:
+            task = bar.add_task("lr range test", total=steps, info="")
+            while len(lrs) < steps:
+                loader.set_epoch(epoch)
+                epoch += 1
+                for x, y in loader:
+                    lr = start_lr * gamma ** len(lrs)
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    else:
+                        x = x.contiguous()
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    value = loss.item()
+                    lrs.append(lr)
+                    losses.append(value)
+                    avg = beta * avg + (1 - beta) * value
+                    smoothed.append(avg / (1 - beta ** len(lrs)))
+                    bar.update(task, completed=len(lrs), info=f"lr {lr:.3g} loss {smoothed[-1]:.3f}")
+                    if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge * best or len(lrs) == steps:
+                        break
+                    best = min(best, smoothed[-1])
+                if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge * best:
+                    break
+    finally:
+        model.load_state_dict(start_state)
+    return {"lrs": lrs, "losses": losses, "smoothed": smoothed, **suggest(lrs, smoothed)}
+
+
+def suggest(lrs: list[float], smoothed: list[float]) -> dict:
+    """The minimum's LR / 10 (the usual one-cycle peak choice) and the LR of steepest descent."""
+    s = np.asarray(smoothed, float)
+    ok = np.isfinite(s)
+    if ok.sum() < 3:
+        raise DetkitError("lr-find: the loss was not finite long enough to suggest a learning rate")
+    lr = np.asarray(lrs, float)[ok]
+    s = s[ok]
+    i = int(np.argmin(s))
+    slope = np.gradient(s, np.log(lr))
+    j = int(np.argmin(slope[: max(i, 1) + 1]))
+    return {"min_loss_lr": float(lr[i]), "suggested_lr": float(lr[i] / 10), "steepest_lr": float(lr[j])}
+
+
+def _plot(path: Path, res: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(res["lrs"], res["losses"], alpha=0.3, label="loss")
+    ax.plot(res["lrs"], res["smoothed"], label="smoothed")
+    ax.axvline(res["suggested_lr"], color="C2", ls="--", label=f"suggested peak {res['suggested_lr']:.3g}")
+    ax.axvline(res["steepest_lr"], color="C3", ls=":", label=f"steepest {res['steepest_lr']:.3g}")
+    finite = [v for v in res["smoothed"] if math.isfinite(v)]
+    ax.set_ylim(min(finite) * 0.9, min(max(finite), 3 * finite[0]) * 1.05)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="learning-rate range test")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 100) -> dict:
+    """Range test with the training recipe's data, model and augmentation; writes OUT/{lr_find.png,
+    lr_find.csv, split.json, run.json, summary.json (kind ``classify.lr_find``)}."""
+    cfg = cfg.resolved()
+    out = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = prepare_data(cfg, device, out, reuse_split=False)
+    mean, std = channel_stats(data.train_x)
+    loader = DeviceLoader(data.train_x, data.train_y, cfg.batch, mean, std,
+                          AugmentConfig(cfg.pad, cfg.flip, cfg.cutout), cfg.seed)
+    if len(loader) == 0:
+        raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(data.train_x)} images)")
+    model = build_model(cfg.model, len(data.cat.classes), cfg.stem, cfg.width)
+    if cfg.weights:
+        load_weights(model, cfg.weights)
+    model.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+    res = lr_range_test(model, loader, device, start_lr, end_lr, steps, cfg.momentum, cfg.weight_decay,
+                        cfg.label_smoothing)
+    record_run(out, {**asdict(cfg), "start_lr": start_lr, "end_lr": end_lr, "steps": steps}, cfg.seed)
+    with atomic_write(out / "lr_find.csv") as f:
+        f.write("step,lr,loss,smoothed\n")
+        for i, (lr, lo, sm) in enumerate(zip(res["lrs"], res["losses"], res["smoothed"])):
+            f.write(f"{i},{lr:.6g},{lo:.6g},{sm:.6g}\n")
+    _plot(out / "lr_find.png", res)
+    keys = ("suggested_lr", "min_loss_lr", "steepest_lr")
+    write_summary(out, "classify.lr_find", f"LR range test: {cfg.model} on {Path(cfg.data).name}",
+                  metrics={**{k: res[k] for k in keys}, "steps": len(res["lrs"]), "batch": cfg.batch},
+                  plots={"lr_find": "lr_find.png"}, curves="lr_find.csv")
+    info(f"suggested one-cycle peak LR {res['suggested_lr']:.3g} at batch {cfg.batch} "
+         f"(loss minimum at {res['min_loss_lr']:.3g}, steepest descent at {res['steepest_lr']:.3g})")
+    return {"out": str(out), "batch": cfg.batch, "steps": len(res["lrs"]), **{k: res[k] for k in keys}}

@@ -1,0 +1,339 @@
+"""`detkit classify train`: the recipe, the run folder and exact resume.
+
+Recipe (defaults): ResNet-18 with the 64x64 stem, SGD (momentum 0.9, Nesterov) under a one-cycle schedule
+peaking at 0.2 x batch/256, weight decay 5e-4 on conv/linear weights, label smoothing 0.1, random crop
+(pad 1/8) + flip + cutout (1/4), weight EMA, 40 epochs; bf16 autocast and channels_last on CUDA.
+
+Run folder: run.json, config.json, split.json, metrics.csv, last.pt, best.pt, curves.png, summary.json.
+``last.pt`` holds model, optimiser, scheduler position, EMA, epoch and RNG, so ``--resume`` continues the
+very same run; data order and augmentation are seeded per epoch, so nothing else needs restoring.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detkit.classify import data as D
+from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
+from detkit.classify.engine import EMA, Step, accuracy_stats, predict, rng_state, set_rng_state, train_one_epoch
+from detkit.classify.models import build_model, load_weights
+from detkit.console import info, progress, warn
+from detkit.errors import DetkitError, InputError
+from detkit.io import atomic_path, atomic_write, write_json
+from detkit.runs import record_run, write_summary
+
+METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
+                 "images_per_s", "epoch_s"]
+# options that may differ on --resume without changing the run's results
+RUNTIME_FIELDS = ("device", "compile", "workers", "cache_dir", "stop_after")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run (None = derived from the others in :meth:`resolved`)."""
+
+    data: str
+    out: str
+    model: str = "resnet18"
+    stem: str = "64"
+    width: float = 1.0
+    weights: str | None = None
+    epochs: int = 40
+    batch: int = 256
+    lr: float | None = None  # one-cycle peak; default 0.2 * batch / 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    pct_start: float = 0.25
+    split: float = 0.7
+    val: str = "split"  # "split": stratified split of all labelled images; "official": train/ vs val/
+    img_size: int = 64
+    pad: int | None = None  # crop padding; default img_size // 8
+    cutout: int | None = None  # default img_size // 4; 0 = off
+    flip: bool = True
+    ema_decay: float = 0.999  # 0 = no EMA
+    device: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    workers: int = 8
+    cache_dir: str | None = None  # default: OUT/../.detkit-cache
+    stop_after: int | None = None  # train this many epochs now, continue later with --resume
+
+    def resolved(self) -> TrainConfig:
+        return replace(
+            self,
+            lr=self.lr if self.lr is not None else 0.2 * self.batch / 256,
+            pad=self.pad if self.pad is not None else self.img_size // 8,
+            cutout=self.cutout if self.cutout is not None else self.img_size // 4,
+            cache_dir=self.cache_dir or str(Path(self.out).resolve().parent / ".detkit-cache"),
+        )
+
+
+@dataclass
+class Prepared:
+    cat: D.Catalog
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DetkitError("--device cuda: no CUDA GPU is available (use --device cpu)")
+        return torch.device("cuda", local_rank if name == "cuda" else torch.device(name).index)
+    if name != "cpu":
+        raise DetkitError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device("cpu")
+
+
+def dist_init(device: str) -> tuple[int, int, int]:
+    """(rank, world, local_rank); starts the process group when launched by torchrun with WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_nccl = device != "cpu" and torch.cuda.is_available()
+        if use_nccl:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+    return dist.get_rank(), world, local
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
+def prepare_data(cfg: TrainConfig, device: torch.device, run: Path, reuse_split: bool,
+                 rank: int = 0, world: int = 1) -> Prepared:
+    """Catalog, split (made and saved, or read back from run/split.json) and decoded tensors on ``device``."""
+    cat = D.scan_dataset(cfg.data)
+    split_file = run / "split.json"
+    if reuse_split and split_file.exists():
+        train_idx, val_idx = D.load_split(split_file, cat)
+    else:
+        train_idx, val_idx = D.make_split(cat, cfg.val, cfg.split, cfg.seed)
+        if rank == 0:
+            D.save_split(split_file, cat, train_idx, val_idx, mode=cfg.val, train_fraction=cfg.split, seed=cfg.seed)
+    if rank > 0:
+        _barrier(world)  # rank 0 decodes; the others then find its cache
+    cache, reused = D.decode_cache(cat, cfg.img_size, cfg.cache_dir, cfg.workers)
+    if rank == 0:
+        _barrier(world)
+    if reused:
+        info(f"reusing decoded images from {cfg.cache_dir}")
+
+    def take(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(cache[np.sort(idx)]))
+        return x.to(device), torch.from_numpy(cat.labels[np.sort(idx)]).to(device)
+
+    tx, ty = take(train_idx)
+    vx, vy = take(val_idx)
+    return Prepared(cat, np.sort(train_idx), np.sort(val_idx), tx, ty, vx, vy)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
+    """SGD with Nesterov momentum (no weight decay on BN and biases) and the one-cycle schedule."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps,
+                                                pct_start=cfg.pct_start, div_factor=25.0, final_div_factor=1e4)
+    return opt, sched
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f) if int(float(r["epoch"])) <= upto]
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in METRIC_FIELDS})
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+
+
+def _plot_curves(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a.plot(ep, [r["train_loss"] for r in rows], label="train")
+    a.plot(ep, [r["val_loss"] for r in rows], label="val")
+    a.set(xlabel="epoch", ylabel="loss", title="loss")
+    b.plot(ep, [100 * r["val_top1"] for r in rows], label="val top-1")
+    b.plot(ep, [100 * r["val_top5"] for r in rows], label="val top-5")
+    b.set(xlabel="epoch", ylabel="%", title="validation accuracy")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A detkit classify checkpoint (last.pt / best.pt), loaded safely (``weights_only``)."""
+    if not path.is_file():
+        raise InputError(path, None, "checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is unusable input
+        raise InputError(path, None, f"cannot load checkpoint ({exc})") from None
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train (or with ``resume`` continue the run in ``cfg.out``) and return a result summary.
+
+    Args:
+        cfg: the options; on resume the run's saved options win except RUNTIME_FIELDS.
+        resume: continue from ``cfg.out/last.pt``.
+    Returns: dict with run, status ("done", "stopped" by --stop-after, or "diverged"), epochs_done,
+        best_val_top1, best_epoch and the last metrics row.
+    """
+    run = Path(cfg.out)
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(run / "last.pt")
+        saved = TrainConfig(**{f.name: ckpt["config"].get(f.name, getattr(cfg, f.name)) for f in fields(cfg)})
+        keep = {k: getattr(cfg, k) for k in RUNTIME_FIELDS if k != "cache_dir" or cfg.cache_dir}
+        cfg = replace(saved, out=cfg.out, data=cfg.data or saved.data, **keep)
+    cfg = cfg.resolved()
+    rank, world, local = dist_init(cfg.device)
+    device = resolve_device(cfg.device, local)
+    if cfg.batch % world:
+        raise DetkitError(f"--batch {cfg.batch} must be divisible by the number of processes ({world})")
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    cuda = device.type == "cuda"
+
+    data = prepare_data(cfg, device, run, reuse_split=resume, rank=rank, world=world)
+    cat = data.cat
+    if ckpt is not None:
+        mean, std = torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])
+    else:
+        mean, std = channel_stats(data.train_x)
+    aug = AugmentConfig(pad=cfg.pad, flip=cfg.flip, cutout=cfg.cutout)
+    train_loader = DeviceLoader(data.train_x, data.train_y, cfg.batch, mean, std, aug, cfg.seed, rank, world)
+    val_loader = DeviceLoader(data.val_x, data.val_y, max(cfg.batch, 256), mean, std)
+    if len(train_loader) == 0:
+        raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(data.train_x)} images)")
+
+    model = build_model(cfg.model, len(cat.classes), cfg.stem, cfg.width)
+    if cfg.weights and ckpt is None:
+        loaded, skipped = load_weights(model, cfg.weights)
+        info(f"loaded {len(loaded)} tensors from {cfg.weights}; kept random init for {len(skipped)}")
+    model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    opt, sched = build_optimizer(model, cfg, cfg.epochs * len(train_loader))
+    start, best, best_epoch = 0, -1.0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
+        start, best, best_epoch = ckpt["epoch"], ckpt["best_top1"], ckpt["best_epoch"]
+        set_rng_state(ckpt["rng"])
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    step = Step(opt, sched, cfg.label_smoothing, amp=cuda, channels_last=cuda, ema=ema, raw_model=model)
+
+    main = rank == 0
+    if main and ckpt is None:
+        config = asdict(cfg)
+        write_json(run / "config.json", config)
+        inputs = [Path(cfg.data) / n for n in ("wnids.txt", "words.txt", "val/val_annotations.txt")]
+        record_run(run, {**config, "data_fingerprint": D.fingerprint(cat, cfg.img_size)}, cfg.seed, inputs)
+    rows = _read_metrics(run / "metrics.csv", start)
+    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
+    status = "done" if end == cfg.epochs else "stopped"
+    meta = {"config": asdict(cfg), "classes": cat.classes, "names": cat.names, "layout": cat.layout,
+            "mean": mean.tolist(), "std": std.tolist()}
+    info(f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
+         f"{len(data.val_x)}, {len(cat.classes)} classes, {device}, epochs {start + 1}-{end} of {cfg.epochs}")
+    with progress(transient=False) as bar:
+        for epoch in range(start, end):
+            train_loader.set_epoch(epoch)
+            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(train_loader), info="")
+            t = train_one_epoch(net, train_loader, step, device, bar, task)
+            if not t["finite"]:
+                warn(f"non-finite training loss in epoch {epoch + 1}: stopped; last.pt keeps epoch {epoch}")
+                status = "diverged"
+                break
+            logits, targets = predict(ema.module if ema else model, val_loader, device, cuda, cuda)
+            v = accuracy_stats(logits, targets)
+            rows.append({"epoch": epoch + 1, "lr": sched.get_last_lr()[0], "train_loss": t["loss"],
+                         "train_top1": t["top1"], "val_loss": v["loss"], "val_top1": v["top1"], "val_top5": v["top5"],
+                         "images_per_s": t["images"] * world / t["seconds"], "epoch_s": t["seconds"]})
+            improved = v["top1"] > best
+            if improved:
+                best, best_epoch = v["top1"], epoch + 1
+            if main:
+                state = {**meta, "model": model.state_dict(), "ema": ema.state_dict()["module"] if ema else None,
+                         "epoch": epoch + 1, "best_top1": best, "best_epoch": best_epoch, "val_top1": v["top1"]}
+                if improved:
+                    with atomic_path(run / "best.pt") as tmp:
+                        torch.save(state, tmp)
+                full = {**state, "ema": ema.state_dict() if ema else None, "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "rng": rng_state()}
+                with atomic_path(run / "last.pt") as tmp:
+                    torch.save(full, tmp)
+                _write_metrics(run / "metrics.csv", rows)
+            info(f"epoch {epoch + 1}/{cfg.epochs}: train loss {t['loss']:.4f}, val top-1 {100 * v['top1']:.2f}% "
+                 f"top-5 {100 * v['top5']:.2f}%, {rows[-1]['images_per_s']:.0f} img/s")
+            _barrier(world)
+    result = {"run": str(run), "status": status, "epochs_done": rows[-1]["epoch"] if rows else start,
+              "best_val_top1": best, "best_epoch": best_epoch, "last": rows[-1] if rows else None}
+    if main and rows:
+        _plot_curves(run / "curves.png", rows)
+        _write_summary(run, cfg, data, rows, result)
+    return result
+
+
+def _write_summary(run: Path, cfg: TrainConfig, data: Prepared, rows: list[dict], result: dict) -> None:
+    last = rows[-1]
+    metrics = {"best_val_top1": result["best_val_top1"], "best_epoch": result["best_epoch"],
+               "val_top1": last["val_top1"], "val_top5": last["val_top5"], "val_loss": last["val_loss"],
+               "train_loss": last["train_loss"], "epochs_done": int(last["epoch"]),
+               "train_images_per_s": float(np.median([r["images_per_s"] for r in rows])),
+               "total_train_s": float(sum(r["epoch_s"] for r in rows))}
+    split = {"mode": cfg.val, "train_fraction": cfg.split if cfg.val == "split" else None,
+             "train_images": len(data.train_idx), "val_images": len(data.val_idx), "file": "split.json"}
+    write_summary(run, "classify.train", f"{cfg.model} on {Path(cfg.data).name} ({len(data.cat.classes)} classes)",
+                  metrics=metrics, plots={"curves": "curves.png"}, curves="metrics.csv",
+                  tables={"epochs": [{k: r[k] for k in METRIC_FIELDS} for r in rows]},
+                  status=result["status"], model=cfg.model, stem=cfg.stem, num_classes=len(data.cat.classes),
+                  layout=data.cat.layout, split=split, config=asdict(cfg))

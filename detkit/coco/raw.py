@@ -1,0 +1,169 @@
+"""A lenient pass over a COCO json for ``detkit coco validate``.
+
+The strict loader (:func:`detkit.coco.loaders.load_coco`) stops at the first wrong type, which is right
+for commands that need clean data. ``validate`` instead wants *every* problem: this pass decodes the file
+generically (NaN/Infinity tolerated), reports records with missing fields, wrong types or unreadable
+shapes as findings, skips them, and builds a :class:`Dataset` from the rest for the shared checks.
+Only input that has no usable structure at all (empty, not JSON, root not an object, no image list)
+raises :class:`InputError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from detkit.coco.findings import Findings
+from detkit.coco.loaders import _read_bytes
+from detkit.coco.model import Dataset, default_image_root
+from detkit.errors import InputError
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def decode_json(path: Path) -> Any:
+    """Decode a JSON file generically; NaN/Infinity accepted (the checks report them)."""
+    data = _read_bytes(path)
+    if not data.strip():
+        raise InputError(path, None, "file is empty")
+    try:
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        pass  # msgspec rejects NaN/Infinity literals; Python's json reads them, and says where it fails
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"byte {exc.start}", "not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"line {exc.lineno} col {exc.colno}", f"malformed JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(path, None, "malformed JSON (nested too deeply)") from None
+
+
+def _check_fields(obj: Any, where: str, spec: dict[str, Any], fnd: Findings) -> bool:
+    """Check required fields of one record; report the first problem and return False when unusable."""
+    if not isinstance(obj, dict):
+        fnd.add("record.unparsable", where, note=f"expected an object, got {type(obj).__name__}")
+        return False
+    rid = obj.get("id") if _is_int(obj.get("id")) else None
+    for name, ok in spec.items():
+        if name not in obj:
+            fnd.add("record.missing_field", where, rid, note=f"'{name}' missing")
+            return False
+        if not ok(obj[name]):
+            fnd.add("record.wrong_type", f"{where}.{name}", rid, note=f"got {json.dumps(obj[name])[:40]}")
+            return False
+    return True
+
+
+def _bbox_ok(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 4 and all(_is_num(x) for x in v)
+
+
+_IMAGE = {"id": _is_int, "width": _is_num, "height": _is_num}
+_ANN = {"id": _is_int, "image_id": _is_int, "category_id": _is_int, "bbox": _bbox_ok}
+_CAT = {"id": _is_int, "name": lambda v: isinstance(v, str)}
+
+
+def _polygon_problems(seg: Any) -> str | None:
+    """Why a polygon segmentation is broken, or None (RLE dicts and absent segmentations are fine)."""
+    if seg is None or isinstance(seg, dict):
+        return None
+    if not isinstance(seg, list):
+        return f"segmentation is a {type(seg).__name__}"
+    for k, poly in enumerate(seg):
+        if not isinstance(poly, list):
+            return f"polygon {k} is not a list of numbers"
+        if len(poly) < 6 or len(poly) % 2:
+            return f"polygon {k} has {len(poly)} coordinates"
+    return None
+
+
+def load_coco_lenient(path: str | Path, fnd: Findings) -> tuple[Dataset, dict[str, Any]]:
+    """Decode a COCO json, reporting broken records into ``fnd`` and building a Dataset from the rest.
+
+    Returns:
+        (dataset, raw document). ``dataset.extra["raw_index"]`` maps each annotation row to its index in
+        ``raw["annotations"]``; ``image_raw_index`` / ``category_raw_index`` do the same for images and categories.
+    """
+    path = Path(path)
+    doc = decode_json(path)
+    if not isinstance(doc, dict):
+        raise InputError(path, "$", f"expected a COCO object with 'images', got a JSON {type(doc).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key in doc and not isinstance(doc[key], list):
+            raise InputError(path, f"$.{key}", f"expected an array, got {type(doc[key]).__name__}")
+    if "images" not in doc:
+        raise InputError(path, "$", "missing 'images' (not a COCO instances file)")
+    images = doc["images"]
+    anns = doc.get("annotations", [])
+    cats = doc.get("categories", [])
+
+    img_rows, img_raw = [], []
+    for i, im in enumerate(images):
+        if _check_fields(im, f"$.images[{i}]", _IMAGE, fnd):
+            name = im.get("file_name", "")
+            img_rows.append((im["id"], name if isinstance(name, str) else str(name), float(im["width"]), float(im["height"])))
+            img_raw.append(i)
+    cat_raw = [i for i, c in enumerate(cats) if _check_fields(c, f"$.categories[{i}]", _CAT, fnd)]
+    cat_rows = [(cats[i]["id"], cats[i]["name"]) for i in cat_raw]
+
+    rows, records, raw_index, area, crowd, area_missing, crowd_missing = [], [], [], [], [], [], []
+    for i, a in enumerate(anns):
+        where = f"$.annotations[{i}]"
+        if not _check_fields(a, where, _ANN, fnd):
+            continue
+        a_area, a_crowd = a.get("area", None), a.get("iscrowd", None)
+        if "area" in a and not _is_num(a_area):
+            fnd.add("record.wrong_type", f"{where}.area", a["id"], note=f"got {json.dumps(a_area)[:40]}")
+            continue
+        if "iscrowd" in a and not (_is_int(a_crowd) or isinstance(a_crowd, bool)):
+            fnd.add("record.wrong_type", f"{where}.iscrowd", a["id"], note=f"got {json.dumps(a_crowd)[:40]}")
+            continue
+        bad_poly = _polygon_problems(a.get("segmentation"))
+        if bad_poly:
+            fnd.add("segmentation.bad_polygon", f"{where}.segmentation", a["id"], note=bad_poly)
+        rows.append((a["id"], a["image_id"], a["category_id"], *(float(v) for v in a["bbox"])))
+        records.append(where)
+        raw_index.append(i)
+        area_missing.append("area" not in a)
+        crowd_missing.append("iscrowd" not in a)
+        area.append(float(a_area) if a_area is not None else math.nan)
+        crowd.append(int(a_crowd) if a_crowd is not None else 0)
+
+    arr = np.array(rows, dtype=np.float64).reshape(len(rows), 7)
+    ids = np.array([r[:3] for r in rows], dtype=np.int64).reshape(len(rows), 3)  # exact, not via float
+    bbox = arr[:, 3:7].copy()
+    area_a = np.array(area, dtype=np.float64)
+    miss_a = np.array(area_missing, dtype=bool)
+    area_a[miss_a] = bbox[miss_a, 2] * bbox[miss_a, 3]
+    missing = {k: v for k, v in (("area", miss_a), ("iscrowd", np.array(crowd_missing, dtype=bool))) if v.any()}
+    ds = Dataset(
+        image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
+        file_name=np.array([r[1] for r in img_rows], dtype=object),
+        width=np.array([r[2] for r in img_rows], dtype=np.float64),
+        height=np.array([r[3] for r in img_rows], dtype=np.float64),
+        ann_id=ids[:, 0].copy(), ann_image_id=ids[:, 1].copy(), category_id=ids[:, 2].copy(),
+        bbox=bbox, area=area_a, iscrowd=np.array(crowd, dtype=np.int64),
+        cat_id=np.array([c[0] for c in cat_rows], dtype=np.int64),
+        cat_name=np.array([c[1] for c in cat_rows], dtype=object),
+        source=str(path), format="coco", image_root=default_image_root(path),
+        ann_record=np.array(records, dtype=object), missing=missing,
+        extra={
+            "raw_index": np.array(raw_index, dtype=np.int64),
+            "image_raw_index": np.array(img_raw, dtype=np.int64),
+            "category_raw_index": np.array(cat_raw, dtype=np.int64),
+        },
+    )  # fmt: skip
+    return ds, doc

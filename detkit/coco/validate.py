@@ -1,0 +1,173 @@
+"""``detkit coco validate``: every check on a loaded dataset, aggregated into stable finding codes.
+
+The codes and severities are listed in :data:`detkit.coco.findings.CODES`. COCO json files get a lenient
+raw pass first (:mod:`detkit.coco.raw`) so wrong types, missing fields, NaN and broken polygons are
+reported instead of stopping at the first; the other formats go through their strict loaders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detkit.coco.findings import SEVERITIES, Finding, Findings
+from detkit.coco.loaders import detect_format, load_dataset
+from detkit.coco.model import Dataset
+
+OOB_TOL = 0.01  # px: boxes written with 2 decimals may overshoot an edge by rounding alone
+AREA_TOL = 1e-3  # relative: area may exceed w*h by this much (float rounding) before it is flagged
+
+
+@dataclass
+class Report:
+    """What ``validate`` found in one input."""
+
+    path: str
+    format: str
+    dataset: Dataset
+    findings: list[Finding]
+    raw: dict[str, Any] | None = None  # the decoded COCO json (for --fix), None for other formats
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def worst(self) -> str | None:
+        """The most severe severity present, or None when clean."""
+        present = {f.severity for f in self.findings}
+        return next((s for s in SEVERITIES if s in present), None)
+
+    def fails(self, fail_on: str) -> bool:
+        """True when a finding reaches ``fail_on`` (error | warning | never)."""
+        if fail_on == "never":
+            return False
+        levels = SEVERITIES[: SEVERITIES.index(fail_on) + 1]
+        return any(f.severity in levels for f in self.findings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "format": self.format,
+            "images": self.dataset.num_images, "annotations": self.dataset.num_annotations,
+            "categories": self.dataset.num_categories, "counts": self.counts,
+            "findings": [f.as_dict() for f in self.findings],
+        }  # fmt: skip
+
+
+def _image_record(ds: Dataset, i: int) -> str:
+    raw = ds.extra.get("image_raw_index")
+    return f"$.images[{int(raw[i])}]" if raw is not None else f"image {ds.file_name[i]}"
+
+
+def _duplicates(values: np.ndarray) -> np.ndarray:
+    """Rows whose value already appeared in an earlier row (first occurrence is not a duplicate)."""
+    if values.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, first = np.unique(values, axis=0, return_index=True) if values.ndim > 1 else np.unique(values, return_index=True)
+    dup = np.ones(values.shape[0], dtype=bool)
+    dup[first] = False
+    return np.flatnonzero(dup)
+
+
+def out_of_bounds(ds: Dataset, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(reaches past an edge, wholly outside) masks for every box; False where the image dangles."""
+    idx = ds.image_index() if idx is None else idx
+    ok = idx >= 0
+    W = np.where(ok, ds.width[np.maximum(idx, 0)], np.inf) if ds.num_images else np.full(len(idx), np.inf)
+    H = np.where(ok, ds.height[np.maximum(idx, 0)], np.inf) if ds.num_images else np.full(len(idx), np.inf)
+    x, y, w, h = ds.bbox.T
+    with np.errstate(invalid="ignore"):
+        past = ok & ((x < -OOB_TOL) | (y < -OOB_TOL) | (x + w > W + OOB_TOL) | (y + h > H + OOB_TOL))
+        outside = ok & ((x >= W) | (y >= H) | (x + w <= 0) | (y + h <= 0)) & (w > 0) & (h > 0)
+    return past, outside
+
+
+def check_dataset(ds: Dataset, fnd: Findings) -> None:
+    """Run every format-independent check on ``ds``, adding to ``fnd``."""
+    rec = ds.record
+    aid = lambda r: int(ds.ann_id[r])  # noqa: E731
+    iid = lambda r: int(ds.image_id[r])  # noqa: E731
+    irec = lambda r: _image_record(ds, r)  # noqa: E731
+    box = lambda r: "bbox " + ", ".join(f"{v:g}" for v in ds.bbox[r])  # noqa: E731
+
+    # ---- images and categories --------------------------------------------------------------------
+    wh = np.stack([ds.width, ds.height], axis=1)
+    fnd.add_rows("value.non_finite", np.flatnonzero(~np.isfinite(wh).all(axis=1)), irec, iid, lambda r: "image size")
+    fnd.add_rows("image.bad_size", np.flatnonzero(np.isfinite(wh).all(axis=1) & (wh <= 0).any(axis=1)), irec, iid,
+                 lambda r: f"{ds.width[r]:g}x{ds.height[r]:g}")  # fmt: skip
+    fnd.add_rows("image.duplicate_id", _duplicates(ds.image_id), irec, iid)
+    fnd.add_rows("category.duplicate_id", _duplicates(ds.cat_id), lambda r: f"category {ds.cat_name[r]}", lambda r: int(ds.cat_id[r]))
+
+    # ---- annotation ids and references -------------------------------------------------------------
+    fnd.add_rows("annotation.duplicate_id", _duplicates(ds.ann_id), rec, aid)
+    fnd.add_rows("annotation.id_zero", np.flatnonzero(ds.ann_id == 0), rec, aid)
+    idx = ds.image_index()
+    fnd.add_rows("annotation.dangling_image_id", np.flatnonzero(idx < 0), rec, aid, lambda r: f"image_id {ds.ann_image_id[r]}")
+    fnd.add_rows("annotation.dangling_category_id", np.flatnonzero(ds.category_index() < 0), rec, aid,
+                 lambda r: f"category_id {ds.category_id[r]}")  # fmt: skip
+
+    # ---- boxes -----------------------------------------------------------------------------------
+    finite = np.isfinite(ds.bbox).all(axis=1)
+    fnd.add_rows("value.non_finite", np.flatnonzero(~finite), rec, aid, box)
+    x, y, w, h = ds.bbox.T
+    with np.errstate(invalid="ignore"):
+        nonpos = finite & ((w <= 0) | (h <= 0))
+        subpix = finite & ~nonpos & ((w < 1) | (h < 1))
+    fnd.add_rows("bbox.non_positive_size", np.flatnonzero(nonpos), rec, aid, box)
+    fnd.add_rows("bbox.sub_pixel", np.flatnonzero(subpix), rec, aid, box)
+    past, outside = out_of_bounds(ds, idx)
+    past &= finite
+    if past.any():
+        W, H = ds.width[idx[past]], ds.height[idx[past]]
+        xp, yp, wp, hp = ds.bbox[past].T
+        details = {
+            "past_right": int((xp + wp > W + OOB_TOL).sum()), "past_bottom": int((yp + hp > H + OOB_TOL).sum()),
+            "past_left": int((xp < -OOB_TOL).sum()), "past_top": int((yp < -OOB_TOL).sum()),
+            "wholly_outside": int(outside.sum()), "tolerance_px": OOB_TOL,
+        }  # fmt: skip
+        fnd.add_rows("bbox.out_of_bounds", np.flatnonzero(past), rec, aid,
+                     lambda r: f"{box(r)} in {ds.width[idx[r]]:g}x{ds.height[idx[r]]:g}", details)  # fmt: skip
+    fnd.add_rows("bbox.outside_image", np.flatnonzero(outside), rec, aid,
+                 lambda r: f"{box(r)} in {ds.width[idx[r]]:g}x{ds.height[idx[r]]:g}")  # fmt: skip
+    key = np.concatenate([ds.ann_image_id[:, None].astype(np.float64), ds.category_id[:, None].astype(np.float64), ds.bbox], axis=1)
+    fnd.add_rows("annotation.duplicate_box", np.flatnonzero(finite)[_duplicates(key[finite])], rec, aid, box)
+
+    # ---- area and iscrowd ----------------------------------------------------------------------
+    fnd.add_rows("value.non_finite", np.flatnonzero(finite & ~np.isfinite(ds.area)), rec, aid, lambda r: "area")
+    with np.errstate(invalid="ignore"):
+        bad_area = finite & np.isfinite(ds.area) & ((ds.area <= 0) | (ds.area > w * h * (1 + AREA_TOL) + 1e-6)) & ~nonpos
+    fnd.add_rows("annotation.area_inconsistent", np.flatnonzero(bad_area), rec, aid,
+                 lambda r: f"area {ds.area[r]:g} vs w*h {w[r] * h[r]:g}")  # fmt: skip
+    if "area" in ds.missing:
+        fnd.add_rows("annotation.missing_area", np.flatnonzero(ds.missing["area"]), rec, aid)
+    if "iscrowd" in ds.missing:
+        fnd.add_rows("annotation.missing_iscrowd", np.flatnonzero(ds.missing["iscrowd"]), rec, aid)
+    fnd.add_rows("annotation.bad_iscrowd", np.flatnonzero((ds.iscrowd != 0) & (ds.iscrowd != 1)), rec, aid,
+                 lambda r: f"iscrowd {ds.iscrowd[r]}")  # fmt: skip
+
+    # ---- coverage --------------------------------------------------------------------------------
+    has_ann = np.isin(ds.image_id, ds.ann_image_id)
+    fnd.add_rows("image.no_annotations", np.flatnonzero(~has_ann), irec, iid)
+    used = np.isin(ds.cat_id, ds.category_id)
+    fnd.add_rows("category.unused", np.flatnonzero(~used), lambda r: f"category {ds.cat_name[r]}", lambda r: int(ds.cat_id[r]))
+
+
+def validate_path(path: str | Path, format: str | None = None, max_examples: int = 5) -> Report:
+    """Load ``path`` (leniently for COCO json) and run every check.
+
+    Args:
+        path: annotation file or folder (any format :func:`load_dataset` reads).
+        format: force a format instead of detecting it.
+        max_examples: offending records kept per finding.
+    """
+    path = Path(path)
+    fmt = format or detect_format(path)
+    fnd = Findings(str(path), max_examples=max_examples)
+    raw = None
+    if fmt == "coco" and path.is_file():
+        from detkit.coco.raw import load_coco_lenient
+
+        ds, raw = load_coco_lenient(path, fnd)
+    else:
+        ds = load_dataset(path, format=fmt)
+    check_dataset(ds, fnd)
+    return Report(str(path), fmt, ds, fnd.as_list(), raw=raw, counts=fnd.counts())

@@ -1,0 +1,101 @@
+"""Find the ``summary.json`` files that detkit commands wrote, and order them for a report.
+
+A report reads only what the commands wrote (see :mod:`detkit.runs` for the summary.json contract);
+it never recomputes. Sections follow the order a reader meets the work: the data set, its anchors,
+then training and evaluation of each model; kinds this module does not know come after, by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detkit.console import warn
+from detkit.errors import DetkitError
+
+# The order sections appear in a report; unknown kinds follow, sorted by kind.
+KIND_ORDER = (
+    "coco.inspect",
+    "coco.validate",
+    "coco.classes",
+    "anchors.kmeans",
+    "yolo.train",
+    "yolo.eval",
+    "classify.train",
+    "classify.eval",
+    "demo",
+)
+
+# Folders never searched (tooling, not runs).
+_SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules"}
+
+
+@dataclass
+class Summary:
+    """One summary.json: its folder (paths inside it are relative to this) and its parsed document."""
+
+    path: Path
+    doc: dict[str, Any]
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def kind(self) -> str:
+        return str(self.doc.get("kind") or "unknown")
+
+
+def kind_rank(kind: str) -> int:
+    """Position of ``kind`` in :data:`KIND_ORDER` (unknown kinds sort after every known one)."""
+    return KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every summary.json at or below ``root`` (a folder, or a summary.json file itself)."""
+    if root.is_file():
+        return [root]
+    found = []
+    for p in sorted(root.rglob("summary.json")):
+        if not any(part in _SKIP_DIRS for part in p.relative_to(root).parts[:-1]):
+            found.append(p)
+    return found
+
+
+def load_summary(path: Path) -> Summary | None:
+    """Parse one summary.json; warn and return None when it is unreadable or not a detkit summary."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warn(f"{path}: skipped, not readable JSON ({exc})")
+        return None
+    if not isinstance(doc, dict) or "kind" not in doc:
+        warn(f"{path}: skipped, no 'kind' key (not a detkit summary.json)")
+        return None
+    return Summary(path=path, doc=doc)
+
+
+def find_summaries(dirs: list[str | Path]) -> list[Summary]:
+    """All detkit summaries under ``dirs``, ordered by kind (see :data:`KIND_ORDER`), then path.
+
+    Args:
+        dirs: run/output folders (searched recursively) or summary.json files.
+
+    Raises:
+        DetkitError: a folder does not exist, or no summary.json was found at all.
+    """
+    seen: dict[Path, Summary] = {}
+    for d in dirs:
+        root = Path(d)
+        if not root.exists():
+            raise DetkitError(f"{root}: no such file or folder")
+        for p in _walk(root):
+            key = p.resolve()
+            if key not in seen and (s := load_summary(p)) is not None:
+                seen[key] = s
+    if not seen:
+        where = ", ".join(str(d) for d in dirs)
+        raise DetkitError(f"{where}: no summary.json found (run a detkit command with --out/--plots first)")
+    return sorted(seen.values(), key=lambda s: (kind_rank(s.kind), s.kind, str(s.path)))

@@ -1,0 +1,104 @@
+"""Training curves from the per-epoch CSV a training run writes (its summary's ``curves`` key).
+
+Columns are grouped by name, so a new logged column shows up without code changes: losses
+(``*loss*``), quality metrics (mAP, AP50, accuracy, top-k, precision, recall, F1, IoU), learning rate
+(``lr*``), and anything else numeric. One small figure per non-empty group, as PNG bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from pathlib import Path
+
+# Columns used as the x axis, in order of preference; never plotted as a curve.
+X_COLUMNS = ("epoch", "step", "iter", "iteration")
+_METRIC = re.compile(r"(map|ap\d*\b|ap_|acc|top\d|precision|recall|f1|iou)", re.IGNORECASE)
+_LR = re.compile(r"(^|[/_.\-])(lr|learning_rate)($|[/_.\-\d])", re.IGNORECASE)
+
+GROUP_TITLES = {"loss": "Loss", "metric": "Metrics", "lr": "Learning rate", "other": "Other columns"}
+
+
+def read_curves(path: str | Path) -> dict[str, list[float]]:
+    """Numeric columns of a CSV (non-numeric cells become NaN; all-text columns are dropped).
+
+    Args:
+        path: the per-epoch metrics.csv.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    cols: dict[str, list[float]] = {}
+    for name in rows[0]:
+        if name is None:
+            continue
+        values = []
+        for r in rows:
+            try:
+                values.append(float(r.get(name) or "nan"))
+            except ValueError:
+                values.append(math.nan)
+        if any(math.isfinite(v) for v in values):
+            cols[name.strip()] = values
+    return cols
+
+
+def group_of(column: str) -> str:
+    """Which figure a column belongs to: ``loss``, ``metric``, ``lr`` or ``other``."""
+    if "loss" in column.lower():
+        return "loss"
+    if _LR.search(column):
+        return "lr"
+    if _METRIC.search(column):
+        return "metric"
+    return "other"
+
+
+def group_columns(cols: dict[str, list[float]]) -> tuple[str | None, dict[str, list[str]]]:
+    """The x column (or None) and the plotted columns per group, in :data:`GROUP_TITLES` order."""
+    x = next((c for c in cols if c.lower() in X_COLUMNS), None)
+    groups: dict[str, list[str]] = {g: [] for g in GROUP_TITLES}
+    for c in cols:
+        if c != x and c.lower() not in X_COLUMNS:
+            groups[group_of(c)].append(c)
+    return x, {g: cs for g, cs in groups.items() if cs}
+
+
+def plot_curves(path: str | Path) -> list[tuple[str, bytes]]:
+    """One PNG per column group of the CSV at ``path``: [(title, png bytes), ...].
+
+    Args:
+        path: the per-epoch metrics.csv named by a summary's ``curves`` key.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    cols = read_curves(path)
+    x_name, groups = group_columns(cols)
+    n = len(next(iter(cols.values()))) if cols else 0
+    xs = cols[x_name] if x_name else list(range(1, n + 1))
+    figures = []
+    for group, names in groups.items():
+        fig, ax = plt.subplots(figsize=(3.4, 2.5), dpi=100)
+        for name in names:
+            ax.plot(xs, cols[name], marker="o" if n <= 30 else None, markersize=3, linewidth=1.5, label=name)
+        if group == "lr" and all(v > 0 for v in cols[names[0]] if math.isfinite(v)):
+            ax.set_yscale("log")
+        ax.set_title(GROUP_TITLES[group], fontsize=10)
+        ax.set_xlabel(x_name or "epoch", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        figures.append((GROUP_TITLES[group], buf.getvalue()))
+    return figures

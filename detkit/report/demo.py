@@ -1,0 +1,276 @@
+"""``detkit demo``: generate data, run every detkit tool on it through the CLI, write the report.
+
+Each step is a real ``detkit ...`` command line run in-process (:func:`detkit.cli.run`), so the demo
+exercises exactly what a user types and its report shows those commands. A failing step is logged
+(``OUT/logs/NN-step.log``) and reported, and the demo goes on with the rest; the exit code is 1 when
+any step failed. Options a command does not have (checked against its signature) are left out, so the
+demo degrades instead of breaking when an area renames an optional flag.
+
+    detkit demo out/ --device cpu      # about 2-4 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detkit.console import info, progress
+from detkit.io import atomic_write
+from detkit.runs import write_summary
+
+# Sizes per mode: "quick" for tests, "cpu" for the 5-minute tour, "cuda" for a real (longer) training.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"det_images": 12, "det_val": 6, "det_size": 64, "cls_classes": 3, "cls_per_class": 10,
+              "yolo_epochs": 1, "yolo_batch": 4, "yolo_size": 64, "yolo_width": 0.25,
+              "cls_epochs": 1, "cls_batch": 8, "cls_width": 0.25, "cls_size": 32, "gallery": 4},
+    "cpu": {"det_images": 48, "det_val": 16, "det_size": 128, "cls_classes": 5, "cls_per_class": 60,
+            "yolo_epochs": 4, "yolo_batch": 8, "yolo_size": 128, "yolo_width": 0.25,
+            "cls_epochs": 3, "cls_batch": 32, "cls_width": 0.5, "cls_size": 32, "gallery": 8},
+    "cuda": {"det_images": 512, "det_val": 64, "det_size": 256, "cls_classes": 10, "cls_per_class": 200,
+             "yolo_epochs": 30, "yolo_batch": 32, "yolo_size": 256, "yolo_width": 0.5,
+             "cls_epochs": 15, "cls_batch": 64, "cls_width": 1.0, "cls_size": 64, "gallery": 16},
+}
+K_SWEEP = "3-6"
+TRAIN_K = 5
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+@dataclass
+class Step:
+    """One detkit command line. ``optional`` options are passed only if the command has them."""
+
+    name: str
+    argv: list[str]
+    optional: dict[str, str] = field(default_factory=dict)
+    expect: list[Path] = field(default_factory=list)  # files the step must leave behind
+    ok_codes: tuple[int, ...] = (0,)
+
+
+@dataclass
+class StepResult:
+    name: str
+    command: str
+    code: int
+    seconds: float
+    message: str
+    log: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.message
+
+
+def plan(out: Path, device: str, mode: str, seed: int) -> list[Step]:
+    """The demo's command lines, in order, writing under ``out``.
+
+    Args:
+        out: demo folder (data/, runs/, logs/, report.html are created inside).
+        device: cpu or cuda, for the two training steps.
+        mode: a key of :data:`PRESETS`.
+        seed: passed to every command that samples.
+    """
+    p = PRESETS[mode]
+    data, runs = out / "data", out / "runs"
+    shapes, val, tiny = data / "shapes", data / "shapes_val", data / "tiny"
+    ann, val_ann = shapes / "instances.json", val / "instances.json"
+    anchors_json = runs / "anchors" / f"anchors_k{TRAIN_K}.json"
+    s, d = str(seed), device
+    return [
+        Step("synth detection set", ["data", "synth", str(shapes), "--task", "detect", "--images", str(p["det_images"]),
+                                     "--size", str(p["det_size"]), "--seed", s], expect=[ann]),
+        Step("synth held-out detection set", ["data", "synth", str(val), "--task", "detect", "--images",
+                                              str(p["det_val"]), "--size", str(p["det_size"]), "--seed", str(seed + 1)],
+             expect=[val_ann]),
+        Step("synth classification set", ["data", "synth", str(tiny), "--task", "classify", "--classes",
+                                          str(p["cls_classes"]), "--per-class", str(p["cls_per_class"]), "--seed", s],
+             expect=[tiny / "wnids.txt"]),
+        Step("coco inspect", ["coco", "inspect", str(ann), "--out", str(runs / "coco_inspect")],
+             expect=[runs / "coco_inspect" / "summary.json"]),
+        Step("coco validate", ["coco", "validate", str(ann), "--out", str(runs / "coco_validate")],
+             optional={"--fail-on": "never"}, expect=[runs / "coco_validate" / "summary.json"]),
+        Step("coco classes", ["coco", "classes", str(ann), "--out", str(runs / "coco_classes")],
+             expect=[runs / "coco_classes" / "summary.json"]),
+        Step(f"anchors kmeans k={K_SWEEP}", ["anchors", "kmeans", str(ann), "--k", K_SWEEP, "--seed", s,
+                                             "--plots", str(runs / "anchors")],
+             expect=[runs / "anchors" / "summary.json"]),
+        Step(f"anchors kmeans k={TRAIN_K}", ["anchors", "kmeans", str(ann), "--k", str(TRAIN_K), "--seed", s,
+                                             "--out", str(anchors_json)], expect=[anchors_json]),
+        Step("yolo train", ["yolo", "train", "--data", str(ann), "--images", str(shapes / "images"), "--anchors",
+                            str(anchors_json), "--epochs", str(p["yolo_epochs"]), "--batch", str(p["yolo_batch"]),
+                            "--img-size", str(p["yolo_size"]), "--device", d, "--out", str(runs / "yolo"), "--seed", s],
+             optional={"--width": str(p["yolo_width"])},
+             expect=[runs / "yolo" / "summary.json", runs / "yolo" / "best.pt"]),
+        Step("yolo eval", ["yolo", "eval", str(runs / "yolo" / "best.pt"), "--data", str(val_ann), "--images",
+                           str(val / "images"), "--out", str(runs / "yolo_eval")],
+             optional={"--device": d}, expect=[runs / "yolo_eval" / "summary.json"]),
+        Step("classify train", ["classify", "train", "--data", str(tiny), "--out", str(runs / "classify"),
+                                "--epochs", str(p["cls_epochs"]), "--batch", str(p["cls_batch"]), "--img-size",
+                                str(p["cls_size"]), "--device", d, "--seed", s],
+             optional={"--width": str(p["cls_width"]), "--workers": "2" if d == "cpu" else "8"},
+             expect=[runs / "classify" / "summary.json", runs / "classify" / "best.pt"]),
+        Step("classify eval", ["classify", "eval", str(runs / "classify" / "best.pt"), "--data", str(tiny),
+                               "--out", str(runs / "classify_eval"), "--gallery", str(p["gallery"])],
+             optional={"--device": d}, expect=[runs / "classify_eval" / "summary.json"]),
+    ]
+
+
+def command_options(argv: list[str]) -> set[str] | None:
+    """Option names (``--x``, ``-x``) of the detkit command that ``argv`` starts with; None if no such command."""
+    import typer
+
+    from detkit.cli import app
+
+    cmd: Any = typer.main.get_command(app)
+    for word in argv:
+        sub = getattr(cmd, "commands", {}).get(word)
+        if sub is None:
+            break
+        cmd = sub
+    if hasattr(cmd, "commands"):  # still a group: the command does not exist
+        return None
+    return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")}
+
+
+def resolve(step: Step) -> tuple[list[str], list[str]]:
+    """The argv to run (optional options kept only if supported) and the optional options dropped."""
+    opts = command_options(step.argv)
+    argv, dropped = list(step.argv), []
+    for name, value in step.optional.items():
+        if opts is not None and name in opts:
+            argv += [name, value]
+        else:
+            dropped.append(name)
+    return argv, dropped
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the real stream and keeps a copy; looks like the real stream (tty, size) to rich."""
+
+    def __init__(self, real: Any):
+        self.real, self.copy = real, io.StringIO()
+
+    def write(self, s: str) -> int:
+        self.real.write(s)
+        if threading.current_thread() is threading.main_thread():  # not the progress bars' refresh threads
+            self.copy.write(s)
+        return len(s)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def isatty(self) -> bool:
+        return self.real.isatty()
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.real, "encoding", "utf-8")
+
+
+def problem(stderr: str) -> str:
+    """The line of a step's stderr that says what went wrong (detkit's one-line error, else a usage error)."""
+    lines = [ln.strip(" \t\u2502\u256d\u256e\u2570\u256f\u2500") for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("Try '", "Usage:", "Error"))]
+    return next((ln for ln in reversed(lines) if ln.startswith("detkit: error")), lines[-1] if lines else "")
+
+
+def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = None) -> StepResult:
+    """Run one step in-process: stdout goes to its log, stderr to the terminal and its log.
+
+    Args:
+        step: the command line and what it must produce.
+        log: the step's log file.
+        runner: ``argv -> exit code`` (default :func:`detkit.cli.run`).
+    """
+    if runner is None:
+        from detkit.cli import run as runner
+    argv, dropped = resolve(step)
+    command = "detkit " + " ".join(argv)
+    stdout, tee = io.StringIO(), _Tee(sys.stderr)
+    saved_argv, start, code, crash = sys.argv, time.perf_counter(), 2, ""
+    sys.argv = ["detkit", *argv]  # so run.json / summary.json record this step's own command line
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(tee):
+            code = runner(argv)
+    except Exception as exc:  # noqa: BLE001 - a bug in a step must not end the demo
+        crash = f"crashed: {type(exc).__name__}: {exc}"
+        tee.copy.write(traceback.format_exc())
+    finally:
+        sys.argv = saved_argv
+    seconds = time.perf_counter() - start
+    message = crash
+    if not message and code not in step.ok_codes:
+        last = problem(_ANSI.sub("", tee.copy.getvalue()))
+        message = f"exit {code}" + (f": {last}" if last else "")
+    if not message and (missing := [str(p) for p in step.expect if not p.exists()]):
+        message = f"exit {code} but did not write {', '.join(missing)}"
+    notes = f"# dropped options this command does not have: {' '.join(dropped)}\n" if dropped else ""
+    with atomic_write(log) as f:
+        f.write(f"$ {command}\n{notes}# exit {code} in {seconds:.1f} s\n\n## stdout\n{stdout.getvalue()}\n"
+                f"## stderr\n{_ANSI.sub('', tee.copy.getvalue())}\n")
+    return StepResult(step.name, command, code, seconds, message, str(log))
+
+
+def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Run every step, write ``out/runs/demo/summary.json``, ``out/report.html`` and ``out/report.md``.
+
+    Args:
+        out: demo folder.
+        device: cpu or cuda (cuda also uses the larger "cuda" preset).
+        quick: the smallest settings (for tests).
+        seed: seed for every sampling step.
+
+    Returns:
+        {"report", "markdown", "failed": [step names], "steps": [row dicts], "seconds"}
+    """
+    out = Path(out)
+    mode = "quick" if quick else ("cuda" if device == "cuda" else "cpu")
+    runs = out / "runs"
+    for stale in runs.rglob("summary.json") if runs.exists() else ():  # a failed step must not show old results
+        stale.unlink()
+    steps = plan(out, device, mode, seed)
+    results: list[StepResult] = []
+    start = time.perf_counter()
+    with progress(transient=True) as bar:
+        task = bar.add_task("demo", total=len(steps), info="")
+        for i, step in enumerate(steps, 1):
+            bar.update(task, description=f"[{i}/{len(steps)}] {step.name}")
+            info(f"[bold]\\[{i}/{len(steps)}][/bold] {step.name} ...")
+            r = run_step(step, out / "logs" / f"{i:02d}-{step.name.split(' k=')[0].replace(' ', '-')}.log")
+            results.append(r)
+            if r.ok:
+                info(f"  [green]ok[/green] {step.name} ({r.seconds:.1f} s)")
+            else:
+                info(f"  [red]FAILED[/red] {step.name} ({r.seconds:.1f} s): {r.message}\n  log: {r.log}")
+            bar.advance(task)
+            if r.code == 130:
+                info("[red]interrupted[/red]: remaining steps skipped")
+                break
+    total = time.perf_counter() - start
+    rows = [{"step": r.name, "status": "ok" if r.ok else "FAILED", "seconds": round(r.seconds, 1),
+             "command": r.command, "problem": r.message, "log": str(Path(r.log).relative_to(out))} for r in results]
+    failed = [r.name for r in results if not r.ok]
+    write_summary(runs / "demo", "demo", f"detkit demo ({mode} settings, device {device}, seed {seed})",
+                  metrics={"steps": len(results), "failed": len(failed), "seconds": round(total, 1)},
+                  tables={"steps": rows}, settings=PRESETS[mode])
+    from detkit.report.render import write_report
+
+    report = {"report": None, "markdown": None}
+    for key, name in (("report", "report.html"), ("markdown", "report.md")):
+        try:
+            report[key] = write_report([runs], out / name, title="detkit demo report")["report"]
+        except Exception as exc:  # noqa: BLE001 - the HTML may still be written when the Markdown fails, and vice versa
+            failed.append(f"report {name}")
+            info(f"  [red]FAILED[/red] writing {out / name}: {type(exc).__name__}: {exc}")
+    return {**report, "failed": failed, "steps": rows, "seconds": round(time.perf_counter() - start, 1)}

@@ -1,0 +1,123 @@
+"""`detkit anchors kmeans` end to end: JSON shape, files written, exit codes, real data sets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_path
+
+
+def test_json_shape_on_the_synthetic_set(cli_json, shapes_dir):
+    doc = cli_json("anchors", "kmeans", shapes_dir / "instances.json", "--k", "2,3", "--restarts", "2")
+    assert doc["schema_version"] == 1 and doc["ks"] == [2, 3] and doc["chosen_k"] == 3
+    assert [r["k"] for r in doc["results"]] == [2, 3]
+    for r in doc["results"]:
+        assert 0 < r["mean_iou"] <= 1
+        assert len(r["anchors"]) == r["k"] and all(len(a) == 2 for a in r["anchors"])
+        assert sum(r["counts"]) == doc["boxes"]
+    assert set(doc["reference"]) == {"yolov3_coco", "yolov2_voc"}
+
+
+def test_sample_coco_sweep_rises_with_k_and_writes_plots(cli, tmp_path):
+    path = shared_path("sample_coco.txt")
+    plots, out = tmp_path / "plots", tmp_path / "anchors.json"
+    code, stdout, stderr = cli("anchors", "kmeans", path, "--k", "3-6", "--plots", plots, "--out", out, "--json")
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["boxes"] == 10105 and doc["dropped"] == 0
+    ious = [r["mean_iou"] for r in doc["results"]]
+    assert [r["k"] for r in doc["results"]] == [3, 4, 5, 6]
+    assert all(b > a for a, b in zip(ious, ious[1:])), ious
+    assert all(r["mean_iou"] >= r["mean_iou_before_refine"] for r in doc["results"])
+    # the files: one scatter and one anchor drawing per k, the elbow, summary.json and run.json
+    for k in (3, 4, 5, 6):
+        assert (plots / f"scatter_k{k}.png").stat().st_size > 1000
+        assert (plots / f"anchors_k{k}.png").stat().st_size > 1000
+    assert (plots / "elbow.png").exists() and (plots / "run.json").exists()
+    summary = json.loads((plots / "summary.json").read_text())
+    assert summary["kind"] == "anchors.kmeans"
+    assert summary["curve"] == {"k": [3, 4, 5, 6], "mean_iou": ious}
+    assert all((plots / p).exists() for p in summary["plots"].values())
+    assert [row["k"] for row in summary["tables"]["mean_iou_by_k"]] == [3, 4, 5, 6]
+    assert summary["metrics"]["k"] == doc["chosen_k"] == doc["elbow_k"]
+    # the anchors file holds the elbow k, in consistent units
+    anchors = json.loads(out.read_text())
+    assert anchors["k"] == doc["elbow_k"] and anchors["norm"] == "image"
+    a = np.array(anchors["anchors_normalized"])
+    np.testing.assert_allclose(anchors["anchors_grid"], a * 13)
+    np.testing.assert_allclose(anchors["anchors_pixels"], a * 416)
+
+
+def test_text_output_and_out_k(cli, tmp_path):
+    out = tmp_path / "a.json"
+    code, stdout, stderr = cli(
+        "anchors", "kmeans", shared_path("sample_coco.txt"), "--k", "2,4", "--out-k", "2", "--out", out,
+        "--norm", "letterbox", "--restarts", "2",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "mean IoU by k" in stdout and "anchors = " in stdout and "stock yolov3_coco" in stdout
+    assert "wrote" in stderr and "wrote" not in stdout  # messages on stderr, data on stdout
+    doc = json.loads(out.read_text())
+    assert doc["k"] == 2 and doc["norm"] == "letterbox" and len(doc["anchors_normalized"]) == 2
+
+
+def test_bccd_voc_folder_drops_the_degenerate_boxes(cli_json, capsys):
+    doc = cli_json("anchors", "kmeans", shared_path("bccd", "BCCD"), "--k", "5", "--restarts", "2")
+    assert doc["format"] == "voc"
+    assert doc["boxes"] == 4888 - 2 and doc["dropped"] == 2
+    assert 0.6 < doc["results"][0]["mean_iou"] <= 1
+
+
+def test_dropped_boxes_are_counted_in_a_warning(cli, tmp_path):
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [
+            {"id": i, "image_id": 1, "category_id": 1, "bbox": [0, 0, w, h]}
+            for i, (w, h) in enumerate([(10, 20), (0, 5), (30, 30), (-2, 4), (50, 10)], start=1)
+        ],
+        "categories": [{"id": 1, "name": "x"}],
+    }
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(coco))
+    code, stdout, stderr = cli("anchors", "kmeans", path, "--k", "2", "--json")
+    assert code == 0
+    assert "dropped 2 of 5 boxes" in " ".join(stderr.split())
+    assert json.loads(stdout)["boxes"] == 3
+    code, stdout, stderr = cli("anchors", "kmeans", path, "--k", "4")
+    assert code == 2 and stdout == ""
+    assert "only 3 distinct box sizes for k = 4" in stderr and "Traceback" not in stderr
+
+
+def test_euclidean_method(cli_json, shapes_dir):
+    doc = cli_json("anchors", "kmeans", shapes_dir / "instances.json", "--k", "3", "--method", "euclidean", "--restarts", "2")
+    r = doc["results"][0]
+    assert doc["method"] == "euclidean" and r["sse"] >= 0 and len(r["anchors"]) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--k", "x"], "--k 'x'"),
+        (["--k", "3", "--update", "mode"], "--update 'mode'"),
+        (["--k", "3", "--norm", "stretch"], "--norm 'stretch'"),
+        (["--k", "3", "--method", "dbscan"], "--method 'dbscan'"),
+        (["--k", "3,4", "--out-k", "5"], "--out-k 5"),
+    ],
+)
+def test_usage_errors_exit_2(cli, shapes_dir, args, message):
+    code, stdout, stderr = cli("anchors", "kmeans", shapes_dir / "instances.json", *args)
+    assert code == 2 and stdout == ""
+    assert message in stderr and stderr.startswith("detkit: error:")
+
+
+def test_missing_input_exits_2(cli, tmp_path):
+    code, _, stderr = cli("anchors", "kmeans", tmp_path / "nope.json")
+    assert code == 2 and "no such file" in stderr
+
+
+def test_help_has_an_example(cli):
+    code, stdout, _ = cli("anchors", "kmeans", "--help")
+    assert code == 0 and "Example: detkit anchors kmeans" in " ".join(stdout.split())

@@ -1,0 +1,108 @@
+"""detkit demo: step mechanics with fake runners, then the real end-to-end demo (run last, --quick)."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+from detkit.report.demo import Step, command_options, plan, problem, resolve, run_step
+from detkit.report.sections import KINDS
+
+# command -> (report heading, the commands it needs to have run before it)
+SECTIONS = {
+    ("coco", "inspect"): ("coco.inspect", []),
+    ("coco", "validate"): ("coco.validate", []),
+    ("coco", "classes"): ("coco.classes", []),
+    ("anchors", "kmeans"): ("anchors.kmeans", []),
+    ("yolo", "train"): ("yolo.train", [("anchors", "kmeans")]),
+    ("yolo", "eval"): ("yolo.eval", [("anchors", "kmeans"), ("yolo", "train")]),
+    ("classify", "train"): ("classify.train", []),
+    ("classify", "eval"): ("classify.eval", [("classify", "train")]),
+}
+
+
+def test_command_options_reads_the_real_cli():
+    opts = command_options(["data", "synth", "out/"])
+    assert {"--task", "--images", "--size", "--seed", "--per-class", "--json"} <= opts
+    assert command_options(["data", "nosuch"]) is None
+
+
+def test_unsupported_optional_options_are_dropped():
+    step = Step("synth", ["data", "synth", "x"], optional={"--seed": "3", "--width": "0.25"})
+    assert resolve(step) == (["data", "synth", "x", "--seed", "3"], ["--width"])
+
+
+def test_problem_picks_the_useful_line():
+    assert problem("wrote a\ndetkit: error: x.json:3: bad bbox\n") == "detkit: error: x.json:3: bad bbox"
+    usage = "Usage: detkit yolo [OPTIONS]\nTry 'detkit yolo --help' for help.\n╭─ Error ─╮\n│ No such command 'train'. │\n╰───╯\n"
+    assert problem(usage) == "No such command 'train'."
+    assert problem("") == ""
+
+
+def test_step_failure_crash_and_missing_output(tmp_path, capsys):
+    def runner(argv):
+        print("stdout data")
+        import sys
+
+        print("detkit: error: boom.json: unreadable", file=sys.stderr)
+        return int(argv[-1])
+
+    step = Step("s", ["data", "synth", "0"], expect=[tmp_path / "made.txt"])
+    r = run_step(step, tmp_path / "logs" / "s.log", runner=runner)
+    assert (r.ok, r.code, r.message) == (False, 0, f"exit 0 but did not write {tmp_path / 'made.txt'}")
+    log = (tmp_path / "logs" / "s.log").read_text()
+    assert log.startswith("$ detkit data synth 0\n") and "## stdout\nstdout data\n" in log
+
+    r = run_step(Step("s", ["data", "synth", "2"]), tmp_path / "s2.log", runner=runner)
+    assert r.message == "exit 2: detkit: error: boom.json: unreadable"
+
+    def crash(argv):
+        raise ZeroDivisionError("division by zero")
+
+    r = run_step(Step("s", ["data", "synth"]), tmp_path / "s3.log", runner=crash)
+    assert r.message == "crashed: ZeroDivisionError: division by zero"
+    assert "Traceback" in (tmp_path / "s3.log").read_text()
+    assert "stdout data" not in capsys.readouterr().out  # a step's stdout goes to its log, not the demo's
+
+
+def test_plan_seeds_and_sizes(tmp_path):
+    steps = {s.name: s for s in plan(tmp_path, "cpu", "cpu", seed=7)}
+    assert steps["synth detection set"].argv[-6:] == ["--images", "48", "--size", "128", "--seed", "7"]
+    assert steps["synth held-out detection set"].argv[-1] == "8"  # a different seed: a real held-out set
+    assert steps["yolo train"].optional == {"--width": "0.25"}
+    assert "--k" in steps["anchors kmeans k=3-6"].argv and "3-6" in steps["anchors kmeans k=3-6"].argv
+
+
+@pytest.mark.run_last
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path, cli):
+    present = {cmd for cmd in SECTIONS if command_options(list(cmd)) is not None}
+    missing = sorted(" ".join(c) for c in set(SECTIONS) - present)
+    if missing:
+        warnings.warn(f"demo test: commands not written yet, their sections are not checked: {missing}")
+    expected = [kind for cmd, (kind, needs) in SECTIONS.items() if cmd in present and set(needs) <= present]
+
+    code, out, err = cli("demo", tmp_path / "demo", "--quick", "--seed", "0")
+    assert code == (0 if not missing else 1), err
+    assert out.split() == [str(tmp_path / "demo" / "report.html"), str(tmp_path / "demo" / "report.md")]
+    html = (tmp_path / "demo" / "report.html").read_text()
+    headings = re.findall(r'<section id="[^"]+"><h2>([^<]+)<span', html)
+    for kind in expected:
+        assert KINDS[kind][0] in headings, f"{kind} section missing; stderr:\n{err}"
+    assert headings[-1] == "Demo run"
+    assert all(src.startswith("data:") for src in re.findall(r'<img[^>]*\ssrc="([^"]*)"', html))
+
+    demo = json.loads((tmp_path / "demo" / "runs" / "demo" / "summary.json").read_text())
+    status = {r["step"]: r["status"] for r in demo["tables"]["steps"]}
+    assert len(status) == 12 and all(status[name] == "ok" for name in status if name.startswith("synth"))
+    for kind in expected:  # each present command's own summary records its own command line
+        folder = {"anchors.kmeans": "anchors"}.get(kind, kind.replace(".", "_").replace("_train", ""))
+        doc = json.loads((tmp_path / "demo" / "runs" / folder / "summary.json").read_text())
+        assert doc["command"].startswith(f"detkit {kind.replace('.', ' ')} ")
+    md = (tmp_path / "demo" / "report.md").read_text()
+    assert all((tmp_path / "demo" / link).is_file() for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md))
+    assert Path(tmp_path / "demo" / "logs").is_dir()
