@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detkit.yolo.loss import LossConfig, YoloLoss  # noqa: E402
-from detkit.yolo.model import YOLOv2, YoloConfig  # noqa: E402
+from detkit.yolo.loss import LossConfig, YoloLoss
+from detkit.yolo.model import YoloConfig, YOLOv2
 
 VOC_ANCHORS = [(1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071)]
 TARGET_STEP, TARGET_E2E = 2500.0, 1500.0  # img/s on one H100

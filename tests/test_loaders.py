@@ -113,3 +113,39 @@ def test_cli_bad_input_is_one_line_exit_2(cli, tmp_path):
     from detkit.cli import run
 
     assert run(["data", "synth", str(tmp_path / "x"), "--images", "0"]) == 2  # usage error
+
+
+def test_memory_mapped_decode_matches_and_reports_lines(tmp_path, shapes_dir, monkeypatch):
+    from detkit.coco import loaders
+
+    src = shapes_dir / "instances.json"
+    small = load_dataset(src)
+    monkeypatch.setattr(loaders, "MMAP_MIN_BYTES", 0)  # every file takes the mmap path
+    mapped = load_dataset(src)
+    assert np.array_equal(mapped.bbox, small.bbox) and list(mapped.file_name) == list(small.file_name)
+    assert np.array_equal(loaders.load_labels(src).category_id, small.category_id)
+    p = tmp_path / "bad.json"
+    p.write_bytes(b'{"images": [\n{"id": 1, "width": 4, "height": 4},\n{"id": 2, "width": NaN, "height": 4}]}')
+    with pytest.raises(InputError, match=r"bad.json:line 3: NaN/Infinity is not a JSON number"):
+        load_dataset(p)
+    p.write_bytes(b'{"images": [], "info": {"x": "caf\xe9"}}')  # bad byte in a field the decoder skips
+    with pytest.raises(InputError, match=r"line 1: not UTF-8 text \(byte 0xe9 at offset 33\)"):
+        loaders.load_labels(p)
+
+
+def test_ids_beyond_int64_are_input_errors(tmp_path):
+    p = tmp_path / "big.json"
+    p.write_text('{"images": [{"id": 99999999999999999999999, "width": 4, "height": 4}]}')
+    with pytest.raises(InputError, match=r"\$\.images\[0\]\.id"):
+        load_dataset(p)
+
+
+def test_missing_area_and_iscrowd_are_filled_and_flagged(tmp_path):
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps({"images": [{"id": 1, "width": 9, "height": 9}],
+                             "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 3]},
+                                             {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 3], "area": 5, "iscrowd": 1}],
+                             "categories": [{"id": 1, "name": "a"}]}))  # fmt: skip
+    ds = load_dataset(p)
+    assert ds.area.tolist() == [6, 5] and ds.iscrowd.tolist() == [0, 1]
+    assert ds.missing["area"].tolist() == [True, False] and ds.missing["iscrowd"].tolist() == [True, False]

@@ -16,8 +16,24 @@ from __future__ import annotations
 import numpy as np
 
 # COCO's stock anchors, for comparison: YOLOv3 (pixels at 416, letterbox) and YOLOv2-VOC (grid cells of 13).
-YOLOV3_COCO_PIXELS_416 = ((10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326))
-YOLOV2_VOC_GRID_13 = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071))
+YOLOV3_COCO_PIXELS_416 = (
+    (10, 13),
+    (16, 30),
+    (33, 23),
+    (30, 61),
+    (62, 45),
+    (59, 119),
+    (116, 90),
+    (156, 198),
+    (373, 326),
+)
+YOLOV2_VOC_GRID_13 = (
+    (1.3221, 1.73145),
+    (3.19275, 4.00944),
+    (5.05587, 8.09892),
+    (9.47112, 4.84053),
+    (11.2364, 10.0071),
+)
 
 
 def stock_anchors() -> dict[str, np.ndarray]:
@@ -88,7 +104,9 @@ def ratio_recall(wh: np.ndarray, anchors: np.ndarray, thr: float = 4.0) -> float
     return float((best > 1.0 / thr).mean())
 
 
-def anchor_metrics(wh: np.ndarray, anchors: np.ndarray, iou_thr: float = 0.5, ratio_thr: float = 4.0) -> dict[str, float]:
+def anchor_metrics(
+    wh: np.ndarray, anchors: np.ndarray, iou_thr: float = 0.5, ratio_thr: float = 4.0
+) -> dict[str, float]:
     """mean IoU, BPR at ``iou_thr`` and ratio recall at ``ratio_thr`` in one pass over the boxes."""
     best, _ = best_iou(wh, anchors)
     return {

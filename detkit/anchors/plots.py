@@ -24,7 +24,13 @@ def _plt():
 
 
 def plot_scatter(
-    wh: np.ndarray, assignments: np.ndarray, anchors: np.ndarray, path: str | Path, *, title: str = "", seed: int = 0
+    wh: np.ndarray,
+    assignments: np.ndarray,
+    anchors: np.ndarray,
+    path: str | Path,
+    *,
+    title: str = "",
+    seed: int = 0,
 ) -> Path:
     """Normalised w vs h, one colour per cluster, anchors marked with black crosses.
 
@@ -54,7 +60,9 @@ def plot_scatter(
     return _save(fig, path)
 
 
-def plot_elbow(ks: list[int], mean_ious: list[float], elbow_k: int, path: str | Path, reference: dict | None = None) -> Path:
+def plot_elbow(
+    ks: list[int], mean_ious: list[float], elbow_k: int, path: str | Path, reference: dict | None = None
+) -> Path:
     """Mean IoU (%) against k, the elbow marked; stock anchors drawn as single points when given."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -75,7 +83,9 @@ def plot_elbow(ks: list[int], mean_ious: list[float], elbow_k: int, path: str | 
     return _save(fig, path)
 
 
-def plot_anchor_boxes(anchors_pixels: np.ndarray, img_size: int, path: str | Path, *, title: str = "") -> Path:
+def plot_anchor_boxes(
+    anchors_pixels: np.ndarray, img_size: int, path: str | Path, *, title: str = ""
+) -> Path:
     """The anchors as rectangles centred on one ``img_size`` canvas, each labelled with its size in pixels."""
     plt = _plt()
     from matplotlib.patches import Rectangle

@@ -120,7 +120,9 @@ def choose_k(sweep: Sweep, out_k: int | None) -> int:
     return out_k
 
 
-def anchors_file(sweep: Sweep, k: int, *, norm: str, grid: int, img_size: int, seed: int, method: str, source: str) -> dict[str, Any]:
+def anchors_file(
+    sweep: Sweep, k: int, *, norm: str, grid: int, img_size: int, seed: int, method: str, source: str
+) -> dict[str, Any]:
     """The ``--out anchors.json`` document that ``detkit yolo train --anchors`` reads."""
     row = sweep.row(k)
     return {

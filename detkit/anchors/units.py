@@ -67,7 +67,7 @@ def darknet_line(anchors: np.ndarray, decimals: int = 4) -> str:
         anchors: (k, 2) anchors in the unit the cfg wants.
         decimals: digits after the point; 0 writes whole numbers (YOLOv3 cfgs).
     """
-    fmt = (lambda v: str(int(round(v)))) if decimals == 0 else (lambda v: f"{v:.{decimals}f}")
+    fmt = (lambda v: str(round(v))) if decimals == 0 else (lambda v: f"{v:.{decimals}f}")
     return "anchors = " + ",  ".join(f"{fmt(w)},{fmt(h)}" for w, h in np.asarray(anchors, dtype=np.float64))
 
 

@@ -302,13 +302,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             if improved:
                 best, best_epoch = v["top1"], epoch + 1
             if main:
-                state = {**meta, "model": model.state_dict(), "ema": ema.state_dict()["module"] if ema else None,
-                         "epoch": epoch + 1, "best_top1": best, "best_epoch": best_epoch, "val_top1": v["top1"]}
-                if improved:
+                state = {**meta, "epoch": epoch + 1, "best_top1": best, "best_epoch": best_epoch, "val_top1": v["top1"]}
+                if improved:  # best.pt: only the evaluated weights (the EMA's when on)
                     with atomic_path(run / "best.pt") as tmp:
-                        torch.save(state, tmp)
-                full = {**state, "ema": ema.state_dict() if ema else None, "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "rng": rng_state()}
+                        torch.save({**state, "model": (ema.module if ema else model).state_dict(), "ema": None}, tmp)
+                full = {**state, "model": model.state_dict(), "ema": ema.state_dict() if ema else None,
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
                 with atomic_path(run / "last.pt") as tmp:
                     torch.save(full, tmp)
                 _write_metrics(run / "metrics.csv", rows)

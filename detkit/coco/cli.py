@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -32,21 +32,33 @@ class FailOn(str, Enum):
     never = "never"
 
 
-FORMAT_OPT = typer.Option(None, "--format", "-f", help="Input format (default: detected from the path).")
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout and nothing else.")
-OUT_OPT = typer.Option(None, "--out", help="Also write DIR/summary.json (+ run.json) for `detkit report`.")
+InPath = Annotated[Path, typer.Argument(help="COCO json, course text file, YOLO folder or VOC folder.")]
+FormatOpt = Annotated[Fmt | None, typer.Option("--format", "-f", help="Input format (default: detected from the path).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write DIR/summary.json (+ run.json) for `detkit report`.")]
 
 
-def _load(path: Path, fmt: Optional[Fmt]):
+def _busy(message: str):
+    """A spinner on stderr while a long single step runs (a no-op when stderr is not a terminal)."""
+    import contextlib
+
+    from detkit.console import err, progress_enabled
+
+    return err.status(message) if progress_enabled() else contextlib.nullcontext()
+
+
+def _load(path: Path, fmt: Fmt | None):
     from detkit.coco.loaders import load_dataset
 
-    return load_dataset(path, format=fmt.value if fmt else None)
+    with _busy(f"reading {path}"):
+        return load_dataset(path, format=fmt.value if fmt else None)
 
 
 def _table(title: str, columns: list[str], rows: list[list[object]]):
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    t = Table(title=escape(title), title_justify="left", show_edge=False, pad_edge=False)
     cells = [[_cell(v) for v in r] for r in rows]
     for k, c in enumerate(columns):
         left = c in ("name", "table", "field", "type", "meaning")
@@ -80,10 +92,10 @@ def _write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, *
 # ---- inspect ---------------------------------------------------------------------------------------
 @app.command()
 def inspect(
-    path: Path = typer.Argument(..., help="COCO json, course text file, YOLO folder or VOC folder."),
-    format: Optional[Fmt] = FORMAT_OPT,
-    json: bool = JSON_OPT,
-    out_dir: Optional[Path] = OUT_OPT,
+    path: InPath,
+    format: FormatOpt = None,
+    json: JsonOpt = False,
+    out_dir: OutOpt = None,
 ) -> None:
     """Explain an annotation file: schema field by field, counts, image sizes, boxes per image, box sizes.
 
@@ -113,9 +125,9 @@ def inspect(
 
 
 def _print_inspect(doc: dict) -> None:
-    c = doc["counts"]
     from rich.markup import escape
 
+    c = doc["counts"]
     out.print(f"[bold]{escape(doc['path'])}[/bold]  ({doc['format']}: {escape(doc['source_note'])})")
     out.print(f"bbox convention: {doc['bbox_convention']}\n")
     out.print(_table("Schema", ["table", "field", "type", "meaning"], [list(r.values()) for r in doc["schema"]]))
@@ -143,13 +155,13 @@ def _print_inspect(doc: dict) -> None:
 # ---- validate --------------------------------------------------------------------------------------
 @app.command()
 def validate(
-    path: Path = typer.Argument(..., help="COCO json, course text file, YOLO folder or VOC folder."),
-    format: Optional[Fmt] = FORMAT_OPT,
-    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Exit 1 when a finding reaches this severity."),
-    fix: Optional[Path] = typer.Option(None, "--fix", help="Write a cleaned COCO json here and list every change."),
-    examples: int = typer.Option(5, "--examples", min=0, help="Offending records shown per finding."),
-    json: bool = JSON_OPT,
-    out_dir: Optional[Path] = OUT_OPT,
+    path: InPath,
+    format: FormatOpt = None,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 when a finding reaches this severity.")] = FailOn.error,
+    fix: Annotated[Path | None, typer.Option("--fix", help="Write a cleaned COCO json here and list every change.")] = None,
+    examples: Annotated[int, typer.Option("--examples", min=0, help="Offending records shown per finding.")] = 5,
+    json: JsonOpt = False,
+    out_dir: OutOpt = None,
 ) -> None:
     """Check an annotation file; findings have stable codes, a severity, a count and example records.
 
@@ -159,7 +171,8 @@ def validate(
     """
     from detkit.coco.validate import validate_path
 
-    report = validate_path(path, format=format.value if format else None, max_examples=examples)
+    with _busy(f"validating {path}"):
+        report = validate_path(path, format=format.value if format else None, max_examples=examples, keep_raw=fix is not None)
     changes = None
     if fix is not None:
         from detkit.coco.fix import write_fix
@@ -224,20 +237,22 @@ def _print_validate(doc: dict) -> None:
         for ch in fx["changes"]:
             parts = [ch["action"], ch["record"]] + [f"id {ch['id']}"] * ("id" in ch)
             if "before" in ch:
-                parts.append(f"{ch['before']} -> {ch['after']}")
+                before, after = ch["before"], ch["after"]
+                parts.append(f"{before} -> {after}" if before is not None and after is not None
+                             else (f"-> {after}" if after is not None else str(before)))  # fmt: skip
             out.print(escape("  " + " ".join(str(p) for p in parts)))
 
 
 # ---- classes ---------------------------------------------------------------------------------------
 @app.command()
 def classes(
-    path: Path = typer.Argument(..., help="COCO json, course text file, YOLO folder or VOC folder."),
-    format: Optional[Fmt] = FORMAT_OPT,
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a horizontal bar chart PNG here."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the table as CSV here."),
-    markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
-    json: bool = JSON_OPT,
-    out_dir: Optional[Path] = OUT_OPT,
+    path: InPath,
+    format: FormatOpt = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a horizontal bar chart PNG here.")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV here.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
+    json: JsonOpt = False,
+    out_dir: OutOpt = None,
 ) -> None:
     """Class distribution: instances, images containing each class and its share, most frequent first.
 
@@ -246,7 +261,8 @@ def classes(
     from detkit.coco.loaders import load_labels
     from detkit.coco.stats import class_table
 
-    ds = load_labels(path, format=format.value if format else None)
+    with _busy(f"reading {path}"):
+        ds = load_labels(path, format=format.value if format else None)
     rows = class_table(ds)
     if plot is not None:
         from detkit.coco.plots import plot_classes
@@ -297,12 +313,12 @@ def _markdown(rows: list[dict]) -> str:
 # ---- convert ---------------------------------------------------------------------------------------
 @app.command()
 def convert(
-    src: Path = typer.Argument(..., metavar="IN", help="COCO json, course text file, YOLO folder or VOC folder."),
-    dst: Path = typer.Argument(..., metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc)."),
-    to: Target = typer.Option(..., "--to", help="Target format."),
-    format: Optional[Fmt] = FORMAT_OPT,
-    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the source images (linked into YOLO/VOC outputs)."),
-    json: bool = JSON_OPT,
+    src: Annotated[Path, typer.Argument(metavar="IN", help="COCO json, course text file, YOLO folder or VOC folder.")],
+    dst: Annotated[Path, typer.Argument(metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc).")],
+    to: Annotated[Target, typer.Option("--to", help="Target format.")],
+    format: FormatOpt = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Folder of the source images (linked into YOLO/VOC).")] = None,
+    json: JsonOpt = False,
 ) -> None:
     """Convert between COCO json, YOLO label folders and Pascal VOC (the course text format converts too).
 
@@ -310,13 +326,15 @@ def convert(
 
     Example: detkit coco convert instances.json yolo_out/ --to yolo
     """
+    from rich.markup import escape
+
     from detkit.coco.convert import convert as do_convert
 
     ds = _load(src, format)
     result = do_convert(ds, dst, to.value, image_root=images)
     if to != Target.coco and result["images_linked"] < ds.num_images:
         warn(f"{ds.num_images - result['images_linked']:,} of {ds.num_images:,} images not found to link "
-             f"(source image folder: {images or ds.image_root}); pass --images DIR")  # fmt: skip
+             f"(source image folder: {escape(str(images or ds.image_root))}); pass --images DIR")  # fmt: skip
     if result.get("skipped_boxes"):
         warn(f"{result['skipped_boxes']:,} boxes with a dangling image or category id were not written")
     if result.get("crowd_as_boxes"):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from detkit.coco.model import Dataset, _num
+from detkit.console import progress
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, write_json
 
@@ -51,6 +52,15 @@ def _stems(ds: Dataset) -> list[Path]:
             raise DetkitError(f"{ds.source}: images '{seen[s]}' and '{f}' would share the label file {s}.*")
         seen[s] = str(f)
     return stems
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    """Plain write: files inside a staged folder need no per-file atomicity (nor 100k fsyncs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
 
 
 @contextlib.contextmanager
@@ -92,10 +102,11 @@ def write_yolo(ds: Dataset, out: str | Path, image_root: str | Path | None = Non
     idx, rows_of = _rows_by_image(ds)
     skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cls_of))
     linked = 0
-    with _staged_folder(out) as tmp:
-        with atomic_write(tmp / "classes.txt") as f:
-            f.writelines(f"{ds.cat_name[k]}\n" for k in order)
+    with _staged_folder(out) as tmp, progress() as bar:
+        task = bar.add_task("writing YOLO labels", total=len(stems), info="")
+        _write(tmp / "classes.txt", "".join(f"{ds.cat_name[k]}\n" for k in order))
         for i, stem in enumerate(stems):
+            bar.advance(task)
             W, H = float(ds.width[i]), float(ds.height[i])
             lines = []
             for r in rows_of[i]:
@@ -104,8 +115,7 @@ def write_yolo(ds: Dataset, out: str | Path, image_root: str | Path | None = Non
                     continue
                 x, y, w, h = (float(v) for v in ds.bbox[r])
                 lines.append(f"{c} {(x + w / 2) / W:.7f} {(y + h / 2) / H:.7f} {w / W:.7f} {h / H:.7f}\n")
-            with atomic_write(tmp / "labels" / stem.with_suffix(".txt")) as f:
-                f.writelines(lines)
+            _write(tmp / "labels" / stem.with_suffix(".txt"), "".join(lines))
             linked += _link_image(root, str(ds.file_name[i]), tmp / "images" / str(ds.file_name[i]))
     return {"format": "yolo", "out": str(out), "images": ds.num_images, "labels_written": ds.num_images,
             "boxes": ds.num_annotations - skipped, "skipped_boxes": skipped, "classes": len(order),
@@ -146,10 +156,11 @@ def write_voc(ds: Dataset, out: str | Path, image_root: str | Path | None = None
     idx, rows_of = _rows_by_image(ds)
     skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in names))
     linked = 0
-    with _staged_folder(out) as tmp:
+    with _staged_folder(out) as tmp, progress() as bar:
+        task = bar.add_task("writing VOC XML", total=len(stems), info="")
         for i, stem in enumerate(stems):
-            with atomic_write(tmp / "Annotations" / stem.with_suffix(".xml"), "wb") as f:
-                f.write(_voc_xml(ds, i, rows_of[i], names))
+            bar.advance(task)
+            _write(tmp / "Annotations" / stem.with_suffix(".xml"), _voc_xml(ds, i, rows_of[i], names))
             linked += _link_image(root, str(ds.file_name[i]), tmp / "JPEGImages" / str(ds.file_name[i]))
     return {"format": "voc", "out": str(out), "images": ds.num_images, "boxes": ds.num_annotations - skipped,
             "skipped_boxes": skipped, "classes": ds.num_categories, "images_linked": linked,

@@ -7,8 +7,9 @@ interface: CI jobs grep for them, so they never change meaning.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 SEVERITIES = ("error", "warning", "info")
 

@@ -30,7 +30,8 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The cleaned COCO dict and the list of changes (action, record, id, before, after).
 
     Args:
-        report: the result of :func:`detkit.coco.validate.validate_path` on the input.
+        report: the result of :func:`detkit.coco.validate.validate_path` on the input; for a COCO json
+            call it with ``keep_raw=True`` so segmentations and extra fields are carried over.
     """
     ds = report.dataset
     changes: list[dict[str, Any]] = []

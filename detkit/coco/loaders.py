@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
@@ -24,6 +25,7 @@ from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, Labels, default
 from detkit.errors import InputError
 
 FORMATS = ("coco", "text", "yolo", "voc")
+MMAP_MIN_BYTES = 1 << 24  # json files at least this big are memory-mapped, not read into the heap
 MAX_YOLO_CLASSES = 100_000  # a larger class index is a corrupt line, not a real class
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -87,9 +89,10 @@ class _LabelFile(msgspec.Struct):
 
 _DECODER = msgspec.json.Decoder(_CocoFile)
 _LABEL_DECODER = msgspec.json.Decoder(_LabelFile)
-_MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.S)
+_MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.DOTALL)
 
 
+NEWLINE = b"\n"
 _MSGSPEC_BYTE = re.compile(r"\(byte (\d+)\)")
 
 
@@ -105,7 +108,7 @@ def _msgspec_error(path: Path, exc: Exception, data: bytes = b"") -> InputError:
     b = _MSGSPEC_BYTE.search(what)
     if where is None and b:  # malformed JSON: name the line, not just the byte offset
         at = int(b.group(1))
-        where = "line %d" % (data[:at].count(b"\n") + 1)
+        where = f"line {data[:at].count(NEWLINE) + 1}"
         if bytes(data[at : at + 9]).lstrip(b"-").startswith((b"NaN", b"Infinity", b"nan", b"inf")):
             what = f"NaN/Infinity is not a JSON number (byte {at}); run `detkit coco validate` to list them all"
     return InputError(path, where, what)
@@ -143,13 +146,16 @@ def _check_utf8(path: Path, data: Any, step: int = 1 << 24) -> None:
             raise InputError(path, f"line {line}", f"not UTF-8 text (byte 0x{data[at]:02x} at offset {at})") from None
 
 
-def _decode_file(path: Path, decoder: msgspec.json.Decoder) -> Any:
-    """Decode a json file; large files are memory-mapped (no 400 MB copy into the heap)."""
+def _decode_file(path: Path, decoder: msgspec.json.Decoder, map_large: bool = True) -> Any:
+    """Decode a json file; large files are memory-mapped (no 400 MB copy into the heap).
+
+    ``map_large=False`` for decoders with ``msgspec.Raw`` fields, which keep pointers into the buffer.
+    """
     try:
         size = path.stat().st_size
     except OSError:
         size = 0
-    if size < (1 << 24) or not path.is_file():
+    if size < MMAP_MIN_BYTES or not map_large or not path.is_file():
         data = _read_bytes(path)
         _check_utf8(path, data)
         return _decode(path, data, decoder)
@@ -166,10 +172,14 @@ def _decode_file(path: Path, decoder: msgspec.json.Decoder) -> Any:
 def load_coco(path: str | Path, image_root: str | None = None) -> Dataset:
     """Load a COCO instances json (only the fields detkit needs are decoded)."""
     path = Path(path)
-    doc = _decode_file(path, _DECODER)
+    return _coco_from_doc(path, _decode_file(path, _DECODER), image_root)
+
+
+def _coco_from_doc(path: Path, doc: _CocoFile, image_root: str | None = None) -> Dataset:
+    """Columns from decoded structs (one C-level pass per column)."""
     imgs, anns, cats = doc.images, doc.annotations, doc.categories
     n = len(anns)
-    col = lambda items, name, dtype: np.fromiter(map(attrgetter(name), items), dtype, len(items))  # noqa: E731
+    col = lambda items, name, dtype: np.fromiter(map(attrgetter(name), items), dtype, len(items))
     bbox = np.fromiter(chain.from_iterable(map(attrgetter("bbox"), anns)), np.float64, 4 * n).reshape(n, 4)
     width, height = col(imgs, "width", np.float64), col(imgs, "height", np.float64)
     _check_image_sizes(path, width, height, lambda i: f"$.images[{i}]")
@@ -203,7 +213,7 @@ def load_coco(path: str | Path, image_root: str | None = None) -> Dataset:
         source=str(path),
         format="coco",
         image_root=image_root or default_image_root(path),
-        ann_record=None,  # record(i) -> annotations[i], the JSON path
+        ann_record=None,  # record(i) -> $.annotations[i], the JSON path
         missing=missing,
         extra=extra,
     )
@@ -216,7 +226,7 @@ def load_coco_labels(path: str | Path) -> Labels:
     """
     path = Path(path)
     doc = _decode_file(path, _LABEL_DECODER)
-    col = lambda items, name, dtype=np.int64: np.fromiter(map(attrgetter(name), items), dtype, len(items))  # noqa: E731
+    col = lambda items, name, dtype=np.int64: np.fromiter(map(attrgetter(name), items), dtype, len(items))
     width, height = col(doc.images, "width", np.float64), col(doc.images, "height", np.float64)
     _check_image_sizes(path, width, height, lambda i: f"$.images[{i}]")
     return Labels(
@@ -243,6 +253,24 @@ def load_labels(path: str | Path, format: str | None = None) -> Labels | Dataset
     return load_dataset(p, format=fmt)
 
 
+# ---- record-level problems: raise (loaders) or report and skip (validate) --------------------------
+OnError = Callable[[str, InputError], None]
+
+
+def _problem(path: Path, where: str | None, what: str, code: str) -> InputError:
+    """An InputError tagged with the validate finding code it becomes when reported instead of raised."""
+    err = InputError(path, where, what)
+    err.code = code
+    return err
+
+
+def _skip_or_raise(on_error: OnError | None, err: InputError) -> None:
+    """Raise ``err`` — or, when validating (``on_error`` given), report it so the record is skipped."""
+    if on_error is None:
+        raise err
+    on_error(getattr(err, "code", "record.unparsable"), err)
+
+
 # ---- the course's text format ---------------------------------------------------------------------
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|inf|-inf)"
 _TEXT_LINE = re.compile(
@@ -252,11 +280,15 @@ _TEXT_LINE = re.compile(
 TEXT_EXAMPLE = "id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175],"
 
 
-def load_text(path: str | Path) -> Dataset:
+def load_text(path: str | Path, on_error: OnError | None = None) -> Dataset:
     """Load the course's ``id: C, height: H, width: W, bbox:[x, y, w, h],`` file.
 
     Each line is one box on its own image (image id = line number); ``id`` indexes COCO's 80 class
     names, mapped to COCO's official category ids so a conversion matches real COCO files.
+
+    Args:
+        path: the text file.
+        on_error: when given (``validate``), bad lines are reported to it and skipped instead of raised.
     """
     path = Path(path)
     text = _read_text(path)
@@ -269,18 +301,25 @@ def load_text(path: str | Path) -> Dataset:
         if m is None:
             shown = line.strip()
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise InputError(path, f"line {lineno}", f"expected '{TEXT_EXAMPLE}', got '{shown}'")
+            _skip_or_raise(on_error, _problem(path, f"line {lineno}", f"expected '{TEXT_EXAMPLE}', got '{shown}'",
+                                              "record.unparsable"))  # fmt: skip
+            continue
         vals = tuple(float(v) for v in m.groups())
         cls = vals[0]
         if not cls.is_integer() or not 0 <= cls < len(COCO80_NAMES):
-            raise InputError(path, f"line {lineno}", f"class id {m.group(1)} is not an integer in 0..79")
+            _skip_or_raise(on_error, _problem(path, f"line {lineno}", f"class id {m.group(1)} is not an integer in 0..79",
+                                              "record.wrong_type"))  # fmt: skip
+            continue
         if not (np.isfinite(vals[1]) and np.isfinite(vals[2]) and vals[1] > 0 and vals[2] > 0):
-            raise InputError(path, f"line {lineno}", f"image size {m.group(3)}x{m.group(2)} must be positive")
+            code = "image.bad_size" if np.isfinite(vals[1]) and np.isfinite(vals[2]) else "value.non_finite"
+            _skip_or_raise(on_error, _problem(path, f"line {lineno}", f"image size {m.group(3)}x{m.group(2)} must be positive",
+                                              code))  # fmt: skip
+            continue
         rows.append(vals)
         lines.append(lineno)
-    if not rows:
+    if not rows and (on_error is None or not text.strip()):
         raise InputError(path, None, "no annotation lines found" if text.strip() else "file is empty")
-    arr = np.array(rows, dtype=np.float64)
+    arr = np.array(rows, dtype=np.float64).reshape(len(rows), 7)
     n = len(arr)
     ids = np.arange(1, n + 1, dtype=np.int64)
     coco_ids = np.asarray(COCO80_IDS, dtype=np.int64)
@@ -337,10 +376,10 @@ def _yolo_names(path: Path, labels: Path, names: list[str] | None) -> list[str] 
 def _yaml_names(f: Path) -> list[str] | None:
     """The ``names:`` of an ultralytics data.yaml (inline list, list items, or ``i: name`` map)."""
     text = _read_text(f)
-    m = re.search(r"^names\s*:\s*\[(.*?)\]", text, re.M | re.S)
+    m = re.search(r"^names\s*:\s*\[(.*?)\]", text, re.MULTILINE | re.DOTALL)
     if m:
         return [s.strip().strip("'\"") for s in m.group(1).split(",") if s.strip()]
-    m = re.search(r"^names\s*:\s*\n((?:[ \t]+.*\n?)+)", text, re.M)
+    m = re.search(r"^names\s*:\s*\n((?:[ \t]+.*\n?)+)", text, re.MULTILINE)
     if not m:
         return None
     out = []
@@ -364,7 +403,7 @@ def image_size(path: Path) -> tuple[int, int]:
         raise InputError(path, None, f"cannot read image header ({exc.__class__.__name__})") from None
 
 
-def load_yolo(path: str | Path, names: list[str] | None = None) -> Dataset:
+def load_yolo(path: str | Path, names: list[str] | None = None, on_error: OnError | None = None) -> Dataset:
     """Load a YOLO label folder: ``class cx cy w h`` (normalised) per line, one .txt per image.
 
     Image sizes come from the image headers; class k becomes category id k with the name from
@@ -398,14 +437,19 @@ def load_yolo(path: str | Path, names: list[str] | None = None) -> Dataset:
             if not parts:
                 continue
             if len(parts) != 5:
-                raise InputError(lf, f"line {lineno}", f"expected 'class cx cy w h', got {len(parts)} fields")
+                _skip_or_raise(on_error, _problem(lf, f"line {lineno}", f"expected 'class cx cy w h', got {len(parts)} fields",
+                                                  "record.unparsable"))  # fmt: skip
+                continue
             try:
                 c = int(parts[0])
                 cx, cy, bw, bh = (float(v) for v in parts[1:])
             except ValueError:
-                raise InputError(lf, f"line {lineno}", f"not numbers: '{line.strip()[:60]}'") from None
-            if c < 0 or c >= max(len(class_names or ()), MAX_YOLO_CLASSES):
-                raise InputError(lf, f"line {lineno}", f"class id {c} is outside 0..{max(len(class_names or ()), MAX_YOLO_CLASSES) - 1}")
+                _skip_or_raise(on_error, _problem(lf, f"line {lineno}", f"not numbers: '{line.strip()[:60]}'", "record.wrong_type"))
+                continue
+            top = max(len(class_names or ()), MAX_YOLO_CLASSES)
+            if c < 0 or c >= top:
+                _skip_or_raise(on_error, _problem(lf, f"line {lineno}", f"class id {c} is outside 0..{top - 1}", "record.wrong_type"))
+                continue
             ann_rows.append((img_id, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h))
             records.append(f"{lf.name} line {lineno}")
     n = len(ann_rows)
@@ -450,19 +494,52 @@ def _voc_files(path: Path) -> tuple[list[Path], Path | None]:
 def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
     el = node.find(tag) if node is not None else None
     if el is None or el.text is None:
-        raise InputError(f, where, f"missing <{tag}>")
+        raise _problem(f, where, f"missing <{tag}>", "record.missing_field")
     try:
         v = float(el.text)
     except ValueError:
-        raise InputError(f, where, f"<{tag}> is not a number: '{el.text.strip()[:30]}'") from None
+        raise _problem(f, where, f"<{tag}> is not a number: '{el.text.strip()[:30]}'", "record.wrong_type") from None
     return v
 
 
-def load_voc(path: str | Path) -> Dataset:
+def _voc_image(f: Path, images: Path | None) -> tuple[ET.Element, str, float, float]:
+    """(root, file name, width, height) of one VOC file; image sizes fall back to the image header."""
+    try:
+        root = ET.fromstring(_read_bytes(f))
+    except ET.ParseError as exc:
+        raise _problem(f, f"line {exc.position[0]}", f"malformed XML ({getattr(exc, 'msg', exc)})", "record.unparsable") from None
+    if root.tag != "annotation":
+        raise _problem(f, "<annotation>", f"root element is <{root.tag}>, not <annotation>", "record.unparsable")
+    fname_el = root.find("filename")
+    fname = fname_el.text.strip() if fname_el is not None and fname_el.text else f.with_suffix(".jpg").name
+    size = root.find("size")
+    w = _voc_num(f, size, "width", "<size>") if size is not None else 0.0
+    h = _voc_num(f, size, "height", "<size>") if size is not None else 0.0
+    if (w <= 0 or h <= 0) and images is not None and (images / fname).is_file():
+        w, h = (float(v) for v in image_size(images / fname))
+    if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
+        code = "image.bad_size" if np.isfinite(w) and np.isfinite(h) else "value.non_finite"
+        raise _problem(f, "<size>", f"image size {w}x{h} must be positive", code)
+    return root, fname, w, h
+
+
+def _voc_object(f: Path, obj: ET.Element, where: str) -> tuple[str, tuple[float, float, float, float]]:
+    name_el = obj.find("name")
+    if name_el is None or not (name_el.text or "").strip():
+        raise _problem(f, where, "missing <name>", "record.missing_field")
+    bb = obj.find("bndbox")
+    if bb is None:
+        raise _problem(f, where, "missing <bndbox>", "record.missing_field")
+    x0, y0, x1, y1 = (_voc_num(f, bb, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+    return name_el.text.strip(), (x0, y0, x1 - x0, y1 - y0)
+
+
+def load_voc(path: str | Path, on_error: OnError | None = None) -> Dataset:
     """Load Pascal VOC XML (a folder with ``Annotations/``, a folder of .xml, or one .xml).
 
     Boxes become x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin; categories are the object
     names in sorted order with ids 1..C. Degenerate boxes are kept for ``validate`` to report.
+    With ``on_error`` (``validate``), unreadable files and objects are reported to it and skipped.
     """
     path = Path(path)
     files, images = _voc_files(path)
@@ -471,32 +548,20 @@ def load_voc(path: str | Path) -> Dataset:
     img_rows, ann_rows, names, records = [], [], [], []
     for img_id, f in enumerate(files, start=1):
         try:
-            root = ET.fromstring(_read_bytes(f))
-        except ET.ParseError as exc:
-            raise InputError(f, f"line {exc.position[0]}", f"malformed XML ({exc.msg if hasattr(exc, 'msg') else exc})") from None
-        if root.tag != "annotation":
-            raise InputError(f, "<annotation>", f"root element is <{root.tag}>, not <annotation>")
-        fname_el = root.find("filename")
-        fname = fname_el.text.strip() if fname_el is not None and fname_el.text else f.with_suffix(".jpg").name
-        size = root.find("size")
-        w = _voc_num(f, size, "width", "<size>") if size is not None else 0.0
-        h = _voc_num(f, size, "height", "<size>") if size is not None else 0.0
-        if (w <= 0 or h <= 0) and images is not None and (images / fname).is_file():
-            w, h = (float(v) for v in image_size(images / fname))
-        if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
-            raise InputError(f, "<size>", f"image size {w}x{h} must be positive")
+            root, fname, w, h = _voc_image(f, images)
+        except InputError as err:
+            _skip_or_raise(on_error, err)
+            continue
         img_rows.append((img_id, fname, w, h))
         for k, obj in enumerate(root.iter("object")):
             where = f"<object> #{k + 1}"
-            name_el = obj.find("name")
-            if name_el is None or not (name_el.text or "").strip():
-                raise InputError(f, where, "missing <name>")
-            bb = obj.find("bndbox")
-            if bb is None:
-                raise InputError(f, where, "missing <bndbox>")
-            x0, y0, x1, y1 = (_voc_num(f, bb, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
-            ann_rows.append((img_id, x0, y0, x1 - x0, y1 - y0))
-            names.append(name_el.text.strip())
+            try:
+                name, box = _voc_object(f, obj, where)
+            except InputError as err:
+                _skip_or_raise(on_error, err)
+                continue
+            ann_rows.append((img_id, *box))
+            names.append(name)
             records.append(f"{f.name} {where}")
     cats = sorted(set(names))
     cat_of = {n: i + 1 for i, n in enumerate(cats)}
@@ -552,7 +617,8 @@ def load_dataset(path: str | Path, format: str | None = None, **kwargs: Any) -> 
     Args:
         path: a COCO json, a course text file, a YOLO folder or a VOC folder/xml.
         format: ``coco``, ``text``, ``yolo`` or ``voc``; detected from the path when None.
-        **kwargs: passed to the loader (``image_root`` for coco, ``names`` for yolo).
+        **kwargs: passed to the loader (``image_root`` for coco, ``names`` for yolo, ``on_error`` for
+            text / yolo / voc: report bad records to it and skip them instead of raising).
     """
     p = Path(path)
     fmt = format or detect_format(p)
@@ -568,10 +634,10 @@ def load_dataset(path: str | Path, format: str | None = None, **kwargs: Any) -> 
             p = jsons[0]
         return load_coco(p, **kwargs)
     if fmt == "text":
-        return load_text(p)
+        return load_text(p, **kwargs)
     if fmt == "yolo":
         return load_yolo(p, **kwargs)
-    return load_voc(p)
+    return load_voc(p, **kwargs)
 
 
 # ---- shared checks and readers -------------------------------------------------------------------

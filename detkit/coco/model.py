@@ -97,10 +97,10 @@ class Dataset:
         return {int(i): str(n) for i, n in zip(self.cat_id, self.cat_name)}
 
     def record(self, i: int) -> str:
-        """Where annotation row ``i`` came from, for messages (e.g. ``line 12``, ``annotations[3]``)."""
+        """Where annotation row ``i`` came from, for messages (e.g. ``line 12``, ``$.annotations[3]``)."""
         if self.ann_record is not None:
             return str(self.ann_record[i])
-        return f"annotations[{i}]"
+        return f"$.annotations[{i}]"
 
     def normalized_wh(self) -> np.ndarray:
         """(N, 2) box width/height divided by their image's width/height (dangling ids -> NaN)."""
@@ -153,13 +153,13 @@ class Dataset:
                 for a, im, c, b, ar, cr in zip(
                     self.ann_id, self.ann_image_id, self.category_id, self.bbox, self.area, self.iscrowd
                 )
-            ],  # fmt: skip
+            ],
             "categories": [
                 {"id": int(i), "name": str(n), "supercategory": ""} for i, n in zip(self.cat_id, self.cat_name)
             ],
         }
 
-    def subset_images(self, keep_image_ids: np.ndarray) -> "Dataset":
+    def subset_images(self, keep_image_ids: np.ndarray) -> Dataset:
         """A new dataset with only the given images and their annotations (categories kept)."""
         keep_img = np.isin(self.image_id, keep_image_ids)
         keep_ann = np.isin(self.ann_image_id, self.image_id[keep_img])

@@ -25,8 +25,8 @@ SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("annotations", "image_id", "int", "the image this box belongs to"),
     ("annotations", "category_id", "int", "the class (an id in categories, not a 0..N-1 index)"),
     ("annotations", "bbox", "[x, y, w, h]", "box in pixels: top-left corner x, y, then width, height"),
-    ("annotations", "area", "number", "object area in px² (segmentation area in COCO, else w*h); "
-     "COCOeval's small/medium/large split uses it"),
+    ("annotations", "area", "number",
+     "object area in px² (segmentation area in COCO, else w*h); COCOeval's small/medium/large split uses it"),
     ("annotations", "iscrowd", "0 | 1", "1 = a crowd region (RLE), ignored as ground truth by COCOeval"),
     ("annotations", "segmentation", "polygons | RLE", "object outline (not loaded by detkit; checked by validate)"),
     ("categories", "id", "int", "class id used by annotations' category_id"),
@@ -96,16 +96,16 @@ def inspect_dataset(ds: Dataset, top_sizes: int = 10) -> dict[str, Any]:
             "images": n_img, "annotations": n_ann, "categories": ds.num_categories,
             "crowd": int((ds.iscrowd == 1).sum()), "images_without_annotations": int((per_image == 0).sum()),
             "categories_used": int(np.isin(ds.cat_id, ds.category_id).sum()),
-        },  # fmt: skip
+        },
         "schema": [{"table": t, "field": f, "type": ty, "meaning": m} for t, f, ty, m in SCHEMA],
         "bbox_convention": "x, y, w, h in pixels; (x, y) is the top-left corner",
         "image_sizes": {
-            "distinct": int(len(sizes)),
+            "distinct": len(sizes),
             "width": describe(ds.width), "height": describe(ds.height),
             "most_common": [
                 {"width": _n(sizes[i, 0]), "height": _n(sizes[i, 1]), "images": int(size_counts[i])} for i in order
             ],
-        },  # fmt: skip
+        },
         "boxes_per_image": {
             **describe(per_image.astype(np.float64)),
             "histogram": _histogram(per_image, (0, 1, 2, 6, 11, 21, 51)),

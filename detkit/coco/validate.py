@@ -1,8 +1,9 @@
 """``detkit coco validate``: every check on a loaded dataset, aggregated into stable finding codes.
 
-The codes and severities are listed in :data:`detkit.coco.findings.CODES`. COCO json files get a lenient
-raw pass first (:mod:`detkit.coco.raw`) so wrong types, missing fields, NaN and broken polygons are
-reported instead of stopping at the first; the other formats go through their strict loaders.
+The codes and severities are listed in :data:`detkit.coco.findings.CODES`. COCO json files are read by
+:mod:`detkit.coco.raw` so wrong types, missing fields, NaN and broken polygons are reported instead of
+stopping at the first; the text, YOLO and VOC loaders report their bad lines / files / objects through
+``on_error`` and skip them. Input with nothing usable (empty, not the format at all) is exit 2.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from detkit.coco.findings import SEVERITIES, Finding, Findings
 from detkit.coco.loaders import detect_format, load_dataset
 from detkit.coco.model import Dataset
+from detkit.errors import InputError
 
 OOB_TOL = 0.01  # px: boxes written with 2 decimals may overshoot an edge by rounding alone
 AREA_TOL = 1e-3  # relative: area may exceed w*h by this much (float rounding) before it is flagged
@@ -59,13 +61,29 @@ def _image_record(ds: Dataset, i: int) -> str:
 
 
 def _duplicates(values: np.ndarray) -> np.ndarray:
-    """Rows whose value already appeared in an earlier row (first occurrence is not a duplicate)."""
-    if values.shape[0] == 0:
+    """Rows equal to an earlier row (the first occurrence is not a duplicate), in row order."""
+    n = values.shape[0]
+    if n == 0:
         return np.zeros(0, dtype=np.int64)
-    _, first = np.unique(values, axis=0, return_index=True) if values.ndim > 1 else np.unique(values, return_index=True)
-    dup = np.ones(values.shape[0], dtype=bool)
-    dup[first] = False
-    return np.flatnonzero(dup)
+    cols = values.reshape(n, -1)
+    if cols.shape[1] == 1:
+        key = cols[:, 0]
+    else:  # one 64-bit hash per row (one stable argsort instead of a 6-key lexsort: ~10x faster)
+        bits = np.ascontiguousarray(cols, dtype=np.float64).view(np.uint64)
+        key = np.zeros(n, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(bits.shape[1]):
+                key = (key ^ bits[:, j]) * np.uint64(0x100000001B3)
+    order = np.argsort(key, kind="stable")  # stable: equal rows stay in row order
+    same_key = key[order][1:] == key[order][:-1]
+    s = cols[order]
+    same = np.zeros(n, dtype=bool)
+    same[1:] = (s[1:] == s[:-1]).all(axis=1)
+    if (same_key & ~same[1:]).any():  # a hash collision: fall back to the exact multi-key sort
+        order = np.lexsort(cols.T[::-1])
+        s = cols[order]
+        same[1:] = (s[1:] == s[:-1]).all(axis=1)
+    return np.sort(order[same])
 
 
 def out_of_bounds(ds: Dataset, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -84,10 +102,10 @@ def out_of_bounds(ds: Dataset, idx: np.ndarray | None = None) -> tuple[np.ndarra
 def check_dataset(ds: Dataset, fnd: Findings) -> None:
     """Run every format-independent check on ``ds``, adding to ``fnd``."""
     rec = ds.record
-    aid = lambda r: int(ds.ann_id[r])  # noqa: E731
-    iid = lambda r: int(ds.image_id[r])  # noqa: E731
-    irec = lambda r: _image_record(ds, r)  # noqa: E731
-    box = lambda r: "bbox " + ", ".join(f"{v:g}" for v in ds.bbox[r])  # noqa: E731
+    aid = lambda r: int(ds.ann_id[r])
+    iid = lambda r: int(ds.image_id[r])
+    irec = lambda r: _image_record(ds, r)
+    box = lambda r: "bbox " + ", ".join(f"{v:g}" for v in ds.bbox[r])
 
     # ---- images and categories --------------------------------------------------------------------
     wh = np.stack([ds.width, ds.height], axis=1)
@@ -108,7 +126,7 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
     # ---- boxes -----------------------------------------------------------------------------------
     finite = np.isfinite(ds.bbox).all(axis=1)
     fnd.add_rows("value.non_finite", np.flatnonzero(~finite), rec, aid, box)
-    x, y, w, h = ds.bbox.T
+    w, h = ds.bbox[:, 2], ds.bbox[:, 3]
     with np.errstate(invalid="ignore"):
         nonpos = finite & ((w <= 0) | (h <= 0))
         subpix = finite & ~nonpos & ((w < 1) | (h < 1))
@@ -151,23 +169,31 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
     fnd.add_rows("category.unused", np.flatnonzero(~used), lambda r: f"category {ds.cat_name[r]}", lambda r: int(ds.cat_id[r]))
 
 
-def validate_path(path: str | Path, format: str | None = None, max_examples: int = 5) -> Report:
+def validate_path(path: str | Path, format: str | None = None, max_examples: int = 5, keep_raw: bool = False) -> Report:
     """Load ``path`` (leniently for COCO json) and run every check.
 
     Args:
         path: annotation file or folder (any format :func:`load_dataset` reads).
         format: force a format instead of detecting it.
         max_examples: offending records kept per finding.
+        keep_raw: for a COCO json, keep the decoded document in ``Report.raw`` (``--fix`` writes from it).
     """
     path = Path(path)
     fmt = format or detect_format(path)
     fnd = Findings(str(path), max_examples=max_examples)
     raw = None
     if fmt == "coco" and path.is_file():
-        from detkit.coco.raw import load_coco_lenient
+        from detkit.coco.raw import load_coco_lenient, load_coco_typed
 
-        ds, raw = load_coco_lenient(path, fnd)
+        ds = None if keep_raw else load_coco_typed(path, fnd)
+        if ds is None:
+            fnd = Findings(str(path), max_examples=max_examples)
+            ds, raw = load_coco_lenient(path, fnd)
     else:
-        ds = load_dataset(path, format=fmt)
+        def on_error(code: str, err: InputError) -> None:
+            where = err.where if Path(err.path) == path else f"{Path(err.path).name} {err.where or ''}".strip()
+            fnd.add(code, str(where), note=err.what)
+
+        ds = load_dataset(path, format=fmt, on_error=on_error)
     check_dataset(ds, fnd)
     return Report(str(path), fmt, ds, fnd.as_list(), raw=raw, counts=fnd.counts())

@@ -66,8 +66,8 @@ def _shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.nda
 def _draw(k: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """One RGB uint8 image of class ``k`` and the shape's box (x0, y0, x1, y1)."""
     style = _class_style(k)
-    bg = rng.integers(40, 200, size=3)
-    img = np.clip(bg + rng.normal(0, 25, size=(size, size, 3)), 0, 255)
+    bg = rng.integers(50, 180) + rng.integers(-20, 21, size=3)  # greyish, so the class colour stands out
+    img = np.clip(bg + rng.normal(0, 20, size=(size, size, 3)), 0, 255)
     r = size * rng.uniform(0.22, 0.34)
     cx, cy = rng.uniform(r, size - r, size=2)
     mask = _shape_mask(style["shape"], size, cx, cy, r)

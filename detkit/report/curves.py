@@ -93,7 +93,10 @@ def plot_curves(path: str | Path) -> list[tuple[str, bytes]]:
         ax.set_title(GROUP_TITLES[group], fontsize=10)
         ax.set_xlabel(x_name or "epoch", fontsize=9)
         ax.tick_params(labelsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if n == 1:  # one epoch: one tick, not a fractional axis around it
+            ax.set_xticks(xs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
         fig.tight_layout()

@@ -156,11 +156,11 @@ class _Tee(io.TextIOBase):
     """Writes to the real stream and keeps a copy; looks like the real stream (tty, size) to rich."""
 
     def __init__(self, real: Any):
-        self.real, self.copy = real, io.StringIO()
+        self.real, self.copy, self.owner = real, io.StringIO(), threading.current_thread()
 
     def write(self, s: str) -> int:
         self.real.write(s)
-        if threading.current_thread() is threading.main_thread():  # not the progress bars' refresh threads
+        if threading.current_thread() is self.owner:  # not the progress bars' refresh threads
             self.copy.write(s)
         return len(s)
 
@@ -197,6 +197,8 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = 
         from detkit.cli import run as runner
     argv, dropped = resolve(step)
     command = "detkit " + " ".join(argv)
+    # Under a live progress bar sys.stderr is rich's proxy, which prints through the console, whose file
+    # would be this tee again: wrap the real stream instead, or every write loops forever.
     stdout, tee = io.StringIO(), _Tee(sys.stderr)
     saved_argv, start, code, crash = sys.argv, time.perf_counter(), 2, ""
     sys.argv = ["detkit", *argv]  # so run.json / summary.json record this step's own command line
@@ -217,7 +219,7 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = 
         message = f"exit {code} but did not write {', '.join(missing)}"
     notes = f"# dropped options this command does not have: {' '.join(dropped)}\n" if dropped else ""
     with atomic_write(log) as f:
-        f.write(f"$ {command}\n{notes}# exit {code} in {seconds:.1f} s\n\n## stdout\n{stdout.getvalue()}\n"
+        f.write(f"$ {command}\n{notes}# exit {code} in {seconds:.1f} s\n\n## stdout\n{_ANSI.sub('', stdout.getvalue())}\n"
                 f"## stderr\n{_ANSI.sub('', tee.copy.getvalue())}\n")
     return StepResult(step.name, command, code, seconds, message, str(log))
 

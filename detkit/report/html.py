@@ -38,7 +38,7 @@ dl.details dt{color:var(--muted)} dl.details dd{margin:0;word-break:break-word}
 .figs{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
 figure{margin:0} figure img{max-width:100%;border:1px solid var(--line);border-radius:4px;background:#fff}
 figcaption{font-size:12px;color:var(--muted);text-align:center}
-.figs figure img{max-height:460px}
+.figs figure img{max-height:340px}
 .gallery{display:flex;flex-wrap:wrap;gap:8px}
 .gallery figure{width:136px} .gallery img{width:136px;height:auto;image-rendering:pixelated}
 .gallery figcaption{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}

@@ -6,7 +6,9 @@ For the prediction at anchor a, cell (j, i) of an S_h x S_w grid, with anchor (p
     b_y = (sigmoid(t_y) + j) / S_h        b_h = p_h * exp(t_h) / S_h
     objectness = sigmoid(t_o)             class probabilities = softmax(class logits)
 
-Boxes are normalised to the (letterboxed) network input, so one decoder serves every input size.
+Boxes are normalised to the (letterboxed) network input. Anchors are in cells of the grid that ``raw``
+has (YOLOv2's convention, 1 cell = 32 input pixels); anchors kept normalised to the input can be
+passed as ``anchors_normalized * (S_w, S_h)`` for each input size.
 t_w, t_h are clamped to +-WH_CLAMP before exp, so a wild prediction cannot overflow.
 
 Try it: python -m pytest tests/yolo/test_decode.py -q
@@ -40,7 +42,7 @@ def grid_xy(S_h: int, S_w: int, device: torch.device) -> torch.Tensor:
 
 def decode_boxes(raw: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     """(B, A, S_h, S_w, >=4) raw -> (B, A, S_h, S_w, 4) normalised cxcywh, keeping the grid layout."""
-    B, A, S_h, S_w = raw.shape[:4]
+    A, S_h, S_w = raw.shape[1:4]
     raw = raw.float()
     g = grid_xy(S_h, S_w, raw.device)  # (S_h, S_w, 2)
     t = raw[..., 0:4]

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from detkit.boxes import pairwise_iou
 from detkit.yolo.decode import WH_CLAMP, decode_boxes
@@ -44,7 +44,7 @@ batched_iou = torch.vmap(partial(pairwise_iou, fmt="cxcywh"))
 class LossConfig:
     """Weights and switches of the YOLOv2 loss; build with ``LossConfig.preset(name, **overrides)``."""
 
-    preset: str = "darknet"
+    name: str = "darknet"  # the preset it came from (``preset`` is the constructor's name)
     size_loss: str = "log"  # "log" (darknet) or "sqrt" (course)
     lambda_coord: float = 1.0
     lambda_obj: float = 5.0
@@ -56,10 +56,10 @@ class LossConfig:
     warmup_images: int = 12800
     warmup_weight: float = 0.01
 
-    PRESETS = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "darknet": {},
-        "course": dict(size_loss="sqrt", lambda_coord=5.0, lambda_obj=1.0, lambda_noobj=0.5, lambda_cls=1.0,
-                       rescore=False, scale_by_size=False, warmup_images=0),
+        "course": {"size_loss": "sqrt", "lambda_coord": 5.0, "lambda_obj": 1.0, "lambda_noobj": 0.5,
+                   "lambda_cls": 1.0, "rescore": False, "scale_by_size": False, "warmup_images": 0},
     }
 
     def __post_init__(self) -> None:
@@ -71,7 +71,7 @@ class LossConfig:
         """A preset with some fields overridden; overrides set to None are ignored (handy for CLI options)."""
         if name not in cls.PRESETS:
             raise ValueError(f"loss preset must be one of {sorted(cls.PRESETS)}, got {name!r}")
-        base = replace(cls(preset=name), **cls.PRESETS[name])
+        base = replace(cls(name=name), **cls.PRESETS[name])
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,13 +100,14 @@ class YoloLoss(nn.Module):
         return self._anchors_on[device]
 
     def forward(
-        self, raw: torch.Tensor, gt: list[torch.Tensor], seen_images: int = 0
+        self, raw: torch.Tensor, gt: list[torch.Tensor] | torch.Tensor, seen_images: int = 0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Args:
         raw: (B, A, S_h, S_w, 5 + C) model output, any dtype (computed in fp32).
         gt: one (n_i, 5) tensor per image, rows (class_index, cx, cy, w, h) normalised 0..1. Pass
             them on the CPU, as the loader yields them: the targets are then built there and copied
-            without blocking, so a CUDA step never waits for the GPU inside the loss.
+            without blocking, so a CUDA step never waits for the GPU inside the loss. A padded
+            (B, M, 5) tensor (padding rows with w = h = 0) works too.
         seen_images: images trained on so far (for the prior warm-up).
 
         Returns:
@@ -117,9 +118,12 @@ class YoloLoss(nn.Module):
         total = parts["coord"] + parts["obj"] + parts["noobj"] + parts["cls"]
         return total, {k: v.detach() for k, v in parts.items()}
 
-    def _parts(self, raw: torch.Tensor, gt: list[torch.Tensor], seen_images: int) -> dict[str, torch.Tensor]:
+    def _parts(self, raw: torch.Tensor, gt: list[torch.Tensor] | torch.Tensor, seen_images: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        B, A, S_h, S_w, _ = raw.shape
+        B, A, S_h, S_w, K = raw.shape
+        if (A, K) != (len(self.anchors), 5 + self.num_classes):
+            raise ValueError(f"raw outputs {tuple(raw.shape)} do not fit {len(self.anchors)} anchors x "
+                             f"(5 + {self.num_classes} classes)")
         anchors = self._anchors(raw.device)
         gt_device = gt[0].device if len(gt) else raw.device
         t = build_targets(gt, self._anchors(gt_device), (S_h, S_w))
@@ -135,8 +139,9 @@ class YoloLoss(nn.Module):
             wh_err = ((p_wh - t["twh"]) ** 2).sum(1)
         else:
             # sqrt(p_w exp(t_w) / S_w) written as sqrt(p_w / S_w) exp(t_w / 2): no overflow, no sqrt(0)
-            grid_wh = torch.stack([t["wh"].new_full((), S_w), t["wh"].new_full((), S_h)])  # no host copy
-            sqrt_pred = (anchors[t["a"]] / grid_wh).sqrt() * (p_wh.clamp(-WH_CLAMP, WH_CLAMP) / 2).exp()
+            anc = anchors[t["a"]]  # (K, 2) cells
+            sqrt_prior = torch.stack([anc[:, 0] / S_w, anc[:, 1] / S_h], dim=1).sqrt()
+            sqrt_pred = sqrt_prior * (p_wh.clamp(-WH_CLAMP, WH_CLAMP) / 2).exp()
             wh_err = ((sqrt_pred - t["wh"].sqrt()) ** 2).sum(1)
         scale = 2.0 - t["wh"][:, 0] * t["wh"][:, 1] if cfg.scale_by_size else torch.ones_like(xy_err)
         coord = cfg.lambda_coord * (scale * (xy_err + wh_err)).sum()

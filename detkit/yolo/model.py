@@ -13,9 +13,8 @@ The last dimension holds the raw outputs (t_x, t_y, t_w, t_h, t_o, class logits.
 ``detkit.yolo.decode`` for what they mean. Anchors live in the loss and the decoder, not here.
 
 Try it:
-    python -c "from detkit.yolo.model import *; m = YOLOv2(YoloConfig(20, [(1.0, 1.0)] * 5)); \
-import torch; print(m(torch.zeros(1, 3, 416, 416)).shape)"       # (1, 5, 13, 13, 25)
     python -m pytest tests/yolo/test_model.py -q
+    python bench/yolo_step.py --device cpu --steps 3 --batch 4      # FLOPs per image and a training step
 """
 
 from __future__ import annotations
@@ -23,11 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 # initial objectness probability: most of the A*S*S predictions are background, so starting at
 # sigmoid(t_o) ~ 0.01 keeps the no-object term from swamping the first steps (RetinaNet's prior).
@@ -60,17 +59,17 @@ class SpaceToDepth(nn.Module):
 
 def _ch(c: int, width: float) -> int:
     """Channels scaled by the width multiplier, at least 8 and a multiple of 8 (tensor-core friendly)."""
-    return max(8, int(round(c * width / 8)) * 8)
+    return max(8, round(c * width / 8) * 8)
 
 
 class Darknet19(nn.Module):
     """Darknet-19 without its classifier: 18 convs, 5 max-pools; returns the stride-16 and stride-32 maps."""
 
     # (kind, channels) per layer; "M" is a 2x2 max-pool. The split marks the passthrough source.
-    STAGE4 = [(3, 32), "M", (3, 64), "M", (3, 128), (1, 64), (3, 128), "M",
-              (3, 256), (1, 128), (3, 256), "M",
-              (3, 512), (1, 256), (3, 512), (1, 256), (3, 512)]
-    STAGE5 = ["M", (3, 1024), (1, 512), (3, 1024), (1, 512), (3, 1024)]
+    STAGE4: ClassVar[list] = [(3, 32), "M", (3, 64), "M", (3, 128), (1, 64), (3, 128), "M",
+                              (3, 256), (1, 128), (3, 256), "M",
+                              (3, 512), (1, 256), (3, 512), (1, 256), (3, 512)]
+    STAGE5: ClassVar[list] = ["M", (3, 1024), (1, 512), (3, 1024), (1, 512), (3, 1024)]
 
     def __init__(self, width: float = 1.0):
         super().__init__()
@@ -177,6 +176,8 @@ class YoloConfig:
 class YOLOv2(nn.Module):
     """YOLOv2 detector; ``forward`` returns raw outputs (B, A, H/32, W/32, 5 + C)."""
 
+    stride = 32  # input pixels per output cell
+
     def __init__(self, cfg: YoloConfig, weights: str | Path | None = None):
         super().__init__()
         self.cfg = cfg
@@ -242,7 +243,7 @@ class YOLOv2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
-        if H % 32 or W % 32:
+        if H % self.stride or W % self.stride:
             raise ValueError(f"input height and width must be multiples of 32, got {H}x{W}")
         p4, p5 = self.backbone(x)
         y = self.neck(p5)  # (B, Ch, H/32, W/32)

@@ -25,14 +25,21 @@ from torch.nn.utils.rnn import pad_sequence
 from detkit.boxes import wh_iou
 
 
-def pad_gt(gt: list[torch.Tensor], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_gt(
+    gt: list[torch.Tensor] | torch.Tensor, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack per-image ground truth (n_i, 5) into (B, M, 5) zeros-padded, with a (B, M) validity mask.
 
     Args:
-        gt: one (n_i, 5) tensor per image, rows (class_index, cx, cy, w, h).
+        gt: one (n_i, 5) tensor per image, rows (class_index, cx, cy, w, h); or an already padded
+            (B, M, 5) tensor whose padding rows have w = h = 0.
         device: where the result goes (default: the first tensor's device).
     """
-    device = device if device is not None else (gt[0].device if gt else torch.device("cpu"))
+    device = device if device is not None else (gt[0].device if len(gt) else torch.device("cpu"))
+    if isinstance(gt, torch.Tensor):
+        padded = gt.to(device=device, dtype=torch.float32).reshape(len(gt), -1, 5)
+        return padded, (padded[..., 3] > 0) & (padded[..., 4] > 0)
+    # one cheap call per image (dtype/device no-ops for loader output); the padding itself is C++
     gt = [g.to(device=device, dtype=torch.float32).reshape(-1, 5) for g in gt]
     if not gt or max(len(g) for g in gt) == 0:
         return torch.zeros(len(gt), 0, 5, device=device), torch.zeros(len(gt), 0, dtype=torch.bool, device=device)
@@ -44,12 +51,13 @@ def pad_gt(gt: list[torch.Tensor], device: torch.device | None = None) -> tuple[
 
 
 def build_targets(
-    gt: list[torch.Tensor], anchors: torch.Tensor, grid_hw: tuple[int, int]
+    gt: list[torch.Tensor] | torch.Tensor, anchors: torch.Tensor, grid_hw: tuple[int, int]
 ) -> dict[str, torch.Tensor]:
     """Targets for a batch; positives come as flat index lists, one entry per responsible prediction.
 
     Args:
-        gt: one (n_i, 5) tensor per image, rows (class_index, cx, cy, w, h) normalised to 0..1.
+        gt: one (n_i, 5) tensor per image, rows (class_index, cx, cy, w, h) normalised to 0..1, or
+            a padded (B, M, 5) tensor (padding rows with w = h = 0).
         anchors: (A, 2) anchor w, h in grid cells.
         grid_hw: (S_h, S_w) of the output grid.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -24,13 +25,15 @@ def test_json_shape_on_the_synthetic_set(cli_json, shapes_dir):
 def test_sample_coco_sweep_rises_with_k_and_writes_plots(cli, tmp_path):
     path = shared_path("sample_coco.txt")
     plots, out = tmp_path / "plots", tmp_path / "anchors.json"
-    code, stdout, stderr = cli("anchors", "kmeans", path, "--k", "3-6", "--plots", plots, "--out", out, "--json")
+    code, stdout, stderr = cli(
+        "anchors", "kmeans", path, "--k", "3-6", "--plots", plots, "--out", out, "--json"
+    )
     assert code == 0, stderr
     doc = json.loads(stdout)
     assert doc["boxes"] == 10105 and doc["dropped"] == 0
     ious = [r["mean_iou"] for r in doc["results"]]
     assert [r["k"] for r in doc["results"]] == [3, 4, 5, 6]
-    assert all(b > a for a, b in zip(ious, ious[1:])), ious
+    assert all(b > a for a, b in itertools.pairwise(ious)), ious
     assert all(r["mean_iou"] >= r["mean_iou_before_refine"] for r in doc["results"])
     # the files: one scatter and one anchor drawing per k, the elbow, summary.json and run.json
     for k in (3, 4, 5, 6):
@@ -39,7 +42,7 @@ def test_sample_coco_sweep_rises_with_k_and_writes_plots(cli, tmp_path):
     assert (plots / "elbow.png").exists() and (plots / "run.json").exists()
     summary = json.loads((plots / "summary.json").read_text())
     assert summary["kind"] == "anchors.kmeans"
-    assert summary["curve"] == {"k": [3, 4, 5, 6], "mean_iou": ious}
+    assert summary["mean_iou_curve"] == {"k": [3, 4, 5, 6], "mean_iou": ious}
     assert all((plots / p).exists() for p in summary["plots"].values())
     assert [row["k"] for row in summary["tables"]["mean_iou_by_k"]] == [3, 4, 5, 6]
     assert summary["metrics"]["k"] == doc["chosen_k"] == doc["elbow_k"]
@@ -92,7 +95,17 @@ def test_dropped_boxes_are_counted_in_a_warning(cli, tmp_path):
 
 
 def test_euclidean_method(cli_json, shapes_dir):
-    doc = cli_json("anchors", "kmeans", shapes_dir / "instances.json", "--k", "3", "--method", "euclidean", "--restarts", "2")
+    doc = cli_json(
+        "anchors",
+        "kmeans",
+        shapes_dir / "instances.json",
+        "--k",
+        "3",
+        "--method",
+        "euclidean",
+        "--restarts",
+        "2",
+    )
     r = doc["results"][0]
     assert doc["method"] == "euclidean" and r["sse"] >= 0 and len(r["anchors"]) == 3
 
@@ -121,3 +134,12 @@ def test_missing_input_exits_2(cli, tmp_path):
 def test_help_has_an_example(cli):
     code, stdout, _ = cli("anchors", "kmeans", "--help")
     assert code == 0 and "Example: detkit anchors kmeans" in " ".join(stdout.split())
+
+
+def test_cli_default_restarts_match_the_library():
+    import inspect
+
+    from detkit.anchors.cli import kmeans
+    from detkit.anchors.kmeans import DEFAULT_RESTARTS
+
+    assert inspect.signature(kmeans).parameters["restarts"].default == DEFAULT_RESTARTS

@@ -91,7 +91,7 @@ def test_subsampled_run_is_scored_on_every_box():
 
 def test_lloyd_converges_to_a_fixed_point_of_the_median_update():
     wh = heavy_tailed(1500, seed=6)
-    anchors, lab, iou, it = lloyd(wh, wh[:4], "median")
+    anchors, lab, _, _ = lloyd(wh, wh[:4], "median")
     np.testing.assert_array_equal(lab, best_iou(wh, anchors)[1])
     for j in range(4):
         np.testing.assert_allclose(anchors[j], np.median(wh[lab == j], axis=0))

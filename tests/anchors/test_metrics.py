@@ -51,11 +51,15 @@ def test_mean_iou_is_the_papers_avg_iou():
     anchors = [(3, 2), (1, 4)]
     by_hand = []
     for bw, bh in boxes:
-        ious = [min(bw, aw) * min(bh, ah) / (bw * bh + aw * ah - min(bw, aw) * min(bh, ah)) for aw, ah in anchors]
+        ious = [
+            min(bw, aw) * min(bh, ah) / (bw * bh + aw * ah - min(bw, aw) * min(bh, ah)) for aw, ah in anchors
+        ]
         by_hand.append(max(ious))
     # (2,3): max(4/8, 2/8); (1,1): max(1/6, 1/4); (4,1): max(3/7, 1/7); (3,3): max(6/9, 3/10)
     assert by_hand == pytest.approx([0.5, 0.25, 3 / 7, 2 / 3])
-    assert mean_iou(np.array(boxes, float), np.array(anchors, float)) == pytest.approx(np.mean(by_hand), rel=1e-12)
+    assert mean_iou(np.array(boxes, float), np.array(anchors, float)) == pytest.approx(
+        np.mean(by_hand), rel=1e-12
+    )
 
 
 def test_best_possible_recall_and_ratio_recall():

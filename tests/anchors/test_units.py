@@ -14,7 +14,11 @@ from detkit.errors import DetkitError
 def _ds():
     return make_dataset(
         images=[(1, "a.jpg", 200, 100), (2, "b.jpg", 300, 600)],
-        annotations=[(1, 1, 1, 0, 0, 50, 20), (2, 2, 1, 10, 10, 30, 60), (3, 9, 1, 0, 0, 5, 5)],  # 3: dangling image
+        annotations=[
+            (1, 1, 1, 0, 0, 50, 20),
+            (2, 2, 1, 10, 10, 30, 60),
+            (3, 9, 1, 0, 0, 5, 5),
+        ],  # 3: dangling image
         categories=[(1, "thing")],
     )
 
@@ -31,7 +35,9 @@ def test_image_and_letterbox_normalisation_by_hand():
 
 
 def test_clean_wh_drops_zero_negative_and_nan():
-    kept, dropped = clean_wh(np.array([[0.1, 0.2], [0.0, 0.3], [-1, 0.2], [np.nan, 0.1], [0.3, np.inf], [0.5, 0.5]]))
+    kept, dropped = clean_wh(
+        np.array([[0.1, 0.2], [0.0, 0.3], [-1, 0.2], [np.nan, 0.1], [0.3, np.inf], [0.5, 0.5]])
+    )
     np.testing.assert_array_equal(dropped, [False, True, True, True, True, False])
     np.testing.assert_array_equal(kept, [[0.1, 0.2], [0.5, 0.5]])
 
@@ -48,7 +54,9 @@ def test_units_are_consistent():
     assert darknet_line(np.array([[10, 13], [16, 30]]), 0) == "anchors = 10,13,  16,30"
 
 
-@pytest.mark.parametrize("text, ks", [("5", [5]), ("3,4,6", [3, 4, 6]), ("1-4", [1, 2, 3, 4]), ("6, 2-3", [2, 3, 6])])
+@pytest.mark.parametrize(
+    "text, ks", [("5", [5]), ("3,4,6", [3, 4, 6]), ("1-4", [1, 2, 3, 4]), ("6, 2-3", [2, 3, 6])]
+)
 def test_parse_ks(text, ks):
     assert parse_ks(text) == ks
 

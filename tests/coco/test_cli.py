@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -44,7 +45,7 @@ def test_bad_files_are_one_line_exit_2(cli, tmp_path, name, command):
     _assert_one_line(err, p, what)
 
 
-@pytest.mark.parametrize("name", ["empty.json", "truncated.json", "shape.json", "latin1.json", "bad.txt", "broken.xml"])
+@pytest.mark.parametrize("name", ["empty.json", "truncated.json", "shape.json", "latin1.json", "latin1.txt"])
 def test_validate_unusable_input_exit_2(cli, tmp_path, name):
     content, _ = CASES[name]
     p = tmp_path / name
@@ -55,11 +56,42 @@ def test_validate_unusable_input_exit_2(cli, tmp_path, name):
 
 
 def test_validate_reports_what_the_strict_loader_rejects(cli, tmp_path):
-    for name in ("string.json", "nan.json", "negative.json"):
+    """Broken records are findings (exit 1), not a stop: validate lists them all."""
+    expect = {"string.json": ("record.wrong_type", "$.images[0].width"), "nan.json": ("value.non_finite", "$.images[0]"),
+              "negative.json": ("image.bad_size", "$.images[0]"), "bad.txt": ("record.unparsable", "line 2"),
+              "nan.txt": ("value.non_finite", "line 1"), "neg.txt": ("image.bad_size", "line 1"),
+              "broken.xml": ("record.unparsable", "line 1")}  # fmt: skip
+    for name, (code_, record) in expect.items():
         p = tmp_path / name
         p.write_bytes(CASES[name][0])
-        code, out, err = cli("coco", "validate", p)
-        assert code == 1 and "error" in out, name
+        code, out, _ = cli("coco", "validate", p, "--json")
+        findings = json.loads(out)["findings"]
+        assert code == 1 and [(f["code"], f["count"]) for f in findings][:1] == [(code_, 1)], name
+        assert findings[0]["examples"][0]["record"] == record, name
+
+
+def test_validate_reports_bad_lines_of_yolo_and_voc_folders(cli, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "y" / "images").mkdir(parents=True)
+    (tmp_path / "y" / "labels").mkdir()
+    Image.new("RGB", (20, 10)).save(tmp_path / "y" / "images" / "a.jpg")
+    (tmp_path / "y" / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 x 0.2 0.2\n1 0.5\n-1 0.5 0.5 0.1 0.1\n")
+    doc = json.loads(cli("coco", "validate", tmp_path / "y", "--json")[1])
+    assert {f["code"]: f["count"] for f in doc["findings"]} == {"record.wrong_type": 2, "record.unparsable": 1}
+    assert doc["annotations"] == 1
+    assert doc["findings"][1]["examples"][0]["record"] == "a.txt line 2"
+    voc = tmp_path / "v" / "Annotations"
+    voc.mkdir(parents=True)
+    size = "<size><width>20</width><height>10</height></size>"
+    (voc / "a.xml").write_text(f"<annotation>{size}<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                               "<xmax>5</xmax><ymax>x</ymax></bndbox></object><object><name>dog</name></object></annotation>")  # fmt: skip
+    (voc / "b.xml").write_text(f"<annotation>{size}<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                               "<xmax>5</xmax><ymax>6</ymax></bndbox></object></annotation>")  # fmt: skip
+    doc = json.loads(cli("coco", "validate", tmp_path / "v", "--json")[1])
+    assert {f["code"]: f["count"] for f in doc["findings"]} == {"record.wrong_type": 1, "record.missing_field": 1,
+                                                              "image.no_annotations": 1}
+    assert doc["images"] == 2 and doc["annotations"] == 1
 
 
 def test_folders_without_labels(cli, tmp_path):
@@ -77,8 +109,6 @@ def test_folders_without_labels(cli, tmp_path):
 
 
 def test_json_output_is_one_document(cli, shapes_dir):
-    import json
-
     for cmd in ("inspect", "classes", "validate"):
         code, out, _ = cli("coco", cmd, shapes_dir / "instances.json", "--json")
         assert code == 0 and json.loads(out)["schema_version"] == 1

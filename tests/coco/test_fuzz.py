@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detkit.coco.loaders import load_dataset
+from detkit.coco.loaders import load_dataset, load_labels
 from detkit.coco.validate import validate_path
 from detkit.errors import InputError
 
@@ -71,9 +71,14 @@ def _load_or_input_error(path: Path, fmt: str) -> None:
         load_dataset(path, format=fmt)
     except InputError as exc:
         assert "\n" not in str(exc)
-    if fmt == "coco":  # validate's lenient pass reads the same bytes
+    # validate reads leniently (bad records become findings); for coco also the labels-only decoder and
+    # validate's lenient pass (keep_raw) read the same bytes
+    readers = [validate_path]
+    if fmt == "coco":
+        readers += [load_labels, lambda p, format: validate_path(p, format=format, keep_raw=True)]
+    for read in readers:
         try:
-            validate_path(path, format=fmt)
+            read(path, format=fmt)
         except InputError as exc:
             assert "\n" not in str(exc)
 

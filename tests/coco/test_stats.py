@@ -62,7 +62,7 @@ def test_bccd_classes_cli(cli, cli_json, tmp_path):
     code, out, _ = cli("coco", "classes", path, "--markdown", "--csv", tmp_path / "c.csv", "--plot", tmp_path / "c.png")
     assert code == 0
     assert out.splitlines()[2] == "| 2 | RBC | 4155 | 349 | 85.00% |"
-    rows = list(csv.DictReader(open(tmp_path / "c.csv")))
+    rows = list(csv.DictReader((tmp_path / "c.csv").read_text().splitlines()))
     assert rows[2] == {"id": "1", "name": "Platelets", "instances": "361", "images": "201", "share": "0.073854"}
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -99,7 +99,7 @@ def test_out_dirs_write_summaries(cli, shapes_dir, tmp_path):
 
 
 def test_terminal_tables(cli, shapes_dir):
-    code, out, err = cli("coco", "inspect", shapes_dir / "instances.json")
+    code, out, _ = cli("coco", "inspect", shapes_dir / "instances.json")
     assert code == 0 and "top-left" in out and "bbox" in out and "COCO size split" in out
     code, out, _ = cli("coco", "classes", shapes_dir / "instances.json")
     assert code == 0 and "rectangle" in out

@@ -87,6 +87,30 @@ def test_every_finding_code_with_exact_counts(broken):
     assert report.counts == {"error": 19, "warning": 8, "info": 4}
 
 
+def test_typed_fast_path_agrees_with_lenient_pass(shapes_dir, tmp_path):
+    """Well-typed files take the typed decoder (polygons checked on raw bytes); findings must not differ."""
+    doc = json.loads((shapes_dir / "instances.json").read_text())
+    anns = doc["annotations"]
+    anns[0]["segmentation"] = [[1, 2, 3, 4]]
+    anns[1]["segmentation"] = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6, 7]]
+    anns[2]["segmentation"] = {"size": [96, 96], "counts": "abc"}
+    anns[3]["segmentation"] = [1, 2, 3, 4, 5, 6]
+    anns[4]["id"] = 0
+    anns[5]["bbox"] = [90, 90, 20, 20]
+    del anns[6]["area"], anns[6]["iscrowd"]
+    anns.append(dict(anns[7], id=10_000))
+    p = tmp_path / "typed.json"
+    p.write_text(json.dumps(doc, indent=2))  # pretty-printed: whitespace inside the raw segmentations
+    fast, slow = validate_path(p), validate_path(p, keep_raw=True)
+    assert fast.raw is None and slow.raw is not None
+    assert [f.as_dict() for f in fast.findings] == [f.as_dict() for f in slow.findings]
+    got = {f.code: f.count for f in fast.findings}
+    assert got["segmentation.bad_polygon"] == 3 and got["annotation.id_zero"] == 1
+    assert got["annotation.duplicate_box"] == 1 and got["annotation.missing_area"] == 1
+    notes = [e["note"] for e in fast.findings[[f.code for f in fast.findings].index("segmentation.bad_polygon")].examples]
+    assert notes == ["polygon 0 has 4 coordinates", "polygon 1 has 7 coordinates", "polygon 0 is not a list of numbers"]
+
+
 def test_fail_on_exit_codes(cli, broken, shapes_dir):
     assert cli("coco", "validate", broken)[0] == 1
     assert cli("coco", "validate", broken, "--fail-on", "never")[0] == 0
@@ -94,8 +118,7 @@ def test_fail_on_exit_codes(cli, broken, shapes_dir):
     assert cli("coco", "validate", clean, "--fail-on", "warning")[0] == 0
     fixture = shared_path("coco-fixture", "coco", "annotations", "instances_val2017.json")
     assert cli("coco", "validate", fixture, "--fail-on", "warning")[0] == 0  # only info: 69 unused categories
-    code, out, err = cli("coco", "validate", fixture, "--fail-on", "warning", "--json")
-    doc = json.loads(out)
+    doc = json.loads(cli("coco", "validate", fixture, "--fail-on", "warning", "--json")[1])
     assert [(f["code"], f["count"]) for f in doc["findings"]] == [("category.unused", 69)]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -67,6 +68,31 @@ def test_step_failure_crash_and_missing_output(tmp_path, capsys):
     assert r.message == "crashed: ZeroDivisionError: division by zero"
     assert "Traceback" in (tmp_path / "s3.log").read_text()
     assert "stdout data" not in capsys.readouterr().out  # a step's stdout goes to its log, not the demo's
+
+
+def test_step_under_a_live_progress_bar_does_not_loop(tmp_path, monkeypatch):
+    """rich's Live swaps sys.stderr for a proxy that prints through the console; the tee must not wrap it."""
+    import io
+
+    from rich.file_proxy import FileProxy
+
+    from detkit.console import err
+
+    real = io.StringIO()
+    monkeypatch.setattr("sys.stderr", FileProxy(err, real))
+
+    def runner(argv):
+        err.print("hello from the step")
+        return 0
+
+    results = []  # in a daemon thread, so a regression fails the test instead of hanging the suite
+    t = threading.Thread(target=lambda: results.append(run_step(Step("s", ["data"]), tmp_path / "s.log", runner)),
+                         daemon=True)
+    t.start()
+    t.join(timeout=30)
+    assert results and results[0].ok, "run_step looped writing stderr under a live progress bar"
+    assert real.getvalue() == "hello from the step\n"
+    assert "## stderr\nhello from the step\n" in (tmp_path / "s.log").read_text()
 
 
 def test_plan_seeds_and_sizes(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from detkit.yolo.loss import LossConfig, YoloLoss
-from detkit.yolo.model import YOLOv2, YoloConfig
+from detkit.yolo.model import YoloConfig, YOLOv2
 
 # --- the worked example: one image, 2x2 grid, two anchors, two classes, two boxes -----------------
 ANCHORS = [(1.0, 1.0), (2.0, 2.0)]  # grid cells
@@ -19,11 +19,11 @@ ANCHORS = [(1.0, 1.0), (2.0, 2.0)]  # grid cells
 #        wh-IoU with (1,1) = 1 / 2.88 = .347, with (2,2) = 2.88 / 4 = .72 -> anchor 1, cell (1, 1)
 #        targets tx = .5, ty = .2, tw = log(1.8 / 2), th = log(1.6 / 2)
 GT = [torch.tensor([[0.0, 0.25, 0.25, 0.4, 0.4], [1.0, 0.75, 0.6, 0.9, 0.8]])]
-P1 = dict(tx=1.0, ty=-0.5, tw=-0.1, th=0.2, to=0.5, logits=(1.0, -1.0))  # anchor 0, cell (0, 0)
-P2 = dict(tx=-1.0, ty=0.3, tw=0.0, th=-0.2, to=-0.3, logits=(0.2, 0.4))  # anchor 1, cell (1, 1)
+P1 = {"tx": 1.0, "ty": -0.5, "tw": -0.1, "th": 0.2, "to": 0.5, "logits": (1.0, -1.0)}  # anchor 0, cell (0, 0)
+P2 = {"tx": -1.0, "ty": 0.3, "tw": 0.0, "th": -0.2, "to": -0.3, "logits": (0.2, 0.4)}  # anchor 1, cell (1, 1)
 BACKGROUND_TO = -2.0  # t_o of the six other predictions; their t_x..t_h are 0
 # one background prediction (anchor 0, cell (1, 1)) is placed exactly on box 2: IoU 1 > 0.6, ignored
-IGNORED = dict(tx=0.0, ty=math.log(0.2 / 0.8), tw=math.log(1.8), th=math.log(1.6), to=1.5)
+IGNORED = {"tx": 0.0, "ty": math.log(0.2 / 0.8), "tw": math.log(1.8), "th": math.log(1.6), "to": 1.5}
 
 
 def sig(x: float) -> float:
@@ -182,3 +182,9 @@ def test_gradients_flow_and_a_few_steps_reduce_the_loss(preset):
     assert last["coord"] < 0.1 * first["coord"] and last["cls"] < 0.1 * first["cls"]
     # objectness is slower: sigmoid(t_o) starts at 0.01 (and with rescore its target, the IoU, rises)
     assert last["total"] < 0.7 * first["total"]
+
+
+def test_raw_that_does_not_fit_anchors_and_classes_is_refused():
+    loss = YoloLoss(LossConfig.preset("darknet"), ANCHORS, 2)
+    with pytest.raises(ValueError, match="2 anchors"):
+        loss(torch.zeros(1, 3, 2, 2, 7), GT)

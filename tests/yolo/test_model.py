@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
-from detkit.yolo.model import Darknet19, SpaceToDepth, YOLOv2, YoloConfig
+from detkit.yolo.model import Darknet19, SpaceToDepth, YoloConfig, YOLOv2
 
 VOC_ANCHORS = [(1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071)]
 
 
 @pytest.mark.parametrize(
-    "backbone,width", [("darknet19", 0.125), ("resnet18", 0.125), ("resnet50", 0.125)]
+    "backbone,width,device",
+    # the ResNets run on the meta device: the real forward code, shapes only, no arithmetic
+    [("darknet19", 0.125, "cpu"), ("darknet19", 1.0, "meta"), ("resnet18", 1.0, "meta"), ("resnet50", 1.0, "meta")],
 )
-def test_output_shapes_at_416_320_and_non_square(backbone, width):
-    model = YOLOv2(YoloConfig(num_classes=3, anchors=VOC_ANCHORS, backbone=backbone, width=width)).eval()
+def test_output_shapes_at_416_320_and_non_square(backbone, width, device):
+    with torch.device(device):
+        model = YOLOv2(YoloConfig(num_classes=3, anchors=VOC_ANCHORS, backbone=backbone, width=width)).eval()
     with torch.no_grad():
         for (h, w), grid in (((416, 416), (13, 13)), ((320, 320), (10, 10)), ((256, 384), (8, 12))):
-            out = model(torch.zeros(1, 3, h, w))
+            out = model(torch.zeros(1, 3, h, w, device=device))
             assert out.shape == (1, 5, *grid, 8), (backbone, h, w)
 
 

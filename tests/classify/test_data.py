@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from detkit.classify import data as D
+from detkit.errors import DetkitError, InputError
+
+
+def test_scan_tiny_imagenet_layout(tiny_set):
+    cat = D.scan_dataset(tiny_set)
+    wnids = (tiny_set / "wnids.txt").read_text().split()
+    assert cat.layout == "tiny-imagenet"
+    assert cat.classes == wnids  # wnids.txt order, not sorted
+    assert cat.classes != sorted(cat.classes)
+    assert cat.names[0] == (tiny_set / "words.txt").read_text().split("\n")[0].split("\t")[1].split(",")[0]
+    assert len(cat) == 300
+    assert (cat.group == D.TRAIN).sum() == 250 and (cat.group == D.VAL).sum() == 50
+    assert np.bincount(cat.labels).tolist() == [60] * 5
+    # val labels come from val_annotations.txt
+    first = (tiny_set / "val" / "val_annotations.txt").read_text().split("\n")[0].split("\t")
+    i = cat.files.index(f"val/images/{first[0]}")
+    assert cat.classes[cat.labels[i]] == first[1]
+
+
+def test_grayscale_jpeg_decodes_to_rgb(tiny_set):
+    from PIL import Image
+
+    cat = D.scan_dataset(tiny_set)
+    gray = [f for f in cat.files if Image.open(tiny_set / f).mode == "L"]
+    assert gray, "the synthetic set should contain grayscale JPEGs"
+    img = D.decode_image(tiny_set / gray[0], 64)
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
+    assert D.decode_image(tiny_set / gray[0], 16).shape == (16, 16, 3)
+
+
+def test_scan_imagefolder(tmp_path):
+    from PIL import Image
+
+    for cls, n in (("cat", 3), ("dog", 2)):
+        (tmp_path / cls).mkdir()
+        for i in range(n):
+            Image.new("L", (8, 8), 10 * i).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    cat = D.scan_dataset(tmp_path)
+    assert cat.layout == "imagefolder" and cat.classes == ["cat", "dog"]
+    assert cat.files == ["cat/0.png", "cat/1.png", "cat/2.png", "dog/0.png", "dog/1.png"]
+    assert cat.labels.tolist() == [0, 0, 0, 1, 1]
+    assert (cat.group == D.TRAIN).all()
+
+
+def test_stratified_split_counts_and_seed():
+    labels = np.array([0] * 10 + [1] * 7 + [2] * 3 + [3] * 2)
+    tr, va = D.stratified_split(labels, 0.7, seed=3)
+    # round(0.7 n): 7 of 10, 5 of 7 (4.9), 2 of 3 (2.1), and 1 of 2 (1.4) - each class keeps >= 1 val image
+    assert np.bincount(labels[tr]).tolist() == [7, 5, 2, 1]
+    assert np.bincount(labels[va]).tolist() == [3, 2, 1, 1]
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(len(labels)))
+    tr2, va2 = D.stratified_split(labels, 0.7, seed=3)
+    assert tr.tolist() == tr2.tolist() and va.tolist() == va2.tolist()
+    tr3, _ = D.stratified_split(labels, 0.7, seed=4)
+    assert tr.tolist() != tr3.tolist()
+    with pytest.raises(DetkitError):
+        D.stratified_split(labels, 1.0, seed=0)
+
+
+def test_split_modes_and_roundtrip(tiny_set, tmp_path):
+    cat = D.scan_dataset(tiny_set)
+    tr, va = D.make_split(cat, "official", 0.7, 0)
+    assert (cat.group[tr] == D.TRAIN).all() and (cat.group[va] == D.VAL).all() and len(va) == 50
+    tr, va = D.make_split(cat, "split", 0.7, 0)
+    assert np.bincount(cat.labels[tr]).tolist() == [42] * 5  # 70% of 60 per class, train and val folders pooled
+    D.save_split(tmp_path / "split.json", cat, tr, va, seed=0)
+    tr2, va2 = D.load_split(tmp_path / "split.json", cat)
+    assert tr2.tolist() == tr.tolist() and va2.tolist() == va.tolist()
+
+
+def test_decode_cache_reused_until_data_changes(tmp_path):
+    from detkit.data.synth_classify import write_classify_set
+
+    root = write_classify_set(tmp_path / "d", classes=2, per_class=6, seed=1, size=32)
+    cat = D.scan_dataset(root)
+    arr, reused = D.decode_cache(cat, 16, tmp_path / "cache", workers=2)
+    assert not reused and arr.shape == (12, 16, 16, 3) and arr.dtype == np.uint8
+    assert (arr[3] == D.decode_image(root / cat.files[3], 16)).all()
+    again, reused = D.decode_cache(cat, 16, tmp_path / "cache")
+    assert reused and (np.asarray(again) == np.asarray(arr)).all()
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    st = os.stat(root / cat.files[0])
+    os.utime(root / cat.files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "edited" file
+    _, reused = D.decode_cache(cat, 16, tmp_path / "cache")
+    assert not reused
+
+
+def test_corrupt_jpeg_is_reported_by_path(tmp_path, cli):
+    from detkit.data.synth_classify import write_classify_set
+
+    root = write_classify_set(tmp_path / "d", classes=2, per_class=6, seed=1, size=32)
+    cat = D.scan_dataset(root)
+    bad = root / cat.files[4]
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
+    with pytest.raises(DetkitError) as exc:
+        D.decode_cache(cat, 32, tmp_path / "cache")
+    assert str(exc.value).startswith(f"{bad}: cannot decode image")
+    assert not list((tmp_path / "cache").glob("*"))  # no half-written cache left behind
+    code, out, err = cli("classify", "train", "--data", root, "--out", tmp_path / "run", "--device", "cpu")
+    assert code == 2 and out == ""
+    assert err.startswith(f"detkit: error: {bad}: cannot decode image") and "Traceback" not in err
+
+
+def test_missing_files_are_reported(tmp_path):
+    from detkit.data.synth_classify import write_classify_set
+
+    root = write_classify_set(tmp_path / "d", classes=2, per_class=6, seed=1, size=32)
+    (root / "val" / "images" / "val_0.JPEG").unlink()
+    with pytest.raises(InputError) as exc:
+        D.scan_dataset(root)
+    assert str(exc.value) == (f"{root / 'val' / 'images' / 'val_0.JPEG'}: listed in "
+                              f"{root / 'val' / 'val_annotations.txt'}:1 but missing")
+    wnid = (root / "wnids.txt").read_text().split()[0]
+    shutil.rmtree(root / "train" / wnid)
+    with pytest.raises(InputError, match="listed in wnids.txt but has no images folder"):
+        D.scan_dataset(root)

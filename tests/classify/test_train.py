@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+
+from detkit.classify.train import METRIC_FIELDS
+
+from .conftest import TINY
+
+
+def test_short_run_learns_the_synthetic_set(trained_run):
+    rows = list(csv.DictReader(open(trained_run / "metrics.csv")))
+    assert list(rows[0]) == METRIC_FIELDS and [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    best = max(float(r["val_top1"]) for r in rows)
+    assert best >= 0.90
+    assert float(rows[-1]["lr"]) < float(max(r["lr"] for r in rows))  # one-cycle anneals
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert summary["kind"] == "classify.train" and summary["status"] == "done"
+    assert summary["metrics"]["best_val_top1"] == best
+    assert summary["curves"] == "metrics.csv" and (trained_run / summary["plots"]["curves"]).is_file()
+    assert summary["split"]["train_images"] == 210 and summary["split"]["val_images"] == 90
+    split = json.loads((trained_run / "split.json").read_text())
+    assert len(split["train"]) == 210 and not set(split["train"]) & set(split["val"])
+    run = json.loads((trained_run / "run.json").read_text())
+    assert run["seed"] == 0 and run["config"]["lr"] == 0.2 * 32 / 256 and run["config"]["cutout"] == 8
+    best_ckpt = torch.load(trained_run / "best.pt", weights_only=True)
+    assert best_ckpt["val_top1"] == best and "optimizer" not in best_ckpt
+
+
+def _state(path):
+    ck = torch.load(path, weights_only=True)
+    return ck
+
+
+def test_resume_continues_exactly(tiny_set, tmp_path, cli):
+    common = ["--data", tiny_set, "--epochs", "2", "--cache-dir", tmp_path / "cache", *TINY]
+    assert cli("classify", "train", "--out", tmp_path / "straight", *common)[0] == 0
+    code, _, err = cli("classify", "train", "--out", tmp_path / "split", "--stop-after", "1", *common)
+    assert code == 0
+    assert json.loads((tmp_path / "split" / "summary.json").read_text())["status"] == "stopped"
+    # resume names only the run folder: everything else comes from its last.pt
+    code, _, err = cli("classify", "train", "--resume", tmp_path / "split", "--device", "cpu")
+    assert code == 0, err
+    a, b = _state(tmp_path / "straight" / "last.pt"), _state(tmp_path / "split" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in ("model",):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    assert all(torch.equal(a["ema"]["module"][k], b["ema"]["module"][k]) for k in a["ema"]["module"])
+    assert a["ema"]["updates"] == b["ema"]["updates"]
+    assert a["scheduler"] == b["scheduler"]
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+    ra = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
+    rb = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
+    strip = lambda lines: [",".join(line.split(",")[:7]) for line in lines]  # drop the timing columns
+    assert strip(ra) == strip(rb)
+    assert (tmp_path / "split" / "split.json").read_text() == (tmp_path / "straight" / "split.json").read_text()
+
+
+def test_nan_stops_cleanly(tiny_set, tmp_path, cli):
+    code, out, err = cli("classify", "train", "--data", tiny_set, "--out", tmp_path / "run", "--epochs", "1",
+                         "--lr", "1e12", "--cache-dir", tmp_path / "cache", *TINY)
+    assert code == 1 and "non-finite training loss in epoch 1" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+    assert (tmp_path / "run" / "run.json").exists()
+
+
+def test_usage_errors(tiny_set, tmp_path, cli):
+    code, _, err = cli("classify", "train", "--data", tiny_set, "--out", tmp_path / "r", "--val", "nope")
+    assert code == 2 and err.strip() == "detkit: error: --val must be split or official, got 'nope'"
+    code, _, err = cli("classify", "train", "--resume", tmp_path / "none")
+    assert code == 2 and err.strip() == f"detkit: error: {tmp_path / 'none' / 'last.pt'}: checkpoint not found"
