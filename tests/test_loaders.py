@@ -116,11 +116,11 @@ def test_cli_bad_input_is_one_line_exit_2(cli, tmp_path):
 
 
 def test_memory_mapped_decode_matches_and_reports_lines(tmp_path, shapes_dir, monkeypatch):
-    from detkit.coco import loaders
+    from detkit.coco import coco_json, loaders
 
     src = shapes_dir / "instances.json"
     small = load_dataset(src)
-    monkeypatch.setattr(loaders, "MMAP_MIN_BYTES", 0)  # every file takes the mmap path
+    monkeypatch.setattr(coco_json, "MMAP_MIN_BYTES", 0)  # every file takes the mmap path
     mapped = load_dataset(src)
     assert np.array_equal(mapped.bbox, small.bbox) and list(mapped.file_name) == list(small.file_name)
     assert np.array_equal(loaders.load_labels(src).category_id, small.category_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -66,6 +67,8 @@ def train(
         cache_dir=str(cache_dir) if cache_dir else None, stop_after=stop_after,
     )
     result = run_train(cfg, resume=resume is not None)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
+        return
     if json:
         emit_json(result)
     else:

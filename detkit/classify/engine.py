@@ -76,9 +76,8 @@ def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, 
     Returns: dict with loss, top1 (on augmented batches), images, seconds, finite (False if it diverged).
     """
     model.train()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen, finite = 0, True
+    sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, correct count
+    seen, finite, totals = 0, True, [0.0, 0.0, 1]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
@@ -93,24 +92,26 @@ def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, 
         step.scheduler.step()
         if step.ema is not None:
             step.ema.update(step.raw_model or model)
-        loss_sum += loss.detach().double() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
+        sums[0] += loss.detach().double() * len(y)
+        sums[1] += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
         if (i + 1) % step.check_every == 0 or i + 1 == len(loader):
-            total, n = loss_sum.clone(), seen
+            total, n = sums.clone(), seen
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(total)  # every rank must agree on stopping
                 n *= torch.distributed.get_world_size()
-            avg = total.item() / n
-            if not math.isfinite(avg):
+            totals = [*total.tolist(), n]
+            if not math.isfinite(totals[0]):
                 finite = False
                 break
             if bar is not None:
-                bar.update(task, completed=i + 1, info=f"loss {avg:.3f} lr {step.scheduler.get_last_lr()[0]:.3g}")
+                bar.update(task, completed=i + 1,
+                           info=f"loss {totals[0] / n:.3f} lr {step.scheduler.get_last_lr()[0]:.3g}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     dt = time.perf_counter() - t0
-    return {"loss": loss_sum.item() / max(seen, 1), "top1": correct.item() / max(seen, 1), "images": seen,
+    # loss and top-1 over every rank's batches; images is this rank's count
+    return {"loss": totals[0] / totals[2], "top1": totals[1] / totals[2], "images": seen,
             "seconds": dt, "finite": finite}
 
 

@@ -116,6 +116,22 @@ def dist_init(device: str) -> tuple[int, int, int]:
     return dist.get_rank(), world, local
 
 
+class _NoBar:
+    """Stand-in progress bar for the ranks that stay quiet."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 def _barrier(world: int) -> None:
     if world > 1:
         torch.distributed.barrier()
@@ -137,7 +153,7 @@ def prepare_data(cfg: TrainConfig, device: torch.device, run: Path, reuse_split:
     cache, reused = D.decode_cache(cat, cfg.img_size, cfg.cache_dir, cfg.workers)
     if rank == 0:
         _barrier(world)
-    if reused:
+    if reused and rank == 0:
         info(f"reusing decoded images from {cfg.cache_dir}")
 
     def take(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,6 +252,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     np.random.seed(cfg.seed % 2**32)
     cuda = device.type == "cuda"
 
+    main = rank == 0
+    say = info if main else (lambda _msg: None)  # one voice under torchrun
     data = prepare_data(cfg, device, run, reuse_split=resume, rank=rank, world=world)
     cat = data.cat
     if ckpt is not None:
@@ -251,7 +269,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     model = build_model(cfg.model, len(cat.classes), cfg.stem, cfg.width)
     if cfg.weights and ckpt is None:
         loaded, skipped = load_weights(model, cfg.weights)
-        info(f"loaded {len(loaded)} tensors from {cfg.weights}; kept random init for {len(skipped)}")
+        say(f"loaded {len(loaded)} tensors from {cfg.weights}; kept random init for {len(skipped)}")
     model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     opt, sched = build_optimizer(model, cfg, cfg.epochs * len(train_loader))
@@ -271,7 +289,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         net = torch.compile(net)
     step = Step(opt, sched, cfg.label_smoothing, amp=cuda, channels_last=cuda, ema=ema, raw_model=model)
 
-    main = rank == 0
     if main and ckpt is None:
         config = asdict(cfg)
         write_json(run / "config.json", config)
@@ -282,9 +299,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     status = "done" if end == cfg.epochs else "stopped"
     meta = {"config": asdict(cfg), "classes": cat.classes, "names": cat.names, "layout": cat.layout,
             "mean": mean.tolist(), "std": std.tolist()}
-    info(f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
+    say(f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
          f"{len(data.val_x)}, {len(cat.classes)} classes, {device}, epochs {start + 1}-{end} of {cfg.epochs}")
-    with progress(transient=False) as bar:
+    with progress(transient=False) if main else _NoBar() as bar:
         for epoch in range(start, end):
             train_loader.set_epoch(epoch)
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(train_loader), info="")
@@ -311,7 +328,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 with atomic_path(run / "last.pt") as tmp:
                     torch.save(full, tmp)
                 _write_metrics(run / "metrics.csv", rows)
-            info(f"epoch {epoch + 1}/{cfg.epochs}: train loss {t['loss']:.4f}, val top-1 {100 * v['top1']:.2f}% "
+            say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {t['loss']:.4f}, val top-1 {100 * v['top1']:.2f}% "
                  f"top-5 {100 * v['top5']:.2f}%, {rows[-1]['images_per_s']:.0f} img/s")
             _barrier(world)
     result = {"run": str(run), "status": status, "epochs_done": rows[-1]["epoch"] if rows else start,
@@ -319,6 +336,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if main and rows:
         _plot_curves(run / "curves.png", rows)
         _write_summary(run, cfg, data, rows, result)
+    if world > 1:
+        torch.distributed.destroy_process_group()
     return result
 
 

@@ -61,7 +61,7 @@ def _table(title: str, columns: list[str], rows: list[list[object]]):
     t = Table(title=escape(title), title_justify="left", show_edge=False, pad_edge=False)
     cells = [[_cell(v) for v in r] for r in rows]
     for k, c in enumerate(columns):
-        left = c in ("name", "table", "field", "type", "meaning")
+        left = c in ("name", "table", "field", "type", "meaning", "code", "severity")
         width = None if left else max([len(c)] + [len(r[k]) for r in cells])
         t.add_column(c, justify="left" if left else "right", no_wrap=k == 0 or not left, min_width=width)
     for r in cells:
@@ -153,6 +153,14 @@ def _print_inspect(doc: dict) -> None:
 
 
 # ---- validate --------------------------------------------------------------------------------------
+def _list_codes(value: bool) -> None:
+    if value:
+        from detkit.coco.findings import CODES
+
+        out.print(_table("Finding codes", ["code", "severity", "meaning"], [[c, s, m] for c, (s, m) in CODES.items()]))
+        raise typer.Exit(0)
+
+
 @app.command()
 def validate(
     path: InPath,
@@ -162,6 +170,8 @@ def validate(
     examples: Annotated[int, typer.Option("--examples", min=0, help="Offending records shown per finding.")] = 5,
     json: JsonOpt = False,
     out_dir: OutOpt = None,
+    list_codes: Annotated[bool, typer.Option("--list-codes", callback=_list_codes, is_eager=True,
+                                             help="Print every finding code with its severity and exit.")] = False,
 ) -> None:
     """Check an annotation file; findings have stable codes, a severity, a count and example records.
 

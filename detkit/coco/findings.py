@@ -15,7 +15,7 @@ SEVERITIES = ("error", "warning", "info")
 
 # code -> (severity, what it means). Order here is the order of the report within a severity.
 CODES: dict[str, tuple[str, str]] = {
-    "record.unparsable": ("error", "record is not a JSON object / not readable (skipped)"),
+    "record.unparsable": ("error", "a record (JSON element, text line, XML file) cannot be parsed (skipped)"),
     "record.missing_field": ("error", "a required field is missing (record skipped)"),
     "record.wrong_type": ("error", "a field has the wrong JSON type, e.g. a string where a number belongs (record skipped)"),
     "value.non_finite": ("error", "NaN or infinite number in an image size, box or area"),

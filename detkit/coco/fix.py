@@ -1,25 +1,25 @@
 """``detkit coco validate --fix OUT.json``: a cleaned COCO file plus the list of every change.
 
-Changes, in order: images without a usable size are dropped with their boxes; boxes are clipped to their image;
-boxes that are degenerate (non-finite, or width/height <= 0 after clipping) are dropped; exact duplicate
-boxes are dropped (the first is kept); missing ``area`` is filled with w*h, missing ``iscrowd`` with 0,
-an area larger than its (clipped) box or not positive is set to w*h; records the lenient pass could
-not use (wrong types, missing fields) are dropped. For a COCO json source every
-other field (segmentations, info, licenses, extra keys) is carried over untouched. The input is never
-written; the output is written atomically.
+Changes, in order: images without a usable size are dropped with their boxes; boxes are clipped to
+their image; boxes that are degenerate (non-finite, or width/height <= 0 after clipping) are dropped;
+exact duplicate boxes are dropped (the first is kept); missing ``area`` is filled with w*h, missing
+``iscrowd`` with 0, an area larger than its (clipped) box or not positive is set to w*h; records the
+lenient pass could not use (wrong types, missing fields) are dropped. For a COCO json source every
+untouched record and every other field (segmentations, info, licenses, extra keys) is copied as it was.
+The input is never written; the output is written atomically.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from detkit.coco.model import _num
 from detkit.coco.validate import AREA_TOL, Report, _duplicates, _image_record, out_of_bounds
-from detkit.io import write_json
+from detkit.io import atomic_write
 
 
 def _box(b: np.ndarray) -> list[float | int]:
@@ -36,7 +36,10 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     ds = report.dataset
     changes: list[dict[str, Any]] = []
 
+    touched = np.zeros(ds.num_annotations, dtype=bool)  # rows whose record must be re-written
+
     def change(action: str, r: int, before: Any = None, after: Any = None) -> None:
+        touched[r] |= not action.startswith("drop")
         c = {"action": action, "record": ds.record(r), "id": int(ds.ann_id[r])}
         if before is not None or after is not None:
             c.update(before=before, after=after)
@@ -50,7 +53,8 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
     # images without a usable size cannot hold boxes: drop them and their boxes
     bad_img = ~(np.isfinite(ds.width) & np.isfinite(ds.height) & (ds.width > 0) & (ds.height > 0))
-    for r in np.flatnonzero((idx >= 0) & bad_img[np.maximum(idx, 0)]):
+    on_bad = (idx >= 0) & bad_img[np.maximum(idx, 0)] if ds.num_images else np.zeros(len(idx), dtype=bool)
+    for r in np.flatnonzero(on_bad):
         change("drop_box_of_bad_image", r, _box(bbox[r]))
         keep[r] = False
 
@@ -97,31 +101,7 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             change("fill_iscrowd", r, None, 0)
 
     raw = report.raw
-    if raw is not None:
-        doc = {k: v for k, v in raw.items() if k not in ("images", "annotations", "categories")}
-        for key, index in (("images", "image_raw_index"), ("categories", "category_raw_index")):
-            items = raw.get(key, [])
-            rows = ds.extra[index]
-            if key == "images":
-                for i in rows[bad_img]:
-                    changes.append({"action": "drop_bad_image", "record": f"$.images[{i}]", "id": items[i]["id"]})
-                rows = rows[~bad_img]
-            kept = set(rows.tolist())
-            doc[key] = [items[i] for i in sorted(kept)]
-            for i in sorted(set(range(len(items))) - set(ds.extra[index].tolist())):
-                changes.append({"action": "drop_unusable", "record": f"$.{key}[{i}]"})
-        ann_raw = raw.get("annotations", [])
-        used = set(ds.extra["raw_index"].tolist())
-        for i in range(len(ann_raw)):
-            if i not in used:
-                changes.append({"action": "drop_unusable", "record": f"$.annotations[{i}]"})
-        anns = []
-        for r in np.flatnonzero(keep):
-            a = copy.copy(ann_raw[int(ds.extra["raw_index"][r])])
-            a["bbox"], a["area"], a["iscrowd"] = _box(bbox[r]), _num(round(float(area[r]), 4)), int(crowd[r])
-            anns.append(a)
-        doc["annotations"] = anns
-    else:
+    if raw is None:
         doc = ds.to_coco_dict()
         for i in np.flatnonzero(bad_img):
             changes.append({"action": "drop_bad_image", "record": _image_record(ds, i), "id": int(ds.image_id[i])})
@@ -131,6 +111,32 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             for r, a in enumerate(doc["annotations"])
             if keep[r]
         ]
+        return doc, changes
+
+    # from the source document: untouched records are copied as they are (msgspec.Raw: not even decoded)
+    doc = {k: v for k, v in raw.items() if k not in ("images", "annotations", "categories")}
+    for key, index in (("images", "image_raw_index"), ("categories", "category_raw_index")):
+        items = raw.get(key, [])
+        rows = ds.extra[index]
+        if key == "images":
+            for r in np.flatnonzero(bad_img):
+                changes.append({"action": "drop_bad_image", "record": f"$.images[{rows[r]}]", "id": int(ds.image_id[r])})
+            rows = rows[~bad_img]
+        doc[key] = [items[i] for i in sorted(set(rows.tolist()))]
+        for i in sorted(set(range(len(items))) - set(ds.extra[index].tolist())):
+            changes.append({"action": "drop_unusable", "record": f"$.{key}[{i}]"})
+    ann_raw = raw.get("annotations", [])
+    raw_index = ds.extra["raw_index"]
+    for i in sorted(set(range(len(ann_raw))) - set(raw_index.tolist())):
+        changes.append({"action": "drop_unusable", "record": f"$.annotations[{i}]"})
+    anns = []
+    for r in np.flatnonzero(keep):
+        a = ann_raw[int(raw_index[r])]
+        if touched[r]:
+            a = msgspec.json.decode(a) if isinstance(a, msgspec.Raw) else dict(a)
+            a["bbox"], a["area"], a["iscrowd"] = _box(bbox[r]), _num(round(float(area[r]), 4)), int(crowd[r])
+        anns.append(a)
+    doc["annotations"] = anns
     return doc, changes
 
 
@@ -142,6 +148,7 @@ def write_fix(report: Report, out: str | Path) -> list[dict[str, Any]]:
 
         raise DetkitError(f"{out}: --fix would overwrite the input; choose another file")
     doc, changes = plan_fix(report)
-    write_json(out, doc, indent=None)
+    with atomic_write(out, "wb") as f:  # msgspec writes Raw records back verbatim; NaN would become null
+        f.write(msgspec.json.encode(doc))
     return changes
 

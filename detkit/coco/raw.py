@@ -21,9 +21,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from detkit.coco.coco_json import _coco_from_doc, _CocoAnn, _CocoFile, _decode_file
 from detkit.coco.findings import Findings
-from detkit.coco.loaders import _coco_from_doc, _CocoAnn, _CocoFile, _decode_file, _read_bytes
 from detkit.coco.model import Dataset, default_image_root
+from detkit.coco.readers import read_bytes
 from detkit.errors import InputError
 
 
@@ -37,7 +38,7 @@ def _is_num(v: Any) -> bool:
 
 def decode_json(path: Path) -> Any:
     """Decode a JSON file generically; NaN/Infinity accepted (the checks report them)."""
-    data = _read_bytes(path)
+    data = read_bytes(path)
     if not data.strip():
         raise InputError(path, None, "file is empty")
     try:
@@ -164,7 +165,9 @@ def load_coco_typed(path: str | Path, fnd: Findings) -> Dataset | None:
         ds = _coco_from_doc(path, doc)
     except InputError:
         return None
-    ds.extra["image_raw_index"] = np.arange(ds.num_images)
+    # every record was usable: rows are the JSON indices
+    ds.extra.update(raw_index=np.arange(ds.num_annotations), image_raw_index=np.arange(ds.num_images),
+                    category_raw_index=np.arange(ds.num_categories))  # fmt: skip
     anns = doc.annotations
     for start in range(0, len(anns), 65536):  # chunks keep the joined buffer small
         raws = [a.segmentation for a in anns[start : start + 65536]]
@@ -173,6 +176,17 @@ def load_coco_typed(path: str | Path, fnd: Findings) -> Dataset | None:
             if bad:
                 fnd.add("segmentation.bad_polygon", f"$.annotations[{start + k}].segmentation", anns[start + k].id, note=bad)
     return ds
+
+
+def load_raw_records(path: str | Path) -> dict[str, Any]:
+    """The top-level keys of a (well-typed) COCO json as ``msgspec.Raw``, with ``images``,
+    ``annotations`` and ``categories`` split into lists of raw records: what ``--fix`` copies verbatim."""
+    path = Path(path)
+    doc = msgspec.json.decode(read_bytes(path), type=dict[str, msgspec.Raw])
+    for key in ("images", "annotations", "categories"):
+        if key in doc:
+            doc[key] = msgspec.json.decode(doc[key], type=list[msgspec.Raw])
+    return doc
 
 
 def load_coco_lenient(path: str | Path, fnd: Findings) -> tuple[Dataset, dict[str, Any]]:

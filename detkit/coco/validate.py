@@ -176,17 +176,19 @@ def validate_path(path: str | Path, format: str | None = None, max_examples: int
         path: annotation file or folder (any format :func:`load_dataset` reads).
         format: force a format instead of detecting it.
         max_examples: offending records kept per finding.
-        keep_raw: for a COCO json, keep the decoded document in ``Report.raw`` (``--fix`` writes from it).
+        keep_raw: for a COCO json, keep the source records in ``Report.raw`` (``--fix`` writes from them).
     """
     path = Path(path)
     fmt = format or detect_format(path)
     fnd = Findings(str(path), max_examples=max_examples)
     raw = None
     if fmt == "coco" and path.is_file():
-        from detkit.coco.raw import load_coco_lenient, load_coco_typed
+        from detkit.coco.raw import load_coco_lenient, load_coco_typed, load_raw_records
 
-        ds = None if keep_raw else load_coco_typed(path, fnd)
-        if ds is None:
+        ds = load_coco_typed(path, fnd)
+        if ds is not None and keep_raw:
+            raw = load_raw_records(path)
+        elif ds is None:  # wrong types, NaN, missing fields...: the lenient pass reports them all
             fnd = Findings(str(path), max_examples=max_examples)
             ds, raw = load_coco_lenient(path, fnd)
     else:

@@ -199,7 +199,7 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = 
     command = "detkit " + " ".join(argv)
     # Under a live progress bar sys.stderr is rich's proxy, which prints through the console, whose file
     # would be this tee again: wrap the real stream instead, or every write loops forever.
-    stdout, tee = io.StringIO(), _Tee(sys.stderr)
+    stdout, tee = io.StringIO(), _Tee(getattr(sys.stderr, "rich_proxied_file", sys.stderr))
     saved_argv, start, code, crash = sys.argv, time.perf_counter(), 2, ""
     sys.argv = ["detkit", *argv]  # so run.json / summary.json record this step's own command line
     try:

@@ -40,14 +40,14 @@ figure{margin:0} figure img{max-width:100%;border:1px solid var(--line);border-r
 figcaption{font-size:12px;color:var(--muted);text-align:center}
 .figs figure img{max-height:340px}
 .gallery{display:flex;flex-wrap:wrap;gap:8px}
-.gallery figure{width:136px} .gallery img{width:136px;height:auto;image-rendering:pixelated}
+.gallery figure{width:176px} .gallery img{width:176px;height:auto}
 .gallery figcaption{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .blocks{display:flex;flex-wrap:wrap;gap:0 36px;align-items:flex-start}.blocks>div{max-width:100%}
 .tablewrap{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums;margin:4px 0}
 th,td{border-bottom:1px solid var(--line);padding:4px 10px;text-align:left;white-space:nowrap}
 th{background:#eef1f6;position:sticky;top:0} tr:nth-child(even) td{background:#fafbfd}
-td.long{white-space:normal;min-width:320px;word-break:break-word} td.bad{color:#c0262d;font-weight:600}
+td.long{white-space:normal;min-width:240px;word-break:break-word} td.bad{color:#c0262d;font-weight:600}
 pre.raw{font:12px/1.35 ui-monospace,Menlo,Consolas,monospace;background:#f6f7f9;padding:8px;max-height:420px;overflow:auto}
 details>summary{cursor:pointer;color:var(--accent);font-size:14px;margin:6px 0}
 .note{color:var(--warn);font-size:13px;margin:4px 0}

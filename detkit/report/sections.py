@@ -160,6 +160,12 @@ def _image(folder: Path, name: str, rel: Any, notes: list[str]) -> Figure | None
     return Figure(name=name, path=path, suffix=path.suffix.lower() or ".png")
 
 
+def _mapping(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc[key]`` when it is a dict, else {} (a malformed key must not sink the report)."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def build_section(summary: Summary, index: int, base: Path | None = None) -> Section:
     """One report section from one summary.
 
@@ -174,16 +180,14 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
         shown = str(folder.resolve().relative_to(base.resolve())) if base else str(folder)
     except ValueError:
         shown = str(folder)
-    versions = doc.get("versions") if isinstance(doc.get("versions"), dict) else {}
+    versions = _mapping(doc, "versions")
     s = Section(
         anchor=f"s{index}-{slug(summary.kind)}", kind=summary.kind, heading=heading,
         title=str(doc.get("title") or ""), blurb=blurb, folder=shown, created=str(doc.get("created") or ""),
         command=str(doc.get("command") or ""), versions={str(k): fmt(v) for k, v in versions.items()},
     )
-    metrics = doc.get("metrics")
-    if isinstance(metrics, dict):
-        s.metrics = [(label(k), fmt(v)) for k, v in metrics.items()]
-    for name, rel in (doc.get("plots") or {}).items() if isinstance(doc.get("plots"), dict) else ():
+    s.metrics = [(label(k), fmt(v)) for k, v in _mapping(doc, "metrics").items()]
+    for name, rel in _mapping(doc, "plots").items():
         if (f := _image(folder, label(name), rel, s.notes)) is not None:
             s.figures.append(f)
     if isinstance(doc.get("curves"), str):
@@ -197,13 +201,13 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
                 s.notes.append(f"curves: {doc['curves']} could not be plotted ({exc})")
         else:
             s.notes.append(f"curves: {doc['curves']} is missing")
-    for name, rows in (doc.get("tables") or {}).items() if isinstance(doc.get("tables"), dict) else ():
+    for name, rows in _mapping(doc, "tables").items():
         t = make_table(label(name), rows)
         if t is None:
             _extra(s, name, rows)
         else:
             s.tables.append(t)
-    for name, rels in (doc.get("galleries") or {}).items() if isinstance(doc.get("galleries"), dict) else ():
+    for name, rels in _mapping(doc, "galleries").items():
         images = [f for rel in (rels[:MAX_GALLERY] if isinstance(rels, list) else [])
                   if (f := _image(folder, Path(str(rel)).stem, rel, s.notes)) is not None]
         if images:

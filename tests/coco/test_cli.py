@@ -120,6 +120,13 @@ def test_help_shows_an_example(cli, command):
     assert code == 0 and f"Example: detkit coco {command}" in out
 
 
+def test_list_codes(cli):
+    from detkit.coco.findings import CODES
+
+    code, out, _ = cli("coco", "validate", "--list-codes")
+    assert code == 0 and all(c in out for c in CODES) and len(CODES) == 23
+
+
 def test_no_heavy_imports(shapes_dir):
     """`detkit coco classes --json` and `detkit --help` import no torch, matplotlib, pandas or pycocotools."""
     code = (

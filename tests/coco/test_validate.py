@@ -7,8 +7,10 @@ import math
 
 import pytest
 
+from detkit.coco.findings import Findings
 from detkit.coco.fix import plan_fix
-from detkit.coco.validate import validate_path
+from detkit.coco.raw import load_coco_lenient
+from detkit.coco.validate import check_dataset, validate_path
 from tests.conftest import shared_path
 
 NAN = math.nan
@@ -101,9 +103,10 @@ def test_typed_fast_path_agrees_with_lenient_pass(shapes_dir, tmp_path):
     anns.append(dict(anns[7], id=10_000))
     p = tmp_path / "typed.json"
     p.write_text(json.dumps(doc, indent=2))  # pretty-printed: whitespace inside the raw segmentations
-    fast, slow = validate_path(p), validate_path(p, keep_raw=True)
-    assert fast.raw is None and slow.raw is not None
-    assert [f.as_dict() for f in fast.findings] == [f.as_dict() for f in slow.findings]
+    fast = validate_path(p)
+    fnd = Findings(str(p))
+    check_dataset(load_coco_lenient(p, fnd)[0], fnd)
+    assert [f.as_dict() for f in fast.findings] == [f.as_dict() for f in fnd.as_list()]
     got = {f.code: f.count for f in fast.findings}
     assert got["segmentation.bad_polygon"] == 3 and got["annotation.id_zero"] == 1
     assert got["annotation.duplicate_box"] == 1 and got["annotation.missing_area"] == 1
@@ -152,6 +155,27 @@ def test_fix_lists_every_change_and_never_touches_input(cli, broken, tmp_path):
     assert not after & gone
     # refuses to overwrite its input
     assert cli("coco", "validate", broken, "--fix", broken)[0] == 2 and broken.read_bytes() == before
+
+
+def test_fix_of_a_well_typed_file_copies_untouched_records_verbatim(cli, shapes_dir, tmp_path):
+    doc = json.loads((shapes_dir / "instances.json").read_text())
+    doc["annotations"][0]["bbox"] = [90, 1, 20, 10]  # 96 px image: clipped to w 6, area 60
+    del doc["annotations"][1]["area"]
+    doc["annotations"].append(dict(doc["annotations"][2], id=99999))  # exact duplicate box
+    doc["extra_key"] = {"kept": True}
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(doc))
+    code, out, _ = cli("coco", "validate", src, "--fix", tmp_path / "out.json", "--json")
+    assert code == 0  # warnings only (out of bounds, missing area, duplicate box); --fail-on error
+    fix = json.loads(out)["fix"]
+    assert fix["counts"] == {"clip": 1, "set_area": 1, "drop_duplicate": 1, "fill_area": 1}
+    got = json.loads((tmp_path / "out.json").read_text())
+    assert got["extra_key"] == {"kept": True} and got["images"] == doc["images"] and got["categories"] == doc["categories"]
+    a0 = got["annotations"][0]
+    assert a0["bbox"] == [90, 1, 6, 10] and a0["area"] == 60 and a0["segmentation"] == doc["annotations"][0]["segmentation"]
+    assert got["annotations"][1]["area"] == round(doc["annotations"][1]["bbox"][2] * doc["annotations"][1]["bbox"][3], 4)
+    assert got["annotations"][2:] == doc["annotations"][2:-1]  # untouched, byte for byte in value
+    assert validate_path(tmp_path / "out.json").findings == []
 
 
 def test_course_text_file_out_of_bounds_count(cli):

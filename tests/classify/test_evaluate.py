@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+
+def test_eval_writes_gallery_gradcam_and_confusion(trained_run, tmp_path, cli_json):
+    out = tmp_path / "eval"
+    doc = cli_json("classify", "eval", trained_run / "best.pt", "--out", out, "--gallery", "3", "--device", "cpu")
+    train = json.loads((trained_run / "summary.json").read_text())
+    # best.pt on the run's own validation split reproduces the training-time figure
+    assert doc["top1"] == pytest.approx(train["metrics"]["best_val_top1"], abs=1e-6)
+    assert doc["images"] == 90 and doc["misclassified"] == round(90 * (1 - doc["top1"]))
+    s = json.loads((out / "summary.json").read_text())
+    assert s["kind"] == "classify.eval" and s["subset"] == "val" and s["cam_layer"] == "layer3"
+    assert s["plots"] == {"confusion": "confusion.png"} and (out / "confusion.png").stat().st_size > 0
+    per_class = s["tables"]["per_class"]
+    assert len(per_class) == 5 and sum(r["images"] for r in per_class) == 90
+    assert sum(r["correct"] for r in per_class) == 90 - doc["misclassified"]
+    n = min(3, doc["misclassified"])
+    assert n > 0, "the tiny run should make at least one mistake to draw"
+    assert s["galleries"]["misclassified"] == [f"gallery/{i:03d}.png" for i in range(n)]
+    assert s["galleries"]["gradcam"] == [f"gradcam/{i:03d}.png" for i in range(n)]
+    rows = s["tables"]["misclassified"]
+    assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
+    assert all(r["true"] != r["pred"] for r in rows)
+    for rel in s["galleries"]["misclassified"] + s["galleries"]["gradcam"]:
+        with Image.open(out / rel) as im:
+            assert im.mode == "RGB" and im.width == 256 and im.height > 256
+
+
+def test_eval_official_subset_and_threshold(trained_run, tmp_path, cli):
+    code, out, err = cli("classify", "eval", trained_run / "best.pt", "--out", tmp_path / "e", "--subset",
+                         "official", "--gallery", "0", "--device", "cpu", "--min-top1", "1.01", "--json")
+    assert code == 1 and json.loads(out)["images"] == 50
+    code, _, err = cli("classify", "eval", trained_run / "best.pt", "--out", tmp_path / "e2", "--gallery", "2",
+                       "--cam-layer", "nope", "--device", "cpu")
+    assert code == 2 and "--cam-layer 'nope' is not a layer of this model" in err
