@@ -25,8 +25,17 @@ from detkit.classify.models import build_model
 from detkit.classify.train import TrainConfig, build_optimizer
 
 # dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, no sparsity)
-PEAK_BF16 = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
-             "A10": 125.0, "RTX 4090": 165.0, "V100": 125.0}
+PEAK_BF16 = {
+    "H200": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10": 125.0,
+    "RTX 4090": 165.0,
+    "V100": 125.0,
+}
 
 
 def peak_tflops(device: torch.device) -> tuple[str, float | None]:
@@ -65,8 +74,9 @@ def bench_recipe(model, images, labels, args, device) -> float:
     step = Step(opt, sched, 0.1, amp=cuda, channels_last=cuda, ema=EMA(model, 0.999), raw_model=model)
     mean, std = torch.full((3,), 0.45), torch.full((3,), 0.25)
     aug = AugmentConfig(cfg.pad, True, cfg.cutout)
-    warm = DeviceLoader(images[: args.batch * args.warmup], labels[: args.batch * args.warmup], args.batch,
-                        mean, std, aug)
+    warm = DeviceLoader(
+        images[: args.batch * args.warmup], labels[: args.batch * args.warmup], args.batch, mean, std, aug
+    )
     timed = DeviceLoader(images, labels, args.batch, mean, std, aug)
     train_one_epoch(net, warm, step, device)  # compile, cudnn autotune, allocator warm-up
     r = train_one_epoch(net, timed, step, device)
@@ -97,8 +107,14 @@ def bench_baseline(model, images, labels, args, device) -> float:
 
 def bench_loader(images, labels, args, device) -> float:
     """Images/s of batching + augmentation alone (no model)."""
-    loader = DeviceLoader(images, labels, args.batch, torch.zeros(3), torch.ones(3),
-                          AugmentConfig(args.img_size // 8, True, args.img_size // 4))
+    loader = DeviceLoader(
+        images,
+        labels,
+        args.batch,
+        torch.zeros(3),
+        torch.ones(3),
+        AugmentConfig(args.img_size // 8, True, args.img_size // 4),
+    )
     sum(len(y) for _, y in loader)  # warm-up pass
     sync(device)
     t = time.perf_counter()
@@ -118,10 +134,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--classes", type=int, default=200)
     ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--epoch-images", type=int, default=70_000, help="images per epoch for the epoch-time line")
+    ap.add_argument(
+        "--epoch-images", type=int, default=70_000, help="images per epoch for the epoch-time line"
+    )
     args = ap.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
@@ -132,21 +153,29 @@ def main() -> None:
     model = build_model(args.model, args.classes, "64", args.width).to(device)
     fpi = flops_per_image(model, images[:8].permute(0, 3, 1, 2).float().div(255), labels[:8], amp=False)
     loader_ips = bench_loader(images, labels, args, device)
-    base = bench_baseline(build_model(args.model, args.classes, "64", args.width), images, labels, args, device)
+    base = bench_baseline(
+        build_model(args.model, args.classes, "64", args.width), images, labels, args, device
+    )
     ours = bench_recipe(build_model(args.model, args.classes, "64", args.width), images, labels, args, device)
 
     print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}")
-    print(f"model: {args.model} (64x64 stem, width {args.width}), {args.img_size}px, batch {args.batch}, "
-          f"{args.steps} timed steps, compile={args.compile}")
+    print(
+        f"model: {args.model} (64x64 stem, width {args.width}), {args.img_size}px, batch {args.batch}, "
+        f"{args.steps} timed steps, compile={args.compile}"
+    )
     print(f"FLOPs per training image (fwd+bwd): {fpi / 1e9:.2f} GFLOP")
     print(f"augmentation + batching alone     : {loader_ips:,.0f} images/s")
     for label, ips in (("baseline: eager fp32 NCHW, no aug", base), ("detkit recipe step", ours)):
         tf = ips * fpi / 1e12
         frac = f", {100 * tf / peak:.1f}% of {peak:.0f} TFLOP/s bf16 peak" if peak else ""
-        print(f"{label:34s}: {ips:,.0f} images/s, {tf:.3f} TFLOP/s{frac}; "
-              f"{args.epoch_images / ips:,.1f} s per {args.epoch_images:,}-image epoch")
-    print(f"ratio detkit / baseline: {ours / base:.2f}x; target (< 10 s per 70k-image epoch on H100): "
-          f"{'met' if args.epoch_images / ours < 10 else 'not met'} on this device")
+        print(
+            f"{label:34s}: {ips:,.0f} images/s, {tf:.3f} TFLOP/s{frac}; "
+            f"{args.epoch_images / ips:,.1f} s per {args.epoch_images:,}-image epoch"
+        )
+    print(
+        f"ratio detkit / baseline: {ours / base:.2f}x; target (< 10 s per 70k-image epoch on H100): "
+        f"{'met' if args.epoch_images / ours < 10 else 'not met'} on this device"
+    )
 
 
 if __name__ == "__main__":

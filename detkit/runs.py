@@ -16,8 +16,9 @@ import datetime as _dt
 import platform
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from detkit import __version__
 from detkit.io import SCHEMA_VERSION, sha256_file, write_json

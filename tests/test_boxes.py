@@ -33,6 +33,6 @@ def test_wh_iou_is_corner_aligned_iou():
     # same as xyxy IoU of the boxes placed at the origin
     rng = np.random.default_rng(0)
     wa, wb = rng.uniform(0.1, 5, (6, 2)), rng.uniform(0.1, 5, (5, 2))
-    xyxy = lambda wh: np.concatenate([np.zeros_like(wh), wh], axis=1)  # noqa: E731
+    xyxy = lambda wh: np.concatenate([np.zeros_like(wh), wh], axis=1)
     assert np.allclose(wh_iou(wa, wb), pairwise_iou(xyxy(wa), xyxy(wb)))
     assert torch.allclose(wh_iou(torch.tensor(wa), torch.tensor(wb)), torch.tensor(wh_iou(wa, wb)))

@@ -15,10 +15,9 @@ from detkit.io import atomic_path, atomic_write, sha256_file, to_json, write_jso
 def test_atomic_write_leaves_old_file_on_error(tmp_path):
     p = tmp_path / "out.txt"
     p.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(p) as f:
-            f.write("half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_write(p) as f:
+        f.write("half")
+        raise RuntimeError("interrupted")
     assert p.read_text() == "old"
     assert [q.name for q in tmp_path.iterdir()] == ["out.txt"]  # no temp file left behind
 

@@ -8,8 +8,8 @@ one would, whatever happened before.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ class AugmentConfig:
 
 
 def epoch_generator(device: torch.device, seed: int, epoch: int, stream: int) -> torch.Generator:
-    """A generator on ``device`` seeded from (seed, epoch, stream): order uses stream 0, augmentation 1 + rank."""
+    """A generator on ``device`` seeded from (seed, epoch, stream): order 0, augmentation 1 + rank."""
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63))
     return g
@@ -48,7 +48,7 @@ def crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> to
 
 
 def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """Zero a ``size`` square per image of a (B, H, W, C) batch; its centre may sit near an edge (DeVries 2017)."""
+    """Zero one ``size`` square per image of a (B, H, W, C) batch, centred anywhere (DeVries 2017)."""
     b, h, w, _ = x.shape
     dev = x.device
     cy = torch.randint(0, h, (b,), generator=gen, device=dev)
@@ -95,8 +95,18 @@ class DeviceLoader:
         rank, world: DDP position (0, 1 without DDP).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch: int, mean: torch.Tensor,
-                 std: torch.Tensor, aug: AugmentConfig | None = None, seed: int = 0, rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch: int,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        aug: AugmentConfig | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ):
         self.images, self.labels, self.batch = images, labels, batch
         self.mean, self.std = mean.to(images.device), std.to(images.device)
         self.aug, self.seed, self.rank, self.world = aug, seed, rank, world
@@ -113,9 +123,14 @@ class DeviceLoader:
         dev = self.images.device
         if self.aug is None:
             for i in range(0, len(self.images), self.batch):
-                yield to_input(self.images[i : i + self.batch], self.mean, self.std), self.labels[i : i + self.batch]
+                yield (
+                    to_input(self.images[i : i + self.batch], self.mean, self.std),
+                    self.labels[i : i + self.batch],
+                )
             return
-        order = torch.randperm(len(self.images), generator=epoch_generator(dev, self.seed, self.epoch, 0), device=dev)
+        order = torch.randperm(
+            len(self.images), generator=epoch_generator(dev, self.seed, self.epoch, 0), device=dev
+        )
         gen = epoch_generator(dev, self.seed, self.epoch, 1 + self.rank)
         for step in range(len(self)):
             idx = order[step * self.batch : (step + 1) * self.batch][self.rank :: self.world]

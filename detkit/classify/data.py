@@ -97,8 +97,15 @@ def _scan_tiny(root: Path) -> Catalog:
             files.append(path.relative_to(root).as_posix())
             labels.append(label[wnid])
             group.append(VAL)
-    return Catalog(root, "tiny-imagenet", wnids, [names[w] for w in wnids], files,
-                   np.asarray(labels, np.int64), np.asarray(group, np.int64))
+    return Catalog(
+        root,
+        "tiny-imagenet",
+        wnids,
+        [names[w] for w in wnids],
+        files,
+        np.asarray(labels, np.int64),
+        np.asarray(group, np.int64),
+    )
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -120,8 +127,15 @@ def _scan_imagefolder(root: Path) -> Catalog:
                 files.append(p.relative_to(root).as_posix())
                 labels.append(label[d.name])
                 group.append(g)
-    return Catalog(root, "imagefolder", classes, list(classes), files,
-                   np.asarray(labels, np.int64), np.asarray(group, np.int64))
+    return Catalog(
+        root,
+        "imagefolder",
+        classes,
+        list(classes),
+        files,
+        np.asarray(labels, np.int64),
+        np.asarray(group, np.int64),
+    )
 
 
 def scan_dataset(root: str | Path) -> Catalog:
@@ -135,8 +149,12 @@ def scan_dataset(root: str | Path) -> Catalog:
         raise InputError(root, None, "data folder not found")
     cat = _scan_tiny(root) if (root / "wnids.txt").exists() else _scan_imagefolder(root)
     if len(cat) == 0 or len(cat.classes) < 2:
-        raise InputError(root, None, "need images of at least 2 classes: expected Tiny ImageNet's layout "
-                                     "(wnids.txt, train/<wnid>/images/) or an ImageFolder (<class>/*.jpg|png)")
+        raise InputError(
+            root,
+            None,
+            "need images of at least 2 classes: expected Tiny ImageNet's layout "
+            "(wnids.txt, train/<wnid>/images/) or an ImageFolder (<class>/*.jpg|png)",
+        )
     return cat
 
 
@@ -155,7 +173,7 @@ def stratified_split(labels: np.ndarray, train_fraction: float, seed: int) -> tu
     train, val = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        n = int(round(train_fraction * len(idx)))
+        n = round(train_fraction * len(idx))
         if len(idx) >= 2:
             n = min(max(n, 1), len(idx) - 1)
         train.append(idx[:n])
@@ -167,16 +185,28 @@ def make_split(cat: Catalog, val: str, train_fraction: float, seed: int) -> tupl
     """``val="split"``: stratified split of all labelled images; ``"official"``: train folder / val folder."""
     if val == "official":
         if not (cat.group == VAL).any():
-            raise InputError(cat.root, None, "--val official needs a labelled val folder "
-                                             "(val/val_annotations.txt, or val/<class>/ beside train/)")
+            raise InputError(
+                cat.root,
+                None,
+                "--val official needs a labelled val folder "
+                "(val/val_annotations.txt, or val/<class>/ beside train/)",
+            )
         return np.flatnonzero(cat.group == TRAIN), np.flatnonzero(cat.group == VAL)
     return stratified_split(cat.labels, train_fraction, seed)
 
 
 def save_split(path: Path, cat: Catalog, train_idx: np.ndarray, val_idx: np.ndarray, **meta: object) -> None:
     """Write split.json: the files on each side (relative to the data root), so the split can be rebuilt."""
-    write_json(path, {**meta, "layout": cat.layout, "classes": cat.classes,
-                      "train": [cat.files[i] for i in train_idx], "val": [cat.files[i] for i in val_idx]})
+    write_json(
+        path,
+        {
+            **meta,
+            "layout": cat.layout,
+            "classes": cat.classes,
+            "train": [cat.files[i] for i in train_idx],
+            "val": [cat.files[i] for i in val_idx],
+        },
+    )
 
 
 def load_split(path: Path, cat: Catalog) -> tuple[np.ndarray, np.ndarray]:
@@ -192,8 +222,11 @@ def load_split(path: Path, cat: Catalog) -> tuple[np.ndarray, np.ndarray]:
     for side in ("train", "val"):
         missing = [f for f in doc[side] if f not in where]
         if missing:
-            raise InputError(cat.root / missing[0], None, f"named in {path} but not in the data "
-                                                          f"({len(missing)} such files)")
+            raise InputError(
+                cat.root / missing[0],
+                None,
+                f"named in {path} but not in the data ({len(missing)} such files)",
+            )
         out.append(np.asarray([where[f] for f in doc[side]], np.int64))
     return out[0], out[1]
 
@@ -238,9 +271,14 @@ def decode_cache(cat: Catalog, size: int, cache_dir: str | Path, workers: int = 
         arr = np.load(path, mmap_mode="r")
         if arr.shape == (len(cat), size, size, 3):
             return arr, True
-    cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{path.name}.{os.getpid()}.tmp"
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(cat), size, size, 3))
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(cat), size, size, 3))
+    except OSError as exc:
+        raise DetkitError(
+            f"{cache_dir}: cannot write the decoded-image cache ({exc}); use --cache-dir"
+        ) from None
     bad: list[str] = []
 
     def work(lo: int) -> int:
@@ -261,7 +299,6 @@ def decode_cache(cat: Catalog, size: int, cache_dir: str | Path, workers: int = 
             more = f" (and {len(bad) - 1} more unreadable images)" if len(bad) > 1 else ""
             raise DetkitError(bad[0] + more)
         arr.flush()
-        del arr
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -91,7 +91,7 @@ def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, 
         step.optimizer.step()
         step.scheduler.step()
         if step.ema is not None:
-            step.ema.update(step.raw_model or model)
+            step.ema.update(step.raw_model if step.raw_model is not None else model)
         sums[0] += loss.detach().double() * len(y)
         sums[1] += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
@@ -105,14 +105,22 @@ def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, 
                 finite = False
                 break
             if bar is not None:
-                bar.update(task, completed=i + 1,
-                           info=f"loss {totals[0] / n:.3f} lr {step.scheduler.get_last_lr()[0]:.3g}")
+                bar.update(
+                    task,
+                    completed=i + 1,
+                    info=f"loss {totals[0] / n:.3f} lr {step.scheduler.get_last_lr()[0]:.3g}",
+                )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     dt = time.perf_counter() - t0
     # loss and top-1 over every rank's batches; images is this rank's count
-    return {"loss": totals[0] / totals[2], "top1": totals[1] / totals[2], "images": seen,
-            "seconds": dt, "finite": finite}
+    return {
+        "loss": totals[0] / totals[2],
+        "top1": totals[1] / totals[2],
+        "images": seen,
+        "seconds": dt,
+        "finite": finite,
+    }
 
 
 @torch.no_grad()
@@ -136,7 +144,9 @@ def accuracy_stats(logits: torch.Tensor, targets: torch.Tensor, label_smoothing:
     confusion = torch.bincount(targets * c + pred, minlength=c * c).reshape(c, c)
     n = max(1, len(targets))
     return {
-        "loss": F.cross_entropy(logits, targets, label_smoothing=label_smoothing).item() if len(targets) else 0.0,
+        "loss": F.cross_entropy(logits, targets, label_smoothing=label_smoothing).item()
+        if len(targets)
+        else 0.0,
         "top1": (pred == targets).sum().item() / n,
         "top5": top5.sum().item() / n,
         "pred": pred,
@@ -148,8 +158,11 @@ def rng_state() -> dict:
     """Every global RNG's state (the data order and augmentation use their own per-epoch generators)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     # plain lists, so checkpoints load with torch.load(weights_only=True)
-    state = {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), pos, has_gauss, gauss],
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, keys.tolist(), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -12,22 +12,15 @@ from detkit.classify import data as D
 from detkit.classify.augment import DeviceLoader
 from detkit.classify.engine import accuracy_stats, predict
 from detkit.classify.gradcam import grad_cam, overlay
-from detkit.classify.models import build_model
-from detkit.classify.train import load_checkpoint, resolve_device
-from detkit.console import info
+from detkit.classify.models import build_model, checkpoint_weights
+from detkit.classify.runfiles import load_checkpoint
+from detkit.classify.train import resolve_device
+from detkit.console import info, warn
 from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_path
 from detkit.runs import record_run, write_summary
 
 SUBSETS = ("val", "official", "all")
-
-
-def eval_weights(ckpt: dict) -> dict:
-    """The weights to evaluate: the EMA's when the checkpoint has them, else the model's."""
-    ema = ckpt.get("ema")
-    if isinstance(ema, dict) and "module" in ema:
-        return ema["module"]
-    return ema or ckpt["model"]
 
 
 def _select(cat: D.Catalog, subset: str, weights: Path) -> np.ndarray:
@@ -39,8 +32,11 @@ def _select(cat: D.Catalog, subset: str, weights: Path) -> np.ndarray:
         return np.flatnonzero(cat.group == D.VAL)
     split = weights.parent / "split.json"
     if not split.exists():
-        raise InputError(split, None, "--subset val needs the run's split.json beside the weights "
-                                      "(or use --subset official|all)")
+        raise InputError(
+            split,
+            None,
+            "--subset val needs the run's split.json beside the weights (or use --subset official|all)",
+        )
     return np.sort(D.load_split(split, cat)[1])
 
 
@@ -56,10 +52,14 @@ def _captioned(rgb: np.ndarray, lines: list[str], side: int = 256) -> np.ndarray
     """The image scaled to ``side`` px with a white caption band above it."""
     import cv2
 
-    img = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_NEAREST if rgb.shape[0] <= side // 4 else cv2.INTER_LINEAR)
+    img = cv2.resize(
+        rgb, (side, side), interpolation=cv2.INTER_NEAREST if rgb.shape[0] <= side // 4 else cv2.INTER_LINEAR
+    )
     band = np.full((18 * len(lines) + 6, side, 3), 255, np.uint8)
     for i, text in enumerate(lines):
-        cv2.putText(band, text[:34], (4, 16 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            band, text[:34], (4, 16 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+        )
     return np.vstack([band, img])
 
 
@@ -84,7 +84,15 @@ def plot_confusion(path: Path, confusion: np.ndarray, names: list[str], k: int =
     ax.set(xlabel="predicted", ylabel="true", title=f"most-confused {len(pick)} classes (row share)")
     for (i, j), v in np.ndenumerate(sub):
         if v:
-            ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="white" if frac[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                int(v),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if frac[i, j] > 0.5 else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -93,9 +101,18 @@ def plot_confusion(path: Path, confusion: np.ndarray, names: list[str], k: int =
     return pick
 
 
-def evaluate_run(weights: str | Path, out: str | Path, data: str | Path | None = None, subset: str = "val",
-                 gallery: int = 16, cam_layer: str = "layer3", device: str = "auto", batch: int = 256,
-                 cache_dir: str | Path | None = None, workers: int = 8) -> dict:
+def evaluate_run(
+    weights: str | Path,
+    out: str | Path,
+    data: str | Path | None = None,
+    subset: str = "val",
+    gallery: int = 16,
+    cam_layer: str = "layer3",
+    device: str = "auto",
+    batch: int = 256,
+    cache_dir: str | Path | None = None,
+    workers: int = 8,
+) -> dict:
     """Evaluate a classify checkpoint and write OUT/{summary.json, confusion.png, gallery/, gradcam/}.
 
     Args:
@@ -115,17 +132,27 @@ def evaluate_run(weights: str | Path, out: str | Path, data: str | Path | None =
     cfg = ckpt["config"]
     cat = D.scan_dataset(data or cfg["data"])
     if cat.classes != ckpt["classes"]:
-        raise InputError(cat.root, None, f"classes differ from the {len(ckpt['classes'])} the model was trained on")
+        raise InputError(
+            cat.root, None, f"classes differ from the {len(ckpt['classes'])} the model was trained on"
+        )
     idx = _select(cat, subset, weights)
+    if subset == "official" and cfg.get("val") == "split":
+        warn(
+            "this run's --split pooled train/ and val/, so it trained on part of the official val images: "
+            "the official-val figure is optimistic (train with --val official for a clean one)"
+        )
     dev = resolve_device(device)
     size = cfg["img_size"]
-    cache, _ = D.decode_cache(cat, size, cache_dir or cfg.get("cache_dir") or out / ".detkit-cache", workers)
+    if cache_dir is None:  # the run's cache when it is still there, else one beside the output
+        run_cache = cfg.get("cache_dir")
+        cache_dir = run_cache if run_cache and Path(run_cache).is_dir() else out.parent / ".detkit-cache"
+    cache, _ = D.decode_cache(cat, size, cache_dir, workers)
     images = np.ascontiguousarray(cache[idx])
     x = torch.from_numpy(images).to(dev)
     y = torch.from_numpy(cat.labels[idx]).to(dev)
     mean, std = torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])
     model = build_model(cfg["model"], len(cat.classes), cfg["stem"], cfg.get("width", 1.0))
-    model.load_state_dict(eval_weights(ckpt))
+    model.load_state_dict(checkpoint_weights(ckpt))
     model.to(dev).eval()
     logits, targets = predict(model, DeviceLoader(x, y, batch, mean, std), dev)
     stats = accuracy_stats(logits, targets)
@@ -137,9 +164,16 @@ def evaluate_run(weights: str | Path, out: str | Path, data: str | Path | None =
     out.mkdir(parents=True, exist_ok=True)
     confusion = stats["confusion"]
     counts = confusion.sum(1)
-    per_class = [{"class": cat.classes[c], "name": names[c], "images": int(counts[c]),
-                  "correct": int(confusion[c, c]), "top1": float(confusion[c, c] / counts[c]) if counts[c] else None}
-                 for c in range(len(cat.classes))]
+    per_class = [
+        {
+            "class": cat.classes[c],
+            "name": names[c],
+            "images": int(counts[c]),
+            "correct": int(confusion[c, c]),
+            "top1": float(confusion[c, c] / counts[c]) if counts[c] else None,
+        }
+        for c in range(len(cat.classes))
+    ]
     per_class.sort(key=lambda r: (r["top1"] is None, r["top1"] if r["top1"] is not None else 0.0, r["class"]))
     picked = plot_confusion(out / "confusion.png", confusion, names)
 
@@ -159,19 +193,53 @@ def evaluate_run(weights: str | Path, out: str | Path, data: str | Path | None =
             _save_png(out / c, _captioned(overlay(images[i], cam), caption + [f"Grad-CAM {cam_layer}"]))
             gal.append(g)
             cams.append(c)
-            rows.append({"file": cat.files[idx[i]], "true": names[t], "pred": names[p],
-                         "confidence": float(conf[i]), "gallery": g, "gradcam": c})
-    metrics = {"top1": stats["top1"], "top5": stats["top5"], "loss": stats["loss"], "images": len(idx),
-               "misclassified": int((pred != targets).sum())}
-    record_run(out, {"weights": str(weights), "data": str(cat.root), "subset": subset, "gallery": gallery,
-                     "cam_layer": cam_layer, "device": str(dev), "batch": batch}, None, [weights])
+            rows.append(
+                {
+                    "file": cat.files[idx[i]],
+                    "true": names[t],
+                    "pred": names[p],
+                    "confidence": float(conf[i]),
+                    "gallery": g,
+                    "gradcam": c,
+                }
+            )
+    metrics = {
+        "top1": stats["top1"],
+        "top5": stats["top5"],
+        "loss": stats["loss"],
+        "images": len(idx),
+        "misclassified": int((pred != targets).sum()),
+    }
+    record_run(
+        out,
+        {
+            "weights": str(weights),
+            "data": str(cat.root),
+            "subset": subset,
+            "gallery": gallery,
+            "cam_layer": cam_layer,
+            "device": str(dev),
+            "batch": batch,
+        },
+        None,
+        [weights],
+    )
     summary = write_summary(
-        out, "classify.eval", f"{cfg['model']} on {cat.root.name} ({subset})", metrics=metrics,
+        out,
+        "classify.eval",
+        f"{cfg['model']} on {cat.root.name} ({subset})",
+        metrics=metrics,
         tables={"per_class": per_class, "misclassified": rows},
-        plots={"confusion": "confusion.png"}, galleries={"misclassified": gal, "gradcam": cams},
-        weights=str(weights), subset=subset, cam_layer=cam_layer, num_classes=len(cat.classes),
+        plots={"confusion": "confusion.png"},
+        galleries={"misclassified": gal, "gradcam": cams},
+        weights=str(weights),
+        subset=subset,
+        cam_layer=cam_layer,
+        num_classes=len(cat.classes),
         most_confused=[cat.classes[i] for i in picked],
     )
-    info(f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}% on {len(idx)} images; "
-         f"wrote {out}")
+    info(
+        f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}% on {len(idx)} images; "
+        f"wrote {out}"
+    )
     return {**metrics, "summary": str(summary)}

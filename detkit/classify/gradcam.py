@@ -27,7 +27,9 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: torch.Tensor
         module = model.get_submodule(layer)
     except AttributeError:
         names = [n for n, _ in model.named_children()]
-        raise DetkitError(f"--cam-layer {layer!r} is not a layer of this model (top level: {', '.join(names)})") from None
+        raise DetkitError(
+            f"--cam-layer {layer!r} is not a layer of this model (top level: {', '.join(names)})"
+        ) from None
     saved: dict[str, torch.Tensor] = {}
 
     def hook(_m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:

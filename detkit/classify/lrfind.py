@@ -8,6 +8,7 @@ times its best. The model's starting weights and buffers are restored afterwards
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -26,9 +27,19 @@ from detkit.io import atomic_path, atomic_write
 from detkit.runs import record_run, write_summary
 
 
-def lr_range_test(model: nn.Module, loader: DeviceLoader, device: torch.device, start_lr: float = 1e-5,
-                  end_lr: float = 10.0, steps: int = 100, momentum: float = 0.9, weight_decay: float = 5e-4,
-                  label_smoothing: float = 0.1, beta: float = 0.9, diverge: float = 4.0) -> dict:
+def lr_range_test(
+    model: nn.Module,
+    loader: DeviceLoader,
+    device: torch.device,
+    start_lr: float = 1e-5,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    label_smoothing: float = 0.1,
+    beta: float = 0.9,
+    diverge: float = 4.0,
+) -> dict:
     """Run the range test on ``model`` and restore its starting state.
 
     Args:
@@ -45,46 +56,48 @@ def lr_range_test(model: nn.Module, loader: DeviceLoader, device: torch.device, 
     if not 0 < start_lr < end_lr or steps < 3:
         raise DetkitError("lr-find needs 0 < --start-lr < --end-lr and --steps >= 3")
     start_state = copy.deepcopy(model.state_dict())
-    opt = torch.optim.SGD(model.parameters(), lr=start_lr, momentum=momentum, nesterov=True,
-                          weight_decay=weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=start_lr, momentum=momentum, nesterov=True, weight_decay=weight_decay
+    )
     gamma = (end_lr / start_lr) ** (1.0 / (steps - 1))
     lrs, losses, smoothed = [], [], []
-    avg, best, epoch = 0.0, math.inf, 0
+    avg, best = 0.0, math.inf
     model.train()
-    amp = channels_last = device.type == "cuda"
+    cuda = device.type == "cuda"
+    layout = torch.channels_last if cuda else torch.contiguous_format
     try:
         with progress() as bar:
             task = bar.add_task("lr range test", total=steps, info="")
-            while len(lrs) < steps:
-                loader.set_epoch(epoch)
-                epoch += 1
-                for x, y in loader:
-                    lr = start_lr * gamma ** len(lrs)
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                    if channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    else:
-                        x = x.contiguous()
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    value = loss.item()
-                    lrs.append(lr)
-                    losses.append(value)
-                    avg = beta * avg + (1 - beta) * value
-                    smoothed.append(avg / (1 - beta ** len(lrs)))
-                    bar.update(task, completed=len(lrs), info=f"lr {lr:.3g} loss {smoothed[-1]:.3f}")
-                    if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge * best or len(lrs) == steps:
-                        break
-                    best = min(best, smoothed[-1])
+            for x, y in itertools.islice(_forever(loader), steps):
+                lr = start_lr * gamma ** len(lrs)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                    out = model(x.contiguous(memory_format=layout))
+                    loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                lrs.append(lr)
+                losses.append(loss.item())
+                avg = beta * avg + (1 - beta) * losses[-1]
+                smoothed.append(avg / (1 - beta ** len(lrs)))  # bias-corrected
+                bar.update(task, completed=len(lrs), info=f"lr {lr:.3g} loss {smoothed[-1]:.3f}")
                 if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge * best:
                     break
+                best = min(best, smoothed[-1])
     finally:
         model.load_state_dict(start_state)
     return {"lrs": lrs, "losses": losses, "smoothed": smoothed, **suggest(lrs, smoothed)}
+
+
+def _forever(loader: DeviceLoader):
+    """Training batches, epoch after epoch."""
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> dict:
@@ -132,16 +145,24 @@ def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, step
     torch.manual_seed(cfg.seed)
     data = prepare_data(cfg, device, out, reuse_split=False)
     mean, std = channel_stats(data.train_x)
-    loader = DeviceLoader(data.train_x, data.train_y, cfg.batch, mean, std,
-                          AugmentConfig(cfg.pad, cfg.flip, cfg.cutout), cfg.seed)
+    loader = DeviceLoader(
+        data.train_x,
+        data.train_y,
+        cfg.batch,
+        mean,
+        std,
+        AugmentConfig(cfg.pad, cfg.flip, cfg.cutout),
+        cfg.seed,
+    )
     if len(loader) == 0:
         raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(data.train_x)} images)")
     model = build_model(cfg.model, len(data.cat.classes), cfg.stem, cfg.width)
     if cfg.weights:
         load_weights(model, cfg.weights)
     model.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
-    res = lr_range_test(model, loader, device, start_lr, end_lr, steps, cfg.momentum, cfg.weight_decay,
-                        cfg.label_smoothing)
+    res = lr_range_test(
+        model, loader, device, start_lr, end_lr, steps, cfg.momentum, cfg.weight_decay, cfg.label_smoothing
+    )
     record_run(out, {**asdict(cfg), "start_lr": start_lr, "end_lr": end_lr, "steps": steps}, cfg.seed)
     with atomic_write(out / "lr_find.csv") as f:
         f.write("step,lr,loss,smoothed\n")
@@ -149,9 +170,16 @@ def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, step
             f.write(f"{i},{lr:.6g},{lo:.6g},{sm:.6g}\n")
     _plot(out / "lr_find.png", res)
     keys = ("suggested_lr", "min_loss_lr", "steepest_lr")
-    write_summary(out, "classify.lr_find", f"LR range test: {cfg.model} on {Path(cfg.data).name}",
-                  metrics={**{k: res[k] for k in keys}, "steps": len(res["lrs"]), "batch": cfg.batch},
-                  plots={"lr_find": "lr_find.png"}, curves="lr_find.csv")
-    info(f"suggested one-cycle peak LR {res['suggested_lr']:.3g} at batch {cfg.batch} "
-         f"(loss minimum at {res['min_loss_lr']:.3g}, steepest descent at {res['steepest_lr']:.3g})")
+    write_summary(
+        out,
+        "classify.lr_find",
+        f"LR range test: {cfg.model} on {Path(cfg.data).name}",
+        metrics={**{k: res[k] for k in keys}, "steps": len(res["lrs"]), "batch": cfg.batch},
+        plots={"lr_find": "lr_find.png"},
+        curves="lr_find.csv",
+    )
+    info(
+        f"suggested one-cycle peak LR {res['suggested_lr']:.3g} at batch {cfg.batch} "
+        f"(loss minimum at {res['min_loss_lr']:.3g}, steepest descent at {res['steepest_lr']:.3g})"
+    )
     return {"out": str(out), "batch": cfg.batch, "steps": len(res["lrs"]), **{k: res[k] for k in keys}}

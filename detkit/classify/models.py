@@ -15,8 +15,11 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from detkit.errors import InputError
 
-ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
-         "resnet50": (Bottleneck, [3, 4, 6, 3])}
+ARCHS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+}
 STEMS = ("64", "imagenet")
 
 
@@ -33,15 +36,17 @@ class _ScaledResNet(ResNet):
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
 
     def _ch(self, planes: int) -> int:
-        return max(4, int(round(planes * self._width)))
+        return max(4, round(planes * self._width))
 
-    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # noqa: ANN001, ANN202
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
         if self._first:  # torchvision sets inplanes = 64 before the first layer
             self.inplanes, self._first = self._ch(64), False
         return super()._make_layer(block, self._ch(planes), blocks, stride, dilate)
 
 
-def build_model(name: str = "resnet18", num_classes: int = 200, stem: str = "64", width: float = 1.0) -> nn.Module:
+def build_model(
+    name: str = "resnet18", num_classes: int = 200, stem: str = "64", width: float = 1.0
+) -> nn.Module:
     """A randomly initialised ResNet.
 
     Args:
@@ -67,6 +72,14 @@ def build_model(name: str = "resnet18", num_classes: int = 200, stem: str = "64"
     return model
 
 
+def checkpoint_weights(ckpt: dict) -> dict:
+    """The weights to evaluate or start from: the EMA's when the checkpoint has them, else the model's."""
+    ema = ckpt.get("ema")
+    if isinstance(ema, dict) and "module" in ema:  # last.pt keeps the EMA's full state
+        return ema["module"]
+    return ema or ckpt["model"]
+
+
 def load_weights(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
     """Load a local state dict (a detkit checkpoint, or a torchvision ``.pth``) where shapes match.
 
@@ -81,7 +94,7 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[list[str], list[st
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is an unusable input
         raise InputError(path, None, f"cannot load weights ({exc})") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj.get("ema") or obj["model"]
+        obj = checkpoint_weights(obj)
     if not isinstance(obj, dict):
         raise InputError(path, None, "expected a state dict")
     own = model.state_dict()

@@ -11,26 +11,38 @@ very same run; data order and augmentation are seeded per epoch, so nothing else
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from rich.progress import Progress
 
 from detkit.classify import data as D
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
-from detkit.classify.engine import EMA, Step, accuracy_stats, predict, rng_state, set_rng_state, train_one_epoch
+from detkit.classify.engine import (
+    EMA,
+    Step,
+    accuracy_stats,
+    predict,
+    rng_state,
+    set_rng_state,
+    train_one_epoch,
+)
 from detkit.classify.models import build_model, load_weights
+from detkit.classify.runfiles import (
+    load_checkpoint,
+    plot_curves,
+    read_metrics,
+    write_metrics,
+    write_train_summary,
+)
 from detkit.console import info, progress, warn
-from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_path, atomic_write, write_json
-from detkit.runs import record_run, write_summary
+from detkit.errors import DetkitError
+from detkit.io import atomic_path, write_json
+from detkit.runs import record_run
 
-METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-                 "images_per_s", "epoch_s"]
 # options that may differ on --resume without changing the run's results
 RUNTIME_FIELDS = ("device", "compile", "workers", "cache_dir", "stop_after")
 
@@ -116,29 +128,14 @@ def dist_init(device: str) -> tuple[int, int, int]:
     return dist.get_rank(), world, local
 
 
-class _NoBar:
-    """Stand-in progress bar for the ranks that stay quiet."""
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: object, **kwargs: object) -> None:
-        return None
-
-    def update(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
 def _barrier(world: int) -> None:
     if world > 1:
         torch.distributed.barrier()
 
 
-def prepare_data(cfg: TrainConfig, device: torch.device, run: Path, reuse_split: bool,
-                 rank: int = 0, world: int = 1) -> Prepared:
+def prepare_data(
+    cfg: TrainConfig, device: torch.device, run: Path, reuse_split: bool, rank: int = 0, world: int = 1
+) -> Prepared:
     """Catalog, split (made and saved, or read back from run/split.json) and decoded tensors on ``device``."""
     cat = D.scan_dataset(cfg.data)
     split_file = run / "split.json"
@@ -147,7 +144,9 @@ def prepare_data(cfg: TrainConfig, device: torch.device, run: Path, reuse_split:
     else:
         train_idx, val_idx = D.make_split(cat, cfg.val, cfg.split, cfg.seed)
         if rank == 0:
-            D.save_split(split_file, cat, train_idx, val_idx, mode=cfg.val, train_fraction=cfg.split, seed=cfg.seed)
+            D.save_split(
+                split_file, cat, train_idx, val_idx, mode=cfg.val, train_fraction=cfg.split, seed=cfg.seed
+            )
     if rank > 0:
         _barrier(world)  # rank 0 decodes; the others then find its cache
     cache, reused = D.decode_cache(cat, cfg.img_size, cfg.cache_dir, cfg.workers)
@@ -169,62 +168,21 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
     """SGD with Nesterov momentum (no weight decay on BN and biases) and the one-cycle schedule."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps,
-                                                pct_start=cfg.pct_start, div_factor=25.0, final_div_factor=1e4)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=cfg.lr,
+        total_steps=total_steps,
+        pct_start=cfg.pct_start,
+        div_factor=25.0,
+        final_div_factor=1e4,
+    )
     return opt, sched
-
-
-def _read_metrics(path: Path, upto: int) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f) if int(float(r["epoch"])) <= upto]
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in METRIC_FIELDS})
-    with atomic_write(path) as f:
-        f.write(buf.getvalue())
-
-
-def _plot_curves(path: Path, rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["epoch"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a.plot(ep, [r["train_loss"] for r in rows], label="train")
-    a.plot(ep, [r["val_loss"] for r in rows], label="val")
-    a.set(xlabel="epoch", ylabel="loss", title="loss")
-    b.plot(ep, [100 * r["val_top1"] for r in rows], label="val top-1")
-    b.plot(ep, [100 * r["val_top5"] for r in rows], label="val top-5")
-    b.set(xlabel="epoch", ylabel="%", title="validation accuracy")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A detkit classify checkpoint (last.pt / best.pt), loaded safely (``weights_only``)."""
-    if not path.is_file():
-        raise InputError(path, None, "checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is unusable input
-        raise InputError(path, None, f"cannot load checkpoint ({exc})") from None
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -251,6 +209,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes (drop_last): autotune once
 
     main = rank == 0
     say = info if main else (lambda _msg: None)  # one voice under torchrun
@@ -262,7 +222,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         mean, std = channel_stats(data.train_x)
     aug = AugmentConfig(pad=cfg.pad, flip=cfg.flip, cutout=cfg.cutout)
     train_loader = DeviceLoader(data.train_x, data.train_y, cfg.batch, mean, std, aug, cfg.seed, rank, world)
-    val_loader = DeviceLoader(data.val_x, data.val_y, max(cfg.batch, 256), mean, std)
+    # evaluation needs no activations kept: larger batches on a GPU, modest ones on a CPU
+    val_loader = DeviceLoader(data.val_x, data.val_y, max(cfg.batch, 1024 if cuda else 256), mean, std)
     if len(train_loader) == 0:
         raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(data.train_x)} images)")
 
@@ -294,64 +255,91 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         write_json(run / "config.json", config)
         inputs = [Path(cfg.data) / n for n in ("wnids.txt", "words.txt", "val/val_annotations.txt")]
         record_run(run, {**config, "data_fingerprint": D.fingerprint(cat, cfg.img_size)}, cfg.seed, inputs)
-    rows = _read_metrics(run / "metrics.csv", start)
+    rows = read_metrics(run / "metrics.csv", start)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     status = "done" if end == cfg.epochs else "stopped"
-    meta = {"config": asdict(cfg), "classes": cat.classes, "names": cat.names, "layout": cat.layout,
-            "mean": mean.tolist(), "std": std.tolist()}
-    say(f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
-         f"{len(data.val_x)}, {len(cat.classes)} classes, {device}, epochs {start + 1}-{end} of {cfg.epochs}")
-    with progress(transient=False) if main else _NoBar() as bar:
+    meta = {
+        "config": asdict(cfg),
+        "classes": cat.classes,
+        "names": cat.names,
+        "layout": cat.layout,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+    }
+    say(
+        f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
+        f"{len(data.val_x)}, {len(cat.classes)} classes, {device}, epochs {start + 1}-{end} of {cfg.epochs}"
+    )
+    with progress(transient=False) if main else Progress(disable=True) as bar:
         for epoch in range(start, end):
             train_loader.set_epoch(epoch)
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(train_loader), info="")
             t = train_one_epoch(net, train_loader, step, device, bar, task)
+            bar.remove_task(task)  # the epoch's line below replaces its bar
             if not t["finite"]:
-                warn(f"non-finite training loss in epoch {epoch + 1}: stopped; last.pt keeps epoch {epoch}")
+                kept = f"last.pt keeps epoch {epoch}" if epoch else "no checkpoint was written"
+                warn(f"non-finite training loss in epoch {epoch + 1}: stopped; {kept}")
                 status = "diverged"
                 break
             logits, targets = predict(ema.module if ema else model, val_loader, device, cuda, cuda)
             v = accuracy_stats(logits, targets)
-            rows.append({"epoch": epoch + 1, "lr": sched.get_last_lr()[0], "train_loss": t["loss"],
-                         "train_top1": t["top1"], "val_loss": v["loss"], "val_top1": v["top1"], "val_top5": v["top5"],
-                         "images_per_s": t["images"] * world / t["seconds"], "epoch_s": t["seconds"]})
+            rows.append(
+                {
+                    "epoch": epoch + 1,
+                    "lr": sched.get_last_lr()[0],
+                    "train_loss": t["loss"],
+                    "train_top1": t["top1"],
+                    "val_loss": v["loss"],
+                    "val_top1": v["top1"],
+                    "val_top5": v["top5"],
+                    "images_per_s": t["images"] * world / t["seconds"],
+                    "epoch_s": t["seconds"],
+                }
+            )
             improved = v["top1"] > best
             if improved:
                 best, best_epoch = v["top1"], epoch + 1
             if main:
-                state = {**meta, "epoch": epoch + 1, "best_top1": best, "best_epoch": best_epoch, "val_top1": v["top1"]}
+                state = {
+                    **meta,
+                    "epoch": epoch + 1,
+                    "best_top1": best,
+                    "best_epoch": best_epoch,
+                    "val_top1": v["top1"],
+                }
                 if improved:  # best.pt: only the evaluated weights (the EMA's when on)
                     with atomic_path(run / "best.pt") as tmp:
-                        torch.save({**state, "model": (ema.module if ema else model).state_dict(), "ema": None}, tmp)
-                full = {**state, "model": model.state_dict(), "ema": ema.state_dict() if ema else None,
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
+                        torch.save(
+                            {**state, "model": (ema.module if ema else model).state_dict(), "ema": None}, tmp
+                        )
+                full = {
+                    **state,
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict() if ema else None,
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": rng_state(),
+                }
                 with atomic_path(run / "last.pt") as tmp:
                     torch.save(full, tmp)
-                _write_metrics(run / "metrics.csv", rows)
-            say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {t['loss']:.4f}, val top-1 {100 * v['top1']:.2f}% "
-                 f"top-5 {100 * v['top5']:.2f}%, {rows[-1]['images_per_s']:.0f} img/s")
+                write_metrics(run / "metrics.csv", rows)
+            say(
+                f"epoch {epoch + 1}/{cfg.epochs}: train loss {t['loss']:.4f}, "
+                f"val top-1 {100 * v['top1']:.2f}% "
+                f"top-5 {100 * v['top5']:.2f}%, {rows[-1]['images_per_s']:.0f} img/s"
+            )
             _barrier(world)
-    result = {"run": str(run), "status": status, "epochs_done": rows[-1]["epoch"] if rows else start,
-              "best_val_top1": best, "best_epoch": best_epoch, "last": rows[-1] if rows else None}
+    result = {
+        "run": str(run),
+        "status": status,
+        "epochs_done": rows[-1]["epoch"] if rows else start,
+        "best_val_top1": best if best >= 0 else None,
+        "best_epoch": best_epoch,
+        "last": rows[-1] if rows else None,
+    }
     if main and rows:
-        _plot_curves(run / "curves.png", rows)
-        _write_summary(run, cfg, data, rows, result)
+        plot_curves(run / "curves.png", rows)
+        write_train_summary(run, cfg, data, rows, result)
     if world > 1:
         torch.distributed.destroy_process_group()
     return result
-
-
-def _write_summary(run: Path, cfg: TrainConfig, data: Prepared, rows: list[dict], result: dict) -> None:
-    last = rows[-1]
-    metrics = {"best_val_top1": result["best_val_top1"], "best_epoch": result["best_epoch"],
-               "val_top1": last["val_top1"], "val_top5": last["val_top5"], "val_loss": last["val_loss"],
-               "train_loss": last["train_loss"], "epochs_done": int(last["epoch"]),
-               "train_images_per_s": float(np.median([r["images_per_s"] for r in rows])),
-               "total_train_s": float(sum(r["epoch_s"] for r in rows))}
-    split = {"mode": cfg.val, "train_fraction": cfg.split if cfg.val == "split" else None,
-             "train_images": len(data.train_idx), "val_images": len(data.val_idx), "file": "split.json"}
-    write_summary(run, "classify.train", f"{cfg.model} on {Path(cfg.data).name} ({len(data.cat.classes)} classes)",
-                  metrics=metrics, plots={"curves": "curves.png"}, curves="metrics.csv",
-                  tables={"epochs": [{k: r[k] for k in METRIC_FIELDS} for r in rows]},
-                  status=result["status"], model=cfg.model, stem=cfg.stem, num_classes=len(data.cat.classes),
-                  layout=data.cat.layout, split=split, config=asdict(cfg))

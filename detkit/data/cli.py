@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -19,15 +20,15 @@ class Task(str, Enum):
 
 @app.command()
 def synth(
-    out: Path = typer.Argument(..., help="Output folder."),
-    task: Task = typer.Option(Task.detect, help="detect: COCO shapes set; classify: Tiny-ImageNet layout."),
-    images: int = typer.Option(64, min=1, help="[detect] number of images."),
-    size: int = typer.Option(128, min=32, help="[detect] image side in pixels."),
-    max_objects: int = typer.Option(4, min=1, help="[detect] most shapes per image."),
-    classes: int = typer.Option(5, min=2, help="[classify] number of classes."),
-    per_class: int = typer.Option(60, min=2, help="[classify] images per class (train + val)."),
-    seed: int = typer.Option(0, help="Same seed, same files."),
-    json: bool = typer.Option(False, "--json", help="Print one JSON document with what was written."),
+    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    task: Annotated[Task, typer.Option(help="detect: COCO shapes set; classify: Tiny-ImageNet layout.")] = Task.detect,
+    images: Annotated[int, typer.Option(min=1, help="[detect] number of images.")] = 64,
+    size: Annotated[int, typer.Option(min=32, help="[detect] image side in pixels.")] = 128,
+    max_objects: Annotated[int, typer.Option(min=1, help="[detect] most shapes per image.")] = 4,
+    classes: Annotated[int, typer.Option(min=2, help="[classify] number of classes.")] = 5,
+    per_class: Annotated[int, typer.Option(min=2, help="[classify] images per class (train + val).")] = 60,
+    seed: Annotated[int, typer.Option(help="Same seed, same files.")] = 0,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON document with what was written.")] = False,
 ) -> None:
     """Write a small synthetic data set.
 

@@ -22,8 +22,21 @@ import numpy as np
 
 SHAPES = ("disk", "square", "triangle", "cross", "ring", "diamond", "bar", "star")
 NAMES = (
-    "goldfish", "salamander", "bullfrog", "tailed frog", "alligator", "boa constrictor", "trilobite",
-    "scorpion", "black widow", "tarantula", "centipede", "goose", "koala", "jellyfish", "brain coral",
+    "goldfish",
+    "salamander",
+    "bullfrog",
+    "tailed frog",
+    "alligator",
+    "boa constrictor",
+    "trilobite",
+    "scorpion",
+    "black widow",
+    "tarantula",
+    "centipede",
+    "goose",
+    "koala",
+    "jellyfish",
+    "brain coral",
 )
 
 
@@ -90,7 +103,9 @@ def _save_jpeg(path: Path, rgb: np.ndarray, gray: bool) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def write_classify_set(out: str | Path, classes: int = 5, per_class: int = 60, seed: int = 0, size: int = 64) -> Path:
+def write_classify_set(
+    out: str | Path, classes: int = 5, per_class: int = 60, seed: int = 0, size: int = 64
+) -> Path:
     """Write a synthetic set in Tiny ImageNet's layout and return its root.
 
     Args:
@@ -110,8 +125,10 @@ def write_classify_set(out: str | Path, classes: int = 5, per_class: int = 60, s
     listed = [wnids[i] for i in order]
     (out / "train").mkdir(parents=True, exist_ok=True)
     (out / "wnids.txt").write_text("".join(w + "\n" for w in listed))
-    words = [f"{w}\t{NAMES[i % len(NAMES)]}{'' if i < len(NAMES) else f' {i // len(NAMES)}'}, synthetic {i}"
-             for i, w in enumerate(wnids)]  # includes ids that are not classes, as the real file does
+    words = [
+        f"{w}\t{NAMES[i % len(NAMES)]}{'' if i < len(NAMES) else f' {i // len(NAMES)}'}, synthetic {i}"
+        for i, w in enumerate(wnids)
+    ]  # includes ids that are not classes, as the real file does
     (out / "words.txt").write_text("\n".join(words) + "\n")
 
     n_val = max(1, per_class // 6)

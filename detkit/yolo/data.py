@@ -331,9 +331,6 @@ class YoloBatchSampler(torch.utils.data.Sampler):
 
 
 def _worker_init(worker_id: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one decode thread per worker: the workers are the parallelism
     # samples draw from their own seeded RNGs; seed the global ones too for any library that uses them
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -387,6 +384,12 @@ def build_loader(
         data = DetectionDataset(load_dataset(data), images, img_size=img_size, augment=(augment or Augment()) if train else None, seed=seed)
     if len(data) == 0:
         raise DetkitError("no images to load (every listed image is missing)")
+    if workers > 0:
+        import cv2
+
+        # one OpenCV thread per worker (the workers are the parallelism). Set here, before the fork:
+        # calling setNumThreads inside a forked worker deadlocks on the pool inherited from the parent.
+        cv2.setNumThreads(1)
     sampler = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=train, seed=seed, drop_last=False)
     if drop_last is None:
         drop_last = train and len(sampler) > batch_size

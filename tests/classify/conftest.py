@@ -46,7 +46,20 @@ def trained_run(tiny_set, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("runs") / "run"
     with one_torch_thread():
-        code = run(["classify", "train", "--data", str(tiny_set), "--out", str(out), "--epochs", "8",
-                    "--lr", "0.1", *TINY])
+        code = run(
+            [
+                "classify",
+                "train",
+                "--data",
+                str(tiny_set),
+                "--out",
+                str(out),
+                "--epochs",
+                "8",
+                "--lr",
+                "0.1",
+                *TINY,
+            ]
+        )
     assert code == 0
     return out

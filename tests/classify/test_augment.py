@@ -27,8 +27,12 @@ def test_padded_crop_is_a_window_of_the_zero_padded_image():
     padded = torch.nn.functional.pad(x, (0, 0, pad, pad, pad, pad))
     shifts = set()
     for o, p in zip(out, padded):
-        hits = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                if (p[dy : dy + 5, dx : dx + 7] == o).all()]
+        hits = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if (p[dy : dy + 5, dx : dx + 7] == o).all()
+        ]
         assert len(hits) == 1
         shifts.add(hits[0])
     assert len(shifts) > 1

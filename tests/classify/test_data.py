@@ -73,7 +73,9 @@ def test_split_modes_and_roundtrip(tiny_set, tmp_path):
     tr, va = D.make_split(cat, "official", 0.7, 0)
     assert (cat.group[tr] == D.TRAIN).all() and (cat.group[va] == D.VAL).all() and len(va) == 50
     tr, va = D.make_split(cat, "split", 0.7, 0)
-    assert np.bincount(cat.labels[tr]).tolist() == [42] * 5  # 70% of 60 per class, train and val folders pooled
+    assert (
+        np.bincount(cat.labels[tr]).tolist() == [42] * 5
+    )  # 70% of 60 per class, train and val folders pooled
     D.save_split(tmp_path / "split.json", cat, tr, va, seed=0)
     tr2, va2 = D.load_split(tmp_path / "split.json", cat)
     assert tr2.tolist() == tr.tolist() and va2.tolist() == va.tolist()
@@ -119,8 +121,10 @@ def test_missing_files_are_reported(tmp_path):
     (root / "val" / "images" / "val_0.JPEG").unlink()
     with pytest.raises(InputError) as exc:
         D.scan_dataset(root)
-    assert str(exc.value) == (f"{root / 'val' / 'images' / 'val_0.JPEG'}: listed in "
-                              f"{root / 'val' / 'val_annotations.txt'}:1 but missing")
+    assert str(exc.value) == (
+        f"{root / 'val' / 'images' / 'val_0.JPEG'}: listed in "
+        f"{root / 'val' / 'val_annotations.txt'}:1 but missing"
+    )
     wnid = (root / "wnids.txt").read_text().split()[0]
     shutil.rmtree(root / "train" / wnid)
     with pytest.raises(InputError, match="listed in wnids.txt but has no images folder"):

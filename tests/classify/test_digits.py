@@ -25,11 +25,30 @@ def digits_folder(tmp_path_factory):
 def test_default_resnet18_learns_digits(digits_folder, tmp_path, cli_json):
     # the default model and recipe (ResNet-18, 64x64 stem, SGD + one-cycle, label smoothing, crop/flip/cutout,
     # EMA); only the length, batch and input size are shortened for a CPU: 8x8 digits upsampled to 16 px
-    doc = cli_json("classify", "train", "--data", digits_folder, "--out", tmp_path / "run", "--epochs", "7",
-                   "--batch", "64", "--img-size", "16", "--device", "cpu")
+    doc = cli_json(
+        "classify",
+        "train",
+        "--data",
+        digits_folder,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "7",
+        "--batch",
+        "64",
+        "--img-size",
+        "16",
+        "--device",
+        "cpu",
+    )
     assert doc["status"] == "done" and doc["epochs_done"] == 7
     assert doc["best_val_top1"] >= 0.95
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert len(split["train"]) == 1258 and len(split["val"]) == 539  # 70/30, stratified per digit
     config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
-    assert (config["model"], config["stem"], config["width"], config["ema_decay"]) == ("resnet18", "64", 1.0, 0.999)
+    assert (config["model"], config["stem"], config["width"], config["ema_decay"]) == (
+        "resnet18",
+        "64",
+        1.0,
+        0.999,
+    )

@@ -8,7 +8,9 @@ from PIL import Image
 
 def test_eval_writes_gallery_gradcam_and_confusion(trained_run, tmp_path, cli_json):
     out = tmp_path / "eval"
-    doc = cli_json("classify", "eval", trained_run / "best.pt", "--out", out, "--gallery", "3", "--device", "cpu")
+    doc = cli_json(
+        "classify", "eval", trained_run / "best.pt", "--out", out, "--gallery", "3", "--device", "cpu"
+    )
     train = json.loads((trained_run / "summary.json").read_text())
     # best.pt on the run's own validation split reproduces the training-time figure
     assert doc["top1"] == pytest.approx(train["metrics"]["best_val_top1"], abs=1e-6)
@@ -32,9 +34,51 @@ def test_eval_writes_gallery_gradcam_and_confusion(trained_run, tmp_path, cli_js
 
 
 def test_eval_official_subset_and_threshold(trained_run, tmp_path, cli):
-    code, out, err = cli("classify", "eval", trained_run / "best.pt", "--out", tmp_path / "e", "--subset",
-                         "official", "--gallery", "0", "--device", "cpu", "--min-top1", "1.01", "--json")
+    code, out, err = cli(
+        "classify",
+        "eval",
+        trained_run / "best.pt",
+        "--out",
+        tmp_path / "e",
+        "--subset",
+        "official",
+        "--gallery",
+        "0",
+        "--device",
+        "cpu",
+        "--min-top1",
+        "1.01",
+        "--json",
+    )
     assert code == 1 and json.loads(out)["images"] == 50
-    code, _, err = cli("classify", "eval", trained_run / "best.pt", "--out", tmp_path / "e2", "--gallery", "2",
-                       "--cam-layer", "nope", "--device", "cpu")
+    code, _, err = cli(
+        "classify",
+        "eval",
+        trained_run / "best.pt",
+        "--out",
+        tmp_path / "e2",
+        "--gallery",
+        "2",
+        "--cam-layer",
+        "nope",
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "--cam-layer 'nope' is not a layer of this model" in err
+
+
+def test_official_subset_of_a_pooled_split_warns(trained_run, tmp_path, cli):
+    code, _, err = cli(
+        "classify",
+        "eval",
+        trained_run / "best.pt",
+        "--out",
+        tmp_path / "e",
+        "--subset",
+        "official",
+        "--gallery",
+        "0",
+        "--device",
+        "cpu",
+    )
+    assert code == 0 and "official-val figure is optimistic" in err

@@ -43,8 +43,21 @@ def test_range_test_restores_the_starting_weights():
 
 def test_lr_find_cli(tiny_set, tmp_path, cli_json):
     out = tmp_path / "lr"
-    doc = cli_json("classify", "lr-find", "--data", tiny_set, "--out", out, "--steps", "8", "--end-lr", "1",
-                   "--cache-dir", tmp_path / "cache", *TINY)
+    doc = cli_json(
+        "classify",
+        "lr-find",
+        "--data",
+        tiny_set,
+        "--out",
+        out,
+        "--steps",
+        "8",
+        "--end-lr",
+        "1",
+        "--cache-dir",
+        tmp_path / "cache",
+        *TINY,
+    )
     assert doc["steps"] <= 8 and 0 < doc["suggested_lr"] < 1
     assert (out / "lr_find.png").stat().st_size > 0
     lines = (out / "lr_find.csv").read_text().splitlines()

@@ -2,17 +2,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from detkit.classify.train import METRIC_FIELDS
+from detkit.classify.runfiles import METRIC_FIELDS
 
 from .conftest import TINY
 
 
 def test_short_run_learns_the_synthetic_set(trained_run):
-    rows = list(csv.DictReader(open(trained_run / "metrics.csv")))
+    with open(trained_run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     assert list(rows[0]) == METRIC_FIELDS and [int(r["epoch"]) for r in rows] == list(range(1, 9))
     best = max(float(r["val_top1"]) for r in rows)
     assert best >= 0.90
@@ -25,29 +29,28 @@ def test_short_run_learns_the_synthetic_set(trained_run):
     split = json.loads((trained_run / "split.json").read_text())
     assert len(split["train"]) == 210 and not set(split["train"]) & set(split["val"])
     run = json.loads((trained_run / "run.json").read_text())
-    assert run["seed"] == 0 and run["config"]["lr"] == 0.1 and run["config"]["cutout"] == 8 and run["config"]["pad"] == 4
+    assert (
+        run["seed"] == 0
+        and run["config"]["lr"] == 0.1
+        and run["config"]["cutout"] == 8
+        and run["config"]["pad"] == 4
+    )
     best_ckpt = torch.load(trained_run / "best.pt", weights_only=True)
     assert best_ckpt["val_top1"] == pytest.approx(best, abs=1e-6) and "optimizer" not in best_ckpt
-
-
-def _state(path):
-    ck = torch.load(path, weights_only=True)
-    return ck
 
 
 def test_resume_continues_exactly(tiny_set, tmp_path, cli):
     common = ["--data", tiny_set, "--epochs", "2", "--cache-dir", tmp_path / "cache", *TINY]
     assert cli("classify", "train", "--out", tmp_path / "straight", *common)[0] == 0
-    code, _, err = cli("classify", "train", "--out", tmp_path / "split", "--stop-after", "1", *common)
-    assert code == 0
+    assert cli("classify", "train", "--out", tmp_path / "split", "--stop-after", "1", *common)[0] == 0
     assert json.loads((tmp_path / "split" / "summary.json").read_text())["status"] == "stopped"
     # resume names only the run folder: everything else comes from its last.pt
     code, _, err = cli("classify", "train", "--resume", tmp_path / "split", "--device", "cpu")
     assert code == 0, err
-    a, b = _state(tmp_path / "straight" / "last.pt"), _state(tmp_path / "split" / "last.pt")
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
-    for key in ("model",):
-        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(torch.equal(a["ema"]["module"][k], b["ema"]["module"][k]) for k in a["ema"]["module"])
     assert a["ema"]["updates"] == b["ema"]["updates"]
     assert a["scheduler"] == b["scheduler"]
@@ -57,12 +60,27 @@ def test_resume_continues_exactly(tiny_set, tmp_path, cli):
     rb = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
     strip = lambda lines: [",".join(line.split(",")[:7]) for line in lines]  # drop the timing columns
     assert strip(ra) == strip(rb)
-    assert (tmp_path / "split" / "split.json").read_text() == (tmp_path / "straight" / "split.json").read_text()
+    assert (tmp_path / "split" / "split.json").read_text() == (
+        tmp_path / "straight" / "split.json"
+    ).read_text()
 
 
 def test_nan_stops_cleanly(tiny_set, tmp_path, cli):
-    code, out, err = cli("classify", "train", "--data", tiny_set, "--out", tmp_path / "run", "--epochs", "1",
-                         "--lr", "1e12", "--cache-dir", tmp_path / "cache", *TINY)
+    code, _, err = cli(
+        "classify",
+        "train",
+        "--data",
+        tiny_set,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e12",
+        "--cache-dir",
+        tmp_path / "cache",
+        *TINY,
+    )
     assert code == 1 and "non-finite training loss in epoch 1" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "last.pt").exists()
     assert (tmp_path / "run" / "run.json").exists()
@@ -72,4 +90,65 @@ def test_usage_errors(tiny_set, tmp_path, cli):
     code, _, err = cli("classify", "train", "--data", tiny_set, "--out", tmp_path / "r", "--val", "nope")
     assert code == 2 and err.strip() == "detkit: error: --val must be split or official, got 'nope'"
     code, _, err = cli("classify", "train", "--resume", tmp_path / "none")
-    assert code == 2 and err.strip() == f"detkit: error: {tmp_path / 'none' / 'last.pt'}: checkpoint not found"
+    assert (
+        code == 2 and err.strip() == f"detkit: error: {tmp_path / 'none' / 'last.pt'}: checkpoint not found"
+    )
+
+
+def test_torchrun_ddp_two_processes(tiny_set, tmp_path):
+    # DDP on CPU (gloo): 2 ranks split each global batch; only rank 0 writes and prints
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DETKIT_NO_PROGRESS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "detkit",
+        "classify",
+        "train",
+        "--data",
+        str(tiny_set),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        *TINY,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)  # exactly one JSON document, from rank 0
+    assert doc["status"] == "done" and doc["epochs_done"] == 1
+    assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "summary.json").is_file()
+    assert proc.stderr.count("epoch 1/1:") == 1
+
+
+def test_official_val_and_local_weights(trained_run, tiny_set, tmp_path, cli):
+    code, _, err = cli(
+        "classify",
+        "train",
+        "--data",
+        tiny_set,
+        "--out",
+        tmp_path / "r",
+        "--val",
+        "official",
+        "--weights",
+        trained_run / "best.pt",
+        "--epochs",
+        "1",
+        *TINY,
+    )
+    assert code == 0, err
+    n_tensors = len(torch.load(trained_run / "best.pt", weights_only=True)["model"])
+    said = f"loaded {n_tensors} tensors from {trained_run / 'best.pt'}; kept random init for 0"
+    assert "".join(said.split()) in "".join(err.split())  # rich wraps long lines
+    split = json.loads((tmp_path / "r" / "split.json").read_text())
+    assert split["mode"] == "official" and len(split["train"]) == 250 and len(split["val"]) == 50
+    assert all(f.startswith("train/") for f in split["train"]) and all(
+        f.startswith("val/") for f in split["val"]
+    )

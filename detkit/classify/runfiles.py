@@ -1,0 +1,121 @@
+"""Files of a classify run folder: metrics.csv, curves.png, checkpoints and the training summary.json."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detkit.errors import InputError
+from detkit.io import atomic_path, atomic_write
+from detkit.runs import write_summary
+
+METRIC_FIELDS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "images_per_s",
+    "epoch_s",
+]
+
+
+def read_metrics(path: Path, upto: int) -> list[dict]:
+    """Rows of metrics.csv up to epoch ``upto`` (what a resumed run keeps)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: float(v) for k, v in r.items()} for r in csv.DictReader(f) if int(float(r["epoch"])) <= upto
+        ]
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """metrics.csv, one row per epoch, written atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in METRIC_FIELDS})
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+
+
+def plot_curves(path: Path, rows: list[dict]) -> None:
+    """curves.png: train/val loss and val top-1/top-5 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a.plot(ep, [r["train_loss"] for r in rows], label="train")
+    a.plot(ep, [r["val_loss"] for r in rows], label="val")
+    a.set(xlabel="epoch", ylabel="loss", title="loss")
+    b.plot(ep, [100 * r["val_top1"] for r in rows], label="val top-1")
+    b.plot(ep, [100 * r["val_top5"] for r in rows], label="val top-5")
+    b.set(xlabel="epoch", ylabel="%", title="validation accuracy")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A detkit classify checkpoint (last.pt / best.pt), loaded safely (``weights_only``)."""
+    if not path.is_file():
+        raise InputError(path, None, "checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is unusable input
+        raise InputError(path, None, f"cannot load checkpoint ({exc})") from None
+
+
+def write_train_summary(run: Path, cfg, data, rows: list[dict], result: dict) -> None:
+    """summary.json (kind ``classify.train``) from the resolved config, the data and the epoch rows."""
+    last = rows[-1]
+    metrics = {
+        "best_val_top1": result["best_val_top1"],
+        "best_epoch": result["best_epoch"],
+        "val_top1": last["val_top1"],
+        "val_top5": last["val_top5"],
+        "val_loss": last["val_loss"],
+        "train_loss": last["train_loss"],
+        "epochs_done": int(last["epoch"]),
+        "train_images_per_s": float(np.median([r["images_per_s"] for r in rows])),
+        "total_train_s": float(sum(r["epoch_s"] for r in rows)),
+    }
+    split = {
+        "mode": cfg.val,
+        "train_fraction": cfg.split if cfg.val == "split" else None,
+        "train_images": len(data.train_idx),
+        "val_images": len(data.val_idx),
+        "file": "split.json",
+    }
+    write_summary(
+        run,
+        "classify.train",
+        f"{cfg.model} on {Path(cfg.data).name} ({len(data.cat.classes)} classes)",
+        metrics=metrics,
+        plots={"curves": "curves.png"},
+        curves="metrics.csv",
+        tables={"epochs": [{k: r[k] for k in METRIC_FIELDS} for r in rows]},
+        status=result["status"],
+        model=cfg.model,
+        stem=cfg.stem,
+        num_classes=len(data.cat.classes),
+        layout=data.cat.layout,
+        split=split,
+        config=asdict(cfg),
+    )

@@ -1,0 +1,287 @@
+"""One training epoch, the EMA of the weights, and COCO evaluation (torchvision references' engine.py).
+
+``train_one_epoch`` runs the step (uint8 -> float on the device, bf16 autocast on CUDA, fp32 loss,
+gradient clipping, per-step LR schedule, EMA update) and stops with :class:`NonFiniteLoss` as soon as
+the loss is NaN/inf, before the optimizer touches the weights. ``evaluate`` post-processes, maps boxes
+back to original pixels and class indices back to the dataset's category ids, and scores them with
+pycocotools, guarding its traps (see :func:`coco_eval`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from detkit.coco.model import Dataset
+from detkit.yolo.data import ClassMap, unletterbox
+
+LOSS_PARTS = ("coord", "obj", "noobj", "cls")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss turned NaN or infinite; the weights were not updated by that step."""
+
+
+class ModelEMA:
+    """Exponential moving average of a model's weights (and buffers) for evaluation.
+
+    decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n updates, so early averages are not
+    dominated by the random initial weights.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.9998):
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        src = model.state_dict()
+        for k, v in self.module.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(src[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(src[k])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "decay": self.decay, "updates": self.updates}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.module.load_state_dict(sd["module"])
+        self.decay, self.updates = sd["decay"], sd["updates"]
+
+
+def to_input(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float 0..1 on ``device`` (converted there: 4x less to copy)."""
+    x = images.to(device, non_blocking=True).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; a no-op otherwise."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loader,
+    device: torch.device,
+    *,
+    seen_images: int = 0,
+    ema: ModelEMA | None = None,
+    amp: bool = False,
+    grad_clip: float = 10.0,
+    channels_last: bool = False,
+    max_steps: int | None = None,
+    on_bad: Callable[[list[str]], None] = lambda paths: None,
+    on_step: Callable[[int, dict[str, float]], None] = lambda step, parts: None,
+) -> dict[str, float]:
+    """Train for one pass over ``loader`` (or ``max_steps`` steps).
+
+    Args:
+        model, criterion, optimizer, scheduler: the scheduler steps every optimizer step.
+        loader: batches from :func:`detkit.yolo.data.build_loader`.
+        device: where the step runs.
+        seen_images: images trained on before this epoch (the loss's prior warm-up uses it).
+        ema: updated after every step.
+        amp: bf16 autocast on CUDA.
+        grad_clip: max gradient norm (0 disables).
+        channels_last: NHWC inputs (CUDA).
+        max_steps: stop after this many steps.
+        on_bad: called with the paths of undecodable images of a batch.
+        on_step: called after each step with (step, running means of the loss parts).
+
+    Returns:
+        mean loss and parts, ``lr`` (last), ``images``, ``steps``, ``seen_images``, ``images_per_s``.
+
+    Raises:
+        NonFiniteLoss: the loss was NaN/inf (the step was not applied).
+    """
+    model.train()
+    sums = dict.fromkeys(("loss", *LOSS_PARTS), 0.0)
+    steps = images = 0
+    t0 = time.perf_counter()
+    for batch in loader:
+        if batch["bad"]:
+            on_bad(batch["bad"])
+        n = len(batch["targets"])
+        if n == 0:
+            continue
+        x = to_input(batch["images"], device, channels_last)
+        targets = [t.to(device, non_blocking=True) for t in batch["targets"]]
+        with autocast(device, amp):
+            raw = model(x)
+        loss, parts = criterion(raw, targets, seen_images)  # fp32 inside
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"loss is {loss.item()} at step {steps + 1} of the epoch")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(_unwrap(model))
+        seen_images += n
+        images += n
+        steps += 1
+        sums["loss"] += loss.item()
+        for k in LOSS_PARTS:
+            sums[k] += parts[k].item()
+        on_step(steps, {k: v / steps for k, v in sums.items()})
+        if max_steps is not None and steps >= max_steps:
+            break
+    dt = time.perf_counter() - t0
+    out = {k: v / max(steps, 1) for k, v in sums.items()}
+    out.update(
+        lr=optimizer.param_groups[0]["lr"], images=images, steps=steps, seen_images=seen_images,
+        images_per_s=images / dt if dt > 0 else 0.0,
+    )  # fmt: skip
+    return out
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under DDP and torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+@torch.no_grad()
+def predict_batch(
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    anchors,
+    class_map: ClassMap,
+    device: torch.device,
+    *,
+    conf: float = 0.001,
+    iou: float = 0.45,
+    max_det: int = 100,
+    amp: bool = False,
+) -> list[dict[str, Any]]:
+    """Detections of one batch in original-image pixels, as COCO results rows (xywh, category ids)."""
+    from detkit.yolo.decode import postprocess
+
+    x = to_input(batch["images"], device)
+    with autocast(device, amp):
+        raw = model(x)
+    dets = postprocess(raw.float(), anchors, conf_thresh=conf, iou_thresh=iou, max_det=max_det)
+    size = x.shape[-1]
+    rows = []
+    for det, image_id, tr, (w0, h0) in zip(dets, batch["image_ids"].tolist(), batch["transforms"].tolist(), batch["orig_sizes"].tolist()):
+        b = unletterbox(det["boxes"].cpu().numpy(), size, tr, w0, h0)
+        for (x0, y0, x1, y1), s, c in zip(b.tolist(), det["scores"].tolist(), det["labels"].tolist()):
+            rows.append({
+                "image_id": int(image_id), "category_id": class_map.to_category_id(c),
+                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)], "score": round(s, 5),
+            })  # fmt: skip
+    return rows
+
+
+def coco_eval(gt: Dataset, results: list[dict[str, Any]], image_ids: list[int] | None = None) -> dict[str, Any]:
+    """COCO mAP of ``results`` (COCO results rows, xywh pixels) against ``gt``, quietly.
+
+    Guards pycocotools' traps: the ground truth is rebuilt with an ``info`` key; an empty result list
+    gives mAP 0 instead of an IndexError; a category id absent from ``gt`` raises ValueError instead of
+    being ignored; boxes must be xywh (rows from :func:`predict_batch` are).
+
+    Args:
+        gt: the ground truth.
+        results: COCO results rows (image_id, category_id, bbox xywh, score).
+        image_ids: evaluate only these images (default: every image of ``gt``).
+
+    Returns:
+        ``mAP`` (@[.5:.95]), ``mAP50``, ``mAP75`` and ``per_class`` rows (category_id, name, gt boxes,
+        AP, AP50; AP None for a class without ground truth), ``detections``.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    known = {int(c) for c in gt.cat_id}
+    bad = sorted({int(r["category_id"]) for r in results} - known)
+    if bad:
+        raise ValueError(f"predictions use category ids {bad} that the ground truth does not declare")
+    img_ids = [int(i) for i in (gt.image_id if image_ids is None else image_ids)]
+    names = gt.category_names()
+    n_gt = {c: int(((gt.category_id == c) & np.isin(gt.ann_image_id, img_ids)).sum()) for c in known}
+    per_class = [{"category_id": c, "name": names[c], "gt_boxes": n_gt[c], "AP": 0.0 if n_gt[c] else None,
+                  "AP50": 0.0 if n_gt[c] else None} for c in sorted(known)]  # fmt: skip
+    out = {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class": per_class, "detections": len(results)}
+    if not results:
+        return out
+    doc = gt.to_coco_dict()
+    doc.setdefault("info", {})  # pycocotools' loadRes copies gt.dataset["info"]
+    for a in doc["annotations"]:
+        a.setdefault("area", a["bbox"][2] * a["bbox"][3])
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress on stdout
+        coco_gt = COCO()
+        coco_gt.dataset = doc
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.params.imgIds = img_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = [max(float(v), 0.0) for v in ev.stats]  # -1 means "no ground truth at all"
+    out.update(mAP=stats[0], mAP50=stats[1], mAP75=stats[2])
+    prec = ev.eval["precision"]  # (T iou thresholds, R recalls, K classes, A areas, M max dets)
+    for k, c in enumerate(ev.params.catIds):
+        p = prec[:, :, k, 0, -1]  # area "all", maxDets 100
+        row = next(r for r in per_class if r["category_id"] == c)
+        if row["gt_boxes"]:
+            row["AP"] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
+            row["AP50"] = float(p[0][p[0] > -1].mean()) if (p[0] > -1).any() else 0.0
+    return out
+
+
+def evaluate(
+    model: torch.nn.Module,
+    loader,
+    gt: Dataset,
+    anchors,
+    class_map: ClassMap,
+    device: torch.device,
+    *,
+    conf: float = 0.001,
+    iou: float = 0.45,
+    max_det: int = 100,
+    amp: bool = False,
+    on_bad: Callable[[list[str]], None] = lambda paths: None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Predict every image of ``loader`` (an evaluation loader) and score with :func:`coco_eval`.
+
+    Returns:
+        (metrics dict of :func:`coco_eval` plus ``images_per_s``, the COCO results rows).
+    """
+    model.eval()
+    results: list[dict[str, Any]] = []
+    seen: list[int] = []
+    t0 = time.perf_counter()
+    for batch in loader:
+        if batch["bad"]:
+            on_bad(batch["bad"])
+        if len(batch["targets"]) == 0:
+            continue
+        results += predict_batch(model, batch, anchors, class_map, device, conf=conf, iou=iou, max_det=max_det, amp=amp)
+        seen += batch["image_ids"].tolist()
+    dt = time.perf_counter() - t0
+    metrics = coco_eval(gt, results, image_ids=seen)
+    metrics["images"] = len(seen)
+    metrics["images_per_s"] = len(seen) / dt if dt > 0 else 0.0
+    return metrics, results
