@@ -23,7 +23,7 @@ from rich.progress import (
 
 from detkit.io import SCHEMA_VERSION, to_json
 
-err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True)
 out = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True)
 
 
