@@ -23,10 +23,16 @@ app = typer.Typer(
 
 @app.callback(invoke_without_command=True)
 def report(
-    dirs: Annotated[list[Path], typer.Argument(metavar="DIR", help="Run/output folders (searched for summary.json).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="report.html (self-contained) or report.md.")],
+    dirs: Annotated[
+        list[Path], typer.Argument(metavar="DIR", help="Run/output folders (searched for summary.json).")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="report.html (self-contained) or report.md.")
+    ],
     title: Annotated[str, typer.Option(help="Heading of the report.")] = "detkit report",
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document describing the report.")] = False,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document describing the report.")
+    ] = False,
 ) -> None:
     """Render every summary.json under DIR... into one HTML or Markdown report.
 
@@ -39,7 +45,10 @@ def report(
         emit_json(result)
         return
     for s in result["sections"]:
-        info(f"  {s['heading']:<24} {s['folder']}" + "".join(f"\n    [yellow]warning:[/yellow] {n}" for n in s["notes"]))
+        info(
+            f"  {s['heading']:<24} {s['folder']}"
+            + "".join(f"\n    [yellow]warning:[/yellow] {n}" for n in s["notes"])
+        )
     print(result["report"])
 
 
@@ -49,11 +58,21 @@ class Device(str, Enum):
 
 
 def demo(
-    out: Annotated[Path, typer.Argument(help="Output folder (data/, runs/, logs/, report.html).")] = Path("detkit-demo"),
-    device: Annotated[Device, typer.Option(help="cpu: a 2-4 minute tour; cuda: longer, real training.")] = Device.cpu,
-    quick: Annotated[bool, typer.Option("--quick", help="Smallest settings (CI smoke test, under a minute).")] = False,
-    seed: Annotated[int, typer.Option(help="Seed for every sampling step (same seed, same data and runs).")] = 0,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document with the steps and report paths.")] = False,
+    out: Annotated[Path, typer.Argument(help="Output folder (data/, runs/, logs/, report.html).")] = Path(
+        "detkit-demo"
+    ),
+    device: Annotated[
+        Device, typer.Option(help="cpu: a 1-3 minute tour; cuda: longer, real training.")
+    ] = Device.cpu,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smallest settings (CI smoke test, under a minute).")
+    ] = False,
+    seed: Annotated[
+        int, typer.Option(help="Seed for every sampling step (same seed, same data and runs).")
+    ] = 0,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document with the steps and report paths.")
+    ] = False,
 ) -> None:
     """Generate data and run every detkit tool on it, then write OUT/report.html and OUT/report.md.
 
@@ -70,8 +89,10 @@ def demo(
         emit_json(result)
     else:
         failed = result["failed"]
-        info(f"demo finished in {result['seconds']:.0f} s" + (f", [red]{len(failed)} step(s) failed[/red]: "
-                                                              f"{', '.join(failed)}" if failed else ""))
+        info(
+            f"demo finished in {result['seconds']:.0f} s"
+            + (f", [red]{len(failed)} step(s) failed[/red]: {', '.join(failed)}" if failed else "")
+        )
         for key in ("report", "markdown"):
             if result[key]:
                 print(result[key])

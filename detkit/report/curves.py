@@ -1,8 +1,10 @@
 """Training curves from the per-epoch CSV a training run writes (its summary's ``curves`` key).
 
-Columns are grouped by name, so a new logged column shows up without code changes: losses
-(``*loss*``), quality metrics (mAP, AP50, accuracy, top-k, precision, recall, F1, IoU), learning rate
-(``lr*``), and anything else numeric. One small figure per non-empty group, as PNG bytes.
+Columns are grouped by name, so a new logged column shows up without code changes: losses (``*loss*``
+and loss parts such as ``coord``/``obj``/``noobj``/``cls``), quality metrics (mAP, AP50, accuracy, top-k,
+precision, recall, F1, IoU), learning rate (``lr*``), speed (``*_per_s``, ``*_s``, time), and anything
+else numeric. One small figure per non-empty group, as PNG bytes. Columns filled only on some epochs
+(validation every N epochs) are drawn through the epochs that have a value.
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ from pathlib import Path
 
 # Columns used as the x axis, in order of preference; never plotted as a curve.
 X_COLUMNS = ("epoch", "step", "iter", "iteration")
+LOSS_PARTS = {"coord", "xy", "wh", "box", "obj", "noobj", "conf", "cls", "class", "dfl", "giou", "ciou", "l1"}
+_SKIP = re.compile(r"seen", re.IGNORECASE)  # cumulative counters say nothing per epoch
+_SPEED = re.compile(r"(per_s\b|/s$|_s$|seconds|time|duration)", re.IGNORECASE)
 _METRIC = re.compile(r"(map|ap\d*\b|ap_|acc|top\d|precision|recall|f1|iou)", re.IGNORECASE)
 _LR = re.compile(r"(^|[/_.\-])(lr|learning_rate)($|[/_.\-\d])", re.IGNORECASE)
 
-GROUP_TITLES = {"loss": "Loss", "metric": "Metrics", "lr": "Learning rate", "other": "Other columns"}
+GROUP_TITLES = {
+    "loss": "Loss",
+    "metric": "Metrics",
+    "lr": "Learning rate",
+    "speed": "Speed",
+    "other": "Other columns",
+}
 
 
 def read_curves(path: str | Path) -> dict[str, list[float]]:
@@ -46,12 +57,16 @@ def read_curves(path: str | Path) -> dict[str, list[float]]:
     return cols
 
 
-def group_of(column: str) -> str:
-    """Which figure a column belongs to: ``loss``, ``metric``, ``lr`` or ``other``."""
-    if "loss" in column.lower():
+def group_of(column: str) -> str | None:
+    """Which figure a column belongs to (a key of :data:`GROUP_TITLES`), or None to leave it out."""
+    if _SKIP.search(column):
+        return None
+    if "loss" in column.lower() or re.split(r"[/_.\-]", column.lower())[-1] in LOSS_PARTS:
         return "loss"
     if _LR.search(column):
         return "lr"
+    if _SPEED.search(column):
+        return "speed"
     if _METRIC.search(column):
         return "metric"
     return "other"
@@ -62,9 +77,15 @@ def group_columns(cols: dict[str, list[float]]) -> tuple[str | None, dict[str, l
     x = next((c for c in cols if c.lower() in X_COLUMNS), None)
     groups: dict[str, list[str]] = {g: [] for g in GROUP_TITLES}
     for c in cols:
-        if c != x and c.lower() not in X_COLUMNS:
-            groups[group_of(c)].append(c)
+        if c != x and c.lower() not in X_COLUMNS and (g := group_of(c)) is not None:
+            groups[g].append(c)
     return x, {g: cs for g, cs in groups.items() if cs}
+
+
+def finite_points(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    """The (x, y) pairs where both are finite: a column validated every N epochs becomes one joined line."""
+    pts = [(x, y) for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
+    return [p[0] for p in pts], [p[1] for p in pts]
 
 
 def plot_curves(path: str | Path) -> list[tuple[str, bytes]]:
@@ -87,7 +108,8 @@ def plot_curves(path: str | Path) -> list[tuple[str, bytes]]:
     for group, names in groups.items():
         fig, ax = plt.subplots(figsize=(3.4, 2.5), dpi=100)
         for name in names:
-            ax.plot(xs, cols[name], marker="o" if n <= 30 else None, markersize=3, linewidth=1.5, label=name)
+            px, py = finite_points(xs, cols[name])
+            ax.plot(px, py, marker="o" if len(px) <= 30 else None, markersize=3, linewidth=1.5, label=name)
         if group == "lr" and all(v > 0 for v in cols[names[0]] if math.isfinite(v)):
             ax.set_yscale("log")
         ax.set_title(GROUP_TITLES[group], fontsize=10)

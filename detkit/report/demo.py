@@ -6,7 +6,7 @@ exercises exactly what a user types and its report shows those commands. A faili
 any step failed. Options a command does not have (checked against its signature) are left out, so the
 demo degrades instead of breaking when an area renames an optional flag.
 
-    detkit demo out/ --device cpu      # about 2-4 minutes on 2 cores
+    detkit demo out/ --device cpu      # 1-3 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shlex
 import sys
 import threading
 import time
@@ -28,17 +29,20 @@ from detkit.io import atomic_write
 from detkit.runs import write_summary
 
 # Sizes per mode: "quick" for tests, "cpu" for the 5-minute tour, "cuda" for a real (longer) training.
+# fmt: off
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"det_images": 12, "det_val": 6, "det_size": 64, "cls_classes": 3, "cls_per_class": 10,
-              "yolo_epochs": 1, "yolo_batch": 4, "yolo_size": 64, "yolo_width": 0.25,
-              "cls_epochs": 1, "cls_batch": 8, "cls_width": 0.25, "cls_size": 32, "gallery": 4},
-    "cpu": {"det_images": 48, "det_val": 16, "det_size": 128, "cls_classes": 5, "cls_per_class": 60,
-            "yolo_epochs": 4, "yolo_batch": 8, "yolo_size": 128, "yolo_width": 0.25,
-            "cls_epochs": 3, "cls_batch": 32, "cls_width": 0.5, "cls_size": 32, "gallery": 8},
-    "cuda": {"det_images": 512, "det_val": 64, "det_size": 256, "cls_classes": 10, "cls_per_class": 200,
-             "yolo_epochs": 30, "yolo_batch": 32, "yolo_size": 256, "yolo_width": 0.5,
-             "cls_epochs": 15, "cls_batch": 64, "cls_width": 1.0, "cls_size": 64, "gallery": 16},
+              "yolo_epochs": 1, "yolo_batch": 4, "yolo_size": 64, "yolo_width": 0.125, "yolo_lr": 3e-3,
+              "yolo_eval_every": 1, "cls_epochs": 1, "cls_batch": 8, "cls_width": 0.25, "cls_size": 32, "gallery": 4},
+    # ~200 train img/s for the detector on 2 free cores: 192 images x 50 epochs is about a minute
+    "cpu": {"det_images": 192, "det_val": 48, "det_size": 128, "cls_classes": 5, "cls_per_class": 60,
+            "yolo_epochs": 50, "yolo_batch": 16, "yolo_size": 128, "yolo_width": 0.25, "yolo_lr": 3e-3,
+            "yolo_eval_every": 10, "cls_epochs": 8, "cls_batch": 32, "cls_width": 0.5, "cls_size": 32, "gallery": 8},
+    "cuda": {"det_images": 2048, "det_val": 256, "det_size": 256, "cls_classes": 10, "cls_per_class": 300,
+             "yolo_epochs": 60, "yolo_batch": 64, "yolo_size": 256, "yolo_width": 0.5, "yolo_lr": 3e-3,
+             "yolo_eval_every": 5, "cls_epochs": 30, "cls_batch": 128, "cls_width": 1.0, "cls_size": 64, "gallery": 16},
 }
+# fmt: on
 K_SWEEP = "3-6"
 TRAIN_K = 5
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
@@ -84,14 +88,19 @@ def plan(out: Path, device: str, mode: str, seed: int) -> list[Step]:
     ann, val_ann = shapes / "instances.json", val / "instances.json"
     anchors_json = runs / "anchors" / f"anchors_k{TRAIN_K}.json"
     s, d = str(seed), device
+    workers = "2" if device == "cpu" else "8"  # 2 cores is the CPU target
+    # fmt: off
     return [
-        Step("synth detection set", ["data", "synth", str(shapes), "--task", "detect", "--images", str(p["det_images"]),
-                                     "--size", str(p["det_size"]), "--seed", s], expect=[ann]),
+        Step("synth detection set", ["data", "synth", str(shapes), "--task", "detect", "--images",
+                                     str(p["det_images"]), "--size", str(p["det_size"]), "--seed", s],
+             expect=[ann]),
         Step("synth held-out detection set", ["data", "synth", str(val), "--task", "detect", "--images",
-                                              str(p["det_val"]), "--size", str(p["det_size"]), "--seed", str(seed + 1)],
+                                              str(p["det_val"]), "--size", str(p["det_size"]),
+                                              "--seed", str(seed + 1)],
              expect=[val_ann]),
         Step("synth classification set", ["data", "synth", str(tiny), "--task", "classify", "--classes",
-                                          str(p["cls_classes"]), "--per-class", str(p["cls_per_class"]), "--seed", s],
+                                          str(p["cls_classes"]), "--per-class", str(p["cls_per_class"]),
+                                          "--seed", s],
              expect=[tiny / "wnids.txt"]),
         Step("coco inspect", ["coco", "inspect", str(ann), "--out", str(runs / "coco_inspect")],
              expect=[runs / "coco_inspect" / "summary.json"]),
@@ -103,24 +112,29 @@ def plan(out: Path, device: str, mode: str, seed: int) -> list[Step]:
                                              "--plots", str(runs / "anchors")],
              expect=[runs / "anchors" / "summary.json"]),
         Step(f"anchors kmeans k={TRAIN_K}", ["anchors", "kmeans", str(ann), "--k", str(TRAIN_K), "--seed", s,
-                                             "--out", str(anchors_json)], expect=[anchors_json]),
-        Step("yolo train", ["yolo", "train", "--data", str(ann), "--images", str(shapes / "images"), "--anchors",
-                            str(anchors_json), "--epochs", str(p["yolo_epochs"]), "--batch", str(p["yolo_batch"]),
-                            "--img-size", str(p["yolo_size"]), "--device", d, "--out", str(runs / "yolo"), "--seed", s],
-             optional={"--width": str(p["yolo_width"])},
+                                             "--out", str(anchors_json)],
+             expect=[anchors_json]),
+        Step("yolo train", ["yolo", "train", "--data", str(ann), "--images", str(shapes / "images"),
+                            "--anchors", str(anchors_json), "--epochs", str(p["yolo_epochs"]),
+                            "--batch", str(p["yolo_batch"]), "--img-size", str(p["yolo_size"]),
+                            "--lr", str(p["yolo_lr"]), "--device", d, "--out", str(runs / "yolo"), "--seed", s],
+             optional={"--width": str(p["yolo_width"]), "--optimizer": "adamw",
+                       "--eval-every": str(p["yolo_eval_every"]), "--val-data": str(val_ann),
+                       "--val-images": str(val / "images"), "--workers": workers},
              expect=[runs / "yolo" / "summary.json", runs / "yolo" / "best.pt"]),
-        Step("yolo eval", ["yolo", "eval", str(runs / "yolo" / "best.pt"), "--data", str(val_ann), "--images",
-                           str(val / "images"), "--out", str(runs / "yolo_eval")],
+        Step("yolo eval", ["yolo", "eval", str(runs / "yolo" / "best.pt"), "--data", str(val_ann),
+                           "--images", str(val / "images"), "--out", str(runs / "yolo_eval")],
              optional={"--device": d}, expect=[runs / "yolo_eval" / "summary.json"]),
         Step("classify train", ["classify", "train", "--data", str(tiny), "--out", str(runs / "classify"),
-                                "--epochs", str(p["cls_epochs"]), "--batch", str(p["cls_batch"]), "--img-size",
-                                str(p["cls_size"]), "--device", d, "--seed", s],
-             optional={"--width": str(p["cls_width"]), "--workers": "2" if d == "cpu" else "8"},
+                                "--epochs", str(p["cls_epochs"]), "--batch", str(p["cls_batch"]),
+                                "--img-size", str(p["cls_size"]), "--device", d, "--seed", s],
+             optional={"--width": str(p["cls_width"]), "--workers": workers},
              expect=[runs / "classify" / "summary.json", runs / "classify" / "best.pt"]),
         Step("classify eval", ["classify", "eval", str(runs / "classify" / "best.pt"), "--data", str(tiny),
                                "--out", str(runs / "classify_eval"), "--gallery", str(p["gallery"])],
              optional={"--device": d}, expect=[runs / "classify_eval" / "summary.json"]),
     ]
+    # fmt: on
 
 
 def command_options(argv: list[str]) -> set[str] | None:
@@ -196,7 +210,7 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = 
     if runner is None:
         from detkit.cli import run as runner
     argv, dropped = resolve(step)
-    command = "detkit " + " ".join(argv)
+    command = "detkit " + shlex.join(argv)
     # Under a live progress bar sys.stderr is rich's proxy, which prints through the console, whose file
     # would be this tee again: wrap the real stream instead, or every write loops forever.
     stdout, tee = io.StringIO(), _Tee(getattr(sys.stderr, "rich_proxied_file", sys.stderr))
@@ -219,8 +233,10 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = 
         message = f"exit {code} but did not write {', '.join(missing)}"
     notes = f"# dropped options this command does not have: {' '.join(dropped)}\n" if dropped else ""
     with atomic_write(log) as f:
-        f.write(f"$ {command}\n{notes}# exit {code} in {seconds:.1f} s\n\n## stdout\n{_ANSI.sub('', stdout.getvalue())}\n"
-                f"## stderr\n{_ANSI.sub('', tee.copy.getvalue())}\n")
+        f.write(
+            f"$ {command}\n{notes}# exit {code} in {seconds:.1f} s\n\n"
+            f"## stdout\n{_ANSI.sub('', stdout.getvalue())}\n## stderr\n{_ANSI.sub('', tee.copy.getvalue())}\n"
+        )
     return StepResult(step.name, command, code, seconds, message, str(log))
 
 
@@ -239,7 +255,9 @@ def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: in
     out = Path(out)
     mode = "quick" if quick else ("cuda" if device == "cuda" else "cpu")
     runs = out / "runs"
-    for stale in runs.rglob("summary.json") if runs.exists() else ():  # a failed step must not show old results
+    for stale in (
+        runs.rglob("summary.json") if runs.exists() else ()
+    ):  # a failed step must not show old results
         stale.unlink()
     steps = plan(out, device, mode, seed)
     results: list[StepResult] = []
@@ -260,19 +278,33 @@ def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: in
                 info("[red]interrupted[/red]: remaining steps skipped")
                 break
     total = time.perf_counter() - start
-    rows = [{"step": r.name, "status": "ok" if r.ok else "FAILED", "seconds": round(r.seconds, 1),
-             "command": r.command, "problem": r.message, "log": str(Path(r.log).relative_to(out))} for r in results]
+    rows = [
+        {
+            "step": r.name,
+            "status": "ok" if r.ok else "FAILED",
+            "seconds": round(r.seconds, 1),
+            "command": r.command,
+            "problem": r.message,
+            "log": str(Path(r.log).relative_to(out)),
+        }
+        for r in results
+    ]
     failed = [r.name for r in results if not r.ok]
-    write_summary(runs / "demo", "demo", f"detkit demo ({mode} settings, device {device}, seed {seed})",
-                  metrics={"steps": len(results), "failed": len(failed), "seconds": round(total, 1)},
-                  tables={"steps": rows}, settings=PRESETS[mode])
+    write_summary(
+        runs / "demo",
+        "demo",
+        f"detkit demo ({mode} settings, device {device}, seed {seed})",
+        metrics={"steps": len(results), "failed": len(failed), "seconds": round(total, 1)},
+        tables={"steps": rows},
+        settings=PRESETS[mode],
+    )
     from detkit.report.render import write_report
 
     report = {"report": None, "markdown": None}
     for key, name in (("report", "report.html"), ("markdown", "report.md")):
         try:
             report[key] = write_report([runs], out / name, title="detkit demo report")["report"]
-        except Exception as exc:  # noqa: BLE001 - the HTML may still be written when the Markdown fails, and vice versa
+        except Exception as exc:  # noqa: BLE001 - one report format failing must not lose the other
             failed.append(f"report {name}")
             info(f"  [red]FAILED[/red] writing {out / name}: {type(exc).__name__}: {exc}")
     return {**report, "failed": failed, "steps": rows, "seconds": round(time.perf_counter() - start, 1)}

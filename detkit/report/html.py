@@ -11,8 +11,15 @@ from html import escape
 
 from detkit.report.sections import FOLD_ROWS, Figure, Section, Table
 
-MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-        ".webp": "image/webp", ".svg": "image/svg+xml", ".bmp": "image/bmp"}
+MIME = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+    ".bmp": "image/bmp",
+}
 
 CSS = """
 :root{--fg:#1d2330;--muted:#5b6475;--line:#dde2ea;--bg:#f6f7f9;--card:#fff;--accent:#2f6fdf;--warn:#b4530b}
@@ -22,7 +29,8 @@ body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-appl
 header{background:#1d2330;color:#fff;padding:22px 32px 14px}
 header h1{margin:0 0 4px;font-size:24px}
 header .meta{color:#b8c0cf;font-size:13px;margin:0 0 10px}
-nav a{color:#cfe0ff;text-decoration:none;margin-right:16px;font-size:14px;white-space:nowrap}
+nav{display:flex;flex-wrap:wrap;gap:4px 16px}
+nav a{color:#cfe0ff;text-decoration:none;font-size:14px;white-space:nowrap}
 main{max-width:1160px;margin:0 auto;padding:8px 24px 40px}
 section{background:var(--card);border:1px solid var(--line);border-radius:8px;margin:20px 0;padding:18px 24px}
 h2{margin:0;font-size:20px}
@@ -82,10 +90,16 @@ def _td(v: str) -> str:
 def _table(t: Table) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in t.columns)
     body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in t.rows)
-    more = "" if t.total_rows == len(t.rows) else f'<p class="note">first {len(t.rows)} of {t.total_rows} rows</p>'
+    more = (
+        ""
+        if t.total_rows == len(t.rows)
+        else f'<p class="note">first {len(t.rows)} of {t.total_rows} rows</p>'
+    )
     html = f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}'
     if t.total_rows > FOLD_ROWS:
-        return f"<h3>{escape(t.name)}</h3><details><summary>show {t.total_rows} rows</summary>{html}</details>"
+        return (
+            f"<h3>{escape(t.name)}</h3><details><summary>show {t.total_rows} rows</summary>{html}</details>"
+        )
     return f"<h3>{escape(t.name)}</h3>{html}"
 
 
@@ -96,30 +110,49 @@ def _section(s: Section) -> str:
     if s.title and s.title != s.heading:
         out.append(f"<p><strong>{escape(s.title)}</strong></p>")
     if s.metrics:
-        cards = "".join(f'<div class="card"><div class="v">{escape(v)}</div><div class="k">{escape(k)}</div></div>'
-                        for k, v in s.metrics)
+        cards = "".join(
+            f'<div class="card"><div class="v">{escape(v)}</div><div class="k">{escape(k)}</div></div>'
+            for k, v in s.metrics
+        )
         out.append(f'<div class="cards">{cards}</div>')
     if s.details:
-        out.append('<dl class="details">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>"
-                                                    for k, v in s.details) + "</dl>")
+        out.append(
+            '<dl class="details">'
+            + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in s.details)
+            + "</dl>"
+        )
     if s.curves:
-        out.append("<h3>Training curves</h3><div class=\"figs\">"
-                   + "".join(_figure(f, f"{s.heading}: {f.name}", caption=False) for f in s.curves) + "</div>")
+        out.append(
+            '<h3>Training curves</h3><div class="figs">'
+            + "".join(_figure(f, f"{s.heading}: {f.name}", caption=False) for f in s.curves)
+            + "</div>"
+        )
     if s.figures:
-        out.append("<h3>Plots</h3><div class=\"figs\">"
-                   + "".join(_figure(f, f"{s.heading}: {f.name}") for f in s.figures) + "</div>")
+        out.append(
+            '<h3>Plots</h3><div class="figs">'
+            + "".join(_figure(f, f"{s.heading}: {f.name}") for f in s.figures)
+            + "</div>"
+        )
     if s.tables:  # small tables sit side by side; wide ones take the row
         out.append('<div class="blocks">' + "".join(f"<div>{_table(t)}</div>" for t in s.tables) + "</div>")
     for name, images in s.galleries:
-        out.append(f"<h3>{escape(name)} <small>({len(images)})</small></h3><div class=\"gallery\">"
-                   + "".join(_figure(f, f"{name}: {f.name}") for f in images) + "</div>")
-    out += [f"<details><summary>{escape(name)} (all values, JSON)</summary><pre class=\"raw\">{escape(text)}</pre>"
-            "</details>" for name, text in s.raw]
+        out.append(
+            f'<h3>{escape(name)} <small>({len(images)})</small></h3><div class="gallery">'
+            + "".join(_figure(f, f"{name}: {f.name}") for f in images)
+            + "</div>"
+        )
+    out += [
+        f'<details><summary>{escape(name)} (all values, JSON)</summary><pre class="raw">{escape(text)}</pre>'
+        "</details>"
+        for name, text in s.raw
+    ]
     out += [f'<p class="note">&#9888; {escape(n)}</p>' for n in s.notes]
     versions = " &middot; ".join(f"{escape(k)} {escape(v)}" for k, v in s.versions.items())
-    out.append(f'<div class="prov"><div>Produced by</div><pre><code>{escape(s.command)}</code></pre>'
-               f"<div>{escape(s.created)} &middot; folder <code>{escape(s.folder)}</code></div>"
-               f"<div>{versions}</div></div></section>")
+    out.append(
+        f'<div class="prov"><div>Produced by</div><pre><code>{escape(s.command)}</code></pre>'
+        f"<div>{escape(s.created)} &middot; folder <code>{escape(s.folder)}</code></div>"
+        f"<div>{versions}</div></div></section>"
+    )
     return "\n".join(out)
 
 
@@ -134,7 +167,7 @@ def render_html(sections: list[Section], title: str, meta: str) -> str:
     nav = "".join(f'<a href="#{s.anchor}">{escape(s.heading)}</a>' for s in sections)
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>"

@@ -53,7 +53,15 @@ def _table(t: Table) -> list[str]:
     if t.total_rows > len(t.rows):
         out += [f"*first {len(t.rows)} of {t.total_rows} rows*", ""]
     if t.total_rows > FOLD_ROWS:  # long tables fold (GitHub renders Markdown inside <details>)
-        out = [out[0], "", f"<details><summary>show {t.total_rows} rows</summary>", "", *out[2:], "</details>", ""]
+        out = [
+            out[0],
+            "",
+            f"<details><summary>show {t.total_rows} rows</summary>",
+            "",
+            *out[2:],
+            "</details>",
+            "",
+        ]
     return out
 
 
@@ -68,20 +76,48 @@ def _section(s: Section, assets: _Assets) -> list[str]:
     if s.details:
         out += [f"- **{k}**: {v}" for k, v in s.details] + [""]
     if s.curves:
-        out += ["#### Training curves", "", " ".join(_image(assets, f, f"{s.anchor}-curve-{f.name}") for f in s.curves), ""]
+        out += [
+            "#### Training curves",
+            "",
+            " ".join(_image(assets, f, f"{s.anchor}-curve-{f.name}") for f in s.curves),
+            "",
+        ]
     if s.figures:
         out += ["#### Plots", ""] + [_image(assets, f, f"{s.anchor}-{f.name}") + "\n" for f in s.figures]
     for t in s.tables:
         out += _table(t)
     for name, images in s.galleries:
-        out += [f"#### {name} ({len(images)})", "",
-                " ".join(_image(assets, f, f"{s.anchor}-{name}-{f.name}") for f in images), ""]
+        out += [
+            f"#### {name} ({len(images)})",
+            "",
+            " ".join(_image(assets, f, f"{s.anchor}-{name}-{f.name}") for f in images),
+            "",
+        ]
     for name, text in s.raw:
-        out += [f"<details><summary>{name} (all values, JSON)</summary>", "", "```json", text, "```", "", "</details>", ""]
+        out += [
+            f"<details><summary>{name} (all values, JSON)</summary>",
+            "",
+            "```json",
+            text,
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
     out += [f"> warning: {n}" for n in s.notes] + ([""] if s.notes else [])
     versions = ", ".join(f"{k} {v}" for k, v in s.versions.items())
-    out += ["Produced by:", "", "```sh", s.command, "```", "",
-            f"<sub>{s.created} · folder `{s.folder}` · {versions}</sub>", "", "---", ""]
+    out += [
+        "Produced by:",
+        "",
+        "```sh",
+        s.command,
+        "```",
+        "",
+        f"<sub>{s.created} · folder `{s.folder}` · {versions}</sub>",
+        "",
+        "---",
+        "",
+    ]
     return out
 
 

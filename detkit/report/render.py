@@ -1,7 +1,7 @@
 """``write_report``: summaries under some folders -> one HTML file or one Markdown file + images.
 
-    detkit report runs/ -o report.html     # self-contained, images embedded
-    detkit report runs/ -o report.md       # images in report_files/ beside it
+detkit report runs/ -o report.html     # self-contained, images embedded
+detkit report runs/ -o report.md       # images in report_files/ beside it
 """
 
 from __future__ import annotations
@@ -67,5 +67,7 @@ def write_report(dirs: list[str | Path], out: str | Path, title: str = "detkit r
         "report": str(out),
         "format": fmt,
         "assets": str(assets) if assets else None,
-        "sections": [{"kind": s.kind, "heading": s.heading, "folder": s.folder, "notes": s.notes} for s in sections],
+        "sections": [
+            {"kind": s.kind, "heading": s.heading, "folder": s.folder, "notes": s.notes} for s in sections
+        ],
     }

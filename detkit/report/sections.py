@@ -20,19 +20,39 @@ from detkit.report.collect import Summary
 
 # Heading and a one-line description per kind; unknown kinds use the summary's own title.
 KINDS: dict[str, tuple[str, str]] = {
-    "coco.inspect": ("Dataset summary", "What the annotation file holds: images, boxes, categories and sizes."),
+    "coco.inspect": (
+        "Dataset summary",
+        "What the annotation file holds: images, boxes, categories and sizes.",
+    ),
     "coco.validate": ("Validation findings", "Problems found in the annotation file, by severity and rule."),
     "coco.classes": ("Class distribution", "Boxes and images per category."),
-    "anchors.kmeans": ("Anchor boxes", "IoU k-means on normalised box sizes: anchors per k and mean IoU vs k."),
+    "anchors.kmeans": (
+        "Anchor boxes",
+        "IoU k-means on normalised box sizes: anchors per k and mean IoU vs k.",
+    ),
     "yolo.train": ("Detector training", "YOLOv2-style detector: per-epoch loss parts and validation mAP."),
     "yolo.eval": ("Detector evaluation", "COCO-style mAP of the trained detector, per class."),
     "classify.train": ("Classifier training", "Per-epoch loss and accuracy of the classifier."),
-    "classify.eval": ("Classifier evaluation", "Accuracy, confusion matrix, misclassified images and Grad-CAM."),
+    "classify.eval": (
+        "Classifier evaluation",
+        "Accuracy, confusion matrix, misclassified images and Grad-CAM.",
+    ),
     "demo": ("Demo run", "Every step `detkit demo` ran, with exit codes and times."),
 }
 
-GENERIC_KEYS = {"schema_version", "kind", "title", "created", "command", "versions", "metrics", "tables",
-                "plots", "galleries", "curves"}
+GENERIC_KEYS = {
+    "schema_version",
+    "kind",
+    "title",
+    "created",
+    "command",
+    "versions",
+    "metrics",
+    "tables",
+    "plots",
+    "galleries",
+    "curves",
+}
 MAX_TABLE_ROWS = 500  # longer tables are cut (the full data stays in summary.json)
 MAX_GALLERY = 64
 FOLD_ROWS = 25  # longer tables start folded (<details>)
@@ -139,11 +159,14 @@ def _extra(section: Section, key: str, value: Any) -> None:
     elif isinstance(value, dict) and all(_is_scalar(v) for v in value.values()):
         rows = [[str(k), fmt(v)] for k, v in value.items()]
         section.tables.append(Table(label(key), ["name", "value"], rows[:MAX_TABLE_ROWS], len(rows)))
-    elif isinstance(value, dict) and all(isinstance(v, dict) and all(map(_is_scalar, v.values()))
-                                         for v in value.values()):
+    elif isinstance(value, dict) and all(
+        isinstance(v, dict) and all(map(_is_scalar, v.values())) for v in value.values()
+    ):
         section.tables.append(make_table(label(key), [{"name": k, **v} for k, v in value.items()]))  # type: ignore
     elif isinstance(value, list) and all(_is_scalar(v) for v in value):
-        section.details.append((label(key), ", ".join(fmt(v) for v in value[:50]) + (" ..." if len(value) > 50 else "")))
+        section.details.append(
+            (label(key), ", ".join(fmt(v) for v in value[:50]) + (" ..." if len(value) > 50 else ""))
+        )
     else:  # nested structures: kept whole, folded, for the reader who wants every number
         text = json.dumps(value, indent=1)
         section.raw.append((label(key), text if len(text) <= MAX_RAW else text[:MAX_RAW] + "\n..."))
@@ -182,9 +205,15 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
         shown = str(folder)
     versions = _mapping(doc, "versions")
     s = Section(
-        anchor=f"s{index}-{slug(summary.kind)}", kind=summary.kind, heading=heading,
-        title=str(doc.get("title") or ""), blurb=blurb, folder=shown, created=str(doc.get("created") or ""),
-        command=str(doc.get("command") or ""), versions={str(k): fmt(v) for k, v in versions.items()},
+        anchor=f"s{index}-{slug(summary.kind)}",
+        kind=summary.kind,
+        heading=heading,
+        title=str(doc.get("title") or ""),
+        blurb=blurb,
+        folder=shown,
+        created=str(doc.get("created") or ""),
+        command=str(doc.get("command") or ""),
+        versions={str(k): fmt(v) for k, v in versions.items()},
     )
     s.metrics = [(label(k), fmt(v)) for k, v in _mapping(doc, "metrics").items()]
     for name, rel in _mapping(doc, "plots").items():
@@ -208,8 +237,11 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
         else:
             s.tables.append(t)
     for name, rels in _mapping(doc, "galleries").items():
-        images = [f for rel in (rels[:MAX_GALLERY] if isinstance(rels, list) else [])
-                  if (f := _image(folder, Path(str(rel)).stem, rel, s.notes)) is not None]
+        images = [
+            f
+            for rel in (rels[:MAX_GALLERY] if isinstance(rels, list) else [])
+            if (f := _image(folder, Path(str(rel)).stem, rel, s.notes)) is not None
+        ]
         if images:
             s.galleries.append((label(name), images))
     for key, value in doc.items():

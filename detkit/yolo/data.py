@@ -342,7 +342,7 @@ def _worker_init(worker_id: int) -> None:
 def build_loader(
     data: DetectionDataset | str | Path,
     images: str | Path | None = None,
-    img_size: int = 416,
+    img_size: int | None = None,
     batch_size: int = 16,
     *,
     train: bool = True,
@@ -360,7 +360,8 @@ def build_loader(
     Args:
         data: a :class:`DetectionDataset`, or an annotation path (any format of ``load_dataset``).
         images: image folder when ``data`` is a path.
-        img_size: input size (multiple of 32); the base size for multi-scale.
+        img_size: input size (multiple of 32), the base size for multi-scale (default: the dataset's
+            size, or 416 for a path).
         batch_size: images per batch (per rank).
         train: shuffle, augment (``augment`` or the default :class:`Augment`) and drop the last
             incomplete batch; otherwise the plain letterbox in file order.
@@ -381,7 +382,7 @@ def build_loader(
     if not isinstance(data, DetectionDataset):
         from detkit.coco.loaders import load_dataset
 
-        data = DetectionDataset(load_dataset(data), images, img_size=img_size, augment=(augment or Augment()) if train else None, seed=seed)
+        data = DetectionDataset(load_dataset(data), images, img_size=img_size or 416, augment=(augment or Augment()) if train else None, seed=seed)
     if len(data) == 0:
         raise DetkitError("no images to load (every listed image is missing)")
     if workers > 0:
@@ -393,7 +394,7 @@ def build_loader(
     sampler = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=train, seed=seed, drop_last=False)
     if drop_last is None:
         drop_last = train and len(sampler) > batch_size
-    bs = YoloBatchSampler(sampler, batch_size, drop_last, img_size, multi_scale=train and multi_scale, seed=seed)
+    bs = YoloBatchSampler(sampler, batch_size, drop_last, img_size or data.img_size, multi_scale=train and multi_scale, seed=seed)
     return DataLoader(
         data,
         batch_sampler=bs,

@@ -88,6 +88,7 @@ def train_one_epoch(
     grad_clip: float = 10.0,
     channels_last: bool = False,
     max_steps: int | None = None,
+    world_size: int = 1,
     on_bad: Callable[[list[str]], None] = lambda paths: None,
     on_step: Callable[[int, dict[str, float]], None] = lambda step, parts: None,
 ) -> dict[str, float]:
@@ -103,6 +104,8 @@ def train_one_epoch(
         grad_clip: max gradient norm (0 disables).
         channels_last: NHWC inputs (CUDA).
         max_steps: stop after this many steps.
+        world_size: DDP processes; ``seen_images`` and ``images`` count every rank's images (this
+            rank's batch size times ``world_size``).
         on_bad: called with the paths of undecodable images of a batch.
         on_step: called after each step with (step, running means of the loss parts).
 
@@ -121,7 +124,7 @@ def train_one_epoch(
             on_bad(batch["bad"])
         n = len(batch["targets"])
         if n == 0:
-            continue
+            continue  # every image of the batch was undecodable
         x = to_input(batch["images"], device, channels_last)
         targets = [t.to(device, non_blocking=True) for t in batch["targets"]]
         with autocast(device, amp):
@@ -137,8 +140,8 @@ def train_one_epoch(
         scheduler.step()
         if ema is not None:
             ema.update(_unwrap(model))
-        seen_images += n
-        images += n
+        seen_images += n * world_size
+        images += n * world_size
         steps += 1
         sums["loss"] += loss.item()
         for k in LOSS_PARTS:

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,6 @@ class TrainConfig:
     compile: bool = False
     workers: int = 4
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -282,7 +281,7 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
     val_loader = build_loader(val_set, batch_size=cfg.batch, train=False, workers=min(cfg.workers, 2), pin_memory=cuda) if main else None
 
     steps_per_epoch = len(loader)
-    total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    total = cfg.epochs * steps_per_epoch  # --max-steps stops early without changing the schedule
     warmup = min(round(cfg.warmup_epochs * steps_per_epoch), max(total // 3, 0))
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total, cfg.final_lr_ratio))
@@ -339,7 +338,7 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
             try:
                 stats = train_one_epoch(
                     net, criterion, optimizer, scheduler, loader, device, seen_images=seen, ema=ema, amp=cfg.amp,
-                    grad_clip=cfg.grad_clip, channels_last=cuda, max_steps=steps_left, on_bad=report_bad, on_step=on_step,
+                    grad_clip=cfg.grad_clip, channels_last=cuda, max_steps=steps_left, world_size=world, on_bad=report_bad, on_step=on_step,
                 )  # fmt: skip
             except NonFiniteLoss as e:
                 kept = f"last good checkpoint kept: {run / 'last.pt'}" if (run / "last.pt").exists() else "no checkpoint was written yet"
@@ -377,6 +376,7 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
     if world > 1:
         import torch.distributed as dist
 
+        dist.barrier()  # rank 0 may still be evaluating or writing
         dist.destroy_process_group()
     return summary
 

@@ -10,16 +10,29 @@ import pytest
 from detkit.report.render import write_report
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"
+)
 def test_html_renders_in_headless_chromium(fake_runs, tmp_path):
     import matplotlib.image as mpimg
 
     html = tmp_path / "report.html"
     write_report([fake_runs], html)
     shot = tmp_path / "shot.png"
-    cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--screenshot={shot}", "--window-size=1200,2000", html.as_uri()]
+    cmd = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1200,2000",
+        html.as_uri(),
+    ]
     subprocess.run(cmd, capture_output=True, timeout=90, check=False)
     assert shot.is_file(), "chromium wrote no screenshot"
     img = mpimg.imread(shot)[..., :3]

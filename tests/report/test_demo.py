@@ -39,7 +39,10 @@ def test_unsupported_optional_options_are_dropped():
 
 def test_problem_picks_the_useful_line():
     assert problem("wrote a\ndetkit: error: x.json:3: bad bbox\n") == "detkit: error: x.json:3: bad bbox"
-    usage = "Usage: detkit yolo [OPTIONS]\nTry 'detkit yolo --help' for help.\n╭─ Error ─╮\n│ No such command 'train'. │\n╰───╯\n"
+    usage = (
+        "Usage: detkit yolo [OPTIONS]\nTry 'detkit yolo --help' for help.\n"
+        "╭─ Error ─╮\n│ No such command 'train'. │\n╰───╯\n"
+    )
     assert problem(usage) == "No such command 'train'."
     assert problem("") == ""
 
@@ -86,8 +89,9 @@ def test_step_under_a_live_progress_bar_does_not_loop(tmp_path, monkeypatch):
         return 0
 
     results = []  # in a daemon thread, so a regression fails the test instead of hanging the suite
-    t = threading.Thread(target=lambda: results.append(run_step(Step("s", ["data"]), tmp_path / "s.log", runner)),
-                         daemon=True)
+    t = threading.Thread(
+        target=lambda: results.append(run_step(Step("s", ["data"]), tmp_path / "s.log", runner)), daemon=True
+    )
     t.start()
     t.join(timeout=30)
     assert results and results[0].ok, "run_step looped writing stderr under a live progress bar"
@@ -97,9 +101,16 @@ def test_step_under_a_live_progress_bar_does_not_loop(tmp_path, monkeypatch):
 
 def test_plan_seeds_and_sizes(tmp_path):
     steps = {s.name: s for s in plan(tmp_path, "cpu", "cpu", seed=7)}
-    assert steps["synth detection set"].argv[-6:] == ["--images", "48", "--size", "128", "--seed", "7"]
+    assert steps["synth detection set"].argv[-6:] == ["--images", "192", "--size", "128", "--seed", "7"]
     assert steps["synth held-out detection set"].argv[-1] == "8"  # a different seed: a real held-out set
-    assert steps["yolo train"].optional == {"--width": "0.25"}
+    assert steps["yolo train"].optional == {
+        "--width": "0.25",
+        "--optimizer": "adamw",
+        "--eval-every": "10",
+        "--val-data": str(tmp_path / "data/shapes_val/instances.json"),
+        "--val-images": str(tmp_path / "data/shapes_val/images"),
+        "--workers": "2",
+    }
     assert "--k" in steps["anchors kmeans k=3-6"].argv and "3-6" in steps["anchors kmeans k=3-6"].argv
 
 

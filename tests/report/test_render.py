@@ -91,8 +91,14 @@ def test_missing_image_is_a_note_not_an_error(tmp_path, cli):
 
 def test_unknown_kind_and_new_keys_render_generically(tmp_path):
     (tmp_path / "x").mkdir()
-    doc = {"kind": "tracks.stats", "title": "Track statistics", "command": "detkit tracks stats v.json",
-           "metrics": {"tracks": 7}, "fragmentation": 0.125, "per_video": [{"video": "a", "tracks": 7}]}
+    doc = {
+        "kind": "tracks.stats",
+        "title": "Track statistics",
+        "command": "detkit tracks stats v.json",
+        "metrics": {"tracks": 7},
+        "fragmentation": 0.125,
+        "per_video": [{"video": "a", "tracks": 7}],
+    }
     (tmp_path / "x" / "summary.json").write_text(json.dumps(doc))
     html = (write_report([tmp_path], tmp_path / "r.html"), (tmp_path / "r.html").read_text())[1]
     assert _headings(html) == ["Track statistics"]
@@ -131,8 +137,18 @@ def test_json_describes_the_report(fake_runs, tmp_path, cli_json):
 
 @pytest.mark.parametrize(
     "value, text",
-    [(0.71234, "0.7123"), (3.0, "3"), (12345.678, "12345.7"), (123456.0, "123456"), (None, ""), (True, "yes"),
-     (7, "7"), ("a", "a"), (1e-5, "1e-05"), ([1, 2], "[1, 2]")],
+    [
+        (0.71234, "0.7123"),
+        (3.0, "3"),
+        (12345.678, "12345.7"),
+        (123456.0, "123456"),
+        (None, ""),
+        (True, "yes"),
+        (7, "7"),
+        ("a", "a"),
+        (1e-5, "1e-05"),
+        ([1, 2], "[1, 2]"),
+    ],
 )
 def test_fmt(value, text):
     assert fmt(value) == text
@@ -140,7 +156,9 @@ def test_fmt(value, text):
 
 def test_report_files_are_readable_by_others(fake_runs, tmp_path):
     write_report([fake_runs], tmp_path / "r.html")
-    assert (tmp_path / "r.html").stat().st_mode & 0o044 == 0o044  # mkstemp's 0600 would hide it from a web server
+    assert (
+        tmp_path / "r.html"
+    ).stat().st_mode & 0o044 == 0o044  # mkstemp's 0600 would hide it from a web server
 
 
 def test_paths_shown_relative_to_the_report(fake_runs):

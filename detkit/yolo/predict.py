@@ -1,0 +1,151 @@
+"""Evaluation and prediction from a checkpoint: ``detkit yolo eval`` and ``detkit yolo predict``.
+
+Both load a checkpoint written by ``detkit yolo train`` (model config, class map, input size and
+anchors travel inside it) and use its EMA weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from detkit.console import warn
+from detkit.errors import DetkitError
+from detkit.io import atomic_write, write_json
+from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, letterbox_transform, select_images
+from detkit.yolo.engine import evaluate, predict_batch
+from detkit.yolo.train import load_checkpoint, model_from_checkpoint, pick_device
+
+
+def load_model(weights: str | Path, device: str = "auto") -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
+    """(model on device in eval mode, checkpoint metadata, device) from a checkpoint file."""
+    ckpt = load_checkpoint(weights)
+    model, class_map, img_size = model_from_checkpoint(ckpt)
+    dev = pick_device(device)
+    meta = {"class_map": class_map, "img_size": img_size, "anchors": ckpt["model_config"]["anchors"], "epoch": ckpt.get("epoch")}
+    return model.to(dev), meta, dev
+
+
+def run_eval(
+    weights: str | Path,
+    data: str | Path,
+    images: str | Path | None = None,
+    *,
+    conf: float = 0.001,
+    iou: float = 0.45,
+    img_size: int | None = None,
+    batch: int = 16,
+    list_file: str | Path | None = None,
+    limit: int | None = None,
+    device: str = "auto",
+    workers: int = 2,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """COCO mAP of a checkpoint on an annotated set.
+
+    Returns:
+        (metrics: mAP, mAP50, mAP75, per_class, detections, images, images_per_s; COCO results rows).
+    """
+    from detkit.coco.loaders import load_dataset
+
+    model, meta, dev = load_model(weights, device)
+    ds = select_images(load_dataset(data), list_file, limit)
+    class_map: ClassMap = meta["class_map"]
+    own = ClassMap.from_dataset(ds)
+    foreign = sorted(set(class_map.cat_ids) - set(own.cat_ids))
+    if foreign:  # pycocotools would silently ignore predictions of these ids
+        raise DetkitError(f"{data}: the model predicts category ids {foreign} that this data set does not declare "
+                          "(was it trained on another label set?)")  # fmt: skip
+    missing = sorted(set(own.cat_ids) - set(class_map.cat_ids))
+    if missing:  # the model cannot predict them; pycocotools would score them silently as misses
+        warn(f"{data}: categories {missing} are not among the model's classes; they count as misses")
+    size = img_size or meta["img_size"]
+    if size % 32:
+        raise DetkitError(f"--img-size must be a multiple of 32, got {size}")
+    dset = DetectionDataset(ds, images, class_map=_eval_map(class_map, ds), img_size=size, augment=None)
+    for p in dset.missing:
+        warn(f"{p}: image file is missing; skipped")
+    loader = build_loader(dset, batch_size=batch, train=False, workers=workers)
+    # predictions use the model's class map, so category ids go back to the ids it was trained with
+    metrics, results = evaluate(model, loader, ds, meta["anchors"], class_map, dev, conf=conf, iou=iou,
+                                on_bad=lambda ps: [warn(f"{p}: cannot decode the image; skipped") for p in ps])  # fmt: skip
+    return metrics, results
+
+
+def _eval_map(model_map: ClassMap, ds) -> ClassMap:
+    """A class map covering every category of ``ds`` (targets are not used in evaluation, only decoding)."""
+    extra = [int(c) for c in ds.cat_id if int(c) not in model_map.cat_ids]
+    names = ds.category_names()
+    return ClassMap(model_map.cat_ids + extra, model_map.names + [names[c] for c in extra])
+
+
+def predict_files(
+    weights: str | Path,
+    paths: list[Path],
+    out: Path,
+    *,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    img_size: int | None = None,
+    device: str = "auto",
+) -> list[dict[str, Any]]:
+    """Detect objects in image files; writes OUT/<name> with drawn, labelled boxes.
+
+    Returns:
+        one record per image: file, width, height, detections [{category_id, name, score, bbox xywh}].
+    """
+    import cv2
+
+    model, meta, dev = load_model(weights, device)
+    class_map: ClassMap = meta["class_map"]
+    size = img_size or meta["img_size"]
+    colours = _palette(len(class_map))
+    records = []
+    for path in paths:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            warn(f"{path}: cannot decode the image; skipped")
+            continue
+        h0, w0 = img.shape[:2]
+        r, tx, ty = letterbox_transform(w0, h0, size)
+        canvas = cv2.warpAffine(img, np.array([[r, 0, tx], [0, r, ty]]), (size, size), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(114, 114, 114))  # fmt: skip
+        chw = torch.from_numpy(np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)))[None]
+        batch = {"images": chw, "image_ids": torch.tensor([0]), "transforms": torch.tensor([[r, tx, ty]], dtype=torch.float64),
+                 "orig_sizes": torch.tensor([[w0, h0]], dtype=torch.float64)}  # fmt: skip
+        rows = predict_batch(model, batch, meta["anchors"], class_map, dev, conf=conf, iou=iou)
+        dets = []
+        for row in rows:
+            k = class_map.cat_ids.index(row["category_id"])
+            dets.append({"category_id": row["category_id"], "name": class_map.names[k], "score": row["score"], "bbox": row["bbox"]})
+            _draw(img, row["bbox"], f"{class_map.names[k]} {row['score']:.2f}", colours[k])
+        ok, buf = cv2.imencode(Path(path).suffix if Path(path).suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg", img)
+        name = Path(path).name if ok else f"{Path(path).stem}.jpg"
+        with atomic_write(out / name, "wb") as f:
+            f.write(buf.tobytes())
+        records.append({"file": str(path), "output": name, "width": w0, "height": h0, "detections": dets})
+    write_json(out / "detections.json", {"weights": str(weights), "conf": conf, "iou": iou, "img_size": size, "images": records})
+    return records
+
+
+def _palette(n: int) -> list[tuple[int, int, int]]:
+    """n well-separated BGR colours (golden-angle hues)."""
+    import cv2
+
+    hsv = np.array([[[int(i * 137.5) % 180, 200, 255] for i in range(n)]], dtype=np.uint8)
+    return [tuple(int(v) for v in c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]]
+
+
+def _draw(img: np.ndarray, xywh: list[float], label: str, colour: tuple[int, int, int]) -> None:
+    import cv2
+
+    x, y, w, h = (round(v) for v in xywh)
+    thick = max(1, round(max(img.shape[:2]) / 400))
+    cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick, cv2.LINE_AA)
+    scale = max(0.35, max(img.shape[:2]) / 1200)
+    (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    ty = y - 2 if y - th - base - 2 >= 0 else y + th + base + 2  # label above the box, or inside when at the top
+    cv2.rectangle(img, (x, ty - th - base), (x + tw + 2, ty + 1), colour, -1)
+    cv2.putText(img, label, (x + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)

@@ -1,0 +1,102 @@
+"""detkit.yolo.engine: COCOeval guards, EMA, the NaN stop; detkit.yolo.train: the LR schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from detkit.coco.model import make_dataset
+from detkit.yolo.engine import ModelEMA, NonFiniteLoss, coco_eval, train_one_epoch
+from detkit.yolo.train import lr_factor
+
+
+@pytest.fixture
+def gt():
+    # no "info" in extra: pycocotools' loadRes needs gt.dataset["info"], coco_eval must supply it
+    return make_dataset(
+        [(1, "a.jpg", 100, 100), (2, "b.jpg", 100, 100)],
+        [(1, 1, 3, 10, 10, 30, 30), (2, 1, 7, 50, 50, 40, 20), (3, 2, 3, 5, 5, 60, 60)],
+        [(3, "circle"), (7, "rectangle"), (11, "triangle")],
+    )
+
+
+def _row(image_id, cat, bbox, score=0.9):
+    return {"image_id": image_id, "category_id": cat, "bbox": bbox, "score": score}
+
+
+def test_perfect_predictions_score_one(gt):
+    res = [_row(1, 3, [10, 10, 30, 30]), _row(1, 7, [50, 50, 40, 20]), _row(2, 3, [5, 5, 60, 60])]
+    m = coco_eval(gt, res)
+    assert m["mAP"] == pytest.approx(1.0) and m["mAP50"] == pytest.approx(1.0)
+    rows = {r["category_id"]: r for r in m["per_class"]}
+    assert rows[3]["AP"] == pytest.approx(1.0) and rows[3]["gt_boxes"] == 2
+    assert rows[11]["AP"] is None and rows[11]["gt_boxes"] == 0  # no ground truth: no AP, not 0
+
+
+def test_one_class_missed_halves_the_map(gt):
+    # circles perfect; the rectangle predicted as a circle far away -> rectangle AP 0
+    res = [_row(1, 3, [10, 10, 30, 30]), _row(2, 3, [5, 5, 60, 60]), _row(1, 7, [0, 80, 10, 10])]
+    m = coco_eval(gt, res)
+    assert m["mAP"] == pytest.approx(0.5) and m["mAP50"] == pytest.approx(0.5)
+    rows = {r["category_id"]: r for r in m["per_class"]}
+    assert rows[3]["AP50"] == pytest.approx(1.0) and rows[7]["AP50"] == 0.0
+
+
+def test_empty_predictions_give_zero_not_index_error(gt):
+    m = coco_eval(gt, [])
+    assert (m["mAP"], m["mAP50"], m["detections"]) == (0.0, 0.0, 0)
+    assert [r["AP"] for r in m["per_class"]] == [0.0, 0.0, None]
+
+
+def test_unknown_category_id_is_an_error_not_ignored(gt):
+    with pytest.raises(ValueError, match=r"\[2\]"):
+        coco_eval(gt, [_row(1, 2, [10, 10, 30, 30])])  # class index 2 passed as an id by mistake
+
+
+def test_pycocotools_prints_nothing(gt, capsys):
+    coco_eval(gt, [_row(1, 3, [10, 10, 30, 30])])
+    assert capsys.readouterr().out == ""
+
+
+def test_restricting_to_some_images(gt):
+    m = coco_eval(gt, [_row(2, 3, [5, 5, 60, 60])], image_ids=[2])
+    assert m["mAP"] == pytest.approx(1.0)
+    assert {r["category_id"]: r["gt_boxes"] for r in m["per_class"]} == {3: 1, 7: 0, 11: 0}
+
+
+def test_ema_ramps_its_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = ModelEMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # decay min(0.9, 2/11): 0 * 2/11 + 1 * 9/11
+    assert ema.module.weight.item() == pytest.approx(9 / 11)
+    for _ in range(100):
+        ema.update(model)
+    assert ema.module.weight.item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 4, 20, 0.05) == 0.25 and lr_factor(3, 4, 20, 0.05) == 1.0
+    assert lr_factor(4, 4, 20, 0.05) == 1.0
+    assert lr_factor(12, 4, 20, 0.05) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(20, 4, 20, 0.05) == pytest.approx(0.05)
+
+
+def test_nan_loss_stops_before_the_update():
+    model = torch.nn.Conv2d(3, 1, 1)
+    before = model.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+    def criterion(raw, gt, seen):
+        return raw.sum() * float("nan"), {}
+
+    batch = {"images": torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "targets": [torch.zeros(0, 5)], "bad": []}
+    with pytest.raises(NonFiniteLoss, match="nan"):
+        train_one_epoch(model, criterion, opt, sched, [batch], torch.device("cpu"))
+    assert torch.equal(model.weight, before)

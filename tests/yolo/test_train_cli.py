@@ -1,0 +1,147 @@
+"""End to end: overfitting 8 images, `detkit yolo train` + `--resume` exactness, eval, predict, NaN stop, BCCD."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from detkit.data.synth import write_detection_set
+from tests.conftest import shared_path
+
+TINY = ["--width", "0.125", "--workers", "0", "--optimizer", "adamw", "--lr", "0.005", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def synth8(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth8")
+    write_detection_set(out, images=8, size=128, seed=0)
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_8_images(synth8, tmp_path):
+    from detkit.yolo.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=str(synth8 / "instances.json"), out=str(tmp_path / "run"), epochs=50, batch=4, img_size=128, augment=False,
+        lr=0.005, optimizer="adamw", width=0.125, workers=0, eval_every=50, warmup_epochs=5, ema_decay=0.0,
+    )  # fmt: skip
+    summary = train(cfg)
+    assert summary["metrics"]["best_mAP50"] >= 0.9, summary["metrics"]
+
+
+def _rows(path):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if "per_s" not in k} for r in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
+    data = synth8 / "instances.json"
+    common = ["--data", data, "--epochs", "2", "--batch", "4", "--img-size", "64", *TINY]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    code, _, err = cli("yolo", "train", *common, "--out", straight)
+    assert code == 0, err
+    assert {p.name for p in straight.iterdir()} >= {"run.json", "config.json", "metrics.csv", "last.pt", "best.pt", "summary.json"}
+
+    # interrupted after the first epoch (2 steps of 4 images), then resumed
+    code, _, err = cli("yolo", "train", *common, "--out", resumed, "--max-steps", "2")
+    assert code == 0, err
+    assert torch.load(resumed / "last.pt", weights_only=False)["epoch"] == 1
+    code, _, err = cli("yolo", "train", "--resume", resumed)
+    assert code == 0, err
+    assert "resuming" in err
+
+    a = torch.load(straight / "last.pt", weights_only=False)
+    b = torch.load(resumed / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2 and a["seen_images"] == b["seen_images"] == 16
+    for part in ("model",):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+    assert all(torch.equal(a["ema"]["module"][k], b["ema"]["module"][k]) for k in a["ema"]["module"])
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    assert _rows(straight / "metrics.csv") == _rows(resumed / "metrics.csv")
+    assert len(_rows(straight / "metrics.csv")) == 2
+    summary = json.loads((resumed / "summary.json").read_text())
+    assert summary["kind"] == "yolo.train" and summary["curves"] == "metrics.csv"
+    assert [r["name"] for r in summary["tables"]["per_class"]] == ["circle", "rectangle", "triangle"]
+
+    # nothing left to do: a clear usage error
+    code, _, err = cli("yolo", "train", "--resume", resumed)
+    assert code == 2 and "already trained 2 of 2 epochs" in err
+
+    doc = cli_json("yolo", "eval", straight / "best.pt", "--data", data, "--workers", "0", "--out", tmp_path / "ev")
+    assert doc["kind"] == "yolo.eval" and doc["metrics"]["images"] == 8
+    assert 0.0 <= doc["metrics"]["mAP"] <= doc["metrics"]["mAP50"] <= 1.0
+    preds = json.loads((tmp_path / "ev" / "predictions.json").read_text())
+    assert len(preds) == doc["metrics"]["detections"] > 0
+    assert {p["category_id"] for p in preds} <= {3, 7, 11}  # the dataset's own ids, not class indices
+    assert json.loads((tmp_path / "ev" / "summary.json").read_text())["kind"] == "yolo.eval"
+
+    imgs = sorted((synth8 / "images").iterdir())[:2]
+    code, _, err = cli("yolo", "predict", straight / "best.pt", *imgs, "--out", tmp_path / "pred", "--conf", "0.01")
+    assert code == 0, err
+    det = json.loads((tmp_path / "pred" / "detections.json").read_text())
+    assert [r["output"] for r in det["images"]] == [p.name for p in imgs]
+    assert all((tmp_path / "pred" / p.name).is_file() for p in imgs)
+    assert json.loads((tmp_path / "pred" / "summary.json").read_text())["kind"] == "yolo.predict"
+
+
+def test_nan_loss_stops_with_exit_1_and_keeps_the_checkpoint(synth8, tmp_path, cli, monkeypatch):
+    from detkit.yolo.loss import YoloLoss
+
+    real = YoloLoss.forward
+    calls = {"n": 0}
+
+    def flaky(self, raw, gt, seen_images=0):
+        calls["n"] += 1
+        total, parts = real(self, raw, gt, seen_images)
+        return (total * float("nan"), parts) if calls["n"] > 2 else (total, parts)
+
+    monkeypatch.setattr(YoloLoss, "forward", flaky)
+    run = tmp_path / "nan"
+    code, _, err = cli("yolo", "train", "--data", synth8 / "instances.json", "--epochs", "3", "--batch", "4",
+                       "--img-size", "64", *TINY, "--out", run)  # fmt: skip
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        f"detkit: error: training stopped in epoch 2: loss is nan at step 1 of the epoch; last good checkpoint kept: {run / 'last.pt'}"
+    )
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 1
+
+
+def test_missing_data_is_a_usage_error(cli, tmp_path):
+    code, _, err = cli("yolo", "train", "--data", tmp_path / "nope.json", "--out", tmp_path / "r")
+    assert code == 2 and "nope.json" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_bccd_voc_trains_a_few_steps(cli, tmp_path):
+    bccd = shared_path("bccd", "BCCD")
+    run = tmp_path / "bccd"
+    code, _, err = cli("yolo", "train", "--data", bccd, "--train-list", bccd / "ImageSets/Main/train.txt",
+                       "--val-list", bccd / "ImageSets/Main/test.txt", "--limit", "8", "--max-steps", "2",
+                       "--batch", "4", "--img-size", "128", *TINY, "--out", run)  # fmt: skip
+    assert code == 0, err
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    assert ckpt["class_map"]["names"] == ["Platelets", "RBC", "WBC"] and ckpt["seen_images"] == 8
+    rows = _rows(run / "metrics.csv")
+    assert len(rows) == 1 and float(rows[0]["loss"]) > 0
+
+
+def test_corrupt_image_is_reported_by_path_and_training_goes_on(synth8, tmp_path, cli):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth8, data)
+    bad = data / "images" / "shape_00003.jpg"
+    bad.write_bytes(bad.read_bytes()[:40])  # a truncated header: cv2 cannot decode it
+    code, _, err = cli("yolo", "train", "--data", data / "instances.json", "--epochs", "1", "--batch", "4",
+                       "--img-size", "64", *TINY, "--out", tmp_path / "run")  # fmt: skip
+    assert code == 0, err
+    assert f"{bad}: cannot decode the image; skipped" in err.replace("\n", "")
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ckpt["seen_images"] == 7
