@@ -13,6 +13,7 @@ Paths inside a summary are relative to the folder that holds it.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import platform
 import shlex
 import sys
@@ -27,10 +28,17 @@ from detkit.io import SCHEMA_VERSION, sha256_file, write_json
 def versions() -> dict[str, str]:
     """Versions of Python, detkit and the libraries that shape results (only those already imported)."""
     v = {"python": platform.python_version(), "detkit": __version__, "platform": platform.platform()}
+    dists = {"sklearn": "scikit-learn", "cv2": "opencv-python-headless"}
     for name in ("numpy", "torch", "torchvision", "pycocotools", "sklearn", "cv2", "msgspec", "pandas"):
         mod = sys.modules.get(name)
         if mod is not None:
-            v[name] = str(getattr(mod, "__version__", "?"))
+            ver = getattr(mod, "__version__", None)
+            if ver is None:  # pycocotools has no __version__
+                try:
+                    ver = importlib.metadata.version(dists.get(name, name))
+                except importlib.metadata.PackageNotFoundError:
+                    ver = "?"
+            v[name] = str(ver)
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         v["cuda"] = str(torch.version.cuda)
