@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from detkit.classify.augment import AugmentConfig, DeviceLoader
-from detkit.classify.engine import EMA, Step, train_one_epoch
+from detkit.classify.engine import Step, train_one_epoch
 from detkit.classify.models import build_model
 from detkit.classify.train import TrainConfig, build_optimizer
+from detkit.training import ModelEMA
 
 # dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, no sparsity)
 PEAK_BF16 = {
@@ -71,7 +72,7 @@ def bench_recipe(model, images, labels, args, device) -> float:
     cfg = TrainConfig(data="", out="", batch=args.batch, img_size=args.img_size).resolved()
     opt, sched = build_optimizer(model, cfg, total_steps=10 * (args.steps + args.warmup))
     net = torch.compile(model) if args.compile else model
-    step = Step(opt, sched, 0.1, amp=cuda, channels_last=cuda, ema=EMA(model, 0.999), raw_model=model)
+    step = Step(opt, sched, 0.1, amp=cuda, channels_last=cuda, ema=ModelEMA(model, 0.999), raw_model=model)
     mean, std = torch.full((3,), 0.45), torch.full((3,), 0.25)
     aug = AugmentConfig(cfg.pad, True, cfg.cutout)
     warm = DeviceLoader(

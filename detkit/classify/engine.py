@@ -1,51 +1,17 @@
-"""One training epoch, evaluation, the weight EMA and RNG state: the loop pieces ``train.py`` composes."""
+"""One training epoch and evaluation: the loop pieces ``train.py`` composes (EMA and RNG state: detkit.training)."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import random
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class EMA:
-    """Exponential moving average of the weights and BN buffers.
-
-    The decay ramps up as ``min(decay, (1 + t) / (10 + t))`` so short runs are not dominated by the init.
-    """
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.module = copy.deepcopy(model).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.decay, self.updates = decay, 0
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        ema, cur = [], []
-        for e, m in zip(self.module.state_dict().values(), model.state_dict().values()):
-            if e.dtype.is_floating_point:
-                ema.append(e)
-                cur.append(m.detach())
-            else:
-                e.copy_(m)
-        torch._foreach_lerp_(ema, cur, 1.0 - d)
-
-    def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["module"])
-        self.updates, self.decay = state["updates"], state["decay"]
+from detkit.training import ModelEMA
 
 
 @dataclass
@@ -57,7 +23,7 @@ class Step:
     label_smoothing: float = 0.1
     amp: bool = False  # bf16 autocast (CUDA)
     channels_last: bool = False
-    ema: EMA | None = None
+    ema: ModelEMA | None = None
     check_every: int = 50  # steps between finiteness checks (each one is a device sync)
     raw_model: nn.Module | None = field(default=None)  # the un-wrapped model the EMA follows
 
@@ -152,26 +118,3 @@ def accuracy_stats(logits: torch.Tensor, targets: torch.Tensor, label_smoothing:
         "pred": pred,
         "confusion": confusion.numpy(),
     }
-
-
-def rng_state() -> dict:
-    """Every global RNG's state (the data order and augmentation use their own per-epoch generators)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    # plain lists, so checkpoints load with torch.load(weights_only=True)
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [name, keys.tolist(), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -14,11 +14,11 @@ from detkit.classify.engine import accuracy_stats, predict
 from detkit.classify.gradcam import grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
 from detkit.classify.runfiles import load_checkpoint
-from detkit.classify.train import resolve_device
 from detkit.console import info, warn
 from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_path
 from detkit.runs import record_run, write_summary
+from detkit.training import resolve_device
 
 SUBSETS = ("val", "official", "all")
 

@@ -20,11 +20,12 @@ from torch import nn
 
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
 from detkit.classify.models import build_model, load_weights
-from detkit.classify.train import TrainConfig, prepare_data, resolve_device
+from detkit.classify.train import TrainConfig, prepare_data
 from detkit.console import info, progress
 from detkit.errors import DetkitError
 from detkit.io import atomic_path, atomic_write
 from detkit.runs import record_run, write_summary
+from detkit.training import resolve_device
 
 
 def lr_range_test(

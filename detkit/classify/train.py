@@ -11,7 +11,6 @@ very same run; data order and augmentation are seeded per epoch, so nothing else
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -21,15 +20,7 @@ from rich.progress import Progress
 
 from detkit.classify import data as D
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
-from detkit.classify.engine import (
-    EMA,
-    Step,
-    accuracy_stats,
-    predict,
-    rng_state,
-    set_rng_state,
-    train_one_epoch,
-)
+from detkit.classify.engine import Step, accuracy_stats, predict, train_one_epoch
 from detkit.classify.models import build_model, load_weights
 from detkit.classify.runfiles import (
     load_checkpoint,
@@ -42,6 +33,7 @@ from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
 from detkit.io import atomic_path, write_json
 from detkit.runs import record_run
+from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 
 # options that may differ on --resume without changing the run's results
 RUNTIME_FIELDS = ("device", "compile", "workers", "cache_dir", "stop_after")
@@ -97,35 +89,6 @@ class Prepared:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DetkitError("--device cuda: no CUDA GPU is available (use --device cpu)")
-        return torch.device("cuda", local_rank if name == "cuda" else torch.device(name).index)
-    if name != "cpu":
-        raise DetkitError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device("cpu")
-
-
-def dist_init(device: str) -> tuple[int, int, int]:
-    """(rank, world, local_rank); starts the process group when launched by torchrun with WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    import torch.distributed as dist
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        use_nccl = device != "cpu" and torch.cuda.is_available()
-        if use_nccl:
-            torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if use_nccl else "gloo")
-    return dist.get_rank(), world, local
 
 
 def _barrier(world: int) -> None:
@@ -232,7 +195,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         loaded, skipped = load_weights(model, cfg.weights)
         say(f"loaded {len(loaded)} tensors from {cfg.weights}; kept random init for {len(skipped)}")
     model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
-    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     opt, sched = build_optimizer(model, cfg, cfg.epochs * len(train_loader))
     start, best, best_epoch = 0, -1.0, 0
     if ckpt is not None:

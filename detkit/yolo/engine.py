@@ -10,7 +10,6 @@ pycocotools, guarding its traps (see :func:`coco_eval`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from detkit.coco.model import Dataset
+from detkit.training import ModelEMA
 from detkit.yolo.data import ClassMap, unletterbox
 
 LOSS_PARTS = ("coord", "obj", "noobj", "cls")
@@ -27,38 +27,6 @@ LOSS_PARTS = ("coord", "obj", "noobj", "cls")
 
 class NonFiniteLoss(RuntimeError):
     """The loss turned NaN or infinite; the weights were not updated by that step."""
-
-
-class ModelEMA:
-    """Exponential moving average of a model's weights (and buffers) for evaluation.
-
-    decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n updates, so early averages are not
-    dominated by the random initial weights.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float = 0.9998):
-        self.module = copy.deepcopy(model).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.decay, self.updates = decay, 0
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        src = model.state_dict()
-        for k, v in self.module.state_dict().items():
-            if v.dtype.is_floating_point:
-                v.mul_(d).add_(src[k].detach(), alpha=1 - d)
-            else:
-                v.copy_(src[k])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"module": self.module.state_dict(), "decay": self.decay, "updates": self.updates}
-
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.module.load_state_dict(sd["module"])
-        self.decay, self.updates = sd["decay"], sd["updates"]
 
 
 def to_input(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:

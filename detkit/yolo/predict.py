@@ -15,16 +15,17 @@ import torch
 from detkit.console import warn
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, write_json
+from detkit.training import resolve_device
 from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, letterbox_transform, select_images
 from detkit.yolo.engine import evaluate, predict_batch
-from detkit.yolo.train import load_checkpoint, model_from_checkpoint, pick_device
+from detkit.yolo.train import load_checkpoint, model_from_checkpoint
 
 
 def load_model(weights: str | Path, device: str = "auto") -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
     """(model on device in eval mode, checkpoint metadata, device) from a checkpoint file."""
     ckpt = load_checkpoint(weights)
     model, class_map, img_size = model_from_checkpoint(ckpt)
-    dev = pick_device(device)
+    dev = resolve_device(device)
     meta = {"class_map": class_map, "img_size": img_size, "anchors": ckpt["model_config"]["anchors"], "epoch": ckpt.get("epoch")}
     return model.to(dev), meta, dev
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -32,8 +31,9 @@ from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
 from detkit.io import atomic_path, atomic_write, write_json
 from detkit.runs import record_run, write_summary
+from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, select_images
-from detkit.yolo.engine import LOSS_PARTS, ModelEMA, NonFiniteLoss, _unwrap, evaluate, train_one_epoch
+from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, _unwrap, evaluate, train_one_epoch
 
 # YOLOv2's VOC anchors, in cells of the 13x13 grid at 416 (yolo-voc.cfg)
 VOC_ANCHORS = [(1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071)]
@@ -93,19 +93,6 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise DetkitError("--device cuda: no CUDA device is available (use --device cpu)")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise DetkitError(f"--device must be auto, cpu or cuda, got '{name}'")
-    return torch.device("cpu")
-
-
 def resolve_anchors(path: str | None, ds, img_size: int, k: int = 5, seed: int = 0) -> tuple[list[tuple[float, float]], str]:
     """Anchors in grid cells at ``img_size``: from an anchors.json, else IoU k-means on ``ds``, else VOC's.
 
@@ -154,21 +141,6 @@ def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def rng_states() -> dict[str, Any]:
-    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
-
-
-def set_rng_states(s: dict[str, Any]) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -208,18 +180,6 @@ def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
             w.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
 
 
-def _dist() -> tuple[int, int, int]:
-    """(rank, world size, local rank); initialises the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return rank, world, local
-
-
 def _load_split(path: str, list_file: str | None, limit: int | None):
     return select_images(load_dataset(path), list_file, limit)
 
@@ -233,9 +193,9 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
     from detkit.yolo.loss import LossConfig, YoloLoss
     from detkit.yolo.model import YoloConfig, YOLOv2
 
-    rank, world, local = _dist()
+    rank, world, local = dist_init(cfg.device)
     main = rank == 0
-    device = pick_device(cfg.device, local)
+    device = resolve_device(cfg.device, local)
     cuda = device.type == "cuda"
     run = Path(cfg.out)
     if cfg.img_size % 32:
@@ -295,7 +255,7 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
         if ema is not None and resume.get("ema"):
             ema.load_state_dict(resume["ema"])
         start_epoch, seen, history, best = resume["epoch"], resume["seen_images"], resume["history"], resume["best"]
-        set_rng_states(resume["rng"])
+        set_rng_state(resume["rng"])
         if main:
             info(f"resuming {run} at epoch {start_epoch + 1}/{cfg.epochs} ({seen} images seen)")
 
@@ -362,7 +322,7 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
             if main:
                 state = {**base, "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None, "epoch": epoch + 1,
-                         "seen_images": seen, "history": history, "best": best, "best_eval": best_eval, "rng": rng_states(),
+                         "seen_images": seen, "history": history, "best": best, "best_eval": best_eval, "rng": rng_state(),
                          "data_order": {"seed": cfg.seed, "next_epoch": epoch + 1}}  # fmt: skip
                 save_checkpoint(run / "last.pt", state)
                 if improved or not (run / "best.pt").exists():

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import torch
 
-from detkit.classify.engine import EMA, accuracy_stats
+from detkit.classify.engine import accuracy_stats
+from detkit.training import ModelEMA
 
 
 def test_ema_warmup_and_buffers():
     m = torch.nn.BatchNorm1d(2)
-    ema = EMA(m, decay=0.5)
+    ema = ModelEMA(m, decay=0.5)
     with torch.no_grad():
         m.weight.fill_(3.0)  # ema starts at 1.0
         m.running_mean.fill_(2.0)
@@ -19,7 +20,7 @@ def test_ema_warmup_and_buffers():
     ema.update(m)  # t=2: decay min(0.5, 3/12) = 0.25
     assert torch.allclose(ema.module.weight, torch.full((2,), 29 / 11 * 0.25 + 3 * 0.75))
     state = ema.state_dict()
-    other = EMA(torch.nn.BatchNorm1d(2), decay=0.9)
+    other = ModelEMA(torch.nn.BatchNorm1d(2), decay=0.9)
     other.load_state_dict(state)
     assert other.updates == 2 and other.decay == 0.5 and torch.equal(other.module.weight, ema.module.weight)
 

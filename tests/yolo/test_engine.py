@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from detkit.coco.model import make_dataset
-from detkit.yolo.engine import ModelEMA, NonFiniteLoss, coco_eval, train_one_epoch
+from detkit.training import ModelEMA
+from detkit.yolo.engine import NonFiniteLoss, coco_eval, train_one_epoch
 from detkit.yolo.train import lr_factor
 
 

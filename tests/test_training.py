@@ -1,0 +1,43 @@
+"""detkit.training: the pieces both training loops share."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from detkit.errors import DetkitError
+from detkit.training import ModelEMA, resolve_device, rng_state, set_rng_state
+
+
+def test_rng_state_round_trip_restores_every_generator():
+    state = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(DetkitError, match="--device must be"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(DetkitError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_ema_ramps_then_follows_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = ModelEMA(model, decay=0.5)
+    model.weight.data.fill_(1.0)
+    ema.update(model)  # n = 1: d = min(0.5, 2 / 11) = 2/11 -> 0 * 2/11 + 1 * 9/11
+    assert ema.module.weight.item() == pytest.approx(9 / 11)
+    ema.update(model)  # n = 2: d = min(0.5, 3 / 12) = 0.25
+    assert ema.module.weight.item() == pytest.approx(0.25 * 9 / 11 + 0.75)
+    restored = ModelEMA(torch.nn.Linear(1, 1, bias=False))
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 2 and restored.module.weight.item() == ema.module.weight.item()
