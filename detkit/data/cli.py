@@ -46,5 +46,7 @@ def synth(
         result = {"task": "classify", "root": str(root), "classes": classes, "per_class": per_class}
     if json:
         emit_json(result)
+    elif task == Task.detect:
+        info(f"wrote {images} images to {out / 'images'} and their annotations to {result['annotations']}")
     else:
-        info(f"wrote {result}")
+        info(f"wrote a Tiny-ImageNet-layout set ({classes} classes x {per_class} images) to {result['root']}")
