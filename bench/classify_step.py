@@ -4,7 +4,7 @@ Measures images/s of the full recipe step (device-resident uint8 images, crop/fl
 ResNet forward/backward, SGD + one-cycle, EMA; bf16 autocast + channels_last on CUDA, optional
 torch.compile) against a named baseline measured in the same run: the same model in a plain eager fp32
 NCHW loop with no augmentation or EMA. FLOPs per image come from torch.utils.flop_counter; the fraction of
-peak uses the dense bf16 peak of the GPU (table below). The issue's target: a 70k-image ResNet-18 epoch in
+peak uses the dense bf16 peak of the GPU (detkit.training.BF16_PEAK_TFLOPS). The issue's target: a 70k-image ResNet-18 epoch in
 under 10 s on one H100 (>= 7,000 images/s).
 
     python bench/classify_step.py                      # auto device, recipe defaults
@@ -23,30 +23,7 @@ from detkit.classify.augment import AugmentConfig, DeviceLoader
 from detkit.classify.engine import Step, train_one_epoch
 from detkit.classify.models import build_model
 from detkit.classify.train import TrainConfig, build_optimizer
-from detkit.training import ModelEMA
-
-# dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, no sparsity)
-PEAK_BF16 = {
-    "H200": 989.0,
-    "H100 PCIe": 756.0,
-    "H100": 989.0,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "L4": 121.0,
-    "A10": 125.0,
-    "RTX 4090": 165.0,
-    "V100": 125.0,
-}
-
-
-def peak_tflops(device: torch.device) -> tuple[str, float | None]:
-    if device.type != "cuda":
-        return "CPU", None
-    name = torch.cuda.get_device_name(device)
-    for key, peak in PEAK_BF16.items():  # most specific first
-        if key in name:
-            return name, peak
-    return name, None
+from detkit.training import ModelEMA, peak_bf16_tflops
 
 
 def flops_per_image(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool) -> float:
@@ -150,7 +127,8 @@ def main() -> None:
     n = args.batch * args.steps
     images = torch.randint(0, 256, (n, args.img_size, args.img_size, 3), dtype=torch.uint8, device=device)
     labels = torch.randint(0, args.classes, (n,), device=device)
-    name, peak = peak_tflops(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    peak = peak_bf16_tflops(device)
     model = build_model(args.model, args.classes, "64", args.width).to(device)
     fpi = flops_per_image(model, images[:8].permute(0, 3, 1, 2).float().div(255), labels[:8], amp=False)
     loader_ips = bench_loader(images, labels, args, device)

@@ -28,26 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
+from detkit.training import peak_bf16_tflops
 from detkit.yolo.loss import LossConfig, YoloLoss
 from detkit.yolo.model import YoloConfig, YOLOv2
 
-VOC_ANCHORS = [(1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071)]
+VOC_ANCHORS = list(YOLOV2_VOC_GRID_13)  # the YOLOv2 paper's VOC anchors, grid cells at 13x13
 TARGET_STEP, TARGET_E2E = 2500.0, 1500.0  # img/s on one H100
-# dense bf16 tensor-core peak, TFLOP/s, by a substring of torch.cuda.get_device_name(); first match wins
-BF16_PEAK_TFLOPS = [
-    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("H800", 989.0),
-    ("GH200", 989.0), ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L40", 181.0),
-    ("L4", 121.0), ("A10G", 70.0), ("A10", 125.0), ("RTX 4090", 165.0), ("RTX 3090", 71.0), ("V100", 125.0),
-]
-
-
-def peak_tflops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((p for key, p in BF16_PEAK_TFLOPS if key in name), None)
-
-
 def synthetic_batch(batch: int, size: int, num_classes: int, device: torch.device, seed: int = 0):
     """Random images and 1..8 random boxes per image (targets stay on the CPU, as the loader gives them)."""
     g = torch.Generator().manual_seed(seed)
@@ -213,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         "gflops_fwd_per_image": fwd_flops / 1e9, "gflops_train_per_image": train_flops / 1e9,
         "step_img_s": time_synthetic(step, args, device),
     }
-    peak = peak_tflops(device)
+    peak = peak_bf16_tflops(device)
     res["achieved_tflops"] = res["step_img_s"] * train_flops / 1e12
     res["peak_bf16_tflops"] = peak
     res["fraction_of_peak"] = res["achieved_tflops"] / peak if peak else None

@@ -41,3 +41,13 @@ def test_ema_ramps_then_follows_decay():
     restored = ModelEMA(torch.nn.Linear(1, 1, bias=False))
     restored.load_state_dict(ema.state_dict())
     assert restored.updates == 2 and restored.module.weight.item() == ema.module.weight.item()
+
+
+def test_peak_lookup_prefers_the_specific_name(monkeypatch):
+    from detkit.training import peak_bf16_tflops
+
+    assert peak_bf16_tflops(torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 PCIe")
+    assert peak_bf16_tflops(torch.device("cuda")) == 756.0
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert peak_bf16_tflops(torch.device("cuda")) == 989.0

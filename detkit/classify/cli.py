@@ -11,6 +11,13 @@ import typer
 from detkit.console import emit_json, info
 from detkit.errors import DetkitError
 
+
+def _check_val(val: str) -> None:
+    # checked here rather than with an Enum so a wrong value is one plain line, like every other error
+    if val not in ("split", "official"):
+        raise DetkitError(f"--val must be split or official, got {val!r}")
+
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -86,8 +93,7 @@ def train(
         raise DetkitError("--resume continues in its own folder; leave out --out or give the same folder")
     if data is None and resume is None:
         raise DetkitError("give --data ROOT")
-    if val not in ("split", "official"):
-        raise DetkitError(f"--val must be split or official, got {val!r}")
+    _check_val(val)
     cfg = TrainConfig(
         data=str(data) if data else "",
         out=str(run),
@@ -205,8 +211,7 @@ def lr_find(
     from detkit.classify.lrfind import lr_find as run_lr_find
     from detkit.classify.train import TrainConfig
 
-    if val not in ("split", "official"):
-        raise DetkitError(f"--val must be split or official, got {val!r}")
+    _check_val(val)
     cfg = TrainConfig(
         data=str(data),
         out=str(out),

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
 from detkit.coco.loaders import load_dataset
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
@@ -36,7 +37,7 @@ from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, 
 from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, _unwrap, evaluate, train_one_epoch
 
 # YOLOv2's VOC anchors, in cells of the 13x13 grid at 416 (yolo-voc.cfg)
-VOC_ANCHORS = [(1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071)]
+VOC_ANCHORS = list(YOLOV2_VOC_GRID_13)  # the YOLOv2 paper's VOC anchors, grid cells at 13x13
 CSV_COLUMNS = ("epoch", "loss", *LOSS_PARTS, "lr", "mAP", "mAP50", "images_per_s", "eval_images_per_s", "seen_images")
 
 
