@@ -1,4 +1,4 @@
-"""YOLOv2 training throughput: the full step (forward, loss, backward, SGD) on synthetic tensors, and
+"""YOLOv2 training throughput: the trainer's full step (forward, loss, backward, clip, SGD, EMA) on synthetic tensors, and
 end to end with the real data loader on JPEGs (``--loader``).
 
 Prints images/s, the model's FLOPs per image (torch.utils.flop_counter), the achieved fraction of the
@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
-from detkit.training import peak_bf16_tflops
+from detkit.training import ModelEMA, peak_bf16_tflops
+from detkit.yolo.engine import TrainStep
 from detkit.yolo.loss import LossConfig, YoloLoss
 from detkit.yolo.model import YoloConfig, YOLOv2
 
@@ -65,31 +66,27 @@ def count_flops(model: torch.nn.Module, size: int) -> tuple[float, float]:
 
 
 class Stepper:
-    """One training step with the settings under test."""
+    """The trainer's own step (``detkit.yolo.engine.TrainStep``: clip, finite check, EMA) with the
+    settings under test, on a model built as ``detkit yolo train`` builds it."""
 
     def __init__(self, args, device: torch.device, amp: bool, channels_last: bool, compile_: bool):
         torch.manual_seed(0)
-        self.device, self.amp, self.channels_last = device, amp, channels_last
+        self.device = device
         cfg = YoloConfig(num_classes=args.classes, anchors=VOC_ANCHORS, width=args.width, backbone=args.backbone)
         self.model = YOLOv2(cfg).to(device).train()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model, dynamic=False) if compile_ else self.model
-        self.loss_fn = YoloLoss(LossConfig.preset("darknet"), VOC_ANCHORS, args.classes)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
+        forward = torch.compile(self.model, dynamic=False) if compile_ else self.model
+        loss_fn = YoloLoss(LossConfig.preset("darknet"), VOC_ANCHORS, args.classes)
+        opt = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        self.step = TrainStep(forward, loss_fn, opt, ema=ModelEMA(self.model), amp=amp, grad_clip=10.0,
+                              channels_last=channels_last)  # fmt: skip
         self.seen = 0
 
     def __call__(self, images: torch.Tensor, gt: list[torch.Tensor]) -> torch.Tensor:
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            raw = self.forward(images)
-        loss, _ = self.loss_fn(raw, gt, self.seen)  # fp32 inside
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        parts = self.step(images, gt, self.device, self.seen)  # images: uint8 from the loader, or float
         self.seen += images.shape[0]
-        return loss.detach()
+        return parts[0]
 
 
 def sync(device: torch.device) -> None:
@@ -150,9 +147,8 @@ def time_loader(step: Stepper, args, device: torch.device) -> float | None:
                 if it == args.warmup:
                     sync(device)
                     t0, n_done = time.perf_counter(), 0
-                x = batch["images"].to(device, non_blocking=True).float().div_(255)
-                step(x, batch["targets"])
-                n_done += x.shape[0]
+                step(batch["images"], batch["targets"])  # uint8 -> float on the device, as in training
+                n_done += batch["images"].shape[0]
                 it += 1
                 if it >= args.warmup + args.steps:
                     break

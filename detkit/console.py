@@ -20,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from detkit.io import SCHEMA_VERSION, to_json
 
@@ -55,10 +56,16 @@ def emit_json(doc: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def info(message: str) -> None:
-    """A message for the user, on stderr."""
-    err.print(message)
+def info(message: str, *, markup: bool = False) -> None:
+    """A message for the user, on stderr.
+
+    Args:
+        message: plain text; paths with brackets print as they are unless ``markup`` is set.
+        markup: read rich markup (``[green]ok[/green]``) in ``message``; escape any paths in it.
+    """
+    err.print(message, markup=markup)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {message}")
+    """A warning on stderr: ``warning: message`` (message is plain text)."""
+    err.print(Text.assemble(("warning:", "yellow"), " ", message))

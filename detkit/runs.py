@@ -24,21 +24,25 @@ from typing import Any
 from detkit import __version__
 from detkit.io import SCHEMA_VERSION, sha256_file, write_json
 
+# the libraries that shape results: import name -> distribution names to ask importlib.metadata
+_LIBRARIES = {
+    "numpy": ("numpy",), "torch": ("torch",), "torchvision": ("torchvision",), "pycocotools": ("pycocotools",),
+    "sklearn": ("scikit-learn",), "cv2": ("opencv-python-headless", "opencv-python"), "msgspec": ("msgspec",),
+    "pandas": ("pandas",), "matplotlib": ("matplotlib",),
+}  # fmt: skip
+
 
 def versions() -> dict[str, str]:
-    """Versions of Python, detkit and the libraries that shape results (only those already imported)."""
+    """Versions of Python, detkit and the installed libraries that shape results (read from package
+    metadata, so a library the command imports later is listed too), plus CUDA and the GPU when in use."""
     v = {"python": platform.python_version(), "detkit": __version__, "platform": platform.platform()}
-    dists = {"sklearn": "scikit-learn", "cv2": "opencv-python-headless"}
-    for name in ("numpy", "torch", "torchvision", "pycocotools", "sklearn", "cv2", "msgspec", "pandas"):
-        mod = sys.modules.get(name)
-        if mod is not None:
-            ver = getattr(mod, "__version__", None)
-            if ver is None:  # pycocotools has no __version__
-                try:
-                    ver = importlib.metadata.version(dists.get(name, name))
-                except importlib.metadata.PackageNotFoundError:
-                    ver = "?"
-            v[name] = str(ver)
+    for name, dists in _LIBRARIES.items():
+        for dist in dists:
+            try:
+                v[name] = importlib.metadata.version(dist)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         v["cuda"] = str(torch.version.cuda)
@@ -85,6 +89,22 @@ def record_run(
     }
     write_json(run_dir / "run.json", record)
     return record
+
+
+def record_resume(run_dir: str | Path, config: dict[str, Any]) -> None:
+    """Append this invocation (time, command line, the options it ran with, versions) to the
+    ``resumed`` list of ``run_dir/run.json``, so every command that touched the run is on record."""
+    import json
+
+    path = Path(run_dir) / "run.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = {"schema_version": SCHEMA_VERSION}
+    record.setdefault("resumed", []).append(
+        {"created": now(), "command": command_line(), "config": config, "versions": versions()}
+    )
+    write_json(path, record)
 
 
 def write_summary(out_dir: str | Path, kind: str, title: str, **fields: Any) -> Path:

@@ -11,18 +11,12 @@ import typer
 from detkit.console import emit_json, info
 from detkit.errors import DetkitError
 
-
-def _check_val(val: str) -> None:
-    # checked here rather than with an Enum so a wrong value is one plain line, like every other error
-    if val not in ("split", "official"):
-        raise DetkitError(f"--val must be split or official, got {val!r}")
-
-
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -93,7 +87,6 @@ def train(
         raise DetkitError("--resume continues in its own folder; leave out --out or give the same folder")
     if data is None and resume is None:
         raise DetkitError("give --data ROOT")
-    _check_val(val)
     cfg = TrainConfig(
         data=str(data) if data else "",
         out=str(run),
@@ -119,7 +112,8 @@ def train(
         cache_dir=str(cache_dir) if cache_dir else None,
         stop_after=stop_after,
     )
-    result = run_train(cfg, resume=resume is not None)
+    given = [n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    result = run_train(cfg, resume=resume is not None, given=given)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return
     if json:
@@ -211,7 +205,6 @@ def lr_find(
     from detkit.classify.lrfind import lr_find as run_lr_find
     from detkit.classify.train import TrainConfig
 
-    _check_val(val)
     cfg = TrainConfig(
         data=str(data),
         out=str(out),

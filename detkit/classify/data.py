@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.console import info, progress
+from detkit.console import info, progress, warn
 from detkit.errors import DetkitError, InputError
 from detkit.io import write_json
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 CACHE_VERSION = 1
+MAX_LISTED = 20  # unreadable images named one per line before the error
 TRAIN, VAL = 0, 1  # Catalog.group: the train folder, or the official (labelled) val folder
 
 
@@ -145,9 +146,23 @@ def scan_dataset(root: str | Path) -> Catalog:
         root: the data set folder.
     """
     root = Path(root)
-    if not root.is_dir():
+    if not root.exists():
         raise InputError(root, None, "data folder not found")
+    if not root.is_dir():
+        raise InputError(root, None, "is a file; --data takes a data set folder")
+    if not (root / "wnids.txt").exists() and (root / "val" / "val_annotations.txt").exists():
+        raise InputError(root / "wnids.txt", None, "missing: Tiny ImageNet's layout needs its class list")
     cat = _scan_tiny(root) if (root / "wnids.txt").exists() else _scan_imagefolder(root)
+    per_class = np.bincount(cat.labels[cat.group == TRAIN], minlength=len(cat.classes))
+    empty = [c for c, n in zip(cat.classes, per_class) if n == 0]
+    if empty and len(cat):
+        where = "train/<wnid>/images" if cat.layout == "tiny-imagenet" else "<class>"
+        raise InputError(
+            root,
+            None,
+            f"{len(empty)} class folder(s) hold no training images ({where}): {', '.join(empty[:5])}"
+            + (" ..." if len(empty) > 5 else ""),
+        )
     if len(cat) == 0 or len(cat.classes) < 2:
         raise InputError(
             root,
@@ -266,10 +281,15 @@ def decode_cache(cat: Catalog, size: int, cache_dir: str | Path, workers: int = 
     """
     cache_dir = Path(cache_dir)
     key = fingerprint(cat, size)
-    path = cache_dir / f"classify-{key[:20]}-{size}px.npy"
+    # one cache per data root and size: <root hash>-<content hash>; a new content hash replaces the old
+    family = "classify-" + hashlib.sha256(str(cat.root.resolve()).encode()).hexdigest()[:8]
+    path = cache_dir / f"{family}-{key[:16]}-{size}px.npy"
     if path.exists():
-        arr = np.load(path, mmap_mode="r")
-        if arr.shape == (len(cat), size, size, 3):
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError):  # truncated or foreign: decode again
+            arr = None
+        if arr is not None and arr.shape == (len(cat), size, size, 3) and arr.dtype == np.uint8:
             return arr, True
     tmp = cache_dir / f".{path.name}.{os.getpid()}.tmp"
     try:
@@ -296,12 +316,19 @@ def decode_cache(cat: Catalog, size: int, cache_dir: str | Path, workers: int = 
                 bar.advance(task, n)
         if bad:
             bad.sort()
-            more = f" (and {len(bad) - 1} more unreadable images)" if len(bad) > 1 else ""
+            for line in bad[:MAX_LISTED] if len(bad) > 1 else ():  # one bad file: the error names it
+                warn(line)
+            if len(bad) > MAX_LISTED:
+                warn(f"... and {len(bad) - MAX_LISTED} more unreadable images")
+            more = f" (and {len(bad) - 1} more unreadable images, listed above)" if len(bad) > 1 else ""
             raise DetkitError(bad[0] + more)
         arr.flush()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    for stale in cache_dir.glob(f"{family}-*-{size}px.npy"):  # caches of this data before it changed
+        if stale != path:
+            stale.unlink(missing_ok=True)
     info(f"decoded {len(cat)} images into {path}")
     return np.load(path, mmap_mode="r"), False

@@ -11,7 +11,7 @@ import torch
 from detkit.classify import data as D
 from detkit.classify.augment import DeviceLoader
 from detkit.classify.engine import accuracy_stats, predict
-from detkit.classify.gradcam import grad_cam, overlay
+from detkit.classify.gradcam import check_cam_layer, grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
 from detkit.classify.runfiles import load_checkpoint
 from detkit.console import info, warn
@@ -126,6 +126,8 @@ def evaluate_run(
     Returns: dict with top1, top5, loss, images, misclassified and the summary path.
     """
     weights, out = Path(weights), Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, None, "exists and is not a folder; give an output folder to --out")
     if subset not in SUBSETS:
         raise DetkitError(f"--subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
     ckpt = load_checkpoint(weights)
@@ -154,6 +156,8 @@ def evaluate_run(
     model = build_model(cfg["model"], len(cat.classes), cfg["stem"], cfg.get("width", 1.0))
     model.load_state_dict(checkpoint_weights(ckpt))
     model.to(dev).eval()
+    if gallery:
+        check_cam_layer(model, cam_layer, size)
     logits, targets = predict(model, DeviceLoader(x, y, batch, mean, std), dev)
     stats = accuracy_stats(logits, targets)
     probs = logits.softmax(1)

@@ -10,6 +10,39 @@ from torch import nn
 from detkit.errors import DetkitError
 
 
+def _layer(model: nn.Module, layer: str) -> nn.Module:
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in model.named_children()]
+        raise DetkitError(
+            f"--cam-layer {layer!r} is not a layer of this model (top level: {', '.join(names)})"
+        ) from None
+
+
+def _check_maps(layer: str, out: object) -> None:
+    if not isinstance(out, torch.Tensor) or out.ndim != 4:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise DetkitError(
+            f"--cam-layer {layer!r} gives {shape}, not feature maps (B, C, H, W); "
+            "pick a convolutional stage such as layer3 or layer4"
+        )
+
+
+@torch.no_grad()
+def check_cam_layer(model: nn.Module, layer: str, size: int) -> None:
+    """Fail early, with a one-line message, when ``layer`` is missing or gives no spatial maps."""
+    module = _layer(model, layer)
+    handle = module.register_forward_hook(lambda _m, _i, out: _check_maps(layer, out))
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    finally:
+        handle.remove()
+        model.train(was_training)
+
+
 def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: torch.Tensor | None = None):
     """Class-discriminative maps of ``layer`` for a batch.
 
@@ -23,16 +56,11 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: torch.Tensor
         target: (B,) class to explain; default the predicted class.
     Returns: maps (B, H, W) float in [0, 1], logits (B, C), explained classes (B,).
     """
-    try:
-        module = model.get_submodule(layer)
-    except AttributeError:
-        names = [n for n, _ in model.named_children()]
-        raise DetkitError(
-            f"--cam-layer {layer!r} is not a layer of this model (top level: {', '.join(names)})"
-        ) from None
+    module = _layer(model, layer)
     saved: dict[str, torch.Tensor] = {}
 
     def hook(_m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        _check_maps(layer, out)
         saved["act"] = out
         out.register_hook(lambda g: saved.__setitem__("grad", g))
 

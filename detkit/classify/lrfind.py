@@ -21,8 +21,8 @@ from torch import nn
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
 from detkit.classify.models import build_model, load_weights
 from detkit.classify.train import TrainConfig, prepare_data
-from detkit.console import info, progress
-from detkit.errors import DetkitError
+from detkit.console import info, progress, warn
+from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_path, atomic_write
 from detkit.runs import record_run, write_summary
 from detkit.training import resolve_device
@@ -112,7 +112,13 @@ def suggest(lrs: list[float], smoothed: list[float]) -> dict:
     i = int(np.argmin(s))
     slope = np.gradient(s, np.log(lr))
     j = int(np.argmin(slope[: max(i, 1) + 1]))
-    return {"min_loss_lr": float(lr[i]), "suggested_lr": float(lr[i] / 10), "steepest_lr": float(lr[j])}
+    note = None
+    if i == 0:  # the loss only rose: the range started too high to say anything below it
+        note = "the loss never fell; try a lower --start-lr"
+    elif i == len(s) - 1:
+        note = "the loss still fell at the last step; try a higher --end-lr or more --steps"
+    suggested = max(float(lr[i] / 10), float(lr[0]))  # never below the range actually tested
+    return {"min_loss_lr": float(lr[i]), "suggested_lr": suggested, "steepest_lr": float(lr[j]), "note": note}
 
 
 def _plot(path: Path, res: dict) -> None:
@@ -140,8 +146,15 @@ def _plot(path: Path, res: dict) -> None:
 def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 100) -> dict:
     """Range test with the training recipe's data, model and augmentation; writes OUT/{lr_find.png,
     lr_find.csv, split.json, run.json, summary.json (kind ``classify.lr_find``)}."""
+    if not 0 < start_lr < end_lr:
+        raise DetkitError(f"need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
+    if steps < 3:
+        raise DetkitError(f"--steps must be at least 3, got {steps}")
+    cfg.validate()
     cfg = cfg.resolved()
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, None, "exists and is not a folder; give an output folder to --out")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     data = prepare_data(cfg, device, out, reuse_split=False)
@@ -155,8 +168,6 @@ def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, step
         AugmentConfig(cfg.pad, cfg.flip, cfg.cutout),
         cfg.seed,
     )
-    if len(loader) == 0:
-        raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(data.train_x)} images)")
     model = build_model(cfg.model, len(data.cat.classes), cfg.stem, cfg.width)
     if cfg.weights:
         load_weights(model, cfg.weights)
@@ -183,4 +194,12 @@ def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, step
         f"suggested one-cycle peak LR {res['suggested_lr']:.3g} at batch {cfg.batch} "
         f"(loss minimum at {res['min_loss_lr']:.3g}, steepest descent at {res['steepest_lr']:.3g})"
     )
-    return {"out": str(out), "batch": cfg.batch, "steps": len(res["lrs"]), **{k: res[k] for k in keys}}
+    if res["note"]:
+        warn(f"lr-find: {res['note']}")
+    return {
+        "out": str(out),
+        "batch": cfg.batch,
+        "steps": len(res["lrs"]),
+        **{k: res[k] for k in keys},
+        "note": res["note"],
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def read_metrics(path: Path, upto: int) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return [
-            {k: float(v) for k, v in r.items()} for r in csv.DictReader(f) if int(float(r["epoch"])) <= upto
+            {k: (int(float(v)) if k == "epoch" else float(v)) for k, v in r.items()}
+            for r in csv.DictReader(f)
+            if int(float(r["epoch"])) <= upto
         ]
 
 
@@ -72,14 +75,34 @@ def plot_curves(path: Path, rows: list[dict]) -> None:
     plt.close(fig)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """A detkit classify checkpoint (last.pt / best.pt), loaded safely (``weights_only``)."""
+# what eval needs of a checkpoint (best.pt has these), and what --resume needs on top (last.pt)
+EVAL_KEYS = ("config", "classes", "names", "mean", "std", "model")
+RESUME_KEYS = (*EVAL_KEYS, "epoch", "best_top1", "best_epoch", "optimizer", "scheduler", "rng", "ema")
+
+
+def load_checkpoint(path: Path, need: tuple[str, ...] = EVAL_KEYS) -> dict:
+    """A detkit classify checkpoint (last.pt / best.pt), loaded safely (``weights_only``).
+
+    Args:
+        path: the checkpoint file.
+        need: keys it must hold; a plain state dict or another tool's checkpoint is refused by name.
+    """
+    path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "checkpoint not found")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        raise InputError(path, None, "not a PyTorch checkpoint (torch.save file)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is unusable input
-        raise InputError(path, None, f"cannot load checkpoint ({exc})") from None
+        raise InputError(path, None, f"cannot load checkpoint ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        hint = "; plain weights go in --weights" if isinstance(ckpt, dict) else ""
+        raise InputError(
+            path, None, f"not a detkit classify checkpoint (missing {', '.join(missing[:3])}){hint}"
+        )
+    return ckpt
 
 
 def write_train_summary(run: Path, cfg, data, rows: list[dict], result: dict) -> None:

@@ -11,6 +11,7 @@ very same run; data order and augmentation are seeded per epoch, so nothing else
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
 from detkit.classify.engine import Step, accuracy_stats, predict, train_one_epoch
 from detkit.classify.models import build_model, load_weights
 from detkit.classify.runfiles import (
+    RESUME_KEYS,
     load_checkpoint,
     plot_curves,
     read_metrics,
@@ -30,9 +32,9 @@ from detkit.classify.runfiles import (
     write_train_summary,
 )
 from detkit.console import info, progress, warn
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_path, write_json
-from detkit.runs import record_run
+from detkit.runs import record_resume, record_run
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 
 # options that may differ on --resume without changing the run's results
@@ -70,9 +72,33 @@ class TrainConfig:
     cache_dir: str | None = None  # default: OUT/../.detkit-cache
     stop_after: int | None = None  # train this many epochs now, continue later with --resume
 
+    def validate(self) -> None:
+        """Check the options before any data is read (a typo must not wait for a 100k-image decode)."""
+        from detkit.classify.models import ARCHS, STEMS
+
+        checks = [
+            (self.model in ARCHS, f"--model must be one of {', '.join(ARCHS)}, got {self.model!r}"),
+            (self.stem in STEMS, f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}"),
+            (self.val in ("split", "official"), f"--val must be split or official, got {self.val!r}"),
+            (0.0 < self.split < 1.0, f"--split must be between 0 and 1, got {self.split}"),
+            (self.width > 0, f"--width must be positive, got {self.width}"),
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.batch >= 1, f"--batch must be at least 1, got {self.batch}"),
+            (self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}"),
+            (8 <= self.img_size <= 1024, f"--img-size must be 8..1024, got {self.img_size}"),
+            (self.cutout is None or 0 <= self.cutout <= self.img_size, f"--cutout must be 0..img-size, got {self.cutout}"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise DetkitError(message)
+
     def resolved(self) -> TrainConfig:
         return replace(
             self,
+            data=str(Path(self.data).resolve()) if self.data else self.data,  # eval/resume from any folder
             lr=self.lr if self.lr is not None else 0.2 * self.batch / 256,
             pad=self.pad if self.pad is not None else self.img_size // 8,
             cutout=self.cutout if self.cutout is not None else self.img_size // 4,
@@ -106,6 +132,8 @@ def prepare_data(
         train_idx, val_idx = D.load_split(split_file, cat)
     else:
         train_idx, val_idx = D.make_split(cat, cfg.val, cfg.split, cfg.seed)
+        if len(train_idx) < cfg.batch:  # checked before the decode, which may take minutes
+            raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(train_idx)} images)")
         if rank == 0:
             D.save_split(
                 split_file, cat, train_idx, val_idx, mode=cfg.val, train_fraction=cfg.split, seed=cfg.seed
@@ -141,30 +169,88 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
         opt,
         max_lr=cfg.lr,
         total_steps=total_steps,
-        pct_start=cfg.pct_start,
+        pct_start=_warmup_share(cfg.pct_start, total_steps),
         div_factor=25.0,
         final_div_factor=1e4,
+        cycle_momentum=False,  # momentum stays cfg.momentum, as the config and run.json say
     )
     return opt, sched
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict:
+def _warmup_share(pct_start: float, total_steps: int) -> float:
+    """``pct_start`` nudged off the one value torch's OneCycleLR divides by zero at.
+
+    Its warm-up phase ends at step ``pct_start * total_steps - 1``; when that is exactly step 0 (e.g. 4
+    steps at 0.25), the phase has zero length. Two warm-up steps are then used instead.
+    """
+    if total_steps > 2 and abs(pct_start * total_steps - 1.0) < 1e-9:
+        return 2.0 / total_steps
+    return pct_start
+
+
+_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def _check_run_folder(run: Path, resume: bool) -> None:
+    if run.exists() and not run.is_dir():
+        raise InputError(run, None, "exists and is not a folder; give a run folder to --out")
+    if not resume and (run / "last.pt").exists():
+        raise InputError(
+            run, None, f"already holds a run (last.pt); continue it with --resume {run} or pick another --out"
+        )
+
+
+def _resumed_config(cfg: TrainConfig, ckpt: dict, given: Iterable[str]) -> TrainConfig:
+    """The run's saved options, with the runtime ones (and a moved --data) taken from ``cfg``.
+
+    An option given again with another value (say ``--epochs``, which fixes the one-cycle length) is an
+    error rather than silently ignored: the run it would describe is not the one being continued.
+    """
+    saved = TrainConfig(**{f.name: ckpt["config"].get(f.name, getattr(cfg, f.name)) for f in fields(cfg)})
+    clash = [
+        f"--{name.replace('_', '-')} {getattr(cfg, name)} (the run has {getattr(saved, name)})"
+        for name in given
+        if name in _FIELDS and name not in (*RUNTIME_FIELDS, "data", "out")
+        and getattr(cfg, name) != getattr(saved, name)
+    ]
+    if clash:
+        raise DetkitError(
+            f"{cfg.out}: a resumed run keeps its own options; leave out {', '.join(clash)} or start a new run"
+        )
+    keep = {k: getattr(cfg, k) for k in RUNTIME_FIELDS if k != "cache_dir" or cfg.cache_dir}
+    return replace(saved, out=cfg.out, data=cfg.data or saved.data, **keep)
+
+
+def train(cfg: TrainConfig, resume: bool = False, given: Iterable[str] = ()) -> dict:
     """Train (or with ``resume`` continue the run in ``cfg.out``) and return a result summary.
 
     Args:
         cfg: the options; on resume the run's saved options win except RUNTIME_FIELDS.
         resume: continue from ``cfg.out/last.pt``.
+        given: names of the options the user set explicitly (on resume they must match the run's).
     Returns: dict with run, status ("done", "stopped" by --stop-after, or "diverged"), epochs_done,
         best_val_top1, best_epoch and the last metrics row.
     """
     run = Path(cfg.out)
+    _check_run_folder(run, resume)
     ckpt = None
     if resume:
-        ckpt = load_checkpoint(run / "last.pt")
-        saved = TrainConfig(**{f.name: ckpt["config"].get(f.name, getattr(cfg, f.name)) for f in fields(cfg)})
-        keep = {k: getattr(cfg, k) for k in RUNTIME_FIELDS if k != "cache_dir" or cfg.cache_dir}
-        cfg = replace(saved, out=cfg.out, data=cfg.data or saved.data, **keep)
+        ckpt = load_checkpoint(run / "last.pt", need=RESUME_KEYS)
+        cfg = _resumed_config(cfg, ckpt, given)
+    cfg.validate()
     cfg = cfg.resolved()
+    if ckpt is not None and ckpt["epoch"] >= cfg.epochs:
+        info(f"{run}: the run has finished its {cfg.epochs} epochs already; nothing to do")
+        rows = read_metrics(run / "metrics.csv", ckpt["epoch"])
+        best = ckpt["best_top1"]
+        return {
+            "run": str(run),
+            "status": "done",
+            "epochs_done": ckpt["epoch"],
+            "best_val_top1": best if best >= 0 else None,
+            "best_epoch": ckpt["best_epoch"],
+            "last": rows[-1] if rows else None,
+        }
     rank, world, local = dist_init(cfg.device)
     device = resolve_device(cfg.device, local)
     if cfg.batch % world:
@@ -187,8 +273,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     train_loader = DeviceLoader(data.train_x, data.train_y, cfg.batch, mean, std, aug, cfg.seed, rank, world)
     # evaluation needs no activations kept: larger batches on a GPU, modest ones on a CPU
     val_loader = DeviceLoader(data.val_x, data.val_y, max(cfg.batch, 1024 if cuda else 256), mean, std)
-    if len(train_loader) == 0:
-        raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(data.train_x)} images)")
 
     model = build_model(cfg.model, len(cat.classes), cfg.stem, cfg.width)
     if cfg.weights and ckpt is None:
@@ -218,6 +302,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         write_json(run / "config.json", config)
         inputs = [Path(cfg.data) / n for n in ("wnids.txt", "words.txt", "val/val_annotations.txt")]
         record_run(run, {**config, "data_fingerprint": D.fingerprint(cat, cfg.img_size)}, cfg.seed, inputs)
+    elif main:
+        record_resume(run, asdict(cfg))
     rows = read_metrics(run / "metrics.csv", start)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     status = "done" if end == cfg.epochs else "stopped"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 # Columns used as the x axis, in order of preference; never plotted as a curve.
 X_COLUMNS = ("epoch", "step", "iter", "iteration")
-LOSS_PARTS = {"coord", "xy", "wh", "box", "obj", "noobj", "conf", "cls", "class", "dfl", "giou", "ciou", "l1"}
+LOSS_PARTS = {"coord", "xy", "wh", "box", "obj", "noobj", "conf", "cls", "class", "dfl", "giou", "ciou", "l1", "prior"}
 _SKIP = re.compile(r"seen", re.IGNORECASE)  # cumulative counters say nothing per epoch
 _SPEED = re.compile(r"(per_s\b|/s$|_s$|seconds|time|duration)", re.IGNORECASE)
 _METRIC = re.compile(r"(map|ap\d*\b|ap_|acc|top\d|precision|recall|f1|iou)", re.IGNORECASE)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape as esc
+
 from detkit.console import info, progress
 from detkit.io import atomic_write
 from detkit.runs import write_summary
@@ -268,16 +270,16 @@ def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: in
         task = bar.add_task("demo", total=len(steps), info="")
         for i, step in enumerate(steps, 1):
             bar.update(task, description=f"[{i}/{len(steps)}] {step.name}")
-            info(f"[bold]\\[{i}/{len(steps)}][/bold] {step.name} ...")
+            info(f"[bold]\\[{i}/{len(steps)}][/bold] {esc(step.name)} ...", markup=True)
             r = run_step(step, out / "logs" / f"{i:02d}-{step.name.split(' k=')[0].replace(' ', '-')}.log")
             results.append(r)
             if r.ok:
-                info(f"  [green]ok[/green] {step.name} ({r.seconds:.1f} s)")
+                info(f"  [green]ok[/green] {esc(step.name)} ({r.seconds:.1f} s)", markup=True)
             else:
-                info(f"  [red]FAILED[/red] {step.name} ({r.seconds:.1f} s): {r.message}\n  log: {r.log}")
+                info(f"  [red]FAILED[/red] {esc(step.name)} ({r.seconds:.1f} s): {esc(r.message)}\n  log: {esc(str(r.log))}", markup=True)
             bar.advance(task)
             if r.code == 130:
-                info("[red]interrupted[/red]: remaining steps skipped")
+                info("[red]interrupted[/red]: remaining steps skipped", markup=True)
                 break
     total = time.perf_counter() - start
     rows = [
@@ -308,5 +310,5 @@ def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: in
             report[key] = write_report([runs], out / name, title="detkit demo report")["report"]
         except Exception as exc:  # noqa: BLE001 - one report format failing must not lose the other
             failed.append(f"report {name}")
-            info(f"  [red]FAILED[/red] writing {out / name}: {type(exc).__name__}: {exc}")
+            info(f"  [red]FAILED[/red] writing {esc(str(out / name))}: {type(exc).__name__}: {esc(str(exc))}", markup=True)
     return {**report, "failed": failed, "steps": rows, "seconds": round(time.perf_counter() - start, 1)}

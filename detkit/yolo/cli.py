@@ -45,7 +45,7 @@ def train_cmd(
     lambda_obj: Annotated[float | None, typer.Option("--lambda-obj")] = None,
     lambda_noobj: Annotated[float | None, typer.Option("--lambda-noobj")] = None,
     lambda_cls: Annotated[float | None, typer.Option("--lambda-cls")] = None,
-    multi_scale: Annotated[bool, typer.Option("--multi-scale", help="320..608 step 32, changed every 10 batches.")] = False,
+    multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Sizes from 10/13 to 19/13 of --img-size (320..608 at 416), step 32, changed every 10 batches.")] = False,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, HSV, scale/translate.")] = True,
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = True,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
@@ -71,19 +71,21 @@ def train_cmd(
 
     given = {k: v for k, v in ctx.params.items() if k not in ("resume",)}
     if resume:
-        from detkit.console import warn
-
         ckpt = load_checkpoint(resume)
         cfg = TrainConfig.from_dict(ckpt["args"])
-        cfg.out = str(Path(resume))
+        cfg.out = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)  # RUN or RUN/last.pt
         cfg.max_steps = None  # a limit of the interrupted invocation, not of the run
+        clash = []
         for name, value in given.items():
             if ctx.get_parameter_source(name).name != "COMMANDLINE":
                 continue
             if name in RESUME_OVERRIDES:
                 setattr(cfg, name, value)
             elif value != getattr(cfg, name, value):
-                warn(f"--{name.replace('_', '-')} is ignored on --resume (the run keeps {getattr(cfg, name)!r})")
+                clash.append(f"--{name.replace('_', '-')} {value} (the run has {getattr(cfg, name)})")
+        if clash:  # as in `classify train`: another value describes another run, not this one
+            raise DetkitError(f"{cfg.out}: a resumed run keeps its own options; leave out {', '.join(clash)} "
+                              f"(only {', '.join('--' + n.replace('_', '-') for n in RESUME_OVERRIDES)} may change)")  # fmt: skip
         if ckpt["epoch"] >= cfg.epochs:
             raise DetkitError(f"{resume}: already trained {ckpt['epoch']} of {cfg.epochs} epochs (pass --epochs N to go on)")
         train(cfg, resume=ckpt)
@@ -175,8 +177,9 @@ def predict_cmd(
             raise DetkitError(f"{p}: no such image file or folder")
     if not files:
         raise DetkitError("no images to predict on")
-    record_run(out, {"weights": weights, "images": [str(f) for f in files], "conf": conf, "iou": iou}, inputs=[weights])
     records = predict_files(weights, files, out, conf=conf, iou=iou, img_size=img_size, device=device)
+    record_run(out, {"weights": weights, "images": [str(f) for f in files], "conf": conf, "iou": iou,
+                     "img_size": img_size, "device": device}, inputs=[weights])  # fmt: skip
     n = sum(len(r["detections"]) for r in records)
     write_summary(out, "yolo.predict", "YOLOv2 predictions", metrics={"images": len(records), "detections": n},
                   galleries={"predictions": [r["output"] for r in records]}, detections="detections.json")  # fmt: skip

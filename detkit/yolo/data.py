@@ -35,7 +35,18 @@ from detkit.coco.model import Dataset
 from detkit.errors import DetkitError
 
 PAD_VALUE = 114  # grey letterbox border (neutral after normalisation)
-MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, 32))
+MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, 32))  # YOLOv2's, around 416
+
+
+def multi_scale_sizes(img_size: int) -> tuple[int, ...]:
+    """Multiples of 32 from 10/13 to 19/13 of ``img_size``: YOLOv2's 320..608 around 416, scaled.
+
+    Anchors are in cells of the ``img_size`` grid, so training far from that size (320..608 around a
+    128 px base, say) would put every prior off by the same factor.
+    """
+    lo = max(32, 32 * round(img_size * 10 / 13 / 32))
+    hi = max(lo, 32 * round(img_size * 19 / 13 / 32))
+    return tuple(range(lo, hi + 1, 32))
 
 
 @dataclass
@@ -283,7 +294,7 @@ class YoloBatchSampler(torch.utils.data.Sampler):
         multi_scale: draw sizes from ``sizes``.
         seed: seed of the size draws.
         every: batches between size changes.
-        sizes: candidate sizes (multiples of 32).
+        sizes: candidate sizes (multiples of 32; default :func:`multi_scale_sizes` of ``img_size``).
     """
 
     def __init__(
@@ -295,14 +306,16 @@ class YoloBatchSampler(torch.utils.data.Sampler):
         multi_scale: bool = False,
         seed: int = 0,
         every: int = 10,
-        sizes: Sequence[int] = MULTI_SCALE_SIZES,
+        sizes: Sequence[int] | None = None,
     ):
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
-        self.img_size, self.multi_scale, self.seed, self.every, self.sizes = img_size, multi_scale, seed, every, tuple(sizes)
-        self.epoch = 0
+        self.img_size, self.multi_scale, self.seed, self.every = img_size, multi_scale, seed, every
+        self.sizes = tuple(sizes) if sizes is not None else multi_scale_sizes(img_size)
+        self.epoch = self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Start epoch ``epoch``; ``skip`` leaves out its first batches (a run resumed mid-epoch)."""
+        self.epoch, self.skip = epoch, skip
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
@@ -318,16 +331,17 @@ class YoloBatchSampler(torch.utils.data.Sampler):
         for idx in self.sampler:
             batch.append(int(idx))
             if len(batch) == self.batch_size:
-                size = self.size_of_batch(n)
-                yield [(i, size, self.epoch) for i in batch]
+                if n >= self.skip:
+                    size = self.size_of_batch(n)
+                    yield [(i, size, self.epoch) for i in batch]
                 batch, n = [], n + 1
-        if batch and not self.drop_last:
+        if batch and not self.drop_last and n >= self.skip:
             size = self.size_of_batch(n)
             yield [(i, size, self.epoch) for i in batch]
 
     def __len__(self) -> int:
         n = len(self.sampler)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return max(0, (n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)) - self.skip)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -367,7 +381,8 @@ def build_loader(
             incomplete batch; otherwise the plain letterbox in file order.
         workers: decoding processes (0 = in the main process).
         seed: seed of the order, the sizes and the augmentation.
-        multi_scale: 320..608 in steps of 32, changed every 10 batches (training only).
+        multi_scale: sizes around ``img_size`` in steps of 32 (320..608 at 416), changed every 10
+            batches (training only).
         rank, world_size: this process's share of every epoch (DDP).
         pin_memory: pin batches (CUDA).
         drop_last: override the default (train: True when there is more than one batch).

@@ -1,8 +1,8 @@
 """One training epoch, the EMA of the weights, and COCO evaluation (torchvision references' engine.py).
 
-``train_one_epoch`` runs the step (uint8 -> float on the device, bf16 autocast on CUDA, fp32 loss,
-gradient clipping, per-step LR schedule, EMA update) and stops with :class:`NonFiniteLoss` as soon as
-the loss is NaN/inf, before the optimizer touches the weights. ``evaluate`` post-processes, maps boxes
+``train_one_epoch`` runs :class:`TrainStep` (uint8 -> float on the device, bf16 autocast on CUDA, fp32
+loss, gradient clipping, per-step LR schedule, EMA update) and stops with :class:`NonFiniteLoss` as soon
+as the loss or the gradient is NaN/inf, before the optimizer touches the weights. ``evaluate`` post-processes, maps boxes
 back to original pixels and class indices back to the dataset's category ids, and scores them with
 pycocotools, guarding its traps (see :func:`coco_eval`).
 """
@@ -22,16 +22,17 @@ from detkit.coco.model import Dataset
 from detkit.training import ModelEMA
 from detkit.yolo.data import ClassMap, unletterbox
 
-LOSS_PARTS = ("coord", "obj", "noobj", "cls")
+LOSS_PARTS = ("coord", "obj", "noobj", "cls", "prior")
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss turned NaN or infinite; the weights were not updated by that step."""
+    """The loss or its gradient turned NaN or infinite; the weights were not updated by that step."""
 
 
 def to_input(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float 0..1 on ``device`` (converted there: 4x less to copy)."""
-    x = images.to(device, non_blocking=True).float().div_(255.0)
+    """uint8 (B, 3, H, W) -> float 0..1 on ``device`` (converted there: 4x less to copy); float passes."""
+    x = images.to(device, non_blocking=True)
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -40,6 +41,50 @@ def autocast(device: torch.device, amp: bool):
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+class TrainStep:
+    """One optimizer step: the very step ``train_one_epoch`` runs and ``bench/yolo_step.py`` times.
+
+    uint8 images -> float on the device, forward under bf16 autocast (CUDA), the fp32 loss on targets
+    left on the CPU (built there and copied without blocking), backward, the gradient norm (clipped when
+    ``grad_clip``), then one host sync to check that loss and norm are finite *before* the optimizer
+    touches the weights, the optimizer and scheduler steps and the EMA update.
+
+    Args:
+        model: the network (DDP / compiled wrappers are fine).
+        criterion: a :class:`detkit.yolo.loss.YoloLoss`.
+        optimizer, scheduler: the scheduler (optional) steps once per optimizer step.
+        ema: updated after each step.
+        amp: bf16 autocast on CUDA.
+        grad_clip: max gradient norm (0: no clipping; the norm is still checked).
+        channels_last: NHWC inputs (CUDA).
+    """
+
+    def __init__(self, model, criterion, optimizer, scheduler=None, *, ema: ModelEMA | None = None,
+                 amp: bool = False, grad_clip: float = 10.0, channels_last: bool = False):  # fmt: skip
+        self.model, self.criterion, self.optimizer, self.scheduler = model, criterion, optimizer, scheduler
+        self.ema, self.amp, self.grad_clip, self.channels_last = ema, amp, grad_clip, channels_last
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def __call__(self, images: torch.Tensor, targets: list[torch.Tensor], device: torch.device, seen_images: int) -> torch.Tensor:
+        """Run the step; returns the detached (loss, *LOSS_PARTS) as one tensor on ``device`` (no sync)."""
+        x = to_input(images, device, self.channels_last)
+        with autocast(device, self.amp):
+            raw = self.model(x)
+        loss, parts = self.criterion(raw, targets, seen_images)  # fp32 inside
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip or float("inf"))
+        if not torch.isfinite(loss.detach() + norm):  # the step's one host sync
+            what = "loss" if not torch.isfinite(loss) else "gradient norm"
+            raise NonFiniteLoss(f"{what} is {(loss if what == 'loss' else norm).item()}")
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(_unwrap(self.model))
+        return torch.stack([loss.detach(), *(parts[k] for k in LOSS_PARTS)])
 
 
 def train_one_epoch(
@@ -57,10 +102,11 @@ def train_one_epoch(
     channels_last: bool = False,
     max_steps: int | None = None,
     world_size: int = 1,
+    log_every: int = 10,
     on_bad: Callable[[list[str]], None] = lambda paths: None,
     on_step: Callable[[int, dict[str, float]], None] = lambda step, parts: None,
 ) -> dict[str, float]:
-    """Train for one pass over ``loader`` (or ``max_steps`` steps).
+    """Train for one pass over ``loader`` (or ``max_steps`` steps) with :class:`TrainStep`.
 
     Args:
         model, criterion, optimizer, scheduler: the scheduler steps every optimizer step.
@@ -69,58 +115,51 @@ def train_one_epoch(
         seen_images: images trained on before this epoch (the loss's prior warm-up uses it).
         ema: updated after every step.
         amp: bf16 autocast on CUDA.
-        grad_clip: max gradient norm (0 disables).
+        grad_clip: max gradient norm (0 disables clipping).
         channels_last: NHWC inputs (CUDA).
         max_steps: stop after this many steps.
         world_size: DDP processes; ``seen_images`` and ``images`` count every rank's images (this
             rank's batch size times ``world_size``).
+        log_every: steps between ``on_step`` calls (each reads the running sums back from the device).
         on_bad: called with the paths of undecodable images of a batch.
-        on_step: called after each step with (step, running means of the loss parts).
+        on_step: called with (steps so far, running means of the loss and its parts).
 
     Returns:
-        mean loss and parts, ``lr`` (last), ``images``, ``steps``, ``seen_images``, ``images_per_s``.
+        mean loss and parts, ``lr`` (last), ``images``, ``steps``, ``batches`` (consumed from the loader,
+        empty ones included), ``seen_images``, ``images_per_s``.
 
     Raises:
-        NonFiniteLoss: the loss was NaN/inf (the step was not applied).
+        NonFiniteLoss: the loss or gradient was NaN/inf (the step was not applied).
     """
     model.train()
-    sums = dict.fromkeys(("loss", *LOSS_PARTS), 0.0)
-    steps = images = 0
+    step_fn = TrainStep(model, criterion, optimizer, scheduler, ema=ema, amp=amp, grad_clip=grad_clip,
+                        channels_last=channels_last)  # fmt: skip
+    sums = torch.zeros(1 + len(LOSS_PARTS), device=device)  # summed on the device: no per-step .item()
+    steps = images = batches = 0
+    names = ("loss", *LOSS_PARTS)
     t0 = time.perf_counter()
     for batch in loader:
+        batches += 1
         if batch["bad"]:
             on_bad(batch["bad"])
         n = len(batch["targets"])
         if n == 0:
             continue  # every image of the batch was undecodable
-        x = to_input(batch["images"], device, channels_last)
-        targets = [t.to(device, non_blocking=True) for t in batch["targets"]]
-        with autocast(device, amp):
-            raw = model(x)
-        loss, parts = criterion(raw, targets, seen_images)  # fp32 inside
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"loss is {loss.item()} at step {steps + 1} of the epoch")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update(_unwrap(model))
+        try:
+            sums += step_fn(batch["images"], batch["targets"], device, seen_images)
+        except NonFiniteLoss as e:
+            raise NonFiniteLoss(f"{e} at step {steps + 1} of the epoch") from None
         seen_images += n * world_size
         images += n * world_size
         steps += 1
-        sums["loss"] += loss.item()
-        for k in LOSS_PARTS:
-            sums[k] += parts[k].item()
-        on_step(steps, {k: v / steps for k, v in sums.items()})
+        if steps % log_every == 0:
+            on_step(steps, dict(zip(names, (sums / steps).tolist())))
         if max_steps is not None and steps >= max_steps:
             break
     dt = time.perf_counter() - t0
-    out = {k: v / max(steps, 1) for k, v in sums.items()}
+    out = dict(zip(names, (sums / max(steps, 1)).tolist()))
     out.update(
-        lr=optimizer.param_groups[0]["lr"], images=images, steps=steps, seen_images=seen_images,
+        lr=optimizer.param_groups[0]["lr"], images=images, steps=steps, batches=batches, seen_images=seen_images,
         images_per_s=images / dt if dt > 0 else 0.0,
     )  # fmt: skip
     return out

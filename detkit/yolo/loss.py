@@ -1,14 +1,14 @@
 """The YOLOv2 multi-part loss, vectorised over the batch, always in fp32.
 
 With K responsible predictions k (see ``targets.build_targets``), every other prediction n, and
-sigma the logistic function, the four parts (each summed, then divided by the batch size B) are
+sigma the logistic function, the parts (each summed, then divided by the batch size B) are
 
     coord = lambda_coord * sum_k s_k * [ (sigma(t_x) - tx)^2 + (sigma(t_y) - ty)^2 + size_k ]
             size_k = (t_w - log(w / p_w))^2 + (t_h - log(h / p_h))^2          size_loss="log"
                    = (sqrt(b_w) - sqrt(w))^2 + (sqrt(b_h) - sqrt(h))^2          size_loss="sqrt"
             s_k = 2 - w*h (w, h normalised) when scale_by_size, else 1
-          + warmup_weight * sum_n [ (sigma(t_x) - .5)^2 + (sigma(t_y) - .5)^2 + t_w^2 + t_h^2 ]
-            (darknet's prior warm-up, only while seen_images < warmup_images)
+    prior = warmup_weight * sum_n [ (sigma(t_x) - .5)^2 + (sigma(t_y) - .5)^2 + t_w^2 + t_h^2 ]
+            (darknet's prior warm-up, only while seen_images < warmup_images; 0 after)
     obj   = lambda_obj * sum_k (target_k - sigma(t_o))^2,   target_k = IoU(pred box, its gt) if rescore else 1
     noobj = lambda_noobj * sum_n sigma(t_o)^2  over n not responsible and with best IoU(any gt) <= ignore_thresh
     cls   = lambda_cls * sum_k cross_entropy(class logits, class)
@@ -79,7 +79,7 @@ class LossConfig:
 
 
 class YoloLoss(nn.Module):
-    """YOLOv2 loss; ``forward(raw, gt, seen_images) -> (total, {"coord", "obj", "noobj", "cls"})``."""
+    """YOLOv2 loss; ``forward(raw, gt, seen_images) -> (total, {"coord", "obj", "noobj", "cls", "prior"})``."""
 
     def __init__(self, cfg: LossConfig, anchors: list[tuple[float, float]], num_classes: int):
         """Args:
@@ -115,7 +115,7 @@ class YoloLoss(nn.Module):
         """
         with torch.autocast(device_type=raw.device.type, enabled=False):
             parts = self._parts(raw.float(), gt, seen_images)
-        total = parts["coord"] + parts["obj"] + parts["noobj"] + parts["cls"]
+        total = parts["coord"] + parts["obj"] + parts["noobj"] + parts["cls"] + parts["prior"]
         return total, {k: v.detach() for k, v in parts.items()}
 
     def _parts(self, raw: torch.Tensor, gt: list[torch.Tensor] | torch.Tensor, seen_images: int) -> dict[str, torch.Tensor]:
@@ -148,10 +148,11 @@ class YoloLoss(nn.Module):
 
         responsible = torch.zeros(B, A, S_h, S_w, dtype=torch.bool, device=raw.device)
         responsible[idx] = True
+        prior = raw.new_zeros(())
         if seen_images < cfg.warmup_images and cfg.warmup_weight > 0:
             # pull every other prediction toward its anchor at the cell centre: sigma(t) -> .5, t_wh -> 0
-            prior = ((t_xy.sigmoid() - 0.5) ** 2).sum(-1) + (t_wh**2).sum(-1)  # (B, A, S_h, S_w)
-            coord = coord + cfg.warmup_weight * prior.masked_fill(responsible, 0.0).sum()
+            off = ((t_xy.sigmoid() - 0.5) ** 2).sum(-1) + (t_wh**2).sum(-1)  # (B, A, S_h, S_w)
+            prior = cfg.warmup_weight * off.masked_fill(responsible, 0.0).sum()
 
         # --- objectness of responsible predictions
         with torch.no_grad():
@@ -178,4 +179,4 @@ class YoloLoss(nn.Module):
         # --- classes
         cls = cfg.lambda_cls * F.cross_entropy(p_cls, t["cls"], reduction="sum")
 
-        return {"coord": coord / B, "obj": obj / B, "noobj": noobj / B, "cls": cls / B}
+        return {"coord": coord / B, "obj": obj / B, "noobj": noobj / B, "cls": cls / B, "prior": prior / B}

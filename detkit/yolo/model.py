@@ -221,9 +221,16 @@ class YOLOv2(nn.Module):
         a full YOLOv2 state_dict or a checkpoint dict holding one under "model"; only the backbone
         part is taken. Raises ValueError when nothing matches or shapes disagree.
         """
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a weights file"
+            raise ValueError(f"{path}: not a PyTorch weights file ({type(e).__name__})") from None
         if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
             sd = sd["model"]
+        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            raise ValueError(f"{path}: not a state_dict (a mapping of names to tensors)")
         if any(k.startswith("backbone.") for k in sd):
             sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
         try:

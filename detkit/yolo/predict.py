@@ -102,8 +102,10 @@ def predict_files(
     model, meta, dev = load_model(weights, device)
     class_map: ClassMap = meta["class_map"]
     size = img_size or meta["img_size"]
+    if size % 32 or not 32 <= size <= 2048:
+        raise DetkitError(f"--img-size must be a multiple of 32 in 32..2048, got {size}")
     colours = _palette(len(class_map))
-    records = []
+    records, taken = [], set()
     for path in paths:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
@@ -122,13 +124,29 @@ def predict_files(
             k = class_map.cat_ids.index(row["category_id"])
             dets.append({"category_id": row["category_id"], "name": class_map.names[k], "score": row["score"], "bbox": row["bbox"]})
             _draw(img, row["bbox"], f"{class_map.names[k]} {row['score']:.2f}", colours[k])
-        ok, buf = cv2.imencode(Path(path).suffix if Path(path).suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg", img)
-        name = Path(path).name if ok else f"{Path(path).stem}.jpg"
+        name = _output_name(Path(path), taken)
+        ok, buf = cv2.imencode(Path(name).suffix, img)
+        if not ok:
+            raise DetkitError(f"{path}: cannot encode the drawn image")
         with atomic_write(out / name, "wb") as f:
             f.write(buf.tobytes())
         records.append({"file": str(path), "output": name, "width": w0, "height": h0, "detections": dets})
+    if paths and not records:
+        raise DetkitError(f"none of the {len(paths)} images could be decoded (see the warnings above)")
     write_json(out / "detections.json", {"weights": str(weights), "conf": conf, "iou": iou, "img_size": size, "images": records})
     return records
+
+
+def _output_name(path: Path, taken: set[str]) -> str:
+    """``path``'s name for its drawn copy: JPEG or PNG kept, other formats written as .jpg, and a suffix
+    ``_2``, ``_3``... when two inputs from different folders share a name."""
+    suffix = path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg"
+    name, n = f"{path.stem}{suffix}", 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{path.stem}_{n}{suffix}"
+    taken.add(name.lower())
+    return name
 
 
 def _palette(n: int) -> list[tuple[int, int, int]]:

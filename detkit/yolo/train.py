@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import random
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from detkit.coco.loaders import load_dataset
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
 from detkit.io import atomic_path, atomic_write, write_json
-from detkit.runs import record_run, write_summary
+from detkit.runs import record_resume, record_run, write_summary
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, select_images
 from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, _unwrap, evaluate, train_one_epoch
@@ -88,33 +89,106 @@ class TrainConfig:
     workers: int = 4
     seed: int = 0
 
+    def validate(self) -> None:
+        """Check the options before any data is read; each failure is one plain line (exit 2)."""
+        from detkit.yolo.loss import LossConfig
+        from detkit.yolo.model import BACKBONES
+
+        def finite(x: float | None) -> bool:
+            return x is None or math.isfinite(x)
+
+        checks = [
+            (self.img_size % 32 == 0 and 32 <= self.img_size <= 2048, f"--img-size must be a multiple of 32 in 32..2048, got {self.img_size}"),
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.batch >= 1, f"--batch must be at least 1, got {self.batch}"),
+            (finite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"),
+            (self.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {self.optimizer!r}"),
+            (self.backbone in BACKBONES, f"--backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"),
+            (finite(self.width) and self.width > 0, f"--width must be positive, got {self.width}"),
+            (self.loss in LossConfig.PRESETS, f"--loss must be one of {', '.join(LossConfig.PRESETS)}, got {self.loss!r}"),
+            (self.size_loss in (None, "log", "sqrt"), f"--size-loss must be log or sqrt, got {self.size_loss!r}"),
+            (finite(self.weight_decay) and self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (finite(self.warmup_epochs) and self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
+            (0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}"),
+            (finite(self.grad_clip) and self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
+            (self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}"),
+            (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1, got {self.max_steps}"),
+            (self.limit is None or self.limit >= 1, f"--limit must be at least 1, got {self.limit}"),
+            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+        ]  # fmt: skip
+        for name in ("lambda_coord", "lambda_obj", "lambda_noobj", "lambda_cls"):
+            value = getattr(self, name)
+            checks.append((finite(value) and (value is None or value >= 0), f"--{name.replace('_', '-')} must be >= 0, got {value}"))
+        for ok, message in checks:
+            if not ok:
+                raise DetkitError(message)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def _anchor_pairs(doc: Any, path: str) -> list[tuple[float, float]]:
+    """The normalised (w, h) pairs of an anchors.json, each checked (one line naming the file if not)."""
+    try:
+        raw = doc["anchors_normalized"]
+        pairs = [(float(w), float(h)) for w, h in raw]
+    except (KeyError, TypeError, ValueError):
+        raise DetkitError(f"{path}: not an anchors file ('anchors_normalized' must be a list of [w, h] pairs)") from None
+    if not pairs:
+        raise DetkitError(f"{path}: 'anchors_normalized' is empty")
+    for w, h in pairs:
+        if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
+            raise DetkitError(f"{path}: anchor [{w}, {h}] needs a positive, finite width and height")
+    return pairs
+
+
+def letterbox_factors(ds) -> tuple[float, float, float]:
+    """(fx, fy, spread): what turns image-normalised sizes (w/W, h/H) into letterbox ones (w/max(W, H)),
+    as medians over the images, and how far single images stray from them (0 when all share an aspect)."""
+    W, H = np.asarray(ds.width, float), np.asarray(ds.height, float)
+    ok = (W > 0) & (H > 0)
+    if not ok.any():
+        return 1.0, 1.0, 0.0
+    fx, fy = W[ok] / np.maximum(W[ok], H[ok]), H[ok] / np.maximum(W[ok], H[ok])
+    mx, my = float(np.median(fx)), float(np.median(fy))
+    return mx, my, float(max(np.abs(fx - mx).max(), np.abs(fy - my).max()))
+
+
 def resolve_anchors(path: str | None, ds, img_size: int, k: int = 5, seed: int = 0) -> tuple[list[tuple[float, float]], str]:
     """Anchors in grid cells at ``img_size``: from an anchors.json, else IoU k-means on ``ds``, else VOC's.
+
+    The network sees letterboxed images (long side = ``img_size``), so anchors are letterbox-normalised:
+    k-means runs on w / max(W, H), and an anchors.json made with ``--norm image`` (the default of
+    ``detkit anchors kmeans``) is converted by the images' aspect (exact when they share one).
 
     Returns:
         (anchors, where they came from).
     """
+    from detkit.anchors.units import clean_wh, dataset_wh
+
     grid = img_size / 32
     if path is not None:
         try:
             doc = json.loads(Path(path).read_text())
-            norm = doc["anchors_normalized"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise DetkitError(f"{path}: not an anchors file with 'anchors_normalized' ({e})") from None
-        return [(float(w) * grid, float(h) * grid) for w, h in norm], str(path)
-    try:
-        from detkit.anchors.kmeans import iou_kmeans
-    except ImportError:  # pragma: no cover - the anchors area is optional
-        iou_kmeans = None
-    wh = ds.normalized_wh()
-    wh = wh[np.isfinite(wh).all(1) & (wh > 0).all(1)]
-    if iou_kmeans is not None and len(np.unique(wh, axis=0)) >= k:
+        except (OSError, ValueError) as e:
+            raise DetkitError(f"{path}: cannot read anchors ({e})") from None
+        pairs = _anchor_pairs(doc, path)
+        norm = doc.get("norm", "image") if isinstance(doc, dict) else "image"
+        if norm == "image":
+            fx, fy, spread = letterbox_factors(ds)
+            pairs = [(w * fx, h * fy) for w, h in pairs]
+            if spread > 0.05:
+                warn(f"{path}: image-normalised anchors were converted to the letterbox with the images' median "
+                     f"aspect; `detkit anchors kmeans --norm letterbox` gives exact ones for mixed aspects")  # fmt: skip
+        elif norm != "letterbox":
+            raise DetkitError(f"{path}: unknown norm {norm!r} (image or letterbox)")
+        return [(w * grid, h * grid) for w, h in pairs], str(path)
+    from detkit.anchors.kmeans import iou_kmeans
+
+    wh, _ = clean_wh(dataset_wh(ds, "letterbox"))
+    if len(np.unique(wh, axis=0)) >= k:
         res = iou_kmeans(wh, k, seed=seed, restarts=3)
         return [(float(w) * grid, float(h) * grid) for w, h in res.anchors], f"iou k-means (k={k}) on the training boxes"
     return [(w * grid / 13, h * grid / 13) for w, h in VOC_ANCHORS], "YOLOv2 VOC anchors"
@@ -148,14 +222,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a detkit YOLO checkpoint (one of ours: it holds RNG states, so not weights-only)."""
+    """Load a detkit YOLO checkpoint (``RUN`` means ``RUN/last.pt``) with ``weights_only``: a foreign
+    file can run no code (RNG states are saved as plain lists and tensors, see detkit.training)."""
     p = Path(path)
     if p.is_dir():
         p = p / "last.pt"
     if not p.is_file():
         raise DetkitError(f"{p}: no such checkpoint")
+    if not zipfile.is_zipfile(p):  # torch.save has written zip archives since torch 1.6
+        raise DetkitError(f"{p}: not a PyTorch checkpoint (torch.save file)")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
         raise DetkitError(f"{p}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "model_config" not in ckpt:
@@ -194,13 +271,14 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
     from detkit.yolo.loss import LossConfig, YoloLoss
     from detkit.yolo.model import YoloConfig, YOLOv2
 
+    cfg.validate()
+    run = Path(cfg.out)
+    if run.exists() and not run.is_dir():
+        raise DetkitError(f"{run}: exists and is not a folder; give a run folder to --out")
     rank, world, local = dist_init(cfg.device)
     main = rank == 0
     device = resolve_device(cfg.device, local)
     cuda = device.type == "cuda"
-    run = Path(cfg.out)
-    if cfg.img_size % 32:
-        raise DetkitError(f"--img-size must be a multiple of 32, got {cfg.img_size}")
 
     train_ds, images = _load_split(cfg.data, cfg.train_list, cfg.limit), cfg.images
     if cfg.val_data or cfg.val_list:
@@ -208,8 +286,6 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
         val_images = cfg.val_images or (cfg.images if cfg.val_data is None else None)
     else:
         val_ds, val_images = train_ds, images
-        if main and resume is None:
-            warn("no --val-data/--val-list: mAP is measured on the training images")
     class_map = ClassMap.from_dict(resume["class_map"]) if resume else ClassMap.from_dataset(train_ds)
     if resume:
         anchors, anchors_from = [tuple(a) for a in resume["model_config"]["anchors"]], resume["anchors_from"]
@@ -248,7 +324,7 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total, cfg.final_lr_ratio))
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
-    start_epoch, seen, history, best = 0, 0, [], {"mAP": -1.0}
+    start_epoch, start_step, seen, history, best = 0, 0, 0, [], {"mAP": -1.0}
     if resume:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -256,9 +332,13 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
         if ema is not None and resume.get("ema"):
             ema.load_state_dict(resume["ema"])
         start_epoch, seen, history, best = resume["epoch"], resume["seen_images"], resume["history"], resume["best"]
+        start_step = resume.get("epoch_step", 0)  # batches of epoch start_epoch + 1 already trained
+        history = [r for r in history if r["epoch"] <= start_epoch]  # a part-epoch row is redone whole
         set_rng_state(resume["rng"])
         if main:
-            info(f"resuming {run} at epoch {start_epoch + 1}/{cfg.epochs} ({seen} images seen)")
+            at = f", batch {start_step + 1} of {steps_per_epoch}" if start_step else ""
+            info(f"resuming {run} at epoch {start_epoch + 1}/{cfg.epochs}{at} ({seen} images seen)")
+            record_resume(run, asdict(cfg))
 
     net = model
     if world > 1:
@@ -271,6 +351,8 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
         net = torch.compile(net, dynamic=True if cfg.multi_scale else None)
 
     if main and resume is None:
+        if val_ds is train_ds:  # said once the run is set up, not before an error about something else
+            warn("no --val-data/--val-list: mAP is measured on the training images")
         record_run(run, asdict(cfg), seed=cfg.seed, inputs=[p for p in {cfg.data, cfg.val_data, cfg.anchors} if p])
         write_json(run / "config.json", asdict(cfg))
         info(f"training {cfg.backbone} x{cfg.width} on {len(train_set)} images ({len(class_map)} classes, "
@@ -285,9 +367,10 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
             "args": asdict(cfg)}  # fmt: skip
     best_eval: dict[str, Any] = resume.get("best_eval", {}) if resume else {}
     with progress(transient=True) as bar:
-        task = bar.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch, info="")
+        task = bar.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch - start_step, info="")
         for epoch in range(start_epoch, cfg.epochs):
-            loader.batch_sampler.set_epoch(epoch)
+            skip = start_step if epoch == start_epoch else 0
+            loader.batch_sampler.set_epoch(epoch, skip=skip)
             steps_left = None if cfg.max_steps is None else cfg.max_steps - scheduler.last_epoch
             if steps_left is not None and steps_left <= 0:
                 break
@@ -305,8 +388,10 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
                 kept = f"last good checkpoint kept: {run / 'last.pt'}" if (run / "last.pt").exists() else "no checkpoint was written yet"
                 raise DetkitError(f"training stopped in epoch {epoch + 1}: {e}; {kept}", exit_code=1) from None
             seen = stats["seen_images"]
+            done = skip + stats["batches"]  # batches of this epoch trained, over all invocations
+            complete = done >= steps_per_epoch
             row = {"epoch": epoch + 1, **{k: stats[k] for k in ("loss", *LOSS_PARTS, "lr", "images_per_s")}, "seen_images": seen}
-            last_epoch = epoch + 1 == cfg.epochs or (cfg.max_steps is not None and scheduler.last_epoch >= cfg.max_steps)
+            last_epoch = (epoch + 1 == cfg.epochs and complete) or (cfg.max_steps is not None and scheduler.last_epoch >= cfg.max_steps)
             if main and ((epoch + 1) % max(cfg.eval_every, 1) == 0 or last_epoch):
                 eval_model = ema.module if ema is not None else _unwrap(model)
                 metrics, _ = evaluate(eval_model, val_loader, val_ds, anchors, class_map, device, conf=cfg.conf, iou=cfg.iou,
@@ -322,7 +407,9 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
             history.append(row)
             if main:
                 state = {**base, "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None, "epoch": epoch + 1,
+                         "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None,
+                         # a --max-steps stop inside an epoch: --resume skips the batches already trained
+                         "epoch": epoch + 1 if complete else epoch, "epoch_step": 0 if complete else done,
                          "seen_images": seen, "history": history, "best": best, "best_eval": best_eval, "rng": rng_state(),
                          "data_order": {"seed": cfg.seed, "next_epoch": epoch + 1}}  # fmt: skip
                 save_checkpoint(run / "last.pt", state)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -96,6 +97,11 @@ def test_decode_cache_reused_until_data_changes(tmp_path):
     os.utime(root / cat.files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "edited" file
     _, reused = D.decode_cache(cat, 16, tmp_path / "cache")
     assert not reused
+    caches = list((tmp_path / "cache").glob("*.npy"))
+    assert len(caches) == 1  # the cache of the data before the edit is gone, not left to fill the disk
+    caches[0].write_bytes(caches[0].read_bytes()[:100])  # a cache cut short (disk full, killed copy)
+    arr, reused = D.decode_cache(cat, 16, tmp_path / "cache")
+    assert not reused and (arr[3] == D.decode_image(root / cat.files[3], 16)).all()
 
 
 def test_corrupt_jpeg_is_reported_by_path(tmp_path, cli):
@@ -109,7 +115,7 @@ def test_corrupt_jpeg_is_reported_by_path(tmp_path, cli):
         D.decode_cache(cat, 32, tmp_path / "cache")
     assert str(exc.value).startswith(f"{bad}: cannot decode image")
     assert not list((tmp_path / "cache").glob("*"))  # no half-written cache left behind
-    code, out, err = cli("classify", "train", "--data", root, "--out", tmp_path / "run", "--device", "cpu")
+    code, out, err = cli("classify", "train", "--data", root, "--out", tmp_path / "run", "--device", "cpu", "--batch", "4")
     assert code == 2 and out == ""
     assert err.startswith(f"detkit: error: {bad}: cannot decode image") and "Traceback" not in err
 
@@ -129,3 +135,32 @@ def test_missing_files_are_reported(tmp_path):
     shutil.rmtree(root / "train" / wnid)
     with pytest.raises(InputError, match="listed in wnids.txt but has no images folder"):
         D.scan_dataset(root)
+
+
+def test_empty_class_folder_is_an_error(tmp_path):
+    from detkit.data.synth_classify import write_classify_set
+
+    root = write_classify_set(tmp_path / "d", classes=2, per_class=6, seed=1, size=32)
+    (root / "train" / "n00000000" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text((root / "wnids.txt").read_text() + "n00000000\n")
+    with pytest.raises(InputError, match=r"1 class folder\(s\) hold no training images .*: n00000000"):
+        D.scan_dataset(root)
+    folder = tmp_path / "f"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(folder / c / f"{i}.png"), np.full((8, 8, 3), 40 * i, np.uint8))
+    (folder / "emptycls").mkdir()
+    with pytest.raises(InputError, match="emptycls"):
+        D.scan_dataset(folder)
+
+
+def test_layout_mistakes_are_named(tmp_path):
+    from detkit.data.synth_classify import write_classify_set
+
+    root = write_classify_set(tmp_path / "d", classes=2, per_class=6, seed=1, size=32)
+    (root / "wnids.txt").unlink()
+    with pytest.raises(InputError, match="wnids.txt: missing"):
+        D.scan_dataset(root)
+    with pytest.raises(InputError, match="is a file"):
+        D.scan_dataset(root / "words.txt")

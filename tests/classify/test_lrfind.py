@@ -21,6 +21,19 @@ def test_suggest_by_hand():
     assert s["min_loss_lr"] == pytest.approx(1e-1)
     assert s["suggested_lr"] == pytest.approx(1e-2)
     assert s["steepest_lr"] == pytest.approx(10**-2.5)  # central difference (2 - 4) is the largest drop
+    assert s["note"] is None
+
+
+def test_suggest_never_goes_below_the_tested_range():
+    lrs = [1e-5, 1e-4, 1e-3, 1e-2]
+    s = suggest(lrs, [1.0, 1.5, 2.5, 9.0])  # the loss only rose
+    assert s["min_loss_lr"] == 1e-5 and s["suggested_lr"] == 1e-5
+    assert "lower --start-lr" in s["note"]
+    s = suggest(lrs, [4.0, 3.0, 2.0, 1.0])  # still falling at the end
+    assert s["suggested_lr"] == pytest.approx(1e-3) and "higher --end-lr" in s["note"]
+
+
+def test_suggest_rejects_a_loss_that_was_never_finite():
     with pytest.raises(DetkitError):
         suggest([1e-3, 1e-2, 1e-1], [1.0, float("nan"), float("nan")])
 
@@ -36,7 +49,7 @@ def test_range_test_restores_the_starting_weights():
     assert 3 <= len(res["lrs"]) <= 12 and res["lrs"][0] == pytest.approx(1e-4)
     if len(res["lrs"]) == 12:
         assert res["lrs"][-1] == pytest.approx(1e2)
-    assert res["suggested_lr"] == pytest.approx(res["min_loss_lr"] / 10)
+    assert res["suggested_lr"] == pytest.approx(max(res["min_loss_lr"] / 10, res["lrs"][0]))
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 

@@ -15,6 +15,7 @@ from detkit.yolo.data import (
     YoloBatchSampler,
     build_loader,
     letterbox_transform,
+    multi_scale_sizes,
     select_images,
     transform_boxes,
     unletterbox,
@@ -110,6 +111,19 @@ def test_multi_scale_sizes_change_every_10_batches_deterministically():
     assert sizes == [b[0][1] for b in YoloBatchSampler(sampler, 4, True, 416, multi_scale=True, seed=1)]
     bs.set_epoch(1)
     assert [b[0][2] for b in bs][:1] == [1]  # the epoch travels with every item
+
+
+def test_multi_scale_sizes_follow_the_base_size_and_skip_resumes_inside_an_epoch():
+    assert multi_scale_sizes(416) == MULTI_SCALE_SIZES == tuple(range(320, 609, 32))
+    assert multi_scale_sizes(128) == (96, 128, 160, 192)
+    sampler = torch.utils.data.SequentialSampler(range(100))
+    bs = YoloBatchSampler(sampler, 4, True, 128, multi_scale=True, seed=3)
+    full = list(bs)
+    assert {b[0][1] for b in full} <= {96, 128, 160, 192}
+    bs.set_epoch(0, skip=7)
+    assert len(bs) == 25 - 7 and list(bs) == full[7:]  # same indices and sizes as the uninterrupted epoch
+    bs.set_epoch(0)
+    assert list(bs) == full
 
 
 def test_loader_same_batches_with_and_without_workers(tiny):

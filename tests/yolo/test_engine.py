@@ -9,7 +9,7 @@ import torch
 
 from detkit.coco.model import make_dataset
 from detkit.training import ModelEMA
-from detkit.yolo.engine import NonFiniteLoss, coco_eval, train_one_epoch
+from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, coco_eval, train_one_epoch
 from detkit.yolo.train import lr_factor
 
 
@@ -101,3 +101,38 @@ def test_nan_loss_stops_before_the_update():
     with pytest.raises(NonFiniteLoss, match="nan"):
         train_one_epoch(model, criterion, opt, sched, [batch], torch.device("cpu"))
     assert torch.equal(model.weight, before)
+
+
+def test_finite_loss_with_a_nan_gradient_stops_before_the_update():
+    model = torch.nn.Conv2d(3, 1, 1)
+    before = model.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def criterion(raw, gt, seen):  # sqrt'(0) is inf and 0 * inf is nan: the value is finite, the gradient not
+        loss = (raw * 0).sqrt().sum()
+        return loss, {k: loss.detach() for k in LOSS_PARTS}
+
+    batch = {"images": torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "targets": [torch.zeros(0, 5)], "bad": []}
+    with pytest.raises(NonFiniteLoss, match="gradient norm is nan at step 1"):
+        train_one_epoch(model, criterion, opt, None, [batch], torch.device("cpu"), grad_clip=0)
+    assert torch.equal(model.weight, before)
+
+
+def test_epoch_means_of_the_loss_parts_and_batch_count():
+    model = torch.nn.Conv2d(3, 1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    values = iter([1.0, 3.0])
+
+    def criterion(raw, gt, seen):
+        v = next(values)
+        loss = raw.sum() * 0 + v
+        return loss, {k: torch.tensor(v * (i + 1)) for i, k in enumerate(LOSS_PARTS)}
+
+    ok = {"images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "targets": [torch.zeros(0, 5)] * 2, "bad": []}
+    empty = {"images": torch.zeros(0, 3, 32, 32, dtype=torch.uint8), "targets": [], "bad": ["x.jpg"]}
+    seen_bad = []
+    out = train_one_epoch(model, criterion, opt, None, [ok, empty, ok], torch.device("cpu"), seen_images=5,
+                          on_bad=seen_bad.extend)  # fmt: skip
+    assert (out["steps"], out["batches"], out["images"], out["seen_images"]) == (2, 3, 4, 9)
+    assert out["loss"] == 2.0 and [out[k] for k in LOSS_PARTS] == [2.0, 4.0, 6.0, 8.0, 10.0]
+    assert seen_bad == ["x.jpg"]

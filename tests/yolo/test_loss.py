@@ -110,15 +110,17 @@ def test_overrides_scale_each_part():
         LossConfig.preset("yolov9")
 
 
-def test_prior_warmup_adds_to_coord_for_non_responsible_predictions():
+def test_prior_warmup_is_its_own_part_for_non_responsible_predictions():
     cfg = LossConfig.preset("darknet")
     assert (cfg.warmup_images, cfg.warmup_weight) == (12800, 0.01)
     loss = YoloLoss(cfg, ANCHORS, 2)
-    late = loss(worked_raw(), GT, seen_images=12800)[1]["coord"].item()
-    early = loss(worked_raw(), GT, seen_images=0)[1]["coord"].item()
+    late_total, late = loss(worked_raw(), GT, seen_images=12800)
+    early_total, early = loss(worked_raw(), GT, seen_images=0)
     q = IGNORED  # the only non-responsible prediction away from its prior
     prior = (sig(q["ty"]) - 0.5) ** 2 + q["tw"] ** 2 + q["th"] ** 2
-    assert early - late == pytest.approx(0.01 * prior, rel=1e-4)
+    assert early["prior"].item() == pytest.approx(0.01 * prior, rel=1e-4) and late["prior"].item() == 0.0
+    assert early["coord"].item() == late["coord"].item()  # the coordinate part is the same either way
+    assert (early_total - late_total).item() == pytest.approx(0.01 * prior, rel=1e-4)
 
 
 def test_ignore_rule_threshold():
@@ -141,8 +143,9 @@ def test_sum_over_anchors_divided_by_batch_size():
 def test_image_without_boxes_gives_zero_coord_and_cls(preset):
     raw = torch.randn(2, 2, 3, 3, 7)
     loss = YoloLoss(LossConfig.preset(preset), ANCHORS, 2)
-    _, parts = loss(raw, [torch.zeros(0, 5), torch.zeros(0, 5)], seen_images=10**6)
+    _, parts = loss(raw, [torch.zeros(0, 5), torch.zeros(0, 5)], seen_images=0)  # warm-up on (darknet)
     assert parts["coord"].item() == 0.0 and parts["cls"].item() == 0.0 and parts["obj"].item() == 0.0
+    assert (parts["prior"].item() > 0) == (preset == "darknet")
     lam = 1.0 if preset == "darknet" else 0.5
     assert parts["noobj"].item() == pytest.approx(lam * (raw[..., 4].sigmoid() ** 2).sum().item() / 2, rel=1e-5)
 

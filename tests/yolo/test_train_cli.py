@@ -50,13 +50,13 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     # interrupted after the first epoch (2 steps of 4 images), then resumed
     code, _, err = cli("yolo", "train", *common, "--out", resumed, "--max-steps", "2")
     assert code == 0, err
-    assert torch.load(resumed / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(resumed / "last.pt", weights_only=True)["epoch"] == 1
     code, _, err = cli("yolo", "train", "--resume", resumed)
     assert code == 0, err
     assert "resuming" in err
 
-    a = torch.load(straight / "last.pt", weights_only=False)
-    b = torch.load(resumed / "last.pt", weights_only=False)
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(resumed / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2 and a["seen_images"] == b["seen_images"] == 16
     for part in ("model",):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
@@ -91,6 +91,31 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     assert json.loads((tmp_path / "pred" / "summary.json").read_text())["kind"] == "yolo.predict"
 
 
+@pytest.mark.slow
+def test_resume_inside_an_epoch_skips_the_batches_already_trained(synth8, tmp_path, cli):
+    common = ["--data", synth8 / "instances.json", "--epochs", "2", "--batch", "4", "--img-size", "64",
+              "--eval-every", "5", *TINY]  # fmt: skip
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    assert cli("yolo", "train", *common, "--out", straight)[0] == 0
+    code, _, err = cli("yolo", "train", *common, "--out", part, "--max-steps", "1")  # half of epoch 1
+    assert code == 0, err
+    ckpt = torch.load(part / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["epoch_step"], ckpt["seen_images"]) == (0, 1, 4)
+    code, _, err = cli("yolo", "train", "--resume", part / "last.pt")  # the checkpoint file works as well
+    assert code == 0, err
+    assert "at epoch 1/2, batch 2 of 2" in err
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(part / "last.pt", weights_only=True)
+    assert (a["epoch"], a["seen_images"], a["scheduler"]["last_epoch"]) == (b["epoch"], b["seen_images"], b["scheduler"]["last_epoch"]) == (2, 16, 4)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["epoch"] for r in _rows(part / "metrics.csv")] == ["1", "2"]  # the part-epoch row was redone
+    run = json.loads((part / "run.json").read_text())
+    assert len(run["resumed"]) == 1 and run["resumed"][0]["config"]["epochs"] == 2
+    assert {"cv2", "pycocotools", "torch"} <= set(run["versions"])
+    code, _, err = cli("yolo", "train", "--resume", part, "--lr", "0.1", "--epochs", "3")
+    assert code == 2 and "leave out --lr 0.1 (the run has 0.005)" in err and "--epochs 3" not in err.split("(only")[0]
+
+
 def test_nan_loss_stops_with_exit_1_and_keeps_the_checkpoint(synth8, tmp_path, cli, monkeypatch):
     from detkit.yolo.loss import YoloLoss
 
@@ -110,7 +135,7 @@ def test_nan_loss_stops_with_exit_1_and_keeps_the_checkpoint(synth8, tmp_path, c
     assert err.strip().splitlines()[-1] == (
         f"detkit: error: training stopped in epoch 2: loss is nan at step 1 of the epoch; last good checkpoint kept: {run / 'last.pt'}"
     )
-    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
 
 
 def test_missing_data_is_a_usage_error(cli, tmp_path):
@@ -126,7 +151,7 @@ def test_bccd_voc_trains_a_few_steps(cli, tmp_path):
                        "--val-list", bccd / "ImageSets/Main/test.txt", "--limit", "8", "--max-steps", "2",
                        "--batch", "4", "--img-size", "128", *TINY, "--out", run)  # fmt: skip
     assert code == 0, err
-    ckpt = torch.load(run / "last.pt", weights_only=False)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["class_map"]["names"] == ["Platelets", "RBC", "WBC"] and ckpt["seen_images"] == 8
     rows = _rows(run / "metrics.csv")
     assert len(rows) == 1 and float(rows[0]["loss"]) > 0
@@ -143,5 +168,5 @@ def test_corrupt_image_is_reported_by_path_and_training_goes_on(synth8, tmp_path
                        "--img-size", "64", *TINY, "--out", tmp_path / "run")  # fmt: skip
     assert code == 0, err
     assert f"{bad}: cannot decode the image; skipped" in err.replace("\n", "")
-    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["seen_images"] == 7
