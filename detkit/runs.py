@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import json
 import platform
 import shlex
 import sys
@@ -94,8 +95,6 @@ def record_run(
 def record_resume(run_dir: str | Path, config: dict[str, Any]) -> None:
     """Append this invocation (time, command line, the options it ran with, versions) to the
     ``resumed`` list of ``run_dir/run.json``, so every command that touched the run is on record."""
-    import json
-
     path = Path(run_dir) / "run.json"
     try:
         record = json.loads(path.read_text())

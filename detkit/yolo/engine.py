@@ -2,9 +2,9 @@
 
 ``train_one_epoch`` runs :class:`TrainStep` (uint8 -> float on the device, bf16 autocast on CUDA, fp32
 loss, gradient clipping, per-step LR schedule, EMA update) and stops with :class:`NonFiniteLoss` as soon
-as the loss or the gradient is NaN/inf, before the optimizer touches the weights. ``evaluate`` post-processes, maps boxes
-back to original pixels and class indices back to the dataset's category ids, and scores them with
-pycocotools, guarding its traps (see :func:`coco_eval`).
+as the loss or the gradient is NaN/inf, before the optimizer touches the weights. ``evaluate``
+post-processes, maps boxes back to original pixels and class indices back to the dataset's category ids,
+and scores them with pycocotools, guarding its traps (see :func:`coco_eval`).
 """
 
 from __future__ import annotations

@@ -368,6 +368,7 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
     best_eval: dict[str, Any] = resume.get("best_eval", {}) if resume else {}
     with progress(transient=True) as bar:
         task = bar.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch - start_step, info="")
+        bar_done = 0  # batches of this invocation so far (the bar's position)
         for epoch in range(start_epoch, cfg.epochs):
             skip = start_step if epoch == start_epoch else 0
             loader.batch_sampler.set_epoch(epoch, skip=skip)
@@ -375,8 +376,8 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
             if steps_left is not None and steps_left <= 0:
                 break
 
-            def on_step(step: int, parts: dict[str, float], epoch: int = epoch) -> None:
-                bar.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.epochs}",
+            def on_step(step: int, parts: dict[str, float], epoch: int = epoch, base: int = bar_done) -> None:
+                bar.update(task, completed=base + step, description=f"epoch {epoch + 1}/{cfg.epochs}",
                            info=" ".join(f"{k} {v:.3f}" for k, v in parts.items()))  # fmt: skip
 
             try:
@@ -388,6 +389,8 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
                 kept = f"last good checkpoint kept: {run / 'last.pt'}" if (run / "last.pt").exists() else "no checkpoint was written yet"
                 raise DetkitError(f"training stopped in epoch {epoch + 1}: {e}; {kept}", exit_code=1) from None
             seen = stats["seen_images"]
+            bar_done += stats["batches"]
+            bar.update(task, completed=bar_done)
             done = skip + stats["batches"]  # batches of this epoch trained, over all invocations
             complete = done >= steps_per_epoch
             row = {"epoch": epoch + 1, **{k: stats[k] for k in ("loss", *LOSS_PARTS, "lr", "images_per_s")}, "seen_images": seen}

@@ -15,7 +15,7 @@ from detkit.yolo.train import lr_factor
 
 @pytest.fixture
 def gt():
-    # no "info" in extra: pycocotools' loadRes needs gt.dataset["info"], coco_eval must supply it
+    # no "info" in the source: pycocotools' loadRes needs gt.dataset["info"]; to_coco_dict (and coco_eval behind it) supply one
     return make_dataset(
         [(1, "a.jpg", 100, 100), (2, "b.jpg", 100, 100)],
         [(1, 1, 3, 10, 10, 30, 30), (2, 1, 7, 50, 50, 40, 20), (3, 2, 3, 5, 5, 60, 60)],
