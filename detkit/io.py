@@ -16,7 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from detkit.errors import InputError
+
 SCHEMA_VERSION = 1
+
+
+def check_out_folder(path: str | os.PathLike, what: str = "an output folder") -> Path:
+    """``path`` as a Path, or a one-line InputError when it exists and is not a folder (a file named as
+    --out would otherwise fail deep inside the first write)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(path, None, f"exists and is not a folder; give {what} to --out")
+    return path
 
 
 def _umask_mode() -> int:

@@ -41,3 +41,15 @@ def test_json_is_strict_and_numpy_safe(tmp_path):
     p = write_json(tmp_path / "x.json", {"k": 1})
     assert json.loads(p.read_text()) == {"k": 1}
     assert sha256_file(p) == sha256_file(p) and len(sha256_file(p)) == 64
+
+
+def test_check_out_folder_refuses_a_file(tmp_path):
+    from detkit.errors import InputError
+    from detkit.io import check_out_folder
+
+    assert check_out_folder(tmp_path) == tmp_path and check_out_folder(tmp_path / "new") == tmp_path / "new"
+    f = tmp_path / "f"
+    f.write_text("")
+    with pytest.raises(InputError) as exc:
+        check_out_folder(f, "a run folder")
+    assert str(exc.value) == f"{f}: exists and is not a folder; give a run folder to --out"

@@ -16,7 +16,7 @@ from detkit.classify.models import build_model, checkpoint_weights
 from detkit.classify.runfiles import load_checkpoint
 from detkit.console import info, warn
 from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_path
+from detkit.io import atomic_path, check_out_folder
 from detkit.runs import record_run, write_summary
 from detkit.training import resolve_device
 
@@ -125,9 +125,7 @@ def evaluate_run(
         device, batch, cache_dir, workers: as in training.
     Returns: dict with top1, top5, loss, images, misclassified and the summary path.
     """
-    weights, out = Path(weights), Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(out, None, "exists and is not a folder; give an output folder to --out")
+    weights, out = Path(weights), check_out_folder(out)
     if subset not in SUBSETS:
         raise DetkitError(f"--subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
     ckpt = load_checkpoint(weights)

@@ -22,8 +22,8 @@ from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
 from detkit.classify.models import build_model, load_weights
 from detkit.classify.train import TrainConfig, prepare_data
 from detkit.console import info, progress, warn
-from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_path, atomic_write
+from detkit.errors import DetkitError
+from detkit.io import atomic_path, atomic_write, check_out_folder
 from detkit.runs import record_run, write_summary
 from detkit.training import resolve_device
 
@@ -152,9 +152,7 @@ def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, step
         raise DetkitError(f"--steps must be at least 3, got {steps}")
     cfg.validate()
     cfg = cfg.resolved()
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(out, None, "exists and is not a folder; give an output folder to --out")
+    out = check_out_folder(cfg.out)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     data = prepare_data(cfg, device, out, reuse_split=False)

@@ -33,7 +33,7 @@ from detkit.classify.runfiles import (
 )
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_path, write_json
+from detkit.io import atomic_path, check_out_folder, write_json
 from detkit.runs import record_resume, record_run
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 
@@ -192,8 +192,7 @@ _FIELDS = {f.name for f in fields(TrainConfig)}
 
 
 def _check_run_folder(run: Path, resume: bool) -> None:
-    if run.exists() and not run.is_dir():
-        raise InputError(run, None, "exists and is not a folder; give a run folder to --out")
+    check_out_folder(run, "a run folder")
     if not resume and (run / "last.pt").exists():
         raise InputError(
             run, None, f"already holds a run (last.pt); continue it with --resume {run} or pick another --out"

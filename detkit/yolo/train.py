@@ -31,7 +31,7 @@ from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
 from detkit.coco.loaders import load_dataset
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
-from detkit.io import atomic_path, atomic_write, write_json
+from detkit.io import atomic_path, atomic_write, check_out_folder, write_json
 from detkit.runs import record_resume, record_run, write_summary
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, select_images
@@ -272,9 +272,7 @@ def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, A
     from detkit.yolo.model import YoloConfig, YOLOv2
 
     cfg.validate()
-    run = Path(cfg.out)
-    if run.exists() and not run.is_dir():
-        raise DetkitError(f"{run}: exists and is not a folder; give a run folder to --out")
+    run = check_out_folder(cfg.out, "a run folder")
     rank, world, local = dist_init(cfg.device)
     main = rank == 0
     device = resolve_device(cfg.device, local)
