@@ -7,9 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("DETKIT_NO_PROGRESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# No example database: a test run must leave no .hypothesis/ folder in the work tree.
+settings.register_profile("detkit", database=None)
+settings.load_profile("detkit")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
