@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 os.environ.setdefault("DETKIT_NO_PROGRESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-# No example database: a test run must leave no .hypothesis/ folder in the work tree.
+# No example database, and hypothesis's other caches in a temp folder: a test run must leave no
+# .hypothesis/ folder in the work tree.
 settings.register_profile("detkit", database=None)
 settings.load_profile("detkit")
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="detkit-hypothesis-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
