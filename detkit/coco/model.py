@@ -11,6 +11,12 @@ plus, for error messages, ``ann_record``: where each annotation came from in its
 number, a JSON index or a file name), and ``missing``: which optional fields were absent in the source
 (``{"area": bool mask, "iscrowd": bool mask}``) so that ``validate`` can report them after the
 loader filled the defaults (area = w·h, iscrowd = 0).
+
+Datasets with splits (an ultralytics data.yaml, a Roboflow export, VOC ``ImageSets/Main``) carry
+``split``: the split name of each image (``train``, ``val``, ``test``...; None when the source has no
+splits). An image listed in two splits is two rows. What a lenient loader left out (an orphan label
+file, a corrupt image, an out-of-range row) or repaired (a polygon row read as its box) is in
+``skipped``, one :class:`Skipped` each, for the CLI to count and ``validate`` to report.
 """
 
 from __future__ import annotations
@@ -42,6 +48,36 @@ COCO80_IDS: tuple[int, ...] = (
 )  # fmt: skip
 
 
+SPLIT_ORDER = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One item a lenient loader left out, or used after a repair (``kept``, e.g. a polygon row as its box).
+
+    Args:
+        code: the finding code ``validate`` reports it under (see :mod:`detkit.coco.findings`).
+        path: the file it is about.
+        where: the record in that file (``line 3``), or None for the whole file.
+        what: what is wrong, in a few words.
+        kept: True when the item was used anyway (a note, not a loss).
+    """
+
+    code: str
+    path: str
+    where: str | None
+    what: str
+    kept: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"code": self.code, "path": self.path, "what": self.what}
+        if self.where:
+            d["where"] = self.where
+        if self.kept:
+            d["kept"] = True
+        return d
+
+
 @dataclass
 class Dataset:
     """Columnar detection annotations (see the module docstring)."""
@@ -64,6 +100,8 @@ class Dataset:
     ann_record: np.ndarray | None = None  # (N,) object: where each annotation came from
     missing: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # format-specific leftovers (e.g. COCO info)
+    split: np.ndarray | None = None  # (I,) object (str): each image's split; None when there are none
+    skipped: list[Skipped] = field(default_factory=list)  # what a lenient loader left out or repaired
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
@@ -95,6 +133,19 @@ class Dataset:
 
     def category_names(self) -> dict[int, str]:
         return {int(i): str(n) for i, n in zip(self.cat_id, self.cat_name)}
+
+    def split_names(self) -> list[str]:
+        """The splits present, train / val / test first, then the others in sorted order ([] when none)."""
+        if self.split is None:
+            return []
+        present = set(self.split.tolist())
+        return [s for s in SPLIT_ORDER if s in present] + sorted(present - set(SPLIT_ORDER))
+
+    def select_split(self, name: str) -> Dataset:
+        """Only the images (and their boxes) of split ``name``; ``split`` stays a column."""
+        if self.split is None:
+            return self
+        return self.subset_images(self.image_id[self.split == name])
 
     def record(self, i: int) -> str:
         """Where annotation row ``i`` came from, for messages (e.g. ``line 12``, ``$.annotations[3]``)."""
@@ -172,6 +223,7 @@ class Dataset:
             source=self.source, format=self.format, image_root=self.image_root,
             ann_record=None if self.ann_record is None else self.ann_record[keep_ann],
             missing={k: v[keep_ann] for k, v in self.missing.items()}, extra=dict(self.extra),
+            split=None if self.split is None else self.split[keep_img], skipped=list(self.skipped),
         )  # fmt: skip
 
 
