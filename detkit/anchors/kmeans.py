@@ -25,15 +25,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from detkit.anchors.config import DEFAULT_RESTARTS, UPDATES
 from detkit.anchors.metrics import best_iou
 from detkit.errors import DetkitError
 
-DEFAULT_RESTARTS = 6
 DEFAULT_SAMPLE_SIZE = 30_000
 RESTART_TOL = 5e-3
 RESTART_MAX_ITER = 20
 FINAL_TOL = 1e-4
-UPDATES = ("median", "mean")
 
 
 @dataclass

@@ -23,6 +23,16 @@ def _plt():
     return plt
 
 
+def scatter_style(n: int) -> tuple[float, float]:
+    """Marker area (pt²) and opacity for ``n`` points: large and opaque for a few hundred boxes, small and
+    faint for tens of thousands, so the plot reads neither as a few specks nor as a solid blot.
+
+    Both fall with log10(n): 40 pt², 0.9 at <= 100 points; 2 pt², 0.25 at >= 20,000.
+    """
+    t = min(1.0, max(0.0, (np.log10(max(n, 1)) - 2.0) / (np.log10(MAX_SCATTER_POINTS) - 2.0)))
+    return float(40.0 * (2.0 / 40.0) ** t), float(0.9 - 0.65 * t)
+
+
 def plot_scatter(
     wh: np.ndarray,
     assignments: np.ndarray,
@@ -47,7 +57,11 @@ def plot_scatter(
     if len(wh) > MAX_SCATTER_POINTS:
         idx = np.sort(np.random.default_rng(seed).choice(len(wh), MAX_SCATTER_POINTS, replace=False))
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.scatter(wh[idx, 0], wh[idx, 1], c=assignments[idx], cmap="tab20", s=3, alpha=0.5, linewidths=0)
+    size, alpha = scatter_style(len(idx))
+    # saturated tab10 colours up to 10 clusters (tab20's pale half vanishes on white), tab20 beyond
+    palette = plt.get_cmap("tab10" if len(anchors) <= 10 else "tab20")
+    colours = palette(np.asarray(assignments[idx]) % palette.N)
+    ax.scatter(wh[idx, 0], wh[idx, 1], c=colours, s=size, alpha=alpha, linewidths=0)
     ax.scatter(anchors[:, 0], anchors[:, 1], marker="x", c="black", s=80, linewidths=2, label="anchors")
     ax.set_xlabel("box width (normalised)")
     ax.set_ylabel("box height (normalised)")
@@ -61,9 +75,14 @@ def plot_scatter(
 
 
 def plot_elbow(
-    ks: list[int], mean_ious: list[float], elbow_k: int, path: str | Path, reference: dict | None = None
+    ks: list[int],
+    mean_ious: list[float],
+    elbow_k: int,
+    path: str | Path,
+    reference: dict | None = None,
+    chosen_k: int | None = None,
 ) -> Path:
-    """Mean IoU (%) against k, the elbow marked; stock anchors drawn as single points when given."""
+    """Mean IoU (%) against k, the elbow and the chosen k marked; stock anchors drawn as single points."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     y = 100 * np.asarray(mean_ious)
@@ -71,6 +90,9 @@ def plot_elbow(
     if elbow_k in ks:
         i = ks.index(elbow_k)
         ax.plot([elbow_k], [y[i]], "o", ms=14, mfc="none", mec="red", mew=2, label=f"elbow k = {elbow_k}")
+    if chosen_k is not None and chosen_k in ks:
+        i = ks.index(chosen_k)
+        ax.plot([chosen_k], [y[i]], "*", ms=16, color="gold", mec="black", label=f"written k = {chosen_k}")
     for name, ref in (reference or {}).items():
         ax.plot([ref["k"]], [100 * ref["mean_iou"]], "s", label=f"{name} ({100 * ref['mean_iou']:.1f})")
     ax.set_xlabel("k (number of anchors)")
@@ -94,13 +116,16 @@ def plot_anchor_boxes(
     colours = plt.get_cmap("tab10")
     fig, ax = plt.subplots(figsize=(6, 6))
     c = img_size / 2
+    lim = max(float(img_size), float(a.max()) if a.size else 0.0)
     for j, (w, h) in enumerate(a):
         col = colours(j % 10)
         ax.add_patch(Rectangle((c - w / 2, c - h / 2), w, h, fill=False, ec=col, lw=2))
-        # label at the top-right corner, clipped into the canvas so large anchors stay readable
-        x, y = min(c + w / 2, img_size * 0.98), max(c - h / 2, img_size * 0.02)
-        ax.text(x, y, f"{w:.0f}x{h:.0f}", color=col, fontsize=8, ha="right", va="bottom")
-    lim = max(float(img_size), float(a.max()) if a.size else 0.0)
+    # labels in a column at the left edge, one line each, in the colour of their anchor: small nested
+    # anchors have their corners a few pixels apart, so labels at the corners overlap
+    line = lim * 0.045
+    for j, (w, h) in enumerate(a):
+        ax.text(c - lim / 2 + lim * 0.02, c - lim / 2 + line * (j + 1), f"#{j} {w:.0f}x{h:.0f}",
+                color=colours(j % 10), fontsize=9, ha="left", va="bottom", family="monospace")  # fmt: skip
     ax.set_xlim(c - lim / 2, c + lim / 2)
     ax.set_ylim(c + lim / 2, c - lim / 2)  # image coordinates: y grows downwards
     ax.set_aspect("equal")

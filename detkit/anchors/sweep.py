@@ -1,39 +1,19 @@
 """One or many k: anchors, metrics, the elbow and the documents ``detkit anchors kmeans`` writes.
 
-Plain data in and out; the CLI only parses options, calls :func:`run_sweep` and prints.
+Plain data in and out; :mod:`detkit.anchors.run` drives it for the CLI and the Python API.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from detkit.anchors.kmeans import DEFAULT_RESTARTS, KMeansResult, euclidean_kmeans, iou_kmeans
+from detkit.anchors.config import BPR_TARGET, DEFAULT_RESTARTS, FALLBACK_K, METHODS, OptionError
+from detkit.anchors.kmeans import KMeansResult, euclidean_kmeans, iou_kmeans
 from detkit.anchors.metrics import anchor_metrics, elbow, stock_anchors
 from detkit.anchors.units import anchor_units
-from detkit.errors import DetkitError
-
-METHODS = ("iou", "euclidean")
-_KS = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
-
-
-def parse_ks(text: str) -> list[int]:
-    """``"5"`` -> [5]; ``"3,4,6"`` -> [3, 4, 6]; ``"1-10"`` -> [1..10] (sorted, unique, each >= 1)."""
-    ks: set[int] = set()
-    for part in str(text).split(","):
-        m = _KS.match(part)
-        if m is None:
-            raise DetkitError(f"--k '{text}': expected a number, a list (3,4,5) or a range (1-10)")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if lo < 1 or hi < lo:
-            raise DetkitError(f"--k '{text}': k must be at least 1 and ranges increasing")
-        ks.update(range(lo, hi + 1))
-    if len(ks) > 64:
-        raise DetkitError(f"--k '{text}': at most 64 values of k at once")
-    return sorted(ks)
 
 
 @dataclass
@@ -79,7 +59,7 @@ def run_sweep(
         on_k: optional callback ``on_k(k)`` after each k (progress bars).
     """
     if method not in METHODS:
-        raise DetkitError(f"unknown --method '{method}' (choose from {', '.join(METHODS)})")
+        raise OptionError("method", method, f"choose from {', '.join(METHODS)}")
     results, rows = [], []
     for k in ks:
         if method == "iou":
@@ -111,19 +91,53 @@ def run_sweep(
     return Sweep(ks, results, rows, elbow(ks, [r["mean_iou"] for r in rows]), reference)
 
 
-def choose_k(sweep: Sweep, out_k: int | None) -> int:
-    """The k written to ``--out``: ``--out-k`` when given, else the elbow of the sweep (the k itself for one k)."""
-    if out_k is None:
-        return sweep.elbow_k
-    if out_k not in sweep.ks:
-        raise DetkitError(f"--out-k {out_k} is not one of the swept k ({', '.join(map(str, sweep.ks))})")
-    return out_k
+@dataclass
+class Pick:
+    """The k a sweep hands on (written to the anchors file): the rule, why, and how well it fits."""
+
+    k: int
+    rule: str  # bpr, elbow or k (asked for by number, or the only k computed)
+    reason: str
+    mean_iou: float
+    bpr: float
+
+    def line(self) -> str:
+        return f"k = {self.k} ({self.reason}): mean IoU {100 * self.mean_iou:.2f}%, BPR {100 * self.bpr:.1f}%"
+
+
+def pick_k(sweep: Sweep, pick: str | int = "bpr", iou_thr: float = 0.5) -> Pick:
+    """Choose the k of a sweep by ``pick``: ``bpr`` (the smallest k whose best-possible recall reaches
+    0.98, else 5, else the swept k nearest 5), ``elbow``, or a k among the swept ones."""
+    if len(sweep.ks) == 1:
+        k, rule, reason = sweep.ks[0], "k", "the only k computed"
+    elif isinstance(pick, int):
+        if pick not in sweep.ks:
+            raise OptionError("pick", pick, f"is not one of the swept k ({', '.join(map(str, sweep.ks))})")
+        k, rule, reason = pick, "k", "asked for"
+    elif pick == "elbow":
+        k, rule, reason = sweep.elbow_k, "elbow", "the elbow of the mean-IoU curve"
+    elif pick == "bpr":
+        rule = "bpr"
+        reached = [r["k"] for r in sweep.rows if r["bpr"] >= BPR_TARGET]
+        target = f"BPR@{iou_thr:g} >= {100 * BPR_TARGET:g}%"
+        if reached:
+            k, reason = reached[0], f"the smallest k with {target}"
+        else:
+            k = min(sweep.ks, key=lambda kk: (abs(kk - FALLBACK_K), -kk))
+            reason = f"no k reaches {target}; " + (
+                f"YOLOv2's {FALLBACK_K}" if k == FALLBACK_K else f"the swept k nearest {FALLBACK_K}"
+            )
+    else:
+        raise OptionError("pick", pick, "choose bpr, elbow or a k among the swept ones")
+    row = sweep.row(k)
+    return Pick(k, rule, reason, row["mean_iou"], row["bpr"])
 
 
 def anchors_file(
-    sweep: Sweep, k: int, *, norm: str, grid: int, img_size: int, seed: int, method: str, source: str
+    sweep: Sweep, pick: Pick, *, norm: str, grid: int, img_size: int, seed: int, method: str, source: str
 ) -> dict[str, Any]:
-    """The ``--out anchors.json`` document that ``detkit yolo train --anchors`` reads."""
+    """The anchors file (``anchors.json``) that ``detkit yolo train --anchors`` reads."""
+    k = pick.k
     row = sweep.row(k)
     return {
         "anchors_normalized": row["anchors"],
@@ -132,6 +146,7 @@ def anchors_file(
         "grid": grid,
         "img_size": img_size,
         "k": k,
+        "pick": {"rule": pick.rule, "reason": pick.reason},
         "mean_iou": row["mean_iou"],
         "bpr": row["bpr"],
         "ratio_recall": row["ratio_recall"],

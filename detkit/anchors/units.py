@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from detkit.anchors.config import NORMS, OptionError
 from detkit.coco.model import Dataset
-from detkit.errors import DetkitError
-
-NORMS = ("image", "letterbox")
 
 
 def dataset_wh(ds: Dataset, norm: str = "image") -> np.ndarray:
@@ -30,7 +28,7 @@ def dataset_wh(ds: Dataset, norm: str = "image") -> np.ndarray:
     if norm == "image":
         return ds.normalized_wh()
     if norm != "letterbox":
-        raise DetkitError(f"unknown --norm '{norm}' (choose from {', '.join(NORMS)})")
+        raise OptionError("norm", norm, f"choose from {', '.join(NORMS)}")
     idx = ds.image_index()
     ok = idx >= 0
     wh = np.full((ds.num_annotations, 2), np.nan)

@@ -14,6 +14,7 @@ from tests.conftest import shared_path
 def test_json_shape_on_the_synthetic_set(cli_json, shapes_dir):
     doc = cli_json("anchors", "kmeans", shapes_dir / "instances.json", "--k", "2,3", "--restarts", "2")
     assert doc["schema_version"] == 1 and doc["ks"] == [2, 3] and doc["chosen_k"] == 3
+    assert doc["pick"]["rule"] == "bpr" and doc["pick"]["bpr"] == doc["results"][1]["bpr"]
     assert [r["k"] for r in doc["results"]] == [2, 3]
     for r in doc["results"]:
         assert 0 < r["mean_iou"] <= 1
@@ -45,26 +46,37 @@ def test_sample_coco_sweep_rises_with_k_and_writes_plots(cli, tmp_path):
     assert summary["mean_iou_curve"] == {"k": [3, 4, 5, 6], "mean_iou": ious}
     assert all((plots / p).exists() for p in summary["plots"].values())
     assert [row["k"] for row in summary["tables"]["mean_iou_by_k"]] == [3, 4, 5, 6]
-    assert summary["metrics"]["k"] == doc["chosen_k"] == doc["elbow_k"]
-    # the anchors file holds the elbow k, in consistent units
+    # default pick: the smallest k whose BPR reaches 0.98, else 5
+    reached = [r["k"] for r in doc["results"] if r["bpr"] >= 0.98]
+    assert doc["chosen_k"] == (reached[0] if reached else 5)
+    assert summary["metrics"]["k"] == doc["chosen_k"] and summary["pick"]["rule"] == "bpr"
+    # the anchors file holds the chosen k and why, in consistent units
     anchors = json.loads(out.read_text())
-    assert anchors["k"] == doc["elbow_k"] and anchors["norm"] == "image"
+    assert anchors["k"] == doc["chosen_k"] and anchors["norm"] == "image"
+    assert anchors["pick"] == {"rule": "bpr", "reason": doc["pick"]["reason"]}
+    assert anchors["mean_iou"] == doc["pick"]["mean_iou"] and anchors["bpr"] == doc["pick"]["bpr"]
     a = np.array(anchors["anchors_normalized"])
     np.testing.assert_allclose(anchors["anchors_grid"], a * 13)
     np.testing.assert_allclose(anchors["anchors_pixels"], a * 416)
 
 
-def test_text_output_and_out_k(cli, tmp_path):
+def test_text_output_and_pick_k(cli, tmp_path):
     out = tmp_path / "a.json"
     code, stdout, stderr = cli(
-        "anchors", "kmeans", shared_path("sample_coco.txt"), "--k", "2,4", "--out-k", "2", "--out", out,
+        "anchors", "kmeans", shared_path("sample_coco.txt"), "--k", "2,4", "--pick", "2", "--out", out,
         "--norm", "letterbox", "--restarts", "2",
     )  # fmt: skip
     assert code == 0, stderr
     assert "mean IoU by k" in stdout and "anchors = " in stdout and "stock yolov3_coco" in stdout
     assert "wrote" in stderr and "wrote" not in stdout  # messages on stderr, data on stdout
+    assert f"wrote {out}: k = 2 (asked for): mean IoU" in " ".join(stderr.split())
     doc = json.loads(out.read_text())
-    assert doc["k"] == 2 and doc["norm"] == "letterbox" and len(doc["anchors_normalized"]) == 2
+    assert (
+        doc["k"] == 2
+        and doc["pick"]["rule"] == "k"
+        and doc["norm"] == "letterbox"
+        and len(doc["anchors_normalized"]) == 2
+    )
 
 
 def test_bccd_voc_folder_drops_the_degenerate_boxes(cli_json, capsys):
@@ -117,7 +129,9 @@ def test_euclidean_method(cli_json, shapes_dir):
         (["--k", "3", "--update", "mode"], "--update 'mode'"),
         (["--k", "3", "--norm", "stretch"], "--norm 'stretch'"),
         (["--k", "3", "--method", "dbscan"], "--method 'dbscan'"),
-        (["--k", "3,4", "--out-k", "5"], "--out-k 5"),
+        (["--k", "3,4", "--pick", "5"], "--pick '5': is not one of the swept k (3, 4)"),
+        (["--k", "3,4", "--pick", "knee"], "--pick 'knee'"),
+        (["--k", "3", "--restarts", "0"], "--restarts '0': must be at least 1"),
     ],
 )
 def test_usage_errors_exit_2(cli, shapes_dir, args, message):
@@ -136,10 +150,23 @@ def test_help_has_an_example(cli):
     assert code == 0 and "Example: detkit anchors kmeans" in " ".join(stdout.split())
 
 
-def test_cli_default_restarts_match_the_library():
-    import inspect
-
-    from detkit.anchors.cli import kmeans
-    from detkit.anchors.kmeans import DEFAULT_RESTARTS
-
-    assert inspect.signature(kmeans).parameters["restarts"].default == DEFAULT_RESTARTS
+def test_pick_rules_on_the_synthetic_set(cli, shapes_dir, tmp_path):
+    """The three rules write the k they name, and stderr says which k, why, its mean IoU and BPR."""
+    ann = shapes_dir / "instances.json"
+    docs = {}
+    for pick in ("elbow", "bpr", "4"):
+        out = tmp_path / f"{pick}.json"
+        code, stdout, stderr = cli("anchors", "kmeans", ann, "--k", "1-6", "--restarts", "2", "--pick", pick,
+                                   "--out", out, "--json")  # fmt: skip
+        assert code == 0, stderr
+        doc, written = json.loads(stdout), json.loads(out.read_text())
+        assert written["k"] == doc["chosen_k"] and doc["out"] == str(out)
+        row = next(r for r in doc["results"] if r["k"] == doc["chosen_k"])
+        line = " ".join(stderr.split())
+        assert f"k = {doc['chosen_k']} (" in line and f"mean IoU {100 * row['mean_iou']:.2f}%" in line
+        assert f"BPR {100 * row['bpr']:.1f}%" in line
+        docs[pick] = doc
+    assert docs["elbow"]["chosen_k"] == docs["elbow"]["elbow_k"] and docs["elbow"]["pick"]["rule"] == "elbow"
+    assert docs["4"]["chosen_k"] == 4
+    reached = [r["k"] for r in docs["bpr"]["results"] if r["bpr"] >= 0.98]
+    assert docs["bpr"]["chosen_k"] == (reached[0] if reached else 5)

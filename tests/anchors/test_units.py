@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detkit.anchors.sweep import anchors_file, choose_k, parse_ks, run_sweep
+from detkit.anchors.config import parse_ks
+from detkit.anchors.sweep import anchors_file, pick_k, run_sweep
 from detkit.anchors.units import anchor_units, clean_wh, darknet_line, dataset_wh, to_grid, to_pixels
 from detkit.coco.model import make_dataset
 from detkit.errors import DetkitError
@@ -30,7 +31,7 @@ def test_image_and_letterbox_normalisation_by_hand():
     box = dataset_wh(ds, "letterbox")  # divided by the long side: the aspect ratio of the box is kept
     np.testing.assert_allclose(box[:2], [[50 / 200, 20 / 200], [30 / 600, 60 / 600]])
     assert np.isnan(img[2]).all() and np.isnan(box[2]).all()
-    with pytest.raises(DetkitError, match="unknown --norm"):
+    with pytest.raises(DetkitError, match="norm 'stretch': choose from image, letterbox"):
         dataset_wh(ds, "stretch")
 
 
@@ -63,7 +64,7 @@ def test_parse_ks(text, ks):
 
 @pytest.mark.parametrize("text", ["0", "five", "5-3", "1-100", ""])
 def test_parse_ks_rejects(text):
-    with pytest.raises(DetkitError, match="--k"):
+    with pytest.raises(DetkitError, match=f"^k '{text}': "):
         parse_ks(text)
 
 
@@ -71,12 +72,15 @@ def test_anchors_file_units_and_choice():
     rng = np.random.default_rng(0)
     wh = np.exp(rng.normal(-2, 0.7, (800, 2)))
     sweep = run_sweep(wh, [2, 3, 4], seed=0, restarts=2, grid=19, img_size=608)
-    assert choose_k(sweep, None) == sweep.elbow_k
-    assert choose_k(sweep, 4) == 4
-    with pytest.raises(DetkitError, match="--out-k 7"):
-        choose_k(sweep, 7)
-    doc = anchors_file(sweep, 3, norm="letterbox", grid=19, img_size=608, seed=0, method="iou", source="x")
+    assert pick_k(sweep, "elbow").k == sweep.elbow_k
+    assert pick_k(sweep, 4).k == 4
+    with pytest.raises(DetkitError, match="pick '7': is not one of the swept k"):
+        pick_k(sweep, 7)
+    doc = anchors_file(
+        sweep, pick_k(sweep, 3), norm="letterbox", grid=19, img_size=608, seed=0, method="iou", source="x"
+    )
     a = np.array(doc["anchors_normalized"])
+    assert doc["pick"] == {"rule": "k", "reason": "asked for"}
     assert a.shape == (3, 2) and doc["k"] == 3 and doc["grid"] == 19 and doc["img_size"] == 608
     np.testing.assert_allclose(doc["anchors_grid"], a * 19)
     np.testing.assert_allclose(doc["anchors_pixels"], a * 608)
