@@ -1,0 +1,295 @@
+"""A detector's predictions as columns, read from any of the forms detectors write, and checked.
+
+    Predictions   image_id (N,), category_id (N,), bbox (N, 4) x y w h pixels from the top-left, score (N,)
+
+Forms read by :func:`load_predictions` (detected from the path):
+    COCO results json     ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]``; ids as in
+                          the ground truth.
+    YOLO txt folder       ultralytics ``save_txt`` + ``save_conf``: ``class cx cy w h conf`` (normalised to
+                          the image) per line, one file per image, matched to the ground truth by file stem;
+                          class k is the k-th ground-truth category in id order (0..n-1 for a YOLO dataset).
+    detkit predictions    ``detections.json`` of ``detkit yolo predict`` (``{"images": [{"file", "detections":
+                          [{category_id, score, bbox}]}]}``), matched by file stem.
+
+:func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
+ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
+raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns
+them as counted findings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from detkit.coco.model import Dataset, _lookup
+from detkit.errors import InputError
+
+PRED_FORMATS = ("coco", "yolo", "detkit")
+
+
+@dataclass
+class Predictions:
+    """Columnar detections (see the module docstring)."""
+
+    image_id: np.ndarray  # (N,) int64
+    category_id: np.ndarray  # (N,) int64
+    bbox: np.ndarray  # (N, 4) float64 xywh pixels
+    score: np.ndarray  # (N,) float64
+    source: str = ""
+    format: str = "coco"
+    records: np.ndarray | None = None  # (N,) object: where each row came from (None: ``$[i]``)
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+    def record(self, i: int) -> str:
+        return str(self.records[i]) if self.records is not None else f"$[{i}]"
+
+    def take(self, keep: np.ndarray) -> Predictions:
+        return Predictions(self.image_id[keep], self.category_id[keep], self.bbox[keep], self.score[keep],
+                           self.source, self.format, None if self.records is None else self.records[keep])  # fmt: skip
+
+    def to_results(self) -> list[dict[str, Any]]:
+        """COCO results rows (one dict per detection: only for pycocotools and for writing files)."""
+        return [{"image_id": i, "category_id": c, "bbox": b, "score": s}
+                for i, c, b, s in zip(self.image_id.tolist(), self.category_id.tolist(), self.bbox.tolist(),
+                                      self.score.tolist())]  # fmt: skip
+
+
+def from_results(rows: list[dict[str, Any]], source: str = "") -> Predictions:
+    """Predictions from COCO results rows held in memory (``detkit yolo eval``, the trainer)."""
+    n = len(rows)
+    return Predictions(
+        image_id=np.fromiter((r["image_id"] for r in rows), np.int64, n),
+        category_id=np.fromiter((r["category_id"] for r in rows), np.int64, n),
+        bbox=np.array([r["bbox"] for r in rows], dtype=np.float64).reshape(n, 4),
+        score=np.fromiter((r["score"] for r in rows), np.float64, n),
+        source=source,
+    )
+
+
+# ---- COCO results json -------------------------------------------------------------------------------
+class _Det(msgspec.Struct, gc=False):
+    image_id: int
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    score: float
+
+
+class _PredDet(msgspec.Struct, gc=False):
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    score: float
+
+
+class _PredImage(msgspec.Struct, gc=False):
+    file: str
+    detections: list[_PredDet]
+
+
+class _PredFile(msgspec.Struct):
+    images: list[_PredImage]
+
+
+def _decode(path: Path, type_: Any) -> Any:
+    from detkit.coco.coco_json import _msgspec_error
+
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(path, None, f"cannot read ({e.strerror})") from None
+    try:
+        return msgspec.json.decode(data, type=type_)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        raise _msgspec_error(path, exc, data) from None
+
+
+def load_coco_results(path: str | Path) -> Predictions:
+    """A COCO results json: a list of ``{image_id, category_id, bbox, score}`` (other keys ignored)."""
+    path = Path(path)
+    rows = _decode(path, list[_Det])
+    n = len(rows)
+    bbox = np.array(list(map(attrgetter("bbox"), rows)), dtype=np.float64).reshape(n, 4)
+    return Predictions(
+        image_id=np.fromiter(map(attrgetter("image_id"), rows), np.int64, n),
+        category_id=np.fromiter(map(attrgetter("category_id"), rows), np.int64, n),
+        bbox=bbox, score=np.fromiter(map(attrgetter("score"), rows), np.float64, n),
+        source=str(path), format="coco",
+    )  # fmt: skip
+
+
+# ---- by file stem: YOLO txt and detkit predictions --------------------------------------------------
+def _stem_index(gt: Dataset, path: Path) -> dict[str, int]:
+    """Ground-truth row of each image file stem; a stem two images share cannot be matched."""
+    index: dict[str, int] = {}
+    for row, name in enumerate(gt.file_name.tolist()):
+        stem = Path(str(name)).stem
+        index[stem] = -2 if stem in index else row
+    return index
+
+
+def _image_row(index: dict[str, int], stem: str, path: Path, where: str, bad: list) -> int:
+    row = index.get(stem, -1)
+    if row == -2:
+        raise InputError(path, where, f"two ground-truth images share the file stem '{stem}'; cannot match by stem")
+    if row == -1:
+        bad.append(where)
+    return row
+
+
+def load_yolo_predictions(path: str | Path, gt: Dataset) -> tuple[Predictions, list[str]]:
+    """A folder of ultralytics ``save_txt`` + ``save_conf`` files: ``class cx cy w h conf`` per line.
+
+    Returns:
+        (predictions, the files whose stem names no ground-truth image).
+    """
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*.txt") if p.name not in ("classes.txt", "obj.names"))
+    if not files:
+        raise InputError(path, None, "no YOLO prediction .txt files found")
+    index, unmatched = _stem_index(gt, path), []
+    cats = np.sort(gt.cat_id)
+    rows, records = [], []
+    for f in files:
+        row = _image_row(index, f.stem, f, "", unmatched)
+        if row < 0:
+            continue
+        w, h = float(gt.width[row]), float(gt.height[row])
+        img = int(gt.image_id[row])
+        for lineno, line in enumerate(f.read_text(errors="replace").splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 6:
+                what = "no confidence column (save with save_conf=True)" if len(parts) == 5 else f"{len(parts)} fields"
+                raise InputError(f, f"line {lineno}", f"expected 'class cx cy w h conf', got {what}")
+            try:
+                k, (cx, cy, bw, bh, s) = int(parts[0]), (float(v) for v in parts[1:])
+            except ValueError:
+                raise InputError(f, f"line {lineno}", f"not numbers: '{line.strip()[:60]}'") from None
+            c = int(cats[k]) if 0 <= k < len(cats) else -1 - k  # an unknown class stays unknown (negative id)
+            rows.append((img, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h, s))
+            records.append(f"{f.name} line {lineno}")
+    return _from_rows(rows, records, str(path), "yolo"), [str(p) for p in unmatched]
+
+
+def load_detkit_predictions(path: str | Path, gt: Dataset) -> tuple[Predictions, list[str]]:
+    """``detections.json`` of ``detkit yolo predict`` (boxes in pixels, dataset category ids)."""
+    path = Path(path)
+    doc = _decode(path, _PredFile)
+    index, unmatched = _stem_index(gt, path), []
+    rows, records = [], []
+    for i, im in enumerate(doc.images):
+        row = _image_row(index, Path(im.file).stem, path, f"$.images[{i}]", unmatched)
+        if row < 0:
+            continue
+        img = int(gt.image_id[row])
+        for j, d in enumerate(im.detections):
+            rows.append((img, d.category_id, *d.bbox, d.score))
+            records.append(f"$.images[{i}].detections[{j}]")
+    return _from_rows(rows, records, str(path), "detkit"), unmatched
+
+
+def _from_rows(rows: list[tuple], records: list[str], source: str, fmt: str) -> Predictions:
+    arr = np.array(rows, dtype=np.float64).reshape(len(rows), 7)
+    return Predictions(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2:6].copy(), arr[:, 6].copy(),
+                       source, fmt, np.array(records, dtype=object))  # fmt: skip
+
+
+def detect_pred_format(path: str | Path) -> str:
+    """``yolo`` for a folder, ``detkit`` for a json object with ``images``, ``coco`` for a json list."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, None, "no such file or folder")
+    if p.is_dir():
+        return "yolo"
+    with open(p, "rb") as f:
+        head = f.read(4096).lstrip()
+    return "detkit" if head.startswith(b"{") else "coco"
+
+
+def load_predictions(path: str | Path, gt: Dataset, format: str | None = None) -> tuple[Predictions, list[str]]:
+    """Predictions in any form (see the module docstring) against ``gt``.
+
+    Returns:
+        (predictions, where predictions named an image the ground truth lacks — files or records of the
+        forms matched by file stem; COCO results with unknown image ids are left to :func:`check_predictions`).
+    """
+    fmt = format or detect_pred_format(path)
+    if fmt == "coco":
+        return load_coco_results(path), []
+    if fmt == "yolo":
+        return load_yolo_predictions(path, gt)
+    if fmt == "detkit":
+        return load_detkit_predictions(path, gt)
+    raise InputError(path, None, f"unknown predictions format '{fmt}' (choose from {', '.join(PRED_FORMATS)})")
+
+
+# ---- checks ---------------------------------------------------------------------------------------------
+CHECKS = {
+    "pred.unknown_image": "image id not in the ground truth",
+    "pred.unknown_category": "category id not in the ground truth",
+    "pred.bad_score": "score is NaN, infinite or negative",
+    "pred.bad_box": "box width/height not positive and finite (or x/y not finite)",
+}
+
+
+def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
+                      unmatched: list[str] | None = None) -> tuple[Predictions, list[dict[str, Any]]]:  # fmt: skip
+    """Drop (``lenient``) or reject predictions that would silently change the mAP.
+
+    Args:
+        gt: the ground truth.
+        preds: the predictions.
+        lenient: drop bad predictions and report them as findings instead of raising.
+        unmatched: files / records that named no ground-truth image (from :func:`load_predictions`).
+
+    Returns:
+        (the good predictions, findings: ``{code, count, message, example}`` per kind of problem).
+
+    Raises:
+        InputError: (not lenient) at the first bad prediction, naming the file, record and problem.
+    """
+    findings = []
+    if unmatched:
+        finding = {"code": "pred.unknown_image", "count": len(unmatched), "example": unmatched[0],
+                   "message": "prediction files whose stem names no ground-truth image"}  # fmt: skip
+        if not lenient:
+            raise InputError(preds.source, unmatched[0], f"names no ground-truth image ({len(unmatched)} such)")
+        findings.append(finding)
+    masks = {
+        "pred.unknown_image": _lookup(gt.image_id, preds.image_id) < 0,
+        "pred.unknown_category": _lookup(gt.cat_id, preds.category_id) < 0,
+        "pred.bad_score": ~np.isfinite(preds.score) | (preds.score < 0),
+        "pred.bad_box": ~np.isfinite(preds.bbox).all(axis=1) | ~(preds.bbox[:, 2:] > 0).all(axis=1),
+    }
+    bad = np.zeros(len(preds), dtype=bool)
+    for code, mask in masks.items():
+        n = int(mask.sum())
+        if not n:
+            continue
+        i = int(np.argmax(mask))
+        example = f"{preds.record(i)}: {_describe(code, preds, i)}"
+        if not lenient:
+            raise InputError(preds.source, preds.record(i),
+                             f"{_describe(code, preds, i)} ({n:,} prediction{'s' * (n > 1)} like this; --lenient drops them)")  # fmt: skip
+        findings.append({"code": code, "count": n, "message": CHECKS[code], "example": example})
+        bad |= mask
+    return (preds.take(~bad) if bad.any() else preds), findings
+
+
+def _describe(code: str, p: Predictions, i: int) -> str:
+    if code == "pred.unknown_image":
+        return f"image_id {int(p.image_id[i])} is not in the ground truth"
+    if code == "pred.unknown_category":
+        c = int(p.category_id[i])
+        return f"category_id {c} is not in the ground truth" if c >= 0 else f"class {-1 - c} is not in the ground truth"
+    if code == "pred.bad_score":
+        return f"score {float(p.score[i])} is not a finite non-negative number"
+    return f"bbox {[float(v) for v in p.bbox[i]]} has no positive size"
