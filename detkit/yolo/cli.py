@@ -9,57 +9,24 @@ import typer
 
 app = typer.Typer(no_args_is_help=True)
 
-# options that may change when a run is resumed (the rest come back from the checkpoint)
-RESUME_OVERRIDES = ("epochs", "device", "workers", "amp", "compile", "max_steps", "eval_every")
-
-
 @app.callback()
 def _yolo() -> None:
     """YOLOv2-style detector: train, eval (COCO mAP), predict."""
 
 
-@app.command("train")
-def train_cmd(
-    ctx: typer.Context,
-    data: Annotated[str | None, typer.Option("--data", help="Annotations: COCO json, course text, YOLO or VOC folder.")] = None,
-    images: Annotated[str | None, typer.Option("--images", help="Image folder (default: the one the annotations name).")] = None,
-    anchors: Annotated[str | None, typer.Option("--anchors", help="anchors.json from `detkit anchors kmeans --out` (default: k-means on the data).")] = None,
-    out: Annotated[str | None, typer.Option("--out", help="Run folder (created).")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Continue the run in this folder from its last.pt.")] = None,
-    epochs: Annotated[int, typer.Option("--epochs")] = 100,
-    batch: Annotated[int, typer.Option("--batch", help="Images per batch (per GPU).")] = 16,
-    img_size: Annotated[int, typer.Option("--img-size", help="Input size, a multiple of 32.")] = 416,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (after warm-up).")] = 1e-3,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd or adamw.")] = "sgd",
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
-    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear LR warm-up, then cosine decay.")] = 1.0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the init, data order, sizes and augmentation.")] = 0,
-    backbone: Annotated[str, typer.Option("--backbone", help="darknet19, resnet18 or resnet50 (random init).")] = "darknet19",
-    width: Annotated[float, typer.Option("--width", help="Channel multiplier (0.125 for tiny CPU runs).")] = 1.0,
-    weights: Annotated[str | None, typer.Option("--weights", help="Local backbone weights file (nothing is downloaded).")] = None,
-    loss: Annotated[str, typer.Option("--loss", help="Loss preset: darknet or course.")] = "darknet",
-    size_loss: Annotated[str | None, typer.Option("--size-loss", help="log (darknet) or sqrt (course).")] = None,
-    rescore: Annotated[bool | None, typer.Option("--rescore/--no-rescore", help="Objectness target = IoU (default: per preset).")] = None,
-    lambda_coord: Annotated[float | None, typer.Option("--lambda-coord")] = None,
-    lambda_obj: Annotated[float | None, typer.Option("--lambda-obj")] = None,
-    lambda_noobj: Annotated[float | None, typer.Option("--lambda-noobj")] = None,
-    lambda_cls: Annotated[float | None, typer.Option("--lambda-cls")] = None,
-    multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Sizes from 10/13 to 19/13 of --img-size (320..608 at 416), step 32, changed every 10 batches.")] = False,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, HSV, scale/translate.")] = True,
-    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = True,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA of the weights for evaluation (0 = off).")] = 0.9998,
-    grad_clip: Annotated[float, typer.Option("--grad-clip", help="Max gradient norm (0 = off).")] = 10.0,
-    val_data: Annotated[str | None, typer.Option("--val-data", help="Validation annotations (default: --data).")] = None,
-    val_images: Annotated[str | None, typer.Option("--val-images")] = None,
-    train_list: Annotated[str | None, typer.Option("--train-list", help="Train only on these image names (e.g. VOC ImageSets/Main/train.txt).")] = None,
-    val_list: Annotated[str | None, typer.Option("--val-list", help="Validate on these image names.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N images (smoke runs).")] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")] = None,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate every N epochs (and after the last).")] = 1,
-    workers: Annotated[int, typer.Option("--workers", help="Image-decoding processes.")] = 4,
-) -> None:
+def _train_command() -> None:
+    # the options are TrainConfig's fields (help, default, check declared there once)
+    from detkit.harness import config_command
+    from detkit.yolo.config import TrainConfig
+
+    extra = [
+        ("resume", Annotated[str | None, typer.Option("--resume", help="Continue the run in this folder from its last.pt.")], None),
+        ("exist_ok", Annotated[bool, typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files).")], False),
+    ]  # fmt: skip
+    config_command(app, "train", [TrainConfig], extra=extra)(train_cmd)
+
+
+def train_cmd(ctx: typer.Context, values: dict) -> None:
     """Train a YOLOv2 detector; writes RUN/{run.json, config.json, metrics.csv, last.pt, best.pt, summary.json}.
 
     Example: detkit yolo train --data shapes/instances.json --anchors anchors.json --epochs 50 --batch 16 --img-size 416 --out runs/y1
@@ -67,32 +34,19 @@ def train_cmd(
     Continue an interrupted run exactly: detkit yolo train --resume runs/y1 [--epochs 80]
     """
     from detkit.errors import DetkitError
-    from detkit.yolo.train import TrainConfig, load_checkpoint, train
+    from detkit.harness import given_options
+    from detkit.yolo import train as T
 
-    given = {k: v for k, v in ctx.params.items() if k not in ("resume",)}
+    resume, exist_ok = values.pop("resume"), values.pop("exist_ok")
     if resume:
-        ckpt = load_checkpoint(resume)
-        cfg = TrainConfig.from_dict(ckpt["args"])
-        cfg.out = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)  # RUN or RUN/last.pt
-        cfg.max_steps = None  # a limit of the interrupted invocation, not of the run
-        clash = []
-        for name, value in given.items():
-            if ctx.get_parameter_source(name).name != "COMMANDLINE":
-                continue
-            if name in RESUME_OVERRIDES:
-                setattr(cfg, name, value)
-            elif value != getattr(cfg, name, value):
-                clash.append(f"--{name.replace('_', '-')} {value} (the run has {getattr(cfg, name)})")
-        if clash:  # as in `classify train`: another value describes another run, not this one
-            raise DetkitError(f"{cfg.out}: a resumed run keeps its own options; leave out {', '.join(clash)} "
-                              f"(only {', '.join('--' + n.replace('_', '-') for n in RESUME_OVERRIDES)} may change)")  # fmt: skip
-        if ckpt["epoch"] >= cfg.epochs:
-            raise DetkitError(f"{resume}: already trained {ckpt['epoch']} of {cfg.epochs} epochs (pass --epochs N to go on)")
-        train(cfg, resume=ckpt)
+        T.resume(resume, {k: values[k] for k in given_options(ctx) if k in values})
+    elif values["data"] is None or values["out"] is None:
+        raise DetkitError("--data and --out are required (or --resume RUN_DIR)")
     else:
-        if data is None or out is None:
-            raise DetkitError("--data and --out are required (or --resume RUN_DIR)")
-        train(TrainConfig(**given))
+        T.train(T.TrainConfig(**values), exist_ok=exist_ok)
+
+
+_train_command()
 
 
 @app.command("eval")

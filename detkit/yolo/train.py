@@ -3,130 +3,49 @@
     RUN/run.json       resolved config, command line, seed, versions, annotation checksums
     RUN/config.json    the TrainConfig (what --resume reads back)
     RUN/metrics.csv    one row per epoch: loss parts, lr, mAP, mAP50, images/s
-    RUN/last.pt        every epoch, atomically; RUN/best.pt when the validation mAP improves
+    RUN/last.pt        every epoch (the commit, see detkit.harness); RUN/best.pt when the mAP improves
     RUN/summary.json   kind "yolo.train" for ``detkit report``
 
 A checkpoint holds everything needed to continue bit for bit: model, optimizer, scheduler and EMA
 states, the epoch, images seen (the loss warm-up depends on it), the Python/NumPy/torch/CUDA RNG states
 and the data order (a function of seed and epoch, see ``detkit.yolo.data``), plus the model config,
-class map, anchors and the arguments. Launched by ``torchrun`` (RANK/WORLD_SIZE set) it trains with
-DistributedDataParallel; rank 0 evaluates and writes.
+class map, anchors, the arguments, the metric rows and the best epoch. Launched by ``torchrun``
+(RANK/WORLD_SIZE set) it trains with DistributedDataParallel; rank 0 evaluates and writes.
+
+The shape is torchvision's references/detection: :func:`setup` builds data, model and optimizer,
+:func:`train_epochs` runs :func:`detkit.yolo.engine.train_one_epoch` and evaluation, :func:`epoch_state`
+is what each epoch commits through :class:`detkit.harness.Checkpoints`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
+import os
 import random
-import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from detkit import harness as H
 from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
 from detkit.coco.loaders import load_dataset
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
-from detkit.io import atomic_path, atomic_write, check_out_folder, write_json
+from detkit.io import write_json
 from detkit.runs import record_resume, record_run, write_summary
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
+from detkit.yolo.config import TrainConfig
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, select_images
 from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, _unwrap, evaluate, train_one_epoch
 
 # YOLOv2's VOC anchors, in cells of the 13x13 grid at 416 (yolo-voc.cfg)
 VOC_ANCHORS = list(YOLOV2_VOC_GRID_13)  # the YOLOv2 paper's VOC anchors, grid cells at 13x13
 CSV_COLUMNS = ("epoch", "loss", *LOSS_PARTS, "lr", "mAP", "mAP50", "images_per_s", "eval_images_per_s", "seen_images")
-
-
-@dataclass
-class TrainConfig:
-    """Every option of ``detkit yolo train`` (saved in config.json and in each checkpoint)."""
-
-    data: str
-    out: str
-    images: str | None = None
-    anchors: str | None = None
-    val_data: str | None = None
-    val_images: str | None = None
-    train_list: str | None = None
-    val_list: str | None = None
-    limit: int | None = None
-    epochs: int = 100
-    batch: int = 16
-    img_size: int = 416
-    multi_scale: bool = False
-    augment: bool = True
-    lr: float = 1e-3
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    final_lr_ratio: float = 0.05
-    grad_clip: float = 10.0
-    ema_decay: float = 0.9998
-    backbone: str = "darknet19"
-    width: float = 1.0
-    weights: str | None = None
-    loss: str = "darknet"
-    size_loss: str | None = None
-    rescore: bool | None = None
-    lambda_coord: float | None = None
-    lambda_obj: float | None = None
-    lambda_noobj: float | None = None
-    lambda_cls: float | None = None
-    warmup_images: int | None = None
-    conf: float = 0.001
-    iou: float = 0.45
-    eval_every: int = 1
-    max_steps: int | None = None
-    device: str = "auto"
-    amp: bool = True
-    compile: bool = False
-    workers: int = 4
-    seed: int = 0
-
-    def validate(self) -> None:
-        """Check the options before any data is read; each failure is one plain line (exit 2)."""
-        from detkit.yolo.loss import LossConfig
-        from detkit.yolo.model import BACKBONES
-
-        def finite(x: float | None) -> bool:
-            return x is None or math.isfinite(x)
-
-        checks = [
-            (self.img_size % 32 == 0 and 32 <= self.img_size <= 2048, f"--img-size must be a multiple of 32 in 32..2048, got {self.img_size}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch >= 1, f"--batch must be at least 1, got {self.batch}"),
-            (finite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"),
-            (self.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {self.optimizer!r}"),
-            (self.backbone in BACKBONES, f"--backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"),
-            (finite(self.width) and self.width > 0, f"--width must be positive, got {self.width}"),
-            (self.loss in LossConfig.PRESETS, f"--loss must be one of {', '.join(LossConfig.PRESETS)}, got {self.loss!r}"),
-            (self.size_loss in (None, "log", "sqrt"), f"--size-loss must be log or sqrt, got {self.size_loss!r}"),
-            (finite(self.weight_decay) and self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (finite(self.warmup_epochs) and self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
-            (0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}"),
-            (finite(self.grad_clip) and self.grad_clip >= 0, f"--grad-clip must be >= 0, got {self.grad_clip}"),
-            (self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}"),
-            (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1, got {self.max_steps}"),
-            (self.limit is None or self.limit >= 1, f"--limit must be at least 1, got {self.limit}"),
-            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
-        ]  # fmt: skip
-        for name in ("lambda_coord", "lambda_obj", "lambda_noobj", "lambda_cls"):
-            value = getattr(self, name)
-            checks.append((finite(value) and (value is None or value >= 0), f"--{name.replace('_', '-')} must be >= 0, got {value}"))
-        for ok, message in checks:
-            if not ok:
-                raise DetkitError(message)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+RUN_FILES = ("run.json", "config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
 
 
 def _anchor_pairs(doc: Any, path: str) -> list[tuple[float, float]]:
@@ -216,30 +135,6 @@ def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a detkit YOLO checkpoint (``RUN`` means ``RUN/last.pt``) with ``weights_only``: a foreign
-    file can run no code (RNG states are saved as plain lists and tensors, see detkit.training)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "last.pt"
-    if not p.is_file():
-        raise DetkitError(f"{p}: no such checkpoint")
-    if not zipfile.is_zipfile(p):  # torch.save has written zip archives since torch 1.6
-        raise DetkitError(f"{p}: not a PyTorch checkpoint (torch.save file)")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise DetkitError(f"{p}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "model_config" not in ckpt:
-        raise DetkitError(f"{p}: not a detkit yolo checkpoint (no model_config)")
-    return ckpt
-
-
 def model_from_checkpoint(ckpt: dict[str, Any], ema: bool = True):
     """(model in eval mode, class map, img_size) from a checkpoint; EMA weights when present."""
     from detkit.yolo.model import YoloConfig, YOLOv2
@@ -250,202 +145,321 @@ def model_from_checkpoint(ckpt: dict[str, Any], ema: bool = True):
     return model.eval(), ClassMap.from_dict(ckpt["class_map"]), int(ckpt["img_size"])
 
 
-def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_write(path) as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for row in history:
-            w.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a detkit YOLO checkpoint (``RUN`` means ``RUN/last.pt``) with ``weights_only``: a foreign
+    file can run no code (RNG states are saved as plain lists and tensors, see detkit.training)."""
+    p = Path(path)
+    return H.load_checkpoint(p / "last.pt" if p.is_dir() else p, "yolo", ("model_config",))
 
 
 def _load_split(path: str, list_file: str | None, limit: int | None):
     return select_images(load_dataset(path), list_file, limit)
 
 
-def train(cfg: TrainConfig, resume: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train (or continue ``resume``, a loaded checkpoint) and return the summary fields.
+@dataclass
+class Run:
+    """What :func:`setup` builds: data, model, optimizer and the state the loop starts from."""
 
-    Raises:
-        DetkitError: unusable input (exit 2), or exit 1 when the loss turned non-finite.
-    """
-    from detkit.yolo.loss import LossConfig, YoloLoss
-    from detkit.yolo.model import YoloConfig, YOLOv2
+    cfg: TrainConfig
+    path: Path
+    device: torch.device
+    rank: int
+    world: int
+    data: dict[str, Any]  # train_ds, val_ds, class_map, anchors, anchors_from, n_train
+    model: torch.nn.Module
+    net: torch.nn.Module  # DDP / compiled wrapper of model
+    criterion: torch.nn.Module
+    loader: Any
+    val_loader: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: ModelEMA | None
+    base: dict[str, Any]  # the checkpoint keys that never change during the run
+    state: dict[str, Any] = field(default_factory=dict)  # epoch, epoch_step, seen_images, history, best, best_eval
 
-    cfg.validate()
-    run = check_out_folder(cfg.out, "a run folder")
-    rank, world, local = dist_init(cfg.device)
-    main = rank == 0
-    device = resolve_device(cfg.device, local)
-    cuda = device.type == "cuda"
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
-    train_ds, images = _load_split(cfg.data, cfg.train_list, cfg.limit), cfg.images
+
+def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any]:
+    """Training and validation sets, class map and anchors (from the checkpoint when resuming)."""
+    train_ds = _load_split(cfg.data, cfg.train_list, cfg.limit)
     if cfg.val_data or cfg.val_list:
         val_ds = _load_split(cfg.val_data or cfg.data, cfg.val_list, cfg.limit)
         val_images = cfg.val_images or (cfg.images if cfg.val_data is None else None)
     else:
-        val_ds, val_images = train_ds, images
+        val_ds, val_images = train_ds, cfg.images
     class_map = ClassMap.from_dict(resume["class_map"]) if resume else ClassMap.from_dataset(train_ds)
     if resume:
         anchors, anchors_from = [tuple(a) for a in resume["model_config"]["anchors"]], resume["anchors_from"]
     else:
         anchors, anchors_from = resolve_anchors(cfg.anchors, train_ds, cfg.img_size, seed=cfg.seed)
+    return {"train_ds": train_ds, "val_ds": val_ds, "val_images": val_images, "class_map": class_map,
+            "anchors": anchors, "anchors_from": anchors_from}  # fmt: skip
+
+
+def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, resume: bool):
+    """(model config, model on ``device``, loss config, criterion), seeded by ``cfg.seed``."""
+    from detkit.yolo.loss import LossConfig, YoloLoss
+    from detkit.yolo.model import YoloConfig, YOLOv2
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    mcfg = YoloConfig(num_classes=len(class_map), anchors=anchors, backbone=cfg.backbone, width=cfg.width)
+    n = len(data["class_map"])
+    mcfg = YoloConfig(num_classes=n, anchors=data["anchors"], backbone=cfg.backbone, width=cfg.width)
     try:
         model = YOLOv2(mcfg, weights=None if resume else cfg.weights).to(device)
     except (ValueError, OSError) as e:
         raise DetkitError(str(e)) from None
-    if cuda:
+    if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loss_cfg = LossConfig.preset(
         cfg.loss, size_loss=cfg.size_loss, rescore=cfg.rescore, lambda_coord=cfg.lambda_coord, lambda_obj=cfg.lambda_obj,
         lambda_noobj=cfg.lambda_noobj, lambda_cls=cfg.lambda_cls, warmup_images=cfg.warmup_images,
     )  # fmt: skip
-    criterion = YoloLoss(loss_cfg, anchors, len(class_map)).to(device)
+    return mcfg, model, loss_cfg, YoloLoss(loss_cfg, data["anchors"], n).to(device)
 
+
+def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) -> Run:
+    """Data, model, loaders, optimizer, schedule and EMA; restored from ``resume`` (a checkpoint)."""
+    rank, world, local = dist_init(cfg.device)
+    device = resolve_device(cfg.device, local)
+    cuda = device.type == "cuda"
+    data = _load_data(cfg, resume)
+    mcfg, model, loss_cfg, criterion = _build_model(cfg, data, device, resume is not None)
     aug = Augment() if cfg.augment else Augment.off()
-    train_set = DetectionDataset(train_ds, images, class_map, cfg.img_size, aug, cfg.seed)
-    val_set = DetectionDataset(val_ds, val_images, class_map, cfg.img_size, None, cfg.seed)
+    train_set = DetectionDataset(data["train_ds"], cfg.images, data["class_map"], cfg.img_size, aug, cfg.seed)
+    val_set = DetectionDataset(data["val_ds"], data["val_images"], data["class_map"], cfg.img_size, None, cfg.seed)
     for missing in {*train_set.missing, *val_set.missing}:
         warn(f"{missing}: image file is missing; skipped")
+    data["n_train"] = len(train_set)
     loader = build_loader(train_set, batch_size=cfg.batch, train=True, workers=cfg.workers, seed=cfg.seed,
                           multi_scale=cfg.multi_scale, rank=rank, world_size=world, pin_memory=cuda)  # fmt: skip
-    val_loader = build_loader(val_set, batch_size=cfg.batch, train=False, workers=min(cfg.workers, 2), pin_memory=cuda) if main else None
+    val_loader = build_loader(val_set, batch_size=cfg.batch, train=False, workers=min(cfg.workers, 2), pin_memory=cuda) if rank == 0 else None
 
-    steps_per_epoch = len(loader)
-    total = cfg.epochs * steps_per_epoch  # --max-steps stops early without changing the schedule
-    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), max(total // 3, 0))
+    total = cfg.epochs * len(loader)  # --max-steps stops early without changing the schedule
+    warmup = min(round(cfg.warmup_epochs * len(loader)), max(total // 3, 0))
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total, cfg.final_lr_ratio))
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-
-    start_epoch, start_step, seen, history, best = 0, 0, 0, [], {"mAP": -1.0}
+    base = {"model_config": mcfg.to_dict(), "class_map": data["class_map"].to_dict(), "img_size": cfg.img_size,
+            "anchors": [list(a) for a in data["anchors"]], "anchors_from": data["anchors_from"],
+            "loss_config": loss_cfg.to_dict(), "args": asdict(cfg), "train_images": len(train_set)}  # fmt: skip
+    r = Run(cfg, path, device, rank, world, data, model, model, criterion, loader, val_loader, optimizer, scheduler, ema, base)
+    r.state = {"epoch": 0, "epoch_step": 0, "seen_images": 0, "history": [], "best": {"mAP": -1.0}, "best_eval": {}}
     if resume:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if ema is not None and resume.get("ema"):
-            ema.load_state_dict(resume["ema"])
-        start_epoch, seen, history, best = resume["epoch"], resume["seen_images"], resume["history"], resume["best"]
-        start_step = resume.get("epoch_step", 0)  # batches of epoch start_epoch + 1 already trained
-        history = [r for r in history if r["epoch"] <= start_epoch]  # a part-epoch row is redone whole
-        set_rng_state(resume["rng"])
-        if main:
-            at = f", batch {start_step + 1} of {steps_per_epoch}" if start_step else ""
-            info(f"resuming {run} at epoch {start_epoch + 1}/{cfg.epochs}{at} ({seen} images seen)")
-            record_resume(run, asdict(cfg))
-
-    net = model
+        _restore(r, resume)
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
+        r.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
     if cfg.compile:
         import torch._dynamo as dynamo
 
         # multi-scale gives up to 10 input shapes: allow them, and mark H, W dynamic when multi-scale
         dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 64)
-        net = torch.compile(net, dynamic=True if cfg.multi_scale else None)
-
-    if main and resume is None:
-        if val_ds is train_ds:  # said once the run is set up, not before an error about something else
-            warn("no --val-data/--val-list: mAP is measured on the training images")
-        record_run(run, asdict(cfg), seed=cfg.seed, inputs=[p for p in {cfg.data, cfg.val_data, cfg.anchors} if p])
-        write_json(run / "config.json", asdict(cfg))
-        info(f"training {cfg.backbone} x{cfg.width} on {len(train_set)} images ({len(class_map)} classes, "
-             f"anchors: {anchors_from}) for {cfg.epochs} epochs on {device}")  # fmt: skip
-
-    def report_bad(paths: list[str]) -> None:
-        for p in paths:
-            warn(f"{p}: cannot decode the image; skipped")
-
-    base = {"model_config": mcfg.to_dict(), "class_map": class_map.to_dict(), "img_size": cfg.img_size,
-            "anchors": [list(a) for a in anchors], "anchors_from": anchors_from, "loss_config": loss_cfg.to_dict(),
-            "args": asdict(cfg)}  # fmt: skip
-    best_eval: dict[str, Any] = resume.get("best_eval", {}) if resume else {}
-    with progress(transient=True) as bar:
-        task = bar.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch - start_step, info="")
-        bar_done = 0  # batches of this invocation so far (the bar's position)
-        for epoch in range(start_epoch, cfg.epochs):
-            skip = start_step if epoch == start_epoch else 0
-            loader.batch_sampler.set_epoch(epoch, skip=skip)
-            steps_left = None if cfg.max_steps is None else cfg.max_steps - scheduler.last_epoch
-            if steps_left is not None and steps_left <= 0:
-                break
-
-            def on_step(step: int, parts: dict[str, float], epoch: int = epoch, base: int = bar_done) -> None:
-                bar.update(task, completed=base + step, description=f"epoch {epoch + 1}/{cfg.epochs}",
-                           info=" ".join(f"{k} {v:.3f}" for k, v in parts.items()))  # fmt: skip
-
-            try:
-                stats = train_one_epoch(
-                    net, criterion, optimizer, scheduler, loader, device, seen_images=seen, ema=ema, amp=cfg.amp,
-                    grad_clip=cfg.grad_clip, channels_last=cuda, max_steps=steps_left, world_size=world, on_bad=report_bad, on_step=on_step,
-                )  # fmt: skip
-            except NonFiniteLoss as e:
-                kept = f"last good checkpoint kept: {run / 'last.pt'}" if (run / "last.pt").exists() else "no checkpoint was written yet"
-                raise DetkitError(f"training stopped in epoch {epoch + 1}: {e}; {kept}", exit_code=1) from None
-            seen = stats["seen_images"]
-            bar_done += stats["batches"]
-            bar.update(task, completed=bar_done)
-            done = skip + stats["batches"]  # batches of this epoch trained, over all invocations
-            complete = done >= steps_per_epoch
-            row = {"epoch": epoch + 1, **{k: stats[k] for k in ("loss", *LOSS_PARTS, "lr", "images_per_s")}, "seen_images": seen}
-            last_epoch = (epoch + 1 == cfg.epochs and complete) or (cfg.max_steps is not None and scheduler.last_epoch >= cfg.max_steps)
-            if main and ((epoch + 1) % max(cfg.eval_every, 1) == 0 or last_epoch):
-                eval_model = ema.module if ema is not None else _unwrap(model)
-                metrics, _ = evaluate(eval_model, val_loader, val_ds, anchors, class_map, device, conf=cfg.conf, iou=cfg.iou,
-                                      amp=cfg.amp, on_bad=report_bad)  # fmt: skip
-                row.update(mAP=metrics["mAP"], mAP50=metrics["mAP50"], eval_images_per_s=metrics["images_per_s"])
-                info(f"epoch {epoch + 1}: loss {stats['loss']:.4f}  mAP {metrics['mAP']:.4f}  mAP50 {metrics['mAP50']:.4f}")
-                improved = metrics["mAP"] > best["mAP"]
-                if improved:
-                    best = {"mAP": metrics["mAP"], "mAP50": metrics["mAP50"], "epoch": epoch + 1}
-                    best_eval = metrics
-            else:
-                improved = False
-            history.append(row)
-            if main:
-                state = {**base, "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None,
-                         # a --max-steps stop inside an epoch: --resume skips the batches already trained
-                         "epoch": epoch + 1 if complete else epoch, "epoch_step": 0 if complete else done,
-                         "seen_images": seen, "history": history, "best": best, "best_eval": best_eval, "rng": rng_state(),
-                         "data_order": {"seed": cfg.seed, "next_epoch": epoch + 1}}  # fmt: skip
-                save_checkpoint(run / "last.pt", state)
-                if improved or not (run / "best.pt").exists():
-                    save_checkpoint(run / "best.pt", state)
-                write_metrics_csv(run / "metrics.csv", history)
-            if last_epoch:
-                break
-    summary = _summary_fields(cfg, history, best, best_eval, class_map, anchors, anchors_from, len(train_set))
-    if main:
-        write_summary(run, "yolo.train", f"YOLOv2 training: {Path(cfg.data).name}", **summary)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()  # rank 0 may still be evaluating or writing
-        dist.destroy_process_group()
-    return summary
+        r.net = torch.compile(r.net, dynamic=True if cfg.multi_scale else None)
+    return r
 
 
-def _summary_fields(cfg, history, best, best_eval, class_map, anchors, anchors_from, n_train) -> dict[str, Any]:
+def _restore(r: Run, ckpt: dict[str, Any]) -> None:
+    """Model, optimizer, schedule, EMA, RNG and the loop's position from a checkpoint."""
+    r.model.load_state_dict(ckpt["model"])
+    r.optimizer.load_state_dict(ckpt["optimizer"])
+    r.scheduler.load_state_dict(ckpt["scheduler"])
+    if r.ema is not None and ckpt.get("ema"):
+        r.ema.load_state_dict(ckpt["ema"])
+    epoch = ckpt["epoch"]
+    r.state = {"epoch": epoch, "epoch_step": ckpt.get("epoch_step", 0), "seen_images": ckpt["seen_images"],
+               "history": [h for h in ckpt["history"] if h["epoch"] <= epoch],  # a part-epoch row is redone whole
+               "best": ckpt["best"], "best_eval": ckpt.get("best_eval", {})}  # fmt: skip
+    set_rng_state(ckpt["rng"])
+
+
+def epoch_state(r: Run) -> dict[str, Any]:
+    """The checkpoint an epoch commits: everything :func:`setup` needs to continue bit for bit."""
+    return {**r.base, **r.state, "model": _unwrap(r.model).state_dict(), "optimizer": r.optimizer.state_dict(),
+            "scheduler": r.scheduler.state_dict(), "ema": r.ema.state_dict() if r.ema else None, "rng": rng_state(),
+            "data_order": {"seed": r.cfg.seed, "next_epoch": r.state["epoch"] + 1}}  # fmt: skip
+
+
+def summary_fields(state: dict[str, Any], status: str) -> dict[str, Any]:
+    """summary.json's fields, from a checkpoint alone (so a killed run's summary can be rebuilt)."""
+    history, best, best_eval = state["history"], state["best"], state.get("best_eval") or {}
     last = history[-1] if history else {}
     return {
+        "status": status,
         "metrics": {
             "best_mAP": max(best["mAP"], 0.0), "best_mAP50": best.get("mAP50", 0.0), "best_epoch": best.get("epoch"),
             "epochs": len(history) and history[-1]["epoch"], "final_loss": last.get("loss"),
-            "train_images_per_s": last.get("images_per_s"), "train_images": n_train,
+            "train_images_per_s": last.get("images_per_s"), "train_images": state.get("train_images"),
         },
         "curves": "metrics.csv",
         "tables": {
             "per_class": [{k: r[k] for k in ("category_id", "name", "gt_boxes", "AP", "AP50")} for r in best_eval.get("per_class", [])],
             "epochs": [{k: r.get(k) for k in CSV_COLUMNS} for r in history],
         },
-        "classes": class_map.names,
-        "anchors": [list(a) for a in anchors],
-        "anchors_from": anchors_from,
+        "classes": state["class_map"]["names"],
+        "anchors": state["anchors"],
+        "anchors_from": state["anchors_from"],
         "checkpoints": {"last": "last.pt", "best": "best.pt"},
-        "config": asdict(cfg),
+        "config": state["args"],
     }  # fmt: skip
+
+
+def checkpoints(path: Path) -> H.Checkpoints:
+    """The commit and side files of a detector run (best.pt is the whole state of the best epoch)."""
+
+    def summary(state: dict[str, Any], status: str) -> None:
+        title = f"YOLOv2 training: {Path(state['args']['data']).name}"
+        write_summary(path, "yolo.train", title, **summary_fields(state, status))
+
+    return H.Checkpoints(path, CSV_COLUMNS, best_state=lambda s: s, summary=summary)
+
+
+def _evaluate(r: Run, row: dict[str, Any], epoch: int, report_bad) -> None:
+    """mAP of the EMA (or plain) weights; updates ``row`` and the best epoch."""
+    cfg, d = r.cfg, r.data
+    eval_model = r.ema.module if r.ema is not None else _unwrap(r.model)
+    metrics, _ = evaluate(eval_model, r.val_loader, d["val_ds"], d["anchors"], d["class_map"], r.device,
+                          conf=cfg.conf, iou=cfg.iou, amp=cfg.amp, on_bad=report_bad)  # fmt: skip
+    row.update(mAP=metrics["mAP"], mAP50=metrics["mAP50"], eval_images_per_s=metrics["images_per_s"])
+    info(f"epoch {epoch + 1}: loss {row['loss']:.4f}  mAP {metrics['mAP']:.4f}  mAP50 {metrics['mAP50']:.4f}")
+    if metrics["mAP"] > r.state["best"]["mAP"]:
+        r.state["best"] = {"mAP": metrics["mAP"], "mAP50": metrics["mAP50"], "epoch": epoch + 1}
+        r.state["best_eval"] = metrics
+
+
+def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
+    """The epoch loop; each epoch (or a --max-steps stop inside one) ends in one commit.
+
+    Returns: "done", or "stopped" (by --max-steps). Raises :class:`detkit.harness.Diverged` on NaN.
+    """
+    cfg, s, per_epoch = r.cfg, r.state, len(r.loader)
+    log = H.ProgressLog(cfg.log_every)
+
+    def report_bad(paths: list[str]) -> None:
+        for p in paths:
+            warn(f"{p}: cannot decode the image; skipped")
+
+    with progress(transient=True) as bar:
+        task = bar.add_task("train", total=(cfg.epochs - s["epoch"]) * per_epoch - s["epoch_step"], info="")
+        bar_done = 0  # batches of this call so far (the bar's position)
+        for epoch in range(s["epoch"], cfg.epochs):
+            skip = s["epoch_step"] if epoch == s["epoch"] else 0
+            r.loader.batch_sampler.set_epoch(epoch, skip=skip)
+            steps_left = None if cfg.max_steps is None else cfg.max_steps - r.scheduler.last_epoch
+            if steps_left is not None and steps_left <= 0:
+                break
+
+            def on_step(step: int, parts: dict[str, float], epoch: int = epoch, base: int = bar_done, skip: int = skip) -> None:
+                text = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
+                bar.update(task, completed=base + step, description=f"epoch {epoch + 1}/{cfg.epochs}", info=text)
+                log(lambda: f"epoch {epoch + 1}/{cfg.epochs} step {skip + step}/{per_epoch}: {text}")
+
+            try:
+                stats = train_one_epoch(
+                    r.net, r.criterion, r.optimizer, r.scheduler, r.loader, r.device, seen_images=s["seen_images"],
+                    ema=r.ema, amp=cfg.amp, grad_clip=cfg.grad_clip, channels_last=r.device.type == "cuda",
+                    max_steps=steps_left, world_size=r.world, on_bad=report_bad, on_step=on_step,
+                    log_every=1 if r.device.type == "cpu" else 10,
+                )  # fmt: skip
+            except NonFiniteLoss as e:
+                raise H.diverged(r.path, epoch + 1, str(e)) from None
+            bar_done += stats["batches"]
+            bar.update(task, completed=bar_done)
+            done = skip + stats["batches"]  # batches of this epoch trained, over all invocations
+            complete = done >= per_epoch
+            s["seen_images"] = stats["seen_images"]
+            row = {"epoch": epoch + 1, **{k: stats[k] for k in ("loss", *LOSS_PARTS, "lr", "images_per_s")},
+                   "seen_images": s["seen_images"]}  # fmt: skip
+            last = (epoch + 1 == cfg.epochs and complete) or (cfg.max_steps is not None and r.scheduler.last_epoch >= cfg.max_steps)
+            if r.main and ((epoch + 1) % cfg.eval_every == 0 or last):
+                _evaluate(r, row, epoch, report_bad)
+            s["history"].append(row)
+            # a --max-steps stop inside an epoch: --resume skips the batches already trained
+            s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, done)
+            if r.main:
+                ckpts.commit(epoch_state(r))
+            if last:
+                break
+    return "done" if s["epoch"] >= cfg.epochs else "stopped"
+
+
+def _record(r: Run, threads: dict[str, Any] | None, resumed: bool) -> None:
+    """run.json (a new run) or its ``resumed`` list, config.json, and the start-up line."""
+    cfg, d, s = r.cfg, r.data, r.state
+    config = {**asdict(cfg), "thread_policy": threads}
+    if resumed:
+        at = f", batch {s['epoch_step'] + 1} of {len(r.loader)}" if s["epoch_step"] else ""
+        info(f"resuming {r.path} at epoch {s['epoch'] + 1}/{cfg.epochs}{at} ({s['seen_images']} images seen)")
+        record_resume(r.path, config)
+        return
+    if d["val_ds"] is d["train_ds"]:  # said once the run is set up, not before an error about something else
+        warn("no --val-data/--val-list: mAP is measured on the training images")
+    record_run(r.path, config, seed=cfg.seed, inputs=[p for p in {cfg.data, cfg.val_data, cfg.anchors} if p])
+    write_json(r.path / "config.json", asdict(cfg))
+    info(f"training {cfg.backbone} x{cfg.width} on {d['n_train']} images ({len(d['class_map'])} classes, "
+         f"anchors: {d['anchors_from']}) for {cfg.epochs} epochs on {r.device}")  # fmt: skip
+
+
+def _run(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None) -> dict[str, Any]:
+    """Set up, train, write the final summary; returns the summary fields."""
+    threads = H.apply_threads(cfg.threads, cfg.workers)
+    r = setup(cfg, path, resume)
+    ckpts = checkpoints(path)
+    if r.main:
+        _record(r, threads, resume is not None)
+    try:
+        status = train_epochs(r, ckpts)
+    except H.Diverged as e:
+        if r.main and (path / "last.pt").exists():
+            ckpts.finish(load_checkpoint(path), "diverged")
+        _dist_end(r.world)
+        raise e from None
+    state = epoch_state(r)
+    if r.main:
+        ckpts.finish(state, status)
+    _dist_end(r.world)
+    return summary_fields(state, status)
+
+
+def _dist_end(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 may still be evaluating or writing
+        dist.destroy_process_group()
+
+
+def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
+    """Train a new run in ``cfg.out`` and return the summary fields.
+
+    Args:
+        cfg: the options.
+        exist_ok: start over in a folder that holds a run (its files are deleted, and named).
+    Raises:
+        DetkitError: unusable input or a folder holding a run (exit 2); Diverged (exit 1) at a NaN loss.
+    """
+    cfg.validate()
+    main = os.environ.get("RANK", "0") == "0"
+    with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=main):
+        return _run(cfg, Path(cfg.out), None)
+
+
+def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Continue the run in ``run`` (a folder or its last.pt) exactly; ``given`` are options typed again
+    (only those of :func:`detkit.harness.resume_fields` may change)."""
+    path = Path(run) if Path(run).is_dir() or not Path(run).suffix else Path(run).parent  # RUN or RUN/last.pt
+    main = os.environ.get("RANK", "0") == "0"
+    with H.RunFolder(path, RUN_FILES, resume=True, main=main):
+        ckpt = H.load_checkpoint(path / "last.pt", "yolo", ("model_config", *H.STATE_KEYS, "args"))
+        cfg = H.resumed_config(TrainConfig, {**ckpt["args"], "out": str(path)}, given or {}, path)
+        cfg.validate()
+        if ckpt["epoch"] >= cfg.epochs:
+            if main and checkpoints(path).repair(ckpt, finished=True):
+                return summary_fields(ckpt, "done")
+            raise DetkitError(f"{run}: already trained {ckpt['epoch']} of {cfg.epochs} epochs (pass --epochs N to go on)")
+        if main:
+            checkpoints(path).repair(ckpt, finished=False)
+        return _run(cfg, path, ckpt)
