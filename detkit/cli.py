@@ -8,6 +8,7 @@ matplotlib, pycocotools) are imported inside the commands that use them, so ``de
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -34,7 +35,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """detkit: object-detection datasets, anchors and training."""
 
@@ -60,11 +63,43 @@ def _register() -> None:
 _register()
 
 
+def _stdout_closed() -> bool:
+    """True once a write met a closed stdout pipe: click then wraps sys.stdout to swallow flush errors,
+    and rich's ``Console.on_broken_pipe`` sets the console quiet; both then exit 1."""
+    from detkit.console import out
+
+    return type(sys.stdout).__name__ == "PacifyFlushWrapper" or out.quiet
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so Python's exit-time flush of a closed pipe prints nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+    except (OSError, AttributeError, ValueError):  # no real stdout (tests capture it): nothing to silence
+        pass
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``path: reason`` for an OSError that escaped a command (permission denied, disk full...)."""
+    where = exc.filename if exc.filename is not None else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {reason}" if where != "" else reason
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI on ``argv`` and return the exit code (used by ``main`` and by the tests)."""
+    """Run the CLI on ``argv`` and return the exit code (used by ``main`` and by the tests).
+
+    A closed stdout pipe (``detkit coco inspect X | head -1``) is exit 0 without a word, as for
+    ``cat``; an OSError that escaped a command (a permission denied, a full disk) is one line, exit 2.
+    """
+    global _broken_pipe
     try:
         app(args=argv, prog_name="detkit")  # standalone: usage errors print and exit 2
     except SystemExit as exc:
+        if _stdout_closed():  # click turned a BrokenPipeError into exit 1
+            _broken_pipe = True
+            return 0
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except DetkitError as exc:
@@ -74,9 +109,19 @@ def run(argv: list[str] | None = None) -> int:
         print("detkit: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        _broken_pipe = True
         return 0
+    except OSError as exc:
+        print(f"detkit: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
     return 0
 
 
+_broken_pipe = False
+
+
 def main() -> None:
-    sys.exit(run(sys.argv[1:]))
+    code = run(sys.argv[1:])
+    if _broken_pipe:
+        _silence_stdout()
+    sys.exit(code)

@@ -245,7 +245,7 @@ def _print_validate(doc: dict) -> None:
         out.print(f"\n--fix wrote {fx['out']}: " + ", ".join(f"{k} {v:,}" for k, v in fx["counts"].items()) if fx["counts"]
                   else f"\n--fix wrote {fx['out']}: no changes")  # fmt: skip
         for ch in fx["changes"]:
-            parts = [ch["action"], ch["record"]] + [f"id {ch['id']}"] * ("id" in ch)
+            parts = [ch["action"], ch["record"]] + ([f"id {ch['id']}"] if "id" in ch else [])
             if "before" in ch:
                 before, after = ch["before"], ch["after"]
                 parts.append(f"{before} -> {after}" if before is not None and after is not None

@@ -62,6 +62,7 @@ class _CocoFile(msgspec.Struct, kw_only=True):
     categories: list[_CocoCat] = []
     info: dict[str, Any] | None = None
     licenses: list[Any] | None = None
+    detkit: Any = None  # what `detkit coco convert` recorded: {"image_root": "../images"} (see DETKIT_KEY)
 
 
 # the labels-only view used by `detkit coco classes`: ids and names, nothing else is built
@@ -82,6 +83,23 @@ class _LabelFile(msgspec.Struct):
     categories: list[_CocoCat] = []
 
 
+# A top-level key COCO readers ignore (pycocotools, hotcoco and torchvision read only the keys they know):
+# ``convert`` records there the image folder relative to the written json, and load_coco uses it.
+DETKIT_KEY = "detkit"
+
+
+def recorded_image_root(path: Path, meta: Any) -> str | None:
+    """The image folder recorded under :data:`DETKIT_KEY` (relative to the json's folder) when it exists."""
+    root = meta.get("image_root") if isinstance(meta, dict) else None
+    if not isinstance(root, str) or not root or "\0" in root:
+        return None
+    folder = path.parent / root
+    try:
+        return str(folder) if folder.is_dir() else None
+    except (OSError, ValueError):  # a name the file system cannot hold
+        return None
+
+
 _DECODER = msgspec.json.Decoder(_CocoFile)
 _LABEL_DECODER = msgspec.json.Decoder(_LabelFile)
 _MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.DOTALL)
@@ -94,7 +112,9 @@ _MSGSPEC_BYTE = re.compile(r"\(byte (\d+)\)")
 def _msgspec_error(path: Path, exc: Exception, data: bytes = b"") -> InputError:
     if isinstance(exc, UnicodeDecodeError):
         line = data[: exc.start].count(b"\n") + 1
-        return InputError(path, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})")
+        return InputError(
+            path, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     m = _MSGSPEC_AT.match(text)
     what, where = (m.group(1), m.group(2)) if m else (text, None)
@@ -105,7 +125,9 @@ def _msgspec_error(path: Path, exc: Exception, data: bytes = b"") -> InputError:
         at = int(b.group(1))
         where = f"line {data[:at].count(NEWLINE) + 1}"
         if bytes(data[at : at + 9]).lstrip(b"-").startswith((b"NaN", b"Infinity", b"nan", b"inf")):
-            what = f"NaN/Infinity is not a JSON number (byte {at}); run `detkit coco validate` to list them all"
+            what = (
+                f"NaN/Infinity is not a JSON number (byte {at}); run `detkit coco validate` to list them all"
+            )
     return InputError(path, where, what)
 
 
@@ -116,6 +138,8 @@ def _decode(path: Path, data: bytes, decoder: msgspec.json.Decoder) -> Any:
         return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise _msgspec_error(path, exc, data) from None
+    except RecursionError:  # even a skipped field is walked: [[[[...]]]] 100,000 deep
+        raise InputError(path, None, "malformed JSON (nested too deeply)") from None
 
 
 def _check_utf8(path: Path, data: Any, step: int = 1 << 24) -> None:
@@ -138,7 +162,9 @@ def _check_utf8(path: Path, data: Any, step: int = 1 << 24) -> None:
         except UnicodeDecodeError as exc:
             at = i + exc.start
             line = data[:at].count(b"\n") + 1
-            raise InputError(path, f"line {line}", f"not UTF-8 text (byte 0x{data[at]:02x} at offset {at})") from None
+            raise InputError(
+                path, f"line {line}", f"not UTF-8 text (byte 0x{data[at]:02x} at offset {at})"
+            ) from None
 
 
 def _decode_file(path: Path, decoder: msgspec.json.Decoder, map_large: bool = True) -> Any:
@@ -162,6 +188,8 @@ def _decode_file(path: Path, decoder: msgspec.json.Decoder, map_large: bool = Tr
             return decoder.decode(mm)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise _msgspec_error(path, exc, mm) from None
+        except RecursionError:
+            raise InputError(path, None, "malformed JSON (nested too deeply)") from None
 
 
 def load_coco(path: str | Path, image_root: str | None = None) -> Dataset:
@@ -207,7 +235,7 @@ def _coco_from_doc(path: Path, doc: _CocoFile, image_root: str | None = None) ->
         cat_name=np.array([c.name for c in cats], dtype=object),
         source=str(path),
         format="coco",
-        image_root=image_root or default_image_root(path),
+        image_root=image_root or recorded_image_root(path, doc.detkit) or default_image_root(path),
         ann_record=None,  # record(i) -> $.annotations[i], the JSON path
         missing=missing,
         extra=extra,
@@ -233,4 +261,3 @@ def load_coco_labels(path: str | Path) -> Labels:
         source=str(path),
         format="coco",
     )
-

@@ -38,6 +38,12 @@ CODES: dict[str, tuple[str, str]] = {
     "annotation.bad_iscrowd": ("warning", "iscrowd is neither 0 nor 1"),
     "image.no_annotations": ("info", "image without any annotation"),
     "category.unused": ("info", "category without any annotation"),
+    # appended (codes never move): encodings other commands reject, and record paths convert must not follow
+    "file.encoding": ("error", "not plain UTF-8 JSON (a byte-order mark, UTF-16/32): every other command rejects it; --fix writes UTF-8"),
+    "value.lone_surrogate": ("error", "a string holds a lone UTF-16 surrogate escape (e.g. \\ud800): other commands reject it; --fix writes U+FFFD"),
+    "path.absolute": ("warning", "file_name is an absolute path (convert writes it under a relative name inside its output folder)"),
+    "path.climbs_out": ("warning", "file_name climbs out of its folder with '..' (convert writes it under a name inside its output folder)"),
+    "path.invalid": ("warning", "file_name names no file: it holds a NUL, is '.' or ends in '/' (convert writes a safe name)"),
 }
 
 

@@ -26,16 +26,38 @@ def _box(b: np.ndarray) -> list[float | int]:
     return [_num(round(float(v), 4)) if np.isfinite(v) else None for v in b]
 
 
+_DUPLICATE_ACTION = {"images": "drop_duplicate_image_id", "categories": "drop_duplicate_category_id"}
+
+
+def _valid_polygons(seg: Any) -> list | None:
+    """The polygons of a segmentation that are lists of >= 6 (an even number of) numbers; None if none."""
+    if not isinstance(seg, list):
+        return None
+    ok = [p for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)]  # fmt: skip
+    return ok or None
+
+
+def _first_of_each(ids: np.ndarray) -> np.ndarray:
+    """Mask of rows that are the first with their id (later rows with a seen id are duplicates)."""
+    keep = np.ones(len(ids), dtype=bool)
+    keep[_duplicates(ids)] = False
+    return keep
+
+
 def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The cleaned COCO dict and the list of changes (action, record, id, before, after).
+
+    Whatever goes, what depends on it goes too and is listed: an image dropped (unusable record, bad
+    size, a repeated id) takes its boxes; a category dropped takes its boxes. The result has no
+    error-severity finding.
 
     Args:
         report: the result of :func:`detkit.coco.validate.validate_path` on the input; for a COCO json
             call it with ``keep_raw=True`` so segmentations and extra fields are carried over.
     """
     ds = report.dataset
-    changes: list[dict[str, Any]] = []
-
+    changes: list[dict[str, Any]] = list(ds.extra.get("decode_changes", []))
     touched = np.zeros(ds.num_annotations, dtype=bool)  # rows whose record must be re-written
 
     def change(action: str, r: int, before: Any = None, after: Any = None) -> None:
@@ -48,18 +70,33 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     bbox = ds.bbox.copy()
     area = ds.area.copy()
     crowd = ds.iscrowd.copy()
+    ann_id = ds.ann_id.copy()
     keep = np.ones(ds.num_annotations, dtype=bool)
     idx = ds.image_index()
 
-    # images without a usable size cannot hold boxes: drop them and their boxes
+    # images: drop those without a usable size and repeated ids (the first record with an id is kept)
     bad_img = ~(np.isfinite(ds.width) & np.isfinite(ds.height) & (ds.width > 0) & (ds.height > 0))
-    on_bad = (idx >= 0) & bad_img[np.maximum(idx, 0)] if ds.num_images else np.zeros(len(idx), dtype=bool)
+    dup_img = ~_first_of_each(ds.image_id)
+    cat_keep = _first_of_each(ds.cat_id)
+    kept_img_ids = ds.image_id[~bad_img & ~dup_img]
+    bad_ids = np.setdiff1d(ds.image_id[bad_img], kept_img_ids)  # an id whose only usable record was dropped
+
+    # boxes whose image or category is gone or never was
+    on_bad = np.isin(ds.ann_image_id, bad_ids)
     for r in np.flatnonzero(on_bad):
         change("drop_box_of_bad_image", r, _box(bbox[r]))
-        keep[r] = False
+    keep &= ~on_bad
+    dangling_img = keep & ~np.isin(ds.ann_image_id, kept_img_ids)
+    for r in np.flatnonzero(dangling_img):
+        change("drop_dangling_image_id", r, int(ds.ann_image_id[r]))
+    keep &= ~dangling_img
+    dangling_cat = keep & ~np.isin(ds.category_id, ds.cat_id[cat_keep])
+    for r in np.flatnonzero(dangling_cat):
+        change("drop_dangling_category_id", r, int(ds.category_id[r]))
+    keep &= ~dangling_cat
 
     # clip boxes that reach past an edge (beyond the rounding tolerance) to their image
-    past, _ = out_of_bounds(ds, idx)
+    past, outside = out_of_bounds(ds, idx)
     for r in np.flatnonzero(past & keep & np.isfinite(bbox).all(axis=1)):
         W, H = ds.width[idx[r]], ds.height[idx[r]]
         x, y, w, h = bbox[r]
@@ -69,13 +106,17 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         change("clip", r, _box(bbox[r]), _box(new))
         bbox[r] = new
 
-    # drop degenerate boxes (after clipping: a box wholly outside its image becomes degenerate)
+    # drop degenerate boxes (after clipping: a box wholly outside its image becomes degenerate) and
+    # boxes wholly outside within the rounding tolerance (clipping leaves those untouched)
     with np.errstate(invalid="ignore"):
         degenerate = ~np.isfinite(bbox).all(axis=1) | (bbox[:, 2] <= 0) | (bbox[:, 3] <= 0)
     degenerate &= keep
     for r in np.flatnonzero(degenerate):
         change("drop_degenerate", r, _box(bbox[r]))
     keep &= ~degenerate
+    for r in np.flatnonzero(outside & keep):
+        change("drop_outside_image", r, _box(bbox[r]))
+    keep &= ~outside
 
     # drop exact duplicates of an earlier kept box (compared on the original boxes)
     rows = np.flatnonzero(keep)
@@ -83,6 +124,15 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     for r in rows[_duplicates(key)]:
         change("drop_duplicate", r, _box(ds.bbox[r]))
         keep[r] = False
+
+    # annotation ids: 0 and repeats get fresh ids above the largest (COCOeval needs them unique, non-zero)
+    rows = np.flatnonzero(keep)
+    renumber = rows[(ann_id[rows] == 0) | ~_first_of_each(ann_id[rows])]
+    next_id = int(ann_id[rows].max(initial=0)) + 1
+    for r in renumber:
+        change("set_id", r, int(ann_id[r]), next_id)
+        ann_id[r] = next_id
+        next_id += 1
 
     # fill missing area / iscrowd; repair areas that cannot belong to the box
     box_area = bbox[:, 2] * bbox[:, 3]
@@ -99,31 +149,58 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if miss_crowd[r]:
             crowd[r] = 0
             change("fill_iscrowd", r, None, 0)
+    bad_seg = np.zeros(ds.num_annotations, dtype=bool)
+    bad_seg[np.asarray(ds.extra.get("bad_polygon_rows", []), dtype=np.int64)] = True
+    for r in np.flatnonzero(bad_seg & keep):
+        change("drop_bad_polygons", r)
+        touched[r] = True
 
+    def fixed(a: dict[str, Any], r: int) -> dict[str, Any]:
+        a.update(
+            id=int(ann_id[r]), bbox=_box(bbox[r]), area=_num(round(float(area[r]), 4)), iscrowd=int(crowd[r])
+        )
+        if bad_seg[r]:
+            seg = _valid_polygons(a.get("segmentation"))
+            if seg is None:
+                a.pop("segmentation", None)
+            else:
+                a["segmentation"] = seg
+        return a
+
+    img_keep = ~bad_img & ~dup_img
     raw = report.raw
     if raw is None:
         doc = ds.to_coco_dict()
-        for i in np.flatnonzero(bad_img):
-            changes.append({"action": "drop_bad_image", "record": _image_record(ds, i), "id": int(ds.image_id[i])})
-        doc["images"] = [im for i, im in enumerate(doc["images"]) if not bad_img[i]]
-        doc["annotations"] = [
-            {**a, "bbox": _box(bbox[r]), "area": _num(round(float(area[r]), 4)), "iscrowd": int(crowd[r])}
-            for r, a in enumerate(doc["annotations"])
-            if keep[r]
-        ]
+        for i in np.flatnonzero(~img_keep):
+            action = "drop_bad_image" if bad_img[i] else "drop_duplicate_image_id"
+            changes.append({"action": action, "record": _image_record(ds, i), "id": int(ds.image_id[i])})
+        for i in np.flatnonzero(~cat_keep):
+            changes.append(
+                {
+                    "action": "drop_duplicate_category_id",
+                    "record": f"category {ds.cat_name[i]}",
+                    "id": int(ds.cat_id[i]),
+                }
+            )
+        doc["images"] = [im for i, im in enumerate(doc["images"]) if img_keep[i]]
+        doc["categories"] = [c for i, c in enumerate(doc["categories"]) if cat_keep[i]]
+        doc["annotations"] = [fixed(dict(a), r) for r, a in enumerate(doc["annotations"]) if keep[r]]
         return doc, changes
 
     # from the source document: untouched records are copied as they are (msgspec.Raw: not even decoded)
     doc = {k: v for k, v in raw.items() if k not in ("images", "annotations", "categories")}
-    for key, index in (("images", "image_raw_index"), ("categories", "category_raw_index")):
+    for key, index, mask in (
+        ("images", "image_raw_index", img_keep),
+        ("categories", "category_raw_index", cat_keep),
+    ):
         items = raw.get(key, [])
         rows = ds.extra[index]
-        if key == "images":
-            for r in np.flatnonzero(bad_img):
-                changes.append({"action": "drop_bad_image", "record": f"$.images[{rows[r]}]", "id": int(ds.image_id[r])})
-            rows = rows[~bad_img]
-        doc[key] = [items[i] for i in sorted(set(rows.tolist()))]
-        for i in sorted(set(range(len(items))) - set(ds.extra[index].tolist())):
+        ids = ds.image_id if key == "images" else ds.cat_id
+        for r in np.flatnonzero(~mask):
+            action = "drop_bad_image" if key == "images" and bad_img[r] else _DUPLICATE_ACTION[key]
+            changes.append({"action": action, "record": f"$.{key}[{rows[r]}]", "id": int(ids[r])})
+        doc[key] = [items[i] for i in sorted(set(rows[mask].tolist()))]
+        for i in sorted(set(range(len(items))) - set(rows.tolist())):
             changes.append({"action": "drop_unusable", "record": f"$.{key}[{i}]"})
     ann_raw = raw.get("annotations", [])
     raw_index = ds.extra["raw_index"]
@@ -133,8 +210,7 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     for r in np.flatnonzero(keep):
         a = ann_raw[int(raw_index[r])]
         if touched[r]:
-            a = msgspec.json.decode(a) if isinstance(a, msgspec.Raw) else dict(a)
-            a["bbox"], a["area"], a["iscrowd"] = _box(bbox[r]), _num(round(float(area[r]), 4)), int(crowd[r])
+            a = fixed(msgspec.json.decode(a) if isinstance(a, msgspec.Raw) else dict(a), r)
         anns.append(a)
     doc["annotations"] = anns
     return doc, changes
@@ -148,7 +224,8 @@ def write_fix(report: Report, out: str | Path) -> list[dict[str, Any]]:
 
         raise DetkitError(f"{out}: --fix would overwrite the input; choose another file")
     doc, changes = plan_fix(report)
-    with atomic_write(out, "wb") as f:  # msgspec writes Raw records back verbatim; NaN would become null
-        f.write(msgspec.json.encode(doc))
-    return changes
+    from detkit.coco.raw import encode_hook
 
+    with atomic_write(out, "wb") as f:  # msgspec writes Raw records back verbatim; NaN would become null
+        f.write(msgspec.json.encode(doc, enc_hook=encode_hook))
+    return changes

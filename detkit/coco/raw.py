@@ -15,17 +15,41 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from detkit.coco.coco_json import _coco_from_doc, _CocoAnn, _CocoFile, _decode_file
+from detkit.coco.coco_json import (
+    _check_utf8,
+    _coco_from_doc,
+    _CocoAnn,
+    _CocoFile,
+    _decode,
+    _decode_file,
+    recorded_image_root,
+)
 from detkit.coco.findings import Findings
 from detkit.coco.model import Dataset, default_image_root
 from detkit.coco.readers import read_bytes
 from detkit.errors import InputError
+
+MAX_FLOAT_INT_BITS = 1023  # an integer with more bits overflows a float (400-digit widths)
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # \ud800..\udfff: maybe a lone one
+_SURROGATE_TEXT = re.compile(_SURROGATE_ESCAPE.pattern.decode())
+
+
+class HugeNumber:
+    """A JSON integer too long for Python's int parsing (over 4,000 digits): kept as its digits, never a
+    number; ``--fix`` writes it back verbatim where the record is kept."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: str):
+        self.digits = digits
 
 
 def _is_int(v: Any) -> bool:
@@ -33,26 +57,137 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v.bit_length() <= MAX_FLOAT_INT_BITS
+    return isinstance(v, float)
 
 
-def decode_json(path: Path) -> Any:
-    """Decode a JSON file generically; NaN/Infinity accepted (the checks report them)."""
-    data = read_bytes(path)
+def show(v: Any, limit: int = 40) -> str:
+    """A short JSON-ish rendering of a value for a finding's note (never fails, never huge)."""
+    if isinstance(v, HugeNumber) or (isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128):
+        digits = len(v.digits) if isinstance(v, HugeNumber) else int(v.bit_length() * 0.30103)  # no int->str
+        return f"an integer of about {digits} digits"
+    try:
+        text = json.dumps(v)
+    except (TypeError, ValueError, RecursionError):
+        text = type(v).__name__
+    return text[:limit]
+
+
+def _parse_int(digits: str) -> int | HugeNumber:
+    """json.loads' int parser without Python's int-string limit error (the checks report the value)."""
+    return int(digits) if len(digits) <= 4000 else HugeNumber(digits)
+
+
+def encode_hook(obj: Any) -> Any:
+    """msgspec ``enc_hook`` for documents from :func:`decode_json`: huge integers go back as their digits."""
+    if isinstance(obj, HugeNumber):
+        return msgspec.Raw(obj.digits.encode())
+    raise NotImplementedError(f"cannot write a {type(obj).__name__}")
+
+
+def _text_of(path: Path, data: bytes, fnd: Findings | None) -> str:
+    """The file as text: UTF-8 as every loader reads it; a BOM or UTF-16/32 is an error finding
+    (the other commands reject those files) and the text is still read, so every other problem is listed."""
+    encoding = "utf-8"
+    if data.startswith(_BOMS) or (len(data) >= 2 and (data[0] == 0 or data[1] == 0)):
+        encoding = json.detect_encoding(data)
+        what = (
+            "starts with a UTF-8 byte-order mark"
+            if encoding == "utf-8-sig"
+            else f"is {encoding.upper()} text"
+        )
+        if fnd is None:
+            raise InputError(path, None, f"{what}, not plain UTF-8 JSON")
+        fnd.add("file.encoding", "byte 0", note=f"{what}, not plain UTF-8 JSON")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            path,
+            f"line {line}",
+            f"not {encoding.upper()} text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+        ) from None
+
+
+def _replace_lone_surrogates(doc: Any, fnd: Findings | None, changes: list | None = None) -> Any:
+    """Find strings (values and keys) holding a lone surrogate, report each and replace it with U+FFFD.
+
+    Iterative (a stack, not recursion): json.loads already bounds the depth, but this must not add to it.
+    """
+
+    def clean(s: str, where: str) -> str:
+        try:
+            s.encode("utf-8")
+            return s
+        except UnicodeEncodeError:
+            if fnd is not None:
+                fnd.add("value.lone_surrogate", where, note=show(s))
+            fixed = s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            if changes is not None:
+                changes.append(
+                    {
+                        "action": "replace_lone_surrogate",
+                        "record": where,
+                        "before": show(s),
+                        "after": fixed[:40],
+                    }
+                )
+            return fixed
+
+    root = [doc]
+    stack: list[tuple[Any, Any, str]] = [(root, 0, "$")]
+    while stack:
+        parent, key, where = stack.pop()
+        v = parent[key]
+        if isinstance(v, str):
+            parent[key] = clean(v, where)
+        elif isinstance(v, list):
+            stack.extend((v, i, f"{where}[{i}]") for i in range(len(v)))
+        elif isinstance(v, dict):
+            if any(isinstance(k, str) and k != clean(k, f"{where} key") for k in list(v)):
+                v = parent[key] = {clean(k, f"{where} key"): x for k, x in v.items()}
+            stack.extend((v, k, f"{where}.{k}") for k in v)
+    return root[0]
+
+
+def decode_json(
+    path: Path, fnd: Findings | None = None, data: bytes | None = None, changes: list | None = None
+) -> Any:
+    """Decode a JSON file generically; NaN/Infinity accepted (the checks report them).
+
+    With ``fnd`` (validate), what every other command rejects outright but can still be read is an
+    error finding: a byte-order mark, UTF-16/32 text, lone surrogate escapes (replaced by U+FFFD so
+    ``--fix`` can write the result; ``changes`` gets one entry per repair). Nesting too deep for the
+    decoders is an InputError.
+    """
+    data = read_bytes(path) if data is None else data
     if not data.strip():
         raise InputError(path, None, "file is empty")
+    if not data.startswith(_BOMS) and not _SURROGATE_ESCAPE.search(data):
+        try:
+            return msgspec.json.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass  # msgspec rejects NaN/Infinity literals; Python's json reads them, and says where it fails
+    text = _text_of(path, data, fnd)
+    if changes is not None and fnd is not None and fnd.get("file.encoding"):
+        changes.append(
+            {
+                "action": "write_utf8",
+                "record": "byte 0",
+                "before": fnd.get("file.encoding").examples[0]["note"],
+            }
+        )
     try:
-        return msgspec.json.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        pass  # msgspec rejects NaN/Infinity literals; Python's json reads them, and says where it fails
-    try:
-        return json.loads(data)
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"byte {exc.start}", "not UTF-8 text") from None
+        doc = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"line {exc.lineno} col {exc.colno}", f"malformed JSON ({exc.msg})") from None
     except RecursionError:
         raise InputError(path, None, "malformed JSON (nested too deeply)") from None
+    if _SURROGATE_TEXT.search(text):
+        doc = _replace_lone_surrogates(doc, fnd, changes)
+    return doc
 
 
 def _check_fields(obj: Any, where: str, spec: dict[str, Any], fnd: Findings) -> bool:
@@ -66,7 +201,7 @@ def _check_fields(obj: Any, where: str, spec: dict[str, Any], fnd: Findings) -> 
             fnd.add("record.missing_field", where, rid, note=f"'{name}' missing")
             return False
         if not ok(obj[name]):
-            fnd.add("record.wrong_type", f"{where}.{name}", rid, note=f"got {json.dumps(obj[name])[:40]}")
+            fnd.add("record.wrong_type", f"{where}.{name}", rid, note=f"got {show(obj[name])}")
             return False
     return True
 
@@ -152,16 +287,25 @@ def _suspect_segmentations(raws: list) -> np.ndarray:
     suspects = np.zeros(n, dtype=bool)
     suspects[seg[opens][bad_poly]] = True
     # outer shape: K polygons need K-1 commas at depth 1; anything else (RLE, flat lists, []) is re-checked
-    suspects |= np.bincount(seg[opens], minlength=n) != np.bincount(seg[comma & (depth == 1)], minlength=n) + 1
+    suspects |= (
+        np.bincount(seg[opens], minlength=n) != np.bincount(seg[comma & (depth == 1)], minlength=n) + 1
+    )
     suspects |= np.bincount(seg[depth > 2], minlength=n) > 0
     return np.flatnonzero(suspects)
 
 
-def load_coco_typed(path: str | Path, fnd: Findings) -> Dataset | None:
-    """The fast path: typed decode + raw-bytes polygon checks; None when the file needs the lenient pass."""
+def load_coco_typed(path: str | Path, fnd: Findings, data: bytes | None = None) -> Dataset | None:
+    """The fast path: typed decode + raw-bytes polygon checks; None when the file needs the lenient pass.
+
+    ``data``: the file's bytes when already read (a pipe can be read only once).
+    """
     path = Path(path)
     try:
-        doc = _decode_file(path, _CHECKED_DECODER, map_large=False)
+        if data is None:
+            doc = _decode_file(path, _CHECKED_DECODER, map_large=False)
+        else:
+            _check_utf8(path, data)
+            doc = _decode(path, data, _CHECKED_DECODER)
         ds = _coco_from_doc(path, doc)
     except InputError:
         return None
@@ -169,27 +313,37 @@ def load_coco_typed(path: str | Path, fnd: Findings) -> Dataset | None:
     ds.extra.update(raw_index=np.arange(ds.num_annotations), image_raw_index=np.arange(ds.num_images),
                     category_raw_index=np.arange(ds.num_categories))  # fmt: skip
     anns = doc.annotations
+    bad_rows: list[int] = []
     for start in range(0, len(anns), 65536):  # chunks keep the joined buffer small
         raws = [a.segmentation for a in anns[start : start + 65536]]
         for k in _suspect_segmentations(raws).tolist():
             bad = _raw_polygon_problem(bytes(raws[k]))
             if bad:
-                fnd.add("segmentation.bad_polygon", f"$.annotations[{start + k}].segmentation", anns[start + k].id, note=bad)
+                bad_rows.append(start + k)
+                fnd.add(
+                    "segmentation.bad_polygon",
+                    f"$.annotations[{start + k}].segmentation",
+                    anns[start + k].id,
+                    note=bad,
+                )
+    ds.extra["bad_polygon_rows"] = bad_rows  # what --fix repairs
     return ds
 
 
-def load_raw_records(path: str | Path) -> dict[str, Any]:
+def load_raw_records(path: str | Path, data: bytes | None = None) -> dict[str, Any]:
     """The top-level keys of a (well-typed) COCO json as ``msgspec.Raw``, with ``images``,
     ``annotations`` and ``categories`` split into lists of raw records: what ``--fix`` copies verbatim."""
     path = Path(path)
-    doc = msgspec.json.decode(read_bytes(path), type=dict[str, msgspec.Raw])
+    doc = msgspec.json.decode(read_bytes(path) if data is None else data, type=dict[str, msgspec.Raw])
     for key in ("images", "annotations", "categories"):
         if key in doc:
             doc[key] = msgspec.json.decode(doc[key], type=list[msgspec.Raw])
     return doc
 
 
-def load_coco_lenient(path: str | Path, fnd: Findings) -> tuple[Dataset, dict[str, Any]]:
+def load_coco_lenient(
+    path: str | Path, fnd: Findings, data: bytes | None = None
+) -> tuple[Dataset, dict[str, Any]]:
     """Decode a COCO json, reporting broken records into ``fnd`` and building a Dataset from the rest.
 
     Returns:
@@ -197,7 +351,8 @@ def load_coco_lenient(path: str | Path, fnd: Findings) -> tuple[Dataset, dict[st
         ``raw["annotations"]``; ``image_raw_index`` / ``category_raw_index`` do the same for images and categories.
     """
     path = Path(path)
-    doc = decode_json(path)
+    decode_changes: list[dict[str, Any]] = []
+    doc = decode_json(path, fnd, data, decode_changes)
     if not isinstance(doc, dict):
         raise InputError(path, "$", f"expected a COCO object with 'images', got a JSON {type(doc).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -213,26 +368,35 @@ def load_coco_lenient(path: str | Path, fnd: Findings) -> tuple[Dataset, dict[st
     for i, im in enumerate(images):
         if _check_fields(im, f"$.images[{i}]", _IMAGE, fnd):
             name = im.get("file_name", "")
-            img_rows.append((im["id"], name if isinstance(name, str) else str(name), float(im["width"]), float(im["height"])))
+            img_rows.append(
+                (
+                    im["id"],
+                    name if isinstance(name, str) else show(name),
+                    float(im["width"]),
+                    float(im["height"]),
+                )
+            )
             img_raw.append(i)
     cat_raw = [i for i, c in enumerate(cats) if _check_fields(c, f"$.categories[{i}]", _CAT, fnd)]
     cat_rows = [(cats[i]["id"], cats[i]["name"]) for i in cat_raw]
 
     rows, records, raw_index, area, crowd, area_missing, crowd_missing = [], [], [], [], [], [], []
+    bad_rows: list[int] = []
     for i, a in enumerate(anns):
         where = f"$.annotations[{i}]"
         if not _check_fields(a, where, _ANN, fnd):
             continue
         a_area, a_crowd = a.get("area", None), a.get("iscrowd", None)
         if "area" in a and not _is_num(a_area):
-            fnd.add("record.wrong_type", f"{where}.area", a["id"], note=f"got {json.dumps(a_area)[:40]}")
+            fnd.add("record.wrong_type", f"{where}.area", a["id"], note=f"got {show(a_area)}")
             continue
         if "iscrowd" in a and not (_is_int(a_crowd) or isinstance(a_crowd, bool)):
-            fnd.add("record.wrong_type", f"{where}.iscrowd", a["id"], note=f"got {json.dumps(a_crowd)[:40]}")
+            fnd.add("record.wrong_type", f"{where}.iscrowd", a["id"], note=f"got {show(a_crowd)}")
             continue
         bad_poly = _polygon_problems(a.get("segmentation"))
         if bad_poly:
             fnd.add("segmentation.bad_polygon", f"{where}.segmentation", a["id"], note=bad_poly)
+            bad_rows.append(len(rows))
         rows.append((a["id"], a["image_id"], a["category_id"], *(float(v) for v in a["bbox"])))
         records.append(where)
         raw_index.append(i)
@@ -247,7 +411,9 @@ def load_coco_lenient(path: str | Path, fnd: Findings) -> tuple[Dataset, dict[st
     area_a = np.array(area, dtype=np.float64)
     miss_a = np.array(area_missing, dtype=bool)
     area_a[miss_a] = bbox[miss_a, 2] * bbox[miss_a, 3]
-    missing = {k: v for k, v in (("area", miss_a), ("iscrowd", np.array(crowd_missing, dtype=bool))) if v.any()}
+    missing = {
+        k: v for k, v in (("area", miss_a), ("iscrowd", np.array(crowd_missing, dtype=bool))) if v.any()
+    }
     ds = Dataset(
         image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
         file_name=np.array([r[1] for r in img_rows], dtype=object),
@@ -257,12 +423,13 @@ def load_coco_lenient(path: str | Path, fnd: Findings) -> tuple[Dataset, dict[st
         bbox=bbox, area=area_a, iscrowd=np.array(crowd, dtype=np.int64),
         cat_id=np.array([c[0] for c in cat_rows], dtype=np.int64),
         cat_name=np.array([c[1] for c in cat_rows], dtype=object),
-        source=str(path), format="coco", image_root=default_image_root(path),
+        source=str(path), format="coco", image_root=recorded_image_root(path, doc.get("detkit")) or default_image_root(path),
         ann_record=np.array(records, dtype=object), missing=missing,
         extra={
             "raw_index": np.array(raw_index, dtype=np.int64),
             "image_raw_index": np.array(img_raw, dtype=np.int64),
             "category_raw_index": np.array(cat_raw, dtype=np.int64),
+            "bad_polygon_rows": bad_rows, "decode_changes": decode_changes,
         },
     )  # fmt: skip
     return ds, doc

@@ -17,6 +17,7 @@ import numpy as np
 from detkit.coco.findings import SEVERITIES, Finding, Findings
 from detkit.coco.loaders import detect_format, load_dataset
 from detkit.coco.model import Dataset
+from detkit.coco.paths import name_problem
 from detkit.errors import InputError
 
 OOB_TOL = 0.01  # px: boxes written with 2 decimals may overshoot an edge by rounding alone
@@ -109,17 +110,30 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
 
     # ---- images and categories --------------------------------------------------------------------
     wh = np.stack([ds.width, ds.height], axis=1)
-    fnd.add_rows("value.non_finite", np.flatnonzero(~np.isfinite(wh).all(axis=1)), irec, iid, lambda r: "image size")
+    fnd.add_rows(
+        "value.non_finite", np.flatnonzero(~np.isfinite(wh).all(axis=1)), irec, iid, lambda r: "image size"
+    )
     fnd.add_rows("image.bad_size", np.flatnonzero(np.isfinite(wh).all(axis=1) & (wh <= 0).any(axis=1)), irec, iid,
                  lambda r: f"{ds.width[r]:g}x{ds.height[r]:g}")  # fmt: skip
     fnd.add_rows("image.duplicate_id", _duplicates(ds.image_id), irec, iid)
-    fnd.add_rows("category.duplicate_id", _duplicates(ds.cat_id), lambda r: f"category {ds.cat_name[r]}", lambda r: int(ds.cat_id[r]))
+    fnd.add_rows(
+        "category.duplicate_id",
+        _duplicates(ds.cat_id),
+        lambda r: f"category {ds.cat_name[r]}",
+        lambda r: int(ds.cat_id[r]),
+    )
 
     # ---- annotation ids and references -------------------------------------------------------------
     fnd.add_rows("annotation.duplicate_id", _duplicates(ds.ann_id), rec, aid)
     fnd.add_rows("annotation.id_zero", np.flatnonzero(ds.ann_id == 0), rec, aid)
     idx = ds.image_index()
-    fnd.add_rows("annotation.dangling_image_id", np.flatnonzero(idx < 0), rec, aid, lambda r: f"image_id {ds.ann_image_id[r]}")
+    fnd.add_rows(
+        "annotation.dangling_image_id",
+        np.flatnonzero(idx < 0),
+        rec,
+        aid,
+        lambda r: f"image_id {ds.ann_image_id[r]}",
+    )
     fnd.add_rows("annotation.dangling_category_id", np.flatnonzero(ds.category_index() < 0), rec, aid,
                  lambda r: f"category_id {ds.category_id[r]}")  # fmt: skip
 
@@ -146,13 +160,23 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
                      lambda r: f"{box(r)} in {ds.width[idx[r]]:g}x{ds.height[idx[r]]:g}", details)  # fmt: skip
     fnd.add_rows("bbox.outside_image", np.flatnonzero(outside), rec, aid,
                  lambda r: f"{box(r)} in {ds.width[idx[r]]:g}x{ds.height[idx[r]]:g}")  # fmt: skip
-    key = np.concatenate([ds.ann_image_id[:, None].astype(np.float64), ds.category_id[:, None].astype(np.float64), ds.bbox], axis=1)
+    key = np.concatenate(
+        [ds.ann_image_id[:, None].astype(np.float64), ds.category_id[:, None].astype(np.float64), ds.bbox],
+        axis=1,
+    )
     fnd.add_rows("annotation.duplicate_box", np.flatnonzero(finite)[_duplicates(key[finite])], rec, aid, box)
 
     # ---- area and iscrowd ----------------------------------------------------------------------
-    fnd.add_rows("value.non_finite", np.flatnonzero(finite & ~np.isfinite(ds.area)), rec, aid, lambda r: "area")
+    fnd.add_rows(
+        "value.non_finite", np.flatnonzero(finite & ~np.isfinite(ds.area)), rec, aid, lambda r: "area"
+    )
     with np.errstate(invalid="ignore"):
-        bad_area = finite & np.isfinite(ds.area) & ((ds.area <= 0) | (ds.area > w * h * (1 + AREA_TOL) + 1e-6)) & ~nonpos
+        bad_area = (
+            finite
+            & np.isfinite(ds.area)
+            & ((ds.area <= 0) | (ds.area > w * h * (1 + AREA_TOL) + 1e-6))
+            & ~nonpos
+        )
     fnd.add_rows("annotation.area_inconsistent", np.flatnonzero(bad_area), rec, aid,
                  lambda r: f"area {ds.area[r]:g} vs w*h {w[r] * h[r]:g}")  # fmt: skip
     if "area" in ds.missing:
@@ -166,10 +190,43 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
     has_ann = np.isin(ds.image_id, ds.ann_image_id)
     fnd.add_rows("image.no_annotations", np.flatnonzero(~has_ann), irec, iid)
     used = np.isin(ds.cat_id, ds.category_id)
-    fnd.add_rows("category.unused", np.flatnonzero(~used), lambda r: f"category {ds.cat_name[r]}", lambda r: int(ds.cat_id[r]))
+    fnd.add_rows(
+        "category.unused",
+        np.flatnonzero(~used),
+        lambda r: f"category {ds.cat_name[r]}",
+        lambda r: int(ds.cat_id[r]),
+    )
 
 
-def validate_path(path: str | Path, format: str | None = None, max_examples: int = 5, keep_raw: bool = False) -> Report:
+def _coco_json_in(folder: Path) -> Path:
+    """The one COCO json of a folder (as :func:`load_dataset` picks it)."""
+    jsons = sorted(folder.glob("*.json")) or sorted(folder.glob("annotations/instances_*.json"))
+    if len(jsons) != 1:
+        raise InputError(folder, None, "expected one COCO .json in this folder; pass the file itself")
+    return jsons[0]
+
+
+def check_paths(ds: Dataset, fnd: Findings) -> None:
+    """Report image file names that are absolute, climb out with '..' or name no file (``path.*``)."""
+    irec = lambda r: _image_record(ds, r)
+    by_code: dict[str, list[int]] = {}
+    for r, name in enumerate(ds.file_name.tolist()):
+        code = name_problem(str(name))
+        if code is not None:
+            by_code.setdefault(code, []).append(r)
+    for code, rows in by_code.items():
+        fnd.add_rows(
+            code,
+            rows,
+            irec,
+            lambda r: int(ds.image_id[r]),
+            lambda r: f"file_name {str(ds.file_name[r])[:60]!r}",
+        )
+
+
+def validate_path(
+    path: str | Path, format: str | None = None, max_examples: int = 5, keep_raw: bool = False
+) -> Report:
     """Load ``path`` (leniently for COCO json) and run every check.
 
     Args:
@@ -182,20 +239,28 @@ def validate_path(path: str | Path, format: str | None = None, max_examples: int
     fmt = format or detect_format(path)
     fnd = Findings(str(path), max_examples=max_examples)
     raw = None
-    if fmt == "coco" and path.is_file():
+    if fmt == "coco" and path.is_dir():
+        path = _coco_json_in(path)
+    if fmt == "coco":  # a file, a pipe or /dev/null: read leniently
         from detkit.coco.raw import load_coco_lenient, load_coco_typed, load_raw_records
+        from detkit.coco.readers import read_bytes
 
-        ds = load_coco_typed(path, fnd)
+        data = None if path.is_file() else read_bytes(path)  # a pipe can be read only once
+        ds = load_coco_typed(path, fnd, data)
         if ds is not None and keep_raw:
-            raw = load_raw_records(path)
+            raw = load_raw_records(path, data)
         elif ds is None:  # wrong types, NaN, missing fields...: the lenient pass reports them all
             fnd = Findings(str(path), max_examples=max_examples)
-            ds, raw = load_coco_lenient(path, fnd)
+            ds, raw = load_coco_lenient(path, fnd, data)
     else:
+
         def on_error(code: str, err: InputError) -> None:
-            where = err.where if Path(err.path) == path else f"{Path(err.path).name} {err.where or ''}".strip()
+            where = (
+                err.where if Path(err.path) == path else f"{Path(err.path).name} {err.where or ''}".strip()
+            )
             fnd.add(code, str(where), note=err.what)
 
         ds = load_dataset(path, format=fmt, on_error=on_error)
     check_dataset(ds, fnd)
+    check_paths(ds, fnd)
     return Report(str(path), fmt, ds, fnd.as_list(), raw=raw, counts=fnd.counts())

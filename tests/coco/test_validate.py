@@ -17,7 +17,14 @@ NAN = math.nan
 
 
 def _ann(id, image_id=1, category_id=2, bbox=(1, 1, 5, 5), **kw):
-    a = {"id": id, "image_id": image_id, "category_id": category_id, "bbox": list(bbox), "area": bbox[2] * bbox[3], "iscrowd": 0}
+    a = {
+        "id": id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": list(bbox),
+        "area": bbox[2] * bbox[3],
+        "iscrowd": 0,
+    }
     a.update(kw)
     return a
 
@@ -54,7 +61,12 @@ BROKEN = {
         {"id": 18, "image_id": 1, "bbox": [1, 1, 2, 2]},  # missing category_id -> skipped
         _ann(20, bbox=(NAN, 1, 2, 2), area=4),  # NaN in box
     ],
-    "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "unused"}, {"id": 1, "name": "dup"}],
+    "categories": [
+        {"id": 1, "name": "a"},
+        {"id": 2, "name": "b"},
+        {"id": 3, "name": "unused"},
+        {"id": 1, "name": "dup"},
+    ],
 }
 EXPECTED = {
     "record.unparsable": 1, "record.missing_field": 2, "record.wrong_type": 2, "value.non_finite": 3,
@@ -84,7 +96,10 @@ def test_every_finding_code_with_exact_counts(broken):
     ]
     assert by["record.wrong_type"].examples[0]["record"] == "$.images[3].width"
     assert by["record.wrong_type"].examples[1]["record"] == "$.annotations[13].bbox"
-    assert by["bbox.out_of_bounds"].details["past_right"] == 2 and by["bbox.out_of_bounds"].details["past_bottom"] == 1
+    assert (
+        by["bbox.out_of_bounds"].details["past_right"] == 2
+        and by["bbox.out_of_bounds"].details["past_bottom"] == 1
+    )
     assert [f.severity for f in report.findings][:1] == ["error"] and report.findings[-1].severity == "info"
     assert report.counts == {"error": 19, "warning": 8, "info": 4}
 
@@ -110,8 +125,15 @@ def test_typed_fast_path_agrees_with_lenient_pass(shapes_dir, tmp_path):
     got = {f.code: f.count for f in fast.findings}
     assert got["segmentation.bad_polygon"] == 3 and got["annotation.id_zero"] == 1
     assert got["annotation.duplicate_box"] == 1 and got["annotation.missing_area"] == 1
-    notes = [e["note"] for e in fast.findings[[f.code for f in fast.findings].index("segmentation.bad_polygon")].examples]
-    assert notes == ["polygon 0 has 4 coordinates", "polygon 1 has 7 coordinates", "polygon 0 is not a list of numbers"]
+    notes = [
+        e["note"]
+        for e in fast.findings[[f.code for f in fast.findings].index("segmentation.bad_polygon")].examples
+    ]
+    assert notes == [
+        "polygon 0 has 4 coordinates",
+        "polygon 1 has 7 coordinates",
+        "polygon 0 is not a list of numbers",
+    ]
 
 
 def test_fail_on_exit_codes(cli, broken, shapes_dir):
@@ -138,9 +160,20 @@ def test_fix_lists_every_change_and_never_touches_input(cli, broken, tmp_path):
     assert code == 1 and broken.read_bytes() == before
     fix = json.loads(stdout)["fix"]
     assert fix["counts"] == {"clip": 2, "drop_degenerate": 3, "drop_duplicate": 1, "set_area": 3, "fill_area": 1,
-                             "fill_iscrowd": 1, "drop_bad_image": 2, "drop_unusable": 5}  # fmt: skip
+                             "fill_iscrowd": 1, "drop_bad_image": 2, "drop_unusable": 5, "drop_dangling_image_id": 1,
+                             "drop_dangling_category_id": 1, "set_id": 1, "drop_bad_polygons": 2,
+                             "drop_duplicate_image_id": 1, "drop_duplicate_category_id": 1}  # fmt: skip
+    assert {"action": "set_id", "record": "$.annotations[3]", "id": 0, "before": 0, "after": 18} in fix[
+        "changes"
+    ]
     clip = [c for c in fix["changes"] if c["action"] == "clip"]
-    assert clip[0] == {"action": "clip", "record": "$.annotations[8]", "id": 9, "before": [90, 40, 20, 20], "after": [90, 40, 10, 10]}
+    assert clip[0] == {
+        "action": "clip",
+        "record": "$.annotations[8]",
+        "id": 9,
+        "before": [90, 40, 20, 20],
+        "after": [90, 40, 10, 10],
+    }
     doc = json.loads(out.read_text())
     kept = {a["id"]: a for a in doc["annotations"]}
     assert kept[9]["bbox"] == [90, 40, 10, 10] and kept[9]["area"] == 100
@@ -153,6 +186,8 @@ def test_fix_lists_every_change_and_never_touches_input(cli, broken, tmp_path):
             "record.wrong_type", "record.missing_field", "record.unparsable", "value.non_finite",
             "image.bad_size"}  # fmt: skip
     assert not after & gone
+    assert not validate_path(out).fails("error")  # what --fix writes passes --fail-on error
+    assert 16 in kept and "segmentation" not in kept[16]  # its one polygon was short
     # refuses to overwrite its input
     assert cli("coco", "validate", broken, "--fix", broken)[0] == 2 and broken.read_bytes() == before
 
@@ -170,10 +205,20 @@ def test_fix_of_a_well_typed_file_copies_untouched_records_verbatim(cli, shapes_
     fix = json.loads(out)["fix"]
     assert fix["counts"] == {"clip": 1, "set_area": 1, "drop_duplicate": 1, "fill_area": 1}
     got = json.loads((tmp_path / "out.json").read_text())
-    assert got["extra_key"] == {"kept": True} and got["images"] == doc["images"] and got["categories"] == doc["categories"]
+    assert (
+        got["extra_key"] == {"kept": True}
+        and got["images"] == doc["images"]
+        and got["categories"] == doc["categories"]
+    )
     a0 = got["annotations"][0]
-    assert a0["bbox"] == [90, 1, 6, 10] and a0["area"] == 60 and a0["segmentation"] == doc["annotations"][0]["segmentation"]
-    assert got["annotations"][1]["area"] == round(doc["annotations"][1]["bbox"][2] * doc["annotations"][1]["bbox"][3], 4)
+    assert (
+        a0["bbox"] == [90, 1, 6, 10]
+        and a0["area"] == 60
+        and a0["segmentation"] == doc["annotations"][0]["segmentation"]
+    )
+    assert got["annotations"][1]["area"] == round(
+        doc["annotations"][1]["bbox"][2] * doc["annotations"][1]["bbox"][3], 4
+    )
     assert got["annotations"][2:] == doc["annotations"][2:-1]  # untouched, byte for byte in value
     assert validate_path(tmp_path / "out.json").findings == []
 
@@ -187,7 +232,10 @@ def test_course_text_file_out_of_bounds_count(cli):
     assert by["bbox.out_of_bounds"]["details"]["past_bottom"] == 1765
     assert by["bbox.outside_image"]["count"] == 801
     assert by["bbox.out_of_bounds"]["examples"][0] == {
-        "file": str(path), "record": "line 1", "id": 1, "note": "bbox 69, 464, 312, 175 in 1093x330"
+        "file": str(path),
+        "record": "line 1",
+        "id": 1,
+        "note": "bbox 69, 464, 312, 175 in 1093x330",
     }
     assert set(by) == {"bbox.out_of_bounds", "bbox.outside_image"}
 
@@ -196,7 +244,10 @@ def test_bccd_two_degenerate_boxes(cli, tmp_path):
     path = shared_path("bccd", "BCCD")
     report = validate_path(path)
     assert [(f.code, f.count) for f in report.findings] == [("bbox.non_positive_size", 2)]
-    assert [e["record"] for e in report.findings[0].examples] == ["BloodImage_00338.xml <object> #13", "BloodImage_00343.xml <object> #4"]
+    assert [e["record"] for e in report.findings[0].examples] == [
+        "BloodImage_00338.xml <object> #13",
+        "BloodImage_00343.xml <object> #4",
+    ]
     doc, changes = plan_fix(report)
     assert [c["action"] for c in changes] == ["drop_degenerate", "drop_degenerate"]
     assert len(doc["annotations"]) == 4886
