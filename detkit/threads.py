@@ -7,7 +7,7 @@ becomes 3-5x slower (measured on 2 cores: 10 s with one torch thread, 34-48 s wi
 two plus one worker). The policy:
 
     C = len(os.sched_getaffinity(0))        # the cores this process may run on (cgroups, taskset)
-    T = threads if given, else max(1, C - W)
+    T = threads if given, else $OMP_NUM_THREADS if set, else max(1, C - W)
     workers: one thread each (torch, OpenMP) -- they are the data parallelism
     inter-op threads = 1 (a sequential training step has no independent ops to overlap)
 
@@ -57,12 +57,19 @@ def apply_thread_policy(threads: int | None, workers: int) -> dict:
         workers: data-loader processes that decode while the model computes (0 = in the main process).
 
     Returns:
-        ``{"threads", "interop_threads", "workers", "cores", "source"}``; ``source`` is ``"given"`` or
-        ``"policy"``; ``interop_threads`` is what torch runs with (it can be set once per process).
+        ``{"threads", "interop_threads", "workers", "cores", "source"}``; ``source`` is ``"given"``,
+        ``"OMP_NUM_THREADS"`` (the environment variable, when set) or ``"policy"``; ``interop_threads``
+        is what torch runs with (it can be set once per process).
     """
     import torch
 
     cores = usable_cores()
+    source = "given"
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        threads, source = (
+            (int(env), "OMP_NUM_THREADS") if env.isdigit() and int(env) > 0 else (None, "policy")
+        )
     intra = choose_threads(threads, workers, cores)
     torch.set_num_threads(intra)
     try:
@@ -74,7 +81,7 @@ def apply_thread_policy(threads: int | None, workers: int) -> dict:
         "interop_threads": torch.get_num_interop_threads(),
         "workers": workers,
         "cores": cores,
-        "source": "given" if threads is not None else "policy",
+        "source": source,
     }
 
 

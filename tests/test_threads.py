@@ -19,6 +19,11 @@ def restore_threads():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+
 def _cores(monkeypatch, n: int) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
 
@@ -40,6 +45,16 @@ def test_given_threads_win(monkeypatch, restore_threads):
     _cores(monkeypatch, 2)
     choice = T.apply_thread_policy(3, 1)
     assert choice["threads"] == 3 and torch.get_num_threads() == 3 and choice["source"] == "given"
+
+
+def test_omp_num_threads_is_respected_unless_threads_are_given(monkeypatch, restore_threads):
+    _cores(monkeypatch, 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    choice = T.apply_thread_policy(None, 2)
+    assert (choice["threads"], choice["source"]) == (3, "OMP_NUM_THREADS") and torch.get_num_threads() == 3
+    assert T.apply_thread_policy(5, 2)["threads"] == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert T.apply_thread_policy(None, 2) == {**choice, "threads": 6, "source": "policy"}
 
 
 def test_choice_is_json_ready_and_records_interop(monkeypatch, restore_threads):
