@@ -36,6 +36,8 @@ InPath = Annotated[Path, typer.Argument(help="COCO json, course text file, YOLO 
 FormatOpt = Annotated[Fmt | None, typer.Option("--format", "-f", help="Input format (default: detected from the path).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write DIR/summary.json (+ run.json) for `detkit report`.")]
+SplitOpt = Annotated[str | None, typer.Option("--split", help="Read only this split (train, val, test); default: all, side by side.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop (exit 2) at the first orphan label, corrupt image or bad row instead of skipping it.")]
 
 
 def _busy(message: str):
@@ -47,11 +49,30 @@ def _busy(message: str):
     return err.status(message) if progress_enabled() else contextlib.nullcontext()
 
 
-def _load(path: Path, fmt: Fmt | None):
+def _load(path: Path, fmt: Fmt | None, split: str | None = None, strict: bool = False):
     from detkit.coco.loaders import load_dataset
 
     with _busy(f"reading {path}"):
-        return load_dataset(path, format=fmt.value if fmt else None)
+        ds = load_dataset(path, format=fmt.value if fmt else None, split=split, strict=strict)
+    _warn_skipped(ds)
+    return ds
+
+
+def _skipped_doc(ds) -> dict | None:
+    """The ``skipped`` block of --json: what the loader left out or repaired (None when nothing)."""
+    from detkit.coco.loaders import skipped_summary
+
+    return skipped_summary(ds) if hasattr(ds, "skipped") else None
+
+
+def _warn_skipped(ds) -> None:
+    """One warning line for what the loader skipped, one note for what it repaired (stderr)."""
+    doc = _skipped_doc(ds)
+    if doc is not None:
+        if doc["message"]:
+            warn(f"{doc['message']}; --strict to stop instead, `detkit coco validate` for all")
+        if doc["notes"]:
+            info(f"note: {doc['notes']}")
 
 
 def _table(title: str, columns: list[str], rows: list[list[object]]):
@@ -94,6 +115,8 @@ def _write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, *
 def inspect(
     path: InPath,
     format: FormatOpt = None,
+    split: SplitOpt = None,
+    strict: StrictOpt = False,
     json: JsonOpt = False,
     out_dir: OutOpt = None,
 ) -> None:
@@ -103,8 +126,9 @@ def inspect(
     """
     from detkit.coco.stats import inspect_dataset
 
-    ds = _load(path, format)
+    ds = _load(path, format, split, strict)
     doc = inspect_dataset(ds)
+    doc["skipped"] = _skipped_doc(ds)
     if out_dir is not None:
         c = doc["counts"]
         _write_out(
@@ -134,6 +158,11 @@ def _print_inspect(doc: dict) -> None:
     out.print()
     out.print(_table("Counts", ["images", "annotations", "categories", "used", "crowd", "images w/o boxes"],
                      [[c["images"], c["annotations"], c["categories"], c["categories_used"], c["crowd"], c["images_without_annotations"]]]))  # fmt: skip
+    if doc.get("splits"):
+        out.print()
+        out.print(_table("Splits", ["split", "images", "annotations", "images w/o boxes", "share of images"],
+                         [[r["split"], r["images"], r["annotations"], r["images_without_annotations"], f"{r['share']:.1%}"]
+                          for r in doc["splits"]]))  # fmt: skip
     out.print()
     sizes = doc["image_sizes"]
     out.print(_table(f"Image sizes ({sizes['distinct']} distinct; most common)", ["width", "height", "images"],
@@ -168,6 +197,7 @@ def validate(
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 when a finding reaches this severity.")] = FailOn.error,
     fix: Annotated[Path | None, typer.Option("--fix", help="Write a cleaned COCO json here and list every change.")] = None,
     examples: Annotated[int, typer.Option("--examples", min=0, help="Offending records shown per finding.")] = 5,
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder of a COCO json: check each file exists and its size.")] = None,
     json: JsonOpt = False,
     out_dir: OutOpt = None,
     list_codes: Annotated[bool, typer.Option("--list-codes", callback=_list_codes, is_eager=True,
@@ -182,7 +212,8 @@ def validate(
     from detkit.coco.validate import validate_path
 
     with _busy(f"validating {path}"):
-        report = validate_path(path, format=format.value if format else None, max_examples=examples, keep_raw=fix is not None)
+        report = validate_path(path, format=format.value if format else None, max_examples=examples, keep_raw=fix is not None,
+                               images=images)  # fmt: skip
     changes = None
     if fix is not None:
         from detkit.coco.fix import write_fix
@@ -258,6 +289,8 @@ def _print_validate(doc: dict) -> None:
 def classes(
     path: InPath,
     format: FormatOpt = None,
+    split: SplitOpt = None,
+    strict: StrictOpt = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a horizontal bar chart PNG here.")] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV here.")] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
@@ -269,11 +302,12 @@ def classes(
     Example: detkit coco classes instances_val2017.json --plot classes.png --csv classes.csv
     """
     from detkit.coco.loaders import load_labels
-    from detkit.coco.stats import class_table
+    from detkit.coco.stats import class_table_by_split
 
     with _busy(f"reading {path}"):
-        ds = load_labels(path, format=format.value if format else None)
-    rows = class_table(ds)
+        ds = load_labels(path, format=format.value if format else None, split=split, strict=strict)
+    _warn_skipped(ds)
+    splits, rows = class_table_by_split(ds)
     if plot is not None:
         from detkit.coco.plots import plot_classes
 
@@ -293,14 +327,31 @@ def classes(
             tables={"classes": rows}, plots={"classes": "classes.png"},
         )  # fmt: skip
     doc = {"path": str(path), "format": ds.format, "images": ds.num_images, "annotations": ds.num_annotations, "classes": rows}
+    if splits:
+        doc["splits"] = splits
+    if (skipped := _skipped_doc(ds)) is not None:
+        doc["skipped"] = skipped
     if json:
         emit_json(doc)
     elif markdown:
         print(_markdown(rows))
+    elif splits:
+        _print_split_classes(path, ds, splits, rows)
     else:
         out.print(_table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images)",
                          ["id", "name", "instances", "images", "share"],
                          [[r["id"], r["name"], r["instances"], r["images"], f"{r['share']:.2%}"] for r in rows]))  # fmt: skip
+
+
+def _print_split_classes(path: Path, ds, splits: list[str], rows: list[dict]) -> None:
+    """The class table with each split's instances and share side by side."""
+    cols = ["id", "name", "instances", "share"]
+    for s in splits:
+        cols += [f"{s}", f"{s} %"]
+    table = [[r["id"], r["name"], r["instances"], f"{r['share']:.2%}",
+              *(v for s in splits for v in (r["splits"][s]["instances"], f"{r['splits'][s]['share']:.1%}"))] for r in rows]  # fmt: skip
+    sizes = ", ".join(f"{s} {int((ds.split == s).sum()):,}" for s in splits)
+    out.print(_table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images: {sizes})", cols, table))
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
@@ -308,10 +359,14 @@ def _write_csv(rows: list[dict], path: Path) -> None:
 
     from detkit.io import atomic_write
 
+    splits = list(rows[0].get("splits", {})) if rows else []
+    flat = [{k: v for k, v in r.items() if k != "splits"}
+            | {f"{s}_{k}": v for s in splits for k, v in r["splits"][s].items()} for r in rows]  # fmt: skip
+    fields = ["id", "name", "instances", "images", "share"] + [f"{s}_{k}" for s in splits for k in ("instances", "images", "share")]
     with atomic_write(path, newline="") as f:
-        w = _csv.DictWriter(f, fieldnames=["id", "name", "instances", "images", "share"])
+        w = _csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(flat)
 
 
 def _markdown(rows: list[dict]) -> str:

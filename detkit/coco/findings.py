@@ -44,6 +44,21 @@ CODES: dict[str, tuple[str, str]] = {
     "path.absolute": ("warning", "file_name is an absolute path (convert writes it under a relative name inside its output folder)"),
     "path.climbs_out": ("warning", "file_name climbs out of its folder with '..' (convert writes it under a name inside its output folder)"),
     "path.invalid": ("warning", "file_name names no file: it holds a NUL, is '.' or ends in '/' (convert writes a safe name)"),
+    # appended: dataset layouts read leniently (YOLO / ultralytics / Roboflow / VOC splits) and split leakage
+    "image.empty": ("error", "image file is empty (0 bytes; skipped)"),
+    "image.corrupt": ("error", "image file is not readable or truncated (checked from its header and end marker; skipped)"),
+    "image.missing_file": ("error", "image named by the annotations or a split list is not on disk"),
+    "image.size_mismatch": ("error", "the image file's header size differs from the declared width x height"),
+    "label.orphan": ("warning", "YOLO label file without an image (skipped)"),
+    "label.class_out_of_range": ("error", "YOLO class index >= the number of class names (row skipped)"),
+    "label.coords_out_of_range": ("error", "YOLO coordinate outside 0..1 beyond 0.01 (row skipped; pixels get a hint)"),
+    "label.duplicate_row": ("warning", "YOLO row repeated in its label file (the copy is skipped)"),
+    "split.unknown_item": ("warning", "a split list names an image the dataset does not have"),
+    "split.leak_exact": ("warning", "the same image (same file or same bytes) is in two splits"),
+    "split.leak_near": ("warning", "near-duplicate images (perceptual hash within a few bits) in two splits"),
+    "label.polygon": ("info", "YOLO segmentation polygon rows read as their bounding boxes"),
+    "image.no_label_file": ("info", "image without a YOLO label file (read as a background image)"),
+    "split.unassigned": ("info", "images listed in no split file (split 'unassigned')"),
 }
 
 

@@ -8,18 +8,32 @@ Suspicious but loadable content (degenerate or out-of-image boxes) is loaded as 
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
-from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset
+from detkit.coco.images_check import probe_image
+from detkit.coco.layouts import (
+    IMAGE_EXTS,
+    NAME_FILES,
+    SPLIT_KEYS,
+    YoloLayout,
+    find_yaml,
+    label_path,
+    read_data_yaml,
+    read_yaml,
+    voc_image_sets,
+    yolo_folder_layout,
+)  # fmt: skip
+from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, Skipped
 from detkit.coco.readers import OnError, image_size, problem, read_bytes, read_text, skip_or_raise
 from detkit.errors import InputError
 
 MAX_YOLO_CLASSES = 100_000  # a larger class index is a corrupt line, not a real class
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+__all__ = ["IMAGE_EXTS", "Reporter", "load_text", "load_voc", "load_yolo", "read_yolo_layout"]
 
 
 # ---- the course's text format ---------------------------------------------------------------------
@@ -94,112 +108,191 @@ def load_text(path: str | Path, on_error: OnError | None = None) -> Dataset:
     )
 
 
-# ---- YOLO label folders ---------------------------------------------------------------------------
-def _yolo_dirs(path: Path) -> tuple[Path, Path | None]:
-    """(labels folder, images folder) for a YOLO dataset root or labels folder."""
-    if (path / "labels").is_dir():
-        return path / "labels", (path / "images") if (path / "images").is_dir() else None
-    if path.name == "labels" or "labels" in path.parts:
-        parts = list(path.parts)
-        i = len(parts) - 1 - parts[::-1].index("labels")
-        img = Path(*parts[:i], "images", *parts[i + 1 :])
-        return path, img if img.is_dir() else None
-    return path, path
+# ---- where a lenient loader's problems go ----------------------------------------------------------------
+class Reporter:
+    """Routes a loader's problems: to ``on_error`` (validate), as an exception (``strict``), or into the
+    :class:`~detkit.coco.model.Skipped` list the dataset carries (the default: lenient, never silent).
 
-
-def _yolo_names(path: Path, labels: Path, names: list[str] | None) -> list[str] | None:
-    if names:
-        return names
-    for folder in (path, labels, labels.parent, path.parent):
-        for fname in ("classes.txt", "obj.names", "names.txt", "coco.names"):
-            f = folder / fname
-            if f.is_file():
-                return [ln.strip() for ln in read_text(f).splitlines() if ln.strip()]
-        for fname in ("data.yaml", "dataset.yaml"):
-            f = folder / fname
-            if f.is_file():
-                got = _yaml_names(f)
-                if got:
-                    return got
-    return None
-
-
-def _yaml_names(f: Path) -> list[str] | None:
-    """The ``names:`` of an ultralytics data.yaml (inline list, list items, or ``i: name`` map)."""
-    text = read_text(f)
-    m = re.search(r"^names\s*:\s*\[(.*?)\]", text, re.MULTILINE | re.DOTALL)
-    if m:
-        return [s.strip().strip("'\"") for s in m.group(1).split(",") if s.strip()]
-    m = re.search(r"^names\s*:\s*\n((?:[ \t]+.*\n?)+)", text, re.MULTILINE)
-    if not m:
-        return None
-    out = []
-    for ln in m.group(1).splitlines():
-        ln = ln.strip()
-        if ln.startswith("-"):
-            out.append(ln[1:].strip().strip("'\""))
-        elif ":" in ln:
-            out.append(ln.split(":", 1)[1].strip().strip("'\""))
-    return out or None
-
-
-def load_yolo(path: str | Path, names: list[str] | None = None, on_error: OnError | None = None) -> Dataset:
-    """Load a YOLO label folder: ``class cx cy w h`` (normalised) per line, one .txt per image.
-
-    Image sizes come from the image headers; class k becomes category id k with the name from
-    ``classes.txt`` / ``obj.names`` / ``data.yaml`` (or ``class{k}`` when there is no names file).
+    ``kept=True`` marks a note (a polygon read as its box, a background image): never raised, even strict.
     """
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(path, None, "a YOLO dataset is a folder of label .txt files")
-    labels, images = _yolo_dirs(path)
-    skip = {"classes.txt", "obj.names", "names.txt", "coco.names"}
-    label_files = sorted(p for p in labels.rglob("*.txt") if p.name not in skip)
-    if not label_files:
-        raise InputError(path, None, "no YOLO label .txt files found")
-    class_names = _yolo_names(path, labels, names)
-    img_rows, ann_rows, records = [], [], []
-    for img_id, lf in enumerate(label_files, start=1):
-        rel = lf.relative_to(labels).with_suffix("")
-        img_path = None
-        if images is not None:
-            for ext in IMAGE_EXTS + tuple(e.upper() for e in IMAGE_EXTS):
-                cand = images / rel.with_suffix(ext)
-                if cand.is_file():
-                    img_path = cand
-                    break
-        if img_path is None:
-            raise InputError(lf, None, f"no image found for this label file (looked for {rel}.* under {images})")
-        w, h = image_size(img_path)
-        img_rows.append((img_id, str(img_path.relative_to(images)), float(w), float(h)))
-        for lineno, line in enumerate(read_text(lf).splitlines(), start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 5:
-                skip_or_raise(on_error, problem(lf, f"line {lineno}", f"expected 'class cx cy w h', got {len(parts)} fields",
-                                                  "record.unparsable"))  # fmt: skip
-                continue
+
+    def __init__(self, on_error: OnError | None = None, strict: bool = False):
+        self.on_error, self.strict = on_error, strict
+        self.items: list[Skipped] = []
+        self.first: InputError | None = None  # the first problem (raised when nothing at all is usable)
+
+    def __call__(self, err: InputError, kept: bool = False) -> None:
+        code = getattr(err, "code", "record.unparsable")
+        if self.first is None and not kept:
+            self.first = err
+        if self.on_error is not None:
+            self.on_error(code, err)
+        elif self.strict and not kept:
+            raise err
+        else:
+            self.items.append(Skipped(code, err.path, err.where, err.what, kept))
+
+
+# ---- YOLO label files -----------------------------------------------------------------------------------
+YOLO_TOL = 0.01  # normalised: coordinates this far outside 0..1 (export rounding) are kept for validate
+
+
+def _yolo_rows(
+    lf: Path, text: str, nc: int | None, report: Reporter
+) -> list[tuple[int, float, float, float, float, int]]:
+    """(class, cx, cy, w, h, line) of each usable row; bad rows are reported and skipped, polygons boxed."""
+    rows, seen, polygons = [], set(), 0
+    top = nc if nc is not None else MAX_YOLO_CLASSES
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        where, n = f"line {lineno}", len(parts)
+        if n != 5 and not (n >= 7 and n % 2 == 1):
+            report(problem(lf, where, f"expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...', got {n} fields",
+                           "record.unparsable"))  # fmt: skip
+            continue
+        try:
+            c = int(parts[0])
+            vals = [float(v) for v in parts[1:]]
+        except ValueError:
+            report(problem(lf, where, f"not numbers: '{line.strip()[:60]}'", "record.wrong_type"))
+            continue
+        if not all(math.isfinite(v) for v in vals):
+            report(problem(lf, where, "NaN or infinite coordinate", "value.non_finite"))
+            continue
+        if c < 0:
+            report(problem(lf, where, f"class id {c} is negative", "record.wrong_type"))
+            continue
+        if c >= top:
+            known = f" ({nc} class names)" if nc is not None else ""
+            report(
+                problem(lf, where, f"class id {c} is outside 0..{top - 1}{known}", "label.class_out_of_range")
+            )
+            continue
+        lo, hi = min(vals), max(vals)
+        if lo < -YOLO_TOL or hi > 1 + YOLO_TOL:
+            hint = (f"; values up to {hi:g} look like pixels: YOLO wants cx cy w h divided by the image width and height"
+                    if lo >= 0 and hi > 2 else "")  # fmt: skip
+            report(problem(lf, where, f"coordinate {lo if lo < -YOLO_TOL else hi:g} is outside 0..1{hint}",
+                           "label.coords_out_of_range"))  # fmt: skip
+            continue
+        if n > 5:
+            xs, ys = vals[0::2], vals[1::2]
+            box = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys))
+            polygons += 1
+        else:
+            box = (vals[0], vals[1], vals[2], vals[3])
+        key = (c, *box)
+        if key in seen:
+            report(problem(lf, where, "same class and box as an earlier row", "label.duplicate_row"))
+            continue
+        seen.add(key)
+        rows.append((c, *box, lineno))
+    if polygons:
+        report(problem(lf, None, f"{polygons} polygon row(s) (segmentation format) read as their bounding boxes",
+                       "label.polygon"), kept=True)  # fmt: skip
+    return rows
+
+
+def _rel(p: Path, root: Path) -> str:
+    try:
+        return str(p.relative_to(root))
+    except ValueError:
+        return str(p)
+
+
+def read_yolo_layout(
+    layout: YoloLayout, on_error: OnError | None = None, strict: bool = False, source: str = ""
+) -> Dataset:
+    """Read the images (header sizes) and label files of a :class:`~detkit.coco.layouts.YoloLayout`.
+
+    Args:
+        layout: the splits, their image files and the class names (from :mod:`detkit.coco.layouts`).
+        on_error: when given (``validate``), every problem and note is reported to it.
+        strict: raise the first problem instead of skipping it.
+        source: the path the user gave, for messages.
+    """
+    report = Reporter(on_error, strict)
+    nc = len(layout.names) if layout.names else None
+    img_rows, ann_rows, records, splits = [], [], [], []
+    listed, label_files = 0, 0
+    for src in layout.splits:
+        for lst, lineno, p in src.missing:
+            report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
+        expected = set()
+        for img in src.images:
+            listed += 1
+            lf = label_path(img)
+            expected.add(lf)
             try:
-                c = int(parts[0])
-                cx, cy, bw, bh = (float(v) for v in parts[1:])
-            except ValueError:
-                skip_or_raise(on_error, problem(lf, f"line {lineno}", f"not numbers: '{line.strip()[:60]}'", "record.wrong_type"))
+                w, h = probe_image(img)
+                text = read_text(lf) if lf.is_file() else None
+            except InputError as err:
+                report(err)
                 continue
-            top = max(len(class_names or ()), MAX_YOLO_CLASSES)
-            if c < 0 or c >= top:
-                skip_or_raise(on_error, problem(lf, f"line {lineno}", f"class id {c} is outside 0..{top - 1}", "record.wrong_type"))
+            img_id = len(img_rows) + 1
+            img_rows.append((img_id, _rel(img, layout.root), float(w), float(h)))
+            splits.append(src.name)
+            if text is None:
+                report(
+                    problem(
+                        img,
+                        None,
+                        f"no label file {lf.name} (read as a background image)",
+                        "image.no_label_file",
+                    ),
+                    kept=True,
+                )
                 continue
-            ann_rows.append((img_id, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h))
-            records.append(f"{lf.name} line {lineno}")
+            label_files += 1
+            for c, cx, cy, bw, bh, ln in _yolo_rows(lf, text, nc, report):
+                ann_rows.append((img_id, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h))
+                records.append(f"{lf.name} line {ln}")
+        for img_dir, lbl_dir in src.folders:
+            if lbl_dir == img_dir or not lbl_dir.is_dir():
+                continue
+            for lf in sorted(lbl_dir.rglob("*.txt")):
+                if lf not in expected and lf.name not in NAME_FILES:
+                    label_files += 1
+                    report(
+                        problem(
+                            lf,
+                            None,
+                            f"label file without an image (no {lf.stem}.* in {img_dir})",
+                            "label.orphan",
+                        )
+                    )
+    if not img_rows:
+        where = layout.descriptor or source or layout.root
+        if listed:
+            raise InputError(
+                where, None, f"none of the {listed} images could be read (see the first: {src.images[0]})"
+            )
+        if not label_files:
+            raise InputError(
+                source or where,
+                None,
+                "no YOLO label .txt files found" if not layout.descriptor else "no images found",
+            )
+        raise InputError(
+            source or where,
+            None,
+            f"no images found for the {label_files} label files (looked under {layout.root})",
+        )
+    return _yolo_dataset(img_rows, ann_rows, records, splits, layout, report, source)
+
+
+def _yolo_dataset(
+    img_rows, ann_rows, records, splits, layout: YoloLayout, report: Reporter, source: str
+) -> Dataset:
     n = len(ann_rows)
     arr = np.array(ann_rows, dtype=np.float64).reshape(n, 6)
-    used = sorted({int(c) for c in arr[:, 1]})
-    ncls = max(len(class_names or []), (max(used) + 1) if used else 0)
-    cat_names = [
-        (class_names[i] if class_names and i < len(class_names) else f"class{i}") for i in range(ncls)
-    ]
+    names = layout.names
+    ncls = len(names) if names else (int(arr[:, 1].max()) + 1 if n else 0)
+    cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
     bbox = arr[:, 2:6].copy()
+    has_split = any(s is not None for s in splits)
     return Dataset(
         image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
         file_name=np.array([r[1] for r in img_rows], dtype=object),
@@ -213,11 +306,58 @@ def load_yolo(path: str | Path, names: list[str] | None = None, on_error: OnErro
         iscrowd=np.zeros(n, dtype=np.int64),
         cat_id=np.arange(ncls, dtype=np.int64),
         cat_name=np.array(cat_names, dtype=object),
-        source=str(path),
+        source=source,
         format="yolo",
-        image_root=str(images) if images is not None else None,
+        image_root=str(layout.root),
         ann_record=np.array(records, dtype=object),
+        split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
+        skipped=report.items,
+        extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},
     )
+
+
+def load_yolo(
+    path: str | Path,
+    names: list[str] | None = None,
+    on_error: OnError | None = None,
+    strict: bool = False,
+    split: str | None = None,
+) -> Dataset:
+    """Load a YOLO dataset: an ultralytics data yaml, a Roboflow YOLO export, or a folder of labels.
+
+    Rows are ``class cx cy w h`` normalised (a polygon row is read as its bounding box); image sizes come
+    from the image headers; class k becomes category id k with the name from the yaml / ``classes.txt`` /
+    ``obj.names`` (``class{k}`` when there is none). An image without a label file is a background image.
+
+    Args:
+        path: a data yaml, or a dataset / export / labels folder (see :mod:`detkit.coco.layouts`).
+        names: class names to use instead of those found beside the labels.
+        on_error: when given (``validate``), problems are reported to it and the rest is loaded.
+        strict: raise the first problem (orphan label, corrupt image, bad row) instead of skipping it.
+        split: read only this split (``train``, ``val``, ``test``).
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        layout = read_data_yaml(path, split)
+    elif not path.is_dir():
+        raise InputError(
+            path, None, "a YOLO dataset is a data.yaml or a folder of images and label .txt files"
+        )
+    elif (y := find_yaml(path)) is not None and _declares_splits(y):
+        layout = read_data_yaml(y, split)
+    else:
+        layout = yolo_folder_layout(path, split)
+    if names:
+        layout.names = list(names)
+    return read_yolo_layout(layout, on_error=on_error, strict=strict, source=str(path))
+
+
+def _declares_splits(y: Path) -> bool:
+    try:
+        doc = read_yaml(y)
+    except InputError:
+        return True  # let read_data_yaml name the problem
+    return any(doc.get(k) not in (None, "", []) for k in SPLIT_KEYS)
 
 
 # ---- Pascal VOC XML -------------------------------------------------------------------------------
@@ -238,7 +378,9 @@ def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
     try:
         v = float(el.text)
     except ValueError:
-        raise problem(f, where, f"<{tag}> is not a number: '{el.text.strip()[:30]}'", "record.wrong_type") from None
+        raise problem(
+            f, where, f"<{tag}> is not a number: '{el.text.strip()[:30]}'", "record.wrong_type"
+        ) from None
     return v
 
 
@@ -247,9 +389,13 @@ def _voc_image(f: Path, images: Path | None) -> tuple[ET.Element, str, float, fl
     try:
         root = ET.fromstring(read_bytes(f))
     except ET.ParseError as exc:
-        raise problem(f, f"line {exc.position[0]}", f"malformed XML ({getattr(exc, 'msg', exc)})", "record.unparsable") from None
+        raise problem(
+            f, f"line {exc.position[0]}", f"malformed XML ({getattr(exc, 'msg', exc)})", "record.unparsable"
+        ) from None
     if root.tag != "annotation":
-        raise problem(f, "<annotation>", f"root element is <{root.tag}>, not <annotation>", "record.unparsable")
+        raise problem(
+            f, "<annotation>", f"root element is <{root.tag}>, not <annotation>", "record.unparsable"
+        )
     fname_el = root.find("filename")
     fname = fname_el.text.strip() if fname_el is not None and fname_el.text else f.with_suffix(".jpg").name
     size = root.find("size")
@@ -274,41 +420,49 @@ def _voc_object(f: Path, obj: ET.Element, where: str) -> tuple[str, tuple[float,
     return name_el.text.strip(), (x0, y0, x1 - x0, y1 - y0)
 
 
-def load_voc(path: str | Path, on_error: OnError | None = None) -> Dataset:
+def load_voc(
+    path: str | Path, on_error: OnError | None = None, strict: bool = False, split: str | None = None
+) -> Dataset:
     """Load Pascal VOC XML (a folder with ``Annotations/``, a folder of .xml, or one .xml).
 
     Boxes become x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin; categories are the object
     names in sorted order with ids 1..C. Degenerate boxes are kept for ``validate`` to report.
-    With ``on_error`` (``validate``), unreadable files and objects are reported to it and skipped.
+    Unreadable files and objects are skipped and listed in ``Dataset.skipped`` (``on_error``: reported to
+    it; ``strict``: raised). ``ImageSets/Main/{train,val,test}.txt`` become the ``split`` column
+    (``split``: keep only that one).
     """
     path = Path(path)
     files, images = _voc_files(path)
     if not files:
         raise InputError(path, None, "no Pascal VOC .xml files found")
-    img_rows, ann_rows, names, records = [], [], [], []
+    report = Reporter(on_error, strict)
+    img_rows, ann_rows, names, records, stems = [], [], [], [], []
     for img_id, f in enumerate(files, start=1):
         try:
             root, fname, w, h = _voc_image(f, images)
         except InputError as err:
-            skip_or_raise(on_error, err)
+            report(err)
             continue
         img_rows.append((img_id, fname, w, h))
+        stems.append(f.stem)
         for k, obj in enumerate(root.iter("object")):
             where = f"<object> #{k + 1}"
             try:
                 name, box = _voc_object(f, obj, where)
             except InputError as err:
-                skip_or_raise(on_error, err)
+                report(err)
                 continue
             ann_rows.append((img_id, *box))
             names.append(name)
             records.append(f"{f.name} {where}")
+    if not img_rows and on_error is None:
+        raise report.first or InputError(path, None, "no usable Pascal VOC .xml files")
     cats = sorted(set(names))
     cat_of = {n: i + 1 for i, n in enumerate(cats)}
     n = len(ann_rows)
     arr = np.array(ann_rows, dtype=np.float64).reshape(n, 5)
     bbox = arr[:, 1:5].copy()
-    return Dataset(
+    ds = Dataset(
         image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
         file_name=np.array([r[1] for r in img_rows], dtype=object),
         width=np.array([r[2] for r in img_rows], dtype=np.float64),
@@ -325,6 +479,80 @@ def load_voc(path: str | Path, on_error: OnError | None = None) -> Dataset:
         format="voc",
         image_root=str(images) if images is not None else None,
         ann_record=np.array(records, dtype=object),
+        skipped=report.items,
     )
+    ds.extra["xml_stems"] = np.array(stems, dtype=object)
+    return _voc_splits(ds, path, split, report)
 
 
+def _voc_splits(ds: Dataset, path: Path, split: str | None, report: Reporter) -> Dataset:
+    """Attach ``ImageSets/Main`` splits: one row per (split, image); unlisted images are ``unassigned``."""
+    stems = ds.extra.pop("xml_stems")
+    root = path if (path / "Annotations").is_dir() else path.parent
+    sets = voc_image_sets(root) if path.is_dir() else {}
+    if not sets:
+        if split is not None:
+            raise InputError(path, None, f"no split '{split}': this VOC folder has no ImageSets/Main lists")
+        return ds
+    if split is not None and split not in sets:
+        raise InputError(path, None, f"no split '{split}' (ImageSets/Main has {', '.join(sets)})")
+    row_of = {str(s): i for i, s in enumerate(stems)}
+    for i, f in enumerate(ds.file_name):
+        row_of.setdefault(Path(str(f)).stem, i)
+    rows, names, listed = [], [], set()
+    lists = root / "ImageSets" / "Main"
+    for name, ids in sets.items():
+        for k, sid in enumerate(ids):
+            if sid not in row_of:
+                report(
+                    problem(
+                        lists / f"{name}.txt",
+                        f"line {k + 1}",
+                        f"'{sid}' has no annotation file",
+                        "split.unknown_item",
+                    )
+                )
+                continue
+            listed.add(row_of[sid])
+            if split is None or name == split:
+                rows.append(row_of[sid])
+                names.append(name)
+    unlisted = [i for i in range(ds.num_images) if i not in listed]
+    if unlisted:
+        report(problem(lists, None, f"{len(unlisted)} images are in no split list (first: {ds.file_name[unlisted[0]]}); "
+                       "split 'unassigned'", "split.unassigned"), kept=True)  # fmt: skip
+        if split is None:
+            rows += unlisted
+            names += ["unassigned"] * len(unlisted)
+    rows_a, names_a = np.array(rows, dtype=np.int64), np.array(names, dtype=object)
+    if len(np.unique(rows_a)) == len(rows_a):  # each image once: keep the file order (and the ids)
+        order = np.argsort(rows_a, kind="stable")
+        rows_a, names_a = rows_a[order], names_a[order]
+    return _rows_as_images(ds, rows_a, names_a)
+
+
+def _rows_as_images(ds: Dataset, rows: np.ndarray, split: np.ndarray) -> Dataset:
+    """A dataset whose image table is ``ds``'s rows ``rows`` (repeats allowed: new ids), with ``split``."""
+    if len(rows) == ds.num_images and np.array_equal(rows, np.arange(ds.num_images)):
+        ds.split = split
+        return ds
+    new_ids = np.arange(1, len(rows) + 1, dtype=np.int64)
+    order = np.argsort(ds.ann_image_id, kind="stable")
+    sorted_img = ds.ann_image_id[order]
+    ann_rows, ann_img = [], []
+    for new_id, r in zip(new_ids, rows):
+        lo, hi = (
+            np.searchsorted(sorted_img, ds.image_id[r], "left"),
+            np.searchsorted(sorted_img, ds.image_id[r], "right"),
+        )
+        ann_rows.append(order[lo:hi])
+        ann_img.append(np.full(hi - lo, new_id, dtype=np.int64))
+    a = np.concatenate(ann_rows) if ann_rows else np.zeros(0, dtype=np.int64)
+    return Dataset(
+        image_id=new_ids, file_name=ds.file_name[rows], width=ds.width[rows], height=ds.height[rows],
+        ann_id=np.arange(1, len(a) + 1, dtype=np.int64),
+        ann_image_id=np.concatenate(ann_img) if ann_img else np.zeros(0, dtype=np.int64),
+        category_id=ds.category_id[a], bbox=ds.bbox[a], area=ds.area[a], iscrowd=ds.iscrowd[a],
+        cat_id=ds.cat_id, cat_name=ds.cat_name, source=ds.source, format=ds.format, image_root=ds.image_root,
+        ann_record=None if ds.ann_record is None else ds.ann_record[a], extra=ds.extra, split=split, skipped=ds.skipped,
+    )  # fmt: skip

@@ -1,12 +1,16 @@
-"""Loaders from COCO json, the course's text format, YOLO label folders and Pascal VOC XML into
-one :class:`~detkit.coco.model.Dataset`: :func:`load_dataset` (format detected from the path) and
-:func:`load_labels` (only what class counts need).
+"""Loaders from COCO json, the course's text format, YOLO datasets (ultralytics data.yaml, Roboflow
+exports, label folders) and Pascal VOC XML into one :class:`~detkit.coco.model.Dataset`:
+:func:`load_dataset` (format and layout detected from the path) and :func:`load_labels` (only what class
+counts need).
 
-Every malformed input raises :class:`~detkit.errors.InputError` naming the file, the record (line
-number, JSON path or file) and what is wrong; the CLI prints it as one line and exits 2. Suspicious but
-loadable content (degenerate or out-of-image boxes, dangling ids, duplicates) is loaded as is, for
-``detkit coco validate`` to report. The formats live in :mod:`detkit.coco.coco_json` and
-:mod:`detkit.coco.label_files`.
+Unusable input (no images, an unparsable yaml, a split path that does not exist, a malformed COCO json)
+raises :class:`~detkit.errors.InputError` naming the file, the record (line number, JSON path, yaml key)
+and what is wrong; the CLI prints it as one line and exits 2. A few bad items in a YOLO or VOC dataset
+(orphan labels, corrupt images, out-of-range rows) are skipped and listed in ``Dataset.skipped`` —
+``strict=True`` raises the first instead, and :func:`skipped_summary` gives the CLI its one warning line
+and ``--json`` block. Suspicious but loadable content (degenerate or out-of-image boxes, dangling ids,
+duplicates) is loaded as is, for ``detkit coco validate`` to report. Datasets with splits carry the
+``split`` column (see :mod:`detkit.coco.layouts`).
 """
 
 from __future__ import annotations
@@ -14,35 +18,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from detkit.coco.coco_json import load_coco, load_coco_labels
 from detkit.coco.label_files import IMAGE_EXTS, TEXT_EXAMPLE, load_text, load_voc, load_yolo
+from detkit.coco.layouts import find_yaml, normalize_split, roboflow_coco_files, split_folders
 from detkit.coco.model import Dataset, Labels
 from detkit.coco.readers import image_size
 from detkit.errors import InputError
 
 __all__ = [
     "FORMATS", "IMAGE_EXTS", "TEXT_EXAMPLE", "detect_format", "image_size", "load_coco", "load_coco_labels",
-    "load_dataset", "load_labels", "load_text", "load_voc", "load_yolo",
+    "load_dataset", "load_labels", "load_text", "load_voc", "load_yolo", "skipped_summary",
 ]  # fmt: skip
 
 FORMATS = ("coco", "text", "yolo", "voc")
 
 
-def load_labels(path: str | Path, format: str | None = None) -> Labels | Dataset:
+def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> Labels | Dataset:
     """Image ids, each box's image and category, and the categories — the fast path for class counts.
 
-    A COCO json is decoded without boxes, areas or file names (several times faster on large files);
-    other formats are loaded in full. Both results have the columns :func:`class_table` reads.
+    A COCO json file is decoded without boxes, areas or file names (several times faster on large files);
+    other formats and layouts are loaded in full (``kwargs`` as for :func:`load_dataset`). Both results
+    have the columns :func:`class_table` reads.
     """
     p = Path(path)
     fmt = format or detect_format(p)
-    if fmt == "coco" and p.is_file():
+    if fmt == "coco" and p.is_file() and not kwargs.get("split"):
         return load_coco_labels(p)
-    return load_dataset(p, format=fmt)
+    return load_dataset(p, format=fmt, **kwargs)
 
 
 def detect_format(path: str | Path) -> str:
-    """Guess the format from the path: .json -> coco, .txt -> text, .xml or Annotations/ -> voc, labels/ -> yolo."""
+    """Guess the format from the path.
+
+    .json -> coco; .yaml / .yml -> yolo (ultralytics data yaml); .xml or Annotations/ -> voc; a folder
+    with a data.yaml, ``train|valid|test/images`` or labels/ -> yolo; ``<split>/_annotations.coco.json``
+    (a Roboflow COCO export) or one .json -> coco; other files -> text.
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(p, None, "no such file or folder")
@@ -52,9 +65,15 @@ def detect_format(path: str | Path) -> str:
             return "coco"
         if suffix == ".xml":
             return "voc"
+        if suffix in (".yaml", ".yml"):
+            return "yolo"
         return "text"
     if (p / "Annotations").is_dir() or next(p.glob("*.xml"), None) is not None:
         return "voc"
+    if roboflow_coco_files(p):
+        return "coco"
+    if find_yaml(p) is not None or split_folders(p) or (p / "images").is_dir():
+        return "yolo"
     if (p / "labels").is_dir() or next(p.rglob("*.txt"), None) is not None:
         return "yolo"
     jsons = sorted(p.glob("*.json")) + sorted(p.glob("annotations/instances_*.json"))
@@ -63,12 +82,23 @@ def detect_format(path: str | Path) -> str:
     raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
 
 
-def load_dataset(path: str | Path, format: str | None = None, **kwargs: Any) -> Dataset:
+def load_dataset(
+    path: str | Path,
+    format: str | None = None,
+    *,
+    split: str | None = None,
+    strict: bool = False,
+    **kwargs: Any,
+) -> Dataset:
     """Load any supported annotation source into a :class:`Dataset`.
 
     Args:
-        path: a COCO json, a course text file, a YOLO folder or a VOC folder/xml.
+        path: a COCO json, a course text file, an ultralytics data yaml, a YOLO or Roboflow export folder,
+            or a VOC folder/xml.
         format: ``coco``, ``text``, ``yolo`` or ``voc``; detected from the path when None.
+        split: keep only this split (``train``, ``val``, ``test``; ``valid`` means ``val``); an error
+            when the source has no such split.
+        strict: raise the first skipped item (orphan label, corrupt image, bad row) instead of skipping it.
         **kwargs: passed to the loader (``image_root`` for coco, ``names`` for yolo, ``on_error`` for
             text / yolo / voc: report bad records to it and skip them instead of raising).
     """
@@ -78,17 +108,116 @@ def load_dataset(path: str | Path, format: str | None = None, **kwargs: Any) -> 
         raise InputError(p, None, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
     if not p.exists():
         raise InputError(p, None, "no such file or folder")
+    if split is not None:
+        split = normalize_split(split) or split
     if fmt == "coco":
+        if p.is_dir() and (files := roboflow_coco_files(p)):
+            return _load_coco_splits(p, files, split, **kwargs)
         if p.is_dir():
             jsons = sorted(p.glob("*.json")) or sorted(p.glob("annotations/instances_*.json"))
             if len(jsons) != 1:
                 raise InputError(p, None, "expected one COCO .json in this folder; pass the file itself")
             p = jsons[0]
-        return load_coco(p, **kwargs)
-    if fmt == "text":
-        return load_text(p, **kwargs)
+        return _only_split(load_coco(p, **kwargs), p, split)
     if fmt == "yolo":
-        return load_yolo(p, **kwargs)
-    return load_voc(p, **kwargs)
+        return load_yolo(p, strict=strict, split=split, **kwargs)
+    if fmt == "voc":
+        return load_voc(p, strict=strict, split=split, **kwargs)
+    return _only_split(load_text(p, **kwargs), p, split)
 
 
+def _only_split(ds: Dataset, path: Path, split: str | None) -> Dataset:
+    if split is not None:
+        raise InputError(path, None, f"--split {split}: this {ds.format} file has no splits")
+    return ds
+
+
+def _load_coco_splits(folder: Path, files: dict[str, Path], split: str | None, **kwargs: Any) -> Dataset:
+    """A Roboflow COCO export: one json per split, images beside it; file names become ``<split>/<name>``."""
+    if split is not None:
+        if split not in files:
+            raise InputError(folder, None, f"no split '{split}' (this export has {', '.join(files)})")
+        files = {split: files[split]}
+    kwargs.pop("on_error", None)  # COCO json records are typed by the decoder (validate reads them apart)
+    parts = []
+    for name, f in files.items():
+        ds = load_coco(f, image_root=str(f.parent), **kwargs)
+        prefix = f.parent.relative_to(folder)
+        ds.file_name = np.array([str(prefix / str(n)) for n in ds.file_name], dtype=object)
+        parts.append((name, ds))
+    return concat_splits(parts, source=str(folder), image_root=str(folder))
+
+
+def concat_splits(parts: list[tuple[str, Dataset]], source: str, image_root: str | None) -> Dataset:
+    """One dataset from per-split datasets: ids offset to stay unique, categories united by id, ``split`` set.
+
+    A category id that two parts name differently is an InputError (the splits disagree on the classes).
+    """
+    if len(parts) == 1:
+        name, ds = parts[0]
+        ds.split = np.full(ds.num_images, name, dtype=object) if name else None
+        ds.source, ds.image_root = source, image_root
+        return ds
+    cats: dict[int, str] = {}
+    for name, ds in parts:
+        for i, n in ds.category_names().items():
+            if cats.setdefault(i, n) != n:
+                raise InputError(
+                    ds.source, f"category {i}", f"named '{n}' here but '{cats[i]}' in another split"
+                )
+    img_off = ann_off = 0
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("iid", "fn", "w", "h", "aid", "aiid", "cid", "bb", "ar", "cr", "sp")
+    }
+    for name, ds in parts:
+        cols["iid"].append(ds.image_id + img_off)
+        cols["aiid"].append(ds.ann_image_id + img_off)
+        cols["aid"].append(ds.ann_id + ann_off)
+        for k, v in (("fn", ds.file_name), ("w", ds.width), ("h", ds.height), ("cid", ds.category_id),
+                     ("bb", ds.bbox), ("ar", ds.area), ("cr", ds.iscrowd)):  # fmt: skip
+            cols[k].append(v)
+        cols["sp"].append(np.full(ds.num_images, name, dtype=object))
+        img_off = int(max(img_off, np.concatenate([ds.image_id + img_off, [img_off]]).max()))
+        ann_off = int(max(ann_off, np.concatenate([ds.ann_id + ann_off, [ann_off]]).max()))
+    cat_ids = np.array(sorted(cats), dtype=np.int64)
+    c = {k: np.concatenate(v) for k, v in cols.items()}
+    return Dataset(
+        image_id=c["iid"], file_name=c["fn"], width=c["w"], height=c["h"], ann_id=c["aid"], ann_image_id=c["aiid"],
+        category_id=c["cid"], bbox=c["bb"].reshape(-1, 4), area=c["ar"], iscrowd=c["cr"], cat_id=cat_ids,
+        cat_name=np.array([cats[int(i)] for i in cat_ids], dtype=object), source=source, format=parts[0][1].format,
+        image_root=image_root, split=c["sp"], skipped=[s for _, ds in parts for s in ds.skipped],
+        missing={k: np.concatenate([ds.missing.get(k, np.zeros(ds.num_annotations, bool)) for _, ds in parts])
+                 for k in {k for _, ds in parts for k in ds.missing}},
+    )  # fmt: skip
+
+
+def skipped_summary(ds: Dataset) -> dict[str, Any] | None:
+    """What the loader left out or repaired, for the CLI: counts by code, the first path, a one-line message.
+
+    Returns None when nothing was skipped. ``message`` is the warning line (``skipped 2 items: ...``);
+    ``notes`` the line for repairs that lost nothing (polygons read as boxes, background images).
+    """
+    if not ds.skipped:
+        return None
+    lost = [s for s in ds.skipped if not s.kept]
+    kept = [s for s in ds.skipped if s.kept]
+
+    def line(items) -> str | None:
+        if not items:
+            return None
+        by: dict[str, int] = {}
+        for s in items:
+            by[s.code] = by.get(s.code, 0) + 1
+        first = items[0]
+        where = f"{first.path}" + (f":{first.where}" if first.where else "")
+        return ", ".join(f"{n:,} {code}" for code, n in by.items()) + f" (first: {where}: {first.what})"
+
+    by_code: dict[str, int] = {}
+    for s in ds.skipped:
+        by_code[s.code] = by_code.get(s.code, 0) + 1
+    return {
+        "count": len(lost), "notes_count": len(kept), "by_code": by_code,
+        "first": lost[0].as_dict() if lost else None,
+        "message": (f"skipped {len(lost):,} item(s): " + line(lost)) if lost else None,
+        "notes": line(kept), "items": [s.as_dict() for s in ds.skipped[:20]],
+    }  # fmt: skip

@@ -93,17 +93,22 @@ def inspect_dataset(ds: Dataset, top_sizes: int = 10) -> dict[str, Any]:
         "format": ds.format,
         "source_note": SOURCE_NOTES.get(ds.format, ""),
         "counts": {
-            "images": n_img, "annotations": n_ann, "categories": ds.num_categories,
-            "crowd": int((ds.iscrowd == 1).sum()), "images_without_annotations": int((per_image == 0).sum()),
+            "images": n_img,
+            "annotations": n_ann,
+            "categories": ds.num_categories,
+            "crowd": int((ds.iscrowd == 1).sum()),
+            "images_without_annotations": int((per_image == 0).sum()),
             "categories_used": int(np.isin(ds.cat_id, ds.category_id).sum()),
         },
         "schema": [{"table": t, "field": f, "type": ty, "meaning": m} for t, f, ty, m in SCHEMA],
         "bbox_convention": "x, y, w, h in pixels; (x, y) is the top-left corner",
         "image_sizes": {
             "distinct": len(sizes),
-            "width": describe(ds.width), "height": describe(ds.height),
+            "width": describe(ds.width),
+            "height": describe(ds.height),
             "most_common": [
-                {"width": _n(sizes[i, 0]), "height": _n(sizes[i, 1]), "images": int(size_counts[i])} for i in order
+                {"width": _n(sizes[i, 0]), "height": _n(sizes[i, 1]), "images": int(size_counts[i])}
+                for i in order
             ],
         },
         "boxes_per_image": {
@@ -120,6 +125,7 @@ def inspect_dataset(ds: Dataset, top_sizes: int = 10) -> dict[str, Any]:
             "share": {k: (round(v / n_ann, 4) if n_ann else 0.0) for k, v in split.items()},
         },
         "area_in_source": "area" not in ds.missing,
+        "splits": split_counts(ds),
     }
 
 
@@ -136,13 +142,21 @@ def class_table(ds: Dataset | Labels) -> list[dict[str, Any]]:
     n = ds.num_annotations
     # sort-based joins throughout: numpy's hash-based unique is several times slower at 1M rows
     order = np.argsort(ds.cat_id, kind="stable")
-    pos = np.searchsorted(ds.cat_id[order], ds.category_id) if ds.num_categories else np.zeros(n, dtype=np.int64)
+    pos = (
+        np.searchsorted(ds.cat_id[order], ds.category_id)
+        if ds.num_categories
+        else np.zeros(n, dtype=np.int64)
+    )
     pos = np.minimum(pos, max(ds.num_categories - 1, 0))
     known = (ds.cat_id[order][pos] == ds.category_id) if ds.num_categories else np.zeros(n, dtype=bool)
     unknown = np.unique(ds.category_id[~known])  # ids used by boxes but absent from categories
     ids = np.concatenate([ds.cat_id, unknown])
     names = [str(x) for x in ds.cat_name] + [f"<unknown id {int(i)}>" for i in unknown]
-    pos = np.where(known, order[pos] if ds.num_categories else 0, ds.num_categories + np.searchsorted(unknown, ds.category_id))
+    pos = np.where(
+        known,
+        order[pos] if ds.num_categories else 0,
+        ds.num_categories + np.searchsorted(unknown, ds.category_id),
+    )
     instances = np.bincount(pos, minlength=len(ids))
     # images containing each class: distinct (class, image id) pairs after one lexsort
     o = np.lexsort((ds.ann_image_id, pos))
@@ -157,3 +171,40 @@ def class_table(ds: Dataset | Labels) -> list[dict[str, Any]]:
     ]  # fmt: skip
     rows.sort(key=lambda r: (-r["instances"], r["name"]))
     return rows
+
+
+def split_counts(ds: Dataset) -> list[dict[str, Any]]:
+    """Per split: images, boxes, images without boxes and the split's share of the images ([] without splits)."""
+    names = ds.split_names() if isinstance(ds, Dataset) else []
+    rows = []
+    for name in names:
+        keep = ds.split == name
+        ids = ds.image_id[keep]
+        in_split = np.isin(ds.ann_image_id, ids)
+        with_boxes = np.isin(ids, ds.ann_image_id[in_split])
+        rows.append({
+            "split": name, "images": int(keep.sum()), "annotations": int(in_split.sum()),
+            "images_without_annotations": int((~with_boxes).sum()),
+            "share": round(float(keep.sum()) / ds.num_images, 6) if ds.num_images else 0.0,
+        })  # fmt: skip
+    return rows
+
+
+def class_table_by_split(ds: Dataset | Labels) -> tuple[list[str], list[dict[str, Any]]]:
+    """:func:`class_table` plus, per row, ``splits``: {split: {instances, images, share}} (share of that
+    split's instances) — the splits side by side. ``([], rows)`` when the dataset has no splits."""
+    rows = class_table(ds)
+    names = ds.split_names() if isinstance(ds, Dataset) else []
+    if not names:
+        return [], rows
+    per = {}
+    for name in names:
+        per[name] = {(r["id"], r["name"]): r for r in class_table(ds.select_split(name))}
+    for r in rows:
+        r["splits"] = {
+            n: {k: per[n][(r["id"], r["name"])][k] for k in ("instances", "images", "share")}
+            if (r["id"], r["name"]) in per[n]
+            else {"instances": 0, "images": 0, "share": 0.0}
+            for n in names
+        }  # fmt: skip
+    return names, rows

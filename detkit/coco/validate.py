@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from detkit.coco.findings import SEVERITIES, Finding, Findings
+from detkit.coco.images_check import check_sources
+from detkit.coco.layouts import roboflow_coco_files
 from detkit.coco.loaders import detect_format, load_dataset
 from detkit.coco.model import Dataset
 from detkit.coco.paths import name_problem
@@ -225,7 +227,8 @@ def check_paths(ds: Dataset, fnd: Findings) -> None:
 
 
 def validate_path(
-    path: str | Path, format: str | None = None, max_examples: int = 5, keep_raw: bool = False
+    path: str | Path, format: str | None = None, max_examples: int = 5, keep_raw: bool = False,
+    images: str | Path | None = None,
 ) -> Report:
     """Load ``path`` (leniently for COCO json) and run every check.
 
@@ -234,14 +237,16 @@ def validate_path(
         format: force a format instead of detecting it.
         max_examples: offending records kept per finding.
         keep_raw: for a COCO json, keep the source records in ``Report.raw`` (``--fix`` writes from them).
+        images: the image folder, for the image-file checks (found beside the json when None).
     """
     path = Path(path)
     fmt = format or detect_format(path)
     fnd = Findings(str(path), max_examples=max_examples)
     raw = None
-    if fmt == "coco" and path.is_dir():
+    multi = fmt == "coco" and path.is_dir() and bool(roboflow_coco_files(path))  # one json per split
+    if fmt == "coco" and path.is_dir() and not multi:
         path = _coco_json_in(path)
-    if fmt == "coco":  # a file, a pipe or /dev/null: read leniently
+    if fmt == "coco" and not multi:  # a file, a pipe or /dev/null: read leniently
         from detkit.coco.raw import load_coco_lenient, load_coco_typed, load_raw_records
         from detkit.coco.readers import read_bytes
 
@@ -263,4 +268,5 @@ def validate_path(
         ds = load_dataset(path, format=fmt, on_error=on_error)
     check_dataset(ds, fnd)
     check_paths(ds, fnd)
+    check_sources(ds, fnd, images=images)  # image files vs the json, and leakage between splits
     return Report(str(path), fmt, ds, fnd.as_list(), raw=raw, counts=fnd.counts())
