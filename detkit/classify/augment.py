@@ -60,8 +60,10 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     return x.masked_fill(inside[..., None], 0)
 
 
-def to_input(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> normalised float (B, 3, H, W) in channels_last memory (a free permute)."""
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The classifier's one input normalisation: (B, H, W, 3) uint8 -> float (B, 3, H, W) of
+    ``(x / 255 - mean) / std`` in channels_last memory (a free permute). Training, evaluation, Grad-CAM
+    and :class:`detkit.api.Classifier` all call it."""
     return ((x.float() / 255.0 - mean) / std).permute(0, 3, 1, 2)
 
 
@@ -124,7 +126,7 @@ class DeviceLoader:
         if self.aug is None:
             for i in range(0, len(self.images), self.batch):
                 yield (
-                    to_input(self.images[i : i + self.batch], self.mean, self.std),
+                    normalize(self.images[i : i + self.batch], self.mean, self.std),
                     self.labels[i : i + self.batch],
                 )
             return
@@ -137,4 +139,4 @@ class DeviceLoader:
             x = crop_flip(self.images[idx], self.aug.pad, self.aug.flip, gen)
             if self.aug.cutout > 0:
                 x = cutout(x, self.aug.cutout, gen)
-            yield to_input(x, self.mean, self.std), self.labels[idx]
+            yield normalize(x, self.mean, self.std), self.labels[idx]

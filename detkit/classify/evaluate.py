@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from detkit.classify import data as D
-from detkit.classify.augment import DeviceLoader
+from detkit.classify.augment import DeviceLoader, normalize
 from detkit.classify.engine import accuracy_stats, predict
 from detkit.classify.gradcam import check_cam_layer, grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
@@ -184,7 +184,7 @@ def evaluate_run(
     rows, gal, cams = [], [], []
     if len(wrong):
         sel = wrong.to(dev)
-        xb = ((x[sel].float() / 255 - mean.to(dev)) / std.to(dev)).permute(0, 3, 1, 2).contiguous()
+        xb = normalize(x[sel], mean.to(dev), std.to(dev)).contiguous()
         maps, _, _ = grad_cam(model, xb, cam_layer, target=pred[wrong].to(dev))
         maps = maps.cpu().numpy()
         for r, (i, cam) in enumerate(zip(wrong.tolist(), maps)):

@@ -16,17 +16,24 @@ from detkit.console import warn
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, write_json
 from detkit.training import resolve_device
-from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, letterbox_transform, select_images
-from detkit.yolo.engine import evaluate, predict_batch
+from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, select_images
+from detkit.yolo.engine import evaluate
 from detkit.yolo.train import load_checkpoint, model_from_checkpoint
 
 
-def load_model(weights: str | Path, device: str = "auto") -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
+def load_model(
+    weights: str | Path, device: str = "auto"
+) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
     """(model on device in eval mode, checkpoint metadata, device) from a checkpoint file."""
     ckpt = load_checkpoint(weights)
     model, class_map, img_size = model_from_checkpoint(ckpt)
     dev = resolve_device(device)
-    meta = {"class_map": class_map, "img_size": img_size, "anchors": ckpt["model_config"]["anchors"], "epoch": ckpt.get("epoch")}
+    meta = {
+        "class_map": class_map,
+        "img_size": img_size,
+        "anchors": ckpt["model_config"]["anchors"],
+        "epoch": ckpt.get("epoch"),
+    }
     return model.to(dev), meta, dev
 
 
@@ -99,9 +106,11 @@ def predict_files(
     """
     import cv2
 
-    model, meta, dev = load_model(weights, device)
-    class_map: ClassMap = meta["class_map"]
-    size = img_size or meta["img_size"]
+    from detkit.api import Detector
+
+    det = Detector.load(weights, device)
+    class_map: ClassMap = det.class_map
+    size = img_size or det.img_size
     if size % 32 or not 32 <= size <= 2048:
         raise DetkitError(f"--img-size must be a multiple of 32 in 32..2048, got {size}")
     colours = _palette(len(class_map))
@@ -112,18 +121,15 @@ def predict_files(
             warn(f"{path}: cannot decode the image; skipped")
             continue
         h0, w0 = img.shape[:2]
-        r, tx, ty = letterbox_transform(w0, h0, size)
-        canvas = cv2.warpAffine(img, np.array([[r, 0, tx], [0, r, ty]]), (size, size), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(114, 114, 114))  # fmt: skip
-        chw = torch.from_numpy(np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)))[None]
-        batch = {"images": chw, "image_ids": torch.tensor([0]), "transforms": torch.tensor([[r, tx, ty]], dtype=torch.float64),
-                 "orig_sizes": torch.tensor([[w0, h0]], dtype=torch.float64)}  # fmt: skip
-        rows = predict_batch(model, batch, meta["anchors"], class_map, dev, conf=conf, iou=iou)
+        boxes, scores, labels = det.predict(img, conf=conf, iou=iou, img_size=size, bgr=True)
         dets = []
-        for row in rows:
-            k = class_map.cat_ids.index(row["category_id"])
-            dets.append({"category_id": row["category_id"], "name": class_map.names[k], "score": row["score"], "bbox": row["bbox"]})
-            _draw(img, row["bbox"], f"{class_map.names[k]} {row['score']:.2f}", colours[k])
+        for (x0, y0, x1, y1), score, cat in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+            k = class_map.cat_ids.index(cat)
+            xywh = [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]
+            dets.append(
+                {"category_id": cat, "name": class_map.names[k], "score": round(score, 5), "bbox": xywh}
+            )
+            _draw(img, xywh, f"{class_map.names[k]} {score:.2f}", colours[k])
         name = _output_name(Path(path), taken)
         ok, buf = cv2.imencode(Path(name).suffix, img)
         if not ok:
@@ -133,7 +139,10 @@ def predict_files(
         records.append({"file": str(path), "output": name, "width": w0, "height": h0, "detections": dets})
     if paths and not records:
         raise DetkitError(f"none of the {len(paths)} images could be decoded (see the warnings above)")
-    write_json(out / "detections.json", {"weights": str(weights), "conf": conf, "iou": iou, "img_size": size, "images": records})
+    write_json(
+        out / "detections.json",
+        {"weights": str(weights), "conf": conf, "iou": iou, "img_size": size, "images": records},
+    )
     return records
 
 
@@ -165,6 +174,9 @@ def _draw(img: np.ndarray, xywh: list[float], label: str, colour: tuple[int, int
     cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick, cv2.LINE_AA)
     scale = max(0.35, max(img.shape[:2]) / 1200)
     (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    ty = y - 2 if y - th - base - 2 >= 0 else y + th + base + 2  # label above the box, or inside when at the top
+    # label above the box, or inside it when the box touches the top
+    ty = y - 2 if y - th - base - 2 >= 0 else y + th + base + 2
     cv2.rectangle(img, (x, ty - th - base), (x + tw + 2, ty + 1), colour, -1)
-    cv2.putText(img, label, (x + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        img, label, (x + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
+    )

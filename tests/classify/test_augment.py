@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats, crop_flip, cutout, to_input
+from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats, crop_flip, cutout, normalize
 
 
 def _ramp(b: int = 6, h: int = 5, w: int = 7) -> torch.Tensor:
@@ -57,7 +57,7 @@ def test_channel_stats_and_normalisation():
     mean, std = channel_stats(x, chunk=1)
     assert torch.allclose(mean, torch.tensor([0.5, 0.2, 0.0]))
     assert torch.allclose(std, torch.tensor([0.5, 1e-3, 1e-3]))  # std floored at 1e-3
-    y = to_input(x, mean, std)
+    y = normalize(x, mean, std)
     assert y.shape == (2, 3, 1, 2) and y.is_contiguous(memory_format=torch.channels_last)
     assert y[0, 0, 0].tolist() == [-1.0, 1.0]
 
