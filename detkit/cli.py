@@ -114,6 +114,11 @@ def run(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"detkit: error: {_os_error_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if type(exc).__name__ != "DecompressionBombError":  # PIL's, raised by any header read
+            raise
+        print(f"detkit: error: an image header claims too many pixels to decode ({exc})", file=sys.stderr)
+        return 2
     return 0
 
 

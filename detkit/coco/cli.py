@@ -26,6 +26,11 @@ class Target(str, Enum):
     voc = "voc"
 
 
+class CategoryIds(str, Enum):
+    index = "index"
+    coco80 = "coco80"
+
+
 class FailOn(str, Enum):
     error = "error"
     warning = "warning"
@@ -383,20 +388,34 @@ def convert(
     to: Annotated[Target, typer.Option("--to", help="Target format.")],
     format: FormatOpt = None,
     images: Annotated[Path | None, typer.Option("--images", help="Folder of the source images (linked into YOLO/VOC).")] = None,
+    category_ids: Annotated[CategoryIds | None, typer.Option(
+        "--category-ids", help="YOLO / course-format class k <-> COCO category id: 'index' (id k, the default to COCO) "
+        "or 'coco80' (COCO's official id of class k). COCO/VOC -> YOLO runs the rule backwards; without it, "
+        "class k is the k-th category in id order.")] = None,
     json: JsonOpt = False,
 ) -> None:
     """Convert between COCO json, YOLO label folders and Pascal VOC (the course text format converts too).
 
-    Boxes keep their pixel values; images stay where they are (YOLO images/ and VOC JPEGImages/ get links).
+    Boxes keep their pixel values; images stay where they are (YOLO images/ and VOC JPEGImages/ get links;
+    a COCO json records the image folder under a "detkit" key, so detkit finds the images again).
+    Image names that are absolute or climb out with '..' are written under safe names inside OUT.
 
-    Example: detkit coco convert instances.json yolo_out/ --to yolo
+    Example: detkit coco convert data.yaml coco.json --to coco --category-ids coco80
     """
     from rich.markup import escape
 
     from detkit.coco.convert import convert as do_convert
 
     ds = _load(src, format)
-    result = do_convert(ds, dst, to.value, image_root=images)
+    result = do_convert(ds, dst, to.value, image_root=images, category_ids=category_ids.value if category_ids else None)
+    for leftover in result.get("removed_leftovers", []):
+        info(f"removed {leftover} (left by a convert that was killed)")
+    if result.get("renamed"):
+        ex = result["renamed_examples"][0]
+        warn(f"{result['renamed']:,} image names were absolute, climbed out of their folder or named no file; written "
+             f"under safe names inside {dst} (e.g. {ex['file_name']!r} as {ex['written_as']!r})")  # fmt: skip
+    if to == Target.coco and result.get("image_root") is None:
+        warn("the image folder is unknown, so the json does not record it; pass --images DIR to record it")
     if to != Target.coco and result["images_linked"] < ds.num_images:
         warn(f"{ds.num_images - result['images_linked']:,} of {ds.num_images:,} images not found to link "
              f"(source image folder: {escape(str(images or ds.image_root))}); pass --images DIR")  # fmt: skip

@@ -6,12 +6,26 @@ even without boxes, and class names travel with the data (YOLO ``classes.txt``; 
 Images are not copied: when the source's image folder is known (or given), the YOLO ``images/`` and
 VOC ``JPEGImages/`` folders hold symlinks to them (copies where links are not possible), so the
 output loads back with ``detkit`` and trains with other tools. Folder outputs are written to a temp
-folder and renamed into place, so an interrupted run leaves nothing half-written.
+folder and renamed into place, so an interrupted run leaves nothing half-written; the temp folder a
+killed run left behind (``.OUT.tmp-PID``, its process gone) is removed by the next run.
+
+Paths: label, XML and image-link paths are built from each record's ``file_name`` made safe first
+(:mod:`detkit.coco.paths`): an absolute name or one that climbs out with ``..`` is written under a
+relative name inside the output folder (``renamed`` in the result), and every write is checked to
+land inside it, symlinks resolved. Nothing is ever written beside the source images.
+
+Category ids (one rule, both directions): a YOLO class index or the course format's class id ``k``
+is COCO category id ``k`` (``index``, the default) or COCO's official id ``COCO80_IDS[k]``
+(``coco80``). From COCO or VOC to YOLO the same rule runs backwards (``index``: class = id; ``coco80``:
+class = position among the 80 official ids); without a rule, class ``k`` is the k-th category in id
+order, which is the inverse of both for files they wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import glob
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -20,21 +34,29 @@ from typing import Any
 
 import numpy as np
 
-from detkit.coco.model import Dataset, _num
+from detkit.coco.coco_json import DETKIT_KEY
+from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, _num
+from detkit.coco.paths import inside, name_problem, safe_relative
 from detkit.console import progress
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, write_json
 
 TARGETS = ("coco", "yolo", "voc")
+CATEGORY_IDS = ("index", "coco80")
+CLASS_INDEXED = ("yolo", "text")  # formats whose boxes carry a class index, not a COCO category id
 
 
-def _link_image(src_root: Path | None, file_name: str, dst: Path) -> bool:
+def _link_image(src_root: Path | None, file_name: str, dst: Path, folder: Path) -> bool:
     """Symlink (or copy) ``src_root/file_name`` to ``dst``; False when the source image is absent."""
     if src_root is None:
         return False
     src = src_root / file_name
-    if not src.is_file():
+    try:
+        if not src.is_file():
+            return False
+    except (OSError, ValueError):  # a name the file system cannot hold (NUL, too long)
         return False
+    _check_inside(folder, dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.symlink(src.resolve(), dst)
@@ -43,9 +65,35 @@ def _link_image(src_root: Path | None, file_name: str, dst: Path) -> bool:
     return True
 
 
-def _stems(ds: Dataset) -> list[Path]:
+def _check_inside(folder: Path, path: Path) -> None:
+    """Refuse a write whose real path (symlinks followed) would leave the output folder."""
+    if not inside(folder, path.parent):
+        raise DetkitError(f"{path}: refusing to write outside the output folder {folder}")
+
+
+def safe_names(ds: Dataset) -> tuple[list[str], list[tuple[str, str]]]:
+    """The name each image is written under (``file_name`` made safe), and the (name, safe name) pairs
+    of the names that were absolute, climbed out or named no file."""
+    names, renamed = [], []
+    for f, i in zip(ds.file_name.tolist(), ds.image_id.tolist()):
+        f = str(f)
+        safe = safe_relative(f) or f"image_{int(i)}"
+        if name_problem(f) is not None:
+            renamed.append((f, safe))
+        names.append(safe)
+    return names, renamed
+
+
+def _renamed(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "renamed": len(pairs),
+        "renamed_examples": [{"file_name": a, "written_as": b} for a, b in pairs[:5]],
+    }
+
+
+def _stems(ds: Dataset, names: list[str]) -> list[Path]:
     """Label/XML path (without suffix) of each image; two images mapping to one file is an error."""
-    stems = [Path(str(f)).with_suffix("") if str(f) else Path(f"image_{int(i)}") for f, i in zip(ds.file_name, ds.image_id)]
+    stems = [Path(n).with_suffix("") if Path(n).suffix else Path(n) for n in names]
     seen: dict[Path, str] = {}
     for s, f in zip(stems, ds.file_name):
         if s in seen:
@@ -54,13 +102,38 @@ def _stems(ds: Dataset) -> list[Path]:
     return stems
 
 
-def _write(path: Path, data: str | bytes) -> None:
+def _write(folder: Path, path: Path, data: str | bytes) -> None:
     """Plain write: files inside a staged folder need no per-file atomicity (nor 100k fsyncs)."""
+    _check_inside(folder, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, str):
         path.write_text(data, encoding="utf-8")
     else:
         path.write_bytes(data)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_leftovers(out: Path) -> list[str]:
+    """Remove the temp folders (``.OUT.tmp-PID``) that killed runs left beside ``out``; a folder whose
+    process still runs is left alone. Returns what was removed."""
+    removed = []
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or tmp.is_symlink() or not tmp.is_dir():
+            continue
+        if int(pid) == os.getpid() or not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(str(tmp))
+    return removed
 
 
 @contextlib.contextmanager
@@ -72,6 +145,7 @@ def _staged_folder(out: Path):
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    tmp = tmp.resolve()
     try:
         yield tmp
         if out.exists():
@@ -89,22 +163,77 @@ def _rows_by_image(ds: Dataset) -> tuple[np.ndarray, list[np.ndarray]]:
     return idx, [order[bounds[i] : bounds[i + 1]] for i in range(ds.num_images)]
 
 
-def write_yolo(ds: Dataset, out: str | Path, image_root: str | Path | None = None) -> dict[str, Any]:
+def class_indexes(ds: Dataset, category_ids: str | None = None) -> np.ndarray:
+    """The YOLO class index of each category (``ds.cat_id`` order) under the category-id rule.
+
+    Class-indexed sources keep their classes (the k-th category in id order); for COCO and VOC sources
+    ``index`` uses the id itself, ``coco80`` its position among COCO's 80 official ids, and no rule the
+    rank in id order.
+    """
+    rank = np.empty(ds.num_categories, dtype=np.int64)
+    rank[np.argsort(ds.cat_id, kind="stable")] = np.arange(ds.num_categories)
+    if category_ids is None or ds.format in CLASS_INDEXED:
+        return rank
+    if category_ids == "index":
+        bad = [int(c) for c in ds.cat_id if not 0 <= c < 100_000]
+        if bad:
+            raise DetkitError(
+                f"{ds.source}: category id {bad[0]} cannot be a YOLO class index (--category-ids index)"
+            )
+        return ds.cat_id.astype(np.int64)
+    pos = {c: k for k, c in enumerate(COCO80_IDS)}
+    bad = [int(c) for c in ds.cat_id if int(c) not in pos]
+    if bad:
+        raise DetkitError(
+            f"{ds.source}: category id {bad[0]} is not one of COCO's 80 official ids (--category-ids coco80)"
+        )
+    return np.array([pos[int(c)] for c in ds.cat_id], dtype=np.int64)
+
+
+def with_category_ids(ds: Dataset, category_ids: str | None) -> Dataset:
+    """``ds`` with the COCO category ids of the rule (class-indexed sources only; others keep theirs)."""
+    if ds.format not in CLASS_INDEXED:
+        return ds
+    k = class_indexes(ds)
+    if category_ids == "coco80":
+        if ds.num_categories > len(COCO80_IDS) or (k >= len(COCO80_IDS)).any():
+            raise DetkitError(
+                f"{ds.source}: {ds.num_categories} classes do not fit COCO's 80 ids (--category-ids coco80)"
+            )
+        new_ids = np.asarray(COCO80_IDS, dtype=np.int64)[k]
+    else:
+        new_ids = k
+    lookup = dict(zip(ds.cat_id.tolist(), new_ids.tolist()))
+    cat = np.array([lookup.get(int(c), -1 - abs(int(c))) for c in ds.category_id], dtype=np.int64)
+    return dataclasses.replace(ds, cat_id=new_ids, category_id=cat)
+
+
+def write_yolo(
+    ds: Dataset, out: str | Path, image_root: str | Path | None = None, category_ids: str | None = None
+) -> dict[str, Any]:
     """Write ``out/labels/*.txt`` (``k cx cy w h``, normalised), ``out/classes.txt`` and ``out/images`` links.
 
-    Class k is the k-th category in id order. Returns counts of what was written.
+    Class k follows ``category_ids`` (see :func:`class_indexes`). Returns counts of what was written.
     """
     out = Path(out)
     root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
-    order = np.argsort(ds.cat_id, kind="stable")
-    cls_of = {int(ds.cat_id[k]): i for i, k in enumerate(order)}
-    stems = _stems(ds)
+    ks = class_indexes(ds, category_ids)
+    cls_of = {int(c): int(k) for c, k in zip(ds.cat_id, ks)}
+    n_cls = int(ks.max(initial=-1)) + 1
+    if category_ids == "coco80" and ds.format not in CLASS_INDEXED:
+        n_cls = len(COCO80_IDS)
+    class_names = [f"class{k}" if category_ids != "coco80" else COCO80_NAMES[k] for k in range(n_cls)]
+    for c, k in zip(ds.cat_name, ks):
+        class_names[int(k)] = str(c)
+    names, renamed = safe_names(ds)
+    stems = _stems(ds, names)
     idx, rows_of = _rows_by_image(ds)
     skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cls_of))
     linked = 0
+    removed = remove_leftovers(out)
     with _staged_folder(out) as tmp, progress() as bar:
         task = bar.add_task("writing YOLO labels", total=len(stems), info="")
-        _write(tmp / "classes.txt", "".join(f"{ds.cat_name[k]}\n" for k in order))
+        _write(tmp, tmp / "classes.txt", "".join(f"{n}\n" for n in class_names))
         for i, stem in enumerate(stems):
             bar.advance(task)
             W, H = float(ds.width[i]), float(ds.height[i])
@@ -115,17 +244,18 @@ def write_yolo(ds: Dataset, out: str | Path, image_root: str | Path | None = Non
                     continue
                 x, y, w, h = (float(v) for v in ds.bbox[r])
                 lines.append(f"{c} {(x + w / 2) / W:.7f} {(y + h / 2) / H:.7f} {w / W:.7f} {h / H:.7f}\n")
-            _write(tmp / "labels" / stem.with_suffix(".txt"), "".join(lines))
-            linked += _link_image(root, str(ds.file_name[i]), tmp / "images" / str(ds.file_name[i]))
+            _write(tmp, tmp / "labels" / f"{stem}.txt", "".join(lines))
+            linked += _link_image(root, str(ds.file_name[i]), tmp / "images" / names[i], tmp)
     return {"format": "yolo", "out": str(out), "images": ds.num_images, "labels_written": ds.num_images,
-            "boxes": ds.num_annotations - skipped, "skipped_boxes": skipped, "classes": len(order),
-            "images_linked": linked, "crowd_as_boxes": int((ds.iscrowd == 1).sum())}  # fmt: skip
+            "boxes": ds.num_annotations - skipped, "skipped_boxes": skipped, "classes": n_cls,
+            "images_linked": linked, "crowd_as_boxes": int((ds.iscrowd == 1).sum()),
+            **_renamed(renamed), "removed_leftovers": removed}  # fmt: skip
 
 
-def _voc_xml(ds: Dataset, i: int, rows: np.ndarray, names: dict[int, str]) -> bytes:
+def _voc_xml(ds: Dataset, i: int, name: str, rows: np.ndarray, names: dict[int, str]) -> bytes:
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = "JPEGImages"
-    ET.SubElement(root, "filename").text = str(ds.file_name[i])
+    ET.SubElement(root, "filename").text = _xml_text(name)
     size = ET.SubElement(root, "size")
     for tag, v in (("width", ds.width[i]), ("height", ds.height[i]), ("depth", 3)):
         ET.SubElement(size, tag).text = str(_num(v))
@@ -135,7 +265,7 @@ def _voc_xml(ds: Dataset, i: int, rows: np.ndarray, names: dict[int, str]) -> by
         if name is None:
             continue
         obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "name").text = _xml_text(name)
         ET.SubElement(obj, "pose").text = "Unspecified"
         ET.SubElement(obj, "truncated").text = "0"
         ET.SubElement(obj, "difficult").text = "0"
@@ -147,42 +277,78 @@ def _voc_xml(ds: Dataset, i: int, rows: np.ndarray, names: dict[int, str]) -> by
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
+def _xml_text(s: str) -> str:
+    """``s`` without the characters XML 1.0 cannot hold (control characters, lone surrogates)."""
+    s = s.encode("utf-8", "replace").decode("utf-8")
+    return "".join(ch for ch in s if ch in "\t\n\r" or ord(ch) >= 0x20)
+
+
 def write_voc(ds: Dataset, out: str | Path, image_root: str | Path | None = None) -> dict[str, Any]:
     """Write ``out/Annotations/*.xml`` (xmin = x, xmax = x + w, ...) and ``out/JPEGImages`` links."""
     out = Path(out)
     root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
-    names = ds.category_names()
-    stems = _stems(ds)
+    cat_names = ds.category_names()
+    names, renamed = safe_names(ds)
+    stems = _stems(ds, names)
     idx, rows_of = _rows_by_image(ds)
-    skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in names))
+    skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cat_names))
     linked = 0
+    removed = remove_leftovers(out)
     with _staged_folder(out) as tmp, progress() as bar:
         task = bar.add_task("writing VOC XML", total=len(stems), info="")
         for i, stem in enumerate(stems):
             bar.advance(task)
-            _write(tmp / "Annotations" / stem.with_suffix(".xml"), _voc_xml(ds, i, rows_of[i], names))
-            linked += _link_image(root, str(ds.file_name[i]), tmp / "JPEGImages" / str(ds.file_name[i]))
+            _write(tmp, tmp / "Annotations" / f"{stem}.xml", _voc_xml(ds, i, names[i], rows_of[i], cat_names))
+            linked += _link_image(root, str(ds.file_name[i]), tmp / "JPEGImages" / names[i], tmp)
     return {"format": "voc", "out": str(out), "images": ds.num_images, "boxes": ds.num_annotations - skipped,
             "skipped_boxes": skipped, "classes": ds.num_categories, "images_linked": linked,
-            "crowd_as_boxes": int((ds.iscrowd == 1).sum())}  # fmt: skip
+            "crowd_as_boxes": int((ds.iscrowd == 1).sum()), **_renamed(renamed), "removed_leftovers": removed}  # fmt: skip
 
 
-def write_coco(ds: Dataset, out: str | Path, source_json: str | Path | None = None) -> dict[str, Any]:
+def recorded_root(out: Path, image_root: str | Path | None) -> str | None:
+    """The image folder relative to the folder of the json ``out`` (what :data:`DETKIT_KEY` records)."""
+    if not image_root:
+        return None
+    try:
+        return Path(os.path.relpath(Path(image_root).resolve(), out.parent.resolve())).as_posix()
+    except (OSError, ValueError):  # another drive (Windows)
+        return None
+
+
+def write_coco(
+    ds: Dataset, out: str | Path, source_json: str | Path | None = None, image_root: str | Path | None = None
+) -> dict[str, Any]:
     """Write a COCO instances json. From a COCO source the original document is re-written as is
-    (segmentations and extra fields kept); otherwise it is built from the dataset."""
+    (segmentations and extra fields kept); otherwise it is built from the dataset. The image folder,
+    relative to ``out``, is recorded under the top-level ``"detkit"`` key that COCO readers ignore."""
+    import msgspec
+
     out = Path(out)
+    rel = recorded_root(out, image_root or ds.image_root)
+    meta = {"image_root": rel} if rel else None
     if source_json is not None:
-        import msgspec
-
+        doc = msgspec.json.decode(Path(source_json).read_bytes(), type=dict[str, msgspec.Raw])
+        if meta:
+            old = msgspec.json.decode(doc[DETKIT_KEY]) if DETKIT_KEY in doc else None
+            doc[DETKIT_KEY] = {**old, **meta} if isinstance(old, dict) else meta
         with atomic_write(out, "wb") as f:
-            f.write(msgspec.json.encode(msgspec.json.decode(Path(source_json).read_bytes())))
+            f.write(msgspec.json.encode(doc))
     else:
-        write_json(out, ds.to_coco_dict(), indent=None)
+        doc = ds.to_coco_dict()
+        if meta:
+            doc[DETKIT_KEY] = meta
+        write_json(out, doc, indent=None)
     return {"format": "coco", "out": str(out), "images": ds.num_images, "boxes": ds.num_annotations,
-            "classes": ds.num_categories}  # fmt: skip
+            "classes": ds.num_categories, "image_root": rel}  # fmt: skip
 
 
-def convert(ds: Dataset, out: str | Path, to: str, image_root: str | Path | None = None) -> dict[str, Any]:
+def convert(
+    ds: Dataset,
+    out: str | Path,
+    to: str,
+    image_root: str | Path | None = None,
+    category_ids: str | None = None,
+) -> dict[str, Any]:
     """Write ``ds`` in format ``to`` (coco | yolo | voc) at ``out`` and return what was written.
 
     Args:
@@ -190,15 +356,21 @@ def convert(ds: Dataset, out: str | Path, to: str, image_root: str | Path | None
         out: a .json file for coco, a new (or empty) folder for yolo and voc.
         to: the target format.
         image_root: where the images are, when ``ds.image_root`` is unknown or wrong.
+        category_ids: ``index`` or ``coco80``: how YOLO / course-format class indexes and COCO category
+            ids map onto each other (module docstring); None: ``index`` to COCO, id order to YOLO.
     """
     if to not in TARGETS:
         raise DetkitError(f"unknown target format '{to}' (choose from {', '.join(TARGETS)})")
+    if category_ids is not None and category_ids not in CATEGORY_IDS:
+        raise DetkitError(
+            f"unknown category-id rule '{category_ids}' (choose from {', '.join(CATEGORY_IDS)})"
+        )
     out = Path(out)
     if Path(ds.source).exists() and out.resolve() == Path(ds.source).resolve():
         raise DetkitError(f"{out}: output would overwrite the input")
     if to == "coco":
         src = ds.source if ds.format == "coco" and Path(ds.source).is_file() else None
-        return write_coco(ds, out, source_json=src)
+        return write_coco(with_category_ids(ds, category_ids), out, source_json=src, image_root=image_root)
     if to == "yolo":
-        return write_yolo(ds, out, image_root)
+        return write_yolo(ds, out, image_root, category_ids)
     return write_voc(ds, out, image_root)

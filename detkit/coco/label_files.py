@@ -384,10 +384,29 @@ def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
     return v
 
 
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+
+
+def _parse_xml(f: Path, data: bytes) -> ET.Element:
+    """Parse VOC XML; encodings expat cannot read itself (Shift-JIS, GBK...) are decoded by Python first."""
+    try:
+        return ET.fromstring(data)
+    except (ValueError, LookupError):  # "multi-byte encodings are not supported", an unknown encoding
+        m = _XML_ENCODING.match(data)
+        name = m.group(1).decode() if m else "?"
+        try:
+            text = data.decode(name)
+        except LookupError:
+            raise problem(f, "line 1", f"unknown encoding '{name}' in the XML declaration", "record.unparsable") from None
+        except UnicodeDecodeError as err:
+            raise problem(f, None, f"not {name} text (byte {err.start})", "record.unparsable") from None
+        return ET.fromstring(text)
+
+
 def _voc_image(f: Path, images: Path | None) -> tuple[ET.Element, str, float, float]:
     """(root, file name, width, height) of one VOC file; image sizes fall back to the image header."""
     try:
-        root = ET.fromstring(read_bytes(f))
+        root = _parse_xml(f, read_bytes(f))
     except ET.ParseError as exc:
         raise problem(
             f, f"line {exc.position[0]}", f"malformed XML ({getattr(exc, 'msg', exc)})", "record.unparsable"

@@ -38,7 +38,11 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size
-    except (UnidentifiedImageError, OSError) as exc:
+    except Image.DecompressionBombError as exc:  # a header claiming e.g. 60000x60000 pixels
+        raise InputError(
+            path, None, f"image header claims too many pixels to decode ({exc.args[0].split(' exceeds')[0]})"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError(path, None, f"cannot read image header ({exc.__class__.__name__})") from None
 
 
@@ -67,4 +71,6 @@ def read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InputError(path, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        raise InputError(
+            path, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None

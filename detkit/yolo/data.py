@@ -399,7 +399,8 @@ def build_loader(
 
         data = DetectionDataset(load_dataset(data), images, img_size=img_size or 416, augment=(augment or Augment()) if train else None, seed=seed)
     if len(data) == 0:
-        raise DetkitError("no images to load (every listed image is missing)")
+        raise DetkitError(f"no images to load: every listed image is missing under {data.root}; "
+                          "pass --images DIR (the folder the file names are relative to)")  # fmt: skip
     if workers > 0:
         import cv2
 
@@ -420,6 +421,28 @@ def build_loader(
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+def has_split(path: str | Path, name: str) -> bool:
+    """True when ``path`` declares a split ``name`` (a data.yaml key, a Roboflow folder, a VOC ImageSets list)."""
+    from detkit.coco.loaders import declared_splits
+
+    return name in declared_splits(path)
+
+
+def load_split(path: str | Path, list_file: str | Path | None = None, limit: int | None = None, split: str | None = None) -> Dataset:
+    """The training or validation set: ``split`` of ``path`` when it declares splits (``--data data.yaml``
+    trains on train and validates on val), else all of it; then :func:`select_images`.
+
+    An explicit ``list_file`` wins over the declared split. What the loader skipped (orphan labels,
+    corrupt images, bad rows) is one warning line on stderr.
+    """
+    from detkit.coco.loaders import load_dataset, warn_skipped
+
+    use = split if split is not None and list_file is None and has_split(path, split) else None
+    ds = load_dataset(path, split=use)
+    warn_skipped(ds, hint="`detkit coco validate` lists them")
+    return select_images(ds, list_file, limit)
 
 
 def select_images(ds: Dataset, list_file: str | Path | None = None, limit: int | None = None) -> Dataset:

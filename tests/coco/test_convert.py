@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 
 import numpy as np
@@ -49,7 +50,9 @@ def test_yolo_layout(shapes_dir, tmp_path):
     ds = load_dataset(shapes_dir / "instances.json")
     result = convert(ds, tmp_path / "y", "yolo")
     assert result["images_linked"] == 16 and result["labels_written"] == 16
-    assert (tmp_path / "y" / "classes.txt").read_text() == "circle\nrectangle\ntriangle\n"  # ids 3, 7, 11 -> 0, 1, 2
+    assert (
+        tmp_path / "y" / "classes.txt"
+    ).read_text() == "circle\nrectangle\ntriangle\n"  # ids 3, 7, 11 -> 0, 1, 2
     first = ds.bbox[0]
     line = (tmp_path / "y" / "labels" / "shape_00000.txt").read_text().splitlines()[0].split()
     k = {3: "0", 7: "1", 11: "2"}[int(ds.category_id[0])]
@@ -65,9 +68,15 @@ def test_course_text_to_coco(cli_json, tmp_path):
     assert doc["boxes"] == 10105 and doc["from"] == "text"
     coco = json.loads((tmp_path / "t.json").read_text())
     assert len(coco["annotations"]) == 10105 and len(coco["categories"]) == 80
-    assert coco["annotations"][0]["bbox"] == [69, 464, 312, 175] and coco["annotations"][0]["category_id"] == 1
+    # one rule for class-indexed sources: class id 0 is category id 0 (index), or COCO's official 1 (coco80)
+    assert (
+        coco["annotations"][0]["bbox"] == [69, 464, 312, 175] and coco["annotations"][0]["category_id"] == 0
+    )
     assert coco["images"][0]["width"] == 1093 and coco["images"][0]["height"] == 330
     _assert_same(load_dataset(src), load_dataset(tmp_path / "t.json"), tol=0)
+    cli_json("coco", "convert", src, tmp_path / "t80.json", "--to", "coco", "--category-ids", "coco80")
+    coco80 = json.loads((tmp_path / "t80.json").read_text())
+    assert coco80["annotations"][0]["category_id"] == 1 and coco80["categories"][-1]["id"] == 90
 
 
 def test_voc_to_yolo_to_coco_real(tmp_path):
@@ -82,4 +91,7 @@ def test_voc_to_yolo_to_coco_real(tmp_path):
 def test_coco_to_coco_keeps_segmentations(shapes_dir, tmp_path):
     ds = load_dataset(shapes_dir / "instances.json")
     convert(ds, tmp_path / "c.json", "coco")
-    assert json.loads((tmp_path / "c.json").read_text()) == json.loads((shapes_dir / "instances.json").read_text())
+    got = json.loads((tmp_path / "c.json").read_text())
+    # the one addition: where the images are, relative to the new file, under a key COCO readers ignore
+    assert got.pop("detkit") == {"image_root": os.path.relpath(shapes_dir / "images", tmp_path)}
+    assert got == json.loads((shapes_dir / "instances.json").read_text())
