@@ -19,13 +19,8 @@ peak memory, and within 2x of hotcoco's CLI.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detkit.coco.model import COCO80_IDS, COCO80_NAMES  # noqa: E402
+from detkit.coco.model import COCO80_IDS, COCO80_NAMES
 
 PYCOCO_SCRIPT = r"""
 import contextlib, json, sys
@@ -60,7 +55,6 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
     cats = np.asarray(COCO80_IDS)
     # ground truth: boxes spread over images; sizes log-uniform so small / medium / large all occur
     im = np.sort(rng.integers(0, n_images, size=n_boxes))
-    bw = np.exp(rng.uniform(np.log(4), np.log(0.9), size=n_boxes)) * w[im] if False else None
     frac = np.exp(rng.uniform(np.log(0.01), np.log(0.8), size=(n_boxes, 2)))
     bw, bh = frac[:, 0] * w[im], frac[:, 1] * h[im]
     bx, by = rng.uniform(0, 1, n_boxes) * (w[im] - bw), rng.uniform(0, 1, n_boxes) * (h[im] - bh)
@@ -74,7 +68,9 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
             for k, (i, c, b, cr) in enumerate(zip(im, gcat, gbox, crowd))]  # fmt: skip
     categories = [{"id": int(i), "name": n, "supercategory": ""} for i, n in zip(COCO80_IDS, COCO80_NAMES)]
     gt_path = folder / "gt.json"
-    gt_path.write_text(json.dumps({"info": {}, "images": images, "annotations": anns, "categories": categories}))
+    gt_path.write_text(
+        json.dumps({"info": {}, "images": images, "annotations": anns, "categories": categories})
+    )
     # detections: ~3 jittered copies per ground-truth box (10% with another class), the rest background
     n_hit = min(3 * n_boxes, n_dets)
     src = rng.integers(0, n_boxes, size=n_hit)

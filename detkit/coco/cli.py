@@ -427,3 +427,6 @@ def convert(
         emit_json({"in": str(src), "from": ds.format, **result})
     else:
         info(f"wrote {dst} ({to.value}): {result['images']:,} images, {result['boxes']:,} boxes")
+
+
+from detkit.coco import cli_eval as _cli_eval  # noqa: E402,F401  (registers `detkit coco eval`)

@@ -55,12 +55,17 @@ def _images(gt: Dataset) -> list[dict[str, Any]]:
 
 
 def _categories(gt: Dataset) -> list[dict[str, Any]]:
-    return [{"id": i, "name": str(n), "supercategory": ""} for i, n in zip(gt.cat_id.tolist(), gt.cat_name.tolist())]
+    return [
+        {"id": i, "name": str(n), "supercategory": ""}
+        for i, n in zip(gt.cat_id.tolist(), gt.cat_name.tolist())
+    ]
 
 
 def _dt_array(preds: Predictions) -> np.ndarray:
     """(N, 7) image_id, x, y, w, h, score, category_id: the array form both libraries' loadRes take."""
-    return np.column_stack([preds.image_id.astype(np.float64), preds.bbox, preds.score, preds.category_id.astype(np.float64)])
+    return np.column_stack(
+        [preds.image_id.astype(np.float64), preds.bbox, preds.score, preds.category_id.astype(np.float64)]
+    )
 
 
 # ---- hotcoco -------------------------------------------------------------------------------------------
@@ -91,13 +96,22 @@ def _pycoco_eval(gt: Dataset, preds: Predictions, image_ids: np.ndarray | None):
                                           gt.bbox.tolist(), gt.area.tolist(), gt.iscrowd.tolist())]  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress on stdout
         coco_gt = COCO()
-        coco_gt.dataset = {"info": {}, "images": _images(gt), "annotations": anns, "categories": _categories(gt)}
+        coco_gt.dataset = {
+            "info": {},
+            "images": _images(gt),
+            "annotations": anns,
+            "categories": _categories(gt),
+        }
         coco_gt.createIndex()
         if len(preds):
             coco_dt = coco_gt.loadRes(_dt_array(preds))
         else:  # loadRes([]) raises IndexError; an empty result set scores 0
             coco_dt = COCO()
-            coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"], "annotations": []}
+            coco_dt.dataset = {
+                "images": coco_gt.dataset["images"],
+                "categories": coco_gt.dataset["categories"],
+                "annotations": [],
+            }
             coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, "bbox")
         if image_ids is not None:
@@ -108,7 +122,9 @@ def _pycoco_eval(gt: Dataset, preds: Predictions, image_ids: np.ndarray | None):
     return ev
 
 
-def coco_evaluate(gt: Dataset, preds: Predictions, backend: str = "hotcoco", image_ids: np.ndarray | None = None) -> CocoCore:
+def coco_evaluate(
+    gt: Dataset, preds: Predictions, backend: str = "hotcoco", image_ids: np.ndarray | None = None
+) -> CocoCore:
     """COCOeval (bbox) of checked predictions; see the module docstring for what comes back.
 
     Args:
@@ -129,7 +145,9 @@ def coco_evaluate(gt: Dataset, preds: Predictions, backend: str = "hotcoco", ima
     )  # fmt: skip
 
 
-def slice_stats(core: CocoCore, gt: Dataset, preds: Predictions, slices: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def slice_stats(
+    core: CocoCore, gt: Dataset, preds: Predictions, slices: dict[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
     """The 12 numbers on each named subset of images (hotcoco re-accumulates without new IoUs)."""
     if core.backend == "hotcoco" and slices:
         got = core.evaluator.slice_by({k: [int(i) for i in v] for k, v in slices.items()})
@@ -137,7 +155,9 @@ def slice_stats(core: CocoCore, gt: Dataset, preds: Predictions, slices: dict[st
     return {k: coco_evaluate(gt, preds, core.backend, image_ids=v).summary() for k, v in slices.items()}
 
 
-def match_flags(core: CocoCore, gt: Dataset, preds: Predictions, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def match_flags(
+    core: CocoCore, gt: Dataset, preds: Predictions, iou: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Which detections and ground-truth boxes were matched at IoU ``iou`` (area all, maxDets 100).
 
     Returns:

@@ -137,7 +137,9 @@ def _stem_index(gt: Dataset, path: Path) -> dict[str, int]:
 def _image_row(index: dict[str, int], stem: str, path: Path, where: str, bad: list) -> int:
     row = index.get(stem, -1)
     if row == -2:
-        raise InputError(path, where, f"two ground-truth images share the file stem '{stem}'; cannot match by stem")
+        raise InputError(
+            path, where, f"two ground-truth images share the file stem '{stem}'; cannot match by stem"
+        )
     if row == -1:
         bad.append(where)
     return row
@@ -167,7 +169,11 @@ def load_yolo_predictions(path: str | Path, gt: Dataset) -> tuple[Predictions, l
             if not parts:
                 continue
             if len(parts) != 6:
-                what = "no confidence column (save with save_conf=True)" if len(parts) == 5 else f"{len(parts)} fields"
+                what = (
+                    "no confidence column (save with save_conf=True)"
+                    if len(parts) == 5
+                    else f"{len(parts)} fields"
+                )
                 raise InputError(f, f"line {lineno}", f"expected 'class cx cy w h conf', got {what}")
             try:
                 k, (cx, cy, bw, bh, s) = int(parts[0]), (float(v) for v in parts[1:])
@@ -214,7 +220,9 @@ def detect_pred_format(path: str | Path) -> str:
     return "detkit" if head.startswith(b"{") else "coco"
 
 
-def load_predictions(path: str | Path, gt: Dataset, format: str | None = None) -> tuple[Predictions, list[str]]:
+def load_predictions(
+    path: str | Path, gt: Dataset, format: str | None = None
+) -> tuple[Predictions, list[str]]:
     """Predictions in any form (see the module docstring) against ``gt``.
 
     Returns:
@@ -228,7 +236,9 @@ def load_predictions(path: str | Path, gt: Dataset, format: str | None = None) -
         return load_yolo_predictions(path, gt)
     if fmt == "detkit":
         return load_detkit_predictions(path, gt)
-    raise InputError(path, None, f"unknown predictions format '{fmt}' (choose from {', '.join(PRED_FORMATS)})")
+    raise InputError(
+        path, None, f"unknown predictions format '{fmt}' (choose from {', '.join(PRED_FORMATS)})"
+    )
 
 
 # ---- checks ---------------------------------------------------------------------------------------------
@@ -261,7 +271,9 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
         finding = {"code": "pred.unknown_image", "count": len(unmatched), "example": unmatched[0],
                    "message": "prediction files whose stem names no ground-truth image"}  # fmt: skip
         if not lenient:
-            raise InputError(preds.source, unmatched[0], f"names no ground-truth image ({len(unmatched)} such)")
+            raise InputError(
+                preds.source, unmatched[0], f"names no ground-truth image ({len(unmatched)} such)"
+            )
         findings.append(finding)
     masks = {
         "pred.unknown_image": _lookup(gt.image_id, preds.image_id) < 0,
@@ -289,7 +301,11 @@ def _describe(code: str, p: Predictions, i: int) -> str:
         return f"image_id {int(p.image_id[i])} is not in the ground truth"
     if code == "pred.unknown_category":
         c = int(p.category_id[i])
-        return f"category_id {c} is not in the ground truth" if c >= 0 else f"class {-1 - c} is not in the ground truth"
+        return (
+            f"category_id {c} is not in the ground truth"
+            if c >= 0
+            else f"class {-1 - c} is not in the ground truth"
+        )
     if code == "pred.bad_score":
         return f"score {float(p.score[i])} is not a finite non-negative number"
     return f"bbox {[float(v) for v in p.bbox[i]]} has no positive size"

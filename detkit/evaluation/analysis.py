@@ -1,0 +1,209 @@
+"""What the COCO numbers hide: per-class AP, AP by size and slice, PR and F1-confidence curves, anchor fit.
+
+From the accumulated arrays of :class:`~detkit.evaluation.engine.CocoCore` (precision (T, R, K, A, M),
+recall (T, K, A, M)) — area index 0 = all, 1..3 = small / medium / large; maxDets index -1 = 100:
+
+    AP_k        mean of precision[:, :, k, 0, -1] over the entries > -1 (COCO's own per-class AP)
+    AP50_k      the same at IoU .50 (t = 0), AP75_k at IoU .75 (t = 5)
+    AR100_k     mean of recall[:, k, 0, -1] over the entries > -1
+
+The F1-confidence curve (ultralytics' ``val`` curve) uses the detections matched at IoU .50 (COCO's greedy
+matching, 100 per image and class): for a threshold c, P(c) = TP / (TP + FP) and R(c) = TP / GT over the
+detections scoring >= c (P = 1 when none does), F1 = 2PR / (P + R). The overall curve is the mean of the
+per-class curves, and its maximum gives the deployment confidence.
+
+Anchor coverage: each ground-truth box's best IoU with any anchor, boxes and anchors centred on a common
+point and sized in the anchors' normalisation (``image``: w / W, h / H; ``letterbox``: w / max(W, H)),
+bucketed, with the recall at IoU .50 of the boxes in each bucket.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detkit.coco.model import Dataset
+from detkit.errors import InputError
+from detkit.evaluation.engine import CocoCore
+
+AREAS = ("all", "small", "medium", "large")
+CONF_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)  # thresholds of the F1 curve
+ANCHOR_BUCKETS = (0.0, 0.3, 0.5, 0.7, 1.0 + 1e-9)
+
+
+def _mean_valid(a: np.ndarray) -> float | None:
+    v = a[a > -1]
+    return float(v.mean()) if v.size else None
+
+
+def per_class(core: CocoCore, gt: Dataset, image_ids: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """One row per category: id, name, GT boxes (non-crowd), AP, AP50, AP75, APs/m/l, AR100 (None: no GT)."""
+    names = gt.category_names()
+    use = gt.iscrowd == 0
+    if image_ids is not None:
+        use &= np.isin(gt.ann_image_id, image_ids)
+    cats, counts = np.unique(gt.category_id[use], return_counts=True)
+    n_gt = dict(zip(cats.tolist(), counts.tolist()))
+    rows = []
+    for k, c in enumerate(core.cat_ids.tolist()):
+        p = core.precision[:, :, k, :, -1]
+        rows.append({
+            "category_id": c, "name": names.get(c, str(c)), "gt": int(n_gt.get(c, 0)),
+            "AP": _mean_valid(p[:, :, 0]), "AP50": _mean_valid(p[0, :, 0]), "AP75": _mean_valid(p[5, :, 0]),
+            "APs": _mean_valid(p[:, :, 1]), "APm": _mean_valid(p[:, :, 2]), "APl": _mean_valid(p[:, :, 3]),
+            "AR100": _mean_valid(core.recall[:, k, 0, -1]),
+        })  # fmt: skip
+    return rows
+
+
+def pr_curves(core: CocoCore, iou: float) -> dict[str, Any]:
+    """COCO's interpolated precision at the 101 recall points, per class and averaged, at one IoU."""
+    t = int(np.argmin(np.abs(core.iou_thrs - iou)))
+    p = core.precision[t, :, :, 0, -1]  # (R, K)
+    valid = (p > -1).all(axis=0)
+    mean = p[:, valid].mean(axis=1) if valid.any() else np.zeros(len(core.rec_thrs))
+    return {
+        "iou": float(core.iou_thrs[t]), "recall": core.rec_thrs.round(2).tolist(), "mean": mean.round(6).tolist(),
+        "per_class": {str(c): p[:, k].round(6).tolist() for k, c in enumerate(core.cat_ids.tolist()) if valid[k]},
+    }  # fmt: skip
+
+
+def f1_curves(core: CocoCore, gt: Dataset, pred_cat: np.ndarray, pred_score: np.ndarray, dt_flag: np.ndarray,
+              gt_flag: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    """Precision, recall and F1 against the confidence threshold (module docstring), and each best F1.
+
+    Args:
+        core: for the category axis.
+        gt: the ground truth (its category column, aligned with ``gt_flag``).
+        pred_cat, pred_score: per detection.
+        dt_flag, gt_flag: from :func:`~detkit.evaluation.engine.match_flags` at IoU .50.
+    """
+    counted = dt_flag >= 0
+    f1s, per = [], {}
+    for c in core.cat_ids.tolist():
+        n_gt = int(((gt.category_id == c) & (gt_flag >= 0)).sum())
+        if n_gt == 0:
+            continue
+        sel = counted & (pred_cat == c)
+        s, tp = pred_score[sel], dt_flag[sel].astype(np.float64)
+        order = np.argsort(-s, kind="stable")
+        s, ctp = s[order], np.cumsum(tp[order])
+        n = np.searchsorted(-s, -CONF_GRID, side="right")  # detections scoring >= each threshold
+        tps = np.where(n > 0, ctp[np.maximum(n - 1, 0)] if len(s) else 0.0, 0.0)
+        prec = np.where(n > 0, tps / np.maximum(n, 1), 1.0)
+        rec = tps / n_gt
+        f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-16)
+        f1s.append(f1)
+        b = int(np.argmax(f1))
+        per[str(c)] = {"f1": f1.round(6).tolist(), "best": _best(b, f1, prec, rec)}
+    if not f1s:
+        return {"conf": CONF_GRID.tolist(), "mean_f1": [0.0] * len(CONF_GRID), "best": None, "per_class": {}}
+    mean = np.mean(f1s, axis=0)
+    b = int(np.argmax(mean))
+    return {"conf": CONF_GRID.tolist(), "mean_f1": mean.round(6).tolist(), "best": {"conf": float(CONF_GRID[b]), "f1": float(mean[b])},
+            "per_class": per}  # fmt: skip
+
+
+def _best(b: int, f1: np.ndarray, p: np.ndarray, r: np.ndarray) -> dict[str, float]:
+    return {"conf": float(CONF_GRID[b]), "f1": float(f1[b]), "precision": float(p[b]), "recall": float(r[b])}
+
+
+# ---- slices ----------------------------------------------------------------------------------------------
+def load_slices(path: str | Path, gt: Dataset) -> dict[str, np.ndarray]:
+    """``{"night": [image ids or file names], ...}`` -> image ids per slice; an unknown entry is an error."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(path, None, f"cannot read slices ({e})") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, list) for v in doc.values()):
+        raise InputError(path, "$", 'expected {"slice name": [image ids or file names], ...}')
+    by_name: dict[str, int] = {}
+    for i, f in zip(gt.image_id.tolist(), gt.file_name.tolist()):
+        for key in (str(f), Path(str(f)).name, Path(str(f)).stem):
+            by_name.setdefault(key, i)
+    known = set(gt.image_id.tolist())
+    out = {}
+    for name, items in doc.items():
+        ids = []
+        for j, v in enumerate(items):
+            i = (
+                v
+                if isinstance(v, int) and v in known
+                else by_name.get(str(v))
+                if isinstance(v, str)
+                else None
+            )
+            if i is None:
+                raise InputError(
+                    path,
+                    f"$.{name}[{j}]",
+                    f"{v!r} is neither an image id nor a file name of the ground truth",
+                )
+            ids.append(i)
+        if not ids:
+            raise InputError(path, f"$.{name}", "the slice is empty")
+        out[str(name)] = np.unique(np.asarray(ids, dtype=np.int64))
+    return out
+
+
+# ---- anchors ---------------------------------------------------------------------------------------------
+def load_anchors(path: str | Path) -> tuple[np.ndarray, str]:
+    """(k, 2) normalised anchors and their normalisation from an anchors.json of ``detkit anchors kmeans``."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+        a = np.asarray([[float(w), float(h)] for w, h in doc["anchors_normalized"]], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(
+            path, None, f"not an anchors file ('anchors_normalized': [[w, h], ...]) ({e})"
+        ) from None
+    norm = doc.get("norm", "image")
+    if not len(a) or not (np.isfinite(a).all() and (a > 0).all()):
+        raise InputError(
+            path, "$.anchors_normalized", "needs at least one anchor with positive, finite sizes"
+        )
+    if norm not in ("image", "letterbox"):
+        raise InputError(path, "$.norm", f"unknown norm {norm!r} (image or letterbox)")
+    return a, norm
+
+
+def anchor_coverage(gt: Dataset, gt_flag: np.ndarray, anchors: np.ndarray, norm: str) -> dict[str, Any]:
+    """Recall at IoU .50 of the ground-truth boxes bucketed by their best IoU with any anchor (docstring)."""
+    from detkit.anchors.units import dataset_wh
+
+    wh = dataset_wh(gt, norm)
+    use = (gt_flag >= 0) & np.isfinite(wh).all(axis=1) & (wh > 0).all(axis=1)
+    wh, hit = wh[use], gt_flag[use] == 1
+    inter = np.minimum(wh[:, None, 0], anchors[None, :, 0]) * np.minimum(wh[:, None, 1], anchors[None, :, 1])
+    union = wh.prod(axis=1)[:, None] + anchors.prod(axis=1)[None, :] - inter
+    best = (inter / union).max(axis=1) if len(wh) else np.zeros(0)
+    rows = []
+    for lo, hi in itertools.pairwise(ANCHOR_BUCKETS):
+        m = (best >= lo) & (best < hi)
+        n = int(m.sum())
+        rows.append({"best_anchor_iou": f"{lo:.1f}-{min(hi, 1.0):.1f}", "gt": n, "matched": int(hit[m].sum()),
+                     "recall": float(hit[m].mean()) if n else None})  # fmt: skip
+    missed = best[~hit]
+    return {"norm": norm, "anchors": anchors.tolist(), "buckets": rows,
+            "mean_best_iou_matched": _mean(best[hit]), "mean_best_iou_missed": _mean(missed)}  # fmt: skip
+
+
+def _mean(a: np.ndarray) -> float | None:
+    return float(a.mean()) if a.size else None
+
+
+def clean(x: Any) -> Any:
+    """NaN -> None, recursively (JSON has no NaN)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [clean(v) for v in x]
+    return x

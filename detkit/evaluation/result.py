@@ -1,0 +1,161 @@
+"""``evaluate(gt, preds) -> EvalResult``: every number ``detkit coco eval`` reports, as data.
+
+The order of work: check the predictions (:mod:`.predictions`), run COCOeval once (:mod:`.engine`), then
+read everything else off that one evaluation — per-class rows, PR curves and sizes from its accumulated
+arrays, the F1 curve and anchor coverage from its IoU-.50 matches, slices by re-accumulating, TIDE from
+its per-image matches — plus the confusion matrix (:mod:`.confusion`), which matches across classes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detkit.coco.model import Dataset
+from detkit.evaluation import analysis
+from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, match_flags, slice_stats
+from detkit.evaluation.predictions import Predictions, check_predictions, from_results
+
+# names --fail-under and EvalResult.metric accept besides the 12 COCO keys
+ALIASES = {"mAP": "AP", "mAP50": "AP50", "mAP75": "AP75"}
+
+
+@dataclass
+class EvalConfig:
+    """Options of one evaluation (defaults: ultralytics' ``val`` for the confusion matrix, TIDE's for TIDE)."""
+
+    backend: str = "hotcoco"
+    lenient: bool = False
+    conf: float = 0.25  # confusion matrix: detections scoring at least this
+    iou: float = 0.45  # confusion matrix: IoU that makes a match
+    tide: bool = True
+    curves: bool = True  # PR and F1-confidence curves
+    slices: dict[str, Any] | None = None  # name -> image ids (see analysis.load_slices)
+    anchors: Any = None  # (k, 2) normalised anchors
+    anchors_norm: str = "image"
+
+
+@dataclass
+class EvalResult:
+    """Everything one evaluation reports (see ``as_dict`` for the JSON form)."""
+
+    summary: dict[str, float]
+    per_class: list[dict[str, Any]]
+    counts: dict[str, int]
+    backend: str
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    sizes: list[dict[str, Any]] = field(default_factory=list)
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    pr_curves: dict[str, Any] = field(default_factory=dict)
+    f1: dict[str, Any] = field(default_factory=dict)
+    confusion: dict[str, Any] | None = None
+    tide: dict[str, Any] | None = None
+    anchors: dict[str, Any] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def metric(self, name: str) -> float:
+        """A summary number by name (the 12 COCO keys, mAP / mAP50 / mAP75, F1); KeyError when unknown."""
+        if name == "F1":
+            return float(self.f1["best"]["f1"]) if self.f1.get("best") else 0.0
+        key = ALIASES.get(name, name)
+        if key not in self.summary:
+            raise KeyError(name)
+        return max(self.summary[key], 0.0)  # -1: no ground truth of that kind
+
+    def as_dict(self) -> dict[str, Any]:
+        return analysis.clean(asdict(self))
+
+
+def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: EvalConfig | None = None,
+             **options: Any) -> EvalResult:  # fmt: skip
+    """Score ``preds`` against ``gt`` the way pycocotools does, and analyse the errors.
+
+    Args:
+        gt: the ground truth.
+        preds: :class:`Predictions` or COCO results rows (``image_id, category_id, bbox xywh, score``).
+        config: an :class:`EvalConfig`; ``**options`` override its fields (``backend="pycocotools"``).
+
+    Raises:
+        InputError: a bad prediction (unknown image or category, bad score or box) unless ``lenient``.
+    """
+    cfg = EvalConfig(**{**(asdict(config) if config else {}), **options})
+    if not isinstance(preds, Predictions):
+        preds = from_results(preds, source="predictions")
+    t0 = time.perf_counter()
+    sec: dict[str, float] = {}
+    preds, findings = check_predictions(gt, preds, lenient=cfg.lenient)
+    core = coco_evaluate(gt, preds, cfg.backend)
+    sec["cocoeval"] = time.perf_counter() - t0
+    crowd = gt.iscrowd != 0
+    res = EvalResult(
+        summary=core.summary(), per_class=analysis.per_class(core, gt), backend=cfg.backend, findings=findings,
+        counts={"images": gt.num_images, "gt_boxes": int((~crowd).sum()), "crowd_boxes": int(crowd.sum()),
+                "predictions": len(preds), "categories": gt.num_categories},
+        sizes=_sizes(core, gt),
+    )  # fmt: skip
+    t = time.perf_counter()
+    if cfg.slices:
+        res.slices = slice_stats(
+            core, gt, preds, {k: np.asarray(v, dtype=np.int64) for k, v in cfg.slices.items()}
+        )
+    if cfg.curves:
+        res.pr_curves = {"iou50": analysis.pr_curves(core, 0.5), "iou75": analysis.pr_curves(core, 0.75)}
+    if cfg.curves or cfg.anchors is not None:
+        dt_flag, gt_flag = match_flags(core, gt, preds, 0.5)
+        if cfg.curves:
+            res.f1 = analysis.f1_curves(core, gt, preds.category_id, preds.score, dt_flag, gt_flag)
+        if cfg.anchors is not None:
+            res.anchors = analysis.anchor_coverage(
+                gt, gt_flag, np.asarray(cfg.anchors, dtype=np.float64), cfg.anchors_norm
+            )
+    sec["analysis"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if cfg.tide:
+        from detkit.evaluation.tide import tide_errors
+
+        res.tide = tide_errors(core, gt, preds)
+    sec["tide"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if cfg.conf is not None:
+        from detkit.evaluation.confusion import confusion_matrix
+
+        res.confusion = confusion_matrix(gt, preds, conf=cfg.conf, iou=cfg.iou)
+    sec["confusion"] = time.perf_counter() - t
+    res.seconds = {k: round(v, 3) for k, v in sec.items()}
+    return res
+
+
+def _sizes(core, gt: Dataset) -> list[dict[str, Any]]:
+    """AP and AR100 by COCO size (area < 32², < 96², larger; by the ground truth's ``area``) and GT counts."""
+    use = gt.iscrowd == 0
+    rng = [(0, 32**2), (32**2, 96**2), (96**2, 1e10)]
+    s = core.summary()
+    return [{"size": name, "gt": int((use & (gt.area >= lo) & (gt.area <= hi)).sum()), "AP": s[f"AP{name[0]}"],
+             "AR100": s[f"AR{name[0]}"]} for name, (lo, hi) in zip(("small", "medium", "large"), rng)]  # fmt: skip
+
+
+def load_and_evaluate(gt_path: str | Path, pred_path: str | Path, gt_format: str | None = None,
+                      pred_format: str | None = None, slices: str | Path | None = None,
+                      anchors: str | Path | None = None, **options: Any) -> tuple[Dataset, EvalResult]:  # fmt: skip
+    """Read the ground truth, predictions, slices and anchors from files, then :func:`evaluate`."""
+    from detkit.coco.loaders import load_dataset
+    from detkit.evaluation.predictions import load_predictions
+
+    gt = load_dataset(gt_path, format=gt_format)
+    preds, unmatched = load_predictions(pred_path, gt, pred_format)
+    lenient = bool(options.get("lenient", False))
+    preds, findings = check_predictions(gt, preds, lenient=lenient, unmatched=unmatched)
+    if slices is not None:
+        options["slices"] = analysis.load_slices(slices, gt)
+    if anchors is not None:
+        options["anchors"], options["anchors_norm"] = analysis.load_anchors(anchors)
+    res = evaluate(gt, preds, **options)
+    res.findings = findings + res.findings
+    return gt, res
+
+
+__all__ = ["STAT_NAMES", "EvalConfig", "EvalResult", "evaluate", "load_and_evaluate"]
