@@ -332,13 +332,15 @@ class Checkpoints:
         best_state: ``state -> what best.pt holds`` (called when the state is the best epoch).
         summary: ``(state, status) -> None``: writes summary.json (through detkit.runs.write_summary).
         plots: ``(state) -> None``: writes the curves (end of a call and repair only: they cost seconds).
+        plot_files: what ``plots`` writes (repair redraws when one is missing).
         fmt: ``(column, value) -> str`` for metrics.csv cells.
     """
 
     def __init__(self, run: Path, columns: Sequence[str], best_state: Callable[[dict], dict],
                  summary: Callable[[dict, str], None], plots: Callable[[dict], None] | None = None,
-                 fmt: Callable[[str, Any], str] | None = None):  # fmt: skip
-        self.run, self.columns, self.best_state, self.summary, self.plots = run, tuple(columns), best_state, summary, plots
+                 plot_files: Sequence[str] = (), fmt: Callable[[str, Any], str] | None = None):  # fmt: skip
+        self.run, self.columns, self.best_state, self.summary = run, tuple(columns), best_state, summary
+        self.plots, self.plot_files = plots, tuple(plot_files)
         self.fmt = fmt or (lambda k, v: "" if v is None else str(v))
 
     def commit(self, state: dict[str, Any], status: str = "incomplete") -> None:
@@ -353,9 +355,9 @@ class Checkpoints:
         """The end of a call: the final status and the curves."""
         if state is None or not state["history"]:
             return
-        self.summary(state, status)
         if self.plots is not None:
             self.plots(state)
+        self.summary(state, status)
 
     def repair(self, state: dict[str, Any], finished: bool) -> list[str]:
         """Rebuild what a kill after the commit left stale or missing; returns the files rebuilt."""
@@ -365,7 +367,8 @@ class Checkpoints:
         best = self.run / "best.pt"
         if _is_best(state):
             try:
-                stale = torch.load(best, map_location="cpu", weights_only=True).get("epoch") != state["epoch"]
+                kept = torch.load(best, map_location="cpu", weights_only=True)
+                stale = (kept.get("epoch"), kept.get("epoch_step") or 0) != (state["epoch"], state.get("epoch_step") or 0)
             except Exception:  # noqa: BLE001 - missing or torn: rebuild
                 stale = True
             if stale:
@@ -374,12 +377,13 @@ class Checkpoints:
         if _read_csv(self.run / "metrics.csv") != [self._cells(r) for r in state["history"]]:
             self.write_metrics(state["history"])
             done.append("metrics.csv")
+        if finished and self.plots is not None and state["history"]:
+            if not all((self.run / p).is_file() for p in self.plot_files):
+                self.plots(state)
+                done.extend(self.plot_files)
         if not (self.run / "summary.json").is_file() or (finished and _status(self.run) != "done"):
             self.summary(state, "done" if finished else "incomplete")
             done.append("summary.json")
-        if finished and self.plots is not None and state["history"] and not _plots_present(self.run):
-            self.plots(state)
-            done.append("curves")
         if done:
             info(f"{self.run}: rebuilt {', '.join(done)} from last.pt (epoch {state['epoch']})")
         return done
@@ -394,9 +398,16 @@ class Checkpoints:
             w.writerows(self._cells(r) for r in history)
 
 
+def _position(state: dict[str, Any]) -> tuple[int, int]:
+    """(epoch being trained or done, batches into it): a --max-steps stop inside an epoch has epoch_step > 0."""
+    step = state.get("epoch_step") or 0
+    return state["epoch"] + (1 if step else 0), step
+
+
 def _is_best(state: dict[str, Any]) -> bool:
+    """This state is the best evaluation (``best`` names its epoch, and its batch for a part epoch)."""
     best = state.get("best") or {}
-    return best.get("epoch") is not None and best["epoch"] == state["epoch"] and not state.get("epoch_step")
+    return best.get("epoch") is not None and (best["epoch"], best.get("epoch_step", 0)) == _position(state)
 
 
 def _read_csv(path: Path) -> list[list[str]] | None:
@@ -414,16 +425,6 @@ def _status(run: Path) -> str | None:
         return json.loads((run / "summary.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _plots_present(run: Path) -> bool:
-    import json
-
-    try:
-        plots = json.loads((run / "summary.json").read_text()).get("plots") or {}
-    except (OSError, ValueError, AttributeError):
-        return False
-    return all((run / p).is_file() for p in plots.values())
 
 
 # ------------------------------------------------------------------------------------------ NaN policy

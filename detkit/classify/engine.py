@@ -36,18 +36,27 @@ def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, bar=None, task=None) -> dict:
+def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, bar=None, task=None, *,
+                    skip: int = 0, max_steps: int | None = None, on_step=None) -> dict:  # fmt: skip
     """Train one epoch; stop early at a non-finite loss.
 
-    Returns: dict with loss, top1 (on augmented batches), images, seconds, finite (False if it diverged).
+    Args:
+        skip: batches of this epoch already trained (a resumed --max-steps stop): drawn, not trained, so
+            the augmentation generator is where it was.
+        max_steps: stop after this many steps.
+        on_step: called with (batches of the epoch done, mean loss, lr) at each finiteness check.
+    Returns: dict with loss, top1 (on augmented batches), images, seconds, steps, batches (skipped
+        included), finite (False if it diverged).
     """
     model.train()
     sums = torch.zeros(2, device=device, dtype=torch.float64)  # loss sum, correct count
-    seen, finite, totals = 0, True, [0.0, 0.0, 1]
+    seen, finite, totals, steps = 0, True, [0.0, 0.0, 1], 0
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     for i, (x, y) in enumerate(loader):
+        if i < skip:
+            continue
         x = _layout(x, step.channels_last)
         with _autocast(device, step.amp):
             logits = model(x)
@@ -61,7 +70,9 @@ def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, 
         sums[0] += loss.detach().double() * len(y)
         sums[1] += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
-        if (i + 1) % step.check_every == 0 or i + 1 == len(loader):
+        steps += 1
+        stop = max_steps is not None and steps >= max_steps
+        if (i + 1) % step.check_every == 0 or i + 1 == len(loader) or stop:
             total, n = sums.clone(), seen
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(total)  # every rank must agree on stopping
@@ -70,12 +81,13 @@ def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, 
             if not math.isfinite(totals[0]):
                 finite = False
                 break
+            lr = step.scheduler.get_last_lr()[0]
             if bar is not None:
-                bar.update(
-                    task,
-                    completed=i + 1,
-                    info=f"loss {totals[0] / n:.3f} lr {step.scheduler.get_last_lr()[0]:.3g}",
-                )
+                bar.update(task, completed=i + 1, info=f"loss {totals[0] / n:.3f} lr {lr:.3g}")
+            if on_step is not None:
+                on_step(i + 1, totals[0] / n, lr)
+        if stop:
+            break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     dt = time.perf_counter() - t0
@@ -85,6 +97,8 @@ def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, 
         "top1": totals[1] / totals[2],
         "images": seen,
         "seconds": dt,
+        "steps": steps,
+        "batches": skip + steps,
         "finite": finite,
     }
 

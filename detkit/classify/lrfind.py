@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
+from detkit.classify.config import LrFindConfig, TrainConfig
 from detkit.classify.models import build_model, load_weights
-from detkit.classify.train import TrainConfig, prepare_data
+from detkit.classify.train import prepare_data
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
 from detkit.io import atomic_path, atomic_write, check_out_folder
@@ -146,10 +147,7 @@ def _plot(path: Path, res: dict) -> None:
 def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 100) -> dict:
     """Range test with the training recipe's data, model and augmentation; writes OUT/{lr_find.png,
     lr_find.csv, split.json, run.json, summary.json (kind ``classify.lr_find``)}."""
-    if not 0 < start_lr < end_lr:
-        raise DetkitError(f"need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
-    if steps < 3:
-        raise DetkitError(f"--steps must be at least 3, got {steps}")
+    LrFindConfig(start_lr, end_lr, steps).validate()
     cfg.validate()
     cfg = cfg.resolved()
     out = check_out_folder(cfg.out)

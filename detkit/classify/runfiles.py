@@ -1,17 +1,15 @@
-"""Files of a classify run folder: metrics.csv, curves.png, checkpoints and the training summary.json."""
+"""Files of a classify run folder: metrics.csv, curves.png, checkpoints and the training summary.json
+(all rebuilt from last.pt through :class:`detkit.harness.Checkpoints`)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import zipfile
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from detkit.errors import InputError
+from detkit import harness as H
 from detkit.io import atomic_path, atomic_write
 from detkit.runs import write_summary
 
@@ -87,30 +85,23 @@ def load_checkpoint(path: Path, need: tuple[str, ...] = EVAL_KEYS) -> dict:
         path: the checkpoint file.
         need: keys it must hold; a plain state dict or another tool's checkpoint is refused by name.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, None, "checkpoint not found")
-    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
-        raise InputError(path, None, "not a PyTorch checkpoint (torch.save file)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is unusable input
-        raise InputError(path, None, f"cannot load checkpoint ({type(exc).__name__}: {exc})") from None
-    missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        hint = "; plain weights go in --weights" if isinstance(ckpt, dict) else ""
-        raise InputError(
-            path, None, f"not a detkit classify checkpoint (missing {', '.join(missing[:3])}){hint}"
-        )
-    return ckpt
+    return H.load_checkpoint(path, "classify", need, hint="; plain weights go in --weights")
 
 
-def write_train_summary(run: Path, cfg, data, rows: list[dict], result: dict) -> None:
-    """summary.json (kind ``classify.train``) from the resolved config, the data and the epoch rows."""
+def best_state(state: dict) -> dict:
+    """best.pt from the state of the best epoch: only the evaluated weights (the EMA's when on)."""
+    keep = {k: v for k, v in state.items() if k not in ("model", "ema", "optimizer", "scheduler", "rng", "history")}
+    return {**keep, "model": state["ema"]["module"] if state.get("ema") else state["model"], "ema": None}
+
+
+def write_train_summary(run: Path, state: dict, status: str) -> None:
+    """summary.json (kind ``classify.train``), from a checkpoint's state alone."""
+    rows, cfg, split = state["history"], state["config"], state.get("split") or {}
     last = rows[-1]
+    best = state["best_top1"]
     metrics = {
-        "best_val_top1": result["best_val_top1"],
-        "best_epoch": result["best_epoch"],
+        "best_val_top1": best if best >= 0 else None,
+        "best_epoch": state["best_epoch"],
         "val_top1": last["val_top1"],
         "val_top5": last["val_top5"],
         "val_loss": last["val_loss"],
@@ -119,26 +110,32 @@ def write_train_summary(run: Path, cfg, data, rows: list[dict], result: dict) ->
         "train_images_per_s": float(np.median([r["images_per_s"] for r in rows])),
         "total_train_s": float(sum(r["epoch_s"] for r in rows)),
     }
-    split = {
-        "mode": cfg.val,
-        "train_fraction": cfg.split if cfg.val == "split" else None,
-        "train_images": len(data.train_idx),
-        "val_images": len(data.val_idx),
-        "file": "split.json",
-    }
     write_summary(
         run,
         "classify.train",
-        f"{cfg.model} on {Path(cfg.data).name} ({len(data.cat.classes)} classes)",
+        f"{cfg['model']} on {Path(cfg['data']).name} ({len(state['classes'])} classes)",
         metrics=metrics,
-        plots={"curves": "curves.png"},
+        plots={"curves": "curves.png"} if (run / "curves.png").is_file() else {},
         curves="metrics.csv",
         tables={"epochs": [{k: r[k] for k in METRIC_FIELDS} for r in rows]},
-        status=result["status"],
-        model=cfg.model,
-        stem=cfg.stem,
-        num_classes=len(data.cat.classes),
-        layout=data.cat.layout,
-        split=split,
-        config=asdict(cfg),
+        status=status,
+        model=cfg["model"],
+        stem=cfg["stem"],
+        num_classes=len(state["classes"]),
+        layout=state["layout"],
+        split={**split, "file": "split.json"},
+        config=cfg,
+    )
+
+
+def checkpoints(run: Path) -> H.Checkpoints:
+    """The commit and side files of a classifier run."""
+    return H.Checkpoints(
+        run,
+        METRIC_FIELDS,
+        best_state=best_state,
+        summary=lambda state, status: write_train_summary(run, state, status),
+        plots=lambda state: plot_curves(run / "curves.png", state["history"]),
+        plot_files=("curves.png",),
+        fmt=lambda k, v: str(int(v)) if k == "epoch" else f"{v:.6g}",
     )

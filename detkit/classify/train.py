@@ -5,105 +5,40 @@ peaking at 0.2 x batch/256, weight decay 5e-4 on conv/linear weights, label smoo
 (pad 1/8) + flip + cutout (1/4), weight EMA, 40 epochs; bf16 autocast and channels_last on CUDA.
 
 Run folder: run.json, config.json, split.json, metrics.csv, last.pt, best.pt, curves.png, summary.json.
-``last.pt`` holds model, optimiser, scheduler position, EMA, epoch and RNG, so ``--resume`` continues the
-very same run; data order and augmentation are seeded per epoch, so nothing else needs restoring.
+``last.pt`` holds model, optimiser, scheduler position, EMA, epoch, RNG, the metric rows and the best
+epoch, so ``--resume`` continues the very same run and every other file can be rebuilt from it (the
+one-commit epoch end of :mod:`detkit.harness`); data order and augmentation are seeded per epoch.
+
+The shape is torchvision's references: :func:`setup`, :func:`train_epochs` (over
+:func:`detkit.classify.engine.train_one_epoch`), :func:`epoch_state` (what each epoch commits).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields, replace
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from rich.progress import Progress
 
+from detkit import harness as H
 from detkit.classify import data as D
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
+from detkit.classify.config import TrainConfig
 from detkit.classify.engine import Step, accuracy_stats, predict, train_one_epoch
 from detkit.classify.models import build_model, load_weights
-from detkit.classify.runfiles import (
-    RESUME_KEYS,
-    load_checkpoint,
-    plot_curves,
-    read_metrics,
-    write_metrics,
-    write_train_summary,
-)
-from detkit.console import info, progress, warn
-from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_path, check_out_folder, write_json
+from detkit.classify.runfiles import RESUME_KEYS, checkpoints, load_checkpoint, read_metrics
+from detkit.console import info, progress
+from detkit.errors import DetkitError
+from detkit.io import write_json
 from detkit.runs import record_resume, record_run
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 
-# options that may differ on --resume without changing the run's results
-RUNTIME_FIELDS = ("device", "compile", "workers", "cache_dir", "stop_after")
-
-
-@dataclass
-class TrainConfig:
-    """Every option of a training run (None = derived from the others in :meth:`resolved`)."""
-
-    data: str
-    out: str
-    model: str = "resnet18"
-    stem: str = "64"
-    width: float = 1.0
-    weights: str | None = None
-    epochs: int = 40
-    batch: int = 256
-    lr: float | None = None  # one-cycle peak; default 0.2 * batch / 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    pct_start: float = 0.25
-    split: float = 0.7
-    val: str = "split"  # "split": stratified split of all labelled images; "official": train/ vs val/
-    img_size: int = 64
-    pad: int | None = None  # crop padding; default img_size // 8
-    cutout: int | None = None  # default img_size // 4; 0 = off
-    flip: bool = True
-    ema_decay: float = 0.999  # 0 = no EMA
-    device: str = "auto"
-    compile: bool = False
-    seed: int = 0
-    workers: int = 8
-    cache_dir: str | None = None  # default: OUT/../.detkit-cache
-    stop_after: int | None = None  # train this many epochs now, continue later with --resume
-
-    def validate(self) -> None:
-        """Check the options before any data is read (a typo must not wait for a 100k-image decode)."""
-        from detkit.classify.models import ARCHS, STEMS
-
-        checks = [
-            (self.model in ARCHS, f"--model must be one of {', '.join(ARCHS)}, got {self.model!r}"),
-            (self.stem in STEMS, f"--stem must be one of {', '.join(STEMS)}, got {self.stem!r}"),
-            (self.val in ("split", "official"), f"--val must be split or official, got {self.val!r}"),
-            (0.0 < self.split < 1.0, f"--split must be between 0 and 1, got {self.split}"),
-            (self.width > 0, f"--width must be positive, got {self.width}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch >= 1, f"--batch must be at least 1, got {self.batch}"),
-            (self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}"),
-            (8 <= self.img_size <= 1024, f"--img-size must be 8..1024, got {self.img_size}"),
-            (self.cutout is None or 0 <= self.cutout <= self.img_size, f"--cutout must be 0..img-size, got {self.cutout}"),
-        ]  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise DetkitError(message)
-
-    def resolved(self) -> TrainConfig:
-        return replace(
-            self,
-            data=str(Path(self.data).resolve()) if self.data else self.data,  # eval/resume from any folder
-            lr=self.lr if self.lr is not None else 0.2 * self.batch / 256,
-            pad=self.pad if self.pad is not None else self.img_size // 8,
-            cutout=self.cutout if self.cutout is not None else self.img_size // 4,
-            cache_dir=self.cache_dir or str(Path(self.out).resolve().parent / ".detkit-cache"),
-        )
+RUN_FILES = ("run.json", "config.json", "split.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "summary.json")
+__all__ = ["TrainConfig", "build_optimizer", "prepare_data", "resume", "train"]
 
 
 @dataclass
@@ -122,22 +57,32 @@ def _barrier(world: int) -> None:
         torch.distributed.barrier()
 
 
-def prepare_data(
-    cfg: TrainConfig, device: torch.device, run: Path, reuse_split: bool, rank: int = 0, world: int = 1
-) -> Prepared:
-    """Catalog, split (made and saved, or read back from run/split.json) and decoded tensors on ``device``."""
-    cat = D.scan_dataset(cfg.data)
+def _split(cfg: TrainConfig, cat: D.Catalog, run: Path, reuse: bool, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """The split: read back from run/split.json on resume, else made (and cut to --limit) and saved."""
     split_file = run / "split.json"
-    if reuse_split and split_file.exists():
-        train_idx, val_idx = D.load_split(split_file, cat)
-    else:
-        train_idx, val_idx = D.make_split(cat, cfg.val, cfg.split, cfg.seed)
-        if len(train_idx) < cfg.batch:  # checked before the decode, which may take minutes
-            raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(train_idx)} images)")
-        if rank == 0:
-            D.save_split(
-                split_file, cat, train_idx, val_idx, mode=cfg.val, train_fraction=cfg.split, seed=cfg.seed
-            )
+    if reuse and split_file.exists():
+        return D.load_split(split_file, cat)
+    train_idx, val_idx = D.make_split(cat, cfg.val, cfg.split, cfg.seed)
+    if cfg.limit is not None:  # a seeded pick: the first N of a class-sorted catalog would be one class
+        rng = np.random.default_rng(cfg.seed)
+        train_idx, val_idx = (np.sort(rng.permutation(i)[: cfg.limit]) for i in (train_idx, val_idx))
+    if len(train_idx) < cfg.batch:  # checked before the decode, which may take minutes
+        raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(train_idx)} images)")
+    if rank == 0:
+        meta = {"mode": cfg.val, "train_fraction": cfg.split, "seed": cfg.seed, "limit": cfg.limit}
+        D.save_split(split_file, cat, train_idx, val_idx, **meta)
+    return train_idx, val_idx
+
+
+def _decoded(cfg: TrainConfig, cat: D.Catalog, idx: np.ndarray, rank: int, world: int):
+    """``idx -> (N, S, S, 3) uint8`` images: from the shared decoded cache, or with --limit decoded
+    directly (a smoke run neither waits for nor replaces the whole set's cache)."""
+    if cfg.limit is not None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(cfg.workers) as ex:
+            images = dict(zip(idx.tolist(), ex.map(lambda i: D.decode_image(cat.root / cat.files[i], cfg.img_size), idx)))
+        return lambda sel: np.stack([images[i] for i in sel.tolist()])
     if rank > 0:
         _barrier(world)  # rank 0 decodes; the others then find its cache
     cache, reused = D.decode_cache(cat, cfg.img_size, cfg.cache_dir, cfg.workers)
@@ -145,14 +90,23 @@ def prepare_data(
         _barrier(world)
     if reused and rank == 0:
         info(f"reusing decoded images from {cfg.cache_dir}")
+    return lambda sel: np.ascontiguousarray(cache[sel])
+
+
+def prepare_data(
+    cfg: TrainConfig, device: torch.device, run: Path, reuse_split: bool, rank: int = 0, world: int = 1
+) -> Prepared:
+    """Catalog, split (made and saved, or read back from run/split.json) and decoded tensors on ``device``."""
+    cat = D.scan_dataset(cfg.data)
+    train_idx, val_idx = (np.sort(i) for i in _split(cfg, cat, run, reuse_split, rank))
+    images = _decoded(cfg, cat, np.union1d(train_idx, val_idx), rank, world)
 
     def take(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(cache[np.sort(idx)]))
-        return x.to(device), torch.from_numpy(cat.labels[np.sort(idx)]).to(device)
+        return torch.from_numpy(images(idx)).to(device), torch.from_numpy(cat.labels[idx]).to(device)
 
     tx, ty = take(train_idx)
     vx, vy = take(val_idx)
-    return Prepared(cat, np.sort(train_idx), np.sort(val_idx), tx, ty, vx, vy)
+    return Prepared(cat, train_idx, val_idx, tx, ty, vx, vy)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
@@ -188,68 +142,32 @@ def _warmup_share(pct_start: float, total_steps: int) -> float:
     return pct_start
 
 
-_FIELDS = {f.name for f in fields(TrainConfig)}
+@dataclass
+class Run:
+    """What :func:`setup` builds: data, loaders, model, optimiser and the state the loop starts from."""
+
+    cfg: TrainConfig
+    path: Path
+    device: torch.device
+    rank: int
+    world: int
+    data: Prepared
+    train_loader: DeviceLoader
+    val_loader: DeviceLoader
+    model: torch.nn.Module
+    net: torch.nn.Module  # DDP / compiled wrapper of model
+    ema: ModelEMA | None
+    step: Step
+    meta: dict[str, Any]  # the checkpoint keys that never change during the run
+    state: dict[str, Any] = field(default_factory=dict)  # epoch, epoch_step, history, best_top1, best_epoch
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
 
-def _check_run_folder(run: Path, resume: bool) -> None:
-    check_out_folder(run, "a run folder")
-    if not resume and (run / "last.pt").exists():
-        raise InputError(
-            run, None, f"already holds a run (last.pt); continue it with --resume {run} or pick another --out"
-        )
-
-
-def _resumed_config(cfg: TrainConfig, ckpt: dict, given: Iterable[str]) -> TrainConfig:
-    """The run's saved options, with the runtime ones (and a moved --data) taken from ``cfg``.
-
-    An option given again with another value (say ``--epochs``, which fixes the one-cycle length) is an
-    error rather than silently ignored: the run it would describe is not the one being continued.
-    """
-    saved = TrainConfig(**{f.name: ckpt["config"].get(f.name, getattr(cfg, f.name)) for f in fields(cfg)})
-    clash = [
-        f"--{name.replace('_', '-')} {getattr(cfg, name)} (the run has {getattr(saved, name)})"
-        for name in given
-        if name in _FIELDS and name not in (*RUNTIME_FIELDS, "data", "out")
-        and getattr(cfg, name) != getattr(saved, name)
-    ]
-    if clash:
-        raise DetkitError(
-            f"{cfg.out}: a resumed run keeps its own options; leave out {', '.join(clash)} or start a new run"
-        )
-    keep = {k: getattr(cfg, k) for k in RUNTIME_FIELDS if k != "cache_dir" or cfg.cache_dir}
-    return replace(saved, out=cfg.out, data=cfg.data or saved.data, **keep)
-
-
-def train(cfg: TrainConfig, resume: bool = False, given: Iterable[str] = ()) -> dict:
-    """Train (or with ``resume`` continue the run in ``cfg.out``) and return a result summary.
-
-    Args:
-        cfg: the options; on resume the run's saved options win except RUNTIME_FIELDS.
-        resume: continue from ``cfg.out/last.pt``.
-        given: names of the options the user set explicitly (on resume they must match the run's).
-    Returns: dict with run, status ("done", "stopped" by --stop-after, or "diverged"), epochs_done,
-        best_val_top1, best_epoch and the last metrics row.
-    """
-    run = Path(cfg.out)
-    _check_run_folder(run, resume)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(run / "last.pt", need=RESUME_KEYS)
-        cfg = _resumed_config(cfg, ckpt, given)
-    cfg.validate()
-    cfg = cfg.resolved()
-    if ckpt is not None and ckpt["epoch"] >= cfg.epochs:
-        info(f"{run}: the run has finished its {cfg.epochs} epochs already; nothing to do")
-        rows = read_metrics(run / "metrics.csv", ckpt["epoch"])
-        best = ckpt["best_top1"]
-        return {
-            "run": str(run),
-            "status": "done",
-            "epochs_done": ckpt["epoch"],
-            "best_val_top1": best if best >= 0 else None,
-            "best_epoch": ckpt["best_epoch"],
-            "last": rows[-1] if rows else None,
-        }
+def setup(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None = None) -> Run:
+    """Data (split, decoded tensors), loaders, model, EMA, optimiser and schedule; restored from ``ckpt``."""
     rank, world, local = dist_init(cfg.device)
     device = resolve_device(cfg.device, local)
     if cfg.batch % world:
@@ -259,135 +177,203 @@ def train(cfg: TrainConfig, resume: bool = False, given: Iterable[str] = ()) -> 
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed shapes (drop_last): autotune once
-
-    main = rank == 0
-    say = info if main else (lambda _msg: None)  # one voice under torchrun
-    data = prepare_data(cfg, device, run, reuse_split=resume, rank=rank, world=world)
-    cat = data.cat
-    if ckpt is not None:
-        mean, std = torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])
-    else:
-        mean, std = channel_stats(data.train_x)
+    data = prepare_data(cfg, device, path, reuse_split=ckpt is not None, rank=rank, world=world)
+    mean, std = (torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])) if ckpt else channel_stats(data.train_x)
     aug = AugmentConfig(pad=cfg.pad, flip=cfg.flip, cutout=cfg.cutout)
     train_loader = DeviceLoader(data.train_x, data.train_y, cfg.batch, mean, std, aug, cfg.seed, rank, world)
     # evaluation needs no activations kept: larger batches on a GPU, modest ones on a CPU
     val_loader = DeviceLoader(data.val_x, data.val_y, max(cfg.batch, 1024 if cuda else 256), mean, std)
-
-    model = build_model(cfg.model, len(cat.classes), cfg.stem, cfg.width)
+    model = build_model(cfg.model, len(data.cat.classes), cfg.stem, cfg.width)
     if cfg.weights and ckpt is None:
         loaded, skipped = load_weights(model, cfg.weights)
-        say(f"loaded {len(loaded)} tensors from {cfg.weights}; kept random init for {len(skipped)}")
+        if rank == 0:
+            info(f"loaded {len(loaded)} tensors from {cfg.weights}; kept random init for {len(skipped)}")
     model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     opt, sched = build_optimizer(model, cfg, cfg.epochs * len(train_loader))
-    start, best, best_epoch = 0, -1.0, 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
-        start, best, best_epoch = ckpt["epoch"], ckpt["best_top1"], ckpt["best_epoch"]
-        set_rng_state(ckpt["rng"])
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
-    if cfg.compile:
-        net = torch.compile(net)
     step = Step(opt, sched, cfg.label_smoothing, amp=cuda, channels_last=cuda, ema=ema, raw_model=model)
-
-    if main and ckpt is None:
-        config = asdict(cfg)
-        write_json(run / "config.json", config)
-        inputs = [Path(cfg.data) / n for n in ("wnids.txt", "words.txt", "val/val_annotations.txt")]
-        record_run(run, {**config, "data_fingerprint": D.fingerprint(cat, cfg.img_size)}, cfg.seed, inputs)
-    elif main:
-        record_resume(run, asdict(cfg))
-    rows = read_metrics(run / "metrics.csv", start)
-    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
-    status = "done" if end == cfg.epochs else "stopped"
-    meta = {
-        "config": asdict(cfg),
-        "classes": cat.classes,
-        "names": cat.names,
-        "layout": cat.layout,
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-    }
-    say(
-        f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
-        f"{len(data.val_x)}, {len(cat.classes)} classes, {device}, epochs {start + 1}-{end} of {cfg.epochs}"
-    )
-    with progress(transient=False) if main else Progress(disable=True) as bar:
-        for epoch in range(start, end):
-            train_loader.set_epoch(epoch)
-            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(train_loader), info="")
-            t = train_one_epoch(net, train_loader, step, device, bar, task)
-            bar.remove_task(task)  # the epoch's line below replaces its bar
-            if not t["finite"]:
-                kept = f"last.pt keeps epoch {epoch}" if epoch else "no checkpoint was written"
-                warn(f"non-finite training loss in epoch {epoch + 1}: stopped; {kept}")
-                status = "diverged"
-                break
-            logits, targets = predict(ema.module if ema else model, val_loader, device, cuda, cuda)
-            v = accuracy_stats(logits, targets)
-            rows.append(
-                {
-                    "epoch": epoch + 1,
-                    "lr": sched.get_last_lr()[0],
-                    "train_loss": t["loss"],
-                    "train_top1": t["top1"],
-                    "val_loss": v["loss"],
-                    "val_top1": v["top1"],
-                    "val_top5": v["top5"],
-                    "images_per_s": t["images"] * world / t["seconds"],
-                    "epoch_s": t["seconds"],
-                }
-            )
-            improved = v["top1"] > best
-            if improved:
-                best, best_epoch = v["top1"], epoch + 1
-            if main:
-                state = {
-                    **meta,
-                    "epoch": epoch + 1,
-                    "best_top1": best,
-                    "best_epoch": best_epoch,
-                    "val_top1": v["top1"],
-                }
-                if improved:  # best.pt: only the evaluated weights (the EMA's when on)
-                    with atomic_path(run / "best.pt") as tmp:
-                        torch.save(
-                            {**state, "model": (ema.module if ema else model).state_dict(), "ema": None}, tmp
-                        )
-                full = {
-                    **state,
-                    "model": model.state_dict(),
-                    "ema": ema.state_dict() if ema else None,
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "rng": rng_state(),
-                }
-                with atomic_path(run / "last.pt") as tmp:
-                    torch.save(full, tmp)
-                write_metrics(run / "metrics.csv", rows)
-            say(
-                f"epoch {epoch + 1}/{cfg.epochs}: train loss {t['loss']:.4f}, "
-                f"val top-1 {100 * v['top1']:.2f}% "
-                f"top-5 {100 * v['top5']:.2f}%, {rows[-1]['images_per_s']:.0f} img/s"
-            )
-            _barrier(world)
-    result = {
-        "run": str(run),
-        "status": status,
-        "epochs_done": rows[-1]["epoch"] if rows else start,
-        "best_val_top1": best if best >= 0 else None,
-        "best_epoch": best_epoch,
-        "last": rows[-1] if rows else None,
-    }
-    if main and rows:
-        plot_curves(run / "curves.png", rows)
-        write_train_summary(run, cfg, data, rows, result)
+    cat = data.cat
+    split = {"mode": cfg.val, "train_fraction": cfg.split if cfg.val == "split" else None,
+             "train_images": len(data.train_idx), "val_images": len(data.val_idx), "limit": cfg.limit}  # fmt: skip
+    meta = {"config": asdict(cfg), "classes": cat.classes, "names": cat.names, "layout": cat.layout,
+            "mean": mean.tolist(), "std": std.tolist(), "split": split}  # fmt: skip
+    r = Run(cfg, path, device, rank, world, data, train_loader, val_loader, model, model, ema, step, meta)
+    r.state = {"epoch": 0, "epoch_step": 0, "history": [], "best_top1": -1.0, "best_epoch": 0, "best": {}}
+    if ckpt is not None:
+        _restore(r, ckpt)
     if world > 1:
-        torch.distributed.destroy_process_group()
-    return result
+        r.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
+    if cfg.compile:
+        r.net = torch.compile(r.net)
+    return r
+
+
+def _restore(r: Run, ckpt: dict[str, Any]) -> None:
+    """Weights, optimiser, schedule, EMA, RNG and the loop's position from a checkpoint."""
+    r.model.load_state_dict(ckpt["model"])
+    r.step.optimizer.load_state_dict(ckpt["optimizer"])
+    r.step.scheduler.load_state_dict(ckpt["scheduler"])
+    if r.ema is not None:
+        r.ema.load_state_dict(ckpt["ema"])
+    set_rng_state(ckpt["rng"])
+    r.state = _position(ckpt, r.path)
+
+
+def _position(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The loop's position in a checkpoint (metric rows from metrics.csv for one written before they were
+    carried inside it)."""
+    epoch = ckpt["epoch"]
+    rows = ckpt["history"] if "history" in ckpt else read_metrics(path / "metrics.csv", epoch)
+    best = ckpt.get("best") or {"epoch": ckpt["best_epoch"] or None, "value": ckpt["best_top1"]}
+    return {"epoch": epoch, "epoch_step": ckpt.get("epoch_step", 0), "history": [h for h in rows if h["epoch"] <= epoch],
+            "best_top1": ckpt["best_top1"], "best_epoch": ckpt["best_epoch"], "best": best}  # fmt: skip
+
+
+def epoch_state(r: Run, val_top1: float | None = None) -> dict[str, Any]:
+    """The checkpoint an epoch commits: everything :func:`setup` needs to continue bit for bit."""
+    s = r.state
+    return {**r.meta, **s, "val_top1": val_top1, "model": r.model.state_dict(),
+            "ema": r.ema.state_dict() if r.ema else None, "optimizer": r.step.optimizer.state_dict(),
+            "scheduler": r.step.scheduler.state_dict(), "rng": rng_state()}  # fmt: skip
+
+
+def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any], bool]:
+    """Train (part of) one epoch and validate; returns the metrics row and whether the epoch is whole."""
+    cfg, s, world = r.cfg, r.state, r.world
+    skip = s["epoch_step"] if epoch == s["epoch"] else 0
+    steps_left = None if cfg.max_steps is None else cfg.max_steps - r.step.scheduler.last_epoch
+    r.train_loader.set_epoch(epoch)
+    n = len(r.train_loader)
+    task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n, info="")
+
+    def on_step(done: int, loss: float, lr: float) -> None:
+        log(lambda: f"epoch {epoch + 1}/{cfg.epochs} step {done}/{n}: loss {loss:.4f} lr {lr:.3g}")
+
+    t = train_one_epoch(r.net, r.train_loader, r.step, r.device, bar, task, skip=skip, max_steps=steps_left,
+                        on_step=on_step)  # fmt: skip
+    bar.remove_task(task)  # the epoch's line below replaces its bar
+    if not t["finite"]:
+        raise H.diverged(r.path, epoch + 1, "the loss is not finite")
+    cuda = r.device.type == "cuda"
+    logits, targets = predict(r.ema.module if r.ema else r.model, r.val_loader, r.device, cuda, cuda)
+    v = accuracy_stats(logits, targets)
+    row = {"epoch": epoch + 1, "lr": r.step.scheduler.get_last_lr()[0], "train_loss": t["loss"],
+           "train_top1": t["top1"], "val_loss": v["loss"], "val_top1": v["top1"], "val_top5": v["top5"],
+           "images_per_s": t["images"] * world / max(t["seconds"], 1e-9), "epoch_s": t["seconds"]}  # fmt: skip
+    complete = t["batches"] >= n
+    s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, t["batches"])
+    if v["top1"] > s["best_top1"]:
+        s["best_top1"], s["best_epoch"] = v["top1"], epoch + 1
+        s["best"] = {"epoch": epoch + 1, "epoch_step": s["epoch_step"], "value": v["top1"]}
+    s["history"].append(row)
+    return row, complete
+
+
+def train_epochs(r: Run, ckpts: H.Checkpoints, end: int) -> str:
+    """Epochs up to ``end``, each ending in one commit. Returns "done" or "stopped" (--stop-after,
+    --max-steps); raises :class:`detkit.harness.Diverged` at a non-finite loss."""
+    cfg, log = r.cfg, H.ProgressLog(r.cfg.log_every)
+    with progress(transient=False) if r.main else Progress(disable=True) as bar:
+        for epoch in range(r.state["epoch"], end):
+            if cfg.max_steps is not None and r.step.scheduler.last_epoch >= cfg.max_steps:
+                break
+            row, complete = _epoch(r, epoch, bar, log)
+            if r.main:
+                ckpts.commit(epoch_state(r, row["val_top1"]))
+                part = "" if complete else f" (stopped at step {r.state['epoch_step']} of {len(r.train_loader)})"
+                info(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val top-1 "
+                     f"{100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}%, "
+                     f"{row['images_per_s']:.0f} img/s{part}")  # fmt: skip
+            _barrier(r.world)
+    return "done" if r.state["epoch"] >= cfg.epochs else "stopped"
+
+
+def _split_words(cfg: TrainConfig, r: Run) -> str:
+    """How the split was formed, for the start-up line."""
+    limit = f", cut to {cfg.limit} images a side by --limit" if cfg.limit else ""
+    if cfg.val == "official":
+        return f"split: the official train/ vs val/ folders{limit}"
+    return (f"split: seeded stratified {cfg.split:.0%}/{1 - cfg.split:.0%} of every labelled image (train/ and "
+            f"val/ pooled){limit}; --val official validates on the val/ folder instead")  # fmt: skip
+
+
+def _record(r: Run, end: int, threads: dict[str, Any] | None, resumed: bool) -> None:
+    """run.json (a new run) or its ``resumed`` list, config.json, and the start-up lines."""
+    cfg, data = r.cfg, r.data
+    config = {**asdict(cfg), "thread_policy": threads}
+    if resumed:
+        record_resume(r.path, config)
+    else:
+        write_json(r.path / "config.json", asdict(cfg))
+        inputs = [Path(cfg.data) / n for n in ("wnids.txt", "words.txt", "val/val_annotations.txt")]
+        record_run(r.path, {**config, "data_fingerprint": D.fingerprint(data.cat, cfg.img_size)}, cfg.seed, inputs)
+    info(f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
+         f"{len(data.val_x)}, {len(data.cat.classes)} classes, {r.device}, epochs {r.state['epoch'] + 1}-{end} "
+         f"of {cfg.epochs}")  # fmt: skip
+    if not resumed:
+        info(_split_words(cfg, r))
+
+
+def _result(path: Path, state: dict[str, Any], status: str) -> dict[str, Any]:
+    best = state["best_top1"]
+    return {"run": str(path), "status": status, "epochs_done": state["epoch"],
+            "best_val_top1": best if best >= 0 else None, "best_epoch": state["best_epoch"],
+            "last": state["history"][-1] if state["history"] else None}  # fmt: skip
+
+
+def _run(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None) -> dict[str, Any]:
+    """Set up, train, write the final summary and curves; returns the result."""
+    cfg = cfg.resolved()
+    threads = H.apply_threads(cfg.threads, cfg.workers)
+    r = setup(cfg, path, ckpt)
+    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, r.state["epoch"] + cfg.stop_after)
+    ckpts = checkpoints(path)
+    if r.main:
+        _record(r, end, threads, ckpt is not None)
+    try:
+        status = train_epochs(r, ckpts, end)
+    except H.Diverged as e:
+        committed = load_checkpoint(path / "last.pt", RESUME_KEYS) if (path / "last.pt").exists() else None
+        if r.main and committed is not None:
+            ckpts.finish(committed, "diverged")
+        e.result = _result(path, _position(committed, path) if committed else r.state, "diverged")
+        raise
+    finally:
+        if r.world > 1:
+            torch.distributed.destroy_process_group()
+    if r.main:
+        ckpts.finish(epoch_state(r), status)
+    return _result(path, r.state, status)
+
+
+def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
+    """Train a new run in ``cfg.out``.
+
+    Args:
+        cfg: the options.
+        exist_ok: start over in a folder holding a run (its files are deleted, and named).
+    Returns: dict with run, status ("done", or "stopped" by --stop-after/--max-steps), epochs_done,
+        best_val_top1, best_epoch and the last metrics row. A non-finite loss raises
+        :class:`detkit.harness.Diverged` (exit 1), whose ``result`` has status "diverged".
+    """
+    cfg.validate()
+    with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=os.environ.get("RANK", "0") == "0"):
+        return _run(cfg, Path(cfg.out), None)
+
+
+def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Continue the run in folder ``run`` exactly; ``given`` are options typed again (only those of
+    :func:`detkit.harness.resume_fields` may change; --data may name the moved data)."""
+    path = Path(run)
+    with H.RunFolder(path, RUN_FILES, resume=True, main=os.environ.get("RANK", "0") == "0"):
+        ckpt = load_checkpoint(path / "last.pt", need=RESUME_KEYS)
+        saved = {**ckpt["config"], "out": str(path)}
+        cfg = H.resumed_config(TrainConfig, saved, {k: v for k, v in (given or {}).items() if v is not None}, path)
+        cfg.validate()
+        finished = ckpt["epoch"] >= cfg.epochs
+        if os.environ.get("RANK", "0") == "0":
+            checkpoints(path).repair({**ckpt, **_position(ckpt, path)}, finished)
+        if finished:
+            info(f"{path}: the run has finished its {cfg.epochs} epochs already; nothing to do")
+            return _result(path, _position(ckpt, path), "done")
+        return _run(cfg, path, ckpt)

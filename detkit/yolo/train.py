@@ -32,14 +32,13 @@ import torch
 
 from detkit import harness as H
 from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
-from detkit.coco.loaders import load_dataset
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
 from detkit.io import write_json
 from detkit.runs import record_resume, record_run, write_summary
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 from detkit.yolo.config import TrainConfig
-from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, select_images
+from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, has_split, load_split
 from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, _unwrap, evaluate, train_one_epoch
 
 # YOLOv2's VOC anchors, in cells of the 13x13 grid at 416 (yolo-voc.cfg)
@@ -152,8 +151,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return H.load_checkpoint(p / "last.pt" if p.is_dir() else p, "yolo", ("model_config",))
 
 
-def _load_split(path: str, list_file: str | None, limit: int | None):
-    return select_images(load_dataset(path), list_file, limit)
+def _load_split(path: str, list_file: str | None, limit: int | None, split: str | None = None):
+    return load_split(path, list_file, limit, split)  # a data.yaml / Roboflow / VOC split when declared
 
 
 @dataclass
@@ -184,9 +183,9 @@ class Run:
 
 def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any]:
     """Training and validation sets, class map and anchors (from the checkpoint when resuming)."""
-    train_ds = _load_split(cfg.data, cfg.train_list, cfg.limit)
-    if cfg.val_data or cfg.val_list:
-        val_ds = _load_split(cfg.val_data or cfg.data, cfg.val_list, cfg.limit)
+    train_ds = _load_split(cfg.data, cfg.train_list, cfg.limit, "train")
+    if cfg.val_data or cfg.val_list or has_split(cfg.data, "val"):
+        val_ds = _load_split(cfg.val_data or cfg.data, cfg.val_list, cfg.limit, "val")
         val_images = cfg.val_images or (cfg.images if cfg.val_data is None else None)
     else:
         val_ds, val_images = train_ds, cfg.images
@@ -326,7 +325,8 @@ def _evaluate(r: Run, row: dict[str, Any], epoch: int, report_bad) -> None:
     row.update(mAP=metrics["mAP"], mAP50=metrics["mAP50"], eval_images_per_s=metrics["images_per_s"])
     info(f"epoch {epoch + 1}: loss {row['loss']:.4f}  mAP {metrics['mAP']:.4f}  mAP50 {metrics['mAP50']:.4f}")
     if metrics["mAP"] > r.state["best"]["mAP"]:
-        r.state["best"] = {"mAP": metrics["mAP"], "mAP50": metrics["mAP50"], "epoch": epoch + 1}
+        r.state["best"] = {"mAP": metrics["mAP"], "mAP50": metrics["mAP50"], "epoch": epoch + 1,
+                           "epoch_step": r.state["epoch_step"]}  # fmt: skip
         r.state["best_eval"] = metrics
 
 
@@ -374,11 +374,11 @@ def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
             row = {"epoch": epoch + 1, **{k: stats[k] for k in ("loss", *LOSS_PARTS, "lr", "images_per_s")},
                    "seen_images": s["seen_images"]}  # fmt: skip
             last = (epoch + 1 == cfg.epochs and complete) or (cfg.max_steps is not None and r.scheduler.last_epoch >= cfg.max_steps)
+            # a --max-steps stop inside an epoch: --resume skips the batches already trained
+            s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, done)
             if r.main and ((epoch + 1) % cfg.eval_every == 0 or last):
                 _evaluate(r, row, epoch, report_bad)
             s["history"].append(row)
-            # a --max-steps stop inside an epoch: --resume skips the batches already trained
-            s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, done)
             if r.main:
                 ckpts.commit(epoch_state(r))
             if last:

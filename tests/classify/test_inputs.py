@@ -72,7 +72,7 @@ def test_run_folder_rules(trained_run, tmp_path, cli):
     code, _, err = cli("classify", "train", "--data", "x", "--out", trained_run)
     assert code == 2 and err == (
         f"detkit: error: {trained_run}: already holds a run (last.pt); "
-        f"continue it with --resume {trained_run} or pick another --out\n"
+        f"continue it with --resume {trained_run}, start over with --exist-ok, or pick another --out\n"
     )
     # --epochs fixes the one-cycle schedule: a different value cannot continue this run
     code, _, err = cli("classify", "train", "--resume", trained_run, "--epochs", "12", "--lr", "0.1")
