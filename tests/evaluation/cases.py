@@ -1,0 +1,58 @@
+"""Hand-made evaluation cases shared by the tests (ground truth as a Dataset, predictions as columns)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detkit.coco.model import Dataset, make_dataset
+from detkit.evaluation.predictions import Predictions
+
+
+def preds(rows: list[tuple]) -> Predictions:
+    """(image_id, category_id, x, y, w, h, score) rows -> Predictions."""
+    a = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+    return Predictions(
+        a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2:6].copy(), a[:, 6].copy(), source="test"
+    )
+
+
+def gt_with_crowd() -> Dataset:
+    """3 images, category ids with gaps (1, 5, 9; 9 has no ground truth), one crowd box, image 3 empty."""
+    ds = make_dataset(
+        [(1, "a.jpg", 640, 480), (2, "b.jpg", 640, 480), (3, "c.jpg", 640, 480)],
+        [(1, 1, 1, 10, 10, 100, 100), (2, 1, 5, 200, 200, 20, 20), (3, 2, 1, 50, 50, 300, 200),
+         (4, 2, 5, 0, 0, 640, 480), (5, 2, 1, 400, 300, 60, 90)],
+        [(1, "cat"), (5, "dog"), (9, "owl")],
+    )  # fmt: skip
+    ds.iscrowd[3] = 1  # a crowd region over all of image 2
+    return ds
+
+
+def random_case(
+    seed: int, n_images: int = 60, n_boxes: int = 300, n_dets: int = 3000
+) -> tuple[Dataset, Predictions]:
+    """A generated case: jittered copies of the boxes (some with the wrong class), background boxes,
+    crowd boxes, equal scores, more than 100 detections on some images, category ids with gaps."""
+    rng = np.random.default_rng(seed)
+    cats = [(1, "a"), (3, "b"), (4, "c"), (10, "d"), (11, "e")]
+    ids = np.array([c for c, _ in cats])
+    im = rng.integers(1, n_images + 1, n_boxes)
+    wh = rng.uniform(4, 200, (n_boxes, 2))
+    xy = rng.uniform(0, 400, (n_boxes, 2))
+    anns = [(k + 1, int(i), int(rng.choice(ids[:4])), *xy[k], *wh[k]) for k, i in enumerate(im)]
+    ds = make_dataset([(i, f"{i:04d}.jpg", 640, 640) for i in range(1, n_images + 1)], anns, cats)
+    ds.iscrowd[rng.uniform(size=n_boxes) < 0.05] = 1
+    src = rng.integers(0, n_boxes, n_dets // 2)
+    box = ds.bbox[src] + rng.normal(0, 0.15, (len(src), 4)) * np.c_[ds.bbox[src, 2:], ds.bbox[src, 2:]]
+    box[:, 2:] = np.maximum(box[:, 2:], 0.5)
+    cat = np.where(rng.uniform(size=len(src)) < 0.15, rng.choice(ids, len(src)), ds.category_id[src])
+    nb = n_dets - len(src)
+    bimg = np.where(rng.uniform(size=nb) < 0.3, 1, rng.integers(1, n_images + 1, nb))  # image 1 gets > 100
+    bbox = np.c_[rng.uniform(0, 500, (nb, 2)), rng.uniform(2, 150, (nb, 2))]
+    rows = np.c_[
+        np.r_[ds.ann_image_id[src], bimg],
+        np.r_[cat, rng.choice(ids, nb)],
+        np.r_[box, bbox],
+        np.round(rng.uniform(size=n_dets), 1),
+    ]  # fmt: skip  (one decimal: many equal scores)
+    return ds, preds(rows.tolist())

@@ -1,0 +1,129 @@
+"""`detkit coco eval`: --json, --fail-under exit codes, --out for the report, slices, anchors, plots, the fixture."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import shared_path
+from tests.evaluation.cases import random_case
+
+
+@pytest.fixture
+def files(tmp_path):
+    gt, p = random_case(7, n_images=20, n_boxes=80, n_dets=600)
+    (tmp_path / "gt.json").write_text(json.dumps(gt.to_coco_dict()))
+    (tmp_path / "pred.json").write_text(json.dumps(p.to_results()))
+    return tmp_path / "gt.json", tmp_path / "pred.json"
+
+
+def test_json_has_every_number(cli_json, files):
+    doc = cli_json("coco", "eval", *files)
+    assert set(doc["summary"]) == {
+        "AP",
+        "AP50",
+        "AP75",
+        "APs",
+        "APm",
+        "APl",
+        "AR1",
+        "AR10",
+        "AR100",
+        "ARs",
+        "ARm",
+        "ARl",
+    }
+    assert {r["name"] for r in doc["per_class"]} == {"a", "b", "c", "d", "e"}
+    assert [r["type"] for r in doc["tide"]["errors"]] == ["Cls", "Loc", "Both", "Dupe", "Bkg", "Miss"]
+    assert len(doc["pr_curves"]["iou50"]["recall"]) == 101 and 0 <= doc["f1"]["best"]["conf"] <= 1
+    assert len(doc["confusion"]["matrix"]) == 6
+    pc = cli_json("coco", "eval", *files, "--backend", "pycocotools")
+    assert pc["summary"] == pytest.approx(doc["summary"], abs=1e-9)
+
+
+def test_fail_under_exit_codes(cli, cli_json, files):
+    ap50 = cli_json("coco", "eval", *files)["summary"]["AP50"]
+    code, out, err = cli("coco", "eval", *files, "--fail-under", f"mAP50={ap50 - 0.01:.4f},mAP=0")
+    assert code == 0, err
+    code, out, err = cli("coco", "eval", *files, "--fail-under", f"mAP50={ap50 + 0.01:.4f}")
+    assert code == 1 and "FAIL --fail-under mAP50" in err
+    doc = cli_json("coco", "eval", *files, "--fail-under", f"mAP50={ap50 + 0.01:.4f}", expect=1)
+    assert doc["fail_under"]["failed"][0]["metric"] == "mAP50"
+    code, out, err = cli("coco", "eval", *files, "--fail-under", "mAP5=0.3")
+    assert code == 2 and "--fail-under" in err and "Traceback" not in err
+
+
+def test_bad_prediction_exit_2_or_lenient(cli, cli_json, files, tmp_path):
+    rows = json.loads(files[1].read_text())
+    rows[3]["image_id"] = 99999
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(rows))
+    code, out, err = cli("coco", "eval", files[0], bad)
+    assert (
+        code == 2
+        and "bad.json:$[3]: image_id 99999 is not in the ground truth" in err
+        and len(err.strip().splitlines()) == 1
+    )
+    doc = cli_json("coco", "eval", files[0], bad, "--lenient")
+    assert doc["findings"][0]["code"] == "pred.unknown_image" and doc["findings"][0]["count"] == 1
+    assert doc["counts"]["predictions"] == len(rows) - 1
+
+
+def test_out_plots_slices_anchors(cli, files, tmp_path):
+    (tmp_path / "slices.json").write_text(json.dumps({"first": [1, 2, 3], "by_name": ["0004.jpg", "0005"]}))
+    (tmp_path / "anchors.json").write_text(
+        json.dumps({"anchors_normalized": [[0.05, 0.05], [0.2, 0.3]], "norm": "image"})
+    )
+    code, out, err = cli("coco", "eval", *files, "--slices", tmp_path / "slices.json", "--anchors", tmp_path / "anchors.json",
+                         "--out", tmp_path / "run")  # fmt: skip
+    assert code == 0, err
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["kind"] == "coco.eval" and {"mAP", "mAP50", "best_f1_conf"} <= set(s["metrics"])
+    assert [r["slice"] for r in s["tables"]["slices"]] == ["first", "by_name"]
+    assert sum(r["gt"] for r in s["tables"]["anchor_coverage"]) > 0
+    for f in s["plots"].values():
+        assert (tmp_path / "run" / f).stat().st_size > 1000
+    assert set(s["plots"]) == {"pr_curves", "f1_curve", "confusion_matrix", "tide"}
+    assert "TIDE errors" in out and "By slice" in out
+
+
+def test_slice_equals_evaluating_its_images_alone():
+    from detkit.evaluation import evaluate
+
+    gt, p = random_case(8)
+    ids = gt.image_id[:25]
+    full = evaluate(gt, p, slices={"s": ids}, tide=False, conf=None, curves=False)
+    alone = evaluate(
+        gt.subset_images(ids),
+        p.take(__import__("numpy").isin(p.image_id, ids)),
+        tide=False,
+        conf=None,
+        curves=False,
+    )
+    assert full.slices["s"] == pytest.approx(alone.summary, abs=1e-12)
+    py = evaluate(gt, p, slices={"s": ids}, tide=False, conf=None, curves=False, backend="pycocotools")
+    assert py.slices["s"] == pytest.approx(alone.summary, abs=1e-9)
+
+
+def test_fixture_scored_with_its_own_boxes_is_perfect(cli_json, tmp_path):
+    path = shared_path("coco-fixture", "coco", "annotations", "instances_val2017.json")
+    doc = json.loads(path.read_text())
+    rows = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+            for a in doc["annotations"] if not a.get("iscrowd")]  # fmt: skip
+    (tmp_path / "own.json").write_text(json.dumps(rows))
+    for backend in ("hotcoco", "pycocotools"):
+        out = cli_json("coco", "eval", path, tmp_path / "own.json", "--backend", backend)
+        assert (
+            out["summary"]["AP"] == 1.0 and out["summary"]["AP50"] == 1.0 and out["summary"]["AR100"] == 1.0
+        )
+        assert all(e["count"] == 0 for e in out["tide"]["errors"])
+
+
+def test_coco_eval_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from detkit.cli import run; run(['coco', 'eval', '--help']); print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.stdout.strip().endswith("False")

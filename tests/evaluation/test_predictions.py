@@ -1,0 +1,108 @@
+"""Reading predictions in each form and refusing (or, lenient, counting) the ones that would change the mAP."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from detkit.coco.loaders import load_dataset
+from detkit.errors import InputError
+from detkit.evaluation import evaluate, load_predictions
+from detkit.evaluation.predictions import check_predictions
+from tests.evaluation.cases import gt_with_crowd, preds, random_case
+
+
+def _yolo_gt(tmp_path, gt):
+    """Write ``gt`` as a YOLO folder (tiny PNGs of the right size) and load it back."""
+    import cv2
+
+    (tmp_path / "gt" / "images").mkdir(parents=True)
+    (tmp_path / "gt" / "labels").mkdir()
+    cats = np.sort(gt.cat_id).tolist()
+    for i, f, w, h in zip(gt.image_id, gt.file_name, gt.width, gt.height):
+        cv2.imwrite(
+            str(tmp_path / "gt" / "images" / f.replace(".jpg", ".png")),
+            np.zeros((int(h), int(w), 3), np.uint8),
+        )
+        m = (gt.ann_image_id == i) & (gt.iscrowd == 0)
+        lines = [f"{cats.index(c)} {(x + bw / 2) / w:.10f} {(y + bh / 2) / h:.10f} {bw / w:.10f} {bh / h:.10f}"
+                 for c, (x, y, bw, bh) in zip(gt.category_id[m], gt.bbox[m])]  # fmt: skip
+        (tmp_path / "gt" / "labels" / f.replace(".jpg", ".txt")).write_text("\n".join(lines))
+    (tmp_path / "gt" / "classes.txt").write_text("\n".join(str(n) for n in gt.cat_name))
+    return load_dataset(tmp_path / "gt", format="yolo")
+
+
+def test_yolo_txt_predictions_score_as_the_coco_json_form(tmp_path):
+    gt0, p = random_case(5, n_images=12, n_boxes=60, n_dets=400)
+    gt0.iscrowd[:] = 0
+    ygt = _yolo_gt(tmp_path, gt0)
+    # the same predictions as ultralytics save_txt + save_conf files and as a COCO results json
+    (tmp_path / "pred").mkdir()
+    by_stem = {int(i): f.split(".")[0] for i, f in zip(gt0.image_id, gt0.file_name)}
+    cats = np.sort(gt0.cat_id).tolist()
+    lines: dict[str, list[str]] = {}
+    for i, c, (x, y, w, h), s in zip(p.image_id, p.category_id, p.bbox, p.score):
+        lines.setdefault(by_stem[int(i)], []).append(
+            f"{cats.index(c)} {(x + w / 2) / 640:.12f} {(y + h / 2) / 640:.12f} {w / 640:.12f} {h / 640:.12f} {s}"
+        )
+    for stem, ls in lines.items():
+        (tmp_path / "pred" / f"{stem}.txt").write_text("\n".join(ls) + "\n")
+    yp, unmatched = load_predictions(tmp_path / "pred", ygt)
+    assert unmatched == [] and len(yp) == len(p) and yp.format == "yolo"
+    stem_to_yolo_id = {f.split(".")[0]: int(i) for i, f in zip(ygt.image_id, ygt.file_name)}
+    rows = [{"image_id": stem_to_yolo_id[by_stem[int(i)]], "category_id": cats.index(int(c)), "bbox": b, "score": s}
+            for i, c, b, s in zip(p.image_id, p.category_id, p.bbox.tolist(), p.score.tolist())]  # fmt: skip
+    (tmp_path / "pred.json").write_text(json.dumps(rows))
+    jp, _ = load_predictions(tmp_path / "pred.json", ygt)
+    a, b = evaluate(ygt, yp, tide=False, conf=None), evaluate(ygt, jp, tide=False, conf=None)
+    ref = evaluate(gt0, p, tide=False, conf=None, curves=False)
+    assert a.summary == pytest.approx(b.summary, abs=1e-9)
+    assert a.summary == pytest.approx(ref.summary, abs=1e-6)  # the same boxes through normalised text
+    assert 0.05 < a.summary["AP50"] < 0.95
+
+
+def test_detkit_predict_output_matched_by_stem(tmp_path):
+    gt = gt_with_crowd()
+    doc = {"weights": "w.pt", "images": [
+        {"file": "/somewhere/a.png", "output": "a.png", "width": 640, "height": 480,
+         "detections": [{"category_id": 1, "name": "cat", "score": 0.9, "bbox": [10, 10, 100, 100]}]},
+        {"file": "c.jpg", "output": "c.jpg", "width": 640, "height": 480, "detections": []}]}  # fmt: skip
+    (tmp_path / "detections.json").write_text(json.dumps(doc))
+    p, unmatched = load_predictions(tmp_path / "detections.json", gt)
+    assert p.format == "detkit" and unmatched == []
+    assert p.image_id.tolist() == [1] and p.bbox.tolist() == [[10, 10, 100, 100]]
+    assert p.record(0) == "$.images[0].detections[0]"
+
+
+BAD = {
+    "pred.unknown_image": (7, 1, 10, 10, 5, 5, 0.5),
+    "pred.unknown_category": (1, 2, 10, 10, 5, 5, 0.5),
+    "pred.bad_score": (1, 1, 10, 10, 5, 5, float("nan")),
+    "pred.bad_box": (1, 1, 10, 10, 0, 5, 0.5),
+}
+
+
+@pytest.mark.parametrize("code", sorted(BAD))
+def test_bad_prediction_is_one_line_error_or_counted(code):
+    gt = gt_with_crowd()
+    good = [(1, 1, 10, 10, 100, 100, 0.9), (2, 5, 10, 10, 5, 5, 0.3)]
+    p = preds([*good, BAD[code], BAD[code]])
+    with pytest.raises(InputError) as e:
+        check_predictions(gt, p)
+    assert "$[2]" in str(e.value) and "2 predictions" in str(e.value) and "\n" not in str(e.value)
+    kept, findings = check_predictions(gt, p, lenient=True)
+    assert len(kept) == 2 and findings == [
+        {"code": code, "count": 2, "message": findings[0]["message"], "example": findings[0]["example"]}
+    ]
+
+
+def test_negative_score_and_yolo_without_conf(tmp_path):
+    gt = gt_with_crowd()
+    with pytest.raises(InputError, match="score -0.1"):
+        check_predictions(gt, preds([(1, 1, 10, 10, 5, 5, -0.1)]))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(InputError, match="a.txt:line 1: .*save_conf"):
+        load_predictions(tmp_path / "p", gt)
