@@ -152,3 +152,48 @@ def test_official_val_and_local_weights(trained_run, tiny_set, tmp_path, cli):
     assert all(f.startswith("train/") for f in split["train"]) and all(
         f.startswith("val/") for f in split["val"]
     )
+
+
+def test_limit_and_max_steps_resume_exactly(tiny_set, tmp_path, cli):
+    common = ["--data", tiny_set, "--epochs", "2", "--limit", "64", "--workers", "2", *TINY]  # 2 steps an epoch
+    code, _, err = cli("classify", "train", "--out", tmp_path / "straight", *common)
+    assert code == 0, err
+    assert "split: seeded stratified 70%/30%" in err and "--val official validates on the val/ folder" in err
+    split = json.loads((tmp_path / "straight" / "split.json").read_text())
+    assert (len(split["train"]), len(split["val"]), split["limit"]) == (64, 64, 64)
+    code, _, err = cli("classify", "train", "--out", tmp_path / "part", *common, "--max-steps", "3")
+    assert code == 0, err
+    ckpt = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["epoch_step"], ckpt["scheduler"]["last_epoch"]) == (1, 1, 3)
+    assert json.loads((tmp_path / "part" / "summary.json").read_text())["status"] == "stopped"
+    code, _, err = cli("classify", "train", "--resume", tmp_path / "part", "--log-every", "0")
+    assert code == 0, err
+    assert "epoch 2/2 step 2/2: loss" in err  # the progress line off a terminal
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    assert (b["epoch"], b["epoch_step"]) == (2, 0)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["ema"]["module"][k], b["ema"]["module"][k]) for k in a["ema"]["module"])
+    ra, rb = ((tmp_path / r / "metrics.csv").read_text().splitlines() for r in ("straight", "part"))
+    # epoch 1 whole; epoch 2's validation (same weights) whole, its train loss averages the steps of the
+    # call that finished it
+    cols = lambda line, idx: [line.split(",")[i] for i in idx]
+    assert cols(ra[1], range(7)) == cols(rb[1], range(7)) and cols(ra[2], (0, 1, 4, 5, 6)) == cols(rb[2], (0, 1, 4, 5, 6))
+
+
+def test_a_finished_run_missing_its_side_files_is_rebuilt_on_resume(trained_run, tmp_path, cli):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    before = (run / "metrics.csv").read_text()
+    for name in ("summary.json", "metrics.csv", "curves.png"):
+        (run / name).unlink()
+    (run / ".last.abcdefgh.pt").write_bytes(b"torn")  # a temp file of a killed save
+    code, _, err = cli("classify", "train", "--resume", run, "--device", "cpu")
+    assert code == 0, err
+    assert "removed 1 temp file(s)" in err and "rebuilt metrics.csv, curves.png, summary.json" in err
+    assert (run / "metrics.csv").read_text() == before and (run / "curves.png").stat().st_size > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["plots"] == {"curves": "curves.png"}
+    assert summary["split"]["train_images"] == 210 and not (run / ".last.abcdefgh.pt").exists()

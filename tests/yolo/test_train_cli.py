@@ -136,6 +136,7 @@ def test_nan_loss_stops_with_exit_1_and_keeps_the_checkpoint(synth8, tmp_path, c
         f"detkit: error: training stopped in epoch 2: loss is nan at step 1 of the epoch; last good checkpoint kept: {run / 'last.pt'}"
     )
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"  # the one NaN policy
 
 
 def test_missing_data_is_a_usage_error(cli, tmp_path):
@@ -170,3 +171,31 @@ def test_corrupt_image_is_reported_by_path_and_training_goes_on(synth8, tmp_path
     assert f"{bad}: cannot decode the image; skipped" in err.replace("\n", "")
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["seen_images"] == 7
+
+
+def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_pt(synth8, tmp_path, cli):
+    run = tmp_path / "run"
+    common = ["--data", synth8 / "instances.json", "--epochs", "2", "--batch", "4", "--img-size", "64", *TINY]
+    code, _, err = cli("yolo", "train", *common, "--out", run, "--log-every", "0")
+    assert code == 0, err
+    assert "epoch 2/2 step 2/2: loss" in err  # a progress line per step off a terminal with --log-every 0
+    before = (run / "metrics.csv").read_text()
+    code, _, err = cli("yolo", "train", *common, "--out", run, "--epochs", "1")
+    assert code == 2 and err.strip() == (
+        f"detkit: error: {run}: already holds a run (last.pt); continue it with --resume {run}, "
+        "start over with --exist-ok, or pick another --out"
+    )
+    assert (run / "metrics.csv").read_text() == before
+    # a kill after the last commit: the side files are rebuilt from last.pt, exit 0
+    for name in ("summary.json", "metrics.csv", "best.pt"):
+        (run / name).unlink()
+    code, _, err = cli("yolo", "train", "--resume", run)
+    assert code == 0, err
+    assert "rebuilt best.pt, metrics.csv, summary.json from last.pt (epoch 2)" in err
+    assert (run / "metrics.csv").read_text().splitlines() == before.splitlines()
+    assert json.loads((run / "summary.json").read_text())["status"] == "done"
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 2
+    code, _, err = cli("yolo", "train", *common, "--out", run, "--epochs", "1", "--exist-ok")
+    assert code == 0, err
+    assert "--exist-ok: deleted the previous run's run.json, config.json, metrics.csv, last.pt, best.pt, summary.json" in err
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1 and not (run / ".detkit.lock").exists()
