@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.conftest import shared_path
@@ -44,13 +45,13 @@ def test_json_has_every_number(cli_json, files):
 
 def test_fail_under_exit_codes(cli, cli_json, files):
     ap50 = cli_json("coco", "eval", *files)["summary"]["AP50"]
-    code, out, err = cli("coco", "eval", *files, "--fail-under", f"mAP50={ap50 - 0.01:.4f},mAP=0")
+    code, _, err = cli("coco", "eval", *files, "--fail-under", f"mAP50={ap50 - 0.01:.4f},mAP=0")
     assert code == 0, err
-    code, out, err = cli("coco", "eval", *files, "--fail-under", f"mAP50={ap50 + 0.01:.4f}")
+    code, _, err = cli("coco", "eval", *files, "--fail-under", f"mAP50={ap50 + 0.01:.4f}")
     assert code == 1 and "FAIL --fail-under mAP50" in err
     doc = cli_json("coco", "eval", *files, "--fail-under", f"mAP50={ap50 + 0.01:.4f}", expect=1)
     assert doc["fail_under"]["failed"][0]["metric"] == "mAP50"
-    code, out, err = cli("coco", "eval", *files, "--fail-under", "mAP5=0.3")
+    code, _, err = cli("coco", "eval", *files, "--fail-under", "mAP5=0.3")
     assert code == 2 and "--fail-under" in err and "Traceback" not in err
 
 
@@ -59,7 +60,7 @@ def test_bad_prediction_exit_2_or_lenient(cli, cli_json, files, tmp_path):
     rows[3]["image_id"] = 99999
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(rows))
-    code, out, err = cli("coco", "eval", files[0], bad)
+    code, _, err = cli("coco", "eval", files[0], bad)
     assert (
         code == 2
         and "bad.json:$[3]: image_id 99999 is not in the ground truth" in err
@@ -125,5 +126,5 @@ def test_coco_eval_does_not_import_torch():
     import sys
 
     code = "import sys; from detkit.cli import run; run(['coco', 'eval', '--help']); print('torch' in sys.modules)"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip().endswith("False")
