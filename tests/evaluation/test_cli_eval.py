@@ -97,7 +97,7 @@ def test_slice_equals_evaluating_its_images_alone():
     full = evaluate(gt, p, slices={"s": ids}, tide=False, conf=None, curves=False)
     alone = evaluate(
         gt.subset_images(ids),
-        p.take(__import__("numpy").isin(p.image_id, ids)),
+        p.take(np.isin(p.image_id, ids)),
         tide=False,
         conf=None,
         curves=False,
