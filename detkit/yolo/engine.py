@@ -4,13 +4,12 @@
 loss, gradient clipping, per-step LR schedule, EMA update) and stops with :class:`NonFiniteLoss` as soon
 as the loss or the gradient is NaN/inf, before the optimizer touches the weights. ``evaluate``
 post-processes, maps boxes back to original pixels and class indices back to the dataset's category ids,
-and scores them with pycocotools, guarding its traps (see :func:`coco_eval`).
+and scores them with the engine of ``detkit coco eval`` (see :func:`coco_eval`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -203,61 +202,40 @@ def predict_batch(
     return rows
 
 
-def coco_eval(gt: Dataset, results: list[dict[str, Any]], image_ids: list[int] | None = None) -> dict[str, Any]:
+def coco_eval(
+    gt: Dataset, results: list[dict[str, Any]], image_ids: list[int] | None = None, backend: str = "hotcoco"
+) -> dict[str, Any]:
     """COCO mAP of ``results`` (COCO results rows, xywh pixels) against ``gt``, quietly.
 
-    Guards pycocotools' traps: the ground truth is rebuilt with an ``info`` key; an empty result list
-    gives mAP 0 instead of an IndexError; a category id absent from ``gt`` raises ValueError instead of
-    being ignored; boxes must be xywh (rows from :func:`predict_batch` are).
+    The same engine as ``detkit coco eval`` (:func:`detkit.evaluation.engine.coco_evaluate`: hotcoco,
+    pycocotools' exact semantics, built from the columns): an empty result list gives mAP 0; a category id
+    absent from ``gt`` raises ValueError instead of being ignored; boxes must be xywh (rows from
+    :func:`predict_batch` are).
 
     Args:
         gt: the ground truth.
         results: COCO results rows (image_id, category_id, bbox xywh, score).
         image_ids: evaluate only these images (default: every image of ``gt``).
+        backend: ``hotcoco`` or ``pycocotools``.
 
     Returns:
         ``mAP`` (@[.5:.95]), ``mAP50``, ``mAP75`` and ``per_class`` rows (category_id, name, gt boxes,
         AP, AP50; AP None for a class without ground truth), ``detections``.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    from detkit.evaluation.analysis import per_class
+    from detkit.evaluation.engine import coco_evaluate
+    from detkit.evaluation.predictions import from_results
 
     known = {int(c) for c in gt.cat_id}
     bad = sorted({int(r["category_id"]) for r in results} - known)
     if bad:
         raise ValueError(f"predictions use category ids {bad} that the ground truth does not declare")
-    img_ids = [int(i) for i in (gt.image_id if image_ids is None else image_ids)]
-    names = gt.category_names()
-    n_gt = {c: int(((gt.category_id == c) & np.isin(gt.ann_image_id, img_ids)).sum()) for c in known}
-    per_class = [{"category_id": c, "name": names[c], "gt_boxes": n_gt[c], "AP": 0.0 if n_gt[c] else None,
-                  "AP50": 0.0 if n_gt[c] else None} for c in sorted(known)]  # fmt: skip
-    out = {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class": per_class, "detections": len(results)}
-    if not results:
-        return out
-    doc = gt.to_coco_dict()
-    doc.setdefault("info", {})  # pycocotools' loadRes copies gt.dataset["info"]
-    for a in doc["annotations"]:
-        a.setdefault("area", a["bbox"][2] * a["bbox"][3])
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress on stdout
-        coco_gt = COCO()
-        coco_gt.dataset = doc
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([dict(r) for r in results])
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        ev.params.imgIds = img_ids
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = [max(float(v), 0.0) for v in ev.stats]  # -1 means "no ground truth at all"
-    out.update(mAP=stats[0], mAP50=stats[1], mAP75=stats[2])
-    prec = ev.eval["precision"]  # (T iou thresholds, R recalls, K classes, A areas, M max dets)
-    for k, c in enumerate(ev.params.catIds):
-        p = prec[:, :, k, 0, -1]  # area "all", maxDets 100
-        row = next(r for r in per_class if r["category_id"] == c)
-        if row["gt_boxes"]:
-            row["AP"] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
-            row["AP50"] = float(p[0][p[0] > -1].mean()) if (p[0] > -1).any() else 0.0
-    return out
+    ids = None if image_ids is None else np.asarray(image_ids, dtype=np.int64)
+    core = coco_evaluate(gt, from_results(results), backend, image_ids=ids)
+    stats = [max(float(v), 0.0) for v in core.stats]  # -1 means "no ground truth at all"
+    rows = [{"category_id": r["category_id"], "name": r["name"], "gt_boxes": r["gt"], "AP": r["AP"], "AP50": r["AP50"]}
+            for r in per_class(core, gt, image_ids=core.image_ids)]  # fmt: skip
+    return {"mAP": stats[0], "mAP50": stats[1], "mAP75": stats[2], "per_class": rows, "detections": len(results)}
 
 
 def evaluate(
