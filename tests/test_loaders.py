@@ -64,7 +64,9 @@ def test_synthetic_set_is_deterministic(tmp_path):
     b = write_detection_set(tmp_path / "b", images=3, size=64, seed=5).read_bytes()
     c = write_detection_set(tmp_path / "c", images=3, size=64, seed=6).read_bytes()
     assert a == b and a != c
-    assert (tmp_path / "a/images/shape_00002.jpg").read_bytes() == (tmp_path / "b/images/shape_00002.jpg").read_bytes()
+    assert (tmp_path / "a/images/shape_00002.jpg").read_bytes() == (
+        tmp_path / "b/images/shape_00002.jpg"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -75,7 +77,10 @@ def test_synthetic_set_is_deterministic(tmp_path):
         (b"[1, 2, 3]", "$"),
         (b'{"images": [{"id": 1, "width": "ten", "height": 10}]}', "$.images[0].width"),
         (b'{"images": [{"id": 1, "width": -4, "height": 10}]}', "$.images[0]"),
-        (b'{"images": [], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2]}]}', "bbox"),
+        (
+            b'{"images": [], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2]}]}',
+            "bbox",
+        ),
     ],
 )
 def test_bad_coco_json_is_one_line_error(tmp_path, content, where):
@@ -125,7 +130,9 @@ def test_memory_mapped_decode_matches_and_reports_lines(tmp_path, shapes_dir, mo
     assert np.array_equal(mapped.bbox, small.bbox) and list(mapped.file_name) == list(small.file_name)
     assert np.array_equal(loaders.load_labels(src).category_id, small.category_id)
     p = tmp_path / "bad.json"
-    p.write_bytes(b'{"images": [\n{"id": 1, "width": 4, "height": 4},\n{"id": 2, "width": NaN, "height": 4}]}')
+    p.write_bytes(
+        b'{"images": [\n{"id": 1, "width": 4, "height": 4},\n{"id": 2, "width": NaN, "height": 4}]}'
+    )
     with pytest.raises(InputError, match=r"bad.json:line 3: NaN/Infinity is not a JSON number"):
         load_dataset(p)
     p.write_bytes(b'{"images": [], "info": {"x": "caf\xe9"}}')  # bad byte in a field the decoder skips
@@ -149,3 +156,49 @@ def test_missing_area_and_iscrowd_are_filled_and_flagged(tmp_path):
     ds = load_dataset(p)
     assert ds.area.tolist() == [6, 5] and ds.iscrowd.tolist() == [0, 1]
     assert ds.missing["area"].tolist() == [True, False] and ds.missing["iscrowd"].tolist() == [True, False]
+
+
+def test_bccd_voc_image_sets_are_the_split_column():
+    root = shared_path("bccd", "BCCD")
+    ds = load_dataset(root)
+    # ImageSets/Main: train 205 + val 87 + test 72 = 364 = every annotated image, each in exactly one list
+    assert {s: int((ds.split == s).sum()) for s in ds.split_names()} == {"train": 205, "val": 87, "test": 72}
+    assert ds.num_images == 364 and len(set(ds.file_name.tolist())) == 364 and not ds.skipped
+    assert ds.image_id.tolist() == list(range(1, 365))  # each image once: the file order and ids are kept
+    from detkit.coco.loaders import declared_splits
+
+    assert declared_splits(root) == ["train", "val", "test"]
+    test = load_dataset(root, split="test")
+    assert test.num_images == 72 and test.num_annotations == int(
+        np.isin(ds.ann_image_id, ds.image_id[ds.split == "test"]).sum()
+    )
+    stems = {
+        ln.strip() for ln in (root / "ImageSets" / "Main" / "test.txt").read_text().splitlines() if ln.strip()
+    }
+    assert {f.rsplit(".", 1)[0] for f in test.file_name} == stems
+
+
+def test_voc_split_lists_with_gaps(tmp_path):
+    ann, main = tmp_path / "Annotations", tmp_path / "ImageSets" / "Main"
+    ann.mkdir()
+    main.mkdir(parents=True)
+    for stem in ("a", "b", "c"):
+        (ann / f"{stem}.xml").write_text(f"<annotation><filename>{stem}.jpg</filename><size><width>9</width><height>9</height>"
+                                         "</size><object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax>"
+                                         "<ymax>5</ymax></bndbox></object></annotation>")  # fmt: skip
+    (main / "train.txt").write_text("a\nghost\n")
+    (main / "val.txt").write_text("a\nb\n")  # a in train and val: two rows
+    ds = load_dataset(tmp_path)
+    assert list(zip(ds.split, ds.file_name)) == [
+        ("train", "a.jpg"),
+        ("val", "a.jpg"),
+        ("val", "b.jpg"),
+        ("unassigned", "c.jpg"),
+    ]
+    assert ds.num_annotations == 4 and ds.image_index().tolist() == [0, 1, 2, 3]
+    assert [(s.code, s.where) for s in ds.skipped] == [
+        ("split.unknown_item", "line 2"),
+        ("split.unassigned", None),
+    ]
+    with pytest.raises(InputError, match=r"train.txt:line 2: 'ghost' has no annotation file"):
+        load_dataset(tmp_path, strict=True)

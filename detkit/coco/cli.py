@@ -72,12 +72,10 @@ def _skipped_doc(ds) -> dict | None:
 
 def _warn_skipped(ds) -> None:
     """One warning line for what the loader skipped, one note for what it repaired (stderr)."""
-    doc = _skipped_doc(ds)
-    if doc is not None:
-        if doc["message"]:
-            warn(f"{doc['message']}; --strict to stop instead, `detkit coco validate` for all")
-        if doc["notes"]:
-            info(f"note: {doc['notes']}")
+    from detkit.coco.loaders import warn_skipped
+
+    if hasattr(ds, "skipped"):
+        warn_skipped(ds)
 
 
 def _table(title: str, columns: list[str], rows: list[list[object]]):

@@ -28,8 +28,21 @@ from detkit.coco.readers import image_size
 from detkit.errors import InputError
 
 __all__ = [
-    "FORMATS", "IMAGE_EXTS", "TEXT_EXAMPLE", "detect_format", "image_size", "load_coco", "load_coco_labels",
-    "load_dataset", "load_labels", "load_text", "load_voc", "load_yolo", "skipped_summary",
+    "FORMATS",
+    "IMAGE_EXTS",
+    "TEXT_EXAMPLE",
+    "declared_splits",
+    "detect_format",
+    "image_size",
+    "load_coco",
+    "load_coco_labels",
+    "load_dataset",
+    "load_labels",
+    "load_text",
+    "load_voc",
+    "load_yolo",
+    "skipped_summary",
+    "warn_skipped",
 ]  # fmt: skip
 
 FORMATS = ("coco", "text", "yolo", "voc")
@@ -177,8 +190,8 @@ def concat_splits(parts: list[tuple[str, Dataset]], source: str, image_root: str
                      ("bb", ds.bbox), ("ar", ds.area), ("cr", ds.iscrowd)):  # fmt: skip
             cols[k].append(v)
         cols["sp"].append(np.full(ds.num_images, name, dtype=object))
-        img_off = int(max(img_off, np.concatenate([ds.image_id + img_off, [img_off]]).max()))
-        ann_off = int(max(ann_off, np.concatenate([ds.ann_id + ann_off, [ann_off]]).max()))
+        img_off = int((ds.image_id + img_off).max()) + 1 if ds.num_images else img_off  # next split's ids follow
+        ann_off = int((ds.ann_id + ann_off).max()) + 1 if ds.num_annotations else ann_off
     cat_ids = np.array(sorted(cats), dtype=np.int64)
     c = {k: np.concatenate(v) for k, v in cols.items()}
     return Dataset(
@@ -221,3 +234,42 @@ def skipped_summary(ds: Dataset) -> dict[str, Any] | None:
         "message": (f"skipped {len(lost):,} item(s): " + line(lost)) if lost else None,
         "notes": line(kept), "items": [s.as_dict() for s in ds.skipped[:20]],
     }  # fmt: skip
+
+
+def warn_skipped(ds: Dataset, hint: str = "--strict to stop instead, `detkit coco validate` for all") -> None:
+    """The one stderr warning line (count and first path) for what was skipped, and a note for repairs."""
+    from detkit.console import info, warn
+
+    doc = skipped_summary(ds)
+    if doc is not None:
+        if doc["message"]:
+            warn(f"{doc['message']}" + (f"; {hint}" if hint else ""))
+        if doc["notes"]:
+            info(f"note: {doc['notes']}")
+
+
+def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
+    """The splits a source declares, without reading labels or images ([] when it has none).
+
+    A data yaml's train / val / test keys, a Roboflow export's split folders, ``images/<split>`` folders,
+    VOC ``ImageSets/Main`` lists. Unreadable sources give [] (loading them names the problem).
+    """
+    from detkit.coco.layouts import read_yaml, voc_image_sets, yolo_folder_layout
+
+    p = Path(path)
+    try:
+        fmt = format or detect_format(p)
+        if fmt == "coco":
+            return [s for s in roboflow_coco_files(p) if s] if p.is_dir() else []
+        if fmt == "voc":
+            root = p if (p / "Annotations").is_dir() else p.parent
+            return list(voc_image_sets(root)) if p.is_dir() else []
+        if fmt == "yolo":
+            y = p if p.is_file() else find_yaml(p)
+            if y is not None:
+                doc = read_yaml(y)
+                return [k for k in ("train", "val", "test") if doc.get(k) not in (None, "", [])]
+            return [s.name for s in yolo_folder_layout(p).splits if s.name]
+    except InputError:
+        return []
+    return []
