@@ -32,6 +32,10 @@ KINDS: dict[str, tuple[str, str]] = {
     ),
     "yolo.train": ("Detector training", "YOLOv2-style detector: per-epoch loss parts and validation mAP."),
     "yolo.eval": ("Detector evaluation", "COCO-style mAP of the trained detector, per class."),
+    "coco.eval": (
+        "Predictions scored",
+        "COCO mAP of a detector's predictions (pycocotools-exact), per class and size, TIDE errors, curves.",
+    ),
     "classify.train": ("Classifier training", "Per-epoch loss and accuracy of the classifier."),
     "classify.eval": (
         "Classifier evaluation",
