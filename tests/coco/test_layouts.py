@@ -262,3 +262,13 @@ def test_trainer_takes_train_and_val_from_the_yaml(tmp_path):
     # a source without splits: the whole set, whatever split is asked for
     write_yolo_split(tmp_path / "flat" / "images", tmp_path / "flat" / "labels", {"z": "0 0.5 0.5 0.1 0.1\n"})
     assert load_split(tmp_path / "flat", split="val").num_images == 1
+
+
+def test_yolo_train_data_yaml_uses_train_and_val(tmp_path):
+    from detkit.yolo.train import TrainConfig, _load_data
+
+    y = ultralytics_set(tmp_path)
+    d = _load_data(TrainConfig(data=str(y), out=str(tmp_path / "run")), None)
+    assert d["train_ds"].file_name.tolist() == ["images/train/a.jpg", "images/train/b.jpg", "images/train/c.jpg"]
+    assert d["val_ds"].file_name.tolist() == ["images/val/d.jpg", "images/val/e.jpg"]
+    assert d["class_map"].names == ["cat", "dog"]
