@@ -188,7 +188,9 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         return doc, changes
 
     # from the source document: untouched records are copied as they are (msgspec.Raw: not even decoded)
-    doc = {k: v for k, v in raw.items() if k not in ("images", "annotations", "categories")}
+    bad_keys = ds.extra.get("bad_top_keys", [])
+    doc = {k: v for k, v in raw.items() if k not in ("images", "annotations", "categories", *bad_keys)}
+    changes += [{"action": "drop_unusable", "record": f"$.{k}"} for k in bad_keys]
     for key, index, mask in (
         ("images", "image_raw_index", img_keep),
         ("categories", "category_raw_index", cat_keep),

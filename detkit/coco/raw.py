@@ -67,6 +67,8 @@ def show(v: Any, limit: int = 40) -> str:
     if isinstance(v, HugeNumber) or (isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128):
         digits = len(v.digits) if isinstance(v, HugeNumber) else int(v.bit_length() * 0.30103)  # no int->str
         return f"an integer of about {digits} digits"
+    if isinstance(v, list) and len(v) <= 8 and not any(isinstance(x, (list, dict)) for x in v):
+        return ("[" + ", ".join(show(x, limit) for x in v) + "]")[: 2 * limit]
     try:
         text = json.dumps(v)
     except (TypeError, ValueError, RecursionError):
@@ -360,6 +362,13 @@ def load_coco_lenient(
             raise InputError(path, f"$.{key}", f"expected an array, got {type(doc[key]).__name__}")
     if "images" not in doc:
         raise InputError(path, "$", "missing 'images' (not a COCO instances file)")
+    bad_keys = [
+        k
+        for k, ok in (("info", dict), ("licenses", list))
+        if doc.get(k) is not None and not isinstance(doc[k], ok)
+    ]
+    for k in bad_keys:  # the loaders read these typed: another type stops them
+        fnd.add("record.wrong_type", f"$.{k}", note=f"got {show(doc[k])}")
     images = doc["images"]
     anns = doc.get("annotations", [])
     cats = doc.get("categories", [])
@@ -368,6 +377,9 @@ def load_coco_lenient(
     for i, im in enumerate(images):
         if _check_fields(im, f"$.images[{i}]", _IMAGE, fnd):
             name = im.get("file_name", "")
+            if not isinstance(name, str):  # the loaders read file_name as a string or not at all
+                fnd.add("record.wrong_type", f"$.images[{i}].file_name", im["id"], note=f"got {show(name)}")
+                continue
             img_rows.append(
                 (
                     im["id"],
@@ -390,7 +402,7 @@ def load_coco_lenient(
         if "area" in a and not _is_num(a_area):
             fnd.add("record.wrong_type", f"{where}.area", a["id"], note=f"got {show(a_area)}")
             continue
-        if "iscrowd" in a and not (_is_int(a_crowd) or isinstance(a_crowd, bool)):
+        if "iscrowd" in a and not _is_int(a_crowd):  # true/false too: the loaders read an integer
             fnd.add("record.wrong_type", f"{where}.iscrowd", a["id"], note=f"got {show(a_crowd)}")
             continue
         bad_poly = _polygon_problems(a.get("segmentation"))
@@ -429,7 +441,7 @@ def load_coco_lenient(
             "raw_index": np.array(raw_index, dtype=np.int64),
             "image_raw_index": np.array(img_raw, dtype=np.int64),
             "category_raw_index": np.array(cat_raw, dtype=np.int64),
-            "bad_polygon_rows": bad_rows, "decode_changes": decode_changes,
+            "bad_polygon_rows": bad_rows, "decode_changes": decode_changes, "bad_top_keys": bad_keys,
         },
     )  # fmt: skip
     return ds, doc

@@ -10,15 +10,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detkit.coco.fix import plan_fix, write_fix
 from detkit.coco.loaders import load_dataset, load_labels
 from detkit.coco.validate import validate_path
 from detkit.errors import InputError
 
 COCO = json.dumps(
     {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}, {"id": 2, "file_name": "b.jpg", "width": 32, "height": 32}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": "b.jpg", "width": 32, "height": 32},
+        ],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 3, "bbox": [1.5, 2, 10, 20], "area": 150.0, "iscrowd": 0, "segmentation": [[1, 2, 11, 2, 11, 22]]},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 3,
+                "bbox": [1.5, 2, 10, 20],
+                "area": 150.0,
+                "iscrowd": 0,
+                "segmentation": [[1, 2, 11, 2, 11, 22]],
+            },
             {"id": 2, "image_id": 2, "category_id": 7, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0},
         ],
         "categories": [{"id": 3, "name": "circle"}, {"id": 7, "name": "rectangle"}],
@@ -83,7 +95,59 @@ def _load_or_input_error(path: Path, fmt: str) -> None:
             assert "\n" not in str(exc)
 
 
-SETTINGS = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+# what the issue's fault-injection campaign fed: very deep nesting, numbers too long for a float (400
+# digits) or for Python's int parser (5000), lone surrogate escapes, and whole files in other encodings
+HOSTILE = [b"1" + b"0" * 399, b"-1" + b"0" * 4999, b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+           b'"\\ud800"', b'"x\\udfff"', b"1e400", b"-0"]  # fmt: skip
+ENCODINGS = ["utf-8-sig", "utf-16", "utf-16-be", "utf-32", "shift_jis"]
+
+
+@st.composite
+def hostile(draw, data: bytes) -> bytes:
+    """``data`` with a number or string swapped for a hostile value, a hostile value inserted, or re-encoded."""
+    kind = draw(st.sampled_from(["swap", "insert", "encode"]))
+    if kind == "encode":
+        enc = draw(st.sampled_from(ENCODINGS))
+        try:
+            return data.decode("utf-8").encode(enc)
+        except (UnicodeError, LookupError):
+            return data
+    value = draw(st.sampled_from(HOSTILE))
+    if kind == "insert":
+        i = draw(st.integers(0, len(data)))
+        return data[:i] + value + data[i:]
+    tokens = [t for t in (b"64", b"48", b"1.5", b"10", b'"a.jpg"', b'"circle"', b"3", b"0") if t in data]
+    if not tokens:
+        return data + value
+    return data.replace(draw(st.sampled_from(tokens)), value, 1)
+
+
+def _coco_agrees_and_fixes(path: Path) -> None:
+    """validate never passes (exit 0 at --fail-on error) a COCO file the loader rejects, and what --fix
+    writes from any file validate reads passes --fail-on error and loads."""
+    try:
+        load_dataset(path, format="coco")
+        loads = True
+    except InputError:
+        loads = False
+    try:
+        report = validate_path(path, format="coco", keep_raw=True)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert loads or report.fails("error"), [f.code for f in report.findings]
+    out = path.with_name("fixed.json")
+    write_fix(report, out)
+    after = validate_path(out, format="coco")
+    assert not after.fails("error"), [
+        (f.code, f.examples[:1]) for f in after.findings if f.severity == "error"
+    ]
+    plan_fix(after)  # and fixing the fixed file again does not crash
+
+
+SETTINGS = settings(
+    max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @pytest.mark.parametrize("fmt, data", [("coco", COCO), ("text", TEXT)])
@@ -129,3 +193,41 @@ def test_voc_loader_survives_mutations(tmp_path):
 
     run()
     shutil.rmtree(ann)
+
+
+def test_coco_hostile_values_and_encodings(tmp_path):
+    path = tmp_path / "f.json"
+
+    @settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(hostile(COCO))
+    def run(blob):
+        path.write_bytes(blob)
+        _load_or_input_error(path, "coco")
+        _coco_agrees_and_fixes(path)
+
+    run()
+
+
+def test_coco_mutations_validate_agrees_with_the_loader_and_fix_is_clean(tmp_path):
+    path = tmp_path / "f.json"
+
+    @SETTINGS
+    @given(mutated(COCO))
+    def run(blob):
+        path.write_bytes(blob)
+        _coco_agrees_and_fixes(path)
+
+    run()
+
+
+@pytest.mark.parametrize("fmt, data", [("text", TEXT), ("voc", VOC)])
+def test_line_and_xml_formats_survive_hostile_values(tmp_path, fmt, data):
+    path = tmp_path / ("f.txt" if fmt == "text" else "f.xml")
+
+    @settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(hostile(data))
+    def run(blob):
+        path.write_bytes(blob)
+        _load_or_input_error(path, fmt)
+
+    run()
