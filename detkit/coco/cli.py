@@ -373,8 +373,11 @@ def _write_csv(rows: list[dict], path: Path) -> None:
 
 
 def _markdown(rows: list[dict]) -> str:
-    lines = ["| id | name | instances | images | share |", "|---:|---|---:|---:|---:|"]
-    lines += [f"| {r['id']} | {r['name'].replace('|', '/')} | {r['instances']} | {r['images']} | {r['share']:.2%} |" for r in rows]
+    splits = list(rows[0].get("splits", {})) if rows else []  # each split's instances and share, side by side
+    lines = ["| id | name | instances | images | share |" + "".join(f" {sp} | {sp} % |" for sp in splits),
+             "|---:|---|---:|---:|---:|" + "---:|---:|" * len(splits)]  # fmt: skip
+    lines += [f"| {r['id']} | {r['name'].replace('|', '/')} | {r['instances']} | {r['images']} | {r['share']:.2%} |"
+              + "".join(f" {r['splits'][sp]['instances']} | {r['splits'][sp]['share']:.1%} |" for sp in splits) for r in rows]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -85,13 +85,13 @@ def detect_format(path: str | Path) -> str:
         return "voc"
     if roboflow_coco_files(p):
         return "coco"
-    if find_yaml(p) is not None or split_folders(p) or (p / "images").is_dir():
-        return "yolo"
-    if (p / "labels").is_dir() or next(p.rglob("*.txt"), None) is not None:
+    if find_yaml(p) is not None or split_folders(p) or (p / "labels").is_dir():
         return "yolo"
     jsons = sorted(p.glob("*.json")) + sorted(p.glob("annotations/instances_*.json"))
-    if len(jsons) == 1:
+    if len(jsons) == 1:  # before the .txt probe: a COCO folder may hold a README.txt
         return "coco"
+    if next(p.rglob("*.txt"), None) is not None:
+        return "yolo"
     raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
 
 

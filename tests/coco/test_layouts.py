@@ -272,3 +272,20 @@ def test_yolo_train_data_yaml_uses_train_and_val(tmp_path):
     assert d["train_ds"].file_name.tolist() == ["images/train/a.jpg", "images/train/b.jpg", "images/train/c.jpg"]
     assert d["val_ds"].file_name.tolist() == ["images/val/d.jpg", "images/val/e.jpg"]
     assert d["class_map"].names == ["cat", "dog"]
+
+
+def test_coco_folder_with_images_and_a_readme_is_coco(tmp_path, shapes_dir):
+    import shutil
+
+    shutil.copytree(shapes_dir, tmp_path / "set")
+    (tmp_path / "set" / "annotations").mkdir()
+    (tmp_path / "set" / "instances.json").rename(tmp_path / "set" / "annotations" / "instances_val.json")
+    (tmp_path / "set" / "README.txt").write_text("a COCO set\n")
+    assert detect_format(tmp_path / "set") == "coco" and load_dataset(tmp_path / "set").num_images == 16
+
+
+def test_classes_markdown_has_split_columns(cli, tmp_path):
+    code, out, _ = cli("coco", "classes", ultralytics_set(tmp_path), "--markdown")
+    assert code == 0
+    assert out.splitlines()[0] == "| id | name | instances | images | share | train | train % | val | val % |"
+    assert out.splitlines()[2] == "| 0 | cat | 2 | 2 | 50.00% | 1 | 33.3% | 1 | 100.0% |"
