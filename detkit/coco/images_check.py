@@ -215,8 +215,9 @@ def _near_leaks(paths, split, exists, max_distance: int, tick) -> list[Leak]:
         ra = np.flatnonzero(ok & (split == sa))
         for sb in names[x + 1 :]:
             rb = np.flatnonzero(ok & (split == sb))
-            for start in range(0, len(ra), 1024):
-                blk = ra[start : start + 1024]
+            step = max(1, 4_000_000 // max(len(rb), 1))  # ~4M pairs (32 MB of XORs) per block
+            for start in range(0, len(ra), step):
+                blk = ra[start : start + step]
                 dist = np.bitwise_count(hashes[blk][:, None] ^ hashes[rb][None, :])  # (blk, |rb|) uint8
                 ia, ib = np.nonzero(dist <= max_distance)
                 for p, q in zip(ia, ib):
