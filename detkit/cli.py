@@ -47,8 +47,8 @@ def _register() -> None:
     from detkit.classify.cli import app as classify_app
     from detkit.coco.cli import app as coco_app
     from detkit.data.cli import app as data_app
+    from detkit.demo import Runner, demo_command
     from detkit.report.cli import app as report_app
-    from detkit.report.cli import demo as demo_cmd
     from detkit.yolo.cli import app as yolo_app
 
     app.add_typer(coco_app, name="coco", help="Inspect, validate, count and convert annotation files.")
@@ -57,7 +57,7 @@ def _register() -> None:
     app.add_typer(classify_app, name="classify", help="ResNet classifiers on Tiny ImageNet layouts.")
     app.add_typer(data_app, name="data", help="Generate synthetic data sets (no download needed).")
     app.add_typer(report_app, name="report", help="HTML / Markdown reports from run folders.")
-    app.command("demo")(demo_cmd)
+    app.command("demo")(demo_command(Runner(app, lambda argv: run(argv))))  # run: below; no import cycle
 
 
 _register()

@@ -1,10 +1,14 @@
 """``detkit demo``: generate data, run every detkit tool on it through the CLI, write the report.
 
-Each step is a real ``detkit ...`` command line run in-process (:func:`detkit.cli.run`), so the demo
-exercises exactly what a user types and its report shows those commands. A failing step is logged
-(``OUT/logs/NN-step.log``) and reported, and the demo goes on with the rest; the exit code is 1 when
-any step failed. Options a command does not have (checked against its signature) are left out, so the
-demo degrades instead of breaking when an area renames an optional flag.
+Each step is a real ``detkit ...`` command line, run in-process by the :class:`Runner` the demo is
+given (``detkit/cli.py`` hands it ``detkit.cli.run``; this module never imports the CLI, so there is no
+import cycle), so the demo exercises exactly what a user types and its report shows those commands.
+
+Before anything runs, every option of every step is checked against the commands' real signatures: a
+renamed or removed option stops the demo with one line naming the step, the option and the command,
+instead of running something else. A step that fails at run time is logged (``OUT/logs/NN-step.log``)
+and reported, and the demo goes on with the rest; the exit code is 1 when any step failed. The last
+steps predict on held-out images and draw the ground truth beside the predictions for the report.
 
     detkit demo out/ --device cpu      # 1-3 minutes on 2 cores
 """
@@ -21,13 +25,16 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.markup import escape as esc
 
 from detkit.console import info, progress
-from detkit.io import atomic_write
+from detkit.errors import DetkitError
+from detkit.io import atomic_path, atomic_write
 from detkit.runs import write_summary
 
 # Sizes per mode: "quick" for tests, "cpu" for the 5-minute tour, "cuda" for a real (longer) training.
@@ -54,13 +61,61 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 @dataclass
 class Step:
-    """One detkit command line. ``optional`` options are passed only if the command has them."""
+    """One detkit command line (or, with ``action``, a function of the demo's own) and what it must write."""
 
     name: str
     argv: list[str]
-    optional: dict[str, str] = field(default_factory=dict)
     expect: list[Path] = field(default_factory=list)  # files the step must leave behind
     ok_codes: tuple[int, ...] = (0,)
+    action: Callable[[], None] | None = None  # a demo-side step (the ground-truth gallery), not a command
+
+
+class Runner:
+    """Runs detkit command lines for the demo and knows their options.
+
+    Args:
+        app: the Typer app (its Click commands are read for option names).
+        run: ``argv -> exit code`` (``detkit.cli.run``: one-line errors, exit codes).
+    """
+
+    def __init__(self, app: Any, run: Callable[[list[str]], int]):
+        self.app, self.run = app, run
+
+    def __call__(self, argv: list[str]) -> int:
+        return self.run(argv)
+
+    def options(self, argv: list[str]) -> set[str] | None:
+        """Option names (``--x``, ``-x``) of the command ``argv`` starts with; None if there is none."""
+        import typer
+
+        cmd: Any = typer.main.get_command(self.app)
+        for word in argv:
+            sub = getattr(cmd, "commands", {}).get(word)
+            if sub is None:
+                break
+            cmd = sub
+        if hasattr(cmd, "commands"):  # still a group: the command does not exist
+            return None
+        return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")}
+
+
+def check_plan(steps: list[Step], runner: Runner) -> None:
+    """Raise DetkitError naming the first step whose command or option does not exist."""
+    for step in steps:
+        if step.action is not None:
+            continue
+        opts = runner.options(step.argv)
+        words = [w for w in step.argv if not w.startswith("-")][:2]
+        if opts is None:
+            raise DetkitError(f"demo step {step.name!r}: `detkit {' '.join(words)}` is not a detkit command")
+        unknown = [
+            w.split("=", 1)[0] for w in step.argv if w.startswith("-") and w.split("=", 1)[0] not in opts
+        ]
+        if unknown:
+            raise DetkitError(
+                f"demo step {step.name!r} passes {', '.join(unknown)}, which `detkit {' '.join(words)}` does "
+                "not have (renamed or removed?): update detkit/demo.py"
+            )
 
 
 @dataclass
@@ -93,6 +148,8 @@ def plan(out: Path, device: str, mode: str, seed: int) -> list[Step]:
     anchors_json = runs / "anchors" / f"anchors_k{TRAIN_K}.json"
     s, d = str(seed), device
     workers = "2" if device == "cpu" else "8"  # 2 cores is the CPU target
+    # the held-out images predicted at the end (synth names them shape_00000.jpg, ...)
+    held_out = [val / "images" / f"shape_{i:05d}.jpg" for i in range(min(p["gallery"], p["det_val"]))]
     # fmt: off
     return [
         Step("synth detection set", ["data", "synth", str(shapes), "--task", "detect", "--images",
@@ -108,8 +165,9 @@ def plan(out: Path, device: str, mode: str, seed: int) -> list[Step]:
              expect=[tiny / "wnids.txt"]),
         Step("coco inspect", ["coco", "inspect", str(ann), "--out", str(runs / "coco_inspect")],
              expect=[runs / "coco_inspect" / "summary.json"]),
-        Step("coco validate", ["coco", "validate", str(ann), "--out", str(runs / "coco_validate")],
-             optional={"--fail-on": "never"}, expect=[runs / "coco_validate" / "summary.json"]),
+        Step("coco validate", ["coco", "validate", str(ann), "--out", str(runs / "coco_validate"),
+                               "--fail-on", "never"],
+             expect=[runs / "coco_validate" / "summary.json"]),
         Step("coco classes", ["coco", "classes", str(ann), "--out", str(runs / "coco_classes")],
              expect=[runs / "coco_classes" / "summary.json"]),
         Step(f"anchors kmeans k={K_SWEEP}", ["anchors", "kmeans", str(ann), "--k", K_SWEEP, "--seed", s,
@@ -121,53 +179,31 @@ def plan(out: Path, device: str, mode: str, seed: int) -> list[Step]:
         Step("yolo train", ["yolo", "train", "--data", str(ann), "--images", str(shapes / "images"),
                             "--anchors", str(anchors_json), "--epochs", str(p["yolo_epochs"]),
                             "--batch", str(p["yolo_batch"]), "--img-size", str(p["yolo_size"]),
-                            "--lr", str(p["yolo_lr"]), "--device", d, "--out", str(runs / "yolo"), "--seed", s],
-             optional={"--width": str(p["yolo_width"]), "--optimizer": "adamw",
-                       "--eval-every": str(p["yolo_eval_every"]), "--val-data": str(val_ann),
-                       "--val-images": str(val / "images"), "--workers": workers},
+                            "--lr", str(p["yolo_lr"]), "--device", d, "--out", str(runs / "yolo"), "--seed", s,
+                            "--width", str(p["yolo_width"]), "--optimizer", "adamw",
+                            "--eval-every", str(p["yolo_eval_every"]), "--val-data", str(val_ann),
+                            "--val-images", str(val / "images"), "--workers", workers],
              expect=[runs / "yolo" / "summary.json", runs / "yolo" / "best.pt"]),
         Step("yolo eval", ["yolo", "eval", str(runs / "yolo" / "best.pt"), "--data", str(val_ann),
-                           "--images", str(val / "images"), "--out", str(runs / "yolo_eval")],
-             optional={"--device": d}, expect=[runs / "yolo_eval" / "summary.json"]),
+                           "--images", str(val / "images"), "--out", str(runs / "yolo_eval"), "--device", d],
+             expect=[runs / "yolo_eval" / "summary.json"]),
+        Step("yolo predict", ["yolo", "predict", str(runs / "yolo" / "best.pt"), *map(str, held_out),
+                              "--out", str(runs / "yolo_predict"), "--device", d],
+             expect=[runs / "yolo_predict" / "detections.json"]),
+        Step("predictions beside ground truth", [],
+             action=lambda: write_gallery(runs / "yolo_predict", val_ann, runs / "yolo_gallery"),
+             expect=[runs / "yolo_gallery" / "summary.json"]),
         Step("classify train", ["classify", "train", "--data", str(tiny), "--out", str(runs / "classify"),
                                 "--epochs", str(p["cls_epochs"]), "--batch", str(p["cls_batch"]),
-                                "--img-size", str(p["cls_size"]), "--device", d, "--seed", s],
-             optional={"--width": str(p["cls_width"]), "--workers": workers},
+                                "--img-size", str(p["cls_size"]), "--device", d, "--seed", s,
+                                "--width", str(p["cls_width"]), "--workers", workers],
              expect=[runs / "classify" / "summary.json", runs / "classify" / "best.pt"]),
         Step("classify eval", ["classify", "eval", str(runs / "classify" / "best.pt"), "--data", str(tiny),
-                               "--out", str(runs / "classify_eval"), "--gallery", str(p["gallery"])],
-             optional={"--device": d}, expect=[runs / "classify_eval" / "summary.json"]),
+                               "--out", str(runs / "classify_eval"), "--gallery", str(p["gallery"]),
+                               "--device", d],
+             expect=[runs / "classify_eval" / "summary.json"]),
     ]
     # fmt: on
-
-
-def command_options(argv: list[str]) -> set[str] | None:
-    """Option names (``--x``, ``-x``) of the detkit command that ``argv`` starts with; None if no such command."""
-    import typer
-
-    from detkit.cli import app
-
-    cmd: Any = typer.main.get_command(app)
-    for word in argv:
-        sub = getattr(cmd, "commands", {}).get(word)
-        if sub is None:
-            break
-        cmd = sub
-    if hasattr(cmd, "commands"):  # still a group: the command does not exist
-        return None
-    return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")}
-
-
-def resolve(step: Step) -> tuple[list[str], list[str]]:
-    """The argv to run (optional options kept only if supported) and the optional options dropped."""
-    opts = command_options(step.argv)
-    argv, dropped = list(step.argv), []
-    for name, value in step.optional.items():
-        if opts is not None and name in opts:
-            argv += [name, value]
-        else:
-            dropped.append(name)
-    return argv, dropped
 
 
 class _Tee(io.TextIOBase):
@@ -203,18 +239,25 @@ def problem(stderr: str) -> str:
     return next((ln for ln in reversed(lines) if ln.startswith("detkit: error")), lines[-1] if lines else "")
 
 
-def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = None) -> StepResult:
+def _call(action: Callable[[], None]) -> int:
+    try:
+        action()
+    except DetkitError as exc:
+        print(f"detkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def run_step(step: Step, log: Path, runner: Callable[[list[str]], int]) -> StepResult:
     """Run one step in-process: stdout goes to its log, stderr to the terminal and its log.
 
     Args:
         step: the command line and what it must produce.
         log: the step's log file.
-        runner: ``argv -> exit code`` (default :func:`detkit.cli.run`).
+        runner: ``argv -> exit code`` (the :class:`Runner`; ignored by a step with an ``action``).
     """
-    if runner is None:
-        from detkit.cli import run as runner
-    argv, dropped = resolve(step)
-    command = "detkit " + shlex.join(argv)
+    argv = list(step.argv)
+    command = "detkit " + shlex.join(argv) if step.action is None else f"(demo) {step.name}"
     # Under a live progress bar sys.stderr is rich's proxy, which prints through the console, whose file
     # would be this tee again: wrap the real stream instead, or every write loops forever.
     stdout, tee = io.StringIO(), _Tee(getattr(sys.stderr, "rich_proxied_file", sys.stderr))
@@ -222,7 +265,7 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = 
     sys.argv = ["detkit", *argv]  # so run.json / summary.json record this step's own command line
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(tee):
-            code = runner(argv)
+            code = runner(argv) if step.action is None else _call(step.action)
     except Exception as exc:  # noqa: BLE001 - a bug in a step must not end the demo
         crash = f"crashed: {type(exc).__name__}: {exc}"
         tee.copy.write(traceback.format_exc())
@@ -235,20 +278,22 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int] | None = 
         message = f"exit {code}" + (f": {last}" if last else "")
     if not message and (missing := [str(p) for p in step.expect if not p.exists()]):
         message = f"exit {code} but did not write {', '.join(missing)}"
-    notes = f"# dropped options this command does not have: {' '.join(dropped)}\n" if dropped else ""
     with atomic_write(log) as f:
         f.write(
-            f"$ {command}\n{notes}# exit {code} in {seconds:.1f} s\n\n"
+            f"$ {command}\n# exit {code} in {seconds:.1f} s\n\n"
             f"## stdout\n{_ANSI.sub('', stdout.getvalue())}\n## stderr\n{_ANSI.sub('', tee.copy.getvalue())}\n"
         )
     return StepResult(step.name, command, code, seconds, message, str(log))
 
 
-def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: int = 0) -> dict[str, Any]:
+def run_demo(
+    out: str | Path, runner: Runner, device: str = "cpu", quick: bool = False, seed: int = 0
+) -> dict[str, Any]:
     """Run every step, write ``out/runs/demo/summary.json``, ``out/report.html`` and ``out/report.md``.
 
     Args:
         out: demo folder.
+        runner: runs the command lines (``Runner(detkit.cli.app, detkit.cli.run)``).
         device: cpu or cuda (cuda also uses the larger "cuda" preset).
         quick: the smallest settings (for tests).
         seed: seed for every sampling step.
@@ -264,6 +309,7 @@ def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: in
     ):  # a failed step must not show old results
         stale.unlink()
     steps = plan(out, device, mode, seed)
+    check_plan(steps, runner)  # before minutes of work: every command and option must exist
     results: list[StepResult] = []
     start = time.perf_counter()
     with progress(transient=True) as bar:
@@ -271,12 +317,16 @@ def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: in
         for i, step in enumerate(steps, 1):
             bar.update(task, description=f"[{i}/{len(steps)}] {step.name}")
             info(f"[bold]\\[{i}/{len(steps)}][/bold] {esc(step.name)} ...", markup=True)
-            r = run_step(step, out / "logs" / f"{i:02d}-{step.name.split(' k=')[0].replace(' ', '-')}.log")
+            log = out / "logs" / f"{i:02d}-{step.name.split(' k=')[0].replace(' ', '-')}.log"
+            r = run_step(step, log, runner)
             results.append(r)
             if r.ok:
                 info(f"  [green]ok[/green] {esc(step.name)} ({r.seconds:.1f} s)", markup=True)
             else:
-                info(f"  [red]FAILED[/red] {esc(step.name)} ({r.seconds:.1f} s): {esc(r.message)}\n  log: {esc(str(r.log))}", markup=True)
+                info(
+                    f"  [red]FAILED[/red] {esc(step.name)} ({r.seconds:.1f} s): {esc(r.message)}\n  log: {esc(str(r.log))}",
+                    markup=True,
+                )
             bar.advance(task)
             if r.code == 130:
                 info("[red]interrupted[/red]: remaining steps skipped", markup=True)
@@ -310,5 +360,121 @@ def run_demo(out: str | Path, device: str = "cpu", quick: bool = False, seed: in
             report[key] = write_report([runs], out / name, title="detkit demo report")["report"]
         except Exception as exc:  # noqa: BLE001 - one report format failing must not lose the other
             failed.append(f"report {name}")
-            info(f"  [red]FAILED[/red] writing {esc(str(out / name))}: {type(exc).__name__}: {esc(str(exc))}", markup=True)
+            info(
+                f"  [red]FAILED[/red] writing {esc(str(out / name))}: {type(exc).__name__}: {esc(str(exc))}",
+                markup=True,
+            )
     return {**report, "failed": failed, "steps": rows, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> Path:
+    """Each predicted image (``yolo predict``'s drawing) beside the same image with its ground-truth boxes,
+    as one picture per image, into ``out`` with a summary.json (kind ``yolo.gallery``) for the report."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from detkit.coco.loaders import load_dataset
+    from detkit.yolo.predict import _draw, _palette
+
+    doc = json.loads((pred_dir / "detections.json").read_text())
+    gt = load_dataset(gt_json)
+    names = gt.category_names()
+    cats = [int(c) for c in gt.cat_id]
+    colours = _palette(len(cats))
+    by_name = {Path(str(f)).name: int(i) for f, i in zip(gt.file_name, gt.image_id)}
+    out.mkdir(parents=True, exist_ok=True)
+    pictures, n_pred, n_gt = [], 0, 0
+    for rec in doc["images"]:
+        src = Path(rec["file"])
+        img = cv2.imread(str(src))
+        if img is None or src.name not in by_name:
+            raise DetkitError(f"{src}: cannot read the image, or {gt_json} has no ground truth for it")
+        # both panels drawn at display size (labels stay small on small images)
+        r = side / img.shape[1]
+        img = cv2.resize(img, (side, round(img.shape[0] * r)), interpolation=cv2.INTER_LINEAR)
+        pred, truth = img.copy(), img.copy()
+        for d in rec["detections"]:
+            k = cats.index(d["category_id"]) if d["category_id"] in cats else 0
+            _draw(pred, [v * r for v in d["bbox"]], f"{d['name']} {d['score']:.2f}", colours[k])
+        rows = np.flatnonzero(gt.ann_image_id == by_name[src.name])
+        for i in rows:
+            c = int(gt.category_id[i])
+            _draw(truth, (gt.bbox[i] * r).tolist(), str(names.get(c, c)), colours[cats.index(c)])
+        n_pred, n_gt = n_pred + len(rec["detections"]), n_gt + len(rows)
+        panels = []
+        for im, text in (
+            (pred, f"predicted: {len(rec['detections'])}"),
+            (truth, f"ground truth: {len(rows)}"),
+        ):
+            band = np.full((22, side, 3), 255, np.uint8)
+            cv2.putText(band, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            panels.append(np.vstack([band, im]))
+        gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+        name = f"{src.stem}.png"
+        with atomic_path(out / name) as tmp:
+            if not cv2.imwrite(str(tmp), np.hstack([panels[0], gap, panels[1]])):
+                raise DetkitError(f"{out / name}: cannot write image")
+        pictures.append(name)
+    write_summary(
+        out, "yolo.gallery", f"{len(pictures)} held-out images: predicted (left) and annotated (right)",
+        metrics={"images": len(pictures), "predicted_boxes": n_pred, "ground_truth_boxes": n_gt},
+        galleries={"predicted | ground truth": pictures}, conf=doc.get("conf"), weights=doc.get("weights"),
+    )  # fmt: skip
+    return out / "summary.json"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def demo_command(runner: Runner) -> Callable[..., None]:
+    """The ``detkit demo`` command, bound to the runner it drives (``detkit/cli.py`` registers it)."""
+
+    def demo(
+        out: Annotated[Path, typer.Argument(help="Output folder (data/, runs/, logs/, report.html).")] = Path(
+            "detkit-demo"
+        ),
+        device: Annotated[
+            Device, typer.Option(help="cpu: a 1-3 minute tour; cuda: longer, real training.")
+        ] = (Device.cpu),
+        quick: Annotated[
+            bool, typer.Option("--quick", help="Smallest settings (CI smoke test, under a minute).")
+        ] = (False),
+        seed: Annotated[
+            int, typer.Option(help="Seed for every sampling step (same seed, same data and runs).")
+        ] = 0,
+        json: Annotated[
+            bool, typer.Option("--json", help="Print one JSON document with the steps and report paths.")
+        ] = False,
+    ) -> None:
+        """Generate data and run every detkit tool on it, then write OUT/report.html and OUT/report.md.
+
+        Needs no download: it generates a synthetic shapes detection set and a Tiny-ImageNet-layout set.
+        Then coco inspect/validate/classes, the anchor sweep k=3..6, a short YOLO training, eval and
+        predictions on held-out images (drawn beside their ground truth), a classifier training + eval.
+        Every step runs through the CLI; exit 1 if any step failed (the others still run).
+
+        Example: detkit demo out/ --device cpu
+        """
+        from detkit.console import emit_json
+
+        result = run_demo(out, runner, device=device.value, quick=quick, seed=seed)
+        if json:
+            emit_json(result)
+        else:
+            failed = result["failed"]
+            info(
+                f"demo finished in {result['seconds']:.0f} s"
+                + (f", [red]{len(failed)} step(s) failed[/red]: {', '.join(failed)}" if failed else ""),
+                markup=True,
+            )
+            for key in ("report", "markdown"):
+                if result[key]:
+                    print(result[key])
+        if result["failed"]:
+            raise typer.Exit(1)
+
+    return demo

@@ -23,6 +23,8 @@ KIND_ORDER = (
     "anchors.kmeans",
     "yolo.train",
     "yolo.eval",
+    "yolo.predict",
+    "yolo.gallery",
     "classify.train",
     "classify.eval",
     "demo",
@@ -99,3 +101,55 @@ def find_summaries(dirs: list[str | Path]) -> list[Summary]:
         where = ", ".join(str(d) for d in dirs)
         raise DetkitError(f"{where}: no summary.json found (run a detkit command with --out/--plots first)")
     return sorted(seen.values(), key=lambda s: (kind_rank(s.kind), s.kind, str(s.path)))
+
+
+@dataclass
+class Incomplete:
+    """A run folder (it holds run.json) without a summary.json, and why, as far as its files tell."""
+
+    folder: Path
+    command: str
+    reason: str
+
+
+def _reason(folder: Path, run: dict[str, Any]) -> str:
+    from detkit.harness import LOCK_NAME
+
+    why = "no summary.json: the command stopped before its end"
+    if (folder / LOCK_NAME).exists():
+        why = "no summary.json and the run folder is locked: still running, or killed"
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    csv_path = folder / "metrics.csv"
+    if csv_path.is_file():
+        try:
+            epochs = max(0, len(csv_path.read_text(encoding="utf-8").strip().splitlines()) - 1)
+        except (OSError, UnicodeDecodeError):
+            epochs = None
+        if epochs is not None:
+            of = f" of {config['epochs']}" if isinstance(config.get("epochs"), int) else ""
+            why += f"; metrics.csv has {epochs} epoch(s){of}"
+    if (folder / "last.pt").is_file():
+        why += f"; last.pt is kept (continue with --resume {folder})"
+    return why
+
+
+def find_incomplete(dirs: list[str | Path]) -> list[Incomplete]:
+    """Run folders under ``dirs`` (a ``run.json``) that hold no ``summary.json``, with the reason."""
+    found: dict[Path, Incomplete] = {}
+    for d in dirs:
+        root = Path(d)
+        if not root.is_dir():
+            continue
+        for p in sorted(root.rglob("run.json")):
+            folder = p.parent
+            if any(part in _SKIP_DIRS for part in p.relative_to(root).parts[:-1]):
+                continue
+            if (folder / "summary.json").exists() or folder.resolve() in found:
+                continue
+            try:
+                run = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                run = {}
+            run = run if isinstance(run, dict) else {}
+            found[folder.resolve()] = Incomplete(folder, str(run.get("command") or ""), _reason(folder, run))
+    return list(found.values())

@@ -17,7 +17,22 @@ from pathlib import Path
 
 # Columns used as the x axis, in order of preference; never plotted as a curve.
 X_COLUMNS = ("epoch", "step", "iter", "iteration")
-LOSS_PARTS = {"coord", "xy", "wh", "box", "obj", "noobj", "conf", "cls", "class", "dfl", "giou", "ciou", "l1", "prior"}
+LOSS_PARTS = {
+    "coord",
+    "xy",
+    "wh",
+    "box",
+    "obj",
+    "noobj",
+    "conf",
+    "cls",
+    "class",
+    "dfl",
+    "giou",
+    "ciou",
+    "l1",
+    "prior",
+}
 _SKIP = re.compile(r"seen", re.IGNORECASE)  # cumulative counters say nothing per epoch
 _SPEED = re.compile(r"(per_s\b|/s$|_s$|seconds|time|duration)", re.IGNORECASE)
 _METRIC = re.compile(r"(map|ap\d*\b|ap_|acc|top\d|precision|recall|f1|iou)", re.IGNORECASE)
@@ -88,11 +103,12 @@ def finite_points(xs: list[float], ys: list[float]) -> tuple[list[float], list[f
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def plot_curves(path: str | Path) -> list[tuple[str, bytes]]:
+def plot_curves(path: str | Path, skip: re.Pattern | None = None) -> list[tuple[str, bytes]]:
     """One PNG per column group of the CSV at ``path``: [(title, png bytes), ...].
 
     Args:
         path: the per-epoch metrics.csv named by a summary's ``curves`` key.
+        skip: columns whose name it matches are left out (top-5 with 5 classes or fewer).
     """
     import matplotlib
 
@@ -101,6 +117,8 @@ def plot_curves(path: str | Path) -> list[tuple[str, bytes]]:
     from matplotlib.ticker import MaxNLocator
 
     cols = read_curves(path)
+    if skip is not None:
+        cols = {c: v for c, v in cols.items() if not skip.search(c)}
     x_name, groups = group_columns(cols)
     n = len(next(iter(cols.values()))) if cols else 0
     xs = cols[x_name] if x_name else list(range(1, n + 1))

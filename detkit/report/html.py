@@ -109,6 +109,9 @@ def _section(s: Section) -> str:
         out.append(f'<p class="blurb">{escape(s.blurb)}</p>')
     if s.title and s.title != s.heading:
         out.append(f"<p><strong>{escape(s.title)}</strong></p>")
+    if not s.command:  # a section detkit report made itself (incomplete runs): no provenance block
+        out += [f"<div>{_table(t)}</div>" for t in s.tables] + ["</section>"]
+        return "\n".join(out)
     if s.metrics:
         cards = "".join(
             f'<div class="card"><div class="v">{escape(v)}</div><div class="k">{escape(k)}</div></div>'
@@ -164,7 +167,7 @@ def render_html(sections: list[Section], title: str, meta: str) -> str:
         title: page title and heading.
         meta: one line under the heading (when and from what it was generated).
     """
-    nav = "".join(f'<a href="#{s.anchor}">{escape(s.heading)}</a>' for s in sections)
+    nav = "".join(f'<a href="#{s.anchor}">{escape(s.nav or s.heading)}</a>' for s in sections)
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'

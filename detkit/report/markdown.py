@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from detkit.io import atomic_write
-from detkit.report.render import publish
+from detkit.report.output import publish
 from detkit.report.sections import FOLD_ROWS, Figure, Section, Table, slug
 
 
@@ -105,6 +105,8 @@ def _section(s: Section, assets: _Assets) -> list[str]:
             "",
         ]
     out += [f"> warning: {n}" for n in s.notes] + ([""] if s.notes else [])
+    if not s.command:  # a section detkit report made itself (incomplete runs): no provenance
+        return [*out, "---", ""]
     versions = ", ".join(f"{k} {v}" for k, v in s.versions.items())
     out += [
         "Produced by:",
@@ -134,7 +136,7 @@ def render_markdown(sections: list[Section], title: str, meta: str, asset_dir: P
     asset_dir.mkdir(parents=True, exist_ok=True)
     assets = _Assets(asset_dir, asset_rel)
     out = [f"# {title}", "", f"*{meta}*", ""]
-    out += [f"- [{s.heading}](#{s.anchor})" for s in sections] + ["", "---", ""]
+    out += [f"- [{s.nav or s.heading}](#{s.anchor})" for s in sections] + ["", "---", ""]
     for s in sections:
         out += _section(s, assets)
     return "\n".join(out).rstrip() + "\n"

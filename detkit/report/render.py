@@ -6,32 +6,15 @@ detkit report runs/ -o report.md       # images in report_files/ beside it
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from detkit.errors import DetkitError
 from detkit.io import atomic_write
-from detkit.report.collect import find_summaries
-from detkit.report.sections import build_sections
+from detkit.report.collect import find_incomplete, find_summaries
+from detkit.report.output import publish, report_format
+from detkit.report.sections import build_sections, incomplete_section
 from detkit.runs import now
-
-FORMATS = {".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown"}
-
-
-def publish(path: Path) -> None:
-    """Give a written file the usual umask permissions (atomic writes start as private 0600 temp files)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
-def report_format(out: Path) -> str:
-    """``html`` or ``markdown`` from the output file's suffix."""
-    fmt = FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise DetkitError(f"{out}: report must end in .html or .md (got {out.suffix or 'no suffix'!r})")
-    return fmt
 
 
 def write_report(dirs: list[str | Path], out: str | Path, title: str = "detkit report") -> dict[str, Any]:
@@ -47,8 +30,16 @@ def write_report(dirs: list[str | Path], out: str | Path, title: str = "detkit r
     """
     out = Path(out)
     fmt = report_format(out)
-    summaries = find_summaries(list(dirs))
+    incomplete = find_incomplete(list(dirs))
+    try:
+        summaries = find_summaries(list(dirs))
+    except DetkitError:
+        if not incomplete:
+            raise
+        summaries = []  # only interrupted runs: the report says so
     sections = build_sections(summaries, base=out.parent)
+    if incomplete:  # listed with the reason, never silently left out
+        sections.append(incomplete_section(incomplete, len(sections) + 1, base=out.parent))
     meta = f"{len(sections)} section(s) from {', '.join(str(d) for d in dirs)} · generated {now()}"
     assets = None
     if fmt == "html":

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detkit.report.collect import Summary
+from detkit.report.collect import Incomplete, Summary
 
 # Heading and a one-line description per kind; unknown kinds use the summary's own title.
 KINDS: dict[str, tuple[str, str]] = {
@@ -40,6 +40,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "classify.eval": (
         "Classifier evaluation",
         "Accuracy, confusion matrix, misclassified images and Grad-CAM.",
+    ),
+    "yolo.predict": ("Detector predictions", "Boxes drawn on the images `detkit yolo predict` was given."),
+    "yolo.gallery": (
+        "Predictions beside ground truth",
+        "Held-out images: the detector's boxes (left) and the annotated boxes (right).",
     ),
     "demo": ("Demo run", "Every step `detkit demo` ran, with exit codes and times."),
 }
@@ -108,6 +113,7 @@ class Section:
     galleries: list[tuple[str, list[Figure]]] = field(default_factory=list)
     raw: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    nav: str = ""  # the navigation entry: heading and run folder, so two runs of a kind stay apart
 
 
 def fmt(value: Any) -> str:
@@ -187,6 +193,20 @@ def _image(folder: Path, name: str, rel: Any, notes: list[str]) -> Figure | None
     return Figure(name=name, path=path, suffix=path.suffix.lower() or ".png")
 
 
+_TOP5 = re.compile(r"top.?5", re.IGNORECASE)
+
+
+def _hide_top5(doc: dict[str, Any]) -> bool:
+    """Top-5 accuracy says nothing with 5 classes or fewer (it is always 100%)."""
+    n = doc.get("num_classes")
+    return isinstance(n, int) and not isinstance(n, bool) and n <= 5
+
+
+def _drop_top5(t: Table) -> Table:
+    keep = [i for i, c in enumerate(t.columns) if not _TOP5.search(c)]
+    return Table(t.name, [t.columns[i] for i in keep], [[r[i] for i in keep] for r in t.rows], t.total_rows)
+
+
 def _mapping(doc: dict[str, Any], key: str) -> dict[str, Any]:
     """``doc[key]`` when it is a dict, else {} (a malformed key must not sink the report)."""
     value = doc.get(key)
@@ -218,8 +238,15 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
         created=str(doc.get("created") or ""),
         command=str(doc.get("command") or ""),
         versions={str(k): fmt(v) for k, v in versions.items()},
+        nav=f"{heading} · {shown}",
     )
     s.metrics = [(label(k), fmt(v)) for k, v in _mapping(doc, "metrics").items()]
+    hide_top5 = _hide_top5(doc)
+    if hide_top5:
+        s.metrics = [(k, v) for k, v in s.metrics if not _TOP5.search(k)]
+        s.details.append(
+            ("top-5", f"not shown: with {doc['num_classes']} classes every image is in the top 5")
+        )
     for name, rel in _mapping(doc, "plots").items():
         if (f := _image(folder, label(name), rel, s.notes)) is not None:
             s.figures.append(f)
@@ -229,7 +256,8 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
             from detkit.report.curves import plot_curves
 
             try:
-                s.curves = [Figure(name=t, data=png) for t, png in plot_curves(csv_path)]
+                skip = _TOP5 if hide_top5 else None
+                s.curves = [Figure(name=t, data=png) for t, png in plot_curves(csv_path, skip=skip)]
             except (OSError, ValueError) as exc:  # a malformed CSV must not sink the whole report
                 s.notes.append(f"curves: {doc['curves']} could not be plotted ({exc})")
         else:
@@ -251,9 +279,30 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
     for key, value in doc.items():
         if key not in GENERIC_KEYS:
             _extra(s, key, value)
+    if hide_top5:
+        s.tables = [_drop_top5(t) for t in s.tables]
     return s
 
 
 def build_sections(summaries: list[Summary], base: Path | None = None) -> list[Section]:
     """Sections for all summaries, in the order given (see :func:`detkit.report.collect.find_summaries`)."""
     return [build_section(s, i, base) for i, s in enumerate(summaries, 1)]
+
+
+def incomplete_section(runs: list[Incomplete], index: int, base: Path | None = None) -> Section:
+    """One section listing the run folders that have no summary.json, each with the reason."""
+
+    def shown(folder: Path) -> str:
+        try:
+            return str(folder.resolve().relative_to(base.resolve())) if base else str(folder)
+        except ValueError:
+            return str(folder)
+
+    rows = [[shown(r.folder), r.command, r.reason] for r in runs]
+    heading = "Incomplete runs"
+    return Section(
+        anchor=f"s{index}-incomplete", kind="incomplete", heading=heading, title="",
+        blurb="Run folders without a summary.json: the command stopped before its end, or is still running.",
+        folder="", created="", command="", versions={}, nav=f"{heading} ({len(runs)})",
+        tables=[Table("runs", ["folder", "command", "reason"], rows, len(rows))],
+    )  # fmt: skip

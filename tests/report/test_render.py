@@ -165,3 +165,92 @@ def test_paths_shown_relative_to_the_report(fake_runs):
     out = Path(fake_runs).parent / "report.html"
     sections = write_report([fake_runs], out)["sections"]
     assert sections[0]["folder"] == f"{Path(fake_runs).name}/coco_inspect"
+
+
+def _fake(folder: Path, kind: str, **fields) -> Path:
+    from detkit.io import write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(
+        folder / "summary.json",
+        {"schema_version": 1, "kind": kind, "title": kind, "command": "detkit x", **fields},
+    )
+    return folder
+
+
+def test_navigation_names_each_run_folder(tmp_path):
+    for name in ("yolo_a", "yolo_b", "yolo_c"):
+        _fake(tmp_path / "runs" / name, "yolo.train", metrics={"mAP50": 0.5})
+    write_report([tmp_path / "runs"], tmp_path / "r.html")
+    nav = re.search(r"<nav>(.*?)</nav>", (tmp_path / "r.html").read_text()).group(1)
+    entries = re.findall(r">([^<]+)</a>", nav)
+    assert entries == [f"Detector training · runs/yolo_{x}" for x in "abc"]
+    write_report([tmp_path / "runs"], tmp_path / "r.md")
+    md = (tmp_path / "r.md").read_text()
+    assert "- [Detector training · runs/yolo_b](#s2-yolo-train)" in md
+
+
+def test_runs_without_a_summary_are_listed_with_the_reason(tmp_path, cli):
+    from detkit.io import write_json
+
+    _fake(tmp_path / "runs" / "done", "yolo.train")
+    stopped = tmp_path / "runs" / "stopped"
+    write_json(stopped / "run.json", {"command": "detkit yolo train --epochs 50", "config": {"epochs": 50}})
+    (stopped / "metrics.csv").write_text("epoch,loss\n1,3.0\n2,2.5\n3,2.1\n")
+    (stopped / "last.pt").write_bytes(b"x")
+    write_json(tmp_path / "runs" / "bare" / "run.json", {"command": "detkit classify train"})
+    code, _, err = cli("report", tmp_path / "runs", "-o", tmp_path / "r.html")
+    assert code == 0, err
+    html = (tmp_path / "r.html").read_text()
+    assert ">Incomplete runs (2)</a>" in html
+    rows = [
+        re.findall(r"<td[^>]*>([^<]*)</td>", r)
+        for r in re.findall(r"<tr>(.*?)</tr>", html.split('-incomplete"><h2>')[1])
+        if "<td" in r
+    ]
+    assert rows == [
+        ["runs/bare", "detkit classify train", "no summary.json: the command stopped before its end"],
+        ["runs/stopped", "detkit yolo train --epochs 50", ("no summary.json: the command stopped before its end; "
+         f"metrics.csv has 3 epoch(s) of 50; last.pt is kept (continue with --resume {stopped})")],
+    ]  # fmt: skip
+    # a folder holding only an interrupted run still gets a report that says so
+    code, _, err = cli("report", stopped, "-o", tmp_path / "only.md")
+    assert code == 0, err
+    assert "## Incomplete runs" in (tmp_path / "only.md").read_text()
+
+
+@pytest.mark.parametrize(("classes", "shown"), [(5, False), (6, True)])
+def test_top5_is_hidden_with_five_classes_or_fewer(tmp_path, classes, shown):
+    f = _fake(tmp_path / "runs" / "cls", "classify.train", num_classes=classes, curves="metrics.csv",
+              metrics={"val_top1": 0.8, "val_top5": 1.0}, tables={"epochs": [{"epoch": 1, "val_top1": 0.8, "val_top5": 1.0}]})  # fmt: skip
+    (f / "metrics.csv").write_text("epoch,val_top1,val_top5\n1,0.5,1.0\n2,0.8,1.0\n")
+    write_report([tmp_path / "runs"], tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert ("val top5" in html) is shown and ("<th>val_top5</th>" in html) is shown
+    assert "val top1" in html and "<th>val_top1</th>" in html
+    assert ("every image is in the top 5" in html) is not shown
+    from detkit.report.curves import plot_curves
+    from detkit.report.sections import _TOP5
+
+    assert len(plot_curves(f / "metrics.csv", skip=_TOP5)) == 1  # the metric figure keeps top-1
+
+
+def test_report_modules_import_one_way():
+    """render -> html | markdown -> sections -> collect, with output.py a leaf: no cycles."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "detkit"
+    graph = {}
+    for mod in ("render", "html", "markdown", "sections", "collect", "output", "curves", "cli"):
+        tree = ast.parse((root / "report" / f"{mod}.py").read_text())
+        graph[mod] = {
+            n.module.rsplit(".", 1)[-1]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("detkit.report.")
+        }
+    assert "render" not in graph["markdown"] | graph["html"] | graph["sections"] | graph["collect"]
+    assert graph["output"] == set() and graph["collect"] == set()
+    tree = ast.parse((root / "demo.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "detkit.cli" not in imported and "detkit.report.demo" not in imported  # the runner is handed in
