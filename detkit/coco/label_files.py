@@ -195,6 +195,17 @@ def _yolo_rows(
     return rows
 
 
+def _label_file(img: Path, folders: list[tuple[Path, Path]]) -> Path:
+    """The label file of an image: the mirror path under its folder's labels folder when that file exists
+    (``labels/images/x.txt`` for ``images/images/x.jpg``), else ultralytics' rule (last ``images`` -> ``labels``)."""
+    for img_dir, lbl_dir in folders:
+        if lbl_dir != img_dir and img.is_relative_to(img_dir):
+            mirror = lbl_dir / img.relative_to(img_dir).with_suffix(".txt")
+            if mirror.is_file():
+                return mirror
+    return label_path(img)
+
+
 def _rel(p: Path, root: Path) -> str:
     try:
         return str(p.relative_to(root))
@@ -223,7 +234,7 @@ def read_yolo_layout(
         expected = set()
         for img in src.images:
             listed += 1
-            lf = label_path(img)
+            lf = _label_file(img, src.folders)
             expected.add(lf)
             try:
                 w, h = probe_image(img)
@@ -397,7 +408,9 @@ def _parse_xml(f: Path, data: bytes) -> ET.Element:
         try:
             text = data.decode(name)
         except LookupError:
-            raise problem(f, "line 1", f"unknown encoding '{name}' in the XML declaration", "record.unparsable") from None
+            raise problem(
+                f, "line 1", f"unknown encoding '{name}' in the XML declaration", "record.unparsable"
+            ) from None
         except UnicodeDecodeError as err:
             raise problem(f, None, f"not {name} text (byte {err.start})", "record.unparsable") from None
         return ET.fromstring(text)

@@ -269,7 +269,11 @@ def test_yolo_train_data_yaml_uses_train_and_val(tmp_path):
 
     y = ultralytics_set(tmp_path)
     d = _load_data(TrainConfig(data=str(y), out=str(tmp_path / "run")), None)
-    assert d["train_ds"].file_name.tolist() == ["images/train/a.jpg", "images/train/b.jpg", "images/train/c.jpg"]
+    assert d["train_ds"].file_name.tolist() == [
+        "images/train/a.jpg",
+        "images/train/b.jpg",
+        "images/train/c.jpg",
+    ]
     assert d["val_ds"].file_name.tolist() == ["images/val/d.jpg", "images/val/e.jpg"]
     assert d["class_map"].names == ["cat", "dog"]
 
@@ -289,3 +293,13 @@ def test_classes_markdown_has_split_columns(cli, tmp_path):
     assert code == 0
     assert out.splitlines()[0] == "| id | name | instances | images | share | train | train % | val | val % |"
     assert out.splitlines()[2] == "| 0 | cat | 2 | 2 | 50.00% | 1 | 33.3% | 1 | 100.0% |"
+
+
+def test_converted_yaml_set_reads_back(cli, tmp_path):
+    y = ultralytics_set(tmp_path / "src")
+    assert cli("coco", "convert", y, tmp_path / "y", "--to", "yolo")[0] == 0
+    # file names keep their images/train/ prefix: labels/images/train/a.txt mirrors images/images/train/a.jpg
+    assert (tmp_path / "y" / "labels" / "images" / "train" / "a.txt").is_file()
+    ds = load_dataset(tmp_path / "y")
+    assert (ds.num_images, ds.num_annotations) == (5, 4) and list(ds.cat_name) == ["cat", "dog"]
+    assert not [s for s in ds.skipped if not s.kept]
