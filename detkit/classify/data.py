@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from detkit.coco.layouts import IMAGE_EXTS  # the one list of image suffixes detkit reads
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError, InputError
 from detkit.io import write_json
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 CACHE_VERSION = 1
 MAX_LISTED = 20  # unreadable images named one per line before the error
 TRAIN, VAL = 0, 1  # Catalog.group: the train folder, or the official (labelled) val folder
