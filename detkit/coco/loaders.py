@@ -90,7 +90,7 @@ def detect_format(path: str | Path) -> str:
     jsons = sorted(p.glob("*.json")) + sorted(p.glob("annotations/instances_*.json"))
     if len(jsons) == 1:  # before the .txt probe: a COCO folder may hold a README.txt
         return "coco"
-    if next(p.rglob("*.txt"), None) is not None:
+    if (p / "images").is_dir() or next(p.rglob("*.txt"), None) is not None:  # images alone: background images
         return "yolo"
     raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
 
