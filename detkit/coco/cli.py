@@ -425,9 +425,10 @@ def convert(
     if result.get("crowd_as_boxes"):
         warn(f"{result['crowd_as_boxes']:,} crowd annotations written as ordinary boxes ({to.value} has no iscrowd)")
     if json:
-        emit_json({"in": str(src), "from": ds.format, **result})
+        emit_json({"in": str(src), "from": ds.format, **result, **({"skipped": sk} if (sk := _skipped_doc(ds)) else {})})
     else:
         info(f"wrote {dst} ({to.value}): {result['images']:,} images, {result['boxes']:,} boxes")
 
 
 from detkit.coco import cli_eval as _cli_eval  # noqa: E402,F401  (registers `detkit coco eval`)
+from detkit.coco import cli_ops as _cli_ops  # noqa: E402,F401  (registers split / merge / filter / sample / draw)

@@ -1,0 +1,301 @@
+"""Put the parts an operation chose on disk: COCO json, YOLO folders (+ data.yaml) or Pascal VOC.
+
+Layouts (OUT is what the user named; everything is staged beside it and renamed into place):
+
+    one output   coco: OUT.json, or OUT/annotations.json     yolo: OUT/{images,labels,classes.txt,data.yaml}
+                 voc:  OUT/{Annotations,JPEGImages}
+    splits       coco: OUT/<split>.json                       yolo: OUT/<split>/{images,labels}, OUT/data.yaml
+                 voc:  OUT/{Annotations,JPEGImages}, OUT/ImageSets/Main/<split>.txt
+
+Images are referenced, not copied: a COCO json records the image folder relative to itself under its
+top-level ``detkit`` key (other readers ignore the key); YOLO ``images/`` and VOC ``JPEGImages/`` hold
+symlinks. ``copy_images`` copies them instead. Only names that stay inside OUT are written: an image
+whose file name is absolute or climbs out with ``..`` is counted under ``unsafe`` and not linked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from detkit.coco.model import Dataset
+from detkit.coco.ops.source import Part, Source, subset
+from detkit.errors import DetkitError, InputError
+from detkit.io import atomic_write
+
+TARGETS = ("coco", "yolo", "voc")
+CHUNK = 1 << 16  # records joined per write
+
+
+def default_target(fmt: str) -> str:
+    """The output format for an input format (the course text format has no writer: COCO)."""
+    return fmt if fmt in TARGETS else "coco"
+
+
+def check_out(out: Path, inputs: Iterable[Path], single_json: bool) -> None:
+    """Refuse an output that would overwrite or contain an input, or a non-empty folder."""
+    r = out.resolve()
+    for p in inputs:
+        q = Path(p).resolve()
+        if r == q or r in q.parents:
+            raise InputError(out, None, f"output would overwrite the input {p}; choose a new output")
+    if single_json:
+        if out.is_dir():
+            raise InputError(out, None, "is a folder; name a .json file or a new folder")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(out, None, "exists and is not an empty folder; choose a new output folder")
+
+
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temp folder beside ``out`` that becomes ``out`` on success (removed on any failure)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ---- images ------------------------------------------------------------------------------------------
+def safe_rel(name: str) -> Path | None:
+    """``name`` as a relative path that stays below its folder, or None (absolute, ``..``, empty)."""
+    p = Path(str(name).replace("\\", "/"))
+    if not str(name) or p.is_absolute() or ".." in p.parts or p.drive:
+        return None
+    return p
+
+
+def link_images(
+    pairs: Iterable[tuple[Path | None, str]], dst_root: Path, copy: bool = False
+) -> dict[str, int]:
+    """Link (or copy) each ``source file -> dst_root/name``; count linked, missing and unsafe names."""
+    n = {"linked": 0, "missing": 0, "unsafe": 0}
+    for src, name in pairs:
+        rel = safe_rel(name)
+        if rel is None:
+            n["unsafe"] += 1
+            continue
+        if src is None or not src.is_file():
+            n["missing"] += 1
+            continue
+        dst = dst_root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if copy:
+            shutil.copy2(src, dst)
+        else:
+            try:
+                os.symlink(src.resolve(), dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        n["linked"] += 1
+    return n
+
+
+def image_pairs(root: Path | None, names: Iterable[str], new_names: Iterable[str] | None = None):
+    """(source file, name in the output) per image; the source is None when the folder is unknown."""
+    names = [str(f) for f in names]
+    new = names if new_names is None else [str(f) for f in new_names]
+    return [(None if root is None or safe_rel(f) is None else root / f, g) for f, g in zip(names, new)]
+
+
+def root_key(json_path: Path, image_root: Path | None) -> bytes | None:
+    """The raw ``{"image_root": ...}`` value recorded under the top-level ``detkit`` key."""
+    if image_root is None:
+        return None
+    rel = os.path.relpath(Path(image_root).resolve(), json_path.parent.resolve())
+    return msgspec.json.encode({"image_root": Path(rel).as_posix()})
+
+
+# ---- COCO json ---------------------------------------------------------------------------------------
+def write_list(f: Any, records: list[Any], rows: np.ndarray | None = None) -> None:
+    """Write ``[r, r, ...]`` (raw records, or the ``rows`` of them) in chunks."""
+    f.write(b"[")
+    order = range(len(records)) if rows is None else rows.tolist()
+    for s in range(0, len(order), CHUNK):
+        if s:
+            f.write(b",")
+        f.write(b",".join([records[i] for i in order[s : s + CHUNK]]))
+    f.write(b"]")
+
+
+def write_coco_records(path: Path, top: dict[str, Any], lists: dict[str, tuple[list[Any], np.ndarray | None]],
+                       image_root: bytes | None) -> None:  # fmt: skip
+    """Write a COCO json from raw values: ``top`` keys first, then the three lists, then ``detkit``."""
+    keys = [k for k in top if k != "detkit"]
+    with atomic_write(path, "wb") as f:
+        f.write(b"{")
+        for k in keys:
+            f.write(msgspec.json.encode(k) + b":" + bytes(top[k]) + b",")
+        for j, k in enumerate(("images", "annotations", "categories")):
+            f.write((b"," if j else b"") + msgspec.json.encode(k) + b":")
+            write_list(f, *lists[k])
+        if image_root is not None:
+            f.write(b',"detkit":' + image_root)
+        f.write(b"}\n")
+
+
+def coco_from_columns(
+    ds: Dataset, image_root: bytes | None, image_fields: dict[str, list] | None = None
+) -> bytes:
+    """A COCO json built from the columns (inputs that are not COCO json; no segmentations to keep)."""
+    doc = ds.to_coco_dict()
+    for key, values in (image_fields or {}).items():
+        for rec, v in zip(doc["images"], values):
+            rec[key] = v
+    if image_root is not None:
+        doc["detkit"] = msgspec.json.decode(image_root)
+    return msgspec.json.encode(doc) + b"\n"
+
+
+def write_coco_part(src: Source, part: Part, path: Path, image_root: Path | None) -> None:
+    """One COCO json with the part's records (original bytes when the source is a COCO json)."""
+    key = root_key(path, image_root)
+    if src.raw is not None:
+        rc = src.raw
+        lists = {"images": (rc.images, part.images), "annotations": (rc.annotations, part.annotations),
+                 "categories": (rc.categories, part.categories)}  # fmt: skip
+        write_coco_records(path, rc.top, lists, key)
+    else:
+        with atomic_write(path, "wb") as f:
+            f.write(coco_from_columns(subset(src.ds, part), key))
+
+
+# ---- YOLO and VOC ------------------------------------------------------------------------------------
+def write_data_yaml(path: Path, names: list[str], splits: dict[str, str]) -> None:
+    """An ultralytics data yaml: image folders relative to the yaml's folder, names as a dict."""
+    import yaml
+
+    doc = {**splits, "nc": len(names), "names": dict(enumerate(names))}
+    with atomic_write(path) as f:
+        f.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def yolo_names(ds: Dataset) -> list[str]:
+    """Class names in YOLO index order (category id order, as :func:`convert.write_yolo` numbers them)."""
+    return [str(ds.cat_name[k]) for k in np.argsort(ds.cat_id, kind="stable")]
+
+
+def write_folder_part(ds: Dataset, folder: Path, to: str, pairs, copy: bool) -> dict[str, Any]:
+    """Labels (yolo) or XML (voc) of ``ds`` into the new ``folder``, then the image links."""
+    from detkit.coco.convert import write_voc, write_yolo
+
+    ds.image_root = None  # the writers would link from it; links are made here (path-safe, copy option)
+    result = (write_yolo if to == "yolo" else write_voc)(ds, folder)
+    n = link_images(pairs, folder / ("images" if to == "yolo" else "JPEGImages"), copy)
+    return {
+        **result,
+        "images_linked": n["linked"],
+        "images_missing": n["missing"],
+        "unsafe_names": n["unsafe"],
+    }
+
+
+# ---- entry points ------------------------------------------------------------------------------------
+def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = False) -> dict[str, Any]:
+    """Write one output (filter, sample). ``out`` ending in .json (coco) is a file, else a new folder."""
+    if to not in TARGETS:
+        raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
+    single_json = to == "coco" and out.suffix.lower() == ".json"
+    if single_json and copy_images:
+        raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
+    check_out(out, [src.path], single_json)
+    if single_json:
+        write_coco_part(src, part, out, src.image_root)
+        return {"out": str(out), "to": to, "files": [str(out)], **part.counts()}
+    pairs = image_pairs(src.image_root, src.ds.file_name[part.images])
+    with staged(out) as tmp:
+        if to == "coco":
+            n = link_images(pairs, tmp / "images", True) if copy_images else None
+            root = (out / "images") if copy_images else src.image_root
+            write_coco_part(src, part, tmp / "annotations.json", _as_final(root, tmp, out))
+            files = ["annotations.json"]
+            extra = {} if n is None else {"images_copied": n["linked"], "images_missing": n["missing"]}
+        else:
+            sub = subset(src.ds, part)
+            extra = write_folder_part(sub, tmp / "_part", to, pairs, copy_images)
+            for p in (tmp / "_part").iterdir():
+                os.replace(p, tmp / p.name)
+            (tmp / "_part").rmdir()
+            if to == "yolo":
+                write_data_yaml(tmp / "data.yaml", yolo_names(sub), {"train": "images", "val": "images"})
+            files = sorted(p.name for p in tmp.iterdir())
+            extra = {k: extra[k] for k in ("images_linked", "images_missing", "unsafe_names")}
+    return {"out": str(out), "to": to, "files": files, **part.counts(), **extra}
+
+
+def _as_final(root: Path | None, tmp: Path, out: Path) -> Path | None:
+    """An image folder inside OUT, named by where it is while staged (relative paths survive the rename)."""
+    if root is None:
+        return None
+    try:
+        return tmp / Path(root).relative_to(out)
+    except ValueError:
+        return root
+
+
+def write_split_parts(
+    src: Source, parts: dict[str, Part], out: Path, to: str, copy_images: bool = False
+) -> dict:
+    """Write one output per split into the new folder ``out`` (layouts in the module docstring)."""
+    if to not in TARGETS:
+        raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
+    check_out(out, [src.path], single_json=False)
+    ds = src.ds
+    links = {"linked": 0, "missing": 0, "unsafe": 0}
+    with staged(out) as tmp:
+        if to == "coco":
+            if copy_images:
+                every = np.unique(np.concatenate([p.images for p in parts.values()]))
+                links = link_images(image_pairs(src.image_root, ds.file_name[every]), tmp / "images", True)
+            root = tmp / "images" if copy_images else src.image_root
+            for name, part in parts.items():
+                write_coco_part(src, part, tmp / f"{name}.json", root)
+            files = [f"{name}.json" for name in parts]
+        elif to == "yolo":
+            for name, part in parts.items():
+                sub = subset(ds, part)
+                r = write_folder_part(
+                    sub, tmp / name, "yolo", image_pairs(src.image_root, sub.file_name), copy_images
+                )
+                links = {k: links[k] + r[f] for k, f in
+                         (("linked", "images_linked"), ("missing", "images_missing"), ("unsafe", "unsafe_names"))}  # fmt: skip
+            write_data_yaml(tmp / "data.yaml", yolo_names(ds), {n: f"{n}/images" for n in parts})
+            files = ["data.yaml", *parts]
+        else:
+            every = np.unique(np.concatenate([p.images for p in parts.values()]))
+            whole = Part.of_images(ds, every)
+            sub = subset(ds, whole)
+            r = write_folder_part(
+                sub, tmp / "_voc", "voc", image_pairs(src.image_root, sub.file_name), copy_images
+            )
+            links = {
+                "linked": r["images_linked"],
+                "missing": r["images_missing"],
+                "unsafe": r["unsafe_names"],
+            }
+            for p in (tmp / "_voc").iterdir():
+                os.replace(p, tmp / p.name)
+            (tmp / "_voc").rmdir()
+            for name, part in parts.items():
+                stems = "".join(
+                    f"{Path(str(f)).with_suffix('').as_posix()}\n" for f in ds.file_name[part.images]
+                )
+                with atomic_write(tmp / "ImageSets" / "Main" / f"{name}.txt") as f:
+                    f.write(stems)
+            files = ["Annotations", "ImageSets", "JPEGImages"]
+    return {"out": str(out), "to": to, "files": files, "images_linked": links["linked"],
+            "images_missing": links["missing"], "unsafe_names": links["unsafe"]}  # fmt: skip
