@@ -4,8 +4,9 @@
 
 Writes (once, then reuses) a generated ground truth at the scale of COCO val2017 — 5,000 images, ~30k
 boxes over COCO's 80 categories (ids with gaps), a few crowd boxes — and 500,000 detections (100 per
-image, the size a detector writes at conf 0.001): jittered copies of the ground-truth boxes, some with
-the wrong class, and background boxes, with scores that favour the good ones. Then runs, each as a whole
+image on average, the size a detector writes at conf 0.001), clustered as a detector's are: jittered copies
+of the ground-truth boxes, some with the wrong class, and background boxes, with scores that favour the
+good ones (see ``generate``). Then runs, each as a whole
 process measured with ``/usr/bin/time -v`` (wall time, peak RSS):
 
   pycocotools  COCO(gt) + loadRes(dt) + COCOeval evaluate / accumulate / summarize
@@ -19,8 +20,13 @@ peak memory, and within 2x of hotcoco's CLI.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,20 +52,25 @@ json.dump({"stats": [float(v) for v in ev.stats]}, sys.stdout)
 
 
 def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int = 0) -> tuple[Path, Path]:
-    """Write ``gt.json`` and ``dt.json`` into ``folder`` (see the module docstring); returns their paths."""
+    """Write ``gt.json`` and ``dt.json`` into ``folder`` (see the module docstring); returns their paths.
+
+    Detections cluster as a detector's do at a low confidence threshold: 80% are jittered copies of the
+    image's boxes (the tighter the copy, the higher its score; 10% with another class), 20% background boxes
+    whose class is one of the image's classes half of the time.
+    """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     w = rng.choice([640, 500, 480, 427, 375, 612], size=n_images).astype(float)
     h = rng.choice([480, 427, 640, 375, 333, 500], size=n_images).astype(float)
     img_ids = np.sort(rng.choice(600_000, size=n_images, replace=False)) + 1
     cats = np.asarray(COCO80_IDS)
-    # ground truth: boxes spread over images; sizes log-uniform so small / medium / large all occur
+    # ground truth: sizes log-uniform so small / medium / large all occur; a skewed class distribution
     im = np.sort(rng.integers(0, n_images, size=n_boxes))
     frac = np.exp(rng.uniform(np.log(0.01), np.log(0.8), size=(n_boxes, 2)))
     bw, bh = frac[:, 0] * w[im], frac[:, 1] * h[im]
     bx, by = rng.uniform(0, 1, n_boxes) * (w[im] - bw), rng.uniform(0, 1, n_boxes) * (h[im] - bh)
     gbox = np.round(np.c_[bx, by, bw, bh], 2)
-    gcat = cats[rng.zipf(1.6, size=n_boxes) % len(cats)]
+    gcat = cats[np.minimum(rng.geometric(0.08, size=n_boxes) - 1, 79)]
     crowd = (rng.uniform(size=n_boxes) < 0.01).astype(int)
     images = [{"id": int(i), "file_name": f"{i:012d}.jpg", "width": int(ww), "height": int(hh)}
               for i, ww, hh in zip(img_ids, w, h)]  # fmt: skip
@@ -71,26 +82,117 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
     gt_path.write_text(
         json.dumps({"info": {}, "images": images, "annotations": anns, "categories": categories})
     )
-    # detections: ~3 jittered copies per ground-truth box (10% with another class), the rest background
-    n_hit = min(3 * n_boxes, n_dets)
+    # detections around the boxes: jitter ~ |N(0, s)| with s per detection, score falling with the jitter
+    n_hit = int(0.8 * n_dets)
     src = rng.integers(0, n_boxes, size=n_hit)
-    jit = rng.normal(0, 0.12, size=(n_hit, 4)) * np.c_[gbox[src, 2:], gbox[src, 2:]]
-    hbox = gbox[src] + jit
+    spread = rng.uniform(0.02, 0.35, size=n_hit)
+    hbox = (
+        gbox[src] + rng.normal(0, 1, size=(n_hit, 4)) * spread[:, None] * np.c_[gbox[src, 2:], gbox[src, 2:]]
+    )
     hbox[:, 2:] = np.maximum(hbox[:, 2:], 1.0)
     hcat = np.where(rng.uniform(size=n_hit) < 0.1, cats[rng.integers(0, len(cats), n_hit)], gcat[src])
-    hscore = rng.beta(5, 2, size=n_hit)
+    hscore = np.clip(1.0 - spread * 2.5 + rng.normal(0, 0.15, n_hit), 0.001, 1.0)
+    # background: on images with boxes, half of them with one of that image's classes
     n_bg = n_dets - n_hit
-    bim = rng.integers(0, n_images, size=n_bg)
+    bsrc = rng.integers(0, n_boxes, size=n_bg)
+    bim = im[bsrc]
     bfrac = np.exp(rng.uniform(np.log(0.02), np.log(0.6), size=(n_bg, 2)))
     bbw, bbh = bfrac[:, 0] * w[bim], bfrac[:, 1] * h[bim]
     bbox = np.c_[rng.uniform(0, 1, n_bg) * (w[bim] - bbw), rng.uniform(0, 1, n_bg) * (h[bim] - bbh), bbw, bbh]
+    bcat = np.where(
+        rng.uniform(size=n_bg) < 0.5, gcat[bsrc], cats[np.minimum(rng.geometric(0.08, size=n_bg) - 1, 79)]
+    )
     dimg = np.r_[img_ids[im[src]], img_ids[bim]]
     dbox = np.round(np.r_[hbox, bbox], 2)
-    dcat = np.r_[hcat, cats[rng.zipf(1.6, size=n_bg) % len(cats)]]
-    dscore = np.round(np.r_[hscore, rng.beta(1, 6, size=n_bg)], 5)
+    dcat = np.r_[hcat, bcat]
+    dscore = np.round(np.r_[hscore, rng.beta(1, 8, size=n_bg)], 5)
     order = np.argsort(dimg, kind="stable")
     rows = [f'{{"image_id":{i},"category_id":{c},"bbox":[{b[0]},{b[1]},{b[2]},{b[3]}],"score":{s}}}'
             for i, c, b, s in zip(dimg[order].tolist(), dcat[order].tolist(), dbox[order].tolist(), dscore[order].tolist())]  # fmt: skip
     dt_path = folder / "dt.json"
     dt_path.write_text("[" + ",".join(rows) + "]")
     return gt_path, dt_path
+
+
+def measure(cmd: list[str], out_file: Path) -> dict[str, float]:
+    """Run ``cmd`` once under ``/usr/bin/time -v`` (stdout to ``out_file``): wall seconds and peak RSS in MB."""
+    with open(out_file, "w") as out:
+        t0 = time.perf_counter()
+        p = subprocess.run(
+            ["/usr/bin/time", "-v", *cmd], check=False, stdout=out, stderr=subprocess.PIPE, text=True
+        )
+        wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-2000:]}")
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+    return {"wall_s": wall, "peak_rss_mb": rss_kb / 1024}
+
+
+KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=ROOT / "bench_out" / "coco_eval",
+        help="where gt.json / dt.json are kept",
+    )
+    ap.add_argument("--images", type=int, default=5000)
+    ap.add_argument("--boxes", type=int, default=30_000)
+    ap.add_argument("--dets", type=int, default=500_000)
+    ap.add_argument("--detkit-args", default="", help="extra options for detkit coco eval (e.g. --no-tide)")
+    args = ap.parse_args()
+    folder = args.cache / f"{args.images}_{args.boxes}_{args.dets}"
+    gt, dt = folder / "gt.json", folder / "dt.json"
+    if not dt.exists():
+        t0 = time.perf_counter()
+        generate(folder, args.images, args.boxes, args.dets)
+        print(f"generated {folder} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    n_dt = len(json.loads(dt.read_text()))
+    print(
+        f"case: {gt} ({args.images:,} images, {args.boxes:,} boxes), {dt} ({n_dt:,} detections, {dt.stat().st_size / 1e6:.0f} MB)"
+    )
+    py = sys.executable
+    runs = {
+        "pycocotools": [py, "-c", PYCOCO_SCRIPT, str(gt), str(dt)],
+        "hotcoco CLI": [str(Path(py).parent / "coco"), "eval", "--gt", str(gt), "--dt", str(dt), "--json"],
+        "detkit": [py, "-m", "detkit", "coco", "eval", str(gt), str(dt), "--json", *args.detkit_args.split()],
+    }
+    env_note = os.environ.get("OMP_NUM_THREADS", "unset")
+    res, stats = {}, {}
+    for name, cmd in runs.items():
+        out = folder / f"{name.split()[0]}.out.json"
+        res[name] = measure(cmd, out)
+        doc = json.loads(out.read_text())
+        stats[name] = (
+            doc["stats"] if name == "pycocotools" else [doc["metrics"][k] for k in KEYS] if name == "hotcoco CLI"
+            else [doc["summary"][k] for k in KEYS]
+        )  # fmt: skip
+        print(f"{name:12} {res[name]['wall_s']:8.2f} s {res[name]['peak_rss_mb']:8.0f} MB", file=sys.stderr)
+    ref = np.asarray(stats["pycocotools"])
+    print(f"\n{'':12} {'wall s':>8} {'peak RSS MB':>12}   12 numbers (max |diff| vs pycocotools)")
+    for name, m in res.items():
+        diff = float(np.abs(np.asarray(stats[name]) - ref).max())
+        print(f"{name:12} {m['wall_s']:8.2f} {m['peak_rss_mb']:12.0f}   {diff:.1e}")
+    dk, pc, hc = res["detkit"], res["pycocotools"], res["hotcoco CLI"]
+    print(
+        f"\ndetkit vs pycocotools: {pc['wall_s'] / dk['wall_s']:.1f}x faster (target >= 50x), "
+        f"{dk['peak_rss_mb'] / pc['peak_rss_mb']:.2f} of its peak memory (target <= 0.25)"
+    )
+    print(
+        f"detkit vs hotcoco CLI: {dk['wall_s'] / hc['wall_s']:.2f}x its time (target <= 2x), "
+        f"{dk['peak_rss_mb'] / hc['peak_rss_mb']:.2f} of its memory"
+    )
+    same = all(np.allclose(stats[n], ref, rtol=0, atol=1e-9) for n in stats)
+    print(
+        f"same 12 numbers (1e-9): {same}; AP {ref[0]:.6f}  AP50 {ref[1]:.6f}; OMP_NUM_THREADS={env_note}; "
+        f"load average {Path('/proc/loadavg').read_text().split()[:3]}"
+    )
+    if not same:
+        raise SystemExit("the three disagree on the 12 numbers")
+
+
+if __name__ == "__main__":
+    main()

@@ -81,7 +81,7 @@ def f1_curves(core: CocoCore, gt: Dataset, pred_cat: np.ndarray, pred_score: np.
         core: for the category axis.
         gt: the ground truth (its category column, aligned with ``gt_flag``).
         pred_cat, pred_score: per detection.
-        dt_flag, gt_flag: from :func:`~detkit.evaluation.engine.match_flags` at IoU .50.
+        dt_flag, gt_flag: from :func:`~detkit.evaluation.matching.coco_matches` at IoU .50.
     """
     counted = dt_flag >= 0
     f1s, per = [], {}

@@ -10,8 +10,7 @@ no Python dict per box) and ``pycocotools`` (the reference, kept as the cross-ch
     recall      (T, K, A, M)
     scores      (T, R, K, A, M)    the score at which each precision point is reached
 
-and, per detection and per ground-truth box at one IoU threshold (area all, 100 detections per image and
-category), whether it was matched: :func:`match_flags`.
+Which detection matched which box, per detection, comes from :mod:`detkit.evaluation.matching`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.coco.model import Dataset, _lookup
+from detkit.coco.model import Dataset
 from detkit.evaluation.predictions import Predictions
 
 BACKENDS = ("hotcoco", "pycocotools")
@@ -153,44 +152,3 @@ def slice_stats(
         got = core.evaluator.slice_by({k: [int(i) for i in v] for k, v in slices.items()})
         return {k: {s: float(got[k][s]) for s in STAT_NAMES} for k in slices}
     return {k: coco_evaluate(gt, preds, core.backend, image_ids=v).summary() for k, v in slices.items()}
-
-
-def match_flags(
-    core: CocoCore, gt: Dataset, preds: Predictions, iou: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
-    """Which detections and ground-truth boxes were matched at IoU ``iou`` (area all, maxDets 100).
-
-    Returns:
-        (dt (N,) int8: 1 true positive, 0 false positive, -1 not counted (on a crowd region, beyond the
-        100 best of its image and class, or on an image not evaluated);
-        gt (G,) int8: 1 matched, 0 missed, -1 ignored (crowd, or its image not evaluated)).
-    """
-    dt_flag = np.full(len(preds), -1, dtype=np.int8)
-    gt_flag = np.full(gt.num_annotations, -1, dtype=np.int8)
-    if core.backend == "hotcoco":
-        d = core.evaluator.image_diagnostics(iou_thr=iou, score_thr=1.0)
-        dt_ids, dt_st = _dict_cols(d["dt_status"])
-        gt_ids, gt_st = _dict_cols(d["gt_status"])
-        dt_flag[dt_ids - 1] = dt_st == "tp"  # load_res numbers detections 1..N in order
-        rows = _lookup(gt.ann_id, gt_ids)
-        gt_flag[rows[rows >= 0]] = (gt_st == "matched")[rows >= 0]
-        return dt_flag, gt_flag
-    t = int(np.argmin(np.abs(core.iou_thrs - iou)))
-    ev = core.evaluator
-    for e in ev.evalImgs:
-        if e is None or e["aRng"] != ev.params.areaRng[0]:
-            continue
-        ids = np.asarray(e["dtIds"], dtype=np.int64)
-        if ids.size:
-            keep = ~np.asarray(e["dtIgnore"][t], dtype=bool)
-            dt_flag[ids[keep] - 1] = np.asarray(e["dtMatches"][t])[keep] > 0
-        gids = np.asarray(e["gtIds"], dtype=np.int64)
-        if gids.size:
-            rows = _lookup(gt.ann_id, gids)
-            keep = ~np.asarray(e["gtIgnore"], dtype=bool)
-            gt_flag[rows[keep]] = np.asarray(e["gtMatches"][t])[keep] > 0
-    return dt_flag, gt_flag
-
-
-def _dict_cols(d: dict) -> tuple[np.ndarray, np.ndarray]:
-    return np.fromiter(d.keys(), np.int64, len(d)), np.array(list(d.values()), dtype=object)

@@ -17,7 +17,8 @@ import numpy as np
 
 from detkit.coco.model import Dataset
 from detkit.evaluation import analysis
-from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, match_flags, slice_stats
+from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, slice_stats
+from detkit.evaluation.matching import coco_matches
 from detkit.evaluation.predictions import Predictions, check_predictions, from_results
 
 # names --fail-under and EvalResult.metric accept besides the 12 COCO keys
@@ -105,7 +106,7 @@ def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: Eva
     if cfg.curves:
         res.pr_curves = {"iou50": analysis.pr_curves(core, 0.5), "iou75": analysis.pr_curves(core, 0.75)}
     if cfg.curves or cfg.anchors is not None:
-        dt_flag, gt_flag = match_flags(core, gt, preds, 0.5)
+        dt_flag, gt_flag = coco_matches(gt, preds, 0.5)
         if cfg.curves:
             res.f1 = analysis.f1_curves(core, gt, preds.category_id, preds.score, dt_flag, gt_flag)
         if cfg.anchors is not None:

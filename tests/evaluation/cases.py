@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from detkit.coco.model import Dataset, make_dataset
+from detkit.coco.model import Dataset, _lookup, make_dataset
+from detkit.evaluation.engine import CocoCore
 from detkit.evaluation.predictions import Predictions
 
 
@@ -56,3 +57,44 @@ def random_case(
         np.round(rng.uniform(size=n_dets), 1),
     ]  # fmt: skip  (one decimal: many equal scores)
     return ds, preds(rows.tolist())
+
+
+def backend_flags(
+    core: CocoCore, gt: Dataset, preds: Predictions, iou: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference for coco_matches: the match flags read off each backend's own evaluation.
+
+    Returns:
+        (dt (N,) int8: 1 true positive, 0 false positive, -1 not counted (on a crowd region, beyond the
+        100 best of its image and class, or on an image not evaluated);
+        gt (G,) int8: 1 matched, 0 missed, -1 ignored (crowd, or its image not evaluated)).
+    """
+    dt_flag = np.full(len(preds), -1, dtype=np.int8)
+    gt_flag = np.full(gt.num_annotations, -1, dtype=np.int8)
+    if core.backend == "hotcoco":
+        d = core.evaluator.image_diagnostics(iou_thr=iou, score_thr=1.0)
+        dt_ids, dt_st = _dict_cols(d["dt_status"])
+        gt_ids, gt_st = _dict_cols(d["gt_status"])
+        dt_flag[dt_ids - 1] = dt_st == "tp"  # load_res numbers detections 1..N in order
+        rows = _lookup(gt.ann_id, gt_ids)
+        gt_flag[rows[rows >= 0]] = (gt_st == "matched")[rows >= 0]
+        return dt_flag, gt_flag
+    t = int(np.argmin(np.abs(core.iou_thrs - iou)))
+    ev = core.evaluator
+    for e in ev.evalImgs:
+        if e is None or e["aRng"] != ev.params.areaRng[0]:
+            continue
+        ids = np.asarray(e["dtIds"], dtype=np.int64)
+        if ids.size:
+            keep = ~np.asarray(e["dtIgnore"][t], dtype=bool)
+            dt_flag[ids[keep] - 1] = np.asarray(e["dtMatches"][t])[keep] > 0
+        gids = np.asarray(e["gtIds"], dtype=np.int64)
+        if gids.size:
+            rows = _lookup(gt.ann_id, gids)
+            keep = ~np.asarray(e["gtIgnore"], dtype=bool)
+            gt_flag[rows[keep]] = np.asarray(e["gtMatches"][t])[keep] > 0
+    return dt_flag, gt_flag
+
+
+def _dict_cols(d: dict) -> tuple[np.ndarray, np.ndarray]:
+    return np.fromiter(d.keys(), np.int64, len(d)), np.array(list(d.values()), dtype=object)

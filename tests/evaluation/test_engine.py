@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from detkit.evaluation.analysis import per_class
-from detkit.evaluation.engine import coco_evaluate, match_flags
-from tests.evaluation.cases import gt_with_crowd, preds, random_case
+from detkit.evaluation.engine import coco_evaluate
+from detkit.evaluation.matching import coco_matches
+from tests.evaluation.cases import backend_flags, gt_with_crowd, preds, random_case
 
 
 def _both(gt, p, image_ids=None):
@@ -67,10 +68,23 @@ def test_parity_generated(seed):
     _assert_same(gt, p, image_ids=gt.image_id[::2])  # a subset of images
 
 
-def test_match_flags_agree():
-    gt, p = random_case(3)
-    hc, pc = _both(gt, p)
-    for a, b in zip(match_flags(hc, gt, p), match_flags(pc, gt, p)):
-        np.testing.assert_array_equal(a, b)
-    dt, g = match_flags(hc, gt, p)
-    assert (dt == 1).sum() == (g == 1).sum() > 0  # one true positive per matched box
+@pytest.mark.parametrize("seed", [3, 4])
+def test_matches_equal_both_backends(seed):
+    """coco_matches (numpy rounds) = hotcoco's image_diagnostics = pycocotools' evalImgs, flag for flag,
+    with crowd boxes, > 100 detections on an image and equal scores; also on a subset of images."""
+    gt, p = random_case(seed)
+    for ids in (None, gt.image_id[1::3]):
+        ours = coco_matches(gt, p, 0.5, image_ids=ids)
+        for core in _both(gt, p, image_ids=ids):
+            for a, b in zip(ours, backend_flags(core, gt, p)):
+                np.testing.assert_array_equal(a, b)
+    dt, g = coco_matches(gt, p, 0.5)
+    assert (dt == 1).sum() == (g == 1).sum() > 0 and (dt == -1).sum() > 0  # some on crowd / beyond 100
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_matches_hand_made(name):
+    gt, p = gt_with_crowd(), preds(CASES[name])
+    for core in _both(gt, p):
+        for a, b in zip(coco_matches(gt, p, 0.5), backend_flags(core, gt, p)):
+            np.testing.assert_array_equal(a, b)

@@ -1,0 +1,99 @@
+"""COCO's greedy matching at one IoU threshold, for every image and class at once (numpy, no Python loop
+per image): which detections are true positives and which ground-truth boxes were found.
+
+pycocotools' ``evaluateImg`` (area "all"), per image and class: detections best first (a stable sort, so
+ties keep file order), only the ``max_det`` best; boxes in file order with crowd boxes last. Each detection
+takes, among the boxes not yet matched, the one with the highest IoU >= t (the last of equal ones); when
+no ordinary box qualifies, a crowd box with IoU >= t — IoU with a crowd box being the intersection over the
+detection's own area — takes it, and the detection is then ignored (crowd boxes can take any number).
+
+The loop runs in rounds: round r takes the r-th best detection of every (image, class) group at once, so
+no group is in a round twice and what earlier rounds matched stays marked. Equal, flag for flag, to
+hotcoco's ``image_diagnostics`` and pycocotools' ``evalImgs`` (tests/evaluation/test_engine.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detkit.coco.model import Dataset, _lookup
+from detkit.evaluation.predictions import Predictions
+
+
+def _slots(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For rows sorted by group: each row's position within its group, each group's first row and size."""
+    counts = np.bincount(groups, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return np.arange(len(groups)) - starts[groups], starts, counts
+
+
+def coco_matches(gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int = 100,
+                 image_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Match as COCOeval does (module docstring).
+
+    Args:
+        gt, preds: checked predictions (every image and category id is in ``gt``).
+        iou: the IoU threshold.
+        max_det: detections kept per image and class.
+        image_ids: the evaluated images (default all); others are flagged -1.
+
+    Returns:
+        (dt (N,) int8: 1 true positive, 0 false positive, -1 not counted (on a crowd region, beyond
+        ``max_det``, or on an image not evaluated); gt (G,) int8: 1 found, 0 missed, -1 crowd or not evaluated).
+    """
+    n_cat = max(gt.num_categories, 1)
+    img_ok = np.ones(gt.num_images, bool) if image_ids is None else np.isin(gt.image_id, image_ids)
+    g_img, d_img = _lookup(gt.image_id, gt.ann_image_id), _lookup(gt.image_id, preds.image_id)
+    g_use = (g_img >= 0) & img_ok[np.maximum(g_img, 0)]
+    d_use = (d_img >= 0) & img_ok[np.maximum(d_img, 0)]
+    g_key = g_img * n_cat + _lookup(gt.cat_id, gt.category_id)
+    d_key = d_img * n_cat + _lookup(gt.cat_id, preds.category_id)
+    keys = np.unique(np.concatenate([g_key[g_use], d_key[d_use]]))
+    # ground truth grouped (CSR): ordinary boxes first, crowd last, file order within each
+    crowd_all = gt.iscrowd != 0
+    g_rows = np.flatnonzero(g_use)
+    g_rows = g_rows[np.lexsort((g_rows, crowd_all[g_rows], g_key[g_rows]))]
+    g_box, crowd = gt.bbox[g_rows], crowd_all[g_rows]
+    _, g_start, g_count = _slots(np.searchsorted(keys, g_key[g_rows]), len(keys))
+    used = np.zeros(len(g_rows), bool)
+    # detections: best first within each group (stable), the max_det best
+    d_rows = np.flatnonzero(d_use)
+    d_rows = d_rows[np.lexsort((d_rows, -preds.score[d_rows], d_key[d_rows]))]
+    d_grp = np.searchsorted(keys, d_key[d_rows])
+    d_rank, _, _ = _slots(d_grp, len(keys))
+    dt_flag = np.full(len(preds), -1, np.int8)
+    dt_flag[d_rows[d_rank < max_det]] = 0
+    thr = min(iou, 1 - 1e-10)
+    for r in range(min(max_det, int(d_rank.max(initial=-1)) + 1)):
+        at = (d_rank == r) & (g_count[d_grp] > 0)
+        sel, grp = d_rows[at], d_grp[at]
+        if not len(sel):
+            continue
+        # every (detection, box of its group) pair of this round, flat; seg: each detection's first pair
+        cnt = g_count[grp]
+        seg = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        pos = np.repeat(g_start[grp] - seg, cnt) + np.arange(cnt.sum())
+        owner = np.repeat(np.arange(len(sel)), cnt)
+        ious = _iou(preds.bbox[sel][owner], g_box[pos], crowd[pos])
+        ok = ious >= thr
+        value = np.where(ok & ~crowd[pos] & ~used[pos], ious, -1.0)
+        best = np.maximum.reduceat(value, seg)
+        has_plain = best >= 0
+        # the last of equal best IoUs (pycocotools replaces on >=)
+        chosen = np.maximum.reduceat(np.where((value == best[owner]) & (value >= 0), pos, -1), seg)
+        used[chosen[has_plain]] = True
+        has_crowd = np.maximum.reduceat((ok & crowd[pos]).astype(np.int8), seg) > 0
+        dt_flag[sel] = np.where(has_plain, 1, np.where(has_crowd, -1, 0))
+    gt_flag = np.full(gt.num_annotations, -1, np.int8)
+    gt_flag[g_rows[~crowd]] = used[~crowd]
+    return dt_flag, gt_flag
+
+
+def _iou(d: np.ndarray, g: np.ndarray, is_crowd: np.ndarray) -> np.ndarray:
+    """IoU of paired xywh boxes (n, 4); over the detection's own area where ``g`` is a crowd region."""
+    iw = np.minimum(d[:, 0] + d[:, 2], g[:, 0] + g[:, 2]) - np.maximum(d[:, 0], g[:, 0])
+    ih = np.minimum(d[:, 1] + d[:, 3], g[:, 1] + g[:, 3]) - np.maximum(d[:, 1], g[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    d_area = d[:, 2] * d[:, 3]
+    union = np.where(is_crowd, d_area, d_area + g[:, 2] * g[:, 3] - inter)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
