@@ -146,3 +146,8 @@ def test_coco_json_images_checked_against_files(cli_json, tmp_path):
     # without --images and no image beside the json: no file checks at all (nothing to compare with)
     out = cli_json("coco", "validate", p, expect=0)
     assert not [f for f in out["findings"] if f["code"].startswith("image.")]
+
+
+def test_convert_json_has_the_skipped_block(cli, tmp_path):
+    code, out, err = cli("coco", "convert", messy_set(tmp_path / "in"), tmp_path / "out.json", "--to", "coco", "--json")
+    assert code == 0 and json.loads(out)["skipped"]["by_code"] == EXPECTED and err.count("warning: skipped 8") == 1
