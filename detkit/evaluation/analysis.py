@@ -10,7 +10,7 @@ recall (T, K, A, M)) — area index 0 = all, 1..3 = small / medium / large; maxD
 The F1-confidence curve (ultralytics' ``val`` curve) uses the detections matched at IoU .50 (COCO's greedy
 matching, 100 per image and class): for a threshold c, P(c) = TP / (TP + FP) and R(c) = TP / GT over the
 detections scoring >= c (P = 1 when none does), F1 = 2PR / (P + R). The overall curve is the mean of the
-per-class curves, and its maximum gives the deployment confidence.
+per-class curves, and its maximum gives the deployment confidence (the highest c that reaches it).
 
 Anchor coverage: each ground-truth box's best IoU with any anchor, boxes and anchors centred on a common
 point and sized in the anchors' normalisation (``image``: w / W, h / H; ``letterbox``: w / max(W, H)),
@@ -99,14 +99,19 @@ def f1_curves(core: CocoCore, gt: Dataset, pred_cat: np.ndarray, pred_score: np.
         rec = tps / n_gt
         f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-16)
         f1s.append(f1)
-        b = int(np.argmax(f1))
+        b = _last_argmax(f1)
         per[str(c)] = {"f1": f1.round(6).tolist(), "best": _best(b, f1, prec, rec)}
     if not f1s:
         return {"conf": CONF_GRID.tolist(), "mean_f1": [0.0] * len(CONF_GRID), "best": None, "per_class": {}}
     mean = np.mean(f1s, axis=0)
-    b = int(np.argmax(mean))
+    b = _last_argmax(mean)
     return {"conf": CONF_GRID.tolist(), "mean_f1": mean.round(6).tolist(), "best": {"conf": float(CONF_GRID[b]), "f1": float(mean[b])},
             "per_class": per}  # fmt: skip
+
+
+def _last_argmax(v: np.ndarray) -> int:
+    """The highest threshold that reaches the best F1 (the strictest one a deployment can use)."""
+    return len(v) - 1 - int(np.argmax(v[::-1]))
 
 
 def _best(b: int, f1: np.ndarray, p: np.ndarray, r: np.ndarray) -> dict[str, float]:

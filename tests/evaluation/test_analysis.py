@@ -1,0 +1,73 @@
+"""Per-class rows, the F1-confidence curve and anchor coverage on cases worked out by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from detkit.coco.model import make_dataset
+from detkit.errors import InputError
+from detkit.evaluation import evaluate
+from detkit.evaluation.analysis import CONF_GRID, load_slices
+from tests.evaluation.cases import gt_with_crowd, preds
+
+GT = make_dataset(
+    [(1, "a.jpg", 100, 100), (2, "b.jpg", 100, 100)],
+    [(1, 1, 1, 10, 10, 10, 10), (2, 2, 1, 20, 20, 50, 10)],
+    [(1, "A"), (2, "B")],
+)
+
+
+def test_f1_curve_by_hand():
+    # class A, 2 boxes: a hit at .9, a false positive at .6, a hit at .3
+    p = preds([(1, 1, 10, 10, 10, 10, 0.9), (1, 1, 60, 60, 10, 10, 0.6), (2, 1, 20, 20, 50, 10, 0.3)])
+    f1 = evaluate(GT, p, tide=False, conf=None).f1
+    curve = np.asarray(f1["per_class"]["1"]["f1"])
+    expect = np.select([CONF_GRID <= 0.3, CONF_GRID <= 0.6, CONF_GRID <= 0.9], [0.8, 0.5, 2 / 3], 0.0)
+    np.testing.assert_allclose(curve, expect, atol=1e-6)  # P 2/3 R 1; P 1/2 R 1/2; P 1 R 1/2; nothing
+    assert f1["per_class"]["1"]["best"] == {
+        "conf": 0.3,
+        "f1": pytest.approx(0.8),
+        "precision": pytest.approx(2 / 3),
+        "recall": 1.0,
+    }
+    assert f1["best"]["conf"] == 0.3 and list(f1["per_class"]) == ["1"]  # B has no ground truth: no curve
+
+
+def test_anchor_coverage_by_hand():
+    # box 1 (0.1 x 0.1 of its image) fits anchor [0.1, 0.1] exactly and is found; box 2 (0.5 x 0.1) fits
+    # no anchor (best IoU 0.03 / 0.11 = 0.27 with [0.3, 0.3]) and is missed
+    p = preds([(1, 1, 10, 10, 10, 10, 0.9)])
+    a = evaluate(GT, p, tide=False, conf=None, anchors=[[0.1, 0.1], [0.3, 0.3]], anchors_norm="image").anchors
+    rows = {r["best_anchor_iou"]: (r["gt"], r["matched"]) for r in a["buckets"]}
+    assert rows == {"0.0-0.3": (1, 0), "0.3-0.5": (0, 0), "0.5-0.7": (0, 0), "0.7-1.0": (1, 1)}
+    assert a["mean_best_iou_matched"] == pytest.approx(1.0)
+    assert a["mean_best_iou_missed"] == pytest.approx(0.03 / 0.11)
+
+
+def test_per_class_and_sizes():
+    p = preds([(1, 1, 10, 10, 10, 10, 0.9)])
+    r = evaluate(GT, p, tide=False, conf=None)
+    rows = {x["name"]: x for x in r.per_class}
+    assert rows["A"]["gt"] == 2 and rows["A"]["AP50"] == pytest.approx(51 / 101) and rows["A"]["AR100"] == 0.5
+    assert rows["B"]["AP"] is None
+    assert [(s["size"], s["gt"]) for s in r.sizes] == [
+        ("small", 2),
+        ("medium", 0),
+        ("large", 0),
+    ]  # 100 and 500 px² < 32²
+    assert (
+        r.metric("mAP50") == pytest.approx(51 / 101) and r.metric("APl") == 0.0
+    )  # -1 (no large boxes) reads 0
+
+
+def test_slices_file(tmp_path):
+    gt = gt_with_crowd()
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"night": [1, "c.jpg"], "day": ["b"]}))
+    assert {k: v.tolist() for k, v in load_slices(f, gt).items()} == {"night": [1, 3], "day": [2]}
+    f.write_text(json.dumps({"night": [1, "zzz.jpg"]}))
+    with pytest.raises(InputError, match=r"\$.night\[1\]"):
+        load_slices(f, gt)
