@@ -1,0 +1,96 @@
+"""`detkit coco merge`: classes unified by name (case and spacing ignored) with exact id remaps, colliding
+image / box ids renumbered past the largest, the same file one image, file names relative to the common
+image folder, each image's source recorded, records otherwise copied as they are."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from detkit.coco.loaders import load_dataset
+from tests.coco.ops_fixtures import write_coco, write_images
+
+
+@pytest.fixture
+def two_sets(tmp_path):
+    """A: person=1, car=2 in a/images; B: Car=1, dog=5, "Person "=7 in b/images (ids overlapping A's)."""
+    write_images(tmp_path / "a" / "images", ["x.jpg", "y.jpg"])
+    write_images(tmp_path / "b" / "images", ["x.jpg", "z.jpg"])
+    a = write_coco(tmp_path / "a" / "ann.json", [(1, "x.jpg", 64, 48), (2, "y.jpg", 64, 48)],
+                   [(1, 1, 1, 1, 1, 10, 10), (2, 1, 2, 5, 5, 10, 10), (3, 2, 1, 2, 2, 8, 8)],
+                   [(1, "person"), (2, "car")], info={"from": "a"})  # fmt: skip
+    b = write_coco(tmp_path / "b" / "ann.json", [(1, "x.jpg", 64, 48), (3, "z.jpg", 64, 48)],
+                   [(1, 1, 1, 3, 3, 6, 6), (2, 3, 5, 4, 4, 9, 9), (9, 3, 7, 0, 0, 5, 5)],
+                   [(1, "Car"), (5, "dog"), (7, "Person ")], info={"from": "b"})  # fmt: skip
+    return a, b
+
+
+def test_merge_remaps_classes_and_ids_exactly(cli_json, two_sets, tmp_path):
+    a, b = two_sets
+    doc = cli_json("coco", "merge", a, b, tmp_path / "m.json")
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert [(c["id"], c["name"]) for c in out["categories"]] == [(1, "person"), (2, "car"), (5, "dog")]
+    # images: A keeps 1, 2; B's 1 collides -> 4 (past every id seen, B's 3 included); B's 3 is free
+    assert [(i["id"], i["file_name"], i["detkit_source"]) for i in out["images"]] == [
+        (1, "a/images/x.jpg", str(a)), (2, "a/images/y.jpg", str(a)),
+        (4, "b/images/x.jpg", str(b)), (3, "b/images/z.jpg", str(b)),
+    ]  # fmt: skip
+    # boxes: A keeps 1, 2, 3; B's 1, 2 collide -> 10, 11 (past 9); B's 9 is free
+    got = [(x["id"], x["image_id"], x["category_id"], x["note"]) for x in out["annotations"]]
+    assert got == [(1, 1, 1, "ann1"), (2, 1, 2, "ann2"), (3, 2, 1, "ann3"),
+                   (10, 4, 2, "ann1"), (11, 3, 5, "ann2"), (9, 3, 1, "ann9")]  # fmt: skip
+    assert out["annotations"][3]["segmentation"] == [
+        [3, 3, 9, 3, 9, 9]
+    ]  # re-encoded records keep every field
+    assert out["info"] == {"from": "a"}
+    assert doc["image_source"] == [0, 0, 1, 1]
+    assert [(s["images"], s["shared_images"], s["images_renumbered"], s["boxes"], s["boxes_renumbered"])
+            for s in doc["sources"]] == [(2, 0, 0, 3, 0), (2, 0, 1, 3, 2)]  # fmt: skip
+    # the merged file loads, and its recorded image folder reaches every image
+    ds = load_dataset(tmp_path / "m.json")
+    assert ds.num_images == 4 and ds.num_annotations == 6
+    assert all((tmp_path / ds.image_root / f).is_file() for f in ds.file_name)
+
+
+def test_map_renames_before_merging(cli_json, two_sets, tmp_path):
+    a, b = two_sets
+    cli_json("coco", "merge", a, b, tmp_path / "m.json", "--map", "dog=Person", "--map", "car=vehicle")
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert [(c["id"], c["name"]) for c in out["categories"]] == [(1, "person"), (2, "vehicle")]
+    assert [x["category_id"] for x in out["annotations"]] == [1, 2, 1, 2, 1, 1]
+
+
+def test_same_image_in_two_files_is_one_image(cli_json, tmp_path):
+    write_images(tmp_path / "images", ["x.jpg", "y.jpg"])
+    a = write_coco(tmp_path / "a.json", [(1, "x.jpg", 64, 48)], [(1, 1, 1, 1, 1, 5, 5)], [(1, "cat")])
+    b = write_coco(tmp_path / "b.json", [(7, "x.jpg", 64, 48), (8, "y.jpg", 64, 48)],
+                   [(1, 7, 1, 2, 2, 6, 6), (2, 8, 1, 3, 3, 4, 4)], [(1, "Cat")])  # fmt: skip
+    doc = cli_json("coco", "merge", a, b, tmp_path / "out")
+    out = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert [(i["id"], i["file_name"]) for i in out["images"]] == [(1, "x.jpg"), (8, "y.jpg")]
+    assert [(x["id"], x["image_id"]) for x in out["annotations"]] == [(1, 1), (3, 1), (2, 8)]  # B's 1 -> 3
+    assert doc["sources"][1]["shared_images"] == 1
+    assert load_dataset(tmp_path / "out" / "annotations.json").image_root is not None
+
+
+def test_merge_to_yolo_links_every_image_under_its_new_name(cli_json, two_sets, tmp_path):
+    a, b = two_sets
+    doc = cli_json("coco", "merge", a, b, tmp_path / "y", "--to", "yolo")
+    root = tmp_path / "y"
+    assert (root / "classes.txt").read_text().split("\n")[:3] == ["person", "car", "dog"]
+    assert doc["written"]["images_linked"] == 4
+    assert sorted(p.relative_to(root / "images").as_posix() for p in (root / "images").rglob("*.jpg")) == [
+        "a/images/x.jpg", "a/images/y.jpg", "b/images/x.jpg", "b/images/z.jpg"]  # fmt: skip
+    assert (root / "labels" / "b" / "images" / "z.txt").read_text().split("\n")[0].split()[0] == "2"  # dog
+
+
+def test_merge_needs_two_inputs_and_refuses_to_overwrite_one(cli, two_sets, tmp_path):
+    a, b = two_sets
+    code, out, err = cli("coco", "merge", a, tmp_path / "m.json")
+    assert code == 2 and out == "" and "at least two inputs" in err
+    before = b.read_bytes()
+    code, _, err = cli("coco", "merge", a, b, b)
+    assert code == 2 and "overwrite the input" in err and b.read_bytes() == before
+    code, _, err = cli("coco", "merge", a, b, tmp_path / "m.json", "--map", "nothing")
+    assert code == 2 and "--map" in err
