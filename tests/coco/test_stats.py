@@ -61,7 +61,8 @@ def test_bccd_classes_cli(cli, cli_json, tmp_path):
     assert [(r["name"], r["instances"], r["images"]) for r in doc["classes"]] == [("RBC", 4155, 349), ("WBC", 372, 358), ("Platelets", 361, 201)]
     code, out, _ = cli("coco", "classes", path, "--markdown", "--csv", tmp_path / "c.csv", "--plot", tmp_path / "c.png")
     assert code == 0
-    assert out.splitlines()[2] == "| 2 | RBC | 4155 | 349 | 85.00% |"
+    # with ImageSets/Main's splits side by side: 2382 + 968 + 805 = 4155
+    assert out.splitlines()[2] == "| 2 | RBC | 4155 | 349 | 85.00% | 2382 | 84.9% | 968 | 85.1% | 805 | 85.2% |"
     rows = list(csv.DictReader((tmp_path / "c.csv").read_text().splitlines()))
     assert {k: rows[2][k] for k in ("id", "name", "instances", "images", "share")} == {
         "id": "1", "name": "Platelets", "instances": "361", "images": "201", "share": "0.073854"}  # fmt: skip
