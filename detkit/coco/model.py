@@ -166,9 +166,8 @@ class Dataset:
     def images_df(self):
         import pandas as pd
 
-        return pd.DataFrame(
-            {"id": self.image_id, "file_name": self.file_name, "width": self.width, "height": self.height}
-        )
+        cols = {"id": self.image_id, "file_name": self.file_name, "width": self.width, "height": self.height}
+        return pd.DataFrame(cols | ({"split": self.split} if self.split is not None else {}))
 
     def annotations_df(self):
         import pandas as pd
