@@ -127,13 +127,19 @@ def _yolo_rows(
 
 def _label_file(img: Path, folders: list[tuple[Path, Path]]) -> Path:
     """The label file of an image: the mirror path under its folder's labels folder when that file exists
-    (``labels/images/x.txt`` for ``images/images/x.jpg``), else ultralytics' rule (last ``images`` -> ``labels``)."""
+    (``labels/images/x.txt`` for ``images/images/x.jpg``), else ultralytics' rule (last ``images`` ->
+    ``labels``), else a ``.txt`` beside the image (darknet)."""
     for img_dir, lbl_dir in folders:
+        if lbl_dir == img_dir and img.with_suffix(".txt").is_file():  # darknet: image and .txt side by side
+            return img.with_suffix(".txt")
         if lbl_dir != img_dir and img.is_relative_to(img_dir):
             mirror = lbl_dir / img.relative_to(img_dir).with_suffix(".txt")
             if mirror.is_file():
                 return mirror
-    return label_path(img)
+    ultra = label_path(img)
+    if not ultra.is_file() and img.with_suffix(".txt").is_file():  # darknet lists: labels beside the images
+        return img.with_suffix(".txt")
+    return ultra
 
 
 def _rel(p: Path, root: Path) -> str:

@@ -149,5 +149,31 @@ def test_coco_json_images_checked_against_files(cli_json, tmp_path):
 
 
 def test_convert_json_has_the_skipped_block(cli, tmp_path):
-    code, out, err = cli("coco", "convert", messy_set(tmp_path / "in"), tmp_path / "out.json", "--to", "coco", "--json")
-    assert code == 0 and json.loads(out)["skipped"]["by_code"] == EXPECTED and err.count("warning: skipped 8") == 1
+    code, out, err = cli(
+        "coco", "convert", messy_set(tmp_path / "in"), tmp_path / "out.json", "--to", "coco", "--json"
+    )
+    assert (
+        code == 0
+        and json.loads(out)["skipped"]["by_code"] == EXPECTED
+        and err.count("warning: skipped 8") == 1
+    )
+
+
+def test_listed_image_missing_and_darknet_side_by_side(tmp_path):
+    # darknet style under a folder named images: labels beside the images, not in a ../labels mirror
+    d = tmp_path / "images" / "set1"
+    write_image(d / "a.jpg")
+    (d / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (d / "train.txt").write_text(
+        "images/set1/a.jpg\nimages/set1/gone.jpg\n"
+    )  # a darknet image list, not a label
+    ds = load_dataset(d)
+    assert ds.num_images == 1 and ds.num_annotations == 1 and not ds.skipped
+    y = tmp_path / "data.yaml"
+    y.write_text(f"path: {tmp_path}\ntrain: {d / 'train.txt'}\nnames: [x]\n")
+    ds = load_dataset(y)
+    assert ds.num_images == 1 and [(s.code, s.where) for s in ds.skipped] == [
+        ("image.missing_file", "line 2")
+    ]
+    with pytest.raises(InputError, match=r"train.txt:line 2: listed image .*gone.jpg does not exist"):
+        load_dataset(y, strict=True)
