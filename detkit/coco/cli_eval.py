@@ -94,7 +94,13 @@ def eval_(
         Path | None,
         typer.Option("--anchors", help="anchors.json of `detkit anchors kmeans`: recall by best anchor IoU."),
     ] = None,
-    tide: Annotated[bool, typer.Option("--tide/--no-tide", help="TIDE error breakdown.")] = True,
+    tide: Annotated[
+        bool,
+        typer.Option(
+            "--tide",
+            help="Also break the errors down as TIDE does (classification, localisation, both, duplicate, background, missed: count and mAP50 gain if fixed).",
+        ),
+    ] = False,
     plots: Annotated[
         Path | None,
         typer.Option("--plots", help="Write PR curves, F1 curve, confusion matrix and TIDE PNGs here."),
@@ -113,7 +119,7 @@ def eval_(
 
     Exit 0, or 1 when --fail-under is missed, 2 for unusable input.
 
-    Example: detkit coco eval instances_val2017.json predictions.json --fail-under mAP50=0.6 --plots eval/
+    Example: detkit coco eval instances_val2017.json predictions.json --tide --fail-under mAP50=0.6 --plots eval/
     """
     from detkit.evaluation import load_and_evaluate
     from detkit.io import check_out_folder

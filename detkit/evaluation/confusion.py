@@ -20,37 +20,14 @@ from detkit.coco.model import Dataset, _lookup
 from detkit.evaluation.predictions import Predictions
 
 
-def _pair_iou(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IoU of each xywh box ``a`` (n, 4) with the boxes ``b`` (n, G, 4) of its image, and the intersection
-    over the area of ``a`` (how COCO measures overlap with a crowd region); both (n, G)."""
-    iw = np.minimum(a[:, None, 0] + a[:, None, 2], b[..., 0] + b[..., 2]) - np.maximum(
-        a[:, None, 0], b[..., 0]
-    )
-    ih = np.minimum(a[:, None, 1] + a[:, None, 3], b[..., 1] + b[..., 3]) - np.maximum(
-        a[:, None, 1], b[..., 1]
-    )
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a, area_b = a[:, 2] * a[:, 3], b[..., 2] * b[..., 3]
-    return inter / np.maximum(area_a[:, None] + area_b - inter, 1e-12), inter / np.maximum(
-        area_a[:, None], 1e-12
-    )
-
-
-def _pad(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """For rows already sorted by group: (row's slot within its group, group start offsets, widest group)."""
-    counts = np.bincount(groups, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.arange(len(groups)) - starts[groups]
-    return slot, starts, int(counts.max(initial=0))
-
-
 def confusion_matrix(
     gt: Dataset, preds: Predictions, conf: float = 0.25, iou: float = 0.45
 ) -> dict[str, Any]:
     """Counts and row-normalised rates (module docstring).
 
     The greedy matching runs in rounds over every image at once: round r takes each image's r-th best
-    detection, so no image is ever in a round twice and the boxes it used stay marked between rounds.
+    detection and all the (detection, box of its image) pairs of the round are scored flat, so no image is
+    in a round twice and the boxes earlier rounds took stay marked.
 
     Returns:
         ``names`` (K classes + ``background``), ``category_ids``, ``matrix`` (K+1, K+1) counts,
@@ -60,43 +37,46 @@ def confusion_matrix(
     k = len(cats)
     names = gt.category_names()
     m = np.zeros((k + 1, k + 1), dtype=np.int64)
-    keep = preds.score >= conf
-    d_img, d_cls = preds.image_id[keep], _lookup(cats, preds.category_id[keep])
-    d_box, d_score = preds.bbox[keep], preds.score[keep]
-    images = np.union1d(d_img, gt.ann_image_id)
-    # ground truth padded per image: (images, widest, ...) with class -1 in the padding
-    g_order = np.argsort(gt.ann_image_id, kind="stable")
-    g_img = np.searchsorted(images, gt.ann_image_id[g_order])
-    g_slot, _, g_w = _pad(g_img, len(images))
-    crowd = gt.iscrowd[g_order] != 0
-    g_box = np.zeros((len(images), max(g_w, 1), 4))
-    g_cls = np.full((len(images), max(g_w, 1)), -1, dtype=np.int64)
-    g_box[g_img, g_slot] = gt.bbox[g_order]
-    g_cls[g_img, g_slot] = np.where(crowd, -2, _lookup(cats, gt.category_id[g_order]))  # -2: crowd
-    used = g_cls < 0  # padding and crowd boxes are never matched
+    keep = np.flatnonzero(preds.score >= conf)
+    images = np.union1d(preds.image_id[keep], gt.ann_image_id)
+    # ground truth by image (CSR)
+    g_rows = np.argsort(gt.ann_image_id, kind="stable")
+    g_img = np.searchsorted(images, gt.ann_image_id[g_rows])
+    g_start, g_count = _csr(g_img, len(images))
+    g_box, g_cls, crowd = gt.bbox[g_rows], _lookup(cats, gt.category_id[g_rows]), gt.iscrowd[g_rows] != 0
+    used = crowd.copy()  # crowd boxes are never matched
     # detections by image, best first (ties keep input order)
-    d_order = np.lexsort((np.arange(len(d_score)), -d_score, d_img))
-    di_img = np.searchsorted(images, d_img[d_order])
-    d_rank, _, d_w = _pad(di_img, len(images))
+    d_rows = keep[np.lexsort((keep, -preds.score[keep], preds.image_id[keep]))]
+    d_img = np.searchsorted(images, preds.image_id[d_rows])
+    d_start, _ = _csr(d_img, len(images))
+    d_rank = np.arange(len(d_rows)) - d_start[d_img]
+    d_cls = _lookup(cats, preds.category_id[d_rows])
     ignored = 0
-    for r in range(d_w):
-        sel = d_order[d_rank == r]
-        rows = di_img[d_rank == r]
-        ious, ioa = _pair_iou(d_box[sel], g_box[rows])
-        cand = np.where(~used[rows] & (ious >= iou), ious, -1.0)
-        same = np.where(g_cls[rows] == d_cls[sel, None], cand, -1.0)
-        j = np.where(
-            same.max(axis=1) >= 0,
-            same.argmax(axis=1),
-            np.where(cand.max(axis=1) >= 0, cand.argmax(axis=1), -1),
-        )
-        hit = j >= 0
-        used[rows[hit], j[hit]] = True
-        np.add.at(m, (g_cls[rows[hit], j[hit]], d_cls[sel[hit]]), 1)
-        on_crowd = ((g_cls[rows] == -2) & (ioa >= iou)).any(axis=1) & ~hit
-        ignored += int(on_crowd.sum())
-        np.add.at(m, (k, d_cls[sel[~hit & ~on_crowd]]), 1)
-    missed = ~used & (g_cls >= 0)
+    for r in range(int(d_rank.max(initial=-1)) + 1):
+        at = np.flatnonzero(d_rank == r)
+        cnt = g_count[d_img[at]]
+        fp = np.zeros(len(at), bool)
+        fp[cnt == 0] = True
+        with_gt = np.flatnonzero(cnt > 0)
+        if len(with_gt):
+            sel, cnt = at[with_gt], cnt[with_gt]
+            seg = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+            pos = np.repeat(g_start[d_img[sel]] - seg, cnt) + np.arange(cnt.sum())
+            owner = np.repeat(np.arange(len(sel)), cnt)
+            ious, ioa = _pair_iou(preds.bbox[d_rows[sel]][owner], g_box[pos])
+            cand = np.where(~used[pos] & (ious >= iou), ious, -1.0)
+            same = np.where(g_cls[pos] == d_cls[sel][owner], cand, -1.0)
+            j_same, ok_same = _first_argmax(same, seg, pos)
+            j_any, ok_any = _first_argmax(cand, seg, pos)
+            j = np.where(ok_same, j_same, j_any)
+            hit = ok_same | ok_any
+            used[j[hit]] = True
+            np.add.at(m, (g_cls[j[hit]], d_cls[sel[hit]]), 1)
+            on_crowd = np.maximum.reduceat((crowd[pos] & (ioa >= iou)).astype(np.int8), seg) > 0
+            ignored += int((on_crowd & ~hit).sum())
+            fp[with_gt] = ~hit & ~on_crowd
+        np.add.at(m, (k, d_cls[at[fp]]), 1)
+    missed = ~used
     np.add.at(m, (g_cls[missed], k), 1)
     rows_sum = m.sum(axis=1, keepdims=True)
     return {
@@ -104,3 +84,28 @@ def confusion_matrix(
         "matrix": m.tolist(), "normalized": np.where(rows_sum > 0, m / np.maximum(rows_sum, 1), 0.0).round(6).tolist(),
         "conf": conf, "iou": iou, "ignored": ignored,
     }  # fmt: skip
+
+
+def _csr(groups: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """First row and size of each group, for rows sorted by group."""
+    counts = np.bincount(groups, minlength=n)
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64), counts
+
+
+def _first_argmax(v: np.ndarray, seg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per segment of ``v``: the ``pos`` of its first maximum, and whether that maximum is >= 0."""
+    best = np.maximum.reduceat(v, seg)
+    owner = np.repeat(np.arange(len(seg)), np.diff(np.append(seg, len(v))))
+    big = np.iinfo(np.int64).max
+    j = np.minimum.reduceat(np.where(v == best[owner], pos, big), seg)
+    return j, best >= 0
+
+
+def _pair_iou(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU of paired xywh boxes (n, 4), and the intersection over the area of each ``a`` box (how COCO
+    measures overlap with a crowd region)."""
+    iw = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    ih = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
+    return inter / np.maximum(area_a + area_b - inter, 1e-12), inter / np.maximum(area_a, 1e-12)

@@ -20,7 +20,7 @@ def files(tmp_path):
 
 
 def test_json_has_every_number(cli_json, files):
-    doc = cli_json("coco", "eval", *files)
+    doc = cli_json("coco", "eval", *files, "--tide")
     assert set(doc["summary"]) == {
         "AP",
         "AP50",
@@ -77,7 +77,7 @@ def test_out_plots_slices_anchors(cli, files, tmp_path):
         json.dumps({"anchors_normalized": [[0.05, 0.05], [0.2, 0.3]], "norm": "image"})
     )
     code, out, err = cli("coco", "eval", *files, "--slices", tmp_path / "slices.json", "--anchors", tmp_path / "anchors.json",
-                         "--out", tmp_path / "run")  # fmt: skip
+                         "--out", tmp_path / "run", "--tide")  # fmt: skip
     assert code == 0, err
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["kind"] == "coco.eval" and {"mAP", "mAP50", "best_f1_conf"} <= set(s["metrics"])
@@ -114,7 +114,7 @@ def test_fixture_scored_with_its_own_boxes_is_perfect(cli_json, tmp_path):
             for a in doc["annotations"] if not a.get("iscrowd")]  # fmt: skip
     (tmp_path / "own.json").write_text(json.dumps(rows))
     for backend in ("hotcoco", "pycocotools"):
-        out = cli_json("coco", "eval", path, tmp_path / "own.json", "--backend", backend)
+        out = cli_json("coco", "eval", path, tmp_path / "own.json", "--backend", backend, "--tide")
         assert (
             out["summary"]["AP"] == 1.0 and out["summary"]["AP50"] == 1.0 and out["summary"]["AR100"] == 1.0
         )

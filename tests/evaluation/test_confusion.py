@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from detkit.coco.model import make_dataset
 from detkit.evaluation.confusion import confusion_matrix
 from tests.evaluation.cases import preds
@@ -42,3 +44,58 @@ def test_own_class_first_then_best_iou():
     )
     cm = confusion_matrix(gt, preds([(1, 2, 0, 0, 100, 100, 0.9)]), conf=0.25, iou=0.45)
     assert cm["matrix"] == [[0, 0, 1], [0, 1, 0], [0, 0, 0]]
+
+
+def _reference(gt, p, conf, iou):
+    """The module docstring's rule, one detection at a time in plain Python."""
+    import numpy as np
+
+    cats = sorted(int(c) for c in gt.cat_id)
+    k = len(cats)
+    m = [[0] * (k + 1) for _ in range(k + 1)]
+
+    def iou_ioa(a, b):
+        iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+        inter = iw * ih
+        return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-12), inter / max(a[2] * a[3], 1e-12)
+
+    for img in np.union1d(p.image_id, gt.ann_image_id).tolist():
+        g = [j for j in range(gt.num_annotations) if gt.ann_image_id[j] == img]
+        plain = [j for j in g if not gt.iscrowd[j]]
+        crowds = [j for j in g if gt.iscrowd[j]]
+        used = set()
+        ds = sorted(
+            (d for d in range(len(p)) if p.image_id[d] == img and p.score[d] >= conf),
+            key=lambda d: (-p.score[d], d),
+        )
+        for d in ds:
+            c = cats.index(int(p.category_id[d]))
+            scored = [(iou_ioa(p.bbox[d], gt.bbox[j])[0], j) for j in plain if j not in used]
+            ok = [(v, j) for v, j in scored if v >= iou]
+            same = [(v, j) for v, j in ok if cats.index(int(gt.category_id[j])) == c]
+            pick = (
+                max(same, key=lambda t: (t[0], -t[1]))
+                if same
+                else max(ok, key=lambda t: (t[0], -t[1]))
+                if ok
+                else None
+            )
+            if pick:
+                used.add(pick[1])
+                m[cats.index(int(gt.category_id[pick[1]]))][c] += 1
+            elif not any(iou_ioa(p.bbox[d], gt.bbox[j])[1] >= iou for j in crowds):
+                m[k][c] += 1
+        for j in plain:
+            if j not in used:
+                m[cats.index(int(gt.category_id[j]))][k] += 1
+    return m
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_equals_plain_python_reference(seed):
+    from tests.evaluation.cases import random_case
+
+    gt, p = random_case(seed, n_images=15, n_boxes=80, n_dets=700)
+    for conf, iou in ((0.25, 0.45), (0.0, 0.3)):
+        assert confusion_matrix(gt, p, conf=conf, iou=iou)["matrix"] == _reference(gt, p, conf, iou)
