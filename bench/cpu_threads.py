@@ -3,7 +3,7 @@ count 1..cores, on an idle machine and beside one competing busy process that th
 
 Each row is one (command, condition): the wall time of the whole command (start-up included, as a user
 waits for it) with the default (``--threads`` not given, ``OMP_NUM_THREADS`` unset: detkit's policy, see
-detkit/threads.py) and with ``--threads N`` for N = 1..cores; the baseline is the best fixed N measured in
+detkit/threads.py: the usable cores less the ones other programs keep busy, less the data workers) and with ``--threads N`` for N = 1..cores; the baseline is the best fixed N measured in
 the same run. Target: default / best <= 1.15 in every row. Variants are interleaved and repeated
 (``--repeats``, minimum kept), so a burst of load from elsewhere hits all of them alike.
 
@@ -68,12 +68,12 @@ def _chosen(run: Path) -> int | None:
     return policy.get("threads")
 
 
-def _row(name: str, argv: list[str], work: Path, variants: list[int | None], repeats: int) -> dict:
+def _row(name: str, argv: list[str], work: Path, variants: list[int | None], repeats: int, tag: str) -> dict:
     times: dict[str, list[float]] = {str(v): [] for v in variants}
     chosen = None
     for rep in range(repeats):
         for v in variants if rep % 2 == 0 else variants[::-1]:  # alternate the order: no variant always first
-            run = work / "runs" / f"{name.replace(' ', '_')}_{v}_{rep}"
+            run = work / "runs" / f"{name.replace(' ', '_')}_{tag}_{v}_{rep}"
             extra = [] if v is None else ["--threads", str(v)]
             times[str(v)].append(_detkit([*argv, "--out", str(run), *extra]))
             if v is None:
@@ -106,7 +106,7 @@ def main() -> int:
             hog = _busy() if condition != "idle" else None
             try:
                 for name, argv in commands.items():
-                    row = _row(name, argv, work, variants, args.repeats)
+                    row = _row(name, argv, work, variants, args.repeats, condition.replace(" ", "_"))
                     rows.append({"condition": condition, **row})
                     print(f"  {name:<15} {condition:<15} default {row['default_s']:6.2f} s "
                           f"({row['default_threads']} threads), best fixed {min(row['fixed_s'].values()):6.2f} s "

@@ -7,9 +7,13 @@ becomes 3-5x slower (measured on 2 cores: 10 s with one torch thread, 34-48 s wi
 two plus one worker). The policy:
 
     C = len(os.sched_getaffinity(0))        # the cores this process may run on (cgroups, taskset)
-    T = threads if given, else $OMP_NUM_THREADS if set, else max(1, C - W)
+    B = round(busy time of those cores over 0.2 s, from /proc/stat)   # other programs' load right now
+    T = threads if given, else $OMP_NUM_THREADS if set, else max(1, C - B - W)
     workers: one thread each (torch, OpenMP) -- they are the data parallelism
     inter-op threads = 1 (a sequential training step has no independent ops to overlap)
+
+B matters on small machines: on 2 cores beside one busy program (a browser tab, another training),
+two spinning OpenMP threads make a step 3x slower than one thread (bench/cpu_threads.py).
 
 The thread count changes the order of floating-point reductions, so results are bit-identical only
 for the same seed *and* the same ``T``; the choice is returned for ``run.json``.
@@ -18,10 +22,13 @@ for the same seed *and* the same ``T``; the choice is returned for ``run.json``.
 from __future__ import annotations
 
 import os
+import time
 
 from detkit.errors import DetkitError
 
-__all__ = ["apply_thread_policy", "chain_worker_init", "choose_threads", "usable_cores", "worker_init_fn"]
+__all__ = [
+    "apply_thread_policy", "busy_cores", "chain_worker_init", "choose_threads", "usable_cores", "worker_init_fn",
+]  # fmt: skip
 
 
 def usable_cores() -> int:
@@ -30,6 +37,36 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # macOS, Windows
         return max(1, os.cpu_count() or 1)
+
+
+def _cpu_times(cpus: set[int]) -> dict[int, tuple[int, int]]:
+    """(idle + iowait, total) jiffies of each CPU in ``cpus`` from /proc/stat."""
+    times = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                v = [int(x) for x in fields[:8]]
+                times[int(name[3:])] = (v[3] + v[4], sum(v))
+    return times
+
+
+def busy_cores(window: float = 0.2) -> float:
+    """How many of this process's cores other programs kept busy over ``window`` seconds (0.0 where
+    /proc/stat is not readable). Measured before training starts, so it is the rest of the machine."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        before = _cpu_times(cpus)
+        time.sleep(window)
+        after = _cpu_times(cpus)
+    except (AttributeError, OSError, ValueError, IndexError):
+        return 0.0
+    busy = 0.0
+    for cpu, (idle0, total0) in before.items():
+        idle1, total1 = after.get(cpu, (idle0, total0))
+        if total1 > total0:
+            busy += 1.0 - (idle1 - idle0) / (total1 - total0)
+    return busy
 
 
 def choose_threads(threads: int | None, workers: int, cores: int) -> int:
@@ -53,24 +90,28 @@ def apply_thread_policy(threads: int | None, workers: int) -> dict:
     data-loader processes; return the choice for ``run.json``.
 
     Args:
-        threads: intra-op threads to use (None: the policy's choice from the usable cores).
+        threads: intra-op threads to use (None: the policy's choice from the usable cores that other
+            programs leave free).
         workers: data-loader processes that decode while the model computes (0 = in the main process).
 
     Returns:
-        ``{"threads", "interop_threads", "workers", "cores", "source"}``; ``source`` is ``"given"``,
+        ``{"threads", "interop_threads", "workers", "cores", "busy_cores", "source"}``; ``source`` is ``"given"``,
         ``"OMP_NUM_THREADS"`` (the environment variable, when set) or ``"policy"``; ``interop_threads``
         is what torch runs with (it can be set once per process).
     """
     import torch
 
     cores = usable_cores()
-    source = "given"
+    source, busy = "given", None
     if threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
         threads, source = (
             (int(env), "OMP_NUM_THREADS") if env.isdigit() and int(env) > 0 else (None, "policy")
         )
-    intra = choose_threads(threads, workers, cores)
+    if threads is None:
+        busy = busy_cores()
+    free = max(1, cores - round(busy or 0.0))
+    intra = choose_threads(threads, workers, free)
     torch.set_num_threads(intra)
     try:
         torch.set_num_interop_threads(1)
@@ -81,6 +122,7 @@ def apply_thread_policy(threads: int | None, workers: int) -> dict:
         "interop_threads": torch.get_num_interop_threads(),
         "workers": workers,
         "cores": cores,
+        "busy_cores": None if busy is None else round(busy, 2),
         "source": source,
     }
 

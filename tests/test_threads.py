@@ -11,6 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 from detkit import threads as T
 from detkit.errors import DetkitError
 
+_REAL_BUSY_CORES = T.busy_cores
+
 
 @pytest.fixture
 def restore_threads():
@@ -22,6 +24,9 @@ def restore_threads():
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(
+        T, "busy_cores", lambda window=0.2: 0.0
+    )  # an idle machine unless a test says otherwise
 
 
 def _cores(monkeypatch, n: int) -> None:
@@ -41,6 +46,31 @@ def test_policy_leaves_a_core_per_worker(monkeypatch, restore_threads, cores, wo
     assert choice["threads"] + workers <= max(cores, 1 + workers)  # never oversubscribed by us
 
 
+@pytest.mark.parametrize(
+    ("cores", "busy", "workers", "expected"), [(2, 1.0, 0, 1), (2, 0.4, 0, 2), (8, 2.6, 1, 4), (2, 3.0, 0, 1)]
+)
+def test_policy_leaves_the_cores_other_programs_use(
+    monkeypatch, restore_threads, cores, busy, workers, expected
+):
+    _cores(monkeypatch, cores)
+    monkeypatch.setattr(T, "busy_cores", lambda window=0.2: busy)
+    choice = T.apply_thread_policy(None, workers)
+    assert (choice["threads"], choice["busy_cores"]) == (expected, busy)
+    assert T.apply_thread_policy(2, workers)["busy_cores"] is None  # not measured when the count is given
+
+
+def test_busy_cores_from_proc_stat_deltas(monkeypatch):
+    samples = iter([{0: (100, 200), 1: (50, 200)}, {0: (150, 300), 1: (50, 300), 2: (0, 10)}])
+    monkeypatch.setattr(T, "_cpu_times", lambda cpus: next(samples))
+    monkeypatch.setattr(T.time, "sleep", lambda s: None)
+    # cpu0: 50 of 100 jiffies idle; cpu1: none of 100 idle; cpu2 appeared late and is left out
+    assert _REAL_BUSY_CORES() == pytest.approx(1.5)
+
+
+def test_busy_cores_on_this_machine_is_a_core_count():
+    assert 0.0 <= _REAL_BUSY_CORES(window=0.05) <= T.usable_cores() + 1e-9
+
+
 def test_given_threads_win(monkeypatch, restore_threads):
     _cores(monkeypatch, 2)
     choice = T.apply_thread_policy(3, 1)
@@ -54,7 +84,7 @@ def test_omp_num_threads_is_respected_unless_threads_are_given(monkeypatch, rest
     assert (choice["threads"], choice["source"]) == (3, "OMP_NUM_THREADS") and torch.get_num_threads() == 3
     assert T.apply_thread_policy(5, 2)["threads"] == 5
     monkeypatch.setenv("OMP_NUM_THREADS", "junk")
-    assert T.apply_thread_policy(None, 2) == {**choice, "threads": 6, "source": "policy"}
+    assert T.apply_thread_policy(None, 2) == {**choice, "threads": 6, "source": "policy", "busy_cores": 0.0}
 
 
 def test_choice_is_json_ready_and_records_interop(monkeypatch, restore_threads):
