@@ -118,3 +118,20 @@ def test_unknown_class_and_bad_empty_are_one_line_exit_2(cli, tmp_path):
     code, _, err = cli("coco", "filter", src, tmp_path / "o.json", "--empty", "sometimes")
     assert code == 2 and "--empty" in err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_copy_images_into_the_output_folder(cli, cli_json, tmp_path):
+    write_images(tmp_path / "images", ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    src = write_coco(tmp_path / "in.json", IMAGES, ANNS, CATS)
+    doc = cli_json(
+        "coco", "filter", src, tmp_path / "out", "--classes", "person", "--empty", "drop", "--copy-images"
+    )
+    assert doc["written"]["images_copied"] == 2
+    copied = sorted((tmp_path / "out" / "images").iterdir())
+    assert [p.name for p in copied] == ["a.jpg", "c.jpg"] and not any(p.is_symlink() for p in copied)
+    out = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert out["detkit"] == {"image_root": "images"}
+    code, _, err = cli(
+        "coco", "filter", src, tmp_path / "x.json", "--copy-images"
+    )  # a .json cannot hold images
+    assert code == 2 and "--copy-images needs an output folder" in err

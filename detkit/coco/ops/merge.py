@@ -274,11 +274,6 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
     if single_json and copy_images:
         raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
     w.check_out(out, [s.path for s in m.sources], single_json)
-    pairs = [
-        (None if w.safe_rel(str(f)) is None else m.roots[s] / str(f), str(g))
-        for s, src in enumerate(m.sources)
-        for f, g in zip(src.ds.file_name[m.image_rows[s]], m.file_name[m.image_out[s][m.image_rows[s]]])
-    ]
     counts = {"images": int(m.image_id.size), "boxes": int(sum(a.size for a in m.ann_rows)),
               "categories": int(m.cat_id.size)}  # fmt: skip
 
@@ -298,6 +293,11 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
     if single_json:
         coco(out, m.common_root)
         return {"out": str(out), "to": to, "files": [str(out)], **counts}
+    pairs = [
+        (None if w.safe_rel(str(f)) is None else m.roots[s] / str(f), str(g))
+        for s, src in enumerate(m.sources)
+        for f, g in zip(src.ds.file_name[m.image_rows[s]], m.file_name[m.image_out[s][m.image_rows[s]]])
+    ]
     with w.staged(out) as tmp:
         if to == "coco":
             n = w.link_images(pairs, tmp / "images", True) if copy_images else None

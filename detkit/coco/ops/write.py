@@ -73,10 +73,10 @@ def staged(out: Path) -> Iterator[Path]:
 # ---- images ------------------------------------------------------------------------------------------
 def safe_rel(name: str) -> Path | None:
     """``name`` as a relative path that stays below its folder, or None (absolute, ``..``, empty)."""
-    p = Path(str(name).replace("\\", "/"))
-    if not str(name) or p.is_absolute() or ".." in p.parts or p.drive:
+    s = str(name).replace("\\", "/")
+    if not s or s.startswith("/") or s[1:2] == ":" or ".." in s.split("/"):
         return None
-    return p
+    return Path(s)
 
 
 def link_images(
