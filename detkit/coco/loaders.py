@@ -190,7 +190,8 @@ def concat_splits(parts: list[tuple[str, Dataset]], source: str, image_root: str
                      ("bb", ds.bbox), ("ar", ds.area), ("cr", ds.iscrowd)):  # fmt: skip
             cols[k].append(v)
         cols["sp"].append(np.full(ds.num_images, name, dtype=object))
-        img_off = int((ds.image_id + img_off).max()) + 1 if ds.num_images else img_off  # next split's ids follow
+        # the next split's ids follow this one's largest
+        img_off = int((ds.image_id + img_off).max()) + 1 if ds.num_images else img_off
         ann_off = int((ds.ann_id + ann_off).max()) + 1 if ds.num_annotations else ann_off
     cat_ids = np.array(sorted(cats), dtype=np.int64)
     c = {k: np.concatenate(v) for k, v in cols.items()}
