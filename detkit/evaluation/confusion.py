@@ -52,8 +52,11 @@ def confusion_matrix(
     d_rank = np.arange(len(d_rows)) - d_start[d_img]
     d_cls = _lookup(cats, preds.category_id[d_rows])
     ignored = 0
-    for r in range(int(d_rank.max(initial=-1)) + 1):
-        at = np.flatnonzero(d_rank == r)
+    by_rank = np.argsort(d_rank, kind="stable")  # rounds as contiguous slices
+    n_rounds = int(d_rank.max(initial=-1)) + 1
+    bounds = np.searchsorted(d_rank[by_rank], np.arange(n_rounds + 1))
+    for r in range(n_rounds):
+        at = by_rank[bounds[r] : bounds[r + 1]]
         cnt = g_count[d_img[at]]
         fp = np.zeros(len(at), bool)
         fp[cnt == 0] = True

@@ -64,11 +64,15 @@ def coco_matches(gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int
     dt_flag = np.full(len(preds), -1, np.int8)
     dt_flag[d_rows[d_rank < max_det]] = 0
     thr = min(iou, 1 - 1e-10)
-    for r in range(min(max_det, int(d_rank.max(initial=-1)) + 1)):
-        at = (d_rank == r) & (g_count[d_grp] > 0)
+    # rounds as contiguous slices: detections with a box in their group, by rank
+    live = (d_rank < max_det) & (g_count[d_grp] > 0)
+    by_rank = np.flatnonzero(live)[np.argsort(d_rank[live], kind="stable")]
+    bounds = np.searchsorted(d_rank[by_rank], np.arange(max_det + 1))
+    for r in range(max_det):
+        at = by_rank[bounds[r] : bounds[r + 1]]
         sel, grp = d_rows[at], d_grp[at]
         if not len(sel):
-            continue
+            break
         # every (detection, box of its group) pair of this round, flat; seg: each detection's first pair
         cnt = g_count[grp]
         seg = np.concatenate([[0], np.cumsum(cnt)[:-1]])

@@ -20,6 +20,7 @@ them as counted findings.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def load_coco_results(path: str | Path) -> Predictions:
     path = Path(path)
     rows = _decode(path, list[_Det])
     n = len(rows)
-    bbox = np.array(list(map(attrgetter("bbox"), rows)), dtype=np.float64).reshape(n, 4)
+    bbox = np.fromiter(chain.from_iterable(map(attrgetter("bbox"), rows)), np.float64, 4 * n).reshape(n, 4)
     return Predictions(
         image_id=np.fromiter(map(attrgetter("image_id"), rows), np.int64, n),
         category_id=np.fromiter(map(attrgetter("category_id"), rows), np.int64, n),
@@ -134,14 +135,15 @@ def _stem_index(gt: Dataset, path: Path) -> dict[str, int]:
     return index
 
 
-def _image_row(index: dict[str, int], stem: str, path: Path, where: str, bad: list) -> int:
+def _image_row(index: dict[str, int], stem: str, path: Path, where: str, bad: list[str]) -> int:
+    """Ground-truth row of the image with this file stem; -1 (and the record noted in ``bad``) when none."""
     row = index.get(stem, -1)
     if row == -2:
         raise InputError(
             path, where, f"two ground-truth images share the file stem '{stem}'; cannot match by stem"
         )
     if row == -1:
-        bad.append(where)
+        bad.append(f"{where or path} (file stem '{stem}')")
     return row
 
 
@@ -271,9 +273,8 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
         finding = {"code": "pred.unknown_image", "count": len(unmatched), "example": unmatched[0],
                    "message": "prediction files whose stem names no ground-truth image"}  # fmt: skip
         if not lenient:
-            raise InputError(
-                preds.source, unmatched[0], f"names no ground-truth image ({len(unmatched)} such)"
-            )
+            raise InputError(preds.source, None, f"{unmatched[0]} names no ground-truth image "
+                             f"({len(unmatched)} such; --lenient skips them)")  # fmt: skip
         findings.append(finding)
     masks = {
         "pred.unknown_image": _lookup(gt.image_id, preds.image_id) < 0,

@@ -106,3 +106,18 @@ def test_negative_score_and_yolo_without_conf(tmp_path):
     (tmp_path / "p" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     with pytest.raises(InputError, match="a.txt:line 1: .*save_conf"):
         load_predictions(tmp_path / "p", gt)
+
+
+def test_yolo_file_without_image_is_an_error_or_a_finding(tmp_path):
+    gt = gt_with_crowd()
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "a.txt").write_text("0 0.5 0.5 0.1 0.1 0.9\n")
+    (tmp_path / "p" / "zz.txt").write_text("0 0.5 0.5 0.1 0.1 0.9\n")
+    p, unmatched = load_predictions(tmp_path / "p", gt)
+    assert len(p) == 1 and len(unmatched) == 1 and "zz.txt (file stem 'zz')" in unmatched[0]
+    with pytest.raises(InputError, match="file stem 'zz'.* names no ground-truth image"):
+        check_predictions(gt, p, unmatched=unmatched)
+    kept, findings = check_predictions(gt, p, lenient=True, unmatched=unmatched)
+    assert len(kept) == 1 and findings[0]["code"] == "pred.unknown_image" and findings[0]["count"] == 1
+    # class 0 is the first ground-truth category in id order (cat, id 1), in pixels of a.jpg (640 x 480)
+    assert p.category_id.tolist() == [1] and p.bbox.tolist() == pytest.approx([[288.0, 216.0, 64.0, 48.0]])
