@@ -281,7 +281,7 @@ def _print_validate(doc: dict) -> None:
         for ch in fx["changes"]:
             parts = [ch["action"], ch["record"]] + ([f"id {ch['id']}"] if "id" in ch else [])
             if "before" in ch:
-                before, after = ch["before"], ch["after"]
+                before, after = ch["before"], ch.get("after")
                 parts.append(f"{before} -> {after}" if before is not None and after is not None
                              else (f"-> {after}" if after is not None else str(before)))  # fmt: skip
             out.print(escape("  " + " ".join(str(p) for p in parts)))

@@ -133,6 +133,10 @@ def test_encodings_every_command_rejects_fail_validate(cli, tmp_path, name, data
     actions = {c["action"] for c in json.loads(out)["fix"]["changes"]}
     assert actions == {"write_utf8" if code == "file.encoding" else "replace_lone_surrogate"}
     assert load_dataset(fixed).num_annotations == 1  # what --fix wrote, every command reads
+    rc, out, err = cli(
+        "coco", "validate", p, "--fix", tmp_path / "again.json"
+    )  # the printer lists the change
+    assert rc == 1 and ("write_utf8 byte 0" in out or "replace_lone_surrogate $." in out), out
     assert not validate_path(fixed).fails("error") and p.read_bytes() == data
 
 
