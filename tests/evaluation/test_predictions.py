@@ -120,4 +120,4 @@ def test_yolo_file_without_image_is_an_error_or_a_finding(tmp_path):
     kept, findings = check_predictions(gt, p, lenient=True, unmatched=unmatched)
     assert len(kept) == 1 and findings[0]["code"] == "pred.unknown_image" and findings[0]["count"] == 1
     # class 0 is the first ground-truth category in id order (cat, id 1), in pixels of a.jpg (640 x 480)
-    assert p.category_id.tolist() == [1] and p.bbox.tolist() == pytest.approx([[288.0, 216.0, 64.0, 48.0]])
+    assert p.category_id.tolist() == [1] and p.bbox[0].tolist() == pytest.approx([288.0, 216.0, 64.0, 48.0])
