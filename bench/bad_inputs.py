@@ -217,7 +217,7 @@ def commands(src: str, out: str, train: bool) -> list[tuple[str, list[str], str]
     ]
     if train:
         cmds.append(("yolo train", ["yolo", "train", "--data", src, "--out", f"{out}/run", "--epochs", "1",
-                                    "--max-steps", "1", "--img-size", "64", "--batch-size", "2", "--workers", "0"], f"{out}/run"))  # fmt: skip
+                                    "--max-steps", "1", "--img-size", "64", "--batch", "2", "--workers", "0", "--threads", "1"], f"{out}/run"))  # fmt: skip
     return cmds
 
 
@@ -316,6 +316,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--only", help="run only inputs whose name contains this")
+    ap.add_argument("--command", help="run only commands whose name contains this (e.g. 'yolo train')")
     ap.add_argument("--json", action="store_true", help="print every run as JSON")
     args = ap.parse_args()
     _JPEG = _jpeg()
@@ -330,6 +331,8 @@ def main() -> None:
     jobs = []
     for name, make in inputs:
         for cmd_name, _, _ in commands("IN", "OUT", args.train):
+            if args.command and args.command not in cmd_name:
+                continue
 
             def argv_of(src, out, cmd_name=cmd_name, name=name):
                 argv, path = next((a, p) for n, a, p in commands(src, out, args.train) if n == cmd_name)
