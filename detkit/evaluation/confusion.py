@@ -74,19 +74,24 @@ def confusion_matrix(
             j = np.where(ok_same, j_same, j_any)
             hit = ok_same | ok_any
             used[j[hit]] = True
-            np.add.at(m, (g_cls[j[hit]], d_cls[sel[hit]]), 1)
+            _count(m, g_cls[j[hit]], d_cls[sel[hit]])
             on_crowd = np.maximum.reduceat((crowd[pos] & (ioa >= iou)).astype(np.int8), seg) > 0
             ignored += int((on_crowd & ~hit).sum())
             fp[with_gt] = ~hit & ~on_crowd
-        np.add.at(m, (k, d_cls[at[fp]]), 1)
+        _count(m, np.full(int(fp.sum()), k), d_cls[at[fp]])
     missed = ~used
-    np.add.at(m, (g_cls[missed], k), 1)
+    _count(m, g_cls[missed], np.full(int(missed.sum()), k))
     rows_sum = m.sum(axis=1, keepdims=True)
     return {
         "names": [names[int(c)] for c in cats] + ["background"], "category_ids": cats.tolist(),
         "matrix": m.tolist(), "normalized": np.where(rows_sum > 0, m / np.maximum(rows_sum, 1), 0.0).round(6).tolist(),
         "conf": conf, "iou": iou, "ignored": ignored,
     }  # fmt: skip
+
+
+def _count(m: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+    """m[rows, cols] += 1 for every pair (repeats add up)."""
+    m += np.bincount(rows * m.shape[1] + cols, minlength=m.size).reshape(m.shape)
 
 
 def _csr(groups: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

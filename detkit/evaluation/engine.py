@@ -62,9 +62,9 @@ def _categories(gt: Dataset) -> list[dict[str, Any]]:
 
 def _dt_array(preds: Predictions) -> np.ndarray:
     """(N, 7) image_id, x, y, w, h, score, category_id: the array form both libraries' loadRes take."""
-    return np.column_stack(
-        [preds.image_id.astype(np.float64), preds.bbox, preds.score, preds.category_id.astype(np.float64)]
-    )
+    a = np.empty((len(preds), 7))
+    a[:, 0], a[:, 1:5], a[:, 5], a[:, 6] = preds.image_id, preds.bbox, preds.score, preds.category_id
+    return a
 
 
 # ---- hotcoco -------------------------------------------------------------------------------------------

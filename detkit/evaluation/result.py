@@ -9,7 +9,7 @@ its per-image matches — plus the confusion matrix (:mod:`.confusion`), which m
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ class EvalResult:
         return max(self.summary[key], 0.0)  # -1: no ground truth of that kind
 
     def as_dict(self) -> dict[str, Any]:
-        return analysis.clean(asdict(self))
+        """Plain JSON-able data (NaN as None); shares the lists it holds (no deep copy of the curves)."""
+        return analysis.clean({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: EvalConfig | None = None,
