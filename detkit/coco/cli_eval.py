@@ -88,7 +88,10 @@ def eval_(
     ] = 0.45,
     slices: Annotated[
         Path | None,
-        typer.Option("--slices", help='JSON {"name": [image ids or file names]}: the 12 numbers per slice.'),
+        typer.Option(
+            "--slices",
+            help="JSON mapping slice names to lists of image ids or file names: the 12 numbers per slice.",
+        ),
     ] = None,
     anchors: Annotated[
         Path | None,
@@ -255,6 +258,6 @@ def _print_confusion(cm: dict) -> None:
         reverse=True,
     )
     out.print()
-    out.print(_table(f"Confusion at conf >= {cm['conf']}, IoU >= {cm['iou']}: largest off-diagonal cells "
-                     "(background: a miss or a false positive)", ["name", "predicted", "count"],
+    out.print(_table(f"Confusion at conf >= {cm['conf']}, IoU >= {cm['iou']}: largest off-diagonal cells, "
+                     "ground truth (name) vs predicted (background: a miss or a false positive)", ["name", "predicted", "count"],
                      [[g, p, n] for n, g, p in pairs[:12]]))  # fmt: skip
