@@ -415,7 +415,7 @@ def convert(
         ex = result["renamed_examples"][0]
         warn(f"{result['renamed']:,} image names were absolute, climbed out of their folder or named no file; written "
              f"under safe names inside {dst} (e.g. {ex['file_name']!r} as {ex['written_as']!r})")  # fmt: skip
-    if to == Target.coco and result.get("image_root") is None:
+    if to == Target.coco and result.get("image_root") is None and ds.format != "text":  # text: no images
         warn("the image folder is unknown, so the json does not record it; pass --images DIR to record it")
     if to != Target.coco and result["images_linked"] < ds.num_images:
         warn(f"{ds.num_images - result['images_linked']:,} of {ds.num_images:,} images not found to link "
