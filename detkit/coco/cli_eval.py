@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from detkit.coco.cli import FormatOpt, JsonOpt, OutOpt, _busy, _table, app
+from detkit.coco.cli import FormatOpt, JsonOpt, OutOpt, SplitOpt, _busy, _table, app
 from detkit.console import emit_json, info, out, warn
 from detkit.errors import DetkitError
 
@@ -67,6 +67,7 @@ def eval_(
         ),
     ],
     format: FormatOpt = None,
+    split: SplitOpt = None,
     pred_format: Annotated[
         PredFmt | None, typer.Option("--pred-format", help="Predictions format (default: detected).")
     ] = None,
@@ -131,12 +132,17 @@ def eval_(
     if out_dir is not None:
         check_out_folder(out_dir)
     with _busy(f"evaluating {pred_path}"):
-        _gt, res = load_and_evaluate(
-            gt_path, pred_path, gt_format=format.value if format else None,
+        gt, res = load_and_evaluate(
+            gt_path, pred_path, gt_format=format.value if format else None, gt_split=split,
             pred_format=pred_format.value if pred_format else None, slices=slices, anchors=anchors,
             backend=backend.value, lenient=lenient, conf=conf, iou=iou, tide=tide,
         )  # fmt: skip
     doc = {"gt": str(gt_path), "predictions": str(pred_path), **res.as_dict()}
+    splits = gt.split_names()
+    if len(splits) > 1:
+        warn(
+            f"{gt_path}: scoring {len(splits)} splits together ({', '.join(splits)}); pass --split val to score one"
+        )
     failed = [
         {"metric": k, "value": res.metric(k), "threshold": v}
         for k, v in thresholds.items()

@@ -141,13 +141,14 @@ def _sizes(core, gt: Dataset) -> list[dict[str, Any]]:
 
 
 def load_and_evaluate(gt_path: str | Path, pred_path: str | Path, gt_format: str | None = None,
-                      pred_format: str | None = None, slices: str | Path | None = None,
+                      gt_split: str | None = None, pred_format: str | None = None, slices: str | Path | None = None,
                       anchors: str | Path | None = None, **options: Any) -> tuple[Dataset, EvalResult]:  # fmt: skip
-    """Read the ground truth, predictions, slices and anchors from files, then :func:`evaluate`."""
+    """Read the ground truth (``gt_split``: only that split of a multi-split source), predictions, slices and
+    anchors from files, then :func:`evaluate`."""
     from detkit.coco.loaders import load_dataset
     from detkit.evaluation.predictions import load_predictions
 
-    gt = load_dataset(gt_path, format=gt_format)
+    gt = load_dataset(gt_path, format=gt_format, split=gt_split)
     preds, unmatched = load_predictions(pred_path, gt, pred_format)
     lenient = bool(options.get("lenient", False))
     preds, findings = check_predictions(gt, preds, lenient=lenient, unmatched=unmatched)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,23 @@ def test_coco_eval_does_not_import_torch():
     code = "import sys; from detkit.cli import run; run(['coco', 'eval', '--help']); print('torch' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip().endswith("False")
+
+
+def test_voc_split_scored_with_its_own_boxes_by_file_stem(cli_json, tmp_path):
+    """BCCD (Pascal VOC with ImageSets splits): `detkit yolo predict`-style detections matched by file stem."""
+    from detkit.coco.loaders import load_dataset
+
+    root = shared_path("bccd", "BCCD")
+    gt = load_dataset(root, split="test")
+    images = []
+    for i, f in zip(gt.image_id.tolist(), gt.file_name.tolist()):
+        m = gt.ann_image_id == i
+        dets = [
+            {"category_id": int(c), "score": 0.9, "bbox": b}
+            for c, b in zip(gt.category_id[m], gt.bbox[m].tolist())
+        ]
+        images.append({"file": f"/elsewhere/{Path(f).name}", "detections": dets})
+    (tmp_path / "detections.json").write_text(json.dumps({"images": images}))
+    doc = cli_json("coco", "eval", root, tmp_path / "detections.json", "--split", "test")
+    assert doc["counts"]["images"] == gt.num_images and doc["counts"]["predictions"] == gt.num_annotations > 0
+    assert doc["summary"]["AP"] == 1.0
