@@ -159,7 +159,7 @@ def eval_(
     if out_dir is not None:
         _write_summary(out_dir, doc, written, plot_dir, gt_path, pred_path)
     for f in res.findings:
-        warn(f"--lenient: dropped {f['count']:,}: {f['message']} ({f['code']}); first: {f['example']}")
+        warn(f"{f['code']}: {f['count']:,} dropped ({f['message']}); first: {f['example']}")
     if json:
         emit_json(doc)
     else:

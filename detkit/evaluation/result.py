@@ -9,7 +9,7 @@ its per-image matches — plus the confusion matrix (:mod:`.confusion`), which m
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,9 @@ def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: Eva
         preds = from_results(preds, source="predictions")
     t0 = time.perf_counter()
     sec: dict[str, float] = {}
+    gt, gt_findings = usable_gt(gt)
     preds, findings = check_predictions(gt, preds, lenient=cfg.lenient)
+    findings = gt_findings + findings
     core = coco_evaluate(gt, preds, cfg.backend)
     sec["cocoeval"] = time.perf_counter() - t0
     crowd = gt.iscrowd != 0
@@ -131,13 +133,41 @@ def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: Eva
     return res
 
 
+def usable_gt(gt: Dataset) -> tuple[Dataset, list[dict[str, Any]]]:
+    """The ground truth without boxes whose image or category is not declared (COCOeval never sees them:
+    it evaluates the declared images and categories), each kind reported as a counted finding."""
+    bad_img, bad_cat = gt.image_index() < 0, gt.category_index() < 0
+    if not (bad_img.any() or bad_cat.any()):
+        return gt, []
+    findings = []
+    for code, mask, what in (
+        ("gt.dangling_image", bad_img, "image_id"),
+        ("gt.dangling_category", bad_cat, "category_id"),
+    ):
+        if mask.any():
+            i = int(np.argmax(mask))
+            col = gt.ann_image_id if what == "image_id" else gt.category_id
+            findings.append({"code": code, "count": int(mask.sum()), "message": f"ground-truth boxes whose {what} is not declared (not scored)",
+                             "example": f"{gt.source}:{gt.record(i)}: {what} {int(col[i])}"})  # fmt: skip
+    keep = ~(bad_img | bad_cat)
+    cols = {
+        k: getattr(gt, k)[keep] for k in ("ann_id", "ann_image_id", "category_id", "bbox", "area", "iscrowd")
+    }
+    rec = None if gt.ann_record is None else gt.ann_record[keep]
+    return replace(gt, **cols, ann_record=rec, missing={k: v[keep] for k, v in gt.missing.items()}), findings
+
+
 def _sizes(core, gt: Dataset) -> list[dict[str, Any]]:
     """AP and AR100 by COCO size (area < 32², < 96², larger; by the ground truth's ``area``) and GT counts."""
     use = gt.iscrowd == 0
     rng = [(0, 32**2), (32**2, 96**2), (96**2, 1e10)]
     s = core.summary()
-    return [{"size": name, "gt": int((use & (gt.area >= lo) & (gt.area <= hi)).sum()), "AP": s[f"AP{name[0]}"],
-             "AR100": s[f"AR{name[0]}"]} for name, (lo, hi) in zip(("small", "medium", "large"), rng)]  # fmt: skip
+    return [{"size": name, "gt": int((use & (gt.area >= lo) & (gt.area <= hi)).sum()), "AP": _or_none(s[f"AP{name[0]}"]),
+             "AR100": _or_none(s[f"AR{name[0]}"])} for name, (lo, hi) in zip(("small", "medium", "large"), rng)]  # fmt: skip
+
+
+def _or_none(v: float) -> float | None:
+    return None if v < 0 else v  # COCOeval's -1: no ground truth of that size
 
 
 def load_and_evaluate(gt_path: str | Path, pred_path: str | Path, gt_format: str | None = None,

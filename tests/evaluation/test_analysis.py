@@ -71,3 +71,21 @@ def test_slices_file(tmp_path):
     f.write_text(json.dumps({"night": [1, "zzz.jpg"]}))
     with pytest.raises(InputError, match=r"\$.night\[1\]"):
         load_slices(f, gt)
+
+
+def test_ground_truth_with_undeclared_image_or_category_is_counted_not_scored():
+    gt = make_dataset(
+        [(1, "a.jpg", 100, 100)],
+        [(1, 1, 1, 10, 10, 20, 20), (2, 7, 1, 10, 10, 20, 20), (3, 1, 5, 0, 0, 9, 9)],
+        [(1, "A")],
+    )
+    for backend in (
+        "hotcoco",
+        "pycocotools",
+    ):  # as COCOeval, which only sees the declared images and categories
+        r = evaluate(gt, preds([(1, 1, 10, 10, 20, 20, 0.9)]), backend=backend)
+        assert r.summary["AP"] == pytest.approx(1.0) and r.counts["gt_boxes"] == 1
+        assert [(f["code"], f["count"]) for f in r.findings] == [
+            ("gt.dangling_image", 1),
+            ("gt.dangling_category", 1),
+        ]
