@@ -18,7 +18,7 @@ never import torch.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -57,14 +57,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
-
-
-if TYPE_CHECKING:  # for type checkers and IDEs only
-    from detkit.anchors.config import KMeansConfig
-    from detkit.anchors.run import kmeans_anchors
-    from detkit.api import Classifier, Detector
-    from detkit.coco.loaders import load_dataset
-    from detkit.coco.model import Dataset
-    from detkit.coco.stats import class_table
-    from detkit.coco.validate import validate_path as validate
-    from detkit.errors import DetkitError
