@@ -48,8 +48,16 @@ from detkit.io import atomic_write, check_out_folder
 Check = tuple[Callable[[Any], bool], "str | Callable[[], str]"]
 
 
-def opt(default: Any = MISSING, help: str = "", *, check: Check | None = None, flag: str | None = None,
-        resume: bool = False, per_call: bool = False, cli: bool = True) -> Any:  # fmt: skip
+def opt(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    check: Check | None = None,
+    flag: str | None = None,
+    resume: bool = False,
+    per_call: bool = False,
+    cli: bool = True,
+) -> Any:
     """A config field declared once.
 
     Args:
@@ -63,7 +71,14 @@ def opt(default: Any = MISSING, help: str = "", *, check: Check | None = None, f
             not given.
         cli: offered on the command line.
     """
-    meta = {"help": help, "check": check, "flag": flag, "resume": resume or per_call, "per_call": per_call, "cli": cli}
+    meta = {
+        "help": help,
+        "check": check,
+        "flag": flag,
+        "resume": resume or per_call,
+        "per_call": per_call,
+        "cli": cli,
+    }
     return field(default=default, metadata=meta)
 
 
@@ -91,12 +106,19 @@ def check_config(cfg: Any) -> None:
 
 def finite(lo: float | None = None, *, above: float | None = None, below: float | None = None) -> Check:
     """A finite number >= ``lo`` (or > ``above``, < ``below``), with its message."""
-    parts = [f">= {lo:g}" if lo is not None else "", f"> {above:g}" if above is not None else "",
-             f"< {below:g}" if below is not None else ""]  # fmt: skip
+    parts = [
+        f">= {lo:g}" if lo is not None else "",
+        f"> {above:g}" if above is not None else "",
+        f"< {below:g}" if below is not None else "",
+    ]
 
     def ok(v: float) -> bool:
-        return (math.isfinite(v) and (lo is None or v >= lo) and (above is None or v > above)
-                and (below is None or v < below))  # fmt: skip
+        return (
+            math.isfinite(v)
+            and (lo is None or v >= lo)
+            and (above is None or v > above)
+            and (below is None or v < below)
+        )
 
     return ok, "must be " + " and ".join(p for p in parts if p)
 
@@ -128,13 +150,21 @@ def resumed_config(cls: type, saved: dict[str, Any], given: dict[str, Any], run:
             clash.append(f"{flag_name(f)} {value} (the run has {values[name]})")
     if clash:
         flags = ", ".join(flag_name(f) for f in fields(cls) if f.name in may)
-        raise DetkitError(f"{run}: a resumed run keeps its own options; leave out {', '.join(clash)} "
-                          f"(only {flags} may change) or start a new run")  # fmt: skip
+        raise DetkitError(
+            f"{run}: a resumed run keeps its own options; leave out {', '.join(clash)} "
+            f"(only {flags} may change) or start a new run"
+        )
     return cls(**values)
 
 
-def config_command(app: Any, name: str, configs: Sequence[type], *, extra: Iterable[tuple[str, Any, Any]] = (),
-                   exclude: Iterable[str] = ()) -> Callable[[Callable], Callable]:  # fmt: skip
+def config_command(
+    app: Any,
+    name: str,
+    configs: Sequence[type],
+    *,
+    extra: Iterable[tuple[str, Any, Any]] = (),
+    exclude: Iterable[str] = (),
+) -> Callable[[Callable], Callable]:
     """Register ``body(ctx, values)`` as the Typer command ``name`` whose options are the fields of
     ``configs`` (help, default and flag from :func:`opt`) plus ``extra`` (name, annotation, default).
 
@@ -154,9 +184,13 @@ def config_command(app: Any, name: str, configs: Sequence[type], *, extra: Itera
                 typ, default = typ | None, None
             decls = (f.metadata["flag"],) if f.metadata.get("flag") else ()
             ann = typing.Annotated[typ, typer.Option(*decls, help=f.metadata.get("help", ""))]
-            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann))
+            params.append(
+                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+            )
     for pname, ann, default in extra:
-        params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann))
+        params.append(
+            inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+        )
 
     def register(body: Callable) -> Callable:
         def command(ctx: Any, **values: Any) -> Any:
@@ -193,9 +227,22 @@ class RunFolder:
         main: this process writes (rank 0).
     """
 
-    def __init__(self, path: str | Path, files: Sequence[str], *, resume: bool = False, exist_ok: bool = False,
-                 main: bool = True):  # fmt: skip
-        self.path, self.files, self.resume, self.exist_ok, self.main = Path(path), tuple(files), resume, exist_ok, main
+    def __init__(
+        self,
+        path: str | Path,
+        files: Sequence[str],
+        *,
+        resume: bool = False,
+        exist_ok: bool = False,
+        main: bool = True,
+    ):
+        self.path, self.files, self.resume, self.exist_ok, self.main = (
+            Path(path),
+            tuple(files),
+            resume,
+            exist_ok,
+            main,
+        )
         self._fd: int | None = None
 
     def __enter__(self) -> RunFolder:  # noqa: PYI034
@@ -230,8 +277,10 @@ class RunFolder:
             except BlockingIOError:
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
-                raise DetkitError(f"{self.path}: in use by another detkit trainer (pid {holder}); wait for it "
-                                  f"to end or pick another run folder") from None  # fmt: skip
+                raise DetkitError(
+                    f"{self.path}: in use by another detkit trainer (pid {holder}); wait for it "
+                    f"to end or pick another run folder"
+                ) from None
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -270,8 +319,12 @@ class RunFolder:
         if "last.pt" not in present and not (self.exist_ok and present):
             return
         if not self.exist_ok:
-            raise InputError(self.path, None, f"already holds a run (last.pt); continue it with --resume "
-                             f"{self.path}, start over with --exist-ok, or pick another --out")  # fmt: skip
+            raise InputError(
+                self.path,
+                None,
+                f"already holds a run (last.pt); continue it with --resume "
+                f"{self.path}, start over with --exist-ok, or pick another --out",
+            )
         for n in present:
             (self.path / n).unlink()
         warn(f"{self.path}: --exist-ok: deleted the previous run's {', '.join(present)}")
@@ -315,7 +368,9 @@ def load_checkpoint(path: str | Path, kind: str, need: Sequence[str], hint: str 
     missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         what = f"no {missing[0]}" if len(missing) == 1 else f"missing {', '.join(missing[:3])}"
-        raise InputError(path, None, f"not a detkit {kind} checkpoint ({what}){hint if isinstance(ckpt, dict) else ''}")
+        raise InputError(
+            path, None, f"not a detkit {kind} checkpoint ({what}){hint if isinstance(ckpt, dict) else ''}"
+        )
     return ckpt
 
 
@@ -336,9 +391,16 @@ class Checkpoints:
         fmt: ``(column, value) -> str`` for metrics.csv cells.
     """
 
-    def __init__(self, run: Path, columns: Sequence[str], best_state: Callable[[dict], dict],
-                 summary: Callable[[dict, str], None], plots: Callable[[dict], None] | None = None,
-                 plot_files: Sequence[str] = (), fmt: Callable[[str, Any], str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        run: Path,
+        columns: Sequence[str],
+        best_state: Callable[[dict], dict],
+        summary: Callable[[dict, str], None],
+        plots: Callable[[dict], None] | None = None,
+        plot_files: Sequence[str] = (),
+        fmt: Callable[[str, Any], str] | None = None,
+    ):
         self.run, self.columns, self.best_state, self.summary = run, tuple(columns), best_state, summary
         self.plots, self.plot_files = plots, tuple(plot_files)
         self.fmt = fmt or (lambda k, v: "" if v is None else str(v))
@@ -368,7 +430,10 @@ class Checkpoints:
         if _is_best(state):
             try:
                 kept = torch.load(best, map_location="cpu", weights_only=True)
-                stale = (kept.get("epoch"), kept.get("epoch_step") or 0) != (state["epoch"], state.get("epoch_step") or 0)
+                stale = (kept.get("epoch"), kept.get("epoch_step") or 0) != (
+                    state["epoch"],
+                    state.get("epoch_step") or 0,
+                )
             except Exception:  # noqa: BLE001 - missing or torn: rebuild
                 stale = True
             if stale:
@@ -377,10 +442,10 @@ class Checkpoints:
         if _read_csv(self.run / "metrics.csv") != [self._cells(r) for r in state["history"]]:
             self.write_metrics(state["history"])
             done.append("metrics.csv")
-        if finished and self.plots is not None and state["history"]:
-            if not all((self.run / p).is_file() for p in self.plot_files):
-                self.plots(state)
-                done.extend(self.plot_files)
+        plots_missing = not all((self.run / p).is_file() for p in self.plot_files)
+        if finished and self.plots is not None and state["history"] and plots_missing:
+            self.plots(state)
+            done.extend(self.plot_files)
         if not (self.run / "summary.json").is_file() or (finished and _status(self.run) != "done"):
             self.summary(state, "done" if finished else "incomplete")
             done.append("summary.json")
@@ -470,10 +535,15 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
-def apply_threads(threads: int | None, workers: int) -> dict[str, Any] | None:
-    """The CPU thread policy of :mod:`detkit.threads` (written beside this harness); None when absent."""
+def apply_threads(cfg: Any, workers: int) -> dict[str, Any] | None:
+    """Apply the CPU thread policy of :mod:`detkit.threads` and pin ``cfg.threads`` to its choice, so a
+    ``--resume`` runs with the same count (the order of floating-point reductions, hence the weights,
+    depends on it; the policy's own choice moves with the machine's load). None when the module is absent.
+    """
     try:
         from detkit.threads import apply_thread_policy
     except ImportError:
         return None
-    return apply_thread_policy(threads, workers)
+    policy = apply_thread_policy(cfg.threads, workers)
+    cfg.threads = policy["threads"]
+    return policy

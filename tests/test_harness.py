@@ -72,8 +72,17 @@ def test_the_command_is_built_from_the_config(capsys):
     runner = CliRunner()
     res = runner.invoke(app, ["go", "--out", "r", "--epochs", "4", "--no-amp"])
     assert res.exit_code == 0, res.output
-    assert seen == {"out": "r", "epochs": 4, "lr": 0.1, "mode": "a", "limit": None, "max_steps": None,
-                    "amp": False, "json": False, "given": ["amp", "epochs", "out"]}  # fmt: skip
+    assert seen == {
+        "out": "r",
+        "epochs": 4,
+        "lr": 0.1,
+        "mode": "a",
+        "limit": None,
+        "max_steps": None,
+        "amp": False,
+        "json": False,
+        "given": ["amp", "epochs", "out"],
+    }
     help_text = runner.invoke(app, ["go", "--help"]).output
     assert all(s in help_text for s in ("--epochs", "Peak LR.", "--no-amp", "--max-steps"))
 
@@ -84,9 +93,11 @@ def test_a_folder_holding_a_run_is_refused_and_exist_ok_says_what_it_deletes(tmp
     for name in ("last.pt", "metrics.csv", "notes.txt"):
         (run / name).write_text("x")
     files = ("last.pt", "best.pt", "metrics.csv", "summary.json")
-    with pytest.raises(DetkitError, match="already holds a run .*--resume .*--exist-ok"):
-        with H.RunFolder(run, files):
-            pass
+    with (
+        pytest.raises(DetkitError, match="already holds a run .*--resume .*--exist-ok"),
+        H.RunFolder(run, files),
+    ):
+        pass
     with H.RunFolder(run, files, exist_ok=True):
         assert (run / H.LOCK_NAME).read_text() == f"{os.getpid()}\n"
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # only the trainer's own files go
@@ -96,7 +107,7 @@ def test_a_folder_holding_a_run_is_refused_and_exist_ok_says_what_it_deletes(tmp
 def test_second_owner_is_refused_with_the_holders_pid(tmp_path):
     run = tmp_path / "run"
     with H.RunFolder(run, ()):
-        code = (f"from detkit import harness as H\nwith H.RunFolder({str(run)!r}, ()):\n    pass")
+        code = f"from detkit import harness as H\nwith H.RunFolder({str(run)!r}, ()):\n    pass"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
         assert proc.returncode != 0
         assert f"{run}: in use by another detkit trainer (pid {os.getpid()})" in proc.stderr
@@ -105,8 +116,10 @@ def test_second_owner_is_refused_with_the_holders_pid(tmp_path):
 
 def test_a_killed_owners_lock_is_taken_over_and_its_temp_files_removed(tmp_path, capsys):
     run = tmp_path / "run"
-    code = (f"import os, time\nfrom detkit import harness as H\nf = H.RunFolder({str(run)!r}, ())\nf.__enter__()\n"
-            f"open({str(run / '.last.abcd1234.pt')!r}, 'w').close()\nprint(os.getpid(), flush=True)\ntime.sleep(60)")  # fmt: skip
+    code = (
+        f"import os, time\nfrom detkit import harness as H\nf = H.RunFolder({str(run)!r}, ())\nf.__enter__()\n"
+        f"open({str(run / '.last.abcd1234.pt')!r}, 'w').close()\nprint(os.getpid(), flush=True)\ntime.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     pid = int(proc.stdout.readline())
     proc.kill()
@@ -122,8 +135,13 @@ def test_a_killed_owners_lock_is_taken_over_and_its_temp_files_removed(tmp_path,
 
 
 def _state(epoch, best_epoch, history):
-    return {"epoch": epoch, "epoch_step": 0, "model": {"w": torch.full((2,), float(epoch))},
-            "history": history, "best": {"epoch": best_epoch}}  # fmt: skip
+    return {
+        "epoch": epoch,
+        "epoch_step": 0,
+        "model": {"w": torch.full((2,), float(epoch))},
+        "history": history,
+        "best": {"epoch": best_epoch},
+    }
 
 
 def test_commit_then_repair_after_a_kill_between_the_commit_and_the_side_files(tmp_path):

@@ -15,7 +15,11 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _json_option(what: str):
-    return ("json", Annotated[bool, typer.Option("--json", help=f"Print one JSON document with the {what}.")], False)
+    return (
+        "json",
+        Annotated[bool, typer.Option("--json", help=f"Print one JSON document with the {what}.")],
+        False,
+    )
 
 
 def train(ctx: typer.Context, values: dict) -> None:
@@ -79,12 +83,27 @@ def _register() -> None:
     from detkit.harness import config_command
 
     extra = [
-        ("resume", Annotated[str | None, typer.Option(help="Continue the run in this folder exactly (its last.pt).")], None),
-        ("exist_ok", Annotated[bool, typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files).")], False),
+        (
+            "resume",
+            Annotated[
+                str | None, typer.Option(help="Continue the run in this folder exactly (its last.pt).")
+            ],
+            None,
+        ),
+        (
+            "exist_ok",
+            Annotated[
+                bool,
+                typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files)."),
+            ],
+            False,
+        ),
         _json_option("result"),
-    ]  # fmt: skip
+    ]
     config_command(app, "train", [TrainConfig], extra=extra)(train)
-    config_command(app, "lr-find", [TrainConfig, LrFindConfig], extra=[_json_option("suggestion")], exclude=LR_FIND_SKIPS)(lr_find)
+    config_command(
+        app, "lr-find", [TrainConfig, LrFindConfig], extra=[_json_option("suggestion")], exclude=LR_FIND_SKIPS
+    )(lr_find)
 
 
 _register()

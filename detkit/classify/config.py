@@ -25,37 +25,85 @@ def _one_of(name: str) -> H.Check:
 class TrainConfig:
     """Every option of a training run (None = derived from the others in :meth:`resolved`)."""
 
-    data: str = H.opt(help="Tiny ImageNet folder (wnids.txt, train/, val/) or an ImageFolder "
-                      "(<class>/*.jpg|png). Optional with --resume.", resume=True)  # fmt: skip
+    data: str = H.opt(
+        help="Tiny ImageNet folder (wnids.txt, train/, val/) or an ImageFolder "
+        "(<class>/*.jpg|png). Optional with --resume.",
+        resume=True,
+    )
     out: str = H.opt(help="Run folder (created).")
-    model: str = H.opt("resnet18", "resnet18, resnet34 or resnet50 (torchvision, random init).", check=_one_of("ARCHS"))
-    stem: str = H.opt("64", "64: 3x3 stride-1 conv, no max-pool (for 64x64 images); imagenet.", check=_one_of("STEMS"))
-    width: float = H.opt(1.0, "Channel multiplier (1.0 = the torchvision model).", check=((lambda v: v > 0), "must be positive"))
+    model: str = H.opt(
+        "resnet18", "resnet18, resnet34 or resnet50 (torchvision, random init).", check=_one_of("ARCHS")
+    )
+    stem: str = H.opt(
+        "64", "64: 3x3 stride-1 conv, no max-pool (for 64x64 images); imagenet.", check=_one_of("STEMS")
+    )
+    width: float = H.opt(
+        1.0,
+        "Channel multiplier (1.0 = the torchvision model).",
+        check=((lambda v: v > 0), "must be positive"),
+    )
     weights: str | None = H.opt(None, "Local weights to start from (matching shapes only).")
     epochs: int = H.opt(40, "Length of the one-cycle schedule.", check=H.at_least(1))
     batch: int = H.opt(256, "Global batch size.", check=H.at_least(1))
-    lr: float | None = H.opt(None, "Peak learning rate (default: 0.2 x batch / 256).", check=((lambda v: v > 0), "must be positive"))
+    lr: float | None = H.opt(
+        None,
+        "Peak learning rate (default: 0.2 x batch / 256).",
+        check=((lambda v: v > 0), "must be positive"),
+    )
     momentum: float = H.opt(0.9, "SGD momentum (Nesterov).", check=H.finite(0, below=1))
     weight_decay: float = H.opt(5e-4, "Weight decay (conv and linear weights).", check=H.finite(0))
-    label_smoothing: float = H.opt(0.1, "Label smoothing.", check=((lambda v: 0 <= v < 1), "must be in [0, 1)"))
-    pct_start: float = H.opt(0.25, "Share of the one-cycle schedule spent warming up.", check=((lambda v: 0 < v < 1), "must be in (0, 1)"))
-    split: float = H.opt(0.7, "Training share of the seeded stratified split.", check=((lambda v: 0 < v < 1), "must be between 0 and 1"))
-    val: str = H.opt("split", "split: a stratified split of all labelled images (train/ and val/ pooled); "
-                     "official: train/ vs val/.", check=((lambda v: v in ("split", "official")), "must be split or official"))  # fmt: skip
-    img_size: int = H.opt(64, "Images are resized to this square side.", check=((lambda v: 8 <= v <= 1024), "must be 8..1024"))
+    label_smoothing: float = H.opt(
+        0.1, "Label smoothing.", check=((lambda v: 0 <= v < 1), "must be in [0, 1)")
+    )
+    pct_start: float = H.opt(
+        0.25,
+        "Share of the one-cycle schedule spent warming up.",
+        check=((lambda v: 0 < v < 1), "must be in (0, 1)"),
+    )
+    split: float = H.opt(
+        0.7,
+        "Training share of the seeded stratified split.",
+        check=((lambda v: 0 < v < 1), "must be between 0 and 1"),
+    )
+    val: str = H.opt(
+        "split",
+        "split: a stratified split of all labelled images (train/ and val/ pooled); "
+        "official: train/ vs val/.",
+        check=((lambda v: v in ("split", "official")), "must be split or official"),
+    )
+    img_size: int = H.opt(
+        64, "Images are resized to this square side.", check=((lambda v: 8 <= v <= 1024), "must be 8..1024")
+    )
     pad: int | None = H.opt(None, "Crop padding in pixels (default: img-size / 8).", check=H.at_least(0))
-    cutout: int | None = H.opt(None, "Cutout side in pixels, 0 = off (default: img-size / 4).", check=H.at_least(0))
+    cutout: int | None = H.opt(
+        None, "Cutout side in pixels, 0 = off (default: img-size / 4).", check=H.at_least(0)
+    )
     flip: bool = H.opt(True, "Random horizontal flip.", flag="--flip/--no-flip")
-    ema_decay: float = H.opt(0.999, "Weight EMA decay per step; 0 = off.", check=((lambda v: 0 <= v < 1), "must be in [0, 1)"))
-    limit: int | None = H.opt(None, "Use only N training and N validation images (a seeded pick; smoke runs).", check=H.at_least(1))
-    max_steps: int | None = H.opt(None, "Stop after N optimizer steps (go on with --resume).", check=H.at_least(1), per_call=True)
-    stop_after: int | None = H.opt(None, "Train this many epochs now; go on with --resume.", check=H.at_least(1), per_call=True)
+    ema_decay: float = H.opt(
+        0.999, "Weight EMA decay per step; 0 = off.", check=((lambda v: 0 <= v < 1), "must be in [0, 1)")
+    )
+    limit: int | None = H.opt(
+        None, "Use only N training and N validation images (a seeded pick; smoke runs).", check=H.at_least(1)
+    )
+    max_steps: int | None = H.opt(
+        None, "Stop after N optimizer steps (go on with --resume).", check=H.at_least(1), per_call=True
+    )
+    stop_after: int | None = H.opt(
+        None, "Train this many epochs now; go on with --resume.", check=H.at_least(1), per_call=True
+    )
     device: str = H.opt("auto", "auto, cpu or cuda.", resume=True)
     compile: bool = H.opt(False, "torch.compile the model.", flag="--compile", resume=True)
     seed: int = H.opt(0, "Seed of the split, init, order and augmentation.")
     workers: int = H.opt(8, "Image decoding threads.", check=H.at_least(1), resume=True)
-    threads: int | None = H.opt(None, "torch threads (default: chosen from the free cores).", check=H.at_least(1), resume=True)
-    log_every: float = H.opt(30.0, "Seconds between progress lines when stderr is not a terminal.", check=H.finite(0), resume=True)
+    threads: int | None = H.opt(
+        None,
+        "torch threads (default: chosen from the free cores; kept by --resume).",
+        check=H.at_least(1),
+        resume=True,
+    )
+    log_every: float = H.opt(
+        30.0, "Seconds between progress lines when stderr is not a terminal.", check=H.finite(0), resume=True
+    )
     cache_dir: str | None = H.opt(None, "Decoded-image cache (default: OUT/../.detkit-cache).", resume=True)
 
     def validate(self) -> None:

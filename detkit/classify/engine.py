@@ -36,8 +36,18 @@ def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def train_one_epoch(model: nn.Module, loader, step: Step, device: torch.device, bar=None, task=None, *,
-                    skip: int = 0, max_steps: int | None = None, on_step=None) -> dict:  # fmt: skip
+def train_one_epoch(
+    model: nn.Module,
+    loader,
+    step: Step,
+    device: torch.device,
+    bar=None,
+    task=None,
+    *,
+    skip: int = 0,
+    max_steps: int | None = None,
+    on_step=None,
+) -> dict:
     """Train one epoch; stop early at a non-finite loss.
 
     Args:

@@ -90,7 +90,11 @@ def load_checkpoint(path: Path, need: tuple[str, ...] = EVAL_KEYS) -> dict:
 
 def best_state(state: dict) -> dict:
     """best.pt from the state of the best epoch: only the evaluated weights (the EMA's when on)."""
-    keep = {k: v for k, v in state.items() if k not in ("model", "ema", "optimizer", "scheduler", "rng", "history")}
+    keep = {
+        k: v
+        for k, v in state.items()
+        if k not in ("model", "ema", "optimizer", "scheduler", "rng", "history")
+    }
     return {**keep, "model": state["ema"]["module"] if state.get("ema") else state["model"], "ema": None}
 
 

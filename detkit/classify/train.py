@@ -37,7 +37,16 @@ from detkit.io import write_json
 from detkit.runs import record_resume, record_run
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 
-RUN_FILES = ("run.json", "config.json", "split.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "summary.json")
+RUN_FILES = (
+    "run.json",
+    "config.json",
+    "split.json",
+    "metrics.csv",
+    "last.pt",
+    "best.pt",
+    "curves.png",
+    "summary.json",
+)
 __all__ = ["TrainConfig", "build_optimizer", "prepare_data", "resume", "train"]
 
 
@@ -57,7 +66,9 @@ def _barrier(world: int) -> None:
         torch.distributed.barrier()
 
 
-def _split(cfg: TrainConfig, cat: D.Catalog, run: Path, reuse: bool, rank: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    cfg: TrainConfig, cat: D.Catalog, run: Path, reuse: bool, rank: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The split: read back from run/split.json on resume, else made (and cut to --limit) and saved."""
     split_file = run / "split.json"
     if reuse and split_file.exists():
@@ -81,7 +92,11 @@ def _decoded(cfg: TrainConfig, cat: D.Catalog, idx: np.ndarray, rank: int, world
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(cfg.workers) as ex:
-            images = dict(zip(idx.tolist(), ex.map(lambda i: D.decode_image(cat.root / cat.files[i], cfg.img_size), idx)))
+            images = dict(
+                zip(
+                    idx.tolist(), ex.map(lambda i: D.decode_image(cat.root / cat.files[i], cfg.img_size), idx)
+                )
+            )
         return lambda sel: np.stack([images[i] for i in sel.tolist()])
     if rank > 0:
         _barrier(world)  # rank 0 decodes; the others then find its cache
@@ -178,7 +193,9 @@ def setup(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None = None) -> R
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed shapes (drop_last): autotune once
     data = prepare_data(cfg, device, path, reuse_split=ckpt is not None, rank=rank, world=world)
-    mean, std = (torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])) if ckpt else channel_stats(data.train_x)
+    mean, std = (
+        (torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])) if ckpt else channel_stats(data.train_x)
+    )
     aug = AugmentConfig(pad=cfg.pad, flip=cfg.flip, cutout=cfg.cutout)
     train_loader = DeviceLoader(data.train_x, data.train_y, cfg.batch, mean, std, aug, cfg.seed, rank, world)
     # evaluation needs no activations kept: larger batches on a GPU, modest ones on a CPU
@@ -193,10 +210,22 @@ def setup(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None = None) -> R
     opt, sched = build_optimizer(model, cfg, cfg.epochs * len(train_loader))
     step = Step(opt, sched, cfg.label_smoothing, amp=cuda, channels_last=cuda, ema=ema, raw_model=model)
     cat = data.cat
-    split = {"mode": cfg.val, "train_fraction": cfg.split if cfg.val == "split" else None,
-             "train_images": len(data.train_idx), "val_images": len(data.val_idx), "limit": cfg.limit}  # fmt: skip
-    meta = {"config": asdict(cfg), "classes": cat.classes, "names": cat.names, "layout": cat.layout,
-            "mean": mean.tolist(), "std": std.tolist(), "split": split}  # fmt: skip
+    split = {
+        "mode": cfg.val,
+        "train_fraction": cfg.split if cfg.val == "split" else None,
+        "train_images": len(data.train_idx),
+        "val_images": len(data.val_idx),
+        "limit": cfg.limit,
+    }
+    meta = {
+        "config": asdict(cfg),
+        "classes": cat.classes,
+        "names": cat.names,
+        "layout": cat.layout,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "split": split,
+    }
     r = Run(cfg, path, device, rank, world, data, train_loader, val_loader, model, model, ema, step, meta)
     r.state = {"epoch": 0, "epoch_step": 0, "history": [], "best_top1": -1.0, "best_epoch": 0, "best": {}}
     if ckpt is not None:
@@ -225,16 +254,29 @@ def _position(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
     epoch = ckpt["epoch"]
     rows = ckpt["history"] if "history" in ckpt else read_metrics(path / "metrics.csv", epoch)
     best = ckpt.get("best") or {"epoch": ckpt["best_epoch"] or None, "value": ckpt["best_top1"]}
-    return {"epoch": epoch, "epoch_step": ckpt.get("epoch_step", 0), "history": [h for h in rows if h["epoch"] <= epoch],
-            "best_top1": ckpt["best_top1"], "best_epoch": ckpt["best_epoch"], "best": best}  # fmt: skip
+    return {
+        "epoch": epoch,
+        "epoch_step": ckpt.get("epoch_step", 0),
+        "history": [h for h in rows if h["epoch"] <= epoch],
+        "best_top1": ckpt["best_top1"],
+        "best_epoch": ckpt["best_epoch"],
+        "best": best,
+    }
 
 
 def epoch_state(r: Run, val_top1: float | None = None) -> dict[str, Any]:
     """The checkpoint an epoch commits: everything :func:`setup` needs to continue bit for bit."""
     s = r.state
-    return {**r.meta, **s, "val_top1": val_top1, "model": r.model.state_dict(),
-            "ema": r.ema.state_dict() if r.ema else None, "optimizer": r.step.optimizer.state_dict(),
-            "scheduler": r.step.scheduler.state_dict(), "rng": rng_state()}  # fmt: skip
+    return {
+        **r.meta,
+        **s,
+        "val_top1": val_top1,
+        "model": r.model.state_dict(),
+        "ema": r.ema.state_dict() if r.ema else None,
+        "optimizer": r.step.optimizer.state_dict(),
+        "scheduler": r.step.scheduler.state_dict(),
+        "rng": rng_state(),
+    }
 
 
 def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any], bool]:
@@ -249,17 +291,26 @@ def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any],
     def on_step(done: int, loss: float, lr: float) -> None:
         log(lambda: f"epoch {epoch + 1}/{cfg.epochs} step {done}/{n}: loss {loss:.4f} lr {lr:.3g}")
 
-    t = train_one_epoch(r.net, r.train_loader, r.step, r.device, bar, task, skip=skip, max_steps=steps_left,
-                        on_step=on_step)  # fmt: skip
+    t = train_one_epoch(
+        r.net, r.train_loader, r.step, r.device, bar, task, skip=skip, max_steps=steps_left, on_step=on_step
+    )
     bar.remove_task(task)  # the epoch's line below replaces its bar
     if not t["finite"]:
         raise H.diverged(r.path, epoch + 1, "the loss is not finite")
     cuda = r.device.type == "cuda"
     logits, targets = predict(r.ema.module if r.ema else r.model, r.val_loader, r.device, cuda, cuda)
     v = accuracy_stats(logits, targets)
-    row = {"epoch": epoch + 1, "lr": r.step.scheduler.get_last_lr()[0], "train_loss": t["loss"],
-           "train_top1": t["top1"], "val_loss": v["loss"], "val_top1": v["top1"], "val_top5": v["top5"],
-           "images_per_s": t["images"] * world / max(t["seconds"], 1e-9), "epoch_s": t["seconds"]}  # fmt: skip
+    row = {
+        "epoch": epoch + 1,
+        "lr": r.step.scheduler.get_last_lr()[0],
+        "train_loss": t["loss"],
+        "train_top1": t["top1"],
+        "val_loss": v["loss"],
+        "val_top1": v["top1"],
+        "val_top5": v["top5"],
+        "images_per_s": t["images"] * world / max(t["seconds"], 1e-9),
+        "epoch_s": t["seconds"],
+    }
     complete = t["batches"] >= n
     s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, t["batches"])
     if v["top1"] > s["best_top1"]:
@@ -280,10 +331,14 @@ def train_epochs(r: Run, ckpts: H.Checkpoints, end: int) -> str:
             row, complete = _epoch(r, epoch, bar, log)
             if r.main:
                 ckpts.commit(epoch_state(r, row["val_top1"]))
-                part = "" if complete else f" (stopped at step {r.state['epoch_step']} of {len(r.train_loader)})"
-                info(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val top-1 "
-                     f"{100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}%, "
-                     f"{row['images_per_s']:.0f} img/s{part}")  # fmt: skip
+                part = (
+                    "" if complete else f" (stopped at step {r.state['epoch_step']} of {len(r.train_loader)})"
+                )
+                info(
+                    f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val top-1 "
+                    f"{100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}%, "
+                    f"{row['images_per_s']:.0f} img/s{part}"
+                )
             _barrier(r.world)
     return "done" if r.state["epoch"] >= cfg.epochs else "stopped"
 
@@ -293,8 +348,10 @@ def _split_words(cfg: TrainConfig, r: Run) -> str:
     limit = f", cut to {cfg.limit} images a side by --limit" if cfg.limit else ""
     if cfg.val == "official":
         return f"split: the official train/ vs val/ folders{limit}"
-    return (f"split: seeded stratified {cfg.split:.0%}/{1 - cfg.split:.0%} of every labelled image (train/ and "
-            f"val/ pooled){limit}; --val official validates on the val/ folder instead")  # fmt: skip
+    return (
+        f"split: seeded stratified {cfg.split:.0%}/{1 - cfg.split:.0%} of every labelled image (train/ and "
+        f"val/ pooled){limit}; --val official validates on the val/ folder instead"
+    )
 
 
 def _record(r: Run, end: int, threads: dict[str, Any] | None, resumed: bool) -> None:
@@ -306,25 +363,34 @@ def _record(r: Run, end: int, threads: dict[str, Any] | None, resumed: bool) -> 
     else:
         write_json(r.path / "config.json", asdict(cfg))
         inputs = [Path(cfg.data) / n for n in ("wnids.txt", "words.txt", "val/val_annotations.txt")]
-        record_run(r.path, {**config, "data_fingerprint": D.fingerprint(data.cat, cfg.img_size)}, cfg.seed, inputs)
-    info(f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
-         f"{len(data.val_x)}, {len(data.cat.classes)} classes, {r.device}, epochs {r.state['epoch'] + 1}-{end} "
-         f"of {cfg.epochs}")  # fmt: skip
+        record_run(
+            r.path, {**config, "data_fingerprint": D.fingerprint(data.cat, cfg.img_size)}, cfg.seed, inputs
+        )
+    info(
+        f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
+        f"{len(data.val_x)}, {len(data.cat.classes)} classes, {r.device}, epochs {r.state['epoch'] + 1}-{end} "
+        f"of {cfg.epochs}"
+    )
     if not resumed:
         info(_split_words(cfg, r))
 
 
 def _result(path: Path, state: dict[str, Any], status: str) -> dict[str, Any]:
     best = state["best_top1"]
-    return {"run": str(path), "status": status, "epochs_done": state["epoch"],
-            "best_val_top1": best if best >= 0 else None, "best_epoch": state["best_epoch"],
-            "last": state["history"][-1] if state["history"] else None}  # fmt: skip
+    return {
+        "run": str(path),
+        "status": status,
+        "epochs_done": state["epoch"],
+        "best_val_top1": best if best >= 0 else None,
+        "best_epoch": state["best_epoch"],
+        "last": state["history"][-1] if state["history"] else None,
+    }
 
 
 def _run(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None) -> dict[str, Any]:
     """Set up, train, write the final summary and curves; returns the result."""
     cfg = cfg.resolved()
-    threads = H.apply_threads(cfg.threads, cfg.workers)
+    threads = H.apply_threads(cfg, 0)  # the decode threads are done before training starts
     r = setup(cfg, path, ckpt)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, r.state["epoch"] + cfg.stop_after)
     ckpts = checkpoints(path)
@@ -368,7 +434,9 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
     with H.RunFolder(path, RUN_FILES, resume=True, main=os.environ.get("RANK", "0") == "0"):
         ckpt = load_checkpoint(path / "last.pt", need=RESUME_KEYS)
         saved = {**ckpt["config"], "out": str(path)}
-        cfg = H.resumed_config(TrainConfig, saved, {k: v for k, v in (given or {}).items() if v is not None}, path)
+        cfg = H.resumed_config(
+            TrainConfig, saved, {k: v for k, v in (given or {}).items() if v is not None}, path
+        )
         cfg.validate()
         finished = ckpt["epoch"] >= cfg.epochs
         if os.environ.get("RANK", "0") == "0":

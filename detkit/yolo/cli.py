@@ -9,6 +9,7 @@ import typer
 
 app = typer.Typer(no_args_is_help=True)
 
+
 @app.callback()
 def _yolo() -> None:
     """YOLOv2-style detector: train, eval (COCO mAP), predict."""
@@ -20,9 +21,22 @@ def _train_command() -> None:
     from detkit.yolo.config import TrainConfig
 
     extra = [
-        ("resume", Annotated[str | None, typer.Option("--resume", help="Continue the run in this folder from its last.pt.")], None),
-        ("exist_ok", Annotated[bool, typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files).")], False),
-    ]  # fmt: skip
+        (
+            "resume",
+            Annotated[
+                str | None, typer.Option("--resume", help="Continue the run in this folder from its last.pt.")
+            ],
+            None,
+        ),
+        (
+            "exist_ok",
+            Annotated[
+                bool,
+                typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files)."),
+            ],
+            False,
+        ),
+    ]
     config_command(app, "train", [TrainConfig], extra=extra)(train_cmd)
 
 
@@ -53,16 +67,24 @@ _train_command()
 def eval_cmd(
     weights: Annotated[str, typer.Argument(help="Checkpoint: RUN/best.pt or RUN/last.pt.")],
     data: Annotated[str, typer.Option("--data", help="Annotations to evaluate on (any detkit format).")],
-    images: Annotated[str | None, typer.Option("--images", help="Image folder (default: the one the annotations name).")] = None,
+    images: Annotated[
+        str | None, typer.Option("--images", help="Image folder (default: the one the annotations name).")
+    ] = None,
     conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = 0.001,
     iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.45,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Input size (default: the training size).")] = None,
+    img_size: Annotated[
+        int | None, typer.Option("--img-size", help="Input size (default: the training size).")
+    ] = None,
     batch: Annotated[int, typer.Option("--batch")] = 16,
-    list_file: Annotated[str | None, typer.Option("--list", help="Evaluate only these image names (e.g. VOC test.txt).")] = None,
+    list_file: Annotated[
+        str | None, typer.Option("--list", help="Evaluate only these image names (e.g. VOC test.txt).")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N images.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     workers: Annotated[int, typer.Option("--workers")] = 2,
-    out: Annotated[str | None, typer.Option("--out", help="Write predictions.json + summary.json here.")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Write predictions.json + summary.json here.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """COCO mAP@[.5:.95], mAP@.5 and per-class AP of a checkpoint (pycocotools, with its traps guarded).
@@ -73,31 +95,60 @@ def eval_cmd(
     from detkit.console import out as stdout
     from detkit.yolo.predict import run_eval
 
-    metrics, results = run_eval(weights, data, images, conf=conf, iou=iou, img_size=img_size, batch=batch,
-                                list_file=list_file, limit=limit, device=device, workers=workers)  # fmt: skip
-    doc = {"kind": "yolo.eval", "weights": str(weights), "data": str(data), "conf": conf, "iou": iou,
-           "metrics": {k: metrics[k] for k in ("mAP", "mAP50", "mAP75", "detections", "images", "images_per_s")},
-           "per_class": metrics["per_class"]}  # fmt: skip
+    metrics, results = run_eval(
+        weights,
+        data,
+        images,
+        conf=conf,
+        iou=iou,
+        img_size=img_size,
+        batch=batch,
+        list_file=list_file,
+        limit=limit,
+        device=device,
+        workers=workers,
+    )
+    doc = {
+        "kind": "yolo.eval",
+        "weights": str(weights),
+        "data": str(data),
+        "conf": conf,
+        "iou": iou,
+        "metrics": {k: metrics[k] for k in ("mAP", "mAP50", "mAP75", "detections", "images", "images_per_s")},
+        "per_class": metrics["per_class"],
+    }
     if out:
         from detkit.io import write_json
         from detkit.runs import record_run, write_summary
 
-        record_run(out, {k: v for k, v in doc.items() if k in ("weights", "data", "conf", "iou")} | {"images": images},
-                   inputs=[weights, data])  # fmt: skip
+        record_run(
+            out,
+            {k: v for k, v in doc.items() if k in ("weights", "data", "conf", "iou")} | {"images": images},
+            inputs=[weights, data],
+        )
         write_json(Path(out) / "predictions.json", results, indent=None)
-        write_summary(out, "yolo.eval", f"YOLOv2 evaluation: {Path(str(data)).name}", metrics=doc["metrics"],
-                      tables={"per_class": metrics["per_class"]}, predictions="predictions.json", weights=str(weights))  # fmt: skip
+        write_summary(
+            out,
+            "yolo.eval",
+            f"YOLOv2 evaluation: {Path(str(data)).name}",
+            metrics=doc["metrics"],
+            tables={"per_class": metrics["per_class"]},
+            predictions="predictions.json",
+            weights=str(weights),
+        )
     if json_out:
         emit_json(doc)
         return
     from rich.table import Table
 
     m = doc["metrics"]
-    stdout.print(f"mAP@[.5:.95] {m['mAP']:.4f}   mAP@.5 {m['mAP50']:.4f}   mAP@.75 {m['mAP75']:.4f}   "
-                 f"({m['detections']} detections on {m['images']} images)")  # fmt: skip
+    stdout.print(
+        f"mAP@[.5:.95] {m['mAP']:.4f}   mAP@.5 {m['mAP50']:.4f}   mAP@.75 {m['mAP75']:.4f}   "
+        f"({m['detections']} detections on {m['images']} images)"
+    )
     t = Table("id", "class", "gt boxes", "AP", "AP50")
     for r in metrics["per_class"]:
-        fmt = (lambda v: "-" if v is None else f"{v:.4f}")
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"
         t.add_row(str(r["category_id"]), r["name"], str(r["gt_boxes"]), fmt(r["AP"]), fmt(r["AP50"]))
     stdout.print(t)
 
@@ -109,7 +160,9 @@ def predict_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder for the drawn images and detections.json.")],
     conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = 0.25,
     iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.45,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Input size (default: the training size).")] = None,
+    img_size: Annotated[
+        int | None, typer.Option("--img-size", help="Input size (default: the training size).")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Detect objects in images: OUT/<image> with labelled boxes, OUT/detections.json, OUT/summary.json.
@@ -132,9 +185,25 @@ def predict_cmd(
     if not files:
         raise DetkitError("no images to predict on")
     records = predict_files(weights, files, out, conf=conf, iou=iou, img_size=img_size, device=device)
-    record_run(out, {"weights": weights, "images": [str(f) for f in files], "conf": conf, "iou": iou,
-                     "img_size": img_size, "device": device}, inputs=[weights])  # fmt: skip
+    record_run(
+        out,
+        {
+            "weights": weights,
+            "images": [str(f) for f in files],
+            "conf": conf,
+            "iou": iou,
+            "img_size": img_size,
+            "device": device,
+        },
+        inputs=[weights],
+    )
     n = sum(len(r["detections"]) for r in records)
-    write_summary(out, "yolo.predict", "YOLOv2 predictions", metrics={"images": len(records), "detections": n},
-                  galleries={"predictions": [r["output"] for r in records]}, detections="detections.json")  # fmt: skip
+    write_summary(
+        out,
+        "yolo.predict",
+        "YOLOv2 predictions",
+        metrics={"images": len(records), "detections": n},
+        galleries={"predictions": [r["output"] for r in records]},
+        detections="detections.json",
+    )
     print(f"{n} detections on {len(records)} images -> {out}/detections.json")

@@ -19,7 +19,9 @@ def _choices(module: str, name: str) -> tuple[str, ...]:
 
 
 def _one_of(module: str, name: str) -> H.Check:
-    return (lambda v: v in _choices(module, name)), (lambda: f"must be one of {', '.join(_choices(module, name))}")
+    return (lambda v: v in _choices(module, name)), (
+        lambda: f"must be one of {', '.join(_choices(module, name))}"
+    )
 
 
 _POS = (lambda v: math.isfinite(v) and v > 0), "must be a positive number"
@@ -34,46 +36,89 @@ class TrainConfig:
     data: str = H.opt(help="Annotations: COCO json, course text, YOLO or VOC folder.")
     out: str = H.opt(help="Run folder (created).")
     images: str | None = H.opt(None, "Image folder (default: the one the annotations name).")
-    anchors: str | None = H.opt(None, "anchors.json from `detkit anchors kmeans --out` (default: k-means on the data).")
+    anchors: str | None = H.opt(
+        None, "anchors.json from `detkit anchors kmeans --out` (default: k-means on the data)."
+    )
     val_data: str | None = H.opt(None, "Validation annotations (default: --data).")
     val_images: str | None = H.opt(None, "Image folder of --val-data.")
-    train_list: str | None = H.opt(None, "Train only on these image names (e.g. VOC ImageSets/Main/train.txt).")
+    train_list: str | None = H.opt(
+        None, "Train only on these image names (e.g. VOC ImageSets/Main/train.txt)."
+    )
     val_list: str | None = H.opt(None, "Validate on these image names.")
     limit: int | None = H.opt(None, "Use only the first N images (smoke runs).", check=H.at_least(1))
     epochs: int = H.opt(100, "Epochs (may grow on --resume).", check=H.at_least(1), resume=True)
     batch: int = H.opt(16, "Images per batch (per GPU).", check=H.at_least(1))
-    img_size: int = H.opt(416, "Input size, a multiple of 32.", check=(lambda v: v % 32 == 0 and 32 <= v <= 2048, "must be a multiple of 32 in 32..2048"))
-    multi_scale: bool = H.opt(False, "Sizes from 10/13 to 19/13 of --img-size (320..608 at 416), step 32, changed every 10 batches.", flag="--multi-scale")
+    img_size: int = H.opt(
+        416,
+        "Input size, a multiple of 32.",
+        check=(lambda v: v % 32 == 0 and 32 <= v <= 2048, "must be a multiple of 32 in 32..2048"),
+    )
+    multi_scale: bool = H.opt(
+        False,
+        "Sizes from 10/13 to 19/13 of --img-size (320..608 at 416), step 32, changed every 10 batches.",
+        flag="--multi-scale",
+    )
     augment: bool = H.opt(True, "Flip, HSV, scale/translate.", flag="--augment/--no-augment")
     lr: float = H.opt(1e-3, "Peak learning rate (after warm-up).", check=_POS)
-    optimizer: str = H.opt("sgd", "sgd or adamw.", check=(lambda v: v in ("sgd", "adamw"), "must be sgd or adamw"))
+    optimizer: str = H.opt(
+        "sgd", "sgd or adamw.", check=(lambda v: v in ("sgd", "adamw"), "must be sgd or adamw")
+    )
     momentum: float = H.opt(0.9, "SGD momentum (AdamW beta1).", check=H.finite(0, below=1))
     weight_decay: float = H.opt(5e-4, "Weight decay (conv and linear weights).", check=_WEIGHT)
     warmup_epochs: float = H.opt(1.0, "Linear LR warm-up, then cosine decay.", check=_WEIGHT)
     final_lr_ratio: float = H.opt(0.05, "Final LR as a share of the peak.", check=H.finite(0))
     grad_clip: float = H.opt(10.0, "Max gradient norm (0 = off).", check=_WEIGHT)
-    ema_decay: float = H.opt(0.9998, "EMA of the weights for evaluation (0 = off).", check=(lambda v: 0 <= v < 1, "must be in [0, 1)"))
-    backbone: str = H.opt("darknet19", "darknet19, resnet18 or resnet50 (random init).", check=_one_of("detkit.yolo.model", "BACKBONES"))
-    width: float = H.opt(1.0, "Channel multiplier (0.125 for tiny CPU runs).", check=_POS[:1] + ("must be positive",))
+    ema_decay: float = H.opt(
+        0.9998,
+        "EMA of the weights for evaluation (0 = off).",
+        check=(lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    )
+    backbone: str = H.opt(
+        "darknet19",
+        "darknet19, resnet18 or resnet50 (random init).",
+        check=_one_of("detkit.yolo.model", "BACKBONES"),
+    )
+    width: float = H.opt(
+        1.0, "Channel multiplier (0.125 for tiny CPU runs).", check=_POS[:1] + ("must be positive",)
+    )
     weights: str | None = H.opt(None, "Local backbone weights file (nothing is downloaded).")
-    loss: str = H.opt("darknet", "Loss preset: darknet or course.", check=_one_of("detkit.yolo.loss", "LossConfig"))
-    size_loss: str | None = H.opt(None, "log (darknet) or sqrt (course).", check=(lambda v: v in ("log", "sqrt"), "must be log or sqrt"))
-    rescore: bool | None = H.opt(None, "Objectness target = IoU (default: per preset).", flag="--rescore/--no-rescore")
+    loss: str = H.opt(
+        "darknet", "Loss preset: darknet or course.", check=_one_of("detkit.yolo.loss", "LossConfig")
+    )
+    size_loss: str | None = H.opt(
+        None, "log (darknet) or sqrt (course).", check=(lambda v: v in ("log", "sqrt"), "must be log or sqrt")
+    )
+    rescore: bool | None = H.opt(
+        None, "Objectness target = IoU (default: per preset).", flag="--rescore/--no-rescore"
+    )
     lambda_coord: float | None = H.opt(None, "Box loss weight (default: per preset).", check=_WEIGHT)
     lambda_obj: float | None = H.opt(None, "Objectness loss weight.", check=_WEIGHT)
     lambda_noobj: float | None = H.opt(None, "No-object loss weight.", check=_WEIGHT)
     lambda_cls: float | None = H.opt(None, "Class loss weight.", check=_WEIGHT)
-    warmup_images: int | None = H.opt(None, "Images of the anchor-prior warm-up (default: per preset).", check=H.at_least(0))
+    warmup_images: int | None = H.opt(
+        None, "Images of the anchor-prior warm-up (default: per preset).", check=H.at_least(0)
+    )
     conf: float = H.opt(0.001, "Score threshold of the evaluation.", check=H.finite(0))
     iou: float = H.opt(0.45, "NMS IoU threshold of the evaluation.", check=H.finite(0))
-    eval_every: int = H.opt(1, "Evaluate every N epochs (and after the last).", check=H.at_least(1), resume=True)
-    max_steps: int | None = H.opt(None, "Stop after N optimizer steps (go on with --resume).", check=H.at_least(1), per_call=True)
+    eval_every: int = H.opt(
+        1, "Evaluate every N epochs (and after the last).", check=H.at_least(1), resume=True
+    )
+    max_steps: int | None = H.opt(
+        None, "Stop after N optimizer steps (go on with --resume).", check=H.at_least(1), per_call=True
+    )
     device: str = H.opt("auto", "auto, cpu or cuda.", resume=True)
     amp: bool = H.opt(True, "bf16 autocast on CUDA.", flag="--amp/--no-amp", resume=True)
     compile: bool = H.opt(False, "torch.compile the model.", flag="--compile", resume=True)
     workers: int = H.opt(4, "Image-decoding processes.", check=H.at_least(0), resume=True)
-    threads: int | None = H.opt(None, "torch threads (default: chosen from the free cores and --workers).", check=H.at_least(1), resume=True)
-    log_every: float = H.opt(30.0, "Seconds between progress lines when stderr is not a terminal.", check=H.finite(0), resume=True)
+    threads: int | None = H.opt(
+        None,
+        "torch threads (default: chosen from the free cores and --workers; kept by --resume).",
+        check=H.at_least(1),
+        resume=True,
+    )
+    log_every: float = H.opt(
+        30.0, "Seconds between progress lines when stderr is not a terminal.", check=H.finite(0), resume=True
+    )
     seed: int = H.opt(0, "Seed of the init, data order, sizes and augmentation.")
 
     def validate(self) -> None:

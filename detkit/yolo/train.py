@@ -43,7 +43,17 @@ from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, _unwrap, evaluate, tra
 
 # YOLOv2's VOC anchors, in cells of the 13x13 grid at 416 (yolo-voc.cfg)
 VOC_ANCHORS = list(YOLOV2_VOC_GRID_13)  # the YOLOv2 paper's VOC anchors, grid cells at 13x13
-CSV_COLUMNS = ("epoch", "loss", *LOSS_PARTS, "lr", "mAP", "mAP50", "images_per_s", "eval_images_per_s", "seen_images")
+CSV_COLUMNS = (
+    "epoch",
+    "loss",
+    *LOSS_PARTS,
+    "lr",
+    "mAP",
+    "mAP50",
+    "images_per_s",
+    "eval_images_per_s",
+    "seen_images",
+)
 RUN_FILES = ("run.json", "config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
 
 
@@ -53,7 +63,9 @@ def _anchor_pairs(doc: Any, path: str) -> list[tuple[float, float]]:
         raw = doc["anchors_normalized"]
         pairs = [(float(w), float(h)) for w, h in raw]
     except (KeyError, TypeError, ValueError):
-        raise DetkitError(f"{path}: not an anchors file ('anchors_normalized' must be a list of [w, h] pairs)") from None
+        raise DetkitError(
+            f"{path}: not an anchors file ('anchors_normalized' must be a list of [w, h] pairs)"
+        ) from None
     if not pairs:
         raise DetkitError(f"{path}: 'anchors_normalized' is empty")
     for w, h in pairs:
@@ -74,7 +86,9 @@ def letterbox_factors(ds) -> tuple[float, float, float]:
     return mx, my, float(max(np.abs(fx - mx).max(), np.abs(fy - my).max()))
 
 
-def resolve_anchors(path: str | None, ds, img_size: int, k: int = 5, seed: int = 0) -> tuple[list[tuple[float, float]], str]:
+def resolve_anchors(
+    path: str | None, ds, img_size: int, k: int = 5, seed: int = 0
+) -> tuple[list[tuple[float, float]], str]:
     """Anchors in grid cells at ``img_size``: from an anchors.json, else IoU k-means on ``ds``, else VOC's.
 
     The network sees letterboxed images (long side = ``img_size``), so anchors are letterbox-normalised:
@@ -98,8 +112,10 @@ def resolve_anchors(path: str | None, ds, img_size: int, k: int = 5, seed: int =
             fx, fy, spread = letterbox_factors(ds)
             pairs = [(w * fx, h * fy) for w, h in pairs]
             if spread > 0.05:
-                warn(f"{path}: image-normalised anchors were converted to the letterbox with the images' median "
-                     f"aspect; `detkit anchors kmeans --norm letterbox` gives exact ones for mixed aspects")  # fmt: skip
+                warn(
+                    f"{path}: image-normalised anchors were converted to the letterbox with the images' median "
+                    f"aspect; `detkit anchors kmeans --norm letterbox` gives exact ones for mixed aspects"
+                )
         elif norm != "letterbox":
             raise DetkitError(f"{path}: unknown norm {norm!r} (image or letterbox)")
         return [(w * grid, h * grid) for w, h in pairs], str(path)
@@ -108,7 +124,9 @@ def resolve_anchors(path: str | None, ds, img_size: int, k: int = 5, seed: int =
     wh, _ = clean_wh(dataset_wh(ds, "letterbox"))
     if len(np.unique(wh, axis=0)) >= k:
         res = iou_kmeans(wh, k, seed=seed, restarts=3)
-        return [(float(w) * grid, float(h) * grid) for w, h in res.anchors], f"iou k-means (k={k}) on the training boxes"
+        return [
+            (float(w) * grid, float(h) * grid) for w, h in res.anchors
+        ], f"iou k-means (k={k}) on the training boxes"
     return [(w * grid / 13, h * grid / 13) for w, h in VOC_ANCHORS], "YOLOv2 VOC anchors"
 
 
@@ -174,7 +192,9 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     ema: ModelEMA | None
     base: dict[str, Any]  # the checkpoint keys that never change during the run
-    state: dict[str, Any] = field(default_factory=dict)  # epoch, epoch_step, seen_images, history, best, best_eval
+    state: dict[str, Any] = field(
+        default_factory=dict
+    )  # epoch, epoch_step, seen_images, history, best, best_eval
 
     @property
     def main(self) -> bool:
@@ -194,8 +214,14 @@ def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any
         anchors, anchors_from = [tuple(a) for a in resume["model_config"]["anchors"]], resume["anchors_from"]
     else:
         anchors, anchors_from = resolve_anchors(cfg.anchors, train_ds, cfg.img_size, seed=cfg.seed)
-    return {"train_ds": train_ds, "val_ds": val_ds, "val_images": val_images, "class_map": class_map,
-            "anchors": anchors, "anchors_from": anchors_from}  # fmt: skip
+    return {
+        "train_ds": train_ds,
+        "val_ds": val_ds,
+        "val_images": val_images,
+        "class_map": class_map,
+        "anchors": anchors,
+        "anchors_from": anchors_from,
+    }
 
 
 def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, resume: bool):
@@ -215,9 +241,15 @@ def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, r
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loss_cfg = LossConfig.preset(
-        cfg.loss, size_loss=cfg.size_loss, rescore=cfg.rescore, lambda_coord=cfg.lambda_coord, lambda_obj=cfg.lambda_obj,
-        lambda_noobj=cfg.lambda_noobj, lambda_cls=cfg.lambda_cls, warmup_images=cfg.warmup_images,
-    )  # fmt: skip
+        cfg.loss,
+        size_loss=cfg.size_loss,
+        rescore=cfg.rescore,
+        lambda_coord=cfg.lambda_coord,
+        lambda_obj=cfg.lambda_obj,
+        lambda_noobj=cfg.lambda_noobj,
+        lambda_cls=cfg.lambda_cls,
+        warmup_images=cfg.warmup_images,
+    )
     return mcfg, model, loss_cfg, YoloLoss(loss_cfg, data["anchors"], n).to(device)
 
 
@@ -230,24 +262,71 @@ def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) ->
     mcfg, model, loss_cfg, criterion = _build_model(cfg, data, device, resume is not None)
     aug = Augment() if cfg.augment else Augment.off()
     train_set = DetectionDataset(data["train_ds"], cfg.images, data["class_map"], cfg.img_size, aug, cfg.seed)
-    val_set = DetectionDataset(data["val_ds"], data["val_images"], data["class_map"], cfg.img_size, None, cfg.seed)
+    val_set = DetectionDataset(
+        data["val_ds"], data["val_images"], data["class_map"], cfg.img_size, None, cfg.seed
+    )
     for missing in {*train_set.missing, *val_set.missing}:
         warn(f"{missing}: image file is missing; skipped")
     data["n_train"] = len(train_set)
-    loader = build_loader(train_set, batch_size=cfg.batch, train=True, workers=cfg.workers, seed=cfg.seed,
-                          multi_scale=cfg.multi_scale, rank=rank, world_size=world, pin_memory=cuda)  # fmt: skip
-    val_loader = build_loader(val_set, batch_size=cfg.batch, train=False, workers=min(cfg.workers, 2), pin_memory=cuda) if rank == 0 else None
+    loader = build_loader(
+        train_set,
+        batch_size=cfg.batch,
+        train=True,
+        workers=cfg.workers,
+        seed=cfg.seed,
+        multi_scale=cfg.multi_scale,
+        rank=rank,
+        world_size=world,
+        pin_memory=cuda,
+    )
+    val_loader = (
+        build_loader(val_set, batch_size=cfg.batch, train=False, workers=min(cfg.workers, 2), pin_memory=cuda)
+        if rank == 0
+        else None
+    )
 
     total = cfg.epochs * len(loader)  # --max-steps stops early without changing the schedule
     warmup = min(round(cfg.warmup_epochs * len(loader)), max(total // 3, 0))
     optimizer = build_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total, cfg.final_lr_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup, total, cfg.final_lr_ratio)
+    )
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    base = {"model_config": mcfg.to_dict(), "class_map": data["class_map"].to_dict(), "img_size": cfg.img_size,
-            "anchors": [list(a) for a in data["anchors"]], "anchors_from": data["anchors_from"],
-            "loss_config": loss_cfg.to_dict(), "args": asdict(cfg), "train_images": len(train_set)}  # fmt: skip
-    r = Run(cfg, path, device, rank, world, data, model, model, criterion, loader, val_loader, optimizer, scheduler, ema, base)
-    r.state = {"epoch": 0, "epoch_step": 0, "seen_images": 0, "history": [], "best": {"mAP": -1.0}, "best_eval": {}}
+    base = {
+        "model_config": mcfg.to_dict(),
+        "class_map": data["class_map"].to_dict(),
+        "img_size": cfg.img_size,
+        "anchors": [list(a) for a in data["anchors"]],
+        "anchors_from": data["anchors_from"],
+        "loss_config": loss_cfg.to_dict(),
+        "args": asdict(cfg),
+        "train_images": len(train_set),
+    }
+    r = Run(
+        cfg,
+        path,
+        device,
+        rank,
+        world,
+        data,
+        model,
+        model,
+        criterion,
+        loader,
+        val_loader,
+        optimizer,
+        scheduler,
+        ema,
+        base,
+    )
+    r.state = {
+        "epoch": 0,
+        "epoch_step": 0,
+        "seen_images": 0,
+        "history": [],
+        "best": {"mAP": -1.0},
+        "best_eval": {},
+    }
     if resume:
         _restore(r, resume)
     if world > 1:
@@ -269,17 +348,29 @@ def _restore(r: Run, ckpt: dict[str, Any]) -> None:
     if r.ema is not None and ckpt.get("ema"):
         r.ema.load_state_dict(ckpt["ema"])
     epoch = ckpt["epoch"]
-    r.state = {"epoch": epoch, "epoch_step": ckpt.get("epoch_step", 0), "seen_images": ckpt["seen_images"],
-               "history": [h for h in ckpt["history"] if h["epoch"] <= epoch],  # a part-epoch row is redone whole
-               "best": ckpt["best"], "best_eval": ckpt.get("best_eval", {})}  # fmt: skip
+    r.state = {
+        "epoch": epoch,
+        "epoch_step": ckpt.get("epoch_step", 0),
+        "seen_images": ckpt["seen_images"],
+        "history": [h for h in ckpt["history"] if h["epoch"] <= epoch],  # a part-epoch row is redone whole
+        "best": ckpt["best"],
+        "best_eval": ckpt.get("best_eval", {}),
+    }
     set_rng_state(ckpt["rng"])
 
 
 def epoch_state(r: Run) -> dict[str, Any]:
     """The checkpoint an epoch commits: everything :func:`setup` needs to continue bit for bit."""
-    return {**r.base, **r.state, "model": _unwrap(r.model).state_dict(), "optimizer": r.optimizer.state_dict(),
-            "scheduler": r.scheduler.state_dict(), "ema": r.ema.state_dict() if r.ema else None, "rng": rng_state(),
-            "data_order": {"seed": r.cfg.seed, "next_epoch": r.state["epoch"] + 1}}  # fmt: skip
+    return {
+        **r.base,
+        **r.state,
+        "model": _unwrap(r.model).state_dict(),
+        "optimizer": r.optimizer.state_dict(),
+        "scheduler": r.scheduler.state_dict(),
+        "ema": r.ema.state_dict() if r.ema else None,
+        "rng": rng_state(),
+        "data_order": {"seed": r.cfg.seed, "next_epoch": r.state["epoch"] + 1},
+    }
 
 
 def summary_fields(state: dict[str, Any], status: str) -> dict[str, Any]:
@@ -289,13 +380,20 @@ def summary_fields(state: dict[str, Any], status: str) -> dict[str, Any]:
     return {
         "status": status,
         "metrics": {
-            "best_mAP": max(best["mAP"], 0.0), "best_mAP50": best.get("mAP50", 0.0), "best_epoch": best.get("epoch"),
-            "epochs": len(history) and history[-1]["epoch"], "final_loss": last.get("loss"),
-            "train_images_per_s": last.get("images_per_s"), "train_images": state.get("train_images"),
+            "best_mAP": max(best["mAP"], 0.0),
+            "best_mAP50": best.get("mAP50", 0.0),
+            "best_epoch": best.get("epoch"),
+            "epochs": len(history) and history[-1]["epoch"],
+            "final_loss": last.get("loss"),
+            "train_images_per_s": last.get("images_per_s"),
+            "train_images": state.get("train_images"),
         },
         "curves": "metrics.csv",
         "tables": {
-            "per_class": [{k: r[k] for k in ("category_id", "name", "gt_boxes", "AP", "AP50")} for r in best_eval.get("per_class", [])],
+            "per_class": [
+                {k: r[k] for k in ("category_id", "name", "gt_boxes", "AP", "AP50")}
+                for r in best_eval.get("per_class", [])
+            ],
             "epochs": [{k: r.get(k) for k in CSV_COLUMNS} for r in history],
         },
         "classes": state["class_map"]["names"],
@@ -303,7 +401,7 @@ def summary_fields(state: dict[str, Any], status: str) -> dict[str, Any]:
         "anchors_from": state["anchors_from"],
         "checkpoints": {"last": "last.pt", "best": "best.pt"},
         "config": state["args"],
-    }  # fmt: skip
+    }
 
 
 def checkpoints(path: Path) -> H.Checkpoints:
@@ -320,13 +418,27 @@ def _evaluate(r: Run, row: dict[str, Any], epoch: int, report_bad) -> None:
     """mAP of the EMA (or plain) weights; updates ``row`` and the best epoch."""
     cfg, d = r.cfg, r.data
     eval_model = r.ema.module if r.ema is not None else _unwrap(r.model)
-    metrics, _ = evaluate(eval_model, r.val_loader, d["val_ds"], d["anchors"], d["class_map"], r.device,
-                          conf=cfg.conf, iou=cfg.iou, amp=cfg.amp, on_bad=report_bad)  # fmt: skip
+    metrics, _ = evaluate(
+        eval_model,
+        r.val_loader,
+        d["val_ds"],
+        d["anchors"],
+        d["class_map"],
+        r.device,
+        conf=cfg.conf,
+        iou=cfg.iou,
+        amp=cfg.amp,
+        on_bad=report_bad,
+    )
     row.update(mAP=metrics["mAP"], mAP50=metrics["mAP50"], eval_images_per_s=metrics["images_per_s"])
     info(f"epoch {epoch + 1}: loss {row['loss']:.4f}  mAP {metrics['mAP']:.4f}  mAP50 {metrics['mAP50']:.4f}")
     if metrics["mAP"] > r.state["best"]["mAP"]:
-        r.state["best"] = {"mAP": metrics["mAP"], "mAP50": metrics["mAP50"], "epoch": epoch + 1,
-                           "epoch_step": r.state["epoch_step"]}  # fmt: skip
+        r.state["best"] = {
+            "mAP": metrics["mAP"],
+            "mAP50": metrics["mAP50"],
+            "epoch": epoch + 1,
+            "epoch_step": r.state["epoch_step"],
+        }
         r.state["best_eval"] = metrics
 
 
@@ -352,18 +464,34 @@ def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
             if steps_left is not None and steps_left <= 0:
                 break
 
-            def on_step(step: int, parts: dict[str, float], epoch: int = epoch, base: int = bar_done, skip: int = skip) -> None:
+            def on_step(
+                step: int, parts: dict[str, float], epoch: int = epoch, base: int = bar_done, skip: int = skip
+            ) -> None:
                 text = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
-                bar.update(task, completed=base + step, description=f"epoch {epoch + 1}/{cfg.epochs}", info=text)
+                bar.update(
+                    task, completed=base + step, description=f"epoch {epoch + 1}/{cfg.epochs}", info=text
+                )
                 log(lambda: f"epoch {epoch + 1}/{cfg.epochs} step {skip + step}/{per_epoch}: {text}")
 
             try:
                 stats = train_one_epoch(
-                    r.net, r.criterion, r.optimizer, r.scheduler, r.loader, r.device, seen_images=s["seen_images"],
-                    ema=r.ema, amp=cfg.amp, grad_clip=cfg.grad_clip, channels_last=r.device.type == "cuda",
-                    max_steps=steps_left, world_size=r.world, on_bad=report_bad, on_step=on_step,
+                    r.net,
+                    r.criterion,
+                    r.optimizer,
+                    r.scheduler,
+                    r.loader,
+                    r.device,
+                    seen_images=s["seen_images"],
+                    ema=r.ema,
+                    amp=cfg.amp,
+                    grad_clip=cfg.grad_clip,
+                    channels_last=r.device.type == "cuda",
+                    max_steps=steps_left,
+                    world_size=r.world,
+                    on_bad=report_bad,
+                    on_step=on_step,
                     log_every=1 if r.device.type == "cpu" else 10,
-                )  # fmt: skip
+                )
             except NonFiniteLoss as e:
                 raise H.diverged(r.path, epoch + 1, str(e)) from None
             bar_done += stats["batches"]
@@ -371,9 +499,14 @@ def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
             done = skip + stats["batches"]  # batches of this epoch trained, over all invocations
             complete = done >= per_epoch
             s["seen_images"] = stats["seen_images"]
-            row = {"epoch": epoch + 1, **{k: stats[k] for k in ("loss", *LOSS_PARTS, "lr", "images_per_s")},
-                   "seen_images": s["seen_images"]}  # fmt: skip
-            last = (epoch + 1 == cfg.epochs and complete) or (cfg.max_steps is not None and r.scheduler.last_epoch >= cfg.max_steps)
+            row = {
+                "epoch": epoch + 1,
+                **{k: stats[k] for k in ("loss", *LOSS_PARTS, "lr", "images_per_s")},
+                "seen_images": s["seen_images"],
+            }
+            last = (epoch + 1 == cfg.epochs and complete) or (
+                cfg.max_steps is not None and r.scheduler.last_epoch >= cfg.max_steps
+            )
             # a --max-steps stop inside an epoch: --resume skips the batches already trained
             s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, done)
             if r.main and ((epoch + 1) % cfg.eval_every == 0 or last):
@@ -399,13 +532,15 @@ def _record(r: Run, threads: dict[str, Any] | None, resumed: bool) -> None:
         warn("no --val-data/--val-list: mAP is measured on the training images")
     record_run(r.path, config, seed=cfg.seed, inputs=[p for p in {cfg.data, cfg.val_data, cfg.anchors} if p])
     write_json(r.path / "config.json", asdict(cfg))
-    info(f"training {cfg.backbone} x{cfg.width} on {d['n_train']} images ({len(d['class_map'])} classes, "
-         f"anchors: {d['anchors_from']}) for {cfg.epochs} epochs on {r.device}")  # fmt: skip
+    info(
+        f"training {cfg.backbone} x{cfg.width} on {d['n_train']} images ({len(d['class_map'])} classes, "
+        f"anchors: {d['anchors_from']}) for {cfg.epochs} epochs on {r.device}"
+    )
 
 
 def _run(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None) -> dict[str, Any]:
     """Set up, train, write the final summary; returns the summary fields."""
-    threads = H.apply_threads(cfg.threads, cfg.workers)
+    threads = H.apply_threads(cfg, cfg.workers)
     r = setup(cfg, path, resume)
     ckpts = checkpoints(path)
     if r.main:
@@ -459,7 +594,9 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
         if ckpt["epoch"] >= cfg.epochs:
             if main and checkpoints(path).repair(ckpt, finished=True):
                 return summary_fields(ckpt, "done")
-            raise DetkitError(f"{run}: already trained {ckpt['epoch']} of {cfg.epochs} epochs (pass --epochs N to go on)")
+            raise DetkitError(
+                f"{run}: already trained {ckpt['epoch']} of {cfg.epochs} epochs (pass --epochs N to go on)"
+            )
         if main:
             checkpoints(path).repair(ckpt, finished=False)
         return _run(cfg, path, ckpt)

@@ -155,7 +155,17 @@ def test_official_val_and_local_weights(trained_run, tiny_set, tmp_path, cli):
 
 
 def test_limit_and_max_steps_resume_exactly(tiny_set, tmp_path, cli):
-    common = ["--data", tiny_set, "--epochs", "2", "--limit", "64", "--workers", "2", *TINY]  # 2 steps an epoch
+    common = [
+        "--data",
+        tiny_set,
+        "--epochs",
+        "2",
+        "--limit",
+        "64",
+        "--workers",
+        "2",
+        *TINY,
+    ]  # 2 steps an epoch
     code, _, err = cli("classify", "train", "--out", tmp_path / "straight", *common)
     assert code == 0, err
     assert "split: seeded stratified 70%/30%" in err and "--val official validates on the val/ folder" in err
@@ -178,7 +188,9 @@ def test_limit_and_max_steps_resume_exactly(tiny_set, tmp_path, cli):
     # epoch 1 whole; epoch 2's validation (same weights) whole, its train loss averages the steps of the
     # call that finished it
     cols = lambda line, idx: [line.split(",")[i] for i in idx]
-    assert cols(ra[1], range(7)) == cols(rb[1], range(7)) and cols(ra[2], (0, 1, 4, 5, 6)) == cols(rb[2], (0, 1, 4, 5, 6))
+    assert cols(ra[1], range(7)) == cols(rb[1], range(7)) and cols(ra[2], (0, 1, 4, 5, 6)) == cols(
+        rb[2], (0, 1, 4, 5, 6)
+    )
 
 
 def test_a_finished_run_missing_its_side_files_is_rebuilt_on_resume(trained_run, tmp_path, cli):

@@ -45,7 +45,14 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     code, _, err = cli("yolo", "train", *common, "--out", straight)
     assert code == 0, err
-    assert {p.name for p in straight.iterdir()} >= {"run.json", "config.json", "metrics.csv", "last.pt", "best.pt", "summary.json"}
+    assert {p.name for p in straight.iterdir()} >= {
+        "run.json",
+        "config.json",
+        "metrics.csv",
+        "last.pt",
+        "best.pt",
+        "summary.json",
+    }
 
     # interrupted after the first epoch (2 steps of 4 images), then resumed
     code, _, err = cli("yolo", "train", *common, "--out", resumed, "--max-steps", "2")
@@ -74,7 +81,9 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     code, _, err = cli("yolo", "train", "--resume", resumed)
     assert code == 2 and "already trained 2 of 2 epochs" in err
 
-    doc = cli_json("yolo", "eval", straight / "best.pt", "--data", data, "--workers", "0", "--out", tmp_path / "ev")
+    doc = cli_json(
+        "yolo", "eval", straight / "best.pt", "--data", data, "--workers", "0", "--out", tmp_path / "ev"
+    )
     assert doc["kind"] == "yolo.eval" and doc["metrics"]["images"] == 8
     assert 0.0 <= doc["metrics"]["mAP"] <= doc["metrics"]["mAP50"] <= 1.0
     preds = json.loads((tmp_path / "ev" / "predictions.json").read_text())
@@ -83,7 +92,9 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     assert json.loads((tmp_path / "ev" / "summary.json").read_text())["kind"] == "yolo.eval"
 
     imgs = sorted((synth8 / "images").iterdir())[:2]
-    code, _, err = cli("yolo", "predict", straight / "best.pt", *imgs, "--out", tmp_path / "pred", "--conf", "0.01")
+    code, _, err = cli(
+        "yolo", "predict", straight / "best.pt", *imgs, "--out", tmp_path / "pred", "--conf", "0.01"
+    )
     assert code == 0, err
     det = json.loads((tmp_path / "pred" / "detections.json").read_text())
     assert [r["output"] for r in det["images"]] == [p.name for p in imgs]
@@ -106,14 +117,22 @@ def test_resume_inside_an_epoch_skips_the_batches_already_trained(synth8, tmp_pa
     assert "at epoch 1/2, batch 2 of 2" in err
     a = torch.load(straight / "last.pt", weights_only=True)
     b = torch.load(part / "last.pt", weights_only=True)
-    assert (a["epoch"], a["seen_images"], a["scheduler"]["last_epoch"]) == (b["epoch"], b["seen_images"], b["scheduler"]["last_epoch"]) == (2, 16, 4)
+    assert (
+        (a["epoch"], a["seen_images"], a["scheduler"]["last_epoch"])
+        == (b["epoch"], b["seen_images"], b["scheduler"]["last_epoch"])
+        == (2, 16, 4)
+    )
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert [r["epoch"] for r in _rows(part / "metrics.csv")] == ["1", "2"]  # the part-epoch row was redone
     run = json.loads((part / "run.json").read_text())
     assert len(run["resumed"]) == 1 and run["resumed"][0]["config"]["epochs"] == 2
     assert {"cv2", "pycocotools", "torch"} <= set(run["versions"])
     code, _, err = cli("yolo", "train", "--resume", part, "--lr", "0.1", "--epochs", "3")
-    assert code == 2 and "leave out --lr 0.1 (the run has 0.005)" in err and "--epochs 3" not in err.split("(only")[0]
+    assert (
+        code == 2
+        and "leave out --lr 0.1 (the run has 0.005)" in err
+        and "--epochs 3" not in err.split("(only")[0]
+    )
 
 
 def test_nan_loss_stops_with_exit_1_and_keeps_the_checkpoint(synth8, tmp_path, cli, monkeypatch):
@@ -179,6 +198,11 @@ def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_p
     code, _, err = cli("yolo", "train", *common, "--out", run, "--log-every", "0")
     assert code == 0, err
     assert "epoch 2/2 step 2/2: loss" in err  # a progress line per step off a terminal with --log-every 0
+    policy = json.loads((run / "run.json").read_text())["config"]["thread_policy"]
+    assert policy["workers"] == 0 and policy["threads"] >= 1  # detkit.threads' choice, on record
+    assert (
+        json.loads((run / "config.json").read_text())["threads"] == policy["threads"]
+    )  # what --resume keeps
     before = (run / "metrics.csv").read_text()
     code, _, err = cli("yolo", "train", *common, "--out", run, "--epochs", "1")
     assert code == 2 and err.strip() == (
@@ -197,5 +221,10 @@ def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_p
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 2
     code, _, err = cli("yolo", "train", *common, "--out", run, "--epochs", "1", "--exist-ok")
     assert code == 0, err
-    assert "--exist-ok: deleted the previous run's run.json, config.json, metrics.csv, last.pt, best.pt, summary.json" in err
-    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1 and not (run / ".detkit.lock").exists()
+    assert (
+        "--exist-ok: deleted the previous run's run.json, config.json, metrics.csv, last.pt, best.pt, summary.json"
+        in err
+    )
+    assert (
+        torch.load(run / "last.pt", weights_only=True)["epoch"] == 1 and not (run / ".detkit.lock").exists()
+    )
