@@ -68,8 +68,9 @@ class EvalResult:
         return max(self.summary[key], 0.0)  # -1: no ground truth of that kind
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (NaN as None); shares the lists it holds (no deep copy of the curves)."""
-        return analysis.clean({f.name: getattr(self, f.name) for f in fields(self)})
+        """Plain JSON-able data (NaN as None; ``seconds`` left out so that the same inputs give the same
+        document); shares the lists it holds (no deep copy of the curves)."""
+        return analysis.clean({f.name: getattr(self, f.name) for f in fields(self) if f.name != "seconds"})
 
 
 def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: EvalConfig | None = None,

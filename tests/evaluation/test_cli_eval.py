@@ -149,3 +149,8 @@ def test_voc_split_scored_with_its_own_boxes_by_file_stem(cli_json, tmp_path):
     doc = cli_json("coco", "eval", root, tmp_path / "detections.json", "--split", "test")
     assert doc["counts"]["images"] == gt.num_images and doc["counts"]["predictions"] == gt.num_annotations > 0
     assert doc["summary"]["AP"] == 1.0
+
+
+def test_same_inputs_same_json(cli, files):
+    a, b = cli("coco", "eval", *files, "--json"), cli("coco", "eval", *files, "--json")
+    assert a[0] == 0 and a[1] == b[1]
