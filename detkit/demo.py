@@ -34,7 +34,7 @@ from rich.markup import escape as esc
 
 from detkit.console import info, progress
 from detkit.errors import DetkitError
-from detkit.io import atomic_path, atomic_write
+from detkit.io import atomic_write
 from detkit.runs import write_summary
 
 # Sizes per mode: "quick" for tests, "cpu" for the 5-minute tour, "cuda" for a real (longer) training.
@@ -97,6 +97,12 @@ class Runner:
         if hasattr(cmd, "commands"):  # still a group: the command does not exist
             return None
         return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")}
+
+
+def _gallery(pred_dir: Path, gt_json: Path, out: Path) -> None:
+    from detkit.yolo.predict import write_gallery  # torch and OpenCV load only when the step runs
+
+    write_gallery(pred_dir, gt_json, out)
 
 
 def check_plan(steps: list[Step], runner: Runner) -> None:
@@ -191,7 +197,7 @@ def plan(out: Path, device: str, mode: str, seed: int) -> list[Step]:
                               "--out", str(runs / "yolo_predict"), "--device", d],
              expect=[runs / "yolo_predict" / "detections.json"]),
         Step("predictions beside ground truth", [],
-             action=lambda: write_gallery(runs / "yolo_predict", val_ann, runs / "yolo_gallery"),
+             action=lambda: _gallery(runs / "yolo_predict", val_ann, runs / "yolo_gallery"),
              expect=[runs / "yolo_gallery" / "summary.json"]),
         Step("classify train", ["classify", "train", "--data", str(tiny), "--out", str(runs / "classify"),
                                 "--epochs", str(p["cls_epochs"]), "--batch", str(p["cls_batch"]),
@@ -365,64 +371,6 @@ def run_demo(
                 markup=True,
             )
     return {**report, "failed": failed, "steps": rows, "seconds": round(time.perf_counter() - start, 1)}
-
-
-def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> Path:
-    """Each predicted image (``yolo predict``'s drawing) beside the same image with its ground-truth boxes,
-    as one picture per image, into ``out`` with a summary.json (kind ``yolo.gallery``) for the report."""
-    import json
-
-    import cv2
-    import numpy as np
-
-    from detkit.coco.loaders import load_dataset
-    from detkit.yolo.predict import _draw, _palette
-
-    doc = json.loads((pred_dir / "detections.json").read_text())
-    gt = load_dataset(gt_json)
-    names = gt.category_names()
-    cats = [int(c) for c in gt.cat_id]
-    colours = _palette(len(cats))
-    by_name = {Path(str(f)).name: int(i) for f, i in zip(gt.file_name, gt.image_id)}
-    out.mkdir(parents=True, exist_ok=True)
-    pictures, n_pred, n_gt = [], 0, 0
-    for rec in doc["images"]:
-        src = Path(rec["file"])
-        img = cv2.imread(str(src))
-        if img is None or src.name not in by_name:
-            raise DetkitError(f"{src}: cannot read the image, or {gt_json} has no ground truth for it")
-        # both panels drawn at display size (labels stay small on small images)
-        r = side / img.shape[1]
-        img = cv2.resize(img, (side, round(img.shape[0] * r)), interpolation=cv2.INTER_LINEAR)
-        pred, truth = img.copy(), img.copy()
-        for d in rec["detections"]:
-            k = cats.index(d["category_id"]) if d["category_id"] in cats else 0
-            _draw(pred, [v * r for v in d["bbox"]], f"{d['name']} {d['score']:.2f}", colours[k])
-        rows = np.flatnonzero(gt.ann_image_id == by_name[src.name])
-        for i in rows:
-            c = int(gt.category_id[i])
-            _draw(truth, (gt.bbox[i] * r).tolist(), str(names.get(c, c)), colours[cats.index(c)])
-        n_pred, n_gt = n_pred + len(rec["detections"]), n_gt + len(rows)
-        panels = []
-        for im, text in (
-            (pred, f"predicted: {len(rec['detections'])}"),
-            (truth, f"ground truth: {len(rows)}"),
-        ):
-            band = np.full((22, side, 3), 255, np.uint8)
-            cv2.putText(band, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-            panels.append(np.vstack([band, im]))
-        gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
-        name = f"{src.stem}.png"
-        with atomic_path(out / name) as tmp:
-            if not cv2.imwrite(str(tmp), np.hstack([panels[0], gap, panels[1]])):
-                raise DetkitError(f"{out / name}: cannot write image")
-        pictures.append(name)
-    write_summary(
-        out, "yolo.gallery", f"{len(pictures)} held-out images: predicted (left) and annotated (right)",
-        metrics={"images": len(pictures), "predicted_boxes": n_pred, "ground_truth_boxes": n_gt},
-        galleries={"predicted | ground truth": pictures}, conf=doc.get("conf"), weights=doc.get("weights"),
-    )  # fmt: skip
-    return out / "summary.json"
 
 
 class Device(str, Enum):

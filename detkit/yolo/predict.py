@@ -14,7 +14,7 @@ import torch
 
 from detkit.console import warn
 from detkit.errors import DetkitError
-from detkit.io import atomic_write, write_json
+from detkit.io import atomic_path, atomic_write, write_json
 from detkit.training import resolve_device
 from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, select_images
 from detkit.yolo.engine import evaluate
@@ -180,3 +180,60 @@ def _draw(img: np.ndarray, xywh: list[float], label: str, colour: tuple[int, int
     cv2.putText(
         img, label, (x + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
     )
+
+
+def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> Path:
+    """Each predicted image (``yolo predict``'s drawing) beside the same image with its ground-truth boxes,
+    as one picture per image, into ``out`` with a summary.json (kind ``yolo.gallery``) for the report."""
+    import json
+
+    import cv2
+
+    from detkit.coco.loaders import load_dataset
+    from detkit.runs import write_summary
+
+    doc = json.loads((pred_dir / "detections.json").read_text())
+    gt = load_dataset(gt_json)
+    names = gt.category_names()
+    cats = [int(c) for c in gt.cat_id]
+    colours = _palette(len(cats))
+    by_name = {Path(str(f)).name: int(i) for f, i in zip(gt.file_name, gt.image_id)}
+    out.mkdir(parents=True, exist_ok=True)
+    pictures, n_pred, n_gt = [], 0, 0
+    for rec in doc["images"]:
+        src = Path(rec["file"])
+        img = cv2.imread(str(src))
+        if img is None or src.name not in by_name:
+            raise DetkitError(f"{src}: cannot read the image, or {gt_json} has no ground truth for it")
+        # both panels drawn at display size (labels stay small on small images)
+        r = side / img.shape[1]
+        img = cv2.resize(img, (side, round(img.shape[0] * r)), interpolation=cv2.INTER_LINEAR)
+        pred, truth = img.copy(), img.copy()
+        for d in rec["detections"]:
+            k = cats.index(d["category_id"]) if d["category_id"] in cats else 0
+            _draw(pred, [v * r for v in d["bbox"]], f"{d['name']} {d['score']:.2f}", colours[k])
+        rows = np.flatnonzero(gt.ann_image_id == by_name[src.name])
+        for i in rows:
+            c = int(gt.category_id[i])
+            _draw(truth, (gt.bbox[i] * r).tolist(), str(names.get(c, c)), colours[cats.index(c)])
+        n_pred, n_gt = n_pred + len(rec["detections"]), n_gt + len(rows)
+        panels = []
+        for im, text in (
+            (pred, f"predicted: {len(rec['detections'])}"),
+            (truth, f"ground truth: {len(rows)}"),
+        ):
+            band = np.full((22, side, 3), 255, np.uint8)
+            cv2.putText(band, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            panels.append(np.vstack([band, im]))
+        gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+        name = f"{src.stem}.png"
+        with atomic_path(out / name) as tmp:
+            if not cv2.imwrite(str(tmp), np.hstack([panels[0], gap, panels[1]])):
+                raise DetkitError(f"{out / name}: cannot write image")
+        pictures.append(name)
+    write_summary(
+        out, "yolo.gallery", f"{len(pictures)} held-out images: predicted (left) and annotated (right)",
+        metrics={"images": len(pictures), "predicted_boxes": n_pred, "ground_truth_boxes": n_gt},
+        galleries={"predicted | ground truth": pictures}, conf=doc.get("conf"), weights=doc.get("weights"),
+    )  # fmt: skip
+    return out / "summary.json"
