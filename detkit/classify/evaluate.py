@@ -3,6 +3,7 @@ with Grad-CAM overlays, all recorded in summary.json (kind ``classify.eval``).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,91 @@ def plot_confusion(path: Path, confusion: np.ndarray, names: list[str], k: int =
     return pick
 
 
+@dataclass
+class _Eval:
+    """What evaluation works on: the checkpoint's config, the selected images, the model on the device."""
+
+    cfg: dict
+    cat: D.Catalog
+    idx: np.ndarray  # selected catalog rows
+    images: np.ndarray  # (N, S, S, 3) uint8
+    x: torch.Tensor  # images on the device
+    y: torch.Tensor  # labels on the device
+    mean: torch.Tensor
+    std: torch.Tensor
+    model: torch.nn.Module
+    dev: torch.device
+
+
+def _prepare(weights: Path, out: Path, data, subset: str, device: str, cache_dir, workers: int) -> _Eval:
+    if subset not in SUBSETS:
+        raise DetkitError(f"--subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    ckpt = load_checkpoint(weights)
+    cfg = ckpt["config"]
+    cat = D.scan_dataset(data or cfg["data"])
+    if cat.classes != ckpt["classes"]:
+        raise InputError(
+            cat.root, None, f"classes differ from the {len(ckpt['classes'])} the model was trained on"
+        )
+    idx = _select(cat, subset, weights)
+    if subset == "official" and cfg.get("val") == "split":
+        warn(
+            "this run's --split pooled train/ and val/, so it trained on part of the official val images: "
+            "the official-val figure is optimistic (train with --val official for a clean one)"
+        )
+    dev = resolve_device(device)
+    if cache_dir is None:  # the run's cache when it is still there, else one beside the output
+        run_cache = cfg.get("cache_dir")
+        cache_dir = run_cache if run_cache and Path(run_cache).is_dir() else out.parent / ".detkit-cache"
+    cache, _ = D.decode_cache(cat, cfg["img_size"], cache_dir, workers)
+    images = np.ascontiguousarray(cache[idx])
+    model = build_model(cfg["model"], len(cat.classes), cfg["stem"], cfg.get("width", 1.0))
+    model.load_state_dict(checkpoint_weights(ckpt))
+    x, y = torch.from_numpy(images).to(dev), torch.from_numpy(cat.labels[idx]).to(dev)
+    mean, std = torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])
+    return _Eval(cfg, cat, idx, images, x, y, mean, std, model.to(dev).eval(), dev)
+
+
+def _per_class(confusion: torch.Tensor, cat: D.Catalog) -> list[dict]:
+    """Accuracy of every class, worst first (classes without images last)."""
+    counts = confusion.sum(1)
+    rows = [
+        {
+            "class": cat.classes[c],
+            "name": cat.names[c],
+            "images": int(counts[c]),
+            "correct": int(confusion[c, c]),
+            "top1": float(confusion[c, c] / counts[c]) if counts[c] else None,
+        }
+        for c in range(len(cat.classes))
+    ]
+    rows.sort(key=lambda r: (r["top1"] is None, r["top1"] if r["top1"] is not None else 0.0, r["class"]))
+    return rows
+
+
+def _mistakes(
+    e: _Eval, out: Path, wrong: torch.Tensor, pred, targets, conf, cam_layer: str
+) -> tuple[list, list, list]:
+    """The most confident mistakes drawn with captions and Grad-CAM overlays: (rows, gallery, gradcam)."""
+    rows, gal, cams = [], [], []
+    if not len(wrong):
+        return rows, gal, cams
+    names = e.cat.names
+    xb = normalize(e.x[wrong.to(e.dev)], e.mean.to(e.dev), e.std.to(e.dev)).contiguous()
+    maps, _, _ = grad_cam(e.model, xb, cam_layer, target=pred[wrong].to(e.dev))
+    for r, (i, cam) in enumerate(zip(wrong.tolist(), maps.cpu().numpy())):
+        t, p = int(targets[i]), int(pred[i])
+        caption = [f"true: {names[t]}", f"pred: {names[p]} ({100 * conf[i]:.0f}%)"]
+        g, c = f"gallery/{r:03d}.png", f"gradcam/{r:03d}.png"
+        _save_png(out / g, _captioned(e.images[i], caption))
+        _save_png(out / c, _captioned(overlay(e.images[i], cam), caption + [f"Grad-CAM {cam_layer}"]))
+        gal.append(g)
+        cams.append(c)
+        rows.append({"file": e.cat.files[e.idx[i]], "true": names[t], "pred": names[p],
+                     "confidence": float(conf[i]), "gallery": g, "gradcam": c})  # fmt: skip
+    return rows, gal, cams
+
+
 def evaluate_run(
     weights: str | Path,
     out: str | Path,
@@ -126,122 +212,35 @@ def evaluate_run(
     Returns: dict with top1, top5, loss, images, misclassified and the summary path.
     """
     weights, out = Path(weights), check_out_folder(out)
-    if subset not in SUBSETS:
-        raise DetkitError(f"--subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
-    ckpt = load_checkpoint(weights)
-    cfg = ckpt["config"]
-    cat = D.scan_dataset(data or cfg["data"])
-    if cat.classes != ckpt["classes"]:
-        raise InputError(
-            cat.root, None, f"classes differ from the {len(ckpt['classes'])} the model was trained on"
-        )
-    idx = _select(cat, subset, weights)
-    if subset == "official" and cfg.get("val") == "split":
-        warn(
-            "this run's --split pooled train/ and val/, so it trained on part of the official val images: "
-            "the official-val figure is optimistic (train with --val official for a clean one)"
-        )
-    dev = resolve_device(device)
-    size = cfg["img_size"]
-    if cache_dir is None:  # the run's cache when it is still there, else one beside the output
-        run_cache = cfg.get("cache_dir")
-        cache_dir = run_cache if run_cache and Path(run_cache).is_dir() else out.parent / ".detkit-cache"
-    cache, _ = D.decode_cache(cat, size, cache_dir, workers)
-    images = np.ascontiguousarray(cache[idx])
-    x = torch.from_numpy(images).to(dev)
-    y = torch.from_numpy(cat.labels[idx]).to(dev)
-    mean, std = torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])
-    model = build_model(cfg["model"], len(cat.classes), cfg["stem"], cfg.get("width", 1.0))
-    model.load_state_dict(checkpoint_weights(ckpt))
-    model.to(dev).eval()
+    e = _prepare(weights, out, data, subset, device, cache_dir, workers)
     if gallery:
-        check_cam_layer(model, cam_layer, size)
-    logits, targets = predict(model, DeviceLoader(x, y, batch, mean, std), dev)
+        check_cam_layer(e.model, cam_layer, e.cfg["img_size"])
+    logits, targets = predict(e.model, DeviceLoader(e.x, e.y, batch, e.mean, e.std), e.dev)
     stats = accuracy_stats(logits, targets)
-    probs = logits.softmax(1)
     pred = stats["pred"]
-    conf = probs.gather(1, pred[:, None])[:, 0]
-    names = cat.names
+    conf = logits.softmax(1).gather(1, pred[:, None])[:, 0]
 
     out.mkdir(parents=True, exist_ok=True)
-    confusion = stats["confusion"]
-    counts = confusion.sum(1)
-    per_class = [
-        {
-            "class": cat.classes[c],
-            "name": names[c],
-            "images": int(counts[c]),
-            "correct": int(confusion[c, c]),
-            "top1": float(confusion[c, c] / counts[c]) if counts[c] else None,
-        }
-        for c in range(len(cat.classes))
-    ]
-    per_class.sort(key=lambda r: (r["top1"] is None, r["top1"] if r["top1"] is not None else 0.0, r["class"]))
-    picked = plot_confusion(out / "confusion.png", confusion, names)
-
+    picked = plot_confusion(out / "confusion.png", stats["confusion"], e.cat.names)
     wrong = torch.nonzero(pred != targets)[:, 0]
     wrong = wrong[torch.argsort(-conf[wrong], stable=True)][:gallery]
-    rows, gal, cams = [], [], []
-    if len(wrong):
-        sel = wrong.to(dev)
-        xb = normalize(x[sel], mean.to(dev), std.to(dev)).contiguous()
-        maps, _, _ = grad_cam(model, xb, cam_layer, target=pred[wrong].to(dev))
-        maps = maps.cpu().numpy()
-        for r, (i, cam) in enumerate(zip(wrong.tolist(), maps)):
-            t, p = int(targets[i]), int(pred[i])
-            caption = [f"true: {names[t]}", f"pred: {names[p]} ({100 * conf[i]:.0f}%)"]
-            g, c = f"gallery/{r:03d}.png", f"gradcam/{r:03d}.png"
-            _save_png(out / g, _captioned(images[i], caption))
-            _save_png(out / c, _captioned(overlay(images[i], cam), caption + [f"Grad-CAM {cam_layer}"]))
-            gal.append(g)
-            cams.append(c)
-            rows.append(
-                {
-                    "file": cat.files[idx[i]],
-                    "true": names[t],
-                    "pred": names[p],
-                    "confidence": float(conf[i]),
-                    "gallery": g,
-                    "gradcam": c,
-                }
-            )
+    rows, gal, cams = _mistakes(e, out, wrong, pred, targets, conf, cam_layer)
     metrics = {
         "top1": stats["top1"],
         "top5": stats["top5"],
         "loss": stats["loss"],
-        "images": len(idx),
+        "images": len(e.idx),
         "misclassified": int((pred != targets).sum()),
     }
-    record_run(
-        out,
-        {
-            "weights": str(weights),
-            "data": str(cat.root),
-            "subset": subset,
-            "gallery": gallery,
-            "cam_layer": cam_layer,
-            "device": str(dev),
-            "batch": batch,
-        },
-        None,
-        [weights],
-    )
+    record_run(out, {"weights": str(weights), "data": str(e.cat.root), "subset": subset, "gallery": gallery,
+                     "cam_layer": cam_layer, "device": str(e.dev), "batch": batch}, None, [weights])  # fmt: skip
     summary = write_summary(
-        out,
-        "classify.eval",
-        f"{cfg['model']} on {cat.root.name} ({subset})",
-        metrics=metrics,
-        tables={"per_class": per_class, "misclassified": rows},
-        plots={"confusion": "confusion.png"},
-        galleries={"misclassified": gal, "gradcam": cams},
-        weights=str(weights),
-        subset=subset,
-        cam_layer=cam_layer,
-        num_classes=len(cat.classes),
-        most_confused=[cat.classes[i] for i in picked],
-    )
-    info(
-        f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}% on {len(idx)} images; "
-        f"wrote {out}"
-    )
+        out, "classify.eval", f"{e.cfg['model']} on {e.cat.root.name} ({subset})",
+        metrics=metrics, tables={"per_class": _per_class(stats["confusion"], e.cat), "misclassified": rows},
+        plots={"confusion": "confusion.png"}, galleries={"misclassified": gal, "gradcam": cams},
+        weights=str(weights), subset=subset, cam_layer=cam_layer, num_classes=len(e.cat.classes),
+        most_confused=[e.cat.classes[i] for i in picked],
+    )  # fmt: skip
+    top5 = f"  top-5 {100 * metrics['top5']:.2f}%" if len(e.cat.classes) > 5 else ""  # always 100% with <= 5
+    info(f"top-1 {100 * metrics['top1']:.2f}%{top5} on {len(e.idx)} images; wrote {out}")
     return {**metrics, "summary": str(summary)}
