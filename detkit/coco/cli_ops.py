@@ -54,13 +54,14 @@ RootOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds every random choice: same seed, same output.")]
 
 
-def _source(
-    path: Path, fmt, image_root: Path | None, split: str | None = None, strict: bool = False, raw: bool = True
-):
+def _source(path: Path, fmt, image_root: Path | None, split: str | None = None, strict: bool = False,
+            raw: bool = True, boxes: bool = True):  # fmt: skip
+    """Load an input (``boxes=False``: the command never reads a box, see ``load_source``)."""
     from detkit.coco.ops.source import load_source
 
+    fmt = fmt.value if fmt else None
     with _busy(f"reading {path}"):
-        src = load_source(path, fmt.value if fmt else None, image_root, raw=raw, split=split, strict=strict)
+        src = load_source(path, fmt, image_root, raw=raw, boxes=boxes, split=split, strict=strict)
     _warn_skipped(src.ds)
     for note in src.notes:
         warn(note)
@@ -125,7 +126,7 @@ def split(
     from detkit.coco.ops.write import write_split_parts
 
     r = parse_ratios(ratios)
-    src = _source(src_path, format, image_root, only_split, strict)
+    src = _source(src_path, format, image_root, only_split, strict, boxes=to not in (None, Target.coco))
     target = _target(src, to)
     with _busy("splitting"):
         res = split_dataset(src.ds, r, seed=seed, group=group)
@@ -187,7 +188,7 @@ def merge(
         raise DetkitError("merge needs at least two inputs and an output: detkit coco merge A B OUT")
     *inputs, out_path = paths
     renames = parse_renames(rename or [])
-    sources = [_source(p, format, None, None, strict) for p in inputs]
+    sources = [_source(p, format, None, None, strict, boxes=to not in (None, Target.coco)) for p in inputs]
     target = _target(sources[0], to)
     with _busy("merging"):
         m = merge_sources(sources, renames)
@@ -245,7 +246,10 @@ def filter_(
     from detkit.coco.ops.select import filter_dataset
     from detkit.coco.ops.write import write_one
 
-    src = _source(src_path, format, image_root, only_split, strict)
+    sizes = (min_area, max_area, min_side) != (None, None, None)
+    src = _source(
+        src_path, format, image_root, only_split, strict, boxes=sizes or to not in (None, Target.coco)
+    )
     target = _target(src, to)
     sel = filter_dataset(
         src.ds, None if classes is None else classes.split(","), min_area, max_area, min_side, empty.value
@@ -291,7 +295,7 @@ def sample(
     from detkit.coco.ops.select import sample_dataset
     from detkit.coco.ops.write import write_one
 
-    src = _source(src_path, format, image_root, only_split, strict)
+    src = _source(src_path, format, image_root, only_split, strict, boxes=to not in (None, Target.coco))
     target = _target(src, to)
     if n > src.ds.num_images:
         warn(f"--n {n:,} is more than the {src.ds.num_images:,} images; keeping them all")
