@@ -4,7 +4,7 @@
 
 Writes (once, then reuses) a generated ground truth at the scale of COCO val2017 — 5,000 images, ~30k
 boxes over COCO's 80 categories (ids with gaps), a few crowd boxes — and 500,000 detections (100 per
-image on average, the size a detector writes at conf 0.001), clustered as a detector's are: jittered copies
+image, the size a detector with max_det 100 writes at conf 0.001), clustered as a detector's are: jittered copies
 of the ground-truth boxes, some with the wrong class, and background boxes, with scores that favour the
 good ones (see ``generate``). Then runs, each as a whole
 process measured with ``/usr/bin/time -v`` (wall time, peak RSS):
@@ -54,9 +54,8 @@ json.dump({"stats": [float(v) for v in ev.stats]}, sys.stdout)
 def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int = 0) -> tuple[Path, Path]:
     """Write ``gt.json`` and ``dt.json`` into ``folder`` (see the module docstring); returns their paths.
 
-    Detections cluster as a detector's do at a low confidence threshold: 80% are jittered copies of the
-    image's boxes (the tighter the copy, the higher its score; 10% with another class), 20% background boxes
-    whose class is one of the image's classes half of the time.
+    Detections are what a detector writes at a low confidence threshold: the same number on every image
+    (its max_det), clustered on the image's boxes (see the comments below).
     """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,9 +81,16 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
     gt_path.write_text(
         json.dumps({"info": {}, "images": images, "annotations": anns, "categories": categories})
     )
-    # detections around the boxes: jitter ~ |N(0, s)| with s per detection, score falling with the jitter
-    n_hit = int(0.8 * n_dets)
-    src = rng.integers(0, n_boxes, size=n_hit)
+    # detections: the same number on every image (100 for val2017: a detector's max_det at conf 0.001); on an
+    # image with boxes, 80% are jittered copies of them (by N(0, s) of the box size, s per detection, the score
+    # falling with s; 10% with another class), the rest background boxes (half with one of its classes)
+    per = n_dets // n_images
+    dim = np.repeat(np.arange(n_images), per)
+    counts = np.bincount(im, minlength=n_images)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    hit = (rng.uniform(size=len(dim)) < 0.8) & (counts[dim] > 0)
+    src = (starts[dim] + np.floor(rng.uniform(size=len(dim)) * counts[dim]).astype(int))[hit]
+    n_hit = len(src)
     spread = rng.uniform(0.02, 0.35, size=n_hit)
     hbox = (
         gbox[src] + rng.normal(0, 1, size=(n_hit, 4)) * spread[:, None] * np.c_[gbox[src, 2:], gbox[src, 2:]]
@@ -92,17 +98,17 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
     hbox[:, 2:] = np.maximum(hbox[:, 2:], 1.0)
     hcat = np.where(rng.uniform(size=n_hit) < 0.1, cats[rng.integers(0, len(cats), n_hit)], gcat[src])
     hscore = np.clip(1.0 - spread * 2.5 + rng.normal(0, 0.15, n_hit), 0.001, 1.0)
-    # background: on images with boxes, half of them with one of that image's classes
-    n_bg = n_dets - n_hit
-    bsrc = rng.integers(0, n_boxes, size=n_bg)
-    bim = im[bsrc]
+    bim = dim[~hit]
+    n_bg = len(bim)
+    own = np.where(
+        counts[bim] > 0, starts[bim] + np.floor(rng.uniform(size=n_bg) * counts[bim]).astype(int), 0
+    )
     bfrac = np.exp(rng.uniform(np.log(0.02), np.log(0.6), size=(n_bg, 2)))
     bbw, bbh = bfrac[:, 0] * w[bim], bfrac[:, 1] * h[bim]
     bbox = np.c_[rng.uniform(0, 1, n_bg) * (w[bim] - bbw), rng.uniform(0, 1, n_bg) * (h[bim] - bbh), bbw, bbh]
-    bcat = np.where(
-        rng.uniform(size=n_bg) < 0.5, gcat[bsrc], cats[np.minimum(rng.geometric(0.08, size=n_bg) - 1, 79)]
-    )
-    dimg = np.r_[img_ids[im[src]], img_ids[bim]]
+    other = cats[np.minimum(rng.geometric(0.08, size=n_bg) - 1, 79)]
+    bcat = np.where((rng.uniform(size=n_bg) < 0.5) & (counts[bim] > 0), gcat[own], other)
+    dimg = np.r_[img_ids[dim[hit]], img_ids[bim]]
     dbox = np.round(np.r_[hbox, bbox], 2)
     dcat = np.r_[hcat, bcat]
     dscore = np.round(np.r_[hscore, rng.beta(1, 8, size=n_bg)], 5)

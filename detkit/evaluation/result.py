@@ -88,10 +88,17 @@ def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: Eva
     cfg = EvalConfig(**{**(asdict(config) if config else {}), **options})
     if not isinstance(preds, Predictions):
         preds = from_results(preds, source="predictions")
+    preds, findings = check_predictions(gt, preds, lenient=cfg.lenient)
+    return _evaluate_checked(gt, preds, cfg, findings)
+
+
+def _evaluate_checked(
+    gt: Dataset, preds: Predictions, cfg: EvalConfig, findings: list[dict[str, Any]]
+) -> EvalResult:
+    """:func:`evaluate` of predictions already checked against ``gt``."""
     t0 = time.perf_counter()
     sec: dict[str, float] = {}
     gt, gt_findings = usable_gt(gt)
-    preds, findings = check_predictions(gt, preds, lenient=cfg.lenient)
     findings = gt_findings + findings
     core = coco_evaluate(gt, preds, cfg.backend)
     sec["cocoeval"] = time.perf_counter() - t0
@@ -181,15 +188,12 @@ def load_and_evaluate(gt_path: str | Path, pred_path: str | Path, gt_format: str
 
     gt = load_dataset(gt_path, format=gt_format, split=gt_split)
     preds, unmatched = load_predictions(pred_path, gt, pred_format)
-    lenient = bool(options.get("lenient", False))
-    preds, findings = check_predictions(gt, preds, lenient=lenient, unmatched=unmatched)
+    preds, findings = check_predictions(gt, preds, lenient=bool(options.get("lenient")), unmatched=unmatched)
     if slices is not None:
         options["slices"] = analysis.load_slices(slices, gt)
     if anchors is not None:
         options["anchors"], options["anchors_norm"] = analysis.load_anchors(anchors)
-    res = evaluate(gt, preds, **options)
-    res.findings = findings + res.findings
-    return gt, res
+    return gt, _evaluate_checked(gt, preds, EvalConfig(**options), findings)
 
 
 __all__ = ["STAT_NAMES", "EvalConfig", "EvalResult", "evaluate", "load_and_evaluate"]
