@@ -117,6 +117,8 @@ def test_split_cli_writes_lossless_coco_and_same_seed_same_bytes(cli_json, coco_
         assert back.image_root is not None and (tmp_path / "data" / "images").samefile(back.image_root)
     assert sorted(seen) == sorted(i["id"] for i in src["images"])
     cli_json("coco", "split", coco_set, tmp_path / "b", "--seed", "0")
+    g = cli_json("coco", "split", coco_set, tmp_path / "g", "--group", r"^(vid\d+)_")
+    assert g["groups"] == 20 and [s["images"] for s in g["splits"]] == [160, 20, 20]
     cli_json("coco", "split", coco_set, tmp_path / "c", "--seed", "1")
     same = [
         (tmp_path / "a" / f"{n}.json").read_bytes() == (tmp_path / "b" / f"{n}.json").read_bytes()
@@ -177,3 +179,25 @@ def test_split_refuses_a_non_empty_output_and_the_input(cli, coco_set, tmp_path)
     before = coco_set.read_bytes()
     code, _, err = cli("coco", "filter", coco_set, coco_set)
     assert code == 2 and "overwrite the input" in err and coco_set.read_bytes() == before
+
+
+def test_ultralytics_layout_in_and_out(cli_json, tmp_path):
+    """data.yaml in (train/val folders) -> yolo splits out: labels where ultralytics looks, counts kept."""
+    from detkit.coco.layouts import label_path
+
+    root = tmp_path / "ul"
+    for sp, n in (("train", 8), ("val", 4)):
+        write_images(root / "images" / sp, [f"{sp}{i}.jpg" for i in range(n)])
+        (root / "labels" / sp).mkdir(parents=True)
+        for i in range(n):
+            (root / "labels" / sp / f"{sp}{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.2 0.2\n" if i % 3 else "")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog]\n")
+    doc = cli_json("coco", "split", root / "data.yaml", tmp_path / "out", "--ratios", "0.5,0.25,0.25")
+    assert doc["to"] == "yolo" and [s["images"] for s in doc["splits"]] == [6, 3, 3]
+    out = tmp_path / "out"
+    for sp in NAMES:
+        images = sorted((out / sp / "images").rglob("*.jpg"))
+        assert len(images) == {"train": 6, "val": 3, "test": 3}[sp]
+        assert all(label_path(p).is_file() for p in images)  # ultralytics' images -> labels rule
+    back = load_dataset(out / "data.yaml")
+    assert (back.num_images, back.num_annotations) == (12, 7)

@@ -90,82 +90,85 @@ def _root(src: Source) -> Path:
     return Path(os.path.abspath(root))
 
 
-def merge_sources(sources: list[Source], renames: dict[str, str] | None = None) -> Merged:
-    """Map every input's categories, images and boxes into one output (see the module docstring)."""
-    renames = renames or {}
-    if len(sources) < 2:
-        raise DetkitError("merge needs at least two inputs")
-    # ---- categories ----
+def _unify_categories(sources: list[Source], renames: dict[str, str]):
+    """Output categories (id, name, first seen as (source, row)) and each source's row -> output row."""
     out_key: dict[str, int] = {}
-    cat_id: list[int] = []
-    cat_name: list[str] = []
-    cat_origin: list[tuple[int, int]] = []
-    cat_map = []
-    used_c: set[int] = set()
+    ids: list[int] = []
+    names: list[str] = []
+    origin: list[tuple[int, int]] = []
+    maps = []
     for s, src in enumerate(sources):
         m = np.empty(src.ds.num_categories, dtype=np.int64)
         for r, (cid, name) in enumerate(zip(src.ds.cat_id.tolist(), src.ds.cat_name)):
             name = renames.get(norm_name(name), str(name))
             key = norm_name(name)
-            if key not in out_key:
-                new = cid if cid not in used_c else max(used_c) + 1
-                used_c.add(new)
-                out_key[key] = len(cat_id)
-                cat_id.append(new), cat_name.append(name), cat_origin.append((s, r))
+            if key not in out_key:  # a new class keeps its id unless an earlier class holds it
+                out_key[key] = len(ids)
+                ids.append(cid if cid not in ids else max(ids) + 1)
+                names.append(name)
+                origin.append((s, r))
             m[r] = out_key[key]
-        cat_map.append(m)
-    # ---- images: one per (image folder, normalised file name) ----
-    roots = [_root(src) for src in sources]
-    same_root = len({str(r) for r in roots}) == 1
-    common = roots[0] if same_root else Path(os.path.commonpath([str(r) for r in roots]))
+        maps.append(m)
+    return np.asarray(ids, dtype=np.int64), np.asarray(names, dtype=object), origin, maps
+
+
+def _place_images(sources: list[Source], roots: list[Path], common: Path, same_root: bool):
+    """Per source: its rows that are new images, every row's output image, the new rows' ids and names."""
     seen: dict[tuple[str, str], int] = {}
-    image_rows, image_out, ids, names, origin, stats = [], [], [], [], [], []
-    used_i: set[int] = set()
-    total = 0
+    used: set[int] = set()
+    rows_new, out_rows, ids, names = [], [], [], []
     for s, src in enumerate(sources):
         ds = src.ds
         prefix = "." if same_root else Path(os.path.relpath(roots[s], common)).as_posix()
-        out_rows = np.empty(ds.num_images, dtype=np.int64)
-        new_rows = []
+        out = np.empty(ds.num_images, dtype=np.int64)
+        new = []
         for r, f in enumerate(ds.file_name.tolist()):
-            key = (str(roots[s]), os.path.normpath(str(f)))
-            if key in seen:
-                out_rows[r] = seen[key]
-            else:
-                seen[key] = out_rows[r] = total
-                total += 1
-                new_rows.append(r)
-        rows = np.asarray(new_rows, dtype=np.int64)
-        new_ids = _free_ids(ds.image_id[rows], used_i)
-        used_i.update(new_ids.tolist())
+            key = (str(roots[s]), os.path.normpath(str(f)))  # the same file: one image
+            if key not in seen:
+                seen[key] = len(seen)
+                new.append(r)
+            out[r] = seen[key]
+        rows = np.asarray(new, dtype=np.int64)
+        new_ids = _free_ids(ds.image_id[rows], used)
+        used.update(new_ids.tolist())
         fn = ds.file_name[rows]
+        rows_new.append(rows)
+        out_rows.append(out)
+        ids.append(new_ids)
         names.append(fn if prefix == "." else np.array([f"{prefix}/{f}" for f in fn], dtype=object))
-        (
-            image_rows.append(rows),
-            image_out.append(out_rows),
-            ids.append(new_ids),
-            origin.append(np.full(rows.size, s)),
-        )
-        stats.append({"path": str(src.path), "format": src.format, "images": int(rows.size),
-                      "shared_images": int(ds.num_images - rows.size),
-                      "images_renumbered": int((new_ids != ds.image_id[rows]).sum())})  # fmt: skip
-    # ---- annotations ----
-    ann_rows, ann_ids = [], []
-    used_a: set[int] = set()
+    return rows_new, out_rows, ids, names
+
+
+def merge_sources(sources: list[Source], renames: dict[str, str] | None = None) -> Merged:
+    """Map every input's categories, images and boxes into one output (see the module docstring)."""
+    if len(sources) < 2:
+        raise DetkitError("merge needs at least two inputs")
+    cat_id, cat_name, cat_origin, cat_map = _unify_categories(sources, renames or {})
+    roots = [_root(src) for src in sources]
+    same_root = len({str(r) for r in roots}) == 1
+    common = roots[0] if same_root else Path(os.path.commonpath([str(r) for r in roots]))
+    image_rows, image_out, ids, names = _place_images(sources, roots, common, same_root)
+    ann_rows, ann_ids, stats = [], [], []
+    used: set[int] = set()
     for s, src in enumerate(sources):
         ds = src.ds
-        img, cat = ds.image_index(), ds.category_index()
-        ok = (img >= 0) & (cat >= 0)
+        ok = (ds.image_index() >= 0) & (ds.category_index() >= 0)
         rows = np.flatnonzero(ok)
-        new_ids = _free_ids(ds.ann_id[rows], used_a)
-        used_a.update(new_ids.tolist())
-        ann_rows.append(rows), ann_ids.append(new_ids)
-        stats[s].update(boxes=int(rows.size), boxes_renumbered=int((new_ids != ds.ann_id[rows]).sum()),
-                        dangling_boxes_dropped=int((~ok).sum()))  # fmt: skip
+        new_ids = _free_ids(ds.ann_id[rows], used)
+        used.update(new_ids.tolist())
+        ann_rows.append(rows)
+        ann_ids.append(new_ids)
+        stats.append({
+            "path": str(src.path), "format": src.format, "images": int(image_rows[s].size),
+            "shared_images": int(ds.num_images - image_rows[s].size),
+            "images_renumbered": int((ids[s] != ds.image_id[image_rows[s]]).sum()),
+            "boxes": int(rows.size), "boxes_renumbered": int((new_ids != ds.ann_id[rows]).sum()),
+            "dangling_boxes_dropped": int((~ok).sum()),
+        })  # fmt: skip
+    origin = np.concatenate([np.full(r.size, s) for s, r in enumerate(image_rows)]).astype(np.int64)
     return Merged(
-        sources, np.asarray(cat_id, dtype=np.int64), np.asarray(cat_name, dtype=object), cat_origin, cat_map,
-        image_rows, image_out, np.concatenate(ids).astype(np.int64), np.concatenate(names).astype(object),
-        np.concatenate(origin).astype(np.int64), ann_rows, ann_ids, roots, common, stats,
+        sources, cat_id, cat_name, cat_origin, cat_map, image_rows, image_out, np.concatenate(ids).astype(np.int64),
+        np.concatenate(names).astype(object), origin, ann_rows, ann_ids, roots, common, stats,
     )  # fmt: skip
 
 

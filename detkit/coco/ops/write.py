@@ -189,10 +189,20 @@ def yolo_names(ds: Dataset) -> list[str]:
     return [str(ds.cat_name[k]) for k in np.argsort(ds.cat_id, kind="stable")]
 
 
+def yolo_name(name: str) -> str:
+    """``name`` without ``images`` / ``labels`` folders: ``images/train/x.jpg`` -> ``train/x.jpg``, so that
+    ultralytics' rule (the last ``images`` in an image path becomes ``labels``) finds the label file."""
+    parts = [p for p in str(name).replace("\\", "/").split("/") if p not in ("images", "labels")]
+    return "/".join(parts) or str(name)
+
+
 def write_folder_part(ds: Dataset, folder: Path, to: str, pairs, copy: bool) -> dict[str, Any]:
     """Labels (yolo) or XML (voc) of ``ds`` into the new ``folder``, then the image links."""
     from detkit.coco.convert import write_voc, write_yolo
 
+    if to == "yolo":
+        ds.file_name = np.array([yolo_name(f) for f in ds.file_name], dtype=object)
+        pairs = [(src, yolo_name(name)) for src, name in pairs]
     ds.image_root = None  # the writers would link from it; links are made here (path-safe, copy option)
     result = (write_yolo if to == "yolo" else write_voc)(ds, folder)
     n = link_images(pairs, folder / ("images" if to == "yolo" else "JPEGImages"), copy)
