@@ -354,7 +354,7 @@ def draw(
              "pass --image-root DIR")  # fmt: skip
     if images and doc["drawn"] < len([x for x in images.split(",") if x.strip()]):
         warn(f"{doc['drawn']} of the images named in --images were found in {src_path}")
-    doc = _base(src, out_path, "draw", **doc)
+    doc = {k: v for k, v in _base(src, out_path, "", **doc).items() if k != "to"}
     if json:
         emit_json(doc)
         return
