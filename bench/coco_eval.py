@@ -81,9 +81,10 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
     gt_path.write_text(
         json.dumps({"info": {}, "images": images, "annotations": anns, "categories": categories})
     )
-    # detections: the same number on every image (100 for val2017: a detector's max_det at conf 0.001); on an
-    # image with boxes, 80% are jittered copies of them (by N(0, s) of the box size, s per detection, the score
-    # falling with s; 10% with another class), the rest background boxes (half with one of its classes)
+    # detections: the same number on every image (100 for val2017: a detector's max_det at conf 0.001). On an
+    # image with boxes, 80% are jittered copies of them (by N(0, s) of the box size, s per detection): half
+    # with the box's class and a score falling with s, half with another class at a low score (the class
+    # hypotheses a multi-label head keeps above 0.001); the rest are background boxes of any class.
     per = n_dets // n_images
     dim = np.repeat(np.arange(n_images), per)
     counts = np.bincount(im, minlength=n_images)
@@ -96,22 +97,21 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
         gbox[src] + rng.normal(0, 1, size=(n_hit, 4)) * spread[:, None] * np.c_[gbox[src, 2:], gbox[src, 2:]]
     )
     hbox[:, 2:] = np.maximum(hbox[:, 2:], 1.0)
-    hcat = np.where(rng.uniform(size=n_hit) < 0.1, cats[rng.integers(0, len(cats), n_hit)], gcat[src])
-    hscore = np.clip(1.0 - spread * 2.5 + rng.normal(0, 0.15, n_hit), 0.001, 1.0)
+    wrong = rng.uniform(size=n_hit) < 0.5
+    hcat = np.where(wrong, cats[rng.integers(0, len(cats), n_hit)], gcat[src])
+    hscore = np.where(
+        wrong, rng.beta(1, 10, n_hit), np.clip(1.0 - spread * 2.5 + rng.normal(0, 0.15, n_hit), 0.001, 1.0)
+    )
     bim = dim[~hit]
     n_bg = len(bim)
-    own = np.where(
-        counts[bim] > 0, starts[bim] + np.floor(rng.uniform(size=n_bg) * counts[bim]).astype(int), 0
-    )
     bfrac = np.exp(rng.uniform(np.log(0.02), np.log(0.6), size=(n_bg, 2)))
     bbw, bbh = bfrac[:, 0] * w[bim], bfrac[:, 1] * h[bim]
     bbox = np.c_[rng.uniform(0, 1, n_bg) * (w[bim] - bbw), rng.uniform(0, 1, n_bg) * (h[bim] - bbh), bbw, bbh]
-    other = cats[np.minimum(rng.geometric(0.08, size=n_bg) - 1, 79)]
-    bcat = np.where((rng.uniform(size=n_bg) < 0.5) & (counts[bim] > 0), gcat[own], other)
+    bcat = cats[rng.integers(0, len(cats), n_bg)]
     dimg = np.r_[img_ids[dim[hit]], img_ids[bim]]
     dbox = np.round(np.r_[hbox, bbox], 2)
     dcat = np.r_[hcat, bcat]
-    dscore = np.round(np.r_[hscore, rng.beta(1, 8, size=n_bg)], 5)
+    dscore = np.maximum(np.round(np.r_[hscore, rng.beta(1, 8, size=n_bg)], 5), 0.001)
     order = np.argsort(dimg, kind="stable")
     rows = [f'{{"image_id":{i},"category_id":{c},"bbox":[{b[0]},{b[1]},{b[2]},{b[3]}],"score":{s}}}'
             for i, c, b, s in zip(dimg[order].tolist(), dcat[order].tolist(), dbox[order].tolist(), dscore[order].tolist())]  # fmt: skip
