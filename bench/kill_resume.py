@@ -94,11 +94,15 @@ def make_data(root: Path) -> None:
         )
 
 
-def run(cmd: list[str], kill_after: float | None = None) -> int | None:
-    """Run ``detkit cmd``; SIGKILL it after ``kill_after`` seconds. Returns the exit code (None: killed)."""
+def run(cmd: list[str], kill_after: float | None = None, start: Path | None = None) -> int | None:
+    """Run ``detkit cmd``; SIGKILL it ``kill_after`` seconds after it starts, or after ``start`` appears
+    (its run.json: the end of start-up, whatever the machine's load). Returns the exit code (None: killed).
+    """
     proc = subprocess.Popen(
         [*DETKIT, *cmd], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
+    while start is not None and proc.poll() is None and not start.exists():
+        time.sleep(0.005)
     try:
         _, err = proc.communicate(timeout=kill_after)
     except subprocess.TimeoutExpired:
@@ -181,8 +185,10 @@ def bench(name: str, cmd: list[str], root: Path, trials: int, rng: random.Random
     for i in range(trials):
         out = root / f"{name}-{i:02d}"
         # half the kills anywhere in the run, half in its training part (steps, evaluations, commits)
-        t_kill = rng.uniform(0.05 * wall, wall) if i % 2 == 0 else rng.uniform(t_train, wall)
-        killed = run([*cmd, "--out", str(out)], kill_after=t_kill) is None
+        in_training = i % 2 == 1
+        t_kill = rng.uniform(0, wall - t_train) if in_training else rng.uniform(0.05 * wall, wall)
+        start = out / "run.json" if in_training else None
+        killed = run([*cmd, "--out", str(out)], kill_after=t_kill, start=start) is None
         no_ckpt += killed and not (out / "last.pt").exists()
         torn += any(TEMP.match(p.name) for p in out.iterdir()) if out.exists() else 0
         second = rng.uniform(0.1, 0.9) * wall if i % 4 >= 2 else None  # half the trials: kill the resume too
@@ -192,7 +198,8 @@ def bench(name: str, cmd: list[str], root: Path, trials: int, rng: random.Random
         incomplete += bool(why)
         differ += not same
         print(
-            f"{name} trial {i:2d}: kill at {t_kill:5.2f}s{'' if killed else ' (ended first)'}, "
+            f"{name} trial {i:2d}: kill at {t_kill:5.2f}s {'into training' if in_training else 'from start'}"
+            f"{'' if killed else ' (ended first)'}, "
             f"{calls[-1]} call(s) to finish: {'; '.join(why) or 'whole'}, {'same' if same else 'DIFFERENT'} "
             f"weights and rows as the baseline",
             flush=True,

@@ -26,6 +26,10 @@ def train(ctx: typer.Context, values: dict) -> None:
     """Train a ResNet classifier (SGD + one-cycle, label smoothing, crop/flip/cutout, EMA).
 
     Example: detkit classify train --data tiny-imagenet-200 --out runs/r18 --epochs 40 --batch 256
+
+    Continue an interrupted run exactly: detkit classify train --resume runs/r18. A folder that holds a
+    run is refused (--resume continues it, --exist-ok starts over and deletes its files); one trainer
+    owns a folder at a time (RUN/.detkit.lock names its pid).
     """
     from detkit.classify import train as T
     from detkit.harness import Diverged, given_options
@@ -40,7 +44,7 @@ def train(ctx: typer.Context, values: dict) -> None:
         raise DetkitError("give --data ROOT")
     try:
         if resume is not None:
-            result = T.resume(resume, {k: values[k] for k in given_options(ctx) if k in values})
+            result = T.resume(resume, {k: values[k] for k in given_options(ctx) - {"out"} if k in values})
         else:
             result = T.train(T.TrainConfig(**values), exist_ok=exist_ok)
     except Diverged as e:

@@ -46,6 +46,9 @@ def train_cmd(ctx: typer.Context, values: dict) -> None:
     Example: detkit yolo train --data shapes/instances.json --anchors anchors.json --epochs 50 --batch 16 --img-size 416 --out runs/y1
 
     Continue an interrupted run exactly: detkit yolo train --resume runs/y1 [--epochs 80]
+
+    A folder that holds a run is refused (--resume continues it, --exist-ok starts over and deletes its
+    files); one trainer owns a folder at a time (RUN/.detkit.lock names its pid).
     """
     from detkit.errors import DetkitError
     from detkit.harness import given_options
@@ -53,7 +56,7 @@ def train_cmd(ctx: typer.Context, values: dict) -> None:
 
     resume, exist_ok = values.pop("resume"), values.pop("exist_ok")
     if resume:
-        T.resume(resume, {k: values[k] for k in given_options(ctx) if k in values})
+        T.resume(resume, {k: values[k] for k in given_options(ctx) - {"out"} if k in values})
     elif values["data"] is None or values["out"] is None:
         raise DetkitError("--data and --out are required (or --resume RUN_DIR)")
     else:
