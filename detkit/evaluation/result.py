@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from detkit.coco.model import Dataset
+from detkit.errors import InputError
 from detkit.evaluation import analysis
 from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, slice_stats
 from detkit.evaluation.matching import coco_matches
@@ -83,7 +84,8 @@ def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: Eva
         config: an :class:`EvalConfig`; ``**options`` override its fields (``backend="pycocotools"``).
 
     Raises:
-        InputError: a bad prediction (unknown image or category, bad score or box) unless ``lenient``.
+        InputError: a bad prediction (unknown image or category, bad score or box) unless ``lenient``; a
+            ground truth without a single (non-crowd) box.
     """
     cfg = EvalConfig(**{**(asdict(config) if config else {}), **options})
     if not isinstance(preds, Predictions):
@@ -100,6 +102,9 @@ def _evaluate_checked(
     sec: dict[str, float] = {}
     gt, gt_findings = usable_gt(gt)
     findings = gt_findings + findings
+    if not (gt.iscrowd == 0).any():
+        raise InputError(gt.source or "ground truth", None, "has no boxes to score the predictions against"
+                         + (" (only crowd regions)" if gt.num_annotations else ""))  # fmt: skip
     core = coco_evaluate(gt, preds, cfg.backend)
     sec["cocoeval"] = time.perf_counter() - t0
     crowd = gt.iscrowd != 0

@@ -154,3 +154,11 @@ def test_voc_split_scored_with_its_own_boxes_by_file_stem(cli_json, tmp_path):
 def test_same_inputs_same_json(cli, files):
     a, b = cli("coco", "eval", *files, "--json"), cli("coco", "eval", *files, "--json")
     assert a[0] == 0 and a[1] == b[1]
+
+
+def test_ground_truth_without_boxes_is_exit_2(cli, files, tmp_path):
+    doc = json.loads(files[0].read_text())
+    doc["annotations"] = []
+    (tmp_path / "empty_gt.json").write_text(json.dumps(doc))
+    code, _, err = cli("coco", "eval", tmp_path / "empty_gt.json", files[1])
+    assert code == 2 and "has no boxes to score the predictions against" in err
