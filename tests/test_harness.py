@@ -15,22 +15,23 @@ import torch
 import typer
 
 from detkit import harness as H
+from detkit import options as O
 from detkit.errors import DetkitError
 
 
 @dataclass
 class Cfg:
-    out: str = H.opt(help="Run folder.")
-    epochs: int = H.opt(3, "Epochs.", check=H.at_least(1), resume=True)
-    lr: float = H.opt(0.1, "Peak LR.", check=H.finite(above=0))
-    mode: str = H.opt("a", "a or b.", check=(lambda v: v in ("a", "b"), "must be a or b"))
-    limit: int | None = H.opt(None, "Images.", check=H.at_least(1))
-    max_steps: int | None = H.opt(None, "Steps now.", per_call=True)
-    amp: bool = H.opt(True, "bf16.", flag="--amp/--no-amp")
+    out: str = O.opt(help="Run folder.")
+    epochs: int = O.opt(3, "Epochs.", check=O.at_least(1), resume=True)
+    lr: float = O.opt(0.1, "Peak LR.", check=O.finite(above=0))
+    mode: str = O.opt("a", "a or b.", check=(lambda v: v in ("a", "b"), "must be a or b"))
+    limit: int | None = O.opt(None, "Images.", check=O.at_least(1))
+    max_steps: int | None = O.opt(None, "Steps now.", per_call=True)
+    amp: bool = O.opt(True, "bf16.", flag="--amp/--no-amp")
 
 
 def test_checks_come_from_the_fields():
-    H.check_config(Cfg(out="o"))  # defaults pass; None skips the check of a None-default field
+    O.check_config(Cfg(out="o"))  # defaults pass; None skips the check of a None-default field
     for kwargs, message in [
         ({"epochs": 0}, "--epochs must be at least 1, got 0"),
         ({"lr": float("nan")}, "--lr must be > 0, got nan"),
@@ -39,18 +40,18 @@ def test_checks_come_from_the_fields():
         ({"lr": "fast"}, "--lr must be > 0, got 'fast'"),  # the Python API's wrong type: same one line
     ]:
         with pytest.raises(DetkitError) as e:
-            H.check_config(Cfg(out="o", **kwargs))
+            O.check_config(Cfg(out="o", **kwargs))
         assert str(e.value) == message
 
 
 def test_resume_rule_is_declared_on_the_fields(tmp_path):
     saved = {"out": "x", "epochs": 3, "lr": 0.1, "mode": "b", "limit": None, "max_steps": 2, "amp": False}
-    assert H.resume_fields(Cfg) == ("epochs", "max_steps")
-    cfg = H.resumed_config(Cfg, saved, {"epochs": 5, "lr": 0.1}, tmp_path)
+    assert O.resume_fields(Cfg) == ("epochs", "max_steps")
+    cfg = O.resumed_config(Cfg, saved, {"epochs": 5, "lr": 0.1}, tmp_path)
     assert (cfg.epochs, cfg.lr, cfg.mode, cfg.amp) == (5, 0.1, "b", False)
     assert cfg.max_steps is None  # a limit of the interrupted call, not of the run
     with pytest.raises(DetkitError) as e:
-        H.resumed_config(Cfg, saved, {"lr": 0.2, "amp": True}, tmp_path)
+        O.resumed_config(Cfg, saved, {"lr": 0.2, "amp": True}, tmp_path)
     assert str(e.value) == (
         f"{tmp_path}: a resumed run keeps its own options; leave out --lr 0.2 (the run has 0.1), --amp True "
         "(the run has False) (only --epochs, --max-steps may change) or start a new run"
@@ -65,9 +66,9 @@ def test_the_command_is_built_from_the_config(capsys):
 
     def cmd(ctx, values):
         """Do it."""
-        seen.update(values, given=sorted(H.given_options(ctx)))
+        seen.update(values, given=sorted(O.given_options(ctx)))
 
-    H.config_command(app, "go", [Cfg], extra=[("json", bool, False)])(cmd)
+    O.config_command(app, "go", [Cfg], extra=[("json", bool, False)])(cmd)
     app.command("other")(lambda: None)
     runner = CliRunner()
     res = runner.invoke(app, ["go", "--out", "r", "--epochs", "4", "--no-amp"])

@@ -25,6 +25,7 @@ import torch
 from rich.progress import Progress
 
 from detkit import harness as H
+from detkit import options as O
 from detkit.classify import data as D
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
 from detkit.classify.config import TrainConfig
@@ -429,12 +430,12 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
 
 def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, Any]:
     """Continue the run in folder ``run`` exactly; ``given`` are options typed again (only those of
-    :func:`detkit.harness.resume_fields` may change; --data may name the moved data)."""
+    :func:`detkit.options.resume_fields` may change; --data may name the moved data)."""
     path = Path(run)
     with H.RunFolder(path, RUN_FILES, resume=True, main=os.environ.get("RANK", "0") == "0"):
         ckpt = load_checkpoint(path / "last.pt", need=RESUME_KEYS)
         saved = {**ckpt["config"], "out": str(path)}
-        cfg = H.resumed_config(
+        cfg = O.resumed_config(
             TrainConfig, saved, {k: v for k, v in (given or {}).items() if v is not None}, path
         )
         cfg.validate()

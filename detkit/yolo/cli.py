@@ -17,7 +17,7 @@ def _yolo() -> None:
 
 def _train_command() -> None:
     # the options are TrainConfig's fields (help, default, check declared there once)
-    from detkit.harness import config_command
+    from detkit.options import config_command
     from detkit.yolo.config import TrainConfig
 
     extra = [
@@ -51,7 +51,7 @@ def train_cmd(ctx: typer.Context, values: dict) -> None:
     files); one trainer owns a folder at a time (RUN/.detkit.lock names its pid).
     """
     from detkit.errors import DetkitError
-    from detkit.harness import given_options
+    from detkit.options import given_options
     from detkit.yolo import train as T
 
     resume, exist_ok = values.pop("resume"), values.pop("exist_ok")
@@ -95,7 +95,6 @@ def eval_cmd(
     Example: detkit yolo eval runs/y1/best.pt --data shapes/instances.json --out runs/y1/eval --json
     """
     from detkit.console import emit_json
-    from detkit.console import out as stdout
     from detkit.yolo.predict import run_eval
 
     metrics, results = run_eval(
@@ -141,16 +140,21 @@ def eval_cmd(
         )
     if json_out:
         emit_json(doc)
-        return
+    else:
+        _print_eval(doc["metrics"], metrics["per_class"])
+
+
+def _print_eval(m: dict, per_class: list[dict]) -> None:
     from rich.table import Table
 
-    m = doc["metrics"]
+    from detkit.console import out as stdout
+
     stdout.print(
         f"mAP@[.5:.95] {m['mAP']:.4f}   mAP@.5 {m['mAP50']:.4f}   mAP@.75 {m['mAP75']:.4f}   "
         f"({m['detections']} detections on {m['images']} images)"
     )
     t = Table("id", "class", "gt boxes", "AP", "AP50")
-    for r in metrics["per_class"]:
+    for r in per_class:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"
         t.add_row(str(r["category_id"]), r["name"], str(r["gt_boxes"]), fmt(r["AP"]), fmt(r["AP50"]))
     stdout.print(t)

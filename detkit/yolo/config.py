@@ -1,5 +1,5 @@
 """The options of ``detkit yolo train``, each declared once: field, default, help text and check
-(:func:`detkit.harness.opt`). Light on purpose: the CLI builds its command from it without importing torch.
+(:func:`detkit.options.opt`). Light on purpose: the CLI builds its command from it without importing torch.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detkit import harness as H
+from detkit import options as O
 
 
 def _choices(module: str, name: str) -> tuple[str, ...]:
@@ -18,14 +18,14 @@ def _choices(module: str, name: str) -> tuple[str, ...]:
     return tuple(getattr(obj, "PRESETS", obj))
 
 
-def _one_of(module: str, name: str) -> H.Check:
+def _one_of(module: str, name: str) -> O.Check:
     return (lambda v: v in _choices(module, name)), (
         lambda: f"must be one of {', '.join(_choices(module, name))}"
     )
 
 
 _POS = (lambda v: math.isfinite(v) and v > 0), "must be a positive number"
-_WEIGHT = H.finite(0)
+_WEIGHT = O.finite(0)
 
 
 @dataclass
@@ -33,97 +33,97 @@ class TrainConfig:
     """Every option of ``detkit yolo train`` (saved in config.json and in each checkpoint): the one place
     each is declared, with its help text and check (see :func:`detkit.harness.opt`)."""
 
-    data: str = H.opt(help="Annotations: COCO json, course text, YOLO or VOC folder.")
-    out: str = H.opt(help="Run folder (created).")
-    images: str | None = H.opt(None, "Image folder (default: the one the annotations name).")
-    anchors: str | None = H.opt(
+    data: str = O.opt(help="Annotations: COCO json, course text, YOLO or VOC folder.")
+    out: str = O.opt(help="Run folder (created).")
+    images: str | None = O.opt(None, "Image folder (default: the one the annotations name).")
+    anchors: str | None = O.opt(
         None, "anchors.json from `detkit anchors kmeans --out` (default: k-means on the data)."
     )
-    val_data: str | None = H.opt(None, "Validation annotations (default: --data).")
-    val_images: str | None = H.opt(None, "Image folder of --val-data.")
-    train_list: str | None = H.opt(
+    val_data: str | None = O.opt(None, "Validation annotations (default: --data).")
+    val_images: str | None = O.opt(None, "Image folder of --val-data.")
+    train_list: str | None = O.opt(
         None, "Train only on these image names (e.g. VOC ImageSets/Main/train.txt)."
     )
-    val_list: str | None = H.opt(None, "Validate on these image names.")
-    limit: int | None = H.opt(None, "Use only the first N images (smoke runs).", check=H.at_least(1))
-    epochs: int = H.opt(100, "Epochs (may grow on --resume).", check=H.at_least(1), resume=True)
-    batch: int = H.opt(16, "Images per batch (per GPU).", check=H.at_least(1))
-    img_size: int = H.opt(
+    val_list: str | None = O.opt(None, "Validate on these image names.")
+    limit: int | None = O.opt(None, "Use only the first N images (smoke runs).", check=O.at_least(1))
+    epochs: int = O.opt(100, "Epochs (may grow on --resume).", check=O.at_least(1), resume=True)
+    batch: int = O.opt(16, "Images per batch (per GPU).", check=O.at_least(1))
+    img_size: int = O.opt(
         416,
         "Input size, a multiple of 32.",
         check=(lambda v: v % 32 == 0 and 32 <= v <= 2048, "must be a multiple of 32 in 32..2048"),
     )
-    multi_scale: bool = H.opt(
+    multi_scale: bool = O.opt(
         False,
         "Sizes from 10/13 to 19/13 of --img-size (320..608 at 416), step 32, changed every 10 batches.",
         flag="--multi-scale",
     )
-    augment: bool = H.opt(True, "Flip, HSV, scale/translate.", flag="--augment/--no-augment")
-    lr: float = H.opt(1e-3, "Peak learning rate (after warm-up).", check=_POS)
-    optimizer: str = H.opt(
+    augment: bool = O.opt(True, "Flip, HSV, scale/translate.", flag="--augment/--no-augment")
+    lr: float = O.opt(1e-3, "Peak learning rate (after warm-up).", check=_POS)
+    optimizer: str = O.opt(
         "sgd", "sgd or adamw.", check=(lambda v: v in ("sgd", "adamw"), "must be sgd or adamw")
     )
-    momentum: float = H.opt(0.9, "SGD momentum (AdamW beta1).", check=H.finite(0, below=1))
-    weight_decay: float = H.opt(5e-4, "Weight decay (conv and linear weights).", check=_WEIGHT)
-    warmup_epochs: float = H.opt(1.0, "Linear LR warm-up, then cosine decay.", check=_WEIGHT)
-    final_lr_ratio: float = H.opt(0.05, "Final LR as a share of the peak.", check=H.finite(0))
-    grad_clip: float = H.opt(10.0, "Max gradient norm (0 = off).", check=_WEIGHT)
-    ema_decay: float = H.opt(
+    momentum: float = O.opt(0.9, "SGD momentum (AdamW beta1).", check=O.finite(0, below=1))
+    weight_decay: float = O.opt(5e-4, "Weight decay (conv and linear weights).", check=_WEIGHT)
+    warmup_epochs: float = O.opt(1.0, "Linear LR warm-up, then cosine decay.", check=_WEIGHT)
+    final_lr_ratio: float = O.opt(0.05, "Final LR as a share of the peak.", check=O.finite(0))
+    grad_clip: float = O.opt(10.0, "Max gradient norm (0 = off).", check=_WEIGHT)
+    ema_decay: float = O.opt(
         0.9998,
         "EMA of the weights for evaluation (0 = off).",
         check=(lambda v: 0 <= v < 1, "must be in [0, 1)"),
     )
-    backbone: str = H.opt(
+    backbone: str = O.opt(
         "darknet19",
         "darknet19, resnet18 or resnet50 (random init).",
         check=_one_of("detkit.yolo.model", "BACKBONES"),
     )
-    width: float = H.opt(
+    width: float = O.opt(
         1.0, "Channel multiplier (0.125 for tiny CPU runs).", check=_POS[:1] + ("must be positive",)
     )
-    weights: str | None = H.opt(None, "Local backbone weights file (nothing is downloaded).")
-    loss: str = H.opt(
+    weights: str | None = O.opt(None, "Local backbone weights file (nothing is downloaded).")
+    loss: str = O.opt(
         "darknet", "Loss preset: darknet or course.", check=_one_of("detkit.yolo.loss", "LossConfig")
     )
-    size_loss: str | None = H.opt(
+    size_loss: str | None = O.opt(
         None, "log (darknet) or sqrt (course).", check=(lambda v: v in ("log", "sqrt"), "must be log or sqrt")
     )
-    rescore: bool | None = H.opt(
+    rescore: bool | None = O.opt(
         None, "Objectness target = IoU (default: per preset).", flag="--rescore/--no-rescore"
     )
-    lambda_coord: float | None = H.opt(None, "Box loss weight (default: per preset).", check=_WEIGHT)
-    lambda_obj: float | None = H.opt(None, "Objectness loss weight.", check=_WEIGHT)
-    lambda_noobj: float | None = H.opt(None, "No-object loss weight.", check=_WEIGHT)
-    lambda_cls: float | None = H.opt(None, "Class loss weight.", check=_WEIGHT)
-    warmup_images: int | None = H.opt(
-        None, "Images of the anchor-prior warm-up (default: per preset).", check=H.at_least(0)
+    lambda_coord: float | None = O.opt(None, "Box loss weight (default: per preset).", check=_WEIGHT)
+    lambda_obj: float | None = O.opt(None, "Objectness loss weight.", check=_WEIGHT)
+    lambda_noobj: float | None = O.opt(None, "No-object loss weight.", check=_WEIGHT)
+    lambda_cls: float | None = O.opt(None, "Class loss weight.", check=_WEIGHT)
+    warmup_images: int | None = O.opt(
+        None, "Images of the anchor-prior warm-up (default: per preset).", check=O.at_least(0)
     )
-    conf: float = H.opt(0.001, "Score threshold of the evaluation.", check=H.finite(0))
-    iou: float = H.opt(0.45, "NMS IoU threshold of the evaluation.", check=H.finite(0))
-    eval_every: int = H.opt(
-        1, "Evaluate every N epochs (and after the last).", check=H.at_least(1), resume=True
+    conf: float = O.opt(0.001, "Score threshold of the evaluation.", check=O.finite(0))
+    iou: float = O.opt(0.45, "NMS IoU threshold of the evaluation.", check=O.finite(0))
+    eval_every: int = O.opt(
+        1, "Evaluate every N epochs (and after the last).", check=O.at_least(1), resume=True
     )
-    max_steps: int | None = H.opt(
-        None, "Stop after N optimizer steps (go on with --resume).", check=H.at_least(1), per_call=True
+    max_steps: int | None = O.opt(
+        None, "Stop after N optimizer steps (go on with --resume).", check=O.at_least(1), per_call=True
     )
-    device: str = H.opt("auto", "auto, cpu or cuda.", resume=True)
-    amp: bool = H.opt(True, "bf16 autocast on CUDA.", flag="--amp/--no-amp", resume=True)
-    compile: bool = H.opt(False, "torch.compile the model.", flag="--compile", resume=True)
-    workers: int = H.opt(4, "Image-decoding processes.", check=H.at_least(0), resume=True)
-    threads: int | None = H.opt(
+    device: str = O.opt("auto", "auto, cpu or cuda.", resume=True)
+    amp: bool = O.opt(True, "bf16 autocast on CUDA.", flag="--amp/--no-amp", resume=True)
+    compile: bool = O.opt(False, "torch.compile the model.", flag="--compile", resume=True)
+    workers: int = O.opt(4, "Image-decoding processes.", check=O.at_least(0), resume=True)
+    threads: int | None = O.opt(
         None,
         "torch threads (default: chosen from the free cores and --workers; kept by --resume).",
-        check=H.at_least(1),
+        check=O.at_least(1),
         resume=True,
     )
-    log_every: float = H.opt(
-        30.0, "Seconds between progress lines when stderr is not a terminal.", check=H.finite(0), resume=True
+    log_every: float = O.opt(
+        30.0, "Seconds between progress lines when stderr is not a terminal.", check=O.finite(0), resume=True
     )
-    seed: int = H.opt(0, "Seed of the init, data order, sizes and augmentation.")
+    seed: int = O.opt(0, "Seed of the init, data order, sizes and augmentation.")
 
     def validate(self) -> None:
         """Check the options before any data is read; each failure is one plain line (exit 2)."""
-        H.check_config(self)
+        O.check_config(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from detkit import harness as H
+from detkit import options as O
 from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError
@@ -253,13 +254,8 @@ def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, r
     return mcfg, model, loss_cfg, YoloLoss(loss_cfg, data["anchors"], n).to(device)
 
 
-def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) -> Run:
-    """Data, model, loaders, optimizer, schedule and EMA; restored from ``resume`` (a checkpoint)."""
-    rank, world, local = dist_init(cfg.device)
-    device = resolve_device(cfg.device, local)
-    cuda = device.type == "cuda"
-    data = _load_data(cfg, resume)
-    mcfg, model, loss_cfg, criterion = _build_model(cfg, data, device, resume is not None)
+def _loaders(cfg: TrainConfig, data: dict[str, Any], rank: int, world: int, cuda: bool):
+    """(training loader, validation loader on rank 0 else None); counts the training images in ``data``."""
     aug = Augment() if cfg.augment else Augment.off()
     train_set = DetectionDataset(data["train_ds"], cfg.images, data["class_map"], cfg.img_size, aug, cfg.seed)
     val_set = DetectionDataset(
@@ -279,12 +275,21 @@ def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) ->
         world_size=world,
         pin_memory=cuda,
     )
-    val_loader = (
-        build_loader(val_set, batch_size=cfg.batch, train=False, workers=min(cfg.workers, 2), pin_memory=cuda)
-        if rank == 0
-        else None
+    if rank != 0:
+        return loader, None
+    return loader, build_loader(
+        val_set, batch_size=cfg.batch, train=False, workers=min(cfg.workers, 2), pin_memory=cuda
     )
 
+
+def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) -> Run:
+    """Data, model, loaders, optimizer, schedule and EMA; restored from ``resume`` (a checkpoint)."""
+    rank, world, local = dist_init(cfg.device)
+    device = resolve_device(cfg.device, local)
+    cuda = device.type == "cuda"
+    data = _load_data(cfg, resume)
+    mcfg, model, loss_cfg, criterion = _build_model(cfg, data, device, resume is not None)
+    loader, val_loader = _loaders(cfg, data, rank, world, cuda)
     total = cfg.epochs * len(loader)  # --max-steps stops early without changing the schedule
     warmup = min(round(cfg.warmup_epochs * len(loader)), max(total // 3, 0))
     optimizer = build_optimizer(model, cfg)
@@ -300,33 +305,12 @@ def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) ->
         "anchors_from": data["anchors_from"],
         "loss_config": loss_cfg.to_dict(),
         "args": asdict(cfg),
-        "train_images": len(train_set),
+        "train_images": data["n_train"],
     }
-    r = Run(
-        cfg,
-        path,
-        device,
-        rank,
-        world,
-        data,
-        model,
-        model,
-        criterion,
-        loader,
-        val_loader,
-        optimizer,
-        scheduler,
-        ema,
-        base,
-    )
-    r.state = {
-        "epoch": 0,
-        "epoch_step": 0,
-        "seen_images": 0,
-        "history": [],
-        "best": {"mAP": -1.0},
-        "best_eval": {},
-    }
+    parts = (data, model, model, criterion, loader, val_loader, optimizer, scheduler, ema, base)
+    r = Run(cfg, path, device, rank, world, *parts)
+    r.state = {"epoch": 0, "epoch_step": 0, "seen_images": 0, "history": [], "best": {"mAP": -1.0}}
+    r.state["best_eval"] = {}
     if resume:
         _restore(r, resume)
     if world > 1:
@@ -584,12 +568,12 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
 
 def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, Any]:
     """Continue the run in ``run`` (a folder or its last.pt) exactly; ``given`` are options typed again
-    (only those of :func:`detkit.harness.resume_fields` may change)."""
+    (only those of :func:`detkit.options.resume_fields` may change)."""
     path = Path(run) if Path(run).is_dir() or not Path(run).suffix else Path(run).parent  # RUN or RUN/last.pt
     main = os.environ.get("RANK", "0") == "0"
     with H.RunFolder(path, RUN_FILES, resume=True, main=main):
         ckpt = H.load_checkpoint(path / "last.pt", "yolo", ("model_config", *H.STATE_KEYS, "args"))
-        cfg = H.resumed_config(TrainConfig, {**ckpt["args"], "out": str(path)}, given or {}, path)
+        cfg = O.resumed_config(TrainConfig, {**ckpt["args"], "out": str(path)}, given or {}, path)
         cfg.validate()
         if ckpt["epoch"] >= cfg.epochs:
             if main and checkpoints(path).repair(ckpt, finished=True):
