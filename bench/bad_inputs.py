@@ -267,9 +267,20 @@ def run_one(sandbox_root: Path, make_input, cmd_name: str, argv_of, timeout: flo
     return {
         "command": cmd_name, "code": code, "traceback": traceback, "wall_s": round(wall, 2),
         "outside": changed + outside_box,
-        "multi_line": code == 2 and len(err.strip().splitlines()) > 1,
+        "multi_line": code == 2 and not _one_error_line(err),
         "stderr_tail": err.strip().splitlines()[-1][:200] if err.strip() else "",
     }  # fmt: skip
+
+
+def _one_error_line(err: str) -> bool:
+    """Exactly one ``detkit: error:`` line, and nothing else but warnings and notes (a usage box, a
+    traceback or a wrapped message are more)."""
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("detkit: error:")]
+    other = [
+        ln for ln in lines if not ln.startswith(("detkit: error:", "warning:", "note:", "wrote ", "removed "))
+    ]
+    return len(errors) == 1 and not other
 
 
 def build_inputs(tmp: Path) -> list[tuple[str, callable]]:
@@ -360,7 +371,8 @@ def main() -> None:
     codes = {c: sum(r["code"] == c for r in results) for c in (0, 1, 2)}
     print(f"{len(results)} runs ({len(inputs)} inputs x {len(results) // max(1, len(inputs))} commands) in "
           f"{time.perf_counter() - t0:.0f} s: tracebacks {len(tb)}, writes outside the output folder {len(outside)}, "
-          f"multi-line errors {len(multi)}; exit 0/1/2: {codes[0]}/{codes[1]}/{codes[2]}")  # fmt: skip
+          f"multi-line errors {len(multi)}; exit 0/1/2: {codes[0]}/{codes[1]}/{codes[2]}",
+          file=sys.stderr if args.json else sys.stdout)  # fmt: skip
     sys.exit(1 if tb or outside or multi else 0)
 
 
