@@ -135,3 +135,15 @@ def test_copy_images_into_the_output_folder(cli, cli_json, tmp_path):
         "coco", "filter", src, tmp_path / "x.json", "--copy-images"
     )  # a .json cannot hold images
     assert code == 2 and "--copy-images needs an output folder" in err
+
+
+@pytest.mark.parametrize("command", ["split", "merge", "filter", "sample", "draw"])
+def test_help_example_and_missing_input_one_line(cli, tmp_path, command):
+    code, out, _ = cli("coco", command, "--help")
+    assert code == 0 and f"Example: detkit coco {command}" in out
+    missing = tmp_path / "missing.json"
+    extra = [missing] if command == "merge" else []
+    code, out, err = cli("coco", command, missing, *extra, tmp_path / "out")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"detkit: error: {missing}") and "no such file" in err
+    assert not (tmp_path / "out").exists()
