@@ -126,7 +126,7 @@ def test_copy_images_into_the_output_folder(cli, cli_json, tmp_path):
     doc = cli_json(
         "coco", "filter", src, tmp_path / "out", "--classes", "person", "--empty", "drop", "--copy-images"
     )
-    assert doc["written"]["images_copied"] == 2
+    assert doc["written"]["images_linked"] == 2
     copied = sorted((tmp_path / "out" / "images").iterdir())
     assert [p.name for p in copied] == ["a.jpg", "c.jpg"] and not any(p.is_symlink() for p in copied)
     out = json.loads((tmp_path / "out" / "annotations.json").read_text())

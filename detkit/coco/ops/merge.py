@@ -303,20 +303,12 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
     ]
     with w.staged(out) as tmp:
         if to == "coco":
-            n = w.link_images(pairs, tmp / "images", True) if copy_images else None
+            links = w.link_images(pairs, tmp / "images", True) if copy_images else {}
             coco(tmp / "annotations.json", tmp / "images" if copy_images else m.common_root)
-            files, extra = (
-                ["annotations.json"],
-                {} if n is None else {"images_copied": n["linked"], "images_missing": n["missing"]},
-            )
         else:
-            r = w.write_folder_part(merged_dataset(m), tmp / "_part", to, pairs, copy_images)
-            for p in (tmp / "_part").iterdir():
-                os.replace(p, tmp / p.name)
-            (tmp / "_part").rmdir()
+            links = w.write_folder_part(merged_dataset(m), tmp, to, pairs, copy_images)
             if to == "yolo":
-                w.write_data_yaml(tmp / "data.yaml", list(map(str, m.cat_name[np.argsort(m.cat_id, kind="stable")])),
-                                  {"train": "images", "val": "images"})  # fmt: skip
-            files = sorted(p.name for p in tmp.iterdir())
-            extra = {k: r[k] for k in ("images_linked", "images_missing", "unsafe_names")}
-    return {"out": str(out), "to": to, "files": files, **counts, **extra}
+                names = [str(n) for n in m.cat_name[np.argsort(m.cat_id, kind="stable")]]
+                w.write_data_yaml(tmp / "data.yaml", names, {"train": "images", "val": "images"})
+        files = sorted(p.name for p in tmp.iterdir())
+    return {"out": str(out), "to": to, "files": files, **counts, **links}

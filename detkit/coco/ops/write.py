@@ -83,14 +83,14 @@ def link_images(
     pairs: Iterable[tuple[Path | None, str]], dst_root: Path, copy: bool = False
 ) -> dict[str, int]:
     """Link (or copy) each ``source file -> dst_root/name``; count linked, missing and unsafe names."""
-    n = {"linked": 0, "missing": 0, "unsafe": 0}
+    n = {"images_linked": 0, "images_missing": 0, "unsafe_names": 0}
     for src, name in pairs:
         rel = safe_rel(name)
         if rel is None:
-            n["unsafe"] += 1
+            n["unsafe_names"] += 1
             continue
         if src is None or not src.is_file():
-            n["missing"] += 1
+            n["images_missing"] += 1
             continue
         dst = dst_root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def link_images(
                 os.symlink(src.resolve(), dst)
             except OSError:
                 shutil.copy2(src, dst)
-        n["linked"] += 1
+        n["images_linked"] += 1
     return n
 
 
@@ -196,22 +196,28 @@ def yolo_name(name: str) -> str:
     return "/".join(parts) or str(name)
 
 
-def write_folder_part(ds: Dataset, folder: Path, to: str, pairs, copy: bool) -> dict[str, Any]:
-    """Labels (yolo) or XML (voc) of ``ds`` into the new ``folder``, then the image links."""
+def write_folder_part(ds: Dataset, folder: Path, to: str, pairs, copy: bool) -> dict[str, int]:
+    """Labels (yolo) or XML (voc) of ``ds`` into ``folder`` (absent or empty), then the image links.
+
+    Returns the link counts (see :func:`link_images`).
+    """
     from detkit.coco.convert import write_voc, write_yolo
 
     if to == "yolo":
         ds.file_name = np.array([yolo_name(f) for f in ds.file_name], dtype=object)
         pairs = [(src, yolo_name(name)) for src, name in pairs]
     ds.image_root = None  # the writers would link from it; links are made here (path-safe, copy option)
-    result = (write_yolo if to == "yolo" else write_voc)(ds, folder)
-    n = link_images(pairs, folder / ("images" if to == "yolo" else "JPEGImages"), copy)
-    return {
-        **result,
-        "images_linked": n["linked"],
-        "images_missing": n["missing"],
-        "unsafe_names": n["unsafe"],
-    }
+    staging = folder / "_part"  # the writer wants a new folder; its files then move up into ``folder``
+    folder.mkdir(parents=True, exist_ok=True)
+    (write_yolo if to == "yolo" else write_voc)(ds, staging)
+    for p in staging.iterdir():
+        os.replace(p, folder / p.name)
+    staging.rmdir()
+    return link_images(pairs, folder / ("images" if to == "yolo" else "JPEGImages"), copy)
+
+
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
 
 
 # ---- entry points ------------------------------------------------------------------------------------
@@ -223,38 +229,24 @@ def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = F
     if single_json and copy_images:
         raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
     check_out(out, [src.path], single_json)
+    result = {"out": str(out), "to": to, **part.counts()}
     if single_json:
         write_coco_part(src, part, out, src.image_root)
-        return {"out": str(out), "to": to, "files": [str(out)], **part.counts()}
+        return {**result, "files": [str(out)]}
     pairs = image_pairs(src.image_root, src.ds.file_name[part.images])
     with staged(out) as tmp:
         if to == "coco":
-            n = link_images(pairs, tmp / "images", True) if copy_images else None
-            root = (out / "images") if copy_images else src.image_root
-            write_coco_part(src, part, tmp / "annotations.json", _as_final(root, tmp, out))
-            files = ["annotations.json"]
-            extra = {} if n is None else {"images_copied": n["linked"], "images_missing": n["missing"]}
+            links = link_images(pairs, tmp / "images", True) if copy_images else {}
+            write_coco_part(
+                src, part, tmp / "annotations.json", tmp / "images" if copy_images else src.image_root
+            )
         else:
             sub = subset(src.ds, part)
-            extra = write_folder_part(sub, tmp / "_part", to, pairs, copy_images)
-            for p in (tmp / "_part").iterdir():
-                os.replace(p, tmp / p.name)
-            (tmp / "_part").rmdir()
+            links = write_folder_part(sub, tmp, to, pairs, copy_images)
             if to == "yolo":
                 write_data_yaml(tmp / "data.yaml", yolo_names(sub), {"train": "images", "val": "images"})
-            files = sorted(p.name for p in tmp.iterdir())
-            extra = {k: extra[k] for k in ("images_linked", "images_missing", "unsafe_names")}
-    return {"out": str(out), "to": to, "files": files, **part.counts(), **extra}
-
-
-def _as_final(root: Path | None, tmp: Path, out: Path) -> Path | None:
-    """An image folder inside OUT, named by where it is while staged (relative paths survive the rename)."""
-    if root is None:
-        return None
-    try:
-        return tmp / Path(root).relative_to(out)
-    except ValueError:
-        return root
+        files = sorted(p.name for p in tmp.iterdir())
+    return {**result, "files": files, **links}
 
 
 def write_split_parts(
@@ -265,47 +257,31 @@ def write_split_parts(
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
     check_out(out, [src.path], single_json=False)
     ds = src.ds
-    links = {"linked": 0, "missing": 0, "unsafe": 0}
+    every = np.unique(np.concatenate([p.images for p in parts.values()]))
+    links: dict[str, int] = {}
     with staged(out) as tmp:
         if to == "coco":
             if copy_images:
-                every = np.unique(np.concatenate([p.images for p in parts.values()]))
                 links = link_images(image_pairs(src.image_root, ds.file_name[every]), tmp / "images", True)
-            root = tmp / "images" if copy_images else src.image_root
             for name, part in parts.items():
-                write_coco_part(src, part, tmp / f"{name}.json", root)
-            files = [f"{name}.json" for name in parts]
+                write_coco_part(
+                    src, part, tmp / f"{name}.json", tmp / "images" if copy_images else src.image_root
+                )
         elif to == "yolo":
             for name, part in parts.items():
                 sub = subset(ds, part)
-                r = write_folder_part(
-                    sub, tmp / name, "yolo", image_pairs(src.image_root, sub.file_name), copy_images
-                )
-                links = {k: links[k] + r[f] for k, f in
-                         (("linked", "images_linked"), ("missing", "images_missing"), ("unsafe", "unsafe_names"))}  # fmt: skip
+                pairs = image_pairs(src.image_root, sub.file_name)
+                links = _add(links, write_folder_part(sub, tmp / name, "yolo", pairs, copy_images))
             write_data_yaml(tmp / "data.yaml", yolo_names(ds), {n: f"{n}/images" for n in parts})
-            files = ["data.yaml", *parts]
-        else:
-            every = np.unique(np.concatenate([p.images for p in parts.values()]))
-            whole = Part.of_images(ds, every)
-            sub = subset(ds, whole)
-            r = write_folder_part(
-                sub, tmp / "_voc", "voc", image_pairs(src.image_root, sub.file_name), copy_images
+        else:  # one VOC folder; the splits are ImageSets/Main lists of stems
+            sub = subset(ds, Part.of_images(ds, every))
+            links = write_folder_part(
+                sub, tmp, "voc", image_pairs(src.image_root, sub.file_name), copy_images
             )
-            links = {
-                "linked": r["images_linked"],
-                "missing": r["images_missing"],
-                "unsafe": r["unsafe_names"],
-            }
-            for p in (tmp / "_voc").iterdir():
-                os.replace(p, tmp / p.name)
-            (tmp / "_voc").rmdir()
             for name, part in parts.items():
-                stems = "".join(
-                    f"{Path(str(f)).with_suffix('').as_posix()}\n" for f in ds.file_name[part.images]
-                )
                 with atomic_write(tmp / "ImageSets" / "Main" / f"{name}.txt") as f:
-                    f.write(stems)
-            files = ["Annotations", "ImageSets", "JPEGImages"]
-    return {"out": str(out), "to": to, "files": files, "images_linked": links["linked"],
-            "images_missing": links["missing"], "unsafe_names": links["unsafe"]}  # fmt: skip
+                    f.writelines(
+                        f"{Path(str(n)).with_suffix('').as_posix()}\n" for n in ds.file_name[part.images]
+                    )
+        files = sorted(p.name for p in tmp.iterdir())
+    return {"out": str(out), "to": to, "files": files, **links}
