@@ -85,3 +85,8 @@ def test_draw_refuses_a_non_empty_folder(cli, drawn_set, tmp_path):
     (tmp_path / "busy" / "x").write_text("")
     code, out, err = cli("coco", "draw", drawn_set, tmp_path / "busy")
     assert code == 2 and out == "" and "not an empty folder" in err
+
+
+def test_nothing_to_draw_is_exit_2(cli, drawn_set, tmp_path):
+    code, out, err = cli("coco", "draw", drawn_set, tmp_path / "o", "--images", "nope.png")
+    assert code == 2 and out == "" and "nothing to draw" in err and not (tmp_path / "o").exists()

@@ -147,3 +147,21 @@ def test_help_example_and_missing_input_one_line(cli, tmp_path, command):
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert err.startswith(f"detkit: error: {missing}") and "no such file" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_write_leaves_no_output(tmp_path, monkeypatch):
+    """Outputs are staged beside OUT and renamed at the end: a failure leaves neither OUT nor a temp folder."""
+    from detkit.coco.ops import write
+    from detkit.coco.ops.source import load_source
+
+    src_path = write_coco(tmp_path / "in.json", IMAGES, ANNS, CATS)
+    src = load_source(src_path)
+    part = filter_dataset(src.ds).part
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(write, "write_data_yaml", boom)
+    with pytest.raises(RuntimeError):
+        write.write_one(src, part, tmp_path / "out", "yolo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.json"]

@@ -21,6 +21,7 @@ import numpy as np
 
 from detkit.coco.model import Dataset
 from detkit.coco.ops.write import safe_rel
+from detkit.errors import DetkitError
 
 # ultralytics' detection palette: well separated, readable under white or black text
 PALETTE = (
@@ -249,6 +250,9 @@ def draw_run(src, out: Path, n: int = 16, names: list[str] | None = None, classe
     class_rows = resolve_classes(ds, classes) if classes else None
     flagged = box_findings(ds) if findings else {}
     rows = pick_images(ds, n, seed, names, class_rows, flagged)
+    if rows.size == 0:
+        what = "none of the images named in --images is" if names else "no image with those classes is"
+        raise DetkitError(f"{src.path}: nothing to draw: {what} in the dataset")
     with staged(out) as tmp:
         drawn = draw_images(ds, rows, tmp, class_rows, flagged)
         table = [d.as_dict() for d in drawn]
