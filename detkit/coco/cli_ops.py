@@ -114,9 +114,10 @@ def split(
     strict: StrictOpt = False,
     json: JsonOpt = False,
 ) -> None:
-    """Split into train/val or train/val/test, stratified over each image's set of classes (iterative stratification).
+    """Split into train/val or train/val/test, stratified over each image's set of classes.
 
-    Background images are spread in proportion; split sizes are exact. Writes OUT/<split>.json (coco),
+    Iterative stratification: rare classes are dealt out first, background images are spread in proportion,
+    split sizes are exact. Writes OUT/<split>.json (coco),
     OUT/<split>/{images,labels} + OUT/data.yaml (yolo) or OUT/ImageSets/Main/<split>.txt (voc), and prints
     each class's share of images per split and the worst deviation from the ratios.
 

@@ -54,15 +54,26 @@ def box_findings(ds: Dataset) -> dict[int, list[str]]:
     key = np.column_stack([ds.ann_image_id.astype(np.float64), ds.category_id.astype(np.float64), ds.bbox])
     dup = np.flatnonzero(finite)[_duplicates(key[finite])]
     found: dict[int, list[str]] = {}
-    for code, rows in (("bbox.outside_image", np.flatnonzero(outside)), ("bbox.out_of_bounds", np.flatnonzero(past & ~outside)),
-                       ("bbox.non_positive_size", np.flatnonzero(degenerate)), ("annotation.duplicate_box", dup)):  # fmt: skip
+    codes = {
+        "bbox.outside_image": np.flatnonzero(outside),
+        "bbox.out_of_bounds": np.flatnonzero(past & ~outside),
+        "bbox.non_positive_size": np.flatnonzero(degenerate),
+        "annotation.duplicate_box": dup,
+    }
+    for code, rows in codes.items():
         for r in rows.tolist():
             found.setdefault(r, []).append(code)
     return found
 
 
-def pick_images(ds: Dataset, n: int, seed: int = 0, names: list[str] | None = None,
-                class_rows: np.ndarray | None = None, flagged: dict[int, list[str]] | None = None) -> np.ndarray:  # fmt: skip
+def pick_images(
+    ds: Dataset,
+    n: int,
+    seed: int = 0,
+    names: list[str] | None = None,
+    class_rows: np.ndarray | None = None,
+    flagged: dict[int, list[str]] | None = None,
+) -> np.ndarray:
     """Image rows to draw: the ``names`` given (file name, base name or stem), else images behind the
     ``flagged`` boxes first (most findings first), then a seeded sample (of images with the classes)."""
     if names:

@@ -57,8 +57,14 @@ class Selection:
         return {**self.part.counts(), "dropped": self.dropped}
 
 
-def filter_dataset(ds: Dataset, classes: list[str] | None = None, min_area: float | None = None,
-                   max_area: float | None = None, min_side: float | None = None, empty: str = "keep") -> Selection:  # fmt: skip
+def filter_dataset(
+    ds: Dataset,
+    classes: list[str] | None = None,
+    min_area: float | None = None,
+    max_area: float | None = None,
+    min_side: float | None = None,
+    empty: str = "keep",
+) -> Selection:
     """Keep the boxes that pass every given test, then choose images by emptiness.
 
     Args:
