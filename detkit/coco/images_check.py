@@ -43,6 +43,8 @@ def probe_image(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h, fmt = im.size[0], im.size[1], im.format
+    except Image.DecompressionBombError:  # a header claiming e.g. 60000 x 60000 pixels
+        raise problem(path, None, "image header claims too many pixels to decode", "image.corrupt") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise problem(
             path, None, f"not a readable image ({exc.__class__.__name__})", "image.corrupt"
