@@ -2,8 +2,9 @@
 
 For each trainer (``detkit yolo train`` and ``detkit classify train``, tiny synthetic sets from
 ``detkit data synth``) the baseline is one uninterrupted run, measured in the same invocation. Each trial
-starts the same command in a fresh folder, sends SIGKILL at a random moment of the baseline's wall time
-(startup, a step, an evaluation or an epoch's commit), optionally kills the first resume too, then runs
+starts the same command in a fresh folder and sends SIGKILL at a random moment: half the trials anywhere
+in the baseline's wall time, half within its training part, timed from the end of the trial's own
+start-up (steps, evaluations, commits), optionally kills the first resume too, then runs
 ``--resume`` until it exits 0 (a kill before the first commit leaves no last.pt: the command is started
 again in its folder). A trial counts as *incomplete* when the finished folder lacks a file, has a stale
 ``best.pt``, metrics rows other than the epochs, a summary whose status is not ``done``, or a leftover
@@ -160,6 +161,17 @@ def problems(out: Path) -> list[str]:
     return bad
 
 
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def epoch_of(out: Path) -> int:
+    return torch.load(out / "last.pt", map_location="cpu", weights_only=True)["epoch"]
+
+
 def same_weights(a: Path, b: Path) -> bool:
     x = torch.load(a / "last.pt", map_location="cpu", weights_only=True)
     y = torch.load(b / "last.pt", map_location="cpu", weights_only=True)
@@ -178,18 +190,22 @@ def bench(name: str, cmd: list[str], root: Path, trials: int, rng: random.Random
     while proc.poll() is None and not (base / "run.json").exists():
         time.sleep(0.01)
     t_train = time.perf_counter() - t0  # start-up (imports, data) ends when run.json is written
+    while proc.poll() is None and json.loads(_read(base / "summary.json") or "{}").get("status") != "done":
+        time.sleep(0.01)
+    t_done = time.perf_counter() - t0  # the last epoch committed and the summary final; then exit
     assert proc.wait() == 0, f"{name}: the baseline run failed"
     wall = time.perf_counter() - t0
-    incomplete = differ = no_ckpt = torn = 0
+    incomplete = differ = no_ckpt = torn = mid = 0
     calls = []
     for i in range(trials):
         out = root / f"{name}-{i:02d}"
         # half the kills anywhere in the run, half in its training part (steps, evaluations, commits)
         in_training = i % 2 == 1
-        t_kill = rng.uniform(0, wall - t_train) if in_training else rng.uniform(0.05 * wall, wall)
+        t_kill = rng.uniform(0, t_done - t_train) if in_training else rng.uniform(0.05 * wall, wall)
         start = out / "run.json" if in_training else None
         killed = run([*cmd, "--out", str(out)], kill_after=t_kill, start=start) is None
         no_ckpt += killed and not (out / "last.pt").exists()
+        mid += killed and (out / "last.pt").exists() and epoch_of(out) < EPOCHS  # between commits, or in one
         torn += any(TEMP.match(p.name) for p in out.iterdir()) if out.exists() else 0
         second = rng.uniform(0.1, 0.9) * wall if i % 4 >= 2 else None  # half the trials: kill the resume too
         calls.append(finish(cmd, out, second))
@@ -211,8 +227,10 @@ def bench(name: str, cmd: list[str], root: Path, trials: int, rng: random.Random
         "incomplete": incomplete,
         "different_from_baseline": differ,
         "killed_before_first_commit": no_ckpt,
+        "killed_after_a_commit_before_the_end": mid,
         "kills_leaving_temp_files": torn,
         "startup_s": round(t_train, 2),
+        "training_s": round(t_done - t_train, 2),
         "mean_calls_to_finish": round(sum(calls) / len(calls), 2),
     }
 
