@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from detkit.coco.model import Dataset
 from detkit.errors import DetkitError
+from detkit.threads import worker_init_fn
 
 PAD_VALUE = 114  # grey letterbox border (neutral after normalisation)
 MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, 32))  # YOLOv2's, around 416
@@ -345,6 +346,8 @@ class YoloBatchSampler(torch.utils.data.Sampler):
 
 
 def _worker_init(worker_id: int) -> None:
+    # one thread per worker (detkit.threads' policy: the workers are the data parallelism)
+    worker_init_fn(worker_id)
     # samples draw from their own seeded RNGs; seed the global ones too for any library that uses them
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
