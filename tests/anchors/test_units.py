@@ -86,3 +86,16 @@ def test_anchors_file_units_and_choice():
     np.testing.assert_allclose(doc["anchors_pixels"], a * 608)
     assert doc["mean_iou"] == pytest.approx(sweep.result(3).mean_iou)
     assert doc["darknet"].startswith("anchors = ") and doc["darknet"].count(",  ") == 2
+
+
+def test_scatter_style_scales_with_the_number_of_boxes():
+    from detkit.anchors.plots import scatter_style
+
+    assert scatter_style(50) == pytest.approx((40.0, 0.9)) and scatter_style(100) == pytest.approx(
+        (40.0, 0.9)
+    )
+    assert scatter_style(20_000) == pytest.approx((2.0, 0.25)) and scatter_style(10**6) == pytest.approx(
+        (2.0, 0.25)
+    )
+    sizes = [scatter_style(n) for n in (100, 500, 2_000, 8_000, 20_000)]
+    assert all(a[0] > b[0] and a[1] > b[1] for a, b in zip(sizes, sizes[1:]))  # fewer boxes: bigger, bolder
