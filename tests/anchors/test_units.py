@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -98,4 +100,6 @@ def test_scatter_style_scales_with_the_number_of_boxes():
         (2.0, 0.25)
     )
     sizes = [scatter_style(n) for n in (100, 500, 2_000, 8_000, 20_000)]
-    assert all(a[0] > b[0] and a[1] > b[1] for a, b in zip(sizes, sizes[1:]))  # fewer boxes: bigger, bolder
+    assert all(
+        a[0] > b[0] and a[1] > b[1] for a, b in itertools.pairwise(sizes)
+    )  # fewer boxes: bigger, bolder
