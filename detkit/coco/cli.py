@@ -1,116 +1,33 @@
-"""`detkit coco ...` commands (thin: parse, call, print). Import heavy libraries inside commands."""
+"""`detkit coco inspect / validate / classes / convert` (thin: parse, call, print); the other coco commands
+are in :mod:`detkit.coco.cli_ops` and :mod:`detkit.coco.cli_eval`, registered by the imports at the end.
+"""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from detkit.coco.cli_common import (
+    CategoryIds,
+    FailOn,
+    FormatOpt,
+    InPath,
+    JsonOpt,
+    OutOpt,
+    SplitOpt,
+    StrictOpt,
+    Target,
+    app,
+    busy,
+    load,
+    skipped_doc,
+    table,
+    warn_skipped,
+    write_out,
+)
 from detkit.console import emit_json, info, out, warn
-
-app = typer.Typer(no_args_is_help=True)
-
-
-class Fmt(str, Enum):
-    coco = "coco"
-    text = "text"
-    yolo = "yolo"
-    voc = "voc"
-
-
-class Target(str, Enum):
-    coco = "coco"
-    yolo = "yolo"
-    voc = "voc"
-
-
-class CategoryIds(str, Enum):
-    index = "index"
-    coco80 = "coco80"
-
-
-class FailOn(str, Enum):
-    error = "error"
-    warning = "warning"
-    never = "never"
-
-
-InPath = Annotated[Path, typer.Argument(help="COCO json, course text file, YOLO folder or VOC folder.")]
-FormatOpt = Annotated[Fmt | None, typer.Option("--format", "-f", help="Input format (default: detected from the path).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write DIR/summary.json (+ run.json) for `detkit report`.")]
-SplitOpt = Annotated[str | None, typer.Option("--split", help="Read only this split (train, val, test); default: all, side by side.")]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop (exit 2) at the first orphan label, corrupt image or bad row instead of skipping it.")]
-
-
-def _busy(message: str):
-    """A spinner on stderr while a long single step runs (a no-op when stderr is not a terminal)."""
-    import contextlib
-
-    from detkit.console import err, progress_enabled
-
-    return err.status(message) if progress_enabled() else contextlib.nullcontext()
-
-
-def _load(path: Path, fmt: Fmt | None, split: str | None = None, strict: bool = False):
-    from detkit.coco.loaders import load_dataset
-
-    with _busy(f"reading {path}"):
-        ds = load_dataset(path, format=fmt.value if fmt else None, split=split, strict=strict)
-    _warn_skipped(ds)
-    return ds
-
-
-def _skipped_doc(ds) -> dict | None:
-    """The ``skipped`` block of --json: what the loader left out or repaired (None when nothing)."""
-    from detkit.coco.loaders import skipped_summary
-
-    return skipped_summary(ds) if hasattr(ds, "skipped") else None
-
-
-def _warn_skipped(ds) -> None:
-    """One warning line for what the loader skipped, one note for what it repaired (stderr)."""
-    from detkit.coco.loaders import warn_skipped
-
-    if hasattr(ds, "skipped"):
-        warn_skipped(ds)
-
-
-def _table(title: str, columns: list[str], rows: list[list[object]]):
-    from rich.markup import escape
-    from rich.table import Table
-
-    t = Table(title=escape(title), title_justify="left", show_edge=False, pad_edge=False)
-    cells = [[_cell(v) for v in r] for r in rows]
-    for k, c in enumerate(columns):
-        left = c in ("name", "table", "field", "type", "meaning", "code", "severity")
-        width = None if left else max([len(c)] + [len(r[k]) for r in cells])
-        t.add_column(c, justify="left" if left else "right", no_wrap=k == 0 or not left, min_width=width)
-    for r in cells:
-        t.add_row(*r)
-    return t
-
-
-def _cell(v: object) -> str:
-    from rich.markup import escape
-
-    if v is None:
-        return ""
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return escape(str(v))
-
-
-def _write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **fields) -> None:
-    from detkit.runs import record_run, write_summary
-
-    record_run(out_dir, config=config, inputs=[path])
-    write_summary(out_dir, kind, title, **fields)
-    info(f"wrote {out_dir / 'summary.json'}")
 
 
 # ---- inspect ---------------------------------------------------------------------------------------
@@ -129,12 +46,12 @@ def inspect(
     """
     from detkit.coco.stats import inspect_dataset
 
-    ds = _load(path, format, split, strict)
+    ds = load(path, format, split, strict)
     doc = inspect_dataset(ds)
-    doc["skipped"] = _skipped_doc(ds)
+    doc["skipped"] = skipped_doc(ds)
     if out_dir is not None:
         c = doc["counts"]
-        _write_out(
+        write_out(
             out_dir, "coco.inspect", f"Inspect {path.name}", path, {"path": str(path), "format": ds.format},
             metrics={**c, **{f"boxes_{k}": v for k, v in doc["size_split"].items() if k in ("small", "medium", "large")}},
             tables={
@@ -157,30 +74,38 @@ def _print_inspect(doc: dict) -> None:
     c = doc["counts"]
     out.print(f"[bold]{escape(doc['path'])}[/bold]  ({doc['format']}: {escape(doc['source_note'])})")
     out.print(f"bbox convention: {doc['bbox_convention']}\n")
-    out.print(_table("Schema", ["table", "field", "type", "meaning"], [list(r.values()) for r in doc["schema"]]))
+    out.print(
+        table("Schema", ["table", "field", "type", "meaning"], [list(r.values()) for r in doc["schema"]])
+    )
     out.print()
-    out.print(_table("Counts", ["images", "annotations", "categories", "used", "crowd", "images w/o boxes"],
+    out.print(table("Counts", ["images", "annotations", "categories", "used", "crowd", "images w/o boxes"],
                      [[c["images"], c["annotations"], c["categories"], c["categories_used"], c["crowd"], c["images_without_annotations"]]]))  # fmt: skip
     if doc.get("splits"):
         out.print()
-        out.print(_table("Splits", ["split", "images", "annotations", "images w/o boxes", "share of images"],
+        out.print(table("Splits", ["split", "images", "annotations", "images w/o boxes", "share of images"],
                          [[r["split"], r["images"], r["annotations"], r["images_without_annotations"], f"{r['share']:.1%}"]
                           for r in doc["splits"]]))  # fmt: skip
     out.print()
     sizes = doc["image_sizes"]
-    out.print(_table(f"Image sizes ({sizes['distinct']} distinct; most common)", ["width", "height", "images"],
+    out.print(table(f"Image sizes ({sizes['distinct']} distinct; most common)", ["width", "height", "images"],
                      [[r["width"], r["height"], r["images"]] for r in sizes["most_common"]]))  # fmt: skip
     out.print()
     stats = ["min", "p5", "p25", "median", "p75", "p95", "max", "mean"]
     dists = [("image width", sizes["width"]), ("image height", sizes["height"]), ("boxes per image", doc["boxes_per_image"]),
              ("box width", doc["box_width"]), ("box height", doc["box_height"]), ("box area w*h", doc["box_area"]),
              ("box aspect w/h", doc["box_aspect_w_over_h"])]  # fmt: skip
-    out.print(_table("Distributions (px)", ["name", *stats], [[n, *(d[s] for s in stats)] for n, d in dists]))
+    out.print(table("Distributions (px)", ["name", *stats], [[n, *(d[s] for s in stats)] for n, d in dists]))
     out.print()
-    out.print(_table("Boxes per image", ["boxes", "images"], [[r["boxes"], r["images"]] for r in doc["boxes_per_image"]["histogram"]]))
+    out.print(
+        table(
+            "Boxes per image",
+            ["boxes", "images"],
+            [[r["boxes"], r["images"]] for r in doc["boxes_per_image"]["histogram"]],
+        )
+    )
     out.print()
     sp = doc["size_split"]
-    out.print(_table(f"COCO size split ({sp['by']})", ["small", "medium", "large"],
+    out.print(table(f"COCO size split ({sp['by']})", ["small", "medium", "large"],
                      [[sp["small"], sp["medium"], sp["large"]], [f"{sp['share'][k]:.1%}" for k in ("small", "medium", "large")]]))  # fmt: skip
 
 
@@ -189,7 +114,11 @@ def _list_codes(value: bool) -> None:
     if value:
         from detkit.coco.findings import CODES
 
-        out.print(_table("Finding codes", ["code", "severity", "meaning"], [[c, s, m] for c, (s, m) in CODES.items()]))
+        out.print(
+            table(
+                "Finding codes", ["code", "severity", "meaning"], [[c, s, m] for c, (s, m) in CODES.items()]
+            )
+        )
         raise typer.Exit(0)
 
 
@@ -197,14 +126,30 @@ def _list_codes(value: bool) -> None:
 def validate(
     path: InPath,
     format: FormatOpt = None,
-    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 when a finding reaches this severity.")] = FailOn.error,
-    fix: Annotated[Path | None, typer.Option("--fix", help="Write a cleaned COCO json here and list every change.")] = None,
-    examples: Annotated[int, typer.Option("--examples", min=0, help="Offending records shown per finding.")] = 5,
-    images: Annotated[Path | None, typer.Option("--images", help="Image folder of a COCO json: check each file exists and its size.")] = None,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 1 when a finding reaches this severity.")
+    ] = FailOn.error,
+    fix: Annotated[
+        Path | None, typer.Option("--fix", help="Write a cleaned COCO json here and list every change.")
+    ] = None,
+    examples: Annotated[
+        int, typer.Option("--examples", min=0, help="Offending records shown per finding.")
+    ] = 5,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Image folder of a COCO json: check each file exists and its size."),
+    ] = None,
     json: JsonOpt = False,
     out_dir: OutOpt = None,
-    list_codes: Annotated[bool, typer.Option("--list-codes", callback=_list_codes, is_eager=True,
-                                             help="Print every finding code with its severity and exit.")] = False,
+    list_codes: Annotated[
+        bool,
+        typer.Option(
+            "--list-codes",
+            callback=_list_codes,
+            is_eager=True,
+            help="Print every finding code with its severity and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Check an annotation file; findings have stable codes, a severity, a count and example records.
 
@@ -214,7 +159,7 @@ def validate(
     """
     from detkit.coco.validate import validate_path
 
-    with _busy(f"validating {path}"):
+    with busy(f"validating {path}"):
         report = validate_path(path, format=format.value if format else None, max_examples=examples, keep_raw=fix is not None,
                                images=images)  # fmt: skip
     changes = None
@@ -227,7 +172,7 @@ def validate(
     if changes is not None:
         doc["fix"] = {"out": str(fix), "changes": changes, "counts": _count_actions(changes)}
     if out_dir is not None:
-        _write_out(
+        write_out(
             out_dir, "coco.validate", f"Validate {path.name}", path,
             {"path": str(path), "format": report.format, "fail_on": fail_on.value, "fix": str(fix) if fix else None},
             metrics={**report.counts, "findings": len(report.findings), "failed": doc["failed"]},
@@ -265,10 +210,16 @@ def _print_validate(doc: dict) -> None:
         out.print("no findings")
     colour = {"error": "red", "warning": "yellow", "info": "cyan"}
     for f in doc["findings"]:
-        out.print(f"[{colour[f['severity']]}]{f['severity']:7}[/] {f['code']:32} {f['count']:>8,}  {f['message']}")
+        out.print(
+            f"[{colour[f['severity']]}]{f['severity']:7}[/] {f['code']:32} {f['count']:>8,}  {f['message']}"
+        )
         for ex in f["examples"]:
             extra = f" id {ex['id']}" if "id" in ex else ""
-            out.print(escape(f"          {ex['file']}:{ex['record']}{extra}{'  ' + ex['note'] if 'note' in ex else ''}"))
+            out.print(
+                escape(
+                    f"          {ex['file']}:{ex['record']}{extra}{'  ' + ex['note'] if 'note' in ex else ''}"
+                )
+            )
         if f.get("details"):
             out.print(escape("          " + ", ".join(f"{k} {v}" for k, v in f["details"].items())))
     c = doc["counts"]
@@ -294,7 +245,9 @@ def classes(
     format: FormatOpt = None,
     split: SplitOpt = None,
     strict: StrictOpt = False,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a horizontal bar chart PNG here.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a horizontal bar chart PNG here.")
+    ] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV here.")] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
     json: JsonOpt = False,
@@ -307,9 +260,9 @@ def classes(
     from detkit.coco.loaders import load_labels
     from detkit.coco.stats import class_table_by_split
 
-    with _busy(f"reading {path}"):
+    with busy(f"reading {path}"):
         ds = load_labels(path, format=format.value if format else None, split=split, strict=strict)
-    _warn_skipped(ds)
+    warn_skipped(ds)
     splits, rows = class_table_by_split(ds)
     if plot is not None:
         from detkit.coco.plots import plot_classes
@@ -323,16 +276,22 @@ def classes(
         from detkit.coco.plots import plot_classes
 
         plot_classes(rows, out_dir / "classes.png", title=f"Instances per class: {path.name}")
-        _write_out(
+        write_out(
             out_dir, "coco.classes", f"Classes of {path.name}", path, {"path": str(path), "format": ds.format},
             metrics={"images": ds.num_images, "annotations": ds.num_annotations, "categories": ds.num_categories,
                      "categories_used": sum(r["instances"] > 0 for r in rows)},
             tables={"classes": rows}, plots={"classes": "classes.png"},
         )  # fmt: skip
-    doc = {"path": str(path), "format": ds.format, "images": ds.num_images, "annotations": ds.num_annotations, "classes": rows}
+    doc = {
+        "path": str(path),
+        "format": ds.format,
+        "images": ds.num_images,
+        "annotations": ds.num_annotations,
+        "classes": rows,
+    }
     if splits:
         doc["splits"] = splits
-    if (skipped := _skipped_doc(ds)) is not None:
+    if (skipped := skipped_doc(ds)) is not None:
         doc["skipped"] = skipped
     if json:
         emit_json(doc)
@@ -341,7 +300,7 @@ def classes(
     elif splits:
         _print_split_classes(path, ds, splits, rows)
     else:
-        out.print(_table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images)",
+        out.print(table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images)",
                          ["id", "name", "instances", "images", "share"],
                          [[r["id"], r["name"], r["instances"], r["images"], f"{r['share']:.2%}"] for r in rows]))  # fmt: skip
 
@@ -351,10 +310,10 @@ def _print_split_classes(path: Path, ds, splits: list[str], rows: list[dict]) ->
     cols = ["id", "name", "instances", "share"]
     for s in splits:
         cols += [f"{s}", f"{s} %"]
-    table = [[r["id"], r["name"], r["instances"], f"{r['share']:.2%}",
+    cells = [[r["id"], r["name"], r["instances"], f"{r['share']:.2%}",
               *(v for s in splits for v in (r["splits"][s]["instances"], f"{r['splits'][s]['share']:.1%}"))] for r in rows]  # fmt: skip
     sizes = ", ".join(f"{s} {int((ds.split == s).sum()):,}" for s in splits)
-    out.print(_table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images: {sizes})", cols, table))
+    out.print(table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images: {sizes})", cols, cells))
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
@@ -365,7 +324,9 @@ def _write_csv(rows: list[dict], path: Path) -> None:
     splits = list(rows[0].get("splits", {})) if rows else []
     flat = [{k: v for k, v in r.items() if k != "splits"}
             | {f"{s}_{k}": v for s in splits for k, v in r["splits"][s].items()} for r in rows]  # fmt: skip
-    fields = ["id", "name", "instances", "images", "share"] + [f"{s}_{k}" for s in splits for k in ("instances", "images", "share")]
+    fields = ["id", "name", "instances", "images", "share"] + [
+        f"{s}_{k}" for s in splits for k in ("instances", "images", "share")
+    ]
     with atomic_write(path, newline="") as f:
         w = _csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -384,15 +345,26 @@ def _markdown(rows: list[dict]) -> str:
 # ---- convert ---------------------------------------------------------------------------------------
 @app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(metavar="IN", help="COCO json, course text file, YOLO folder or VOC folder.")],
-    dst: Annotated[Path, typer.Argument(metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc).")],
+    src: Annotated[
+        Path, typer.Argument(metavar="IN", help="COCO json, course text file, YOLO folder or VOC folder.")
+    ],
+    dst: Annotated[
+        Path, typer.Argument(metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc).")
+    ],
     to: Annotated[Target, typer.Option("--to", help="Target format.")],
     format: FormatOpt = None,
-    images: Annotated[Path | None, typer.Option("--images", help="Folder of the source images (linked into YOLO/VOC).")] = None,
-    category_ids: Annotated[CategoryIds | None, typer.Option(
-        "--category-ids", help="YOLO / course-format class k <-> COCO category id: 'index' (id k, the default to COCO) "
-        "or 'coco80' (COCO's official id of class k). COCO/VOC -> YOLO runs the rule backwards; without it, "
-        "class k is the k-th category in id order.")] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder of the source images (linked into YOLO/VOC).")
+    ] = None,
+    category_ids: Annotated[
+        CategoryIds | None,
+        typer.Option(
+            "--category-ids",
+            help="YOLO / course-format class k <-> COCO category id: 'index' (id k, the default to COCO) "
+            "or 'coco80' (COCO's official id of class k). COCO/VOC -> YOLO runs the rule backwards; without it, "
+            "class k is the k-th category in id order.",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Convert between COCO json, YOLO label folders and Pascal VOC (the course text format converts too).
@@ -407,8 +379,10 @@ def convert(
 
     from detkit.coco.convert import convert as do_convert
 
-    ds = _load(src, format)
-    result = do_convert(ds, dst, to.value, image_root=images, category_ids=category_ids.value if category_ids else None)
+    ds = load(src, format)
+    result = do_convert(
+        ds, dst, to.value, image_root=images, category_ids=category_ids.value if category_ids else None
+    )
     for leftover in result.get("removed_leftovers", []):
         info(f"removed {leftover} (left by a convert that was killed)")
     if result.get("renamed"):
@@ -423,12 +397,21 @@ def convert(
     if result.get("skipped_boxes"):
         warn(f"{result['skipped_boxes']:,} boxes with a dangling image or category id were not written")
     if result.get("crowd_as_boxes"):
-        warn(f"{result['crowd_as_boxes']:,} crowd annotations written as ordinary boxes ({to.value} has no iscrowd)")
+        warn(
+            f"{result['crowd_as_boxes']:,} crowd annotations written as ordinary boxes ({to.value} has no iscrowd)"
+        )
     if json:
-        emit_json({"in": str(src), "from": ds.format, **result, **({"skipped": sk} if (sk := _skipped_doc(ds)) else {})})
+        emit_json(
+            {
+                "in": str(src),
+                "from": ds.format,
+                **result,
+                **({"skipped": sk} if (sk := skipped_doc(ds)) else {}),
+            }
+        )
     else:
         info(f"wrote {dst} ({to.value}): {result['images']:,} images, {result['boxes']:,} boxes")
 
 
-from detkit.coco import cli_eval as _cli_eval  # noqa: E402,F401  (registers `detkit coco eval`)
-from detkit.coco import cli_ops as _cli_ops  # noqa: E402,F401  (registers split / merge / filter / sample / draw)
+from detkit.coco import cli_eval as _cli_eval  # noqa: F401  (registers `detkit coco eval`)
+from detkit.coco import cli_ops as _cli_ops  # noqa: F401  (registers split / merge / filter / sample / draw)

@@ -1,6 +1,6 @@
 """`detkit coco eval GT PRED`: score any detector's predictions as pycocotools does, and say why it misses.
 
-Registered on :data:`detkit.coco.cli.app` by one import at the end of that module. Parses, calls
+Registered on :data:`detkit.coco.cli_common.app` by one import at the end of that module. Parses, calls
 :func:`detkit.evaluation.load_and_evaluate`, prints; no torch is imported.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from detkit.coco.cli import FormatOpt, JsonOpt, OutOpt, SplitOpt, _busy, _table, app
+from detkit.coco.cli_common import FormatOpt, JsonOpt, OutOpt, SplitOpt, app, busy, table
 from detkit.console import emit_json, info, out, warn
 from detkit.errors import DetkitError
 
@@ -131,7 +131,7 @@ def eval_(
     thresholds = parse_fail_under(fail_under)
     if out_dir is not None:
         check_out_folder(out_dir)
-    with _busy(f"evaluating {pred_path}"):
+    with busy(f"evaluating {pred_path}"):
         gt, res = load_and_evaluate(
             gt_path, pred_path, gt_format=format.value if format else None, gt_split=split,
             pred_format=pred_format.value if pred_format else None, slices=slices, anchors=anchors,
@@ -218,18 +218,18 @@ def _print(doc: dict) -> None:
     c, s = doc["counts"], doc["summary"]
     out.print(f"[bold]{escape(doc['predictions'])}[/bold] vs {escape(doc['gt'])} ({doc['backend']}): "
               f"{c['predictions']:,} predictions, {c['gt_boxes']:,} boxes, {c['images']:,} images")  # fmt: skip
-    out.print(_table("COCO metrics", list(s), [[_f(v) for v in s.values()]]))
+    out.print(table("COCO metrics", list(s), [[_f(v) for v in s.values()]]))
     f1 = doc.get("f1") or {}
     per_f1 = f1.get("per_class", {})
     out.print()
-    out.print(_table("Per class (AP@[.5:.95]; F1 conf: the confidence of best F1)",
+    out.print(table("Per class (AP@[.5:.95]; F1 conf: the confidence of best F1)",
                      ["name", "id", "gt", "AP", "AP50", "AP75", "AR100", "APs", "APm", "APl", "F1", "F1 conf"],
                      [[r["name"], r["category_id"], r["gt"], *(_f(r[k]) for k in ("AP", "AP50", "AP75", "AR100", "APs", "APm", "APl")),
                        _f(per_f1.get(str(r["category_id"]), {}).get("best", {}).get("f1")),
                        _f(per_f1.get(str(r["category_id"]), {}).get("best", {}).get("conf"))] for r in doc["per_class"]]))  # fmt: skip
     out.print()
     out.print(
-        _table(
+        table(
             "By size (COCO areas)",
             ["size", "gt", "AP", "AR100"],
             [[r["size"], r["gt"], _f(r["AP"]), _f(r["AR100"])] for r in doc["sizes"]],
@@ -237,19 +237,19 @@ def _print(doc: dict) -> None:
     )
     if doc.get("slices"):
         out.print()
-        out.print(_table("By slice", ["name", "AP", "AP50", "AP75", "AR100"],
+        out.print(table("By slice", ["name", "AP", "AP50", "AP75", "AR100"],
                          [[k, *(_f(v[m]) for m in ("AP", "AP50", "AP75", "AR100"))] for k, v in doc["slices"].items()]))  # fmt: skip
     if doc.get("tide"):
         t = doc["tide"]
         out.print()
-        out.print(_table(f"TIDE errors (dAP50: mAP50 {t['ap50']:.3f} gains this if fixed)", ["type", "count", "dAP50"],
+        out.print(table(f"TIDE errors (dAP50: mAP50 {t['ap50']:.3f} gains this if fixed)", ["type", "count", "dAP50"],
                          [[r["type"], r["count"], _f(r["dAP"])] for r in t["errors"]]))  # fmt: skip
     if doc.get("confusion"):
         _print_confusion(doc["confusion"])
     if doc.get("anchors"):
         a = doc["anchors"]
         out.print()
-        out.print(_table(f"Recall@.50 by best anchor IoU ({len(a['anchors'])} anchors, {a['norm']})", ["name", "gt", "matched", "recall"],
+        out.print(table(f"Recall@.50 by best anchor IoU ({len(a['anchors'])} anchors, {a['norm']})", ["name", "gt", "matched", "recall"],
                          [[r["best_anchor_iou"], r["gt"], r["matched"], _f(r["recall"])] for r in a["buckets"]]))  # fmt: skip
     if f1.get("best"):
         b = f1["best"]
@@ -264,6 +264,6 @@ def _print_confusion(cm: dict) -> None:
         reverse=True,
     )
     out.print()
-    out.print(_table(f"Confusion at conf >= {cm['conf']}, IoU >= {cm['iou']}: largest off-diagonal cells, "
+    out.print(table(f"Confusion at conf >= {cm['conf']}, IoU >= {cm['iou']}: largest off-diagonal cells, "
                      "ground truth (name) vs predicted (background: a miss or a false positive)", ["name", "predicted", "count"],
                      [[g, p, n] for n, g, p in pairs[:12]]))  # fmt: skip

@@ -1,6 +1,6 @@
 """`detkit coco split / merge / filter / sample / draw` (thin: parse, call one function, print).
 
-Registered on :data:`detkit.coco.cli.app`; the work is in :mod:`detkit.coco.ops`. No torch here.
+Registered on :data:`detkit.coco.cli_common.app`; the work is in :mod:`detkit.coco.ops`. No torch here.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from typing import Annotated, Any
 
 import typer
 
-from detkit.coco.cli import (
+from detkit.coco.cli_common import (
     FormatOpt,
     JsonOpt,
     SplitOpt,
     StrictOpt,
     Target,
-    _busy,
-    _skipped_doc,
-    _table,
-    _warn_skipped,
     app,
+    busy,
+    skipped_doc,
+    table,
+    warn_skipped,
 )
 from detkit.console import emit_json, info, out, warn
 
@@ -60,9 +60,9 @@ def _source(path: Path, fmt, image_root: Path | None, split: str | None = None, 
     from detkit.coco.ops.source import load_source
 
     fmt = fmt.value if fmt else None
-    with _busy(f"reading {path}"):
+    with busy(f"reading {path}"):
         src = load_source(path, fmt, image_root, raw=raw, boxes=boxes, split=split, strict=strict)
-    _warn_skipped(src.ds)
+    warn_skipped(src.ds)
     for note in src.notes:
         warn(note)
     return src
@@ -85,7 +85,7 @@ def _link_warnings(result: dict[str, Any], src_root: Any) -> None:
 
 def _base(src, out_path: Path, to: str, **extra: Any) -> dict[str, Any]:
     doc = {"in": str(src.path), "from": src.format, "out": str(out_path), "to": to, **extra}
-    if (skipped := _skipped_doc(src.ds)) is not None:
+    if (skipped := skipped_doc(src.ds)) is not None:
         doc["skipped"] = skipped
     return doc
 
@@ -129,10 +129,10 @@ def split(
     r = parse_ratios(ratios)
     src = _source(src_path, format, image_root, only_split, strict, boxes=to not in (None, Target.coco))
     target = _target(src, to)
-    with _busy("splitting"):
+    with busy("splitting"):
         res = split_dataset(src.ds, r, seed=seed, group=group)
     parts = {n: p for n, p in res.parts.items() if p.images.size or res.ratios[res.names.index(n)] > 0}
-    with _busy(f"writing {out_path}"):
+    with busy(f"writing {out_path}"):
         written = write_split_parts(src, parts, out_path, target, copy_images)
     _link_warnings(written, src.image_root)
     if res.dangling:
@@ -143,12 +143,12 @@ def split(
     if json:
         emit_json(doc)
         return
-    out.print(_table(f"{src_path} -> {out_path} ({target})", ["name", "images", "boxes", "background", "share"],
+    out.print(table(f"{src_path} -> {out_path} ({target})", ["name", "images", "boxes", "background", "share"],
                      [[s["name"], s["images"], s["boxes"], s["background"], f"{s['images'] / max(1, src.ds.num_images):.1%}"]
                       for s in doc["splits"]]))  # fmt: skip
     out.print()
     names = res.names
-    out.print(_table("Share of each class's images per split (boxes in brackets)", ["name", "images", *names],
+    out.print(table("Share of each class's images per split (boxes in brackets)", ["name", "images", *names],
                      [[c["name"], c["images"], *(f"{c['image_share'][n]:.1%} ({c['box_share'][n]:.1%})" for n in names)]
                       for c in res.classes]))  # fmt: skip
     w = res.worst
@@ -191,9 +191,9 @@ def merge(
     renames = parse_renames(rename or [])
     sources = [_source(p, format, None, None, strict, boxes=to not in (None, Target.coco)) for p in inputs]
     target = _target(sources[0], to)
-    with _busy("merging"):
+    with busy("merging"):
         m = merge_sources(sources, renames)
-    with _busy(f"writing {out_path}"):
+    with busy(f"writing {out_path}"):
         written = write_merged(m, out_path, target, copy_images)
     _link_warnings(written, m.common_root)
     dropped = sum(s["dangling_boxes_dropped"] for s in m.stats)
@@ -204,7 +204,7 @@ def merge(
     if json:
         emit_json(doc)
         return
-    out.print(_table(f"merge -> {out_path} ({target})", ["name", "images", "shared", "renumbered", "boxes", "renumbered "],
+    out.print(table(f"merge -> {out_path} ({target})", ["name", "images", "shared", "renumbered", "boxes", "renumbered "],
                      [[s["path"], s["images"], s["shared_images"], s["images_renumbered"], s["boxes"], s["boxes_renumbered"]]
                       for s in m.stats]))  # fmt: skip
     info(
@@ -255,7 +255,7 @@ def filter_(
     sel = filter_dataset(
         src.ds, None if classes is None else classes.split(","), min_area, max_area, min_side, empty.value
     )
-    with _busy(f"writing {out_path}"):
+    with busy(f"writing {out_path}"):
         written = write_one(src, sel.part, out_path, target, copy_images)
     _link_warnings(written, src.image_root)
     _finish(src, out_path, target, sel, written, json)
@@ -301,7 +301,7 @@ def sample(
     if n > src.ds.num_images:
         warn(f"--n {n:,} is more than the {src.ds.num_images:,} images; keeping them all")
     sel = sample_dataset(src.ds, n, seed=seed, stratify=stratify)
-    with _busy(f"writing {out_path}"):
+    with busy(f"writing {out_path}"):
         written = write_one(src, sel.part, out_path, target, copy_images)
     _link_warnings(written, src.image_root)
     _finish(src, out_path, target, sel, written, json, seed=seed, stratify=stratify)
@@ -347,7 +347,7 @@ def draw(
     from detkit.coco.ops.draw import draw_run
 
     src = _source(src_path, format, image_root, only_split, strict, raw=False)
-    with _busy(f"drawing into {out_path}"):
+    with busy(f"drawing into {out_path}"):
         doc = draw_run(src, out_path, n=n, names=images.split(",") if images else None,
                        classes=classes.split(",") if classes else None, findings=findings, seed=seed)  # fmt: skip
     if doc["missing_images"]:
