@@ -45,6 +45,168 @@ def _first_of_each(ids: np.ndarray) -> np.ndarray:
     return keep
 
 
+class _Plan:
+    """The working copy of a dataset's annotation columns, the rows kept, and every change listed so far."""
+
+    def __init__(self, report: Report):
+        ds = self.ds = report.dataset
+        self.changes: list[dict[str, Any]] = list(ds.extra.get("decode_changes", []))
+        self.touched = np.zeros(ds.num_annotations, dtype=bool)  # rows whose record must be re-written
+        self.bbox = ds.bbox.copy()
+        self.area = ds.area.copy()
+        self.crowd = ds.iscrowd.copy()
+        self.ann_id = ds.ann_id.copy()
+        self.keep = np.ones(ds.num_annotations, dtype=bool)
+        self.bad_seg = np.zeros(ds.num_annotations, dtype=bool)
+        # images: drop those without a usable size and repeated ids (the first record with an id is kept)
+        self.bad_img = ~(np.isfinite(ds.width) & np.isfinite(ds.height) & (ds.width > 0) & (ds.height > 0))
+        self.img_keep = ~self.bad_img & _first_of_each(ds.image_id)
+        self.cat_keep = _first_of_each(ds.cat_id)
+
+    def change(self, action: str, r: int, before: Any = None, after: Any = None) -> None:
+        self.touched[r] |= not action.startswith("drop")
+        c = {"action": action, "record": self.ds.record(r), "id": int(self.ds.ann_id[r])}
+        if before is not None or after is not None:
+            c.update(before=before, after=after)
+        self.changes.append(c)
+
+    def drop(self, mask: np.ndarray, action: str, before) -> None:
+        """Drop the kept rows in ``mask``, listing each with ``before(r)``."""
+        for r in np.flatnonzero(mask & self.keep):
+            self.change(action, r, before(r))
+        self.keep &= ~mask
+
+    def drop_unlinked(self) -> None:
+        """Boxes whose image or category is gone or never was."""
+        ds = self.ds
+        kept_img_ids = ds.image_id[self.img_keep]
+        bad_ids = np.setdiff1d(ds.image_id[self.bad_img], kept_img_ids)  # only usable record was dropped
+        self.drop(np.isin(ds.ann_image_id, bad_ids), "drop_box_of_bad_image", lambda r: _box(self.bbox[r]))
+        dangling_img = ~np.isin(ds.ann_image_id, kept_img_ids)
+        self.drop(dangling_img, "drop_dangling_image_id", lambda r: int(ds.ann_image_id[r]))
+        dangling_cat = ~np.isin(ds.category_id, ds.cat_id[self.cat_keep])
+        self.drop(dangling_cat, "drop_dangling_category_id", lambda r: int(ds.category_id[r]))
+
+    def clip_and_drop_boxes(self) -> None:
+        """Clip boxes that reach past an edge (beyond the rounding tolerance) to their image; then drop
+        degenerate boxes (a box wholly outside its image becomes one), boxes wholly outside within the
+        rounding tolerance (clipping leaves those untouched) and exact duplicates of an earlier kept box."""
+        ds, bbox = self.ds, self.bbox
+        idx = ds.image_index()
+        past, outside = out_of_bounds(ds, idx)
+        for r in np.flatnonzero(past & self.keep & np.isfinite(bbox).all(axis=1)):
+            W, H = ds.width[idx[r]], ds.height[idx[r]]
+            x, y, w, h = bbox[r]
+            x0, y0 = min(max(x, 0.0), W), min(max(y, 0.0), H)
+            x1, y1 = max(min(x + w, W), 0.0), max(min(y + h, H), 0.0)
+            new = np.array([x0, y0, x1 - x0, y1 - y0])
+            self.change("clip", r, _box(bbox[r]), _box(new))
+            bbox[r] = new
+        with np.errstate(invalid="ignore"):
+            degenerate = ~np.isfinite(bbox).all(axis=1) | (bbox[:, 2] <= 0) | (bbox[:, 3] <= 0)
+        self.drop(degenerate, "drop_degenerate", lambda r: _box(bbox[r]))
+        self.drop(outside, "drop_outside_image", lambda r: _box(bbox[r]))
+        rows = np.flatnonzero(self.keep)  # duplicates are compared on the original boxes
+        key = np.concatenate([ds.ann_image_id[rows, None], ds.category_id[rows, None], ds.bbox[rows]], axis=1)
+        for r in rows[_duplicates(key)]:
+            self.change("drop_duplicate", r, _box(ds.bbox[r]))
+            self.keep[r] = False
+
+    def renumber(self) -> None:
+        """Annotation ids 0 and repeats get fresh ids above the largest (COCOeval needs them unique, non-zero)."""
+        ann_id = self.ann_id
+        rows = np.flatnonzero(self.keep)
+        next_id = int(ann_id[rows].max(initial=0)) + 1
+        for r in rows[(ann_id[rows] == 0) | ~_first_of_each(ann_id[rows])]:
+            self.change("set_id", r, int(ann_id[r]), next_id)
+            ann_id[r] = next_id
+            next_id += 1
+
+    def repair_fields(self) -> None:
+        """Fill missing area / iscrowd; repair areas that cannot belong to the box; mark bad polygons."""
+        ds, area = self.ds, self.area
+        box_area = self.bbox[:, 2] * self.bbox[:, 3]
+        miss_area = ds.missing.get("area", np.zeros(ds.num_annotations, dtype=bool))
+        miss_crowd = ds.missing.get("iscrowd", np.zeros(ds.num_annotations, dtype=bool))
+        for r in np.flatnonzero(self.keep):
+            if miss_area[r]:
+                area[r] = box_area[r]
+                self.change("fill_area", r, None, _num(round(float(area[r]), 4)))
+            elif not np.isfinite(area[r]) or area[r] <= 0 or area[r] > box_area[r] * (1 + AREA_TOL) + 1e-6:
+                before = float(area[r]) if np.isfinite(area[r]) else None
+                area[r] = box_area[r]
+                self.change("set_area", r, before, _num(round(float(area[r]), 4)))
+            if miss_crowd[r]:
+                self.crowd[r] = 0
+                self.change("fill_iscrowd", r, None, 0)
+        self.bad_seg[np.asarray(ds.extra.get("bad_polygon_rows", []), dtype=np.int64)] = True
+        for r in np.flatnonzero(self.bad_seg & self.keep):
+            self.change("drop_bad_polygons", r)
+            self.touched[r] = True
+
+    def fixed(self, a: dict[str, Any], r: int) -> dict[str, Any]:
+        """Annotation record ``a`` (row ``r``) with the repaired id, bbox, area, iscrowd and polygons."""
+        a.update(id=int(self.ann_id[r]), bbox=_box(self.bbox[r]), area=_num(round(float(self.area[r]), 4)),
+                 iscrowd=int(self.crowd[r]))  # fmt: skip
+        if self.bad_seg[r]:
+            seg = _valid_polygons(a.get("segmentation"))
+            if seg is None:
+                a.pop("segmentation", None)
+            else:
+                a["segmentation"] = seg
+        return a
+
+    def doc_from_dataset(self) -> dict[str, Any]:
+        """The cleaned document built from the dataset (a source that is not COCO json)."""
+        ds, changes = self.ds, self.changes
+        doc = ds.to_coco_dict()
+        for i in np.flatnonzero(~self.img_keep):
+            action = "drop_bad_image" if self.bad_img[i] else "drop_duplicate_image_id"
+            changes.append({"action": action, "record": _image_record(ds, i), "id": int(ds.image_id[i])})
+        for i in np.flatnonzero(~self.cat_keep):
+            changes.append({"action": "drop_duplicate_category_id", "record": f"category {ds.cat_name[i]}",
+                            "id": int(ds.cat_id[i])})  # fmt: skip
+        doc["images"] = [im for i, im in enumerate(doc["images"]) if self.img_keep[i]]
+        doc["categories"] = [c for i, c in enumerate(doc["categories"]) if self.cat_keep[i]]
+        doc["annotations"] = [
+            self.fixed(dict(a), r) for r, a in enumerate(doc["annotations"]) if self.keep[r]
+        ]
+        return doc
+
+    def doc_from_raw(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The cleaned document from the source's: untouched records are copied as they are
+        (``msgspec.Raw``: not even decoded)."""
+        ds, changes = self.ds, self.changes
+        bad_keys = ds.extra.get("bad_top_keys", [])
+        doc = {k: v for k, v in raw.items() if k not in ("images", "annotations", "categories", *bad_keys)}
+        changes += [{"action": "drop_unusable", "record": f"$.{k}"} for k in bad_keys]
+        for key, index, mask in (
+            ("images", "image_raw_index", self.img_keep),
+            ("categories", "category_raw_index", self.cat_keep),
+        ):
+            items = raw.get(key, [])
+            rows = ds.extra[index]
+            ids = ds.image_id if key == "images" else ds.cat_id
+            for r in np.flatnonzero(~mask):
+                action = "drop_bad_image" if key == "images" and self.bad_img[r] else _DUPLICATE_ACTION[key]
+                changes.append({"action": action, "record": f"$.{key}[{rows[r]}]", "id": int(ids[r])})
+            doc[key] = [items[i] for i in sorted(set(rows[mask].tolist()))]
+            for i in sorted(set(range(len(items))) - set(rows.tolist())):
+                changes.append({"action": "drop_unusable", "record": f"$.{key}[{i}]"})
+        ann_raw = raw.get("annotations", [])
+        raw_index = ds.extra["raw_index"]
+        for i in sorted(set(range(len(ann_raw))) - set(raw_index.tolist())):
+            changes.append({"action": "drop_unusable", "record": f"$.annotations[{i}]"})
+        anns = []
+        for r in np.flatnonzero(self.keep):
+            a = ann_raw[int(raw_index[r])]
+            if self.touched[r]:
+                a = self.fixed(msgspec.json.decode(a) if isinstance(a, msgspec.Raw) else dict(a), r)
+            anns.append(a)
+        doc["annotations"] = anns
+        return doc
+
+
 def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The cleaned COCO dict and the list of changes (action, record, id, before, after).
 
@@ -56,166 +218,13 @@ def plan_fix(report: Report) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         report: the result of :func:`detkit.coco.validate.validate_path` on the input; for a COCO json
             call it with ``keep_raw=True`` so segmentations and extra fields are carried over.
     """
-    ds = report.dataset
-    changes: list[dict[str, Any]] = list(ds.extra.get("decode_changes", []))
-    touched = np.zeros(ds.num_annotations, dtype=bool)  # rows whose record must be re-written
-
-    def change(action: str, r: int, before: Any = None, after: Any = None) -> None:
-        touched[r] |= not action.startswith("drop")
-        c = {"action": action, "record": ds.record(r), "id": int(ds.ann_id[r])}
-        if before is not None or after is not None:
-            c.update(before=before, after=after)
-        changes.append(c)
-
-    bbox = ds.bbox.copy()
-    area = ds.area.copy()
-    crowd = ds.iscrowd.copy()
-    ann_id = ds.ann_id.copy()
-    keep = np.ones(ds.num_annotations, dtype=bool)
-    idx = ds.image_index()
-
-    # images: drop those without a usable size and repeated ids (the first record with an id is kept)
-    bad_img = ~(np.isfinite(ds.width) & np.isfinite(ds.height) & (ds.width > 0) & (ds.height > 0))
-    dup_img = ~_first_of_each(ds.image_id)
-    cat_keep = _first_of_each(ds.cat_id)
-    kept_img_ids = ds.image_id[~bad_img & ~dup_img]
-    bad_ids = np.setdiff1d(ds.image_id[bad_img], kept_img_ids)  # an id whose only usable record was dropped
-
-    # boxes whose image or category is gone or never was
-    on_bad = np.isin(ds.ann_image_id, bad_ids)
-    for r in np.flatnonzero(on_bad):
-        change("drop_box_of_bad_image", r, _box(bbox[r]))
-    keep &= ~on_bad
-    dangling_img = keep & ~np.isin(ds.ann_image_id, kept_img_ids)
-    for r in np.flatnonzero(dangling_img):
-        change("drop_dangling_image_id", r, int(ds.ann_image_id[r]))
-    keep &= ~dangling_img
-    dangling_cat = keep & ~np.isin(ds.category_id, ds.cat_id[cat_keep])
-    for r in np.flatnonzero(dangling_cat):
-        change("drop_dangling_category_id", r, int(ds.category_id[r]))
-    keep &= ~dangling_cat
-
-    # clip boxes that reach past an edge (beyond the rounding tolerance) to their image
-    past, outside = out_of_bounds(ds, idx)
-    for r in np.flatnonzero(past & keep & np.isfinite(bbox).all(axis=1)):
-        W, H = ds.width[idx[r]], ds.height[idx[r]]
-        x, y, w, h = bbox[r]
-        x0, y0 = min(max(x, 0.0), W), min(max(y, 0.0), H)
-        x1, y1 = max(min(x + w, W), 0.0), max(min(y + h, H), 0.0)
-        new = np.array([x0, y0, x1 - x0, y1 - y0])
-        change("clip", r, _box(bbox[r]), _box(new))
-        bbox[r] = new
-
-    # drop degenerate boxes (after clipping: a box wholly outside its image becomes degenerate) and
-    # boxes wholly outside within the rounding tolerance (clipping leaves those untouched)
-    with np.errstate(invalid="ignore"):
-        degenerate = ~np.isfinite(bbox).all(axis=1) | (bbox[:, 2] <= 0) | (bbox[:, 3] <= 0)
-    degenerate &= keep
-    for r in np.flatnonzero(degenerate):
-        change("drop_degenerate", r, _box(bbox[r]))
-    keep &= ~degenerate
-    for r in np.flatnonzero(outside & keep):
-        change("drop_outside_image", r, _box(bbox[r]))
-    keep &= ~outside
-
-    # drop exact duplicates of an earlier kept box (compared on the original boxes)
-    rows = np.flatnonzero(keep)
-    key = np.concatenate([ds.ann_image_id[rows, None], ds.category_id[rows, None], ds.bbox[rows]], axis=1)
-    for r in rows[_duplicates(key)]:
-        change("drop_duplicate", r, _box(ds.bbox[r]))
-        keep[r] = False
-
-    # annotation ids: 0 and repeats get fresh ids above the largest (COCOeval needs them unique, non-zero)
-    rows = np.flatnonzero(keep)
-    renumber = rows[(ann_id[rows] == 0) | ~_first_of_each(ann_id[rows])]
-    next_id = int(ann_id[rows].max(initial=0)) + 1
-    for r in renumber:
-        change("set_id", r, int(ann_id[r]), next_id)
-        ann_id[r] = next_id
-        next_id += 1
-
-    # fill missing area / iscrowd; repair areas that cannot belong to the box
-    box_area = bbox[:, 2] * bbox[:, 3]
-    miss_area = ds.missing.get("area", np.zeros(ds.num_annotations, dtype=bool))
-    miss_crowd = ds.missing.get("iscrowd", np.zeros(ds.num_annotations, dtype=bool))
-    for r in np.flatnonzero(keep):
-        if miss_area[r]:
-            area[r] = box_area[r]
-            change("fill_area", r, None, _num(round(float(area[r]), 4)))
-        elif not np.isfinite(area[r]) or area[r] <= 0 or area[r] > box_area[r] * (1 + AREA_TOL) + 1e-6:
-            before = float(area[r]) if np.isfinite(area[r]) else None
-            area[r] = box_area[r]
-            change("set_area", r, before, _num(round(float(area[r]), 4)))
-        if miss_crowd[r]:
-            crowd[r] = 0
-            change("fill_iscrowd", r, None, 0)
-    bad_seg = np.zeros(ds.num_annotations, dtype=bool)
-    bad_seg[np.asarray(ds.extra.get("bad_polygon_rows", []), dtype=np.int64)] = True
-    for r in np.flatnonzero(bad_seg & keep):
-        change("drop_bad_polygons", r)
-        touched[r] = True
-
-    def fixed(a: dict[str, Any], r: int) -> dict[str, Any]:
-        a.update(
-            id=int(ann_id[r]), bbox=_box(bbox[r]), area=_num(round(float(area[r]), 4)), iscrowd=int(crowd[r])
-        )
-        if bad_seg[r]:
-            seg = _valid_polygons(a.get("segmentation"))
-            if seg is None:
-                a.pop("segmentation", None)
-            else:
-                a["segmentation"] = seg
-        return a
-
-    img_keep = ~bad_img & ~dup_img
-    raw = report.raw
-    if raw is None:
-        doc = ds.to_coco_dict()
-        for i in np.flatnonzero(~img_keep):
-            action = "drop_bad_image" if bad_img[i] else "drop_duplicate_image_id"
-            changes.append({"action": action, "record": _image_record(ds, i), "id": int(ds.image_id[i])})
-        for i in np.flatnonzero(~cat_keep):
-            changes.append(
-                {
-                    "action": "drop_duplicate_category_id",
-                    "record": f"category {ds.cat_name[i]}",
-                    "id": int(ds.cat_id[i]),
-                }
-            )
-        doc["images"] = [im for i, im in enumerate(doc["images"]) if img_keep[i]]
-        doc["categories"] = [c for i, c in enumerate(doc["categories"]) if cat_keep[i]]
-        doc["annotations"] = [fixed(dict(a), r) for r, a in enumerate(doc["annotations"]) if keep[r]]
-        return doc, changes
-
-    # from the source document: untouched records are copied as they are (msgspec.Raw: not even decoded)
-    bad_keys = ds.extra.get("bad_top_keys", [])
-    doc = {k: v for k, v in raw.items() if k not in ("images", "annotations", "categories", *bad_keys)}
-    changes += [{"action": "drop_unusable", "record": f"$.{k}"} for k in bad_keys]
-    for key, index, mask in (
-        ("images", "image_raw_index", img_keep),
-        ("categories", "category_raw_index", cat_keep),
-    ):
-        items = raw.get(key, [])
-        rows = ds.extra[index]
-        ids = ds.image_id if key == "images" else ds.cat_id
-        for r in np.flatnonzero(~mask):
-            action = "drop_bad_image" if key == "images" and bad_img[r] else _DUPLICATE_ACTION[key]
-            changes.append({"action": action, "record": f"$.{key}[{rows[r]}]", "id": int(ids[r])})
-        doc[key] = [items[i] for i in sorted(set(rows[mask].tolist()))]
-        for i in sorted(set(range(len(items))) - set(rows.tolist())):
-            changes.append({"action": "drop_unusable", "record": f"$.{key}[{i}]"})
-    ann_raw = raw.get("annotations", [])
-    raw_index = ds.extra["raw_index"]
-    for i in sorted(set(range(len(ann_raw))) - set(raw_index.tolist())):
-        changes.append({"action": "drop_unusable", "record": f"$.annotations[{i}]"})
-    anns = []
-    for r in np.flatnonzero(keep):
-        a = ann_raw[int(raw_index[r])]
-        if touched[r]:
-            a = fixed(msgspec.json.decode(a) if isinstance(a, msgspec.Raw) else dict(a), r)
-        anns.append(a)
-    doc["annotations"] = anns
-    return doc, changes
+    plan = _Plan(report)
+    plan.drop_unlinked()
+    plan.clip_and_drop_boxes()
+    plan.renumber()
+    plan.repair_fields()
+    doc = plan.doc_from_dataset() if report.raw is None else plan.doc_from_raw(report.raw)
+    return doc, plan.changes
 
 
 def write_fix(report: Report, out: str | Path) -> list[dict[str, Any]]:
