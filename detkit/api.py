@@ -74,7 +74,7 @@ class Detector:
     def load(cls, checkpoint: str | Path, device: str = "auto") -> Detector:
         """Load ``checkpoint`` (a ``.pt`` file, or a run folder meaning its ``last.pt``)."""
         from detkit.training import resolve_device
-        from detkit.yolo.train import load_checkpoint, model_from_checkpoint
+        from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(checkpoint)
         model, class_map, img_size = model_from_checkpoint(ckpt)

@@ -3,7 +3,7 @@
 Pipeline, torchvision-references style (a Dataset that decodes in DataLoader workers, a batch
 sampler, a collate function):
 
-    YoloBatchSampler  -> [(index, size, epoch), ...]   one input size per batch (multi-scale)
+    YoloBatchSampler  -> [(index, size, epoch), ...]   one input size per batch (detkit.yolo.sampler)
     DetectionDataset  -> one sample: cv2 decode, random scale/translate + letterbox in ONE warpAffine,
                          flip, HSV jitter, boxes follow (clipped, tiny ones dropped)
     collate           -> uint8 images (B, 3, S, S) + per-image targets (class_index, cx, cy, w, h)
@@ -21,8 +21,7 @@ them on the device.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,19 +34,11 @@ from detkit.coco.model import Dataset
 from detkit.errors import DetkitError
 from detkit.threads import worker_init_fn
 
+# the sampler and the split selection live in their own modules; still importable from here
+from detkit.yolo.sampler import MULTI_SCALE_SIZES, YoloBatchSampler, multi_scale_sizes  # noqa: F401
+from detkit.yolo.splits import has_split, load_split, select_images  # noqa: F401
+
 PAD_VALUE = 114  # grey letterbox border (neutral after normalisation)
-MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, 32))  # YOLOv2's, around 416
-
-
-def multi_scale_sizes(img_size: int) -> tuple[int, ...]:
-    """Multiples of 32 from 10/13 to 19/13 of ``img_size``: YOLOv2's 320..608 around 416, scaled.
-
-    Anchors are in cells of the ``img_size`` grid, so training far from that size (320..608 around a
-    128 px base, say) would put every prior off by the same factor.
-    """
-    lo = max(32, 32 * round(img_size * 10 / 13 / 32))
-    hi = max(lo, 32 * round(img_size * 19 / 13 / 32))
-    return tuple(range(lo, hi + 1, 32))
 
 
 @dataclass
@@ -110,7 +101,9 @@ class Augment:
         return cls(flip=0.0, hsv=(0.0, 0.0, 0.0), scale=0.0, translate=0.0)
 
 
-def letterbox_transform(w0: float, h0: float, size: int, scale: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float, float]:
+def letterbox_transform(
+    w0: float, h0: float, size: int, scale: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)
+) -> tuple[float, float, float]:
     """The (r, tx, ty) that maps original pixels to a ``size`` x ``size`` input: p' = r * p + t.
 
     r fits the whole image (aspect kept) times ``scale``; the image is centred, then moved by ``shift``
@@ -120,7 +113,9 @@ def letterbox_transform(w0: float, h0: float, size: int, scale: float = 1.0, shi
     return r, (size - w0 * r) / 2 + shift[0], (size - h0 * r) / 2 + shift[1]
 
 
-def unletterbox(boxes_xyxy: np.ndarray, size: int, transform: Sequence[float], w0: float, h0: float) -> np.ndarray:
+def unletterbox(
+    boxes_xyxy: np.ndarray, size: int, transform: Sequence[float], w0: float, h0: float
+) -> np.ndarray:
     """Normalised xyxy boxes on the network input -> original image pixels, clipped to the image.
 
     Args:
@@ -154,7 +149,9 @@ def hsv_jitter(img: np.ndarray, gains: tuple[float, float, float], rng: np.rando
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
 
-def transform_boxes(boxes: np.ndarray, r: float, tx: float, ty: float, size: int, aug: Augment) -> tuple[np.ndarray, np.ndarray]:
+def transform_boxes(
+    boxes: np.ndarray, r: float, tx: float, ty: float, size: int, aug: Augment
+) -> tuple[np.ndarray, np.ndarray]:
     """Map xyxy pixel boxes through p' = r p + t, clip to the input, drop tiny / mostly-outside ones.
 
     Returns:
@@ -210,7 +207,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         unknown = np.flatnonzero(cls < 0)
         if len(unknown):
             i = int(unknown[0])
-            raise DetkitError(f"{ds.source}: {ds.record(i)}: category id {int(ds.category_id[i])} is not a declared category")
+            raise DetkitError(
+                f"{ds.source}: {ds.record(i)}: category id {int(ds.category_id[i])} is not a declared category"
+            )
         ok = (ds.bbox[:, 2] > 0) & (ds.bbox[:, 3] > 0) & (ds.iscrowd == 0) & np.isfinite(ds.bbox).all(1)
         row_of = {int(im): k for k, im in enumerate(self.image_ids)}
         img_row = np.array([row_of.get(int(i), -1) for i in ds.ann_image_id], dtype=np.int64)
@@ -245,7 +244,14 @@ class DetectionDataset(torch.utils.data.Dataset):
         r, tx, ty = letterbox_transform(w0, h0, size, s, tuple(shift))
         m = np.array([[r, 0, tx], [0, r, ty]], dtype=np.float64)
         # one warp does resize + pad + shift (warpAffine has no INTER_AREA; bilinear is what darknet uses)
-        canvas = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3)
+        canvas = cv2.warpAffine(
+            img,
+            m,
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(PAD_VALUE,) * 3,
+        )
         b, keep = transform_boxes(boxes, r, tx, ty, size, aug)
         labels = self.labels[index][keep]
         if aug.flip and rng.random() < aug.flip:
@@ -253,8 +259,15 @@ class DetectionDataset(torch.utils.data.Dataset):
             b = np.stack([size - b[:, 2], b[:, 1], size - b[:, 0], b[:, 3]], axis=1)
         canvas = hsv_jitter(np.ascontiguousarray(canvas), aug.hsv, rng)
         chw = np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1))  # BGR HWC -> RGB CHW
-        cxcywh = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1) / size
-        target = np.concatenate([labels[:, None].astype(np.float32), cxcywh.astype(np.float32)], axis=1).reshape(-1, 5)
+        cxcywh = (
+            np.stack(
+                [(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1
+            )
+            / size
+        )
+        target = np.concatenate(
+            [labels[:, None].astype(np.float32), cxcywh.astype(np.float32)], axis=1
+        ).reshape(-1, 5)
         return {
             "image": torch.from_numpy(chw),
             "target": torch.from_numpy(target),
@@ -279,70 +292,6 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "orig_sizes": torch.tensor([it["orig_size"] for it in good], dtype=torch.float64),
         "bad": bad,
     }
-
-
-class YoloBatchSampler(torch.utils.data.Sampler):
-    """Batches of ``(index, size, epoch)``: the order from a (distributed) sampler, one size per batch.
-
-    With ``multi_scale`` the size is drawn from ``sizes`` every ``every`` batches by an RNG seeded with
-    ``(seed, epoch, batch // every)``, so every rank and every resumed run draws the same sizes.
-
-    Args:
-        sampler: index order (a ``DistributedSampler``; its ``set_epoch`` is called by ours).
-        batch_size: images per batch (per rank).
-        drop_last: drop the last incomplete batch.
-        img_size: the size when not multi-scale.
-        multi_scale: draw sizes from ``sizes``.
-        seed: seed of the size draws.
-        every: batches between size changes.
-        sizes: candidate sizes (multiples of 32; default :func:`multi_scale_sizes` of ``img_size``).
-    """
-
-    def __init__(
-        self,
-        sampler: torch.utils.data.Sampler,
-        batch_size: int,
-        drop_last: bool,
-        img_size: int,
-        multi_scale: bool = False,
-        seed: int = 0,
-        every: int = 10,
-        sizes: Sequence[int] | None = None,
-    ):
-        self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
-        self.img_size, self.multi_scale, self.seed, self.every = img_size, multi_scale, seed, every
-        self.sizes = tuple(sizes) if sizes is not None else multi_scale_sizes(img_size)
-        self.epoch = self.skip = 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """Start epoch ``epoch``; ``skip`` leaves out its first batches (a run resumed mid-epoch)."""
-        self.epoch, self.skip = epoch, skip
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-    def size_of_batch(self, batch: int) -> int:
-        if not self.multi_scale:
-            return self.img_size
-        rng = np.random.default_rng((self.seed, self.epoch, batch // self.every, 0x5CA1E))
-        return int(rng.choice(self.sizes))
-
-    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
-        batch: list[int] = []
-        n = 0
-        for idx in self.sampler:
-            batch.append(int(idx))
-            if len(batch) == self.batch_size:
-                if n >= self.skip:
-                    size = self.size_of_batch(n)
-                    yield [(i, size, self.epoch) for i in batch]
-                batch, n = [], n + 1
-        if batch and not self.drop_last and n >= self.skip:
-            size = self.size_of_batch(n)
-            yield [(i, size, self.epoch) for i in batch]
-
-    def __len__(self) -> int:
-        n = len(self.sampler)
-        return max(0, (n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)) - self.skip)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -400,7 +349,13 @@ def build_loader(
     if not isinstance(data, DetectionDataset):
         from detkit.coco.loaders import load_dataset
 
-        data = DetectionDataset(load_dataset(data), images, img_size=img_size or 416, augment=(augment or Augment()) if train else None, seed=seed)
+        data = DetectionDataset(
+            load_dataset(data),
+            images,
+            img_size=img_size or 416,
+            augment=(augment or Augment()) if train else None,
+            seed=seed,
+        )
     if len(data) == 0:
         raise DetkitError(f"no images to load: every listed image is missing under {data.root}; "
                           "pass --images DIR (the folder the file names are relative to)")  # fmt: skip
@@ -410,10 +365,19 @@ def build_loader(
         # one OpenCV thread per worker (the workers are the parallelism). Set here, before the fork:
         # calling setNumThreads inside a forked worker deadlocks on the pool inherited from the parent.
         cv2.setNumThreads(1)
-    sampler = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=train, seed=seed, drop_last=False)
+    sampler = DistributedSampler(
+        data, num_replicas=world_size, rank=rank, shuffle=train, seed=seed, drop_last=False
+    )
     if drop_last is None:
         drop_last = train and len(sampler) > batch_size
-    bs = YoloBatchSampler(sampler, batch_size, drop_last, img_size or data.img_size, multi_scale=train and multi_scale, seed=seed)
+    bs = YoloBatchSampler(
+        sampler,
+        batch_size,
+        drop_last,
+        img_size or data.img_size,
+        multi_scale=train and multi_scale,
+        seed=seed,
+    )
     return DataLoader(
         data,
         batch_sampler=bs,
@@ -424,44 +388,3 @@ def build_loader(
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
     )
-
-
-def has_split(path: str | Path, name: str) -> bool:
-    """True when ``path`` declares a split ``name`` (a data.yaml key, a Roboflow folder, a VOC ImageSets list)."""
-    from detkit.coco.loaders import declared_splits
-
-    return name in declared_splits(path)
-
-
-def load_split(path: str | Path, list_file: str | Path | None = None, limit: int | None = None, split: str | None = None) -> Dataset:
-    """The training or validation set: ``split`` of ``path`` when it declares splits (``--data data.yaml``
-    trains on train and validates on val), else all of it; then :func:`select_images`.
-
-    An explicit ``list_file`` wins over the declared split. What the loader skipped (orphan labels,
-    corrupt images, bad rows) is one warning line on stderr.
-    """
-    from detkit.coco.loaders import load_dataset, warn_skipped
-
-    use = split if split is not None and list_file is None and has_split(path, split) else None
-    ds = load_dataset(path, split=use)
-    warn_skipped(ds, hint="`detkit coco validate` lists them")
-    return select_images(ds, list_file, limit)
-
-
-def select_images(ds: Dataset, list_file: str | Path | None = None, limit: int | None = None) -> Dataset:
-    """Keep the images named in ``list_file`` (one name per line, with or without extension, e.g. VOC's
-    ``ImageSets/Main/train.txt``) and then the first ``limit`` of them."""
-    if list_file is not None:
-        p = Path(list_file)
-        if not p.is_file():
-            raise DetkitError(f"{p}: no such image list")
-        wanted = {line.strip() for line in p.read_text().splitlines() if line.strip()}
-        stems = np.array([Path(str(f)).stem for f in ds.file_name], dtype=object)
-        names = np.array([str(f) for f in ds.file_name], dtype=object)
-        keep = np.array([s in wanted or n in wanted for s, n in zip(stems, names)], dtype=bool)
-        if not keep.any():
-            raise DetkitError(f"{p}: none of its {len(wanted)} names is an image of {ds.source}")
-        ds = ds.subset_images(ds.image_id[keep])
-    if limit is not None and limit < ds.num_images:
-        ds = ds.subset_images(ds.image_id[:limit])
-    return ds

@@ -16,9 +16,9 @@ from detkit.console import warn
 from detkit.errors import DetkitError
 from detkit.io import atomic_path, atomic_write, write_json
 from detkit.training import resolve_device
+from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
 from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, select_images
 from detkit.yolo.engine import evaluate
-from detkit.yolo.train import load_checkpoint, model_from_checkpoint
 
 
 def load_model(
