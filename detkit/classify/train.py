@@ -9,8 +9,9 @@ Run folder: run.json, config.json, split.json, metrics.csv, last.pt, best.pt, cu
 epoch, so ``--resume`` continues the very same run and every other file can be rebuilt from it (the
 one-commit epoch end of :mod:`detkit.harness`); data order and augmentation are seeded per epoch.
 
-The shape is torchvision's references: :func:`setup`, :func:`train_epochs` (over
-:func:`detkit.classify.engine.train_one_epoch`), :func:`epoch_state` (what each epoch commits).
+The shape is torchvision's references: :func:`setup` (its data from :mod:`detkit.classify.prepare`),
+:func:`train_epochs` (over :func:`detkit.classify.engine.train_one_epoch`), :func:`epoch_state` (what each
+epoch commits).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
 from detkit.classify.config import TrainConfig
 from detkit.classify.engine import Step, accuracy_stats, predict, train_one_epoch
 from detkit.classify.models import build_model, load_weights
+from detkit.classify.prepare import Prepared, barrier, prepare_data
 from detkit.classify.runfiles import RESUME_KEYS, checkpoints, load_checkpoint, read_metrics
 from detkit.console import info, progress
 from detkit.errors import DetkitError
@@ -49,80 +51,6 @@ RUN_FILES = (
     "summary.json",
 )
 __all__ = ["TrainConfig", "build_optimizer", "prepare_data", "resume", "train"]
-
-
-@dataclass
-class Prepared:
-    cat: D.Catalog
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()
-
-
-def _split(
-    cfg: TrainConfig, cat: D.Catalog, run: Path, reuse: bool, rank: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The split: read back from run/split.json on resume, else made (and cut to --limit) and saved."""
-    split_file = run / "split.json"
-    if reuse and split_file.exists():
-        return D.load_split(split_file, cat)
-    train_idx, val_idx = D.make_split(cat, cfg.val, cfg.split, cfg.seed)
-    if cfg.limit is not None:  # a seeded pick: the first N of a class-sorted catalog would be one class
-        rng = np.random.default_rng(cfg.seed)
-        train_idx, val_idx = (np.sort(rng.permutation(i)[: cfg.limit]) for i in (train_idx, val_idx))
-    if len(train_idx) < cfg.batch:  # checked before the decode, which may take minutes
-        raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(train_idx)} images)")
-    if rank == 0:
-        meta = {"mode": cfg.val, "train_fraction": cfg.split, "seed": cfg.seed, "limit": cfg.limit}
-        D.save_split(split_file, cat, train_idx, val_idx, **meta)
-    return train_idx, val_idx
-
-
-def _decoded(cfg: TrainConfig, cat: D.Catalog, idx: np.ndarray, rank: int, world: int):
-    """``idx -> (N, S, S, 3) uint8`` images: from the shared decoded cache, or with --limit decoded
-    directly (a smoke run neither waits for nor replaces the whole set's cache)."""
-    if cfg.limit is not None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(cfg.workers) as ex:
-            images = dict(
-                zip(
-                    idx.tolist(), ex.map(lambda i: D.decode_image(cat.root / cat.files[i], cfg.img_size), idx)
-                )
-            )
-        return lambda sel: np.stack([images[i] for i in sel.tolist()])
-    if rank > 0:
-        _barrier(world)  # rank 0 decodes; the others then find its cache
-    cache, reused = D.decode_cache(cat, cfg.img_size, cfg.cache_dir, cfg.workers)
-    if rank == 0:
-        _barrier(world)
-    if reused and rank == 0:
-        info(f"reusing decoded images from {cfg.cache_dir}")
-    return lambda sel: np.ascontiguousarray(cache[sel])
-
-
-def prepare_data(
-    cfg: TrainConfig, device: torch.device, run: Path, reuse_split: bool, rank: int = 0, world: int = 1
-) -> Prepared:
-    """Catalog, split (made and saved, or read back from run/split.json) and decoded tensors on ``device``."""
-    cat = D.scan_dataset(cfg.data)
-    train_idx, val_idx = (np.sort(i) for i in _split(cfg, cat, run, reuse_split, rank))
-    images = _decoded(cfg, cat, np.union1d(train_idx, val_idx), rank, world)
-
-    def take(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(images(idx)).to(device), torch.from_numpy(cat.labels[idx]).to(device)
-
-    tx, ty = take(train_idx)
-    vx, vy = take(val_idx)
-    return Prepared(cat, train_idx, val_idx, tx, ty, vx, vy)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
@@ -340,7 +268,7 @@ def train_epochs(r: Run, ckpts: H.Checkpoints, end: int) -> str:
                     f"{100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}%, "
                     f"{row['images_per_s']:.0f} img/s{part}"
                 )
-            _barrier(r.world)
+            barrier(r.world)
     return "done" if r.state["epoch"] >= cfg.epochs else "stopped"
 
 
