@@ -5,7 +5,7 @@ for commands that need clean data. ``validate`` instead wants *every* problem. I
 decoder (plus each segmentation kept as raw bytes for the polygon checks): on a well-typed file, the
 usual case, that is all it needs, and a train2017-sized file validates in seconds. When that decode
 fails, or the raw document is needed (``--fix``), the lenient pass decodes the file generically
-(NaN/Infinity tolerated), reports records with missing fields, wrong types or unreadable shapes as
+(:mod:`detkit.coco.tolerant_json`: NaN/Infinity tolerated), reports records with missing fields, wrong types or unreadable shapes as
 findings, skips them, and builds a :class:`Dataset` from the rest for the shared checks. Only input that
 has no usable structure at all (empty, not JSON, root not an object, no image list) raises
 :class:`InputError` (exit 2).
@@ -13,9 +13,7 @@ has no usable structure at all (empty, not JSON, root not an object, no image li
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +32,20 @@ from detkit.coco.coco_json import (
 from detkit.coco.findings import Findings
 from detkit.coco.model import Dataset, default_image_root
 from detkit.coco.readers import read_bytes
+from detkit.coco.tolerant_json import HugeNumber, decode_json, encode_hook, show
 from detkit.errors import InputError
 
 MAX_FLOAT_INT_BITS = 1023  # an integer with more bits overflows a float (400-digit widths)
-_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # \ud800..\udfff: maybe a lone one
-_SURROGATE_TEXT = re.compile(_SURROGATE_ESCAPE.pattern.decode())
 
-
-class HugeNumber:
-    """A JSON integer too long for Python's int parsing (over 4,000 digits): kept as its digits, never a
-    number; ``--fix`` writes it back verbatim where the record is kept."""
-
-    __slots__ = ("digits",)
-
-    def __init__(self, digits: str):
-        self.digits = digits
+__all__ = [
+    "HugeNumber",
+    "decode_json",
+    "encode_hook",
+    "load_coco_lenient",
+    "load_coco_typed",
+    "load_raw_records",
+    "show",
+]
 
 
 def _is_int(v: Any) -> bool:
@@ -60,137 +56,6 @@ def _is_num(v: Any) -> bool:
     if isinstance(v, int) and not isinstance(v, bool):
         return v.bit_length() <= MAX_FLOAT_INT_BITS
     return isinstance(v, float)
-
-
-def show(v: Any, limit: int = 40) -> str:
-    """A short JSON-ish rendering of a value for a finding's note (never fails, never huge)."""
-    if isinstance(v, HugeNumber) or (isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128):
-        digits = len(v.digits) if isinstance(v, HugeNumber) else int(v.bit_length() * 0.30103)  # no int->str
-        return f"an integer of about {digits} digits"
-    if isinstance(v, list) and len(v) <= 8 and not any(isinstance(x, (list, dict)) for x in v):
-        return ("[" + ", ".join(show(x, limit) for x in v) + "]")[: 2 * limit]
-    try:
-        text = json.dumps(v)
-    except (TypeError, ValueError, RecursionError):
-        text = type(v).__name__
-    return text[:limit]
-
-
-def _parse_int(digits: str) -> int | HugeNumber:
-    """json.loads' int parser without Python's int-string limit error (the checks report the value)."""
-    return int(digits) if len(digits) <= 4000 else HugeNumber(digits)
-
-
-def encode_hook(obj: Any) -> Any:
-    """msgspec ``enc_hook`` for documents from :func:`decode_json`: huge integers go back as their digits."""
-    if isinstance(obj, HugeNumber):
-        return msgspec.Raw(obj.digits.encode())
-    raise NotImplementedError(f"cannot write a {type(obj).__name__}")
-
-
-def _text_of(path: Path, data: bytes, fnd: Findings | None) -> str:
-    """The file as text: UTF-8 as every loader reads it; a BOM or UTF-16/32 is an error finding
-    (the other commands reject those files) and the text is still read, so every other problem is listed."""
-    encoding = "utf-8"
-    if data.startswith(_BOMS) or (len(data) >= 2 and (data[0] == 0 or data[1] == 0)):
-        encoding = json.detect_encoding(data)
-        what = (
-            "starts with a UTF-8 byte-order mark"
-            if encoding == "utf-8-sig"
-            else f"is {encoding.upper()} text"
-        )
-        if fnd is None:
-            raise InputError(path, None, f"{what}, not plain UTF-8 JSON")
-        fnd.add("file.encoding", "byte 0", note=f"{what}, not plain UTF-8 JSON")
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(
-            path,
-            f"line {line}",
-            f"not {encoding.upper()} text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-        ) from None
-
-
-def _replace_lone_surrogates(doc: Any, fnd: Findings | None, changes: list | None = None) -> Any:
-    """Find strings (values and keys) holding a lone surrogate, report each and replace it with U+FFFD.
-
-    Iterative (a stack, not recursion): json.loads already bounds the depth, but this must not add to it.
-    """
-
-    def clean(s: str, where: str) -> str:
-        try:
-            s.encode("utf-8")
-            return s
-        except UnicodeEncodeError:
-            if fnd is not None:
-                fnd.add("value.lone_surrogate", where, note=show(s))
-            fixed = s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-            if changes is not None:
-                changes.append(
-                    {
-                        "action": "replace_lone_surrogate",
-                        "record": where,
-                        "before": show(s),
-                        "after": fixed[:40],
-                    }
-                )
-            return fixed
-
-    root = [doc]
-    stack: list[tuple[Any, Any, str]] = [(root, 0, "$")]
-    while stack:
-        parent, key, where = stack.pop()
-        v = parent[key]
-        if isinstance(v, str):
-            parent[key] = clean(v, where)
-        elif isinstance(v, list):
-            stack.extend((v, i, f"{where}[{i}]") for i in range(len(v)))
-        elif isinstance(v, dict):
-            if any(isinstance(k, str) and k != clean(k, f"{where} key") for k in list(v)):
-                v = parent[key] = {clean(k, f"{where} key"): x for k, x in v.items()}
-            stack.extend((v, k, f"{where}.{k}") for k in v)
-    return root[0]
-
-
-def decode_json(
-    path: Path, fnd: Findings | None = None, data: bytes | None = None, changes: list | None = None
-) -> Any:
-    """Decode a JSON file generically; NaN/Infinity accepted (the checks report them).
-
-    With ``fnd`` (validate), what every other command rejects outright but can still be read is an
-    error finding: a byte-order mark, UTF-16/32 text, lone surrogate escapes (replaced by U+FFFD so
-    ``--fix`` can write the result; ``changes`` gets one entry per repair). Nesting too deep for the
-    decoders is an InputError.
-    """
-    data = read_bytes(path) if data is None else data
-    if not data or data.isspace():  # (not data.strip(): that copies a 400 MB file)
-        raise InputError(path, None, "file is empty")
-    if not data.startswith(_BOMS) and not _SURROGATE_ESCAPE.search(data):
-        try:
-            return msgspec.json.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            pass  # msgspec rejects NaN/Infinity literals; Python's json reads them, and says where it fails
-    text = _text_of(path, data, fnd)
-    if changes is not None and fnd is not None and fnd.get("file.encoding"):
-        changes.append(
-            {
-                "action": "write_utf8",
-                "record": "byte 0",
-                "before": fnd.get("file.encoding").examples[0]["note"],
-                "after": "UTF-8",
-            }
-        )
-    try:
-        doc = json.loads(text, parse_int=_parse_int)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"line {exc.lineno} col {exc.colno}", f"malformed JSON ({exc.msg})") from None
-    except RecursionError:
-        raise InputError(path, None, "malformed JSON (nested too deeply)") from None
-    if _SURROGATE_TEXT.search(text):
-        doc = _replace_lone_surrogates(doc, fnd, changes)
-    return doc
 
 
 def _check_fields(obj: Any, where: str, spec: dict[str, Any], fnd: Findings) -> bool:
@@ -344,18 +209,8 @@ def load_raw_records(path: str | Path, data: bytes | None = None) -> dict[str, A
     return doc
 
 
-def load_coco_lenient(
-    path: str | Path, fnd: Findings, data: bytes | None = None
-) -> tuple[Dataset, dict[str, Any]]:
-    """Decode a COCO json, reporting broken records into ``fnd`` and building a Dataset from the rest.
-
-    Returns:
-        (dataset, raw document). ``dataset.extra["raw_index"]`` maps each annotation row to its index in
-        ``raw["annotations"]``; ``image_raw_index`` / ``category_raw_index`` do the same for images and categories.
-    """
-    path = Path(path)
-    decode_changes: list[dict[str, Any]] = []
-    doc = decode_json(path, fnd, data, decode_changes)
+def _top_level(path: Path, doc: Any, fnd: Findings) -> list[str]:
+    """Raise when ``doc`` has no COCO structure at all; report (and return) top-level keys of a wrong type."""
     if not isinstance(doc, dict):
         raise InputError(path, "$", f"expected a COCO object with 'images', got a JSON {type(doc).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -370,10 +225,11 @@ def load_coco_lenient(
     ]
     for k in bad_keys:  # the loaders read these typed: another type stops them
         fnd.add("record.wrong_type", f"$.{k}", note=f"got {show(doc[k])}")
-    images = doc["images"]
-    anns = doc.get("annotations", [])
-    cats = doc.get("categories", [])
+    return bad_keys
 
+
+def _usable_images(images: list, fnd: Findings) -> tuple[list[tuple], list[int]]:
+    """(id, file_name, width, height) of each usable image record, and its index in ``images``."""
     img_rows, img_raw = [], []
     for i, im in enumerate(images):
         if _check_fields(im, f"$.images[{i}]", _IMAGE, fnd):
@@ -381,51 +237,73 @@ def load_coco_lenient(
             if not isinstance(name, str):  # the loaders read file_name as a string or not at all
                 fnd.add("record.wrong_type", f"$.images[{i}].file_name", im["id"], note=f"got {show(name)}")
                 continue
-            img_rows.append(
-                (
-                    im["id"],
-                    name if isinstance(name, str) else show(name),
-                    float(im["width"]),
-                    float(im["height"]),
-                )
-            )
+            img_rows.append((im["id"], name, float(im["width"]), float(im["height"])))
             img_raw.append(i)
-    cat_raw = [i for i, c in enumerate(cats) if _check_fields(c, f"$.categories[{i}]", _CAT, fnd)]
-    cat_rows = [(cats[i]["id"], cats[i]["name"]) for i in cat_raw]
+    return img_rows, img_raw
 
-    rows, records, raw_index, area, crowd, area_missing, crowd_missing = [], [], [], [], [], [], []
-    bad_rows: list[int] = []
+
+def _ann_problem(a: dict[str, Any], where: str, fnd: Findings) -> bool:
+    """Report an ``area`` / ``iscrowd`` of the wrong type; True when the record is unusable."""
+    if "area" in a and not _is_num(a["area"]):
+        fnd.add("record.wrong_type", f"{where}.area", a["id"], note=f"got {show(a['area'])}")
+        return True
+    if "iscrowd" in a and not _is_int(a["iscrowd"]):  # true/false too: the loaders read an integer
+        fnd.add("record.wrong_type", f"{where}.iscrowd", a["id"], note=f"got {show(a['iscrowd'])}")
+        return True
+    return False
+
+
+def _usable_annotations(anns: list, fnd: Findings) -> dict[str, list]:
+    """The columns of the usable annotation records (``raw_index``: each row's index in ``anns``)."""
+    cols: dict[str, list] = {k: [] for k in ("rows", "records", "raw_index", "area", "crowd", "area_missing",
+                                              "crowd_missing", "bad_rows")}  # fmt: skip
     for i, a in enumerate(anns):
         where = f"$.annotations[{i}]"
-        if not _check_fields(a, where, _ANN, fnd):
+        if not _check_fields(a, where, _ANN, fnd) or _ann_problem(a, where, fnd):
             continue
         a_area, a_crowd = a.get("area", None), a.get("iscrowd", None)
-        if "area" in a and not _is_num(a_area):
-            fnd.add("record.wrong_type", f"{where}.area", a["id"], note=f"got {show(a_area)}")
-            continue
-        if "iscrowd" in a and not _is_int(a_crowd):  # true/false too: the loaders read an integer
-            fnd.add("record.wrong_type", f"{where}.iscrowd", a["id"], note=f"got {show(a_crowd)}")
-            continue
         bad_poly = _polygon_problems(a.get("segmentation"))
         if bad_poly:
             fnd.add("segmentation.bad_polygon", f"{where}.segmentation", a["id"], note=bad_poly)
-            bad_rows.append(len(rows))
-        rows.append((a["id"], a["image_id"], a["category_id"], *(float(v) for v in a["bbox"])))
-        records.append(where)
-        raw_index.append(i)
-        area_missing.append("area" not in a)
-        crowd_missing.append("iscrowd" not in a)
-        area.append(float(a_area) if a_area is not None else math.nan)
-        crowd.append(int(a_crowd) if a_crowd is not None else 0)
+            cols["bad_rows"].append(len(cols["rows"]))
+        cols["rows"].append((a["id"], a["image_id"], a["category_id"], *(float(v) for v in a["bbox"])))
+        cols["records"].append(where)
+        cols["raw_index"].append(i)
+        cols["area_missing"].append("area" not in a)
+        cols["crowd_missing"].append("iscrowd" not in a)
+        cols["area"].append(float(a_area) if a_area is not None else math.nan)
+        cols["crowd"].append(int(a_crowd) if a_crowd is not None else 0)
+    return cols
 
+
+def load_coco_lenient(
+    path: str | Path, fnd: Findings, data: bytes | None = None
+) -> tuple[Dataset, dict[str, Any]]:
+    """Decode a COCO json, reporting broken records into ``fnd`` and building a Dataset from the rest.
+
+    Returns:
+        (dataset, raw document). ``dataset.extra["raw_index"]`` maps each annotation row to its index in
+        ``raw["annotations"]``; ``image_raw_index`` / ``category_raw_index`` do the same for images and categories.
+    """
+    path = Path(path)
+    decode_changes: list[dict[str, Any]] = []
+    doc = decode_json(path, fnd, data, decode_changes)
+    bad_keys = _top_level(path, doc, fnd)
+    img_rows, img_raw = _usable_images(doc["images"], fnd)
+    cats = doc.get("categories", [])
+    cat_raw = [i for i, c in enumerate(cats) if _check_fields(c, f"$.categories[{i}]", _CAT, fnd)]
+    cat_rows = [(cats[i]["id"], cats[i]["name"]) for i in cat_raw]
+    a = _usable_annotations(doc.get("annotations", []), fnd)
+
+    rows = a["rows"]
     arr = np.array(rows, dtype=np.float64).reshape(len(rows), 7)
     ids = np.array([r[:3] for r in rows], dtype=np.int64).reshape(len(rows), 3)  # exact, not via float
     bbox = arr[:, 3:7].copy()
-    area_a = np.array(area, dtype=np.float64)
-    miss_a = np.array(area_missing, dtype=bool)
+    area_a = np.array(a["area"], dtype=np.float64)
+    miss_a = np.array(a["area_missing"], dtype=bool)
     area_a[miss_a] = bbox[miss_a, 2] * bbox[miss_a, 3]
     missing = {
-        k: v for k, v in (("area", miss_a), ("iscrowd", np.array(crowd_missing, dtype=bool))) if v.any()
+        k: v for k, v in (("area", miss_a), ("iscrowd", np.array(a["crowd_missing"], dtype=bool))) if v.any()
     }
     ds = Dataset(
         image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
@@ -433,16 +311,16 @@ def load_coco_lenient(
         width=np.array([r[2] for r in img_rows], dtype=np.float64),
         height=np.array([r[3] for r in img_rows], dtype=np.float64),
         ann_id=ids[:, 0].copy(), ann_image_id=ids[:, 1].copy(), category_id=ids[:, 2].copy(),
-        bbox=bbox, area=area_a, iscrowd=np.array(crowd, dtype=np.int64),
+        bbox=bbox, area=area_a, iscrowd=np.array(a["crowd"], dtype=np.int64),
         cat_id=np.array([c[0] for c in cat_rows], dtype=np.int64),
         cat_name=np.array([c[1] for c in cat_rows], dtype=object),
         source=str(path), format="coco", image_root=recorded_image_root(path, doc.get("detkit")) or default_image_root(path),
-        ann_record=np.array(records, dtype=object), missing=missing,
+        ann_record=np.array(a["records"], dtype=object), missing=missing,
         extra={
-            "raw_index": np.array(raw_index, dtype=np.int64),
+            "raw_index": np.array(a["raw_index"], dtype=np.int64),
             "image_raw_index": np.array(img_raw, dtype=np.int64),
             "category_raw_index": np.array(cat_raw, dtype=np.int64),
-            "bad_polygon_rows": bad_rows, "decode_changes": decode_changes, "bad_top_keys": bad_keys,
+            "bad_polygon_rows": a["bad_rows"], "decode_changes": decode_changes, "bad_top_keys": bad_keys,
         },
     )  # fmt: skip
     return ds, doc
