@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from detkit.coco.cli_common import FormatOpt, JsonOpt, OutOpt, SplitOpt, app, busy, table
-from detkit.console import emit_json, info, out, warn
+from detkit.console import info, out, warn
 from detkit.errors import DetkitError
 
 
@@ -51,70 +51,82 @@ def parse_fail_under(text: str | None) -> dict[str, float]:
     return out_
 
 
+GtArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="GT", help="Ground truth: COCO json, YOLO folder, VOC folder or course text file."
+    ),
+]
+PredArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="PRED",
+        help="Predictions: COCO results json, YOLO txt folder (class cx cy w h conf) or `detkit yolo predict` detections.json.",
+    ),
+]
+PredFmtOpt = Annotated[
+    PredFmt | None, typer.Option("--pred-format", help="Predictions format (default: detected).")
+]
+BackendOpt = Annotated[
+    Backend, typer.Option("--backend", help="COCOeval engine; both give the same numbers.")
+]
+LenientOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lenient",
+        help="Drop bad predictions (unknown image/category, bad score or box) as counted findings instead of exit 2.",
+    ),
+]
+ConfOpt = Annotated[
+    float, typer.Option("--conf", min=0.0, help="Confusion matrix: detections scoring at least this.")
+]
+IouOpt = Annotated[
+    float, typer.Option("--iou", min=0.0, max=1.0, help="Confusion matrix: IoU that makes a match.")
+]
+SlicesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--slices",
+        help="JSON mapping slice names to lists of image ids or file names: the 12 numbers per slice.",
+    ),
+]
+AnchorsOpt = Annotated[
+    Path | None,
+    typer.Option("--anchors", help="anchors.json of `detkit anchors kmeans`: recall by best anchor IoU."),
+]
+TideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tide",
+        help="Also break the errors down as TIDE does (classification, localisation, both, duplicate, background, missed: count and mAP50 gain if fixed).",
+    ),
+]
+PlotsOpt = Annotated[
+    Path | None,
+    typer.Option("--plots", help="Write PR curves, F1 curve, confusion matrix and TIDE PNGs here."),
+]
+FailUnderOpt = Annotated[
+    str | None,
+    typer.Option("--fail-under", help="Exit 1 when a metric is below its threshold, e.g. mAP50=0.6,mAP=0.4."),
+]
+
+
 @app.command("eval")
 def eval_(
-    gt_path: Annotated[
-        Path,
-        typer.Argument(
-            metavar="GT", help="Ground truth: COCO json, YOLO folder, VOC folder or course text file."
-        ),
-    ],
-    pred_path: Annotated[
-        Path,
-        typer.Argument(
-            metavar="PRED",
-            help="Predictions: COCO results json, YOLO txt folder (class cx cy w h conf) or `detkit yolo predict` detections.json.",
-        ),
-    ],
+    gt_path: GtArg,
+    pred_path: PredArg,
     format: FormatOpt = None,
     split: SplitOpt = None,
-    pred_format: Annotated[
-        PredFmt | None, typer.Option("--pred-format", help="Predictions format (default: detected).")
-    ] = None,
-    backend: Annotated[
-        Backend, typer.Option("--backend", help="COCOeval engine; both give the same numbers.")
-    ] = Backend.hotcoco,
-    lenient: Annotated[
-        bool,
-        typer.Option(
-            "--lenient",
-            help="Drop bad predictions (unknown image/category, bad score or box) as counted findings instead of exit 2.",
-        ),
-    ] = False,
-    conf: Annotated[
-        float, typer.Option("--conf", min=0.0, help="Confusion matrix: detections scoring at least this.")
-    ] = 0.25,
-    iou: Annotated[
-        float, typer.Option("--iou", min=0.0, max=1.0, help="Confusion matrix: IoU that makes a match.")
-    ] = 0.45,
-    slices: Annotated[
-        Path | None,
-        typer.Option(
-            "--slices",
-            help="JSON mapping slice names to lists of image ids or file names: the 12 numbers per slice.",
-        ),
-    ] = None,
-    anchors: Annotated[
-        Path | None,
-        typer.Option("--anchors", help="anchors.json of `detkit anchors kmeans`: recall by best anchor IoU."),
-    ] = None,
-    tide: Annotated[
-        bool,
-        typer.Option(
-            "--tide",
-            help="Also break the errors down as TIDE does (classification, localisation, both, duplicate, background, missed: count and mAP50 gain if fixed).",
-        ),
-    ] = False,
-    plots: Annotated[
-        Path | None,
-        typer.Option("--plots", help="Write PR curves, F1 curve, confusion matrix and TIDE PNGs here."),
-    ] = None,
-    fail_under: Annotated[
-        str | None,
-        typer.Option(
-            "--fail-under", help="Exit 1 when a metric is below its threshold, e.g. mAP50=0.6,mAP=0.4."
-        ),
-    ] = None,
+    pred_format: PredFmtOpt = None,
+    backend: BackendOpt = Backend.hotcoco,
+    lenient: LenientOpt = False,
+    conf: ConfOpt = 0.25,
+    iou: IouOpt = 0.45,
+    slices: SlicesOpt = None,
+    anchors: AnchorsOpt = None,
+    tide: TideOpt = False,
+    plots: PlotsOpt = None,
+    fail_under: FailUnderOpt = None,
     json: JsonOpt = False,
     out_dir: OutOpt = None,
 ) -> None:
@@ -149,7 +161,39 @@ def eval_(
         if res.metric(k) < v
     ]
     doc["fail_under"] = {"thresholds": thresholds, "failed": failed}
-    plot_dir = plots if plots is not None else out_dir
+    _write_outputs(doc, plots if plots is not None else out_dir, out_dir, gt_path, pred_path)
+    for f in res.findings:
+        warn(f"{f['code']}: {f['count']:,} dropped ({f['message']}); first: {f['example']}")
+    if json:
+        _emit_json(doc)
+    else:
+        _print(doc)
+    for f in failed:
+        info(f"FAIL --fail-under {f['metric']}: {f['value']:.4f} < {f['threshold']}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _emit_json(doc: dict) -> None:
+    """:func:`detkit.console.emit_json`'s document (``schema_version`` first, NaN as null, indent 2), encoded
+    by msgspec: ~10x faster than ``json.dumps`` on the ~40k numbers of the curves and matrices."""
+    import sys
+
+    import msgspec
+
+    from detkit.io import SCHEMA_VERSION
+
+    body = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in doc.items() if k != "schema_version"}}
+    raw = msgspec.json.encode(body, enc_hook=lambda o: o.item() if hasattr(o, "item") else str(o))
+    sys.stdout.write(msgspec.json.format(raw, indent=2).decode())
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _write_outputs(
+    doc: dict, plot_dir: Path | None, out_dir: Path | None, gt_path: Path, pred_path: Path
+) -> None:
+    """The plots (into ``plot_dir``) and the run folder's summary (into ``out_dir``), each when named."""
     written = {}
     if plot_dir is not None:
         from detkit.evaluation.plots import write_plots
@@ -158,16 +202,6 @@ def eval_(
         info(f"wrote {len(written)} plots to {plot_dir}")
     if out_dir is not None:
         _write_summary(out_dir, doc, written, plot_dir, gt_path, pred_path)
-    for f in res.findings:
-        warn(f"{f['code']}: {f['count']:,} dropped ({f['message']}); first: {f['example']}")
-    if json:
-        emit_json(doc)
-    else:
-        _print(doc)
-    for f in failed:
-        info(f"FAIL --fail-under {f['metric']}: {f['value']:.4f} < {f['threshold']}")
-    if failed:
-        raise typer.Exit(1)
 
 
 def _write_summary(

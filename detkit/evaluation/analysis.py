@@ -83,18 +83,29 @@ def f1_curves(core: CocoCore, gt: Dataset, pred_cat: np.ndarray, pred_score: np.
         pred_cat, pred_score: per detection.
         dt_flag, gt_flag: from :func:`~detkit.evaluation.matching.coco_matches` at IoU .50.
     """
+    # counts per (class, threshold) by histogram, no loop over detections per class: a detection scoring s
+    # counts at the grid thresholds c <= s, i.e. at indices below b = #(grid <= s)
     counted = dt_flag >= 0
+    cats = core.cat_ids
+    k_dt = np.searchsorted(cats, pred_cat[counted])
+    ok = (k_dt < len(cats)) & (cats[np.minimum(k_dt, len(cats) - 1)] == pred_cat[counted])
+    b = np.searchsorted(CONF_GRID, pred_score[counted], side="right")
+    cells = (k_dt * (len(CONF_GRID) + 1) + b)[ok]
+    shape = (len(cats), len(CONF_GRID) + 1)
+    n_all = np.bincount(cells, minlength=shape[0] * shape[1]).reshape(shape)
+    n_tp = np.bincount(cells, weights=dt_flag[counted][ok], minlength=shape[0] * shape[1]).reshape(shape)
+    n_at = n_all[:, ::-1].cumsum(axis=1)[:, ::-1][:, 1:]  # (K, len(CONF_GRID)): scoring >= each threshold
+    tp_at = n_tp[:, ::-1].cumsum(axis=1)[:, ::-1][:, 1:]
+    g_ok = gt_flag >= 0
+    k_gt = np.searchsorted(cats, gt.category_id[g_ok])
+    in_cats = (k_gt < len(cats)) & (cats[np.minimum(k_gt, len(cats) - 1)] == gt.category_id[g_ok])
+    gt_count = np.bincount(k_gt[in_cats], minlength=len(cats))
     f1s, per = [], {}
-    for c in core.cat_ids.tolist():
-        n_gt = int(((gt.category_id == c) & (gt_flag >= 0)).sum())
+    for k, c in enumerate(cats.tolist()):
+        n_gt = int(gt_count[k])
         if n_gt == 0:
             continue
-        sel = counted & (pred_cat == c)
-        s, tp = pred_score[sel], dt_flag[sel].astype(np.float64)
-        order = np.argsort(-s, kind="stable")
-        s, ctp = s[order], np.cumsum(tp[order])
-        n = np.searchsorted(-s, -CONF_GRID, side="right")  # detections scoring >= each threshold
-        tps = np.where(n > 0, ctp[np.maximum(n - 1, 0)] if len(s) else 0.0, 0.0)
+        n, tps = n_at[k], tp_at[k]
         prec = np.where(n > 0, tps / np.maximum(n, 1), 1.0)
         rec = tps / n_gt
         f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-16)

@@ -44,23 +44,28 @@ def coco_matches(gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int
     n_cat = max(gt.num_categories, 1)
     img_ok = np.ones(gt.num_images, bool) if image_ids is None else np.isin(gt.image_id, image_ids)
     g_img, d_img = _lookup(gt.image_id, gt.ann_image_id), _lookup(gt.image_id, preds.image_id)
-    g_use = (g_img >= 0) & img_ok[np.maximum(g_img, 0)]
-    d_use = (d_img >= 0) & img_ok[np.maximum(d_img, 0)]
-    g_key = g_img * n_cat + _lookup(gt.cat_id, gt.category_id)
-    d_key = d_img * n_cat + _lookup(gt.cat_id, preds.category_id)
-    keys = np.unique(np.concatenate([g_key[g_use], d_key[d_use]]))
+    g_cat, d_cat = _lookup(gt.cat_id, gt.category_id), _lookup(gt.cat_id, preds.category_id)
+    g_use = (g_img >= 0) & (g_cat >= 0) & img_ok[np.maximum(g_img, 0)]
+    d_use = (d_img >= 0) & (d_cat >= 0) & img_ok[np.maximum(d_img, 0)]
+    g_key, d_key = g_img * n_cat + g_cat, d_img * n_cat + d_cat
+    # the (image, class) groups that occur, numbered densely (a mask, not np.unique: no sort or hash)
+    seen = np.zeros(gt.num_images * n_cat, bool)
+    seen[g_key[g_use]] = True
+    seen[d_key[d_use]] = True
+    group_of = np.cumsum(seen) - 1  # key -> group number, valid where seen
+    n_groups = int(seen.sum())
     # ground truth grouped (CSR): ordinary boxes first, crowd last, file order within each
     crowd_all = gt.iscrowd != 0
     g_rows = np.flatnonzero(g_use)
     g_rows = g_rows[np.lexsort((g_rows, crowd_all[g_rows], g_key[g_rows]))]
     g_box, crowd = gt.bbox[g_rows], crowd_all[g_rows]
-    _, g_start, g_count = _slots(np.searchsorted(keys, g_key[g_rows]), len(keys))
+    _, g_start, g_count = _slots(group_of[g_key[g_rows]], n_groups)
     used = np.zeros(len(g_rows), bool)
     # detections: best first within each group (stable), the max_det best
     d_rows = np.flatnonzero(d_use)
     d_rows = d_rows[np.lexsort((d_rows, -preds.score[d_rows], d_key[d_rows]))]
-    d_grp = np.searchsorted(keys, d_key[d_rows])
-    d_rank, _, _ = _slots(d_grp, len(keys))
+    d_grp = group_of[d_key[d_rows]]
+    d_rank, _, _ = _slots(d_grp, n_groups)
     dt_flag = np.full(len(preds), -1, np.int8)
     dt_flag[d_rows[d_rank < max_det]] = 0
     thr = min(iou, 1 - 1e-10)
