@@ -102,15 +102,14 @@ def out_of_bounds(ds: Dataset, idx: np.ndarray | None = None) -> tuple[np.ndarra
     return past, outside
 
 
-def check_dataset(ds: Dataset, fnd: Findings) -> None:
-    """Run every format-independent check on ``ds``, adding to ``fnd``."""
-    rec = ds.record
-    aid = lambda r: int(ds.ann_id[r])
-    iid = lambda r: int(ds.image_id[r])
-    irec = lambda r: _image_record(ds, r)
-    box = lambda r: "bbox " + ", ".join(f"{v:g}" for v in ds.bbox[r])
+def _box_note(ds: Dataset):
+    return lambda r: "bbox " + ", ".join(f"{v:g}" for v in ds.bbox[r])
 
-    # ---- images and categories --------------------------------------------------------------------
+
+def _check_images_and_ids(ds: Dataset, fnd: Findings, idx: np.ndarray) -> None:
+    """Image sizes, repeated image / category / annotation ids, id 0 and dangling references."""
+    rec, aid = ds.record, lambda r: int(ds.ann_id[r])
+    iid, irec = lambda r: int(ds.image_id[r]), lambda r: _image_record(ds, r)
     wh = np.stack([ds.width, ds.height], axis=1)
     fnd.add_rows(
         "value.non_finite", np.flatnonzero(~np.isfinite(wh).all(axis=1)), irec, iid, lambda r: "image size"
@@ -124,11 +123,8 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
         lambda r: f"category {ds.cat_name[r]}",
         lambda r: int(ds.cat_id[r]),
     )
-
-    # ---- annotation ids and references -------------------------------------------------------------
     fnd.add_rows("annotation.duplicate_id", _duplicates(ds.ann_id), rec, aid)
     fnd.add_rows("annotation.id_zero", np.flatnonzero(ds.ann_id == 0), rec, aid)
-    idx = ds.image_index()
     fnd.add_rows(
         "annotation.dangling_image_id",
         np.flatnonzero(idx < 0),
@@ -139,12 +135,13 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
     fnd.add_rows("annotation.dangling_category_id", np.flatnonzero(ds.category_index() < 0), rec, aid,
                  lambda r: f"category_id {ds.category_id[r]}")  # fmt: skip
 
-    # ---- boxes -----------------------------------------------------------------------------------
-    finite = np.isfinite(ds.bbox).all(axis=1)
-    fnd.add_rows("value.non_finite", np.flatnonzero(~finite), rec, aid, box)
+
+def _check_boxes(ds: Dataset, fnd: Findings, idx: np.ndarray, finite: np.ndarray, nonpos: np.ndarray) -> None:
+    """Non-finite, empty, sub-pixel, out-of-bounds and duplicate boxes."""
+    rec, aid, box = ds.record, lambda r: int(ds.ann_id[r]), _box_note(ds)
     w, h = ds.bbox[:, 2], ds.bbox[:, 3]
+    fnd.add_rows("value.non_finite", np.flatnonzero(~finite), rec, aid, box)
     with np.errstate(invalid="ignore"):
-        nonpos = finite & ((w <= 0) | (h <= 0))
         subpix = finite & ~nonpos & ((w < 1) | (h < 1))
     fnd.add_rows("bbox.non_positive_size", np.flatnonzero(nonpos), rec, aid, box)
     fnd.add_rows("bbox.sub_pixel", np.flatnonzero(subpix), rec, aid, box)
@@ -168,7 +165,13 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
     )
     fnd.add_rows("annotation.duplicate_box", np.flatnonzero(finite)[_duplicates(key[finite])], rec, aid, box)
 
-    # ---- area and iscrowd ----------------------------------------------------------------------
+
+def _check_area_and_coverage(ds: Dataset, fnd: Findings, finite: np.ndarray, nonpos: np.ndarray) -> None:
+    """Area and iscrowd values, images without boxes and categories without boxes."""
+    rec, aid = ds.record, lambda r: int(ds.ann_id[r])
+    iid, irec = lambda r: int(ds.image_id[r]), lambda r: _image_record(ds, r)
+    w, h = ds.bbox[:, 2], ds.bbox[:, 3]
+    # area and iscrowd ----------------------------------------------------------------------
     fnd.add_rows(
         "value.non_finite", np.flatnonzero(finite & ~np.isfinite(ds.area)), rec, aid, lambda r: "area"
     )
@@ -188,7 +191,7 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
     fnd.add_rows("annotation.bad_iscrowd", np.flatnonzero((ds.iscrowd != 0) & (ds.iscrowd != 1)), rec, aid,
                  lambda r: f"iscrowd {ds.iscrowd[r]}")  # fmt: skip
 
-    # ---- coverage --------------------------------------------------------------------------------
+    # coverage --------------------------------------------------------------------------------
     has_ann = np.isin(ds.image_id, ds.ann_image_id)
     fnd.add_rows("image.no_annotations", np.flatnonzero(~has_ann), irec, iid)
     used = np.isin(ds.cat_id, ds.category_id)
@@ -198,6 +201,17 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
         lambda r: f"category {ds.cat_name[r]}",
         lambda r: int(ds.cat_id[r]),
     )
+
+
+def check_dataset(ds: Dataset, fnd: Findings) -> None:
+    """Run every format-independent check on ``ds``, adding to ``fnd``."""
+    idx = ds.image_index()
+    _check_images_and_ids(ds, fnd, idx)
+    finite = np.isfinite(ds.bbox).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        nonpos = finite & ((ds.bbox[:, 2] <= 0) | (ds.bbox[:, 3] <= 0))
+    _check_boxes(ds, fnd, idx, finite, nonpos)
+    _check_area_and_coverage(ds, fnd, finite, nonpos)
 
 
 def _coco_json_in(folder: Path) -> Path:
@@ -227,7 +241,10 @@ def check_paths(ds: Dataset, fnd: Findings) -> None:
 
 
 def validate_path(
-    path: str | Path, format: str | None = None, max_examples: int = 5, keep_raw: bool = False,
+    path: str | Path,
+    format: str | None = None,
+    max_examples: int = 5,
+    keep_raw: bool = False,
     images: str | Path | None = None,
 ) -> Report:
     """Load ``path`` (leniently for COCO json) and run every check.
