@@ -17,7 +17,7 @@ from detkit.errors import DetkitError
 from detkit.io import atomic_path, atomic_write, write_json
 from detkit.training import resolve_device
 from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
-from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, select_images
+from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, load_split
 from detkit.yolo.engine import evaluate
 
 
@@ -51,15 +51,14 @@ def run_eval(
     device: str = "auto",
     workers: int = 2,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """COCO mAP of a checkpoint on an annotated set.
+    """COCO mAP of a checkpoint on an annotated set: its ``val`` split when ``data`` declares splits (a
+    data.yaml, a Roboflow export, VOC ImageSets; ``list_file`` wins over it), else all of it.
 
     Returns:
         (metrics: mAP, mAP50, mAP75, per_class, detections, images, images_per_s; COCO results rows).
     """
-    from detkit.coco.loaders import load_dataset
-
     model, meta, dev = load_model(weights, device)
-    ds = select_images(load_dataset(data), list_file, limit)
+    ds = load_split(data, list_file, limit, "val")  # warns once about what the loader skipped
     class_map: ClassMap = meta["class_map"]
     own = ClassMap.from_dataset(ds)
     foreign = sorted(set(class_map.cat_ids) - set(own.cat_ids))
