@@ -1,7 +1,8 @@
 """YOLO checkpoints and the run-folder files made from them; loading one for evaluation or prediction.
 
 A checkpoint holds everything needed to continue bit for bit: model, optimizer, scheduler and EMA
-states, the epoch and the batches already trained of it, images seen (the loss warm-up depends on it),
+states, the epoch, the batches already trained of it and their loss sums (the metrics row of an epoch
+resumed inside averages all its steps), images seen (the loss warm-up depends on it),
 the Python/NumPy/torch/CUDA RNG states and the data order (a function of seed and epoch, see
 ``detkit.yolo.data``), plus the model config, class map, anchors, the arguments, the metric rows and the
 best epoch. ``detkit.yolo.setup.epoch_state`` builds it; :func:`checkpoints` commits it (last.pt,

@@ -305,6 +305,15 @@ def _worker_init(worker_id: int) -> None:
     random.seed(seed)
 
 
+def _dataset_of(
+    path: str | Path, images, img_size: int, augment: Augment | None, seed: int
+) -> DetectionDataset:
+    """A :class:`DetectionDataset` of an annotation file (any format of ``load_dataset``)."""
+    from detkit.coco.loaders import load_dataset
+
+    return DetectionDataset(load_dataset(path), images, img_size=img_size, augment=augment, seed=seed)
+
+
 def build_loader(
     data: DetectionDataset | str | Path,
     images: str | Path | None = None,
@@ -347,15 +356,7 @@ def build_loader(
             for batch in loader: images = batch["images"].cuda().float() / 255
     """
     if not isinstance(data, DetectionDataset):
-        from detkit.coco.loaders import load_dataset
-
-        data = DetectionDataset(
-            load_dataset(data),
-            images,
-            img_size=img_size or 416,
-            augment=(augment or Augment()) if train else None,
-            seed=seed,
-        )
+        data = _dataset_of(data, images, img_size or 416, (augment or Augment()) if train else None, seed)
     if len(data) == 0:
         raise DetkitError(f"no images to load: every listed image is missing under {data.root}; "
                           "pass --images DIR (the folder the file names are relative to)")  # fmt: skip

@@ -74,7 +74,7 @@ class Run:
     base: dict[str, Any]  # the checkpoint keys that never change during the run
     state: dict[str, Any] = field(
         default_factory=dict
-    )  # epoch, epoch_step, seen_images, history, best, best_eval
+    )  # epoch, epoch_step, epoch_sums, seen_images, history, best, best_eval
 
     @property
     def main(self) -> bool:
@@ -189,6 +189,7 @@ def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) ->
     parts = (data, model, model, criterion, loader, val_loader, optimizer, scheduler, ema, base)
     r = Run(cfg, path, device, rank, world, *parts)
     r.state = {"epoch": 0, "epoch_step": 0, "seen_images": 0, "history": [], "best": {"mAP": -1.0}}
+    r.state["epoch_sums"] = None  # loss sums of a part epoch (a --max-steps stop), see train_epochs
     r.state["best_eval"] = {}
     if resume:
         _restore(r, resume)
@@ -214,6 +215,7 @@ def _restore(r: Run, ckpt: dict[str, Any]) -> None:
     r.state = {
         "epoch": epoch,
         "epoch_step": ckpt.get("epoch_step", 0),
+        "epoch_sums": ckpt.get("epoch_sums"),
         "seen_images": ckpt["seen_images"],
         "history": [h for h in ckpt["history"] if h["epoch"] <= epoch],  # a part-epoch row is redone whole
         "best": ckpt["best"],

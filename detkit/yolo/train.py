@@ -83,6 +83,14 @@ def _evaluate(r: Run, row: dict[str, Any], epoch: int, report_bad) -> None:
         r.state["best_eval"] = metrics
 
 
+def _epoch_sums(stats: dict[str, Any], carried: dict[str, float] | None) -> dict[str, float]:
+    """The loss sums and steps of the epoch so far: this call's (``stats`` holds means) plus those a
+    --max-steps stop inside the epoch carried in its checkpoint, so the resumed row averages every step."""
+    c = carried or {}
+    sums = {k: stats[k] * stats["steps"] + c.get(k, 0.0) for k in ("loss", *LOSS_PARTS)}
+    return {**sums, "steps": stats["steps"] + c.get("steps", 0)}
+
+
 def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
     """The epoch loop; each epoch (or a --max-steps stop inside one) ends in one commit.
 
@@ -100,6 +108,7 @@ def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
         bar_done = 0  # batches of this call so far (the bar's position)
         for epoch in range(s["epoch"], cfg.epochs):
             skip = s["epoch_step"] if epoch == s["epoch"] else 0
+            carried = s.get("epoch_sums") if skip else None
             r.loader.batch_sampler.set_epoch(epoch, skip=skip)
             steps_left = None if cfg.max_steps is None else cfg.max_steps - r.scheduler.last_epoch
             if steps_left is not None and steps_left <= 0:
@@ -140,9 +149,12 @@ def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
             done = skip + stats["batches"]  # batches of this epoch trained, over all invocations
             complete = done >= per_epoch
             s["seen_images"] = stats["seen_images"]
+            sums = _epoch_sums(stats, carried)
+            s["epoch_sums"] = None if complete else sums
             row = {
                 "epoch": epoch + 1,
-                **{k: stats[k] for k in ("loss", *LOSS_PARTS, "lr", "images_per_s")},
+                **{k: sums[k] / max(sums["steps"], 1) for k in ("loss", *LOSS_PARTS)},
+                **{k: stats[k] for k in ("lr", "images_per_s")},
                 "seen_images": s["seen_images"],
             }
             last = (epoch + 1 == cfg.epochs and complete) or (

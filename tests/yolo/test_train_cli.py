@@ -38,6 +38,17 @@ def _rows(path):
         return [{k: v for k, v in r.items() if "per_s" not in k} for r in csv.DictReader(f)]
 
 
+def _assert_rows_match(a: list[dict[str, str]], b: list[dict[str, str]]) -> None:
+    """Same columns and cells; numbers equal to 1e-6 relative (a resumed epoch's means are summed anew)."""
+    assert [r.keys() for r in a] == [r.keys() for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for k in ra:
+            if ra[k] == "" or rb[k] == "":
+                assert ra[k] == rb[k], (k, ra, rb)
+            else:
+                assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-6, abs=1e-12), (k, ra, rb)
+
+
 @pytest.mark.slow
 def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     data = synth8 / "instances.json"
@@ -124,6 +135,8 @@ def test_resume_inside_an_epoch_skips_the_batches_already_trained(synth8, tmp_pa
     )
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert [r["epoch"] for r in _rows(part / "metrics.csv")] == ["1", "2"]  # the part-epoch row was redone
+    # and averages both halves of epoch 1 (the first half's sums travel in the checkpoint)
+    _assert_rows_match(_rows(straight / "metrics.csv"), _rows(part / "metrics.csv"))
     run = json.loads((part / "run.json").read_text())
     assert len(run["resumed"]) == 1 and run["resumed"][0]["config"]["epochs"] == 2
     assert {"cv2", "pycocotools", "torch"} <= set(run["versions"])
