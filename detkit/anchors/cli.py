@@ -86,9 +86,8 @@ def kmeans(
 
     Example: detkit anchors kmeans instances.json --k 1-10 --norm letterbox --plots anchors/ --out anchors.json
     """
-    from detkit.anchors.run import run_anchors, text_tables
-    from detkit.console import emit_json, info, progress, warn
-    from detkit.console import out as stdout
+    from detkit.anchors.run import run_anchors
+    from detkit.console import progress
 
     try:
         cfg = KMeansConfig(k=k, pick=pick, seed=seed, restarts=restarts, update=update, method=method, norm=norm,
@@ -99,6 +98,15 @@ def kmeans(
                               on_k=lambda kk: bar.update(task, advance=1, info=f"k={kk}"))  # fmt: skip
     except OptionError as exc:
         raise flag_error(exc) from None
+    _print_result(res, path, json_, out, plots)
+
+
+def _print_result(res, path: Path, json_: bool, out: Path | None, plots: Path | None) -> None:
+    """The tables (or the --json document) on stdout; dropped boxes, the pick and the files on stderr."""
+    from detkit.anchors.run import text_tables
+    from detkit.console import emit_json, info, warn
+    from detkit.console import out as stdout
+
     if res.dropped:
         warn(f"{path}: dropped {res.dropped} of {res.dropped + len(res.wh)} boxes with zero, negative or missing "
              f"size (first: {', '.join(res.dropped_where)})")  # fmt: skip

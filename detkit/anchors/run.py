@@ -37,6 +37,7 @@ class AnchorsResult:
     dropped: int = 0
     dropped_where: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # what run_anchors wrote: out, plots_dir, plots
+    skipped: dict[str, Any] | None = None  # what the loader left out (detkit.coco.loaders.skipped_summary)
 
     @property
     def anchors(self) -> np.ndarray:
@@ -62,21 +63,31 @@ class AnchorsResult:
             "results": self.sweep.rows,
             "reference": self.sweep.reference,
         }
+        if self.skipped is not None:  # as the coco commands' --json
+            doc["skipped"] = self.skipped
         return {**doc, **self.files}
+
+
+def _load(data: Any, cfg: KMeansConfig) -> Any:
+    """``data`` as an (N, 2) array or a :class:`~detkit.coco.model.Dataset` (a path is loaded)."""
+    if isinstance(data, np.ndarray):
+        return data
+    from detkit.coco.model import Dataset
+
+    if isinstance(data, Dataset):
+        return data
+    from detkit.coco.loaders import load_dataset
+
+    return load_dataset(data, cfg.format)
 
 
 def _boxes(data: Any, cfg: KMeansConfig) -> tuple[np.ndarray, str, str | None, np.ndarray, list[str]]:
     """(kept wh, source name, format, dropped mask, names of the first dropped records)."""
+    data = _load(data, cfg)
     if isinstance(data, np.ndarray):
         wh, dropped = clean_wh(data)
         where = [f"row {int(i)}" for i in dropped.nonzero()[0][:3]]
         return wh, "array", None, dropped, where
-    from detkit.coco.model import Dataset
-
-    if not isinstance(data, Dataset):
-        from detkit.coco.loaders import load_dataset
-
-        data = load_dataset(data, cfg.format)
     wh, dropped = clean_wh(dataset_wh(data, cfg.norm))
     where = [data.record(int(i)) for i in dropped.nonzero()[0][:3]]
     return wh, str(data.source), data.format, dropped, where
@@ -92,6 +103,7 @@ def kmeans_anchors(data: Any, config: KMeansConfig | None = None, *, on_k=None, 
         on_k: optional callback ``on_k(k)`` after each k (progress).
     """
     cfg = config if config is not None else KMeansConfig(**options)
+    data = _load(data, cfg)
     wh, source, fmt, dropped, where = _boxes(data, cfg)
     if len(wh) == 0:
         raise DetkitError(f"{source}: no boxes with a positive size")
@@ -100,7 +112,12 @@ def kmeans_anchors(data: Any, config: KMeansConfig | None = None, *, on_k=None, 
         refine=cfg.refine, grid=cfg.grid, img_size=cfg.img_size, iou_thr=cfg.iou_thr, on_k=on_k,
     )  # fmt: skip
     pick = pick_k(sweep, cfg.pick, cfg.iou_thr)
-    return AnchorsResult(cfg, source, wh, sweep, pick, fmt, int(dropped.sum()), where)
+    skipped = None
+    if not isinstance(data, np.ndarray):
+        from detkit.coco.loaders import skipped_summary
+
+        skipped = skipped_summary(data)
+    return AnchorsResult(cfg, source, wh, sweep, pick, fmt, int(dropped.sum()), where, skipped=skipped)
 
 
 def run_anchors(
@@ -112,10 +129,13 @@ def run_anchors(
     on_k=None,
 ) -> AnchorsResult:
     """:func:`kmeans_anchors` on ``path``, then the anchors file ``out`` and the ``plots`` folder (PNGs,
-    summary.json, run.json) when given."""
+    summary.json, run.json) when given. Files the loader skipped are one warning line on stderr."""
+    from detkit.coco.loaders import load_dataset, warn_skipped
     from detkit.io import write_json
 
-    res = kmeans_anchors(path, config, on_k=on_k)
+    ds = load_dataset(path, config.format)
+    warn_skipped(ds, hint="`detkit coco validate` lists them")
+    res = kmeans_anchors(ds, config, on_k=on_k)
     res.source = str(path)
     if out is not None:
         cfg = res.config

@@ -170,3 +170,15 @@ def test_pick_rules_on_the_synthetic_set(cli, shapes_dir, tmp_path):
     assert docs["4"]["chosen_k"] == 4
     reached = [r["k"] for r in docs["bpr"]["results"] if r["bpr"] >= 0.98]
     assert docs["bpr"]["chosen_k"] == (reached[0] if reached else 5)
+
+
+def test_skipped_files_are_one_warning_line_and_a_json_block(cli, tmp_path):
+    from tests.coco.test_lenient import EXPECTED, messy_set
+
+    messy_set(tmp_path / "set")
+    code, stdout, stderr = cli("anchors", "kmeans", tmp_path / "set", "--k", "2", "--json")
+    assert code == 0
+    warnings = [ln for ln in stderr.splitlines() if "skipped 8 item(s)" in ln]
+    assert len(warnings) == 1 and "`detkit coco validate` lists them" in " ".join(stderr.split())
+    doc = json.loads(stdout)
+    assert doc["boxes"] == 4 and doc["skipped"]["count"] == 8 and doc["skipped"]["by_code"] == EXPECTED
