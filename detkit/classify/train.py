@@ -5,9 +5,10 @@ peaking at 0.2 x batch/256, weight decay 5e-4 on conv/linear weights, label smoo
 (pad 1/8) + flip + cutout (1/4), weight EMA, 40 epochs; bf16 autocast and channels_last on CUDA.
 
 Run folder: run.json, config.json, split.json, metrics.csv, last.pt, best.pt, curves.png, summary.json.
-``last.pt`` holds model, optimiser, scheduler position, EMA, epoch, RNG, the metric rows and the best
-epoch, so ``--resume`` continues the very same run and every other file can be rebuilt from it (the
-one-commit epoch end of :mod:`detkit.harness`); data order and augmentation are seeded per epoch.
+``last.pt`` holds model, optimiser, scheduler position, EMA, epoch (and a part epoch's loss sums), RNG,
+the metric rows and the best epoch, so ``--resume`` continues the very same run and every other file can
+be rebuilt from it (the one-commit epoch end of :mod:`detkit.harness`); data order and augmentation are
+seeded per epoch.
 
 The shape is torchvision's references: :func:`setup` (its data from :mod:`detkit.classify.prepare`),
 :func:`train_epochs` (over :func:`detkit.classify.engine.train_one_epoch`), :func:`epoch_state` (what each
@@ -103,7 +104,7 @@ class Run:
     ema: ModelEMA | None
     step: Step
     meta: dict[str, Any]  # the checkpoint keys that never change during the run
-    state: dict[str, Any] = field(default_factory=dict)  # epoch, epoch_step, history, best_top1, best_epoch
+    state: dict[str, Any] = field(default_factory=dict)  # epoch, epoch_step, epoch_sums, history, best_*
 
     @property
     def main(self) -> bool:
@@ -157,6 +158,7 @@ def setup(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None = None) -> R
     }
     r = Run(cfg, path, device, rank, world, data, train_loader, val_loader, model, model, ema, step, meta)
     r.state = {"epoch": 0, "epoch_step": 0, "history": [], "best_top1": -1.0, "best_epoch": 0, "best": {}}
+    r.state["epoch_sums"] = None  # loss and top-1 sums of a part epoch (a --max-steps stop), see _epoch
     if ckpt is not None:
         _restore(r, ckpt)
     if world > 1:
@@ -186,6 +188,7 @@ def _position(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "epoch_step": ckpt.get("epoch_step", 0),
+        "epoch_sums": ckpt.get("epoch_sums"),
         "history": [h for h in rows if h["epoch"] <= epoch],
         "best_top1": ckpt["best_top1"],
         "best_epoch": ckpt["best_epoch"],
@@ -208,6 +211,17 @@ def epoch_state(r: Run, val_top1: float | None = None) -> dict[str, Any]:
     }
 
 
+def _epoch_sums(t: dict[str, Any], world: int, carried: dict[str, float] | None) -> dict[str, float]:
+    """Summed loss, correct predictions and images (every rank's) of the epoch so far: this call's (``t``
+    holds means) plus those a --max-steps stop inside the epoch carried in its checkpoint."""
+    c, n = carried or {}, t["images"] * world
+    return {
+        "loss": t["loss"] * n + c.get("loss", 0.0),
+        "correct": round(t["top1"] * n) + c.get("correct", 0),
+        "images": n + c.get("images", 0),
+    }
+
+
 def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any], bool]:
     """Train (part of) one epoch and validate; returns the metrics row and whether the epoch is whole."""
     cfg, s, world = r.cfg, r.state, r.world
@@ -226,14 +240,15 @@ def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any],
     bar.remove_task(task)  # the epoch's line below replaces its bar
     if not t["finite"]:
         raise H.diverged(r.path, epoch + 1, "the loss is not finite")
+    sums = _epoch_sums(t, world, s.get("epoch_sums") if skip else None)
     cuda = r.device.type == "cuda"
     logits, targets = predict(r.ema.module if r.ema else r.model, r.val_loader, r.device, cuda, cuda)
     v = accuracy_stats(logits, targets)
     row = {
         "epoch": epoch + 1,
         "lr": r.step.scheduler.get_last_lr()[0],
-        "train_loss": t["loss"],
-        "train_top1": t["top1"],
+        "train_loss": sums["loss"] / max(sums["images"], 1),
+        "train_top1": sums["correct"] / max(sums["images"], 1),
         "val_loss": v["loss"],
         "val_top1": v["top1"],
         "val_top5": v["top5"],
@@ -242,6 +257,7 @@ def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any],
     }
     complete = t["batches"] >= n
     s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, t["batches"])
+    s["epoch_sums"] = None if complete else sums
     if v["top1"] > s["best_top1"]:
         s["best_top1"], s["best_epoch"] = v["top1"], epoch + 1
         s["best"] = {"epoch": epoch + 1, "epoch_step": s["epoch_step"], "value": v["top1"]}
