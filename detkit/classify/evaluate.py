@@ -29,14 +29,14 @@ def _select(cat: D.Catalog, subset: str, weights: Path) -> np.ndarray:
         return np.arange(len(cat))
     if subset == "official":
         if not (cat.group == D.VAL).any():
-            raise InputError(cat.root, None, "--subset official needs a labelled val folder")
+            raise InputError(cat.root, None, "subset 'official' needs a labelled val folder")
         return np.flatnonzero(cat.group == D.VAL)
     split = weights.parent / "split.json"
     if not split.exists():
         raise InputError(
             split,
             None,
-            "--subset val needs the run's split.json beside the weights (or use --subset official|all)",
+            "subset 'val' needs the run's split.json beside the weights (or use subset 'official' or 'all')",
         )
     return np.sort(D.load_split(split, cat)[1])
 
@@ -120,7 +120,7 @@ class _Eval:
 
 def _prepare(weights: Path, out: Path, data, subset: str, device: str, cache_dir, workers: int) -> _Eval:
     if subset not in SUBSETS:
-        raise DetkitError(f"--subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+        raise DetkitError(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
     ckpt = load_checkpoint(weights)
     cfg = ckpt["config"]
     cat = D.scan_dataset(data or cfg["data"])
@@ -131,8 +131,8 @@ def _prepare(weights: Path, out: Path, data, subset: str, device: str, cache_dir
     idx = _select(cat, subset, weights)
     if subset == "official" and cfg.get("val") == "split":
         warn(
-            "this run's --split pooled train/ and val/, so it trained on part of the official val images: "
-            "the official-val figure is optimistic (train with --val official for a clean one)"
+            "this run's val split pooled train/ and val/, so it trained on part of the official val images: "
+            "the official-val figure is optimistic (train with val 'official' for a clean one)"
         )
     dev = resolve_device(device)
     if cache_dir is None:  # the run's cache when it is still there, else one beside the output

@@ -16,7 +16,7 @@ def _layer(model: nn.Module, layer: str) -> nn.Module:
     except AttributeError:
         names = [n for n, _ in model.named_children()]
         raise DetkitError(
-            f"--cam-layer {layer!r} is not a layer of this model (top level: {', '.join(names)})"
+            f"cam_layer {layer!r} is not a layer of this model (top level: {', '.join(names)})"
         ) from None
 
 
@@ -24,7 +24,7 @@ def _check_maps(layer: str, out: object) -> None:
     if not isinstance(out, torch.Tensor) or out.ndim != 4:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise DetkitError(
-            f"--cam-layer {layer!r} gives {shape}, not feature maps (B, C, H, W); "
+            f"cam_layer {layer!r} gives {shape}, not feature maps (B, C, H, W); "
             "pick a convolutional stage such as layer3 or layer4"
         )
 

@@ -64,7 +64,7 @@ def test_eval_official_subset_and_threshold(trained_run, tmp_path, cli):
         "--device",
         "cpu",
     )
-    assert code == 2 and "--cam-layer 'nope' is not a layer of this model" in err
+    assert code == 2 and "cam_layer 'nope' is not a layer of this model" in err
 
 
 def test_official_subset_of_a_pooled_split_warns(trained_run, tmp_path, cli):

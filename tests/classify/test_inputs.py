@@ -93,5 +93,5 @@ def test_cam_layer_must_give_feature_maps(trained_run, tmp_path, cli):
         "classify", "eval", trained_run / "best.pt", "--out", tmp_path / "e", "--cam-layer", "fc",
         "--gallery", "2", "--device", "cpu",
     )  # fmt: skip
-    assert code == 2 and "--cam-layer 'fc' gives (1, 5), not feature maps" in err
+    assert code == 2 and "cam_layer 'fc' gives (1, 5), not feature maps" in err
     assert not Path(tmp_path / "e" / "summary.json").exists()
