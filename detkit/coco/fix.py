@@ -233,7 +233,7 @@ def write_fix(report: Report, out: str | Path) -> list[dict[str, Any]]:
     if out.exists() and Path(report.path).exists() and out.resolve() == Path(report.path).resolve():
         from detkit.errors import DetkitError
 
-        raise DetkitError(f"{out}: --fix would overwrite the input; choose another file")
+        raise DetkitError(f"{out}: the fixed file would overwrite the input; choose another file")
     doc, changes = plan_fix(report)
     from detkit.coco.raw import encode_hook
 
