@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from detkit.coco.model import Dataset, _lookup
+from detkit.evaluation.matching import best_first
 from detkit.evaluation.predictions import Predictions
 
 
@@ -47,7 +48,7 @@ def confusion_matrix(
     used = crowd.copy()  # crowd boxes are never matched
     # detections by image, best first (ties keep input order), then in round order: round r holds each
     # image's r-th best detection
-    d_rows = keep[np.lexsort((keep, -preds.score[keep], preds.image_id[keep]))]
+    d_rows = best_first(keep, np.searchsorted(images, preds.image_id[keep]), preds.score[keep])
     d_img = np.searchsorted(images, preds.image_id[d_rows])
     d_start, _ = _csr(d_img, len(images))
     d_rank = np.arange(len(d_rows)) - d_start[d_img]

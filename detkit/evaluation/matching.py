@@ -27,6 +27,22 @@ def _slots(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, n
     return np.arange(len(groups)) - starts[groups], starts, counts
 
 
+def best_first(rows: np.ndarray, group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """``rows`` (ascending) sorted by ``group``, then score high to low, then row: ``np.lexsort((rows,
+    -score, group))``, ~3x faster. Each row's key (group, score rank, position) is packed into one int64 and
+    sorted by value (numpy's SIMD sort); score ranks come from np.unique (equal scores share a rank, so ties
+    keep row order as a stable sort does)."""
+    n = len(rows)
+    if not n:
+        return rows
+    uniq, inv = np.unique(score, return_inverse=True)
+    n_s, top = len(uniq), int(group.max()) + 1
+    if group.min() < 0 or not np.isfinite(uniq).all() or top * n_s * n >= 2**63:
+        return rows[np.lexsort((rows, -score, group))]
+    packed = (group.astype(np.int64) * n_s + (n_s - 1 - inv.reshape(-1))) * n + np.arange(n)
+    return rows[np.sort(packed) % n]
+
+
 def coco_matches(gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int = 100,
                  image_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Match as COCOeval does (module docstring).
@@ -63,7 +79,7 @@ def coco_matches(gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int
     used = np.zeros(len(g_rows), bool)
     # detections: best first within each group (stable), the max_det best
     d_rows = np.flatnonzero(d_use)
-    d_rows = d_rows[np.lexsort((d_rows, -preds.score[d_rows], d_key[d_rows]))]
+    d_rows = best_first(d_rows, d_key[d_rows], preds.score[d_rows])
     d_grp = group_of[d_key[d_rows]]
     d_rank, _, _ = _slots(d_grp, n_groups)
     dt_flag = np.full(len(preds), -1, np.int8)

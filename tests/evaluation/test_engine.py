@@ -7,7 +7,7 @@ import pytest
 
 from detkit.evaluation.analysis import per_class
 from detkit.evaluation.engine import coco_evaluate
-from detkit.evaluation.matching import coco_matches
+from detkit.evaluation.matching import best_first, coco_matches
 from tests.evaluation.cases import backend_flags, gt_with_crowd, preds, random_case
 
 
@@ -88,3 +88,20 @@ def test_matches_hand_made(name):
     for core in _both(gt, p):
         for a, b in zip(coco_matches(gt, p, 0.5), backend_flags(core, gt, p)):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_first_is_the_stable_lexsort(seed):
+    """Group ascending, score descending, row ascending on ties — with many equal scores, -0.0 beside 0.0,
+    and a negative group (the lexsort fallback)."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    rows = np.sort(rng.choice(10 * n, size=n, replace=False))
+    group = rng.integers(0, 30, n)
+    score = rng.integers(0, 20, n) / 19.0
+    score[rng.uniform(size=n) < 0.05] = -0.0
+    ref = rows[np.lexsort((rows, -score, group))]
+    assert (best_first(rows, group, score) == ref).all()
+    group[0] = -1
+    assert (best_first(rows, group, score) == rows[np.lexsort((rows, -score, group))]).all()
+    assert len(best_first(rows[:0], group[:0], score[:0])) == 0
