@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from detkit.coco.model import Dataset, _lookup
+from detkit.coco.model import Dataset
 from detkit.evaluation.matching import best_first
-from detkit.evaluation.predictions import Predictions
+from detkit.evaluation.predictions import Predictions, index_of
 
 
 def confusion_matrix(
@@ -44,7 +44,7 @@ def confusion_matrix(
     g_rows = np.argsort(gt.ann_image_id, kind="stable")
     g_img = np.searchsorted(images, gt.ann_image_id[g_rows])
     g_start, g_count = _csr(g_img, len(images))
-    g_box, g_cls, crowd = gt.bbox[g_rows], _lookup(cats, gt.category_id[g_rows]), gt.iscrowd[g_rows] != 0
+    g_box, g_cls, crowd = gt.bbox[g_rows], index_of(cats, gt.category_id[g_rows]), gt.iscrowd[g_rows] != 0
     used = crowd.copy()  # crowd boxes are never matched
     # detections by image, best first (ties keep input order), then in round order: round r holds each
     # image's r-th best detection
@@ -54,7 +54,7 @@ def confusion_matrix(
     d_rank = np.arange(len(d_rows)) - d_start[d_img]
     order = np.argsort(d_rank, kind="stable")
     d_rows, d_img, d_rank = d_rows[order], d_img[order], d_rank[order]
-    d_cls = _lookup(cats, preds.category_id[d_rows])
+    d_cls = index_of(cats, preds.category_id[d_rows])
     own, pos, ious, plain, on_crowd = _candidate_pairs(preds.bbox[d_rows], g_box, crowd, g_start[d_img],
                                                        g_count[d_img], iou)  # fmt: skip
     n_rounds = int(d_rank.max(initial=-1)) + 1

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from detkit.coco.model import Dataset, _lookup
-from detkit.evaluation.predictions import Predictions
+from detkit.coco.model import Dataset
+from detkit.evaluation.predictions import Predictions, index_of
 
 
 def _slots(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -59,8 +59,8 @@ def coco_matches(gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int
     """
     n_cat = max(gt.num_categories, 1)
     img_ok = np.ones(gt.num_images, bool) if image_ids is None else np.isin(gt.image_id, image_ids)
-    g_img, d_img = _lookup(gt.image_id, gt.ann_image_id), _lookup(gt.image_id, preds.image_id)
-    g_cat, d_cat = _lookup(gt.cat_id, gt.category_id), _lookup(gt.cat_id, preds.category_id)
+    g_img, d_img = index_of(gt.image_id, gt.ann_image_id), index_of(gt.image_id, preds.image_id)
+    g_cat, d_cat = index_of(gt.cat_id, gt.category_id), index_of(gt.cat_id, preds.category_id)
     g_use = (g_img >= 0) & (g_cat >= 0) & img_ok[np.maximum(g_img, 0)]
     d_use = (d_img >= 0) & (d_cat >= 0) & img_ok[np.maximum(d_img, 0)]
     g_key, d_key = g_img * n_cat + g_cat, d_img * n_cat + d_cat
