@@ -134,3 +134,40 @@ def test_index_of_equals_lookup():
         queries = np.concatenate([rng.integers(-20, 1100, 500), keys, [-(10**13), 10**13]])
         assert (index_of(keys, queries) == _lookup(keys, queries)).all()
     assert index_of(np.array([4, 9]), np.zeros(0, np.int64)).shape == (0,)
+
+
+@pytest.mark.parametrize("indent", [None, 1])
+def test_chunked_results_decode_equals_whole_file(tmp_path, indent):
+    """Cut every few bytes, records whose extra keys hold '},{', '{' and nested objects decode to the same
+    columns as one decode of the whole file; a bad record still names its index."""
+    from detkit.evaluation.predictions import load_coco_results
+
+    rng = np.random.default_rng(0)
+    rows = [{"image_id": int(i), "category_id": int(c), "bbox": [float(v) for v in rng.uniform(1, 50, 4)],
+             "score": float(s), "note": ["x},{y", "a,{b", "{", "]"][k % 4], "extra": {"k": [1, {"z": 2}]}}
+            for k, (i, c, s) in enumerate(zip(rng.integers(1, 9, 60), rng.integers(1, 4, 60), rng.uniform(size=60)))]  # fmt: skip
+    path = tmp_path / "dt.json"
+    path.write_text(json.dumps(rows, indent=indent))
+    for chunk in (1, 7, 64, 1 << 18):
+        p = load_coco_results(path, chunk=chunk)
+        assert p.image_id.tolist() == [r["image_id"] for r in rows]
+        assert p.category_id.tolist() == [r["category_id"] for r in rows]
+        assert p.bbox.tolist() == [r["bbox"] for r in rows]
+        assert p.score.tolist() == [r["score"] for r in rows]
+    rows[41]["score"] = "high"
+    path.write_text(json.dumps(rows, indent=indent))
+    with pytest.raises(InputError, match=r"\$\[41\]"):
+        load_coco_results(path, chunk=64)
+    path.write_text("[]")
+    assert len(load_coco_results(path, chunk=1)) == 0
+
+
+def test_record_chunks_cut_between_records():
+    """The cuts fall between records (each chunk a JSON list of whole records) and lose none."""
+    from detkit.evaluation.predictions import _DETS, _record_chunks
+
+    rows = [{"image_id": i, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5} for i in range(50)]
+    for sep in ((",", ":"), (", ", ": ")):
+        pieces = _record_chunks(json.dumps(rows, separators=sep).encode(), 100)
+        assert len(pieces) > 5
+        assert [d.image_id for p in pieces for d in _DETS.decode(p)] == list(range(50))
