@@ -103,7 +103,7 @@ def run(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except DetkitError as exc:
-        print(f"detkit: error: {exc}", file=sys.stderr)
+        print(f"detkit: error: {exc.cli_message()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("detkit: interrupted", file=sys.stderr)

@@ -134,7 +134,7 @@ def _call(action: Callable[[], None]) -> int:
     try:
         action()
     except DetkitError as exc:
-        print(f"detkit: error: {exc}", file=sys.stderr)
+        print(f"detkit: error: {exc.cli_message()}", file=sys.stderr)
         return exc.exit_code
     return 0
 

@@ -15,6 +15,29 @@ class DetkitError(Exception):
         super().__init__(message)
         self.exit_code = exit_code
 
+    def cli_message(self) -> str:
+        """The line the CLI prints (library messages describe values; :class:`OptionError` names the flag)."""
+        return str(self)
+
+
+class OptionError(DetkitError):
+    """A bad value of a named option. The library's message names the value (``optimizer must be sgd or
+    adamw, got 'x'``); the CLI prints the flag the user typed (``--optimizer must be ...``).
+
+    Args:
+        option: the config field / keyword argument, e.g. ``img_size``.
+        what: what is wrong, e.g. ``must be a multiple of 32, got 50``.
+        flag: the command-line spelling when it is not ``--img-size``.
+    """
+
+    def __init__(self, option: str, what: str, flag: str | None = None, exit_code: int = 2):
+        super().__init__(f"{option} {what}", exit_code=exit_code)
+        self.option, self.what = option, what
+        self.flag = flag or "--" + option.replace("_", "-")
+
+    def cli_message(self) -> str:
+        return f"{self.flag} {self.what}"
+
 
 class InputError(DetkitError):
     """Malformed or unusable input file: ``InputError(path, where, what)`` -> ``path:where: what``."""

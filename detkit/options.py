@@ -17,7 +17,7 @@ from dataclasses import MISSING, Field, field, fields
 from pathlib import Path
 from typing import Any
 
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, OptionError
 
 Check = tuple[Callable[[Any], bool], "str | Callable[[], str]"]
 
@@ -75,7 +75,8 @@ def check_config(cfg: Any) -> None:
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise DetkitError(f"{flag_name(f)} {what() if callable(what) else what}, got {value!r}")
+            what = what() if callable(what) else what
+            raise OptionError(f.name, f"{what}, got {value!r}", flag=flag_name(f))
 
 
 def finite(lo: float | None = None, *, above: float | None = None, below: float | None = None) -> Check:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detkit.errors import DetkitError
+from detkit.errors import OptionError
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -27,10 +27,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DetkitError("--device cuda: no CUDA GPU is available (use --device cpu)")
+            raise OptionError("device", "cuda: no CUDA GPU is available (use cpu)")
         return torch.device("cuda", local_rank if name == "cuda" else torch.device(name).index)
     if name != "cpu":
-        raise DetkitError(f"--device must be auto, cpu or cuda, got {name!r}")
+        raise OptionError("device", f"must be auto, cpu or cuda, got {name!r}")
     return torch.device("cpu")
 
 

@@ -41,7 +41,8 @@ def test_checks_come_from_the_fields():
     ]:
         with pytest.raises(DetkitError) as e:
             O.check_config(Cfg(out="o", **kwargs))
-        assert str(e.value) == message
+        assert e.value.cli_message() == message  # the CLI's line names the flag
+        assert str(e.value) == message.removeprefix("--")  # the Python API's names the field (one word here)
 
 
 def test_resume_rule_is_declared_on_the_fields(tmp_path):

@@ -21,8 +21,9 @@ def test_rng_state_round_trip_restores_every_generator():
 
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(DetkitError, match="--device must be"):
+    with pytest.raises(DetkitError, match="^device must be auto, cpu or cuda, got 'tpu'$") as err:
         resolve_device("tpu")
+    assert err.value.cli_message() == "--device must be auto, cpu or cuda, got 'tpu'"
     if not torch.cuda.is_available():
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(DetkitError, match="no CUDA GPU"):

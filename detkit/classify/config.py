@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from detkit import options as O
-from detkit.errors import DetkitError
+from detkit.errors import OptionError
 
 
 def _one_of(name: str) -> O.Check:
@@ -110,7 +110,7 @@ class TrainConfig:
         """Check the options before any data is read (a typo must not wait for a 100k-image decode)."""
         O.check_config(self)
         if self.cutout is not None and self.cutout > self.img_size:
-            raise DetkitError(f"--cutout must be 0..img-size, got {self.cutout}")
+            raise OptionError("cutout", f"must be 0..img_size ({self.img_size}), got {self.cutout}")
 
     def resolved(self) -> TrainConfig:
         return replace(
@@ -134,7 +134,7 @@ class LrFindConfig:
     def validate(self) -> None:
         O.check_config(self)
         if not self.start_lr < self.end_lr:
-            raise DetkitError(f"need 0 < --start-lr < --end-lr, got {self.start_lr:g} and {self.end_lr:g}")
+            raise OptionError("start_lr", f"must be below end_lr, got {self.start_lr:g} and {self.end_lr:g}")
 
 
 # what lr-find does not use of the training options

@@ -18,7 +18,7 @@ import numpy as np
 
 from detkit.coco.layouts import IMAGE_EXTS  # the one list of image suffixes detkit reads
 from detkit.console import info, progress, warn
-from detkit.errors import DetkitError, InputError
+from detkit.errors import DetkitError, InputError, OptionError
 from detkit.io import write_json
 
 CACHE_VERSION = 1
@@ -149,7 +149,7 @@ def scan_dataset(root: str | Path) -> Catalog:
     if not root.exists():
         raise InputError(root, None, "data folder not found")
     if not root.is_dir():
-        raise InputError(root, None, "is a file; --data takes a data set folder")
+        raise InputError(root, None, "is a file; expected a data set folder")
     if not (root / "wnids.txt").exists() and (root / "val" / "val_annotations.txt").exists():
         raise InputError(root / "wnids.txt", None, "missing: Tiny ImageNet's layout needs its class list")
     cat = _scan_tiny(root) if (root / "wnids.txt").exists() else _scan_imagefolder(root)
@@ -183,7 +183,7 @@ def stratified_split(labels: np.ndarray, train_fraction: float, seed: int) -> tu
     Returns: sorted train and val indices.
     """
     if not 0.0 < train_fraction < 1.0:
-        raise DetkitError(f"--split must be between 0 and 1, got {train_fraction}")
+        raise OptionError("split", f"must be between 0 and 1, got {train_fraction}")
     rng = np.random.default_rng(seed)
     train, val = [], []
     for c in np.unique(labels):

@@ -23,7 +23,7 @@ from detkit.classify.config import LrFindConfig, TrainConfig
 from detkit.classify.models import build_model, load_weights
 from detkit.classify.train import prepare_data
 from detkit.console import info, progress, warn
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, OptionError
 from detkit.io import atomic_path, atomic_write, check_out_folder
 from detkit.runs import record_run, write_summary
 from detkit.training import resolve_device
@@ -56,7 +56,7 @@ def lr_range_test(
         steepest_lr (where the smoothed loss falls fastest).
     """
     if not 0 < start_lr < end_lr or steps < 3:
-        raise DetkitError("lr-find needs 0 < --start-lr < --end-lr and --steps >= 3")
+        raise OptionError("start_lr", f"must satisfy 0 < start_lr < end_lr with steps >= 3, got {start_lr:g}, {end_lr:g}, {steps}")
     start_state = copy.deepcopy(model.state_dict())
     opt = torch.optim.SGD(
         model.parameters(), lr=start_lr, momentum=momentum, nesterov=True, weight_decay=weight_decay

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from detkit.errors import InputError
+from detkit.errors import InputError, OptionError
 
 ARCHS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
@@ -56,9 +56,9 @@ def build_model(
         width: channel multiplier (1.0 = torchvision's model).
     """
     if name not in ARCHS:
-        raise InputError("--model", None, f"unknown model {name!r}; choose from {', '.join(ARCHS)}")
+        raise OptionError("model", f"{name!r} is not a known model; choose from {', '.join(ARCHS)}")
     if stem not in STEMS:
-        raise InputError("--stem", None, f"unknown stem {stem!r}; choose from {', '.join(STEMS)}")
+        raise OptionError("stem", f"{stem!r} is not a known stem; choose from {', '.join(STEMS)}")
     block, layers = ARCHS[name]
     if width == 1.0:
         model = ResNet(block, layers, num_classes=num_classes)

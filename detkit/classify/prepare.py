@@ -18,7 +18,7 @@ import torch
 from detkit.classify import data as D
 from detkit.classify.config import TrainConfig
 from detkit.console import info
-from detkit.errors import DetkitError
+from detkit.errors import OptionError
 
 
 @dataclass
@@ -50,7 +50,7 @@ def _split(
         rng = np.random.default_rng(cfg.seed)
         train_idx, val_idx = (np.sort(rng.permutation(i)[: cfg.limit]) for i in (train_idx, val_idx))
     if len(train_idx) < cfg.batch:  # checked before the decode, which may take minutes
-        raise DetkitError(f"--batch {cfg.batch} is larger than the training set ({len(train_idx)} images)")
+        raise OptionError("batch", f"{cfg.batch} is larger than the training set ({len(train_idx)} images)")
     if rank == 0:
         meta = {"mode": cfg.val, "train_fraction": cfg.split, "seed": cfg.seed, "limit": cfg.limit}
         D.save_split(split_file, cat, train_idx, val_idx, **meta)

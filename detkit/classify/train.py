@@ -36,7 +36,7 @@ from detkit.classify.models import build_model, load_weights
 from detkit.classify.prepare import Prepared, barrier, prepare_data
 from detkit.classify.runfiles import RESUME_KEYS, checkpoints, load_checkpoint, read_metrics
 from detkit.console import info, progress
-from detkit.errors import DetkitError
+from detkit.errors import OptionError
 from detkit.io import write_json
 from detkit.runs import record_resume, record_run
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
@@ -116,7 +116,7 @@ def setup(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None = None) -> R
     rank, world, local = dist_init(cfg.device)
     device = resolve_device(cfg.device, local)
     if cfg.batch % world:
-        raise DetkitError(f"--batch {cfg.batch} must be divisible by the number of processes ({world})")
+        raise OptionError("batch", f"{cfg.batch} must be divisible by the number of processes ({world})")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     cuda = device.type == "cuda"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from detkit.console import warn
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, OptionError
 from detkit.io import atomic_path, atomic_write, write_json
 from detkit.training import resolve_device
 from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
@@ -70,7 +70,7 @@ def run_eval(
         warn(f"{data}: categories {missing} are not among the model's classes; they count as misses")
     size = img_size or meta["img_size"]
     if size % 32:
-        raise DetkitError(f"--img-size must be a multiple of 32, got {size}")
+        raise OptionError("img_size", f"must be a multiple of 32, got {size}")
     dset = DetectionDataset(ds, images, class_map=_eval_map(class_map, ds), img_size=size, augment=None)
     for p in dset.missing:
         warn(f"{p}: image file is missing; skipped")
@@ -111,7 +111,7 @@ def predict_files(
     class_map: ClassMap = det.class_map
     size = img_size or det.img_size
     if size % 32 or not 32 <= size <= 2048:
-        raise DetkitError(f"--img-size must be a multiple of 32 in 32..2048, got {size}")
+        raise OptionError("img_size", f"must be a multiple of 32 in 32..2048, got {size}")
     colours = _palette(len(class_map))
     records, taken = [], set()
     for path in paths:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from detkit.console import warn
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, OptionError
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 from detkit.yolo.config import TrainConfig
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, has_split, load_split
@@ -38,7 +38,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
-    raise DetkitError(f"--optimizer must be sgd or adamw, got '{cfg.optimizer}'")
+    raise OptionError("optimizer", f"must be sgd or adamw, got '{cfg.optimizer}'")
 
 
 def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:

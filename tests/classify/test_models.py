@@ -35,8 +35,9 @@ def test_imagenet_stem_and_width():
     s = _feature_sizes(thin, 32)
     assert s["layer1"][1] == 16 and s["layer4"] == (1, 128, 4, 4) and thin.fc.in_features == 128
     assert build_model("resnet50", 10, width=0.25).fc.in_features == 512  # 128 x bottleneck expansion 4
-    with pytest.raises(DetkitError, match="unknown model"):
+    with pytest.raises(DetkitError, match="model 'vgg16' is not a known model") as err:
         build_model("vgg16", 10)
+    assert err.value.cli_message().startswith("--model 'vgg16'")  # the CLI names the flag
 
 
 def test_load_weights_skips_mismatched_layers(tmp_path):

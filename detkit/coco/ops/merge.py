@@ -24,7 +24,7 @@ import numpy as np
 from detkit.coco.model import Dataset
 from detkit.coco.ops.select import norm_name
 from detkit.coco.ops.source import Source
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, OptionError
 
 SOURCE_FIELD = "detkit_source"
 
@@ -38,7 +38,7 @@ def parse_renames(items: list[str]) -> dict[str, str]:
                 continue
             old, sep, new = pair.partition("=")
             if not sep or not old.strip() or not new.strip():
-                raise DetkitError(f"--map {pair!r}: expected old=new")
+                raise OptionError("map", f"{pair!r}: expected old=new")
             out[norm_name(old)] = new.strip()
     return out
 

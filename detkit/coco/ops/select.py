@@ -15,7 +15,7 @@ import numpy as np
 
 from detkit.coco.model import Dataset
 from detkit.coco.ops.source import Part
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, OptionError
 
 EMPTY = ("keep", "drop", "only")
 
@@ -75,7 +75,7 @@ def filter_dataset(
         empty: images left without boxes: ``keep`` them, ``drop`` them, or keep ``only`` them.
     """
     if empty not in EMPTY:
-        raise DetkitError(f"--empty {empty!r}: choose from {', '.join(EMPTY)}")
+        raise OptionError("empty", f"{empty!r}: choose from {', '.join(EMPTY)}")
     cat_rows = np.arange(ds.num_categories) if classes is None else resolve_classes(ds, classes)
     img, cat = ds.image_index(), ds.category_index()
     keep = img >= 0
@@ -119,7 +119,7 @@ def sample_dataset(ds: Dataset, n: int, seed: int = 0, stratify: bool = False) -
             its share of images (see :mod:`detkit.coco.ops.split`), instead of uniformly.
     """
     if n < 0:
-        raise DetkitError(f"--n {n}: must be 0 or more")
+        raise OptionError("n", f"{n}: must be 0 or more")
     total = ds.num_images
     n = min(n, total)
     if stratify and 0 < n < total:

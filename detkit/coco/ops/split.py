@@ -31,7 +31,7 @@ import numpy as np
 
 from detkit.coco.model import Dataset
 from detkit.coco.ops.source import Part
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, OptionError
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -41,7 +41,7 @@ def parse_ratios(text: str) -> list[float]:
     try:
         ratios = [float(v) for v in text.split(",")]
     except ValueError:
-        raise DetkitError(f"--ratios {text!r}: expected numbers like 0.8,0.1,0.1") from None
+        raise OptionError("ratios", f"{text!r}: expected numbers like 0.8,0.1,0.1") from None
     if not 2 <= len(ratios) <= 3 or any(not (r >= 0) for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise DetkitError(
             f"--ratios {text!r}: give 2 or 3 non-negative shares that sum to 1 (train,val[,test])"
@@ -92,7 +92,7 @@ def group_keys(file_names: np.ndarray, pattern: str) -> tuple[np.ndarray, int]:
     try:
         rx = re.compile(pattern)
     except re.error as exc:
-        raise DetkitError(f"--group {pattern!r}: not a regular expression ({exc})") from None
+        raise OptionError("group", f"{pattern!r}: not a regular expression ({exc})") from None
     keys, unmatched = [], 0
     for i, name in enumerate(file_names):
         m = rx.search(str(name))
