@@ -60,7 +60,9 @@ def generate(path: Path, n_images: int, n_anns: int, seed: int = 0) -> None:
     img_ids = np.sort(rng.choice(600_000, size=n_images, replace=False)) + 1
     with open(tmp, "w", encoding="utf-8") as f:
         f.write('{"info":{"description":"detkit bench: COCO 2017 scale","version":"1.0","year":2017},')
-        f.write('"licenses":[{"url":"http://creativecommons.org/licenses/by-nc-sa/2.0/","id":1,"name":"by-nc-sa"}],')
+        f.write(
+            '"licenses":[{"url":"http://creativecommons.org/licenses/by-nc-sa/2.0/","id":1,"name":"by-nc-sa"}],'
+        )
         f.write('"images":[')
         f.write(",".join(
             f'{{"license":1,"file_name":"{i:012d}.jpg","coco_url":"http://images.cocodataset.org/train2017/{i:012d}.jpg",'
@@ -92,7 +94,11 @@ def generate(path: Path, n_images: int, n_anns: int, seed: int = 0) -> None:
                     bw.tolist(), bh.tolist(), cat.tolist()))
             ))  # fmt: skip
         f.write('],"categories":[')
-        f.write(",".join(f'{{"supercategory":"thing","id":{i},"name":"{n}"}}' for i, n in zip(COCO80_IDS, COCO80_NAMES)))
+        f.write(
+            ",".join(
+                f'{{"supercategory":"thing","id":{i},"name":"{n}"}}' for i, n in zip(COCO80_IDS, COCO80_NAMES)
+            )
+        )
         f.write("]}")
     os.replace(tmp, path)
 
@@ -103,7 +109,9 @@ def measure(cmd: list[str], out_file: Path) -> dict[str, float]:
     with open(out_file, "w") as out:
         if time_bin:
             t0 = time.perf_counter()
-            p = subprocess.run([time_bin, "-v", *cmd], check=False, stdout=out, stderr=subprocess.PIPE, text=True)
+            p = subprocess.run(
+                [time_bin, "-v", *cmd], check=False, stdout=out, stderr=subprocess.PIPE, text=True
+            )
             wall = time.perf_counter() - t0
             if p.returncode != 0:
                 raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-2000:]}")
@@ -122,10 +130,14 @@ def measure(cmd: list[str], out_file: Path) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cache", type=Path, default=ROOT / "bench_out" / "coco_load", help="where BIG.json is kept")
+    ap.add_argument(
+        "--cache", type=Path, default=ROOT / "bench_out" / "coco_load", help="where BIG.json is kept"
+    )
     ap.add_argument("--images", type=int, default=118_287)
     ap.add_argument("--annotations", type=int, default=860_001)
-    ap.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest run (and its memory) counts")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs of each; the fastest run (and its memory) counts"
+    )
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     big = args.cache / f"instances_bench_{args.images}_{args.annotations}.json"
@@ -133,17 +145,26 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(big, args.images, args.annotations)
         print(f"generated {big} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    print(f"file: {big} ({big.stat().st_size / 1e6:.0f} MB, {args.images:,} images, {args.annotations:,} annotations)")
+    print(
+        f"file: {big} ({big.stat().st_size / 1e6:.0f} MB, {args.images:,} images, {args.annotations:,} annotations)"
+    )
 
     env_py = sys.executable
     # pycocotools first (the run that also warms the page cache for the file is then the baseline's)
     py_cmd = [env_py, "-c", PYCOCO_SCRIPT, str(big)]
     dk_cmd = [env_py, "-m", "detkit", "coco", "classes", str(big), "--json"]
-    py = min((measure(py_cmd, args.cache / "pycocotools.json") for _ in range(args.repeat)), key=lambda m: m["wall_s"])
-    dk = min((measure(dk_cmd, args.cache / "detkit.json") for _ in range(args.repeat)), key=lambda m: m["wall_s"])
+    py = min(
+        (measure(py_cmd, args.cache / "pycocotools.json") for _ in range(args.repeat)),
+        key=lambda m: m["wall_s"],
+    )
+    dk = min(
+        (measure(dk_cmd, args.cache / "detkit.json") for _ in range(args.repeat)), key=lambda m: m["wall_s"]
+    )
     a = json.loads((args.cache / "pycocotools.json").read_text())["classes"]
     b = json.loads((args.cache / "detkit.json").read_text())["classes"]
-    same = [(r["id"], r["instances"], r["images"]) for r in a] == [(r["id"], r["instances"], r["images"]) for r in b]
+    same = [(r["id"], r["instances"], r["images"]) for r in a] == [
+        (r["id"], r["instances"], r["images"]) for r in b
+    ]
     print(f"{'':12} {'wall s':>8} {'peak RSS MB':>12}")
     for name, m in (("pycocotools", py), ("detkit", dk)):
         print(f"{name:12} {m['wall_s']:8.2f} {m['peak_rss_mb']:12.0f}")

@@ -36,6 +36,8 @@ from detkit.yolo.model import YoloConfig, YOLOv2
 
 VOC_ANCHORS = list(YOLOV2_VOC_GRID_13)  # the YOLOv2 paper's VOC anchors, grid cells at 13x13
 TARGET_STEP, TARGET_E2E = 2500.0, 1500.0  # img/s on one H100
+
+
 def synthetic_batch(batch: int, size: int, num_classes: int, device: torch.device, seed: int = 0):
     """Random images and 1..8 random boxes per image (targets stay on the CPU, as the loader gives them)."""
     g = torch.Generator().manual_seed(seed)
@@ -72,13 +74,17 @@ class Stepper:
     def __init__(self, args, device: torch.device, amp: bool, channels_last: bool, compile_: bool):
         torch.manual_seed(0)
         self.device = device
-        cfg = YoloConfig(num_classes=args.classes, anchors=VOC_ANCHORS, width=args.width, backbone=args.backbone)
+        cfg = YoloConfig(
+            num_classes=args.classes, anchors=VOC_ANCHORS, width=args.width, backbone=args.backbone
+        )
         self.model = YOLOv2(cfg).to(device).train()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         forward = torch.compile(self.model, dynamic=False) if compile_ else self.model
         loss_fn = YoloLoss(LossConfig.preset("darknet"), VOC_ANCHORS, args.classes)
-        opt = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        opt = torch.optim.SGD(
+            self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4, nesterov=True
+        )
         self.step = TrainStep(forward, loss_fn, opt, ema=ModelEMA(self.model), amp=amp, grad_clip=10.0,
                               channels_last=channels_last)  # fmt: skip
         self.seen = 0
@@ -139,8 +145,16 @@ def time_loader(step: Stepper, args, device: torch.device) -> float | None:
             n = max(args.batch * (args.steps + args.warmup), 64)
             print(f"loader: writing {n} synthetic {args.synth_size}px JPEGs to {tmp}", file=sys.stderr)
             data = write_detection_set(tmp, images=n, size=args.synth_size, seed=0, max_objects=8)
-        loader = build_loader(data, images, img_size=args.img_size, batch_size=args.batch, train=True,
-                              workers=args.workers, seed=0, pin_memory=device.type == "cuda")
+        loader = build_loader(
+            data,
+            images,
+            img_size=args.img_size,
+            batch_size=args.batch,
+            train=True,
+            workers=args.workers,
+            seed=0,
+            pin_memory=device.type == "cuda",
+        )
         n_done, t0, it = 0, None, 0
         while t0 is None or it < args.warmup + args.steps:
             for batch in loader:
@@ -190,10 +204,16 @@ def main(argv: list[str] | None = None) -> dict:
     step = Stepper(args, device, amp=gpu, channels_last=gpu, compile_=args.compile)
     fwd_flops, train_flops = count_flops(step.model, args.img_size)
     res = {
-        "device": dev_name, "img_size": args.img_size, "batch": args.batch, "steps": args.steps,
-        "backbone": args.backbone, "width": args.width,
-        "config": ("bf16 autocast + channels_last" if gpu else "fp32 NCHW") + (" + compile" if args.compile else ""),
-        "gflops_fwd_per_image": fwd_flops / 1e9, "gflops_train_per_image": train_flops / 1e9,
+        "device": dev_name,
+        "img_size": args.img_size,
+        "batch": args.batch,
+        "steps": args.steps,
+        "backbone": args.backbone,
+        "width": args.width,
+        "config": ("bf16 autocast + channels_last" if gpu else "fp32 NCHW")
+        + (" + compile" if args.compile else ""),
+        "gflops_fwd_per_image": fwd_flops / 1e9,
+        "gflops_train_per_image": train_flops / 1e9,
         "step_img_s": time_synthetic(step, args, device),
     }
     peak = peak_bf16_tflops(device)
@@ -213,20 +233,32 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(res, indent=2))
         return res
     frac = f"{100 * res['fraction_of_peak']:.1f}% of {peak:.0f}" if peak else "n/a"
-    print(f"device            {res['device']}   ({res['config']}, batch {args.batch}, {args.img_size}px, "
-          f"{args.backbone} x{args.width})")
-    print(f"model FLOPs/image {res['gflops_fwd_per_image']:.2f} G forward, {res['gflops_train_per_image']:.2f} G "
-          "forward+backward")
-    print(f"step              {res['step_img_s']:9.1f} img/s   {res['achieved_tflops']:.2f} TFLOP/s   "
-          f"bf16 peak: {frac}   vs H100 target {res['step_img_s'] / TARGET_STEP:.3f}x")
-    print(f"loss alone        {res['loss_ms']:9.2f} ms/step (forward + backward) = "
-          f"{100 * res['loss_share_of_step']:.1f}% of the step")
+    print(
+        f"device            {res['device']}   ({res['config']}, batch {args.batch}, {args.img_size}px, "
+        f"{args.backbone} x{args.width})"
+    )
+    print(
+        f"model FLOPs/image {res['gflops_fwd_per_image']:.2f} G forward, {res['gflops_train_per_image']:.2f} G "
+        "forward+backward"
+    )
+    print(
+        f"step              {res['step_img_s']:9.1f} img/s   {res['achieved_tflops']:.2f} TFLOP/s   "
+        f"bf16 peak: {frac}   vs H100 target {res['step_img_s'] / TARGET_STEP:.3f}x"
+    )
+    print(
+        f"loss alone        {res['loss_ms']:9.2f} ms/step (forward + backward) = "
+        f"{100 * res['loss_share_of_step']:.1f}% of the step"
+    )
     if "baseline_fp32_img_s" in res:
-        print(f"baseline fp32     {res['baseline_fp32_img_s']:9.1f} img/s   step / baseline = "
-              f"{res['step_img_s'] / res['baseline_fp32_img_s']:.2f}x")
+        print(
+            f"baseline fp32     {res['baseline_fp32_img_s']:9.1f} img/s   step / baseline = "
+            f"{res['step_img_s'] / res['baseline_fp32_img_s']:.2f}x"
+        )
     if res.get("e2e_img_s"):
-        print(f"end to end        {res['e2e_img_s']:9.1f} img/s   end-to-end / step = "
-              f"{res['e2e_img_s'] / res['step_img_s']:.2f}x   vs H100 target {res['e2e_img_s'] / TARGET_E2E:.3f}x")
+        print(
+            f"end to end        {res['e2e_img_s']:9.1f} img/s   end-to-end / step = "
+            f"{res['e2e_img_s'] / res['step_img_s']:.2f}x   vs H100 target {res['e2e_img_s'] / TARGET_E2E:.3f}x"
+        )
     return res
 
 

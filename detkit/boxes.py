@@ -91,7 +91,9 @@ def wh_iou(wh_a: Any, wh_b: Any) -> Any:
     if _is_torch(wh_a):
         import torch
 
-        inter = torch.minimum(wh_a[:, None, 0], wh_b[None, :, 0]) * torch.minimum(wh_a[:, None, 1], wh_b[None, :, 1])
+        inter = torch.minimum(wh_a[:, None, 0], wh_b[None, :, 0]) * torch.minimum(
+            wh_a[:, None, 1], wh_b[None, :, 1]
+        )
         union = (wh_a[:, 0] * wh_a[:, 1])[:, None] + (wh_b[:, 0] * wh_b[:, 1])[None, :] - inter
         return inter / union.clamp_min(torch.finfo(union.dtype).tiny)
     wh_a = np.asarray(wh_a, dtype=np.float64)

@@ -14,7 +14,9 @@ def test_convert_round_trip_numpy_and_torch():
     assert convert(xywh, "xywh", "xyxy").tolist() == [[10, 20, 40, 60]]
     assert convert(xywh, "xywh", "cxcywh").tolist() == [[25, 40, 30, 40]]
     t = torch.tensor(xywh)
-    assert torch.allclose(convert(t, BoxFormat.XYWH, BoxFormat.CXCYWH), torch.tensor([[25.0, 40, 30, 40]], dtype=t.dtype))
+    assert torch.allclose(
+        convert(t, BoxFormat.XYWH, BoxFormat.CXCYWH), torch.tensor([[25.0, 40, 30, 40]], dtype=t.dtype)
+    )
     back = convert(convert(xywh, "xywh", "cxcywh"), "cxcywh", "xywh")
     assert np.allclose(back, xywh)
 
@@ -24,7 +26,9 @@ def test_pairwise_iou_hand_computed():
     b = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]], dtype=float)
     # overlap 1x1 = 1; union 4 + 4 - 1 = 7
     assert np.allclose(pairwise_iou(a, b), [[1 / 7, 1.0, 0.0]])
-    assert torch.allclose(pairwise_iou(torch.tensor(a), torch.tensor(b)), torch.tensor([[1 / 7, 1.0, 0.0]], dtype=torch.float64))
+    assert torch.allclose(
+        pairwise_iou(torch.tensor(a), torch.tensor(b)), torch.tensor([[1 / 7, 1.0, 0.0]], dtype=torch.float64)
+    )
 
 
 def test_wh_iou_is_corner_aligned_iou():

@@ -56,7 +56,10 @@ def lr_range_test(
         steepest_lr (where the smoothed loss falls fastest).
     """
     if not 0 < start_lr < end_lr or steps < 3:
-        raise OptionError("start_lr", f"must satisfy 0 < start_lr < end_lr with steps >= 3, got {start_lr:g}, {end_lr:g}, {steps}")
+        raise OptionError(
+            "start_lr",
+            f"must satisfy 0 < start_lr < end_lr with steps >= 3, got {start_lr:g}, {end_lr:g}, {steps}",
+        )
     start_state = copy.deepcopy(model.state_dict())
     opt = torch.optim.SGD(
         model.parameters(), lr=start_lr, momentum=momentum, nesterov=True, weight_decay=weight_decay

@@ -14,6 +14,8 @@ from typing import Any
 SEVERITIES = ("error", "warning", "info")
 
 # code -> (severity, what it means). Order here is the order of the report within a severity.
+# One line per code: the registry reads as a table.
+# fmt: off
 CODES: dict[str, tuple[str, str]] = {
     "record.unparsable": ("error", "a record (JSON element, text line, XML file) cannot be parsed (skipped)"),
     "record.missing_field": ("error", "a required field is missing (record skipped)"),
@@ -60,6 +62,7 @@ CODES: dict[str, tuple[str, str]] = {
     "image.no_label_file": ("info", "image without a YOLO label file (read as a background image)"),
     "split.unassigned": ("info", "images listed in no split file (split 'unassigned')"),
 }
+# fmt: on
 
 
 @dataclass

@@ -197,15 +197,20 @@ class Dataset:
             ],
             "annotations": [
                 {
-                    "id": int(a), "image_id": int(im), "category_id": int(c),
-                    "bbox": [_num(v) for v in b], "area": _num(ar), "iscrowd": int(cr),
+                    "id": int(a),
+                    "image_id": int(im),
+                    "category_id": int(c),
+                    "bbox": [_num(v) for v in b],
+                    "area": _num(ar),
+                    "iscrowd": int(cr),
                 }
                 for a, im, c, b, ar, cr in zip(
                     self.ann_id, self.ann_image_id, self.category_id, self.bbox, self.area, self.iscrowd
                 )
             ],
             "categories": [
-                {"id": int(i), "name": str(n), "supercategory": ""} for i, n in zip(self.cat_id, self.cat_name)
+                {"id": int(i), "name": str(n), "supercategory": ""}
+                for i, n in zip(self.cat_id, self.cat_name)
             ],
         }
 

@@ -32,7 +32,13 @@ def plot_classes(rows: list[dict[str, Any]], path: str | Path, title: str = "Ins
     ax.set_title(title)
     top = max(counts, default=0)
     for bar, c in zip(bars, counts):
-        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, f"{c:,}", va="center", fontsize=7)
+        ax.text(
+            bar.get_width() + top * 0.01,
+            bar.get_y() + bar.get_height() / 2,
+            f"{c:,}",
+            va="center",
+            fontsize=7,
+        )
     ax.set_xlim(0, top * 1.12 + 1)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()

@@ -21,14 +21,18 @@ class Task(str, Enum):
 @app.command()
 def synth(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
-    task: Annotated[Task, typer.Option(help="detect: COCO shapes set; classify: Tiny-ImageNet layout.")] = Task.detect,
+    task: Annotated[
+        Task, typer.Option(help="detect: COCO shapes set; classify: Tiny-ImageNet layout.")
+    ] = Task.detect,
     images: Annotated[int, typer.Option(min=1, help="[detect] number of images.")] = 64,
     size: Annotated[int, typer.Option(min=32, help="[detect] image side in pixels.")] = 128,
     max_objects: Annotated[int, typer.Option(min=1, help="[detect] most shapes per image.")] = 4,
     classes: Annotated[int, typer.Option(min=2, help="[classify] number of classes.")] = 5,
     per_class: Annotated[int, typer.Option(min=2, help="[classify] images per class (train + val).")] = 60,
     seed: Annotated[int, typer.Option(help="Same seed, same files.")] = 0,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document with what was written.")] = False,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document with what was written.")
+    ] = False,
 ) -> None:
     """Write a small synthetic data set.
 
@@ -38,7 +42,12 @@ def synth(
         from detkit.data.synth import write_detection_set
 
         path = write_detection_set(out, images=images, size=size, seed=seed, max_objects=max_objects)
-        result = {"task": "detect", "annotations": str(path), "images": str(out / "images"), "num_images": images}
+        result = {
+            "task": "detect",
+            "annotations": str(path),
+            "images": str(out / "images"),
+            "num_images": images,
+        }
     else:
         from detkit.data.synth_classify import write_classify_set
 

@@ -25,13 +25,22 @@ def _polygon_area(pts: np.ndarray) -> float:
     return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
 
 
-def _shape_polygon(kind: str, cx: float, cy: float, w: float, h: float, rng: np.random.Generator) -> np.ndarray:
+def _shape_polygon(
+    kind: str, cx: float, cy: float, w: float, h: float, rng: np.random.Generator
+) -> np.ndarray:
     """Outline of one shape, (P, 2) float pixels, whose bounding box is about (cx, cy, w, h)."""
     if kind == "circle":
         t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
         return np.stack([cx + w / 2 * np.cos(t), cy + h / 2 * np.sin(t)], axis=1)
     if kind == "rectangle":
-        return np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2], [cx - w / 2, cy + h / 2]])
+        return np.array(
+            [
+                [cx - w / 2, cy - h / 2],
+                [cx + w / 2, cy - h / 2],
+                [cx + w / 2, cy + h / 2],
+                [cx - w / 2, cy + h / 2],
+            ]
+        )
     apex = cx + (rng.uniform(-0.5, 0.5) * w)  # triangle: apex somewhere along the top edge
     return np.array([[apex, cy - h / 2], [cx + w / 2, cy + h / 2], [cx - w / 2, cy + h / 2]])
 
@@ -43,7 +52,9 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def render_image(size: int, rng: np.random.Generator, max_objects: int = 4) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def render_image(
+    size: int, rng: np.random.Generator, max_objects: int = 4
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Draw one image; returns (BGR uint8 image, list of objects with category_id, bbox, polygon)."""
     import cv2
 
@@ -63,7 +74,8 @@ def render_image(size: int, rng: np.random.Generator, max_objects: int = 4) -> t
         x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
         # keep objects apart enough that every one stays visible
         if any(
-            max(0.0, min(x1, bx1) - max(x0, bx0)) * max(0.0, min(y1, by1) - max(y0, by0)) > 0.05 * min(w * h, (bx1 - bx0) * (by1 - by0))
+            max(0.0, min(x1, bx1) - max(x0, bx0)) * max(0.0, min(y1, by1) - max(y0, by0))
+            > 0.05 * min(w * h, (bx1 - bx0) * (by1 - by0))
             for bx0, by0, bx1, by1 in boxes
         ):
             continue
@@ -81,7 +93,9 @@ def render_image(size: int, rng: np.random.Generator, max_objects: int = 4) -> t
     return img, objects
 
 
-def write_detection_set(out: str | Path, images: int = 64, size: int = 128, seed: int = 0, max_objects: int = 4) -> Path:
+def write_detection_set(
+    out: str | Path, images: int = 64, size: int = 128, seed: int = 0, max_objects: int = 4
+) -> Path:
     """Write ``out/images/*.jpg`` and ``out/instances.json``; returns the json path.
 
     Args:

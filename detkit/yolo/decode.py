@@ -46,7 +46,9 @@ def decode_boxes(raw: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     raw = raw.float()
     g = grid_xy(S_h, S_w, raw.device)  # (S_h, S_w, 2)
     t = raw[..., 0:4]
-    wh = anchors.view(1, A, 1, 1, 2) * t[..., 2:4].clamp(-WH_CLAMP, WH_CLAMP).exp()  # (B, A, S_h, S_w, 2) cells
+    wh = (
+        anchors.view(1, A, 1, 1, 2) * t[..., 2:4].clamp(-WH_CLAMP, WH_CLAMP).exp()
+    )  # (B, A, S_h, S_w, 2) cells
     # cells -> 0..1 with Python scalars (a tensor made from a list is a blocking host->device copy on CUDA)
     x = (t[..., 0].sigmoid() + g[..., 0]) / S_w
     y = (t[..., 1].sigmoid() + g[..., 1]) / S_h

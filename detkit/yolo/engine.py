@@ -66,7 +66,9 @@ class TrainStep:
         self.ema, self.amp, self.grad_clip, self.channels_last = ema, amp, grad_clip, channels_last
         self.params = [p for p in model.parameters() if p.requires_grad]
 
-    def __call__(self, images: torch.Tensor, targets: list[torch.Tensor], device: torch.device, seen_images: int) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, targets: list[torch.Tensor], device: torch.device, seen_images: int
+    ) -> torch.Tensor:
         """Run the step; returns the detached (loss, *LOSS_PARTS) as one tensor on ``device`` (no sync)."""
         x = to_input(images, device, self.channels_last)
         with autocast(device, self.amp):
@@ -192,7 +194,9 @@ def predict_batch(
     dets = postprocess(raw.float(), anchors, conf_thresh=conf, iou_thresh=iou, max_det=max_det)
     size = x.shape[-1]
     rows = []
-    for det, image_id, tr, (w0, h0) in zip(dets, batch["image_ids"].tolist(), batch["transforms"].tolist(), batch["orig_sizes"].tolist()):
+    for det, image_id, tr, (w0, h0) in zip(
+        dets, batch["image_ids"].tolist(), batch["transforms"].tolist(), batch["orig_sizes"].tolist()
+    ):
         b = unletterbox(det["boxes"].cpu().numpy(), size, tr, w0, h0)
         for (x0, y0, x1, y1), s, c in zip(b.tolist(), det["scores"].tolist(), det["labels"].tolist()):
             rows.append({
@@ -235,7 +239,13 @@ def coco_eval(
     stats = [max(float(v), 0.0) for v in core.stats]  # -1 means "no ground truth at all"
     rows = [{"category_id": r["category_id"], "name": r["name"], "gt_boxes": r["gt"], "AP": r["AP"], "AP50": r["AP50"]}
             for r in per_class(core, gt, image_ids=core.image_ids)]  # fmt: skip
-    return {"mAP": stats[0], "mAP50": stats[1], "mAP75": stats[2], "per_class": rows, "detections": len(results)}
+    return {
+        "mAP": stats[0],
+        "mAP50": stats[1],
+        "mAP75": stats[2],
+        "per_class": rows,
+        "detections": len(results),
+    }
 
 
 def evaluate(
@@ -266,7 +276,9 @@ def evaluate(
             on_bad(batch["bad"])
         if len(batch["targets"]) == 0:
             continue
-        results += predict_batch(model, batch, anchors, class_map, device, conf=conf, iou=iou, max_det=max_det, amp=amp)
+        results += predict_batch(
+            model, batch, anchors, class_map, device, conf=conf, iou=iou, max_det=max_det, amp=amp
+        )
         seen += batch["image_ids"].tolist()
     dt = time.perf_counter() - t0
     metrics = coco_eval(gt, results, image_ids=seen)

@@ -58,8 +58,16 @@ class LossConfig:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "darknet": {},
-        "course": {"size_loss": "sqrt", "lambda_coord": 5.0, "lambda_obj": 1.0, "lambda_noobj": 0.5,
-                   "lambda_cls": 1.0, "rescore": False, "scale_by_size": False, "warmup_images": 0},
+        "course": {
+            "size_loss": "sqrt",
+            "lambda_coord": 5.0,
+            "lambda_obj": 1.0,
+            "lambda_noobj": 0.5,
+            "lambda_cls": 1.0,
+            "rescore": False,
+            "scale_by_size": False,
+            "warmup_images": 0,
+        },
     }
 
     def __post_init__(self) -> None:
@@ -90,7 +98,9 @@ class YoloLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
-        self.anchors = torch.as_tensor(anchors, dtype=torch.float32).reshape(-1, 2)  # (A, 2) cells, on the CPU
+        self.anchors = torch.as_tensor(anchors, dtype=torch.float32).reshape(
+            -1, 2
+        )  # (A, 2) cells, on the CPU
         self._anchors_on: dict[torch.device, torch.Tensor] = {}
 
     def _anchors(self, device: torch.device) -> torch.Tensor:
@@ -118,12 +128,16 @@ class YoloLoss(nn.Module):
         total = parts["coord"] + parts["obj"] + parts["noobj"] + parts["cls"] + parts["prior"]
         return total, {k: v.detach() for k, v in parts.items()}
 
-    def _parts(self, raw: torch.Tensor, gt: list[torch.Tensor] | torch.Tensor, seen_images: int) -> dict[str, torch.Tensor]:
+    def _parts(
+        self, raw: torch.Tensor, gt: list[torch.Tensor] | torch.Tensor, seen_images: int
+    ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         B, A, S_h, S_w, K = raw.shape
         if (A, K) != (len(self.anchors), 5 + self.num_classes):
-            raise ValueError(f"raw outputs {tuple(raw.shape)} do not fit {len(self.anchors)} anchors x "
-                             f"(5 + {self.num_classes} classes)")
+            raise ValueError(
+                f"raw outputs {tuple(raw.shape)} do not fit {len(self.anchors)} anchors x "
+                f"(5 + {self.num_classes} classes)"
+            )
         anchors = self._anchors(raw.device)
         gt_device = gt[0].device if len(gt) else raw.device
         t = build_targets(gt, self._anchors(gt_device), (S_h, S_w))

@@ -66,9 +66,25 @@ class Darknet19(nn.Module):
     """Darknet-19 without its classifier: 18 convs, 5 max-pools; returns the stride-16 and stride-32 maps."""
 
     # (kind, channels) per layer; "M" is a 2x2 max-pool. The split marks the passthrough source.
-    STAGE4: ClassVar[list] = [(3, 32), "M", (3, 64), "M", (3, 128), (1, 64), (3, 128), "M",
-                              (3, 256), (1, 128), (3, 256), "M",
-                              (3, 512), (1, 256), (3, 512), (1, 256), (3, 512)]
+    STAGE4: ClassVar[list] = [
+        (3, 32),
+        "M",
+        (3, 64),
+        "M",
+        (3, 128),
+        (1, 64),
+        (3, 128),
+        "M",
+        (3, 256),
+        (1, 128),
+        (3, 256),
+        "M",
+        (3, 512),
+        (1, 256),
+        (3, 512),
+        (1, 256),
+        (3, 512),
+    ]
     STAGE5: ClassVar[list] = ["M", (3, 1024), (1, 512), (3, 1024), (1, 512), (3, 1024)]
 
     def __init__(self, width: float = 1.0):
@@ -123,7 +139,7 @@ class ResNetBackbone(nn.Module):
         for k, v in sd.items():
             for old, new in rename.items():
                 if k.startswith(old):
-                    k = new + k[len(old):]
+                    k = new + k[len(old) :]
                     break
             mapped[k] = v
         res = self.load_state_dict(mapped, strict=False)
@@ -170,7 +186,9 @@ class YoloConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> YoloConfig:
-        return cls(**{k: d[k] for k in ("num_classes", "anchors", "backbone", "width", "passthrough") if k in d})
+        return cls(
+            **{k: d[k] for k in ("num_classes", "anchors", "backbone", "width", "passthrough") if k in d}
+        )
 
 
 class YOLOv2(nn.Module):
@@ -232,7 +250,7 @@ class YOLOv2(nn.Module):
         if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
             raise ValueError(f"{path}: not a state_dict (a mapping of names to tensors)")
         if any(k.startswith("backbone.") for k in sd):
-            sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+            sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
         try:
             if isinstance(self.backbone, ResNetBackbone):
                 missing, unexpected = self.backbone.load_torchvision_state_dict(sd)

@@ -42,7 +42,9 @@ def pad_gt(
     # one cheap call per image (dtype/device no-ops for loader output); the padding itself is C++
     gt = [g.to(device=device, dtype=torch.float32).reshape(-1, 5) for g in gt]
     if not gt or max(len(g) for g in gt) == 0:
-        return torch.zeros(len(gt), 0, 5, device=device), torch.zeros(len(gt), 0, dtype=torch.bool, device=device)
+        return torch.zeros(len(gt), 0, 5, device=device), torch.zeros(
+            len(gt), 0, dtype=torch.bool, device=device
+        )
     padded = pad_sequence(gt, batch_first=True)  # (B, M, 5)
     n = torch.tensor([len(g) for g in gt], device=device)
     mask = torch.arange(padded.shape[1], device=device)[None, :] < n[:, None]  # (B, M)
@@ -74,7 +76,9 @@ def build_targets(
     anchors = anchors.to(device=device, dtype=torch.float32)
     B, M = mask.shape
 
-    b_idx = torch.arange(B, device=device)[:, None].expand(B, M)[mask]  # (K0,) in image order, then list order
+    b_idx = torch.arange(B, device=device)[:, None].expand(B, M)[
+        mask
+    ]  # (K0,) in image order, then list order
     g = padded[mask]  # (K0, 5)
     cls, cxcy, wh = g[:, 0].long(), g[:, 1:3], g[:, 3:5]
     grid_wh = torch.tensor([S_w, S_h], device=device, dtype=torch.float32)

@@ -115,7 +115,9 @@ def test_corrupt_jpeg_is_reported_by_path(tmp_path, cli):
         D.decode_cache(cat, 32, tmp_path / "cache")
     assert str(exc.value).startswith(f"{bad}: cannot decode image")
     assert not list((tmp_path / "cache").glob("*"))  # no half-written cache left behind
-    code, out, err = cli("classify", "train", "--data", root, "--out", tmp_path / "run", "--device", "cpu", "--batch", "4")
+    code, out, err = cli(
+        "classify", "train", "--data", root, "--out", tmp_path / "run", "--device", "cpu", "--batch", "4"
+    )
     assert code == 2 and out == ""
     assert err.startswith(f"detkit: error: {bad}: cannot decode image") and "Traceback" not in err
 

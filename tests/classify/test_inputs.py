@@ -27,7 +27,9 @@ def test_options_are_checked_before_any_data_is_read(tmp_path, cli, option, valu
     code, out, err = cli(
         "classify", "train", "--data", tmp_path / "nowhere", "--out", tmp_path / "r", option, value
     )
-    assert (code, out) == (2, "") and err.startswith(f"detkit: error: {message}, got ") and err.count("\n") == 1
+    assert (
+        (code, out) == (2, "") and err.startswith(f"detkit: error: {message}, got ") and err.count("\n") == 1
+    )
     assert not (tmp_path / "r").exists()
 
 

@@ -14,13 +14,34 @@ CASES = {
     "blank.json": (b"  \n", "file is empty"),
     "truncated.json": (b'{"images": [' + GOOD_IMG.encode() + b'], "annotations": [', "truncated"),
     "shape.json": (b"[1, 2, 3]", "$: Expected `object`"),
-    "string.json": (b'{"images": [{"id": 1, "width": "ten", "height": 10}]}', "$.images[0].width: Expected `float`, got `str`"),
-    "nan.json": (b'{"images": [{"id": 1, "width": NaN, "height": 10}]}', "line 1: NaN/Infinity is not a JSON number"),
-    "negative.json": (b'{"images": [{"id": 1, "width": -4, "height": 10}]}', "$.images[0]: image size -4.0x10.0 must be positive"),
-    "latin1.json": (b'{"images": [{"id": 1, "file_name": "caf\xe9.jpg", "width": 4, "height": 10}]}', "line 1: not UTF-8"),
-    "bad.txt": (b"id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175],\nid: 1, height: 3\n", "line 2: expected 'id: 0, height"),
-    "nan.txt": (b"id: 0, height: nan, width: 1093, bbox:[69, 464, 312, 175],\n", "line 1: image size 1093xnan must be positive"),
-    "neg.txt": (b"id: 0, height: -3, width: 1093, bbox:[69, 464, 312, 175],\n", "line 1: image size 1093x-3 must be positive"),
+    "string.json": (
+        b'{"images": [{"id": 1, "width": "ten", "height": 10}]}',
+        "$.images[0].width: Expected `float`, got `str`",
+    ),
+    "nan.json": (
+        b'{"images": [{"id": 1, "width": NaN, "height": 10}]}',
+        "line 1: NaN/Infinity is not a JSON number",
+    ),
+    "negative.json": (
+        b'{"images": [{"id": 1, "width": -4, "height": 10}]}',
+        "$.images[0]: image size -4.0x10.0 must be positive",
+    ),
+    "latin1.json": (
+        b'{"images": [{"id": 1, "file_name": "caf\xe9.jpg", "width": 4, "height": 10}]}',
+        "line 1: not UTF-8",
+    ),
+    "bad.txt": (
+        b"id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175],\nid: 1, height: 3\n",
+        "line 2: expected 'id: 0, height",
+    ),
+    "nan.txt": (
+        b"id: 0, height: nan, width: 1093, bbox:[69, 464, 312, 175],\n",
+        "line 1: image size 1093xnan must be positive",
+    ),
+    "neg.txt": (
+        b"id: 0, height: -3, width: 1093, bbox:[69, 464, 312, 175],\n",
+        "line 1: image size 1093x-3 must be positive",
+    ),
     "latin1.txt": (b"id: 0, height: 3, width: 10, bbox:[1, 1, 1, 1],\n\xe9\n", "line 2: not UTF-8"),
     "broken.xml": (b"<annotation><size><width>4</width>", "malformed XML"),
 }
@@ -76,9 +97,14 @@ def test_validate_reports_bad_lines_of_yolo_and_voc_folders(cli, tmp_path):
     (tmp_path / "y" / "images").mkdir(parents=True)
     (tmp_path / "y" / "labels").mkdir()
     Image.new("RGB", (20, 10)).save(tmp_path / "y" / "images" / "a.jpg")
-    (tmp_path / "y" / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 x 0.2 0.2\n1 0.5\n-1 0.5 0.5 0.1 0.1\n")
+    (tmp_path / "y" / "labels" / "a.txt").write_text(
+        "0 0.5 0.5 0.2 0.2\n0 0.5 x 0.2 0.2\n1 0.5\n-1 0.5 0.5 0.1 0.1\n"
+    )
     doc = json.loads(cli("coco", "validate", tmp_path / "y", "--json")[1])
-    assert {f["code"]: f["count"] for f in doc["findings"]} == {"record.wrong_type": 2, "record.unparsable": 1}
+    assert {f["code"]: f["count"] for f in doc["findings"]} == {
+        "record.wrong_type": 2,
+        "record.unparsable": 1,
+    }
     assert doc["annotations"] == 1
     assert doc["findings"][1]["examples"][0]["record"] == "a.txt line 2"
     voc = tmp_path / "v" / "Annotations"
@@ -89,8 +115,11 @@ def test_validate_reports_bad_lines_of_yolo_and_voc_folders(cli, tmp_path):
     (voc / "b.xml").write_text(f"<annotation>{size}<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
                                "<xmax>5</xmax><ymax>6</ymax></bndbox></object></annotation>")  # fmt: skip
     doc = json.loads(cli("coco", "validate", tmp_path / "v", "--json")[1])
-    assert {f["code"]: f["count"] for f in doc["findings"]} == {"record.wrong_type": 1, "record.missing_field": 1,
-                                                              "image.no_annotations": 1}
+    assert {f["code"]: f["count"] for f in doc["findings"]} == {
+        "record.wrong_type": 1,
+        "record.missing_field": 1,
+        "image.no_annotations": 1,
+    }
     assert doc["images"] == 2 and doc["annotations"] == 1
 
 

@@ -244,7 +244,10 @@ def test_bccd_two_degenerate_boxes(cli, tmp_path):
     path = shared_path("bccd", "BCCD")
     report = validate_path(path)
     # ImageSets/Main splits: val's BloodImage_00037 and train's _00038 are two frames of one slide (pHash distance 4)
-    assert [(f.code, f.count) for f in report.findings] == [("bbox.non_positive_size", 2), ("split.leak_near", 1)]
+    assert [(f.code, f.count) for f in report.findings] == [
+        ("bbox.non_positive_size", 2),
+        ("split.leak_near", 1),
+    ]
     assert report.findings[1].examples[0]["record"] == "val:BloodImage_00037.jpg = train:BloodImage_00038.jpg"
     assert [e["record"] for e in report.findings[0].examples] == [
         "BloodImage_00338.xml <object> #13",

@@ -36,7 +36,11 @@ def tiny(tmp_path):
     _write_image(tmp_path / "img" / "b.jpg", 100, 100)
     ds = make_dataset(
         [(5, "a.jpg", 200, 100), (9, "b.jpg", 100, 100)],
-        [(1, 5, 11, 10, 20, 100, 50), (2, 9, 7, 0, 0, 50, 100), (3, 9, 7, 10, 10, 0, 5)],  # the last is degenerate
+        [
+            (1, 5, 11, 10, 20, 100, 50),
+            (2, 9, 7, 0, 0, 50, 100),
+            (3, 9, 7, 10, 10, 0, 5),
+        ],  # the last is degenerate
         [(7, "seven"), (11, "eleven")],
     )
     return ds, tmp_path / "img"
@@ -49,7 +53,9 @@ def test_letterbox_and_back():
     norm = np.array([[6.4, 44.8, 70.4, 76.8]]) / 128
     np.testing.assert_allclose(unletterbox(norm, 128, (r, tx, ty), 200, 100), [[10, 20, 110, 70]], atol=1e-9)
     # parts outside the image are clipped to it
-    np.testing.assert_allclose(unletterbox(np.array([[0, 0, 1, 1]]), 128, (r, tx, ty), 200, 100), [[0, 0, 200, 100]])
+    np.testing.assert_allclose(
+        unletterbox(np.array([[0, 0, 1, 1]]), 128, (r, tx, ty), 200, 100), [[0, 0, 200, 100]]
+    )
 
 
 def test_class_map_round_trip():
@@ -75,13 +81,17 @@ def test_eval_targets_are_the_letterboxed_boxes(tiny):
 
 def test_flip_mirrors_the_boxes(tiny):
     ds, root = tiny
-    d = DetectionDataset(ds, root, img_size=128, augment=Augment(flip=1.0, hsv=(0, 0, 0), scale=0, translate=0))
+    d = DetectionDataset(
+        ds, root, img_size=128, augment=Augment(flip=1.0, hsv=(0, 0, 0), scale=0, translate=0)
+    )
     torch.testing.assert_close(d[(0, 128, 3)]["target"], torch.tensor([[1.0, 0.7, 0.475, 0.5, 0.25]]))
 
 
 def test_transform_boxes_clips_and_drops():
     aug = Augment(min_size=2, min_visible=0.25)
-    boxes = np.array([[10, 10, 30, 30], [-90, 0, 10, 100], [0, 0, 1, 50], [90, 90, 150, 150]], dtype=np.float64)
+    boxes = np.array(
+        [[10, 10, 30, 30], [-90, 0, 10, 100], [0, 0, 1, 50], [90, 90, 150, 150]], dtype=np.float64
+    )
     kept, keep = transform_boxes(boxes, 1.0, 0.0, 0.0, 100, aug)
     # 2nd: 10% inside -> dropped; 3rd: 1 px wide -> dropped; 4th: clipped to 90..100 (10x10 of 60x60 < 25%) -> dropped
     assert keep.tolist() == [True, False, False, False]
@@ -142,7 +152,9 @@ def test_loader_same_batches_with_and_without_workers(tiny):
 def test_corrupt_and_missing_images_are_reported_and_skipped(tiny):
     _, root = tiny
     (root / "b.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
-    ds2 = make_dataset([(5, "a.jpg", 200, 100), (9, "b.jpg", 100, 100), (10, "gone.jpg", 10, 10)], [], [(7, "seven")])
+    ds2 = make_dataset(
+        [(5, "a.jpg", 200, 100), (9, "b.jpg", 100, 100), (10, "gone.jpg", 10, 10)], [], [(7, "seven")]
+    )
     d = DetectionDataset(ds2, root, img_size=64)
     assert d.missing == [str(root / "gone.jpg")] and len(d) == 2
     batches = list(build_loader(d, batch_size=2, train=False, workers=0))

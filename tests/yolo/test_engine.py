@@ -97,7 +97,11 @@ def test_nan_loss_stops_before_the_update():
     def criterion(raw, gt, seen):
         return raw.sum() * float("nan"), {}
 
-    batch = {"images": torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "targets": [torch.zeros(0, 5)], "bad": []}
+    batch = {
+        "images": torch.zeros(1, 3, 32, 32, dtype=torch.uint8),
+        "targets": [torch.zeros(0, 5)],
+        "bad": [],
+    }
     with pytest.raises(NonFiniteLoss, match="nan"):
         train_one_epoch(model, criterion, opt, sched, [batch], torch.device("cpu"))
     assert torch.equal(model.weight, before)
@@ -112,7 +116,11 @@ def test_finite_loss_with_a_nan_gradient_stops_before_the_update():
         loss = (raw * 0).sqrt().sum()
         return loss, {k: loss.detach() for k in LOSS_PARTS}
 
-    batch = {"images": torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "targets": [torch.zeros(0, 5)], "bad": []}
+    batch = {
+        "images": torch.zeros(1, 3, 32, 32, dtype=torch.uint8),
+        "targets": [torch.zeros(0, 5)],
+        "bad": [],
+    }
     with pytest.raises(NonFiniteLoss, match="gradient norm is nan at step 1"):
         train_one_epoch(model, criterion, opt, None, [batch], torch.device("cpu"), grad_clip=0)
     assert torch.equal(model.weight, before)
@@ -128,7 +136,11 @@ def test_epoch_means_of_the_loss_parts_and_batch_count():
         loss = raw.sum() * 0 + v
         return loss, {k: torch.tensor(v * (i + 1)) for i, k in enumerate(LOSS_PARTS)}
 
-    ok = {"images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "targets": [torch.zeros(0, 5)] * 2, "bad": []}
+    ok = {
+        "images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8),
+        "targets": [torch.zeros(0, 5)] * 2,
+        "bad": [],
+    }
     empty = {"images": torch.zeros(0, 3, 32, 32, dtype=torch.uint8), "targets": [], "bad": ["x.jpg"]}
     seen_bad = []
     out = train_one_epoch(model, criterion, opt, None, [ok, empty, ok], torch.device("cpu"), seen_images=5,

@@ -30,9 +30,15 @@ def _anchors(tmp_path, doc) -> str:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--anchors", {"anchors_normalized": [1, 2]}], "'anchors_normalized' must be a list of [w, h] pairs"),
+        (
+            ["--anchors", {"anchors_normalized": [1, 2]}],
+            "'anchors_normalized' must be a list of [w, h] pairs",
+        ),
         (["--anchors", {"anchors_normalized": []}], "'anchors_normalized' is empty"),
-        (["--anchors", {"anchors_normalized": [[0.1, -0.2]]}], "anchor [0.1, -0.2] needs a positive, finite width"),
+        (
+            ["--anchors", {"anchors_normalized": [[0.1, -0.2]]}],
+            "anchor [0.1, -0.2] needs a positive, finite width",
+        ),
         (["--anchors", {"anchors_normalized": [[0.1, 0.2]], "norm": "pixels"}], "unknown norm 'pixels'"),
         (["--loss", "foo"], "--loss must be one of darknet, course, got 'foo'"),
         (["--size-loss", "cubic"], "--size-loss must be log or sqrt, got 'cubic'"),
@@ -80,7 +86,9 @@ def test_predict_refuses_a_bad_size_and_undecodable_images(synth4, tmp_path, cli
 
     cv2.imwrite(str(tmp_path / "a" / "x.bmp"), cv2.imread(str(img)))
     cv2.imwrite(str(tmp_path / "b" / "x.bmp"), cv2.imread(str(img)))
-    code, _, err = cli("yolo", "predict", run / "best.pt", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "p2")
+    code, _, err = cli(
+        "yolo", "predict", run / "best.pt", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "p2"
+    )
     assert code == 0, err
     det = json.loads((tmp_path / "p2" / "detections.json").read_text())
     assert [r["output"] for r in det["images"]] == ["x.jpg", "x_2.jpg"]

@@ -100,8 +100,15 @@ def test_course_preset_parts_by_hand():
 
 def test_overrides_scale_each_part():
     base = YoloLoss(LossConfig.preset("darknet", warmup_images=0), ANCHORS, 2)(worked_raw(), GT)[1]
-    cfg = LossConfig.preset("darknet", warmup_images=0, lambda_coord=2.0, lambda_obj=1.0, lambda_noobj=3.0,
-                            lambda_cls=0.5, rescore=None)  # None = keep the preset's value
+    cfg = LossConfig.preset(
+        "darknet",
+        warmup_images=0,
+        lambda_coord=2.0,
+        lambda_obj=1.0,
+        lambda_noobj=3.0,
+        lambda_cls=0.5,
+        rescore=None,
+    )  # None = keep the preset's value
     assert cfg.rescore is True
     parts = YoloLoss(cfg, ANCHORS, 2)(worked_raw(), GT)[1]
     for k, f in (("coord", 2.0), ("obj", 1 / 5), ("noobj", 3.0), ("cls", 0.5)):
@@ -147,7 +154,9 @@ def test_image_without_boxes_gives_zero_coord_and_cls(preset):
     assert parts["coord"].item() == 0.0 and parts["cls"].item() == 0.0 and parts["obj"].item() == 0.0
     assert (parts["prior"].item() > 0) == (preset == "darknet")
     lam = 1.0 if preset == "darknet" else 0.5
-    assert parts["noobj"].item() == pytest.approx(lam * (raw[..., 4].sigmoid() ** 2).sum().item() / 2, rel=1e-5)
+    assert parts["noobj"].item() == pytest.approx(
+        lam * (raw[..., 4].sigmoid() ** 2).sum().item() / 2, rel=1e-5
+    )
 
 
 def test_fp32_under_autocast_and_finite_with_wild_outputs():

@@ -8,13 +8,24 @@ from torch import nn
 
 from detkit.yolo.model import Darknet19, SpaceToDepth, YoloConfig, YOLOv2
 
-VOC_ANCHORS = [(1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053), (11.2364, 10.0071)]
+VOC_ANCHORS = [
+    (1.3221, 1.73145),
+    (3.19275, 4.00944),
+    (5.05587, 8.09892),
+    (9.47112, 4.84053),
+    (11.2364, 10.0071),
+]
 
 
 @pytest.mark.parametrize(
     "backbone,width,device",
     # the ResNets run on the meta device: the real forward code, shapes only, no arithmetic
-    [("darknet19", 0.125, "cpu"), ("darknet19", 1.0, "meta"), ("resnet18", 1.0, "meta"), ("resnet50", 1.0, "meta")],
+    [
+        ("darknet19", 0.125, "cpu"),
+        ("darknet19", 1.0, "meta"),
+        ("resnet18", 1.0, "meta"),
+        ("resnet50", 1.0, "meta"),
+    ],
 )
 def test_output_shapes_at_416_320_and_non_square(backbone, width, device):
     with torch.device(device):
@@ -73,10 +84,17 @@ def test_initial_objectness_is_about_one_percent():
 
 
 def test_config_round_trip():
-    cfg = YoloConfig(num_classes=4, anchors=[[1, 2], [3, 4]], backbone="resnet18", width=0.5, passthrough=False)
+    cfg = YoloConfig(
+        num_classes=4, anchors=[[1, 2], [3, 4]], backbone="resnet18", width=0.5, passthrough=False
+    )
     d = cfg.to_dict()
-    assert d == {"num_classes": 4, "anchors": [[1.0, 2.0], [3.0, 4.0]], "backbone": "resnet18",
-                 "width": 0.5, "passthrough": False}
+    assert d == {
+        "num_classes": 4,
+        "anchors": [[1.0, 2.0], [3.0, 4.0]],
+        "backbone": "resnet18",
+        "width": 0.5,
+        "passthrough": False,
+    }
     assert YoloConfig.from_dict(d) == cfg
     with pytest.raises(ValueError):
         YoloConfig(num_classes=4, anchors=[(1, 1)], backbone="vgg16")
@@ -89,7 +107,9 @@ def test_weights_load_from_local_files(tmp_path):
     tv = torchvision.models.resnet18(weights=None)
     path = tmp_path / "resnet18.pth"
     torch.save(tv.state_dict(), path)
-    model = YOLOv2(YoloConfig(num_classes=2, anchors=[(1.0, 1.0)], backbone="resnet18", width=0.125), weights=path)
+    model = YOLOv2(
+        YoloConfig(num_classes=2, anchors=[(1.0, 1.0)], backbone="resnet18", width=0.125), weights=path
+    )
     assert torch.equal(model.backbone.stem[0].weight, tv.conv1.weight)
     assert torch.equal(model.backbone.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
 
@@ -100,11 +120,15 @@ def test_weights_load_from_local_files(tmp_path):
     assert torch.equal(dst.backbone.stage4[0].conv.weight, src.backbone.stage4[0].conv.weight)
 
     with pytest.raises(ValueError, match="resnet18"):  # darknet weights into a resnet
-        YOLOv2(YoloConfig(num_classes=2, anchors=[(1.0, 1.0)], backbone="resnet18"), weights=tmp_path / "ckpt.pt")
+        YOLOv2(
+            YoloConfig(num_classes=2, anchors=[(1.0, 1.0)], backbone="resnet18"), weights=tmp_path / "ckpt.pt"
+        )
 
 
 def test_channels_last_and_bf16_autocast_give_the_same_shape():
-    model = YOLOv2(YoloConfig(num_classes=3, anchors=VOC_ANCHORS, width=0.125)).to(memory_format=torch.channels_last)
+    model = YOLOv2(YoloConfig(num_classes=3, anchors=VOC_ANCHORS, width=0.125)).to(
+        memory_format=torch.channels_last
+    )
     x = torch.rand(2, 3, 64, 96).to(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)

@@ -69,7 +69,10 @@ def test_batch_without_any_box():
 
 
 def test_padded_tensor_input_gives_the_same_targets():
-    gt = [torch.tensor([[1.0, 0.5, 0.5, 0.5, 0.5]]), torch.tensor([[0.0, 0.2, 0.7, 0.1, 0.3], [2.0, 0.8, 0.1, 0.2, 0.2]])]
+    gt = [
+        torch.tensor([[1.0, 0.5, 0.5, 0.5, 0.5]]),
+        torch.tensor([[0.0, 0.2, 0.7, 0.1, 0.3], [2.0, 0.8, 0.1, 0.2, 0.2]]),
+    ]
     padded = torch.zeros(2, 3, 5)
     padded[0, :1], padded[1, :2] = gt[0], gt[1]
     a, b = build_targets(gt, ANCHORS, (4, 4)), build_targets(padded, ANCHORS, (4, 4))
