@@ -387,6 +387,7 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
         if os.environ.get("RANK", "0") == "0":
             checkpoints(path).repair({**ckpt, **_position(ckpt, path)}, finished)
         if finished:
-            info(f"{path}: the run has finished its {cfg.epochs} epochs already; nothing to do")
+            done = ckpt["epoch"]
+            info(f"{path}: already trained {done} of {cfg.epochs} epochs; nothing to do (--epochs N goes on)")
             return _result(path, _position(ckpt, path), "done")
         return _run(cfg, path, ckpt)

@@ -26,7 +26,6 @@ from typing import Any
 from detkit import harness as H
 from detkit import options as O
 from detkit.console import info, progress, warn
-from detkit.errors import DetkitError
 from detkit.io import write_json
 from detkit.runs import record_resume, record_run
 from detkit.yolo.checkpoint import (
@@ -244,12 +243,13 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
         ckpt = H.load_checkpoint(path / "last.pt", "yolo", ("model_config", *H.STATE_KEYS, "args"))
         cfg = O.resumed_config(TrainConfig, {**ckpt["args"], "out": str(path)}, given or {}, path)
         cfg.validate()
-        if ckpt["epoch"] >= cfg.epochs:
-            if main and checkpoints(path).repair(ckpt, finished=True):
-                return summary_fields(ckpt, "done")
-            raise DetkitError(
-                f"{run}: already trained {ckpt['epoch']} of {cfg.epochs} epochs (pass --epochs N to go on)"
+        if ckpt["epoch"] >= cfg.epochs:  # the classifier's rule too: rebuild what is missing, exit 0
+            if main:
+                checkpoints(path).repair(ckpt, finished=True)
+            info(
+                f"{path}: already trained {ckpt['epoch']} of {cfg.epochs} epochs; nothing to do (--epochs N goes on)"
             )
+            return summary_fields(ckpt, "done")
         if main:
             checkpoints(path).repair(ckpt, finished=False)
         return _run(cfg, path, ckpt)

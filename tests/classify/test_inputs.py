@@ -81,7 +81,7 @@ def test_run_folder_rules(trained_run, tmp_path, cli):
     assert code == 2 and "leave out --epochs 12 (the run has 8)" in err and "--lr" not in err
     before = (trained_run / "last.pt").stat().st_mtime_ns
     code, _, err = cli("classify", "train", "--resume", trained_run, "--device", "cpu", "--json")
-    assert code == 0 and "finished its 8 epochs already" in err
+    assert code == 0 and "already trained 8 of 8 epochs; nothing to do" in err
     assert (trained_run / "last.pt").stat().st_mtime_ns == before
     file = tmp_path / "file"
     file.write_text("")

@@ -88,9 +88,11 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     assert summary["kind"] == "yolo.train" and summary["curves"] == "metrics.csv"
     assert [r["name"] for r in summary["tables"]["per_class"]] == ["circle", "rectangle", "triangle"]
 
-    # nothing left to do: a clear usage error
+    # nothing left to do: said, exit 0, the run untouched (the classifier's rule too)
+    before = (resumed / "last.pt").read_bytes()
     code, _, err = cli("yolo", "train", "--resume", resumed)
-    assert code == 2 and "already trained 2 of 2 epochs" in err
+    assert code == 0 and "already trained 2 of 2 epochs; nothing to do" in err
+    assert (resumed / "last.pt").read_bytes() == before
 
     doc = cli_json(
         "yolo", "eval", straight / "best.pt", "--data", data, "--workers", "0", "--out", tmp_path / "ev"
