@@ -1,5 +1,6 @@
-"""`detkit coco inspect / validate / classes / convert` (thin: parse, call, print); the other coco commands
-are in :mod:`detkit.coco.cli_ops` and :mod:`detkit.coco.cli_eval`, registered by the imports at the end.
+"""`detkit coco inspect / validate / classes` (thin: parse, call, print); the other coco commands are in
+:mod:`detkit.coco.cli_convert`, :mod:`detkit.coco.cli_eval` and :mod:`detkit.coco.cli_ops`, registered (in
+that order, for --help) by the imports at the end.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Annotated
 import typer
 
 from detkit.coco.cli_common import (
-    CategoryIds,
     FailOn,
     FormatOpt,
     InPath,
@@ -18,7 +18,6 @@ from detkit.coco.cli_common import (
     OutOpt,
     SplitOpt,
     StrictOpt,
-    Target,
     app,
     busy,
     load,
@@ -27,7 +26,7 @@ from detkit.coco.cli_common import (
     warn_skipped,
     write_out,
 )
-from detkit.console import emit_json, info, out, warn
+from detkit.console import emit_json, info, out
 
 
 # ---- inspect ---------------------------------------------------------------------------------------
@@ -342,76 +341,6 @@ def _markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# ---- convert ---------------------------------------------------------------------------------------
-@app.command()
-def convert(
-    src: Annotated[
-        Path, typer.Argument(metavar="IN", help="COCO json, course text file, YOLO folder or VOC folder.")
-    ],
-    dst: Annotated[
-        Path, typer.Argument(metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc).")
-    ],
-    to: Annotated[Target, typer.Option("--to", help="Target format.")],
-    format: FormatOpt = None,
-    images: Annotated[
-        Path | None, typer.Option("--images", help="Folder of the source images (linked into YOLO/VOC).")
-    ] = None,
-    category_ids: Annotated[
-        CategoryIds | None,
-        typer.Option(
-            "--category-ids",
-            help="YOLO / course-format class k <-> COCO category id: 'index' (id k, the default to COCO) "
-            "or 'coco80' (COCO's official id of class k). COCO/VOC -> YOLO runs the rule backwards; without it, "
-            "class k is the k-th category in id order.",
-        ),
-    ] = None,
-    json: JsonOpt = False,
-) -> None:
-    """Convert between COCO json, YOLO label folders and Pascal VOC (the course text format converts too).
-
-    Boxes keep their pixel values; images stay where they are (YOLO images/ and VOC JPEGImages/ get links;
-    a COCO json records the image folder under a "detkit" key, so detkit finds the images again).
-    Image names that are absolute or climb out with '..' are written under safe names inside OUT.
-
-    Example: detkit coco convert data.yaml coco.json --to coco --category-ids coco80
-    """
-    from rich.markup import escape
-
-    from detkit.coco.convert import convert as do_convert
-
-    ds = load(src, format)
-    result = do_convert(
-        ds, dst, to.value, image_root=images, category_ids=category_ids.value if category_ids else None
-    )
-    for leftover in result.get("removed_leftovers", []):
-        info(f"removed {leftover} (left by a convert that was killed)")
-    if result.get("renamed"):
-        ex = result["renamed_examples"][0]
-        warn(f"{result['renamed']:,} image names were absolute, climbed out of their folder or named no file; written "
-             f"under safe names inside {dst} (e.g. {ex['file_name']!r} as {ex['written_as']!r})")  # fmt: skip
-    if to == Target.coco and result.get("image_root") is None and ds.format != "text":  # text: no images
-        warn("the image folder is unknown, so the json does not record it; pass --images DIR to record it")
-    if to != Target.coco and result["images_linked"] < ds.num_images:
-        warn(f"{ds.num_images - result['images_linked']:,} of {ds.num_images:,} images not found to link "
-             f"(source image folder: {escape(str(images or ds.image_root))}); pass --images DIR")  # fmt: skip
-    if result.get("skipped_boxes"):
-        warn(f"{result['skipped_boxes']:,} boxes with a dangling image or category id were not written")
-    if result.get("crowd_as_boxes"):
-        warn(
-            f"{result['crowd_as_boxes']:,} crowd annotations written as ordinary boxes ({to.value} has no iscrowd)"
-        )
-    if json:
-        emit_json(
-            {
-                "in": str(src),
-                "from": ds.format,
-                **result,
-                **({"skipped": sk} if (sk := skipped_doc(ds)) else {}),
-            }
-        )
-    else:
-        info(f"wrote {dst} ({to.value}): {result['images']:,} images, {result['boxes']:,} boxes")
-
-
+from detkit.coco import cli_convert as _cli_convert  # noqa: F401  (registers `detkit coco convert`)
 from detkit.coco import cli_eval as _cli_eval  # noqa: F401  (registers `detkit coco eval`)
 from detkit.coco import cli_ops as _cli_ops  # noqa: F401  (registers split / merge / filter / sample / draw)
