@@ -40,9 +40,18 @@ class OptionError(DetkitError):
 
 
 class InputError(DetkitError):
-    """Malformed or unusable input file: ``InputError(path, where, what)`` -> ``path:where: what``."""
+    """Malformed or unusable input file: ``InputError(path, where, what)`` -> ``path:where: what``.
 
-    def __init__(self, path: object, where: str | int | None, what: str):
+    Args:
+        path: the file.
+        where: the record in it (a JSON path, ``line 3``), or None for the whole file.
+        what: what is wrong, in a few words.
+        code: the ``validate`` finding code it becomes when reported instead of raised
+            (see :mod:`detkit.coco.findings`); None: the reader's default.
+    """
+
+    def __init__(self, path: object, where: str | int | None, what: str, *, code: str | None = None):
         loc = f"{path}" if where in (None, "") else f"{path}:{where}"
         super().__init__(f"{loc}: {what}", exit_code=2)
         self.path, self.where, self.what = str(path), where, what
+        self.code: str | None = code

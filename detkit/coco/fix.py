@@ -50,7 +50,7 @@ class _Plan:
 
     def __init__(self, report: Report):
         ds = self.ds = report.dataset
-        self.changes: list[dict[str, Any]] = list(ds.extra.get("decode_changes", []))
+        self.changes: list[dict[str, Any]] = list(ds.raw.decode_changes) if ds.raw else []
         self.touched = np.zeros(ds.num_annotations, dtype=bool)  # rows whose record must be re-written
         self.bbox = ds.bbox.copy()
         self.area = ds.area.copy()
@@ -139,7 +139,8 @@ class _Plan:
             if miss_crowd[r]:
                 self.crowd[r] = 0
                 self.change("fill_iscrowd", r, None, 0)
-        self.bad_seg[np.asarray(ds.extra.get("bad_polygon_rows", []), dtype=np.int64)] = True
+        if ds.raw is not None:
+            self.bad_seg[np.asarray(ds.raw.bad_polygon_rows, dtype=np.int64)] = True
         for r in np.flatnonzero(self.bad_seg & self.keep):
             self.change("drop_bad_polygons", r)
             self.touched[r] = True
@@ -177,15 +178,16 @@ class _Plan:
         """The cleaned document from the source's: untouched records are copied as they are
         (``msgspec.Raw``: not even decoded)."""
         ds, changes = self.ds, self.changes
-        bad_keys = ds.extra.get("bad_top_keys", [])
+        prov = ds.raw
+        assert prov is not None, "doc_from_raw needs a dataset read by detkit.coco.raw"
+        bad_keys = prov.bad_top_keys
         doc = {k: v for k, v in raw.items() if k not in ("images", "annotations", "categories", *bad_keys)}
         changes += [{"action": "drop_unusable", "record": f"$.{k}"} for k in bad_keys]
-        for key, index, mask in (
-            ("images", "image_raw_index", self.img_keep),
-            ("categories", "category_raw_index", self.cat_keep),
+        for key, rows, mask in (
+            ("images", prov.image_raw_index, self.img_keep),
+            ("categories", prov.category_raw_index, self.cat_keep),
         ):
             items = raw.get(key, [])
-            rows = ds.extra[index]
             ids = ds.image_id if key == "images" else ds.cat_id
             for r in np.flatnonzero(~mask):
                 action = "drop_bad_image" if key == "images" and self.bad_img[r] else _DUPLICATE_ACTION[key]
@@ -194,7 +196,7 @@ class _Plan:
             for i in sorted(set(range(len(items))) - set(rows.tolist())):
                 changes.append({"action": "drop_unusable", "record": f"$.{key}[{i}]"})
         ann_raw = raw.get("annotations", [])
-        raw_index = ds.extra["raw_index"]
+        raw_index = prov.raw_index
         for i in sorted(set(range(len(ann_raw))) - set(raw_index.tolist())):
             changes.append({"action": "drop_unusable", "record": f"$.annotations[{i}]"})
         anns = []

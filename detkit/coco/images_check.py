@@ -86,7 +86,7 @@ def check_image_files(paths: Sequence[Path], width: np.ndarray, height: np.ndarr
         try:
             w, h = probe_image(p)
         except InputError as err:
-            res.unreadable.append((i, getattr(err, "code", "image.corrupt"), err.what))
+            res.unreadable.append((i, err.code or "image.corrupt", err.what))
             continue
         if (w, h) != (width[i], height[i]):
             res.size_mismatch.append((i, w, h))

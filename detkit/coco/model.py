@@ -17,6 +17,10 @@ Datasets with splits (an ultralytics data.yaml, a Roboflow export, VOC ``ImageSe
 splits). An image listed in two splits is two rows. What a lenient loader left out (an orphan label
 file, a corrupt image, an out-of-range row) or repaired (a polygon row read as its box) is in
 ``skipped``, one :class:`Skipped` each, for the CLI to count and ``validate`` to report.
+
+A dataset read from a COCO json by ``validate`` carries ``raw``, a :class:`RawProvenance`: the index of
+each row's record in that file and what the reader saw there, for ``--fix`` to copy records verbatim.
+``extra`` holds only the source format's leftovers (COCO ``info`` and ``licenses``).
 """
 
 from __future__ import annotations
@@ -79,6 +83,37 @@ class Skipped:
 
 
 @dataclass
+class RawProvenance:
+    """Where each row of a dataset read from a COCO json came from in that file (set by
+    :mod:`detkit.coco.raw`, read by ``validate`` and ``--fix``).
+
+    Args:
+        raw_index: (N,) int64, each annotation row's index in the file's ``annotations`` array.
+        image_raw_index: (I,) int64, each image row's index in ``images``.
+        category_raw_index: (C,) int64, each category row's index in ``categories``.
+        bad_polygon_rows: annotation rows whose segmentation has a bad polygon (what ``--fix`` repairs).
+        decode_changes: what the tolerant decoder repaired (re-encoded UTF-16 text, lone surrogates), as
+            ``--fix`` changes (action, record, before, after).
+        bad_top_keys: top-level keys of the wrong type (``info`` not an object...): ``--fix`` drops them.
+    """
+
+    raw_index: np.ndarray
+    image_raw_index: np.ndarray
+    category_raw_index: np.ndarray
+    bad_polygon_rows: list[int] = field(default_factory=list)
+    decode_changes: list[dict[str, Any]] = field(default_factory=list)
+    bad_top_keys: list[str] = field(default_factory=list)
+
+    def take(self, images: np.ndarray, annotations: np.ndarray, categories: np.ndarray) -> RawProvenance:
+        """The provenance of the dataset made of these image, annotation and category rows (index arrays)."""
+        bad = np.flatnonzero(np.isin(annotations, np.asarray(self.bad_polygon_rows, dtype=np.int64)))
+        return RawProvenance(
+            self.raw_index[annotations], self.image_raw_index[images], self.category_raw_index[categories],
+            bad.tolist(), list(self.decode_changes), list(self.bad_top_keys),
+        )  # fmt: skip
+
+
+@dataclass
 class Dataset:
     """Columnar detection annotations (see the module docstring)."""
 
@@ -102,6 +137,7 @@ class Dataset:
     extra: dict[str, Any] = field(default_factory=dict)  # format-specific leftovers (e.g. COCO info)
     split: np.ndarray | None = None  # (I,) object (str): each image's split; None when there are none
     skipped: list[Skipped] = field(default_factory=list)  # what a lenient loader left out or repaired
+    raw: RawProvenance | None = None  # each row's record in the source COCO json (validate's reader)
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
@@ -228,6 +264,9 @@ class Dataset:
             ann_record=None if self.ann_record is None else self.ann_record[keep_ann],
             missing={k: v[keep_ann] for k, v in self.missing.items()}, extra=dict(self.extra),
             split=None if self.split is None else self.split[keep_img], skipped=list(self.skipped),
+            raw=None if self.raw is None else self.raw.take(
+                np.flatnonzero(keep_img), np.flatnonzero(keep_ann), np.arange(self.num_categories)
+            ),
         )  # fmt: skip
 
 

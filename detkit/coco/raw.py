@@ -30,7 +30,7 @@ from detkit.coco.coco_json import (
     recorded_image_root,
 )
 from detkit.coco.findings import Findings
-from detkit.coco.model import Dataset, default_image_root
+from detkit.coco.model import Dataset, RawProvenance, default_image_root
 from detkit.coco.readers import read_bytes
 from detkit.coco.tolerant_json import HugeNumber, decode_json, encode_hook, show
 from detkit.errors import InputError
@@ -177,9 +177,6 @@ def load_coco_typed(path: str | Path, fnd: Findings, data: bytes | None = None) 
         ds = _coco_from_doc(path, doc)
     except InputError:
         return None
-    # every record was usable: rows are the JSON indices
-    ds.extra.update(raw_index=np.arange(ds.num_annotations), image_raw_index=np.arange(ds.num_images),
-                    category_raw_index=np.arange(ds.num_categories))  # fmt: skip
     anns = doc.annotations
     bad_rows: list[int] = []
     for start in range(0, len(anns), 65536):  # chunks keep the joined buffer small
@@ -194,7 +191,10 @@ def load_coco_typed(path: str | Path, fnd: Findings, data: bytes | None = None) 
                     anns[start + k].id,
                     note=bad,
                 )
-    ds.extra["bad_polygon_rows"] = bad_rows  # what --fix repairs
+    # every record was usable: rows are the JSON indices; the bad polygons are what --fix repairs
+    ds.raw = RawProvenance(
+        np.arange(ds.num_annotations), np.arange(ds.num_images), np.arange(ds.num_categories), bad_rows
+    )
     return ds
 
 
@@ -282,8 +282,8 @@ def load_coco_lenient(
     """Decode a COCO json, reporting broken records into ``fnd`` and building a Dataset from the rest.
 
     Returns:
-        (dataset, raw document). ``dataset.extra["raw_index"]`` maps each annotation row to its index in
-        ``raw["annotations"]``; ``image_raw_index`` / ``category_raw_index`` do the same for images and categories.
+        (dataset, raw document). ``dataset.raw`` (:class:`~detkit.coco.model.RawProvenance`) maps each
+        annotation, image and category row to its index in ``raw["annotations"]``, ``raw["images"]``...
     """
     path = Path(path)
     decode_changes: list[dict[str, Any]] = []
@@ -316,11 +316,11 @@ def load_coco_lenient(
         cat_name=np.array([c[1] for c in cat_rows], dtype=object),
         source=str(path), format="coco", image_root=recorded_image_root(path, doc.get("detkit")) or default_image_root(path),
         ann_record=np.array(a["records"], dtype=object), missing=missing,
-        extra={
-            "raw_index": np.array(a["raw_index"], dtype=np.int64),
-            "image_raw_index": np.array(img_raw, dtype=np.int64),
-            "category_raw_index": np.array(cat_raw, dtype=np.int64),
-            "bad_polygon_rows": a["bad_rows"], "decode_changes": decode_changes, "bad_top_keys": bad_keys,
-        },
+        raw=RawProvenance(
+            raw_index=np.array(a["raw_index"], dtype=np.int64),
+            image_raw_index=np.array(img_raw, dtype=np.int64),
+            category_raw_index=np.array(cat_raw, dtype=np.int64),
+            bad_polygon_rows=a["bad_rows"], decode_changes=decode_changes, bad_top_keys=bad_keys,
+        ),
     )  # fmt: skip
     return ds, doc

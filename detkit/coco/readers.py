@@ -19,16 +19,14 @@ OnError = Callable[[str, InputError], None]
 
 def problem(path: Path, where: str | None, what: str, code: str) -> InputError:
     """An InputError tagged with the validate finding code it becomes when reported instead of raised."""
-    err = InputError(path, where, what)
-    err.code = code
-    return err
+    return InputError(path, where, what, code=code)
 
 
 def skip_or_raise(on_error: OnError | None, err: InputError) -> None:
     """Raise ``err`` — or, when validating (``on_error`` given), report it so the record is skipped."""
     if on_error is None:
         raise err
-    on_error(getattr(err, "code", "record.unparsable"), err)
+    on_error(err.code or "record.unparsable", err)
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -59,8 +59,7 @@ class Report:
 
 
 def _image_record(ds: Dataset, i: int) -> str:
-    raw = ds.extra.get("image_raw_index")
-    return f"$.images[{int(raw[i])}]" if raw is not None else f"image {ds.file_name[i]}"
+    return f"$.images[{int(ds.raw.image_raw_index[i])}]" if ds.raw is not None else f"image {ds.file_name[i]}"
 
 
 def _duplicates(values: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ class Reporter:
         self.first: InputError | None = None  # the first problem (raised when nothing at all is usable)
 
     def __call__(self, err: InputError, kept: bool = False) -> None:
-        code = getattr(err, "code", "record.unparsable")
+        code = err.code or "record.unparsable"
         if self.first is None and not kept:
             self.first = err
         if self.on_error is not None:

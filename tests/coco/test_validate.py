@@ -264,3 +264,19 @@ def test_validate_out_dir_summary(cli, broken, tmp_path):
     assert code == 0 and s["kind"] == "coco.validate"
     assert {r["code"]: r["count"] for r in s["tables"]["findings"]} == EXPECTED
     assert (tmp_path / "v" / "run.json").is_file()
+
+
+def test_raw_provenance_maps_rows_to_records_and_follows_a_subset(broken):
+    """Each kept row's index in the file (unusable records skipped), and the same after subset_images."""
+    ds, _ = load_coco_lenient(broken, Findings(str(broken)))
+    prov = ds.raw
+    assert prov.image_raw_index.tolist() == [0, 1, 2, 4, 5]  # 3 wrong type, 6 unparsable, 7 missing width
+    assert prov.raw_index.tolist() == [*range(13), 14, 15, 16, 18]  # 13 wrong bbox, 17 no category_id
+    assert prov.category_raw_index.tolist() == [0, 1, 2, 3]
+    assert prov.bad_polygon_rows == [14, 15]  # annotations[15] and [16]
+    assert ds.extra == {}  # no info / licenses in the file; provenance is not a format leftover
+    sub = ds.subset_images([1])  # both rows with id 1; drops the box on image 99 (row 4)
+    assert sub.raw.image_raw_index.tolist() == [0, 2]
+    assert sub.raw.raw_index.tolist() == [0, 1, 2, 3, *range(5, 13), 14, 15, 16, 18]
+    assert sub.raw.bad_polygon_rows == [13, 14]
+    assert sub.raw.category_raw_index.tolist() == [0, 1, 2, 3]

@@ -213,4 +213,5 @@ def subset(ds: Dataset, part: Part) -> Dataset:
         area=ds.area[a], iscrowd=ds.iscrowd[a], cat_id=ds.cat_id[c], cat_name=ds.cat_name[c],
         source=ds.source, format=ds.format, image_root=ds.image_root,
         ann_record=None if ds.ann_record is None else ds.ann_record[a], extra=dict(ds.extra),
+        raw=None if ds.raw is None else ds.raw.take(i, a, c),
     )  # fmt: skip
