@@ -4,6 +4,11 @@ Only the fields detkit needs are decoded: segmentations and every other field ar
 never built as Python lists. ``load_coco_labels`` decodes even less (ids and names) for class counts.
 Large files are memory-mapped. Every malformed input raises :class:`~detkit.errors.InputError` with the
 JSON path (``$.annotations[12].bbox``) or line of the problem.
+
+Shared with the other typed readers (:mod:`detkit.coco.raw`, :mod:`detkit.coco.ops.source`,
+:mod:`detkit.evaluation.predictions`): the structs :class:`CocoFile`, :class:`CocoAnn`, :class:`CocoCat`;
+:func:`decode_file` / :func:`decode_bytes` (UTF-8 checked by :func:`check_utf8`, errors from
+:func:`msgspec_error`); :func:`coco_from_doc`, the decoded document as a Dataset.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class _CocoImage(msgspec.Struct, kw_only=True, gc=False):
     file_name: str = ""
 
 
-class _CocoAnn(msgspec.Struct, kw_only=True, gc=False):
+class CocoAnn(msgspec.Struct, kw_only=True, gc=False):
     id: Int64
     image_id: Int64
     category_id: Int64
@@ -51,15 +56,15 @@ class _CocoAnn(msgspec.Struct, kw_only=True, gc=False):
     iscrowd: Int64 = _UNSET_INT
 
 
-class _CocoCat(msgspec.Struct, kw_only=True, gc=False):
+class CocoCat(msgspec.Struct, kw_only=True, gc=False):
     id: Int64
     name: str
 
 
-class _CocoFile(msgspec.Struct, kw_only=True):
+class CocoFile(msgspec.Struct, kw_only=True):
     images: list[_CocoImage]
-    annotations: list[_CocoAnn] = []
-    categories: list[_CocoCat] = []
+    annotations: list[CocoAnn] = []
+    categories: list[CocoCat] = []
     info: dict[str, Any] | None = None
     licenses: list[Any] | None = None
     detkit: Any = None  # what `detkit coco convert` recorded: {"image_root": "../images"} (see DETKIT_KEY)
@@ -80,7 +85,7 @@ class _LabelAnn(msgspec.Struct, gc=False):
 class _LabelFile(msgspec.Struct):
     images: list[_LabelImage]
     annotations: list[_LabelAnn] = []
-    categories: list[_CocoCat] = []
+    categories: list[CocoCat] = []
 
 
 # A top-level key COCO readers ignore (pycocotools, hotcoco and torchvision read only the keys they know):
@@ -100,7 +105,7 @@ def recorded_image_root(path: Path, meta: Any) -> str | None:
         return None
 
 
-_DECODER = msgspec.json.Decoder(_CocoFile)
+_DECODER = msgspec.json.Decoder(CocoFile)
 _LABEL_DECODER = msgspec.json.Decoder(_LabelFile)
 _MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.DOTALL)
 
@@ -109,7 +114,7 @@ NEWLINE = b"\n"
 _MSGSPEC_BYTE = re.compile(r"\(byte (\d+)\)")
 
 
-def _msgspec_error(path: Path, exc: Exception, data: bytes = b"") -> InputError:
+def msgspec_error(path: Path, exc: Exception, data: bytes = b"") -> InputError:
     if isinstance(exc, UnicodeDecodeError):
         line = data[: exc.start].count(b"\n") + 1
         return InputError(
@@ -131,18 +136,18 @@ def _msgspec_error(path: Path, exc: Exception, data: bytes = b"") -> InputError:
     return InputError(path, where, what)
 
 
-def _decode(path: Path, data: bytes, decoder: msgspec.json.Decoder) -> Any:
+def decode_bytes(path: Path, data: bytes, decoder: msgspec.json.Decoder) -> Any:
     if not data or data.isspace():  # (not data.strip(): that copies a 400 MB file)
         raise InputError(path, None, "file is empty")
     try:
         return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        raise _msgspec_error(path, exc, data) from None
+        raise msgspec_error(path, exc, data) from None
     except RecursionError:  # even a skipped field is walked: [[[[...]]]] 100,000 deep
         raise InputError(path, None, "malformed JSON (nested too deeply)") from None
 
 
-def _check_utf8(path: Path, data: Any, step: int = 1 << 24) -> None:
+def check_utf8(path: Path, data: Any, step: int = 1 << 24) -> None:
     """Reject non-UTF-8 bytes anywhere in ``data`` — msgspec never looks inside the values it skips.
 
     Nearly every COCO file is pure ASCII, which a vectorised max over the bytes confirms in a few ms;
@@ -167,7 +172,7 @@ def _check_utf8(path: Path, data: Any, step: int = 1 << 24) -> None:
             ) from None
 
 
-def _decode_file(path: Path, decoder: msgspec.json.Decoder, map_large: bool = True) -> Any:
+def decode_file(path: Path, decoder: msgspec.json.Decoder, map_large: bool = True) -> Any:
     """Decode a json file; large files are memory-mapped (no 400 MB copy into the heap).
 
     ``map_large=False`` for decoders with ``msgspec.Raw`` fields, which keep pointers into the buffer.
@@ -178,16 +183,16 @@ def _decode_file(path: Path, decoder: msgspec.json.Decoder, map_large: bool = Tr
         size = 0
     if size < MMAP_MIN_BYTES or not map_large or not path.is_file():
         data = read_bytes(path)
-        _check_utf8(path, data)
-        return _decode(path, data, decoder)
+        check_utf8(path, data)
+        return decode_bytes(path, data, decoder)
     import mmap
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        _check_utf8(path, mm)
+        check_utf8(path, mm)
         try:
             return decoder.decode(mm)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-            raise _msgspec_error(path, exc, mm) from None
+            raise msgspec_error(path, exc, mm) from None
         except RecursionError:
             raise InputError(path, None, "malformed JSON (nested too deeply)") from None
 
@@ -195,10 +200,10 @@ def _decode_file(path: Path, decoder: msgspec.json.Decoder, map_large: bool = Tr
 def load_coco(path: str | Path, image_root: str | None = None) -> Dataset:
     """Load a COCO instances json (only the fields detkit needs are decoded)."""
     path = Path(path)
-    return _coco_from_doc(path, _decode_file(path, _DECODER), image_root)
+    return coco_from_doc(path, decode_file(path, _DECODER), image_root)
 
 
-def _coco_from_doc(path: Path, doc: _CocoFile, image_root: str | None = None) -> Dataset:
+def coco_from_doc(path: Path, doc: CocoFile, image_root: str | None = None) -> Dataset:
     """Columns from decoded structs (one C-level pass per column)."""
     imgs, anns, cats = doc.images, doc.annotations, doc.categories
     n = len(anns)
@@ -248,7 +253,7 @@ def load_coco_labels(path: str | Path) -> Labels:
     Image sizes are decoded and checked too, so a file ``inspect`` rejects for its images fails here alike.
     """
     path = Path(path)
-    doc = _decode_file(path, _LABEL_DECODER)
+    doc = decode_file(path, _LABEL_DECODER)
     col = lambda items, name, dtype=np.int64: np.fromiter(map(attrgetter(name), items), dtype, len(items))
     width, height = col(doc.images, "width", np.float64), col(doc.images, "height", np.float64)
     check_image_sizes(path, width, height, lambda i: f"$.images[{i}]")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from detkit.coco.coco_json import DETKIT_KEY
-from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, _num
+from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, json_number
 from detkit.coco.paths import inside, name_problem, safe_relative
 from detkit.console import progress
 from detkit.errors import DetkitError
@@ -258,7 +258,7 @@ def _voc_xml(ds: Dataset, i: int, name: str, rows: np.ndarray, names: dict[int, 
     ET.SubElement(root, "filename").text = _xml_text(name)
     size = ET.SubElement(root, "size")
     for tag, v in (("width", ds.width[i]), ("height", ds.height[i]), ("depth", 3)):
-        ET.SubElement(size, tag).text = str(_num(v))
+        ET.SubElement(size, tag).text = str(json_number(v))
     ET.SubElement(root, "segmented").text = "0"
     for r in rows:
         name = names.get(int(ds.category_id[r]))
@@ -272,7 +272,7 @@ def _voc_xml(ds: Dataset, i: int, name: str, rows: np.ndarray, names: dict[int, 
         bb = ET.SubElement(obj, "bndbox")
         x, y, w, h = (float(v) for v in ds.bbox[r])
         for tag, v in (("xmin", x), ("ymin", y), ("xmax", x + w), ("ymax", y + h)):
-            ET.SubElement(bb, tag).text = str(_num(round(v, 4)))
+            ET.SubElement(bb, tag).text = str(json_number(round(v, 4)))
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 

@@ -17,13 +17,13 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detkit.coco.model import _num
-from detkit.coco.validate import AREA_TOL, Report, _duplicates, _image_record, out_of_bounds
+from detkit.coco.model import json_number
+from detkit.coco.validate import AREA_TOL, Report, duplicates, image_record, out_of_bounds
 from detkit.io import atomic_write
 
 
 def _box(b: np.ndarray) -> list[float | int]:
-    return [_num(round(float(v), 4)) if np.isfinite(v) else None for v in b]
+    return [json_number(round(float(v), 4)) if np.isfinite(v) else None for v in b]
 
 
 _DUPLICATE_ACTION = {"images": "drop_duplicate_image_id", "categories": "drop_duplicate_category_id"}
@@ -41,7 +41,7 @@ def _valid_polygons(seg: Any) -> list | None:
 def _first_of_each(ids: np.ndarray) -> np.ndarray:
     """Mask of rows that are the first with their id (later rows with a seen id are duplicates)."""
     keep = np.ones(len(ids), dtype=bool)
-    keep[_duplicates(ids)] = False
+    keep[duplicates(ids)] = False
     return keep
 
 
@@ -108,7 +108,7 @@ class _Plan:
         self.drop(outside, "drop_outside_image", lambda r: _box(bbox[r]))
         rows = np.flatnonzero(self.keep)  # duplicates are compared on the original boxes
         key = np.concatenate([ds.ann_image_id[rows, None], ds.category_id[rows, None], ds.bbox[rows]], axis=1)
-        for r in rows[_duplicates(key)]:
+        for r in rows[duplicates(key)]:
             self.change("drop_duplicate", r, _box(ds.bbox[r]))
             self.keep[r] = False
 
@@ -131,11 +131,11 @@ class _Plan:
         for r in np.flatnonzero(self.keep):
             if miss_area[r]:
                 area[r] = box_area[r]
-                self.change("fill_area", r, None, _num(round(float(area[r]), 4)))
+                self.change("fill_area", r, None, json_number(round(float(area[r]), 4)))
             elif not np.isfinite(area[r]) or area[r] <= 0 or area[r] > box_area[r] * (1 + AREA_TOL) + 1e-6:
                 before = float(area[r]) if np.isfinite(area[r]) else None
                 area[r] = box_area[r]
-                self.change("set_area", r, before, _num(round(float(area[r]), 4)))
+                self.change("set_area", r, before, json_number(round(float(area[r]), 4)))
             if miss_crowd[r]:
                 self.crowd[r] = 0
                 self.change("fill_iscrowd", r, None, 0)
@@ -147,8 +147,8 @@ class _Plan:
 
     def fixed(self, a: dict[str, Any], r: int) -> dict[str, Any]:
         """Annotation record ``a`` (row ``r``) with the repaired id, bbox, area, iscrowd and polygons."""
-        a.update(id=int(self.ann_id[r]), bbox=_box(self.bbox[r]), area=_num(round(float(self.area[r]), 4)),
-                 iscrowd=int(self.crowd[r]))  # fmt: skip
+        area = json_number(round(float(self.area[r]), 4))
+        a.update(id=int(self.ann_id[r]), bbox=_box(self.bbox[r]), area=area, iscrowd=int(self.crowd[r]))
         if self.bad_seg[r]:
             seg = _valid_polygons(a.get("segmentation"))
             if seg is None:
@@ -163,7 +163,7 @@ class _Plan:
         doc = ds.to_coco_dict()
         for i in np.flatnonzero(~self.img_keep):
             action = "drop_bad_image" if self.bad_img[i] else "drop_duplicate_image_id"
-            changes.append({"action": action, "record": _image_record(ds, i), "id": int(ds.image_id[i])})
+            changes.append({"action": action, "record": image_record(ds, i), "id": int(ds.image_id[i])})
         for i in np.flatnonzero(~self.cat_keep):
             changes.append({"action": "drop_duplicate_category_id", "record": f"category {ds.cat_name[i]}",
                             "id": int(ds.cat_id[i])})  # fmt: skip

@@ -21,6 +21,8 @@ file, a corrupt image, an out-of-range row) or repaired (a polygon row read as i
 A dataset read from a COCO json by ``validate`` carries ``raw``, a :class:`RawProvenance`: the index of
 each row's record in that file and what the reader saw there, for ``--fix`` to copy records verbatim.
 ``extra`` holds only the source format's leftovers (COCO ``info`` and ``licenses``).
+
+Helpers shared with the writers and the evaluator: :func:`lookup` (row of each id), :func:`json_number`.
 """
 
 from __future__ import annotations
@@ -161,11 +163,11 @@ class Dataset:
     # ---- joins -------------------------------------------------------------------------------
     def image_index(self) -> np.ndarray:
         """Row in the image table of each annotation's image; -1 where the image_id dangles."""
-        return _lookup(self.image_id, self.ann_image_id)
+        return lookup(self.image_id, self.ann_image_id)
 
     def category_index(self) -> np.ndarray:
         """Row in the category table of each annotation's category; -1 where the id dangles."""
-        return _lookup(self.cat_id, self.category_id)
+        return lookup(self.cat_id, self.category_id)
 
     def category_names(self) -> dict[int, str]:
         return {int(i): str(n) for i, n in zip(self.cat_id, self.cat_name)}
@@ -228,7 +230,7 @@ class Dataset:
             "info": info,
             "licenses": self.extra.get("licenses", []),
             "images": [
-                {"id": int(i), "file_name": str(f), "width": _num(w), "height": _num(h)}
+                {"id": int(i), "file_name": str(f), "width": json_number(w), "height": json_number(h)}
                 for i, f, w, h in zip(self.image_id, self.file_name, self.width, self.height)
             ],
             "annotations": [
@@ -236,8 +238,8 @@ class Dataset:
                     "id": int(a),
                     "image_id": int(im),
                     "category_id": int(c),
-                    "bbox": [_num(v) for v in b],
-                    "area": _num(ar),
+                    "bbox": [json_number(v) for v in b],
+                    "area": json_number(ar),
                     "iscrowd": int(cr),
                 }
                 for a, im, c, b, ar, cr in zip(
@@ -298,13 +300,13 @@ class Labels:
         return {int(i): str(n) for i, n in zip(self.cat_id, self.cat_name)}
 
 
-def _num(v: float) -> float | int:
+def json_number(v: float) -> float | int:
     """Whole numbers as int (keeps converted files tidy), others as float."""
     f = float(v)
     return int(f) if f.is_integer() else f
 
 
-def _lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """Index of each query in ``keys`` (unique ids), -1 when absent. O((N+M) log M)."""
     if keys.size == 0:
         return np.full(queries.shape, -1, dtype=np.int64)

@@ -21,12 +21,12 @@ import msgspec
 import numpy as np
 
 from detkit.coco.coco_json import (
-    _check_utf8,
-    _coco_from_doc,
-    _CocoAnn,
-    _CocoFile,
-    _decode,
-    _decode_file,
+    CocoAnn,
+    CocoFile,
+    check_utf8,
+    coco_from_doc,
+    decode_bytes,
+    decode_file,
     recorded_image_root,
 )
 from detkit.coco.findings import Findings
@@ -97,11 +97,11 @@ def _polygon_problems(seg: Any) -> str | None:
     return None
 
 
-class _CheckedAnn(_CocoAnn, kw_only=True, gc=False):
+class _CheckedAnn(CocoAnn, kw_only=True, gc=False):
     segmentation: msgspec.Raw = msgspec.Raw(b"")
 
 
-class _CheckedFile(_CocoFile, kw_only=True):
+class _CheckedFile(CocoFile, kw_only=True):
     annotations: list[_CheckedAnn] = msgspec.field(default_factory=list)
 
 
@@ -170,11 +170,11 @@ def load_coco_typed(path: str | Path, fnd: Findings, data: bytes | None = None) 
     path = Path(path)
     try:
         if data is None:
-            doc = _decode_file(path, _CHECKED_DECODER, map_large=False)
+            doc = decode_file(path, _CHECKED_DECODER, map_large=False)
         else:
-            _check_utf8(path, data)
-            doc = _decode(path, data, _CHECKED_DECODER)
-        ds = _coco_from_doc(path, doc)
+            check_utf8(path, data)
+            doc = decode_bytes(path, data, _CHECKED_DECODER)
+        ds = coco_from_doc(path, doc)
     except InputError:
         return None
     anns = doc.annotations

@@ -4,6 +4,8 @@ The codes and severities are listed in :data:`detkit.coco.findings.CODES`. COCO 
 :mod:`detkit.coco.raw` so wrong types, missing fields, NaN and broken polygons are reported instead of
 stopping at the first; the text, YOLO and VOC loaders report their bad lines / files / objects through
 ``on_error`` and skip them. Input with nothing usable (empty, not the format at all) is exit 2.
+
+Shared with ``--fix`` and ``draw``: :func:`duplicates` (rows equal to an earlier row), :func:`image_record`.
 """
 
 from __future__ import annotations
@@ -58,11 +60,14 @@ class Report:
         }  # fmt: skip
 
 
-def _image_record(ds: Dataset, i: int) -> str:
-    return f"$.images[{int(ds.raw.image_raw_index[i])}]" if ds.raw is not None else f"image {ds.file_name[i]}"
+def image_record(ds: Dataset, i: int) -> str:
+    """Image row ``i`` as its source record: a JSON path when read by :mod:`detkit.coco.raw`, else its name."""
+    if ds.raw is None:
+        return f"image {ds.file_name[i]}"
+    return f"$.images[{int(ds.raw.image_raw_index[i])}]"
 
 
-def _duplicates(values: np.ndarray) -> np.ndarray:
+def duplicates(values: np.ndarray) -> np.ndarray:
     """Rows equal to an earlier row (the first occurrence is not a duplicate), in row order."""
     n = values.shape[0]
     if n == 0:
@@ -108,21 +113,21 @@ def _box_note(ds: Dataset):
 def _check_images_and_ids(ds: Dataset, fnd: Findings, idx: np.ndarray) -> None:
     """Image sizes, repeated image / category / annotation ids, id 0 and dangling references."""
     rec, aid = ds.record, lambda r: int(ds.ann_id[r])
-    iid, irec = lambda r: int(ds.image_id[r]), lambda r: _image_record(ds, r)
+    iid, irec = lambda r: int(ds.image_id[r]), lambda r: image_record(ds, r)
     wh = np.stack([ds.width, ds.height], axis=1)
     fnd.add_rows(
         "value.non_finite", np.flatnonzero(~np.isfinite(wh).all(axis=1)), irec, iid, lambda r: "image size"
     )
     fnd.add_rows("image.bad_size", np.flatnonzero(np.isfinite(wh).all(axis=1) & (wh <= 0).any(axis=1)), irec, iid,
                  lambda r: f"{ds.width[r]:g}x{ds.height[r]:g}")  # fmt: skip
-    fnd.add_rows("image.duplicate_id", _duplicates(ds.image_id), irec, iid)
+    fnd.add_rows("image.duplicate_id", duplicates(ds.image_id), irec, iid)
     fnd.add_rows(
         "category.duplicate_id",
-        _duplicates(ds.cat_id),
+        duplicates(ds.cat_id),
         lambda r: f"category {ds.cat_name[r]}",
         lambda r: int(ds.cat_id[r]),
     )
-    fnd.add_rows("annotation.duplicate_id", _duplicates(ds.ann_id), rec, aid)
+    fnd.add_rows("annotation.duplicate_id", duplicates(ds.ann_id), rec, aid)
     fnd.add_rows("annotation.id_zero", np.flatnonzero(ds.ann_id == 0), rec, aid)
     fnd.add_rows(
         "annotation.dangling_image_id",
@@ -162,13 +167,13 @@ def _check_boxes(ds: Dataset, fnd: Findings, idx: np.ndarray, finite: np.ndarray
         [ds.ann_image_id[:, None].astype(np.float64), ds.category_id[:, None].astype(np.float64), ds.bbox],
         axis=1,
     )
-    fnd.add_rows("annotation.duplicate_box", np.flatnonzero(finite)[_duplicates(key[finite])], rec, aid, box)
+    fnd.add_rows("annotation.duplicate_box", np.flatnonzero(finite)[duplicates(key[finite])], rec, aid, box)
 
 
 def _check_area_and_coverage(ds: Dataset, fnd: Findings, finite: np.ndarray, nonpos: np.ndarray) -> None:
     """Area and iscrowd values, images without boxes and categories without boxes."""
     rec, aid = ds.record, lambda r: int(ds.ann_id[r])
-    iid, irec = lambda r: int(ds.image_id[r]), lambda r: _image_record(ds, r)
+    iid, irec = lambda r: int(ds.image_id[r]), lambda r: image_record(ds, r)
     w, h = ds.bbox[:, 2], ds.bbox[:, 3]
     # area and iscrowd ----------------------------------------------------------------------
     fnd.add_rows(
@@ -223,7 +228,7 @@ def _coco_json_in(folder: Path) -> Path:
 
 def check_paths(ds: Dataset, fnd: Findings) -> None:
     """Report image file names that are absolute, climb out with '..' or name no file (``path.*``)."""
-    irec = lambda r: _image_record(ds, r)
+    irec = lambda r: image_record(ds, r)
     by_code: dict[str, list[int]] = {}
     for r, name in enumerate(ds.file_name.tolist()):
         code = name_problem(str(name))

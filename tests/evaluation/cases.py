@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detkit.coco.model import Dataset, _lookup, make_dataset
+from detkit.coco.model import Dataset, lookup, make_dataset
 from detkit.evaluation.engine import CocoCore
 from detkit.evaluation.predictions import Predictions
 
@@ -76,7 +76,7 @@ def backend_flags(
         dt_ids, dt_st = _dict_cols(d["dt_status"])
         gt_ids, gt_st = _dict_cols(d["gt_status"])
         dt_flag[dt_ids - 1] = dt_st == "tp"  # load_res numbers detections 1..N in order
-        rows = _lookup(gt.ann_id, gt_ids)
+        rows = lookup(gt.ann_id, gt_ids)
         gt_flag[rows[rows >= 0]] = (gt_st == "matched")[rows >= 0]
         return dt_flag, gt_flag
     t = int(np.argmin(np.abs(core.iou_thrs - iou)))
@@ -90,7 +90,7 @@ def backend_flags(
             dt_flag[ids[keep] - 1] = np.asarray(e["dtMatches"][t])[keep] > 0
         gids = np.asarray(e["gtIds"], dtype=np.int64)
         if gids.size:
-            rows = _lookup(gt.ann_id, gids)
+            rows = lookup(gt.ann_id, gids)
             keep = ~np.asarray(e["gtIgnore"], dtype=bool)
             gt_flag[rows[keep]] = np.asarray(e["gtMatches"][t])[keep] > 0
     return dt_flag, gt_flag

@@ -124,15 +124,15 @@ def test_yolo_file_without_image_is_an_error_or_a_finding(tmp_path):
 
 
 def test_index_of_equals_lookup():
-    """The dense-table lookup gives _lookup's answer: absent, negative and out-of-range queries -1, and
+    """The dense-table lookup gives lookup's answer: absent, negative and out-of-range queries -1, and
     sparse ids (the binary-search fallback)."""
-    from detkit.coco.model import _lookup
+    from detkit.coco.model import lookup
     from detkit.evaluation.predictions import index_of
 
     rng = np.random.default_rng(0)
     for keys in (rng.choice(1000, 50, replace=False) + 7, np.array([5, 10**12]), np.array([3])):
         queries = np.concatenate([rng.integers(-20, 1100, 500), keys, [-(10**13), 10**13]])
-        assert (index_of(keys, queries) == _lookup(keys, queries)).all()
+        assert (index_of(keys, queries) == lookup(keys, queries)).all()
     assert index_of(np.array([4, 9]), np.zeros(0, np.int64)).shape == (0,)
 
 

@@ -43,7 +43,7 @@ def class_colours(ds: Dataset) -> dict[int, tuple[int, int, int]]:
 
 def box_findings(ds: Dataset) -> dict[int, list[str]]:
     """Annotation row -> the validate codes it triggers (out of bounds, degenerate, duplicate)."""
-    from detkit.coco.validate import _duplicates, out_of_bounds
+    from detkit.coco.validate import duplicates, out_of_bounds
 
     idx = ds.image_index()
     past, outside = out_of_bounds(ds, idx)
@@ -52,7 +52,7 @@ def box_findings(ds: Dataset) -> dict[int, list[str]]:
     with np.errstate(invalid="ignore"):
         degenerate = finite & ((w <= 0) | (h <= 0))
     key = np.column_stack([ds.ann_image_id.astype(np.float64), ds.category_id.astype(np.float64), ds.bbox])
-    dup = np.flatnonzero(finite)[_duplicates(key[finite])]
+    dup = np.flatnonzero(finite)[duplicates(key[finite])]
     found: dict[int, list[str]] = {}
     codes = {
         "bbox.outside_image": np.flatnonzero(outside),

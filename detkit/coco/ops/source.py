@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detkit.coco.coco_json import Int64, _CocoCat, _decode_file, recorded_image_root
+from detkit.coco.coco_json import CocoCat, Int64, decode_file, recorded_image_root
 from detkit.coco.model import Dataset, default_image_root
 from detkit.coco.readers import check_image_sizes
 from detkit.errors import InputError
@@ -44,7 +44,7 @@ class _IdFile(msgspec.Struct):
 
     images: list[_IdImage]
     annotations: list[_IdAnn] = []
-    categories: list[_CocoCat] = []
+    categories: list[CocoCat] = []
     detkit: Any = None
 
 
@@ -121,7 +121,7 @@ def load_ids(path: Path) -> Dataset:
     For operations that copy records without reading a box (split, sample, merge, filter by class):
     building a million box tuples is a third of a full load. Errors are :func:`load_coco`'s.
     """
-    doc = _decode_file(path, _ID_DECODER)
+    doc = decode_file(path, _ID_DECODER)
     imgs, anns, cats = doc.images, doc.annotations, doc.categories
     col = lambda items, name, dtype: np.fromiter(map(attrgetter(name), items), dtype, len(items))
     width, height = col(imgs, "width", np.float64), col(imgs, "height", np.float64)
