@@ -238,13 +238,14 @@ def load_voc(
         ann_record=np.array(records, dtype=object),
         skipped=report.items,
     )
-    ds.extra["xml_stems"] = np.array(stems, dtype=object)
-    return _voc_splits(ds, path, split, report)
+    return _voc_splits(ds, stems, path, split, report)
 
 
-def _voc_splits(ds: Dataset, path: Path, split: str | None, report: Reporter) -> Dataset:
-    """Attach ``ImageSets/Main`` splits: one row per (split, image); unlisted images are ``unassigned``."""
-    stems = ds.extra.pop("xml_stems")
+def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, report: Reporter) -> Dataset:
+    """Attach ``ImageSets/Main`` splits: one row per (split, image); unlisted images are ``unassigned``.
+
+    ``stems``: each image row's .xml file name without suffix (what the lists name).
+    """
     root = path if (path / "Annotations").is_dir() else path.parent
     sets = voc_image_sets(root) if path.is_dir() else {}
     if not sets:
