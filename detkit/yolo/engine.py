@@ -84,7 +84,7 @@ class TrainStep:
         if self.scheduler is not None:
             self.scheduler.step()
         if self.ema is not None:
-            self.ema.update(_unwrap(self.model))
+            self.ema.update(unwrap(self.model))
         return torch.stack([loss.detach(), *(parts[k] for k in LOSS_PARTS)])
 
 
@@ -166,7 +166,7 @@ def train_one_epoch(
     return out
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain module under DDP and torch.compile wrappers."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)

@@ -23,7 +23,7 @@ from detkit.errors import DetkitError, OptionError
 from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 from detkit.yolo.config import TrainConfig
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, has_split, load_split
-from detkit.yolo.engine import _unwrap
+from detkit.yolo.engine import unwrap
 from detkit.yolo.priors import resolve_anchors
 
 
@@ -229,7 +229,7 @@ def epoch_state(r: Run) -> dict[str, Any]:
     return {
         **r.base,
         **r.state,
-        "model": _unwrap(r.model).state_dict(),
+        "model": unwrap(r.model).state_dict(),
         "optimizer": r.optimizer.state_dict(),
         "scheduler": r.scheduler.state_dict(),
         "ema": r.ema.state_dict() if r.ema else None,

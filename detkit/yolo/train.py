@@ -37,7 +37,7 @@ from detkit.yolo.checkpoint import (
     summary_fields,
 )
 from detkit.yolo.config import TrainConfig
-from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, _unwrap, evaluate, train_one_epoch
+from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, evaluate, train_one_epoch, unwrap
 from detkit.yolo.priors import VOC_ANCHORS, letterbox_factors, resolve_anchors
 from detkit.yolo.setup import (
     Run,
@@ -57,7 +57,7 @@ __all__ += ["load_checkpoint", "lr_factor", "model_from_checkpoint", "resolve_an
 def _evaluate(r: Run, row: dict[str, Any], epoch: int, report_bad) -> None:
     """mAP of the EMA (or plain) weights; updates ``row`` and the best epoch."""
     cfg, d = r.cfg, r.data
-    eval_model = r.ema.module if r.ema is not None else _unwrap(r.model)
+    eval_model = r.ema.module if r.ema is not None else unwrap(r.model)
     metrics, _ = evaluate(
         eval_model,
         r.val_loader,
