@@ -256,11 +256,17 @@ def _print(doc: dict) -> None:
     f1 = doc.get("f1") or {}
     per_f1 = f1.get("per_class", {})
     out.print()
-    out.print(table("Per class (AP@[.5:.95]; F1 conf: the confidence of best F1)",
+    shown = [r for r in doc["per_class"] if r["gt"]]  # a class without ground truth has no AP to show
+    hidden = (
+        f"; {len(doc['per_class']) - len(shown)} classes without ground truth left out"
+        if len(shown) < len(doc["per_class"])
+        else ""
+    )
+    out.print(table(f"Per class (AP@[.5:.95]; F1 conf: the confidence of best F1{hidden})",
                      ["name", "id", "gt", "AP", "AP50", "AP75", "AR100", "APs", "APm", "APl", "F1", "F1 conf"],
                      [[r["name"], r["category_id"], r["gt"], *(_f(r[k]) for k in ("AP", "AP50", "AP75", "AR100", "APs", "APm", "APl")),
                        _f(per_f1.get(str(r["category_id"]), {}).get("best", {}).get("f1")),
-                       _f(per_f1.get(str(r["category_id"]), {}).get("best", {}).get("conf"))] for r in doc["per_class"]]))  # fmt: skip
+                       _f(per_f1.get(str(r["category_id"]), {}).get("best", {}).get("conf"))] for r in shown]))  # fmt: skip
     out.print()
     out.print(
         table(

@@ -108,7 +108,7 @@ def test_slice_equals_evaluating_its_images_alone():
     assert py.slices["s"] == pytest.approx(alone.summary, abs=1e-9)
 
 
-def test_fixture_scored_with_its_own_boxes_is_perfect(cli_json, tmp_path):
+def test_fixture_scored_with_its_own_boxes_is_perfect(cli, cli_json, tmp_path):
     path = shared_path("coco-fixture", "coco", "annotations", "instances_val2017.json")
     doc = json.loads(path.read_text())
     rows = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
@@ -120,6 +120,10 @@ def test_fixture_scored_with_its_own_boxes_is_perfect(cli_json, tmp_path):
             out["summary"]["AP"] == 1.0 and out["summary"]["AP50"] == 1.0 and out["summary"]["AR100"] == 1.0
         )
         assert all(e["count"] == 0 for e in out["tide"]["errors"])
+    # the terminal table: the 11 classes with ground truth, the other 69 of 80 said and left out
+    code, text, _ = cli("coco", "eval", path, tmp_path / "own.json")
+    assert code == 0 and "69 classes without ground truth left out" in text
+    assert "│ 44 │" in text and "bicycle" not in text  # bottle (id 44) has a box; bicycle has none
 
 
 def test_coco_eval_does_not_import_torch():
