@@ -49,8 +49,8 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
         f.write(buf.getvalue())
 
 
-def plot_curves(path: Path, rows: list[dict]) -> None:
-    """curves.png: train/val loss and val top-1/top-5 per epoch."""
+def plot_curves(path: Path, rows: list[dict], top5: bool = True) -> None:
+    """curves.png: train/val loss and val top-1 (and top-5, when ``top5``: not with 5 classes or fewer)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +62,8 @@ def plot_curves(path: Path, rows: list[dict]) -> None:
     a.plot(ep, [r["val_loss"] for r in rows], label="val")
     a.set(xlabel="epoch", ylabel="loss", title="loss")
     b.plot(ep, [100 * r["val_top1"] for r in rows], label="val top-1")
-    b.plot(ep, [100 * r["val_top5"] for r in rows], label="val top-5")
+    if top5:
+        b.plot(ep, [100 * r["val_top5"] for r in rows], label="val top-5")
     b.set(xlabel="epoch", ylabel="%", title="validation accuracy")
     for ax in (a, b):
         ax.grid(alpha=0.3)
@@ -139,7 +140,9 @@ def checkpoints(run: Path) -> H.Checkpoints:
         METRIC_FIELDS,
         best_state=best_state,
         summary=lambda state, status: write_train_summary(run, state, status),
-        plots=lambda state: plot_curves(run / "curves.png", state["history"]),
+        plots=lambda state: plot_curves(
+            run / "curves.png", state["history"], top5=len(state.get("classes", ())) > 5
+        ),
         plot_files=("curves.png",),
         fmt=lambda k, v: str(int(v)) if k == "epoch" else f"{v:.6g}",
     )

@@ -279,10 +279,11 @@ def train_epochs(r: Run, ckpts: H.Checkpoints, end: int) -> str:
                 part = (
                     "" if complete else f" (stopped at step {r.state['epoch_step']} of {len(r.train_loader)})"
                 )
+                # top-5 is always 100% with 5 classes or fewer: said only where it means something
+                top5 = f" top-5 {100 * row['val_top5']:.2f}%" if len(r.data.cat.classes) > 5 else ""
                 info(
                     f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val top-1 "
-                    f"{100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}%, "
-                    f"{row['images_per_s']:.0f} img/s{part}"
+                    f"{100 * row['val_top1']:.2f}%{top5}, {row['images_per_s']:.0f} img/s{part}"
                 )
             barrier(r.world)
     return "done" if r.state["epoch"] >= cfg.epochs else "stopped"

@@ -147,6 +147,7 @@ def test_official_val_and_local_weights(trained_run, tiny_set, tmp_path, cli):
     n_tensors = len(torch.load(trained_run / "best.pt", weights_only=True)["model"])
     said = f"loaded {n_tensors} tensors from {trained_run / 'best.pt'}; kept random init for 0"
     assert "".join(said.split()) in "".join(err.split())  # rich wraps long lines
+    assert "epoch 1/1:" in err and "top-1" in err and "top-5" not in err  # 5 classes: top-5 is always 100%
     split = json.loads((tmp_path / "r" / "split.json").read_text())
     assert split["mode"] == "official" and len(split["train"]) == 250 and len(split["val"]) == 50
     assert all(f.startswith("train/") for f in split["train"]) and all(
