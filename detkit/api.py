@@ -43,16 +43,11 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, fl
     """``image`` (H, W, 3) scaled to fit ``size`` x ``size`` with its aspect kept, centred on the training
     border colour (``detkit.yolo.data.PAD_VALUE``); returns the canvas and the (r, tx, ty) of
     ``p' = r * p + t`` (undo with :func:`detkit.yolo.data.unletterbox`)."""
-    import cv2
-
-    from detkit.yolo.data import PAD_VALUE, letterbox_transform
+    from detkit.yolo.data import letterbox_transform, warp_letterbox
 
     h0, w0 = image.shape[:2]
-    r, tx, ty = letterbox_transform(w0, h0, size)
-    m = np.array([[r, 0, tx], [0, r, ty]], dtype=np.float64)
-    canvas = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                            borderValue=(PAD_VALUE,) * 3)  # fmt: skip
-    return canvas, (r, tx, ty)
+    transform = letterbox_transform(w0, h0, size)
+    return warp_letterbox(image, transform, size), transform
 
 
 class Detector:

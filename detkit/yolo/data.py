@@ -113,6 +113,24 @@ def letterbox_transform(
     return r, (size - w0 * r) / 2 + shift[0], (size - h0 * r) / 2 + shift[1]
 
 
+def warp_letterbox(img: np.ndarray, transform: Sequence[float], size: int) -> np.ndarray:
+    """The network input: ``img`` mapped by (r, tx, ty) of :func:`letterbox_transform` in one warp, the
+    border ``PAD_VALUE`` grey — the one letterbox of training, eval, predict and :class:`detkit.Detector`."""
+    import cv2
+
+    r, tx, ty = transform
+    m = np.array([[r, 0, tx], [0, r, ty]], dtype=np.float64)
+    # warpAffine has no INTER_AREA; bilinear is what darknet uses
+    return cv2.warpAffine(
+        img,
+        m,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(PAD_VALUE,) * 3,
+    )
+
+
 def unletterbox(
     boxes_xyxy: np.ndarray, size: int, transform: Sequence[float], w0: float, h0: float
 ) -> np.ndarray:
@@ -242,16 +260,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         s = 1.0 + rng.uniform(-aug.scale, aug.scale) if aug.scale else 1.0
         shift = rng.uniform(-aug.translate, aug.translate, 2) * size if aug.translate else (0.0, 0.0)
         r, tx, ty = letterbox_transform(w0, h0, size, s, tuple(shift))
-        m = np.array([[r, 0, tx], [0, r, ty]], dtype=np.float64)
-        # one warp does resize + pad + shift (warpAffine has no INTER_AREA; bilinear is what darknet uses)
-        canvas = cv2.warpAffine(
-            img,
-            m,
-            (size, size),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(PAD_VALUE,) * 3,
-        )
+        canvas = warp_letterbox(img, (r, tx, ty), size)
         b, keep = transform_boxes(boxes, r, tx, ty, size, aug)
         labels = self.labels[index][keep]
         if aug.flip and rng.random() < aug.flip:
