@@ -180,6 +180,19 @@ def config_command(
     return register
 
 
+def run_folder_options() -> list[tuple[str, Any, Any]]:
+    """The ``extra`` options every trainer command takes for its run folder (see :mod:`detkit.harness`):
+    ``--resume RUN`` continues the run exactly, ``--exist-ok`` starts over in a folder holding one."""
+    import typer
+
+    resume = typer.Option("--resume", help="Continue the run in this folder exactly (its last.pt).")
+    exist_ok = typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files).")
+    return [
+        ("resume", typing.Annotated[str | None, resume], None),
+        ("exist_ok", typing.Annotated[bool, exist_ok], False),
+    ]
+
+
 def given_options(ctx: Any) -> set[str]:
     """Names of the options typed on the command line (not defaults)."""
     return {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"}

@@ -85,27 +85,9 @@ def lr_find(ctx: typer.Context, values: dict) -> None:
 def _register() -> None:
     # both commands' options are the config fields (help, default, check declared there once)
     from detkit.classify.config import LR_FIND_SKIPS, LrFindConfig, TrainConfig
-    from detkit.options import config_command
+    from detkit.options import config_command, run_folder_options
 
-    extra = [
-        (
-            "resume",
-            Annotated[
-                str | None, typer.Option(help="Continue the run in this folder exactly (its last.pt).")
-            ],
-            None,
-        ),
-        (
-            "exist_ok",
-            Annotated[
-                bool,
-                typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files)."),
-            ],
-            False,
-        ),
-        _json_option("result"),
-    ]
-    config_command(app, "train", [TrainConfig], extra=extra)(train)
+    config_command(app, "train", [TrainConfig], extra=[*run_folder_options(), _json_option("result")])(train)
     config_command(
         app, "lr-find", [TrainConfig, LrFindConfig], extra=[_json_option("suggestion")], exclude=LR_FIND_SKIPS
     )(lr_find)

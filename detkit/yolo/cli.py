@@ -17,27 +17,10 @@ def _yolo() -> None:
 
 def _train_command() -> None:
     # the options are TrainConfig's fields (help, default, check declared there once)
-    from detkit.options import config_command
+    from detkit.options import config_command, run_folder_options
     from detkit.yolo.config import TrainConfig
 
-    extra = [
-        (
-            "resume",
-            Annotated[
-                str | None, typer.Option("--resume", help="Continue the run in this folder from its last.pt.")
-            ],
-            None,
-        ),
-        (
-            "exist_ok",
-            Annotated[
-                bool,
-                typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files)."),
-            ],
-            False,
-        ),
-    ]
-    config_command(app, "train", [TrainConfig], extra=extra)(train_cmd)
+    config_command(app, "train", [TrainConfig], extra=run_folder_options())(train_cmd)
 
 
 def train_cmd(ctx: typer.Context, values: dict) -> None:
