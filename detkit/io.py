@@ -7,10 +7,12 @@ Every file detkit writes goes through :func:`atomic_write` (a temp file in the s
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +133,51 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
             while block := f.read(chunk):
                 h.update(block)
     return h.hexdigest()
+
+
+# ---- staged output folders -----------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_leftovers(out: Path) -> list[str]:
+    """Remove the temp folders (``.OUT.tmp-PID``) that killed runs left beside ``out``; a folder whose
+    process still runs is left alone. Returns what was removed."""
+    removed = []
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or tmp.is_symlink() or not tmp.is_dir():
+            continue
+        if int(pid) == os.getpid() or not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(str(tmp))
+    return removed
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """A temp folder ``.OUT.tmp-PID`` beside ``out`` (resolved) that becomes ``out`` on success and is
+    removed on any failure: the folder counterpart of :func:`atomic_write`. ``out`` must be absent or an
+    empty folder (callers check it, with their own message). Temp folders that killed runs left beside
+    ``out`` are removed first (:func:`remove_leftovers`)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tmp = tmp.resolve()
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -53,3 +53,23 @@ def test_check_out_folder_refuses_a_file(tmp_path):
     with pytest.raises(InputError) as exc:
         check_out_folder(f, "a run folder")
     assert str(exc.value) == f"{f}: exists and is not a folder; give a run folder to --out"
+
+
+def test_staged_folder_renames_on_success_removes_on_error_and_sweeps_dead_leftovers(tmp_path):
+    import subprocess
+    import sys
+
+    from detkit.io import staged_folder
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f".out.tmp-{dead.pid}" / "labels").mkdir(parents=True)  # a killed run's leftover
+    with pytest.raises(RuntimeError), staged_folder(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither out, nor our temp, nor the leftover
+    with staged_folder(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (
+        tmp_path / "out" / "a.txt"
+    ).read_text() == "whole"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -39,7 +38,7 @@ from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, json_number
 from detkit.coco.paths import inside, name_problem, safe_relative
 from detkit.console import progress
 from detkit.errors import DetkitError
-from detkit.io import atomic_write, write_json
+from detkit.io import atomic_write, remove_leftovers, staged_folder, write_json
 
 TARGETS = ("coco", "yolo", "voc")
 CATEGORY_IDS = ("index", "coco80")
@@ -112,48 +111,13 @@ def _write(folder: Path, path: Path, data: str | bytes) -> None:
         path.write_bytes(data)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def remove_leftovers(out: Path) -> list[str]:
-    """Remove the temp folders (``.OUT.tmp-PID``) that killed runs left beside ``out``; a folder whose
-    process still runs is left alone. Returns what was removed."""
-    removed = []
-    for tmp in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or tmp.is_symlink() or not tmp.is_dir():
-            continue
-        if int(pid) == os.getpid() or not _pid_alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-            removed.append(str(tmp))
-    return removed
-
-
 @contextlib.contextmanager
 def _staged_folder(out: Path):
-    """Yield a temp folder beside ``out``; on success it becomes ``out`` (which must be absent or empty)."""
+    """:func:`detkit.io.staged_folder` for a new or empty ``out``."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DetkitError(f"{out}: exists and is not an empty folder; choose a new output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    tmp = tmp.resolve()
-    try:
+    with staged_folder(out) as tmp:
         yield tmp
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _rows_by_image(ds: Dataset) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detkit.coco.convert import _check_inside, convert, remove_leftovers
+from detkit.coco.convert import _check_inside, convert
 from detkit.coco.loaders import load_dataset
 from detkit.coco.model import default_image_root
 from detkit.coco.paths import inside, name_problem, safe_relative
 from detkit.coco.validate import validate_path
 from detkit.errors import DetkitError
+from detkit.io import remove_leftovers
 
 
 @pytest.mark.parametrize(

@@ -253,7 +253,8 @@ def draw_run(src, out: Path, n: int = 16, names: list[str] | None = None, classe
         seed: seeds the sample.
     """
     from detkit.coco.ops.select import resolve_classes
-    from detkit.coco.ops.write import check_out, staged
+    from detkit.coco.ops.write import check_out
+    from detkit.io import staged_folder
     from detkit.runs import record_run, write_summary
 
     ds = src.ds
@@ -264,7 +265,7 @@ def draw_run(src, out: Path, n: int = 16, names: list[str] | None = None, classe
     if rows.size == 0:
         what = "none of the images named in --images is" if names else "no image with those classes is"
         raise DetkitError(f"{src.path}: nothing to draw: {what} in the dataset")
-    with staged(out) as tmp:
+    with staged_folder(out) as tmp:
         drawn = draw_images(ds, rows, tmp, class_rows, flagged)
         table = [d.as_dict() for d in drawn]
         counts = {"drawn": len(drawn), "boxes": sum(d.boxes for d in drawn),

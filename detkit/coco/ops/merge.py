@@ -25,6 +25,7 @@ from detkit.coco.model import Dataset
 from detkit.coco.ops.select import norm_name
 from detkit.coco.ops.source import Source
 from detkit.errors import DetkitError, OptionError
+from detkit.io import staged_folder
 
 SOURCE_FIELD = "detkit_source"
 
@@ -301,7 +302,7 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
         for s, src in enumerate(m.sources)
         for f, g in zip(src.ds.file_name[m.image_rows[s]], m.file_name[m.image_out[s][m.image_rows[s]]])
     ]
-    with w.staged(out) as tmp:
+    with staged_folder(out) as tmp:
         if to == "coco":
             links = w.link_images(pairs, tmp / "images", True) if copy_images else {}
             coco(tmp / "annotations.json", tmp / "images" if copy_images else m.common_root)

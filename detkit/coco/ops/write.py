@@ -15,10 +15,9 @@ whose file name is absolute or climbs out with ``..`` is counted under ``unsafe`
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import numpy as np
 from detkit.coco.model import Dataset
 from detkit.coco.ops.source import Part, Source, subset
 from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_write
+from detkit.io import atomic_write, staged_folder
 
 TARGETS = ("coco", "yolo", "voc")
 CHUNK = 1 << 12  # records joined per write (~2 MB: larger joins cost a fresh mmap and page faults each)
@@ -51,23 +50,6 @@ def check_out(out: Path, inputs: Iterable[Path], single_json: bool) -> None:
             raise InputError(out, None, "is a folder; name a .json file or a new folder")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(out, None, "exists and is not an empty folder; choose a new output folder")
-
-
-@contextlib.contextmanager
-def staged(out: Path) -> Iterator[Path]:
-    """A temp folder beside ``out`` that becomes ``out`` on success (removed on any failure)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # ---- images ------------------------------------------------------------------------------------------
@@ -234,7 +216,7 @@ def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = F
         write_coco_part(src, part, out, src.image_root)
         return {**result, "files": [str(out)]}
     pairs = image_pairs(src.image_root, src.ds.file_name[part.images])
-    with staged(out) as tmp:
+    with staged_folder(out) as tmp:
         if to == "coco":
             links = link_images(pairs, tmp / "images", True) if copy_images else {}
             write_coco_part(
@@ -259,7 +241,7 @@ def write_split_parts(
     ds = src.ds
     every = np.unique(np.concatenate([p.images for p in parts.values()]))
     links: dict[str, int] = {}
-    with staged(out) as tmp:
+    with staged_folder(out) as tmp:
         if to == "coco":
             if copy_images:
                 links = link_images(image_pairs(src.image_root, ds.file_name[every]), tmp / "images", True)
