@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from detkit.coco.layouts import IMAGE_EXTS, voc_image_sets
-from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset
+from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, image_columns
 from detkit.coco.readers import OnError, image_size, problem, read_bytes, read_text, skip_or_raise
 from detkit.coco.yolo_labels import Reporter, load_yolo, read_yolo_layout
 from detkit.errors import InputError
@@ -220,10 +220,7 @@ def load_voc(
     arr = np.array(ann_rows, dtype=np.float64).reshape(n, 5)
     bbox = arr[:, 1:5].copy()
     ds = Dataset(
-        image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
-        file_name=np.array([r[1] for r in img_rows], dtype=object),
-        width=np.array([r[2] for r in img_rows], dtype=np.float64),
-        height=np.array([r[3] for r in img_rows], dtype=np.float64),
+        **image_columns(img_rows),
         ann_id=np.arange(1, n + 1, dtype=np.int64),
         ann_image_id=arr[:, 0].astype(np.int64),
         category_id=np.array([cat_of[nm] for nm in names], dtype=np.int64),

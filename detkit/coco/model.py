@@ -318,6 +318,16 @@ def lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.where(found, order[pos], -1).astype(np.int64)
 
 
+def image_columns(rows: list[tuple[int, str, float, float]]) -> dict[str, np.ndarray]:
+    """(id, file_name, width, height) rows -> the four image columns, as :class:`Dataset` keywords."""
+    return {
+        "image_id": np.array([r[0] for r in rows], dtype=np.int64),
+        "file_name": np.array([r[1] for r in rows], dtype=object),
+        "width": np.array([r[2] for r in rows], dtype=np.float64),
+        "height": np.array([r[3] for r in rows], dtype=np.float64),
+    }
+
+
 def make_dataset(
     images: list[tuple[int, str, float, float]],
     annotations: list[tuple[int, int, int, float, float, float, float]],
@@ -331,13 +341,11 @@ def make_dataset(
         annotations: (id, image_id, category_id, x, y, w, h) per box; area = w·h, iscrowd = 0.
         categories: (id, name) per category.
     """
-    im = list(zip(*images)) if images else [[], [], [], []]
     an = np.array(annotations, dtype=np.float64).reshape(-1, 7)
     ca = list(zip(*categories)) if categories else [[], []]
     bbox = an[:, 3:7]
     return Dataset(
-        image_id=np.asarray(im[0], dtype=np.int64), file_name=np.asarray(im[1], dtype=object),
-        width=np.asarray(im[2], dtype=np.float64), height=np.asarray(im[3], dtype=np.float64),
+        **image_columns(images),
         ann_id=an[:, 0].astype(np.int64), ann_image_id=an[:, 1].astype(np.int64),
         category_id=an[:, 2].astype(np.int64), bbox=bbox, area=bbox[:, 2] * bbox[:, 3],
         iscrowd=np.zeros(len(an), dtype=np.int64),

@@ -30,7 +30,7 @@ from detkit.coco.coco_json import (
     recorded_image_root,
 )
 from detkit.coco.findings import Findings
-from detkit.coco.model import Dataset, RawProvenance, default_image_root
+from detkit.coco.model import Dataset, RawProvenance, default_image_root, image_columns
 from detkit.coco.readers import read_bytes
 from detkit.coco.tolerant_json import HugeNumber, decode_json, encode_hook, show
 from detkit.errors import InputError
@@ -306,10 +306,7 @@ def load_coco_lenient(
         k: v for k, v in (("area", miss_a), ("iscrowd", np.array(a["crowd_missing"], dtype=bool))) if v.any()
     }
     ds = Dataset(
-        image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
-        file_name=np.array([r[1] for r in img_rows], dtype=object),
-        width=np.array([r[2] for r in img_rows], dtype=np.float64),
-        height=np.array([r[3] for r in img_rows], dtype=np.float64),
+        **image_columns(img_rows),
         ann_id=ids[:, 0].copy(), ann_image_id=ids[:, 1].copy(), category_id=ids[:, 2].copy(),
         bbox=bbox, area=area_a, iscrowd=np.array(a["crowd"], dtype=np.int64),
         cat_id=np.array([c[0] for c in cat_rows], dtype=np.int64),

@@ -31,7 +31,7 @@ from detkit.coco.layouts import (
     read_yaml,
     yolo_folder_layout,
 )  # fmt: skip
-from detkit.coco.model import Dataset, Skipped
+from detkit.coco.model import Dataset, Skipped, image_columns
 from detkit.coco.readers import OnError, problem, read_text
 from detkit.errors import InputError
 
@@ -241,10 +241,7 @@ def _yolo_dataset(
     bbox = arr[:, 2:6].copy()
     has_split = any(s is not None for s in splits)
     return Dataset(
-        image_id=np.array([r[0] for r in img_rows], dtype=np.int64),
-        file_name=np.array([r[1] for r in img_rows], dtype=object),
-        width=np.array([r[2] for r in img_rows], dtype=np.float64),
-        height=np.array([r[3] for r in img_rows], dtype=np.float64),
+        **image_columns(img_rows),
         ann_id=np.arange(1, n + 1, dtype=np.int64),
         ann_image_id=arr[:, 0].astype(np.int64),
         category_id=arr[:, 1].astype(np.int64),
