@@ -42,25 +42,47 @@ def _root(
     """detkit: object-detection datasets, anchors and training."""
 
 
-def _register() -> None:
-    from detkit.anchors.cli import app as anchors_app
-    from detkit.classify.cli import app as classify_app
-    from detkit.coco.cli import app as coco_app
-    from detkit.data.cli import app as data_app
-    from detkit.demo import Runner, demo_command
-    from detkit.report.cli import app as report_app
-    from detkit.yolo.cli import app as yolo_app
-
-    app.add_typer(coco_app, name="coco", help="Inspect, validate, count and convert annotation files.")
-    app.add_typer(anchors_app, name="anchors", help="IoU k-means anchor boxes, sweeps and plots.")
-    app.add_typer(yolo_app, name="yolo", help="YOLOv2-style detector: train, eval (COCO mAP), predict.")
-    app.add_typer(classify_app, name="classify", help="ResNet classifiers on Tiny ImageNet layouts.")
-    app.add_typer(data_app, name="data", help="Generate synthetic data sets (no download needed).")
-    app.add_typer(report_app, name="report", help="HTML / Markdown reports from run folders.")
-    app.command("demo")(demo_command(Runner(app, lambda argv: run(argv))))  # run: below; no import cycle
+# sub-app name -> (module holding its ``app``, help); "demo" is a command. Each is imported only when a
+# command line names it (``detkit coco eval`` imports neither torch nor the trainers), all of them for help.
+_PARTS = {
+    "coco": ("detkit.coco.cli", "Inspect, validate, count and convert annotation files."),
+    "anchors": ("detkit.anchors.cli", "IoU k-means anchor boxes, sweeps and plots."),
+    "yolo": ("detkit.yolo.cli", "YOLOv2-style detector: train, eval (COCO mAP), predict."),
+    "classify": ("detkit.classify.cli", "ResNet classifiers on Tiny ImageNet layouts."),
+    "data": ("detkit.data.cli", "Generate synthetic data sets (no download needed)."),
+    "report": ("detkit.report.cli", "HTML / Markdown reports from run folders."),
+    "demo": ("detkit.demo", ""),
+}
+_registered: set[str] = set()
 
 
-_register()
+def _register(names: set[str] | None = None) -> None:
+    """Add the named sub-apps (default: all) that are not there yet, keeping ``_PARTS``' order for help."""
+    import importlib
+
+    for name, (module, help_) in _PARTS.items():
+        if name in _registered or (names is not None and name not in names):
+            continue
+        _registered.add(name)
+        mod = importlib.import_module(module)
+        if name == "demo":  # the demo runs the other commands and reads their options: all registered
+            app.command("demo")(mod.demo_command(mod.Runner(full_app(), lambda argv: run(argv))))
+        else:
+            app.add_typer(mod.app, name=name, help=help_)
+    order = list(_PARTS)
+    app.registered_groups.sort(key=lambda g: order.index(g.name))
+
+
+def full_app() -> typer.Typer:
+    """The app with every sub-command registered (what ``detkit --help`` lists; the demo reads its options)."""
+    _register()
+    return app
+
+
+def _parts_named(argv: list[str]) -> set[str] | None:
+    """The sub-app ``argv`` runs (its first word that is not an option), or None (all) when it names none."""
+    word = next((w for w in argv if not w.startswith("-")), None)
+    return {word} if word in _PARTS else None
 
 
 def _stdout_closed() -> bool:
@@ -94,7 +116,9 @@ def run(argv: list[str] | None = None) -> int:
     ``cat``; an OSError that escaped a command (a permission denied, a full disk) is one line, exit 2.
     """
     global _broken_pipe
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        _register(_parts_named(argv))
         app(args=argv, prog_name="detkit")  # standalone: usage errors print and exit 2
     except SystemExit as exc:
         if _stdout_closed():  # click turned a BrokenPipeError into exit 1

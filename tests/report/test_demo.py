@@ -28,9 +28,9 @@ SECTIONS = {
 
 
 def _runner() -> Runner:
-    from detkit.cli import app, run
+    from detkit.cli import full_app, run
 
-    return Runner(app, run)
+    return Runner(full_app(), run)
 
 
 def command_options(argv):
