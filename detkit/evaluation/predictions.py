@@ -161,26 +161,29 @@ def _record_chunks(data: bytes, size: int) -> list[bytes]:
     """``data`` (a JSON list) as JSON lists of consecutive records, cut at the first ``{`` after every
     ``size`` bytes (its comma dropped). A cut that is not between two records (inside a string or a nested
     value) leaves a chunk with an unclosed string, object or array, which does not decode, and the caller
-    decodes the whole file instead; so when every chunk decodes, their rows are the file's rows.
+    decodes the whole file instead; so when every chunk decodes, their rows are the file's rows. Each chunk
+    is one copy of its bytes (slices of a memoryview): the file is never copied whole.
 
     Raises:
         ValueError: ``data`` is not ``[...]`` or a cut has no comma before it.
     """
-    body = data.strip()
-    if body[:1] != b"[" or body[-1:] != b"]":
+    lo, hi = len(data) - len(data.lstrip()), len(data.rstrip()) - 1  # the list's '[' and ']'
+    if hi <= lo or data[lo : lo + 1] != b"[" or data[hi : hi + 1] != b"]":
         raise ValueError("not a JSON list")
-    inner, out, lo = body[1:-1], [], 0
+    view, out, start = memoryview(data), [], lo + 1
     while True:
-        cut = inner.find(b"{", lo + size) if lo + size < len(inner) else -1
-        piece = inner[lo : cut if cut >= 0 else len(inner)].rstrip()
+        cut = data.find(b"{", start + size, hi) if start + size < hi else -1
+        end = cut if cut >= 0 else hi
+        while end > start and data[end - 1] in b" \t\r\n":
+            end -= 1
         if cut >= 0:
-            if not piece.endswith(b","):
+            if data[end - 1 : end] != b",":
                 raise ValueError("a cut inside a record")
-            piece = piece[:-1]
-        out.append(b"[" + piece + b"]")
+            end -= 1
+        out.append(b"".join((b"[", view[start:end], b"]")))
         if cut < 0:
             return out
-        lo = cut
+        start = cut
 
 
 def _det_columns(rows: list[_Det]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

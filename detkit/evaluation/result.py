@@ -4,6 +4,8 @@ The order of work: check the predictions (:mod:`.predictions`), run COCOeval onc
 read everything else off that one evaluation — per-class rows, PR curves and sizes from its accumulated
 arrays, the F1 curve and anchor coverage from its IoU-.50 matches, slices by re-accumulating, TIDE from
 its per-image matches — plus the confusion matrix (:mod:`.confusion`), which matches across classes.
+The IoU-.50 matches and the confusion matrix need nothing from COCOeval, so they are computed while hotcoco
+runs (:func:`_cocoeval_beside`).
 """
 
 from __future__ import annotations
@@ -98,21 +100,18 @@ def _evaluate_checked(
     gt: Dataset, preds: Predictions, cfg: EvalConfig, findings: list[dict[str, Any]]
 ) -> EvalResult:
     """:func:`evaluate` of predictions already checked against ``gt``."""
-    t0 = time.perf_counter()
-    sec: dict[str, float] = {}
     gt, gt_findings = usable_gt(gt)
     findings = gt_findings + findings
     if not (gt.iscrowd == 0).any():
         raise InputError(gt.source or "ground truth", None, "has no boxes to score the predictions against"
                          + (" (only crowd regions)" if gt.num_annotations else ""))  # fmt: skip
-    core = coco_evaluate(gt, preds, cfg.backend)
-    sec["cocoeval"] = time.perf_counter() - t0
+    core, (matches, confusion), sec = _cocoeval_beside(gt, preds, cfg)
     crowd = gt.iscrowd != 0
     res = EvalResult(
         summary=core.summary(), per_class=analysis.per_class(core, gt), backend=cfg.backend, findings=findings,
         counts={"images": gt.num_images, "gt_boxes": int((~crowd).sum()), "crowd_boxes": int(crowd.sum()),
                 "predictions": len(preds), "categories": gt.num_categories},
-        sizes=_sizes(core, gt),
+        sizes=_sizes(core, gt), confusion=confusion,
     )  # fmt: skip
     t = time.perf_counter()
     if cfg.slices:
@@ -121,8 +120,8 @@ def _evaluate_checked(
         )
     if cfg.curves:
         res.pr_curves = {"iou50": analysis.pr_curves(core, 0.5), "iou75": analysis.pr_curves(core, 0.75)}
-    if cfg.curves or cfg.anchors is not None:
-        dt_flag, gt_flag = coco_matches(gt, preds, 0.5)
+    if matches is not None:
+        dt_flag, gt_flag = matches
         if cfg.curves:
             res.f1 = analysis.f1_curves(core, gt, preds.category_id, preds.score, dt_flag, gt_flag)
         if cfg.anchors is not None:
@@ -136,14 +135,41 @@ def _evaluate_checked(
 
         res.tide = tide_errors(core, gt, preds)
     sec["tide"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if cfg.conf is not None:
-        from detkit.evaluation.confusion import confusion_matrix
-
-        res.confusion = confusion_matrix(gt, preds, conf=cfg.conf, iou=cfg.iou)
-    sec["confusion"] = time.perf_counter() - t
     res.seconds = {k: round(v, 3) for k, v in sec.items()}
     return res
+
+
+def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[Any, tuple[Any, Any], dict]:
+    """COCOeval, and beside it what does not need its result: the IoU-.50 matches (F1 curve, anchor
+    coverage) and the confusion matrix. hotcoco runs in a worker thread (Rust, which mostly lets go of
+    Python's lock) while numpy does the rest here: ~0.1 s less at val2017 scale on two cores. pycocotools,
+    pure Python, runs first instead. Returns (core, (matches or None, confusion or None), seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sec: dict[str, float] = {}
+
+    def rest() -> tuple[Any, Any]:
+        t = time.perf_counter()
+        matches = coco_matches(gt, preds, 0.5) if cfg.curves or cfg.anchors is not None else None
+        confusion = None
+        if cfg.conf is not None:
+            from detkit.evaluation.confusion import confusion_matrix
+
+            confusion = confusion_matrix(gt, preds, conf=cfg.conf, iou=cfg.iou)
+        sec["matching"] = time.perf_counter() - t
+        return matches, confusion
+
+    t = time.perf_counter()
+    if cfg.backend != "hotcoco":
+        core = coco_evaluate(gt, preds, cfg.backend)
+        sec["cocoeval"] = time.perf_counter() - t
+        return core, rest(), sec
+    with ThreadPoolExecutor(1, thread_name_prefix="detkit-cocoeval") as pool:
+        pending = pool.submit(coco_evaluate, gt, preds, cfg.backend)
+        done = rest()
+        core = pending.result()
+    sec["cocoeval"] = time.perf_counter() - t
+    return core, done, sec
 
 
 def usable_gt(gt: Dataset) -> tuple[Dataset, list[dict[str, Any]]]:
