@@ -1,10 +1,15 @@
-"""A loaded input for the dataset operations: the :class:`Dataset` columns plus, for a COCO json, the
-original bytes of every record.
+"""A loaded input for the dataset operations: the :class:`Dataset` columns plus, for a COCO json or a
+Roboflow COCO export folder, the original bytes of every record.
 
 Why the bytes: a split, filter or sample of a COCO file keeps records whole, so copying each kept
 record's bytes is both lossless (segmentations, licenses, any extra field) and several times faster
 than building and re-encoding Python dicts. msgspec hands out the records as ``msgspec.Raw`` views
 into one memory map of the file (one skip-parse pass, no values built).
+
+A Roboflow COCO export (``<split>/_annotations.coco.json``, see :mod:`detkit.coco.layouts`) is read as
+one dataset: file names gain their split folder and the later splits' image and box ids move past the
+earlier ones' (:func:`detkit.coco.loaders.concat_splits`). Its raw records are the files' records with
+exactly those fields re-encoded from the columns, so the folder is as lossless as a single file.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import msgspec
 import numpy as np
 
 from detkit.coco.coco_json import CocoCat, Int64, decode_file, recorded_image_root
+from detkit.coco.layouts import normalize_split, roboflow_coco_files
 from detkit.coco.model import Dataset, default_image_root
 from detkit.coco.readers import check_image_sizes
 from detkit.errors import InputError
@@ -37,6 +43,10 @@ class _IdAnn(msgspec.Struct, gc=False):
     id: Int64
     image_id: Int64
     category_id: Int64
+
+
+class _IdOnly(msgspec.Struct, gc=False):
+    id: Int64
 
 
 class _IdFile(msgspec.Struct):
@@ -115,6 +125,46 @@ def read_raw_coco(path: Path) -> RawCoco:
     return RawCoco(doc, lists["images"], lists["annotations"], lists["categories"], buf)
 
 
+def _patched(raw: Any, changes: dict[str, Any]) -> Any:
+    """``raw`` with ``changes`` applied (key order kept), or ``raw`` itself when nothing changes."""
+    d = msgspec.json.decode(raw)
+    if all(k in d and d[k] == v and type(d[k]) is type(v) for k, v in changes.items()):
+        return raw
+    d.update(changes)
+    return msgspec.json.encode(d)
+
+
+def read_raw_roboflow(files: dict[str, Path], ds: Dataset) -> RawCoco | None:
+    """The raw records of a Roboflow export's split files as ``ds`` (their concatenation) numbers them.
+
+    Image records get ``ds``'s id and (split-prefixed) file name, box records of the later splits its
+    id and image id; categories are each id's first record, in id order. Every other byte is the
+    file's. None when the files do not hold exactly the rows of ``ds`` (the loader left some out).
+    """
+    raws = [read_raw_coco(f) for f in files.values()]
+    counts = [sum(len(getattr(r, k)) for r in raws) for k in LIST_KEYS]
+    if counts[:2] != [ds.num_images, ds.num_annotations]:
+        return None
+    images, anns = [], []
+    for k, rc in enumerate(raws):
+        i0, a0 = len(images), len(anns)
+        images += [_patched(r, {"id": int(ds.image_id[i0 + j]), "file_name": str(ds.file_name[i0 + j])})
+                   for j, r in enumerate(rc.images)]  # fmt: skip
+        anns += rc.annotations if k == 0 else [
+            _patched(r, {"id": int(ds.ann_id[a0 + j]), "image_id": int(ds.ann_image_id[a0 + j])})
+            for j, r in enumerate(rc.annotations)
+        ]  # fmt: skip
+    first: dict[int, Any] = {}
+    for rc in raws:
+        for r in rc.categories:
+            first.setdefault(msgspec.json.decode(r, type=_IdOnly).id, r)
+    cats = raws[0].categories if len(raws) == 1 else [first[c] for c in sorted(first)]
+    if len(cats) != ds.num_categories:
+        return None
+    top = {k: v for k, v in raws[0].top.items() if k != "detkit"}  # its image_root was the split folder
+    return RawCoco(top, images, anns, cats, [r.buffer for r in raws])
+
+
 def load_ids(path: Path) -> Dataset:
     """A COCO json's ids, image sizes and names and category names, without boxes (bbox, area NaN).
 
@@ -163,7 +213,15 @@ def load_source(path: str | Path, format: str | None = None, image_root: str | P
         ds.image_root = str(image_root)
     src = Source(path, ds, boxes=not light)
     json_path = Path(ds.source) if ds.source else path
-    if raw and ds.format == "coco" and json_path.is_file() and json_path.suffix.lower() == ".json":
+    if raw and ds.format == "coco" and json_path.is_dir() and (files := roboflow_coco_files(json_path)):
+        split = kwargs.get("split")
+        if split is not None:
+            files = {k: v for k, v in files.items() if k == (normalize_split(split) or split)}
+        src.raw = read_raw_roboflow(files, ds)
+        if src.raw is None:
+            src.notes.append(f"{json_path}: some records were skipped while loading; written from the parsed "
+                             "fields only (segmentations and extra fields of this export are not kept)")  # fmt: skip
+    elif raw and ds.format == "coco" and json_path.is_file() and json_path.suffix.lower() == ".json":
         rc = read_raw_coco(json_path)
         if (len(rc.images), len(rc.annotations), len(rc.categories)) == (
             ds.num_images, ds.num_annotations, ds.num_categories,
