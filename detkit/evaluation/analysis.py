@@ -73,12 +73,12 @@ def pr_curves(core: CocoCore, iou: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def f1_curves(core: CocoCore, gt: Dataset, pred_cat: np.ndarray, pred_score: np.ndarray, dt_flag: np.ndarray,
+def f1_curves(cats: np.ndarray, gt: Dataset, pred_cat: np.ndarray, pred_score: np.ndarray, dt_flag: np.ndarray,
               gt_flag: np.ndarray) -> dict[str, Any]:  # fmt: skip
     """Precision, recall and F1 against the confidence threshold (module docstring), and each best F1.
 
     Args:
-        core: for the category axis.
+        cats: the category axis (sorted ids, as COCOeval's).
         gt: the ground truth (its category column, aligned with ``gt_flag``).
         pred_cat, pred_score: per detection.
         dt_flag, gt_flag: from :func:`~detkit.evaluation.matching.coco_matches` at IoU .50.
@@ -86,7 +86,6 @@ def f1_curves(core: CocoCore, gt: Dataset, pred_cat: np.ndarray, pred_score: np.
     # counts per (class, threshold) by histogram, no loop over detections per class: a detection scoring s
     # counts at the grid thresholds c <= s, i.e. at indices below b = #(grid <= s)
     counted = dt_flag >= 0
-    cats = core.cat_ids
     k_dt = np.searchsorted(cats, pred_cat[counted])
     ok = (k_dt < len(cats)) & (cats[np.minimum(k_dt, len(cats) - 1)] == pred_cat[counted])
     b = np.searchsorted(CONF_GRID, pred_score[counted], side="right")

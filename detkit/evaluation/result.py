@@ -105,13 +105,13 @@ def _evaluate_checked(
     if not (gt.iscrowd == 0).any():
         raise InputError(gt.source or "ground truth", None, "has no boxes to score the predictions against"
                          + (" (only crowd regions)" if gt.num_annotations else ""))  # fmt: skip
-    core, (matches, confusion), sec = _cocoeval_beside(gt, preds, cfg)
+    core, (matches, f1, confusion), sec = _cocoeval_beside(gt, preds, cfg)
     crowd = gt.iscrowd != 0
     res = EvalResult(
         summary=core.summary(), per_class=analysis.per_class(core, gt), backend=cfg.backend, findings=findings,
         counts={"images": gt.num_images, "gt_boxes": int((~crowd).sum()), "crowd_boxes": int(crowd.sum()),
                 "predictions": len(preds), "categories": gt.num_categories},
-        sizes=_sizes(core, gt), confusion=confusion,
+        sizes=_sizes(core, gt), f1=f1 or {}, confusion=confusion,
     )  # fmt: skip
     t = time.perf_counter()
     if cfg.slices:
@@ -120,14 +120,10 @@ def _evaluate_checked(
         )
     if cfg.curves:
         res.pr_curves = {"iou50": analysis.pr_curves(core, 0.5), "iou75": analysis.pr_curves(core, 0.75)}
-    if matches is not None:
-        dt_flag, gt_flag = matches
-        if cfg.curves:
-            res.f1 = analysis.f1_curves(core, gt, preds.category_id, preds.score, dt_flag, gt_flag)
-        if cfg.anchors is not None:
-            res.anchors = analysis.anchor_coverage(
-                gt, gt_flag, np.asarray(cfg.anchors, dtype=np.float64), cfg.anchors_norm
-            )
+    if cfg.anchors is not None:
+        res.anchors = analysis.anchor_coverage(
+            gt, matches[1], np.asarray(cfg.anchors, dtype=np.float64), cfg.anchors_norm
+        )
     sec["analysis"] = time.perf_counter() - t
     t = time.perf_counter()
     if cfg.tide:
@@ -139,25 +135,28 @@ def _evaluate_checked(
     return res
 
 
-def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[Any, tuple[Any, Any], dict]:
-    """COCOeval, and beside it what does not need its result: the IoU-.50 matches (F1 curve, anchor
-    coverage) and the confusion matrix. hotcoco runs in a worker thread (Rust, which mostly lets go of
-    Python's lock) while numpy does the rest here: ~0.1 s less at val2017 scale on two cores. pycocotools,
-    pure Python, runs first instead. Returns (core, (matches or None, confusion or None), seconds)."""
+def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[Any, tuple[Any, ...], dict]:
+    """COCOeval, and beside it what does not need its result: the IoU-.50 matches, the F1 curves and the
+    confusion matrix. hotcoco runs in a worker thread (Rust, which mostly lets go of Python's lock) while
+    numpy does the rest here: ~0.1 s less at val2017 scale on two cores. pycocotools, pure Python, runs
+    first instead. Returns (core, (matches, f1 curves, confusion matrix; each None when not asked), seconds).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     sec: dict[str, float] = {}
 
-    def rest() -> tuple[Any, Any]:
+    def rest() -> tuple[Any, Any, Any]:
         t = time.perf_counter()
         matches = coco_matches(gt, preds, 0.5) if cfg.curves or cfg.anchors is not None else None
-        confusion = None
+        f1 = confusion = None
+        if cfg.curves:  # on COCOeval's category axis: the sorted ground-truth ids
+            f1 = analysis.f1_curves(np.unique(gt.cat_id), gt, preds.category_id, preds.score, *matches)
         if cfg.conf is not None:
             from detkit.evaluation.confusion import confusion_matrix
 
             confusion = confusion_matrix(gt, preds, conf=cfg.conf, iou=cfg.iou)
         sec["matching"] = time.perf_counter() - t
-        return matches, confusion
+        return matches, f1, confusion
 
     t = time.perf_counter()
     if cfg.backend != "hotcoco":
