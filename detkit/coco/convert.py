@@ -10,9 +10,10 @@ folder and renamed into place, so an interrupted run leaves nothing half-written
 killed run left behind (``.OUT.tmp-PID``, its process gone) is removed by the next run.
 
 Paths: label, XML and image-link paths are built from each record's ``file_name`` made safe first
-(:mod:`detkit.coco.paths`): an absolute name or one that climbs out with ``..`` is written under a
-relative name inside the output folder (``renamed`` in the result), and every write is checked to
-land inside it, symlinks resolved. Nothing is ever written beside the source images.
+(:mod:`detkit.coco.paths`, whose rule every command shares): an absolute name (``/x``, ``C:\\x``), one
+that climbs out with ``..`` or one that names no file is written under a relative name inside the output
+folder (``renamed`` in the result), and every write is checked to land inside it, symlinks resolved.
+Nothing is ever written beside the source images.
 
 Category ids (one rule, both directions): a YOLO class index or the course format's class id ``k``
 is COCO category id ``k`` (``index``, the default) or COCO's official id ``COCO80_IDS[k]``
@@ -35,7 +36,7 @@ import numpy as np
 
 from detkit.coco.coco_json import DETKIT_KEY
 from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, json_number
-from detkit.coco.paths import inside, name_problem, safe_relative
+from detkit.coco.paths import inside, name_problem, safe_relative, source_path
 from detkit.console import progress
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, remove_leftovers, staged_folder, write_json
@@ -49,7 +50,7 @@ def _link_image(src_root: Path | None, file_name: str, dst: Path, folder: Path) 
     """Symlink (or copy) ``src_root/file_name`` to ``dst``; False when the source image is absent."""
     if src_root is None:
         return False
-    src = src_root / file_name
+    src = source_path(src_root, file_name)
     try:
         if not src.is_file():
             return False

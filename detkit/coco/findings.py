@@ -43,9 +43,9 @@ CODES: dict[str, tuple[str, str]] = {
     # appended (codes never move): encodings other commands reject, and record paths convert must not follow
     "file.encoding": ("error", "not plain UTF-8 JSON (a byte-order mark, UTF-16/32): every other command rejects it; --fix writes UTF-8"),
     "value.lone_surrogate": ("error", "a string holds a lone UTF-16 surrogate escape (e.g. \\ud800): other commands reject it; --fix writes U+FFFD"),
-    "path.absolute": ("warning", "file_name is an absolute path (convert writes it under a relative name inside its output folder)"),
+    "path.absolute": ("warning", "file_name is an absolute path, /x or C:\\x (convert writes it under a relative name inside its output folder)"),
     "path.climbs_out": ("warning", "file_name climbs out of its folder with '..' (convert writes it under a name inside its output folder)"),
-    "path.invalid": ("warning", "file_name names no file: it holds a NUL, is '.' or ends in '/' (convert writes a safe name)"),
+    "path.invalid": ("warning", "file_name names no file: it holds a NUL, is empty or '.', or ends in '/' (convert writes a safe name)"),
     # appended: dataset layouts read leniently (YOLO / ultralytics / Roboflow / VOC splits) and split leakage
     "image.empty": ("error", "image file is empty (0 bytes; skipped)"),
     "image.corrupt": ("error", "image file is not readable or truncated (checked from its header and end marker; skipped)"),

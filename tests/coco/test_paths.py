@@ -26,15 +26,32 @@ from detkit.io import remove_leftovers
     [
         ("a.jpg", None, "a.jpg"),
         ("sub/./a.jpg", None, "sub/a.jpg"),
+        ("./a.jpg", None, "a.jpg"),
+        ("a//b.jpg", None, "a/b.jpg"),
         ("sub/../a.jpg", None, "a.jpg"),  # stays inside: not a finding
+        ("a\\b.jpg", None, "a/b.jpg"),  # a Windows export: backslashes are separators
+        ("images\\..\\a.jpg", None, "a.jpg"),
+        ("a:b.jpg", "path.absolute", "b.jpg"),  # 'a:' is a drive on Windows
+        ("ab:c.jpg", None, "ab:c.jpg"),  # not a drive: a legal POSIX name
         ("/home/u/images/a.jpg", "path.absolute", "home/u/images/a.jpg"),
         ("//server/a.jpg", "path.absolute", "server/a.jpg"),
+        ("\\\\server\\share\\a.jpg", "path.absolute", "server/share/a.jpg"),
+        ("\\a.jpg", "path.absolute", "a.jpg"),
+        ("C:/x.jpg", "path.absolute", "x.jpg"),
+        ("C:\\data\\x.jpg", "path.absolute", "data/x.jpg"),
+        ("c:x.jpg", "path.absolute", "x.jpg"),
+        ("/../a.jpg", "path.absolute", "a.jpg"),  # absolute wins over climbing
         ("../../etc/passwd", "path.climbs_out", "etc/passwd"),
+        ("..\\evil.jpg", "path.climbs_out", "evil.jpg"),
         ("x/../../b.jpg", "path.climbs_out", "b.jpg"),
+        ("a/../..", "path.climbs_out", ""),
         ("c\0.jpg", "path.invalid", "c_.jpg"),
+        ("/c\0.jpg", "path.invalid", "c_.jpg"),  # a NUL wins over everything
+        ("", "path.invalid", ""),
         (".", "path.invalid", ""),
+        ("a/..", "path.invalid", ""),
         ("images/", "path.invalid", "images"),
-        ("", None, ""),
+        ("images\\", "path.invalid", "images"),
     ],
 )
 def test_name_problem_and_safe_relative(name, code, safe):
@@ -222,3 +239,27 @@ def test_category_ids_that_do_not_fit_the_rule_are_one_line(cli, shapes_dir, tmp
         "coco", "convert", tmp_path / "odd.json", tmp_path / "y2", "--to", "yolo", "--category-ids", "coco80"
     )
     assert code == 2 and "category id 12 is not one of COCO's 80 official ids" in err and err.count("\n") == 1
+
+
+def test_windows_and_empty_names_one_rule_for_validate_and_convert(cli_json, tmp_path):
+    root = tmp_path / "ds" / "images"
+    _tiny_jpeg(root / "a" / "b.jpg")
+    _tiny_jpeg(root / "c.jpg")
+    names = ["a\\b.jpg", "x/../c.jpg", "C:\\x.jpg", "", "dir/"]
+    doc = {
+        "images": [{"id": i + 1, "file_name": n, "width": 8, "height": 8} for i, n in enumerate(names)],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    src = tmp_path / "ds" / "instances.json"
+    src.write_text(json.dumps(doc))
+    report = validate_path(src)
+    got = {f.code: f.count for f in report.findings if f.code.startswith("path.")}
+    assert got == {"path.absolute": 1, "path.invalid": 2}
+    out = tmp_path / "y"
+    res = cli_json("coco", "convert", src, out, "--to", "yolo", "--images", root)
+    assert res["renamed"] == 3
+    labels = sorted(str(p.relative_to(out / "labels")) for p in (out / "labels").rglob("*.txt"))
+    assert labels == ["a/b.txt", "c.txt", "dir.txt", "image_4.txt", "x.txt"]
+    links = sorted(str(p.relative_to(out / "images")) for p in (out / "images").rglob("*") if p.is_symlink())
+    assert links == ["a/b.jpg", "c.jpg"]  # read from root/a/b.jpg and root/c.jpg, the canonical names

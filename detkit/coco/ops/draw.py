@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from detkit.coco.model import Dataset
-from detkit.coco.ops.write import safe_rel
+from detkit.coco.ops.write import image_source
 from detkit.errors import DetkitError
 
 # ultralytics' detection palette: well separated, readable under white or black text
@@ -199,10 +199,7 @@ def draw_images(ds: Dataset, rows: np.ndarray, out: Path, class_rows: np.ndarray
         if class_rows is not None:
             a = a[np.isin(cat[a], class_rows)]
         fname = str(ds.file_name[i])
-        rel = safe_rel(fname)
-        im, found = _open(
-            root / rel if root is not None and rel is not None else None, (ds.width[i], ds.height[i])
-        )
+        im, found = _open(image_source(root, fname), (ds.width[i], ds.height[i]))
         tags = [names.get(int(ds.category_id[r]), f"id {int(ds.category_id[r])}") +
                 "".join(f" !{c.split('.')[-1]}" for c in flagged.get(int(r), [])) for r in a.tolist()]  # fmt: skip
         rgbs = [colour.get(int(ds.category_id[r]), (255, 0, 0)) for r in a.tolist()]

@@ -298,7 +298,7 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
         coco(out, m.common_root)
         return {"out": str(out), "to": to, "files": [str(out)], **counts}
     pairs = [
-        (None if w.safe_rel(str(f)) is None else m.roots[s] / str(f), str(g))
+        (w.image_source(m.roots[s], str(f)), str(g))
         for s, src in enumerate(m.sources)
         for f, g in zip(src.ds.file_name[m.image_rows[s]], m.file_name[m.image_out[s][m.image_rows[s]]])
     ]

@@ -9,8 +9,10 @@ Layouts (OUT is what the user named; everything is staged beside it and renamed 
 
 Images are referenced, not copied: a COCO json records the image folder relative to itself under its
 top-level ``detkit`` key (other readers ignore the key); YOLO ``images/`` and VOC ``JPEGImages/`` hold
-symlinks. ``copy_images`` copies them instead. Only names that stay inside OUT are written: an image
-whose file name is absolute or climbs out with ``..`` is counted under ``unsafe`` and not linked.
+symlinks. ``copy_images`` copies them instead. Names follow the one rule of :mod:`detkit.coco.paths`: a
+safe name is read and linked under its canonical form (``a\\b.jpg`` as ``a/b.jpg``, ``a/../b.jpg`` as
+``b.jpg``); an image whose name is absolute, climbs out or names no file is counted under ``unsafe_names``
+and not linked.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from detkit.coco.model import Dataset
 from detkit.coco.ops.source import Part, Source, subset
+from detkit.coco.paths import name_problem, safe_relative, source_path
 from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_write, staged_folder
 
@@ -53,34 +56,43 @@ def check_out(out: Path, inputs: Iterable[Path], single_json: bool) -> None:
 
 
 # ---- images ------------------------------------------------------------------------------------------
-def safe_rel(name: str) -> Path | None:
-    """``name`` as a relative path that stays below its folder, or None (absolute, ``..``, empty)."""
-    s = str(name).replace("\\", "/")
-    if not s or s.startswith("/") or s[1:2] == ":" or ".." in s.split("/"):
-        return None
-    return Path(s)
+def image_source(root: Path | None, name: str) -> Path | None:
+    """The file an image record names, or None when the folder is unknown or the name is unsafe."""
+    name = str(name)
+    return None if root is None or name_problem(name) is not None else source_path(root, name)
 
 
 def link_images(
     pairs: Iterable[tuple[Path | None, str]], dst_root: Path, copy: bool = False
 ) -> dict[str, int]:
-    """Link (or copy) each ``source file -> dst_root/name``; count linked, missing and unsafe names."""
+    """Link (or copy) each ``source file -> dst_root/safe_relative(name)``; count linked, missing and unsafe
+    names. A name whose place is taken by another file (``b.jpg`` after ``a/../b.jpg`` of another image, or
+    ``a/b.jpg`` after a file ``a``) counts as unsafe: nothing is written through an existing link."""
     n = {"images_linked": 0, "images_missing": 0, "unsafe_names": 0}
+    placed: dict[str, Path] = {}  # name written -> its real source file
     for src, name in pairs:
-        rel = safe_rel(name)
-        if rel is None:
+        if name_problem(str(name)) is not None:
             n["unsafe_names"] += 1
             continue
         if src is None or not src.is_file():
             n["images_missing"] += 1
             continue
+        rel, real = safe_relative(str(name)), src.resolve()
         dst = dst_root / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            taken = os.path.lexists(dst)
+        except OSError:  # a file where this name needs a folder
+            taken = True
+        if taken:  # the same image twice is linked once; another image's place is not overwritten
+            n["images_linked" if placed.get(rel) == real else "unsafe_names"] += 1
+            continue
+        placed[rel] = real
         if copy:
             shutil.copy2(src, dst)
         else:
             try:
-                os.symlink(src.resolve(), dst)
+                os.symlink(real, dst)
             except OSError:
                 shutil.copy2(src, dst)
         n["images_linked"] += 1
@@ -91,7 +103,7 @@ def image_pairs(root: Path | None, names: Iterable[str], new_names: Iterable[str
     """(source file, name in the output) per image; the source is None when the folder is unknown."""
     names = [str(f) for f in names]
     new = names if new_names is None else [str(f) for f in new_names]
-    return [(None if root is None or safe_rel(f) is None else root / f, g) for f, g in zip(names, new)]
+    return [(image_source(root, f), g) for f, g in zip(names, new)]
 
 
 def root_key(json_path: Path, image_root: Path | None) -> bytes | None:
@@ -173,8 +185,11 @@ def yolo_names(ds: Dataset) -> list[str]:
 
 def yolo_name(name: str) -> str:
     """``name`` without ``images`` / ``labels`` folders: ``images/train/x.jpg`` -> ``train/x.jpg``, so that
-    ultralytics' rule (the last ``images`` in an image path becomes ``labels``) finds the label file."""
-    parts = [p for p in str(name).replace("\\", "/").split("/") if p not in ("images", "labels")]
+    ultralytics' rule (the last ``images`` in an image path becomes ``labels``) finds the label file.
+    A safe name is made canonical first; an unsafe one stays unsafe (and is counted, not linked)."""
+    name = str(name)
+    canonical = safe_relative(name) if name_problem(name) is None else name.replace("\\", "/")
+    parts = [p for p in canonical.split("/") if p not in ("images", "labels")]
     return "/".join(parts) or str(name)
 
 
