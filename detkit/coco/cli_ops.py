@@ -178,7 +178,10 @@ def merge(
     """Merge datasets: classes unified by name (case and spacing ignored), ids remapped where they collide.
 
     The same image file in two inputs becomes one image; each image records its input in
-    `detkit_source`. Output format: the first input's (or --to).
+    `detkit_source`. Output format: the first input's (or --to). Image names become relative to the
+    inputs' common folder (a/images/x.jpg, b/images/x.jpg); inputs sharing no folder below / get
+    <input>/<file_name>, <input> the input's stem (its folder's name for data.yaml or a shared stem),
+    and a folder OUT links the images under those names in OUT/images.
 
     Example: detkit coco merge a.json b.json merged.json --map "motorbike=motorcycle"
     """
@@ -195,7 +198,10 @@ def merge(
         m = merge_sources(sources, renames)
     with busy(f"writing {out_path}"):
         written = write_merged(m, out_path, target, copy_images)
-    _link_warnings(written, m.common_root)
+    _link_warnings(written, m.common_root or "the inputs' folders")
+    if m.common_root is None and "image_root" in written:
+        warn(f"the inputs share no parent folder, so image names are <input>/<file_name> and {out_path} records "
+             "no image folder; name an output folder to get the images linked under OUT/images")  # fmt: skip
     dropped = sum(s["dangling_boxes_dropped"] for s in m.stats)
     if dropped:
         warn(f"{dropped:,} boxes with an image or category id missing from their input were not written")

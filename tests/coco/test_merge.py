@@ -95,3 +95,72 @@ def test_merge_needs_two_inputs_and_refuses_to_overwrite_one(cli, two_sets, tmp_
     assert code == 2 and "overwrite the input" in err and b.read_bytes() == before
     code, _, err = cli("coco", "merge", a, b, tmp_path / "m.json", "--map", "nothing")
     assert code == 2 and "--map" in err
+
+
+def _two_unrelated():
+    """Two inputs whose image folders share no parent below ``/`` (/data1/... and /mnt/...)."""
+    from pathlib import Path
+
+    from detkit.coco.model import make_dataset
+    from detkit.coco.ops.source import Source
+
+    srcs = []
+    images = [(1, "x.jpg", 64, 48), (2, "sub/y.jpg", 64, 48)]
+    for path, root in (("/data1/proj/a.json", "/data1/proj/images"), ("/mnt/usb/set/a.json", "/mnt/usb/set")):
+        ds = make_dataset(images, [(1, 1, 1, 1, 1, 5, 5)], [(1, "cat")])
+        ds.image_root = root
+        srcs.append(Source(Path(path), ds))
+    return srcs
+
+
+def test_inputs_without_a_common_folder_get_short_names_by_input():
+    from detkit.coco.ops.merge import merge_sources
+
+    m = merge_sources(_two_unrelated())
+    # the same stem twice: the inputs' folders name them; no path from / (was data1/proj/images/x.jpg)
+    assert m.file_name.tolist() == ["proj/x.jpg", "proj/sub/y.jpg", "set/x.jpg", "set/sub/y.jpg"]
+    assert m.common_root is None
+
+
+def test_input_labels_are_short_and_unique():
+    from pathlib import Path
+
+    from detkit.coco.ops.merge import input_labels
+
+    paths = ["/a/coco.json", "/b/coco.json", "/c/d/data.yaml", "/e/valid/_annotations.coco.json", "/f/BCCD",
+             "/g/x/ann.json", "/h/x/ann.json", "/i/.hidden.json"]  # fmt: skip
+    assert input_labels([Path(p) for p in paths]) == [
+        "a", "b", "d", "valid", "BCCD", "x-6", "x-7", "hidden"
+    ]  # fmt: skip
+
+
+def test_merge_of_unrelated_folders_links_images_under_short_names(cli, cli_json, tmp_path):
+    import os
+    import shutil
+    import tempfile
+
+    other = next((d for d in ("/dev/shm", "/var/tmp") if os.access(d, os.W_OK)
+                  and os.path.commonpath([d, str(tmp_path)]) == "/"), None)  # fmt: skip
+    if other is None:
+        pytest.skip("no writable folder outside the test's tmp folder's top folder (/dev/shm, /var/tmp)")
+    from pathlib import Path
+
+    far = Path(tempfile.mkdtemp(dir=other))
+    try:
+        write_images(tmp_path / "a" / "images", ["x.jpg"])
+        write_images(far / "b" / "images", ["x.jpg"])
+        a = write_coco(tmp_path / "a" / "a.json", [(1, "x.jpg", 64, 48)], [], [(1, "cat")])
+        b = write_coco(far / "b" / "b.json", [(1, "x.jpg", 64, 48)], [], [(1, "cat")])
+        cli_json("coco", "merge", a, b, tmp_path / "m")
+        out = json.loads((tmp_path / "m" / "annotations.json").read_text())
+        assert [i["file_name"] for i in out["images"]] == ["a/x.jpg", "b/x.jpg"]
+        ds = load_dataset(tmp_path / "m" / "annotations.json")  # the links under m/images reach both
+        assert [(Path(ds.image_root) / f).resolve() for f in ds.file_name] == [
+            (tmp_path / "a" / "images" / "x.jpg").resolve(), (far / "b" / "images" / "x.jpg").resolve()]  # fmt: skip
+        # a .json output has no folder to link into: short names, no image folder recorded, said on stderr
+        code, _, err = cli("coco", "merge", a, b, tmp_path / "m.json")
+        out = json.loads((tmp_path / "m.json").read_text())
+        assert code == 0 and [i["file_name"] for i in out["images"]] == ["a/x.jpg", "b/x.jpg"]
+        assert "detkit" not in out and "share no parent folder" in err
+    finally:
+        shutil.rmtree(far, ignore_errors=True)

@@ -6,7 +6,11 @@ past the largest id used where they collide, so merging disjoint files changes n
 identified by its file: the same path under the same image folder in two inputs is one image (its
 boxes from both). File names become relative to the inputs' common image folder when the inputs live
 in different folders (``train/x.jpg``, ``valid/x.jpg``), which resolves name collisions and keeps
-every image reachable. Each image record gets a ``detkit_source`` field naming the input it came
+every image reachable. Inputs whose folders share no parent below ``/`` (``/data/a``, ``/mnt/b``) get
+``<input>/<file_name>`` instead, ``<input>`` the input's stem, or its folder's name where the stem is
+generic (``data.yaml``, ``_annotations.coco.json``) or shared (:func:`input_labels`); a folder output
+then links the images under those names into ``OUT/images`` (a .json output cannot: it records no
+image folder). Each image record gets a ``detkit_source`` field naming the input it came
 from. COCO records are copied byte for byte and re-encoded only where an id, a name or a file name
 changes.
 """
@@ -14,6 +18,7 @@ changes.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from detkit.coco.layouts import ROBOFLOW_COCO, YAML_NAMES
 from detkit.coco.model import Dataset
 from detkit.coco.ops.select import norm_name
 from detkit.coco.ops.source import Source
@@ -28,6 +34,7 @@ from detkit.errors import DetkitError, OptionError
 from detkit.io import staged_folder
 
 SOURCE_FIELD = "detkit_source"
+GENERIC_STEMS = {Path(n).stem for n in (*YAML_NAMES, ROBOFLOW_COCO, "annotations.json", "instances.json")}
 
 
 def parse_renames(items: list[str]) -> dict[str, str]:
@@ -61,7 +68,7 @@ class Merged:
     ann_rows: list[np.ndarray]  # per source: annotation rows kept
     ann_id: list[np.ndarray]  # per source: output ids of those rows
     roots: list[Path | None]
-    common_root: Path | None
+    common_root: Path | None  # None when the inputs share no folder below / (names are <input>/<file_name>)
     stats: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,6 +98,34 @@ def _root(src: Source) -> Path:
     return Path(os.path.abspath(root))
 
 
+def _label(text: str) -> str:
+    """``text`` as one safe path component (letters, digits, ``._-``; no leading dot), maybe empty."""
+    return re.sub(r"[^\w.\-]+", "_", text).lstrip(".")
+
+
+def input_labels(paths: list[Path]) -> list[str]:
+    """A short, unique folder name per input: its stem (``coco.json`` -> ``coco``), its folder's name when
+    the stem is generic (``data.yaml``) or two inputs share it, ``-<k>`` (k = input number) on what still
+    clashes; ``input<k>`` when nothing usable is left."""
+    is_dir = [p.is_dir() or not p.suffix for p in paths]
+    stems = [_label(p.name if d else p.stem) for p, d in zip(paths, is_dir)]
+    folders = [_label(p.name if d else p.parent.name) for p, d in zip(paths, is_dir)]
+    generic = [s.lower() in GENERIC_STEMS or stems.count(s) > 1 for s in stems]
+    out = [f if g and f else s for s, f, g in zip(stems, folders, generic)]
+    out = [x or f"input{k + 1}" for k, x in enumerate(out)]
+    out = [f"{x}-{k + 1}" if out.count(x) > 1 else x for k, x in enumerate(out)]
+    return [x if out.count(x) == 1 else f"input{k + 1}" for k, x in enumerate(out)]
+
+
+def common_folder(roots: list[Path]) -> Path | None:
+    """The deepest folder holding every root; None when that is only ``/`` (or a drive) or there is none."""
+    try:
+        common = Path(os.path.commonpath([str(r) for r in roots]))
+    except ValueError:  # different drives (Windows)
+        return None
+    return None if common == Path(common.anchor) else common
+
+
 def _unify_categories(sources: list[Source], renames: dict[str, str]):
     """Output categories (id, name, first seen as (source, row)) and each source's row -> output row."""
     out_key: dict[str, int] = {}
@@ -113,14 +148,21 @@ def _unify_categories(sources: list[Source], renames: dict[str, str]):
     return np.asarray(ids, dtype=np.int64), np.asarray(names, dtype=object), origin, maps
 
 
-def _place_images(sources: list[Source], roots: list[Path], common: Path, same_root: bool):
-    """Per source: its rows that are new images, every row's output image, the new rows' ids and names."""
+def _place_images(sources: list[Source], roots: list[Path], common: Path | None, same_root: bool):
+    """Per source: its rows that are new images, every row's output image, the new rows' ids and names.
+
+    Names get each input's folder relative to ``common``, or its :func:`input_labels` label when None.
+    """
     seen: dict[tuple[str, str], int] = {}
     used: set[int] = set()
     rows_new, out_rows, ids, names = [], [], [], []
+    labels = input_labels([src.path for src in sources]) if common is None else []
     for s, src in enumerate(sources):
         ds = src.ds
-        prefix = "." if same_root else Path(os.path.relpath(roots[s], common)).as_posix()
+        if common is None:
+            prefix = labels[s]
+        else:
+            prefix = "." if same_root else Path(os.path.relpath(roots[s], common)).as_posix()
         out = np.empty(ds.num_images, dtype=np.int64)
         new = []
         for r, f in enumerate(ds.file_name.tolist()):
@@ -147,7 +189,7 @@ def merge_sources(sources: list[Source], renames: dict[str, str] | None = None) 
     cat_id, cat_name, cat_origin, cat_map = _unify_categories(sources, renames or {})
     roots = [_root(src) for src in sources]
     same_root = len({str(r) for r in roots}) == 1
-    common = roots[0] if same_root else Path(os.path.commonpath([str(r) for r in roots]))
+    common = roots[0] if same_root else common_folder(roots)
     image_rows, image_out, ids, names = _place_images(sources, roots, common, same_root)
     ann_rows, ann_ids, stats = [], [], []
     used: set[int] = set()
@@ -270,6 +312,10 @@ def coco_records(m: Merged) -> tuple[list[Any], list[Any], list[Any]]:
 
 
 # ---- output ---------------------------------------------------------------------------------------------
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> dict[str, Any]:
     """Write the merge: ``OUT.json`` or ``OUT/annotations.json`` (coco), or a YOLO / VOC folder."""
     from detkit.coco.ops import write as w
@@ -296,16 +342,17 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
 
     if single_json:
         coco(out, m.common_root)
-        return {"out": str(out), "to": to, "files": [str(out)], **counts}
+        return {"out": str(out), "to": to, "files": [str(out)], **counts, "image_root": _str(m.common_root)}
     pairs = [
         (w.image_source(m.roots[s], str(f)), str(g))
         for s, src in enumerate(m.sources)
         for f, g in zip(src.ds.file_name[m.image_rows[s]], m.file_name[m.image_out[s][m.image_rows[s]]])
     ]
     with staged_folder(out) as tmp:
-        if to == "coco":
-            links = w.link_images(pairs, tmp / "images", True) if copy_images else {}
-            coco(tmp / "annotations.json", tmp / "images" if copy_images else m.common_root)
+        if to == "coco":  # no common folder: links under the short names are what reaches the images
+            link = copy_images or m.common_root is None
+            links = w.link_images(pairs, tmp / "images", copy_images) if link else {}
+            coco(tmp / "annotations.json", tmp / "images" if link else m.common_root)
         else:
             links = w.write_folder_part(merged_dataset(m), tmp, to, pairs, copy_images)
             if to == "yolo":
