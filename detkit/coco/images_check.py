@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detkit.coco.paths import source_path
 from detkit.coco.readers import problem
 
 NEAR_DISTANCE = 6  # bits of 64: re-encoded / resized / lightly edited copies are within 0..4
@@ -60,9 +61,10 @@ def probe_image(path: Path) -> tuple[int, int]:
 
 
 def image_paths(file_name: Sequence[str], image_root: str | Path | None) -> list[Path]:
-    """Each image's path: ``image_root / file_name`` (an absolute file_name stays as it is)."""
+    """Each image's path: :func:`detkit.coco.paths.source_path` (``a\\b.jpg`` is ``root/a/b.jpg``; an absolute
+    file_name stays as it is)."""
     root = Path(image_root) if image_root is not None else Path(".")
-    return [root / str(f) for f in file_name]
+    return [source_path(root, str(f)) for f in file_name]
 
 
 @dataclass

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from detkit.coco.model import Dataset
+from detkit.coco.paths import source_path
 from detkit.errors import DetkitError
 from detkit.threads import worker_init_fn
 
@@ -213,7 +214,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.root = Path(root)
         self.class_map = class_map or ClassMap.from_dataset(ds)
         self.img_size, self.augment, self.seed = img_size, augment, seed
-        paths = [self.root / str(f) for f in ds.file_name]
+        paths = [source_path(self.root, str(f)) for f in ds.file_name]  # the name rule every command shares
         exists = np.array([p.is_file() for p in paths], dtype=bool)
         self.missing = [str(p) for p, ok in zip(paths, exists) if not ok]
         rows = np.flatnonzero(exists)

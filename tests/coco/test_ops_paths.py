@@ -98,3 +98,23 @@ def test_image_source_and_yolo_name(tmp_path, name, source, out):
     assert image_source(tmp_path, name) == (None if source is None else tmp_path / source)
     assert image_source(None, name) is None
     assert yolo_name(name) == out
+
+
+def test_readers_find_a_backslash_name_where_the_ops_link_it(cli_json, hostile):
+    """validate's image check and the YOLO training set read ``a\\b.jpg`` and ``x/../b2.jpg`` at their canonical
+    paths (``a/b.jpg``, ``b2.jpg``), as the ops link them; only the unsafe names stay unread there."""
+    from detkit.coco.images_check import image_paths
+    from detkit.coco.loaders import load_dataset
+
+    src, root = hostile
+    ds = load_dataset(src)
+    paths = image_paths(ds.file_name, root)
+    assert [p.relative_to(root).as_posix() for p in paths[:3]] == ["ok.jpg", "a/b.jpg", "b2.jpg"]
+    doc = cli_json("coco", "validate", src, "--images", root)  # path.* findings are warnings: exit 0
+    codes = {f["code"] for f in doc["findings"]}
+    assert {"path.climbs_out", "path.absolute"} <= codes and "image.missing_file" not in codes
+    pytest.importorskip("torch")
+    from detkit.yolo.data import DetectionDataset
+
+    yolo = DetectionDataset(ds, image_root=root)
+    assert [Path(p).relative_to(root).as_posix() for p in yolo.paths[:3]] == ["ok.jpg", "a/b.jpg", "b2.jpg"]
