@@ -36,6 +36,14 @@ def convert(
             "class k is the k-th category in id order.",
         ),
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Convert only this split (train, val, test; valid = val); 'all': every split into one output. "
+            "Default: each split apart.",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Convert between COCO json, YOLO label folders and Pascal VOC (the course text format converts too).
@@ -44,16 +52,32 @@ def convert(
     a COCO json records the image folder under a "detkit" key, so detkit finds the images again).
     Image names that are absolute or climb out with '..' are written under safe names inside OUT.
 
-    Example: detkit coco convert data.yaml coco.json --to coco --category-ids coco80
+    A source with splits (data.yaml, YOLO or Roboflow export, VOC ImageSets) keeps them apart in the
+    folder OUT: OUT/<split>.json (coco), OUT/<split>/ + OUT/data.yaml (yolo), OUT/<split>/ (voc);
+    --split NAME converts one of them, --split all mixes them into one output.
+
+    Example: detkit coco convert data.yaml coco/ --to coco --category-ids coco80
     """
     from rich.markup import escape
 
     from detkit.coco.convert import convert as do_convert
+    from detkit.coco.convert import convert_splits
+    from detkit.errors import DetkitError
 
-    ds = load(src, format)
-    result = do_convert(
-        ds, dst, to.value, image_root=images, category_ids=category_ids.value if category_ids else None
-    )
+    every = split is not None and split.strip().lower() == "all"
+    ds = load(src, format, split=None if every else split)
+    splits = [] if every else ds.split_names()
+    ids = category_ids.value if category_ids else None
+    if len(splits) > 1:
+        if dst.suffix.lower() == ".json":
+            raise DetkitError(
+                f"{src} has splits {', '.join(splits)}: name an output folder for one {to.value} output per split "
+                f"({dst.with_suffix('')}/{splits[0]}{'.json' if to == Target.coco else '/'} ...), or choose one "
+                f"with --split NAME (--split all: every split in one output)"
+            )
+        result = convert_splits(ds, dst, to.value, image_root=images, category_ids=ids)
+    else:
+        result = do_convert(ds, dst, to.value, image_root=images, category_ids=ids)
     for leftover in result.get("removed_leftovers", []):
         info(f"removed {leftover} (left by a convert that was killed)")
     if result.get("renamed"):
@@ -80,5 +104,10 @@ def convert(
                 **({"skipped": sk} if (sk := skipped_doc(ds)) else {}),
             }
         )
+    elif "splits" in result:
+        parts = [
+            f"{r['out']} ({r['images']:,} images, {r['boxes']:,} boxes)" for r in result["splits"].values()
+        ]
+        info(f"wrote {len(parts)} splits ({to.value}): " + ", ".join(parts))
     else:
         info(f"wrote {dst} ({to.value}): {result['images']:,} images, {result['boxes']:,} boxes")

@@ -298,8 +298,8 @@ def test_classes_markdown_has_split_columns(cli, tmp_path):
 def test_converted_yaml_set_reads_back(cli, tmp_path):
     y = ultralytics_set(tmp_path / "src")
     assert cli("coco", "convert", y, tmp_path / "y", "--to", "yolo")[0] == 0
-    # file names keep their images/train/ prefix: labels/images/train/a.txt mirrors images/images/train/a.jpg
-    assert (tmp_path / "y" / "labels" / "images" / "train" / "a.txt").is_file()
+    # one folder per split (tests/coco/test_convert_splits.py): y/train/labels/a.txt beside y/train/images/a.jpg
+    assert (tmp_path / "y" / "train" / "labels" / "a.txt").is_file()
     ds = load_dataset(tmp_path / "y")
     assert (ds.num_images, ds.num_annotations) == (5, 4) and list(ds.cat_name) == ["cat", "dog"]
     assert not [s for s in ds.skipped if not s.kept]
