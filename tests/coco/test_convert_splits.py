@@ -103,3 +103,15 @@ def test_a_source_with_one_split_converts_to_one_output(cli, tmp_path):
     y.write_text(y.read_text().replace("val: val.txt\n", ""))
     assert cli("coco", "convert", y, tmp_path / "c.json", "--to", "coco")[0] == 0
     assert len(_coco(tmp_path / "c.json")["images"]) == 3
+
+
+def test_bccd_voc_image_sets_become_three_coco_files(cli_json, tmp_path):
+    from tests.conftest import shared_path
+
+    bccd = shared_path("bccd", "BCCD")  # ImageSets/Main: train 205, val 87, test 72 ids (trainval unused)
+    doc = cli_json("coco", "convert", bccd, tmp_path / "c", "--to", "coco")
+    got = {n: (r["images"], r["boxes"]) for n, r in doc["splits"].items()}
+    assert got == {"train": (205, 2805), "val": (87, 1138), "test": (72, 945)}
+    assert (doc["images"], doc["boxes"]) == (364, 4888)
+    val = load_dataset(tmp_path / "c" / "val.json")
+    assert val.num_images == 87 and (Path(val.image_root) / str(val.file_name[0])).is_file()
