@@ -90,7 +90,8 @@ class RawCoco:
 
 @dataclass
 class Source:
-    """One input: its dataset, the raw COCO records when it is a COCO json, and how it was given."""
+    """One input: its dataset, the raw COCO records when it is a COCO json or a Roboflow COCO export, and
+    how it was given."""
 
     path: Path
     ds: Dataset
@@ -189,7 +190,8 @@ def load_ids(path: Path) -> Dataset:
 
 def load_source(path: str | Path, format: str | None = None, image_root: str | Path | None = None,
                 raw: bool = True, boxes: bool = True, **load_kwargs: Any) -> Source:  # fmt: skip
-    """Load ``path`` with :func:`detkit.coco.loaders.load_dataset`; keep the raw records of a COCO json.
+    """Load ``path`` with :func:`detkit.coco.loaders.load_dataset`; keep the raw records of a COCO json
+    or a Roboflow COCO export folder (:func:`read_raw_roboflow`).
 
     Args:
         path: any input ``load_dataset`` reads.
