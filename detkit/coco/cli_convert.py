@@ -20,7 +20,10 @@ def convert(
         Path, typer.Argument(metavar="IN", help="COCO json, course text file, YOLO folder or VOC folder.")
     ],
     dst: Annotated[
-        Path, typer.Argument(metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc).")
+        Path,
+        typer.Argument(
+            metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc, coco with splits)."
+        ),
     ],
     to: Annotated[Target, typer.Option("--to", help="Target format.")],
     format: FormatOpt = None,
