@@ -48,7 +48,7 @@ import numpy as np
 from detkit.coco.coco_json import DETKIT_KEY
 from detkit.coco.layouts import roboflow_coco_files
 from detkit.coco.model import COCO80_IDS, COCO80_NAMES, Dataset, json_number
-from detkit.coco.paths import inside, name_problem, safe_relative, source_path
+from detkit.coco.paths import inside, name_problem, safe_relative, source_path, yolo_relative
 from detkit.console import progress
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, remove_leftovers, staged_folder, write_json
@@ -190,7 +190,9 @@ def write_yolo(
 ) -> dict[str, Any]:
     """Write ``out/labels/*.txt`` (``k cx cy w h``, normalised), ``out/classes.txt`` and ``out/images`` links.
 
-    Class k follows ``category_ids`` (see :func:`class_indexes`). Returns counts of what was written.
+    Names lose their ``images`` / ``labels`` folders (:func:`~detkit.coco.paths.yolo_relative`), so that
+    ultralytics finds each image's labels. Class k follows ``category_ids`` (see :func:`class_indexes`).
+    Returns counts of what was written.
     """
     out = Path(out)
     root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
@@ -203,6 +205,7 @@ def write_yolo(
     for c, k in zip(ds.cat_name, ks):
         class_names[int(k)] = str(c)
     names, renamed = safe_names(ds)
+    names = [yolo_relative(n) for n in names]  # OUT/images/val/x.jpg, whose labels ultralytics finds
     stems = _stems(ds, names)
     idx, rows_of = _rows_by_image(ds)
     skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cls_of))

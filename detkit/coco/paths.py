@@ -24,6 +24,8 @@ empty), the ops write only safe names and count the others (``unsafe_names``).
 :func:`source_path` is where a record's image is read: ``root / safe_relative(name)`` for a safe name,
 else the name as written (reading an absolute path is allowed; writing one is not). :func:`inside` is the
 last check before a write: the real path, symlinks followed, must lie in the folder.
+:func:`yolo_relative` is a canonical name without ``images`` / ``labels`` folders, the name a YOLO layout
+writes under ``OUT/images`` and ``OUT/labels``.
 """
 
 from __future__ import annotations
@@ -91,3 +93,11 @@ def inside(folder: Path, path: Path) -> bool:
     except (ValueError, OSError):
         return False
     return True
+
+
+def yolo_relative(name: str) -> str:
+    """A canonical name without ``images`` / ``labels`` folders (``images/val/x.jpg`` -> ``val/x.jpg``):
+    ultralytics finds an image's labels by turning the last ``images`` folder of its path into
+    ``labels``, which ``OUT/images/images/val/x.jpg`` would send to ``OUT/images/labels/...``."""
+    parts = [p for p in name.split("/") if p not in ("images", "labels")]
+    return "/".join(parts) or name

@@ -115,3 +115,25 @@ def test_bccd_voc_image_sets_become_three_coco_files(cli_json, tmp_path):
     assert (doc["images"], doc["boxes"]) == (364, 4888)
     val = load_dataset(tmp_path / "c" / "val.json")
     assert val.num_images == 87 and (Path(val.image_root) / str(val.file_name[0])).is_file()
+
+
+def test_yolo_output_of_nested_names_is_found_by_ultralytics_rule(cli, tmp_path):
+    """A single-split COCO file whose names sit under ``images/val/`` converts to ``OUT/images/val/x.jpg`` and
+    ``OUT/labels/val/x.txt``: ultralytics' rule (the last ``/images/`` of an image path -> ``/labels/``, the
+    suffix -> ``.txt``) finds every label file (before: ``OUT/images/images/val/x.jpg``, labels not found)."""
+    from tests.coco.ops_fixtures import write_coco, write_images
+
+    root = tmp_path / "src"
+    names = ["images/val/x.jpg", "images/val/sub/y.jpg", "z.jpg"]
+    write_images(root, names)
+    src = write_coco(root / "instances.json", [(i + 1, n, 64, 48) for i, n in enumerate(names)],
+                     [(1, 1, 1, 4, 4, 8, 8), (2, 2, 1, 1, 1, 10, 10)], [(1, "thing")])  # fmt: skip
+    out = tmp_path / "out"
+    code, _, err = cli("coco", "convert", src, out, "--to", "yolo", "--images", root)
+    assert code == 0, err
+    images = sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.jpg"))
+    assert images == ["images/val/sub/y.jpg", "images/val/x.jpg", "images/z.jpg"]
+    for img in images:
+        label = "/labels/".join(str(out / img).rsplit("/images/", 1)).rsplit(".", 1)[0] + ".txt"
+        assert Path(label).is_file(), label
+    assert (out / "labels" / "val" / "x.txt").read_text().startswith("0 ")

@@ -28,7 +28,7 @@ import numpy as np
 
 from detkit.coco.model import Dataset
 from detkit.coco.ops.source import Part, Source, subset
-from detkit.coco.paths import name_problem, safe_relative, source_path
+from detkit.coco.paths import name_problem, safe_relative, source_path, yolo_relative
 from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_write, staged_folder
 
@@ -189,8 +189,7 @@ def yolo_name(name: str) -> str:
     A safe name is made canonical first; an unsafe one stays unsafe (and is counted, not linked)."""
     name = str(name)
     canonical = safe_relative(name) if name_problem(name) is None else name.replace("\\", "/")
-    parts = [p for p in canonical.split("/") if p not in ("images", "labels")]
-    return "/".join(parts) or str(name)
+    return yolo_relative(canonical) or str(name)
 
 
 def write_folder_part(ds: Dataset, folder: Path, to: str, pairs, copy: bool) -> dict[str, int]:
