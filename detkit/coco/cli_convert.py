@@ -64,7 +64,7 @@ def convert(
     from rich.markup import escape
 
     from detkit.coco.convert import convert as do_convert
-    from detkit.coco.convert import convert_splits
+    from detkit.coco.convert_splits import convert_splits
     from detkit.errors import DetkitError
 
     every = split is not None and split.strip().lower() == "all"

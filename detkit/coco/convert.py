@@ -15,16 +15,8 @@ that climbs out with ``..`` or one that names no file is written under a relativ
 folder (``renamed`` in the result), and every write is checked to land inside it, symlinks resolved.
 Nothing is ever written beside the source images.
 
-Splits (:func:`convert_splits`): a source whose images carry two or more split names (a data yaml, a
-YOLO or Roboflow export, VOC ``ImageSets/Main``) is written one output per split, never mixed:
-
-    coco   OUT/<split>.json              each recording its own image folder
-    yolo   OUT/<split>/{images,labels,classes.txt} + OUT/data.yaml (train: train/images, ...)
-    voc    OUT/<split>/{Annotations,JPEGImages}
-
-Each split's file names lose the folders all of them share (``images/train/a.jpg`` -> ``a.jpg``, its
-image folder moving down to match), as a split folder of COCO, YOLO or a Roboflow export holds them. A
-Roboflow COCO export's split is its own ``_annotations.coco.json``, written as it is.
+Splits: a source with two or more splits is written one output per split by
+:mod:`detkit.coco.convert_splits`.
 
 Category ids (one rule, both directions): a YOLO class index or the course format's class id ``k``
 is COCO category id ``k`` (``index``, the default) or COCO's official id ``COCO80_IDS[k]``
@@ -125,7 +117,7 @@ def _write(folder: Path, path: Path, data: str | bytes) -> None:
 
 
 @contextlib.contextmanager
-def _staged_folder(out: Path):
+def new_folder(out: Path):
     """:func:`detkit.io.staged_folder` for a new or empty ``out``."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DetkitError(f"{out}: exists and is not an empty folder; choose a new output folder")
@@ -211,7 +203,7 @@ def write_yolo(
     skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cls_of))
     linked = 0
     removed = remove_leftovers(out)
-    with _staged_folder(out) as tmp, progress() as bar:
+    with new_folder(out) as tmp, progress() as bar:
         task = bar.add_task("writing YOLO labels", total=len(stems), info="")
         _write(tmp, tmp / "classes.txt", "".join(f"{n}\n" for n in class_names))
         for i, stem in enumerate(stems):
@@ -274,7 +266,7 @@ def write_voc(ds: Dataset, out: str | Path, image_root: str | Path | None = None
     skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cat_names))
     linked = 0
     removed = remove_leftovers(out)
-    with _staged_folder(out) as tmp, progress() as bar:
+    with new_folder(out) as tmp, progress() as bar:
         task = bar.add_task("writing VOC XML", total=len(stems), info="")
         for i, stem in enumerate(stems):
             bar.advance(task)
@@ -322,7 +314,7 @@ def write_coco(
             "classes": ds.num_categories, "image_root": rel}  # fmt: skip
 
 
-def _roboflow_json(ds: Dataset, split: str) -> Path | None:
+def roboflow_json(ds: Dataset, split: str) -> Path | None:
     """The ``_annotations.coco.json`` of split ``split`` when ``ds`` was read from a Roboflow COCO export."""
     src = Path(ds.source) if ds.source else None
     if ds.format != "coco" or src is None or not src.is_dir():
@@ -337,8 +329,18 @@ def _coco_source(ds: Dataset) -> tuple[Path | None, str | None]:
     if Path(ds.source).is_file():
         return Path(ds.source), None
     names = ds.split_names() or [""]  # "": an export with its json at the top, no split folders
-    f = _roboflow_json(ds, names[0]) if len(names) == 1 else None
+    f = roboflow_json(ds, names[0]) if len(names) == 1 else None
     return (f, str(f.parent)) if f is not None else (None, None)
+
+
+def check_options(to: str, category_ids: str | None) -> None:
+    """DetkitError naming the choices when ``to`` or ``category_ids`` is not one of them."""
+    if to not in TARGETS:
+        raise DetkitError(f"unknown target format '{to}' (choose from {', '.join(TARGETS)})")
+    if category_ids is not None and category_ids not in CATEGORY_IDS:
+        raise DetkitError(
+            f"unknown category-id rule '{category_ids}' (choose from {', '.join(CATEGORY_IDS)})"
+        )
 
 
 def convert(
@@ -358,12 +360,7 @@ def convert(
         category_ids: ``index`` or ``coco80``: how YOLO / course-format class indexes and COCO category
             ids map onto each other (module docstring); None: ``index`` to COCO, id order to YOLO.
     """
-    if to not in TARGETS:
-        raise DetkitError(f"unknown target format '{to}' (choose from {', '.join(TARGETS)})")
-    if category_ids is not None and category_ids not in CATEGORY_IDS:
-        raise DetkitError(
-            f"unknown category-id rule '{category_ids}' (choose from {', '.join(CATEGORY_IDS)})"
-        )
+    check_options(to, category_ids)
     out = Path(out)
     if Path(ds.source).exists() and out.resolve() == Path(ds.source).resolve():
         raise DetkitError(f"{out}: output would overwrite the input")
@@ -376,89 +373,3 @@ def convert(
     if to == "yolo":
         return write_yolo(ds, out, image_root, category_ids)
     return write_voc(ds, out, image_root)
-
-
-# ---- splits ---------------------------------------------------------------------------------------------
-def shared_folder(names: list[str]) -> str:
-    """The leading folders every name shares (``images/train`` for ``images/train/a.jpg``...), as posix;
-    ``""`` when none, or when a name is unsafe (absolute, ``..``: those keep their whole name)."""
-    if not names or any(name_problem(n) is not None for n in names):
-        return ""
-    parts = [Path(n).parts[:-1] for n in names]
-    k = 0
-    while all(len(q) > k and q[k] == parts[0][k] for q in parts):
-        k += 1
-    return Path(*parts[0][:k]).as_posix() if k else ""
-
-
-def _split_part(ds: Dataset, name: str, image_root: str | Path | None) -> tuple[Dataset, Path | None]:
-    """Split ``name`` of ``ds`` with its shared folders cut from the file names, and its image folder."""
-    sub = ds.select_split(name)
-    root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
-    cut = shared_folder([str(f) for f in sub.file_name])
-    if cut:
-        cut_names = [Path(str(f)).relative_to(cut).as_posix() for f in sub.file_name]
-        sub.file_name = np.array(cut_names, dtype=object)
-        root = root / cut if root is not None else None
-    sub.split, sub.image_root = None, str(root) if root is not None else None
-    return sub, root
-
-
-def _write_split(ds: Dataset, name: str, tmp: Path, to: str, image_root, category_ids) -> dict[str, Any]:
-    """One split's output inside the staging folder ``tmp`` (layouts in the module docstring)."""
-    rf = _roboflow_json(ds, name) if to == "coco" else None
-    if rf is not None:  # the split's own json, as it is; its names are relative to its folder
-        sub = ds.select_split(name)
-        root = Path(image_root) / rf.parent.name if image_root else rf.parent
-        return write_coco(sub, tmp / f"{name}.json", source_json=rf, image_root=root)
-    sub, root = _split_part(ds, name, image_root)
-    if to == "coco":
-        return write_coco(with_category_ids(sub, category_ids), tmp / f"{name}.json", image_root=root)
-    if to == "yolo":
-        return write_yolo(sub, tmp / name, root, category_ids)
-    return write_voc(sub, tmp / name, root)
-
-
-SUMMED = ("images", "boxes", "labels_written", "skipped_boxes", "images_linked", "crowd_as_boxes", "renamed")
-
-
-def convert_splits(
-    ds: Dataset,
-    out: str | Path,
-    to: str,
-    image_root: str | Path | None = None,
-    category_ids: str | None = None,
-) -> dict[str, Any]:
-    """Write each split of ``ds`` apart into the new folder ``out`` (layouts in the module docstring).
-
-    Args as for :func:`convert`. Returns :func:`convert`'s counts summed over the splits, and ``splits``:
-    each split's own result (its ``out`` the file or folder written).
-    """
-    from detkit.coco.ops.write import write_data_yaml
-
-    if to not in TARGETS:
-        raise DetkitError(f"unknown target format '{to}' (choose from {', '.join(TARGETS)})")
-    if category_ids is not None and category_ids not in CATEGORY_IDS:
-        raise DetkitError(
-            f"unknown category-id rule '{category_ids}' (choose from {', '.join(CATEGORY_IDS)})"
-        )
-    out, names = Path(out), ds.split_names()
-    if out.suffix.lower() == ".json":
-        raise DetkitError(f"{out}: {len(names)} splits need an output folder (one {to} output per split)")
-    removed = remove_leftovers(out)
-    results: dict[str, dict[str, Any]] = {}
-    with _staged_folder(out) as tmp:
-        for name in names:
-            results[name] = _write_split(ds, name, tmp, to, image_root, category_ids)
-        if to == "yolo":
-            classes = (tmp / names[0] / "classes.txt").read_text(encoding="utf-8").splitlines()
-            write_data_yaml(tmp / "data.yaml", classes, {n: f"{n}/images" for n in names})
-    for name, r in results.items():  # where each is now that the staging folder is ``out``
-        r["out"] = str(out / (f"{name}.json" if to == "coco" else name))
-        r.pop("removed_leftovers", None)
-    total = {k: sum(r.get(k, 0) for r in results.values()) for k in SUMMED}
-    examples = [e for r in results.values() for e in r.get("renamed_examples", [])][:5]
-    roots = [r.get("image_root") for r in results.values()]
-    return {"format": to, "out": str(out), **total, "renamed_examples": examples, "removed_leftovers": removed,
-            **({"image_root": roots[0] if all(roots) else None} if to == "coco" else {}),
-            "splits": results}  # fmt: skip
