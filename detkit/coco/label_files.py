@@ -107,6 +107,16 @@ def _voc_files(path: Path) -> tuple[list[Path], Path | None]:
     return files, images if images.is_dir() else None
 
 
+def _voc_id(f: Path, path: Path) -> str:
+    """The id an ImageSets list names an XML file by: its path under ``Annotations/`` without suffix
+    (``sub/a`` for ``Annotations/sub/a.xml``; ``a`` in a flat folder)."""
+    root = path / "Annotations" if (path / "Annotations").is_dir() else path
+    try:
+        return f.relative_to(root).with_suffix("").as_posix()
+    except ValueError:  # one .xml given
+        return f.stem
+
+
 def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
     el = node.find(tag) if node is not None else None
     if el is None or el.text is None:
@@ -201,7 +211,7 @@ def load_voc(
             report(err)
             continue
         img_rows.append((img_id, fname, w, h))
-        stems.append(f.stem)
+        stems.append(_voc_id(f, path))
         for k, obj in enumerate(root.iter("object")):
             where = f"<object> #{k + 1}"
             try:
@@ -241,7 +251,7 @@ def load_voc(
 def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, report: Reporter) -> Dataset:
     """Attach ``ImageSets/Main`` splits: one row per (split, image); unlisted images are ``unassigned``.
 
-    ``stems``: each image row's .xml file name without suffix (what the lists name).
+    ``stems``: each image row's .xml path under ``Annotations/`` without suffix (what the lists name).
     """
     root = path if (path / "Annotations").is_dir() else path.parent
     sets = voc_image_sets(root) if path.is_dir() else {}
@@ -252,6 +262,8 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
     if split is not None and split not in sets:
         raise InputError(path, None, f"no split '{split}' (ImageSets/Main has {', '.join(sets)})")
     row_of = {str(s): i for i, s in enumerate(stems)}
+    for i, s in enumerate(stems):  # lists that name nested files by their base name
+        row_of.setdefault(Path(s).name, i)
     for i, f in enumerate(ds.file_name):
         row_of.setdefault(Path(str(f)).stem, i)
     rows, names, listed = [], [], set()

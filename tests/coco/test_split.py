@@ -161,6 +161,25 @@ def test_split_voc_writes_image_sets(cli_json, tmp_path):
     assert len(list((tmp_path / "out" / "Annotations").glob("*.xml"))) == 10
 
 
+def test_split_voc_of_nested_names_reads_back_with_its_splits(cli_json, tmp_path):
+    """ImageSets lists name nested files by their path under Annotations/ (``sub0/im0``); the VOC loader
+    matches them so (before: by base name only, so all 10 were 'split.unknown_item' and 'unassigned')."""
+    from detkit.coco.loaders import load_dataset
+    from tests.coco.ops_fixtures import write_coco, write_images
+
+    names = [f"sub{i % 2}/im{i}.jpg" for i in range(10)]
+    write_images(tmp_path / "src", names)
+    src = write_coco(tmp_path / "src" / "instances.json", [(i + 1, n, 64, 48) for i, n in enumerate(names)],
+                     [(i + 1, i + 1, 1, 2, 2, 10, 10) for i in range(10)], [(1, "thing")])  # fmt: skip
+    cli_json("coco", "split", src, tmp_path / "out", "--to", "voc", "--ratios", "0.6,0.4")
+    listed = (tmp_path / "out" / "ImageSets" / "Main" / "train.txt").read_text().split()
+    assert len(listed) == 6 and all(x.startswith("sub") and "/" in x for x in listed)
+    ds = load_dataset(tmp_path / "out")
+    assert not [x for x in ds.skipped if x.code.startswith("split.")]
+    assert sorted(ds.split_names()) == ["train", "val"]
+    assert (ds.select_split("train").num_images, ds.select_split("val").num_images) == (6, 4)
+
+
 @pytest.mark.parametrize(
     "args, what",
     [(["--ratios", "0.5,0.6"], "--ratios"), (["--group", "(unclosed"], "--group"), (["--to", "png"], "--to")],
