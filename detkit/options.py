@@ -180,6 +180,27 @@ def config_command(
     return register
 
 
+# ---- runtime options both trainers take (``--resume`` may change them) ---------------------------------
+def device_opt() -> Any:
+    return opt("auto", "auto, cpu or cuda.", resume=True)
+
+
+def compile_opt() -> Any:
+    return opt(False, "torch.compile the model.", flag="--compile", resume=True)
+
+
+def threads_opt(chosen_from: str = "the free cores") -> Any:
+    """``--threads``; the default count comes from ``chosen_from`` (see :mod:`detkit.threads`)."""
+    help_ = f"torch threads (default: chosen from {chosen_from}; kept by --resume)."
+    return opt(None, help_, check=at_least(1), resume=True)
+
+
+def log_every_opt() -> Any:
+    return opt(
+        30.0, "Seconds between progress lines when stderr is not a terminal.", check=finite(0), resume=True
+    )
+
+
 def run_folder_options() -> list[tuple[str, Any, Any]]:
     """The ``extra`` options every trainer command takes for its run folder (see :mod:`detkit.harness`):
     ``--resume RUN`` continues the run exactly, ``--exist-ok`` starts over in a folder holding one."""

@@ -91,19 +91,12 @@ class TrainConfig:
     stop_after: int | None = O.opt(
         None, "Train this many epochs now; go on with --resume.", check=O.at_least(1), per_call=True
     )
-    device: str = O.opt("auto", "auto, cpu or cuda.", resume=True)
-    compile: bool = O.opt(False, "torch.compile the model.", flag="--compile", resume=True)
+    device: str = O.device_opt()
+    compile: bool = O.compile_opt()
     seed: int = O.opt(0, "Seed of the split, init, order and augmentation.")
     workers: int = O.opt(8, "Image decoding threads.", check=O.at_least(1), resume=True)
-    threads: int | None = O.opt(
-        None,
-        "torch threads (default: chosen from the free cores; kept by --resume).",
-        check=O.at_least(1),
-        resume=True,
-    )
-    log_every: float = O.opt(
-        30.0, "Seconds between progress lines when stderr is not a terminal.", check=O.finite(0), resume=True
-    )
+    threads: int | None = O.threads_opt()
+    log_every: float = O.log_every_opt()
     cache_dir: str | None = O.opt(None, "Decoded-image cache (default: OUT/../.detkit-cache).", resume=True)
 
     def validate(self) -> None:

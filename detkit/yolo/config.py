@@ -106,19 +106,12 @@ class TrainConfig:
     max_steps: int | None = O.opt(
         None, "Stop after N optimizer steps (go on with --resume).", check=O.at_least(1), per_call=True
     )
-    device: str = O.opt("auto", "auto, cpu or cuda.", resume=True)
+    device: str = O.device_opt()
     amp: bool = O.opt(True, "bf16 autocast on CUDA.", flag="--amp/--no-amp", resume=True)
-    compile: bool = O.opt(False, "torch.compile the model.", flag="--compile", resume=True)
+    compile: bool = O.compile_opt()
     workers: int = O.opt(4, "Image-decoding processes.", check=O.at_least(0), resume=True)
-    threads: int | None = O.opt(
-        None,
-        "torch threads (default: chosen from the free cores and --workers; kept by --resume).",
-        check=O.at_least(1),
-        resume=True,
-    )
-    log_every: float = O.opt(
-        30.0, "Seconds between progress lines when stderr is not a terminal.", check=O.finite(0), resume=True
-    )
+    threads: int | None = O.threads_opt("the free cores and --workers")
+    log_every: float = O.log_every_opt()
     seed: int = O.opt(0, "Seed of the init, data order, sizes and augmentation.")
 
     def validate(self) -> None:
