@@ -304,6 +304,11 @@ def _print_confusion(cm: dict) -> None:
         reverse=True,
     )
     out.print()
+    if not pairs:
+        out.print(
+            f"Confusion at conf >= {cm['conf']}, IoU >= {cm['iou']}: no confusions, misses or false positives"
+        )
+        return
     out.print(table(f"Confusion at conf >= {cm['conf']}, IoU >= {cm['iou']}: largest off-diagonal cells, "
                      "ground truth (name) vs predicted (background: a miss or a false positive)", ["name", "predicted", "count"],
                      [[g, p, n] for n, g, p in pairs[:12]]))  # fmt: skip

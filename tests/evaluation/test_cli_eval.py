@@ -124,6 +124,7 @@ def test_fixture_scored_with_its_own_boxes_is_perfect(cli, cli_json, tmp_path):
     code, text, _ = cli("coco", "eval", path, tmp_path / "own.json")
     assert code == 0 and "69 classes without ground truth left out" in text
     assert "│ 44 │" in text and "bicycle" not in text  # bottle (id 44) has a box; bicycle has none
+    assert "IoU >= 0.45: no confusions, misses or false positives" in text  # not an empty table
 
 
 def test_coco_eval_does_not_import_torch():
