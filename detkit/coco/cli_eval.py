@@ -26,6 +26,7 @@ class PredFmt(str, Enum):
     coco = "coco"
     yolo = "yolo"
     detkit = "detkit"
+    ultralytics = "ultralytics"
 
 
 def parse_fail_under(text: str | None) -> dict[str, float]:
@@ -65,7 +66,12 @@ PredArg = Annotated[
     ),
 ]
 PredFmtOpt = Annotated[
-    PredFmt | None, typer.Option("--pred-format", help="Predictions format (default: detected).")
+    PredFmt | None,
+    typer.Option(
+        "--pred-format",
+        help="Predictions format (default: detected). ultralytics: the predictions.json of `yolo val "
+        "save_json=True` on your own data (images by file stem, classes from 1).",
+    ),
 ]
 BackendOpt = Annotated[
     Backend, typer.Option("--backend", help="COCOeval engine; both give the same numbers.")

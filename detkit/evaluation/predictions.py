@@ -10,6 +10,13 @@ Forms read by :func:`load_predictions` (detected from the path):
                           class k is the k-th ground-truth category in id order (0..n-1 for a YOLO dataset).
     detkit predictions    ``detections.json`` of ``detkit yolo predict`` (``{"images": [{"file", "detections":
                           [{category_id, score, bbox}]}]}``), matched by file stem.
+    ultralytics json      ``predictions.json`` of ultralytics' ``val`` with ``save_json`` on a dataset that is
+                          not COCO (never detected: named): a COCO results list whose ``image_id`` is the
+                          image's file stem (an int when the stem is all digits: ultralytics writes
+                          ``int(stem) if stem.isnumeric() else stem``) and whose ``category_id`` is the class
+                          index + 1 (its ``class_map`` for such data); class k is the k-th ground-truth
+                          category in id order, as for YOLO txt. (On COCO itself ultralytics writes COCO's
+                          image and category ids: a plain COCO results json.)
 
 :func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
 ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
@@ -31,7 +38,7 @@ import numpy as np
 from detkit.coco.model import Dataset, lookup
 from detkit.errors import InputError
 
-PRED_FORMATS = ("coco", "yolo", "detkit")
+PRED_FORMATS = ("coco", "yolo", "detkit", "ultralytics")
 
 
 @dataclass
@@ -95,6 +102,13 @@ def index_of(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
 class _Det(msgspec.Struct, gc=False):
     image_id: int
     category_id: int
+    bbox: tuple[float, float, float, float]
+    score: float
+
+
+class _UltraDet(msgspec.Struct, gc=False):
+    image_id: int | str  # the file stem, an int when all digits
+    category_id: int  # class index + 1
     bbox: tuple[float, float, float, float]
     score: float
 
@@ -206,7 +220,7 @@ def _stem_index(gt: Dataset, path: Path) -> dict[str, int]:
     return index
 
 
-def _image_row(index: dict[str, int], stem: str, path: Path, where: str, bad: list[str]) -> int:
+def _image_row(index: dict[Any, int], stem: int | str, path: Path, where: str, bad: list[str]) -> int:
     """Ground-truth row of the image with this file stem; -1 (and the record noted in ``bad``) when none."""
     row = index.get(stem, -1)
     if row == -2:
@@ -275,6 +289,36 @@ def load_detkit_predictions(path: str | Path, gt: Dataset) -> tuple[Predictions,
     return _from_rows(rows, records, str(path), "detkit"), unmatched
 
 
+def _stem_key(stem: str) -> int | str:
+    """The ``image_id`` ultralytics writes for a file stem."""
+    return int(stem) if stem.isascii() and stem.isdigit() else stem
+
+
+def load_ultralytics_json(path: str | Path, gt: Dataset) -> tuple[Predictions, list[str]]:
+    """ultralytics' ``predictions.json`` of a non-COCO dataset (module docstring), matched by file stem.
+
+    Returns:
+        (predictions, the records whose image_id names no ground-truth image's stem).
+    """
+    path = Path(path)
+    dets = _decode(path, list[_UltraDet])
+    index: dict[Any, int] = {}
+    for stem, row in _stem_index(gt, path).items():  # '0042' and '42' are both image_id 42: ambiguous
+        key = _stem_key(stem)
+        index[key] = -2 if key in index else row
+    cats = np.sort(gt.cat_id)
+    rows, records, unmatched = [], [], []
+    for i, d in enumerate(dets):
+        row = _image_row(index, d.image_id, path, f"$[{i}]", unmatched)
+        if row < 0:
+            continue
+        k = d.category_id - 1
+        c = int(cats[k]) if 0 <= k < len(cats) else -1 - k  # an unknown class stays unknown (negative id)
+        rows.append((int(gt.image_id[row]), c, *d.bbox, d.score))
+        records.append(f"$[{i}]")
+    return _from_rows(rows, records, str(path), "ultralytics"), unmatched
+
+
 def _from_rows(rows: list[tuple], records: list[str], source: str, fmt: str) -> Predictions:
     arr = np.array(rows, dtype=np.float64).reshape(len(rows), 7)
     return Predictions(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2:6].copy(), arr[:, 6].copy(),
@@ -304,11 +348,19 @@ def load_predictions(
     """
     fmt = format or detect_pred_format(path)
     if fmt == "coco":
-        return load_coco_results(path), []
+        try:
+            return load_coco_results(path), []
+        except InputError as e:
+            if e.where is None or not str(e.where).endswith(".image_id") or "`str`" not in e.what:
+                raise
+            raise InputError(e.path, e.where, f"{e.what} (a file stem: ultralytics writes its predictions.json "
+                             "so for a non-COCO dataset; read it as the 'ultralytics' predictions format)") from None  # fmt: skip
     if fmt == "yolo":
         return load_yolo_predictions(path, gt)
     if fmt == "detkit":
         return load_detkit_predictions(path, gt)
+    if fmt == "ultralytics":
+        return load_ultralytics_json(path, gt)
     raise InputError(
         path, None, f"unknown predictions format '{fmt}' (choose from {', '.join(PRED_FORMATS)})"
     )

@@ -63,6 +63,52 @@ def test_yolo_txt_predictions_score_as_the_coco_json_form(tmp_path):
     assert 0.05 < a.summary["AP50"] < 0.95
 
 
+def test_ultralytics_predictions_json_scores_as_the_coco_json_form(tmp_path, cli, cli_json):
+    """ultralytics' save_json form of a non-COCO dataset: image_id the file stem (an int when all digits,
+    a string otherwise), category_id the class index + 1. Read with --pred-format ultralytics it scores
+    exactly as the same boxes given by the ground truth's own ids; read as COCO results it is one line
+    naming the fix."""
+    gt0, p = random_case(7, n_images=12, n_boxes=60, n_dets=400)
+    gt0.iscrowd[:] = 0
+    gt0.file_name = np.array(
+        [f"{i:04d}.jpg" if i % 2 else f"img_{i}.jpg" for i in gt0.image_id], dtype=object
+    )
+    ygt = _yolo_gt(tmp_path, gt0)
+    stem_of = {int(i): f.split(".")[0] for i, f in zip(gt0.image_id, gt0.file_name)}
+    yolo_id = {f.split(".")[0]: int(i) for i, f in zip(ygt.image_id, ygt.file_name)}
+    cats = np.sort(gt0.cat_id).tolist()
+    ultra, by_id = [], []
+    for i, c, b, s in zip(p.image_id.tolist(), p.category_id.tolist(), p.bbox.tolist(), p.score.tolist()):
+        stem = stem_of[i]
+        ultra.append({"image_id": int(stem) if stem.isdigit() else stem, "category_id": cats.index(c) + 1,
+                      "bbox": b, "score": s})  # fmt: skip
+        by_id.append({"image_id": yolo_id[stem], "category_id": cats.index(c), "bbox": b, "score": s})
+    assert {type(r["image_id"]) for r in ultra} == {int, str}
+    (tmp_path / "predictions.json").write_text(json.dumps(ultra))
+    (tmp_path / "by_id.json").write_text(json.dumps(by_id))
+    up, unmatched = load_predictions(tmp_path / "predictions.json", ygt, "ultralytics")
+    assert unmatched == [] and len(up) == len(p) and up.format == "ultralytics"
+    ref, _ = load_predictions(tmp_path / "by_id.json", ygt)
+    a, b = evaluate(ygt, up, tide=False), evaluate(ygt, ref, tide=False)
+    assert a.summary == pytest.approx(b.summary, abs=1e-12) and 0.05 < a.summary["AP50"] < 0.95
+    doc = cli_json(
+        "coco", "eval", tmp_path / "gt", tmp_path / "predictions.json", "--pred-format", "ultralytics"
+    )
+    assert doc["summary"]["AP"] == pytest.approx(a.summary["AP"], abs=1e-12)
+    code, _, err = cli("coco", "eval", tmp_path / "gt", tmp_path / "predictions.json")
+    assert code == 2 and "image_id" in err and "'ultralytics' predictions format" in err
+    # a stem the ground truth lacks: one line naming the record, or with --lenient a counted finding
+    (tmp_path / "predictions.json").write_text(json.dumps([*ultra, {**ultra[0], "image_id": "nosuch"}]))
+    code, _, err = cli(
+        "coco", "eval", tmp_path / "gt", tmp_path / "predictions.json", "--pred-format", "ultralytics"
+    )
+    assert code == 2 and f"$[{len(ultra)}] (file stem 'nosuch')" in err
+    doc = cli_json("coco", "eval", tmp_path / "gt", tmp_path / "predictions.json", "--pred-format", "ultralytics",
+                   "--lenient")  # fmt: skip
+    assert {f["code"]: f["count"] for f in doc["findings"]} == {"pred.unknown_image": 1}
+    assert doc["summary"]["AP"] == pytest.approx(a.summary["AP"], abs=1e-12)
+
+
 def test_detkit_predict_output_matched_by_stem(tmp_path):
     gt = gt_with_crowd()
     doc = {"weights": "w.pt", "images": [
