@@ -171,6 +171,10 @@ def eval_(
     _write_outputs(doc, plots if plots is not None else out_dir, out_dir, gt_path, pred_path)
     for f in res.findings:
         warn(f"{f['code']}: {f['count']:,} dropped ({f['message']}); first: {f['example']}")
+    for n in res.notes:
+        warn(
+            f"{n['code']}: {n['count']:,} predictions ({n['share']:.0%}): {n['message']} First: {n['example']}"
+        )
     if json:
         _emit_json(doc)
     else:
@@ -251,6 +255,8 @@ def _write_summary(
         tables["anchor_coverage"] = doc["anchors"]["buckets"]
     if doc.get("findings"):
         tables["findings"] = doc["findings"]
+    if doc.get("notes"):
+        tables["notes"] = doc["notes"]
     write_summary(
         out_dir, "coco.eval", f"Evaluation of {pred_path.name}", metrics={
             "mAP": s["AP"], "mAP50": s["AP50"], "mAP75": s["AP75"], **{k: v for k, v in s.items() if k not in ("AP", "AP50", "AP75")},

@@ -21,7 +21,7 @@ Forms read by :func:`load_predictions` (detected from the path):
 :func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
 ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
 raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns
-them as counted findings.
+them as counted findings. :func:`boxes_past_image` notes (and keeps) boxes that look like x1, y1, x2, y2.
 """
 
 from __future__ import annotations
@@ -418,6 +418,26 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
         findings.append({"code": code, "count": n, "message": CHECKS[code], "example": example})
         bad |= mask
     return (preds.take(~bad) if bad.any() else preds), findings
+
+
+def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> dict[str, Any] | None:
+    """A note when more than ``share`` of the boxes reach over a pixel past their image: the mark of
+    ``x1, y1, x2, y2`` boxes given as COCO's ``x, y, w, h`` (then every box whose centre lies right of or
+    below the image's middle ends past its edge, about half of them), which pycocotools scores near 0
+    without a word. A detector's own boxes stay within its image. None when there is nothing to say."""
+    row = index_of(gt.image_id, preds.image_id)
+    ok = np.flatnonzero(row >= 0)
+    if not len(ok):
+        return None
+    b, r = preds.bbox[ok], row[ok]
+    past = (b[:, 0] + b[:, 2] > gt.width[r] + 1) | (b[:, 1] + b[:, 3] > gt.height[r] + 1)
+    if past.mean() <= share:
+        return None
+    i, j = int(ok[np.argmax(past)]), int(r[np.argmax(past)])
+    return {"code": "pred.boxes_past_image", "count": int(past.sum()), "share": round(float(past.mean()), 4),
+            "message": "boxes reaching past their image: is bbox x1, y1, x2, y2 instead of COCO's x, y, w, h?",
+            "example": f"{preds.record(i)}: bbox {[float(v) for v in preds.bbox[i]]} on a "
+                       f"{gt.width[j]:g}x{gt.height[j]:g} image"}  # fmt: skip
 
 
 def _describe(code: str, p: Predictions, i: int) -> str:

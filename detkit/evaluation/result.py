@@ -22,7 +22,7 @@ from detkit.errors import InputError
 from detkit.evaluation import analysis
 from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, slice_stats
 from detkit.evaluation.matching import coco_matches
-from detkit.evaluation.predictions import Predictions, check_predictions, from_results
+from detkit.evaluation.predictions import Predictions, boxes_past_image, check_predictions, from_results
 
 # names --fail-under and EvalResult.metric accept besides the 12 COCO keys
 ALIASES = {"mAP": "AP", "mAP50": "AP50", "mAP75": "AP75"}
@@ -51,7 +51,8 @@ class EvalResult:
     per_class: list[dict[str, Any]]
     counts: dict[str, int]
     backend: str
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)  # what was dropped (lenient), counted
+    notes: list[dict[str, Any]] = field(default_factory=list)  # what looks wrong but was scored as given
     sizes: list[dict[str, Any]] = field(default_factory=list)
     slices: dict[str, dict[str, float]] = field(default_factory=dict)
     pr_curves: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +113,7 @@ def _evaluate_checked(
         counts={"images": gt.num_images, "gt_boxes": int((~crowd).sum()), "crowd_boxes": int(crowd.sum()),
                 "predictions": len(preds), "categories": gt.num_categories},
         sizes=_sizes(core, gt), f1=f1 or {}, confusion=confusion,
+        notes=[n for n in (boxes_past_image(gt, preds),) if n is not None],
     )  # fmt: skip
     t = time.perf_counter()
     if cfg.slices:

@@ -128,6 +128,27 @@ def test_fixture_scored_with_its_own_boxes_is_perfect(cli, cli_json, tmp_path):
     assert "IoU >= 0.45: no confusions, misses or false positives" in text  # not an empty table
 
 
+def test_xyxy_boxes_given_as_xywh_get_a_note(cli, cli_json, tmp_path):
+    """The fixture's own boxes as x1, y1, x2, y2 (a common slip): still scored as given, but the JSON's
+    ``notes`` and one stderr line say how many boxes reach past their image (640x427) and why; its own
+    x, y, w, h boxes get no note."""
+    path = shared_path("coco-fixture", "coco", "annotations", "instances_val2017.json")
+    anns = [a for a in json.loads(path.read_text())["annotations"] if not a.get("iscrowd")]
+    xyxy = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]
+    # by hand: read as x, y, w, h, a box ends at x + (x + w) and y + (y + h)
+    past = sum(x + x2 > 641 or y + y2 > 428 for x, y, x2, y2 in xyxy)
+    assert past > len(anns) / 4
+    for boxes, name in ((xyxy, "xyxy.json"), ([a["bbox"] for a in anns], "xywh.json")):
+        rows = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": b, "score": 0.9}
+                for a, b in zip(anns, boxes)]  # fmt: skip
+        (tmp_path / name).write_text(json.dumps(rows))
+    doc = cli_json("coco", "eval", path, tmp_path / "xyxy.json")
+    assert [(n["code"], n["count"]) for n in doc["notes"]] == [("pred.boxes_past_image", past)]
+    code, _, err = cli("coco", "eval", path, tmp_path / "xyxy.json")
+    assert code == 0 and "is bbox x1, y1, x2, y2 instead of COCO's x, y, w, h?" in err and "640x427" in err
+    assert cli_json("coco", "eval", path, tmp_path / "xywh.json")["notes"] == []
+
+
 def test_coco_eval_does_not_import_torch():
     import subprocess
     import sys
