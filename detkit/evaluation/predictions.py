@@ -411,11 +411,13 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
         if not n:
             continue
         i = int(np.argmax(mask))
-        example = f"{preds.record(i)}: {_describe(code, preds, i)}"
+        what = _describe(code, preds, i) + (_index_hint(gt, preds) if code == "pred.unknown_category" else "")
         if not lenient:
             raise InputError(preds.source, preds.record(i),
-                             f"{_describe(code, preds, i)} ({n:,} prediction{'s' * (n > 1)} like this; --lenient drops them)")  # fmt: skip
-        findings.append({"code": code, "count": n, "message": CHECKS[code], "example": example})
+                             f"{what} ({n:,} prediction{'s' * (n > 1)} like this; --lenient drops them)")  # fmt: skip
+        findings.append(
+            {"code": code, "count": n, "message": CHECKS[code], "example": f"{preds.record(i)}: {what}"}
+        )
         bad |= mask
     return (preds.take(~bad) if bad.any() else preds), findings
 
@@ -438,6 +440,28 @@ def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> di
             "message": "boxes reaching past their image: is bbox x1, y1, x2, y2 instead of COCO's x, y, w, h?",
             "example": f"{preds.record(i)}: bbox {[float(v) for v in preds.bbox[i]]} on a "
                        f"{gt.width[j]:g}x{gt.height[j]:g} image"}  # fmt: skip
+
+
+def _index_hint(gt: Dataset, preds: Predictions) -> str:
+    """Why category ids may be unknown: a detector's class indexes 0..K-1 (or 1..K) given where the ground
+    truth has other ids (COCO's 1..90 with gaps), which would also score the known ones as other classes."""
+    ids = np.unique(preds.category_id)
+    k, cats = len(gt.cat_id), np.sort(gt.cat_id)
+    if not len(ids) or np.array_equal(cats, np.arange(len(cats))):
+        return ""
+    if ids.min() >= 0 and ids.max() < k:
+        return (
+            f"; every predicted id is in 0..{k - 1}: class indexes? the ground truth's ids are {_ids(cats)}"
+        )
+    if ids.min() >= 1 and ids.max() <= k and not np.array_equal(cats, np.arange(1, k + 1)):
+        return (
+            f"; every predicted id is in 1..{k}: class indexes + 1? the ground truth's ids are {_ids(cats)}"
+        )
+    return ""
+
+
+def _ids(cats: np.ndarray) -> str:
+    return ", ".join(map(str, cats[:6].tolist())) + (f", ... {int(cats[-1])}" if len(cats) > 6 else "")
 
 
 def _describe(code: str, p: Predictions, i: int) -> str:

@@ -149,6 +149,23 @@ def test_xyxy_boxes_given_as_xywh_get_a_note(cli, cli_json, tmp_path):
     assert cli_json("coco", "eval", path, tmp_path / "xywh.json")["notes"] == []
 
 
+def test_class_indexes_given_as_coco_ids_are_named(cli, tmp_path):
+    """A detector's class indexes (0..79) given against COCO's ids (1..90 with gaps): most of them are ids
+    too, so the error line says what the whole set looks like, not only that one id is unknown."""
+    path = shared_path("coco-fixture", "coco", "annotations", "instances_val2017.json")
+    doc = json.loads(path.read_text())
+    cats = sorted(c["id"] for c in doc["categories"])
+    rows = [{"image_id": a["image_id"], "category_id": cats.index(a["category_id"]), "bbox": a["bbox"], "score": 0.9}
+            for a in doc["annotations"] if not a.get("iscrowd")]  # fmt: skip
+    (tmp_path / "idx.json").write_text(json.dumps(rows))
+    code, _, err = cli("coco", "eval", path, tmp_path / "idx.json")
+    assert code == 2 and "category_id 0 is not in the ground truth" in err
+    assert (
+        "every predicted id is in 0..79: class indexes? the ground truth's ids are 1, 2, 3, 4, 5, 6, ... 90"
+        in err
+    )
+
+
 def test_coco_eval_does_not_import_torch():
     import subprocess
     import sys

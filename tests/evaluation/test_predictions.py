@@ -147,6 +147,18 @@ def test_bad_prediction_is_one_line_error_or_counted(code):
     ]
 
 
+def test_unknown_category_error_names_class_indexes_plus_one():
+    """Ground truth ids 1, 5, 9; predictions numbered 1..3 (class index + 1): the error says so."""
+    gt = gt_with_crowd()
+    p = preds([[1, 1, 10, 10, 5, 5, 0.9], [1, 2, 10, 10, 5, 5, 0.8], [2, 3, 1, 1, 5, 5, 0.7]])
+    with pytest.raises(InputError) as e:
+        check_predictions(gt, p)
+    assert str(e.value).endswith(
+        "$[1]: category_id 2 is not in the ground truth; every predicted id is in 1..3: class indexes + 1? "
+        "the ground truth's ids are 1, 5, 9 (2 predictions like this; --lenient drops them)"
+    )
+
+
 def test_negative_score_and_yolo_without_conf(tmp_path):
     gt = gt_with_crowd()
     with pytest.raises(InputError, match="score -0.1"):
