@@ -172,9 +172,7 @@ def eval_(
     for f in res.findings:
         warn(f"{f['code']}: {f['count']:,} dropped ({f['message']}); first: {f['example']}")
     for n in res.notes:
-        warn(
-            f"{n['code']}: {n['count']:,} predictions ({n['share']:.0%}): {n['message']} First: {n['example']}"
-        )
+        warn(f"{n['code']}: {n['count']:,} ({n['share']:.0%}) {n['message']} First: {n['example']}")
     if json:
         _emit_json(doc)
     else:

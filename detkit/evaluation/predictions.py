@@ -21,7 +21,8 @@ Forms read by :func:`load_predictions` (detected from the path):
 :func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
 ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
 raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns
-them as counted findings. :func:`boxes_past_image` notes (and keeps) boxes that look like x1, y1, x2, y2.
+them as counted findings. :func:`boxes_past_image` and :func:`images_without_predictions` note (and keep) boxes that look like x1, y1,
+x2, y2 and predictions that cover only some of the images.
 """
 
 from __future__ import annotations
@@ -440,6 +441,25 @@ def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> di
             "message": "boxes reaching past their image: is bbox x1, y1, x2, y2 instead of COCO's x, y, w, h?",
             "example": f"{preds.record(i)}: bbox {[float(v) for v in preds.bbox[i]]} on a "
                        f"{gt.width[j]:g}x{gt.height[j]:g} image"}  # fmt: skip
+
+
+def images_without_predictions(gt: Dataset, preds: Predictions, share: float = 0.5) -> dict[str, Any] | None:
+    """A note when more than ``share`` of the images with ground-truth boxes have no prediction at all: their
+    boxes all count as misses, the mark of predictions made for a subset (one split of a multi-split set,
+    a smoke run). None when there is nothing to say."""
+    has_gt, has_pred = np.zeros(gt.num_images, bool), np.zeros(gt.num_images, bool)
+    for mask, ids in ((has_gt, gt.ann_image_id[gt.iscrowd == 0]), (has_pred, preds.image_id)):
+        rows = index_of(gt.image_id, ids)
+        mask[rows[rows >= 0]] = True  # -1: an image the ground truth does not declare
+    missing = has_gt & ~has_pred
+    if not has_gt.any() or missing.sum() <= share * has_gt.sum():
+        return None
+    i = int(np.argmax(missing))
+    return {"code": "pred.images_without_predictions", "count": int(missing.sum()),
+            "share": round(float(missing.sum() / has_gt.sum()), 4),
+            "message": "images with ground-truth boxes but no prediction (all their boxes count as misses): "
+                       "predictions for a subset of the images?",
+            "example": f"image {int(gt.image_id[i])} ({gt.file_name[i]})"}  # fmt: skip
 
 
 def _index_hint(gt: Dataset, preds: Predictions) -> str:

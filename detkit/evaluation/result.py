@@ -22,7 +22,13 @@ from detkit.errors import InputError
 from detkit.evaluation import analysis
 from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, slice_stats
 from detkit.evaluation.matching import coco_matches
-from detkit.evaluation.predictions import Predictions, boxes_past_image, check_predictions, from_results
+from detkit.evaluation.predictions import (
+    Predictions,
+    boxes_past_image,
+    check_predictions,
+    from_results,
+    images_without_predictions,
+)
 
 # names --fail-under and EvalResult.metric accept besides the 12 COCO keys
 ALIASES = {"mAP": "AP", "mAP50": "AP50", "mAP75": "AP75"}
@@ -113,7 +119,7 @@ def _evaluate_checked(
         counts={"images": gt.num_images, "gt_boxes": int((~crowd).sum()), "crowd_boxes": int(crowd.sum()),
                 "predictions": len(preds), "categories": gt.num_categories},
         sizes=_sizes(core, gt), f1=f1 or {}, confusion=confusion,
-        notes=[n for n in (boxes_past_image(gt, preds),) if n is not None],
+        notes=[n for n in (boxes_past_image(gt, preds), images_without_predictions(gt, preds)) if n is not None],
     )  # fmt: skip
     t = time.perf_counter()
     if cfg.slices:

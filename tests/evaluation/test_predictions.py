@@ -159,6 +159,20 @@ def test_unknown_category_error_names_class_indexes_plus_one():
     )
 
 
+def test_predictions_for_a_subset_of_the_images_get_a_note():
+    """Predictions for images 1-4 of 12: the 12 numbers are COCO's (the other images' boxes are misses), and
+    a note counts the images with ground truth but no prediction; all images predicted: no note."""
+    gt, p = random_case(3, n_images=12, n_boxes=80, n_dets=600)
+    with_gt = set(gt.ann_image_id[gt.iscrowd == 0].tolist())
+    sub = p.take(p.image_id <= 4)
+    res = evaluate(gt, sub, tide=False)
+    assert [(n["code"], n["count"]) for n in res.notes] == [
+        ("pred.images_without_predictions", len(with_gt - set(sub.image_id.tolist())))
+    ]
+    assert len(with_gt - {1, 2, 3, 4}) > len(with_gt) / 2
+    assert evaluate(gt, p, tide=False).notes == []
+
+
 def test_negative_score_and_yolo_without_conf(tmp_path):
     gt = gt_with_crowd()
     with pytest.raises(InputError, match="score -0.1"):
