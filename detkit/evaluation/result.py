@@ -4,8 +4,9 @@ The order of work: check the predictions (:mod:`.predictions`), run COCOeval onc
 read everything else off that one evaluation — per-class rows, PR curves and sizes from its accumulated
 arrays, the F1 curve and anchor coverage from its IoU-.50 matches, slices by re-accumulating, TIDE from
 its per-image matches — plus the confusion matrix (:mod:`.confusion`), which matches across classes.
-The IoU-.50 matches and the confusion matrix need nothing from COCOeval, so they are computed while hotcoco
-runs (:func:`_cocoeval_beside`).
+The IoU-.50 matches, the F1 curves and the confusion matrix need nothing from COCOeval, so they are computed
+while hotcoco runs (:func:`_cocoeval_beside`). ``notes`` say what looks wrong in predictions that were
+scored as given (boxes past their image, images without predictions).
 """
 
 from __future__ import annotations
