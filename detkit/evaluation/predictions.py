@@ -21,8 +21,8 @@ Forms read by :func:`load_predictions` (detected from the path):
 :func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
 ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
 raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns
-them as counted findings. :func:`boxes_past_image` and :func:`images_without_predictions` note (and keep) boxes that look like x1, y1,
-x2, y2 and predictions that cover only some of the images.
+them as counted findings. :func:`boxes_past_image` and :func:`images_without_predictions` note (and keep)
+boxes that look like x1, y1, x2, y2 and predictions that cover only some of the images.
 """
 
 from __future__ import annotations
@@ -354,8 +354,8 @@ def load_predictions(
         except InputError as e:
             if e.where is None or not str(e.where).endswith(".image_id") or "`str`" not in e.what:
                 raise
-            raise InputError(e.path, e.where, f"{e.what} (a file stem: ultralytics writes its predictions.json "
-                             "so for a non-COCO dataset; read it as the 'ultralytics' predictions format)") from None  # fmt: skip
+            raise InputError(e.path, e.where, f"{e.what} (image ids that are file stems are what ultralytics' predictions.json "
+                             "holds for a non-COCO dataset: read it with the 'ultralytics' predictions format)") from None  # fmt: skip
     if fmt == "yolo":
         return load_yolo_predictions(path, gt)
     if fmt == "detkit":
