@@ -79,7 +79,8 @@ def _link_warnings(result: dict[str, Any], src_root: Any) -> None:
         warn(f"{result['images_missing']:,} images not found to link under {src_root}; pass --image-root DIR")
     if result.get("unsafe_names"):
         warn(
-            f"{result['unsafe_names']:,} image file names leave the output folder (absolute or '..'); not linked"
+            f"{result['unsafe_names']:,} image file names are not linked: absolute, climbing out with '..', naming "
+            "no file, or taken by another image (`detkit coco validate` lists the first three as path.*)"
         )
 
 

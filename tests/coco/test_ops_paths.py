@@ -118,3 +118,9 @@ def test_readers_find_a_backslash_name_where_the_ops_link_it(cli_json, hostile):
 
     yolo = DetectionDataset(ds, image_root=root)
     assert [Path(p).relative_to(root).as_posix() for p in yolo.paths[:3]] == ["ok.jpg", "a/b.jpg", "b2.jpg"]
+
+
+def test_unsafe_names_are_one_warning_line(cli, hostile, tmp_path):
+    src, _ = hostile
+    code, _, err = cli("coco", "sample", src, tmp_path / "o", "--n", "100", "--to", "yolo")
+    assert code == 0 and "3 image file names are not linked: absolute, climbing out with '..'" in err
