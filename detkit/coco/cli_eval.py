@@ -156,7 +156,6 @@ def eval_(
             backend=backend.value, lenient=lenient, conf=conf, iou=iou, tide=tide,
         )  # fmt: skip
     doc = {"gt": str(gt_path), "predictions": str(pred_path), **res.as_dict()}
-    _warn_ids_by_number(gt, pred_path, pred_format)
     splits = gt.split_names()
     if len(splits) > 1:
         warn(
@@ -172,7 +171,10 @@ def eval_(
     for f in res.findings:
         warn(f"{f['code']}: {f['count']:,} dropped ({f['message']}); first: {f['example']}")
     for n in res.notes:
-        warn(f"{n['code']}: {n['count']:,} ({n['share']:.0%}) {n['message']} First: {n['example']}")
+        flag = (
+            " Pass --pred-format ultralytics for that file." if n["code"] == "pred.ids_by_numbering" else ""
+        )
+        warn(f"{n['code']}: {n['count']:,} ({n['share']:.0%}) {n['message']}{flag} First: {n['example']}")
     if json:
         _emit_json(doc)
     else:
@@ -181,19 +183,6 @@ def eval_(
         info(f"FAIL --fail-under {f['metric']}: {f['value']:.4f} < {f['threshold']}")
     if failed:
         raise typer.Exit(1)
-
-
-def _warn_ids_by_number(gt, pred_path: Path, pred_format: PredFmt | None) -> None:
-    """COCO results match by image id, but a YOLO / VOC / course-format ground truth has no ids of its own:
-    detkit numbers its images 1..N in file order. Results made from another numbering (ultralytics writes
-    the file stem) would be matched to the wrong images without a word, so say it."""
-    from detkit.evaluation.predictions import detect_pred_format
-
-    fmt = pred_format.value if pred_format else detect_pred_format(pred_path)
-    if fmt == "coco" and gt.format != "coco":
-        warn(f"{pred_path}: COCO results are matched by image id, and {gt.source or 'the ground truth'} ({gt.format}) "
-             "has none of its own: its images are numbered 1..N in file order. ultralytics' predictions.json "
-             "names images by file stem: pass --pred-format ultralytics")  # fmt: skip
 
 
 def _emit_json(doc: dict) -> None:

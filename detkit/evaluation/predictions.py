@@ -21,8 +21,9 @@ Forms read by :func:`load_predictions` (detected from the path):
 :func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
 ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
 raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns
-them as counted findings. :func:`boxes_past_image` and :func:`images_without_predictions` note (and keep)
-boxes that look like x1, y1, x2, y2 and predictions that cover only some of the images.
+them as counted findings. :func:`boxes_past_image`, :func:`images_without_predictions` and :func:`ids_by_numbering` note (and
+keep) boxes that look like x1, y1, x2, y2, predictions that cover only some of the images, and a results
+file matched by ids the ground truth does not have of its own.
 """
 
 from __future__ import annotations
@@ -441,6 +442,21 @@ def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> di
             "message": "boxes reaching past their image: is bbox x1, y1, x2, y2 instead of COCO's x, y, w, h?",
             "example": f"{preds.record(i)}: bbox {[float(v) for v in preds.bbox[i]]} on a "
                        f"{gt.width[j]:g}x{gt.height[j]:g} image"}  # fmt: skip
+
+
+def ids_by_numbering(gt: Dataset, preds: Predictions) -> dict[str, Any] | None:
+    """A note when a COCO results file is matched by image id against a ground truth with no ids of its own
+    (YOLO, VOC, course text: detkit numbers the images 1..N in file order). Results made from another
+    numbering (ultralytics' predictions.json names images by file stem) would land on the wrong images
+    without a word. None for a COCO ground truth or another predictions format."""
+    if preds.format != "coco" or gt.format == "coco" or not len(preds):
+        return None
+    row = int(index_of(gt.image_id, preds.image_id[:1])[0])  # checked predictions: a known image
+    return {"code": "pred.ids_by_numbering", "count": len(preds), "share": 1.0,
+            "message": f"COCO results matched by image id, and the ground truth ({gt.format}) has none of its own: "
+                       "its images are numbered 1..N in file order. ultralytics' predictions.json names images "
+                       "by file stem (the 'ultralytics' predictions format).",
+            "example": f"{preds.record(0)}: image_id {int(preds.image_id[0])} is {gt.file_name[row]}"}  # fmt: skip
 
 
 def images_without_predictions(gt: Dataset, preds: Predictions, share: float = 0.5) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from detkit.evaluation.predictions import (
     boxes_past_image,
     check_predictions,
     from_results,
+    ids_by_numbering,
     images_without_predictions,
 )
 
@@ -232,7 +233,11 @@ def load_and_evaluate(gt_path: str | Path, pred_path: str | Path, gt_format: str
         options["slices"] = analysis.load_slices(slices, gt)
     if anchors is not None:
         options["anchors"], options["anchors_norm"] = analysis.load_anchors(anchors)
-    return gt, _evaluate_checked(gt, preds, EvalConfig(**options), findings)
+    res = _evaluate_checked(gt, preds, EvalConfig(**options), findings)
+    res.notes += [
+        n for n in (ids_by_numbering(gt, preds),) if n is not None
+    ]  # a file's ids, not detkit's own
+    return gt, res
 
 
 __all__ = ["STAT_NAMES", "EvalConfig", "EvalResult", "evaluate", "load_and_evaluate"]

@@ -94,12 +94,14 @@ def test_ultralytics_predictions_json_scores_as_the_coco_json_form(tmp_path, cli
     doc = cli_json(
         "coco", "eval", tmp_path / "gt", tmp_path / "predictions.json", "--pred-format", "ultralytics"
     )
-    assert doc["summary"]["AP"] == pytest.approx(a.summary["AP"], abs=1e-12)
+    assert doc["summary"]["AP"] == pytest.approx(a.summary["AP"], abs=1e-12) and doc["notes"] == []
     code, _, err = cli("coco", "eval", tmp_path / "gt", tmp_path / "predictions.json")
     assert code == 2 and "image_id" in err and "'ultralytics' predictions format" in err
     # COCO results by id against a YOLO folder, whose ids are detkit's numbering: scored, with a warning
     code, _, err = cli("coco", "eval", tmp_path / "gt", tmp_path / "by_id.json")
     assert code == 0 and "numbered 1..N in file order" in err and "--pred-format ultralytics" in err
+    notes = cli_json("coco", "eval", tmp_path / "gt", tmp_path / "by_id.json")["notes"]
+    assert [(n["code"], n["count"]) for n in notes] == [("pred.ids_by_numbering", len(by_id))]
     # a stem the ground truth lacks: one line naming the record, or with --lenient a counted finding
     (tmp_path / "predictions.json").write_text(json.dumps([*ultra, {**ultra[0], "image_id": "nosuch"}]))
     code, _, err = cli(
