@@ -97,24 +97,16 @@ def load_text(path: str | Path, on_error: OnError | None = None) -> Dataset:
 
 
 # ---- Pascal VOC XML -------------------------------------------------------------------------------
-def _voc_files(path: Path) -> tuple[list[Path], Path | None]:
+def _voc_files(path: Path) -> tuple[list[Path], Path | None, Path]:
+    """The .xml files, the JPEGImages folder (None when absent) and the folder the files' ids are relative
+    to (``Annotations/``, the folder given, or a single file's folder)."""
     if path.is_file():
         files, root = [path], path.parent
     else:
         root = path / "Annotations" if (path / "Annotations").is_dir() else path
         files = sorted(root.rglob("*.xml"))
     images = root.parent / "JPEGImages"
-    return files, images if images.is_dir() else None
-
-
-def _voc_id(f: Path, path: Path) -> str:
-    """The id an ImageSets list names an XML file by: its path under ``Annotations/`` without suffix
-    (``sub/a`` for ``Annotations/sub/a.xml``; ``a`` in a flat folder)."""
-    root = path / "Annotations" if (path / "Annotations").is_dir() else path
-    try:
-        return f.relative_to(root).with_suffix("").as_posix()
-    except ValueError:  # one .xml given
-        return f.stem
+    return files, images if images.is_dir() else None, root
 
 
 def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
@@ -199,7 +191,7 @@ def load_voc(
     (``split``: keep only that one).
     """
     path = Path(path)
-    files, images = _voc_files(path)
+    files, images, ann_root = _voc_files(path)
     if not files:
         raise InputError(path, None, "no Pascal VOC .xml files found")
     report = Reporter(on_error, strict)
@@ -211,7 +203,7 @@ def load_voc(
             report(err)
             continue
         img_rows.append((img_id, fname, w, h))
-        stems.append(_voc_id(f, path))
+        stems.append(f.relative_to(ann_root).with_suffix("").as_posix())  # what ImageSets lists name: sub/a
         for k, obj in enumerate(root.iter("object")):
             where = f"<object> #{k + 1}"
             try:
