@@ -8,6 +8,7 @@ matplotlib, pycocotools) are imported inside the commands that use them, so ``de
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -153,4 +154,9 @@ def main() -> None:
     code = run(sys.argv[1:])
     if _broken_pipe:
         _silence_stdout()
+    # The process ends here: spare the interpreter's exit-time garbage collection a walk over every object
+    # still alive (~40 ms after a val2017-sized eval). atexit handlers still run and objects are still freed
+    # by reference counts; only objects held in reference cycles are left to the OS, which Python does not
+    # promise to finalize at exit anyway.
+    gc.freeze()
     sys.exit(code)

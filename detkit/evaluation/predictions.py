@@ -29,8 +29,6 @@ file matched by ids the ground truth does not have of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ import numpy as np
 
 from detkit.coco.model import Dataset, lookup
 from detkit.errors import InputError
+from detkit.evaluation.results_json import decode_bytes, read_results
 
 PRED_FORMATS = ("coco", "yolo", "detkit", "ultralytics")
 
@@ -100,14 +99,7 @@ def index_of(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.where(inside, table[np.where(inside, q, 0)], -1)
 
 
-# ---- COCO results json -------------------------------------------------------------------------------
-class _Det(msgspec.Struct, gc=False):
-    image_id: int
-    category_id: int
-    bbox: tuple[float, float, float, float]
-    score: float
-
-
+# ---- json forms: COCO results, ultralytics' predictions.json, detkit's detections.json ---------------------
 class _UltraDet(msgspec.Struct, gc=False):
     image_id: int | str  # the file stem, an int when all digits
     category_id: int  # class index + 1
@@ -135,81 +127,15 @@ def _decode(path: Path, type_: Any) -> Any:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(path, None, f"cannot read ({e.strerror})") from None
-    return _decode_bytes(path, data, type_)
+    return decode_bytes(path, data, type_)
 
 
-def _decode_bytes(path: Path, data: bytes, type_: Any) -> Any:
-    from detkit.coco.coco_json import msgspec_error
-
-    try:
-        return msgspec.json.decode(data, type=type_)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        raise msgspec_error(path, exc, data) from None
-
-
-def load_coco_results(path: str | Path, chunk: int = 1 << 18) -> Predictions:
-    """A COCO results json: a list of ``{image_id, category_id, bbox, score}`` (other keys ignored).
-
-    Decoded ``chunk`` bytes of records at a time into columns, so that only one chunk's Python objects live
-    at once (~100 MB less at 500k detections); see :func:`_record_chunks`.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(path, None, f"cannot read ({e.strerror})") from None
-    parts = []
-    try:
-        for piece in _record_chunks(data, chunk):
-            parts.append(_det_columns(_DETS.decode(piece)))
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError):
-        parts = [
-            _det_columns(_decode_bytes(path, data, list[_Det]))
-        ]  # the whole file: its error, or its rows
-    image_id, category_id, bbox, score = (np.concatenate(c) for c in zip(*parts))
-    return Predictions(image_id, category_id, bbox.reshape(-1, 4), score, source=str(path), format="coco")
-
-
-_DETS = msgspec.json.Decoder(list[_Det])
-
-
-def _record_chunks(data: bytes, size: int) -> list[bytes]:
-    """``data`` (a JSON list) as JSON lists of consecutive records, cut at the first ``{`` after every
-    ``size`` bytes (its comma dropped). A cut that is not between two records (inside a string or a nested
-    value) leaves a chunk with an unclosed string, object or array, which does not decode, and the caller
-    decodes the whole file instead; so when every chunk decodes, their rows are the file's rows. Each chunk
-    is one copy of its bytes (slices of a memoryview): the file is never copied whole.
-
-    Raises:
-        ValueError: ``data`` is not ``[...]`` or a cut has no comma before it.
-    """
-    lo, hi = len(data) - len(data.lstrip()), len(data.rstrip()) - 1  # the list's '[' and ']'
-    if hi <= lo or data[lo : lo + 1] != b"[" or data[hi : hi + 1] != b"]":
-        raise ValueError("not a JSON list")
-    view, out, start = memoryview(data), [], lo + 1
-    while True:
-        cut = data.find(b"{", start + size, hi) if start + size < hi else -1
-        end = cut if cut >= 0 else hi
-        while end > start and data[end - 1] in b" \t\r\n":
-            end -= 1
-        if cut >= 0:
-            if data[end - 1 : end] != b",":
-                raise ValueError("a cut inside a record")
-            end -= 1
-        out.append(b"".join((b"[", view[start:end], b"]")))
-        if cut < 0:
-            return out
-        start = cut
-
-
-def _det_columns(rows: list[_Det]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n = len(rows)
-    return (
-        np.fromiter(map(attrgetter("image_id"), rows), np.int64, n),
-        np.fromiter(map(attrgetter("category_id"), rows), np.int64, n),
-        np.fromiter(chain.from_iterable(map(attrgetter("bbox"), rows)), np.float64, 4 * n),
-        np.fromiter(map(attrgetter("score"), rows), np.float64, n),
-    )
+def load_coco_results(path: str | Path, chunk: int = 1 << 18, fork: bool | None = None) -> Predictions:
+    """A COCO results json: a list of ``{image_id, category_id, bbox, score}`` (other keys ignored); read by
+    :func:`detkit.evaluation.results_json.read_results` (in chunks of ``chunk`` bytes, half of them in a
+    forked child where that is safe: ``fork``)."""
+    image_id, category_id, bbox, score = read_results(Path(path), chunk, fork)
+    return Predictions(image_id, category_id, bbox, score, source=str(path), format="coco")
 
 
 # ---- by file stem: YOLO txt and detkit predictions --------------------------------------------------

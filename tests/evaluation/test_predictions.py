@@ -237,14 +237,3 @@ def test_chunked_results_decode_equals_whole_file(tmp_path, indent):
         load_coco_results(path, chunk=64)
     path.write_text("[]")
     assert len(load_coco_results(path, chunk=1)) == 0
-
-
-def test_record_chunks_cut_between_records():
-    """The cuts fall between records (each chunk a JSON list of whole records) and lose none."""
-    from detkit.evaluation.predictions import _DETS, _record_chunks
-
-    rows = [{"image_id": i, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5} for i in range(50)]
-    for sep in ((",", ":"), (", ", ": ")):
-        pieces = _record_chunks(json.dumps(rows, separators=sep).encode(), 100)
-        assert len(pieces) > 5
-        assert [d.image_id for p in pieces for d in _DETS.decode(p)] == list(range(50))

@@ -1,0 +1,111 @@
+"""The COCO results reader: chunks cut between records, and the same columns on one process or two."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detkit.errors import InputError
+from detkit.evaluation import results_json
+from detkit.evaluation.results_json import _DETS, can_fork, read_results, record_chunks
+
+linux = pytest.mark.skipif(sys.platform != "linux", reason="the forked decode runs on Linux only")
+
+
+def _rows(n: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{"image_id": int(i), "category_id": int(c), "bbox": [float(v) for v in rng.uniform(1, 50, 4)],
+             "score": float(s)} for i, c, s in zip(rng.integers(1, 99, n), rng.integers(1, 9, n), rng.uniform(size=n))]  # fmt: skip
+
+
+def _children() -> list[str]:
+    """This process' child processes (any state, zombies included), from /proc."""
+    me, out = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            out.append(f"{stat.parent.name} {fields[0]}")
+    return out
+
+
+def test_record_chunks_cut_between_records():
+    """The cuts fall between records (each chunk a JSON list of whole records) and lose none."""
+    rows = [{"image_id": i, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5} for i in range(50)]
+    for sep in ((",", ":"), (", ", ": ")):
+        pieces = record_chunks(json.dumps(rows, separators=sep).encode(), 100)
+        assert len(pieces) > 5
+        assert [d.image_id for p in pieces for d in _DETS.decode(p)] == list(range(50))
+
+
+@linux
+@pytest.mark.parametrize("chunk", [64, 1000, 1 << 18])
+def test_forked_decode_gives_the_file_order_columns(tmp_path, chunk):
+    """Two processes give exactly the columns of one, in file order; the child is reaped."""
+    rows = _rows(3001)
+    path = tmp_path / "dt.json"
+    path.write_text(json.dumps(rows, indent=1))
+    one, two = read_results(path, chunk, fork=False), read_results(path, chunk, fork=True)
+    assert one[0].tolist() == [r["image_id"] for r in rows]
+    assert one[2].tolist() == [r["bbox"] for r in rows]
+    for a, b in zip(one, two):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    assert _children() == []
+
+
+@linux
+@pytest.mark.parametrize("bad", [5, 2990])  # in the first half (this process), in the later (the child)
+def test_forked_decode_error_names_the_record(tmp_path, bad):
+    """A bad record in either half is the same one-line error as a one-process decode gives."""
+    rows = _rows(3000)
+    rows[bad]["score"] = "high"
+    path = tmp_path / "dt.json"
+    path.write_text(json.dumps(rows))
+    with pytest.raises(InputError) as one:
+        read_results(path, 1000, fork=False)
+    with pytest.raises(InputError) as two:
+        read_results(path, 1000, fork=True)
+    assert f"$[{bad}].score" in str(two.value) and str(one.value) == str(two.value)
+    assert _children() == []
+
+
+@linux
+def test_a_failed_child_falls_back_to_one_process(tmp_path, monkeypatch):
+    """A child that dies without a word (here: killed by its own hand) leaves the whole file decoded here."""
+    rows = _rows(2000)
+    path = tmp_path / "dt.json"
+    path.write_text(json.dumps(rows))
+    monkeypatch.setattr(results_json, "_child", lambda *a: os._exit(3))
+    cols = read_results(path, 1000, fork=True)
+    assert cols[3].tolist() == [r["score"] for r in rows]
+    assert _children() == []
+
+
+def test_fork_only_when_safe_and_worth_it(tmp_path, monkeypatch):
+    """No fork beside another thread, nor for a file under FORK_MIN_BYTES."""
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        assert not can_fork()
+    finally:
+        stop.set()
+        worker.join()
+    assert can_fork() == (sys.platform == "linux" and len(os.sched_getaffinity(0)) > 1)
+
+    def no_fork(pieces):
+        raise AssertionError("forked for a small file")
+
+    monkeypatch.setattr(results_json, "_decode_forked", no_fork)
+    path = tmp_path / "dt.json"
+    path.write_text(json.dumps(_rows(500)))
+    assert path.stat().st_size < results_json.FORK_MIN_BYTES
+    assert len(read_results(path, 256)[0]) == 500
