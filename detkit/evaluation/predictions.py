@@ -35,9 +35,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from detkit.coco.coco_json import decode_bytes
 from detkit.coco.model import Dataset, lookup
 from detkit.errors import InputError
-from detkit.evaluation.results_json import decode_bytes, read_results
+from detkit.evaluation.results_json import read_results
 
 PRED_FORMATS = ("coco", "yolo", "detkit", "ultralytics")
 
@@ -127,7 +128,7 @@ def _decode(path: Path, type_: Any) -> Any:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(path, None, f"cannot read ({e.strerror})") from None
-    return decode_bytes(path, data, type_)
+    return decode_bytes(path, data, msgspec.json.Decoder(type_))
 
 
 def load_coco_results(path: str | Path, chunk: int = 1 << 18, fork: bool | None = None) -> Predictions:

@@ -25,11 +25,11 @@ from contextlib import contextmanager
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import numpy as np
 
+from detkit.coco.coco_json import decode_bytes
 from detkit.errors import InputError
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image_id, category_id (N,) int64;
@@ -47,16 +47,6 @@ class _Det(msgspec.Struct, gc=False):
 
 _DETS = msgspec.json.Decoder(list[_Det])
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError)
-
-
-def decode_bytes(path: Path, data: bytes, type_: Any) -> Any:
-    """``data`` decoded as ``type_``; InputError naming the JSON path of the first bad value."""
-    from detkit.coco.coco_json import msgspec_error
-
-    try:
-        return msgspec.json.decode(data, type=type_)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        raise msgspec_error(path, exc, data) from None
 
 
 def read_results(path: Path, chunk: int = 1 << 18, fork: bool | None = None) -> Columns:
@@ -81,7 +71,7 @@ def read_results(path: Path, chunk: int = 1 << 18, fork: bool | None = None) -> 
             fork = len(data) >= FORK_MIN_BYTES and can_fork()
         cols = _decode_forked(pieces) if fork and len(pieces) > 1 else _decode_pieces(pieces)
     except _DECODE_ERRORS:
-        cols = det_columns(decode_bytes(path, data, list[_Det]))  # the whole file: its error, or its rows
+        cols = det_columns(decode_bytes(path, data, _DETS))  # the whole file: its error, or its rows
     return cols[0], cols[1], cols[2].reshape(-1, 4), cols[3]
 
 

@@ -109,3 +109,12 @@ def test_fork_only_when_safe_and_worth_it(tmp_path, monkeypatch):
     path.write_text(json.dumps(_rows(500)))
     assert path.stat().st_size < results_json.FORK_MIN_BYTES
     assert len(read_results(path, 256)[0]) == 500
+
+
+def test_an_empty_or_unreadable_file_is_one_line(tmp_path):
+    path = tmp_path / "dt.json"
+    path.write_text("  \n")
+    with pytest.raises(InputError, match="file is empty"):
+        read_results(path)
+    with pytest.raises(InputError, match="cannot read"):
+        read_results(tmp_path / "missing.json")
