@@ -55,23 +55,24 @@ def read_results(path: Path, chunk: int = 1 << 18, fork: bool | None = None) -> 
     Args:
         path: the file.
         chunk: bytes of records per decode: only one chunk's Python objects live at once.
-        fork: decode half the chunks in a forked child; None: when :func:`can_fork` and the file is at
-            least ``FORK_MIN_BYTES``.
+        fork: read and decode the later half of the file in a forked child; None: when :func:`can_fork`
+            and the file is at least ``FORK_MIN_BYTES``.
 
     Raises:
         InputError: the file cannot be read or is not a list of such records (naming the first bad one).
     """
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
     except OSError as e:
         raise InputError(path, None, f"cannot read ({e.strerror})") from None
+    if fork is None:
+        fork = size >= FORK_MIN_BYTES and can_fork()
     try:
-        pieces = record_chunks(data, chunk)
-        if fork is None:
-            fork = len(data) >= FORK_MIN_BYTES and can_fork()
-        cols = _decode_forked(pieces) if fork and len(pieces) > 1 else _decode_pieces(pieces)
+        cols = _read_forked(path, chunk) if fork else _decode_pieces(record_chunks(_read(path), chunk))
+    except OSError as e:  # (ValueError's subclass UnicodeDecodeError is not one)
+        raise InputError(path, None, f"cannot read ({e.strerror})") from None
     except _DECODE_ERRORS:
-        cols = det_columns(decode_bytes(path, data, _DETS))  # the whole file: its error, or its rows
+        cols = det_columns(decode_bytes(path, _read(path), _DETS))  # the whole file: its error, or its rows
     return cols[0], cols[1], cols[2].reshape(-1, 4), cols[3]
 
 
@@ -82,20 +83,33 @@ def can_fork() -> bool:
     return sys.platform == "linux" and threading.active_count() == 1 and len(os.sched_getaffinity(0)) > 1
 
 
-def record_chunks(data: bytes, size: int) -> list[bytes]:
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(path, None, f"cannot read ({e.strerror})") from None
+
+
+def record_chunks(data: bytes, size: int, head: bool = True, tail: bool = True) -> list[bytes]:
     """``data`` (a JSON list) as JSON lists of consecutive records, cut at the first ``{`` after every
     ``size`` bytes (its comma dropped). A cut that is not between two records (inside a string or a nested
     value) leaves a chunk with an unclosed string, object or array, which does not decode, and the caller
     decodes the whole file instead; so when every chunk decodes, their rows are the file's rows. Each chunk
     is one copy of its bytes (slices of a memoryview): the file is never copied whole.
 
+    Args:
+        head, tail: ``data`` opens with the list's ``[`` / closes with its ``]``. Without: it starts with a
+            record / ends with the comma after one (the halves of a file cut between two records).
+
     Raises:
-        ValueError: ``data`` is not ``[...]`` or a cut has no comma before it.
+        ValueError: ``data`` is not ``[...]`` (or a part of one, as ``head`` and ``tail`` say) or a cut has
+            no comma before it.
     """
-    lo, hi = len(data) - len(data.lstrip()), len(data.rstrip()) - 1  # the list's '[' and ']'
-    if hi <= lo or data[lo : lo + 1] != b"[" or data[hi : hi + 1] != b"]":
+    lo, hi = _first_last(data)
+    opens, closes = (b"[" if head else b"{"), (b"]" if tail else b",")
+    if hi <= lo or data[lo : lo + 1] != opens or data[hi : hi + 1] != closes:
         raise ValueError("not a JSON list")
-    view, out, start = memoryview(data), [], lo + 1
+    view, out, start = memoryview(data), [], lo + 1 if head else lo
     while True:
         cut = data.find(b"{", start + size, hi) if start + size < hi else -1
         end = cut if cut >= 0 else hi
@@ -109,6 +123,16 @@ def record_chunks(data: bytes, size: int) -> list[bytes]:
         if cut < 0:
             return out
         start = cut
+
+
+def _first_last(data: bytes) -> tuple[int, int]:
+    """Offsets of the first and the last byte that is not JSON white space (-1 for the last when none).
+    (``len(data.rstrip())`` would copy a file that ends with a newline whole.)"""
+    lo = len(data) - len(data.lstrip()) if data[:1].isspace() else 0
+    hi = len(data) - 1
+    while hi >= lo and data[hi] in b" \t\r\n":
+        hi -= 1
+    return lo, hi
 
 
 def det_columns(rows: list[_Det]) -> Columns:
@@ -146,8 +170,9 @@ _HEADER = struct.Struct("<bq")  # ok flag, number of records the child wrote
 _MIN_RECORD = 50  # bytes: the four keys alone take 36 (a chunk of b bytes holds at most b // 50 + 1 records)
 
 
-def _decode_forked(pieces: list[bytes]) -> Columns:
-    """:func:`_decode_pieces`, the later half of ``pieces`` in a forked child.
+def _read_forked(path: Path, chunk: int) -> Columns:
+    """The file cut between two records near its middle (:func:`_middle`); this process reads and decodes
+    the first part while a forked child reads and decodes the rest.
 
     The child writes its columns into a shared anonymous mapping sized for the most records its bytes can
     hold (pages it does not touch cost nothing), then the header (ok, n) to a pipe, and leaves with
@@ -155,29 +180,49 @@ def _decode_forked(pieces: list[bytes]) -> Columns:
     fails — a chunk that does not decode, anything else — sends ok = 0 or nothing, and this raises
     ValueError so that the caller decodes the whole file here.
     """
-    half = (len(pieces) + 1) // 2
-    cap = sum(map(len, pieces[half:])) // _MIN_RECORD + 1
-    shared = mmap.mmap(-1, cap * 7 * 8)  # MAP_SHARED | MAP_ANONYMOUS: the child's writes are seen here
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        os.close(r)
-        _child(pieces[half:], shared, cap, w)
-    os.close(w)
-    try:
-        with os.fdopen(r, "rb") as pipe:
-            mine = _decode_pieces(pieces[:half])
-            head = pipe.read(_HEADER.size)
-        ok, n = _HEADER.unpack(head) if len(head) == _HEADER.size else (0, 0)
-        if not ok:
-            raise ValueError("the child's chunks did not decode")
-        theirs = _views(shared, cap, n)
-        out = tuple(np.concatenate(c) for c in zip(mine, theirs))
-        del theirs  # views of ``shared``, which cannot close while they live
-        return out  # type: ignore[return-value]
-    finally:
-        os.waitpid(pid, 0)
-        shared.close()
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        mid = _middle(fd, size)
+        cap = (size - mid) // _MIN_RECORD + 1
+        shared = mmap.mmap(-1, cap * 7 * 8)  # MAP_SHARED | MAP_ANONYMOUS: the child's writes are seen here
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(r)
+            _child(fd, mid, size, chunk, shared, cap, w)
+        os.close(w)
+        try:
+            with os.fdopen(r, "rb") as pipe:
+                mine = _decode_pieces(record_chunks(os.pread(fd, mid, 0), chunk, tail=False))
+                head = pipe.read(_HEADER.size)
+            ok, n = _HEADER.unpack(head) if len(head) == _HEADER.size else (0, 0)
+            if not ok:
+                raise ValueError("the child's part did not decode")
+            theirs = _views(shared, cap, n)
+            out = tuple(np.concatenate(c) for c in zip(mine, theirs))
+            del theirs  # views of ``shared``, which cannot close while they live
+            return out  # type: ignore[return-value]
+        finally:
+            os.waitpid(pid, 0)
+            shared.close()
+
+
+def _middle(fd: int, size: int, window: int = 1 << 20) -> int:
+    """Offset of the first ``{`` in the second half of the file that only white space and a comma come
+    before: where a record starts, unless that ``{`` is inside a string or a nested value (the halves then
+    fail to decode, and the whole file is decoded in one piece). ValueError when the window has none."""
+    at = size // 2
+    data = os.pread(fd, window, at)
+    j = data.find(b"{", 1)
+    while j > 0:
+        k = j - 1
+        while k > 0 and data[k] in b" \t\r\n":
+            k -= 1
+        if data[k : k + 1] == b",":
+            return at + j
+        j = data.find(b"{", j + 1)
+    raise ValueError("no record starts near the middle")
 
 
 def _views(shared: mmap.mmap, cap: int, n: int) -> Columns:
@@ -188,12 +233,12 @@ def _views(shared: mmap.mmap, cap: int, n: int) -> Columns:
     return tuple(np.frombuffer(shared, t, k, o * 8) for t, k, o in zip(dtypes, counts, offsets))  # type: ignore[return-value]
 
 
-def _child(pieces: list[bytes], shared: mmap.mmap, cap: int, fd: int) -> None:
+def _child(fd: int, mid: int, size: int, chunk: int, shared: mmap.mmap, cap: int, w: int) -> None:
     code = 1
     try:
-        with os.fdopen(fd, "wb") as pipe:
+        with os.fdopen(w, "wb") as pipe:
             try:
-                cols = _decode_pieces(pieces)
+                cols = _decode_pieces(record_chunks(os.pread(fd, size - mid, mid), chunk, head=False))
                 if len(cols[0]) > cap:
                     raise ValueError("more records than bytes allow")
                 for dst, src in zip(_views(shared, cap, len(cols[0])), cols):

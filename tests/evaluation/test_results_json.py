@@ -18,10 +18,15 @@ from detkit.evaluation.results_json import _DETS, can_fork, read_results, record
 linux = pytest.mark.skipif(sys.platform != "linux", reason="the forked decode runs on Linux only")
 
 
-def _rows(n: int, seed: int = 0) -> list[dict]:
+def _rows(n: int, seed: int = 0, extra: bool = False) -> list[dict]:
+    """n records; ``extra``: each with keys that hold '{', '},{' and nested objects (where no cut may fall)."""
     rng = np.random.default_rng(seed)
-    return [{"image_id": int(i), "category_id": int(c), "bbox": [float(v) for v in rng.uniform(1, 50, 4)],
+    rows = [{"image_id": int(i), "category_id": int(c), "bbox": [float(v) for v in rng.uniform(1, 50, 4)],
              "score": float(s)} for i, c, s in zip(rng.integers(1, 99, n), rng.integers(1, 9, n), rng.uniform(size=n))]  # fmt: skip
+    if extra:
+        for k, r in enumerate(rows):
+            r["note"], r["extra"] = ["x},{y", "a,{b", "{", "]"][k % 4], {"k": [1, {"z": 2}, {"w": [{}]}]}
+    return rows
 
 
 def _children() -> list[str]:
@@ -47,12 +52,14 @@ def test_record_chunks_cut_between_records():
 
 
 @linux
-@pytest.mark.parametrize("chunk", [64, 1000, 1 << 18])
-def test_forked_decode_gives_the_file_order_columns(tmp_path, chunk):
-    """Two processes give exactly the columns of one, in file order; the child is reaped."""
-    rows = _rows(3001)
+@pytest.mark.parametrize(("chunk", "extra", "indent"), [(64, False, 1), (1000, False, None), (1 << 18, False, 1),
+                                                         (1000, True, None), (1 << 18, True, 2)])  # fmt: skip
+def test_forked_decode_gives_the_file_order_columns(tmp_path, chunk, extra, indent):
+    """Two processes give exactly the columns of one, in file order, whether the middle of the file falls
+    between two records or inside one (nested objects, strings with braces); the child is reaped."""
+    rows = _rows(3001, extra=extra)
     path = tmp_path / "dt.json"
-    path.write_text(json.dumps(rows, indent=1))
+    path.write_text(json.dumps(rows, indent=indent) + "\n")
     one, two = read_results(path, chunk, fork=False), read_results(path, chunk, fork=True)
     assert one[0].tolist() == [r["image_id"] for r in rows]
     assert one[2].tolist() == [r["bbox"] for r in rows]
@@ -101,10 +108,10 @@ def test_fork_only_when_safe_and_worth_it(tmp_path, monkeypatch):
         worker.join()
     assert can_fork() == (sys.platform == "linux" and len(os.sched_getaffinity(0)) > 1)
 
-    def no_fork(pieces):
+    def no_fork(path, chunk):
         raise AssertionError("forked for a small file")
 
-    monkeypatch.setattr(results_json, "_decode_forked", no_fork)
+    monkeypatch.setattr(results_json, "_read_forked", no_fork)
     path = tmp_path / "dt.json"
     path.write_text(json.dumps(_rows(500)))
     assert path.stat().st_size < results_json.FORK_MIN_BYTES
