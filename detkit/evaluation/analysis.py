@@ -30,6 +30,7 @@ import numpy as np
 from detkit.coco.model import Dataset
 from detkit.errors import InputError
 from detkit.evaluation.engine import CocoCore
+from detkit.evaluation.predictions import index_of
 
 AREAS = ("all", "small", "medium", "large")
 CONF_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)  # thresholds of the F1 curve
@@ -73,6 +74,15 @@ def pr_curves(core: CocoCore, iou: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def grid_bins(score: np.ndarray) -> np.ndarray:
+    """How many ``CONF_GRID`` thresholds each score reaches: ``np.searchsorted(CONF_GRID, score, "right")``,
+    ~4x faster. The grid is k / 100, so k = floor(100 s) is the answer's last threshold or one off it
+    (rounding), and two comparisons with the grid settle it."""
+    k = np.clip(np.floor(score * 100), 0, len(CONF_GRID) - 1).astype(np.int64)
+    nxt = np.minimum(k + 1, len(CONF_GRID) - 1)
+    return k + (CONF_GRID[k] <= score) + ((k + 1 < len(CONF_GRID)) & (CONF_GRID[nxt] <= score))
+
+
 def f1_curves(cats: np.ndarray, gt: Dataset, pred_cat: np.ndarray, pred_score: np.ndarray, dt_flag: np.ndarray,
               gt_flag: np.ndarray) -> dict[str, Any]:  # fmt: skip
     """Precision, recall and F1 against the confidence threshold (module docstring), and each best F1.
@@ -86,19 +96,17 @@ def f1_curves(cats: np.ndarray, gt: Dataset, pred_cat: np.ndarray, pred_score: n
     # counts per (class, threshold) by histogram, no loop over detections per class: a detection scoring s
     # counts at the grid thresholds c <= s, i.e. at indices below b = #(grid <= s)
     counted = dt_flag >= 0
-    k_dt = np.searchsorted(cats, pred_cat[counted])
-    ok = (k_dt < len(cats)) & (cats[np.minimum(k_dt, len(cats) - 1)] == pred_cat[counted])
-    b = np.searchsorted(CONF_GRID, pred_score[counted], side="right")
+    k_dt = index_of(cats, pred_cat[counted])
+    ok = k_dt >= 0
+    b = grid_bins(pred_score[counted])
     cells = (k_dt * (len(CONF_GRID) + 1) + b)[ok]
     shape = (len(cats), len(CONF_GRID) + 1)
     n_all = np.bincount(cells, minlength=shape[0] * shape[1]).reshape(shape)
     n_tp = np.bincount(cells, weights=dt_flag[counted][ok], minlength=shape[0] * shape[1]).reshape(shape)
     n_at = n_all[:, ::-1].cumsum(axis=1)[:, ::-1][:, 1:]  # (K, len(CONF_GRID)): scoring >= each threshold
     tp_at = n_tp[:, ::-1].cumsum(axis=1)[:, ::-1][:, 1:]
-    g_ok = gt_flag >= 0
-    k_gt = np.searchsorted(cats, gt.category_id[g_ok])
-    in_cats = (k_gt < len(cats)) & (cats[np.minimum(k_gt, len(cats) - 1)] == gt.category_id[g_ok])
-    gt_count = np.bincount(k_gt[in_cats], minlength=len(cats))
+    k_gt = index_of(cats, gt.category_id[gt_flag >= 0])
+    gt_count = np.bincount(k_gt[k_gt >= 0], minlength=len(cats))
     f1s, per = [], {}
     for k, c in enumerate(cats.tolist()):
         n_gt = int(gt_count[k])

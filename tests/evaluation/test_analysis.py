@@ -89,3 +89,13 @@ def test_ground_truth_with_undeclared_image_or_category_is_counted_not_scored():
             ("gt.dangling_image", 1),
             ("gt.dangling_category", 1),
         ]
+
+
+def test_grid_bins_equal_searchsorted_at_every_edge():
+    """The F1 curve's bin of a score: each grid value, the floats just below and above it, 0, > 1, random."""
+    from detkit.evaluation.analysis import grid_bins
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([CONF_GRID, np.nextafter(CONF_GRID, -1), np.nextafter(CONF_GRID, 2), np.arange(101) * 0.01,
+                             [0.0, 5e-324, 1.0, 1.5, 1e300], rng.uniform(0, 1.2, 100_000)])  # fmt: skip
+    assert np.array_equal(grid_bins(scores), np.searchsorted(CONF_GRID, scores, side="right"))
