@@ -4,9 +4,9 @@ The order of work: check the predictions (:mod:`.predictions`), run COCOeval onc
 read everything else off that one evaluation — per-class rows, PR curves and sizes from its accumulated
 arrays, the F1 curve and anchor coverage from its IoU-.50 matches, slices by re-accumulating, TIDE from
 its per-image matches — plus the confusion matrix (:mod:`.confusion`), which matches across classes.
-The IoU-.50 matches, the F1 curves and the confusion matrix need nothing from COCOeval, so they are computed
-while hotcoco runs (:func:`_cocoeval_beside`). ``notes`` say what looks wrong in predictions that were
-scored as given (boxes past their image, images without predictions).
+``notes`` say what looks wrong in predictions that were scored as given (boxes past their image, images
+without predictions). The IoU-.50 matches, the F1 curves, the confusion matrix and the notes need nothing
+from COCOeval, so they are computed while hotcoco runs (:func:`_cocoeval_beside`).
 """
 
 from __future__ import annotations
@@ -114,14 +114,13 @@ def _evaluate_checked(
     if not (gt.iscrowd == 0).any():
         raise InputError(gt.source or "ground truth", None, "has no boxes to score the predictions against"
                          + (" (only crowd regions)" if gt.num_annotations else ""))  # fmt: skip
-    core, (matches, f1, confusion), sec = _cocoeval_beside(gt, preds, cfg)
+    core, (matches, f1, confusion, notes), sec = _cocoeval_beside(gt, preds, cfg)
     crowd = gt.iscrowd != 0
     res = EvalResult(
         summary=core.summary(), per_class=analysis.per_class(core, gt), backend=cfg.backend, findings=findings,
         counts={"images": gt.num_images, "gt_boxes": int((~crowd).sum()), "crowd_boxes": int(crowd.sum()),
                 "predictions": len(preds), "categories": gt.num_categories},
-        sizes=_sizes(core, gt), f1=f1 or {}, confusion=confusion,
-        notes=[n for n in (boxes_past_image(gt, preds), images_without_predictions(gt, preds)) if n is not None],
+        sizes=_sizes(core, gt), f1=f1 or {}, confusion=confusion, notes=notes,
     )  # fmt: skip
     t = time.perf_counter()
     if cfg.slices:
@@ -146,16 +145,17 @@ def _evaluate_checked(
 
 
 def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[Any, tuple[Any, ...], dict]:
-    """COCOeval, and beside it what does not need its result: the IoU-.50 matches, the F1 curves and the
-    confusion matrix. hotcoco runs in a worker thread (Rust, which mostly lets go of Python's lock) while
-    numpy does the rest here: ~0.1 s less at val2017 scale on two cores. pycocotools, pure Python, runs
-    first instead. Returns (core, (matches, f1 curves, confusion matrix; each None when not asked), seconds).
+    """COCOeval, and beside it what does not need its result: the IoU-.50 matches, the F1 curves, the
+    confusion matrix and the notes. hotcoco runs in a worker thread (Rust, which mostly lets go of Python's
+    lock) while numpy does the rest here: ~0.1 s less at val2017 scale on two cores. pycocotools, pure
+    Python, runs first instead. Returns (core, (matches, f1 curves, confusion matrix — each None when not
+    asked —, notes), seconds).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     sec: dict[str, float] = {}
 
-    def rest() -> tuple[Any, Any, Any]:
+    def rest() -> tuple[Any, Any, Any, list[dict[str, Any]]]:
         t = time.perf_counter()
         matches = coco_matches(gt, preds, 0.5) if cfg.curves or cfg.anchors is not None else None
         f1 = confusion = None
@@ -165,8 +165,11 @@ def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[
             from detkit.evaluation.confusion import confusion_matrix
 
             confusion = confusion_matrix(gt, preds, conf=cfg.conf, iou=cfg.iou)
+        notes = [
+            n for n in (boxes_past_image(gt, preds), images_without_predictions(gt, preds)) if n is not None
+        ]
         sec["matching"] = time.perf_counter() - t
-        return matches, f1, confusion
+        return matches, f1, confusion, notes
 
     t = time.perf_counter()
     if cfg.backend != "hotcoco":
