@@ -332,7 +332,7 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
         "pred.unknown_image": index_of(gt.image_id, preds.image_id) < 0,
         "pred.unknown_category": index_of(gt.cat_id, preds.category_id) < 0,
         "pred.bad_score": ~np.isfinite(preds.score) | (preds.score < 0),
-        "pred.bad_box": ~np.isfinite(preds.bbox).all(axis=1) | ~(preds.bbox[:, 2:] > 0).all(axis=1),
+        "pred.bad_box": ~_good_boxes(preds.bbox),
     }
     bad = np.zeros(len(preds), dtype=bool)
     for code, mask in masks.items():
@@ -349,6 +349,12 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
         )
         bad |= mask
     return (preds.take(~bad) if bad.any() else preds), findings
+
+
+def _good_boxes(b: np.ndarray) -> np.ndarray:
+    """(N,) x, y, w, h all finite and w, h > 0 (column by column: ``.all(axis=1)`` over (N, 4) is ~5x slower)."""
+    finite = np.isfinite(b[:, 0]) & np.isfinite(b[:, 1]) & np.isfinite(b[:, 2]) & np.isfinite(b[:, 3])
+    return finite & (np.minimum(b[:, 2], b[:, 3]) > 0)  # (a NaN is not > 0)
 
 
 def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> dict[str, Any] | None:

@@ -135,6 +135,18 @@ BAD = {
 }
 
 
+def test_bad_boxes_are_every_non_finite_or_empty_box():
+    """Each column NaN or infinite, a width or height 0 or negative: bad; a box at negative x, y: good."""
+    from detkit.evaluation.predictions import _good_boxes
+
+    nan, inf = float("nan"), float("inf")
+    boxes = [[1, 2, 3, 4], [-5, -5, 3, 4], [nan, 2, 3, 4], [1, inf, 3, 4], [1, 2, -inf, 4], [1, 2, 3, nan],
+             [1, 2, 0, 4], [1, 2, 3, 0], [1, 2, -3, 4], [1, 2, 3, -4], [1, 2, 1e-300, 1e300]]  # fmt: skip
+    expected = [True, True] + [False] * 8 + [True]
+    assert _good_boxes(np.array(boxes, dtype=np.float64)).tolist() == expected
+    assert _good_boxes(np.array(boxes, dtype=np.float64)[::-1]).tolist() == expected[::-1]  # a strided view
+
+
 @pytest.mark.parametrize("code", sorted(BAD))
 def test_bad_prediction_is_one_line_error_or_counted(code):
     gt = gt_with_crowd()
