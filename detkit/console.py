@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 from detkit.io import SCHEMA_VERSION, to_json
 
@@ -35,6 +30,15 @@ def progress_enabled() -> bool:
 
 def progress(transient: bool = True) -> Progress:
     """A rich progress bar on stderr; disabled (a no-op) when stderr is not a terminal."""
+    from rich.progress import (  # here: ~10 ms of imports a command that shows no bar need not pay
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
