@@ -34,6 +34,9 @@ CASES = {
     "only_image_without_gt": [(3, 1, 10, 10, 100, 100, 0.9), (3, 5, 10, 10, 50, 50, 0.4)],
     "many_per_image": [(1, 1, 10 + i % 7, 10 + i % 5, 100, 100, round(1 - i / 300, 3)) for i in range(250)]
     + [(1, 5, 200, 200, 20, 20, 0.001)],
+    # > 100 detections of a class without ground truth on one image (the 100 best counted), 3 on another
+    "many_without_gt": [(1, 9, 10 + i % 5, 10, 50, 50, round(1 - i / 200, 3)) for i in range(150)]
+    + [(3, 9, 5, 5, 20, 20, 0.5)] * 3 + [(1, 1, 10, 10, 100, 100, 0.9)],
 }  # fmt: skip
 
 
