@@ -2,14 +2,16 @@
 columns, on two processes where that is safe.
 
 A val2017-sized file (500k records, ~45 MB) costs ~0.22 s to decode and ~0.15 s to turn into columns, all
-of it holding Python's lock: no thread can share it. So the file is cut between records into chunks
-(:func:`record_chunks`); on Linux, with no other thread running, a forked child decodes the later half of
-the chunks while this process decodes the first half, and sends its columns back through a pipe as raw
-bytes (~14 MB: a few ms). Everywhere else — and for files too small to be worth a fork — one process
-decodes every chunk. Both ways give the same columns, in file order.
+of it holding Python's lock: no thread can share it. So on Linux, with no other Python thread running, the
+file is cut between two records near its middle (:func:`_middle`); a forked child reads and decodes the
+second part while this process reads and decodes the first, and the child writes its columns into a shared
+mapping (~14 MB: a few ms). Everywhere else — and for files too small to be worth a fork — one process
+decodes it all. Either way each part is decoded a chunk of records at a time (:func:`record_chunks`), so
+that only one chunk's Python objects live at once, and both ways give the same columns, in file order.
 
-A chunk that does not decode (a cut inside a string, a bad record) makes the reader decode the whole file
-once more in this process, so an error names its record (``$[41].score``) as a one-piece decode does.
+A part or chunk that does not decode (a cut inside a string, a bad record) makes the reader decode the
+whole file once more in this process, so an error names its record (``$[41].score``) as a one-piece decode
+does; a fork that fails leaves the work to this process too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import struct
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import chain
@@ -35,7 +38,7 @@ from detkit.errors import InputError
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image_id, category_id (N,) int64;
 # bbox (N, 4) float64; score (N,) float64
 
-FORK_MIN_BYTES = 4 << 20  # below this a fork (~5-10 ms with its pipe) gains less than it costs
+FORK_MIN_BYTES = 4 << 20  # below this a fork (~5 ms with its mapping) gains less than it costs
 
 
 class _Det(msgspec.Struct, gc=False):
@@ -79,7 +82,8 @@ def read_results(path: Path, chunk: int = 1 << 18, fork: bool | None = None) -> 
 def can_fork() -> bool:
     """Whether a forked child may decode beside this process: Linux (macOS' system libraries are not safe
     to use after a fork), a single Python thread (a fork copies only the calling thread, and any lock
-    another thread holds stays held in the child), and more than one CPU to run on."""
+    another thread holds stays held in the child), and more than one CPU to run on. Native threads that
+    libraries keep (OpenBLAS's idle pool) do not count: the child calls none of those libraries."""
     return sys.platform == "linux" and threading.active_count() == 1 and len(os.sched_getaffinity(0)) > 1
 
 
@@ -167,7 +171,7 @@ def _gc_paused() -> Iterator[None]:
 
 # ---- two processes ---------------------------------------------------------------------------------------
 _HEADER = struct.Struct("<bq")  # ok flag, number of records the child wrote
-_MIN_RECORD = 50  # bytes: the four keys alone take 36 (a chunk of b bytes holds at most b // 50 + 1 records)
+_MIN_RECORD = 50  # bytes: a record is at least 57 (its four keys 36); b bytes hold at most b // 50 + 1
 
 
 def _read_forked(path: Path, chunk: int) -> Columns:
@@ -187,7 +191,15 @@ def _read_forked(path: Path, chunk: int) -> Columns:
         cap = (size - mid) // _MIN_RECORD + 1
         shared = mmap.mmap(-1, cap * 7 * 8)  # MAP_SHARED | MAP_ANONYMOUS: the child's writes are seen here
         r, w = os.pipe()
-        pid = os.fork()
+        try:
+            with warnings.catch_warnings():  # Python >= 3.12 warns of any native thread (see can_fork)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:  # no process to be had (EAGAIN, ENOMEM): this one decodes it all
+            os.close(r)
+            os.close(w)
+            shared.close()
+            raise ValueError("cannot fork") from None
         if pid == 0:  # the child
             os.close(r)
             _child(fd, mid, size, chunk, shared, cap, w)

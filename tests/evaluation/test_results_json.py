@@ -125,3 +125,16 @@ def test_an_empty_or_unreadable_file_is_one_line(tmp_path):
         read_results(path)
     with pytest.raises(InputError, match="cannot read"):
         read_results(tmp_path / "missing.json")
+
+
+@linux
+def test_a_fork_that_fails_leaves_the_work_to_this_process(tmp_path, monkeypatch):
+    def no_process():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    rows = _rows(2000)
+    path = tmp_path / "dt.json"
+    path.write_text(json.dumps(rows))
+    monkeypatch.setattr(results_json.os, "fork", no_process)
+    cols = read_results(path, 1000, fork=True)
+    assert cols[0].tolist() == [r["image_id"] for r in rows]
