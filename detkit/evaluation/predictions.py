@@ -132,9 +132,9 @@ def _decode(path: Path, type_: Any) -> Any:
 
 
 def load_coco_results(path: str | Path, chunk: int = 1 << 18, fork: bool | None = None) -> Predictions:
-    """A COCO results json: a list of ``{image_id, category_id, bbox, score}`` (other keys ignored); read by
-    :func:`detkit.evaluation.results_json.read_results` (in chunks of ``chunk`` bytes, half of them in a
-    forked child where that is safe: ``fork``)."""
+    """A COCO results json: a list of ``{image_id, category_id, bbox, score}`` (other keys ignored), read by
+    :func:`detkit.evaluation.results_json.read_results` (in chunks of ``chunk`` bytes; the second half of the
+    file in a forked child where that is safe, or as ``fork`` says)."""
     image_id, category_id, bbox, score = read_results(Path(path), chunk, fork)
     return Predictions(image_id, category_id, bbox, score, source=str(path), format="coco")
 
