@@ -188,22 +188,7 @@ def _read_forked(path: Path, chunk: int) -> Columns:
         fd = f.fileno()
         size = os.fstat(fd).st_size
         mid = _middle(fd, size)
-        cap = (size - mid) // _MIN_RECORD + 1
-        shared = mmap.mmap(-1, cap * 7 * 8)  # MAP_SHARED | MAP_ANONYMOUS: the child's writes are seen here
-        r, w = os.pipe()
-        try:
-            with warnings.catch_warnings():  # Python >= 3.12 warns of any native thread (see can_fork)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-        except OSError:  # no process to be had (EAGAIN, ENOMEM): this one decodes it all
-            os.close(r)
-            os.close(w)
-            shared.close()
-            raise ValueError("cannot fork") from None
-        if pid == 0:  # the child
-            os.close(r)
-            _child(fd, mid, size, chunk, shared, cap, w)
-        os.close(w)
+        pid, r, shared, cap = _spawn(fd, mid, size, chunk)
         try:
             with os.fdopen(r, "rb") as pipe:
                 mine = _decode_pieces(record_chunks(os.pread(fd, mid, 0), chunk, tail=False))
@@ -218,6 +203,33 @@ def _read_forked(path: Path, chunk: int) -> Columns:
         finally:
             os.waitpid(pid, 0)
             shared.close()
+
+
+def _spawn(fd: int, mid: int, size: int, chunk: int) -> tuple[int, int, mmap.mmap, int]:
+    """Fork the child that decodes ``[mid, size)`` of the file. Returns (its pid, the read end of its pipe,
+    the shared mapping, the mapping's capacity in records). ValueError when the mapping, the pipe or the
+    process cannot be had (ENOMEM under strict overcommit, EAGAIN, EMFILE): this process then decodes it all.
+    """
+    cap = (size - mid) // _MIN_RECORD + 1
+    shared, pipe = None, ()
+    try:
+        shared = mmap.mmap(-1, cap * 7 * 8)  # MAP_SHARED | MAP_ANONYMOUS: the child's writes are seen here
+        pipe = os.pipe()
+        with warnings.catch_warnings():  # Python >= 3.12 warns of any native thread (see can_fork)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError:
+        if shared is not None:
+            shared.close()
+        for end in pipe:
+            os.close(end)
+        raise ValueError("cannot start a second process") from None
+    r, w = pipe
+    if pid == 0:  # the child
+        os.close(r)
+        _child(fd, mid, size, chunk, shared, cap, w)
+    os.close(w)
+    return pid, r, shared, cap
 
 
 def _middle(fd: int, size: int, window: int = 1 << 20) -> int:

@@ -128,13 +128,19 @@ def test_an_empty_or_unreadable_file_is_one_line(tmp_path):
 
 
 @linux
-def test_a_fork_that_fails_leaves_the_work_to_this_process(tmp_path, monkeypatch):
-    def no_process():
-        raise BlockingIOError(11, "Resource temporarily unavailable")
+@pytest.mark.parametrize("what", ["fork", "pipe", "mmap"])
+def test_no_second_process_leaves_the_work_to_this_one(tmp_path, monkeypatch, what):
+    """No process, pipe or shared mapping to be had (EAGAIN, EMFILE, ENOMEM): one process reads it all."""
+
+    def refuse(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
 
     rows = _rows(2000)
     path = tmp_path / "dt.json"
     path.write_text(json.dumps(rows))
-    monkeypatch.setattr(results_json.os, "fork", no_process)
+    monkeypatch.setattr(
+        *{"fork": (os, "fork"), "pipe": (os, "pipe"), "mmap": (results_json.mmap, "mmap")}[what], refuse
+    )
     cols = read_results(path, 1000, fork=True)
     assert cols[0].tolist() == [r["image_id"] for r in rows]
+    assert _children() == []
