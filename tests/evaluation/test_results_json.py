@@ -54,13 +54,18 @@ def test_record_chunks_cut_between_records():
 @linux
 @pytest.mark.parametrize(("chunk", "extra", "indent"), [(64, False, 1), (1000, False, None), (1 << 18, False, 1),
                                                          (1000, True, None), (1 << 18, True, 2)])  # fmt: skip
-def test_forked_decode_gives_the_file_order_columns(tmp_path, chunk, extra, indent):
+def test_forked_decode_gives_the_file_order_columns(tmp_path, chunk, extra, indent, monkeypatch):
     """Two processes give exactly the columns of one, in file order, whether the middle of the file falls
-    between two records or inside one (nested objects, strings with braces); the child is reaped."""
+    between two records (the halves decode: no whole-file decode) or inside one (a string with braces: the
+    whole file is decoded here); the child is reaped."""
     rows = _rows(3001, extra=extra)
     path = tmp_path / "dt.json"
     path.write_text(json.dumps(rows, indent=indent) + "\n")
-    one, two = read_results(path, chunk, fork=False), read_results(path, chunk, fork=True)
+    one = read_results(path, chunk, fork=False)
+    real, whole = results_json.decode_bytes, []
+    monkeypatch.setattr(results_json, "decode_bytes", lambda *a: whole.append(1) or real(*a))
+    two = read_results(path, chunk, fork=True)
+    assert bool(whole) == extra
     assert one[0].tolist() == [r["image_id"] for r in rows]
     assert one[2].tolist() == [r["bbox"] for r in rows]
     for a, b in zip(one, two):
