@@ -110,16 +110,21 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}: {reason}" if where != "" else reason
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None, freeze: bool = False) -> int:
     """Run the CLI on ``argv`` and return the exit code (used by ``main`` and by the tests).
 
     A closed stdout pipe (``detkit coco inspect X | head -1``) is exit 0 without a word, as for
     ``cat``; an OSError that escaped a command (a permission denied, a full disk) is one line, exit 2.
+    ``freeze`` (``main``: the process is the command's own) moves what importing made — typer, rich, numpy,
+    the sub-commands: ~100k objects that live as long as the process — out of the garbage collector's
+    reach, so that a full collection no longer walks it (~12 ms each).
     """
     global _broken_pipe
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         _register(_parts_named(argv))
+        if freeze:
+            gc.freeze()
         app(args=argv, prog_name="detkit")  # standalone: usage errors print and exit 2
     except SystemExit as exc:
         if _stdout_closed():  # click turned a BrokenPipeError into exit 1
@@ -151,12 +156,7 @@ _broken_pipe = False
 
 
 def main() -> None:
-    argv = sys.argv[1:]
-    _register(_parts_named(argv))
-    # What importing made (typer, rich, numpy, the sub-commands: ~100k objects) lives as long as the process:
-    # moved out of the garbage collector's reach, a full collection no longer walks it (~12 ms each).
-    gc.freeze()
-    code = run(argv)
+    code = run(sys.argv[1:], freeze=True)
     if _broken_pipe:
         _silence_stdout()
     # The process ends here: spare the interpreter's exit-time garbage collection a walk over every object

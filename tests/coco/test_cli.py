@@ -179,3 +179,20 @@ def test_no_heavy_imports(shapes_dir):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_cli_process_freezes_what_importing_made(shapes_dir):
+    """`main` (freeze=True) moves the imported modules' objects out of the collector's reach before the
+    command runs; `run` as the tests call it leaves the collector alone."""
+    code = (
+        "import gc, io, contextlib\n"
+        "from detkit.cli import run\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert run(['coco', 'classes', {str(shapes_dir / 'instances.json')!r}, '--json']) == 0\n"
+        "    plain = gc.get_freeze_count()\n"
+        f"    assert run(['coco', 'classes', {str(shapes_dir / 'instances.json')!r}, '--json'], freeze=True) == 0\n"
+        "print(plain, gc.get_freeze_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    plain, frozen = map(int, out.split())
+    assert plain == 0 and frozen > 10_000
