@@ -72,7 +72,7 @@ def read_results(path: Path, chunk: int = 1 << 18, fork: bool | None = None) -> 
         fork = size >= FORK_MIN_BYTES and can_fork()
     try:
         cols = _read_forked(path, chunk) if fork else _decode_pieces(record_chunks(_read(path), chunk))
-    except OSError as e:  # (ValueError's subclass UnicodeDecodeError is not one)
+    except OSError as e:  # the file went away or became unreadable after stat
         raise InputError(path, None, f"cannot read ({e.strerror})") from None
     except _DECODE_ERRORS:
         cols = det_columns(decode_bytes(path, _read(path), _DETS))  # the whole file: its error, or its rows
