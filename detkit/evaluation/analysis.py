@@ -76,9 +76,9 @@ def pr_curves(core: CocoCore, iou: float) -> dict[str, Any]:
 
 def grid_bins(score: np.ndarray) -> np.ndarray:
     """How many ``CONF_GRID`` thresholds each score reaches: ``np.searchsorted(CONF_GRID, score, "right")``,
-    ~4x faster. The grid is k / 100, so k = floor(100 s) is the answer's last threshold or one off it
-    (rounding), and two comparisons with the grid settle it."""
-    k = np.clip(np.floor(score * 100), 0, len(CONF_GRID) - 1).astype(np.int64)
+    ~4x faster. The grid is k / m (m = its length - 1), so k = floor(m s) is the answer's last threshold or
+    one off it (rounding), and two comparisons with the grid settle it."""
+    k = np.clip(np.floor(score * (len(CONF_GRID) - 1)), 0, len(CONF_GRID) - 1).astype(np.int64)
     nxt = np.minimum(k + 1, len(CONF_GRID) - 1)
     return k + (CONF_GRID[k] <= score) + ((k + 1 < len(CONF_GRID)) & (CONF_GRID[nxt] <= score))
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from detkit.coco.coco_json import decode_bytes
 from detkit.coco.model import Dataset, lookup
+from detkit.coco.readers import read_bytes
 from detkit.errors import InputError
 from detkit.evaluation.results_json import read_results
 
@@ -124,11 +125,7 @@ class _PredFile(msgspec.Struct):
 
 
 def _decode(path: Path, type_: Any) -> Any:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(path, None, f"cannot read ({e.strerror})") from None
-    return decode_bytes(path, data, msgspec.json.Decoder(type_))
+    return decode_bytes(path, read_bytes(path), msgspec.json.Decoder(type_))
 
 
 def load_coco_results(path: str | Path, chunk: int = 1 << 18, fork: bool | None = None) -> Predictions:

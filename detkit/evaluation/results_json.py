@@ -33,6 +33,7 @@ import msgspec
 import numpy as np
 
 from detkit.coco.coco_json import decode_bytes
+from detkit.coco.readers import read_bytes
 from detkit.errors import InputError
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image_id, category_id (N,) int64;
@@ -65,17 +66,13 @@ def read_results(path: Path, chunk: int = 1 << 18, fork: bool | None = None) -> 
         InputError: the file cannot be read or is not a list of such records (naming the first bad one).
     """
     try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise InputError(path, None, f"cannot read ({e.strerror})") from None
-    if fork is None:
-        fork = size >= FORK_MIN_BYTES and can_fork()
-    try:
-        cols = _read_forked(path, chunk) if fork else _decode_pieces(record_chunks(_read(path), chunk))
-    except OSError as e:  # the file went away or became unreadable after stat
-        raise InputError(path, None, f"cannot read ({e.strerror})") from None
-    except _DECODE_ERRORS:
-        cols = det_columns(decode_bytes(path, _read(path), _DETS))  # the whole file: its error, or its rows
+        if fork is None:
+            fork = path.stat().st_size >= FORK_MIN_BYTES and can_fork()
+        cols = _read_forked(path, chunk) if fork else _decode_pieces(record_chunks(read_bytes(path), chunk))
+    except OSError as e:  # the file is missing, or went away or became unreadable while being read
+        raise InputError(path, None, f"cannot read ({e.strerror or e})") from None
+    except _DECODE_ERRORS:  # the whole file: its error, or its rows
+        cols = det_columns(decode_bytes(path, read_bytes(path), _DETS))
     return cols[0], cols[1], cols[2].reshape(-1, 4), cols[3]
 
 
@@ -85,13 +82,6 @@ def can_fork() -> bool:
     another thread holds stays held in the child), and more than one CPU to run on. Native threads that
     libraries keep (OpenBLAS's idle pool) do not count: the child calls none of those libraries."""
     return sys.platform == "linux" and threading.active_count() == 1 and len(os.sched_getaffinity(0)) > 1
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise InputError(path, None, f"cannot read ({e.strerror})") from None
 
 
 def record_chunks(data: bytes, size: int, head: bool = True, tail: bool = True) -> list[bytes]:
