@@ -6,7 +6,8 @@ Baselines, each on the same boxes:
   * scikit-learn KMeans (Euclidean on normalised w, h; library defaults, k-means++, n_init="auto")
   * a plain IoU k-means as found in many repos: k random boxes as seeds, mean update, full (N, k)
     IoU matrix per iteration (detkit.boxes.wh_iou), until the assignment stops changing.
-Prints wall and CPU time (CPU time is the fairer number on a shared machine) and mean IoU (YOLOv2's Avg IOU, the same function for all) and ratios to detkit.
+Prints wall and CPU time (CPU time is the fairer number on a shared machine) and mean IoU (YOLOv2's Avg IOU,
+the same function for all) and ratios to detkit.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def plain_mean_iou_kmeans(wh: np.ndarray, k: int, seed: int, max_iter: int = 300
     rng = np.random.default_rng(seed)
     anchors = wh[rng.choice(len(wh), k, replace=False)].copy()
     last = None
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (the count is read after the loop)
         lab = wh_iou(wh, anchors).argmax(1)
         if last is not None and np.array_equal(lab, last):
             break
@@ -53,12 +54,14 @@ def main() -> None:
 
     from sklearn.cluster import KMeans
 
-    from detkit.anchors.kmeans import DEFAULT_RESTARTS, iou_kmeans
+    from detkit.anchors.config import DEFAULT_RESTARTS
+    from detkit.anchors.kmeans import iou_kmeans
     from detkit.anchors.metrics import mean_iou
 
     wh = heavy_tailed_boxes(args.n, args.seed)
     print(
-        f"{args.n:,} heavy-tailed boxes, k = {args.k}, {os.cpu_count()} CPUs visible, load {os.getloadavg()[0]:.2f}"
+        f"{args.n:,} heavy-tailed boxes, k = {args.k}, {os.cpu_count()} CPUs visible, load "
+        f"{os.getloadavg()[0]:.2f}"
     )
     rows = []
 
@@ -83,7 +86,8 @@ def main() -> None:
     )
     for name, secs, cpu, iou in rows:
         print(
-            f"{name:52s} {secs:7.2f} {cpu:7.2f} {secs / t0:9.2f} {100 * iou:11.2f} {100 * (iou - iou0):+10.2f}"
+            f"{name:52s} {secs:7.2f} {cpu:7.2f} {secs / t0:9.2f} {100 * iou:11.2f} "
+            f"{100 * (iou - iou0):+10.2f}"
         )
 
 

@@ -1,7 +1,9 @@
-"""Hostile and malformed inputs against every detkit data command: tracebacks and writes outside the output folder.
+"""Hostile and malformed inputs against every detkit data command: tracebacks and writes outside the output
+folder.
 
 Generates a set of malformed annotation inputs (COCO json, the course text format, Pascal VOC, YOLO folders;
-the causes issue 10's campaign hit and their neighbours), runs each data command on each in a fresh sandbox
+the causes an audit of hostile inputs found and their neighbours), runs each data command on each in a fresh
+sandbox
 as a separate process, and counts:
 
 - tracebacks: a Python traceback on stderr, an exit code other than 0 / 1 / 2, or a run past the timeout;
@@ -33,17 +35,32 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 COCO = {
-    "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}, {"id": 2, "file_name": "b.jpg", "width": 32, "height": 32}],
+    "images": [
+        {"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+        {"id": 2, "file_name": "b.jpg", "width": 32, "height": 32},
+    ],
     "annotations": [
-        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 20], "area": 200, "iscrowd": 0, "segmentation": [[1, 2, 11, 2, 11, 22]]},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [1, 2, 10, 20],
+            "area": 200,
+            "iscrowd": 0,
+            "segmentation": [[1, 2, 11, 2, 11, 22]],
+        },
         {"id": 2, "image_id": 2, "category_id": 2, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0},
     ],
     "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
-}  # fmt: skip
-TEXT = "id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175],\nid: 7, height: 20, width: 30, bbox:[1, 2, 3, 4],\n"
+}
+TEXT = (
+    "id: 0, height: 330, width: 1093, bbox:[69, 464, 312, 175],\nid: 7, height: 20, width: 30, "
+    "bbox:[1, 2, 3, 4],\n"
+)
 VOC = (
     '<?xml version="1.0" encoding="{enc}"?><annotation><filename>{name}</filename>{size}'
-    "<object><name>{obj}</name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object>"
+    "<object><name>{obj}</name>"
+    "<bndbox><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object>"
     "</annotation>"
 )
 SIZE = "<size><width>64</width><height>48</height><depth>3</depth></size>"
@@ -121,14 +138,21 @@ def coco_cases(victim: Path) -> dict[str, bytes | str]:
         "iscrowd_bool.json": t.replace('"iscrowd": 0}', '"iscrowd": true}'),
         "info_list.json": t[:-1] + ', "info": [1]}',
         "category_dropped.json": t.replace('{"id": 2, "name": "dog"}', '{"id": 2, "name": 5}'),
-        "dup_ids.json": _coco(lambda d: (d["images"].append(dict(d["images"][0])), d["annotations"].append(dict(d["annotations"][0])))),
+        "dup_ids.json": _coco(
+            lambda d: (
+                d["images"].append(dict(d["images"][0])),
+                d["annotations"].append(dict(d["annotations"][0])),
+            )
+        ),
         "bad_polygon.json": t.replace("[[1, 2, 11, 2, 11, 22]]", "[[1, 2, 3]]"),
         "absolute_file_name.json": t.replace('"a.jpg"', json.dumps(str(victim / "a.jpg"))),
-        "climbing_file_name.json": t.replace('"a.jpg"', '"../../../victim/a.jpg"').replace('"b.jpg"', '"../../../../etc/passwd"'),
+        "climbing_file_name.json": t.replace('"a.jpg"', '"../../../victim/a.jpg"').replace(
+            '"b.jpg"', '"../../../../etc/passwd"'
+        ),
         "nul_file_name.json": t.replace('"a.jpg"', '"a\\u0000.jpg"'),
         "dot_file_name.json": t.replace('"a.jpg"', '"."').replace('"b.jpg"', '"sub/"'),
         "binary.json": bytes(range(256)) * 8,
-    }  # fmt: skip
+    }
 
 
 def text_cases() -> dict[str, bytes | str]:
@@ -216,8 +240,32 @@ def commands(src: str, out: str, train: bool) -> list[tuple[str, list[str], str]
         ),
     ]
     if train:
-        cmds.append(("yolo train", ["yolo", "train", "--data", src, "--out", f"{out}/run", "--epochs", "1",
-                                    "--max-steps", "1", "--img-size", "64", "--batch", "2", "--workers", "0", "--threads", "1"], f"{out}/run"))  # fmt: skip
+        cmds.append(
+            (
+                "yolo train",
+                [
+                    "yolo",
+                    "train",
+                    "--data",
+                    src,
+                    "--out",
+                    f"{out}/run",
+                    "--epochs",
+                    "1",
+                    "--max-steps",
+                    "1",
+                    "--img-size",
+                    "64",
+                    "--batch",
+                    "2",
+                    "--workers",
+                    "0",
+                    "--threads",
+                    "1",
+                ],
+                f"{out}/run",
+            )
+        )
     return cmds
 
 
@@ -248,8 +296,14 @@ def run_one(sandbox_root: Path, make_input, cmd_name: str, argv_of, timeout: flo
     before = _snapshot(box)
     t0 = time.perf_counter()
     try:
-        r = subprocess.run([sys.executable, "-m", "detkit", *argv], capture_output=True, timeout=timeout, cwd=box / "work",
-                           env={**os.environ, "DETKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}, check=False)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "detkit", *argv],
+            capture_output=True,
+            timeout=timeout,
+            cwd=box / "work",
+            env={**os.environ, "DETKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"},
+            check=False,
+        )
         code, err = r.returncode, r.stderr.decode("utf-8", "replace")
     except subprocess.TimeoutExpired:
         code, err = "timeout", ""
@@ -257,19 +311,24 @@ def run_one(sandbox_root: Path, make_input, cmd_name: str, argv_of, timeout: flo
     after = _snapshot(box)
     allowed = (str(Path(out_path).relative_to(box)),) if out_path else ()
     changed = sorted(
-        k for k in set(before) | set(after)
-        if before.get(k) != after.get(k) and not any(k == a or k.startswith(a + "/") for a in allowed)
+        k
+        for k in set(before) | set(after)
+        if before.get(k) != after.get(k)
+        and not any(k == a or k.startswith(a + "/") for a in allowed)
         and k not in ("work/out",)  # the output folder's parent may be created
-    )  # fmt: skip
+    )
     outside_box = sorted(set(os.listdir(parent)) - {"box"})
     shutil.rmtree(parent, ignore_errors=True)
     traceback = "Traceback (most recent call last)" in err or code not in (0, 1, 2)
     return {
-        "command": cmd_name, "code": code, "traceback": traceback, "wall_s": round(wall, 2),
+        "command": cmd_name,
+        "code": code,
+        "traceback": traceback,
+        "wall_s": round(wall, 2),
         "outside": changed + outside_box,
         "multi_line": code == 2 and not _one_error_line(err),
         "stderr_tail": err.strip().splitlines()[-1][:200] if err.strip() else "",
-    }  # fmt: skip
+    }
 
 
 def _one_error_line(err: str) -> bool:
@@ -365,14 +424,18 @@ def main() -> None:
         print(json.dumps(results, indent=1))
     for r in tb + outside + multi:
         print(
-            f"  {r['input']:32} {r['command']:16} exit {r['code']}  outside={r['outside'][:3]}  {r['stderr_tail']}",
+            f"  {r['input']:32} {r['command']:16} exit {r['code']}  outside={r['outside'][:3]}  "
+            f"{r['stderr_tail']}",
             file=sys.stderr,
         )
     codes = {c: sum(r["code"] == c for r in results) for c in (0, 1, 2)}
-    print(f"{len(results)} runs ({len(inputs)} inputs x {len(results) // max(1, len(inputs))} commands) in "
-          f"{time.perf_counter() - t0:.0f} s: tracebacks {len(tb)}, writes outside the output folder {len(outside)}, "
-          f"multi-line errors {len(multi)}; exit 0/1/2: {codes[0]}/{codes[1]}/{codes[2]}",
-          file=sys.stderr if args.json else sys.stdout)  # fmt: skip
+    print(
+        f"{len(results)} runs ({len(inputs)} inputs x {len(results) // max(1, len(inputs))} commands) in "
+        f"{time.perf_counter() - t0:.0f} s: tracebacks {len(tb)}, writes outside the output folder "
+        f"{len(outside)}, "
+        f"multi-line errors {len(multi)}; exit 0/1/2: {codes[0]}/{codes[1]}/{codes[2]}",
+        file=sys.stderr if args.json else sys.stdout,
+    )
     sys.exit(1 if tb or outside or multi else 0)
 
 

@@ -4,7 +4,8 @@ Measures images/s of the full recipe step (device-resident uint8 images, crop/fl
 ResNet forward/backward, SGD + one-cycle, EMA; bf16 autocast + channels_last on CUDA, optional
 torch.compile) against a named baseline measured in the same run: the same model in a plain eager fp32
 NCHW loop with no augmentation or EMA. FLOPs per image come from torch.utils.flop_counter; the fraction of
-peak uses the dense bf16 peak of the GPU (detkit.training.BF16_PEAK_TFLOPS). The issue's target: a 70k-image ResNet-18 epoch in
+peak uses the dense bf16 peak of the GPU (detkit.train.common.BF16_PEAK_TFLOPS). The issue's target: a
+70k-image ResNet-18 epoch in
 under 10 s on one H100 (>= 7,000 images/s).
 
     python bench/classify_step.py                      # auto device, recipe defaults
@@ -20,10 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from detkit.classify.augment import AugmentConfig, DeviceLoader
+from detkit.classify.config import TrainConfig
 from detkit.classify.engine import Step, train_one_epoch
 from detkit.classify.models import build_model
-from detkit.classify.train import TrainConfig, build_optimizer
-from detkit.training import ModelEMA, peak_bf16_tflops
+from detkit.classify.train import build_optimizer
+from detkit.train.common import ModelEMA, peak_bf16_tflops
 
 
 def flops_per_image(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool) -> float:

@@ -4,7 +4,8 @@
 
 Writes (once, then reuses) a generated ground truth at the scale of COCO val2017 — 5,000 images, ~30k
 boxes over COCO's 80 categories (ids with gaps), a few crowd boxes — and 500,000 detections (100 per
-image, the size a detector with max_det 100 writes at conf 0.001), clustered as a detector's are: jittered copies
+image, the size a detector with max_det 100 writes at conf 0.001), clustered as a detector's are: jittered
+copies
 of the ground-truth boxes, some with the wrong class, and background boxes, with scores that favour the
 good ones (see ``generate``). Then runs, each as a whole
 process measured with ``/usr/bin/time -v`` (wall time, peak RSS):
@@ -42,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detkit.coco.model import COCO80_IDS, COCO80_NAMES
+from detkit.datasets.model import COCO80_IDS, COCO80_NAMES
 
 PYCOCO_SCRIPT = r"""
 import contextlib, json, sys
@@ -79,11 +80,21 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
     gbox = np.round(np.c_[bx, by, bw, bh], 2)
     gcat = cats[np.minimum(rng.geometric(0.08, size=n_boxes) - 1, 79)]
     crowd = (rng.uniform(size=n_boxes) < 0.01).astype(int)
-    images = [{"id": int(i), "file_name": f"{i:012d}.jpg", "width": int(ww), "height": int(hh)}
-              for i, ww, hh in zip(img_ids, w, h)]  # fmt: skip
-    anns = [{"id": k + 1, "image_id": int(img_ids[i]), "category_id": int(c), "bbox": b.tolist(),
-             "area": round(float(b[2] * b[3]), 2), "iscrowd": int(cr)}
-            for k, (i, c, b, cr) in enumerate(zip(im, gcat, gbox, crowd))]  # fmt: skip
+    images = [
+        {"id": int(i), "file_name": f"{i:012d}.jpg", "width": int(ww), "height": int(hh)}
+        for i, ww, hh in zip(img_ids, w, h)
+    ]
+    anns = [
+        {
+            "id": k + 1,
+            "image_id": int(img_ids[i]),
+            "category_id": int(c),
+            "bbox": b.tolist(),
+            "area": round(float(b[2] * b[3]), 2),
+            "iscrowd": int(cr),
+        }
+        for k, (i, c, b, cr) in enumerate(zip(im, gcat, gbox, crowd))
+    ]
     categories = [{"id": int(i), "name": n, "supercategory": ""} for i, n in zip(COCO80_IDS, COCO80_NAMES)]
     gt_path = folder / "gt.json"
     gt_path.write_text(
@@ -121,8 +132,12 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
     dcat = np.r_[hcat, bcat]
     dscore = np.maximum(np.round(np.r_[hscore, rng.beta(1, 8, size=n_bg)], 5), 0.001)
     order = np.argsort(dimg, kind="stable")
-    rows = [f'{{"image_id":{i},"category_id":{c},"bbox":[{b[0]},{b[1]},{b[2]},{b[3]}],"score":{s}}}'
-            for i, c, b, s in zip(dimg[order].tolist(), dcat[order].tolist(), dbox[order].tolist(), dscore[order].tolist())]  # fmt: skip
+    rows = [
+        f'{{"image_id":{i},"category_id":{c},"bbox":[{b[0]},{b[1]},{b[2]},{b[3]}],"score":{s}}}'
+        for i, c, b, s in zip(
+            dimg[order].tolist(), dcat[order].tolist(), dbox[order].tolist(), dscore[order].tolist()
+        )
+    ]
     dt_path = folder / "dt.json"
     dt_path.write_text("[" + ",".join(rows) + "]")
     return gt_path, dt_path
@@ -131,8 +146,12 @@ def generate(folder: Path, n_images: int, n_boxes: int, n_dets: int, seed: int =
 def measure_median(cmd: list[str], out_file: Path, repeats: int) -> dict[str, float]:
     """:func:`measure` ``repeats`` times: the median wall and CPU time, the largest peak memory."""
     runs = [measure(cmd, out_file) for _ in range(max(repeats, 1))]
-    return {"wall_s": statistics.median(r["wall_s"] for r in runs), "cpu_s": statistics.median(r["cpu_s"] for r in runs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "walls": [round(r["wall_s"], 3) for r in runs]}  # fmt: skip
+    return {
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "cpu_s": statistics.median(r["cpu_s"] for r in runs),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "walls": [round(r["wall_s"], 3) for r in runs],
+    }
 
 
 def measure(cmd: list[str], out_file: Path) -> dict[str, float]:
@@ -179,7 +198,8 @@ def main() -> None:
         print(f"generated {folder} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     n_dt = len(json.loads(dt.read_text()))
     print(
-        f"case: {gt} ({args.images:,} images, {args.boxes:,} boxes), {dt} ({n_dt:,} detections, {dt.stat().st_size / 1e6:.0f} MB)"
+        f"case: {gt} ({args.images:,} images, {args.boxes:,} boxes), {dt} ({n_dt:,} detections, "
+        f"{dt.stat().st_size / 1e6:.0f} MB)"
     )
     py = sys.executable
     runs = {
@@ -195,25 +215,35 @@ def main() -> None:
         res[name] = measure_median(cmd, out, args.pycoco_repeats if name == "pycocotools" else args.repeats)
         doc = json.loads(out.read_text())
         stats[name] = (
-            doc["stats"] if name == "pycocotools" else [doc["metrics"][k] for k in KEYS] if name == "hotcoco CLI"
+            doc["stats"]
+            if name == "pycocotools"
+            else [doc["metrics"][k] for k in KEYS]
+            if name == "hotcoco CLI"
             else [doc["summary"][k] for k in KEYS]
-        )  # fmt: skip
-        print(f"{name:12} {res[name]['wall_s']:8.2f} s {res[name]['peak_rss_mb']:8.0f} MB  (runs: {res[name]['walls']})",
-              file=sys.stderr)  # fmt: skip
+        )
+        print(
+            f"{name:12} {res[name]['wall_s']:8.2f} s {res[name]['peak_rss_mb']:8.0f} MB  (runs: "
+            f"{res[name]['walls']})",
+            file=sys.stderr,
+        )
     ref = np.asarray(stats["pycocotools"])
     print(
-        f"\n{'(median)':12} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}   12 numbers (max |diff| vs pycocotools)"
+        f"\n{'(median)':12} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}   12 numbers (max |diff| vs "
+        "pycocotools)"
     )
     for name, m in res.items():
         diff = float(np.abs(np.asarray(stats[name]) - ref).max())
         print(f"{name:12} {m['wall_s']:8.2f} {m['cpu_s']:8.2f} {m['peak_rss_mb']:12.0f}   {diff:.1e}")
     dk, pc, hc = res["detkit"], res["pycocotools"], res["hotcoco CLI"]
     print(
-        f"\ndetkit vs pycocotools: {pc['wall_s'] / dk['wall_s']:.1f}x faster by wall time, {pc['cpu_s'] / dk['cpu_s']:.1f}x "
-        f"by CPU time (target >= 50x), {dk['peak_rss_mb'] / pc['peak_rss_mb']:.2f} of its peak memory (target <= 0.25)"
+        f"\ndetkit vs pycocotools: {pc['wall_s'] / dk['wall_s']:.1f}x faster by wall time, "
+        f"{pc['cpu_s'] / dk['cpu_s']:.1f}x "
+        f"by CPU time (target >= 50x), {dk['peak_rss_mb'] / pc['peak_rss_mb']:.2f} of its peak memory "
+        "(target <= 0.25)"
     )
     print(
-        f"detkit vs hotcoco CLI: {dk['wall_s'] / hc['wall_s']:.2f}x its wall time, {dk['cpu_s'] / hc['cpu_s']:.2f}x its CPU "
+        f"detkit vs hotcoco CLI: {dk['wall_s'] / hc['wall_s']:.2f}x its wall time, "
+        f"{dk['cpu_s'] / hc['cpu_s']:.2f}x its CPU "
         f"time (target <= 2x), {dk['peak_rss_mb'] / hc['peak_rss_mb']:.2f} of its memory"
     )
     same = all(np.allclose(stats[n], ref, rtol=0, atol=1e-9) for n in stats)

@@ -21,7 +21,7 @@ CHILD = r"""
 import os, sys, threading, time
 t_boot = time.time() - (time.clock_gettime(time.CLOCK_MONOTONIC) - float(sys.argv[3]))
 sys.path.insert(0, sys.argv[4])
-import detkit.coco.loaders as L, detkit.evaluation.predictions as P, detkit.evaluation.result as R
+import detkit.datasets.load as L, detkit.evaluation.predictions as P, detkit.evaluation.result as R
 import detkit.evaluation.engine as E, detkit.evaluation.analysis as A, detkit.evaluation.confusion as C
 rows = []
 def wrap(mod, name):
@@ -46,7 +46,8 @@ with open(os.devnull, "w") as null:
     sys.stdout = out
 print(f"  {'start-up + imports':34} {'':14} {0:6.3f} -> {t_cli:6.3f}")
 for thread, name, a, b, cpu in sorted(rows, key=lambda r: r[2]):
-    print(f"  {name:34} {thread:14} {a:6.3f} -> {b:6.3f}   {b - a:6.3f} s wall  {cpu:6.3f} s CPU (its thread)")
+    times = f"{a:6.3f} -> {b:6.3f}   {b - a:6.3f} s wall  {cpu:6.3f} s CPU (its thread)"
+    print(f"  {name:34} {thread:14} {times}")
 print(f"  {'run() returned (exit code ' + str(code) + ')':34} {'':14} {time.time() - t_boot:6.3f}")
 """
 
@@ -62,8 +63,10 @@ def main() -> None:
     if not dt.exists():
         raise SystemExit(f"{dt} is missing: run bench/coco_eval.py first")
     for k in range(args.repeats):
-        print(f"run {k + 1} (times in s since the command started; load average "
-              f"{Path('/proc/loadavg').read_text().split()[:3]})")  # fmt: skip
+        print(
+            f"run {k + 1} (times in s since the command started; load average "
+            f"{Path('/proc/loadavg').read_text().split()[:3]})"
+        )
         # the child learns when it was launched (monotonic clock) to count the interpreter's start-up
         import time
 

@@ -1,6 +1,7 @@
 """detkit vs pycocotools on an instances_train2017-sized COCO file: load + class distribution.
 
-    python bench/coco_load.py [--cache bench_out/coco_load] [--images 118287] [--annotations 860001] [--repeat 1]
+    python bench/coco_load.py [--cache bench_out/coco_load] [--images 118287] [--annotations 860001] [--repeat
+    1]
 
 Writes (once, then reuses) a synthetic COCO file at the scale of ``instances_train2017.json`` — 118,287
 images, ~860k annotations with polygon segmentations, ~400 MB — and runs, each in its own process
@@ -29,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detkit.coco.model import COCO80_IDS, COCO80_NAMES
+from detkit.datasets.model import COCO80_IDS, COCO80_NAMES
 
 PYCOCO_SCRIPT = r"""
 import contextlib, json, sys
@@ -38,8 +39,10 @@ with contextlib.redirect_stdout(sys.stderr):  # pycocotools prints progress to s
     from pycocotools.coco import COCO
     coco = COCO(sys.argv[1])
 inst = Counter(a["category_id"] for a in coco.dataset["annotations"])
-rows = [{"id": c, "name": coco.cats[c]["name"], "instances": inst.get(c, 0), "images": len(set(coco.catToImgs[c]))}
-        for c in coco.getCatIds()]
+rows = [
+    {"id": c, "name": coco.cats[c]["name"], "instances": inst.get(c, 0), "images": len({*coco.catToImgs[c]})}
+    for c in coco.getCatIds()
+]
 rows.sort(key=lambda r: (-r["instances"], r["name"]))
 json.dump({"classes": rows}, sys.stdout)
 """
@@ -61,15 +64,19 @@ def generate(path: Path, n_images: int, n_anns: int, seed: int = 0) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write('{"info":{"description":"detkit bench: COCO 2017 scale","version":"1.0","year":2017},')
         f.write(
-            '"licenses":[{"url":"http://creativecommons.org/licenses/by-nc-sa/2.0/","id":1,"name":"by-nc-sa"}],'
+            '"licenses":[{"url":"http://creativecommons.org/licenses/by-nc-sa/2.0/",'
+            '"id":1,"name":"by-nc-sa"}],'
         )
         f.write('"images":[')
-        f.write(",".join(
-            f'{{"license":1,"file_name":"{i:012d}.jpg","coco_url":"http://images.cocodataset.org/train2017/{i:012d}.jpg",'
-            f'"height":{hh},"width":{ww},"date_captured":"2013-11-14 16:28:13",'
-            f'"flickr_url":"http://farm4.staticflickr.com/3153/{i}_a0f9dd1c57_z.jpg","id":{i}}}'
-            for i, ww, hh in zip(img_ids.tolist(), w.tolist(), h.tolist())
-        ))  # fmt: skip
+        f.write(
+            ",".join(
+                f'{{"license":1,"file_name":"{i:012d}.jpg",'
+                f'"coco_url":"http://images.cocodataset.org/train2017/{i:012d}.jpg",'
+                f'"height":{hh},"width":{ww},"date_captured":"2013-11-14 16:28:13",'
+                f'"flickr_url":"http://farm4.staticflickr.com/3153/{i}_a0f9dd1c57_z.jpg","id":{i}}}'
+                for i, ww, hh in zip(img_ids.tolist(), w.tolist(), h.tolist())
+            )
+        )
         f.write('],"annotations":[')
         chunk = 100_000
         for start in range(0, n_anns, chunk):
@@ -86,13 +93,25 @@ def generate(path: Path, n_images: int, n_anns: int, seed: int = 0) -> None:
             crowd = (rng.uniform(size=m) < 0.01).astype(int)
             if start:
                 f.write(",")
-            f.write(",".join(
-                f'{{"segmentation":{pool[p]},"area":{a:.4f},"iscrowd":{c},"image_id":{img_ids[i]},'
-                f'"bbox":[{x:.2f},{y:.2f},{ww:.2f},{hh:.2f}],"category_id":{k},"id":{start + j + 1}}}'
-                for j, (p, a, c, i, x, y, ww, hh, k) in enumerate(zip(
-                    poly.tolist(), area.tolist(), crowd.tolist(), im.tolist(), bx.tolist(), by.tolist(),
-                    bw.tolist(), bh.tolist(), cat.tolist()))
-            ))  # fmt: skip
+            f.write(
+                ",".join(
+                    f'{{"segmentation":{pool[p]},"area":{a:.4f},"iscrowd":{c},"image_id":{img_ids[i]},'
+                    f'"bbox":[{x:.2f},{y:.2f},{ww:.2f},{hh:.2f}],"category_id":{k},"id":{start + j + 1}}}'
+                    for j, (p, a, c, i, x, y, ww, hh, k) in enumerate(
+                        zip(
+                            poly.tolist(),
+                            area.tolist(),
+                            crowd.tolist(),
+                            im.tolist(),
+                            bx.tolist(),
+                            by.tolist(),
+                            bw.tolist(),
+                            bh.tolist(),
+                            cat.tolist(),
+                        )
+                    )
+                )
+            )
         f.write('],"categories":[')
         f.write(
             ",".join(
@@ -146,7 +165,8 @@ def main() -> None:
         generate(big, args.images, args.annotations)
         print(f"generated {big} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     print(
-        f"file: {big} ({big.stat().st_size / 1e6:.0f} MB, {args.images:,} images, {args.annotations:,} annotations)"
+        f"file: {big} ({big.stat().st_size / 1e6:.0f} MB, {args.images:,} images, {args.annotations:,} "
+        "annotations)"
     )
 
     env_py = sys.executable
@@ -168,8 +188,11 @@ def main() -> None:
     print(f"{'':12} {'wall s':>8} {'peak RSS MB':>12}")
     for name, m in (("pycocotools", py), ("detkit", dk)):
         print(f"{name:12} {m['wall_s']:8.2f} {m['peak_rss_mb']:12.0f}")
-    print(f"speed-up {py['wall_s'] / dk['wall_s']:.1f}x (target >= 10x), memory {dk['peak_rss_mb'] / py['peak_rss_mb']:.2f} "
-          f"of pycocotools (target <= 0.5); same counts: {same}; measured with {dk['via']}")  # fmt: skip
+    print(
+        f"speed-up {py['wall_s'] / dk['wall_s']:.1f}x (target >= 10x), memory "
+        f"{dk['peak_rss_mb'] / py['peak_rss_mb']:.2f} "
+        f"of pycocotools (target <= 0.5); same counts: {same}; measured with {dk['via']}"
+    )
     if not same:
         raise SystemExit("detkit and pycocotools disagree on the class counts")
 

@@ -7,7 +7,8 @@ images, 860,001 annotations with polygons, ~430 MB) and its two halves (first / 
 images with their annotations, cached beside it). Each operation runs as a whole CLI process measured
 with ``/usr/bin/time -v`` (wall time, peak RSS), hotcoco's ``coco`` CLI first, then detkit's:
 
-  split   detkit coco split BIG OUT --ratios 0.8,0.1,0.1     coco split BIG -o P --val-frac 0.1 --test-frac 0.1
+  split   detkit coco split BIG OUT --ratios 0.8,0.1,0.1     coco split BIG -o P --val-frac 0.1 --test-frac
+  0.1
   filter  detkit coco filter BIG o.json --classes 1,3,18      coco filter BIG -o o.json --cat-ids 1,3,18
           --empty drop                                        (drops images left empty by default)
   sample  detkit coco sample BIG o.json --n 10000             coco sample BIG -o o.json --n 10000
@@ -131,19 +132,43 @@ def main() -> None:
     py, coco = sys.executable, shutil.which("coco") or str(Path(sys.executable).parent / "coco")
     dk = [py, "-m", "detkit", "coco"]
     ops = {
-        "split": ([coco, "split", str(big), "-o", str(o / "hc_split"), "--val-frac", "0.1", "--test-frac", "0.1", "--seed", "0"],
-                  [*dk, "split", str(big), str(o / "dk_split"), "--ratios", "0.8,0.1,0.1", "--seed", "0"],
-                  [o / f"hc_split_{s}.json" for s in ("train", "val", "test")], [o / "dk_split" / f"{s}.json" for s in ("train", "val", "test")]),
-        "filter": ([coco, "filter", str(big), "-o", str(o / "hc_filter.json"), "--cat-ids", CLASSES],
-                   [*dk, "filter", str(big), str(o / "dk_filter.json"), "--classes", CLASSES, "--empty", "drop"],
-                   [o / "hc_filter.json"], [o / "dk_filter.json"]),
-        "sample": ([coco, "sample", str(big), "-o", str(o / "hc_sample.json"), "--n", "10000", "--seed", "0"],
-                   [*dk, "sample", str(big), str(o / "dk_sample.json"), "--n", "10000", "--seed", "0"],
-                   [o / "hc_sample.json"], [o / "dk_sample.json"]),
-        "merge": ([coco, "merge", str(a), str(b), "-o", str(o / "hc_merge.json")],
-                  [*dk, "merge", str(a), str(b), str(o / "dk_merge.json")],
-                  [o / "hc_merge.json"], [o / "dk_merge.json"]),
-    }  # fmt: skip
+        "split": (
+            [
+                coco,
+                "split",
+                str(big),
+                "-o",
+                str(o / "hc_split"),
+                "--val-frac",
+                "0.1",
+                "--test-frac",
+                "0.1",
+                "--seed",
+                "0",
+            ],
+            [*dk, "split", str(big), str(o / "dk_split"), "--ratios", "0.8,0.1,0.1", "--seed", "0"],
+            [o / f"hc_split_{s}.json" for s in ("train", "val", "test")],
+            [o / "dk_split" / f"{s}.json" for s in ("train", "val", "test")],
+        ),
+        "filter": (
+            [coco, "filter", str(big), "-o", str(o / "hc_filter.json"), "--cat-ids", CLASSES],
+            [*dk, "filter", str(big), str(o / "dk_filter.json"), "--classes", CLASSES, "--empty", "drop"],
+            [o / "hc_filter.json"],
+            [o / "dk_filter.json"],
+        ),
+        "sample": (
+            [coco, "sample", str(big), "-o", str(o / "hc_sample.json"), "--n", "10000", "--seed", "0"],
+            [*dk, "sample", str(big), str(o / "dk_sample.json"), "--n", "10000", "--seed", "0"],
+            [o / "hc_sample.json"],
+            [o / "dk_sample.json"],
+        ),
+        "merge": (
+            [coco, "merge", str(a), str(b), "-o", str(o / "hc_merge.json")],
+            [*dk, "merge", str(a), str(b), str(o / "dk_merge.json")],
+            [o / "hc_merge.json"],
+            [o / "dk_merge.json"],
+        ),
+    }
     _, big_ann_img = ids(big)
     rows, ok = [], True
     for name in args.only.split(","):
@@ -172,12 +197,15 @@ def main() -> None:
         rows.append((name, best["hotcoco"], best["detkit"], h, d, same))
     print(f"load average after:  {Path('/proc/loadavg').read_text().strip()}")
     print(
-        f"{'':7} {'hotcoco s':>9} {'MB':>6} {'detkit s':>9} {'MB':>6} {'speed-up':>9} {'memory':>7}  counts (images, boxes)"
+        f"{'':7} {'hotcoco s':>9} {'MB':>6} {'detkit s':>9} {'MB':>6} {'speed-up':>9} {'memory':>7}  "
+        "counts (images, boxes)"
     )
     for name, h, d, hc, dc, same in rows:
-        print(f"{name:7} {h['wall_s']:9.2f} {h['peak_rss_mb']:6.0f} {d['wall_s']:9.2f} {d['peak_rss_mb']:6.0f} "
-              f"{h['wall_s'] / d['wall_s']:8.1f}x {d['peak_rss_mb'] / h['peak_rss_mb']:7.2f}  "
-              f"{'same' if same else 'DIFFERENT'}: detkit {dc} hotcoco {hc}")  # fmt: skip
+        print(
+            f"{name:7} {h['wall_s']:9.2f} {h['peak_rss_mb']:6.0f} {d['wall_s']:9.2f} {d['peak_rss_mb']:6.0f} "
+            f"{h['wall_s'] / d['wall_s']:8.1f}x {d['peak_rss_mb'] / h['peak_rss_mb']:7.2f}  "
+            f"{'same' if same else 'DIFFERENT'}: detkit {dc} hotcoco {hc}"
+        )
     print("targets: speed-up >= 10x, memory <= 0.50 of hotcoco's peak RSS; measured with /usr/bin/time -v")
     if not ok:
         raise SystemExit("detkit and hotcoco disagree on the counts")

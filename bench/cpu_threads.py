@@ -3,7 +3,8 @@ count 1..cores, on an idle machine and beside one competing busy process that th
 
 Each row is one (command, condition): the wall time of the whole command (start-up included, as a user
 waits for it) with the default (``--threads`` not given, ``OMP_NUM_THREADS`` unset: detkit's policy, see
-detkit/threads.py: the usable cores less the ones other programs keep busy, less the data workers) and with ``--threads N`` for N = 1..cores; the baseline is the best fixed N measured in
+detkit/train/threads.py: the usable cores less the ones other programs keep busy, less the data workers) and
+with ``--threads N`` for N = 1..cores; the baseline is the best fixed N measured in
 the same run. Target: default / best <= 1.15 in every row. Variants are interleaved and repeated
 (``--repeats``, minimum kept), so a burst of load from elsewhere hits all of them alike.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detkit.threads import usable_cores
+from detkit.train.threads import usable_cores
 
 TARGET = 1.15
 DETKIT = [sys.executable, "-m", "detkit"]
@@ -52,12 +53,43 @@ def _commands(work: Path) -> dict[str, list[str]]:
         _detkit(["data", "synth", str(shapes), "--images", "48", "--size", "160", "--seed", "0"])
         _detkit(["data", "synth", str(tiny), "--task", "classify", "--classes", "5", "--per-class", "60"])
     return {
-        "yolo train": ["yolo", "train", "--data", str(shapes / "instances.json"), "--epochs", "2", "--batch", "8",
-                       "--img-size", "160", "--width", "0.125", "--eval-every", "2", "--device", "cpu"],
-        "classify train": ["classify", "train", "--data", str(tiny), "--epochs", "2", "--batch", "32",
-                           "--img-size", "32", "--width", "0.25", "--device", "cpu",
-                           "--cache-dir", str(work / "cache")],
-    }  # fmt: skip
+        "yolo train": [
+            "yolo",
+            "train",
+            "--data",
+            str(shapes / "instances.json"),
+            "--epochs",
+            "2",
+            "--batch",
+            "8",
+            "--img-size",
+            "160",
+            "--width",
+            "0.125",
+            "--eval-every",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        "classify train": [
+            "classify",
+            "train",
+            "--data",
+            str(tiny),
+            "--epochs",
+            "2",
+            "--batch",
+            "32",
+            "--img-size",
+            "32",
+            "--width",
+            "0.25",
+            "--device",
+            "cpu",
+            "--cache-dir",
+            str(work / "cache"),
+        ],
+    }
 
 
 def _chosen(run: Path) -> int | None:
@@ -82,9 +114,15 @@ def _row(name: str, argv: list[str], work: Path, variants: list[int | None], rep
     fixed = {k: s for k, s in best.items() if k != "None"}
     best_n = min(fixed, key=fixed.get)
     ratio = best["None"] / fixed[best_n]
-    return {"command": name, "default_s": round(best["None"], 2), "default_threads": chosen,
-            "fixed_s": {k: round(s, 2) for k, s in fixed.items()}, "best_threads": int(best_n),
-            "ratio": round(ratio, 3), "ok": ratio <= TARGET}  # fmt: skip
+    return {
+        "command": name,
+        "default_s": round(best["None"], 2),
+        "default_threads": chosen,
+        "fixed_s": {k: round(s, 2) for k, s in fixed.items()},
+        "best_threads": int(best_n),
+        "ratio": round(ratio, 3),
+        "ok": ratio <= TARGET,
+    }
 
 
 def _busy() -> subprocess.Popen:
@@ -108,9 +146,13 @@ def main() -> int:
                 for name, argv in commands.items():
                     row = _row(name, argv, work, variants, args.repeats, condition.replace(" ", "_"))
                     rows.append({"condition": condition, **row})
-                    print(f"  {name:<15} {condition:<15} default {row['default_s']:6.2f} s "
-                          f"({row['default_threads']} threads), best fixed {min(row['fixed_s'].values()):6.2f} s "
-                          f"({row['best_threads']} threads), ratio {row['ratio']:.2f}", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"  {name:<15} {condition:<15} default {row['default_s']:6.2f} s "
+                        f"({row['default_threads']} threads), best fixed "
+                        f"{min(row['fixed_s'].values()):6.2f} s "
+                        f"({row['best_threads']} threads), ratio {row['ratio']:.2f}",
+                        file=sys.stderr,
+                    )
             finally:
                 if hog is not None:
                     hog.kill()
@@ -128,8 +170,10 @@ def main() -> int:
         print(head)
         for r in rows:
             fixed = " ".join(f"{r['fixed_s'][str(n)]:>8.2f}" for n in range(1, cores + 1))
-            print(f"{r['command']:<15} {r['condition']:<15} {r['default_s']:>9.2f} {r['default_threads']!s:>9} "
-                  f"{fixed} {r['ratio']:>6.2f}  {'yes' if r['ok'] else 'NO'}")  # fmt: skip
+            print(
+                f"{r['command']:<15} {r['condition']:<15} {r['default_s']:>9.2f} {r['default_threads']!s:>9} "
+                f"{fixed} {r['ratio']:>6.2f}  {'yes' if r['ok'] else 'NO'}"
+            )
     return 0 if all(r["ok"] for r in rows) else 1
 
 

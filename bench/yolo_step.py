@@ -1,4 +1,5 @@
-"""YOLOv2 training throughput: the trainer's full step (forward, loss, backward, clip, SGD, EMA) on synthetic tensors, and
+"""YOLOv2 training throughput: the trainer's full step (forward, loss, backward, clip, SGD, EMA) on synthetic
+tensors, and
 end to end with the real data loader on JPEGs (``--loader``).
 
 Prints images/s, the model's FLOPs per image (torch.utils.flop_counter), the achieved fraction of the
@@ -29,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
-from detkit.training import ModelEMA, peak_bf16_tflops
+from detkit.train.common import ModelEMA, peak_bf16_tflops
 from detkit.yolo.engine import TrainStep
 from detkit.yolo.loss import LossConfig, YoloLoss
 from detkit.yolo.model import YoloConfig, YOLOv2
@@ -53,7 +54,8 @@ def synthetic_batch(batch: int, size: int, num_classes: int, device: torch.devic
 
 
 def count_flops(model: torch.nn.Module, size: int) -> tuple[float, float]:
-    """(forward, forward + backward) FLOPs per image at ``size``, counted on a batch of 2 (BN in train mode)."""
+    """(forward, forward + backward) FLOPs per image at ``size``, counted on a batch of 2 (BN in
+    train mode)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(2, 3, size, size, device=next(model.parameters()).device)
@@ -85,8 +87,15 @@ class Stepper:
         opt = torch.optim.SGD(
             self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4, nesterov=True
         )
-        self.step = TrainStep(forward, loss_fn, opt, ema=ModelEMA(self.model), amp=amp, grad_clip=10.0,
-                              channels_last=channels_last)  # fmt: skip
+        self.step = TrainStep(
+            forward,
+            loss_fn,
+            opt,
+            ema=ModelEMA(self.model),
+            amp=amp,
+            grad_clip=10.0,
+            channels_last=channels_last,
+        )
         self.seen = 0
 
     def __call__(self, images: torch.Tensor, gt: list[torch.Tensor]) -> torch.Tensor:
@@ -132,7 +141,7 @@ def time_loss(args, device: torch.device) -> float:
 
 def time_loader(step: Stepper, args, device: torch.device) -> float | None:
     try:
-        from detkit.coco.loaders import load_dataset  # noqa: F401  (build_loader needs it)
+        from detkit.datasets.load import load_dataset  # noqa: F401  (build_loader needs it)
         from detkit.yolo.data import build_loader
     except ImportError as e:
         print(f"loader: skipped (detkit.yolo.data unavailable: {e})", file=sys.stderr)
@@ -238,7 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.backbone} x{args.width})"
     )
     print(
-        f"model FLOPs/image {res['gflops_fwd_per_image']:.2f} G forward, {res['gflops_train_per_image']:.2f} G "
+        f"model FLOPs/image {res['gflops_fwd_per_image']:.2f} G forward, "
+        f"{res['gflops_train_per_image']:.2f} G "
         "forward+backward"
     )
     print(
@@ -257,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
     if res.get("e2e_img_s"):
         print(
             f"end to end        {res['e2e_img_s']:9.1f} img/s   end-to-end / step = "
-            f"{res['e2e_img_s'] / res['step_img_s']:.2f}x   vs H100 target {res['e2e_img_s'] / TARGET_E2E:.3f}x"
+            f"{res['e2e_img_s'] / res['step_img_s']:.2f}x   vs H100 target "
+            f"{res['e2e_img_s'] / TARGET_E2E:.3f}x"
         )
     return res
 

@@ -24,10 +24,10 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
-    "load_dataset": ("detkit.coco.loaders", "load_dataset"),
-    "Dataset": ("detkit.coco.model", "Dataset"),
-    "validate": ("detkit.coco.validate", "validate_path"),
-    "class_table": ("detkit.coco.stats", "class_table"),
+    "load_dataset": ("detkit.datasets.load", "load_dataset"),
+    "Dataset": ("detkit.datasets.model", "Dataset"),
+    "validate": ("detkit.datasets.checks.validate", "validate_path"),
+    "class_table": ("detkit.datasets.stats", "class_table"),
     "kmeans_anchors": ("detkit.anchors.run", "kmeans_anchors"),
     "KMeansConfig": ("detkit.anchors.config", "KMeansConfig"),
     "evaluate": ("detkit.evaluation", "evaluate"),
@@ -37,9 +37,18 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
-    "Classifier", "Dataset", "Detector", "DetkitError", "KMeansConfig", "__version__", "class_table", "evaluate",
-    "kmeans_anchors", "load_dataset", "validate",
-]  # fmt: skip
+    "Classifier",
+    "Dataset",
+    "Detector",
+    "DetkitError",
+    "KMeansConfig",
+    "__version__",
+    "class_table",
+    "evaluate",
+    "kmeans_anchors",
+    "load_dataset",
+    "validate",
+]
 
 
 def __getattr__(name: str) -> Any:

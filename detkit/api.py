@@ -68,7 +68,7 @@ class Detector:
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "auto") -> Detector:
         """Load ``checkpoint`` (a ``.pt`` file, or a run folder meaning its ``last.pt``)."""
-        from detkit.training import resolve_device
+        from detkit.train.common import resolve_device
         from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(checkpoint)
@@ -144,9 +144,9 @@ class Classifier:
         """Load a classify checkpoint file (``best.pt`` / ``last.pt``)."""
         import torch
 
+        from detkit.classify.checkpoint import load_checkpoint
         from detkit.classify.models import build_model, checkpoint_weights
-        from detkit.classify.runfiles import load_checkpoint
-        from detkit.training import resolve_device
+        from detkit.train.common import resolve_device
 
         ckpt = load_checkpoint(Path(checkpoint))
         cfg = ckpt["config"]

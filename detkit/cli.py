@@ -43,16 +43,23 @@ def _root(
     """detkit: object-detection datasets, anchors and training."""
 
 
-# sub-app name -> (module holding its ``app``, help); "demo" is a command. Each is imported only when a
-# command line names it (``detkit coco eval`` imports neither torch nor the trainers), all of them for help.
+# sub-app name -> (modules that register its commands on one ``app``, in --help order; help); "demo" is a
+# command. Each is imported only when a command line names it (``detkit coco eval`` imports neither torch
+# nor the trainers), all of them for help.
+_COCO = (
+    "detkit.datasets.cli.inspect",
+    "detkit.datasets.cli.convert",
+    "detkit.evaluation.cli",
+    "detkit.datasets.cli.ops",
+)
 _PARTS = {
-    "coco": ("detkit.coco.cli", "Inspect, validate, count and convert annotation files."),
-    "anchors": ("detkit.anchors.cli", "IoU k-means anchor boxes, sweeps and plots."),
-    "yolo": ("detkit.yolo.cli", "YOLOv2-style detector: train, eval (COCO mAP), predict."),
-    "classify": ("detkit.classify.cli", "ResNet classifiers on Tiny ImageNet layouts."),
-    "data": ("detkit.data.cli", "Generate synthetic data sets (no download needed)."),
-    "report": ("detkit.report.cli", "HTML / Markdown reports from run folders."),
-    "demo": ("detkit.demo", ""),
+    "coco": (_COCO, "Inspect, validate, count and convert annotation files."),
+    "anchors": (("detkit.anchors.cli",), "IoU k-means anchor boxes, sweeps and plots."),
+    "yolo": (("detkit.yolo.cli",), "YOLOv2-style detector: train, eval (COCO mAP), predict."),
+    "classify": (("detkit.classify.cli",), "ResNet classifiers on Tiny ImageNet layouts."),
+    "data": (("detkit.data.cli",), "Generate synthetic data sets (no download needed)."),
+    "report": (("detkit.report.cli",), "HTML / Markdown reports from run folders."),
+    "demo": (("detkit.demo.run",), ""),
 }
 _registered: set[str] = set()
 
@@ -61,11 +68,12 @@ def _register(names: set[str] | None = None) -> None:
     """Add the named sub-apps (default: all) that are not there yet, keeping ``_PARTS``' order for help."""
     import importlib
 
-    for name, (module, help_) in _PARTS.items():
+    for name, (modules, help_) in _PARTS.items():
         if name in _registered or (names is not None and name not in names):
             continue
         _registered.add(name)
-        mod = importlib.import_module(module)
+        for module in modules:
+            mod = importlib.import_module(module)
         if name == "demo":  # the demo runs the other commands and reads their options: all registered
             app.command("demo")(mod.demo_command(mod.Runner(full_app(), lambda argv: run(argv))))
         else:
@@ -75,7 +83,8 @@ def _register(names: set[str] | None = None) -> None:
 
 
 def full_app() -> typer.Typer:
-    """The app with every sub-command registered (what ``detkit --help`` lists; the demo reads its options)."""
+    """The app with every sub-command registered (what ``detkit --help`` lists; the demo reads its
+    options)."""
     _register()
     return app
 
@@ -117,7 +126,7 @@ def run(argv: list[str] | None = None, freeze: bool = False) -> int:
     ``cat``; an OSError that escaped a command (a permission denied, a full disk) is one line, exit 2.
     ``freeze`` (``main``: the process is the command's own) moves what importing made — typer, rich, numpy,
     the sub-commands: ~100k objects that live as long as the process — out of the garbage collector's
-    reach, so that a full collection no longer walks it (~12 ms each).
+    reach, so that a full collection no longer walks it.
     """
     global _broken_pipe
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -160,7 +169,7 @@ def main() -> None:
     if _broken_pipe:
         _silence_stdout()
     # The process ends here: spare the interpreter's exit-time garbage collection a walk over every object
-    # still alive (~40 ms after a val2017-sized eval). atexit handlers still run and objects are still freed
+    # still alive (docs/benchmarks.md, coco eval). atexit handlers still run and objects are still freed
     # by reference counts; only objects held in reference cycles are left to the OS, which Python does not
     # promise to finalize at exit anyway.
     gc.freeze()

@@ -30,7 +30,7 @@ def progress_enabled() -> bool:
 
 def progress(transient: bool = True) -> Progress:
     """A rich progress bar on stderr; disabled (a no-op) when stderr is not a terminal."""
-    from rich.progress import (  # here: ~10 ms of imports a command that shows no bar need not pay
+    from rich.progress import (  # here: imports a command that shows no bar need not pay
         BarColumn,
         MofNCompleteColumn,
         Progress,

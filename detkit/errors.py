@@ -47,7 +47,7 @@ class InputError(DetkitError):
         where: the record in it (a JSON path, ``line 3``), or None for the whole file.
         what: what is wrong, in a few words.
         code: the ``validate`` finding code it becomes when reported instead of raised
-            (see :mod:`detkit.coco.findings`); None: the reader's default.
+            (see :mod:`detkit.datasets.checks.findings`); None: the reader's default.
     """
 
     def __init__(self, path: object, where: str | int | None, what: str, *, code: str | None = None):

@@ -18,8 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def _modules_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", f"{code}\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
-        capture_output=True, text=True, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -31,7 +35,7 @@ def test_import_detkit_is_cheap_and_dataset_functions_skip_torch(shapes_dir):
         f"import detkit; ds = detkit.load_dataset({str(ann)!r}); detkit.class_table(ds); "
         f"detkit.validate({str(ann)!r}); detkit.kmeans_anchors(ds, k=3)"
     )
-    assert "detkit.coco.loaders" in mods and "detkit.anchors.run" in mods
+    assert "detkit.datasets.load" in mods and "detkit.anchors.run" in mods
     assert "torch" not in mods and "cv2" not in mods
 
 
@@ -53,15 +57,16 @@ def test_exports_resolve_and_unknown_names_fail():
         detkit.nope  # noqa: B018
 
 
-def test_evaluate_is_exported_when_the_engine_has_it():
+def test_every_public_name_resolves_to_its_defining_object():
     import importlib
 
     import detkit
 
-    engine = importlib.import_module("detkit.evaluation")
-    if not hasattr(engine, "evaluate"):
-        pytest.skip("detkit.evaluation.evaluate is not written yet")
-    assert detkit.evaluate is engine.evaluate
+    for name, (module, attr) in detkit._EXPORTS.items():
+        assert getattr(detkit, name) is getattr(importlib.import_module(module), attr), name
+    import detkit.evaluation.result as result
+
+    assert detkit.evaluate is result.evaluate
 
 
 # ---- trained models (tiny, on CPU) ----------------------------------------------------------------
@@ -74,9 +79,30 @@ def workdir(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("api")
     write_detection_set(d / "shapes", images=16, size=96, seed=0)
-    _train(["yolo", "train", "--data", str(d / "shapes" / "instances.json"), "--out", str(d / "runs" / "yolo"),
-            "--epochs", "1", "--batch", "8", "--img-size", "64", "--width", "0.125", "--workers", "0",
-            "--device", "cpu", "--seed", "0"])  # fmt: skip
+    _train(
+        [
+            "yolo",
+            "train",
+            "--data",
+            str(d / "shapes" / "instances.json"),
+            "--out",
+            str(d / "runs" / "yolo"),
+            "--epochs",
+            "1",
+            "--batch",
+            "8",
+            "--img-size",
+            "64",
+            "--width",
+            "0.125",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--seed",
+            "0",
+        ]
+    )
     return d
 
 
@@ -86,8 +112,26 @@ def cls_run(workdir):
     from detkit.data.synth_classify import write_classify_set
 
     write_classify_set(workdir / "tiny", classes=3, per_class=12, seed=0)
-    _train(["classify", "train", "--data", str(workdir / "tiny"), "--out", str(workdir / "runs" / "cls"),
-            "--epochs", "1", "--width", "0.25", "--img-size", "32", "--batch", "8", "--device", "cpu"])  # fmt: skip
+    _train(
+        [
+            "classify",
+            "train",
+            "--data",
+            str(workdir / "tiny"),
+            "--out",
+            str(workdir / "runs" / "cls"),
+            "--epochs",
+            "1",
+            "--width",
+            "0.25",
+            "--img-size",
+            "32",
+            "--batch",
+            "8",
+            "--device",
+            "cpu",
+        ]
+    )
     return workdir / "runs" / "cls"
 
 

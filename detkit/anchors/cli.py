@@ -84,18 +84,32 @@ def kmeans(
     For a sweep, --out writes the k chosen by --pick: by default the smallest k whose best-possible
     recall reaches 0.98 (5 when none does); the choice is printed on stderr.
 
-    Example: detkit anchors kmeans instances.json --k 1-10 --norm letterbox --plots anchors/ --out anchors.json
+    Example: detkit anchors kmeans instances.json --k 1-10 --norm letterbox --plots anchors/ --out
+        anchors.json
     """
     from detkit.anchors.run import run_anchors
     from detkit.console import progress
 
     try:
-        cfg = KMeansConfig(k=k, pick=pick, seed=seed, restarts=restarts, update=update, method=method, norm=norm,
-                           img_size=img_size, grid=grid, iou_thr=iou_thr, refine=not no_refine, format=format)  # fmt: skip
+        cfg = KMeansConfig(
+            k=k,
+            pick=pick,
+            seed=seed,
+            restarts=restarts,
+            update=update,
+            method=method,
+            norm=norm,
+            img_size=img_size,
+            grid=grid,
+            iou_thr=iou_thr,
+            refine=not no_refine,
+            format=format,
+        )
         with progress() as bar:
             task = bar.add_task(f"k-means on the boxes of {path.name}", total=len(cfg.ks), info="")
-            res = run_anchors(path, cfg, out=out, plots=plots,
-                              on_k=lambda kk: bar.update(task, advance=1, info=f"k={kk}"))  # fmt: skip
+            res = run_anchors(
+                path, cfg, out=out, plots=plots, on_k=lambda kk: bar.update(task, advance=1, info=f"k={kk}")
+            )
     except OptionError as exc:
         raise flag_error(exc) from None
     _print_result(res, path, json_, out, plots)
@@ -108,8 +122,11 @@ def _print_result(res, path: Path, json_: bool, out: Path | None, plots: Path | 
     from detkit.console import out as stdout
 
     if res.dropped:
-        warn(f"{path}: dropped {res.dropped} of {res.dropped + len(res.wh)} boxes with zero, negative or missing "
-             f"size (first: {', '.join(res.dropped_where)})")  # fmt: skip
+        warn(
+            f"{path}: dropped {res.dropped} of {res.dropped + len(res.wh)} boxes with zero, negative or "
+            "missing "
+            f"size (first: {', '.join(res.dropped_where)})"
+        )
     if json_:
         emit_json(res.to_dict())
     else:

@@ -128,7 +128,7 @@ def lloyd(
     anchors = np.asarray(anchors, dtype=np.float64).copy()
     iou, lab = best_iou(x, anchors)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (the count is read after the loop)
         anchors = _update(x, lab, iou, anchors, update)
         iou, new_lab = best_iou(x, anchors)
         changed = np.count_nonzero(new_lab != lab)
@@ -275,9 +275,16 @@ def iou_kmeans(
         if refined[1].mean() >= before:
             anchors, iou, lab = refined
     return _result(
-        anchors, iou, lab, mean_iou_before_refine=before, method="iou", update=update,
-        restarts=restarts, iterations=iters, restart_mean_ious=scores,
-    )  # fmt: skip
+        anchors,
+        iou,
+        lab,
+        mean_iou_before_refine=before,
+        method="iou",
+        update=update,
+        restarts=restarts,
+        iterations=iters,
+        restart_mean_ious=scores,
+    )
 
 
 def euclidean_kmeans(
@@ -297,6 +304,13 @@ def euclidean_kmeans(
     km = KMeans(n_clusters=k, n_init=max(1, int(restarts)), random_state=seed).fit(x)
     anchors, iou, lab = _scored(x, km.cluster_centers_.astype(np.float64))
     return _result(
-        anchors, iou, lab, mean_iou_before_refine=float(iou.mean()), method="euclidean", update="mean",
-        restarts=max(1, int(restarts)), iterations=int(km.n_iter_), sse=float(km.inertia_),
-    )  # fmt: skip
+        anchors,
+        iou,
+        lab,
+        mean_iou_before_refine=float(iou.mean()),
+        method="euclidean",
+        update="mean",
+        restarts=max(1, int(restarts)),
+        iterations=int(km.n_iter_),
+        sse=float(km.inertia_),
+    )

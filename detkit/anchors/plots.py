@@ -124,8 +124,16 @@ def plot_anchor_boxes(
     # anchors have their corners a few pixels apart, so labels at the corners overlap
     line = lim * 0.045
     for j, (w, h) in enumerate(a):
-        ax.text(c - lim / 2 + lim * 0.02, c - lim / 2 + line * (j + 1), f"#{j} {w:.0f}x{h:.0f}",
-                color=colours(j % 10), fontsize=9, ha="left", va="bottom", family="monospace")  # fmt: skip
+        ax.text(
+            c - lim / 2 + lim * 0.02,
+            c - lim / 2 + line * (j + 1),
+            f"#{j} {w:.0f}x{h:.0f}",
+            color=colours(j % 10),
+            fontsize=9,
+            ha="left",
+            va="bottom",
+            family="monospace",
+        )
     ax.set_xlim(c - lim / 2, c + lim / 2)
     ax.set_ylim(c + lim / 2, c - lim / 2)  # image coordinates: y grows downwards
     ax.set_aspect("equal")

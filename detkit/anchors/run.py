@@ -37,7 +37,7 @@ class AnchorsResult:
     dropped: int = 0
     dropped_where: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # what run_anchors wrote: out, plots_dir, plots
-    skipped: dict[str, Any] | None = None  # what the loader left out (detkit.coco.loaders.skipped_summary)
+    skipped: dict[str, Any] | None = None  # what the loader left out (detkit.datasets.load.skipped_summary)
 
     @property
     def anchors(self) -> np.ndarray:
@@ -69,14 +69,14 @@ class AnchorsResult:
 
 
 def _load(data: Any, cfg: KMeansConfig) -> Any:
-    """``data`` as an (N, 2) array or a :class:`~detkit.coco.model.Dataset` (a path is loaded)."""
+    """``data`` as an (N, 2) array or a :class:`~detkit.datasets.model.Dataset` (a path is loaded)."""
     if isinstance(data, np.ndarray):
         return data
-    from detkit.coco.model import Dataset
+    from detkit.datasets.model import Dataset
 
     if isinstance(data, Dataset):
         return data
-    from detkit.coco.loaders import load_dataset
+    from detkit.datasets.load import load_dataset
 
     return load_dataset(data, cfg.format)
 
@@ -94,7 +94,7 @@ def _boxes(data: Any, cfg: KMeansConfig) -> tuple[np.ndarray, str, str | None, n
 
 
 def kmeans_anchors(data: Any, config: KMeansConfig | None = None, *, on_k=None, **options) -> AnchorsResult:
-    """Anchors for a dataset (path, :class:`~detkit.coco.model.Dataset` or an (N, 2) array of normalised
+    """Anchors for a dataset (path, :class:`~detkit.datasets.model.Dataset` or an (N, 2) array of normalised
     sizes); writes nothing.
 
     Args:
@@ -108,13 +108,22 @@ def kmeans_anchors(data: Any, config: KMeansConfig | None = None, *, on_k=None, 
     if len(wh) == 0:
         raise DetkitError(f"{source}: no boxes with a positive size")
     sweep = run_sweep(
-        wh, cfg.ks, method=cfg.method, seed=cfg.seed, restarts=cfg.restarts, update=cfg.update,
-        refine=cfg.refine, grid=cfg.grid, img_size=cfg.img_size, iou_thr=cfg.iou_thr, on_k=on_k,
-    )  # fmt: skip
+        wh,
+        cfg.ks,
+        method=cfg.method,
+        seed=cfg.seed,
+        restarts=cfg.restarts,
+        update=cfg.update,
+        refine=cfg.refine,
+        grid=cfg.grid,
+        img_size=cfg.img_size,
+        iou_thr=cfg.iou_thr,
+        on_k=on_k,
+    )
     pick = pick_k(sweep, cfg.pick, cfg.iou_thr)
     skipped = None
     if not isinstance(data, np.ndarray):
-        from detkit.coco.loaders import skipped_summary
+        from detkit.datasets.load import skipped_summary
 
         skipped = skipped_summary(data)
     return AnchorsResult(cfg, source, wh, sweep, pick, fmt, int(dropped.sum()), where, skipped=skipped)
@@ -130,7 +139,7 @@ def run_anchors(
 ) -> AnchorsResult:
     """:func:`kmeans_anchors` on ``path``, then the anchors file ``out`` and the ``plots`` folder (PNGs,
     summary.json, run.json) when given. Files the loader skipped are one warning line on stderr."""
-    from detkit.coco.loaders import load_dataset, warn_skipped
+    from detkit.datasets.load import load_dataset, warn_skipped
     from detkit.io import write_json
 
     ds = load_dataset(path, config.format)
@@ -139,8 +148,16 @@ def run_anchors(
     res.source = str(path)
     if out is not None:
         cfg = res.config
-        doc = anchors_file(res.sweep, res.pick, norm=cfg.norm, grid=cfg.grid, img_size=cfg.img_size,
-                           seed=cfg.seed, method=cfg.method, source=str(path))  # fmt: skip
+        doc = anchors_file(
+            res.sweep,
+            res.pick,
+            norm=cfg.norm,
+            grid=cfg.grid,
+            img_size=cfg.img_size,
+            seed=cfg.seed,
+            method=cfg.method,
+            source=str(path),
+        )
         write_json(out, doc)
         res.files["out"] = str(out)
     if plots is not None:
@@ -152,17 +169,34 @@ def run_anchors(
 def _tables(res: AnchorsResult) -> dict[str, list[dict]]:
     sweep = res.sweep
     per_k = [
-        {"k": r["k"], "mean_iou": r["mean_iou"], "mean_iou_before_refine": r["mean_iou_before_refine"],
-         "bpr": r["bpr"], "ratio_recall": r["ratio_recall"], "elbow": r["k"] == sweep.elbow_k,
-         "chosen": r["k"] == res.pick.k}
+        {
+            "k": r["k"],
+            "mean_iou": r["mean_iou"],
+            "mean_iou_before_refine": r["mean_iou_before_refine"],
+            "bpr": r["bpr"],
+            "ratio_recall": r["ratio_recall"],
+            "elbow": r["k"] == sweep.elbow_k,
+            "chosen": r["k"] == res.pick.k,
+        }
         for r in sweep.rows
-    ]  # fmt: skip
+    ]
     tables: dict[str, list[dict]] = {"mean_iou_by_k": per_k}
     for r in sweep.rows:
         tables[f"anchors_k{r['k']}"] = [
-            {"anchor": j, "w": a[0], "h": a[1], "w_grid": g[0], "h_grid": g[1], "w_px": p[0], "h_px": p[1], "boxes": n}
-            for j, (a, g, p, n) in enumerate(zip(r["anchors"], r["anchors_grid"], r["anchors_pixels"], r["counts"]))
-        ]  # fmt: skip
+            {
+                "anchor": j,
+                "w": a[0],
+                "h": a[1],
+                "w_grid": g[0],
+                "h_grid": g[1],
+                "w_px": p[0],
+                "h_px": p[1],
+                "boxes": n,
+            }
+            for j, (a, g, p, n) in enumerate(
+                zip(r["anchors"], r["anchors_grid"], r["anchors_pixels"], r["counts"])
+            )
+        ]
     tables["stock_anchors"] = [
         {"name": n, **{key: v for key, v in ref.items() if key != "anchors"}}
         for n, ref in sweep.reference.items()
@@ -173,16 +207,26 @@ def _tables(res: AnchorsResult) -> dict[str, list[dict]]:
 def write_plots(folder: Path, res: AnchorsResult, path: Path) -> dict[str, str]:
     """PNGs, summary.json (kind anchors.kmeans) and run.json into ``folder``; returns the plot names."""
     from detkit.anchors.plots import plot_anchor_boxes, plot_elbow, plot_scatter
-    from detkit.runs import record_run, write_summary
+    from detkit.train.runs import record_run, write_summary
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg, sweep, wh = res.config, res.sweep, res.wh
     plots: dict[str, str] = {}
     for k, kr, row in zip(sweep.ks, sweep.results, sweep.rows):
-        plot_scatter(wh, kr.assignments, kr.anchors, folder / f"scatter_k{k}.png", seed=cfg.seed,
-                     title=f"boxes by cluster, k = {k}, mean IoU {100 * kr.mean_iou:.2f}%")  # fmt: skip
-        plot_anchor_boxes(row["anchors_pixels"], cfg.img_size, folder / f"anchors_k{k}.png",
-                          title=f"{k} anchors at {cfg.img_size} px ({cfg.norm} norm)")  # fmt: skip
+        plot_scatter(
+            wh,
+            kr.assignments,
+            kr.anchors,
+            folder / f"scatter_k{k}.png",
+            seed=cfg.seed,
+            title=f"boxes by cluster, k = {k}, mean IoU {100 * kr.mean_iou:.2f}%",
+        )
+        plot_anchor_boxes(
+            row["anchors_pixels"],
+            cfg.img_size,
+            folder / f"anchors_k{k}.png",
+            title=f"{k} anchors at {cfg.img_size} px ({cfg.norm} norm)",
+        )
         plots[f"scatter_k{k}"] = f"scatter_k{k}.png"
         plots[f"anchors_k{k}"] = f"anchors_k{k}.png"
     if len(sweep.ks) > 1:
@@ -192,14 +236,28 @@ def write_plots(folder: Path, res: AnchorsResult, path: Path) -> dict[str, str]:
     best = sweep.row(res.pick.k)
     config = {"path": str(path), "format": res.format, **res.config.to_dict()}
     write_summary(
-        folder, "anchors.kmeans", f"Anchor boxes for {path.name}",
-        metrics={"k": res.pick.k, "mean_iou": best["mean_iou"], "mean_iou_before_refine": best["mean_iou_before_refine"],
-                 "bpr": best["bpr"], "ratio_recall": best["ratio_recall"], "elbow_k": sweep.elbow_k, "boxes": len(wh)},
-        tables=_tables(res), plots=plots,
+        folder,
+        "anchors.kmeans",
+        f"Anchor boxes for {path.name}",
+        metrics={
+            "k": res.pick.k,
+            "mean_iou": best["mean_iou"],
+            "mean_iou_before_refine": best["mean_iou_before_refine"],
+            "bpr": best["bpr"],
+            "ratio_recall": best["ratio_recall"],
+            "elbow_k": sweep.elbow_k,
+            "boxes": len(wh),
+        },
+        tables=_tables(res),
+        plots=plots,
         mean_iou_curve={"k": sweep.ks, "mean_iou": [r["mean_iou"] for r in sweep.rows]},
-        config=config, chosen_k=res.pick.k, pick={"rule": res.pick.rule, "reason": res.pick.reason},
-        elbow_k=sweep.elbow_k, darknet=best["darknet"], reference=sweep.reference,
-    )  # fmt: skip
+        config=config,
+        chosen_k=res.pick.k,
+        pick={"rule": res.pick.rule, "reason": res.pick.reason},
+        elbow_k=sweep.elbow_k,
+        darknet=best["darknet"],
+        reference=sweep.reference,
+    )
     record_run(folder, config, seed=cfg.seed, inputs=[path])
     return plots
 
@@ -211,13 +269,20 @@ def text_tables(res: AnchorsResult) -> list[Any]:
 
     cfg, sweep = res.config, res.sweep
     parts: list[Any] = [
-        f"{len(res.wh):,} boxes from {res.source} ({cfg.method} k-means, {cfg.update} update, seed {cfg.seed})"
+        (
+            f"{len(res.wh):,} boxes from {res.source} ({cfg.method} k-means, {cfg.update} update, seed "
+            f"{cfg.seed})"
+        )
     ]
     for r in sweep.rows:
         gain = 100 * (r["mean_iou"] - r["mean_iou_before_refine"])
-        t = Table(title=f"k = {r['k']}: mean IoU {100 * r['mean_iou']:.2f}% (k-means {100 * r['mean_iou_before_refine']:.2f}%, "
-                  f"refinement {gain:+.2f}), BPR@{cfg.iou_thr:g} {100 * r['bpr']:.1f}%, ratio<4 {100 * r['ratio_recall']:.1f}%",
-                  title_justify="left")  # fmt: skip
+        t = Table(
+            title=f"k = {r['k']}: mean IoU {100 * r['mean_iou']:.2f}% (k-means "
+            f"{100 * r['mean_iou_before_refine']:.2f}%, "
+            f"refinement {gain:+.2f}), BPR@{cfg.iou_thr:g} {100 * r['bpr']:.1f}%, ratio<4 "
+            f"{100 * r['ratio_recall']:.1f}%",
+            title_justify="left",
+        )
         for col in ("#", "w", "h", "w grid", "h grid", "w px", "h px", "boxes"):
             t.add_column(col, justify="right")
         for j, (a, g, p, n) in enumerate(
@@ -242,12 +307,18 @@ def text_tables(res: AnchorsResult) -> list[Any]:
             marks = [
                 m for m, on in (("chosen", r["k"] == res.pick.k), ("elbow", r["k"] == sweep.elbow_k)) if on
             ]
-            t.add_row(str(r["k"]), f"{100 * r['mean_iou']:.2f}", f"{100 * r['bpr']:.1f}",
-                      f"{100 * r['ratio_recall']:.1f}", ("<- " + ", ".join(marks)) if marks else "")  # fmt: skip
+            t.add_row(
+                str(r["k"]),
+                f"{100 * r['mean_iou']:.2f}",
+                f"{100 * r['bpr']:.1f}",
+                f"{100 * r['ratio_recall']:.1f}",
+                ("<- " + ", ".join(marks)) if marks else "",
+            )
         parts.append(t)
     for name, ref in sweep.reference.items():
         parts.append(
-            f"stock {name} anchors (k = {ref['k']}): mean IoU {100 * ref['mean_iou']:.2f}%, BPR {100 * ref['bpr']:.1f}%"
+            f"stock {name} anchors (k = {ref['k']}): mean IoU {100 * ref['mean_iou']:.2f}%, BPR "
+            f"{100 * ref['bpr']:.1f}%"
         )
     parts.append(f"k = {res.pick.k} (grid {cfg.grid}, {cfg.img_size} px, {cfg.norm} norm):")
     parts.append(sweep.row(res.pick.k)["darknet"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from detkit.anchors.config import NORMS, OptionError
-from detkit.coco.model import Dataset
+from detkit.datasets.model import Dataset
 
 
 def dataset_wh(ds: Dataset, norm: str = "image") -> np.ndarray:

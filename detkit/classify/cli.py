@@ -32,8 +32,8 @@ def train(ctx: typer.Context, values: dict) -> None:
     owns a folder at a time (RUN/.detkit.lock names its pid).
     """
     from detkit.classify import train as T
-    from detkit.harness import Diverged
-    from detkit.options import given_options
+    from detkit.train.harness import Diverged
+    from detkit.train.options import given_options
 
     resume, exist_ok, as_json = values.pop("resume"), values.pop("exist_ok"), values.pop("json")
     run = resume or values["out"]
@@ -85,7 +85,7 @@ def lr_find(ctx: typer.Context, values: dict) -> None:
 def _register() -> None:
     # both commands' options are the config fields (help, default, check declared there once)
     from detkit.classify.config import LR_FIND_SKIPS, LrFindConfig, TrainConfig
-    from detkit.options import config_command, run_folder_options
+    from detkit.train.options import config_command, run_folder_options
 
     config_command(app, "train", [TrainConfig], extra=[*run_folder_options(), _json_option("result")])(train)
     config_command(

@@ -1,5 +1,5 @@
 """The options of ``detkit classify train`` and ``lr-find``, each declared once: field, default, help text
-and check (:func:`detkit.options.opt`). Light on purpose: the CLI builds both commands from it without
+and check (:func:`detkit.train.options.opt`). Light on purpose: the CLI builds both commands from it without
 importing torch.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from detkit import options as O
 from detkit.errors import OptionError
+from detkit.train import options as O
 
 
 def _one_of(name: str) -> O.Check:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.coco.layouts import IMAGE_EXTS  # the one list of image suffixes detkit reads
 from detkit.console import info, progress, warn
+from detkit.datasets.formats.layouts import IMAGE_EXTS  # the one list of image suffixes detkit reads
 from detkit.errors import DetkitError, InputError, OptionError
 from detkit.io import write_json
 

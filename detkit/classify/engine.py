@@ -1,4 +1,6 @@
-"""One training epoch and evaluation: the loop pieces ``train.py`` composes (EMA and RNG state: detkit.training)."""
+"""One training epoch and evaluation: the loop pieces ``train.py`` composes (EMA and RNG state:
+detkit.train.common).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detkit.training import ModelEMA
+from detkit.train.common import ModelEMA
 
 
 @dataclass

@@ -11,15 +11,15 @@ import torch
 
 from detkit.classify import data as D
 from detkit.classify.augment import DeviceLoader, normalize
+from detkit.classify.checkpoint import load_checkpoint
 from detkit.classify.engine import accuracy_stats, predict
 from detkit.classify.gradcam import check_cam_layer, grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
-from detkit.classify.runfiles import load_checkpoint
 from detkit.console import info, warn
 from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_path, check_out_folder
-from detkit.runs import record_run, write_summary
-from detkit.training import resolve_device
+from detkit.train.common import resolve_device
+from detkit.train.runs import record_run, write_summary
 
 SUBSETS = ("val", "official", "all")
 
@@ -182,8 +182,16 @@ def _mistakes(
         _save_png(out / c, _captioned(overlay(e.images[i], cam), caption + [f"Grad-CAM {cam_layer}"]))
         gal.append(g)
         cams.append(c)
-        rows.append({"file": e.cat.files[e.idx[i]], "true": names[t], "pred": names[p],
-                     "confidence": float(conf[i]), "gallery": g, "gradcam": c})  # fmt: skip
+        rows.append(
+            {
+                "file": e.cat.files[e.idx[i]],
+                "true": names[t],
+                "pred": names[p],
+                "confidence": float(conf[i]),
+                "gallery": g,
+                "gradcam": c,
+            }
+        )
     return rows, gal, cams
 
 
@@ -232,15 +240,34 @@ def evaluate_run(
         "images": len(e.idx),
         "misclassified": int((pred != targets).sum()),
     }
-    record_run(out, {"weights": str(weights), "data": str(e.cat.root), "subset": subset, "gallery": gallery,
-                     "cam_layer": cam_layer, "device": str(e.dev), "batch": batch}, None, [weights])  # fmt: skip
+    record_run(
+        out,
+        {
+            "weights": str(weights),
+            "data": str(e.cat.root),
+            "subset": subset,
+            "gallery": gallery,
+            "cam_layer": cam_layer,
+            "device": str(e.dev),
+            "batch": batch,
+        },
+        None,
+        [weights],
+    )
     summary = write_summary(
-        out, "classify.eval", f"{e.cfg['model']} on {e.cat.root.name} ({subset})",
-        metrics=metrics, tables={"per_class": _per_class(stats["confusion"], e.cat), "misclassified": rows},
-        plots={"confusion": "confusion.png"}, galleries={"misclassified": gal, "gradcam": cams},
-        weights=str(weights), subset=subset, cam_layer=cam_layer, num_classes=len(e.cat.classes),
+        out,
+        "classify.eval",
+        f"{e.cfg['model']} on {e.cat.root.name} ({subset})",
+        metrics=metrics,
+        tables={"per_class": _per_class(stats["confusion"], e.cat), "misclassified": rows},
+        plots={"confusion": "confusion.png"},
+        galleries={"misclassified": gal, "gradcam": cams},
+        weights=str(weights),
+        subset=subset,
+        cam_layer=cam_layer,
+        num_classes=len(e.cat.classes),
         most_confused=[e.cat.classes[i] for i in picked],
-    )  # fmt: skip
+    )
     top5 = f"  top-5 {100 * metrics['top5']:.2f}%" if len(e.cat.classes) > 5 else ""  # always 100% with <= 5
     info(f"top-1 {100 * metrics['top1']:.2f}%{top5} on {len(e.idx)} images; wrote {out}")
     return {**metrics, "summary": str(summary)}

@@ -21,12 +21,12 @@ from torch import nn
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
 from detkit.classify.config import LrFindConfig, TrainConfig
 from detkit.classify.models import build_model, load_weights
-from detkit.classify.train import prepare_data
+from detkit.classify.setup import prepare_data
 from detkit.console import info, progress, warn
 from detkit.errors import DetkitError, OptionError
 from detkit.io import atomic_path, atomic_write, check_out_folder
-from detkit.runs import record_run, write_summary
-from detkit.training import resolve_device
+from detkit.train.common import resolve_device
+from detkit.train.runs import record_run, write_summary
 
 
 def lr_range_test(

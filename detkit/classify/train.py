@@ -7,10 +7,10 @@ peaking at 0.2 x batch/256, weight decay 5e-4 on conv/linear weights, label smoo
 Run folder: run.json, config.json, split.json, metrics.csv, last.pt, best.pt, curves.png, summary.json.
 ``last.pt`` holds model, optimiser, scheduler position, EMA, epoch (and a part epoch's loss sums), RNG,
 the metric rows and the best epoch, so ``--resume`` continues the very same run and every other file can
-be rebuilt from it (the one-commit epoch end of :mod:`detkit.harness`); data order and augmentation are
+be rebuilt from it (the one-commit epoch end of :mod:`detkit.train.harness`); data order and augmentation are
 seeded per epoch.
 
-The shape is torchvision's references: :func:`setup` (its data from :mod:`detkit.classify.prepare`),
+The shape is torchvision's references: :func:`setup` (its data from :mod:`detkit.classify.setup`),
 :func:`train_epochs` (over :func:`detkit.classify.engine.train_one_epoch`), :func:`epoch_state` (what each
 epoch commits).
 """
@@ -26,20 +26,20 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from detkit import harness as H
-from detkit import options as O
 from detkit.classify import data as D
 from detkit.classify.augment import AugmentConfig, DeviceLoader, channel_stats
+from detkit.classify.checkpoint import RESUME_KEYS, checkpoints, load_checkpoint, read_metrics
 from detkit.classify.config import TrainConfig
 from detkit.classify.engine import Step, accuracy_stats, predict, train_one_epoch
 from detkit.classify.models import build_model, load_weights
-from detkit.classify.prepare import Prepared, barrier, prepare_data
-from detkit.classify.runfiles import RESUME_KEYS, checkpoints, load_checkpoint, read_metrics
+from detkit.classify.setup import Prepared, barrier, prepare_data
 from detkit.console import info, progress
 from detkit.errors import OptionError
 from detkit.io import write_json
-from detkit.runs import record_resume, record_run
-from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
+from detkit.train import harness as H
+from detkit.train import options as O
+from detkit.train.common import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
+from detkit.train.runs import record_resume, record_run
 
 RUN_FILES = (
     "run.json",
@@ -267,7 +267,7 @@ def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any],
 
 def train_epochs(r: Run, ckpts: H.Checkpoints, end: int) -> str:
     """Epochs up to ``end``, each ending in one commit. Returns "done" or "stopped" (--stop-after,
-    --max-steps); raises :class:`detkit.harness.Diverged` at a non-finite loss."""
+    --max-steps); raises :class:`detkit.train.harness.Diverged` at a non-finite loss."""
     cfg, log = r.cfg, H.ProgressLog(r.cfg.log_every)
     with progress(transient=False) if r.main else Progress(disable=True) as bar:
         for epoch in range(r.state["epoch"], end):
@@ -314,7 +314,8 @@ def _record(r: Run, end: int, threads: dict[str, Any] | None, resumed: bool) -> 
         )
     info(
         f"training {cfg.model} ({cfg.stem} stem) on {len(data.train_x)} images, validating on "
-        f"{len(data.val_x)}, {len(data.cat.classes)} classes, {r.device}, epochs {r.state['epoch'] + 1}-{end} "
+        f"{len(data.val_x)}, {len(data.cat.classes)} classes, {r.device}, epochs "
+        f"{r.state['epoch'] + 1}-{end} "
         f"of {cfg.epochs}"
     )
     if not resumed:
@@ -366,7 +367,7 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
         exist_ok: start over in a folder holding a run (its files are deleted, and named).
     Returns: dict with run, status ("done", or "stopped" by --stop-after/--max-steps), epochs_done,
         best_val_top1, best_epoch and the last metrics row. A non-finite loss raises
-        :class:`detkit.harness.Diverged` (exit 1), whose ``result`` has status "diverged".
+        :class:`detkit.train.harness.Diverged` (exit 1), whose ``result`` has status "diverged".
     """
     cfg.validate()
     with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=os.environ.get("RANK", "0") == "0"):
@@ -375,7 +376,7 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
 
 def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, Any]:
     """Continue the run in folder ``run`` exactly; ``given`` are options typed again (only those of
-    :func:`detkit.options.resume_fields` may change; --data may name the moved data)."""
+    :func:`detkit.train.options.resume_fields` may change; --data may name the moved data)."""
     path = Path(run)
     with H.RunFolder(path, RUN_FILES, resume=True, main=os.environ.get("RANK", "0") == "0"):
         ckpt = load_checkpoint(path / "last.pt", need=RESUME_KEYS)

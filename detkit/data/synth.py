@@ -125,10 +125,15 @@ def write_detection_set(
             seg = [round(float(v), 2) for v in o["polygon"].reshape(-1)]
             coco_anns.append(
                 {
-                    "id": ann_id, "image_id": image_id, "category_id": o["category_id"], "bbox": o["bbox"],
-                    "area": float(np.floor(o["area"] * 100) / 100), "iscrowd": 0, "segmentation": [seg],
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": o["category_id"],
+                    "bbox": o["bbox"],
+                    "area": float(np.floor(o["area"] * 100) / 100),
+                    "iscrowd": 0,
+                    "segmentation": [seg],
                 }
-            )  # fmt: skip
+            )
             ann_id += 1
     doc = {
         "info": {"description": "detkit synthetic shapes", "version": "1.0", "year": 2026, "seed": seed},

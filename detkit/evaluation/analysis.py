@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.coco.model import Dataset
+from detkit.datasets.model import Dataset
 from detkit.errors import InputError
 from detkit.evaluation.engine import CocoCore
 from detkit.evaluation.predictions import index_of
@@ -53,12 +53,20 @@ def per_class(core: CocoCore, gt: Dataset, image_ids: np.ndarray | None = None) 
     rows = []
     for k, c in enumerate(core.cat_ids.tolist()):
         p = core.precision[:, :, k, :, -1]
-        rows.append({
-            "category_id": c, "name": names.get(c, str(c)), "gt": int(n_gt.get(c, 0)),
-            "AP": _mean_valid(p[:, :, 0]), "AP50": _mean_valid(p[0, :, 0]), "AP75": _mean_valid(p[5, :, 0]),
-            "APs": _mean_valid(p[:, :, 1]), "APm": _mean_valid(p[:, :, 2]), "APl": _mean_valid(p[:, :, 3]),
-            "AR100": _mean_valid(core.recall[:, k, 0, -1]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "category_id": c,
+                "name": names.get(c, str(c)),
+                "gt": int(n_gt.get(c, 0)),
+                "AP": _mean_valid(p[:, :, 0]),
+                "AP50": _mean_valid(p[0, :, 0]),
+                "AP75": _mean_valid(p[5, :, 0]),
+                "APs": _mean_valid(p[:, :, 1]),
+                "APm": _mean_valid(p[:, :, 2]),
+                "APl": _mean_valid(p[:, :, 3]),
+                "AR100": _mean_valid(core.recall[:, k, 0, -1]),
+            }
+        )
     return rows
 
 
@@ -69,22 +77,33 @@ def pr_curves(core: CocoCore, iou: float) -> dict[str, Any]:
     valid = (p > -1).all(axis=0)
     mean = p[:, valid].mean(axis=1) if valid.any() else np.zeros(len(core.rec_thrs))
     return {
-        "iou": float(core.iou_thrs[t]), "recall": core.rec_thrs.round(2).tolist(), "mean": mean.round(6).tolist(),
-        "per_class": {str(c): p[:, k].round(6).tolist() for k, c in enumerate(core.cat_ids.tolist()) if valid[k]},
-    }  # fmt: skip
+        "iou": float(core.iou_thrs[t]),
+        "recall": core.rec_thrs.round(2).tolist(),
+        "mean": mean.round(6).tolist(),
+        "per_class": {
+            str(c): p[:, k].round(6).tolist() for k, c in enumerate(core.cat_ids.tolist()) if valid[k]
+        },
+    }
 
 
 def grid_bins(score: np.ndarray) -> np.ndarray:
-    """How many ``CONF_GRID`` thresholds each score reaches: ``np.searchsorted(CONF_GRID, score, "right")``,
-    ~4x faster. The grid is k / m (m = its length - 1), so k = floor(m s) is the answer's last threshold or
+    """How many ``CONF_GRID`` thresholds each score reaches: ``np.searchsorted(CONF_GRID, score, "right")``
+    without a binary search. The grid is k / m (m = its length - 1), so k = floor(m s) is the answer's last
+    threshold or
     one off it (rounding), and two comparisons with the grid settle it."""
     k = np.clip(np.floor(score * (len(CONF_GRID) - 1)), 0, len(CONF_GRID) - 1).astype(np.int64)
     nxt = np.minimum(k + 1, len(CONF_GRID) - 1)
     return k + (CONF_GRID[k] <= score) + ((k + 1 < len(CONF_GRID)) & (CONF_GRID[nxt] <= score))
 
 
-def f1_curves(cats: np.ndarray, gt: Dataset, pred_cat: np.ndarray, pred_score: np.ndarray, dt_flag: np.ndarray,
-              gt_flag: np.ndarray) -> dict[str, Any]:  # fmt: skip
+def f1_curves(
+    cats: np.ndarray,
+    gt: Dataset,
+    pred_cat: np.ndarray,
+    pred_score: np.ndarray,
+    dt_flag: np.ndarray,
+    gt_flag: np.ndarray,
+) -> dict[str, Any]:
     """Precision, recall and F1 against the confidence threshold (module docstring), and each best F1.
 
     Args:
@@ -123,8 +142,12 @@ def f1_curves(cats: np.ndarray, gt: Dataset, pred_cat: np.ndarray, pred_score: n
         return {"conf": CONF_GRID.tolist(), "mean_f1": [0.0] * len(CONF_GRID), "best": None, "per_class": {}}
     mean = np.mean(f1s, axis=0)
     b = _last_argmax(mean)
-    return {"conf": CONF_GRID.tolist(), "mean_f1": mean.round(6).tolist(), "best": {"conf": float(CONF_GRID[b]), "f1": float(mean[b])},
-            "per_class": per}  # fmt: skip
+    return {
+        "conf": CONF_GRID.tolist(),
+        "mean_f1": mean.round(6).tolist(),
+        "best": {"conf": float(CONF_GRID[b]), "f1": float(mean[b])},
+        "per_class": per,
+    }
 
 
 def _last_argmax(v: np.ndarray) -> int:
@@ -210,11 +233,22 @@ def anchor_coverage(gt: Dataset, gt_flag: np.ndarray, anchors: np.ndarray, norm:
     for lo, hi in itertools.pairwise(ANCHOR_BUCKETS):
         m = (best >= lo) & (best < hi)
         n = int(m.sum())
-        rows.append({"best_anchor_iou": f"{lo:.1f}-{min(hi, 1.0):.1f}", "gt": n, "matched": int(hit[m].sum()),
-                     "recall": float(hit[m].mean()) if n else None})  # fmt: skip
+        rows.append(
+            {
+                "best_anchor_iou": f"{lo:.1f}-{min(hi, 1.0):.1f}",
+                "gt": n,
+                "matched": int(hit[m].sum()),
+                "recall": float(hit[m].mean()) if n else None,
+            }
+        )
     missed = best[~hit]
-    return {"norm": norm, "anchors": anchors.tolist(), "buckets": rows,
-            "mean_best_iou_matched": _mean(best[hit]), "mean_best_iou_missed": _mean(missed)}  # fmt: skip
+    return {
+        "norm": norm,
+        "anchors": anchors.tolist(),
+        "buckets": rows,
+        "mean_best_iou_matched": _mean(best[hit]),
+        "mean_best_iou_missed": _mean(missed),
+    }
 
 
 def _mean(a: np.ndarray) -> float | None:

@@ -1,6 +1,7 @@
 """A detection confusion matrix at one confidence and IoU threshold, with a background row and column.
 
-    rows     ground-truth class 0..K-1, then ``background`` (a detection that matched no box: a false positive)
+    rows     ground-truth class 0..K-1, then ``background`` (a detection that matched no box: a false
+    positive)
     columns  predicted class 0..K-1, then ``background`` (a box no detection matched: a miss)
 
 Per image, detections scoring >= ``conf`` are taken best first (ties in input order). Each one takes the
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.coco.model import Dataset
+from detkit.datasets.model import Dataset
 from detkit.evaluation.matching import best_first
 from detkit.evaluation.predictions import Predictions, index_of
 
@@ -55,8 +56,9 @@ def confusion_matrix(
     order = np.argsort(d_rank, kind="stable")
     d_rows, d_img, d_rank = d_rows[order], d_img[order], d_rank[order]
     d_cls = index_of(cats, preds.category_id[d_rows])
-    own, pos, ious, plain, on_crowd = _candidate_pairs(preds.bbox[d_rows], g_box, crowd, g_start[d_img],
-                                                       g_count[d_img], iou)  # fmt: skip
+    own, pos, ious, plain, on_crowd = _candidate_pairs(
+        preds.bbox[d_rows], g_box, crowd, g_start[d_img], g_count[d_img], iou
+    )
     n_rounds = int(d_rank.max(initial=-1)) + 1
     p_bounds = np.searchsorted(own, np.searchsorted(d_rank, np.arange(n_rounds + 1)))
     fp = np.ones(len(d_rows), bool)  # a detection without a candidate pair is background
@@ -86,20 +88,31 @@ def confusion_matrix(
     _count(m, rows, cols)
     rows_sum = m.sum(axis=1, keepdims=True)
     return {
-        "names": [names[int(c)] for c in cats] + ["background"], "category_ids": cats.tolist(),
-        "matrix": m.tolist(), "normalized": np.where(rows_sum > 0, m / np.maximum(rows_sum, 1), 0.0).round(6).tolist(),
-        "conf": conf, "iou": iou, "ignored": ignored,
-    }  # fmt: skip
+        "names": [names[int(c)] for c in cats] + ["background"],
+        "category_ids": cats.tolist(),
+        "matrix": m.tolist(),
+        "normalized": np.where(rows_sum > 0, m / np.maximum(rows_sum, 1), 0.0).round(6).tolist(),
+        "conf": conf,
+        "iou": iou,
+        "ignored": ignored,
+    }
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique of an int array by one sort (np.unique also imports numpy.ma, ~10 ms)."""
+    """np.unique of an int array by one sort (np.unique also imports numpy.ma)."""
     a = np.sort(a)
     return a[np.r_[True, a[1:] != a[:-1]]] if len(a) else a
 
 
-def _candidate_pairs(d_box: np.ndarray, g_box: np.ndarray, crowd: np.ndarray, start: np.ndarray,
-                     count: np.ndarray, iou: float, chunk: int = 4096) -> tuple[np.ndarray, ...]:  # fmt: skip
+def _candidate_pairs(
+    d_box: np.ndarray,
+    g_box: np.ndarray,
+    crowd: np.ndarray,
+    start: np.ndarray,
+    count: np.ndarray,
+    iou: float,
+    chunk: int = 4096,
+) -> tuple[np.ndarray, ...]:
     """The (detection, box of its image) pairs that can take part in the matching, in detection order.
 
     Args:

@@ -5,7 +5,8 @@ no Python dict per box) and ``pycocotools`` (the reference, kept as the cross-ch
 
     stats       (12,)              AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
     precision   (T, R, K, A, M)    T=10 IoU thresholds .50:.05:.95, R=101 recall points, K categories
-                                   (sorted ids), A=4 areas (all, small, medium, large), M=3 maxDets (1, 10, 100);
+                                   (sorted ids), A=4 areas (all, small, medium, large), M=3 maxDets (1, 10,
+                                   100);
                                    -1 where a category has no ground truth
     recall      (T, K, A, M)
     scores      (T, R, K, A, M)    the score at which each precision point is reached
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.coco.model import Dataset
+from detkit.datasets.model import Dataset
 from detkit.evaluation.predictions import Predictions
 
 BACKENDS = ("hotcoco", "pycocotools")
@@ -49,8 +50,12 @@ class CocoCore:
 
 
 def _images(gt: Dataset) -> list[dict[str, Any]]:
-    return [{"id": i, "file_name": str(f), "width": w, "height": h}
-            for i, f, w, h in zip(gt.image_id.tolist(), gt.file_name.tolist(), gt.width.tolist(), gt.height.tolist())]  # fmt: skip
+    return [
+        {"id": i, "file_name": str(f), "width": w, "height": h}
+        for i, f, w, h in zip(
+            gt.image_id.tolist(), gt.file_name.tolist(), gt.width.tolist(), gt.height.tolist()
+        )
+    ]
 
 
 def _categories(gt: Dataset) -> list[dict[str, Any]]:
@@ -72,9 +77,15 @@ def _hotcoco_eval(gt: Dataset, preds: Predictions, image_ids: np.ndarray | None)
     import hotcoco
 
     coco_gt = hotcoco.COCO.from_arrays(
-        _images(gt), _categories(gt), gt.ann_image_id, gt.category_id, gt.bbox,
-        ids=gt.ann_id, area=gt.area, iscrowd=gt.iscrowd,
-    )  # fmt: skip
+        _images(gt),
+        _categories(gt),
+        gt.ann_image_id,
+        gt.category_id,
+        gt.bbox,
+        ids=gt.ann_id,
+        area=gt.area,
+        iscrowd=gt.iscrowd,
+    )
     coco_dt = coco_gt.load_res(_dt_array(preds) if len(preds) else np.zeros((0, 7)))
     ev = hotcoco.COCOeval(coco_gt, coco_dt, "bbox")
     if image_ids is not None:
@@ -90,9 +101,17 @@ def _pycoco_eval(gt: Dataset, preds: Predictions, image_ids: np.ndarray | None):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    anns = [{"id": a, "image_id": i, "category_id": c, "bbox": b, "area": ar, "iscrowd": cr}
-            for a, i, c, b, ar, cr in zip(gt.ann_id.tolist(), gt.ann_image_id.tolist(), gt.category_id.tolist(),
-                                          gt.bbox.tolist(), gt.area.tolist(), gt.iscrowd.tolist())]  # fmt: skip
+    anns = [
+        {"id": a, "image_id": i, "category_id": c, "bbox": b, "area": ar, "iscrowd": cr}
+        for a, i, c, b, ar, cr in zip(
+            gt.ann_id.tolist(),
+            gt.ann_image_id.tolist(),
+            gt.category_id.tolist(),
+            gt.bbox.tolist(),
+            gt.area.tolist(),
+            gt.iscrowd.tolist(),
+        )
+    ]
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress on stdout
         coco_gt = COCO()
         coco_gt.dataset = {
@@ -137,11 +156,17 @@ def coco_evaluate(
     ev = (_hotcoco_eval if backend == "hotcoco" else _pycoco_eval)(gt, preds, image_ids)
     e, p = ev.eval, ev.params
     return CocoCore(
-        stats=np.asarray(ev.stats, dtype=np.float64), precision=np.asarray(e["precision"]),
-        recall=np.asarray(e["recall"]), scores=np.asarray(e["scores"]), cat_ids=np.asarray(p.catIds, dtype=np.int64),
-        iou_thrs=np.asarray(p.iouThrs, dtype=np.float64), rec_thrs=np.asarray(p.recThrs, dtype=np.float64),
-        image_ids=np.asarray(p.imgIds, dtype=np.int64), backend=backend, evaluator=ev,
-    )  # fmt: skip
+        stats=np.asarray(ev.stats, dtype=np.float64),
+        precision=np.asarray(e["precision"]),
+        recall=np.asarray(e["recall"]),
+        scores=np.asarray(e["scores"]),
+        cat_ids=np.asarray(p.catIds, dtype=np.int64),
+        iou_thrs=np.asarray(p.iouThrs, dtype=np.float64),
+        rec_thrs=np.asarray(p.recThrs, dtype=np.float64),
+        image_ids=np.asarray(p.imgIds, dtype=np.int64),
+        backend=backend,
+        evaluator=ev,
+    )
 
 
 def slice_stats(

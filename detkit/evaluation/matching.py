@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detkit.coco.model import Dataset
+from detkit.datasets.model import Dataset
 from detkit.evaluation.predictions import Predictions, index_of
 
 
@@ -31,7 +31,7 @@ def _slots(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, n
 
 def best_first(rows: np.ndarray, group: np.ndarray, score: np.ndarray) -> np.ndarray:
     """``rows`` (ascending) sorted by ``group``, then score high to low, then row: ``np.lexsort((rows,
-    -score, group))``, ~3x faster. Each row's key (group, score rank, position) is packed into one int64 and
+    -score, group))``, faster. Each row's key (group, score rank, position) is packed into one int64 and
     sorted by value (numpy's SIMD sort); score ranks come from np.unique (equal scores share a rank, so ties
     keep row order as a stable sort does)."""
     n = len(rows)
@@ -45,8 +45,9 @@ def best_first(rows: np.ndarray, group: np.ndarray, score: np.ndarray) -> np.nda
     return rows[np.sort(packed) % n]
 
 
-def coco_matches(gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int = 100,
-                 image_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def coco_matches(
+    gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int = 100, image_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Match as COCOeval does (module docstring).
 
     Args:
@@ -57,7 +58,8 @@ def coco_matches(gt: Dataset, preds: Predictions, iou: float = 0.5, max_det: int
 
     Returns:
         (dt (N,) int8: 1 true positive, 0 false positive, -1 not counted (on a crowd region, beyond
-        ``max_det``, or on an image not evaluated); gt (G,) int8: 1 found, 0 missed, -1 crowd or not evaluated).
+        ``max_det``, or on an image not evaluated); gt (G,) int8: 1 found, 0 missed, -1 crowd or not
+        evaluated).
     """
     n_cat = max(gt.num_categories, 1)
     img_ok = np.ones(gt.num_images, bool) if image_ids is None else np.isin(gt.image_id, image_ids)

@@ -21,7 +21,8 @@ Forms read by :func:`load_predictions` (detected from the path):
 :func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
 ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
 raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns
-them as counted findings. :func:`boxes_past_image`, :func:`images_without_predictions` and :func:`ids_by_numbering` note (and
+them as counted findings. :func:`boxes_past_image`, :func:`images_without_predictions` and
+:func:`ids_by_numbering` note (and
 keep) boxes that look like x1, y1, x2, y2, predictions that cover only some of the images, and a results
 file matched by ids the ground truth does not have of its own.
 """
@@ -35,9 +36,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detkit.coco.coco_json import decode_bytes
-from detkit.coco.model import Dataset, lookup
-from detkit.coco.readers import read_bytes
+from detkit.datasets.formats.coco import decode_bytes
+from detkit.datasets.formats.readers import read_bytes
+from detkit.datasets.model import Dataset, lookup
 from detkit.errors import InputError
 from detkit.evaluation.results_json import read_results
 
@@ -63,14 +64,24 @@ class Predictions:
         return str(self.records[i]) if self.records is not None else f"$[{i}]"
 
     def take(self, keep: np.ndarray) -> Predictions:
-        return Predictions(self.image_id[keep], self.category_id[keep], self.bbox[keep], self.score[keep],
-                           self.source, self.format, None if self.records is None else self.records[keep])  # fmt: skip
+        return Predictions(
+            self.image_id[keep],
+            self.category_id[keep],
+            self.bbox[keep],
+            self.score[keep],
+            self.source,
+            self.format,
+            None if self.records is None else self.records[keep],
+        )
 
     def to_results(self) -> list[dict[str, Any]]:
         """COCO results rows (one dict per detection: only for pycocotools and for writing files)."""
-        return [{"image_id": i, "category_id": c, "bbox": b, "score": s}
-                for i, c, b, s in zip(self.image_id.tolist(), self.category_id.tolist(), self.bbox.tolist(),
-                                      self.score.tolist())]  # fmt: skip
+        return [
+            {"image_id": i, "category_id": c, "bbox": b, "score": s}
+            for i, c, b, s in zip(
+                self.image_id.tolist(), self.category_id.tolist(), self.bbox.tolist(), self.score.tolist()
+            )
+        ]
 
 
 def from_results(rows: list[dict[str, Any]], source: str = "") -> Predictions:
@@ -86,9 +97,10 @@ def from_results(rows: list[dict[str, Any]], source: str = "") -> Predictions:
 
 
 def index_of(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Index of each query in ``keys`` (unique ids), -1 when absent: :func:`detkit.coco.model.lookup`, by a
-    dense table when the ids span a range no larger than the arrays (COCO ids do): one gather per query
-    instead of a binary search (~5x faster on 500k predictions)."""
+    """Index of each query in ``keys`` (unique ids), -1 when absent: :func:`detkit.datasets.model.lookup`, by
+    a dense
+    table when the ids span a range no larger than the arrays (COCO ids do): one gather per query instead
+    of a binary search."""
     if keys.size == 0 or queries.size == 0:
         return lookup(keys, queries)
     lo, hi = int(keys.min()), int(keys.max())
@@ -247,8 +259,15 @@ def load_ultralytics_json(path: str | Path, gt: Dataset) -> tuple[Predictions, l
 
 def _from_rows(rows: list[tuple], records: list[str], source: str, fmt: str) -> Predictions:
     arr = np.array(rows, dtype=np.float64).reshape(len(rows), 7)
-    return Predictions(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2:6].copy(), arr[:, 6].copy(),
-                       source, fmt, np.array(records, dtype=object))  # fmt: skip
+    return Predictions(
+        arr[:, 0].astype(np.int64),
+        arr[:, 1].astype(np.int64),
+        arr[:, 2:6].copy(),
+        arr[:, 6].copy(),
+        source,
+        fmt,
+        np.array(records, dtype=object),
+    )
 
 
 def detect_pred_format(path: str | Path) -> str:
@@ -270,7 +289,8 @@ def load_predictions(
 
     Returns:
         (predictions, where predictions named an image the ground truth lacks — files or records of the
-        forms matched by file stem; COCO results with unknown image ids are left to :func:`check_predictions`).
+        forms matched by file stem; COCO results with unknown image ids are left to
+        :func:`check_predictions`).
     """
     fmt = format or detect_pred_format(path)
     if fmt == "coco":
@@ -279,8 +299,12 @@ def load_predictions(
         except InputError as e:
             if e.where is None or not str(e.where).endswith(".image_id") or "`str`" not in e.what:
                 raise
-            raise InputError(e.path, e.where, f"{e.what} (image ids that are file stems are what ultralytics' predictions.json "
-                             "holds for a non-COCO dataset: read it with the 'ultralytics' predictions format)") from None  # fmt: skip
+            raise InputError(
+                e.path,
+                e.where,
+                f"{e.what} (image ids that are file stems are what ultralytics' predictions.json "
+                "holds for a non-COCO dataset: read it with the 'ultralytics' predictions format)",
+            ) from None
     if fmt == "yolo":
         return load_yolo_predictions(path, gt)
     if fmt == "detkit":
@@ -301,8 +325,9 @@ CHECKS = {
 }
 
 
-def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
-                      unmatched: list[str] | None = None) -> tuple[Predictions, list[dict[str, Any]]]:  # fmt: skip
+def check_predictions(
+    gt: Dataset, preds: Predictions, lenient: bool = False, unmatched: list[str] | None = None
+) -> tuple[Predictions, list[dict[str, Any]]]:
     """Drop (``lenient``) or reject predictions that would silently change the mAP.
 
     Args:
@@ -319,11 +344,18 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
     """
     findings = []
     if unmatched:
-        finding = {"code": "pred.unknown_image", "count": len(unmatched), "example": unmatched[0],
-                   "message": "prediction files whose stem names no ground-truth image"}  # fmt: skip
+        finding = {
+            "code": "pred.unknown_image",
+            "count": len(unmatched),
+            "example": unmatched[0],
+            "message": "prediction files whose stem names no ground-truth image",
+        }
         if not lenient:
-            raise InputError(preds.source, None, f"{unmatched[0]} names no ground-truth image "
-                             f"({len(unmatched)} such; --lenient skips them)")  # fmt: skip
+            raise InputError(
+                preds.source,
+                None,
+                f"{unmatched[0]} names no ground-truth image ({len(unmatched)} such; --lenient skips them)",
+            )
         findings.append(finding)
     masks = {
         "pred.unknown_image": index_of(gt.image_id, preds.image_id) < 0,
@@ -339,8 +371,11 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
         i = int(np.argmax(mask))
         what = _describe(code, preds, i) + (_index_hint(gt, preds) if code == "pred.unknown_category" else "")
         if not lenient:
-            raise InputError(preds.source, preds.record(i),
-                             f"{what} ({n:,} prediction{'s' * (n > 1)} like this; --lenient drops them)")  # fmt: skip
+            raise InputError(
+                preds.source,
+                preds.record(i),
+                f"{what} ({n:,} prediction{'s' * (n > 1)} like this; --lenient drops them)",
+            )
         findings.append(
             {"code": code, "count": n, "message": CHECKS[code], "example": f"{preds.record(i)}: {what}"}
         )
@@ -349,7 +384,8 @@ def check_predictions(gt: Dataset, preds: Predictions, lenient: bool = False,
 
 
 def _good_boxes(b: np.ndarray) -> np.ndarray:
-    """(N,) x, y, w, h all finite and w, h > 0 (column by column: ``.all(axis=1)`` over (N, 4) is ~5x slower)."""
+    """(N,) x, y, w, h all finite and w, h > 0 (column by column: ``.all(axis=1)`` over (N, 4) is
+    slower)."""
     finite = np.isfinite(b[:, 0]) & np.isfinite(b[:, 1]) & np.isfinite(b[:, 2]) & np.isfinite(b[:, 3])
     return finite & (np.minimum(b[:, 2], b[:, 3]) > 0)  # (a NaN is not > 0)
 
@@ -368,10 +404,14 @@ def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> di
     if past.mean() <= share:
         return None
     i, j = int(ok[np.argmax(past)]), int(r[np.argmax(past)])
-    return {"code": "pred.boxes_past_image", "count": int(past.sum()), "share": round(float(past.mean()), 4),
-            "message": "boxes reaching past their image: is bbox x1, y1, x2, y2 instead of COCO's x, y, w, h?",
-            "example": f"{preds.record(i)}: bbox {[float(v) for v in preds.bbox[i]]} on a "
-                       f"{gt.width[j]:g}x{gt.height[j]:g} image"}  # fmt: skip
+    return {
+        "code": "pred.boxes_past_image",
+        "count": int(past.sum()),
+        "share": round(float(past.mean()), 4),
+        "message": "boxes reaching past their image: is bbox x1, y1, x2, y2 instead of COCO's x, y, w, h?",
+        "example": f"{preds.record(i)}: bbox {[float(v) for v in preds.bbox[i]]} on a "
+        f"{gt.width[j]:g}x{gt.height[j]:g} image",
+    }
 
 
 def ids_by_numbering(gt: Dataset, preds: Predictions) -> dict[str, Any] | None:
@@ -382,11 +422,16 @@ def ids_by_numbering(gt: Dataset, preds: Predictions) -> dict[str, Any] | None:
     if preds.format != "coco" or gt.format == "coco" or not len(preds):
         return None
     row = int(index_of(gt.image_id, preds.image_id[:1])[0])  # checked predictions: a known image
-    return {"code": "pred.ids_by_numbering", "count": len(preds), "share": 1.0,
-            "message": f"COCO results matched by image id, and the ground truth ({gt.format}) has none of its own: "
-                       "its images are numbered 1..N in file order. ultralytics' predictions.json names images "
-                       "by file stem (the 'ultralytics' predictions format).",
-            "example": f"{preds.record(0)}: image_id {int(preds.image_id[0])} is {gt.file_name[row]}"}  # fmt: skip
+    return {
+        "code": "pred.ids_by_numbering",
+        "count": len(preds),
+        "share": 1.0,
+        "message": f"COCO results matched by image id, and the ground truth ({gt.format}) has none of "
+        "its own: "
+        "its images are numbered 1..N in file order. ultralytics' predictions.json names images "
+        "by file stem (the 'ultralytics' predictions format).",
+        "example": f"{preds.record(0)}: image_id {int(preds.image_id[0])} is {gt.file_name[row]}",
+    }
 
 
 def images_without_predictions(gt: Dataset, preds: Predictions, share: float = 0.5) -> dict[str, Any] | None:
@@ -401,11 +446,14 @@ def images_without_predictions(gt: Dataset, preds: Predictions, share: float = 0
     if not has_gt.any() or missing.sum() <= share * has_gt.sum():
         return None
     i = int(np.argmax(missing))
-    return {"code": "pred.images_without_predictions", "count": int(missing.sum()),
-            "share": round(float(missing.sum() / has_gt.sum()), 4),
-            "message": "images with ground-truth boxes but no prediction (all their boxes count as misses): "
-                       "predictions for a subset of the images?",
-            "example": f"image {int(gt.image_id[i])} ({gt.file_name[i]})"}  # fmt: skip
+    return {
+        "code": "pred.images_without_predictions",
+        "count": int(missing.sum()),
+        "share": round(float(missing.sum() / has_gt.sum()), 4),
+        "message": "images with ground-truth boxes but no prediction (all their boxes count as misses): "
+        "predictions for a subset of the images?",
+        "example": f"image {int(gt.image_id[i])} ({gt.file_name[i]})",
+    }
 
 
 def _index_hint(gt: Dataset, preds: Predictions) -> str:

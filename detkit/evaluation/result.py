@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.coco.model import Dataset
+from detkit.datasets.model import Dataset
 from detkit.errors import InputError
 from detkit.evaluation import analysis
 from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, slice_stats
@@ -38,13 +38,14 @@ ALIASES = {"mAP": "AP", "mAP50": "AP50", "mAP75": "AP75"}
 
 @dataclass
 class EvalConfig:
-    """Options of one evaluation (defaults: ultralytics' ``val`` for the confusion matrix, TIDE's for TIDE)."""
+    """Options of one evaluation (defaults: ultralytics' ``val`` for the confusion matrix, TIDE's
+    for TIDE)."""
 
     backend: str = "hotcoco"
     lenient: bool = False
     conf: float = 0.25  # confusion matrix: detections scoring at least this
     iou: float = 0.45  # confusion matrix: IoU that makes a match
-    tide: bool = False  # TIDE error breakdown (~0.5 s and ~170 MB more at val2017 scale)
+    tide: bool = False  # TIDE error breakdown (costs time and memory: docs/benchmarks.md)
     curves: bool = True  # PR and F1-confidence curves
     slices: dict[str, Any] | None = None  # name -> image ids (see analysis.load_slices)
     anchors: Any = None  # (k, 2) normalised anchors
@@ -85,8 +86,9 @@ class EvalResult:
         return analysis.clean({f.name: getattr(self, f.name) for f in fields(self) if f.name != "seconds"})
 
 
-def evaluate(gt: Dataset, preds: Predictions | list[dict[str, Any]], config: EvalConfig | None = None,
-             **options: Any) -> EvalResult:  # fmt: skip
+def evaluate(
+    gt: Dataset, preds: Predictions | list[dict[str, Any]], config: EvalConfig | None = None, **options: Any
+) -> EvalResult:
     """Score ``preds`` against ``gt`` the way pycocotools does, and analyse the errors.
 
     Args:
@@ -112,16 +114,31 @@ def _evaluate_checked(
     gt, gt_findings = usable_gt(gt)
     findings = gt_findings + findings
     if not (gt.iscrowd == 0).any():
-        raise InputError(gt.source or "ground truth", None, "has no boxes to score the predictions against"
-                         + (" (only crowd regions)" if gt.num_annotations else ""))  # fmt: skip
+        raise InputError(
+            gt.source or "ground truth",
+            None,
+            "has no boxes to score the predictions against"
+            + (" (only crowd regions)" if gt.num_annotations else ""),
+        )
     core, (matches, f1, confusion, notes), sec = _cocoeval_beside(gt, preds, cfg)
     crowd = gt.iscrowd != 0
     res = EvalResult(
-        summary=core.summary(), per_class=analysis.per_class(core, gt), backend=cfg.backend, findings=findings,
-        counts={"images": gt.num_images, "gt_boxes": int((~crowd).sum()), "crowd_boxes": int(crowd.sum()),
-                "predictions": len(preds), "categories": gt.num_categories},
-        sizes=_sizes(core, gt), f1=f1 or {}, confusion=confusion, notes=notes,
-    )  # fmt: skip
+        summary=core.summary(),
+        per_class=analysis.per_class(core, gt),
+        backend=cfg.backend,
+        findings=findings,
+        counts={
+            "images": gt.num_images,
+            "gt_boxes": int((~crowd).sum()),
+            "crowd_boxes": int(crowd.sum()),
+            "predictions": len(preds),
+            "categories": gt.num_categories,
+        },
+        sizes=_sizes(core, gt),
+        f1=f1 or {},
+        confusion=confusion,
+        notes=notes,
+    )
     t = time.perf_counter()
     if cfg.slices:
         res.slices = slice_stats(
@@ -147,7 +164,7 @@ def _evaluate_checked(
 def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[Any, tuple[Any, ...], dict]:
     """COCOeval, and beside it what does not need its result: the IoU-.50 matches, the F1 curves, the
     confusion matrix and the notes. hotcoco runs in a worker thread (Rust, which mostly lets go of Python's
-    lock) while numpy does the rest here: ~0.1 s less at val2017 scale on two cores. pycocotools, pure
+    lock) while numpy does the rest here. pycocotools, pure
     Python, runs first instead. Returns (core, (matches, f1 curves, confusion matrix — each None when not
     asked —, notes), seconds).
     """
@@ -198,8 +215,14 @@ def usable_gt(gt: Dataset) -> tuple[Dataset, list[dict[str, Any]]]:
         if mask.any():
             i = int(np.argmax(mask))
             col = gt.ann_image_id if what == "image_id" else gt.category_id
-            findings.append({"code": code, "count": int(mask.sum()), "message": f"ground-truth boxes whose {what} is not declared (not scored)",
-                             "example": f"{gt.source}:{gt.record(i)}: {what} {int(col[i])}"})  # fmt: skip
+            findings.append(
+                {
+                    "code": code,
+                    "count": int(mask.sum()),
+                    "message": f"ground-truth boxes whose {what} is not declared (not scored)",
+                    "example": f"{gt.source}:{gt.record(i)}: {what} {int(col[i])}",
+                }
+            )
     keep = ~(bad_img | bad_cat)
     cols = {
         k: getattr(gt, k)[keep] for k in ("ann_id", "ann_image_id", "category_id", "bbox", "area", "iscrowd")
@@ -213,20 +236,34 @@ def _sizes(core, gt: Dataset) -> list[dict[str, Any]]:
     use = gt.iscrowd == 0
     rng = [(0, 32**2), (32**2, 96**2), (96**2, 1e10)]
     s = core.summary()
-    return [{"size": name, "gt": int((use & (gt.area >= lo) & (gt.area <= hi)).sum()), "AP": _or_none(s[f"AP{name[0]}"]),
-             "AR100": _or_none(s[f"AR{name[0]}"])} for name, (lo, hi) in zip(("small", "medium", "large"), rng)]  # fmt: skip
+    return [
+        {
+            "size": name,
+            "gt": int((use & (gt.area >= lo) & (gt.area <= hi)).sum()),
+            "AP": _or_none(s[f"AP{name[0]}"]),
+            "AR100": _or_none(s[f"AR{name[0]}"]),
+        }
+        for name, (lo, hi) in zip(("small", "medium", "large"), rng)
+    ]
 
 
 def _or_none(v: float) -> float | None:
     return None if v < 0 else v  # COCOeval's -1: no ground truth of that size
 
 
-def load_and_evaluate(gt_path: str | Path, pred_path: str | Path, gt_format: str | None = None,
-                      gt_split: str | None = None, pred_format: str | None = None, slices: str | Path | None = None,
-                      anchors: str | Path | None = None, **options: Any) -> tuple[Dataset, EvalResult]:  # fmt: skip
+def load_and_evaluate(
+    gt_path: str | Path,
+    pred_path: str | Path,
+    gt_format: str | None = None,
+    gt_split: str | None = None,
+    pred_format: str | None = None,
+    slices: str | Path | None = None,
+    anchors: str | Path | None = None,
+    **options: Any,
+) -> tuple[Dataset, EvalResult]:
     """Read the ground truth (``gt_split``: only that split of a multi-split source), predictions, slices and
     anchors from files, then :func:`evaluate`."""
-    from detkit.coco.loaders import load_dataset
+    from detkit.datasets.load import load_dataset
     from detkit.evaluation.predictions import load_predictions
 
     gt = load_dataset(gt_path, format=gt_format, split=gt_split)

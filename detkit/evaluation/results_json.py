@@ -1,13 +1,13 @@
 """A COCO results json (``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]``) read into
 columns, on two processes where that is safe.
 
-A val2017-sized file (500k records, ~45 MB) costs ~0.22 s to decode and ~0.15 s to turn into columns, all
-of it holding Python's lock: no thread can share it. So on Linux, with no other Python thread running, the
-file is cut between two records near its middle (:func:`_middle`); a forked child reads and decodes the
-second part while this process reads and decodes the first, and the child writes its columns into a shared
-mapping (~14 MB: a few ms). Everywhere else — and for files too small to be worth a fork — one process
-decodes it all. Either way each part is decoded a chunk of records at a time (:func:`record_chunks`), so
-that only one chunk's Python objects live at once, and both ways give the same columns, in file order.
+Decoding a val2017-sized file and turning it into columns takes most of an evaluation's time (figures in
+docs/benchmarks.md), all of it holding Python's lock: no thread can share it. So on Linux, with no other
+Python thread running, the file is cut between two records near its middle (:func:`_middle`); a forked child
+reads and decodes the second part while this process reads and decodes the first, and the child writes its
+columns into a shared mapping. Everywhere else — and for files too small to be worth a fork — one process
+decodes it all. Either way each part is decoded a chunk of records at a time (:func:`record_chunks`), so that
+only one chunk's Python objects live at once, and both ways give the same columns, in file order.
 
 A part or chunk that does not decode (a cut inside a string, a bad record) makes the reader decode the
 whole file once more in this process, so an error names its record (``$[41].score``) as a one-piece decode
@@ -32,14 +32,14 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from detkit.coco.coco_json import decode_bytes
-from detkit.coco.readers import read_bytes
+from detkit.datasets.formats.coco import decode_bytes
+from detkit.datasets.formats.readers import read_bytes
 from detkit.errors import InputError
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image_id, category_id (N,) int64;
 # bbox (N, 4) float64; score (N,) float64
 
-FORK_MIN_BYTES = 4 << 20  # below this a fork (~5 ms with its mapping) gains less than it costs
+FORK_MIN_BYTES = 4 << 20  # below this a fork with its mapping gains less than it costs
 
 
 class _Det(msgspec.Struct, gc=False):
@@ -148,8 +148,8 @@ def _decode_pieces(pieces: list[bytes]) -> Columns:
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: decoding makes a tuple per record (its bbox), ~170 collections
-    at 500k records (~0.02 s) that can find nothing, since decoded records hold no cycles."""
+    """No cyclic garbage collection inside: decoding makes a tuple per record (its bbox), so many collections
+    that can find nothing, since decoded records hold no cycles."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -244,7 +244,8 @@ def _views(shared: mmap.mmap, cap: int, n: int) -> Columns:
     offsets = (0, cap, 2 * cap, 6 * cap)
     dtypes = (np.int64, np.int64, np.float64, np.float64)
     counts = (n, n, 4 * n, n)
-    return tuple(np.frombuffer(shared, t, k, o * 8) for t, k, o in zip(dtypes, counts, offsets))  # type: ignore[return-value]
+    cols = (np.frombuffer(shared, t, k, o * 8) for t, k, o in zip(dtypes, counts, offsets))
+    return tuple(cols)  # type: ignore[return-value]
 
 
 def _child(fd: int, mid: int, size: int, chunk: int, shared: mmap.mmap, cap: int, w: int) -> None:

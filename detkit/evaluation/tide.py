@@ -20,15 +20,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from detkit.coco.model import Dataset
+from detkit.datasets.model import Dataset
 from detkit.evaluation.engine import CocoCore, coco_evaluate
 from detkit.evaluation.predictions import Predictions
 
 TIDE_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 
 
-def tide_errors(core: CocoCore, gt: Dataset | None = None, preds: Predictions | None = None,
-                pos_thr: float = 0.5, bg_thr: float = 0.1) -> dict[str, Any]:  # fmt: skip
+def tide_errors(
+    core: CocoCore,
+    gt: Dataset | None = None,
+    preds: Predictions | None = None,
+    pos_thr: float = 0.5,
+    bg_thr: float = 0.1,
+) -> dict[str, Any]:
     """Counts and dAP per TIDE error type, plus the FP / FN oracles (module docstring).
 
     Args:
@@ -48,7 +53,9 @@ def tide_errors(core: CocoCore, gt: Dataset | None = None, preds: Predictions | 
     t = ev.tide_errors(pos_thr=pos_thr, bg_thr=bg_thr)
     d, c = t["delta_ap"], t["counts"]
     return {
-        "ap50": float(t["ap_base"]), "pos_thr": pos_thr, "bg_thr": bg_thr,
+        "ap50": float(t["ap_base"]),
+        "pos_thr": pos_thr,
+        "bg_thr": bg_thr,
         "errors": [{"type": k, "count": int(c.get(k, 0)), "dAP": float(d.get(k, 0.0))} for k in TIDE_TYPES],
         "oracles": {"FP": float(d.get("FP", 0.0)), "FN": float(d.get("FN", 0.0))},
-    }  # fmt: skip
+    }

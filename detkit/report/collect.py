@@ -1,6 +1,6 @@
 """Find the ``summary.json`` files that detkit commands wrote, and order them for a report.
 
-A report reads only what the commands wrote (see :mod:`detkit.runs` for the summary.json contract);
+A report reads only what the commands wrote (see :mod:`detkit.train.runs` for the summary.json contract);
 it never recomputes. Sections follow the order a reader meets the work: the data set, its anchors,
 then training and evaluation of each model; kinds this module does not know come after, by name.
 """
@@ -113,7 +113,7 @@ class Incomplete:
 
 
 def _reason(folder: Path, run: dict[str, Any]) -> str:
-    from detkit.harness import LOCK_NAME
+    from detkit.train.harness import LOCK_NAME
 
     why = "no summary.json: the command stopped before its end"
     if (folder / LOCK_NAME).exists():

@@ -56,12 +56,14 @@ table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums;
 th,td{border-bottom:1px solid var(--line);padding:4px 10px;text-align:left;white-space:nowrap}
 th{background:#eef1f6;position:sticky;top:0} tr:nth-child(even) td{background:#fafbfd}
 td.long{white-space:normal;min-width:240px;word-break:break-word} td.bad{color:#c0262d;font-weight:600}
-pre.raw{font:12px/1.35 ui-monospace,Menlo,Consolas,monospace;background:#f6f7f9;padding:8px;max-height:420px;overflow:auto}
+pre.raw{font:12px/1.35 ui-monospace,Menlo,Consolas,monospace;background:#f6f7f9;padding:8px;
+  max-height:420px;overflow:auto}
 details>summary{cursor:pointer;color:var(--accent);font-size:14px;margin:6px 0}
 .note{color:var(--warn);font-size:13px;margin:4px 0}
 .prov{margin-top:16px;border-top:1px dashed var(--line);padding-top:10px;font-size:12px;color:var(--muted)}
 .prov pre{background:#f0f2f6;color:var(--fg);padding:8px 10px;border-radius:4px;overflow-x:auto;margin:4px 0;
-  font:12px/1.4 ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;white-space:pre-wrap;word-break:break-all}
+  font:12px/1.4 ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;white-space:pre-wrap;
+  word-break:break-all}
 footer{text-align:center;color:var(--muted);font-size:12px;padding:10px}
 """
 
@@ -71,7 +73,8 @@ def data_uri(fig: Figure) -> str | None:
     raw = fig.read()
     if raw is None:
         return None
-    return f"data:{MIME.get(fig.suffix, 'application/octet-stream')};base64,{base64.b64encode(raw).decode('ascii')}"
+    mime = MIME.get(fig.suffix, "application/octet-stream")
+    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
 
 
 def _figure(fig: Figure, alt: str, caption: bool = True) -> str:
@@ -95,7 +98,8 @@ def _table(t: Table) -> str:
         if t.total_rows == len(t.rows)
         else f'<p class="note">first {len(t.rows)} of {t.total_rows} rows</p>'
     )
-    html = f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}'
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    html = f'<div class="tablewrap">{table}</div>{more}'
     if t.total_rows > FOLD_ROWS:
         return (
             f"<h3>{escape(t.name)}</h3><details><summary>show {t.total_rows} rows</summary>{html}</details>"

@@ -14,7 +14,7 @@ from detkit.io import atomic_write
 from detkit.report.collect import find_incomplete, find_summaries
 from detkit.report.output import publish, report_format
 from detkit.report.sections import build_sections, incomplete_section
-from detkit.runs import now
+from detkit.train.runs import now
 
 
 def write_report(dirs: list[str | Path], out: str | Path, title: str = "detkit report") -> dict[str, Any]:
@@ -26,7 +26,8 @@ def write_report(dirs: list[str | Path], out: str | Path, title: str = "detkit r
         title: the report's heading.
 
     Returns:
-        {"report": path, "format": ..., "sections": [{"kind", "heading", "folder", "notes"}], "assets": dir|None}
+        {"report": path, "format": ..., "sections": [{"kind", "heading", "folder", "notes"}], "assets":
+        dir|None}
     """
     out = Path(out)
     fmt = report_format(out)

@@ -172,7 +172,8 @@ def _extra(section: Section, key: str, value: Any) -> None:
     elif isinstance(value, dict) and all(
         isinstance(v, dict) and all(map(_is_scalar, v.values())) for v in value.values()
     ):
-        section.tables.append(make_table(label(key), [{"name": k, **v} for k, v in value.items()]))  # type: ignore
+        rows = [{"name": k, **v} for k, v in value.items()]  # type: ignore[dict-item]
+        section.tables.append(make_table(label(key), rows))
     elif isinstance(value, list) and all(_is_scalar(v) for v in value):
         section.details.append(
             (label(key), ", ".join(fmt(v) for v in value[:50]) + (" ..." if len(value) > 50 else ""))
@@ -301,8 +302,15 @@ def incomplete_section(runs: list[Incomplete], index: int, base: Path | None = N
     rows = [[shown(r.folder), r.command, r.reason] for r in runs]
     heading = "Incomplete runs"
     return Section(
-        anchor=f"s{index}-incomplete", kind="incomplete", heading=heading, title="",
+        anchor=f"s{index}-incomplete",
+        kind="incomplete",
+        heading=heading,
+        title="",
         blurb="Run folders without a summary.json: the command stopped before its end, or is still running.",
-        folder="", created="", command="", versions={}, nav=f"{heading} ({len(runs)})",
+        folder="",
+        created="",
+        command="",
+        versions={},
+        nav=f"{heading} ({len(runs)})",
         tables=[Table("runs", ["folder", "command", "reason"], rows, len(rows))],
-    )  # fmt: skip
+    )

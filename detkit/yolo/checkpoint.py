@@ -6,7 +6,7 @@ resumed inside averages all its steps), images seen (the loss warm-up depends on
 the Python/NumPy/torch/CUDA RNG states and the data order (a function of seed and epoch, see
 ``detkit.yolo.data``), plus the model config, class map, anchors, the arguments, the metric rows and the
 best epoch. ``detkit.yolo.setup.epoch_state`` builds it; :func:`checkpoints` commits it (last.pt,
-best.pt, metrics.csv, summary.json; see :class:`detkit.harness.Checkpoints`). :func:`load_checkpoint`
+best.pt, metrics.csv, summary.json; see :class:`detkit.train.harness.Checkpoints`). :func:`load_checkpoint`
 and :func:`model_from_checkpoint` are what ``detkit yolo eval / predict`` and ``detkit.api`` use.
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from detkit import harness as H
-from detkit.runs import write_summary
+from detkit.train import harness as H
+from detkit.train.runs import write_summary
 from detkit.yolo.data import ClassMap
 from detkit.yolo.engine import LOSS_PARTS
 
@@ -46,7 +46,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], ema: bool = True):
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a detkit YOLO checkpoint (``RUN`` means ``RUN/last.pt``) with ``weights_only``: a foreign
-    file can run no code (RNG states are saved as plain lists and tensors, see detkit.training)."""
+    file can run no code (RNG states are saved as plain lists and tensors, see detkit.train.common)."""
     p = Path(path)
     return H.load_checkpoint(p / "last.pt" if p.is_dir() else p, "yolo", ("model_config",))
 

@@ -17,16 +17,18 @@ def _yolo() -> None:
 
 def _train_command() -> None:
     # the options are TrainConfig's fields (help, default, check declared there once)
-    from detkit.options import config_command, run_folder_options
+    from detkit.train.options import config_command, run_folder_options
     from detkit.yolo.config import TrainConfig
 
     config_command(app, "train", [TrainConfig], extra=run_folder_options())(train_cmd)
 
 
 def train_cmd(ctx: typer.Context, values: dict) -> None:
-    """Train a YOLOv2 detector; writes RUN/{run.json, config.json, metrics.csv, last.pt, best.pt, summary.json}.
+    """Train a YOLOv2 detector; writes RUN/{run.json, config.json, metrics.csv, last.pt, best.pt,
+    summary.json}.
 
-    Example: detkit yolo train --data shapes/instances.json --anchors anchors.json --epochs 50 --batch 16 --img-size 416 --out runs/y1
+    Example: detkit yolo train --data shapes/instances.json --anchors anchors.json --epochs 50 --batch 16
+        --img-size 416 --out runs/y1
 
     Continue an interrupted run exactly: detkit yolo train --resume runs/y1 [--epochs 80]
 
@@ -34,7 +36,7 @@ def train_cmd(ctx: typer.Context, values: dict) -> None:
     files); one trainer owns a folder at a time (RUN/.detkit.lock names its pid).
     """
     from detkit.errors import DetkitError
-    from detkit.options import given_options
+    from detkit.train.options import given_options
     from detkit.yolo import train as T
 
     resume, exist_ok = values.pop("resume"), values.pop("exist_ok")
@@ -104,7 +106,7 @@ def eval_cmd(
     }
     if out:
         from detkit.io import write_json
-        from detkit.runs import record_run, write_summary
+        from detkit.train.runs import record_run, write_summary
 
         record_run(
             out,
@@ -159,9 +161,9 @@ def predict_cmd(
 
     Example: detkit yolo predict runs/y1/best.pt photos/*.jpg --out preds/ --conf 0.3
     """
-    from detkit.coco.loaders import IMAGE_EXTS
+    from detkit.datasets.formats.layouts import IMAGE_EXTS
     from detkit.errors import DetkitError
-    from detkit.runs import record_run, write_summary
+    from detkit.train.runs import record_run, write_summary
     from detkit.yolo.predict import predict_files
 
     files: list[Path] = []

@@ -1,5 +1,6 @@
 """The options of ``detkit yolo train``, each declared once: field, default, help text and check
-(:func:`detkit.options.opt`). Light on purpose: the CLI builds its command from it without importing torch.
+(:func:`detkit.train.options.opt`). Light on purpose: the CLI builds its command from it without importing
+torch.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detkit import options as O
+from detkit.train import options as O
 
 
 def _choices(module: str, name: str) -> tuple[str, ...]:
@@ -31,7 +32,7 @@ _WEIGHT = O.finite(0)
 @dataclass
 class TrainConfig:
     """Every option of ``detkit yolo train`` (saved in config.json and in each checkpoint): the one place
-    each is declared, with its help text and check (see :func:`detkit.harness.opt`)."""
+    each is declared, with its help text and check (see :func:`detkit.train.harness.opt`)."""
 
     data: str = O.opt(help="Annotations: COCO json, course text, YOLO or VOC folder.")
     out: str = O.opt(help="Run folder (created).")

@@ -30,14 +30,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from detkit.coco.model import Dataset
-from detkit.coco.paths import source_path
+from detkit.datasets.model import Dataset
+from detkit.datasets.paths import source_path
 from detkit.errors import DetkitError
-from detkit.threads import worker_init_fn
-
-# the sampler and the split selection live in their own modules; still importable from here
-from detkit.yolo.sampler import MULTI_SCALE_SIZES, YoloBatchSampler, multi_scale_sizes  # noqa: F401
-from detkit.yolo.splits import has_split, load_split, select_images  # noqa: F401
+from detkit.train.threads import worker_init_fn
+from detkit.yolo.sampler import YoloBatchSampler
 
 PAD_VALUE = 114  # grey letterbox border (neutral after normalisation)
 
@@ -185,7 +182,7 @@ def transform_boxes(
 
 
 class DetectionDataset(torch.utils.data.Dataset):
-    """Images + boxes of a :class:`~detkit.coco.model.Dataset` for YOLO training and evaluation.
+    """Images + boxes of a :class:`~detkit.datasets.model.Dataset` for YOLO training and evaluation.
 
     Items are addressed by ``(index, size, epoch)`` tuples (see :class:`YoloBatchSampler`); a plain
     int means ``(index, img_size, 0)``.
@@ -227,7 +224,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         if len(unknown):
             i = int(unknown[0])
             raise DetkitError(
-                f"{ds.source}: {ds.record(i)}: category id {int(ds.category_id[i])} is not a declared category"
+                f"{ds.source}: {ds.record(i)}: category id {int(ds.category_id[i])} is not a declared "
+                "category"
             )
         ok = (ds.bbox[:, 2] > 0) & (ds.bbox[:, 3] > 0) & (ds.iscrowd == 0) & np.isfinite(ds.bbox).all(1)
         row_of = {int(im): k for k, im in enumerate(self.image_ids)}
@@ -292,8 +290,14 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     good = [it for it in items if "bad" not in it]
     bad = [it["bad"] for it in items if "bad" in it]
     if not good:
-        return {"images": torch.zeros(0, 3, 32, 32, dtype=torch.uint8), "targets": [], "image_ids": torch.zeros(0, dtype=torch.long),
-                "transforms": torch.zeros(0, 3, dtype=torch.float64), "orig_sizes": torch.zeros(0, 2), "bad": bad}  # fmt: skip
+        return {
+            "images": torch.zeros(0, 3, 32, 32, dtype=torch.uint8),
+            "targets": [],
+            "image_ids": torch.zeros(0, dtype=torch.long),
+            "transforms": torch.zeros(0, 3, dtype=torch.float64),
+            "orig_sizes": torch.zeros(0, 2),
+            "bad": bad,
+        }
     return {
         "images": torch.stack([it["image"] for it in good]),
         "targets": [it["target"] for it in good],
@@ -305,7 +309,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _worker_init(worker_id: int) -> None:
-    # one thread per worker (detkit.threads' policy: the workers are the data parallelism)
+    # one thread per worker (detkit.train.threads' policy: the workers are the data parallelism)
     worker_init_fn(worker_id)
     # samples draw from their own seeded RNGs; seed the global ones too for any library that uses them
     seed = torch.initial_seed() % 2**32
@@ -319,7 +323,7 @@ def _dataset_of(
     path: str | Path, images, img_size: int, augment: Augment | None, seed: int
 ) -> DetectionDataset:
     """A :class:`DetectionDataset` of an annotation file (any format of ``load_dataset``)."""
-    from detkit.coco.loaders import load_dataset
+    from detkit.datasets.load import load_dataset
 
     return DetectionDataset(load_dataset(path), images, img_size=img_size, augment=augment, seed=seed)
 
@@ -368,8 +372,10 @@ def build_loader(
     if not isinstance(data, DetectionDataset):
         data = _dataset_of(data, images, img_size or 416, (augment or Augment()) if train else None, seed)
     if len(data) == 0:
-        raise DetkitError(f"no images to load: every listed image is missing under {data.root}; "
-                          "pass --images DIR (the folder the file names are relative to)")  # fmt: skip
+        raise DetkitError(
+            f"no images to load: every listed image is missing under {data.root}; "
+            "pass --images DIR (the folder the file names are relative to)"
+        )
     if workers > 0:
         import cv2
 

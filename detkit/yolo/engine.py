@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from detkit.coco.model import Dataset
-from detkit.training import ModelEMA
+from detkit.datasets.model import Dataset
+from detkit.train.common import ModelEMA
 from detkit.yolo.data import ClassMap, unletterbox
 
 LOSS_PARTS = ("coord", "obj", "noobj", "cls", "prior")
@@ -60,8 +60,18 @@ class TrainStep:
         channels_last: NHWC inputs (CUDA).
     """
 
-    def __init__(self, model, criterion, optimizer, scheduler=None, *, ema: ModelEMA | None = None,
-                 amp: bool = False, grad_clip: float = 10.0, channels_last: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        criterion,
+        optimizer,
+        scheduler=None,
+        *,
+        ema: ModelEMA | None = None,
+        amp: bool = False,
+        grad_clip: float = 10.0,
+        channels_last: bool = False,
+    ):
         self.model, self.criterion, self.optimizer, self.scheduler = model, criterion, optimizer, scheduler
         self.ema, self.amp, self.grad_clip, self.channels_last = ema, amp, grad_clip, channels_last
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -133,8 +143,16 @@ def train_one_epoch(
         NonFiniteLoss: the loss or gradient was NaN/inf (the step was not applied).
     """
     model.train()
-    step_fn = TrainStep(model, criterion, optimizer, scheduler, ema=ema, amp=amp, grad_clip=grad_clip,
-                        channels_last=channels_last)  # fmt: skip
+    step_fn = TrainStep(
+        model,
+        criterion,
+        optimizer,
+        scheduler,
+        ema=ema,
+        amp=amp,
+        grad_clip=grad_clip,
+        channels_last=channels_last,
+    )
     sums = torch.zeros(1 + len(LOSS_PARTS), device=device)  # summed on the device: no per-step .item()
     steps = images = batches = 0
     names = ("loss", *LOSS_PARTS)
@@ -160,9 +178,13 @@ def train_one_epoch(
     dt = time.perf_counter() - t0
     out = dict(zip(names, (sums / max(steps, 1)).tolist()))
     out.update(
-        lr=optimizer.param_groups[0]["lr"], images=images, steps=steps, batches=batches, seen_images=seen_images,
+        lr=optimizer.param_groups[0]["lr"],
+        images=images,
+        steps=steps,
+        batches=batches,
+        seen_images=seen_images,
         images_per_s=images / dt if dt > 0 else 0.0,
-    )  # fmt: skip
+    )
     return out
 
 
@@ -199,10 +221,14 @@ def predict_batch(
     ):
         b = unletterbox(det["boxes"].cpu().numpy(), size, tr, w0, h0)
         for (x0, y0, x1, y1), s, c in zip(b.tolist(), det["scores"].tolist(), det["labels"].tolist()):
-            rows.append({
-                "image_id": int(image_id), "category_id": class_map.to_category_id(c),
-                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)], "score": round(s, 5),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": class_map.to_category_id(c),
+                    "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                    "score": round(s, 5),
+                }
+            )
     return rows
 
 
@@ -237,8 +263,16 @@ def coco_eval(
     ids = None if image_ids is None else np.asarray(image_ids, dtype=np.int64)
     core = coco_evaluate(gt, from_results(results), backend, image_ids=ids)
     stats = [max(float(v), 0.0) for v in core.stats]  # -1 means "no ground truth at all"
-    rows = [{"category_id": r["category_id"], "name": r["name"], "gt_boxes": r["gt"], "AP": r["AP"], "AP50": r["AP50"]}
-            for r in per_class(core, gt, image_ids=core.image_ids)]  # fmt: skip
+    rows = [
+        {
+            "category_id": r["category_id"],
+            "name": r["name"],
+            "gt_boxes": r["gt"],
+            "AP": r["AP"],
+            "AP50": r["AP50"],
+        }
+        for r in per_class(core, gt, image_ids=core.image_ids)
+    ]
     return {
         "mAP": stats[0],
         "mAP50": stats[1],

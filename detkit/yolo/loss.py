@@ -10,7 +10,8 @@ sigma the logistic function, the parts (each summed, then divided by the batch s
     prior = warmup_weight * sum_n [ (sigma(t_x) - .5)^2 + (sigma(t_y) - .5)^2 + t_w^2 + t_h^2 ]
             (darknet's prior warm-up, only while seen_images < warmup_images; 0 after)
     obj   = lambda_obj * sum_k (target_k - sigma(t_o))^2,   target_k = IoU(pred box, its gt) if rescore else 1
-    noobj = lambda_noobj * sum_n sigma(t_o)^2  over n not responsible and with best IoU(any gt) <= ignore_thresh
+    noobj = lambda_noobj * sum_n sigma(t_o)^2  over n not responsible and with best IoU(any gt) <=
+    ignore_thresh
     cls   = lambda_cls * sum_k cross_entropy(class logits, class)
 
 Presets: "darknet" (region layer of yolo-voc.cfg: coord 1 with the 2 - w*h scale, log sizes, obj 5
@@ -87,7 +88,8 @@ class LossConfig:
 
 
 class YoloLoss(nn.Module):
-    """YOLOv2 loss; ``forward(raw, gt, seen_images) -> (total, {"coord", "obj", "noobj", "cls", "prior"})``."""
+    """YOLOv2 loss; ``forward(raw, gt, seen_images) -> (total, {"coord", "obj", "noobj", "cls",
+    "prior"})``."""
 
     def __init__(self, cfg: LossConfig, anchors: list[tuple[float, float]], num_classes: int):
         """Args:

@@ -15,10 +15,11 @@ import torch
 from detkit.console import warn
 from detkit.errors import DetkitError, OptionError
 from detkit.io import atomic_path, atomic_write, write_json
-from detkit.training import resolve_device
+from detkit.train.common import resolve_device
 from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
-from detkit.yolo.data import ClassMap, DetectionDataset, build_loader, load_split
+from detkit.yolo.data import ClassMap, DetectionDataset, build_loader
 from detkit.yolo.engine import evaluate
+from detkit.yolo.splits import load_split
 
 
 def load_model(
@@ -63,8 +64,10 @@ def run_eval(
     own = ClassMap.from_dataset(ds)
     foreign = sorted(set(class_map.cat_ids) - set(own.cat_ids))
     if foreign:  # pycocotools would silently ignore predictions of these ids
-        raise DetkitError(f"{data}: the model predicts category ids {foreign} that this data set does not declare "
-                          "(was it trained on another label set?)")  # fmt: skip
+        raise DetkitError(
+            f"{data}: the model predicts category ids {foreign} that this data set does not declare "
+            "(was it trained on another label set?)"
+        )
     missing = sorted(set(own.cat_ids) - set(class_map.cat_ids))
     if missing:  # the model cannot predict them; pycocotools would score them silently as misses
         warn(f"{data}: categories {missing} are not among the model's classes; they count as misses")
@@ -76,8 +79,17 @@ def run_eval(
         warn(f"{p}: image file is missing; skipped")
     loader = build_loader(dset, batch_size=batch, train=False, workers=workers)
     # predictions use the model's class map, so category ids go back to the ids it was trained with
-    metrics, results = evaluate(model, loader, ds, meta["anchors"], class_map, dev, conf=conf, iou=iou,
-                                on_bad=lambda ps: [warn(f"{p}: cannot decode the image; skipped") for p in ps])  # fmt: skip
+    metrics, results = evaluate(
+        model,
+        loader,
+        ds,
+        meta["anchors"],
+        class_map,
+        dev,
+        conf=conf,
+        iou=iou,
+        on_bad=lambda ps: [warn(f"{p}: cannot decode the image; skipped") for p in ps],
+    )
     return metrics, results
 
 
@@ -188,8 +200,8 @@ def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> 
 
     import cv2
 
-    from detkit.coco.loaders import load_dataset
-    from detkit.runs import write_summary
+    from detkit.datasets.load import load_dataset
+    from detkit.train.runs import write_summary
 
     doc = json.loads((pred_dir / "detections.json").read_text())
     gt = load_dataset(gt_json)
@@ -231,8 +243,12 @@ def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> 
                 raise DetkitError(f"{out / name}: cannot write image")
         pictures.append(name)
     write_summary(
-        out, "yolo.gallery", f"{len(pictures)} held-out images: predicted (left) and annotated (right)",
+        out,
+        "yolo.gallery",
+        f"{len(pictures)} held-out images: predicted (left) and annotated (right)",
         metrics={"images": len(pictures), "predicted_boxes": n_pred, "ground_truth_boxes": n_gt},
-        galleries={"predicted | ground truth": pictures}, conf=doc.get("conf"), weights=doc.get("weights"),
-    )  # fmt: skip
+        galleries={"predicted | ground truth": pictures},
+        conf=doc.get("conf"),
+        weights=doc.get("weights"),
+    )
     return out / "summary.json"

@@ -86,7 +86,8 @@ def resolve_anchors(
             pairs = [(w * fx, h * fy) for w, h in pairs]
             if spread > 0.05:
                 warn(
-                    f"{path}: image-normalised anchors were converted to the letterbox with the images' median "
+                    f"{path}: image-normalised anchors were converted to the letterbox with the images' "
+                    "median "
                     f"aspect; `detkit anchors kmeans --norm letterbox` gives exact ones for mixed aspects"
                 )
         elif norm != "letterbox":

@@ -20,11 +20,12 @@ import torch
 
 from detkit.console import warn
 from detkit.errors import DetkitError, OptionError
-from detkit.training import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
+from detkit.train.common import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 from detkit.yolo.config import TrainConfig
-from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, has_split, load_split
+from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader
 from detkit.yolo.engine import unwrap
 from detkit.yolo.priors import resolve_anchors
+from detkit.yolo.splits import has_split, load_split
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -3,7 +3,7 @@
     RUN/run.json       resolved config, command line, seed, versions, annotation checksums
     RUN/config.json    the TrainConfig (what --resume reads back)
     RUN/metrics.csv    one row per epoch: loss parts, lr, mAP, mAP50, images/s
-    RUN/last.pt        every epoch (the commit, see detkit.harness); RUN/best.pt when the mAP improves
+    RUN/last.pt        every epoch (the commit, see detkit.train.harness); RUN/best.pt when the mAP improves
     RUN/summary.json   kind "yolo.train" for ``detkit report``
 
 What a checkpoint holds is in :mod:`detkit.yolo.checkpoint`, the anchors in :mod:`detkit.yolo.priors`.
@@ -13,7 +13,7 @@ and writes.
 The shape is torchvision's references/detection: :func:`detkit.yolo.setup.setup` builds data, model and
 optimizer, :func:`train_epochs` runs :func:`detkit.yolo.engine.train_one_epoch` and evaluation,
 :func:`detkit.yolo.setup.epoch_state` is what each epoch commits through
-:class:`detkit.harness.Checkpoints`.
+:class:`detkit.train.harness.Checkpoints`.
 """
 
 from __future__ import annotations
@@ -23,35 +23,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from detkit import harness as H
-from detkit import options as O
 from detkit.console import info, progress, warn
 from detkit.io import write_json
-from detkit.runs import record_resume, record_run
+from detkit.train import harness as H
+from detkit.train import options as O
+from detkit.train.runs import record_resume, record_run
 from detkit.yolo.checkpoint import (
-    CSV_COLUMNS,
     RUN_FILES,
     checkpoints,
     load_checkpoint,
-    model_from_checkpoint,
     summary_fields,
 )
 from detkit.yolo.config import TrainConfig
 from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, evaluate, train_one_epoch, unwrap
-from detkit.yolo.priors import VOC_ANCHORS, letterbox_factors, resolve_anchors
 from detkit.yolo.setup import (
     Run,
-    _load_data,  # noqa: F401 (tests/coco/test_layouts.py)
-    build_optimizer,
     epoch_state,
-    lr_factor,
     setup,
 )
-
-# the anchors, the checkpoint files and the set-up moved to priors.py, checkpoint.py and setup.py;
-# their names stay importable from here
-__all__ = ["CSV_COLUMNS", "RUN_FILES", "VOC_ANCHORS", "TrainConfig", "build_optimizer", "letterbox_factors"]
-__all__ += ["load_checkpoint", "lr_factor", "model_from_checkpoint", "resolve_anchors", "resume", "train"]
 
 
 def _evaluate(r: Run, row: dict[str, Any], epoch: int, report_bad) -> None:
@@ -93,7 +82,7 @@ def _epoch_sums(stats: dict[str, Any], carried: dict[str, float] | None) -> dict
 def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
     """The epoch loop; each epoch (or a --max-steps stop inside one) ends in one commit.
 
-    Returns: "done", or "stopped" (by --max-steps). Raises :class:`detkit.harness.Diverged` on NaN.
+    Returns: "done", or "stopped" (by --max-steps). Raises :class:`detkit.train.harness.Diverged` on NaN.
     """
     cfg, s, per_epoch = r.cfg, r.state, len(r.loader)
     log = H.ProgressLog(cfg.log_every)
@@ -236,7 +225,7 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
 
 def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, Any]:
     """Continue the run in ``run`` (a folder or its last.pt) exactly; ``given`` are options typed again
-    (only those of :func:`detkit.options.resume_fields` may change)."""
+    (only those of :func:`detkit.train.options.resume_fields` may change)."""
     path = Path(run) if Path(run).is_dir() or not Path(run).suffix else Path(run).parent  # RUN or RUN/last.pt
     main = os.environ.get("RANK", "0") == "0"
     with H.RunFolder(path, RUN_FILES, resume=True, main=main):
@@ -247,7 +236,8 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
             if main:
                 checkpoints(path).repair(ckpt, finished=True)
             info(
-                f"{path}: already trained {ckpt['epoch']} of {cfg.epochs} epochs; nothing to do (--epochs N goes on)"
+                f"{path}: already trained {ckpt['epoch']} of {cfg.epochs} epochs; nothing to do "
+                "(--epochs N goes on)"
             )
             return summary_fields(ckpt, "done")
         if main:

@@ -63,9 +63,20 @@ def test_sample_coco_sweep_rises_with_k_and_writes_plots(cli, tmp_path):
 def test_text_output_and_pick_k(cli, tmp_path):
     out = tmp_path / "a.json"
     code, stdout, stderr = cli(
-        "anchors", "kmeans", shared_path("sample_coco.txt"), "--k", "2,4", "--pick", "2", "--out", out,
-        "--norm", "letterbox", "--restarts", "2",
-    )  # fmt: skip
+        "anchors",
+        "kmeans",
+        shared_path("sample_coco.txt"),
+        "--k",
+        "2,4",
+        "--pick",
+        "2",
+        "--out",
+        out,
+        "--norm",
+        "letterbox",
+        "--restarts",
+        "2",
+    )
     assert code == 0, stderr
     assert "mean IoU by k" in stdout and "anchors = " in stdout and "stock yolov3_coco" in stdout
     assert "wrote" in stderr and "wrote" not in stdout  # messages on stderr, data on stdout
@@ -156,8 +167,9 @@ def test_pick_rules_on_the_synthetic_set(cli, shapes_dir, tmp_path):
     docs = {}
     for pick in ("elbow", "bpr", "4"):
         out = tmp_path / f"{pick}.json"
-        code, stdout, stderr = cli("anchors", "kmeans", ann, "--k", "1-6", "--restarts", "2", "--pick", pick,
-                                   "--out", out, "--json")  # fmt: skip
+        code, stdout, stderr = cli(
+            "anchors", "kmeans", ann, "--k", "1-6", "--restarts", "2", "--pick", pick, "--out", out, "--json"
+        )
         assert code == 0, stderr
         doc, written = json.loads(stdout), json.loads(out.read_text())
         assert written["k"] == doc["chosen_k"] and doc["out"] == str(out)
@@ -173,7 +185,7 @@ def test_pick_rules_on_the_synthetic_set(cli, shapes_dir, tmp_path):
 
 
 def test_skipped_files_are_one_warning_line_and_a_json_block(cli, tmp_path):
-    from tests.coco.test_lenient import EXPECTED, messy_set
+    from tests.datasets.test_lenient import EXPECTED, messy_set
 
     messy_set(tmp_path / "set")
     code, stdout, stderr = cli("anchors", "kmeans", tmp_path / "set", "--k", "2", "--json")

@@ -10,7 +10,7 @@ import pytest
 from detkit.anchors.config import parse_ks
 from detkit.anchors.sweep import anchors_file, pick_k, run_sweep
 from detkit.anchors.units import anchor_units, clean_wh, darknet_line, dataset_wh, to_grid, to_pixels
-from detkit.coco.model import make_dataset
+from detkit.datasets.model import make_dataset
 from detkit.errors import DetkitError
 
 

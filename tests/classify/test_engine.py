@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from detkit.classify.engine import accuracy_stats
-from detkit.training import ModelEMA
+from detkit.train.common import ModelEMA
 
 
 def test_ema_warmup_and_buffers():

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from detkit.classify.train import TrainConfig, build_optimizer
+from detkit.classify.config import TrainConfig
+from detkit.classify.train import build_optimizer
 
 
 @pytest.mark.parametrize(
@@ -92,8 +93,17 @@ def test_run_folder_rules(trained_run, tmp_path, cli):
 
 def test_cam_layer_must_give_feature_maps(trained_run, tmp_path, cli):
     code, _, err = cli(
-        "classify", "eval", trained_run / "best.pt", "--out", tmp_path / "e", "--cam-layer", "fc",
-        "--gallery", "2", "--device", "cpu",
-    )  # fmt: skip
+        "classify",
+        "eval",
+        trained_run / "best.pt",
+        "--out",
+        tmp_path / "e",
+        "--cam-layer",
+        "fc",
+        "--gallery",
+        "2",
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "cam_layer 'fc' gives (1, 5), not feature maps" in err
     assert not Path(tmp_path / "e" / "summary.json").exists()

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from detkit.classify.runfiles import METRIC_FIELDS
+from detkit.classify.checkpoint import METRIC_FIELDS
 
 from .conftest import TINY
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detkit.coco.model import Dataset, lookup, make_dataset
+from detkit.datasets.model import Dataset, lookup, make_dataset
 from detkit.evaluation.engine import CocoCore
 from detkit.evaluation.predictions import Predictions
 
@@ -21,10 +21,15 @@ def gt_with_crowd() -> Dataset:
     """3 images, category ids with gaps (1, 5, 9; 9 has no ground truth), one crowd box, image 3 empty."""
     ds = make_dataset(
         [(1, "a.jpg", 640, 480), (2, "b.jpg", 640, 480), (3, "c.jpg", 640, 480)],
-        [(1, 1, 1, 10, 10, 100, 100), (2, 1, 5, 200, 200, 20, 20), (3, 2, 1, 50, 50, 300, 200),
-         (4, 2, 5, 0, 0, 640, 480), (5, 2, 1, 400, 300, 60, 90)],
+        [
+            (1, 1, 1, 10, 10, 100, 100),
+            (2, 1, 5, 200, 200, 20, 20),
+            (3, 2, 1, 50, 50, 300, 200),
+            (4, 2, 5, 0, 0, 640, 480),
+            (5, 2, 1, 400, 300, 60, 90),
+        ],
         [(1, "cat"), (5, "dog"), (9, "owl")],
-    )  # fmt: skip
+    )
     ds.iscrowd[3] = 1  # a crowd region over all of image 2
     return ds
 
@@ -55,7 +60,7 @@ def random_case(
         np.r_[cat, rng.choice(ids, nb)],
         np.r_[box, bbox],
         np.round(rng.uniform(size=n_dets), 1),
-    ]  # fmt: skip  (one decimal: many equal scores)
+    ]  # one decimal: many equal scores
     return ds, preds(rows.tolist())
 
 

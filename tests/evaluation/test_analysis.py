@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from detkit.coco.model import make_dataset
+from detkit.datasets.model import make_dataset
 from detkit.errors import InputError
 from detkit.evaluation import evaluate
 from detkit.evaluation.analysis import CONF_GRID, load_slices
@@ -96,6 +96,14 @@ def test_grid_bins_equal_searchsorted_at_every_edge():
     from detkit.evaluation.analysis import grid_bins
 
     rng = np.random.default_rng(0)
-    scores = np.concatenate([CONF_GRID, np.nextafter(CONF_GRID, -1), np.nextafter(CONF_GRID, 2), np.arange(101) * 0.01,
-                             [0.0, 5e-324, 1.0, 1.5, 1e300], rng.uniform(0, 1.2, 100_000)])  # fmt: skip
+    scores = np.concatenate(
+        [
+            CONF_GRID,
+            np.nextafter(CONF_GRID, -1),
+            np.nextafter(CONF_GRID, 2),
+            np.arange(101) * 0.01,
+            [0.0, 5e-324, 1.0, 1.5, 1e300],
+            rng.uniform(0, 1.2, 100_000),
+        ]
+    )
     assert np.array_equal(grid_bins(scores), np.searchsorted(CONF_GRID, scores, side="right"))

@@ -1,4 +1,6 @@
-"""`detkit coco eval`: --json, --fail-under exit codes, --out for the report, slices, anchors, plots, the fixture."""
+"""`detkit coco eval`: --json, --fail-under exit codes, --out for the report, slices, anchors, plots, the
+fixture.
+"""
 
 from __future__ import annotations
 
@@ -77,8 +79,18 @@ def test_out_plots_slices_anchors(cli, files, tmp_path):
     (tmp_path / "anchors.json").write_text(
         json.dumps({"anchors_normalized": [[0.05, 0.05], [0.2, 0.3]], "norm": "image"})
     )
-    code, out, err = cli("coco", "eval", *files, "--slices", tmp_path / "slices.json", "--anchors", tmp_path / "anchors.json",
-                         "--out", tmp_path / "run", "--tide")  # fmt: skip
+    code, out, err = cli(
+        "coco",
+        "eval",
+        *files,
+        "--slices",
+        tmp_path / "slices.json",
+        "--anchors",
+        tmp_path / "anchors.json",
+        "--out",
+        tmp_path / "run",
+        "--tide",
+    )
     assert code == 0, err
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["kind"] == "coco.eval" and {"mAP", "mAP50", "best_f1_conf"} <= set(s["metrics"])
@@ -111,8 +123,11 @@ def test_slice_equals_evaluating_its_images_alone():
 def test_fixture_scored_with_its_own_boxes_is_perfect(cli, cli_json, tmp_path):
     path = shared_path("coco-fixture", "coco", "annotations", "instances_val2017.json")
     doc = json.loads(path.read_text())
-    rows = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
-            for a in doc["annotations"] if not a.get("iscrowd")]  # fmt: skip
+    rows = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+        for a in doc["annotations"]
+        if not a.get("iscrowd")
+    ]
     (tmp_path / "own.json").write_text(json.dumps(rows))
     for backend in ("hotcoco", "pycocotools"):
         out = cli_json("coco", "eval", path, tmp_path / "own.json", "--backend", backend, "--tide")
@@ -139,8 +154,10 @@ def test_xyxy_boxes_given_as_xywh_get_a_note(cli, cli_json, tmp_path):
     past = sum(x + x2 > 641 or y + y2 > 428 for x, y, x2, y2 in xyxy)
     assert past > len(anns) / 4
     for boxes, name in ((xyxy, "xyxy.json"), ([a["bbox"] for a in anns], "xywh.json")):
-        rows = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": b, "score": 0.9}
-                for a, b in zip(anns, boxes)]  # fmt: skip
+        rows = [
+            {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": b, "score": 0.9}
+            for a, b in zip(anns, boxes)
+        ]
         (tmp_path / name).write_text(json.dumps(rows))
     doc = cli_json("coco", "eval", path, tmp_path / "xyxy.json")
     assert [(n["code"], n["count"]) for n in doc["notes"]] == [("pred.boxes_past_image", past)]
@@ -155,8 +172,16 @@ def test_class_indexes_given_as_coco_ids_are_named(cli, tmp_path):
     path = shared_path("coco-fixture", "coco", "annotations", "instances_val2017.json")
     doc = json.loads(path.read_text())
     cats = sorted(c["id"] for c in doc["categories"])
-    rows = [{"image_id": a["image_id"], "category_id": cats.index(a["category_id"]), "bbox": a["bbox"], "score": 0.9}
-            for a in doc["annotations"] if not a.get("iscrowd")]  # fmt: skip
+    rows = [
+        {
+            "image_id": a["image_id"],
+            "category_id": cats.index(a["category_id"]),
+            "bbox": a["bbox"],
+            "score": 0.9,
+        }
+        for a in doc["annotations"]
+        if not a.get("iscrowd")
+    ]
     (tmp_path / "idx.json").write_text(json.dumps(rows))
     code, _, err = cli("coco", "eval", path, tmp_path / "idx.json")
     assert code == 2 and "category_id 0 is not in the ground truth" in err
@@ -172,17 +197,22 @@ def test_coco_eval_does_not_import_torch_or_pydantic(tmp_path):
     import subprocess
     import sys
 
-    gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 30], "area": 600, "iscrowd": 0}],
-          "categories": [{"id": 1, "name": "cat"}]}  # fmt: skip
+    gt = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 30], "area": 600, "iscrowd": 0}
+        ],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "dt.json").write_text(
         json.dumps([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 30], "score": 0.9}])
     )
     code = (
         f"import sys; from detkit.cli import run; assert run(['coco', 'eval', {str(tmp_path / 'gt.json')!r}, "
-        f"{str(tmp_path / 'dt.json')!r}, '--json', '--conf', '0.3']) == 0; print(); print([m for m in ('torch', "
-        "'detkit.yolo.cli', 'detkit.classify.cli', 'detkit.demo', 'pydantic') if m in sys.modules])"
+        f"{str(tmp_path / 'dt.json')!r}, '--json', '--conf', '0.3']) == 0; print(); print([m for m in "
+        "('torch', "
+        "'detkit.yolo.cli', 'detkit.classify.cli', 'detkit.demo.run', 'pydantic') if m in sys.modules])"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     doc, modules = res.stdout.rsplit("\n\n", 1)
@@ -191,8 +221,9 @@ def test_coco_eval_does_not_import_torch_or_pydantic(tmp_path):
 
 
 def test_voc_split_scored_with_its_own_boxes_by_file_stem(cli_json, tmp_path):
-    """BCCD (Pascal VOC with ImageSets splits): `detkit yolo predict`-style detections matched by file stem."""
-    from detkit.coco.loaders import load_dataset
+    """BCCD (Pascal VOC with ImageSets splits): `detkit yolo predict`-style detections matched by
+    file stem."""
+    from detkit.datasets.load import load_dataset
 
     root = shared_path("bccd", "BCCD")
     gt = load_dataset(root, split="test")

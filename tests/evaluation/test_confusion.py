@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detkit.coco.model import make_dataset
+from detkit.datasets.model import make_dataset
 from detkit.evaluation.confusion import confusion_matrix
 from tests.evaluation.cases import preds
 
@@ -18,15 +18,17 @@ def test_three_images_by_hand():
         [(1, "A"), (2, "B")],
     )
     gt.iscrowd[3] = 1
-    p = preds([
-        (1, 1, *G1, 0.9),               # A on the A box: A -> A
-        (1, 2, 12, 10, 100, 100, 0.8),  # B on the A box already taken: a false positive B
-        (1, 1, *G2, 0.7),               # A on the B box: B -> A
-        (2, 1, *G1, 0.2),               # below --conf: not counted, so image 2's A box is missed
-        (3, 2, *G1, 0.6),               # B on the B box: B -> B
-        (3, 1, 320, 320, 50, 50, 0.5),  # inside the crowd region: ignored
-        (3, 1, 10, 300, 40, 40, 0.4),   # on nothing: a false positive A
-    ])  # fmt: skip
+    p = preds(
+        [
+            (1, 1, *G1, 0.9),  # A on the A box: A -> A
+            (1, 2, 12, 10, 100, 100, 0.8),  # B on the A box already taken: a false positive B
+            (1, 1, *G2, 0.7),  # A on the B box: B -> A
+            (2, 1, *G1, 0.2),  # below --conf: not counted, so image 2's A box is missed
+            (3, 2, *G1, 0.6),  # B on the B box: B -> B
+            (3, 1, 320, 320, 50, 50, 0.5),  # inside the crowd region: ignored
+            (3, 1, 10, 300, 40, 40, 0.4),  # on nothing: a false positive A
+        ]
+    )
     cm = confusion_matrix(gt, p, conf=0.25, iou=0.45)
     assert cm["names"] == ["A", "B", "background"]
     # rows: ground truth A, B, background; columns: predicted A, B, background

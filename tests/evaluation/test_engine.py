@@ -28,16 +28,23 @@ def _assert_same(gt, p, image_ids=None):
 
 CASES = {
     # a detection on the crowd region is ignored, one on the dog is right, equal scores tie
-    "crowd_and_ties": [(1, 1, 10, 10, 100, 100, 0.9), (1, 5, 200, 200, 20, 20, 0.9), (2, 5, 100, 100, 50, 50, 0.8),
-                       (2, 1, 50, 50, 300, 200, 0.7), (2, 1, 400, 300, 60, 90, 0.7), (2, 1, 52, 50, 300, 200, 0.7)],
+    "crowd_and_ties": [
+        (1, 1, 10, 10, 100, 100, 0.9),
+        (1, 5, 200, 200, 20, 20, 0.9),
+        (2, 5, 100, 100, 50, 50, 0.8),
+        (2, 1, 50, 50, 300, 200, 0.7),
+        (2, 1, 400, 300, 60, 90, 0.7),
+        (2, 1, 52, 50, 300, 200, 0.7),
+    ],
     "class_without_gt": [(1, 9, 10, 10, 100, 100, 0.9), (1, 1, 12, 10, 100, 100, 0.5)],
     "only_image_without_gt": [(3, 1, 10, 10, 100, 100, 0.9), (3, 5, 10, 10, 50, 50, 0.4)],
     "many_per_image": [(1, 1, 10 + i % 7, 10 + i % 5, 100, 100, round(1 - i / 300, 3)) for i in range(250)]
     + [(1, 5, 200, 200, 20, 20, 0.001)],
     # > 100 detections of a class without ground truth on one image (the 100 best counted), 3 on another
     "many_without_gt": [(1, 9, 10 + i % 5, 10, 50, 50, round(1 - i / 200, 3)) for i in range(150)]
-    + [(3, 9, 5, 5, 20, 20, 0.5)] * 3 + [(1, 1, 10, 10, 100, 100, 0.9)],
-}  # fmt: skip
+    + [(3, 9, 5, 5, 20, 20, 0.5)] * 3
+    + [(1, 1, 10, 10, 100, 100, 0.9)],
+}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -1,4 +1,5 @@
-"""Reading predictions in each form and refusing (or, lenient, counting) the ones that would change the mAP."""
+"""Reading predictions in each form and refusing (or, lenient, counting) the ones that would
+change the mAP."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from detkit.coco.loaders import load_dataset
+from detkit.datasets.load import load_dataset
 from detkit.errors import InputError
 from detkit.evaluation import evaluate, load_predictions
 from detkit.evaluation.predictions import check_predictions
@@ -27,8 +28,10 @@ def _yolo_gt(tmp_path, gt):
             np.zeros((int(h), int(w), 3), np.uint8),
         )
         m = (gt.ann_image_id == i) & (gt.iscrowd == 0)
-        lines = [f"{cats.index(c)} {(x + bw / 2) / w:.10f} {(y + bh / 2) / h:.10f} {bw / w:.10f} {bh / h:.10f}"
-                 for c, (x, y, bw, bh) in zip(gt.category_id[m], gt.bbox[m])]  # fmt: skip
+        lines = [
+            f"{cats.index(c)} {(x + bw / 2) / w:.10f} {(y + bh / 2) / h:.10f} {bw / w:.10f} {bh / h:.10f}"
+            for c, (x, y, bw, bh) in zip(gt.category_id[m], gt.bbox[m])
+        ]
         (tmp_path / "gt" / "labels" / f.replace(".jpg", ".txt")).write_text("\n".join(lines))
     (tmp_path / "gt" / "classes.txt").write_text("\n".join(str(n) for n in gt.cat_name))
     return load_dataset(tmp_path / "gt", format="yolo")
@@ -45,15 +48,23 @@ def test_yolo_txt_predictions_score_as_the_coco_json_form(tmp_path):
     lines: dict[str, list[str]] = {}
     for i, c, (x, y, w, h), s in zip(p.image_id, p.category_id, p.bbox, p.score):
         lines.setdefault(by_stem[int(i)], []).append(
-            f"{cats.index(c)} {(x + w / 2) / 640:.12f} {(y + h / 2) / 640:.12f} {w / 640:.12f} {h / 640:.12f} {s}"
+            f"{cats.index(c)} {(x + w / 2) / 640:.12f} {(y + h / 2) / 640:.12f} {w / 640:.12f} "
+            f"{h / 640:.12f} {s}"
         )
     for stem, ls in lines.items():
         (tmp_path / "pred" / f"{stem}.txt").write_text("\n".join(ls) + "\n")
     yp, unmatched = load_predictions(tmp_path / "pred", ygt)
     assert unmatched == [] and len(yp) == len(p) and yp.format == "yolo"
     stem_to_yolo_id = {f.split(".")[0]: int(i) for i, f in zip(ygt.image_id, ygt.file_name)}
-    rows = [{"image_id": stem_to_yolo_id[by_stem[int(i)]], "category_id": cats.index(int(c)), "bbox": b, "score": s}
-            for i, c, b, s in zip(p.image_id, p.category_id, p.bbox.tolist(), p.score.tolist())]  # fmt: skip
+    rows = [
+        {
+            "image_id": stem_to_yolo_id[by_stem[int(i)]],
+            "category_id": cats.index(int(c)),
+            "bbox": b,
+            "score": s,
+        }
+        for i, c, b, s in zip(p.image_id, p.category_id, p.bbox.tolist(), p.score.tolist())
+    ]
     (tmp_path / "pred.json").write_text(json.dumps(rows))
     jp, _ = load_predictions(tmp_path / "pred.json", ygt)
     a, b = evaluate(ygt, yp, tide=False, conf=None), evaluate(ygt, jp, tide=False, conf=None)
@@ -80,8 +91,14 @@ def test_ultralytics_predictions_json_scores_as_the_coco_json_form(tmp_path, cli
     ultra, by_id = [], []
     for i, c, b, s in zip(p.image_id.tolist(), p.category_id.tolist(), p.bbox.tolist(), p.score.tolist()):
         stem = stem_of[i]
-        ultra.append({"image_id": int(stem) if stem.isdigit() else stem, "category_id": cats.index(c) + 1,
-                      "bbox": b, "score": s})  # fmt: skip
+        ultra.append(
+            {
+                "image_id": int(stem) if stem.isdigit() else stem,
+                "category_id": cats.index(c) + 1,
+                "bbox": b,
+                "score": s,
+            }
+        )
         by_id.append({"image_id": yolo_id[stem], "category_id": cats.index(c), "bbox": b, "score": s})
     assert {type(r["image_id"]) for r in ultra} == {int, str}
     (tmp_path / "predictions.json").write_text(json.dumps(ultra))
@@ -108,18 +125,34 @@ def test_ultralytics_predictions_json_scores_as_the_coco_json_form(tmp_path, cli
         "coco", "eval", tmp_path / "gt", tmp_path / "predictions.json", "--pred-format", "ultralytics"
     )
     assert code == 2 and f"$[{len(ultra)}] (file stem 'nosuch')" in err
-    doc = cli_json("coco", "eval", tmp_path / "gt", tmp_path / "predictions.json", "--pred-format", "ultralytics",
-                   "--lenient")  # fmt: skip
+    doc = cli_json(
+        "coco",
+        "eval",
+        tmp_path / "gt",
+        tmp_path / "predictions.json",
+        "--pred-format",
+        "ultralytics",
+        "--lenient",
+    )
     assert {f["code"]: f["count"] for f in doc["findings"]} == {"pred.unknown_image": 1}
     assert doc["summary"]["AP"] == pytest.approx(a.summary["AP"], abs=1e-12)
 
 
 def test_detkit_predict_output_matched_by_stem(tmp_path):
     gt = gt_with_crowd()
-    doc = {"weights": "w.pt", "images": [
-        {"file": "/somewhere/a.png", "output": "a.png", "width": 640, "height": 480,
-         "detections": [{"category_id": 1, "name": "cat", "score": 0.9, "bbox": [10, 10, 100, 100]}]},
-        {"file": "c.jpg", "output": "c.jpg", "width": 640, "height": 480, "detections": []}]}  # fmt: skip
+    doc = {
+        "weights": "w.pt",
+        "images": [
+            {
+                "file": "/somewhere/a.png",
+                "output": "a.png",
+                "width": 640,
+                "height": 480,
+                "detections": [{"category_id": 1, "name": "cat", "score": 0.9, "bbox": [10, 10, 100, 100]}],
+            },
+            {"file": "c.jpg", "output": "c.jpg", "width": 640, "height": 480, "detections": []},
+        ],
+    }
     (tmp_path / "detections.json").write_text(json.dumps(doc))
     p, unmatched = load_predictions(tmp_path / "detections.json", gt)
     assert p.format == "detkit" and unmatched == []
@@ -140,8 +173,19 @@ def test_bad_boxes_are_every_non_finite_or_empty_box():
     from detkit.evaluation.predictions import _good_boxes
 
     nan, inf = float("nan"), float("inf")
-    boxes = [[1, 2, 3, 4], [-5, -5, 3, 4], [nan, 2, 3, 4], [1, inf, 3, 4], [1, 2, -inf, 4], [1, 2, 3, nan],
-             [1, 2, 0, 4], [1, 2, 3, 0], [1, 2, -3, 4], [1, 2, 3, -4], [1, 2, 1e-300, 1e300]]  # fmt: skip
+    boxes = [
+        [1, 2, 3, 4],
+        [-5, -5, 3, 4],
+        [nan, 2, 3, 4],
+        [1, inf, 3, 4],
+        [1, 2, -inf, 4],
+        [1, 2, 3, nan],
+        [1, 2, 0, 4],
+        [1, 2, 3, 0],
+        [1, 2, -3, 4],
+        [1, 2, 3, -4],
+        [1, 2, 1e-300, 1e300],
+    ]
     expected = [True, True] + [False] * 8 + [True]
     assert _good_boxes(np.array(boxes, dtype=np.float64)).tolist() == expected
     assert _good_boxes(np.array(boxes, dtype=np.float64)[::-1]).tolist() == expected[::-1]  # a strided view
@@ -215,7 +259,7 @@ def test_yolo_file_without_image_is_an_error_or_a_finding(tmp_path):
 def test_index_of_equals_lookup():
     """The dense-table lookup gives lookup's answer: absent, negative and out-of-range queries -1, and
     sparse ids (the binary-search fallback)."""
-    from detkit.coco.model import lookup
+    from detkit.datasets.model import lookup
     from detkit.evaluation.predictions import index_of
 
     rng = np.random.default_rng(0)
@@ -232,9 +276,19 @@ def test_chunked_results_decode_equals_whole_file(tmp_path, indent):
     from detkit.evaluation.predictions import load_coco_results
 
     rng = np.random.default_rng(0)
-    rows = [{"image_id": int(i), "category_id": int(c), "bbox": [float(v) for v in rng.uniform(1, 50, 4)],
-             "score": float(s), "note": ["x},{y", "a,{b", "{", "]"][k % 4], "extra": {"k": [1, {"z": 2}]}}
-            for k, (i, c, s) in enumerate(zip(rng.integers(1, 9, 60), rng.integers(1, 4, 60), rng.uniform(size=60)))]  # fmt: skip
+    rows = [
+        {
+            "image_id": int(i),
+            "category_id": int(c),
+            "bbox": [float(v) for v in rng.uniform(1, 50, 4)],
+            "score": float(s),
+            "note": ["x},{y", "a,{b", "{", "]"][k % 4],
+            "extra": {"k": [1, {"z": 2}]},
+        }
+        for k, (i, c, s) in enumerate(
+            zip(rng.integers(1, 9, 60), rng.integers(1, 4, 60), rng.uniform(size=60))
+        )
+    ]
     path = tmp_path / "dt.json"
     path.write_text(json.dumps(rows, indent=indent))
     for chunk in (1, 7, 64, 1 << 18):

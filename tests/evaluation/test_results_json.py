@@ -19,10 +19,18 @@ linux = pytest.mark.skipif(sys.platform != "linux", reason="the forked decode ru
 
 
 def _rows(n: int, seed: int = 0, extra: bool = False) -> list[dict]:
-    """n records; ``extra``: each with keys that hold '{', '},{' and nested objects (where no cut may fall)."""
+    """n records; ``extra``: each with keys that hold '{', '},{' and nested objects (where no cut
+    may fall)."""
     rng = np.random.default_rng(seed)
-    rows = [{"image_id": int(i), "category_id": int(c), "bbox": [float(v) for v in rng.uniform(1, 50, 4)],
-             "score": float(s)} for i, c, s in zip(rng.integers(1, 99, n), rng.integers(1, 9, n), rng.uniform(size=n))]  # fmt: skip
+    rows = [
+        {
+            "image_id": int(i),
+            "category_id": int(c),
+            "bbox": [float(v) for v in rng.uniform(1, 50, 4)],
+            "score": float(s),
+        }
+        for i, c, s in zip(rng.integers(1, 99, n), rng.integers(1, 9, n), rng.uniform(size=n))
+    ]
     if extra:
         for k, r in enumerate(rows):
             r["note"], r["extra"] = ["x},{y", "a,{b", "{", "]"][k % 4], {"k": [1, {"z": 2}, {"w": [{}]}]}
@@ -52,8 +60,10 @@ def test_record_chunks_cut_between_records():
 
 
 @linux
-@pytest.mark.parametrize(("chunk", "extra", "indent"), [(64, False, 1), (1000, False, None), (1 << 18, False, 1),
-                                                         (1000, True, None), (1 << 18, True, 2)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("chunk", "extra", "indent"),
+    [(64, False, 1), (1000, False, None), (1 << 18, False, 1), (1000, True, None), (1 << 18, True, 2)],
+)
 def test_forked_decode_gives_the_file_order_columns(tmp_path, chunk, extra, indent, monkeypatch):
     """Two processes give exactly the columns of one, in file order, whether the middle of the file falls
     between two records (the halves decode: no whole-file decode) or inside one (a string with braces: the

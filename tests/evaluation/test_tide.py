@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from detkit.coco.model import make_dataset
+from detkit.datasets.model import make_dataset
 from detkit.evaluation.engine import coco_evaluate
 from detkit.evaluation.tide import TIDE_TYPES, tide_errors
 from tests.evaluation.cases import preds
@@ -24,11 +24,23 @@ def _gt(boxes=(G1, G2)):
 # name: (predictions, the same predictions with that error fixed as the paper says, fixed ground truth)
 CASES = {
     "Cls": ([(1, 1, *G1, 0.9), (1, 2, *G2, 0.8)], [(1, 1, *G1, 0.9), (1, 1, *G2, 0.8)], None),  # right class
-    "Loc": ([(1, 1, *G1, 0.9), (1, 1, *NEAR_G2, 0.8)], [(1, 1, *G1, 0.9), (1, 1, *G2, 0.8)], None),  # onto its box
-    "Dupe": ([(1, 1, *G1, 0.9), (1, 1, *G1, 0.8), (1, 1, *G2, 0.7)], [(1, 1, *G1, 0.9), (1, 1, *G2, 0.7)], None),
-    "Bkg": ([(1, 1, *G1, 0.9), (1, 1, 500, 10, 50, 50, 0.8), (1, 1, *G2, 0.7)], [(1, 1, *G1, 0.9), (1, 1, *G2, 0.7)], None),
+    "Loc": (
+        [(1, 1, *G1, 0.9), (1, 1, *NEAR_G2, 0.8)],
+        [(1, 1, *G1, 0.9), (1, 1, *G2, 0.8)],
+        None,
+    ),  # onto its box
+    "Dupe": (
+        [(1, 1, *G1, 0.9), (1, 1, *G1, 0.8), (1, 1, *G2, 0.7)],
+        [(1, 1, *G1, 0.9), (1, 1, *G2, 0.7)],
+        None,
+    ),
+    "Bkg": (
+        [(1, 1, *G1, 0.9), (1, 1, 500, 10, 50, 50, 0.8), (1, 1, *G2, 0.7)],
+        [(1, 1, *G1, 0.9), (1, 1, *G2, 0.7)],
+        None,
+    ),
     "Miss": ([(1, 1, *G1, 0.9)], [(1, 1, *G1, 0.9)], (G1,)),  # the missed box leaves the ground truth
-}  # fmt: skip
+}
 
 
 def _ap50(gt, rows):

@@ -210,9 +210,15 @@ def test_runs_without_a_summary_are_listed_with_the_reason(tmp_path, cli):
     ]
     assert rows == [
         ["runs/bare", "detkit classify train", "no summary.json: the command stopped before its end"],
-        ["runs/stopped", "detkit yolo train --epochs 50", ("no summary.json: the command stopped before its end; "
-         f"metrics.csv has 3 epoch(s) of 50; last.pt is kept (continue with --resume {stopped})")],
-    ]  # fmt: skip
+        [
+            "runs/stopped",
+            "detkit yolo train --epochs 50",
+            (
+                "no summary.json: the command stopped before its end; "
+                f"metrics.csv has 3 epoch(s) of 50; last.pt is kept (continue with --resume {stopped})"
+            ),
+        ],
+    ]
     # a folder holding only an interrupted run still gets a report that says so
     code, _, err = cli("report", stopped, "-o", tmp_path / "only.md")
     assert code == 0, err
@@ -221,8 +227,14 @@ def test_runs_without_a_summary_are_listed_with_the_reason(tmp_path, cli):
 
 @pytest.mark.parametrize(("classes", "shown"), [(5, False), (6, True)])
 def test_top5_is_hidden_with_five_classes_or_fewer(tmp_path, classes, shown):
-    f = _fake(tmp_path / "runs" / "cls", "classify.train", num_classes=classes, curves="metrics.csv",
-              metrics={"val_top1": 0.8, "val_top5": 1.0}, tables={"epochs": [{"epoch": 1, "val_top1": 0.8, "val_top5": 1.0}]})  # fmt: skip
+    f = _fake(
+        tmp_path / "runs" / "cls",
+        "classify.train",
+        num_classes=classes,
+        curves="metrics.csv",
+        metrics={"val_top1": 0.8, "val_top5": 1.0},
+        tables={"epochs": [{"epoch": 1, "val_top1": 0.8, "val_top5": 1.0}]},
+    )
     (f / "metrics.csv").write_text("epoch,val_top1,val_top5\n1,0.5,1.0\n2,0.8,1.0\n")
     write_report([tmp_path / "runs"], tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
@@ -250,7 +262,7 @@ def test_report_modules_import_one_way():
         }
     assert "render" not in graph["markdown"] | graph["html"] | graph["sections"] | graph["collect"]
     assert graph["output"] == set() and graph["collect"] == set()
-    tree = ast.parse((root / "demo.py").read_text())
+    tree = ast.parse((root / "demo" / "run.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert "detkit.cli" not in imported and "detkit.report.demo" not in imported  # the runner is handed in

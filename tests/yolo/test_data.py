@@ -6,20 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.coco.model import make_dataset
+from detkit.datasets.model import make_dataset
 from detkit.yolo.data import (
-    MULTI_SCALE_SIZES,
     Augment,
     ClassMap,
     DetectionDataset,
-    YoloBatchSampler,
     build_loader,
     letterbox_transform,
-    multi_scale_sizes,
-    select_images,
     transform_boxes,
     unletterbox,
 )
+from detkit.yolo.sampler import MULTI_SCALE_SIZES, YoloBatchSampler, multi_scale_sizes
+from detkit.yolo.splits import select_images
 
 
 def _write_image(path, w, h, value=90):
@@ -93,7 +91,8 @@ def test_transform_boxes_clips_and_drops():
         [[10, 10, 30, 30], [-90, 0, 10, 100], [0, 0, 1, 50], [90, 90, 150, 150]], dtype=np.float64
     )
     kept, keep = transform_boxes(boxes, 1.0, 0.0, 0.0, 100, aug)
-    # 2nd: 10% inside -> dropped; 3rd: 1 px wide -> dropped; 4th: clipped to 90..100 (10x10 of 60x60 < 25%) -> dropped
+    # 2nd: 10% inside -> dropped; 3rd: 1 px wide -> dropped; 4th: clipped to 90..100 (10x10 of 60x60 < 25%) ->
+    # dropped
     assert keep.tolist() == [True, False, False, False]
     kept, keep = transform_boxes(np.array([[80.0, 80, 120, 120]]), 1.0, 0.0, 0.0, 100, aug)
     assert kept.tolist() == [[80, 80, 100, 100]]  # a quarter inside: kept, clipped

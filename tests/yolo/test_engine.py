@@ -7,15 +7,16 @@ import math
 import pytest
 import torch
 
-from detkit.coco.model import make_dataset
-from detkit.training import ModelEMA
+from detkit.datasets.model import make_dataset
+from detkit.train.common import ModelEMA
 from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, coco_eval, train_one_epoch
-from detkit.yolo.train import lr_factor
+from detkit.yolo.setup import lr_factor
 
 
 @pytest.fixture
 def gt():
-    # no "info" in the source: pycocotools' loadRes needs gt.dataset["info"]; to_coco_dict (and coco_eval behind it) supply one
+    # no "info" in the source: pycocotools' loadRes needs gt.dataset["info"]; to_coco_dict (and coco_eval
+    # behind it) supply one
     return make_dataset(
         [(1, "a.jpg", 100, 100), (2, "b.jpg", 100, 100)],
         [(1, 1, 3, 10, 10, 30, 30), (2, 1, 7, 50, 50, 40, 20), (3, 2, 3, 5, 5, 60, 60)],
@@ -143,8 +144,16 @@ def test_epoch_means_of_the_loss_parts_and_batch_count():
     }
     empty = {"images": torch.zeros(0, 3, 32, 32, dtype=torch.uint8), "targets": [], "bad": ["x.jpg"]}
     seen_bad = []
-    out = train_one_epoch(model, criterion, opt, None, [ok, empty, ok], torch.device("cpu"), seen_images=5,
-                          on_bad=seen_bad.extend)  # fmt: skip
+    out = train_one_epoch(
+        model,
+        criterion,
+        opt,
+        None,
+        [ok, empty, ok],
+        torch.device("cpu"),
+        seen_images=5,
+        on_bad=seen_bad.extend,
+    )
     assert (out["steps"], out["batches"], out["images"], out["seen_images"]) == (2, 3, 4, 9)
     assert out["loss"] == 2.0 and [out[k] for k in LOSS_PARTS] == [2.0, 4.0, 6.0, 8.0, 10.0]
     assert seen_bad == ["x.jpg"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.coco.model import make_dataset
 from detkit.data.synth import write_detection_set
+from detkit.datasets.model import make_dataset
 from detkit.errors import DetkitError
-from detkit.yolo.train import letterbox_factors, resolve_anchors
+from detkit.yolo.priors import letterbox_factors, resolve_anchors
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +57,45 @@ def test_bad_training_options_are_one_line(synth4, tmp_path, cli, args, message)
     if args[0] == "--weights":
         (tmp_path / "w.pt").write_text("not weights")
         args = ["--weights", tmp_path / "w.pt"]
-    code, out, err = cli("yolo", "train", "--data", synth4 / "instances.json", "--out", tmp_path / "r",
-                         "--workers", "0", "--device", "cpu", *args)  # fmt: skip
+    code, out, err = cli(
+        "yolo",
+        "train",
+        "--data",
+        synth4 / "instances.json",
+        "--out",
+        tmp_path / "r",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        *args,
+    )
     assert (code, out) == (2, "") and message in err and err.startswith("detkit: error: ")
     assert err.count("\n") == 1, err
 
 
 def test_predict_refuses_a_bad_size_and_undecodable_images(synth4, tmp_path, cli):
     run = tmp_path / "run"
-    code, _, err = cli("yolo", "train", "--data", synth4 / "instances.json", "--out", run, "--epochs", "1",
-                       "--batch", "4", "--img-size", "64", "--width", "0.125", "--workers", "0", "--device", "cpu")  # fmt: skip
+    code, _, err = cli(
+        "yolo",
+        "train",
+        "--data",
+        synth4 / "instances.json",
+        "--out",
+        run,
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--img-size",
+        "64",
+        "--width",
+        "0.125",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     img = min((synth4 / "images").iterdir())
     code, _, err = cli("yolo", "predict", run / "best.pt", img, "--out", tmp_path / "p", "--img-size", "50")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.coco.test_layouts import roboflow_yolo, ultralytics_set
+from tests.datasets.test_layouts import roboflow_yolo, ultralytics_set
 
 TINY = ["--width", "0.125", "--workers", "0", "--optimizer", "adamw", "--seed", "0"]
 
@@ -13,14 +13,25 @@ TINY = ["--width", "0.125", "--workers", "0", "--optimizer", "adamw", "--seed", 
 def yaml_run(tmp_path_factory):
     """An ultralytics set (train a, b, c; val d, e, whose one label row is unparsable) and a model trained
     on it for one step."""
-    from detkit.yolo.train import TrainConfig, train
+    from detkit.yolo.config import TrainConfig
+    from detkit.yolo.train import train
 
     root = tmp_path_factory.mktemp("yaml_set")
     y = ultralytics_set(root)
     (root / "ds" / "labels" / "val" / "e.txt").write_text("0 0.5 0.5\n")  # 3 fields: skipped, and said
     run = root / "run"
-    cfg = TrainConfig(data=str(y), out=str(run), epochs=1, batch=2, img_size=64, width=0.125, workers=0,
-                      max_steps=1, optimizer="adamw", augment=False)  # fmt: skip
+    cfg = TrainConfig(
+        data=str(y),
+        out=str(run),
+        epochs=1,
+        batch=2,
+        img_size=64,
+        width=0.125,
+        workers=0,
+        max_steps=1,
+        optimizer="adamw",
+        augment=False,
+    )
     train(cfg)
     return y, run / "last.pt"
 

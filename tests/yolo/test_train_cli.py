@@ -1,4 +1,6 @@
-"""End to end: overfitting 8 images, `detkit yolo train` + `--resume` exactness, eval, predict, NaN stop, BCCD."""
+"""End to end: overfitting 8 images, `detkit yolo train` + `--resume` exactness, eval, predict, NaN stop,
+BCCD.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +25,24 @@ def synth8(tmp_path_factory):
 
 @pytest.mark.slow
 def test_tiny_model_overfits_8_images(synth8, tmp_path):
-    from detkit.yolo.train import TrainConfig, train
+    from detkit.yolo.config import TrainConfig
+    from detkit.yolo.train import train
 
     cfg = TrainConfig(
-        data=str(synth8 / "instances.json"), out=str(tmp_path / "run"), epochs=50, batch=4, img_size=128, augment=False,
-        lr=0.005, optimizer="adamw", width=0.125, workers=0, eval_every=50, warmup_epochs=5, ema_decay=0.0,
-    )  # fmt: skip
+        data=str(synth8 / "instances.json"),
+        out=str(tmp_path / "run"),
+        epochs=50,
+        batch=4,
+        img_size=128,
+        augment=False,
+        lr=0.005,
+        optimizer="adamw",
+        width=0.125,
+        workers=0,
+        eval_every=50,
+        warmup_epochs=5,
+        ema_decay=0.0,
+    )
     summary = train(cfg)
     assert summary["metrics"]["best_mAP50"] >= 0.9, summary["metrics"]
 
@@ -117,8 +131,19 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
 
 @pytest.mark.slow
 def test_resume_inside_an_epoch_skips_the_batches_already_trained(synth8, tmp_path, cli):
-    common = ["--data", synth8 / "instances.json", "--epochs", "2", "--batch", "4", "--img-size", "64",
-              "--eval-every", "5", *TINY]  # fmt: skip
+    common = [
+        "--data",
+        synth8 / "instances.json",
+        "--epochs",
+        "2",
+        "--batch",
+        "4",
+        "--img-size",
+        "64",
+        "--eval-every",
+        "5",
+        *TINY,
+    ]
     straight, part = tmp_path / "straight", tmp_path / "part"
     assert cli("yolo", "train", *common, "--out", straight)[0] == 0
     code, _, err = cli("yolo", "train", *common, "--out", part, "--max-steps", "1")  # half of epoch 1
@@ -163,11 +188,25 @@ def test_nan_loss_stops_with_exit_1_and_keeps_the_checkpoint(synth8, tmp_path, c
 
     monkeypatch.setattr(YoloLoss, "forward", flaky)
     run = tmp_path / "nan"
-    code, _, err = cli("yolo", "train", "--data", synth8 / "instances.json", "--epochs", "3", "--batch", "4",
-                       "--img-size", "64", *TINY, "--out", run)  # fmt: skip
+    code, _, err = cli(
+        "yolo",
+        "train",
+        "--data",
+        synth8 / "instances.json",
+        "--epochs",
+        "3",
+        "--batch",
+        "4",
+        "--img-size",
+        "64",
+        *TINY,
+        "--out",
+        run,
+    )
     assert code == 1
     assert err.strip().splitlines()[-1] == (
-        f"detkit: error: training stopped in epoch 2: loss is nan at step 1 of the epoch; last good checkpoint kept: {run / 'last.pt'}"
+        "detkit: error: training stopped in epoch 2: loss is nan at step 1 of the epoch; last good "
+        f"checkpoint kept: {run / 'last.pt'}"
     )
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
     assert json.loads((run / "summary.json").read_text())["status"] == "diverged"  # the one NaN policy
@@ -182,9 +221,27 @@ def test_missing_data_is_a_usage_error(cli, tmp_path):
 def test_bccd_voc_trains_a_few_steps(cli, tmp_path):
     bccd = shared_path("bccd", "BCCD")
     run = tmp_path / "bccd"
-    code, _, err = cli("yolo", "train", "--data", bccd, "--train-list", bccd / "ImageSets/Main/train.txt",
-                       "--val-list", bccd / "ImageSets/Main/test.txt", "--limit", "8", "--max-steps", "2",
-                       "--batch", "4", "--img-size", "128", *TINY, "--out", run)  # fmt: skip
+    code, _, err = cli(
+        "yolo",
+        "train",
+        "--data",
+        bccd,
+        "--train-list",
+        bccd / "ImageSets/Main/train.txt",
+        "--val-list",
+        bccd / "ImageSets/Main/test.txt",
+        "--limit",
+        "8",
+        "--max-steps",
+        "2",
+        "--batch",
+        "4",
+        "--img-size",
+        "128",
+        *TINY,
+        "--out",
+        run,
+    )
     assert code == 0, err
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["class_map"]["names"] == ["Platelets", "RBC", "WBC"] and ckpt["seen_images"] == 8
@@ -199,8 +256,21 @@ def test_corrupt_image_is_reported_by_path_and_training_goes_on(synth8, tmp_path
     shutil.copytree(synth8, data)
     bad = data / "images" / "shape_00003.jpg"
     bad.write_bytes(bad.read_bytes()[:40])  # a truncated header: cv2 cannot decode it
-    code, _, err = cli("yolo", "train", "--data", data / "instances.json", "--epochs", "1", "--batch", "4",
-                       "--img-size", "64", *TINY, "--out", tmp_path / "run")  # fmt: skip
+    code, _, err = cli(
+        "yolo",
+        "train",
+        "--data",
+        data / "instances.json",
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--img-size",
+        "64",
+        *TINY,
+        "--out",
+        tmp_path / "run",
+    )
     assert code == 0, err
     assert f"{bad}: cannot decode the image; skipped" in err.replace("\n", "")
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -209,12 +279,14 @@ def test_corrupt_image_is_reported_by_path_and_training_goes_on(synth8, tmp_path
 
 def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_pt(synth8, tmp_path, cli):
     run = tmp_path / "run"
+    # evaluated after epoch 2 only, so the last epoch is the best whatever the mAP: best.pt is last.pt's
     common = ["--data", synth8 / "instances.json", "--epochs", "2", "--batch", "4", "--img-size", "64", *TINY]
+    common += ["--eval-every", "2"]
     code, _, err = cli("yolo", "train", *common, "--out", run, "--log-every", "0")
     assert code == 0, err
     assert "epoch 2/2 step 2/2: loss" in err  # a progress line per step off a terminal with --log-every 0
     policy = json.loads((run / "run.json").read_text())["config"]["thread_policy"]
-    assert policy["workers"] == 0 and policy["threads"] >= 1  # detkit.threads' choice, on record
+    assert policy["workers"] == 0 and policy["threads"] >= 1  # detkit.train.threads' choice, on record
     assert (
         json.loads((run / "config.json").read_text())["threads"] == policy["threads"]
     )  # what --resume keeps
@@ -237,8 +309,8 @@ def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_p
     code, _, err = cli("yolo", "train", *common, "--out", run, "--epochs", "1", "--exist-ok")
     assert code == 0, err
     assert (
-        "--exist-ok: deleted the previous run's run.json, config.json, metrics.csv, last.pt, best.pt, summary.json"
-        in err
+        "--exist-ok: deleted the previous run's run.json, config.json, metrics.csv, last.pt, best.pt, "
+        "summary.json" in err
     )
     assert (
         torch.load(run / "last.pt", weights_only=True)["epoch"] == 1 and not (run / ".detkit.lock").exists()

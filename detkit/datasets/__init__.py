@@ -1,0 +1,3 @@
+"""The dataset layer every command stands on: the in-memory model, the formats read and written, checks and
+operations.
+"""

@@ -1,0 +1,1 @@
+"""Validation, fixing, finding codes and lenient loading."""

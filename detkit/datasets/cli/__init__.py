@@ -1,0 +1,1 @@
+"""`detkit coco ...` commands (thin: parse, call one function, print)."""

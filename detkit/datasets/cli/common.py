@@ -1,0 +1,132 @@
+"""What every `detkit coco ...` command module shares: the Typer group, option types and printing helpers.
+
+The commands live in :mod:`detkit.datasets.cli.inspect` (inspect, validate, classes),
+:mod:`detkit.datasets.cli.convert`, :mod:`detkit.datasets.cli.ops` (split, merge, filter, sample, draw) and
+:mod:`detkit.evaluation.cli` (eval); each imports this module and none imports another, so the imports run
+one way; :mod:`detkit.cli` imports all four. Heavy libraries are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from detkit.console import info
+
+app = typer.Typer(no_args_is_help=True)
+
+
+class Fmt(str, Enum):
+    coco = "coco"
+    text = "text"
+    yolo = "yolo"
+    voc = "voc"
+
+
+class Target(str, Enum):
+    coco = "coco"
+    yolo = "yolo"
+    voc = "voc"
+
+
+class CategoryIds(str, Enum):
+    index = "index"
+    coco80 = "coco80"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    never = "never"
+
+
+InPath = Annotated[Path, typer.Argument(help="COCO json, course text file, YOLO folder or VOC folder.")]
+FormatOpt = Annotated[
+    Fmt | None, typer.Option("--format", "-f", help="Input format (default: detected from the path).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Also write DIR/summary.json (+ run.json) for `detkit report`.")
+]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option("--split", help="Read only this split (train, val, test); default: all, side by side."),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Stop (exit 2) at the first orphan label, corrupt image or bad row instead of skipping it.",
+    ),
+]
+
+
+def busy(message: str):
+    """A spinner on stderr while a long single step runs (a no-op when stderr is not a terminal)."""
+    import contextlib
+
+    from detkit.console import err, progress_enabled
+
+    return err.status(message) if progress_enabled() else contextlib.nullcontext()
+
+
+def load(path: Path, fmt: Fmt | None, split: str | None = None, strict: bool = False):
+    from detkit.datasets.load import load_dataset
+
+    with busy(f"reading {path}"):
+        ds = load_dataset(path, format=fmt.value if fmt else None, split=split, strict=strict)
+    warn_skipped(ds)
+    return ds
+
+
+def skipped_doc(ds) -> dict | None:
+    """The ``skipped`` block of --json: what the loader left out or repaired (None when nothing)."""
+    from detkit.datasets.load import skipped_summary
+
+    return skipped_summary(ds) if hasattr(ds, "skipped") else None
+
+
+def warn_skipped(ds) -> None:
+    """One warning line for what the loader skipped, one note for what it repaired (stderr)."""
+    from detkit.datasets import load as loaders
+
+    if hasattr(ds, "skipped"):
+        loaders.warn_skipped(ds)
+
+
+def table(title: str, columns: list[str], rows: list[list[object]]):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=escape(title), title_justify="left", show_edge=False, pad_edge=False)
+    cells = [[cell(v) for v in r] for r in rows]
+    for k, c in enumerate(columns):
+        left = c in ("name", "table", "field", "type", "meaning", "code", "severity")
+        width = None if left else max([len(c)] + [len(r[k]) for r in cells])
+        t.add_column(c, justify="left" if left else "right", no_wrap=k == 0 or not left, min_width=width)
+    for r in cells:
+        t.add_row(*r)
+    return t
+
+
+def cell(v: object) -> str:
+    from rich.markup import escape
+
+    if v is None:
+        return ""
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return escape(str(v))
+
+
+def write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **fields) -> None:
+    from detkit.train.runs import record_run, write_summary
+
+    record_run(out_dir, config=config, inputs=[path])
+    write_summary(out_dir, kind, title, **fields)
+    info(f"wrote {out_dir / 'summary.json'}")

@@ -1,0 +1,316 @@
+"""Dataset layouts as users bring them: which image and label files make up each split, and the class names.
+
+Nothing here reads a label or an image; the loaders in :mod:`detkit.datasets.formats.voc` and
+:mod:`detkit.datasets.load` do, from what these functions find:
+
+    ultralytics data yaml   path (relative to the yaml's folder), train / val / test each a folder of
+                            images, a .txt list of image paths or a list of these; names (list or dict)
+                            or nc alone. Labels: the last ``images`` path component -> ``labels``.
+    Roboflow YOLO export    the export folder: data.yaml (paths start with ``../``) and
+                            ``train|valid|test/{images,labels}``; the same folders without a yaml too.
+    Roboflow COCO export    the export folder: ``<split>/_annotations.coco.json`` beside the images.
+    plain YOLO folder       ``images/`` + ``labels/`` (subfolders named train*/val*/test* become splits).
+    class names             data.yaml, classes.txt or obj.names beside or above the label folder.
+    VOC                     ``ImageSets/Main/{train,val,test}.txt`` (``trainval`` when train/val are absent).
+
+Split names are normalised: ``valid`` / ``validation`` / ``val2017`` -> ``val``, ``train2017`` -> ``train``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detkit.datasets.formats.readers import read_text
+from detkit.errors import InputError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+SPLIT_KEYS = ("train", "val", "test")
+YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+NAME_FILES = ("classes.txt", "obj.names", "names.txt", "coco.names")
+ROBOFLOW_COCO = "_annotations.coco.json"
+_SPLIT_RE = re.compile(r"^(train|training|val|valid|validation|test|testing)[-_]?\d*$", re.IGNORECASE)
+
+
+def normalize_split(name: str) -> str | None:
+    """``valid`` -> ``val``, ``train2017`` -> ``train``...; None when the name is not a split name."""
+    m = _SPLIT_RE.match(name)
+    if m is None:
+        return None
+    word = m.group(1).lower()
+    return {"training": "train", "valid": "val", "validation": "val", "testing": "test"}.get(word, word)
+
+
+@dataclass
+class SplitSource:
+    """The images of one split and the (images folder, labels folder) pairs scanned for orphan labels.
+
+    Args:
+        name: split name (None for a dataset without splits).
+        images: image files, in order.
+        folders: (images folder, labels folder) for every folder source (orphan labels are looked for there).
+        missing: (list file, line, path) of listed images that do not exist.
+    """
+
+    name: str | None
+    images: list[Path] = field(default_factory=list)
+    folders: list[tuple[Path, Path]] = field(default_factory=list)
+    missing: list[tuple[Path, int, Path]] = field(default_factory=list)
+
+
+@dataclass
+class YoloLayout:
+    """A YOLO dataset: its splits, class names (None when unknown) and the folder file names are
+    relative to."""
+
+    root: Path
+    splits: list[SplitSource]
+    names: list[str] | None
+    descriptor: Path | None = None  # the data yaml, when there is one
+
+
+# ---- paths ---------------------------------------------------------------------------------------------
+def label_path(image: Path) -> Path:
+    """ultralytics' rule: the last ``images`` path component becomes ``labels``, the suffix ``.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def labels_folder(images: Path) -> Path:
+    """The labels folder that mirrors an images folder (the folder itself when no component is ``images``)."""
+    return label_path(images / "x.jpg").parent
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every image file under ``folder``, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+# ---- ultralytics data yaml ----------------------------------------------------------------------------
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The yaml as a mapping; an unparsable file or a non-mapping is an InputError naming the line."""
+    import yaml
+
+    text = read_text(path)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise InputError(
+            path, where, f"not valid YAML ({getattr(exc, 'problem', None) or exc.__class__.__name__})"
+        ) from None
+    if not isinstance(doc, dict):
+        raise InputError(path, None, "expected a YAML mapping with train / val / names keys")
+    return doc
+
+
+def yaml_class_names(path: Path, doc: dict[str, Any]) -> list[str] | None:
+    """``names`` as a list or an {index: name} dict, or ``class{i}`` for ``nc`` alone; None when neither."""
+    names, nc = doc.get("names"), doc.get("nc")
+    if isinstance(names, dict):
+        try:
+            idx = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise InputError(path, "names", "dict keys must be class indices 0..N-1") from None
+        if sorted(idx) != list(range(len(idx))):
+            raise InputError(path, "names", f"class indices must be 0..{len(idx) - 1}, got {sorted(idx)[:8]}")
+        out = [idx[i] for i in range(len(idx))]
+    elif isinstance(names, list):
+        out = [str(n) for n in names]
+    elif names is None:
+        out = None
+    else:
+        raise InputError(
+            path, "names", f"expected a list or a dict of class names, got {type(names).__name__}"
+        )
+    if nc is not None:
+        if not isinstance(nc, int) or isinstance(nc, bool) or nc < 0:
+            raise InputError(path, "nc", f"expected a class count, got {nc!r}")
+        if out is None:
+            out = [f"class{i}" for i in range(nc)]
+        elif len(out) != nc:
+            raise InputError(path, "nc", f"nc is {nc} but names lists {len(out)} classes")
+    return out
+
+
+def _resolve(root: Path, yaml_path: Path, key: str, value: Any) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(yaml_path, key, f"expected a path or a list of paths, got {value!r}")
+    p = Path(value)
+    cand = p if p.is_absolute() else root / p
+    if not cand.exists() and value.startswith("../"):  # Roboflow: ../train/images from the export folder
+        cand = root / value[3:]
+    if not cand.exists():
+        raise InputError(yaml_path, key, f"'{value}' does not exist (looked at {cand})")
+    return cand
+
+
+def _txt_images(list_file: Path, root: Path, src: SplitSource) -> None:
+    """Image paths from a .txt list: absolute, ``./x`` relative to the list, else the list's
+    folder or root."""
+    for lineno, line in enumerate(read_text(list_file).splitlines(), start=1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        p = Path(s)
+        if p.is_absolute():
+            cand = p
+        elif s.startswith("./"):
+            cand = list_file.parent / p
+        else:
+            cand = list_file.parent / p if (list_file.parent / p).exists() else root / p
+        if cand.is_file():
+            src.images.append(cand)
+        else:
+            src.missing.append((list_file, lineno, cand))
+
+
+def _split_source(name: str | None, entries: list[Path], root: Path | None = None) -> SplitSource:
+    src = SplitSource(name)
+    for e in entries:
+        if e.is_dir():
+            src.images += list_images(e)
+            src.folders.append((e, labels_folder(e)))
+        elif e.suffix.lower() == ".txt":
+            _txt_images(e, root or e.parent, src)
+        else:
+            src.images.append(e)
+    return src
+
+
+def read_data_yaml(path: Path, split: str | None = None) -> YoloLayout:
+    """The splits and class names an ultralytics data yaml declares (``split`` keeps only that one)."""
+    doc = read_yaml(path)
+    names = yaml_class_names(path, doc)
+    root = path.parent
+    if doc.get("path") not in (None, ""):
+        root = _resolve(path.parent, path, "path", str(doc["path"]))
+    present = [k for k in SPLIT_KEYS if doc.get(k) not in (None, "", [])]
+    if not present:
+        raise InputError(path, None, "no train / val / test key: not an ultralytics data yaml")
+    splits = []
+    for key in present:
+        if split is not None and key != split:
+            continue
+        values = doc[key] if isinstance(doc[key], list) else [doc[key]]
+        entries = []
+        for j, v in enumerate(values):
+            entries.append(_resolve(root, path, key if len(values) == 1 else f"{key}[{j}]", v))
+        src = _split_source(key, entries, root)
+        splits.append(src)
+    if split is not None and not splits:
+        raise InputError(path, None, f"no split '{split}' (this yaml has {', '.join(present)})")
+    return YoloLayout(root, splits, names, descriptor=path)
+
+
+# ---- folders --------------------------------------------------------------------------------------------
+def find_yaml(folder: Path) -> Path | None:
+    """The data yaml of a dataset folder (data.yaml, dataset.yaml), if any."""
+    for n in YAML_NAMES:
+        if (folder / n).is_file():
+            return folder / n
+    return None
+
+
+def split_folders(folder: Path) -> dict[str, Path]:
+    """Roboflow-style ``train|valid|test/images`` subfolders of ``folder``, by normalised split name."""
+    out: dict[str, Path] = {}
+    if not folder.is_dir():
+        return out
+    for sub in sorted(folder.iterdir()):
+        name = normalize_split(sub.name)
+        if name is not None and (sub / "images").is_dir() and name not in out:
+            out[name] = sub
+    return out
+
+
+def roboflow_coco_files(folder: Path) -> dict[str, Path]:
+    """``<split>/_annotations.coco.json`` files of a Roboflow COCO export, by normalised split name."""
+    out: dict[str, Path] = {}
+    if not folder.is_dir():
+        return out
+    for sub in sorted(folder.iterdir()):
+        f = sub / ROBOFLOW_COCO
+        if f.is_file():
+            out[normalize_split(sub.name) or sub.name] = f
+    if (folder / ROBOFLOW_COCO).is_file() and not out:
+        out[""] = folder / ROBOFLOW_COCO
+    return out
+
+
+def yolo_folder_layout(path: Path, split: str | None = None) -> YoloLayout:
+    """The layout of a YOLO folder given without a yaml: split folders, images/ + labels/, or a
+    labels folder."""
+    subs = split_folders(path)
+    if subs:
+        srcs = [_split_source(n, [d / "images"]) for n, d in subs.items() if split is None or n == split]
+        if not srcs:
+            raise InputError(path, None, f"no split '{split}' (this folder has {', '.join(subs)})")
+        return YoloLayout(path, srcs, find_class_names(path), None)
+    if (path / "labels").is_dir() or (path / "images").is_dir():
+        images, labels = path / "images", path / "labels"
+    elif "labels" in path.parts:
+        parts = list(path.parts)
+        i = len(parts) - 1 - parts[::-1].index("labels")
+        images, labels = Path(*parts[:i], "images", *parts[i + 1 :]), path
+    else:  # darknet style: images and .txt side by side
+        images, labels = path, path
+    names = find_class_names(labels if labels.is_dir() else path)
+    if not images.is_dir():
+        return YoloLayout(images, [SplitSource(None, [], [(images, labels)])], names)
+    subdirs = [d for d in sorted(images.iterdir()) if d.is_dir()]
+    loose = any(p.is_file() and p.suffix.lower() in IMAGE_EXTS for p in images.iterdir())
+    named = {d: normalize_split(d.name) for d in subdirs}
+    if subdirs and not loose and all(named.values()) and len(set(named.values())) == len(subdirs):
+        srcs = [_split_source(n, [d]) for d, n in named.items() if split is None or n == split]
+        if not srcs:
+            raise InputError(
+                path, None, f"no split '{split}' (this folder has {', '.join(map(str, named.values()))})"
+            )
+        return YoloLayout(images, srcs, names)
+    src = SplitSource(None, list_images(images), [(images, labels)])
+    return YoloLayout(images, [src], names)
+
+
+def find_class_names(folder: Path, names: list[str] | None = None) -> list[str] | None:
+    """Class names from data.yaml, classes.txt or obj.names in ``folder`` or up to two folders above it."""
+    if names:
+        return names
+    for d in (folder, folder.parent, folder.parent.parent):
+        for n in NAME_FILES:
+            f = d / n
+            if f.is_file():
+                return [ln.strip() for ln in read_text(f).splitlines() if ln.strip()]
+        y = find_yaml(d)
+        if y is not None:
+            try:
+                got = yaml_class_names(y, read_yaml(y))
+            except InputError:
+                got = None
+            if got:
+                return got
+    return None
+
+
+# ---- VOC ------------------------------------------------------------------------------------------------
+def voc_image_sets(root: Path) -> dict[str, list[str]]:
+    """``ImageSets/Main/{train,val,test}.txt`` of a VOC folder: split -> image ids (``trainval`` as train
+    when neither train nor val is there). Empty when there are no lists."""
+    main = root / "ImageSets" / "Main"
+    if not main.is_dir():
+        return {}
+    found = {k: main / f"{k}.txt" for k in (*SPLIT_KEYS, "trainval") if (main / f"{k}.txt").is_file()}
+    if "trainval" in found and ("train" in found or "val" in found):
+        del found["trainval"]
+    out = {}
+    for k, f in found.items():
+        ids = [ln.split()[0] for ln in read_text(f).splitlines() if ln.strip()]
+        out["train" if k == "trainval" else k] = ids
+    return out

@@ -1,0 +1,260 @@
+"""Pascal VOC XML folders -> :class:`~detkit.datasets.model.Dataset`.
+
+A bad VOC file or object is skipped and listed in ``Dataset.skipped`` (``strict``: raised). Suspicious but
+loadable content (degenerate or out-of-image boxes) is loaded as is, for ``validate``.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from detkit.datasets.formats.layouts import voc_image_sets
+from detkit.datasets.formats.readers import OnError, image_size, problem, read_bytes
+from detkit.datasets.formats.yolo import Reporter
+from detkit.datasets.model import Dataset, image_columns
+from detkit.errors import InputError
+
+
+def _voc_files(path: Path) -> tuple[list[Path], Path | None, Path]:
+    """The .xml files, the JPEGImages folder (None when absent) and the folder the files' ids are relative
+    to (``Annotations/``, the folder given, or a single file's folder)."""
+    if path.is_file():
+        files, root = [path], path.parent
+    else:
+        root = path / "Annotations" if (path / "Annotations").is_dir() else path
+        files = sorted(root.rglob("*.xml"))
+    images = root.parent / "JPEGImages"
+    return files, images if images.is_dir() else None, root
+
+
+def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
+    el = node.find(tag) if node is not None else None
+    if el is None or el.text is None:
+        raise problem(f, where, f"missing <{tag}>", "record.missing_field")
+    try:
+        v = float(el.text)
+    except ValueError:
+        raise problem(
+            f, where, f"<{tag}> is not a number: '{el.text.strip()[:30]}'", "record.wrong_type"
+        ) from None
+    return v
+
+
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+
+
+def _parse_xml(f: Path, data: bytes) -> ET.Element:
+    """Parse VOC XML; encodings expat cannot read itself (Shift-JIS, GBK...) are decoded by Python first."""
+    try:
+        return ET.fromstring(data)
+    except (ValueError, LookupError):  # "multi-byte encodings are not supported", an unknown encoding
+        m = _XML_ENCODING.match(data)
+        name = m.group(1).decode() if m else "?"
+        try:
+            text = data.decode(name)
+        except LookupError:
+            raise problem(
+                f, "line 1", f"unknown encoding '{name}' in the XML declaration", "record.unparsable"
+            ) from None
+        except UnicodeDecodeError as err:
+            raise problem(f, None, f"not {name} text (byte {err.start})", "record.unparsable") from None
+        return ET.fromstring(text)
+
+
+def _voc_image(f: Path, images: Path | None) -> tuple[ET.Element, str, float, float]:
+    """(root, file name, width, height) of one VOC file; image sizes fall back to the image header."""
+    try:
+        root = _parse_xml(f, read_bytes(f))
+    except ET.ParseError as exc:
+        raise problem(
+            f, f"line {exc.position[0]}", f"malformed XML ({getattr(exc, 'msg', exc)})", "record.unparsable"
+        ) from None
+    if root.tag != "annotation":
+        raise problem(
+            f, "<annotation>", f"root element is <{root.tag}>, not <annotation>", "record.unparsable"
+        )
+    fname_el = root.find("filename")
+    fname = fname_el.text.strip() if fname_el is not None and fname_el.text else f.with_suffix(".jpg").name
+    size = root.find("size")
+    w = _voc_num(f, size, "width", "<size>") if size is not None else 0.0
+    h = _voc_num(f, size, "height", "<size>") if size is not None else 0.0
+    if (w <= 0 or h <= 0) and images is not None and (images / fname).is_file():
+        w, h = (float(v) for v in image_size(images / fname))
+    if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
+        code = "image.bad_size" if np.isfinite(w) and np.isfinite(h) else "value.non_finite"
+        raise problem(f, "<size>", f"image size {w}x{h} must be positive", code)
+    return root, fname, w, h
+
+
+def _voc_object(f: Path, obj: ET.Element, where: str) -> tuple[str, tuple[float, float, float, float]]:
+    name_el = obj.find("name")
+    if name_el is None or not (name_el.text or "").strip():
+        raise problem(f, where, "missing <name>", "record.missing_field")
+    bb = obj.find("bndbox")
+    if bb is None:
+        raise problem(f, where, "missing <bndbox>", "record.missing_field")
+    x0, y0, x1, y1 = (_voc_num(f, bb, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+    return name_el.text.strip(), (x0, y0, x1 - x0, y1 - y0)
+
+
+def load_voc(
+    path: str | Path, on_error: OnError | None = None, strict: bool = False, split: str | None = None
+) -> Dataset:
+    """Load Pascal VOC XML (a folder with ``Annotations/``, a folder of .xml, or one .xml).
+
+    Boxes become x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin; categories are the object
+    names in sorted order with ids 1..C. Degenerate boxes are kept for ``validate`` to report.
+    Unreadable files and objects are skipped and listed in ``Dataset.skipped`` (``on_error``: reported to
+    it; ``strict``: raised). ``ImageSets/Main/{train,val,test}.txt`` become the ``split`` column
+    (``split``: keep only that one).
+    """
+    path = Path(path)
+    files, images, ann_root = _voc_files(path)
+    if not files:
+        raise InputError(path, None, "no Pascal VOC .xml files found")
+    report = Reporter(on_error, strict)
+    img_rows, ann_rows, names, records, stems = [], [], [], [], []
+    for img_id, f in enumerate(files, start=1):
+        try:
+            root, fname, w, h = _voc_image(f, images)
+        except InputError as err:
+            report(err)
+            continue
+        img_rows.append((img_id, fname, w, h))
+        stems.append(f.relative_to(ann_root).with_suffix("").as_posix())  # what ImageSets lists name: sub/a
+        for k, obj in enumerate(root.iter("object")):
+            where = f"<object> #{k + 1}"
+            try:
+                name, box = _voc_object(f, obj, where)
+            except InputError as err:
+                report(err)
+                continue
+            ann_rows.append((img_id, *box))
+            names.append(name)
+            records.append(f"{f.name} {where}")
+    if not img_rows and on_error is None:
+        raise report.first or InputError(path, None, "no usable Pascal VOC .xml files")
+    cats = sorted(set(names))
+    cat_of = {n: i + 1 for i, n in enumerate(cats)}
+    n = len(ann_rows)
+    arr = np.array(ann_rows, dtype=np.float64).reshape(n, 5)
+    bbox = arr[:, 1:5].copy()
+    ds = Dataset(
+        **image_columns(img_rows),
+        ann_id=np.arange(1, n + 1, dtype=np.int64),
+        ann_image_id=arr[:, 0].astype(np.int64),
+        category_id=np.array([cat_of[nm] for nm in names], dtype=np.int64),
+        bbox=bbox,
+        area=bbox[:, 2] * bbox[:, 3],
+        iscrowd=np.zeros(n, dtype=np.int64),
+        cat_id=np.arange(1, len(cats) + 1, dtype=np.int64),
+        cat_name=np.array(cats, dtype=object),
+        source=str(path),
+        format="voc",
+        image_root=str(images) if images is not None else None,
+        ann_record=np.array(records, dtype=object),
+        skipped=report.items,
+    )
+    return _voc_splits(ds, stems, path, split, report)
+
+
+def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, report: Reporter) -> Dataset:
+    """Attach ``ImageSets/Main`` splits: one row per (split, image); unlisted images are ``unassigned``.
+
+    ``stems``: each image row's .xml path under ``Annotations/`` without suffix (what the lists name).
+    """
+    root = path if (path / "Annotations").is_dir() else path.parent
+    sets = voc_image_sets(root) if path.is_dir() else {}
+    if not sets:
+        if split is not None:
+            raise InputError(path, None, f"no split '{split}': this VOC folder has no ImageSets/Main lists")
+        return ds
+    if split is not None and split not in sets:
+        raise InputError(path, None, f"no split '{split}' (ImageSets/Main has {', '.join(sets)})")
+    row_of = {str(s): i for i, s in enumerate(stems)}
+    for i, s in enumerate(stems):  # lists that name nested files by their base name
+        row_of.setdefault(Path(s).name, i)
+    for i, f in enumerate(ds.file_name):
+        row_of.setdefault(Path(str(f)).stem, i)
+    rows, names, listed = [], [], set()
+    lists = root / "ImageSets" / "Main"
+    for name, ids in sets.items():
+        for k, sid in enumerate(ids):
+            if sid not in row_of:
+                report(
+                    problem(
+                        lists / f"{name}.txt",
+                        f"line {k + 1}",
+                        f"'{sid}' has no annotation file",
+                        "split.unknown_item",
+                    )
+                )
+                continue
+            listed.add(row_of[sid])
+            if split is None or name == split:
+                rows.append(row_of[sid])
+                names.append(name)
+    unlisted = [i for i in range(ds.num_images) if i not in listed]
+    if unlisted:
+        report(
+            problem(
+                lists,
+                None,
+                f"{len(unlisted)} images are in no split list (first: {ds.file_name[unlisted[0]]}); "
+                "split 'unassigned'",
+                "split.unassigned",
+            ),
+            kept=True,
+        )
+        if split is None:
+            rows += unlisted
+            names += ["unassigned"] * len(unlisted)
+    rows_a, names_a = np.array(rows, dtype=np.int64), np.array(names, dtype=object)
+    if len(np.unique(rows_a)) == len(rows_a):  # each image once: keep the file order (and the ids)
+        order = np.argsort(rows_a, kind="stable")
+        rows_a, names_a = rows_a[order], names_a[order]
+    return _rows_as_images(ds, rows_a, names_a)
+
+
+def _rows_as_images(ds: Dataset, rows: np.ndarray, split: np.ndarray) -> Dataset:
+    """A dataset whose image table is ``ds``'s rows ``rows`` (repeats allowed: new ids), with ``split``."""
+    if len(rows) == ds.num_images and np.array_equal(rows, np.arange(ds.num_images)):
+        ds.split = split
+        return ds
+    new_ids = np.arange(1, len(rows) + 1, dtype=np.int64)
+    order = np.argsort(ds.ann_image_id, kind="stable")
+    sorted_img = ds.ann_image_id[order]
+    ann_rows, ann_img = [], []
+    for new_id, r in zip(new_ids, rows):
+        lo, hi = (
+            np.searchsorted(sorted_img, ds.image_id[r], "left"),
+            np.searchsorted(sorted_img, ds.image_id[r], "right"),
+        )
+        ann_rows.append(order[lo:hi])
+        ann_img.append(np.full(hi - lo, new_id, dtype=np.int64))
+    a = np.concatenate(ann_rows) if ann_rows else np.zeros(0, dtype=np.int64)
+    return Dataset(
+        image_id=new_ids,
+        file_name=ds.file_name[rows],
+        width=ds.width[rows],
+        height=ds.height[rows],
+        ann_id=np.arange(1, len(a) + 1, dtype=np.int64),
+        ann_image_id=np.concatenate(ann_img) if ann_img else np.zeros(0, dtype=np.int64),
+        category_id=ds.category_id[a],
+        bbox=ds.bbox[a],
+        area=ds.area[a],
+        iscrowd=ds.iscrowd[a],
+        cat_id=ds.cat_id,
+        cat_name=ds.cat_name,
+        source=ds.source,
+        format=ds.format,
+        image_root=ds.image_root,
+        ann_record=None if ds.ann_record is None else ds.ann_record[a],
+        extra=ds.extra,
+        split=split,
+        skipped=ds.skipped,
+    )

@@ -1,0 +1,290 @@
+"""Put the parts an operation chose on disk: COCO json, YOLO folders (+ data.yaml) or Pascal VOC.
+
+Layouts (OUT is what the user named; everything is staged beside it and renamed into place):
+
+    one output   coco: OUT.json, or OUT/annotations.json     yolo: OUT/{images,labels,classes.txt,data.yaml}
+                 voc:  OUT/{Annotations,JPEGImages}
+    splits       coco: OUT/<split>.json                       yolo: OUT/<split>/{images,labels}, OUT/data.yaml
+                 voc:  OUT/{Annotations,JPEGImages}, OUT/ImageSets/Main/<split>.txt
+
+Images are referenced, not copied: a COCO json records the image folder relative to itself under its
+top-level ``detkit`` key (other readers ignore the key); YOLO ``images/`` and VOC ``JPEGImages/`` hold
+symlinks. ``copy_images`` copies them instead. Names follow the one rule of :mod:`detkit.datasets.paths`: a
+safe name is read and linked under its canonical form (``a\\b.jpg`` as ``a/b.jpg``, ``a/../b.jpg`` as
+``b.jpg``); an image whose name is absolute, climbs out or names no file is counted under ``unsafe_names``
+and not linked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from detkit.datasets.model import Dataset
+from detkit.datasets.ops.source import Part, Source, subset
+from detkit.datasets.paths import name_problem, safe_relative, source_path, yolo_relative
+from detkit.errors import DetkitError, InputError
+from detkit.io import atomic_write, staged_folder
+
+TARGETS = ("coco", "yolo", "voc")
+CHUNK = 1 << 12  # records joined per write (~2 MB: larger joins cost a fresh mmap and page faults each)
+
+
+def default_target(fmt: str) -> str:
+    """The output format for an input format (the course text format has no writer: COCO)."""
+    return fmt if fmt in TARGETS else "coco"
+
+
+def check_out(out: Path, inputs: Iterable[Path], single_json: bool) -> None:
+    """Refuse an output that would overwrite or contain an input, or a non-empty folder."""
+    r = out.resolve()
+    for p in inputs:
+        q = Path(p).resolve()
+        if r == q or r in q.parents:
+            raise InputError(out, None, f"output would overwrite the input {p}; choose a new output")
+    if single_json:
+        if out.is_dir():
+            raise InputError(out, None, "is a folder; name a .json file or a new folder")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(out, None, "exists and is not an empty folder; choose a new output folder")
+
+
+# ---- images ------------------------------------------------------------------------------------------
+def image_source(root: Path | None, name: str) -> Path | None:
+    """The file an image record names, or None when the folder is unknown or the name is unsafe."""
+    name = str(name)
+    return None if root is None or name_problem(name) is not None else source_path(root, name)
+
+
+def link_images(
+    pairs: Iterable[tuple[Path | None, str]], dst_root: Path, copy: bool = False
+) -> dict[str, int]:
+    """Link (or copy) each ``source file -> dst_root/safe_relative(name)``; count linked, missing and unsafe
+    names. A name whose place is taken by another file (``b.jpg`` after ``a/../b.jpg`` of another image, or
+    ``a/b.jpg`` after a file ``a``) counts as unsafe: nothing is written through an existing link."""
+    n = {"images_linked": 0, "images_missing": 0, "unsafe_names": 0}
+    placed: dict[str, Path] = {}  # name written -> its real source file
+    for src, name in pairs:
+        if name_problem(str(name)) is not None:
+            n["unsafe_names"] += 1
+            continue
+        if src is None or not src.is_file():
+            n["images_missing"] += 1
+            continue
+        rel, real = safe_relative(str(name)), src.resolve()
+        dst = dst_root / rel
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            taken = os.path.lexists(dst)
+        except OSError:  # a file where this name needs a folder
+            taken = True
+        if taken:  # the same image twice is linked once; another image's place is not overwritten
+            n["images_linked" if placed.get(rel) == real else "unsafe_names"] += 1
+            continue
+        placed[rel] = real
+        if copy:
+            shutil.copy2(src, dst)
+        else:
+            try:
+                os.symlink(real, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        n["images_linked"] += 1
+    return n
+
+
+def image_pairs(root: Path | None, names: Iterable[str], new_names: Iterable[str] | None = None):
+    """(source file, name in the output) per image; the source is None when the folder is unknown."""
+    names = [str(f) for f in names]
+    new = names if new_names is None else [str(f) for f in new_names]
+    return [(image_source(root, f), g) for f, g in zip(names, new)]
+
+
+def root_key(json_path: Path, image_root: Path | None) -> bytes | None:
+    """The raw ``{"image_root": ...}`` value recorded under the top-level ``detkit`` key."""
+    if image_root is None:
+        return None
+    rel = os.path.relpath(Path(image_root).resolve(), json_path.parent.resolve())
+    return msgspec.json.encode({"image_root": Path(rel).as_posix()})
+
+
+# ---- COCO json ---------------------------------------------------------------------------------------
+def write_list(f: Any, records: list[Any], rows: np.ndarray | None = None) -> None:
+    """Write ``[r, r, ...]`` (raw records, or the ``rows`` of them) in chunks."""
+    f.write(b"[")
+    order = range(len(records)) if rows is None else rows.tolist()
+    for s in range(0, len(order), CHUNK):
+        if s:
+            f.write(b",")
+        f.write(b",".join([records[i] for i in order[s : s + CHUNK]]))
+    f.write(b"]")
+
+
+def write_coco_records(
+    path: Path,
+    top: dict[str, Any],
+    lists: dict[str, tuple[list[Any], np.ndarray | None]],
+    image_root: bytes | None,
+) -> None:
+    """Write a COCO json from raw values: ``top`` keys first, then the three lists, then ``detkit``."""
+    keys = [k for k in top if k != "detkit"]
+    with atomic_write(path, "wb") as f:
+        f.write(b"{")
+        for k in keys:
+            f.write(msgspec.json.encode(k) + b":" + bytes(top[k]) + b",")
+        for j, k in enumerate(("images", "annotations", "categories")):
+            f.write((b"," if j else b"") + msgspec.json.encode(k) + b":")
+            write_list(f, *lists[k])
+        if image_root is not None:
+            f.write(b',"detkit":' + image_root)
+        f.write(b"}\n")
+
+
+def coco_from_columns(
+    ds: Dataset, image_root: bytes | None, image_fields: dict[str, list] | None = None
+) -> bytes:
+    """A COCO json built from the columns (inputs that are not COCO json; no segmentations to keep)."""
+    doc = ds.to_coco_dict()
+    for key, values in (image_fields or {}).items():
+        for rec, v in zip(doc["images"], values):
+            rec[key] = v
+    if image_root is not None:
+        doc["detkit"] = msgspec.json.decode(image_root)
+    return msgspec.json.encode(doc) + b"\n"
+
+
+def write_coco_part(src: Source, part: Part, path: Path, image_root: Path | None) -> None:
+    """One COCO json with the part's records (original bytes when the source is a COCO json)."""
+    key = root_key(path, image_root)
+    if src.raw is not None:
+        rc = src.raw
+        lists = {
+            "images": (rc.images, part.images),
+            "annotations": (rc.annotations, part.annotations),
+            "categories": (rc.categories, part.categories),
+        }
+        write_coco_records(path, rc.top, lists, key)
+    else:
+        with atomic_write(path, "wb") as f:
+            f.write(coco_from_columns(subset(src.ds, part), key))
+
+
+# ---- YOLO and VOC ------------------------------------------------------------------------------------
+def write_data_yaml(path: Path, names: list[str], splits: dict[str, str]) -> None:
+    """An ultralytics data yaml: image folders relative to the yaml's folder, names as a dict."""
+    import yaml
+
+    doc = {**splits, "nc": len(names), "names": dict(enumerate(names))}
+    with atomic_write(path) as f:
+        f.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def yolo_names(ds: Dataset) -> list[str]:
+    """Class names in YOLO index order (category id order, as :func:`convert.write_yolo` numbers them)."""
+    return [str(ds.cat_name[k]) for k in np.argsort(ds.cat_id, kind="stable")]
+
+
+def yolo_name(name: str) -> str:
+    """``name`` without ``images`` / ``labels`` folders: ``images/train/x.jpg`` -> ``train/x.jpg``, so that
+    ultralytics' rule (the last ``images`` in an image path becomes ``labels``) finds the label file.
+    A safe name is made canonical first; an unsafe one stays unsafe (and is counted, not linked)."""
+    name = str(name)
+    canonical = safe_relative(name) if name_problem(name) is None else name.replace("\\", "/")
+    return yolo_relative(canonical) or str(name)
+
+
+def write_folder_part(ds: Dataset, folder: Path, to: str, pairs, copy: bool) -> dict[str, int]:
+    """Labels (yolo) or XML (voc) of ``ds`` into ``folder`` (absent or empty), then the image links.
+
+    Returns the link counts (see :func:`link_images`).
+    """
+    from detkit.datasets.ops.convert import write_voc, write_yolo
+
+    if to == "yolo":
+        ds.file_name = np.array([yolo_name(f) for f in ds.file_name], dtype=object)
+        pairs = [(src, yolo_name(name)) for src, name in pairs]
+    ds.image_root = None  # the writers would link from it; links are made here (path-safe, copy option)
+    staging = folder / "_part"  # the writer wants a new folder; its files then move up into ``folder``
+    folder.mkdir(parents=True, exist_ok=True)
+    (write_yolo if to == "yolo" else write_voc)(ds, staging)
+    for p in staging.iterdir():
+        os.replace(p, folder / p.name)
+    staging.rmdir()
+    return link_images(pairs, folder / ("images" if to == "yolo" else "JPEGImages"), copy)
+
+
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+
+
+# ---- entry points ------------------------------------------------------------------------------------
+def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = False) -> dict[str, Any]:
+    """Write one output (filter, sample). ``out`` ending in .json (coco) is a file, else a new folder."""
+    if to not in TARGETS:
+        raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
+    single_json = to == "coco" and out.suffix.lower() == ".json"
+    if single_json and copy_images:
+        raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
+    check_out(out, [src.path], single_json)
+    result = {"out": str(out), "to": to, **part.counts()}
+    if single_json:
+        write_coco_part(src, part, out, src.image_root)
+        return {**result, "files": [str(out)]}
+    pairs = image_pairs(src.image_root, src.ds.file_name[part.images])
+    with staged_folder(out) as tmp:
+        if to == "coco":
+            links = link_images(pairs, tmp / "images", True) if copy_images else {}
+            write_coco_part(
+                src, part, tmp / "annotations.json", tmp / "images" if copy_images else src.image_root
+            )
+        else:
+            sub = subset(src.ds, part)
+            links = write_folder_part(sub, tmp, to, pairs, copy_images)
+            if to == "yolo":
+                write_data_yaml(tmp / "data.yaml", yolo_names(sub), {"train": "images", "val": "images"})
+        files = sorted(p.name for p in tmp.iterdir())
+    return {**result, "files": files, **links}
+
+
+def write_split_parts(
+    src: Source, parts: dict[str, Part], out: Path, to: str, copy_images: bool = False
+) -> dict:
+    """Write one output per split into the new folder ``out`` (layouts in the module docstring)."""
+    if to not in TARGETS:
+        raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
+    check_out(out, [src.path], single_json=False)
+    ds = src.ds
+    every = np.unique(np.concatenate([p.images for p in parts.values()]))
+    links: dict[str, int] = {}
+    with staged_folder(out) as tmp:
+        if to == "coco":
+            if copy_images:
+                links = link_images(image_pairs(src.image_root, ds.file_name[every]), tmp / "images", True)
+            for name, part in parts.items():
+                write_coco_part(
+                    src, part, tmp / f"{name}.json", tmp / "images" if copy_images else src.image_root
+                )
+        elif to == "yolo":
+            for name, part in parts.items():
+                sub = subset(ds, part)
+                pairs = image_pairs(src.image_root, sub.file_name)
+                links = _add(links, write_folder_part(sub, tmp / name, "yolo", pairs, copy_images))
+            write_data_yaml(tmp / "data.yaml", yolo_names(ds), {n: f"{n}/images" for n in parts})
+        else:  # one VOC folder; the splits are ImageSets/Main lists of stems
+            sub = subset(ds, Part.of_images(ds, every))
+            links = write_folder_part(
+                sub, tmp, "voc", image_pairs(src.image_root, sub.file_name), copy_images
+            )
+            for name, part in parts.items():
+                with atomic_write(tmp / "ImageSets" / "Main" / f"{name}.txt") as f:
+                    f.writelines(
+                        f"{Path(str(n)).with_suffix('').as_posix()}\n" for n in ds.file_name[part.images]
+                    )
+        files = sorted(p.name for p in tmp.iterdir())
+    return {"out": str(out), "to": to, "files": files, **links}

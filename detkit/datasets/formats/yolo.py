@@ -1,0 +1,330 @@
+"""YOLO datasets -> :class:`~detkit.datasets.model.Dataset`, read leniently.
+
+What the files are comes from :mod:`detkit.datasets.formats.layouts` (a data yaml, a Roboflow export, a label
+folder);
+this module reads them. Per label row ``class cx cy w h`` (normalised to the image; a polygon row
+``class x1 y1 ... xn yn`` is read as its bounding box):
+
+    box (pixels)  x = (cx - w/2) * W,  y = (cy - h/2) * H,  w * W,  h * H    W, H from the image header
+
+Each image is probed from its header and end marker (:func:`~detkit.datasets.images.probe_image`). A
+problem — orphan label file, empty or truncated image, class >= nc, a coordinate outside 0..1 beyond
+``YOLO_TOL``, a duplicated row, an unparsable row — goes through a :class:`Reporter`: into
+``Dataset.skipped`` (default), to ``on_error`` (``validate``), or raised (``strict``). Notes that lose
+nothing (a polygon read as its box, an image without a label file = a background image) are never raised.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from detkit.datasets.formats.layouts import (
+    NAME_FILES,
+    SPLIT_KEYS,
+    YoloLayout,
+    find_yaml,
+    label_path,
+    read_data_yaml,
+    read_yaml,
+    yolo_folder_layout,
+)
+from detkit.datasets.formats.readers import OnError, problem, read_text
+from detkit.datasets.images import probe_image
+from detkit.datasets.model import Dataset, Skipped, image_columns
+from detkit.errors import InputError
+
+MAX_YOLO_CLASSES = 100_000  # a larger class index is a corrupt line, not a real class
+
+
+# ---- where a lenient loader's problems go ----------------------------------------------------------------
+class Reporter:
+    """Routes a loader's problems: to ``on_error`` (validate), as an exception (``strict``), or into the
+    :class:`~detkit.datasets.model.Skipped` list the dataset carries (the default: lenient, never silent).
+
+    ``kept=True`` marks a note (a polygon read as its box, a background image): never raised, even strict.
+    """
+
+    def __init__(self, on_error: OnError | None = None, strict: bool = False):
+        self.on_error, self.strict = on_error, strict
+        self.items: list[Skipped] = []
+        self.first: InputError | None = None  # the first problem (raised when nothing at all is usable)
+
+    def __call__(self, err: InputError, kept: bool = False) -> None:
+        code = err.code or "record.unparsable"
+        if self.first is None and not kept:
+            self.first = err
+        if self.on_error is not None:
+            self.on_error(code, err)
+        elif self.strict and not kept:
+            raise err
+        else:
+            self.items.append(Skipped(code, err.path, err.where, err.what, kept))
+
+
+# ---- YOLO label files -----------------------------------------------------------------------------------
+YOLO_TOL = 0.01  # normalised: coordinates this far outside 0..1 (export rounding) are kept for validate
+
+
+def _yolo_rows(
+    lf: Path, text: str, nc: int | None, report: Reporter
+) -> list[tuple[int, float, float, float, float, int]]:
+    """(class, cx, cy, w, h, line) of each usable row; bad rows are reported and skipped, polygons boxed."""
+    rows, seen, polygons = [], set(), 0
+    top = nc if nc is not None else MAX_YOLO_CLASSES
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        where, n = f"line {lineno}", len(parts)
+        if n != 5 and not (n >= 7 and n % 2 == 1):
+            report(
+                problem(
+                    lf,
+                    where,
+                    f"expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...', got {n} fields",
+                    "record.unparsable",
+                )
+            )
+            continue
+        try:
+            c = int(parts[0])
+            vals = [float(v) for v in parts[1:]]
+        except ValueError:
+            report(problem(lf, where, f"not numbers: '{line.strip()[:60]}'", "record.wrong_type"))
+            continue
+        if not all(math.isfinite(v) for v in vals):
+            report(problem(lf, where, "NaN or infinite coordinate", "value.non_finite"))
+            continue
+        if c < 0:
+            report(problem(lf, where, f"class id {c} is negative", "record.wrong_type"))
+            continue
+        if c >= top:
+            known = f" ({nc} class names)" if nc is not None else ""
+            report(
+                problem(lf, where, f"class id {c} is outside 0..{top - 1}{known}", "label.class_out_of_range")
+            )
+            continue
+        lo, hi = min(vals), max(vals)
+        if lo < -YOLO_TOL or hi > 1 + YOLO_TOL:
+            hint = (
+                f"; values up to {hi:g} look like pixels: YOLO wants cx cy w h divided by the image "
+                "width and height"
+                if lo >= 0 and hi > 2
+                else ""
+            )
+            report(
+                problem(
+                    lf,
+                    where,
+                    f"coordinate {lo if lo < -YOLO_TOL else hi:g} is outside 0..1{hint}",
+                    "label.coords_out_of_range",
+                )
+            )
+            continue
+        if n > 5:
+            xs, ys = vals[0::2], vals[1::2]
+            box = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys))
+            polygons += 1
+        else:
+            box = (vals[0], vals[1], vals[2], vals[3])
+        key = (c, *box)
+        if key in seen:
+            report(problem(lf, where, "same class and box as an earlier row", "label.duplicate_row"))
+            continue
+        seen.add(key)
+        rows.append((c, *box, lineno))
+    if polygons:
+        report(
+            problem(
+                lf,
+                None,
+                f"{polygons} polygon row(s) (segmentation format) read as their bounding boxes",
+                "label.polygon",
+            ),
+            kept=True,
+        )
+    return rows
+
+
+def _label_file(img: Path, folders: list[tuple[Path, Path]]) -> Path:
+    """The label file of an image: the mirror path under its folder's labels folder when that file exists
+    (``labels/images/x.txt`` for ``images/images/x.jpg``), else ultralytics' rule (last ``images`` ->
+    ``labels``), else a ``.txt`` beside the image (darknet)."""
+    for img_dir, lbl_dir in folders:
+        if lbl_dir == img_dir and img.with_suffix(".txt").is_file():  # darknet: image and .txt side by side
+            return img.with_suffix(".txt")
+        if lbl_dir != img_dir and img.is_relative_to(img_dir):
+            mirror = lbl_dir / img.relative_to(img_dir).with_suffix(".txt")
+            if mirror.is_file():
+                return mirror
+    ultra = label_path(img)
+    if not ultra.is_file() and img.with_suffix(".txt").is_file():  # darknet lists: labels beside the images
+        return img.with_suffix(".txt")
+    return ultra
+
+
+def _rel(p: Path, root: Path) -> str:
+    try:
+        return str(p.relative_to(root))
+    except ValueError:
+        return str(p)
+
+
+def read_yolo_layout(
+    layout: YoloLayout, on_error: OnError | None = None, strict: bool = False, source: str = ""
+) -> Dataset:
+    """Read the images (header sizes) and label files of a
+    :class:`~detkit.datasets.formats.layouts.YoloLayout`.
+
+    Args:
+        layout: the splits, their image files and the class names (from
+            :mod:`detkit.datasets.formats.layouts`).
+        on_error: when given (``validate``), every problem and note is reported to it.
+        strict: raise the first problem instead of skipping it.
+        source: the path the user gave, for messages.
+    """
+    report = Reporter(on_error, strict)
+    nc = len(layout.names) if layout.names else None
+    img_rows, ann_rows, records, splits = [], [], [], []
+    listed, label_files = 0, 0
+    for src in layout.splits:
+        for lst, lineno, p in src.missing:
+            report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
+        expected = set()
+        for img in src.images:
+            listed += 1
+            lf = _label_file(img, src.folders)
+            expected.add(lf)
+            try:
+                w, h = probe_image(img)
+                text = read_text(lf) if lf.is_file() else None
+            except InputError as err:
+                report(err)
+                continue
+            img_id = len(img_rows) + 1
+            img_rows.append((img_id, _rel(img, layout.root), float(w), float(h)))
+            splits.append(src.name)
+            if text is None:
+                report(
+                    problem(
+                        img,
+                        None,
+                        f"no label file {lf.name} (read as a background image)",
+                        "image.no_label_file",
+                    ),
+                    kept=True,
+                )
+                continue
+            label_files += 1
+            for c, cx, cy, bw, bh, ln in _yolo_rows(lf, text, nc, report):
+                ann_rows.append((img_id, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h))
+                records.append(f"{lf.name} line {ln}")
+        for img_dir, lbl_dir in src.folders:
+            if lbl_dir == img_dir or not lbl_dir.is_dir():
+                continue
+            for lf in sorted(lbl_dir.rglob("*.txt")):
+                if lf not in expected and lf.name not in NAME_FILES:
+                    label_files += 1
+                    report(
+                        problem(
+                            lf,
+                            None,
+                            f"label file without an image (no {lf.stem}.* in {img_dir})",
+                            "label.orphan",
+                        )
+                    )
+    if not img_rows:
+        where = layout.descriptor or source or layout.root
+        if listed:
+            raise InputError(
+                where, None, f"none of the {listed} images could be read (see the first: {src.images[0]})"
+            )
+        if not label_files:
+            raise InputError(
+                source or where,
+                None,
+                "no YOLO label .txt files found" if not layout.descriptor else "no images found",
+            )
+        raise InputError(
+            source or where,
+            None,
+            f"no images found for the {label_files} label files (looked under {layout.root})",
+        )
+    return _yolo_dataset(img_rows, ann_rows, records, splits, layout, report, source)
+
+
+def _yolo_dataset(
+    img_rows, ann_rows, records, splits, layout: YoloLayout, report: Reporter, source: str
+) -> Dataset:
+    n = len(ann_rows)
+    arr = np.array(ann_rows, dtype=np.float64).reshape(n, 6)
+    names = layout.names
+    ncls = len(names) if names else (int(arr[:, 1].max()) + 1 if n else 0)
+    cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
+    bbox = arr[:, 2:6].copy()
+    has_split = any(s is not None for s in splits)
+    return Dataset(
+        **image_columns(img_rows),
+        ann_id=np.arange(1, n + 1, dtype=np.int64),
+        ann_image_id=arr[:, 0].astype(np.int64),
+        category_id=arr[:, 1].astype(np.int64),
+        bbox=bbox,
+        area=bbox[:, 2] * bbox[:, 3],
+        iscrowd=np.zeros(n, dtype=np.int64),
+        cat_id=np.arange(ncls, dtype=np.int64),
+        cat_name=np.array(cat_names, dtype=object),
+        source=source,
+        format="yolo",
+        image_root=str(layout.root),
+        ann_record=np.array(records, dtype=object),
+        split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
+        skipped=report.items,
+        extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},
+    )
+
+
+def load_yolo(
+    path: str | Path,
+    names: list[str] | None = None,
+    on_error: OnError | None = None,
+    strict: bool = False,
+    split: str | None = None,
+) -> Dataset:
+    """Load a YOLO dataset: an ultralytics data yaml, a Roboflow YOLO export, or a folder of labels.
+
+    Rows are ``class cx cy w h`` normalised (a polygon row is read as its bounding box); image sizes come
+    from the image headers; class k becomes category id k with the name from the yaml / ``classes.txt`` /
+    ``obj.names`` (``class{k}`` when there is none). An image without a label file is a background image.
+
+    Args:
+        path: a data yaml, or a dataset / export / labels folder (see :mod:`detkit.datasets.formats.layouts`).
+        names: class names to use instead of those found beside the labels.
+        on_error: when given (``validate``), problems are reported to it and the rest is loaded.
+        strict: raise the first problem (orphan label, corrupt image, bad row) instead of skipping it.
+        split: read only this split (``train``, ``val``, ``test``).
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        layout = read_data_yaml(path, split)
+    elif not path.is_dir():
+        raise InputError(
+            path, None, "a YOLO dataset is a data.yaml or a folder of images and label .txt files"
+        )
+    elif (y := find_yaml(path)) is not None and _declares_splits(y):
+        layout = read_data_yaml(y, split)
+    else:
+        layout = yolo_folder_layout(path, split)
+    if names:
+        layout.names = list(names)
+    return read_yolo_layout(layout, on_error=on_error, strict=strict, source=str(path))
+
+
+def _declares_splits(y: Path) -> bool:
+    try:
+        doc = read_yaml(y)
+    except InputError:
+        return True  # let read_data_yaml name the problem
+    return any(doc.get(k) not in (None, "", []) for k in SPLIT_KEYS)

@@ -1,0 +1,300 @@
+"""Loaders from COCO json, the course's text format, YOLO datasets (ultralytics data.yaml, Roboflow
+exports, label folders) and Pascal VOC XML into one :class:`~detkit.datasets.model.Dataset`:
+:func:`load_dataset` (format and layout detected from the path) and :func:`load_labels` (only what class
+counts need).
+
+Unusable input (no images, an unparsable yaml, a split path that does not exist, a malformed COCO json)
+raises :class:`~detkit.errors.InputError` naming the file, the record (line number, JSON path, yaml key)
+and what is wrong; the CLI prints it as one line and exits 2. A few bad items in a YOLO or VOC dataset
+(orphan labels, corrupt images, out-of-range rows) are skipped and listed in ``Dataset.skipped`` —
+``strict=True`` raises the first instead, and :func:`skipped_summary` gives the CLI its one warning line
+and ``--json`` block. Suspicious but loadable content (degenerate or out-of-image boxes, dangling ids,
+duplicates) is loaded as is, for ``detkit coco validate`` to report. Datasets with splits carry the
+``split`` column (see :mod:`detkit.datasets.formats.layouts`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detkit.datasets.formats.coco import load_coco, load_coco_labels
+from detkit.datasets.formats.layouts import (
+    find_yaml,
+    normalize_split,
+    roboflow_coco_files,
+    split_folders,
+)
+from detkit.datasets.formats.text import load_text
+from detkit.datasets.formats.voc import load_voc
+from detkit.datasets.formats.yolo import load_yolo
+from detkit.datasets.model import Dataset, Labels
+from detkit.errors import InputError
+
+__all__ = [
+    "FORMATS",
+    "concat_splits",
+    "declared_splits",
+    "detect_format",
+    "load_dataset",
+    "load_labels",
+    "skipped_summary",
+    "warn_skipped",
+]
+
+FORMATS = ("coco", "text", "yolo", "voc")
+
+
+def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> Labels | Dataset:
+    """Image ids, each box's image and category, and the categories — the fast path for class counts.
+
+    A COCO json file is decoded without boxes, areas or file names (several times faster on large files);
+    other formats and layouts are loaded in full (``kwargs`` as for :func:`load_dataset`). Both results
+    have the columns :func:`class_table` reads.
+    """
+    p = Path(path)
+    fmt = format or detect_format(p)
+    if fmt == "coco" and p.is_file() and not kwargs.get("split"):
+        return load_coco_labels(p)
+    return load_dataset(p, format=fmt, **kwargs)
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess the format from the path.
+
+    .json -> coco; .yaml / .yml -> yolo (ultralytics data yaml); .xml or Annotations/ -> voc; a folder
+    with a data.yaml, ``train|valid|test/images`` or labels/ -> yolo; ``<split>/_annotations.coco.json``
+    (a Roboflow COCO export) or one .json -> coco; other files -> text.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, None, "no such file or folder")
+    if p.is_file():
+        suffix = p.suffix.lower()
+        if suffix == ".json":
+            return "coco"
+        if suffix == ".xml":
+            return "voc"
+        if suffix in (".yaml", ".yml"):
+            return "yolo"
+        return "text"
+    if (p / "Annotations").is_dir() or next(p.glob("*.xml"), None) is not None:
+        return "voc"
+    if roboflow_coco_files(p):
+        return "coco"
+    if find_yaml(p) is not None or split_folders(p) or (p / "labels").is_dir():
+        return "yolo"
+    jsons = sorted(p.glob("*.json")) + sorted(p.glob("annotations/instances_*.json"))
+    if len(jsons) == 1:  # before the .txt probe: a COCO folder may hold a README.txt
+        return "coco"
+    if (p / "images").is_dir() or next(p.rglob("*.txt"), None) is not None:  # images alone: background images
+        return "yolo"
+    raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
+
+
+def load_dataset(
+    path: str | Path,
+    format: str | None = None,
+    *,
+    split: str | None = None,
+    strict: bool = False,
+    **kwargs: Any,
+) -> Dataset:
+    """Load any supported annotation source into a :class:`Dataset`.
+
+    Args:
+        path: a COCO json, a course text file, an ultralytics data yaml, a YOLO or Roboflow export folder,
+            or a VOC folder/xml.
+        format: ``coco``, ``text``, ``yolo`` or ``voc``; detected from the path when None.
+        split: keep only this split (``train``, ``val``, ``test``; ``valid`` means ``val``); an error
+            when the source has no such split.
+        strict: raise the first skipped item (orphan label, corrupt image, bad row) instead of skipping it.
+        **kwargs: passed to the loader (``image_root`` for coco, ``names`` for yolo, ``on_error`` for
+            text / yolo / voc: report bad records to it and skip them instead of raising).
+    """
+    p = Path(path)
+    fmt = format or detect_format(p)
+    if fmt not in FORMATS:
+        raise InputError(p, None, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if not p.exists():
+        raise InputError(p, None, "no such file or folder")
+    if split is not None:
+        split = normalize_split(split) or split
+    if fmt == "coco":
+        if p.is_dir() and (files := roboflow_coco_files(p)):
+            return _load_coco_splits(p, files, split, **kwargs)
+        if p.is_dir():
+            jsons = sorted(p.glob("*.json")) or sorted(p.glob("annotations/instances_*.json"))
+            if len(jsons) != 1:
+                raise InputError(p, None, "expected one COCO .json in this folder; pass the file itself")
+            p = jsons[0]
+        return _only_split(load_coco(p, **kwargs), p, split)
+    if fmt == "yolo":
+        return load_yolo(p, strict=strict, split=split, **kwargs)
+    if fmt == "voc":
+        return load_voc(p, strict=strict, split=split, **kwargs)
+    return _only_split(load_text(p, **kwargs), p, split)
+
+
+def _only_split(ds: Dataset, path: Path, split: str | None) -> Dataset:
+    if split is not None:
+        raise InputError(path, None, f"--split {split}: this {ds.format} file has no splits")
+    return ds
+
+
+def _load_coco_splits(folder: Path, files: dict[str, Path], split: str | None, **kwargs: Any) -> Dataset:
+    """A Roboflow COCO export: one json per split, images beside it; file names become ``<split>/<name>``."""
+    if split is not None:
+        if split not in files:
+            raise InputError(folder, None, f"no split '{split}' (this export has {', '.join(files)})")
+        files = {split: files[split]}
+    kwargs.pop("on_error", None)  # COCO json records are typed by the decoder (validate reads them apart)
+    parts = []
+    for name, f in files.items():
+        ds = load_coco(f, image_root=str(f.parent), **kwargs)
+        prefix = f.parent.relative_to(folder)
+        ds.file_name = np.array([str(prefix / str(n)) for n in ds.file_name], dtype=object)
+        parts.append((name, ds))
+    return concat_splits(parts, source=str(folder), image_root=str(folder))
+
+
+def concat_splits(parts: list[tuple[str, Dataset]], source: str, image_root: str | None) -> Dataset:
+    """One dataset from per-split datasets: ids offset to stay unique, categories united by id, ``split`` set.
+
+    A category id that two parts name differently is an InputError (the splits disagree on the classes).
+    """
+    if len(parts) == 1:
+        name, ds = parts[0]
+        ds.split = np.full(ds.num_images, name, dtype=object) if name else None
+        ds.source, ds.image_root = source, image_root
+        return ds
+    cats: dict[int, str] = {}
+    for _name, ds in parts:
+        for i, n in ds.category_names().items():
+            if cats.setdefault(i, n) != n:
+                raise InputError(
+                    ds.source, f"category {i}", f"named '{n}' here but '{cats[i]}' in another split"
+                )
+    img_off = ann_off = 0
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("iid", "fn", "w", "h", "aid", "aiid", "cid", "bb", "ar", "cr", "sp")
+    }
+    for name, ds in parts:
+        cols["iid"].append(ds.image_id + img_off)
+        cols["aiid"].append(ds.ann_image_id + img_off)
+        cols["aid"].append(ds.ann_id + ann_off)
+        for k, v in (
+            ("fn", ds.file_name),
+            ("w", ds.width),
+            ("h", ds.height),
+            ("cid", ds.category_id),
+            ("bb", ds.bbox),
+            ("ar", ds.area),
+            ("cr", ds.iscrowd),
+        ):
+            cols[k].append(v)
+        cols["sp"].append(np.full(ds.num_images, name, dtype=object))
+        # the next split's ids follow this one's largest
+        img_off = int((ds.image_id + img_off).max()) + 1 if ds.num_images else img_off
+        ann_off = int((ds.ann_id + ann_off).max()) + 1 if ds.num_annotations else ann_off
+    cat_ids = np.array(sorted(cats), dtype=np.int64)
+    c = {k: np.concatenate(v) for k, v in cols.items()}
+    return Dataset(
+        image_id=c["iid"],
+        file_name=c["fn"],
+        width=c["w"],
+        height=c["h"],
+        ann_id=c["aid"],
+        ann_image_id=c["aiid"],
+        category_id=c["cid"],
+        bbox=c["bb"].reshape(-1, 4),
+        area=c["ar"],
+        iscrowd=c["cr"],
+        cat_id=cat_ids,
+        cat_name=np.array([cats[int(i)] for i in cat_ids], dtype=object),
+        source=source,
+        format=parts[0][1].format,
+        image_root=image_root,
+        split=c["sp"],
+        skipped=[s for _, ds in parts for s in ds.skipped],
+        missing={
+            k: np.concatenate([ds.missing.get(k, np.zeros(ds.num_annotations, bool)) for _, ds in parts])
+            for k in {k for _, ds in parts for k in ds.missing}
+        },
+    )
+
+
+def skipped_summary(ds: Dataset) -> dict[str, Any] | None:
+    """What the loader left out or repaired, for the CLI: counts by code, the first path, a one-line message.
+
+    Returns None when nothing was skipped. ``message`` is the warning line (``skipped 2 items: ...``);
+    ``notes`` the line for repairs that lost nothing (polygons read as boxes, background images).
+    """
+    if not ds.skipped:
+        return None
+    lost = [s for s in ds.skipped if not s.kept]
+    kept = [s for s in ds.skipped if s.kept]
+
+    def line(items) -> str | None:
+        if not items:
+            return None
+        by: dict[str, int] = {}
+        for s in items:
+            by[s.code] = by.get(s.code, 0) + 1
+        first = items[0]
+        where = f"{first.path}" + (f":{first.where}" if first.where else "")
+        return ", ".join(f"{n:,} {code}" for code, n in by.items()) + f" (first: {where}: {first.what})"
+
+    by_code: dict[str, int] = {}
+    for s in ds.skipped:
+        by_code[s.code] = by_code.get(s.code, 0) + 1
+    return {
+        "count": len(lost),
+        "notes_count": len(kept),
+        "by_code": by_code,
+        "first": lost[0].as_dict() if lost else None,
+        "message": (f"skipped {len(lost):,} item(s): " + line(lost)) if lost else None,
+        "notes": line(kept),
+        "items": [s.as_dict() for s in ds.skipped[:20]],
+    }
+
+
+def warn_skipped(ds: Dataset, hint: str = "--strict to stop instead, `detkit coco validate` for all") -> None:
+    """The one stderr warning line (count and first path) for what was skipped, and a note for repairs."""
+    from detkit.console import info, warn
+
+    doc = skipped_summary(ds)
+    if doc is not None:
+        if doc["message"]:
+            warn(f"{doc['message']}" + (f"; {hint}" if hint else ""))
+        if doc["notes"]:
+            info(f"note: {doc['notes']}")
+
+
+def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
+    """The splits a source declares, without reading labels or images ([] when it has none).
+
+    A data yaml's train / val / test keys, a Roboflow export's split folders, ``images/<split>`` folders,
+    VOC ``ImageSets/Main`` lists. Unreadable sources give [] (loading them names the problem).
+    """
+    from detkit.datasets.formats.layouts import read_yaml, voc_image_sets, yolo_folder_layout
+
+    p = Path(path)
+    try:
+        fmt = format or detect_format(p)
+        if fmt == "coco":
+            return [s for s in roboflow_coco_files(p) if s] if p.is_dir() else []
+        if fmt == "voc":
+            root = p if (p / "Annotations").is_dir() else p.parent
+            return list(voc_image_sets(root)) if p.is_dir() else []
+        if fmt == "yolo":
+            y = p if p.is_file() else find_yaml(p)
+            if y is not None:
+                doc = read_yaml(y)
+                return [k for k in ("train", "val", "test") if doc.get(k) not in (None, "", [])]
+            return [s.name for s in yolo_folder_layout(p).splits if s.name]
+    except InputError:
+        return []
+    return []

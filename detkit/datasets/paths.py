@@ -1,0 +1,104 @@
+"""One rule for a record's file name (COCO ``file_name``, VOC ``<filename>``) written under an output folder.
+
+A record's name is data, not a path detkit may follow: ``/home/u/a.jpg`` or ``../../etc/passwd`` joined
+to an output folder would write outside it. Every command that writes a name taken from a record (convert,
+split, merge, filter, sample, draw) and validate's ``path.*`` findings use this one rule.
+
+Let ``s`` be the name with every ``\\`` read as ``/`` (Windows exports write ``images\\a.jpg``), and
+``parts(s)`` its components resolved left to right: ``''`` and ``.`` are dropped, ``..`` pops the last
+kept component, and a ``..`` with nothing to pop *climbs out*. Then :func:`name_problem` is
+
+    path.invalid     s holds a NUL, or is empty, or parts(s) is empty ('.', 'a/..'), or s ends in '/'
+    path.absolute    s starts with '/' (also '\\\\server\\share'), or with a drive 'X:' ('C:/x', 'C:\\x',
+    'C:x')
+    path.climbs_out  some '..' climbs out ('../a.jpg', 'a/../../b.jpg')
+    None             otherwise: the name is safe ('a/../b.jpg', './a.jpg', 'a//b.jpg', 'a\\b.jpg')
+
+checked in that order (a NUL wins over everything; an absolute name that also climbs is absolute).
+:func:`safe_relative` is ``'/'.join(parts(s'))`` where ``s'`` is ``s`` with a NUL read as ``_`` and a
+leading drive ``X:`` removed, the ``..`` that climb out dropped: ``a/../b.jpg -> b.jpg``,
+``a\\b.jpg -> a/b.jpg``, ``C:\\x.jpg -> x.jpg``, ``/home/u/a.jpg -> home/u/a.jpg``, ``../../etc/passwd ->
+etc/passwd``, ``images/ -> images``, ``'' and '.' -> ''``. For a safe name it is the name's canonical form
+(what the ops write); ``convert`` writes every name as its safe_relative (``image_<id>`` when that is
+empty), the ops write only safe names and count the others (``unsafe_names``).
+
+:func:`source_path` is where a record's image is read: ``root / safe_relative(name)`` for a safe name,
+else the name as written (reading an absolute path is allowed; writing one is not). :func:`inside` is the
+last check before a write: the real path, symlinks followed, must lie in the folder.
+:func:`yolo_relative` is a canonical name without ``images`` / ``labels`` folders, the name a YOLO layout
+writes under ``OUT/images`` and ``OUT/labels``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+def _separators(name: str) -> str:
+    """``name`` with ``\\`` read as ``/``."""
+    return name.replace("\\", "/")
+
+
+def _components(s: str) -> tuple[list[str], bool]:
+    """The components of ``s`` ('/'-separated) resolved left to right, and whether a '..' climbed out."""
+    out: list[str] = []
+    climbed = False
+    for part in s.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out:
+                out.pop()
+            else:
+                climbed = True
+            continue
+        out.append(part)
+    return out, climbed
+
+
+def name_problem(name: str) -> str | None:
+    """The ``path.*`` finding code of a record's file name, or None when it is safe (module docstring)."""
+    s = _separators(name)
+    if "\0" in s:
+        return "path.invalid"
+    if s.startswith("/") or _DRIVE.match(s):
+        return "path.absolute"
+    parts, climbed = _components(s)
+    if climbed:
+        return "path.climbs_out"
+    if not parts or s.endswith("/"):
+        return "path.invalid"  # '', '.', 'a/..', 'images/': names no file
+    return None
+
+
+def safe_relative(name: str) -> str:
+    """``name`` as a relative '/'-separated path that cannot leave its folder ('' when nothing is left)."""
+    s = _separators(name).replace("\0", "_")
+    if _DRIVE.match(s):
+        s = s[2:]
+    return "/".join(_components(s)[0])
+
+
+def source_path(root: Path, name: str) -> Path:
+    """The file a record names: ``root / safe_relative(name)`` for a safe name, else ``root / name``."""
+    return root / (safe_relative(name) if name_problem(name) is None else name)
+
+
+def inside(folder: Path, path: Path) -> bool:
+    """True when ``path`` (symlinks resolved, as far as it exists) lies inside ``folder``."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def yolo_relative(name: str) -> str:
+    """A canonical name without ``images`` / ``labels`` folders (``images/val/x.jpg`` -> ``val/x.jpg``):
+    ultralytics finds an image's labels by turning the last ``images`` folder of its path into
+    ``labels``, which ``OUT/images/images/val/x.jpg`` would send to ``OUT/images/labels/...``."""
+    parts = [p for p in name.split("/") if p not in ("images", "labels")]
+    return "/".join(parts) or name

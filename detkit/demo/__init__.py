@@ -1,0 +1,1 @@
+"""``detkit demo``: every detkit tool run on generated data."""
