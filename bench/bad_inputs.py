@@ -3,8 +3,7 @@ folder.
 
 Generates a set of malformed annotation inputs (COCO json, the course text format, Pascal VOC, YOLO folders;
 the causes an audit of hostile inputs found and their neighbours), runs each data command on each in a fresh
-sandbox
-as a separate process, and counts:
+sandbox as a separate process, and counts:
 
 - tracebacks: a Python traceback on stderr, an exit code other than 0 / 1 / 2, or a run past the timeout;
 - writes outside: any file created, changed or removed in the sandbox outside the command's output path

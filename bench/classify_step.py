@@ -1,12 +1,11 @@
 """Training throughput of `detkit classify train`'s step on synthetic 64x64 data held on the device.
 
 Measures images/s of the full recipe step (device-resident uint8 images, crop/flip/cutout on the device,
-ResNet forward/backward, SGD + one-cycle, EMA; bf16 autocast + channels_last on CUDA, optional
-torch.compile) against a named baseline measured in the same run: the same model in a plain eager fp32
-NCHW loop with no augmentation or EMA. FLOPs per image come from torch.utils.flop_counter; the fraction of
-peak uses the dense bf16 peak of the GPU (detkit.train.common.BF16_PEAK_TFLOPS). The issue's target: a
-70k-image ResNet-18 epoch in
-under 10 s on one H100 (>= 7,000 images/s).
+ResNet forward/backward, SGD + one-cycle, EMA; bf16 autocast + channels_last on CUDA, optional torch.compile)
+against a named baseline measured in the same run: the same model in a plain eager fp32 NCHW loop with no
+augmentation or EMA. FLOPs per image come from torch.utils.flop_counter; the fraction of peak uses the dense
+bf16 peak of the GPU (detkit.train.common.BF16_PEAK_TFLOPS). The issue's target: a 70k-image ResNet-18 epoch
+in under 10 s on one H100 (>= 7,000 images/s).
 
     python bench/classify_step.py                      # auto device, recipe defaults
     python bench/classify_step.py --device cpu --batch 32 --steps 3 --warmup 1

@@ -2,13 +2,12 @@
 
     python bench/coco_eval.py [--cache bench_out/coco_eval] [--images 5000] [--boxes 30000] [--dets 500000]
 
-Writes (once, then reuses) a generated ground truth at the scale of COCO val2017 — 5,000 images, ~30k
-boxes over COCO's 80 categories (ids with gaps), a few crowd boxes — and 500,000 detections (100 per
-image, the size a detector with max_det 100 writes at conf 0.001), clustered as a detector's are: jittered
-copies
-of the ground-truth boxes, some with the wrong class, and background boxes, with scores that favour the
-good ones (see ``generate``). Then runs, each as a whole
-process measured with ``/usr/bin/time -v`` (wall time, peak RSS):
+Writes (once, then reuses) a generated ground truth at the scale of COCO val2017 — 5,000 images, ~30k boxes
+over COCO's 80 categories (ids with gaps), a few crowd boxes — and 500,000 detections (100 per image, the size
+a detector with max_det 100 writes at conf 0.001), clustered as a detector's are: jittered copies of the
+ground-truth boxes, some with the wrong class, and background boxes, with scores that favour the good ones
+(see ``generate``). Then runs, each as a whole process measured with ``/usr/bin/time -v`` (wall time, peak
+RSS):
 
   pycocotools  COCO(gt) + loadRes(dt) + COCOeval evaluate / accumulate / summarize
   hotcoco      hotcoco's own CLI: coco eval --gt GT --dt DT --json
@@ -20,10 +19,9 @@ its largest peak memory. detkit's bytecode is compiled first, as ``pip install``
 PYTHONDONTWRITEBYTECODE=1, which otherwise has every run compile detkit's sources (~0.05 s); the two
 baselines are installed packages, compiled already.
 
-It checks that all three print the same 12 numbers (to 1e-9 between detkit and pycocotools) and prints
-wall time, peak memory and the ratios. Targets: detkit >= 50x faster than pycocotools at <= 1/4 of its
-peak memory, and within 2x of hotcoco's CLI.
-"""
+It checks that all three print the same 12 numbers (to 1e-9 between detkit and pycocotools) and prints wall
+time, peak memory and the ratios. Targets: detkit >= 50x faster than pycocotools at <= 1/4 of its peak memory,
+and within 2x of hotcoco's CLI."""
 
 from __future__ import annotations
 

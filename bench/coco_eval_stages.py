@@ -3,10 +3,9 @@
     OMP_NUM_THREADS=1 python bench/coco_eval_stages.py [--cache bench_out/coco_eval] [--repeats 2]
 
 Runs the real command line (``detkit.cli.run``) in a fresh process per repeat, with the stage functions
-wrapped to print when each starts and ends (seconds since the interpreter started) and the CPU time of
-the thread that ran it. hotcoco's work runs on its own threads, so its calls show little CPU of their own.
-The case must exist: run bench/coco_eval.py once first.
-"""
+wrapped to print when each starts and ends (seconds since the interpreter started) and the CPU time of the
+thread that ran it. hotcoco's work runs on its own threads, so its calls show little CPU of their own. The
+case must exist: run bench/coco_eval.py once first."""
 
 from __future__ import annotations
 

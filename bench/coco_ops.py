@@ -14,10 +14,9 @@ with ``/usr/bin/time -v`` (wall time, peak RSS), hotcoco's ``coco`` CLI first, t
   sample  detkit coco sample BIG o.json --n 10000             coco sample BIG -o o.json --n 10000
   merge   detkit coco merge A B o.json                        coco merge A B -o o.json
 
-and checks the outputs: the same image and box counts (split: per split and in total; sample: the
-same number of images, each with all its boxes), every box's image present. Targets: >= 10x faster at
-<= 1/2 the peak memory.
-"""
+and checks the outputs: the same image and box counts (split: per split and in total; sample: the same number
+of images, each with all its boxes), every box's image present. Targets: >= 10x faster at <= 1/2 the peak
+memory."""
 
 from __future__ import annotations
 

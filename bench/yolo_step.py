@@ -1,6 +1,5 @@
 """YOLOv2 training throughput: the trainer's full step (forward, loss, backward, clip, SGD, EMA) on synthetic
-tensors, and
-end to end with the real data loader on JPEGs (``--loader``).
+tensors, and end to end with the real data loader on JPEGs (``--loader``).
 
 Prints images/s, the model's FLOPs per image (torch.utils.flop_counter), the achieved fraction of the
 GPU's dense bf16 peak, and the ratio against a baseline measured in the same run: the plain eager

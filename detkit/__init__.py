@@ -11,9 +11,8 @@ The Python API, for notebooks and scripts (see the README's "Python API" section
     det = detkit.Detector.load("runs/y1/best.pt")          # boxes, scores, labels = det.predict(rgb)
     clf = detkit.Classifier.load("runs/c1/best.pt")        # probs = clf.predict(batch)
 
-Names are imported on first use (PEP 562), so ``import detkit`` stays cheap and the dataset functions
-never import torch.
-"""
+Names are imported on first use (PEP 562), so ``import detkit`` stays cheap and the dataset functions never
+import torch."""
 
 from __future__ import annotations
 

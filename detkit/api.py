@@ -159,9 +159,8 @@ class Classifier:
     def predict(self, batch: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """Class probabilities of (N, H, W, 3) uint8 RGB images (or one (H, W, 3) image -> (C,)).
 
-        Images of another size are resized (bilinear) to the training side first, as the training cache
-        was built.
-        """
+        Images of another size are resized (bilinear) to the training side first, as the training cache was
+        built."""
         import torch
 
         from detkit.classify.augment import normalize

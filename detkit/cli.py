@@ -1,10 +1,8 @@
 """detkit's command line: one Typer app with a sub-app per area.
 
-This module only wires sub-apps together and turns errors into one line + an exit code:
-0 ok, 1 findings or a missed threshold, 2 usage errors or unusable input. Heavy libraries (torch,
-matplotlib, pycocotools) are imported inside the commands that use them, so ``detkit --help`` and
-``detkit coco ...`` start fast.
-"""
+This module only wires sub-apps together and turns errors into one line + an exit code: 0 ok, 1 findings or a
+missed threshold, 2 usage errors or unusable input. Heavy libraries (torch, matplotlib, pycocotools) are
+imported inside the commands that use them, so ``detkit --help`` and ``detkit coco ...`` start fast."""
 
 from __future__ import annotations
 
@@ -122,12 +120,11 @@ def _os_error_line(exc: OSError) -> str:
 def run(argv: list[str] | None = None, freeze: bool = False) -> int:
     """Run the CLI on ``argv`` and return the exit code (used by ``main`` and by the tests).
 
-    A closed stdout pipe (``detkit coco inspect X | head -1``) is exit 0 without a word, as for
-    ``cat``; an OSError that escaped a command (a permission denied, a full disk) is one line, exit 2.
-    ``freeze`` (``main``: the process is the command's own) moves what importing made — typer, rich, numpy,
-    the sub-commands: ~100k objects that live as long as the process — out of the garbage collector's
-    reach, so that a full collection no longer walks it.
-    """
+    A closed stdout pipe (``detkit coco inspect X | head -1``) is exit 0 without a word, as for ``cat``; an
+    OSError that escaped a command (a permission denied, a full disk) is one line, exit 2. ``freeze``
+    (``main``: the process is the command's own) moves what importing made — typer, rich, numpy, the
+    sub-commands: ~100k objects that live as long as the process — out of the garbage collector's reach, so
+    that a full collection no longer walks it."""
     global _broken_pipe
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -1,9 +1,8 @@
 """Terminal output: data on stdout, messages and progress on stderr.
 
-``err`` is the stderr console every command uses for messages; :func:`progress` gives a rich progress
-bar that is silent when stderr is not a terminal; :func:`emit_json` prints the one JSON document a
-``--json`` run may print.
-"""
+``err`` is the stderr console every command uses for messages; :func:`progress` gives a rich progress bar that
+is silent when stderr is not a terminal; :func:`emit_json` prints the one JSON document a ``--json`` run may
+print."""
 
 from __future__ import annotations
 

@@ -39,9 +39,8 @@ FINAL_TOL = 1e-4
 class KMeansResult:
     """Anchors of one k, sorted by area, with how well they fit the boxes they were computed on.
 
-    ``assignments`` indexes ``anchors`` (the closest anchor of each box); ``counts`` is how many boxes
-    each anchor wins.
-    """
+    ``assignments`` indexes ``anchors`` (the closest anchor of each box); ``counts`` is how many boxes each
+    anchor wins."""
 
     anchors: np.ndarray  # (k, 2) in the units of the input (normalised)
     mean_iou: float

@@ -27,10 +27,9 @@ def train(ctx: typer.Context, values: dict) -> None:
 
     Example: detkit classify train --data tiny-imagenet-200 --out runs/r18 --epochs 40 --batch 256
 
-    Continue an interrupted run exactly: detkit classify train --resume runs/r18. A folder that holds a
-    run is refused (--resume continues it, --exist-ok starts over and deletes its files); one trainer
-    owns a folder at a time (RUN/.detkit.lock names its pid).
-    """
+    Continue an interrupted run exactly: detkit classify train --resume runs/r18. A folder that holds a run is
+    refused (--resume continues it, --exist-ok starts over and deletes its files); one trainer owns a folder
+    at a time (RUN/.detkit.lock names its pid)."""
     from detkit.classify import train as T
     from detkit.train.harness import Diverged
     from detkit.train.options import given_options

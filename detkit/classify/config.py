@@ -1,7 +1,6 @@
-"""The options of ``detkit classify train`` and ``lr-find``, each declared once: field, default, help text
-and check (:func:`detkit.train.options.opt`). Light on purpose: the CLI builds both commands from it without
-importing torch.
-"""
+"""The options of ``detkit classify train`` and ``lr-find``, each declared once: field, default, help text and
+check (:func:`detkit.train.options.opt`). Light on purpose: the CLI builds both commands from it without
+importing torch."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """One training epoch and evaluation: the loop pieces ``train.py`` composes (EMA and RNG state:
-detkit.train.common).
-"""
+detkit.train.common)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,7 @@ seeded per epoch.
 
 The shape is torchvision's references: :func:`setup` (its data from :mod:`detkit.classify.setup`),
 :func:`train_epochs` (over :func:`detkit.classify.engine.train_one_epoch`), :func:`epoch_state` (what each
-epoch commits).
-"""
+epoch commits)."""
 
 from __future__ import annotations
 

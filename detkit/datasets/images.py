@@ -62,8 +62,7 @@ def probe_image(path: Path) -> tuple[int, int]:
 
 def image_paths(file_name: Sequence[str], image_root: str | Path | None) -> list[Path]:
     """Each image's path: :func:`detkit.datasets.paths.source_path` (``a\\b.jpg`` is ``root/a/b.jpg``; an
-    absolute
-    file_name stays as it is)."""
+    absolute file_name stays as it is)."""
     root = Path(image_root) if image_root is not None else Path(".")
     return [source_path(root, str(f)) for f in file_name]
 

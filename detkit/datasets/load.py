@@ -3,15 +3,14 @@ exports, label folders) and Pascal VOC XML into one :class:`~detkit.datasets.mod
 :func:`load_dataset` (format and layout detected from the path) and :func:`load_labels` (only what class
 counts need).
 
-Unusable input (no images, an unparsable yaml, a split path that does not exist, a malformed COCO json)
-raises :class:`~detkit.errors.InputError` naming the file, the record (line number, JSON path, yaml key)
-and what is wrong; the CLI prints it as one line and exits 2. A few bad items in a YOLO or VOC dataset
-(orphan labels, corrupt images, out-of-range rows) are skipped and listed in ``Dataset.skipped`` —
-``strict=True`` raises the first instead, and :func:`skipped_summary` gives the CLI its one warning line
-and ``--json`` block. Suspicious but loadable content (degenerate or out-of-image boxes, dangling ids,
-duplicates) is loaded as is, for ``detkit coco validate`` to report. Datasets with splits carry the
-``split`` column (see :mod:`detkit.datasets.formats.layouts`).
-"""
+Unusable input (no images, an unparsable yaml, a split path that does not exist, a malformed COCO json) raises
+:class:`~detkit.errors.InputError` naming the file, the record (line number, JSON path, yaml key) and what is
+wrong; the CLI prints it as one line and exits 2. A few bad items in a YOLO or VOC dataset (orphan labels,
+corrupt images, out-of-range rows) are skipped and listed in ``Dataset.skipped`` — ``strict=True`` raises the
+first instead, and :func:`skipped_summary` gives the CLI its one warning line and ``--json`` block. Suspicious
+but loadable content (degenerate or out-of-image boxes, dangling ids, duplicates) is loaded as is, for
+``detkit coco validate`` to report. Datasets with splits carry the ``split`` column (see
+:mod:`detkit.datasets.formats.layouts`)."""
 
 from __future__ import annotations
 
@@ -51,9 +50,8 @@ def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> L
     """Image ids, each box's image and category, and the categories — the fast path for class counts.
 
     A COCO json file is decoded without boxes, areas or file names (several times faster on large files);
-    other formats and layouts are loaded in full (``kwargs`` as for :func:`load_dataset`). Both results
-    have the columns :func:`class_table` reads.
-    """
+    other formats and layouts are loaded in full (``kwargs`` as for :func:`load_dataset`). Both results have
+    the columns :func:`class_table` reads."""
     p = Path(path)
     fmt = format or detect_format(p)
     if fmt == "coco" and p.is_file() and not kwargs.get("split"):

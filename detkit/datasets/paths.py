@@ -22,12 +22,11 @@ etc/passwd``, ``images/ -> images``, ``'' and '.' -> ''``. For a safe name it is
 (what the ops write); ``convert`` writes every name as its safe_relative (``image_<id>`` when that is
 empty), the ops write only safe names and count the others (``unsafe_names``).
 
-:func:`source_path` is where a record's image is read: ``root / safe_relative(name)`` for a safe name,
-else the name as written (reading an absolute path is allowed; writing one is not). :func:`inside` is the
-last check before a write: the real path, symlinks followed, must lie in the folder.
-:func:`yolo_relative` is a canonical name without ``images`` / ``labels`` folders, the name a YOLO layout
-writes under ``OUT/images`` and ``OUT/labels``.
-"""
+:func:`source_path` is where a record's image is read: ``root / safe_relative(name)`` for a safe name, else
+the name as written (reading an absolute path is allowed; writing one is not). :func:`inside` is the last
+check before a write: the real path, symlinks followed, must lie in the folder. :func:`yolo_relative` is a
+canonical name without ``images`` / ``labels`` folders, the name a YOLO layout writes under ``OUT/images`` and
+``OUT/labels``."""
 
 from __future__ import annotations
 

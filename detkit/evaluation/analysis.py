@@ -12,10 +12,9 @@ matching, 100 per image and class): for a threshold c, P(c) = TP / (TP + FP) and
 detections scoring >= c (P = 1 when none does), F1 = 2PR / (P + R). The overall curve is the mean of the
 per-class curves, and its maximum gives the deployment confidence (the highest c that reaches it).
 
-Anchor coverage: each ground-truth box's best IoU with any anchor, boxes and anchors centred on a common
-point and sized in the anchors' normalisation (``image``: w / W, h / H; ``letterbox``: w / max(W, H)),
-bucketed, with the recall at IoU .50 of the boxes in each bucket.
-"""
+Anchor coverage: each ground-truth box's best IoU with any anchor, boxes and anchors centred on a common point
+and sized in the anchors' normalisation (``image``: w / W, h / H; ``letterbox``: w / max(W, H)), bucketed,
+with the recall at IoU .50 of the boxes in each bucket."""
 
 from __future__ import annotations
 
@@ -89,8 +88,7 @@ def pr_curves(core: CocoCore, iou: float) -> dict[str, Any]:
 def grid_bins(score: np.ndarray) -> np.ndarray:
     """How many ``CONF_GRID`` thresholds each score reaches: ``np.searchsorted(CONF_GRID, score, "right")``
     without a binary search. The grid is k / m (m = its length - 1), so k = floor(m s) is the answer's last
-    threshold or
-    one off it (rounding), and two comparisons with the grid settle it."""
+    threshold or one off it (rounding), and two comparisons with the grid settle it."""
     k = np.clip(np.floor(score * (len(CONF_GRID) - 1)), 0, len(CONF_GRID) - 1).astype(np.int64)
     nxt = np.minimum(k + 1, len(CONF_GRID) - 1)
     return k + (CONF_GRID[k] <= score) + ((k + 1 < len(CONF_GRID)) & (CONF_GRID[nxt] <= score))

@@ -1,8 +1,7 @@
 """`detkit coco eval GT PRED`: score any detector's predictions as pycocotools does, and say why it misses.
 
-Registered on :data:`detkit.datasets.cli.common.app` by one import at the end of that module. Parses, calls
-:func:`detkit.evaluation.load_and_evaluate`, prints; no torch is imported.
-"""
+Registered on :data:`detkit.datasets.cli.common.app` (:mod:`detkit.cli` imports it with the group). Parses,
+calls :func:`detkit.evaluation.load_and_evaluate`, prints; no torch is imported."""
 
 from __future__ import annotations
 

@@ -20,12 +20,10 @@ Forms read by :func:`load_predictions` (detected from the path):
 
 :func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
 ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
-raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns
-them as counted findings. :func:`boxes_past_image`, :func:`images_without_predictions` and
-:func:`ids_by_numbering` note (and
-keep) boxes that look like x1, y1, x2, y2, predictions that cover only some of the images, and a results
-file matched by ids the ground truth does not have of its own.
-"""
+raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns them
+as counted findings. :func:`boxes_past_image`, :func:`images_without_predictions` and :func:`ids_by_numbering`
+note (and keep) boxes that look like x1, y1, x2, y2, predictions that cover only some of the images, and a
+results file matched by ids the ground truth does not have of its own."""
 
 from __future__ import annotations
 
@@ -98,9 +96,8 @@ def from_results(rows: list[dict[str, Any]], source: str = "") -> Predictions:
 
 def index_of(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """Index of each query in ``keys`` (unique ids), -1 when absent: :func:`detkit.datasets.model.lookup`, by
-    a dense
-    table when the ids span a range no larger than the arrays (COCO ids do): one gather per query instead
-    of a binary search."""
+    a dense table when the ids span a range no larger than the arrays (COCO ids do): one gather per query
+    instead of a binary search."""
     if keys.size == 0 or queries.size == 0:
         return lookup(keys, queries)
     lo, hi = int(keys.min()), int(keys.max())

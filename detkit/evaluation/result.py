@@ -164,10 +164,8 @@ def _evaluate_checked(
 def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[Any, tuple[Any, ...], dict]:
     """COCOeval, and beside it what does not need its result: the IoU-.50 matches, the F1 curves, the
     confusion matrix and the notes. hotcoco runs in a worker thread (Rust, which mostly lets go of Python's
-    lock) while numpy does the rest here. pycocotools, pure
-    Python, runs first instead. Returns (core, (matches, f1 curves, confusion matrix — each None when not
-    asked —, notes), seconds).
-    """
+    lock) while numpy does the rest here. pycocotools, pure Python, runs first instead. Returns (core,
+    (matches, f1 curves, confusion matrix — each None when not asked —, notes), seconds)."""
     from concurrent.futures import ThreadPoolExecutor
 
     sec: dict[str, float] = {}

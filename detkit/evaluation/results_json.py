@@ -9,10 +9,9 @@ columns into a shared mapping. Everywhere else — and for files too small to be
 decodes it all. Either way each part is decoded a chunk of records at a time (:func:`record_chunks`), so that
 only one chunk's Python objects live at once, and both ways give the same columns, in file order.
 
-A part or chunk that does not decode (a cut inside a string, a bad record) makes the reader decode the
-whole file once more in this process, so an error names its record (``$[41].score``) as a one-piece decode
-does; a fork that fails leaves the work to this process too.
-"""
+A part or chunk that does not decode (a cut inside a string, a bad record) makes the reader decode the whole
+file once more in this process, so an error names its record (``$[41].score``) as a one-piece decode does; a
+fork that fails leaves the work to this process too."""
 
 from __future__ import annotations
 
@@ -168,12 +167,11 @@ def _read_forked(path: Path, chunk: int) -> Columns:
     """The file cut between two records near its middle (:func:`_middle`); this process reads and decodes
     the first part while a forked child reads and decodes the rest.
 
-    The child writes its columns into a shared anonymous mapping sized for the most records its bytes can
-    hold (pages it does not touch cost nothing), then the header (ok, n) to a pipe, and leaves with
-    ``os._exit`` (no atexit handlers, no flushing of buffers it shares with this process). A child that
-    fails — a chunk that does not decode, anything else — sends ok = 0 or nothing, and this raises
-    ValueError so that the caller decodes the whole file here.
-    """
+    The child writes its columns into a shared anonymous mapping sized for the most records its bytes can hold
+    (pages it does not touch cost nothing), then the header (ok, n) to a pipe, and leaves with ``os._exit``
+    (no atexit handlers, no flushing of buffers it shares with this process). A child that fails — a chunk
+    that does not decode, anything else — sends ok = 0 or nothing, and this raises ValueError so that the
+    caller decodes the whole file here."""
     with open(path, "rb") as f:
         fd = f.fileno()
         size = os.fstat(fd).st_size

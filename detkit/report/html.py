@@ -1,8 +1,7 @@
 """A self-contained HTML report: inline CSS, images as data: URIs, no scripts, nothing fetched.
 
-A Content-Security-Policy meta tag forbids every network load, so the file renders the same offline,
-attached to an email or archived as a CI artifact.
-"""
+A Content-Security-Policy meta tag forbids every network load, so the file renders the same offline, attached
+to an email or archived as a CI artifact."""
 
 from __future__ import annotations
 

@@ -1,11 +1,10 @@
 """Turn summary.json documents into renderer-neutral report sections.
 
-Everything is generic: ``metrics`` become metric cards, ``tables`` tables, ``plots`` figures,
-``galleries`` image grids, ``curves`` training-curve figures, and any kind-specific key is shown by
-its shape (scalar -> a detail line, list of row dicts -> a table, dict of scalars -> a two-column
-table). So a key a command adds tomorrow appears in the report without a change here. Per kind we
-only choose a heading and a one-line description (:data:`KINDS`).
-"""
+Everything is generic: ``metrics`` become metric cards, ``tables`` tables, ``plots`` figures, ``galleries``
+image grids, ``curves`` training-curve figures, and any kind-specific key is shown by its shape (scalar -> a
+detail line, list of row dicts -> a table, dict of scalars -> a two-column table). So a key a command adds
+tomorrow appears in the report without a change here. Per kind we only choose a heading and a one-line
+description (:data:`KINDS`)."""
 
 from __future__ import annotations
 

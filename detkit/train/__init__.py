@@ -1,3 +1,2 @@
 """Plumbing both trainers share: the harness (run folder, resume), options, device and RNG, threads,
-provenance.
-"""
+provenance."""

@@ -14,10 +14,9 @@ writing it under a temp name, fsyncing and renaming it over ``last.pt`` (the com
 previous epoch's complete state (its temp file is removed by the next run); a kill after it leaves side
 files that :meth:`Checkpoints.repair` rebuilds on the next ``--resume`` before anything else.
 
-NaN policy (both trainers): the step that sees a non-finite loss or gradient is not applied; training
-stops with :class:`Diverged` (exit 1), ``last.pt`` keeps the last committed epoch and ``summary.json``
-says ``status: "diverged"``.
-"""
+NaN policy (both trainers): the step that sees a non-finite loss or gradient is not applied; training stops
+with :class:`Diverged` (exit 1), ``last.pt`` keeps the last committed epoch and ``summary.json`` says
+``status: "diverged"``."""
 
 from __future__ import annotations
 

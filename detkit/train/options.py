@@ -1,11 +1,9 @@
 """Options declared once: a trainer's config dataclass is the one place an option lives.
 
-:func:`opt` gives each field its help text, its check (run by :func:`check_config`, so the Python API
-gets the CLI's one-line errors), its flag spelling and whether ``--resume`` may change it;
-:func:`config_command` builds the Typer command from the fields (so a new option is one line);
-:func:`resumed_config` applies the resume rule. Light on purpose (no torch): the CLI imports it to build
-its commands.
-"""
+:func:`opt` gives each field its help text, its check (run by :func:`check_config`, so the Python API gets the
+CLI's one-line errors), its flag spelling and whether ``--resume`` may change it; :func:`config_command`
+builds the Typer command from the fields (so a new option is one line); :func:`resumed_config` applies the
+resume rule. Light on purpose (no torch): the CLI imports it to build its commands."""
 
 from __future__ import annotations
 

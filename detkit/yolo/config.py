@@ -1,7 +1,6 @@
 """The options of ``detkit yolo train``, each declared once: field, default, help text and check
 (:func:`detkit.train.options.opt`). Light on purpose: the CLI builds its command from it without importing
-torch.
-"""
+torch."""
 
 from __future__ import annotations
 

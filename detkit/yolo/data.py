@@ -15,9 +15,8 @@ workers, and ``--resume`` replays the data exactly from the epoch number alone.
 Corrupt or missing images never crash an epoch: missing files are dropped (and listed) when the
 dataset is built, undecodable ones come back as ``bad`` paths in their batch for the trainer to report.
 
-Images leave the workers as uint8 (4x less inter-process traffic than float); the trainer converts
-them on the device.
-"""
+Images leave the workers as uint8 (4x less inter-process traffic than float); the trainer converts them on the
+device."""
 
 from __future__ import annotations
 
@@ -105,8 +104,7 @@ def letterbox_transform(
     """The (r, tx, ty) that maps original pixels to a ``size`` x ``size`` input: p' = r * p + t.
 
     r fits the whole image (aspect kept) times ``scale``; the image is centred, then moved by ``shift``
-    pixels.
-    """
+    pixels."""
     r = min(size / w0, size / h0) * scale
     return r, (size - w0 * r) / 2 + shift[0], (size - h0 * r) / 2 + shift[1]
 

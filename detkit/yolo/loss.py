@@ -20,8 +20,7 @@ sqrt sizes, noobj 0.5, obj target 1, no warm-up). The squared errors carry no 1/
 are the gradients of 1/2 (t - p)^2, so our coordinate and objectness gradients are 2x darknet's at the
 same lambdas (classes match exactly).
 
-Try it: python -m pytest tests/yolo/test_loss.py -q
-"""
+Try it: python -m pytest tests/yolo/test_loss.py -q"""
 
 from __future__ import annotations
 

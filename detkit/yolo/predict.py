@@ -1,8 +1,7 @@
 """Evaluation and prediction from a checkpoint: ``detkit yolo eval`` and ``detkit yolo predict``.
 
-Both load a checkpoint written by ``detkit yolo train`` (model config, class map, input size and
-anchors travel inside it) and use its EMA weights.
-"""
+Both load a checkpoint written by ``detkit yolo train`` (model config, class map, input size and anchors
+travel inside it) and use its EMA weights."""
 
 from __future__ import annotations
 

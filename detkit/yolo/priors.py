@@ -9,9 +9,8 @@ image covers ``w / max(W, H) * img_size / 32`` cells. ``detkit anchors kmeans`` 
     letterbox w = (w / W) * (W / max(W, H)) = (w / W) * fx
 
 With no file and at least ``k`` distinct box shapes, :func:`resolve_anchors` runs IoU k-means on the
-letterbox-normalised training boxes; otherwise it falls back to YOLOv2's VOC anchors, rescaled from
-the 13x13 grid of 416 to the grid of ``img_size``.
-"""
+letterbox-normalised training boxes; otherwise it falls back to YOLOv2's VOC anchors, rescaled from the 13x13
+grid of 416 to the grid of ``img_size``."""
 
 from __future__ import annotations
 

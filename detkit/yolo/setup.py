@@ -1,11 +1,9 @@
 """Setting up a YOLO training run: data, anchors, model, loss, loaders, optimizer, schedule, EMA.
 
-:func:`setup` builds a :class:`Run` (torchvision references' shape: everything the loop needs in one
-place), restored from a checkpoint when resuming; :func:`epoch_state` is the checkpoint each epoch
-commits (see :mod:`detkit.yolo.checkpoint` for what it holds). The learning rate follows
-:func:`lr_factor` over the whole run (``epochs * batches per epoch`` steps), so ``--max-steps`` stops
-early without changing the schedule.
-"""
+:func:`setup` builds a :class:`Run` (torchvision references' shape: everything the loop needs in one place),
+restored from a checkpoint when resuming; :func:`epoch_state` is the checkpoint each epoch commits (see
+:mod:`detkit.yolo.checkpoint` for what it holds). The learning rate follows :func:`lr_factor` over the whole
+run (``epochs * batches per epoch`` steps), so ``--max-steps`` stops early without changing the schedule."""
 
 from __future__ import annotations
 

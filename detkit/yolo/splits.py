@@ -18,8 +18,7 @@ from detkit.errors import DetkitError
 
 def has_split(path: str | Path, name: str) -> bool:
     """True when ``path`` declares a split ``name`` (a data.yaml key, a Roboflow folder, a VOC ImageSets
-    list).
-    """
+    list)."""
     from detkit.datasets.load import declared_splits
 
     return name in declared_splits(path)
@@ -31,9 +30,8 @@ def load_split(
     """The training or validation set: ``split`` of ``path`` when it declares splits (``--data data.yaml``
     trains on train and validates on val), else all of it; then :func:`select_images`.
 
-    An explicit ``list_file`` wins over the declared split. What the loader skipped (orphan labels,
-    corrupt images, bad rows) is one warning line on stderr.
-    """
+    An explicit ``list_file`` wins over the declared split. What the loader skipped (orphan labels, corrupt
+    images, bad rows) is one warning line on stderr."""
     from detkit.datasets.load import load_dataset, warn_skipped
 
     use = split if split is not None and list_file is None and has_split(path, split) else None

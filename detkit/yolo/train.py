@@ -13,8 +13,7 @@ and writes.
 The shape is torchvision's references/detection: :func:`detkit.yolo.setup.setup` builds data, model and
 optimizer, :func:`train_epochs` runs :func:`detkit.yolo.engine.train_one_epoch` and evaluation,
 :func:`detkit.yolo.setup.epoch_state` is what each epoch commits through
-:class:`detkit.train.harness.Checkpoints`.
-"""
+:class:`detkit.train.harness.Checkpoints`."""
 
 from __future__ import annotations
 

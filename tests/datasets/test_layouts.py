@@ -1,7 +1,7 @@
 """Dataset layouts as users bring them (detkit.datasets.formats.layouts): ultralytics data.yaml, Roboflow YOLO
-and COCO
-exports, plain YOLO folders with split subfolders, class-name files; the split column, --split, and the
-per-split tables of `inspect` / `classes`. Every fixture is built here, with counts known by construction."""
+and COCO exports, plain YOLO folders with split subfolders, class-name files; the split column, --split, and
+the per-split tables of `inspect` / `classes`. Every fixture is built here, with counts known by
+construction."""
 
 from __future__ import annotations
 
@@ -88,8 +88,7 @@ def roboflow_yolo(root: Path) -> Path:
 
 def roboflow_coco(root: Path) -> Path:
     """A Roboflow COCO export, each json beside its images: train (2 images; 2 RBC, 1 cells), valid (1 image,
-    1 RBC).
-    """
+    1 RBC)."""
     cats = [
         {"id": 0, "name": "cells", "supercategory": "none"},
         {"id": 1, "name": "RBC", "supercategory": "cells"},

@@ -1,6 +1,5 @@
 """split / sample / filter / merge / draw follow the one file-name rule of :mod:`detkit.datasets.paths`:
-unsafe
-names are counted and never written, safe ones are written under their canonical form inside OUT."""
+unsafe names are counted and never written, safe ones are written under their canonical form inside OUT."""
 
 from __future__ import annotations
 
@@ -109,8 +108,8 @@ def test_image_source_and_yolo_name(tmp_path, name, source, out):
 
 def test_readers_find_a_backslash_name_where_the_ops_link_it(cli_json, hostile):
     """validate's image check and the YOLO training set read ``a\\b.jpg`` and ``x/../b2.jpg`` at their
-    canonical
-    paths (``a/b.jpg``, ``b2.jpg``), as the ops link them; only the unsafe names stay unread there."""
+    canonical paths (``a/b.jpg``, ``b2.jpg``), as the ops link them; only the unsafe names stay unread
+    there."""
     from detkit.datasets.images import image_paths
     from detkit.datasets.load import load_dataset
 

@@ -1,6 +1,5 @@
 """`detkit coco eval`: --json, --fail-under exit codes, --out for the report, slices, anchors, plots, the
-fixture.
-"""
+fixture."""
 
 from __future__ import annotations
 

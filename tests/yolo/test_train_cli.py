@@ -1,6 +1,5 @@
 """End to end: overfitting 8 images, `detkit yolo train` + `--resume` exactness, eval, predict, NaN stop,
-BCCD.
-"""
+BCCD."""
 
 from __future__ import annotations
 

@@ -1,13 +1,12 @@
 """``detkit coco validate --fix OUT.json``: a cleaned COCO file plus the list of every change.
 
-Changes, in order: images without a usable size are dropped with their boxes; boxes are clipped to
-their image; boxes that are degenerate (non-finite, or width/height <= 0 after clipping) are dropped;
-exact duplicate boxes are dropped (the first is kept); missing ``area`` is filled with w*h, missing
-``iscrowd`` with 0, an area larger than its (clipped) box or not positive is set to w*h; records the
-lenient pass could not use (wrong types, missing fields) are dropped. For a COCO json source every
-untouched record and every other field (segmentations, info, licenses, extra keys) is copied as it was.
-The input is never written; the output is written atomically.
-"""
+Changes, in order: images without a usable size are dropped with their boxes; boxes are clipped to their
+image; boxes that are degenerate (non-finite, or width/height <= 0 after clipping) are dropped; exact
+duplicate boxes are dropped (the first is kept); missing ``area`` is filled with w*h, missing ``iscrowd`` with
+0, an area larger than its (clipped) box or not positive is set to w*h; records the lenient pass could not use
+(wrong types, missing fields) are dropped. For a COCO json source every untouched record and every other field
+(segmentations, info, licenses, extra keys) is copied as it was. The input is never written; the output is
+written atomically."""
 
 from __future__ import annotations
 
@@ -120,8 +119,7 @@ class _Plan:
 
     def renumber(self) -> None:
         """Annotation ids 0 and repeats get fresh ids above the largest (COCOeval needs them unique,
-        non-zero).
-        """
+        non-zero)."""
         ann_id = self.ann_id
         rows = np.flatnonzero(self.keep)
         next_id = int(ann_id[rows].max(initial=0)) + 1

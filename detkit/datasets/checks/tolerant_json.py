@@ -130,11 +130,10 @@ def decode_json(
 ) -> Any:
     """Decode a JSON file generically; NaN/Infinity accepted (the checks report them).
 
-    With ``fnd`` (validate), what every other command rejects outright but can still be read is an
-    error finding: a byte-order mark, UTF-16/32 text, lone surrogate escapes (replaced by U+FFFD so
-    ``--fix`` can write the result; ``changes`` gets one entry per repair). Nesting too deep for the
-    decoders is an InputError.
-    """
+    With ``fnd`` (validate), what every other command rejects outright but can still be read is an error
+    finding: a byte-order mark, UTF-16/32 text, lone surrogate escapes (replaced by U+FFFD so ``--fix`` can
+    write the result; ``changes`` gets one entry per repair). Nesting too deep for the decoders is an
+    InputError."""
     data = read_bytes(path) if data is None else data
     if not data or data.isspace():  # (not data.strip(): that copies a 400 MB file)
         raise InputError(path, None, "file is empty")

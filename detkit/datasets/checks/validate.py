@@ -1,11 +1,9 @@
 """``detkit coco validate``: every check on a loaded dataset, aggregated into stable finding codes.
 
 The codes and severities are listed in :data:`detkit.datasets.checks.findings.CODES`. COCO json files are read
-by
-:mod:`detkit.datasets.checks.raw` so wrong types, missing fields, NaN and broken polygons are reported instead
-of
-stopping at the first; the text, YOLO and VOC loaders report their bad lines / files / objects through
-``on_error`` and skip them. Input with nothing usable (empty, not the format at all) is exit 2.
+by :mod:`detkit.datasets.checks.raw` so wrong types, missing fields, NaN and broken polygons are reported
+instead of stopping at the first; the text, YOLO and VOC loaders report their bad lines / files / objects
+through ``on_error`` and skip them. Input with nothing usable (empty, not the format at all) is exit 2.
 
 Shared with ``--fix`` and ``draw``: :func:`duplicates` (rows equal to an earlier row), :func:`image_record`.
 """
@@ -67,8 +65,7 @@ class Report:
 
 def image_record(ds: Dataset, i: int) -> str:
     """Image row ``i`` as its source record: a JSON path when read by :mod:`detkit.datasets.checks.raw`, else
-    its name.
-    """
+    its name."""
     if ds.raw is None:
         return f"image {ds.file_name[i]}"
     return f"$.images[{int(ds.raw.image_raw_index[i])}]"

@@ -1,8 +1,6 @@
 """`detkit coco convert IN OUT --to coco|yolo|voc` (thin: parse, call
-:func:`detkit.datasets.ops.convert.convert`,
-print). Registered on :data:`detkit.datasets.cli.common.app` by an import at the end of
-:mod:`detkit.datasets.cli.inspect`.
-"""
+:func:`detkit.datasets.ops.convert.convert`, print). Registered on :data:`detkit.datasets.cli.common.app`
+(:mod:`detkit.cli` imports it with the group)."""
 
 from __future__ import annotations
 

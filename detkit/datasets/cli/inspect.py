@@ -1,7 +1,6 @@
 """`detkit coco inspect / validate / classes` (thin: parse, call, print); the other coco commands are in
 :mod:`detkit.datasets.cli.convert`, :mod:`detkit.evaluation.cli` and :mod:`detkit.datasets.cli.ops`
-(:mod:`detkit.cli` imports the four in that order, for --help).
-"""
+(:mod:`detkit.cli` imports the four in that order, for --help)."""
 
 from __future__ import annotations
 

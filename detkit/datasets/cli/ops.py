@@ -1,8 +1,7 @@
 """`detkit coco split / merge / filter / sample / draw` (thin: parse, call one function, print).
 
 Registered on :data:`detkit.datasets.cli.common.app`; the work is in :mod:`detkit.datasets.ops`. No torch
-here.
-"""
+here."""
 
 from __future__ import annotations
 
@@ -128,9 +127,9 @@ def split(
     """Split into train/val or train/val/test, stratified over each image's set of classes.
 
     Iterative stratification: rare classes are dealt out first, background images are spread in proportion,
-    split sizes are exact. Writes OUT/<split>.json (coco),
-    OUT/<split>/{images,labels} + OUT/data.yaml (yolo) or OUT/ImageSets/Main/<split>.txt (voc), and prints
-    each class's share of images per split and the worst deviation from the ratios.
+    split sizes are exact. Writes OUT/<split>.json (coco), OUT/<split>/{images,labels} + OUT/data.yaml (yolo)
+    or OUT/ImageSets/Main/<split>.txt (voc), and prints each class's share of images per split and the worst
+    deviation from the ratios.
 
     Example: detkit coco split instances.json splits/ --ratios 0.8,0.1,0.1 --seed 0 --group '^(video\\d+)_'
     """

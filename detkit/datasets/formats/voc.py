@@ -106,12 +106,10 @@ def load_voc(
 ) -> Dataset:
     """Load Pascal VOC XML (a folder with ``Annotations/``, a folder of .xml, or one .xml).
 
-    Boxes become x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin; categories are the object
-    names in sorted order with ids 1..C. Degenerate boxes are kept for ``validate`` to report.
-    Unreadable files and objects are skipped and listed in ``Dataset.skipped`` (``on_error``: reported to
-    it; ``strict``: raised). ``ImageSets/Main/{train,val,test}.txt`` become the ``split`` column
-    (``split``: keep only that one).
-    """
+    Boxes become x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin; categories are the object names in
+    sorted order with ids 1..C. Degenerate boxes are kept for ``validate`` to report. Unreadable files and
+    objects are skipped and listed in ``Dataset.skipped`` (``on_error``: reported to it; ``strict``: raised).
+    ``ImageSets/Main/{train,val,test}.txt`` become the ``split`` column (``split``: keep only that one)."""
     path = Path(path)
     files, images, ann_root = _voc_files(path)
     if not files:

@@ -7,13 +7,11 @@ Layouts (OUT is what the user named; everything is staged beside it and renamed 
     splits       coco: OUT/<split>.json                       yolo: OUT/<split>/{images,labels}, OUT/data.yaml
                  voc:  OUT/{Annotations,JPEGImages}, OUT/ImageSets/Main/<split>.txt
 
-Images are referenced, not copied: a COCO json records the image folder relative to itself under its
-top-level ``detkit`` key (other readers ignore the key); YOLO ``images/`` and VOC ``JPEGImages/`` hold
-symlinks. ``copy_images`` copies them instead. Names follow the one rule of :mod:`detkit.datasets.paths`: a
-safe name is read and linked under its canonical form (``a\\b.jpg`` as ``a/b.jpg``, ``a/../b.jpg`` as
-``b.jpg``); an image whose name is absolute, climbs out or names no file is counted under ``unsafe_names``
-and not linked.
-"""
+Images are referenced, not copied: a COCO json records the image folder relative to itself under its top-level
+``detkit`` key (other readers ignore the key); YOLO ``images/`` and VOC ``JPEGImages/`` hold symlinks.
+``copy_images`` copies them instead. Names follow the one rule of :mod:`detkit.datasets.paths`: a safe name is
+read and linked under its canonical form (``a\\b.jpg`` as ``a/b.jpg``, ``a/../b.jpg`` as ``b.jpg``); an image
+whose name is absolute, climbs out or names no file is counted under ``unsafe_names`` and not linked."""
 
 from __future__ import annotations
 
@@ -202,8 +200,7 @@ def yolo_name(name: str) -> str:
 def write_folder_part(ds: Dataset, folder: Path, to: str, pairs, copy: bool) -> dict[str, int]:
     """Labels (yolo) or XML (voc) of ``ds`` into ``folder`` (absent or empty), then the image links.
 
-    Returns the link counts (see :func:`link_images`).
-    """
+    Returns the link counts (see :func:`link_images`)."""
     from detkit.datasets.ops.convert import write_voc, write_yolo
 
     if to == "yolo":

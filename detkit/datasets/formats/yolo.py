@@ -1,8 +1,7 @@
 """YOLO datasets -> :class:`~detkit.datasets.model.Dataset`, read leniently.
 
 What the files are comes from :mod:`detkit.datasets.formats.layouts` (a data yaml, a Roboflow export, a label
-folder);
-this module reads them. Per label row ``class cx cy w h`` (normalised to the image; a polygon row
+folder); this module reads them. Per label row ``class cx cy w h`` (normalised to the image; a polygon row
 ``class x1 y1 ... xn yn`` is read as its bounding box):
 
     box (pixels)  x = (cx - w/2) * W,  y = (cy - h/2) * H,  w * W,  h * H    W, H from the image header

@@ -18,12 +18,11 @@ Nothing is ever written beside the source images.
 Splits: a source with two or more splits is written one output per split by
 :mod:`detkit.datasets.ops.convert_splits`.
 
-Category ids (one rule, both directions): a YOLO class index or the course format's class id ``k``
-is COCO category id ``k`` (``index``, the default) or COCO's official id ``COCO80_IDS[k]``
-(``coco80``). From COCO or VOC to YOLO the same rule runs backwards (``index``: class = id; ``coco80``:
-class = position among the 80 official ids); without a rule, class ``k`` is the k-th category in id
-order, which is the inverse of both for files they wrote.
-"""
+Category ids (one rule, both directions): a YOLO class index or the course format's class id ``k`` is COCO
+category id ``k`` (``index``, the default) or COCO's official id ``COCO80_IDS[k]`` (``coco80``). From COCO or
+VOC to YOLO the same rule runs backwards (``index``: class = id; ``coco80``: class = position among the 80
+official ids); without a rule, class ``k`` is the k-th category in id order, which is the inverse of both for
+files they wrote."""
 
 from __future__ import annotations
 
@@ -136,9 +135,8 @@ def class_indexes(ds: Dataset, category_ids: str | None = None) -> np.ndarray:
     """The YOLO class index of each category (``ds.cat_id`` order) under the category-id rule.
 
     Class-indexed sources keep their classes (the k-th category in id order); for COCO and VOC sources
-    ``index`` uses the id itself, ``coco80`` its position among COCO's 80 official ids, and no rule the
-    rank in id order.
-    """
+    ``index`` uses the id itself, ``coco80`` its position among COCO's 80 official ids, and no rule the rank
+    in id order."""
     rank = np.empty(ds.num_categories, dtype=np.int64)
     rank[np.argsort(ds.cat_id, kind="stable")] = np.arange(ds.num_categories)
     if category_ids is None or ds.format in CLASS_INDEXED:
@@ -184,8 +182,7 @@ def write_yolo(
 
     Names lose their ``images`` / ``labels`` folders (:func:`~detkit.datasets.paths.yolo_relative`), so that
     ultralytics finds each image's labels. Class k follows ``category_ids`` (see :func:`class_indexes`).
-    Returns counts of what was written.
-    """
+    Returns counts of what was written."""
     out = Path(out)
     root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
     ks = class_indexes(ds, category_ids)

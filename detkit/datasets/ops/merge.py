@@ -1,19 +1,17 @@
 """Merge datasets into one: ``detkit coco merge A B ... OUT``.
 
-Categories are unified by name with case and spacing ignored (``Traffic_Light`` == ``traffic light``),
-after the renames given (``motorbike=motorcycle``). Ids are kept where they are free and renumbered
-past the largest id used where they collide, so merging disjoint files changes no id. An image is
-identified by its file: the same path under the same image folder in two inputs is one image (its
-boxes from both). File names become relative to the inputs' common image folder when the inputs live
-in different folders (``train/x.jpg``, ``valid/x.jpg``), which resolves name collisions and keeps
-every image reachable. Inputs whose folders share no parent below ``/`` (``/data/a``, ``/mnt/b``) get
-``<input>/<file_name>`` instead, ``<input>`` the input's stem, or its folder's name where the stem is
-generic (``data.yaml``, ``_annotations.coco.json``) or shared (:func:`input_labels`); a folder output
-then links the images under those names into ``OUT/images`` (a .json output cannot: it records no
-image folder). Each image record gets a ``detkit_source`` field naming the input it came
-from. COCO records are copied byte for byte and re-encoded only where an id, a name or a file name
-changes.
-"""
+Categories are unified by name with case and spacing ignored (``Traffic_Light`` == ``traffic light``), after
+the renames given (``motorbike=motorcycle``). Ids are kept where they are free and renumbered past the largest
+id used where they collide, so merging disjoint files changes no id. An image is identified by its file: the
+same path under the same image folder in two inputs is one image (its boxes from both). File names become
+relative to the inputs' common image folder when the inputs live in different folders (``train/x.jpg``,
+``valid/x.jpg``), which resolves name collisions and keeps every image reachable. Inputs whose folders share
+no parent below ``/`` (``/data/a``, ``/mnt/b``) get ``<input>/<file_name>`` instead, ``<input>`` the input's
+stem, or its folder's name where the stem is generic (``data.yaml``, ``_annotations.coco.json``) or shared
+(:func:`input_labels`); a folder output then links the images under those names into ``OUT/images`` (a .json
+output cannot: it records no image folder). Each image record gets a ``detkit_source`` field naming the input
+it came from. COCO records are copied byte for byte and re-encoded only where an id, a name or a file name
+changes."""
 
 from __future__ import annotations
 

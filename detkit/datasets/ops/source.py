@@ -7,11 +7,9 @@ than building and re-encoding Python dicts. msgspec hands out the records as ``m
 into one memory map of the file (one skip-parse pass, no values built).
 
 A Roboflow COCO export (``<split>/_annotations.coco.json``, see :mod:`detkit.datasets.formats.layouts`) is
-read as
-one dataset: file names gain their split folder and the later splits' image and box ids move past the
+read as one dataset: file names gain their split folder and the later splits' image and box ids move past the
 earlier ones' (:func:`detkit.datasets.load.concat_splits`). Its raw records are the files' records with
-exactly those fields re-encoded from the columns, so the folder is as lossless as a single file.
-"""
+exactly those fields re-encoded from the columns, so the folder is as lossless as a single file."""
 
 from __future__ import annotations
 

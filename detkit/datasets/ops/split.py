@@ -12,14 +12,12 @@ stratification (Sechidis, Tsoumakas & Vlahavas, ECML PKDD 2011) then deals the e
                      among the splits with desired_j > 0
                 put it in j*; desired_{λ,j*} -= 1 for each of its labels λ; desired_{j*} -= 1
 
-Rare classes go first, while every split still has room for them, so they end within about one image of
-r_j · |D_l| in each split; the most common classes, dealt last, absorb what the exact sizes force (within
-1% of their images on tests/datasets/test_split.py's skewed set). Restricting to splits with room makes the
-split sizes exactly round(r_j · N). With ``group`` (a regex whose captured group names a video, a patient...)
-the
-examples are groups of images: a group counts once per image for each label and for the sizes, so it
-is never cut, and the sizes hold as nearly as the group sizes allow.
-"""
+Rare classes go first, while every split still has room for them, so they end within about one image of r_j ·
+|D_l| in each split; the most common classes, dealt last, absorb what the exact sizes force (within 1% of
+their images on tests/datasets/test_split.py's skewed set). Restricting to splits with room makes the split
+sizes exactly round(r_j · N). With ``group`` (a regex whose captured group names a video, a patient...) the
+examples are groups of images: a group counts once per image for each label and for the sizes, so it is never
+cut, and the sizes hold as nearly as the group sizes allow."""
 
 from __future__ import annotations
 
