@@ -1,5 +1,6 @@
 """Loaders from COCO json, the course's text format, YOLO datasets (ultralytics data.yaml, Roboflow
-exports, label folders) and Pascal VOC XML into one :class:`~detkit.datasets.model.Dataset`:
+exports, label folders), Pascal VOC XML and the annotation tools' exports (CVAT for images 1.1 XML, Label
+Studio JSON, LabelMe JSON) into one :class:`~detkit.datasets.model.Dataset`:
 :func:`load_dataset` (format and layout detected from the path) and :func:`load_labels` (only what class
 counts need).
 
@@ -15,12 +16,16 @@ duplicates) is loaded as is, for ``detkit coco validate`` to report. Datasets wi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from detkit.datasets.formats.coco import load_coco, load_coco_labels
+from detkit.datasets.formats.cvat import load_cvat
+from detkit.datasets.formats.labelme import load_labelme
+from detkit.datasets.formats.labelstudio import load_labelstudio
 from detkit.datasets.formats.layouts import (
     find_yaml,
     normalize_split,
@@ -44,7 +49,46 @@ __all__ = [
     "warn_skipped",
 ]
 
-FORMATS = ("coco", "text", "yolo", "voc")
+FORMATS = ("coco", "text", "yolo", "voc", "cvat", "labelstudio", "labelme")
+TOOL_LOADERS = {"cvat": load_cvat, "labelstudio": load_labelstudio, "labelme": load_labelme}
+_SNIFF = 1 << 16  # bytes read to tell JSON and XML formats apart
+
+
+def sniff_json(path: Path) -> str:
+    """coco, labelstudio or labelme, from the first bytes of a .json: Label Studio exports a list of tasks,
+    LabelMe an object with ``shapes``; anything else is COCO (whose loader names what is wrong)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return "coco"
+    if re.match(rb"\[\s*[{\]]", head):  # a list of objects (tasks)
+        return "labelstudio"
+    if re.search(rb'"shapes"\s*:', head) and not re.search(rb'"(images|annotations|categories)"\s*:', head):
+        return "labelme"
+    return "coco"
+
+
+def sniff_xml(path: Path) -> str:
+    """cvat (root ``<annotations>``, CVAT for images 1.1) or voc (root ``<annotation>``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF)
+    except OSError:
+        return "voc"
+    return "cvat" if re.search(rb"<annotations[\s>]", head) else "voc"
+
+
+def _folder_json(p: Path) -> str | None:
+    """The format of a folder's .json files: one of any format, or several LabelMe files; None otherwise."""
+    tops = sorted(p.glob("*.json"))
+    jsons = tops + sorted(p.glob("annotations/instances_*.json"))
+    if len(jsons) == 1:
+        return sniff_json(jsons[0])
+    first = tops[0] if tops else next(p.rglob("*.json"), None)
+    if first is not None and sniff_json(first) == "labelme":
+        return "labelme"
+    return None
 
 
 def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> Labels | Dataset:
@@ -64,9 +108,11 @@ def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> L
 def detect_format(path: str | Path) -> str:
     """Guess the format from the path.
 
-    .json -> coco; .yaml / .yml -> yolo (ultralytics data yaml); .xml or Annotations/ -> voc; a folder
-    with a data.yaml, ``train|valid|test/images`` or labels/ -> yolo; ``<split>/_annotations.coco.json``
-    (a Roboflow COCO export) or one .json -> coco; other files -> text.
+    .json -> coco, labelstudio (a list of tasks) or labelme (an object with ``shapes``); .yaml / .yml ->
+    yolo (ultralytics data yaml); .xml -> cvat (root ``<annotations>``) or voc; a folder with a CVAT
+    ``annotations.xml`` -> cvat; with Annotations/ or .xml -> voc; with a data.yaml,
+    ``train|valid|test/images`` or labels/ -> yolo; ``<split>/_annotations.coco.json`` (a Roboflow COCO
+    export) -> coco; one .json -> its format; LabelMe .json files -> labelme; other files -> text.
     """
     p = Path(path)
     if not p.exists():
@@ -74,21 +120,24 @@ def detect_format(path: str | Path) -> str:
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix == ".json":
-            return "coco"
+            return sniff_json(p)
         if suffix == ".xml":
-            return "voc"
+            return sniff_xml(p)
         if suffix in (".yaml", ".yml"):
             return "yolo"
         return "text"
-    if (p / "Annotations").is_dir() or next(p.glob("*.xml"), None) is not None:
+    xmls = sorted(p.glob("*.xml"))
+    if (p / "annotations.xml").is_file() or len(xmls) == 1:
+        if sniff_xml(p / "annotations.xml" if (p / "annotations.xml").is_file() else xmls[0]) == "cvat":
+            return "cvat"
+    if (p / "Annotations").is_dir() or xmls:
         return "voc"
     if roboflow_coco_files(p):
         return "coco"
     if find_yaml(p) is not None or split_folders(p) or (p / "labels").is_dir():
         return "yolo"
-    jsons = sorted(p.glob("*.json")) + sorted(p.glob("annotations/instances_*.json"))
-    if len(jsons) == 1:  # before the .txt probe: a COCO folder may hold a README.txt
-        return "coco"
+    if (kind := _folder_json(p)) is not None:  # before the .txt probe: a COCO folder may hold a README.txt
+        return kind
     if (p / "images").is_dir() or next(p.rglob("*.txt"), None) is not None:  # images alone: background images
         return "yolo"
     raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
@@ -107,7 +156,7 @@ def load_dataset(
     Args:
         path: a COCO json, a course text file, an ultralytics data yaml, a YOLO or Roboflow export folder,
             or a VOC folder/xml.
-        format: ``coco``, ``text``, ``yolo`` or ``voc``; detected from the path when None.
+        format: one of :data:`FORMATS`; detected from the path when None.
         split: keep only this split (``train``, ``val``, ``test``; ``valid`` means ``val``); an error
             when the source has no such split.
         strict: raise the first skipped item (orphan label, corrupt image, bad row) instead of skipping it.
@@ -135,7 +184,18 @@ def load_dataset(
         return load_yolo(p, strict=strict, split=split, **kwargs)
     if fmt == "voc":
         return load_voc(p, strict=strict, split=split, **kwargs)
+    if fmt in TOOL_LOADERS:
+        if fmt == "labelstudio" and p.is_dir():
+            p = _one_json(p)
+        return TOOL_LOADERS[fmt](p, strict=strict, split=split, **kwargs)
     return _only_split(load_text(p, **kwargs), p, split)
+
+
+def _one_json(p: Path) -> Path:
+    jsons = sorted(p.glob("*.json"))
+    if len(jsons) != 1:
+        raise InputError(p, None, "expected one .json export in this folder; pass the file itself")
+    return jsons[0]
 
 
 def _only_split(ds: Dataset, path: Path, split: str | None) -> Dataset:

@@ -24,12 +24,26 @@ class Fmt(str, Enum):
     text = "text"
     yolo = "yolo"
     voc = "voc"
+    cvat = "cvat"
+    labelstudio = "labelstudio"
+    labelme = "labelme"
 
 
 class Target(str, Enum):
     coco = "coco"
     yolo = "yolo"
     voc = "voc"
+
+
+class ConvertTarget(str, Enum):
+    """What ``convert --to`` writes: :data:`Target` and the annotation tools."""
+
+    coco = "coco"
+    yolo = "yolo"
+    voc = "voc"
+    cvat = "cvat"
+    labelstudio = "labelstudio"
+    labelme = "labelme"
 
 
 class CategoryIds(str, Enum):
@@ -43,7 +57,13 @@ class FailOn(str, Enum):
     never = "never"
 
 
-InPath = Annotated[Path, typer.Argument(help="COCO json, course text file, YOLO folder or VOC folder.")]
+InPath = Annotated[
+    Path,
+    typer.Argument(
+        help="COCO json, course text file, YOLO folder or data.yaml, VOC folder, CVAT XML, Label Studio "
+        "JSON or LabelMe folder."
+    ),
+]
 FormatOpt = Annotated[
     Fmt | None, typer.Option("--format", "-f", help="Input format (default: detected from the path).")
 ]

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.layouts import voc_image_sets
-from detkit.datasets.formats.readers import OnError, image_size, problem, read_bytes
+from detkit.datasets.formats.readers import OnError, image_size, named_boxes_dataset, problem, read_bytes
 from detkit.datasets.formats.yolo import Reporter
-from detkit.datasets.model import Dataset, image_columns
+from detkit.datasets.model import Dataset
 from detkit.errors import InputError
 
 
@@ -47,7 +47,7 @@ def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
 
 
-def _parse_xml(f: Path, data: bytes) -> ET.Element:
+def parse_xml(f: Path, data: bytes) -> ET.Element:
     """Parse VOC XML; encodings expat cannot read itself (Shift-JIS, GBK...) are decoded by Python first."""
     try:
         return ET.fromstring(data)
@@ -68,7 +68,7 @@ def _parse_xml(f: Path, data: bytes) -> ET.Element:
 def _voc_image(f: Path, images: Path | None) -> tuple[ET.Element, str, float, float]:
     """(root, file name, width, height) of one VOC file; image sizes fall back to the image header."""
     try:
-        root = _parse_xml(f, read_bytes(f))
+        root = parse_xml(f, read_bytes(f))
     except ET.ParseError as exc:
         raise problem(
             f, f"line {exc.position[0]}", f"malformed XML ({getattr(exc, 'msg', exc)})", "record.unparsable"
@@ -138,25 +138,14 @@ def load_voc(
             records.append(f"{f.name} {where}")
     if not img_rows and on_error is None:
         raise report.first or InputError(path, None, "no usable Pascal VOC .xml files")
-    cats = sorted(set(names))
-    cat_of = {n: i + 1 for i, n in enumerate(cats)}
-    n = len(ann_rows)
-    arr = np.array(ann_rows, dtype=np.float64).reshape(n, 5)
-    bbox = arr[:, 1:5].copy()
-    ds = Dataset(
-        **image_columns(img_rows),
-        ann_id=np.arange(1, n + 1, dtype=np.int64),
-        ann_image_id=arr[:, 0].astype(np.int64),
-        category_id=np.array([cat_of[nm] for nm in names], dtype=np.int64),
-        bbox=bbox,
-        area=bbox[:, 2] * bbox[:, 3],
-        iscrowd=np.zeros(n, dtype=np.int64),
-        cat_id=np.arange(1, len(cats) + 1, dtype=np.int64),
-        cat_name=np.array(cats, dtype=object),
+    ds = named_boxes_dataset(
+        img_rows,
+        ann_rows,
+        names,
+        records,
         source=str(path),
         format="voc",
         image_root=str(images) if images is not None else None,
-        ann_record=np.array(records, dtype=object),
         skipped=report.items,
     )
     return _voc_splits(ds, stems, path, split, report)
