@@ -64,7 +64,7 @@ CODES: dict[str, tuple[str, str]] = {
     # appended: annotation-tool exports (CVAT, Label Studio, LabelMe) and data.yaml splits
     "shape.polygon": ("info", "polygons (or rotated boxes) read as their bounding boxes"),
     "shape.unsupported": ("warning", "shapes other than boxes or polygons (points, lines, masks) skipped"),
-    "label.folder_elsewhere": ("warning", "few images found their label file; labels were found elsewhere"),
+    "label.none_found": ("warning", "(almost) no image of a split has its label file, or it was elsewhere"),
 }
 # fmt: on
 

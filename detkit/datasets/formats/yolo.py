@@ -29,6 +29,7 @@ from detkit.datasets.formats.layouts import (
     label_path,
     read_data_yaml,
     read_yaml,
+    resolve_labels,
     yolo_folder_layout,
 )
 from detkit.datasets.formats.readers import OnError, problem, read_text
@@ -187,10 +188,14 @@ def read_yolo_layout(
         source: the path the user gave, for messages.
     """
     report = Reporter(on_error, strict)
+    where = layout.descriptor or source or layout.root
     nc = len(layout.names) if layout.names else None
     img_rows, ann_rows, records, splits = [], [], [], []
     listed, label_files = 0, 0
     for src in layout.splits:
+        labels = resolve_labels(src, lambda img, s=src: _label_file(img, s.folders).is_file(), where)
+        if labels is not None:
+            report(problem(where, src.name, labels[0], "label.none_found"), kept=labels[1])
         for lst, lineno, p in src.missing:
             report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
         expected = set()
@@ -237,7 +242,6 @@ def read_yolo_layout(
                         )
                     )
     if not img_rows:
-        where = layout.descriptor or source or layout.root
         if listed:
             raise InputError(
                 where, None, f"none of the {listed} images could be read (see the first: {src.images[0]})"
