@@ -35,7 +35,7 @@ from detkit.datasets.formats.layouts import (
 from detkit.datasets.formats.text import load_text
 from detkit.datasets.formats.voc import load_voc
 from detkit.datasets.formats.yolo import load_yolo
-from detkit.datasets.model import Dataset, Labels
+from detkit.datasets.model import Dataset, Labels, declared_splits_of, overlap_line
 from detkit.errors import InputError
 
 __all__ = [
@@ -322,15 +322,33 @@ def skipped_summary(ds: Dataset) -> dict[str, Any] | None:
 
 
 def warn_skipped(ds: Dataset, hint: str = "--strict to stop instead, `detkit coco validate` for all") -> None:
-    """The one stderr warning line (count and first path) for what was skipped, and a note for repairs."""
+    """The one stderr warning line (count and first path) for what was skipped, a note for repairs, and
+    one warning per pair of splits that share images (:meth:`Dataset.split_overlaps`)."""
     from detkit.console import info, warn
 
+    if isinstance(ds, Dataset) and ds.split is not None:
+        for line in ds.split_overlaps():
+            warn(f"{ds.source}: {line}")
     doc = skipped_summary(ds)
     if doc is not None:
         if doc["message"]:
             warn(f"{doc['message']}" + (f"; {hint}" if hint else ""))
         if doc["notes"]:
             info(f"note: {doc['notes']}")
+
+
+def shared_images_line(a: Dataset, b: Dataset, names: tuple[str, str] = ("train", "val")) -> str | None:
+    """The :func:`~detkit.datasets.model.overlap_line` for two datasets loaded apart (``yolo train``'s
+    training and validation sets) that name the same image files; None when they share none."""
+    import os
+
+    def files(ds: Dataset) -> set[str]:
+        root = ds.image_root or ""
+        return {os.path.normpath(os.path.join(root, str(f))) for f in ds.file_name}
+
+    fa, fb = files(a), files(b)
+    both = len(fa & fb)
+    return overlap_line(names[0], names[1], both, len(fa), len(fb)) if both else None
 
 
 def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
@@ -353,7 +371,7 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
             y = p if p.is_file() else find_yaml(p)
             if y is not None:
                 doc = read_yaml(y)
-                return [k for k in ("train", "val", "test") if doc.get(k) not in (None, "", [])]
+                return declared_splits_of(doc)
             return [s.name for s in yolo_folder_layout(p).splits if s.name]
     except InputError:
         return []

@@ -423,7 +423,7 @@ def _print_split_classes(path: Path, ds, splits: list[str], rows: list[dict]) ->
         ]
         for r in rows
     ]
-    sizes = ", ".join(f"{s} {int((ds.split == s).sum()):,}" for s in splits)
+    sizes = ", ".join(f"{s} {int(ds.split_mask(s).sum()):,}" for s in splits)
     out.print(table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images: {sizes})", cols, cells))
 
 

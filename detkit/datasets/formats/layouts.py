@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from detkit.datasets.formats.readers import read_text
+from detkit.datasets.model import SPLIT_NAMES, declared_splits_of
 from detkit.errors import InputError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-SPLIT_KEYS = ("train", "val", "test")
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 NAME_FILES = ("classes.txt", "obj.names", "names.txt", "coco.names")
 ROBOFLOW_COCO = "_annotations.coco.json"
@@ -192,7 +192,7 @@ def read_data_yaml(path: Path, split: str | None = None) -> YoloLayout:
     root = path.parent
     if doc.get("path") not in (None, ""):
         root = _resolve(path.parent, path, "path", str(doc["path"]))
-    present = [k for k in SPLIT_KEYS if doc.get(k) not in (None, "", [])]
+    present = declared_splits_of(doc)
     if not present:
         raise InputError(path, None, "no train / val / test key: not an ultralytics data yaml")
     splits = []
@@ -306,7 +306,7 @@ def voc_image_sets(root: Path) -> dict[str, list[str]]:
     main = root / "ImageSets" / "Main"
     if not main.is_dir():
         return {}
-    found = {k: main / f"{k}.txt" for k in (*SPLIT_KEYS, "trainval") if (main / f"{k}.txt").is_file()}
+    found = {k: main / f"{k}.txt" for k in (*SPLIT_NAMES, "trainval") if (main / f"{k}.txt").is_file()}
     if "trainval" in found and ("train" in found or "val" in found):
         del found["trainval"]
     out = {}

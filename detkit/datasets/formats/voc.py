@@ -15,7 +15,7 @@ import numpy as np
 from detkit.datasets.formats.layouts import voc_image_sets
 from detkit.datasets.formats.readers import OnError, image_size, named_boxes_dataset, problem, read_bytes
 from detkit.datasets.formats.yolo import Reporter
-from detkit.datasets.model import Dataset
+from detkit.datasets.model import MEMBER_SEP, Dataset
 from detkit.errors import InputError
 
 
@@ -152,7 +152,8 @@ def load_voc(
 
 
 def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, report: Reporter) -> Dataset:
-    """Attach ``ImageSets/Main`` splits: one row per (split, image); unlisted images are ``unassigned``.
+    """Attach ``ImageSets/Main`` splits: one row per image, its lists joined by ``+`` when several name it
+    (``train+val``); unlisted images are ``unassigned``.
 
     ``stems``: each image row's .xml path under ``Annotations/`` without suffix (what the lists name).
     """
@@ -169,7 +170,7 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
         row_of.setdefault(Path(s).name, i)
     for i, f in enumerate(ds.file_name):
         row_of.setdefault(Path(str(f)).stem, i)
-    rows, names, listed = [], [], set()
+    member: dict[int, list[str]] = {}  # image row -> the lists that name it (train+val: one image, once)
     lists = root / "ImageSets" / "Main"
     for name, ids in sets.items():
         for k, sid in enumerate(ids):
@@ -183,11 +184,10 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
                     )
                 )
                 continue
-            listed.add(row_of[sid])
-            if split is None or name == split:
-                rows.append(row_of[sid])
+            names = member.setdefault(row_of[sid], [])
+            if name not in names:
                 names.append(name)
-    unlisted = [i for i in range(ds.num_images) if i not in listed]
+    unlisted = [i for i in range(ds.num_images) if i not in member]
     if unlisted:
         report(
             problem(
@@ -199,18 +199,15 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
             ),
             kept=True,
         )
-        if split is None:
-            rows += unlisted
-            names += ["unassigned"] * len(unlisted)
-    rows_a, names_a = np.array(rows, dtype=np.int64), np.array(names, dtype=object)
-    if len(np.unique(rows_a)) == len(rows_a):  # each image once: keep the file order (and the ids)
-        order = np.argsort(rows_a, kind="stable")
-        rows_a, names_a = rows_a[order], names_a[order]
-    return _rows_as_images(ds, rows_a, names_a)
+        for i in unlisted:
+            member[i] = ["unassigned"]
+    rows = [i for i in sorted(member) if split is None or split in member[i]]
+    names_a = np.array([MEMBER_SEP.join(member[i]) for i in rows], dtype=object)
+    return _rows_as_images(ds, np.array(rows, dtype=np.int64), names_a)
 
 
 def _rows_as_images(ds: Dataset, rows: np.ndarray, split: np.ndarray) -> Dataset:
-    """A dataset whose image table is ``ds``'s rows ``rows`` (repeats allowed: new ids), with ``split``."""
+    """A dataset whose image table is ``ds``'s rows ``rows`` (new ids when they differ), with ``split``."""
     if len(rows) == ds.num_images and np.array_equal(rows, np.arange(ds.num_images)):
         ds.split = split
         return ds
