@@ -17,6 +17,7 @@ from detkit.datasets.cli.common import (
     ConvertTarget,
     FormatOpt,
     JsonOpt,
+    NamesOpt,
     app,
     load,
     skipped_doc,
@@ -65,6 +66,7 @@ def convert(
             "Default: each split apart.",
         ),
     ] = None,
+    names: NamesOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Convert between COCO json, YOLO, Pascal VOC, CVAT for images 1.1, Label Studio JSON and LabelMe
@@ -96,7 +98,7 @@ def convert(
 
     every = split is not None and split.strip().lower() == "all"
     output_file(dst, to.value)  # an OUT that contradicts the output rule: refused before reading anything
-    ds = load(src, format, split=None if every else split)
+    ds = load(src, format, split=None if every else split, names=names)
     splits = [] if every else ds.split_names()
     ids = category_ids.value if category_ids else None
     if len(splits) > 1:

@@ -287,7 +287,7 @@ def find_class_names(folder: Path, names: list[str] | None = None) -> list[str] 
         for n in NAME_FILES:
             f = d / n
             if f.is_file():
-                return [ln.strip() for ln in read_text(f).splitlines() if ln.strip()]
+                return read_names(f)
         y = find_yaml(d)
         if y is not None:
             try:
@@ -297,6 +297,16 @@ def find_class_names(folder: Path, names: list[str] | None = None) -> list[str] 
             if got:
                 return got
     return None
+
+
+def read_names(path: Path) -> list[str]:
+    """Class names from a file: a data yaml's ``names`` (or ``nc``), else one name per line."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        names = yaml_class_names(path, read_yaml(path))
+        if not names:
+            raise InputError(path, "names", "no class names (neither names nor nc)")
+        return names
+    return [ln.strip() for ln in read_text(path).splitlines() if ln.strip()]
 
 
 # ---- VOC ------------------------------------------------------------------------------------------------
