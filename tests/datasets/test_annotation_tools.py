@@ -298,3 +298,15 @@ def test_cvat_keeps_splits_as_subsets(tmp_path):
     back = load_dataset(tmp_path / "c.xml")
     assert back.split.tolist() == ["train", "val"]
     assert load_dataset(tmp_path / "c.xml", split="val").file_name.tolist() == ["b.jpg"]
+
+
+def test_dataset_operations_and_validate_read_them(cli, cli_json, labelstudio, labelme, tmp_path):
+    code, _, err = cli("coco", "sample", labelstudio, tmp_path / "s", "--n", "1")
+    assert code == 0, err
+    assert (tmp_path / "s" / "annotations.json").is_file()
+    doc = cli_json("coco", "validate", labelme)
+    found = {f["code"]: f for f in doc["findings"]}
+    assert found["shape.unsupported"]["examples"][0]["record"] == "a.json"
+    assert found["shape.polygon"]["count"] == 1
+    doc = cli_json("coco", "validate", labelstudio)
+    assert doc["findings"][0]["examples"][0]["record"] == "whole file"
