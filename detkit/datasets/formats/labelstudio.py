@@ -49,8 +49,9 @@ SHAPES = ("rectanglelabels", "polygonlabels")
 def image_name(url: str) -> str:
     """The file name a task's ``data.image`` stands for (upload prefix and URL scheme dropped)."""
     u = urlparse(url)
-    if u.path.endswith("/local-files/") or "d" in parse_qs(u.query) and "local-files" in u.path:
-        return unquote(parse_qs(u.query)["d"][0])
+    query = parse_qs(u.query)
+    if "local-files" in u.path and query.get("d"):
+        return query["d"][0]
     if u.scheme or url.startswith("/data/"):
         return unquote(Path(u.path).name)
     return url
