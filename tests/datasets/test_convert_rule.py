@@ -63,3 +63,13 @@ def test_help_states_the_rule(cli):
     assert code == 0
     text = " ".join(out.replace("│", " ").split())
     assert " ".join(OUTPUT_RULE.split()) in text
+
+
+def test_the_operations_follow_the_same_rule(cli, shapes_dir, tmp_path):
+    src = shapes_dir / "instances.json"
+    code, _, err = cli("coco", "sample", src, tmp_path / "s.xml", "--n", "2")
+    assert code == 2 and "ends in .xml, but coco writes a .json file or a folder" in err
+    code, _, err = cli("coco", "split", src, tmp_path / "p.json", "--ratios", "0.5,0.5")
+    assert code == 2 and "2 splits are written one coco file each, into a folder" in err
+    assert cli("coco", "sample", src, tmp_path / "s", "--n", "2")[0] == 0
+    assert (tmp_path / "s" / "annotations.json").is_file()

@@ -228,7 +228,9 @@ def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = F
     """Write one output (filter, sample). ``out`` ending in .json (coco) is a file, else a new folder."""
     if to not in TARGETS:
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
-    single_json = to == "coco" and out.suffix.lower() == ".json"
+    from detkit.datasets.ops.convert import output_file
+
+    single_json = output_file(out, to) is not None  # the convert output rule: OUT.json, or a folder
     if single_json and copy_images:
         raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
     check_out(out, [src.path], single_json)
@@ -256,8 +258,11 @@ def write_split_parts(
     src: Source, parts: dict[str, Part], out: Path, to: str, copy_images: bool = False
 ) -> dict:
     """Write one output per split into the new folder ``out`` (layouts in the module docstring)."""
+    from detkit.datasets.ops.convert import output_file
+
     if to not in TARGETS:
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
+    output_file(out, to, splits=len(parts))  # several splits: a folder, whatever the format
     check_out(out, [src.path], single_json=False)
     ds = src.ds
     every = np.unique(np.concatenate([p.images for p in parts.values()]))
