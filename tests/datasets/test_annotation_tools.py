@@ -310,3 +310,15 @@ def test_dataset_operations_and_validate_read_them(cli, cli_json, labelstudio, l
     assert found["shape.polygon"]["count"] == 1
     doc = cli_json("coco", "validate", labelstudio)
     assert doc["findings"][0]["examples"][0]["record"] == "whole file"
+
+
+@pytest.mark.parametrize("to", ["cvat", "labelstudio"])
+def test_a_folder_output_links_the_images_where_the_reader_looks(shapes_dir, tmp_path, to):
+    from detkit.datasets.ops.convert import convert
+
+    ds = load_dataset(shapes_dir / "instances.json")
+    result = convert(ds, tmp_path / "out", to)
+    assert result["images_linked"] == 16
+    back = load_dataset(tmp_path / "out")
+    assert back.format == to and Path(back.image_root) == tmp_path / "out" / "images"
+    assert all((Path(back.image_root) / str(f)).is_file() for f in back.file_name)

@@ -422,6 +422,12 @@ def convert(
         removed = remove_leftovers(out)
         with new_folder(out) as tmp:
             result = write_file(ds, tmp / name, to, image_root, category_ids)
+            if to != "coco":  # CVAT and Label Studio exports keep their images in images/ beside the file
+                root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
+                safe, _ = safe_names(ds)
+                result["images_linked"] = sum(
+                    _link_image(root, str(f), tmp / "images" / n, tmp) for f, n in zip(ds.file_name, safe)
+                )
         return {**result, "out": str(out / name), "removed_leftovers": removed}
     if to in FILE_TARGETS:
         return write_file(ds, out, to, image_root, category_ids)
