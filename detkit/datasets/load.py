@@ -355,7 +355,8 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
     """The splits a source declares, without reading labels or images ([] when it has none).
 
     A data yaml's train / val / test keys, a Roboflow export's split folders, ``images/<split>`` folders,
-    VOC ``ImageSets/Main`` lists. Unreadable sources give [] (loading them names the problem).
+    VOC ``ImageSets/Main`` lists, CVAT ``subset`` attributes. Unreadable sources give [] (loading them
+    names the problem).
     """
     from detkit.datasets.formats.layouts import read_yaml, voc_image_sets, yolo_folder_layout
 
@@ -367,6 +368,8 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
         if fmt == "voc":
             root = p if (p / "Annotations").is_dir() else p.parent
             return list(voc_image_sets(root)) if p.is_dir() else []
+        if fmt == "cvat":  # the images' subset attributes: read the XML
+            return load_cvat(p).split_names()
         if fmt == "yolo":
             y = p if p.is_file() else find_yaml(p)
             if y is not None:

@@ -322,3 +322,16 @@ def test_a_folder_output_links_the_images_where_the_reader_looks(shapes_dir, tmp
     back = load_dataset(tmp_path / "out")
     assert back.format == to and Path(back.image_root) == tmp_path / "out" / "images"
     assert all((Path(back.image_root) / str(f)).is_file() for f in back.file_name)
+
+
+def test_cvat_subsets_are_declared_splits(tmp_path):
+    from detkit.datasets.load import declared_splits
+
+    f = tmp_path / "a.xml"
+    f.write_text(
+        CVAT_XML.replace('name="a.jpg"', 'name="a.jpg" subset="Train"').replace(
+            'name="sub/b.jpg"', 'name="sub/b.jpg" subset="Validation"'
+        )
+    )
+    assert declared_splits(f) == ["train", "val"]
+    assert load_dataset(f, split="val").file_name.tolist() == ["sub/b.jpg"]
