@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from detkit.anchors.config import KMeansConfig, OptionError
-from detkit.errors import DetkitError
+from detkit.anchors.config import KMeansConfig
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,16 +20,11 @@ def _anchors() -> None:
 D = KMeansConfig()  # the defaults live in the library; the options below read them
 
 
-def flag_error(exc: OptionError, flags: dict[str, str] | None = None) -> DetkitError:
-    """The library's ``field 'value': problem`` as ``--flag 'value': problem``."""
-    flag = (flags or {}).get(exc.field, "--" + exc.field.replace("_", "-"))
-    return DetkitError(f"{flag} '{exc.value}': {exc.what}")
-
-
 @app.command("kmeans")
 def kmeans(
     path: Annotated[
-        Path, typer.Argument(help="Annotations: COCO json, course text file, YOLO folder or VOC folder.")
+        Path,
+        typer.Argument(help="Annotations: any format detkit reads (COCO json, data.yaml, VOC, CVAT...)."),
     ],
     k: Annotated[str, typer.Option("--k", help="One k (5), a list (3,4,5) or a range (1-10).")] = str(D.k),
     pick: Annotated[
@@ -41,7 +35,13 @@ def kmeans(
         ),
     ] = str(D.pick),
     format: Annotated[
-        str | None, typer.Option("--format", help="coco|text|yolo|voc (guessed from PATH).")
+        str | None, typer.Option("--format", help="coco|text|yolo|voc|cvat|labelstudio|labelme (from PATH).")
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split", help="Only the boxes of this split (train, val, test); default: every image once."
+        ),
     ] = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of every random choice (same seed, same anchors).")
@@ -90,28 +90,26 @@ def kmeans(
     from detkit.anchors.run import run_anchors
     from detkit.console import progress
 
-    try:
-        cfg = KMeansConfig(
-            k=k,
-            pick=pick,
-            seed=seed,
-            restarts=restarts,
-            update=update,
-            method=method,
-            norm=norm,
-            img_size=img_size,
-            grid=grid,
-            iou_thr=iou_thr,
-            refine=not no_refine,
-            format=format,
+    cfg = KMeansConfig(
+        k=k,
+        pick=pick,
+        seed=seed,
+        restarts=restarts,
+        update=update,
+        method=method,
+        norm=norm,
+        img_size=img_size,
+        grid=grid,
+        iou_thr=iou_thr,
+        refine=not no_refine,
+        format=format,
+        split=split,
+    )
+    with progress() as bar:
+        task = bar.add_task(f"k-means on the boxes of {path.name}", total=len(cfg.ks), info="")
+        res = run_anchors(
+            path, cfg, out=out, plots=plots, on_k=lambda kk: bar.update(task, advance=1, info=f"k={kk}")
         )
-        with progress() as bar:
-            task = bar.add_task(f"k-means on the boxes of {path.name}", total=len(cfg.ks), info="")
-            res = run_anchors(
-                path, cfg, out=out, plots=plots, on_k=lambda kk: bar.update(task, advance=1, info=f"k={kk}")
-            )
-    except OptionError as exc:
-        raise flag_error(exc) from None
     _print_result(res, path, json_, out, plots)
 
 

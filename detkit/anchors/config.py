@@ -1,8 +1,8 @@
 """Options of an anchor k-means run, declared once: field, default, allowed values and check.
 
 Light on purpose (no numpy): the CLI reads its defaults from :class:`KMeansConfig` at start-up, the
-library checks the values, and a bad value raises :class:`OptionError` naming the field and the value
-(the CLI turns the field into its flag).
+library checks the values, and a bad value raises :class:`~detkit.errors.OptionError` naming the field and
+the value (the CLI turns the field into its flag).
 
 Which k is written (``pick``) when several are swept:
     bpr     the smallest k whose best-possible recall at ``iou_thr`` reaches 0.98 (YOLOv5's autoanchor
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
-from detkit.errors import DetkitError
+from detkit.errors import OptionError
 
 DEFAULT_RESTARTS = 6
 UPDATES = ("median", "mean")
@@ -29,12 +29,10 @@ MAX_KS = 64
 _KS = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
-class OptionError(DetkitError):
-    """A bad option value: ``field`` names the :class:`KMeansConfig` field (the CLI maps it to a flag)."""
-
-    def __init__(self, field_name: str, value: object, what: str):
-        super().__init__(f"{field_name} '{value}': {what}")
-        self.field, self.value, self.what = field_name, value, what
+def option_error(field_name: str, value: object, what: str) -> OptionError:
+    """The one :class:`~detkit.errors.OptionError` with the value quoted: ``k 'x': expected ...`` (the CLI
+    prints ``--k 'x': expected ...``)."""
+    return OptionError(field_name, f"'{value}': {what}")
 
 
 def parse_ks(text: str | int | list[int]) -> list[int]:
@@ -46,13 +44,13 @@ def parse_ks(text: str | int | list[int]) -> list[int]:
     for part in parts:
         m = _KS.match(part)
         if m is None:
-            raise OptionError("k", text, "expected a number, a list (3,4,5) or a range (1-10)")
+            raise option_error("k", text, "expected a number, a list (3,4,5) or a range (1-10)")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if lo < 1 or hi < lo:
-            raise OptionError("k", text, "k must be at least 1 and ranges increasing")
+            raise option_error("k", text, "k must be at least 1 and ranges increasing")
         ks.update(range(lo, hi + 1))
     if len(ks) > MAX_KS:
-        raise OptionError("k", text, f"at most {MAX_KS} values of k at once")
+        raise option_error("k", text, f"at most {MAX_KS} values of k at once")
     return sorted(ks)
 
 
@@ -63,7 +61,7 @@ def parse_pick(text: str | int) -> str | int:
         return s
     if s.isdigit() and int(s) >= 1:
         return int(s)
-    raise OptionError("pick", text, f"choose {', '.join(PICK_RULES)} or a k among the swept ones")
+    raise option_error("pick", text, f"choose {', '.join(PICK_RULES)} or a k among the swept ones")
 
 
 @dataclass
@@ -83,6 +81,7 @@ class KMeansConfig:
         iou_thr: IoU threshold of best-possible recall.
         refine: run the mean-IoU refinement after k-means.
         format: annotation format (None: guessed from the path).
+        split: only the boxes of this split (None: every image once, whatever splits it is in).
     """
 
     k: str | int | list[int] = "5"
@@ -97,6 +96,7 @@ class KMeansConfig:
     iou_thr: float = 0.5
     refine: bool = True
     format: str | None = None
+    split: str | None = None
     ks: list[int] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -105,14 +105,14 @@ class KMeansConfig:
         for name, allowed in (("update", UPDATES), ("norm", NORMS), ("method", METHODS)):
             value = getattr(self, name)
             if value not in allowed:
-                raise OptionError(name, value, f"choose from {', '.join(allowed)}")
+                raise option_error(name, value, f"choose from {', '.join(allowed)}")
         for name in ("img_size", "grid", "restarts"):
             if getattr(self, name) < 1:
-                raise OptionError(name, getattr(self, name), "must be at least 1")
+                raise option_error(name, getattr(self, name), "must be at least 1")
         if not 0 < self.iou_thr < 1:
-            raise OptionError("iou_thr", self.iou_thr, "must be between 0 and 1")
+            raise option_error("iou_thr", self.iou_thr, "must be between 0 and 1")
         if isinstance(self.pick, int) and self.pick not in self.ks:
-            raise OptionError(
+            raise option_error(
                 "pick", self.pick, f"is not one of the swept k ({', '.join(map(str, self.ks))})"
             )
 

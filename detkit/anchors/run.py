@@ -78,7 +78,7 @@ def _load(data: Any, cfg: KMeansConfig) -> Any:
         return data
     from detkit.datasets.load import load_dataset
 
-    return load_dataset(data, cfg.format)
+    return load_dataset(data, cfg.format, split=cfg.split)
 
 
 def _boxes(data: Any, cfg: KMeansConfig) -> tuple[np.ndarray, str, str | None, np.ndarray, list[str]]:
@@ -142,7 +142,7 @@ def run_anchors(
     from detkit.datasets.load import load_dataset, warn_skipped
     from detkit.io import write_json
 
-    ds = load_dataset(path, config.format)
+    ds = load_dataset(path, config.format, split=config.split)
     warn_skipped(ds, hint="`detkit coco validate` lists them")
     res = kmeans_anchors(ds, config, on_k=on_k)
     res.source = str(path)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.anchors.config import BPR_TARGET, DEFAULT_RESTARTS, FALLBACK_K, METHODS, OptionError
+from detkit.anchors.config import BPR_TARGET, DEFAULT_RESTARTS, FALLBACK_K, METHODS, option_error
 from detkit.anchors.kmeans import KMeansResult, euclidean_kmeans, iou_kmeans
 from detkit.anchors.metrics import anchor_metrics, elbow, stock_anchors
 from detkit.anchors.units import anchor_units
@@ -59,7 +59,7 @@ def run_sweep(
         on_k: optional callback ``on_k(k)`` after each k (progress bars).
     """
     if method not in METHODS:
-        raise OptionError("method", method, f"choose from {', '.join(METHODS)}")
+        raise option_error("method", method, f"choose from {', '.join(METHODS)}")
     results, rows = [], []
     for k in ks:
         if method == "iou":
@@ -112,7 +112,7 @@ def pick_k(sweep: Sweep, pick: str | int = "bpr", iou_thr: float = 0.5) -> Pick:
         k, rule, reason = sweep.ks[0], "k", "the only k computed"
     elif isinstance(pick, int):
         if pick not in sweep.ks:
-            raise OptionError("pick", pick, f"is not one of the swept k ({', '.join(map(str, sweep.ks))})")
+            raise option_error("pick", pick, f"is not one of the swept k ({', '.join(map(str, sweep.ks))})")
         k, rule, reason = pick, "k", "asked for"
     elif pick == "elbow":
         k, rule, reason = sweep.elbow_k, "elbow", "the elbow of the mean-IoU curve"
@@ -128,7 +128,7 @@ def pick_k(sweep: Sweep, pick: str | int = "bpr", iou_thr: float = 0.5) -> Pick:
                 f"YOLOv2's {FALLBACK_K}" if k == FALLBACK_K else f"the swept k nearest {FALLBACK_K}"
             )
     else:
-        raise OptionError("pick", pick, "choose bpr, elbow or a k among the swept ones")
+        raise option_error("pick", pick, "choose bpr, elbow or a k among the swept ones")
     row = sweep.row(k)
     return Pick(k, rule, reason, row["mean_iou"], row["bpr"])
 

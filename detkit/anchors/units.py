@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detkit.anchors.config import NORMS, OptionError
+from detkit.anchors.config import NORMS, option_error
 from detkit.datasets.model import Dataset
 
 
@@ -28,7 +28,7 @@ def dataset_wh(ds: Dataset, norm: str = "image") -> np.ndarray:
     if norm == "image":
         return ds.normalized_wh()
     if norm != "letterbox":
-        raise OptionError("norm", norm, f"choose from {', '.join(NORMS)}")
+        raise option_error("norm", norm, f"choose from {', '.join(NORMS)}")
     idx = ds.image_index()
     ok = idx >= 0
     wh = np.full((ds.num_annotations, 2), np.nan)

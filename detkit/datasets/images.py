@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.readers import problem
+from detkit.datasets.model import MEMBER_SEP
 from detkit.datasets.paths import source_path
 
 NEAR_DISTANCE = 6  # bits of 64: re-encoded / resized / lightly edited copies are within 0..4
@@ -267,6 +268,9 @@ def check_sources(ds, fnd, images: str | Path | None = None, leakage: bool = Tru
             iid,
             lambda r: f"declared {ds.width[r]:g}x{ds.height[r]:g}, file {size[r][0]}x{size[r][1]}",
         )
+    if leakage and ds.split is not None:  # one image that several splits name (a data.yaml's train = val)
+        for r in np.flatnonzero([MEMBER_SEP in str(s) for s in ds.split.tolist()]):
+            fnd.add("split.leak_exact", f"{ds.split[r]}:{ds.file_name[r]}", note="same file")
     if leakage and paths is not None and ds.split is not None and len(set(ds.split.tolist())) > 1:
         leaks = find_leaks(paths, ds.split)
         for kind in ("exact", "near"):

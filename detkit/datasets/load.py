@@ -1,5 +1,6 @@
 """Loaders from COCO json, the course's text format, YOLO datasets (ultralytics data.yaml, Roboflow
-exports, label folders) and Pascal VOC XML into one :class:`~detkit.datasets.model.Dataset`:
+exports, label folders), Pascal VOC XML and the annotation tools' exports (CVAT for images 1.1 XML, Label
+Studio JSON, LabelMe JSON) into one :class:`~detkit.datasets.model.Dataset`:
 :func:`load_dataset` (format and layout detected from the path) and :func:`load_labels` (only what class
 counts need).
 
@@ -14,12 +15,16 @@ but loadable content (degenerate or out-of-image boxes, dangling ids, duplicates
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from detkit.datasets.formats.coco import load_coco, load_coco_labels
+from detkit.datasets.formats.cvat import load_cvat
+from detkit.datasets.formats.labelme import load_labelme
+from detkit.datasets.formats.labelstudio import load_labelstudio
 from detkit.datasets.formats.layouts import (
     find_yaml,
     normalize_split,
@@ -29,7 +34,7 @@ from detkit.datasets.formats.layouts import (
 from detkit.datasets.formats.text import load_text
 from detkit.datasets.formats.voc import load_voc
 from detkit.datasets.formats.yolo import load_yolo
-from detkit.datasets.model import Dataset, Labels
+from detkit.datasets.model import Dataset, Labels, declared_splits_of, overlap_line
 from detkit.errors import InputError
 
 __all__ = [
@@ -43,7 +48,46 @@ __all__ = [
     "warn_skipped",
 ]
 
-FORMATS = ("coco", "text", "yolo", "voc")
+FORMATS = ("coco", "text", "yolo", "voc", "cvat", "labelstudio", "labelme")
+TOOL_LOADERS = {"cvat": load_cvat, "labelstudio": load_labelstudio, "labelme": load_labelme}
+_SNIFF = 1 << 16  # bytes read to tell JSON and XML formats apart
+
+
+def sniff_json(path: Path) -> str:
+    """coco, labelstudio or labelme, from the first bytes of a .json: Label Studio exports a list of tasks,
+    LabelMe an object with ``shapes``; anything else is COCO (whose loader names what is wrong)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return "coco"
+    if re.match(rb"\[\s*[{\]]", head):  # a list of objects (tasks)
+        return "labelstudio"
+    if re.search(rb'"shapes"\s*:', head) and not re.search(rb'"(images|annotations|categories)"\s*:', head):
+        return "labelme"
+    return "coco"
+
+
+def sniff_xml(path: Path) -> str:
+    """cvat (root ``<annotations>``, CVAT for images 1.1) or voc (root ``<annotation>``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF)
+    except OSError:
+        return "voc"
+    return "cvat" if re.search(rb"<annotations[\s>]", head) else "voc"
+
+
+def _folder_json(p: Path) -> str | None:
+    """The format of a folder's .json files: one of any format, or several LabelMe files; None otherwise."""
+    tops = sorted(p.glob("*.json"))
+    jsons = tops + sorted(p.glob("annotations/instances_*.json"))
+    if len(jsons) == 1:
+        return sniff_json(jsons[0])
+    first = tops[0] if tops else next(p.rglob("*.json"), None)
+    if first is not None and sniff_json(first) == "labelme":
+        return "labelme"
+    return None
 
 
 def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> Labels | Dataset:
@@ -62,9 +106,11 @@ def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> L
 def detect_format(path: str | Path) -> str:
     """Guess the format from the path.
 
-    .json -> coco; .yaml / .yml -> yolo (ultralytics data yaml); .xml or Annotations/ -> voc; a folder
-    with a data.yaml, ``train|valid|test/images`` or labels/ -> yolo; ``<split>/_annotations.coco.json``
-    (a Roboflow COCO export) or one .json -> coco; other files -> text.
+    .json -> coco, labelstudio (a list of tasks) or labelme (an object with ``shapes``); .yaml / .yml ->
+    yolo (ultralytics data yaml); .xml -> cvat (root ``<annotations>``) or voc; a folder with a CVAT
+    ``annotations.xml`` -> cvat; with Annotations/ or .xml -> voc; with a data.yaml,
+    ``train|valid|test/images`` or labels/ -> yolo; ``<split>/_annotations.coco.json`` (a Roboflow COCO
+    export) -> coco; one .json -> its format; LabelMe .json files -> labelme; other files -> text.
     """
     p = Path(path)
     if not p.exists():
@@ -72,21 +118,24 @@ def detect_format(path: str | Path) -> str:
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix == ".json":
-            return "coco"
+            return sniff_json(p)
         if suffix == ".xml":
-            return "voc"
+            return sniff_xml(p)
         if suffix in (".yaml", ".yml"):
             return "yolo"
         return "text"
-    if (p / "Annotations").is_dir() or next(p.glob("*.xml"), None) is not None:
+    xmls = sorted(p.glob("*.xml"))
+    if (p / "annotations.xml").is_file() or len(xmls) == 1:
+        if sniff_xml(p / "annotations.xml" if (p / "annotations.xml").is_file() else xmls[0]) == "cvat":
+            return "cvat"
+    if (p / "Annotations").is_dir() or xmls:
         return "voc"
     if roboflow_coco_files(p):
         return "coco"
     if find_yaml(p) is not None or split_folders(p) or (p / "labels").is_dir():
         return "yolo"
-    jsons = sorted(p.glob("*.json")) + sorted(p.glob("annotations/instances_*.json"))
-    if len(jsons) == 1:  # before the .txt probe: a COCO folder may hold a README.txt
-        return "coco"
+    if (kind := _folder_json(p)) is not None:  # before the .txt probe: a COCO folder may hold a README.txt
+        return kind
     if (p / "images").is_dir() or next(p.rglob("*.txt"), None) is not None:  # images alone: background images
         return "yolo"
     raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
@@ -105,7 +154,7 @@ def load_dataset(
     Args:
         path: a COCO json, a course text file, an ultralytics data yaml, a YOLO or Roboflow export folder,
             or a VOC folder/xml.
-        format: ``coco``, ``text``, ``yolo`` or ``voc``; detected from the path when None.
+        format: one of :data:`FORMATS`; detected from the path when None.
         split: keep only this split (``train``, ``val``, ``test``; ``valid`` means ``val``); an error
             when the source has no such split.
         strict: raise the first skipped item (orphan label, corrupt image, bad row) instead of skipping it.
@@ -133,7 +182,18 @@ def load_dataset(
         return load_yolo(p, strict=strict, split=split, **kwargs)
     if fmt == "voc":
         return load_voc(p, strict=strict, split=split, **kwargs)
+    if fmt in TOOL_LOADERS:
+        if fmt == "labelstudio" and p.is_dir():
+            p = _one_json(p)
+        return TOOL_LOADERS[fmt](p, strict=strict, split=split, **kwargs)
     return _only_split(load_text(p, **kwargs), p, split)
+
+
+def _one_json(p: Path) -> Path:
+    jsons = sorted(p.glob("*.json"))
+    if len(jsons) != 1:
+        raise InputError(p, None, "expected one .json export in this folder; pass the file itself")
+    return jsons[0]
 
 
 def _only_split(ds: Dataset, path: Path, split: str | None) -> Dataset:
@@ -260,9 +320,13 @@ def skipped_summary(ds: Dataset) -> dict[str, Any] | None:
 
 
 def warn_skipped(ds: Dataset, hint: str = "--strict to stop instead, `detkit coco validate` for all") -> None:
-    """The one stderr warning line (count and first path) for what was skipped, and a note for repairs."""
+    """The one stderr warning line (count and first path) for what was skipped, a note for repairs, and
+    one warning per pair of splits that share images (:meth:`Dataset.split_overlaps`)."""
     from detkit.console import info, warn
 
+    if isinstance(ds, Dataset) and ds.split is not None:
+        for line in ds.split_overlaps():
+            warn(f"{ds.source}: {line}")
     doc = skipped_summary(ds)
     if doc is not None:
         if doc["message"]:
@@ -271,11 +335,26 @@ def warn_skipped(ds: Dataset, hint: str = "--strict to stop instead, `detkit coc
             info(f"note: {doc['notes']}")
 
 
+def shared_images_line(a: Dataset, b: Dataset, names: tuple[str, str] = ("train", "val")) -> str | None:
+    """The :func:`~detkit.datasets.model.overlap_line` for two datasets loaded apart (``yolo train``'s
+    training and validation sets) that name the same image files; None when they share none."""
+    import os
+
+    def files(ds: Dataset) -> set[str]:
+        root = ds.image_root or ""
+        return {os.path.normpath(os.path.join(root, str(f))) for f in ds.file_name}
+
+    fa, fb = files(a), files(b)
+    both = len(fa & fb)
+    return overlap_line(names[0], names[1], both, len(fa), len(fb)) if both else None
+
+
 def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
     """The splits a source declares, without reading labels or images ([] when it has none).
 
     A data yaml's train / val / test keys, a Roboflow export's split folders, ``images/<split>`` folders,
-    VOC ``ImageSets/Main`` lists. Unreadable sources give [] (loading them names the problem).
+    VOC ``ImageSets/Main`` lists, CVAT ``subset`` attributes. Unreadable sources give [] (loading them
+    names the problem).
     """
     from detkit.datasets.formats.layouts import read_yaml, voc_image_sets, yolo_folder_layout
 
@@ -287,11 +366,13 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
         if fmt == "voc":
             root = p if (p / "Annotations").is_dir() else p.parent
             return list(voc_image_sets(root)) if p.is_dir() else []
+        if fmt == "cvat":  # the images' subset attributes: read the XML
+            return load_cvat(p).split_names()
         if fmt == "yolo":
             y = p if p.is_file() else find_yaml(p)
             if y is not None:
                 doc = read_yaml(y)
-                return [k for k in ("train", "val", "test") if doc.get(k) not in (None, "", [])]
+                return declared_splits_of(doc)
             return [s.name for s in yolo_folder_layout(p).splits if s.name]
     except InputError:
         return []

@@ -14,7 +14,10 @@ loader filled the defaults (area = w·h, iscrowd = 0).
 
 Datasets with splits (an ultralytics data.yaml, a Roboflow export, VOC ``ImageSets/Main``) carry
 ``split``: the split name of each image (``train``, ``val``, ``test``...; None when the source has no
-splits). An image listed in two splits is two rows. What a lenient loader left out (an orphan label
+splits). An image that two splits name (``coco128.yaml``: train and val the same folder) is one row whose
+``split`` is its memberships joined by ``+`` (``train+val``): it is counted once, and
+:meth:`Dataset.select_split` finds it in each; :meth:`Dataset.split_overlaps` says which splits share
+images. What a lenient loader left out (an orphan label
 file, a corrupt image, an out-of-range row) or repaired (a polygon row read as its box) is in
 ``skipped``, one :class:`Skipped` each, for the CLI to count and ``validate`` to report.
 
@@ -200,7 +203,23 @@ COCO80_IDS: tuple[int, ...] = (
 )
 
 
-SPLIT_ORDER = ("train", "val", "test")
+SPLIT_NAMES = ("train", "val", "test")  # the names every layout's splits map onto, in this order
+MEMBER_SEP = "+"  # an image in several splits: "train+val"
+
+
+def declared_splits_of(doc: dict[str, Any]) -> list[str]:
+    """The splits a data yaml declares: its ``train`` / ``val`` / ``test`` keys that hold a value."""
+    return [k for k in SPLIT_NAMES if doc.get(k) not in (None, "", [])]
+
+
+def overlap_line(a: str, b: str, both: int, n_a: int, n_b: int) -> str:
+    """The one warning for images two splits share: what it means for the numbers measured on them."""
+    train_val = {a, b} == {"train", "val"}
+    what = "validation measures training fit" if train_val else f"{b} is not independent of {a}"
+    if both == n_a == n_b:
+        return f"{a} and {b} are the same {both:,} images: {what}"
+    are = "image is" if both == 1 else "images are"
+    return f"{both:,} {are} in both {a} ({n_a:,}) and {b} ({n_b:,}): {what} on those"
 
 
 @dataclass(frozen=True)
@@ -326,14 +345,32 @@ class Dataset:
         """The splits present, train / val / test first, then the others in sorted order ([] when none)."""
         if self.split is None:
             return []
-        present = set(self.split.tolist())
-        return [s for s in SPLIT_ORDER if s in present] + sorted(present - set(SPLIT_ORDER))
+        present = {m for s in set(self.split.tolist()) for m in str(s).split(MEMBER_SEP)}
+        return [s for s in SPLIT_NAMES if s in present] + sorted(present - set(SPLIT_NAMES))
+
+    def split_mask(self, name: str) -> np.ndarray:
+        """(I,) bool: the images of split ``name`` (an image of ``train+val`` is in both)."""
+        if self.split is None:
+            return np.zeros(self.num_images, dtype=bool)
+        member = {s: name in str(s).split(MEMBER_SEP) for s in set(self.split.tolist())}
+        return np.fromiter((member[s] for s in self.split.tolist()), dtype=bool, count=self.num_images)
 
     def select_split(self, name: str) -> Dataset:
         """Only the images (and their boxes) of split ``name``; ``split`` stays a column."""
         if self.split is None:
             return self
-        return self.subset_images(self.image_id[self.split == name])
+        return self.subset_images(self.image_id[self.split_mask(name)])
+
+    def split_overlaps(self) -> list[str]:
+        """One :func:`overlap_line` per pair of splits that share images ([] when none do)."""
+        names = self.split_names()
+        masks = {n: self.split_mask(n) for n in names}
+        return [
+            overlap_line(a, b, int((masks[a] & masks[b]).sum()), int(masks[a].sum()), int(masks[b].sum()))
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+            if (masks[a] & masks[b]).any()
+        ]
 
     def record(self, i: int) -> str:
         """Where annotation row ``i`` came from, for messages (e.g. ``line 12``, ``$.annotations[3]``)."""

@@ -141,6 +141,7 @@ def inspect_dataset(ds: Dataset, top_sizes: int = 10) -> dict[str, Any]:
         },
         "area_in_source": "area" not in ds.missing,
         "splits": split_counts(ds),
+        **({"split_overlaps": ds.split_overlaps()} if ds.split is not None else {}),
     }
 
 
@@ -195,11 +196,11 @@ def class_table(ds: Dataset | Labels) -> list[dict[str, Any]]:
 
 def split_counts(ds: Dataset) -> list[dict[str, Any]]:
     """Per split: images, boxes, images without boxes and the split's share of the images ([]
-    without splits)."""
+    without splits). An image in two splits counts in each (the shares then add up to more than 1)."""
     names = ds.split_names() if isinstance(ds, Dataset) else []
     rows = []
     for name in names:
-        keep = ds.split == name
+        keep = ds.split_mask(name)
         ids = ds.image_id[keep]
         in_split = np.isin(ds.ann_image_id, ids)
         with_boxes = np.isin(ids, ds.ann_image_id[in_split])

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from detkit.console import warn
+from detkit.datasets.load import shared_images_line
 from detkit.errors import DetkitError, OptionError
 from detkit.train.common import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
 from detkit.yolo.config import TrainConfig
@@ -86,6 +87,8 @@ def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any
     if cfg.val_data or cfg.val_list or has_split(cfg.data, "val"):
         val_ds = _load_split(cfg.val_data or cfg.data, cfg.val_list, cfg.limit, "val")
         val_images = cfg.val_images or (cfg.images if cfg.val_data is None else None)
+        if (line := shared_images_line(train_ds, val_ds)) is not None:  # coco128.yaml: val is train
+            warn(f"{cfg.data}: {line}")
     else:
         val_ds, val_images = train_ds, cfg.images
     class_map = ClassMap.from_dict(resume["class_map"]) if resume else ClassMap.from_dataset(train_ds)

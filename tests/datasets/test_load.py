@@ -198,15 +198,19 @@ def test_voc_split_lists_with_gaps(tmp_path):
             "<ymax>5</ymax></bndbox></object></annotation>"
         )
     (main / "train.txt").write_text("a\nghost\n")
-    (main / "val.txt").write_text("a\nb\n")  # a in train and val: two rows
+    (main / "val.txt").write_text("a\nb\n")  # a in train and val: one image, counted once, in both
     ds = load_dataset(tmp_path)
     assert list(zip(ds.split, ds.file_name)) == [
-        ("train", "a.jpg"),
-        ("val", "a.jpg"),
+        ("train+val", "a.jpg"),
         ("val", "b.jpg"),
         ("unassigned", "c.jpg"),
     ]
-    assert ds.num_annotations == 4 and ds.image_index().tolist() == [0, 1, 2, 3]
+    assert ds.num_annotations == 3 and ds.image_index().tolist() == [0, 1, 2]
+    assert ds.select_split("val").file_name.tolist() == ["a.jpg", "b.jpg"]
+    assert load_dataset(tmp_path, split="train").file_name.tolist() == ["a.jpg"]
+    assert ds.split_overlaps() == [
+        "1 image is in both train (1) and val (2): validation measures training fit on those"
+    ]
     assert [(s.code, s.where) for s in ds.skipped] == [
         ("split.unknown_item", "line 2"),
         ("split.unassigned", None),

@@ -61,6 +61,10 @@ CODES: dict[str, tuple[str, str]] = {
     "label.polygon": ("info", "YOLO segmentation polygon rows read as their bounding boxes"),
     "image.no_label_file": ("info", "image without a YOLO label file (read as a background image)"),
     "split.unassigned": ("info", "images listed in no split file (split 'unassigned')"),
+    # appended: annotation-tool exports (CVAT, Label Studio, LabelMe) and data.yaml splits
+    "shape.polygon": ("info", "polygons (or rotated boxes) read as their bounding boxes"),
+    "shape.unsupported": ("warning", "shapes other than boxes or polygons (points, lines, masks) skipped"),
+    "label.none_found": ("warning", "(almost) no image of a split has its label file, or it was elsewhere"),
 }
 # fmt: on
 

@@ -320,7 +320,9 @@ def validate_path(
 
         def on_error(code: str, err: InputError) -> None:
             where = (
-                err.where if Path(err.path) == path else f"{Path(err.path).name} {err.where or ''}".strip()
+                (err.where or "whole file")
+                if Path(err.path) == path
+                else f"{Path(err.path).name} {err.where or ''}".strip()
             )
             fnd.add(code, str(where), note=err.what)
 

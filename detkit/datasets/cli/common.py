@@ -24,12 +24,26 @@ class Fmt(str, Enum):
     text = "text"
     yolo = "yolo"
     voc = "voc"
+    cvat = "cvat"
+    labelstudio = "labelstudio"
+    labelme = "labelme"
 
 
 class Target(str, Enum):
     coco = "coco"
     yolo = "yolo"
     voc = "voc"
+
+
+class ConvertTarget(str, Enum):
+    """What ``convert --to`` writes: :data:`Target` and the annotation tools."""
+
+    coco = "coco"
+    yolo = "yolo"
+    voc = "voc"
+    cvat = "cvat"
+    labelstudio = "labelstudio"
+    labelme = "labelme"
 
 
 class CategoryIds(str, Enum):
@@ -43,7 +57,13 @@ class FailOn(str, Enum):
     never = "never"
 
 
-InPath = Annotated[Path, typer.Argument(help="COCO json, course text file, YOLO folder or VOC folder.")]
+InPath = Annotated[
+    Path,
+    typer.Argument(
+        help="COCO json, course text file, YOLO folder or data.yaml, VOC folder, CVAT XML, Label Studio "
+        "JSON or LabelMe folder."
+    ),
+]
 FormatOpt = Annotated[
     Fmt | None, typer.Option("--format", "-f", help="Input format (default: detected from the path).")
 ]
@@ -54,6 +74,14 @@ OutOpt = Annotated[
 SplitOpt = Annotated[
     str | None,
     typer.Option("--split", help="Read only this split (train, val, test); default: all, side by side."),
+]
+NamesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--names",
+        help="Class names for YOLO labels that have none (class0, class1... otherwise): a file with one "
+        "name per line, or a data.yaml.",
+    ),
 ]
 StrictOpt = Annotated[
     bool,
@@ -73,13 +101,34 @@ def busy(message: str):
     return err.status(message) if progress_enabled() else contextlib.nullcontext()
 
 
-def load(path: Path, fmt: Fmt | None, split: str | None = None, strict: bool = False):
+def load(
+    path: Path, fmt: Fmt | None, split: str | None = None, strict: bool = False, names: Path | None = None
+):
     from detkit.datasets.load import load_dataset
 
     with busy(f"reading {path}"):
-        ds = load_dataset(path, format=fmt.value if fmt else None, split=split, strict=strict)
+        ds = load_dataset(
+            path, format=fmt.value if fmt else None, split=split, strict=strict, **names_kw(path, fmt, names)
+        )
     warn_skipped(ds)
     return ds
+
+
+def names_kw(path: Path, fmt: Fmt | None, names: Path | None) -> dict:
+    """``{"names": [...]}`` read from the ``--names`` file ({} without one); refused for sources whose
+    files carry their class names (only YOLO labels are bare class indexes)."""
+    if names is None:
+        return {}
+    from detkit.datasets.formats.layouts import read_names
+    from detkit.datasets.load import detect_format
+    from detkit.errors import DetkitError
+
+    kind = fmt.value if fmt else detect_format(path)
+    if kind != "yolo":
+        raise DetkitError(
+            f"--names: {path} is {kind}, whose files name their classes; --names is for YOLO labels"
+        )
+    return {"names": read_names(names)}
 
 
 def skipped_doc(ds) -> dict | None:

@@ -1,6 +1,7 @@
-"""`detkit coco convert IN OUT --to coco|yolo|voc` (thin: parse, call
+"""`detkit coco convert IN OUT --to coco|yolo|voc|cvat|labelstudio|labelme` (thin: parse, call
 :func:`detkit.datasets.ops.convert.convert`, print). Registered on :data:`detkit.datasets.cli.common.app`
-(:mod:`detkit.cli` imports it with the group)."""
+(:mod:`detkit.cli` imports it with the group).
+"""
 
 from __future__ import annotations
 
@@ -10,22 +11,37 @@ from typing import Annotated
 import typer
 
 from detkit.console import emit_json, info, warn
-from detkit.datasets.cli.common import CategoryIds, FormatOpt, JsonOpt, Target, app, load, skipped_doc
+from detkit.datasets.cli.common import (
+    CategoryIds,
+    ConvertTarget,
+    FormatOpt,
+    JsonOpt,
+    NamesOpt,
+    app,
+    load,
+    skipped_doc,
+)
 
 
 # ---- convert ---------------------------------------------------------------------------------------
 @app.command()
 def convert(
     src: Annotated[
-        Path, typer.Argument(metavar="IN", help="COCO json, course text file, YOLO folder or VOC folder.")
+        Path,
+        typer.Argument(
+            metavar="IN",
+            help="COCO json, course text file, YOLO folder or data.yaml, VOC folder, CVAT XML, Label Studio "
+            "JSON or LabelMe folder.",
+        ),
     ],
     dst: Annotated[
         Path,
         typer.Argument(
-            metavar="OUT", help="A .json file (coco) or a new folder (yolo, voc, coco with splits)."
+            metavar="OUT",
+            help="A .json (coco, labelstudio) or .xml (cvat) file, or a new folder; the rule is below.",
         ),
     ],
-    to: Annotated[Target, typer.Option("--to", help="Target format.")],
+    to: Annotated[ConvertTarget, typer.Option("--to", help="Target format.")],
     format: FormatOpt = None,
     images: Annotated[
         Path | None, typer.Option("--images", help="Folder of the source images (linked into YOLO/VOC).")
@@ -49,38 +65,47 @@ def convert(
             "Default: each split apart.",
         ),
     ] = None,
+    names: NamesOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Convert between COCO json, YOLO label folders and Pascal VOC (the course text format converts too).
+    """Convert between COCO json, YOLO, Pascal VOC, CVAT for images 1.1, Label Studio JSON and LabelMe
+    (the course text format converts too).
+
+    OUT: coco, cvat and labelstudio write one file per set of images: an OUT ending in .json (coco,
+    labelstudio) or .xml (cvat) is that file; any other OUT is a new folder holding annotations.json /
+    annotations.xml, or <split>.json / <split>.xml per split. yolo, voc and labelme always write a new
+    folder OUT. An OUT that contradicts this (a .xml for coco, a .json for yolo, one file for several
+    splits) is refused.
 
     Boxes keep their pixel values; images stay where they are (YOLO images/ and VOC JPEGImages/ get links;
     a COCO json records the image folder under a "detkit" key, so detkit finds the images again).
     Image names that are absolute or climb out with '..' are written under safe names inside OUT.
 
     A source with splits (data.yaml, YOLO or Roboflow export, VOC ImageSets) keeps them apart in the
-    folder OUT: OUT/<split>.json (coco), OUT/<split>/ + OUT/data.yaml (yolo), OUT/<split>/ (voc);
+    folder OUT: OUT/<split>.json (coco, labelstudio), OUT/<split>.xml (cvat), OUT/<split>/ + OUT/data.yaml
+    (yolo), OUT/<split>/ (voc, labelme);
     --split NAME converts one of them, --split all mixes them into one output.
 
     Example: detkit coco convert data.yaml coco/ --to coco --category-ids coco80
     """
     from rich.markup import escape
 
+    from detkit.datasets.ops.convert import FILE_TARGETS, output_file
     from detkit.datasets.ops.convert import convert as do_convert
     from detkit.datasets.ops.convert_splits import convert_splits
     from detkit.errors import DetkitError
 
     every = split is not None and split.strip().lower() == "all"
-    ds = load(src, format, split=None if every else split)
+    output_file(dst, to.value)  # an OUT that contradicts the output rule: refused before reading anything
+    ds = load(src, format, split=None if every else split, names=names)
     splits = [] if every else ds.split_names()
     ids = category_ids.value if category_ids else None
     if len(splits) > 1:
-        if dst.suffix.lower() == ".json":
+        if output_file(dst, to.value, 1) is not None:
             raise DetkitError(
                 f"{src} has splits {', '.join(splits)}: name an output folder for one {to.value} output "
-                "per split "
-                f"({dst.with_suffix('')}/{splits[0]}{'.json' if to == Target.coco else '/'} ...), or "
-                "choose one "
-                f"with --split NAME (--split all: every split in one output)"
+                f"per split ({dst.with_suffix('')}/{splits[0]}{FILE_TARGETS.get(to.value, '/')} ...), or "
+                "choose one with --split NAME (--split all: every split in one output)"
             )
         result = convert_splits(ds, dst, to.value, image_root=images, category_ids=ids)
     else:
@@ -94,9 +119,11 @@ def convert(
             "file; written "
             f"under safe names inside {dst} (e.g. {ex['file_name']!r} as {ex['written_as']!r})"
         )
-    if to == Target.coco and result.get("image_root") is None and ds.format != "text":  # text: no images
+    if (
+        to == ConvertTarget.coco and result.get("image_root") is None and ds.format != "text"
+    ):  # text: no images
         warn("the image folder is unknown, so the json does not record it; pass --images DIR to record it")
-    if to != Target.coco and result["images_linked"] < ds.num_images:
+    if to.value not in FILE_TARGETS and result["images_linked"] < ds.num_images:
         warn(
             f"{ds.num_images - result['images_linked']:,} of {ds.num_images:,} images not found to link "
             f"(source image folder: {escape(str(images or ds.image_root))}); pass --images DIR"
@@ -123,4 +150,4 @@ def convert(
         ]
         info(f"wrote {len(parts)} splits ({to.value}): " + ", ".join(parts))
     else:
-        info(f"wrote {dst} ({to.value}): {result['images']:,} images, {result['boxes']:,} boxes")
+        info(f"wrote {result['out']} ({to.value}): {result['images']:,} images, {result['boxes']:,} boxes")

@@ -15,12 +15,14 @@ from detkit.datasets.cli.common import (
     FormatOpt,
     InPath,
     JsonOpt,
+    NamesOpt,
     OutOpt,
     SplitOpt,
     StrictOpt,
     app,
     busy,
     load,
+    names_kw,
     skipped_doc,
     table,
     warn_skipped,
@@ -35,6 +37,7 @@ def inspect(
     format: FormatOpt = None,
     split: SplitOpt = None,
     strict: StrictOpt = False,
+    names: NamesOpt = None,
     json: JsonOpt = False,
     out_dir: OutOpt = None,
 ) -> None:
@@ -44,7 +47,7 @@ def inspect(
     """
     from detkit.datasets.stats import inspect_dataset
 
-    ds = load(path, format, split, strict)
+    ds = load(path, format, split, strict, names)
     doc = inspect_dataset(ds)
     doc["skipped"] = skipped_doc(ds)
     if out_dir is not None:
@@ -334,6 +337,7 @@ def classes(
     format: FormatOpt = None,
     split: SplitOpt = None,
     strict: StrictOpt = False,
+    names: NamesOpt = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a horizontal bar chart PNG here.")
     ] = None,
@@ -342,7 +346,8 @@ def classes(
     json: JsonOpt = False,
     out_dir: OutOpt = None,
 ) -> None:
-    """Class distribution: instances, images containing each class and its share, most frequent first.
+    """Class distribution: instances, images containing each class and its share, most frequent first
+    (with splits: each split's instances and share side by side).
 
     Example: detkit coco classes instances_val2017.json --plot classes.png --csv classes.csv
     """
@@ -350,7 +355,13 @@ def classes(
     from detkit.datasets.stats import class_table_by_split
 
     with busy(f"reading {path}"):
-        ds = load_labels(path, format=format.value if format else None, split=split, strict=strict)
+        ds = load_labels(
+            path,
+            format=format.value if format else None,
+            split=split,
+            strict=strict,
+            **names_kw(path, format, names),
+        )
     warn_skipped(ds)
     splits, rows = class_table_by_split(ds)
     if plot is not None:
@@ -408,8 +419,9 @@ def classes(
 
 
 def _print_split_classes(path: Path, ds, splits: list[str], rows: list[dict]) -> None:
-    """The class table with each split's instances and share side by side."""
-    cols = ["id", "name", "instances", "share"]
+    """The class table (instances, images containing the class, share) with each split's instances and
+    share side by side."""
+    cols = ["id", "name", "instances", "images", "share"]
     for s in splits:
         cols += [f"{s}", f"{s} %"]
     cells = [
@@ -417,12 +429,13 @@ def _print_split_classes(path: Path, ds, splits: list[str], rows: list[dict]) ->
             r["id"],
             r["name"],
             r["instances"],
+            r["images"],
             f"{r['share']:.2%}",
             *(v for s in splits for v in (r["splits"][s]["instances"], f"{r['splits'][s]['share']:.1%}")),
         ]
         for r in rows
     ]
-    sizes = ", ".join(f"{s} {int((ds.split == s).sum()):,}" for s in splits)
+    sizes = ", ".join(f"{s} {int(ds.split_mask(s).sum()):,}" for s in splits)
     out.print(table(f"{path} ({ds.num_annotations:,} boxes, {ds.num_images:,} images: {sizes})", cols, cells))
 
 

@@ -18,16 +18,17 @@ Split names are normalised: ``valid`` / ``validation`` / ``val2017`` -> ``val``,
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from detkit.datasets.formats.readers import read_text
+from detkit.datasets.model import SPLIT_NAMES, declared_splits_of
 from detkit.errors import InputError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-SPLIT_KEYS = ("train", "val", "test")
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 NAME_FILES = ("classes.txt", "obj.names", "names.txt", "coco.names")
 ROBOFLOW_COCO = "_annotations.coco.json"
@@ -192,7 +193,7 @@ def read_data_yaml(path: Path, split: str | None = None) -> YoloLayout:
     root = path.parent
     if doc.get("path") not in (None, ""):
         root = _resolve(path.parent, path, "path", str(doc["path"]))
-    present = [k for k in SPLIT_KEYS if doc.get(k) not in (None, "", [])]
+    present = declared_splits_of(doc)
     if not present:
         raise InputError(path, None, "no train / val / test key: not an ultralytics data yaml")
     splits = []
@@ -287,7 +288,7 @@ def find_class_names(folder: Path, names: list[str] | None = None) -> list[str] 
         for n in NAME_FILES:
             f = d / n
             if f.is_file():
-                return [ln.strip() for ln in read_text(f).splitlines() if ln.strip()]
+                return read_names(f)
         y = find_yaml(d)
         if y is not None:
             try:
@@ -299,6 +300,16 @@ def find_class_names(folder: Path, names: list[str] | None = None) -> list[str] 
     return None
 
 
+def read_names(path: Path) -> list[str]:
+    """Class names from a file: a data yaml's ``names`` (or ``nc``), else one name per line."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        names = yaml_class_names(path, read_yaml(path))
+        if not names:
+            raise InputError(path, "names", "no class names (neither names nor nc)")
+        return names
+    return [ln.strip() for ln in read_text(path).splitlines() if ln.strip()]
+
+
 # ---- VOC ------------------------------------------------------------------------------------------------
 def voc_image_sets(root: Path) -> dict[str, list[str]]:
     """``ImageSets/Main/{train,val,test}.txt`` of a VOC folder: split -> image ids (``trainval`` as train
@@ -306,7 +317,7 @@ def voc_image_sets(root: Path) -> dict[str, list[str]]:
     main = root / "ImageSets" / "Main"
     if not main.is_dir():
         return {}
-    found = {k: main / f"{k}.txt" for k in (*SPLIT_KEYS, "trainval") if (main / f"{k}.txt").is_file()}
+    found = {k: main / f"{k}.txt" for k in (*SPLIT_NAMES, "trainval") if (main / f"{k}.txt").is_file()}
     if "trainval" in found and ("train" in found or "val" in found):
         del found["trainval"]
     out = {}
@@ -314,3 +325,89 @@ def voc_image_sets(root: Path) -> dict[str, list[str]]:
         ids = [ln.split()[0] for ln in read_text(f).splitlines() if ln.strip()]
         out["train" if k == "trainval" else k] = ids
     return out
+
+
+# ---- label folders under other names ---------------------------------------------------------------------
+ALMOST_NONE = 0.05  # a split whose images find their label file less often than this has a layout mistake
+_SCAN_DEPTH = 3  # folders below the dataset folder searched for label folders under other names
+
+
+def nearby_label_folders(images: list[Path], base: Path) -> list[tuple[Path, int, int]]:
+    """(folder, .txt files, of them with the stem of one of ``images``) for each folder under ``base`` (up
+    to :data:`_SCAN_DEPTH` levels) holding .txt files whose stems match some of the images; best first."""
+    import os
+
+    stems = {p.stem for p in images}
+    out = []
+    stack = [(base, 0)]
+    while stack:
+        d, depth = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        txt = [e.name[:-4] for e in entries if e.name.endswith(".txt") and e.name not in NAME_FILES]
+        hits = sum(s in stems for s in txt)
+        if hits:
+            out.append((Path(d), len(txt), hits))
+        if depth < _SCAN_DEPTH:
+            stack += [(Path(e.path), depth + 1) for e in entries if e.is_dir(follow_symlinks=False)]
+    return sorted(out, key=lambda c: (-c[2], str(c[0])))
+
+
+def resolve_labels(src: SplitSource, has_label, where: Path | str) -> tuple[str, bool] | None:
+    """Check that a split's images find their label files; follow a label folder under another name.
+
+    When none of the images (or under :data:`ALMOST_NONE` of them) has a label file where ultralytics'
+    rule puts it, folders near the images are searched for .txt files with the images' stems. A single
+    folder whose every stem is one of the split's images, when no image found its labels, is followed
+    (``src.folders`` changed): returns the one-line note. Otherwise, when such folders exist and no image
+    found its labels, that is an InputError naming the folder searched and the folders found nearby; a few
+    found, or none with no label folder anywhere near (an unlabelled split, as ultralytics warns and reads
+    it), returns the warning line.
+
+    Args:
+        src: the split (its images and (images, labels) folder pairs).
+        has_label: image path -> True when its label file exists.
+        where: the data yaml or folder named in messages.
+
+    Returns:
+        None when the labels are where they should be, else (message, followed).
+    """
+    n = len(src.images)
+    if n == 0:
+        return None
+    enough, found = max(1, math.ceil(ALMOST_NONE * n)), 0
+    for p in src.images:  # stops at the first `enough` found: a well-formed split costs ~5% of its stats
+        found += has_label(p)
+        if found >= enough:
+            return None
+    searched = src.folders[0][1] if src.folders else label_path(src.images[0]).parent
+    img_dir = src.folders[0][0] if src.folders else src.images[0].parent
+    base = img_dir.parent.parent if img_dir.parent.name == "images" else img_dir.parent
+    if base.name == "images" or not base.exists():
+        base = img_dir.parent
+    near = [c for c in nearby_label_folders(src.images, base) if c[0] != searched]
+    name = f"split {src.name}" if src.name else "the images"
+    exact = [c for c in near if c[1] == c[2]]
+    if not found and len(exact) == 1 and len(src.folders) == 1:
+        folder, k, _ = exact[0]
+        src.folders = [(img_dir, folder)]
+        return (
+            f"{name}: no label file in {searched}; read the labels from {folder} ({k} .txt files, every "
+            "stem one of these images)",
+            True,
+        )
+    seen = (
+        "; " + ", ".join(f"{f} holds {k} .txt files, {m} with these images' stems" for f, k, m in near[:3])
+        if near
+        else "; no label folder found nearby"
+    )
+    msg = f"{found} of {n} images of {name} have a label file in {searched}{seen}"
+    if not found and near:
+        raise InputError(
+            where,
+            src.name,
+            f"{msg}: a layout mistake, not {n} background images (labels/ must mirror images/)",
+        )
+    return msg, False

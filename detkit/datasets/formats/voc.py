@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.layouts import voc_image_sets
-from detkit.datasets.formats.readers import OnError, image_size, problem, read_bytes
+from detkit.datasets.formats.readers import OnError, image_size, named_boxes_dataset, problem, read_bytes
 from detkit.datasets.formats.yolo import Reporter
-from detkit.datasets.model import Dataset, image_columns
+from detkit.datasets.model import MEMBER_SEP, Dataset
 from detkit.errors import InputError
 
 
@@ -47,7 +47,7 @@ def _voc_num(f: Path, node: ET.Element | None, tag: str, where: str) -> float:
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
 
 
-def _parse_xml(f: Path, data: bytes) -> ET.Element:
+def parse_xml(f: Path, data: bytes) -> ET.Element:
     """Parse VOC XML; encodings expat cannot read itself (Shift-JIS, GBK...) are decoded by Python first."""
     try:
         return ET.fromstring(data)
@@ -68,7 +68,7 @@ def _parse_xml(f: Path, data: bytes) -> ET.Element:
 def _voc_image(f: Path, images: Path | None) -> tuple[ET.Element, str, float, float]:
     """(root, file name, width, height) of one VOC file; image sizes fall back to the image header."""
     try:
-        root = _parse_xml(f, read_bytes(f))
+        root = parse_xml(f, read_bytes(f))
     except ET.ParseError as exc:
         raise problem(
             f, f"line {exc.position[0]}", f"malformed XML ({getattr(exc, 'msg', exc)})", "record.unparsable"
@@ -136,32 +136,22 @@ def load_voc(
             records.append(f"{f.name} {where}")
     if not img_rows and on_error is None:
         raise report.first or InputError(path, None, "no usable Pascal VOC .xml files")
-    cats = sorted(set(names))
-    cat_of = {n: i + 1 for i, n in enumerate(cats)}
-    n = len(ann_rows)
-    arr = np.array(ann_rows, dtype=np.float64).reshape(n, 5)
-    bbox = arr[:, 1:5].copy()
-    ds = Dataset(
-        **image_columns(img_rows),
-        ann_id=np.arange(1, n + 1, dtype=np.int64),
-        ann_image_id=arr[:, 0].astype(np.int64),
-        category_id=np.array([cat_of[nm] for nm in names], dtype=np.int64),
-        bbox=bbox,
-        area=bbox[:, 2] * bbox[:, 3],
-        iscrowd=np.zeros(n, dtype=np.int64),
-        cat_id=np.arange(1, len(cats) + 1, dtype=np.int64),
-        cat_name=np.array(cats, dtype=object),
+    ds = named_boxes_dataset(
+        img_rows,
+        ann_rows,
+        names,
+        records,
         source=str(path),
         format="voc",
         image_root=str(images) if images is not None else None,
-        ann_record=np.array(records, dtype=object),
         skipped=report.items,
     )
     return _voc_splits(ds, stems, path, split, report)
 
 
 def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, report: Reporter) -> Dataset:
-    """Attach ``ImageSets/Main`` splits: one row per (split, image); unlisted images are ``unassigned``.
+    """Attach ``ImageSets/Main`` splits: one row per image, its lists joined by ``+`` when several name it
+    (``train+val``); unlisted images are ``unassigned``.
 
     ``stems``: each image row's .xml path under ``Annotations/`` without suffix (what the lists name).
     """
@@ -178,7 +168,7 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
         row_of.setdefault(Path(s).name, i)
     for i, f in enumerate(ds.file_name):
         row_of.setdefault(Path(str(f)).stem, i)
-    rows, names, listed = [], [], set()
+    member: dict[int, list[str]] = {}  # image row -> the lists that name it (train+val: one image, once)
     lists = root / "ImageSets" / "Main"
     for name, ids in sets.items():
         for k, sid in enumerate(ids):
@@ -192,11 +182,10 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
                     )
                 )
                 continue
-            listed.add(row_of[sid])
-            if split is None or name == split:
-                rows.append(row_of[sid])
+            names = member.setdefault(row_of[sid], [])
+            if name not in names:
                 names.append(name)
-    unlisted = [i for i in range(ds.num_images) if i not in listed]
+    unlisted = [i for i in range(ds.num_images) if i not in member]
     if unlisted:
         report(
             problem(
@@ -208,18 +197,15 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
             ),
             kept=True,
         )
-        if split is None:
-            rows += unlisted
-            names += ["unassigned"] * len(unlisted)
-    rows_a, names_a = np.array(rows, dtype=np.int64), np.array(names, dtype=object)
-    if len(np.unique(rows_a)) == len(rows_a):  # each image once: keep the file order (and the ids)
-        order = np.argsort(rows_a, kind="stable")
-        rows_a, names_a = rows_a[order], names_a[order]
-    return _rows_as_images(ds, rows_a, names_a)
+        for i in unlisted:
+            member[i] = ["unassigned"]
+    rows = [i for i in sorted(member) if split is None or split in member[i]]
+    names_a = np.array([MEMBER_SEP.join(member[i]) for i in rows], dtype=object)
+    return _rows_as_images(ds, np.array(rows, dtype=np.int64), names_a)
 
 
 def _rows_as_images(ds: Dataset, rows: np.ndarray, split: np.ndarray) -> Dataset:
-    """A dataset whose image table is ``ds``'s rows ``rows`` (repeats allowed: new ids), with ``split``."""
+    """A dataset whose image table is ``ds``'s rows ``rows`` (new ids when they differ), with ``split``."""
     if len(rows) == ds.num_images and np.array_equal(rows, np.arange(ds.num_images)):
         ds.split = split
         return ds

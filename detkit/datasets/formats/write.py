@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detkit.datasets.model import Dataset
+from detkit.datasets.model import Dataset, json_number
 from detkit.datasets.ops.source import Part, Source, subset
 from detkit.datasets.paths import name_problem, safe_relative, source_path, yolo_relative
 from detkit.errors import DetkitError, InputError
@@ -225,7 +225,9 @@ def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = F
     """Write one output (filter, sample). ``out`` ending in .json (coco) is a file, else a new folder."""
     if to not in TARGETS:
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
-    single_json = to == "coco" and out.suffix.lower() == ".json"
+    from detkit.datasets.ops.convert import output_file
+
+    single_json = output_file(out, to) is not None  # the convert output rule: OUT.json, or a folder
     if single_json and copy_images:
         raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
     check_out(out, [src.path], single_json)
@@ -253,8 +255,11 @@ def write_split_parts(
     src: Source, parts: dict[str, Part], out: Path, to: str, copy_images: bool = False
 ) -> dict:
     """Write one output per split into the new folder ``out`` (layouts in the module docstring)."""
+    from detkit.datasets.ops.convert import output_file
+
     if to not in TARGETS:
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
+    output_file(out, to, splits=len(parts))  # several splits: a folder, whatever the format
     check_out(out, [src.path], single_json=False)
     ds = src.ds
     every = np.unique(np.concatenate([p.images for p in parts.values()]))
@@ -285,3 +290,178 @@ def write_split_parts(
                     )
         files = sorted(p.name for p in tmp.iterdir())
     return {"out": str(out), "to": to, "files": files, **links}
+
+
+# ---- annotation tools: CVAT for images 1.1, Label Studio JSON, LabelMe ---------------------------------
+def _boxes_by_name(ds: Dataset) -> tuple[list[np.ndarray], dict[int, str], int]:
+    """Each image's box rows, the category names by id, and how many boxes dangle (not written)."""
+    from detkit.datasets.ops.convert import _rows_by_image
+
+    names = ds.category_names()
+    idx, rows_of = _rows_by_image(ds)
+    keep = [
+        np.array([r for r in rows if int(ds.category_id[r]) in names], dtype=np.int64) for rows in rows_of
+    ]
+    return keep, names, ds.num_annotations - sum(len(k) for k in keep)
+
+
+def _tool_result(ds: Dataset, fmt: str, out: Path, skipped: int, linked: int = 0, **extra) -> dict[str, Any]:
+    return {
+        "format": fmt,
+        "out": str(out),
+        "images": ds.num_images,
+        "boxes": ds.num_annotations - skipped,
+        "skipped_boxes": skipped,
+        "classes": ds.num_categories,
+        "images_linked": linked,
+        "crowd_as_boxes": int((ds.iscrowd == 1).sum()),
+        **extra,
+    }
+
+
+def num(v: float) -> str:
+    """The shortest text that reads back as the same number (``10`` for 10.0)."""
+    return repr(json_number(v))
+
+
+def cvat_xml(ds: Dataset) -> bytes:
+    """CVAT for images 1.1 XML: labels in category-id order, one ``<box>`` per box (xbr = x + w, ybr = y + h,
+    full float precision), the ``split`` column as each image's ``subset``."""
+    import xml.etree.ElementTree as ET
+
+    from detkit.datasets.ops.convert import _xml_text
+
+    rows_of, names, _ = _boxes_by_name(ds)
+    root = ET.Element("annotations")
+    ET.SubElement(root, "version").text = "1.1"
+    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+    ET.SubElement(task, "name").text = _xml_text(Path(ds.source).name or "detkit")
+    ET.SubElement(task, "size").text = str(ds.num_images)
+    labels = ET.SubElement(task, "labels")
+    for c in np.sort(ds.cat_id):
+        lab = ET.SubElement(labels, "label")
+        ET.SubElement(lab, "name").text = _xml_text(names[int(c)])
+        ET.SubElement(lab, "type").text = "rectangle"
+        ET.SubElement(lab, "attributes")
+    for i in range(ds.num_images):
+        attrs = {
+            "id": str(i),
+            "name": _xml_text(str(ds.file_name[i])),
+            "width": num(ds.width[i]),
+            "height": num(ds.height[i]),
+        }
+        if ds.split is not None and ds.split[i]:
+            attrs["subset"] = _xml_text(str(ds.split[i]))
+        im = ET.SubElement(root, "image", attrs)
+        for r in rows_of[i]:
+            x, y, w, h = (float(v) for v in ds.bbox[r])
+            ET.SubElement(
+                im,
+                "box",
+                {
+                    "label": _xml_text(names[int(ds.category_id[r])]),
+                    "source": "manual",
+                    "occluded": "0",
+                    "xtl": num(x),
+                    "ytl": num(y),
+                    "xbr": num(x + w),
+                    "ybr": num(y + h),
+                    "z_order": "0",
+                },
+            )
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def labelstudio_json(ds: Dataset) -> bytes:
+    """A Label Studio JSON export: one task per image (``data.image`` = file name), one annotation whose
+    ``rectanglelabels`` results hold the boxes in percent (x% = 100 x / W ...). The image size is in each
+    result and in the task's ``meta`` (so that images without boxes keep it)."""
+    rows_of, names, _ = _boxes_by_name(ds)
+    tasks = []
+    for i in range(ds.num_images):
+        W, H = float(ds.width[i]), float(ds.height[i])
+        results = []
+        for k, r in enumerate(rows_of[i]):
+            x, y, w, h = (float(v) for v in ds.bbox[r])
+            results.append(
+                {
+                    "id": f"{i + 1}_{k + 1}",
+                    "type": "rectanglelabels",
+                    "from_name": "label",
+                    "to_name": "image",
+                    "original_width": json_number(W),
+                    "original_height": json_number(H),
+                    "image_rotation": 0,
+                    "value": {
+                        "x": 100 * x / W,
+                        "y": 100 * y / H,
+                        "width": 100 * w / W,
+                        "height": 100 * h / H,
+                        "rotation": 0,
+                        "rectanglelabels": [names[int(ds.category_id[r])]],
+                    },
+                }
+            )
+        tasks.append(
+            {
+                "id": i + 1,
+                "data": {"image": str(ds.file_name[i])},
+                "meta": {"original_width": json_number(W), "original_height": json_number(H)},
+                "annotations": [{"id": i + 1, "result": results, "was_cancelled": False}],
+                "predictions": [],
+            }
+        )
+    return msgspec.json.encode(tasks) + b"\n"
+
+
+def labelme_json(ds: Dataset, i: int, image_path: str, rows: np.ndarray, names: dict[int, str]) -> bytes:
+    """One LabelMe file: a ``rectangle`` shape [[x, y], [x + w, y + h]] per box."""
+    shapes = []
+    for r in rows:
+        x, y, w, h = (float(v) for v in ds.bbox[r])
+        shapes.append(
+            {
+                "label": names[int(ds.category_id[r])],
+                "points": [[x, y], [x + w, y + h]],
+                "group_id": None,
+                "description": "",
+                "shape_type": "rectangle",
+                "flags": {},
+            }
+        )
+    doc = {
+        "version": "5.2.1",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image_path,
+        "imageData": None,
+        "imageHeight": json_number(ds.height[i]),
+        "imageWidth": json_number(ds.width[i]),
+    }
+    return msgspec.json.encode(doc) + b"\n"
+
+
+def write_tool_file(ds: Dataset, out: Path, to: str) -> dict[str, Any]:
+    """Write ``ds`` as one CVAT XML or Label Studio JSON file ``out`` (atomically)."""
+    _, _, skipped = _boxes_by_name(ds)
+    with atomic_write(out, "wb") as f:
+        f.write(cvat_xml(ds) if to == "cvat" else labelstudio_json(ds))
+    return _tool_result(ds, to, out, skipped)
+
+
+def write_labelme(ds: Dataset, out: Path, image_root: str | Path | None = None) -> dict[str, Any]:
+    """Write the new folder ``out``: ``<name>.json`` per image beside a link to the image (LabelMe keeps them
+    side by side; ``imagePath`` is the image's base name). Names are made safe as for YOLO and VOC."""
+    from detkit.datasets.ops.convert import _link_image, _renamed, _stems, _write, new_folder, safe_names
+
+    root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
+    rows_of, names, skipped = _boxes_by_name(ds)
+    safe, renamed = safe_names(ds)
+    stems = _stems(ds, safe)
+    linked = 0
+    with new_folder(out) as tmp:
+        for i, stem in enumerate(stems):
+            _write(tmp, tmp / f"{stem}.json", labelme_json(ds, i, Path(safe[i]).name, rows_of[i], names))
+            linked += _link_image(root, str(ds.file_name[i]), tmp / safe[i], tmp)
+    return _tool_result(ds, "labelme", out, skipped, linked, **_renamed(renamed))

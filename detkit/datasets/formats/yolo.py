@@ -16,23 +16,24 @@ nothing (a polygon read as its box, an image without a label file = a background
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
 from detkit.datasets.formats.layouts import (
     NAME_FILES,
-    SPLIT_KEYS,
     YoloLayout,
     find_yaml,
     label_path,
     read_data_yaml,
     read_yaml,
+    resolve_labels,
     yolo_folder_layout,
 )
 from detkit.datasets.formats.readers import OnError, problem, read_text
 from detkit.datasets.images import probe_image
-from detkit.datasets.model import Dataset, Skipped, image_columns
+from detkit.datasets.model import MEMBER_SEP, Dataset, Skipped, declared_splits_of, image_columns
 from detkit.errors import InputError
 
 MAX_YOLO_CLASSES = 100_000  # a larger class index is a corrupt line, not a real class
@@ -186,15 +187,27 @@ def read_yolo_layout(
         source: the path the user gave, for messages.
     """
     report = Reporter(on_error, strict)
+    where = layout.descriptor or source or layout.root
     nc = len(layout.names) if layout.names else None
     img_rows, ann_rows, records, splits = [], [], [], []
     listed, label_files = 0, 0
+    row_of: dict[str, int] = {}  # image path -> its row: an image two splits name is read once
+    expected: set[Path] = set()
+    scanned: set[Path] = set()  # label folders already searched for orphans (two splits, one folder)
     for src in layout.splits:
+        labels = resolve_labels(src, lambda img, s=src: _label_file(img, s.folders).is_file(), where)
+        if labels is not None:
+            report(problem(where, src.name, labels[0], "label.none_found"), kept=labels[1])
         for lst, lineno, p in src.missing:
             report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
-        expected = set()
         for img in src.images:
             listed += 1
+            key = os.path.normpath(os.path.abspath(img))
+            if key in row_of:  # named by an earlier split too: one image, its memberships joined
+                r = row_of[key]
+                if src.name and splits[r] and src.name not in splits[r].split(MEMBER_SEP):
+                    splits[r] = f"{splits[r]}{MEMBER_SEP}{src.name}"
+                continue
             lf = _label_file(img, src.folders)
             expected.add(lf)
             try:
@@ -204,6 +217,7 @@ def read_yolo_layout(
                 report(err)
                 continue
             img_id = len(img_rows) + 1
+            row_of[key] = len(img_rows)
             img_rows.append((img_id, _rel(img, layout.root), float(w), float(h)))
             splits.append(src.name)
             if text is None:
@@ -222,8 +236,9 @@ def read_yolo_layout(
                 ann_rows.append((img_id, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h))
                 records.append(f"{lf.name} line {ln}")
         for img_dir, lbl_dir in src.folders:
-            if lbl_dir == img_dir or not lbl_dir.is_dir():
+            if lbl_dir == img_dir or lbl_dir in scanned or not lbl_dir.is_dir():
                 continue
+            scanned.add(lbl_dir)
             for lf in sorted(lbl_dir.rglob("*.txt")):
                 if lf not in expected and lf.name not in NAME_FILES:
                     label_files += 1
@@ -236,7 +251,6 @@ def read_yolo_layout(
                         )
                     )
     if not img_rows:
-        where = layout.descriptor or source or layout.root
         if listed:
             raise InputError(
                 where, None, f"none of the {listed} images could be read (see the first: {src.images[0]})"
@@ -326,4 +340,4 @@ def _declares_splits(y: Path) -> bool:
         doc = read_yaml(y)
     except InputError:
         return True  # let read_data_yaml name the problem
-    return any(doc.get(k) not in (None, "", []) for k in SPLIT_KEYS)
+    return bool(declared_splits_of(doc))

@@ -44,7 +44,16 @@ from detkit.datasets.paths import inside, name_problem, safe_relative, source_pa
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, remove_leftovers, staged_folder, write_json
 
-TARGETS = ("coco", "yolo", "voc")
+TARGETS = ("coco", "yolo", "voc", "cvat", "labelstudio", "labelme")
+FILE_TARGETS = {"coco": ".json", "cvat": ".xml", "labelstudio": ".json"}  # one file per set of images
+ANNOTATION_SUFFIXES = (".json", ".xml", ".yaml", ".yml", ".txt")
+OUTPUT_RULE = (
+    "coco, cvat and labelstudio write one file per set of images: an OUT ending in .json (coco, labelstudio) "
+    "or .xml (cvat) is that file; any other OUT is a new folder holding annotations.json / annotations.xml, "
+    "or <split>.json / <split>.xml per split. yolo, voc and labelme always write a new folder OUT. "
+    "An OUT that contradicts this (a .xml for coco, a .json for yolo, one file for several splits) "
+    "is refused."
+)
 CATEGORY_IDS = ("index", "coco80")
 CLASS_INDEXED = ("yolo", "text")  # formats whose boxes carry a class index, not a COCO category id
 
@@ -354,6 +363,25 @@ def _coco_source(ds: Dataset) -> tuple[Path | None, str | None]:
     return (f, str(f.parent)) if f is not None else (None, None)
 
 
+def output_file(out: Path, to: str, splits: int = 1) -> Path | None:
+    """The one rule for what OUT is (:data:`OUTPUT_RULE`): the file to write, or None when OUT is a folder.
+
+    An OUT that contradicts the rule is a DetkitError naming what the format writes.
+    """
+    suffix, want = out.suffix.lower(), FILE_TARGETS.get(to)
+    if want is not None and suffix == want:
+        if splits > 1:
+            raise DetkitError(
+                f"{out}: {splits} splits are written one {to} file each, into a folder "
+                f"({out.with_suffix('')}/<split>{want}); name a folder"
+            )
+        return out
+    if suffix in ANNOTATION_SUFFIXES:
+        writes = f"a {want} file or a folder" if want else "a folder"
+        raise DetkitError(f"{out}: ends in {suffix}, but {to} writes {writes}; name {writes}")
+    return None
+
+
 def check_options(to: str, category_ids: str | None) -> None:
     """DetkitError naming the choices when ``to`` or ``category_ids`` is not one of them."""
     if to not in TARGETS:
@@ -371,11 +399,11 @@ def convert(
     image_root: str | Path | None = None,
     category_ids: str | None = None,
 ) -> dict[str, Any]:
-    """Write ``ds`` in format ``to`` (coco | yolo | voc) at ``out`` and return what was written.
+    """Write ``ds`` in format ``to`` (one of :data:`TARGETS`) at ``out`` and return what was written.
 
     Args:
         ds: the loaded dataset.
-        out: a .json file for coco, a new (or empty) folder for yolo and voc.
+        out: a file or a new (or empty) folder, by the one rule of :data:`OUTPUT_RULE`.
         to: the target format.
         image_root: where the images are, when ``ds.image_root`` is unknown or wrong.
         category_ids: ``index`` or ``coco80``: how YOLO / course-format class indexes and COCO category
@@ -385,12 +413,40 @@ def convert(
     out = Path(out)
     if Path(ds.source).exists() and out.resolve() == Path(ds.source).resolve():
         raise DetkitError(f"{out}: output would overwrite the input")
+    file = output_file(out, to)
+    if to in FILE_TARGETS and file is None:  # a new folder holding annotations.json / annotations.xml
+        name = f"annotations{FILE_TARGETS[to]}"
+        removed = remove_leftovers(out)
+        with new_folder(out) as tmp:
+            result = write_file(ds, tmp / name, to, image_root, category_ids)
+            if to != "coco":  # CVAT and Label Studio exports keep their images in images/ beside the file
+                root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
+                safe, _ = safe_names(ds)
+                result["images_linked"] = sum(
+                    _link_image(root, str(f), tmp / "images" / n, tmp) for f, n in zip(ds.file_name, safe)
+                )
+        return {**result, "out": str(out / name), "removed_leftovers": removed}
+    if to in FILE_TARGETS:
+        return write_file(ds, out, to, image_root, category_ids)
+    if to == "yolo":
+        return write_yolo(ds, out, image_root, category_ids)
+    if to == "labelme":
+        from detkit.datasets.formats.write import write_labelme
+
+        return write_labelme(ds, out, image_root)
+    return write_voc(ds, out, image_root)
+
+
+def write_file(
+    ds: Dataset, out: Path, to: str, image_root: str | Path | None = None, category_ids: str | None = None
+) -> dict[str, Any]:
+    """Write ``ds`` as the one file ``out`` of a file format (coco, cvat, labelstudio)."""
     if to == "coco":
         src, root = _coco_source(ds)
         if root is not None:  # one split of a Roboflow export: its json, names relative to its folder
             root = str(Path(image_root) / Path(root).name) if image_root else root
             image_root = root
         return write_coco(with_category_ids(ds, category_ids), out, source_json=src, image_root=image_root)
-    if to == "yolo":
-        return write_yolo(ds, out, image_root, category_ids)
-    return write_voc(ds, out, image_root)
+    from detkit.datasets.formats.write import write_tool_file
+
+    return write_tool_file(ds, out, to)

@@ -6,6 +6,8 @@ A source whose images carry two or more split names (a data yaml, a YOLO or Robo
     coco   OUT/<split>.json              each recording its own image folder
     yolo   OUT/<split>/{images,labels,classes.txt} + OUT/data.yaml (train: train/images, ...)
     voc    OUT/<split>/{Annotations,JPEGImages}
+    cvat   OUT/<split>.xml               labelstudio   OUT/<split>.json
+    labelme  OUT/<split>/ (a .json beside each image link)
 
 Each split's file names lose the folders all of them share (``images/train/a.jpg`` -> ``a.jpg``, its
 image folder moving down to match), as a split folder of COCO, YOLO or a Roboflow export holds them. A
@@ -21,8 +23,10 @@ import numpy as np
 
 from detkit.datasets.model import Dataset
 from detkit.datasets.ops.convert import (
+    FILE_TARGETS,
     check_options,
     new_folder,
+    output_file,
     roboflow_json,
     with_category_ids,
     write_coco,
@@ -30,7 +34,6 @@ from detkit.datasets.ops.convert import (
     write_yolo,
 )
 from detkit.datasets.paths import name_problem
-from detkit.errors import DetkitError
 from detkit.io import remove_leftovers
 
 
@@ -71,6 +74,12 @@ def _write_split(ds: Dataset, name: str, tmp: Path, to: str, image_root, categor
         return write_coco(with_category_ids(sub, category_ids), tmp / f"{name}.json", image_root=root)
     if to == "yolo":
         return write_yolo(sub, tmp / name, root, category_ids)
+    from detkit.datasets.formats.write import write_labelme, write_tool_file
+
+    if to in FILE_TARGETS:
+        return write_tool_file(sub, tmp / f"{name}{FILE_TARGETS[to]}", to)
+    if to == "labelme":
+        return write_labelme(sub, tmp / name, root)
     return write_voc(sub, tmp / name, root)
 
 
@@ -93,8 +102,7 @@ def convert_splits(
 
     check_options(to, category_ids)
     out, names = Path(out), ds.split_names()
-    if out.suffix.lower() == ".json":
-        raise DetkitError(f"{out}: {len(names)} splits need an output folder (one {to} output per split)")
+    output_file(out, to, splits=len(names))  # the one rule: several splits are a folder
     removed = remove_leftovers(out)
     results: dict[str, dict[str, Any]] = {}
     with new_folder(out) as tmp:
@@ -104,7 +112,7 @@ def convert_splits(
             classes = (tmp / names[0] / "classes.txt").read_text(encoding="utf-8").splitlines()
             write_data_yaml(tmp / "data.yaml", classes, {n: f"{n}/images" for n in names})
     for name, r in results.items():  # where each is now that the staging folder is ``out``
-        r["out"] = str(out / (f"{name}.json" if to == "coco" else name))
+        r["out"] = str(out / (f"{name}{FILE_TARGETS[to]}" if to in FILE_TARGETS else name))
         r.pop("removed_leftovers", None)
     total = {k: sum(r.get(k, 0) for r in results.values()) for k in SUMMED}
     examples = [e for r in results.values() for e in r.get("renamed_examples", [])][:5]

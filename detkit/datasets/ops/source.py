@@ -222,12 +222,12 @@ def load_source(
             read by :func:`load_ids` (its raw records still carry every box).
         **load_kwargs: passed on to ``load_dataset`` when not None (``split``, ``strict``).
     """
-    from detkit.datasets.load import load_dataset
+    from detkit.datasets.load import load_dataset, sniff_json
 
     path = Path(path)
     kwargs = {k: v for k, v in load_kwargs.items() if v not in (None, False)}
     light = raw and not boxes and not kwargs.get("split") and format in (None, "coco")
-    if light and path.is_file() and path.suffix.lower() == ".json":
+    if light and path.is_file() and path.suffix.lower() == ".json" and sniff_json(path) == "coco":
         ds = load_ids(path)
     else:
         ds, light = load_dataset(path, format=format, **kwargs), False

@@ -28,11 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from detkit.datasets.model import Dataset
+from detkit.datasets.model import SPLIT_NAMES, Dataset
 from detkit.datasets.ops.source import Part
 from detkit.errors import DetkitError, OptionError
-
-SPLIT_NAMES = ("train", "val", "test")
 
 
 def parse_ratios(text: str) -> list[float]:

@@ -1,0 +1,75 @@
+"""The one convert output rule (issue 25 item 4): file formats (coco, cvat, labelstudio) write OUT as the
+file when OUT ends in their suffix, else a new folder of annotations.* (or <split>.* per split); folder
+formats (yolo, voc, labelme) always write a folder; an OUT that contradicts the rule is refused in one
+line; ``--help`` states it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from detkit.datasets.ops.convert import OUTPUT_RULE
+from tests.datasets.test_layouts import ultralytics_set
+
+
+def test_a_coco_out_without_json_is_a_folder_not_a_file_named_out(cli, shapes_dir, tmp_path):
+    code, _, err = cli("coco", "convert", shapes_dir / "instances.json", tmp_path / "OUT", "--to", "coco")
+    assert code == 0, err
+    assert (tmp_path / "OUT").is_dir() and [p.name for p in (tmp_path / "OUT").iterdir()] == [
+        "annotations.json"
+    ]
+    doc = json.loads((tmp_path / "OUT" / "annotations.json").read_text())
+    assert len(doc["images"]) == 16
+    assert f"wrote {tmp_path / 'OUT' / 'annotations.json'} (coco)" in err
+
+
+@pytest.mark.parametrize("to,out", [("coco", "c.json"), ("cvat", "c.xml"), ("labelstudio", "c.json")])
+def test_a_file_suffix_is_that_file(cli, shapes_dir, tmp_path, to, out):
+    assert cli("coco", "convert", shapes_dir / "instances.json", tmp_path / out, "--to", to)[0] == 0
+    assert (tmp_path / out).is_file()
+
+
+@pytest.mark.parametrize(
+    "to,out,what",
+    [
+        ("coco", "c.xml", "ends in .xml, but coco writes a .json file or a folder"),
+        ("cvat", "c.json", "ends in .json, but cvat writes a .xml file or a folder"),
+        ("yolo", "y.json", "ends in .json, but yolo writes a folder"),
+        ("labelme", "l.json", "ends in .json, but labelme writes a folder"),
+        ("voc", "v.yaml", "ends in .yaml, but voc writes a folder"),
+    ],
+)
+def test_an_out_that_contradicts_the_rule_is_refused_in_one_line(cli, shapes_dir, tmp_path, to, out, what):
+    code, _, err = cli("coco", "convert", shapes_dir / "instances.json", tmp_path / out, "--to", to)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / out}: {what}" in err
+    assert not (tmp_path / out).exists()
+
+
+def test_splits_give_one_file_each_in_a_folder_and_a_file_is_refused(cli, tmp_path):
+    y = ultralytics_set(tmp_path / "src")
+    assert cli("coco", "convert", y, tmp_path / "cv", "--to", "cvat")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == ["train.xml", "val.xml"]
+    assert cli("coco", "convert", y, tmp_path / "ls", "--to", "labelstudio")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "ls").iterdir()) == ["train.json", "val.json"]
+    code, _, err = cli("coco", "convert", y, tmp_path / "one.xml", "--to", "cvat")
+    assert code == 2 and "name an output folder for one cvat output per split" in err
+    assert f"{tmp_path / 'one'}/train.xml" in err
+
+
+def test_help_states_the_rule(cli):
+    code, out, _ = cli("coco", "convert", "--help")
+    assert code == 0
+    text = " ".join(out.replace("│", " ").split())
+    assert " ".join(OUTPUT_RULE.split()) in text
+
+
+def test_the_operations_follow_the_same_rule(cli, shapes_dir, tmp_path):
+    src = shapes_dir / "instances.json"
+    code, _, err = cli("coco", "sample", src, tmp_path / "s.xml", "--n", "2")
+    assert code == 2 and "ends in .xml, but coco writes a .json file or a folder" in err
+    code, _, err = cli("coco", "split", src, tmp_path / "p.json", "--ratios", "0.5,0.5")
+    assert code == 2 and "2 splits are written one coco file each, into a folder" in err
+    assert cli("coco", "sample", src, tmp_path / "s", "--n", "2")[0] == 0
+    assert (tmp_path / "s" / "annotations.json").is_file()
