@@ -27,6 +27,7 @@ from detkit.evaluation.predictions import (
     Predictions,
     boxes_past_image,
     check_predictions,
+    empty_boxes,
     from_results,
     ids_by_numbering,
     images_without_predictions,
@@ -183,7 +184,9 @@ def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[
 
             confusion = confusion_matrix(gt, preds, conf=cfg.conf, iou=cfg.iou)
         notes = [
-            n for n in (boxes_past_image(gt, preds), images_without_predictions(gt, preds)) if n is not None
+            n
+            for n in (empty_boxes(preds), boxes_past_image(gt, preds), images_without_predictions(gt, preds))
+            if n is not None
         ]
         sec["matching"] = time.perf_counter() - t
         return matches, f1, confusion, notes
