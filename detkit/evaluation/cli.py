@@ -88,7 +88,13 @@ LenientOpt = Annotated[
     ),
 ]
 ConfOpt = Annotated[
-    float, typer.Option("--conf", min=0.0, help="Confusion matrix: detections scoring at least this.")
+    float | None,
+    typer.Option(
+        "--conf",
+        min=0.0,
+        help="Confusion matrix (default 0.25) and --per-image (default: the best-F1 confidence): "
+        "detections scoring at least this.",
+    ),
 ]
 IouOpt = Annotated[
     float, typer.Option("--iou", min=0.0, max=1.0, help="Confusion matrix: IoU that makes a match.")
@@ -116,6 +122,22 @@ PlotsOpt = Annotated[
     Path | None,
     typer.Option("--plots", help="Write PR curves, F1 curve, confusion matrix and TIDE PNGs here."),
 ]
+PerImageOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--per-image",
+        help="Write every image's errors here (.csv or .json): GT, TP, FP by kind (class, duplicate, "
+        "localisation, background), FN and an error score, at --conf and IoU .50.",
+    ),
+]
+WorstOpt = Annotated[int, typer.Option("--worst", min=1, help="How many of the worst images --draw draws.")]
+DrawOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--draw",
+        help="Draw the --worst images here (ground truth, TP, FP, FN in four colours) with a contact sheet.",
+    ),
+]
 FailUnderOpt = Annotated[
     str | None,
     typer.Option("--fail-under", help="Exit 1 when a metric is below its threshold, e.g. mAP50=0.6,mAP=0.4."),
@@ -131,12 +153,15 @@ def eval_(
     pred_format: PredFmtOpt = None,
     backend: BackendOpt = Backend.hotcoco,
     lenient: LenientOpt = False,
-    conf: ConfOpt = 0.25,
+    conf: ConfOpt = None,
     iou: IouOpt = 0.45,
     slices: SlicesOpt = None,
     anchors: AnchorsOpt = None,
     tide: TideOpt = False,
     plots: PlotsOpt = None,
+    per_image: PerImageOpt = None,
+    worst: WorstOpt = 16,
+    draw: DrawOpt = None,
     fail_under: FailUnderOpt = None,
     json: JsonOpt = False,
     out_dir: OutOpt = None,
@@ -148,6 +173,8 @@ def eval_(
 
     Example: detkit coco eval instances_val2017.json predictions.json --tide --fail-under mAP50=0.6 --plots
         eval/
+
+    Which images: detkit coco eval GT PRED --per-image errors.csv --worst 16 --draw worst/
     """
     from detkit.evaluation import load_and_evaluate
     from detkit.io import check_out_folder
@@ -155,6 +182,10 @@ def eval_(
     thresholds = parse_fail_under(fail_under)
     if out_dir is not None:
         check_out_folder(out_dir)
+    if draw is not None:
+        check_out_folder(draw)
+    if per_image is not None and per_image.suffix.lower() not in (".csv", ".json"):
+        raise DetkitError(f"--per-image {per_image}: name a .csv or .json file")
     with busy(f"evaluating {pred_path}"):
         gt, res = load_and_evaluate(
             gt_path,
@@ -166,9 +197,11 @@ def eval_(
             anchors=anchors,
             backend=backend.value,
             lenient=lenient,
-            conf=conf,
+            conf=0.25 if conf is None else conf,
             iou=iou,
             tide=tide,
+            per_image=per_image is not None or draw is not None,
+            per_image_conf=conf,
         )
     doc = {"gt": str(gt_path), "predictions": str(pred_path), **res.as_dict()}
     splits = gt.split_names()
@@ -183,6 +216,7 @@ def eval_(
         if res.metric(k) < v
     ]
     doc["fail_under"] = {"thresholds": thresholds, "failed": failed}
+    _write_per_image(res, gt, per_image, worst, draw, doc)
     _write_outputs(doc, plots if plots is not None else out_dir, out_dir, gt_path, pred_path)
     for f in res.findings:
         warn(f"{f['code']}: {f['count']:,} dropped ({f['message']}); first: {f['example']}")
@@ -199,6 +233,23 @@ def eval_(
         info(f"FAIL --fail-under {f['metric']}: {f['value']:.4f} < {f['threshold']}")
     if failed:
         raise typer.Exit(1)
+
+
+def _write_per_image(res: Any, gt: Any, path: Path | None, n: int, draw: Path | None, doc: dict) -> None:
+    """The per-image table (``--per-image``) and the worst images drawn (``--draw``)."""
+    from detkit.evaluation.per_image import write_per_image
+
+    if res.per_image is None:
+        return
+    if path is not None:
+        write_per_image(path, res.per_image["rows"])
+        info(f"wrote {len(res.per_image['rows']):,} images' errors to {path}")
+    if draw is not None:
+        from detkit.evaluation.per_image import draw_worst
+
+        drawn = draw_worst(gt, res.preds, res.per_image, n, draw)
+        doc["per_image"]["drawn"] = {"folder": str(draw), "images": [d["jpeg"] for d in drawn]}
+        info(f"drew the {len(drawn)} worst images in {draw} (contact_sheet.png)")
 
 
 def _emit_json(doc: dict) -> None:
@@ -284,7 +335,7 @@ def _write_summary(
 
 
 def _f(v: Any) -> str:
-    return "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def _print(doc: dict) -> None:
@@ -315,8 +366,8 @@ def _print(doc: dict) -> None:
                     r["category_id"],
                     r["gt"],
                     *(_f(r[k]) for k in ("AP", "AP50", "AP75", "AR100", "APs", "APm", "APl")),
-                    _f(per_f1.get(str(r["category_id"]), {}).get("best", {}).get("f1")),
-                    _f(per_f1.get(str(r["category_id"]), {}).get("best", {}).get("conf")),
+                    _f((per_f1.get(str(r["category_id"]), {}).get("best") or {}).get("f1")),
+                    _f((per_f1.get(str(r["category_id"]), {}).get("best") or {}).get("conf")),
                 ]
                 for r in shown
             ],
@@ -364,6 +415,29 @@ def _print(doc: dict) -> None:
     if f1.get("best"):
         b = f1["best"]
         out.print(f"\nbest mean F1 {b['f1']:.3f} at confidence {b['conf']:.2f} (IoU .50)")
+    cal = doc.get("calibration") or {}
+    if cal.get("ece") is not None:
+        out.print(f"calibration at IoU .50: ECE {cal['ece']:.3f}, MCE {cal['mce']:.3f} (10 score bins)")
+    p = doc.get("per_image")
+    if p:
+        t = p["totals"]
+        out.print()
+        out.print(
+            table(
+                f"Worst images at conf >= {p['conf']}, IoU >= {p['iou']} (score: misses + false positives' "
+                f"confidences; totals: TP {t['tp']}, FP class/dup/loc/bkg {t['fp_class']}/{t['fp_dup']}/"
+                f"{t['fp_loc']}/{t['fp_bkg']}, FN {t['fn']})",
+                ["file", "gt", "tp", "fp cls", "fp dup", "fp loc", "fp bkg", "fn", "score"],
+                [
+                    [
+                        r["file_name"],
+                        *(r[k] for k in ("gt", "tp", "fp_class", "fp_dup", "fp_loc", "fp_bkg", "fn")),
+                        f"{r['score']:.2f}",
+                    ]
+                    for r in p["worst"][:10]
+                ],
+            )
+        )
 
 
 def _print_confusion(cm: dict) -> None:

@@ -51,6 +51,8 @@ class EvalConfig:
     slices: dict[str, Any] | None = None  # name -> image ids (see analysis.load_slices)
     anchors: Any = None  # (k, 2) normalised anchors
     anchors_norm: str = "image"
+    per_image: bool = False  # errors per image (at per_image_conf, default the best-F1 confidence)
+    per_image_conf: float | None = None
 
 
 @dataclass
@@ -70,7 +72,10 @@ class EvalResult:
     confusion: dict[str, Any] | None = None
     tide: dict[str, Any] | None = None
     anchors: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    per_image: dict[str, Any] | None = None  # per_image.per_image_errors (as_dict: totals and the worst 20)
     seconds: dict[str, float] = field(default_factory=dict)
+    preds: Predictions | None = field(default=None, repr=False)  # the checked predictions scored
 
     def metric(self, name: str) -> float:
         """A summary number by name (the 12 COCO keys, mAP / mAP50 / mAP75, F1); KeyError when unknown."""
@@ -84,7 +89,13 @@ class EvalResult:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (NaN as None; ``seconds`` left out so that the same inputs give the same
         document); shares the lists it holds (no deep copy of the curves)."""
-        return analysis.clean({f.name: getattr(self, f.name) for f in fields(self) if f.name != "seconds"})
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seconds", "preds")}
+        if self.per_image is not None:
+            from detkit.evaluation.per_image import worst
+
+            p = self.per_image
+            doc["per_image"] = {k: p[k] for k in ("conf", "iou", "totals")} | {"worst": worst(p["rows"], 20)}
+        return analysis.clean(doc)
 
 
 def evaluate(
@@ -139,6 +150,7 @@ def _evaluate_checked(
         f1=f1 or {},
         confusion=confusion,
         notes=notes,
+        preds=preds,
     )
     t = time.perf_counter()
     if cfg.slices:
@@ -147,6 +159,15 @@ def _evaluate_checked(
         )
     if cfg.curves:
         res.pr_curves = {"iou50": analysis.pr_curves(core, 0.5), "iou75": analysis.pr_curves(core, 0.75)}
+    if matches is not None:
+        res.calibration = analysis.calibration(preds.score, matches[0])
+    if cfg.per_image:
+        from detkit.evaluation.per_image import per_image_errors
+
+        conf = cfg.per_image_conf
+        if conf is None:
+            conf = res.f1["best"]["conf"] if res.f1.get("best") else 0.25
+        res.per_image = per_image_errors(gt, preds, conf)
     if cfg.anchors is not None:
         res.anchors = analysis.anchor_coverage(
             gt, matches[1], np.asarray(cfg.anchors, dtype=np.float64), cfg.anchors_norm

@@ -107,3 +107,19 @@ def test_grid_bins_equal_searchsorted_at_every_edge():
         ]
     )
     assert np.array_equal(grid_bins(scores), np.searchsorted(CONF_GRID, scores, side="right"))
+
+
+def test_calibration_by_hand():
+    """Scores 0.95 (TP), 0.91 (FP), 0.15 (FP), 0.12 (FP), one not counted: bins 9 and 1;
+    bin 9: conf 0.93, accuracy 0.5; bin 1: conf 0.135, accuracy 0. ECE = (2 * 0.43 + 2 * 0.135) / 4."""
+    from detkit.evaluation.analysis import calibration
+
+    s = np.array([0.95, 0.91, 0.15, 0.12, 0.5])
+    flag = np.array([1, 0, 0, 0, -1], np.int8)
+    c = calibration(s, flag)
+    assert [b["count"] for b in c["bins"]] == [0, 2, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert c["bins"][9]["conf"] == pytest.approx(0.93) and c["bins"][9]["accuracy"] == 0.5
+    assert c["bins"][0]["conf"] is None
+    assert c["ece"] == pytest.approx((2 * 0.43 + 2 * 0.135) / 4)
+    assert c["mce"] == pytest.approx(0.43)
+    assert calibration(np.zeros(0), np.zeros(0, np.int8))["ece"] is None
