@@ -461,3 +461,89 @@ def _print_confusion(cm: dict) -> None:
             [[g, p, n] for n, g, p in pairs[:12]],
         )
     )
+
+
+@app.command("suspects")
+def suspects(
+    gt_path: GtArg,
+    pred_path: PredArg,
+    format: FormatOpt = None,
+    split: SplitOpt = None,
+    pred_format: PredFmtOpt = None,
+    lenient: LenientOpt = False,
+    conf: Annotated[
+        float, typer.Option("--conf", min=0.0, help="A detection is confident from this score.")
+    ] = 0.5,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many suspects to list (and draw).")] = 100,
+    draw: Annotated[
+        Path | None,
+        typer.Option("--draw", help="Draw the images of the listed suspects here, with a contact sheet."),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Annotations that are probably wrong, ranked: missing labels (a confident detection on no box), wrong
+    classes (a confident detection of another class on a box its class never found), loose boxes (IoU .3-.5
+    with the only detection of its class) and spurious labels (a box nothing touches while its class is
+    found elsewhere). Best with predictions on images the model was not trained on.
+
+    Exit 0 (suspects are data, not a failure), 2 for unusable input.
+
+    Example: detkit coco suspects data/val.json runs/eval/predictions.json --top 20 --draw suspects/
+    """
+    from detkit.evaluation.result import load_checked, usable_gt
+    from detkit.evaluation.suspects import draw_suspects, find_suspects
+    from detkit.io import check_out_folder
+
+    if draw is not None:
+        check_out_folder(draw)
+    with busy(f"finding label-error suspects in {gt_path}"):
+        gt, preds, findings = load_checked(
+            gt_path,
+            pred_path,
+            format.value if format else None,
+            split,
+            pred_format.value if pred_format else None,
+            lenient,
+        )
+        gt, gt_findings = usable_gt(gt)
+        res = find_suspects(gt, preds, conf=conf)
+    listed = res["suspects"][:top]
+    doc = {
+        "gt": str(gt_path),
+        "predictions": str(pred_path),
+        **{k: v for k, v in res.items() if k != "suspects"},
+        "total": len(res["suspects"]),
+        "suspects": listed,
+        "findings": gt_findings + findings,
+    }
+    for f in doc["findings"]:
+        warn(f"{f['code']}: {f['count']:,} dropped ({f['message']}); first: {f['example']}")
+    if draw is not None and listed:
+        doc["drawn"] = {"folder": str(draw), "images": draw_suspects(gt, listed, draw)}
+        info(f"drew {len(doc['drawn']['images'])} images in {draw} (contact_sheet.png)")
+    if json:
+        _emit_json(doc)
+        return
+    c = res["counts"]
+    out.print(
+        table(
+            f"Label-error suspects: {len(listed)} of {doc['total']:,} (missing {c['missing_label']}, "
+            f"wrong class {c['wrong_class']}, loose {c['loose_box']}, spurious {c['spurious_label']}; "
+            f"confident >= {conf})",
+            ["rank", "kind", "score", "file", "ann id", "gt class", "predicted", "IoU", "box x,y,w,h"],
+            [
+                [
+                    r["rank"],
+                    r["kind"],
+                    f"{r['score']:.3f}",
+                    r["file_name"],
+                    _f(r["ann_id"]),
+                    _f(r["gt_class"]),
+                    _f(r["pred_class"]),
+                    f"{r['iou']:.2f}",
+                    ",".join(f"{v:g}" for v in r["bbox"]),
+                ]
+                for r in listed
+            ],
+        )
+    )

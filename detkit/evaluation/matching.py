@@ -34,6 +34,17 @@ def _slots(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, n
     return np.arange(len(groups)) - starts[groups], starts, counts
 
 
+def pairs_by_key(d_key: np.ndarray, g_key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (detection, box) pair that shares a key (an image, or an image and class): indexes into
+    ``d_key`` and ``g_key`` (both in 0..n_keys-1), detections in order."""
+    order = np.argsort(g_key, kind="stable")
+    start, count = group_slices(g_key[order], n_keys)
+    cnt = count[d_key]
+    first = np.concatenate([[0], np.cumsum(cnt)[:-1]]).astype(np.int64)
+    pos = np.repeat(start[d_key] - first, cnt) + np.arange(cnt.sum())
+    return np.repeat(np.arange(len(d_key)), cnt), order[pos]
+
+
 def best_first(rows: np.ndarray, group: np.ndarray, score: np.ndarray) -> np.ndarray:
     """``rows`` (ascending) sorted by ``group``, then score high to low, then row: ``np.lexsort((rows,
     -score, group))``, faster. Each row's key (group, score rank, position) is packed into one int64 and

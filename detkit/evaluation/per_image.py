@@ -33,7 +33,7 @@ import numpy as np
 
 from detkit.datasets.model import Dataset
 from detkit.evaluation.confusion import confusion_match
-from detkit.evaluation.matching import crowd_iou, group_slices
+from detkit.evaluation.matching import crowd_iou, pairs_by_key
 from detkit.evaluation.predictions import Predictions, index_of
 
 COLUMNS = ("image_id", "file_name", "gt", "tp", "fp_class", "fp_dup", "fp_loc", "fp_bkg", "fn", "score")
@@ -48,24 +48,17 @@ def best_same_class_iou(gt: Dataset, preds: Predictions, rows: np.ndarray) -> np
     plain = np.flatnonzero(gt.iscrowd == 0)
     images = np.unique(np.concatenate([gt.ann_image_id[plain], preds.image_id[rows]]))
     cats = np.unique(np.concatenate([gt.category_id[plain], preds.category_id[rows]]))
-    n_cat = len(cats)
-    key_g = np.searchsorted(images, gt.ann_image_id[plain]) * n_cat + np.searchsorted(
-        cats, gt.category_id[plain]
+
+    def key(img: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        return np.searchsorted(images, img) * len(cats) + np.searchsorted(cats, cat)
+
+    own, pos = pairs_by_key(
+        key(preds.image_id[rows], preds.category_id[rows]),
+        key(gt.ann_image_id[plain], gt.category_id[plain]),
+        len(images) * len(cats),
     )
-    order = np.argsort(key_g, kind="stable")
-    g_rows, key_g = plain[order], key_g[order]
-    start, count = group_slices(key_g, len(images) * n_cat)
-    key_d = np.searchsorted(images, preds.image_id[rows]) * n_cat + np.searchsorted(
-        cats, preds.category_id[rows]
-    )
-    cnt = count[key_d]
     best = np.zeros(len(rows))
-    if not cnt.sum():
-        return best
-    first = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-    pos = np.repeat(start[key_d] - first, cnt) + np.arange(cnt.sum())
-    own = np.repeat(np.arange(len(rows)), cnt)
-    ious = crowd_iou(preds.bbox[rows[own]], gt.bbox[g_rows[pos]], np.zeros(len(pos), bool))
+    ious = crowd_iou(preds.bbox[rows[own]], gt.bbox[plain[pos]], np.zeros(len(pos), bool))
     np.maximum.at(best, own, ious)
     return best
 

@@ -275,6 +275,25 @@ def _or_none(v: float) -> float | None:
     return None if v < 0 else v  # COCOeval's -1: no ground truth of that size
 
 
+def load_checked(
+    gt_path: str | Path,
+    pred_path: str | Path,
+    gt_format: str | None = None,
+    gt_split: str | None = None,
+    pred_format: str | None = None,
+    lenient: bool = False,
+) -> tuple[Dataset, Predictions, list[dict[str, Any]]]:
+    """The ground truth and the checked predictions read from files, with the findings of what was dropped
+    (``lenient``; otherwise a bad prediction raises :class:`~detkit.errors.InputError`)."""
+    from detkit.datasets.load import load_dataset
+    from detkit.evaluation.predictions import load_predictions
+
+    gt = load_dataset(gt_path, format=gt_format, split=gt_split)
+    preds, unmatched = load_predictions(pred_path, gt, pred_format)
+    preds, findings = check_predictions(gt, preds, lenient=lenient, unmatched=unmatched)
+    return gt, preds, findings
+
+
 def load_and_evaluate(
     gt_path: str | Path,
     pred_path: str | Path,
@@ -287,12 +306,9 @@ def load_and_evaluate(
 ) -> tuple[Dataset, EvalResult]:
     """Read the ground truth (``gt_split``: only that split of a multi-split source), predictions, slices and
     anchors from files, then :func:`evaluate`."""
-    from detkit.datasets.load import load_dataset
-    from detkit.evaluation.predictions import load_predictions
-
-    gt = load_dataset(gt_path, format=gt_format, split=gt_split)
-    preds, unmatched = load_predictions(pred_path, gt, pred_format)
-    preds, findings = check_predictions(gt, preds, lenient=bool(options.get("lenient")), unmatched=unmatched)
+    gt, preds, findings = load_checked(
+        gt_path, pred_path, gt_format, gt_split, pred_format, bool(options.get("lenient"))
+    )
     if slices is not None:
         options["slices"] = analysis.load_slices(slices, gt)
     if anchors is not None:
