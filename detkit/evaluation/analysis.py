@@ -86,14 +86,14 @@ def pr_curves(core: CocoCore, iou: float) -> dict[str, Any]:
     }
 
 
-def grid_bins(score: np.ndarray) -> np.ndarray:
-    """How many ``CONF_GRID`` thresholds each score reaches: ``np.searchsorted(CONF_GRID, score, "right")``
-    without a binary search. The grid is k / m (m = its length - 1), so k = floor(m s) is the answer's last
-    threshold or
-    one off it (rounding), and two comparisons with the grid settle it."""
-    k = np.clip(np.floor(score * (len(CONF_GRID) - 1)), 0, len(CONF_GRID) - 1).astype(np.int64)
-    nxt = np.minimum(k + 1, len(CONF_GRID) - 1)
-    return k + (CONF_GRID[k] <= score) + ((k + 1 < len(CONF_GRID)) & (CONF_GRID[nxt] <= score))
+def grid_bins(score: np.ndarray, grid: np.ndarray = CONF_GRID) -> np.ndarray:
+    """How many ``grid`` thresholds each score reaches: ``np.searchsorted(grid, score, "right")`` without a
+    binary search. The grid is k / m (m = its length - 1; ``CONF_GRID``, or COCOeval's recall thresholds),
+    so k = floor(m s) is the answer's last threshold or one off it (rounding), and two comparisons with the
+    grid settle it."""
+    k = np.clip(np.floor(score * (len(grid) - 1)), 0, len(grid) - 1).astype(np.int64)
+    nxt = np.minimum(k + 1, len(grid) - 1)
+    return k + (grid[k] <= score) + ((k + 1 < len(grid)) & (grid[nxt] <= score))
 
 
 def f1_curves(

@@ -547,3 +547,121 @@ def suspects(
             ],
         )
     )
+
+
+@app.command("compare")
+def compare(
+    gt_path: GtArg,
+    a_path: Annotated[Path, typer.Argument(metavar="A", help="Predictions of model A (the baseline).")],
+    b_path: Annotated[Path, typer.Argument(metavar="B", help="Predictions of model B (the candidate).")],
+    format: FormatOpt = None,
+    split: SplitOpt = None,
+    pred_format: PredFmtOpt = None,
+    lenient: LenientOpt = False,
+    samples: Annotated[
+        int, typer.Option("--samples", min=0, help="Bootstrap samples (images drawn).")
+    ] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    fail_if_drop: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-if-drop",
+            help="Exit 1 when B is worse than A by more than this, with the whole 95% interval below 0, "
+            "e.g. AP=0.01,AP50=0.02.",
+        ),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Is B better than A, or is it noise? AP, AP50 and AP75 of both prediction sets side by side, per-class
+    AP deltas, and a paired bootstrap over images (the same images drawn for both) giving a 95% interval
+    for each difference B - A.
+
+    Exit 0, or 1 when --fail-if-drop is met (a drop larger than the threshold that the interval says is
+    real), 2 for unusable input.
+
+    Example: detkit coco compare val.json runs/a/predictions.json runs/b/predictions.json --fail-if-drop
+        AP=0.01
+    """
+    from detkit.evaluation.compare import drops, paired_bootstrap, parse_fail_if_drop
+    from detkit.evaluation.result import load_checked, usable_gt
+
+    thresholds = parse_fail_if_drop(fail_if_drop)
+    fmt, pfmt = format.value if format else None, pred_format.value if pred_format else None
+    with busy(f"comparing {a_path} and {b_path}"):
+        gt, a, fa = load_checked(gt_path, a_path, fmt, split, pfmt, lenient)
+        _, b, fb = load_checked(gt_path, b_path, fmt, split, pfmt, lenient)
+        gt, gt_findings = usable_gt(gt)
+        if not (gt.iscrowd == 0).any():
+            raise DetkitError(f"{gt_path}: has no boxes to score the predictions against")
+        res = paired_bootstrap(gt, a, b, samples=samples, seed=seed)
+    failed = drops(res, thresholds)
+    doc = {
+        "gt": str(gt_path),
+        "a": str(a_path),
+        "b": str(b_path),
+        "metrics": {"a": res["a"], "b": res["b"]},
+        **{k: v for k, v in res.items() if k not in ("a", "b")},
+        "fail_if_drop": {"thresholds": thresholds, "failed": failed},
+        "findings": {"gt": gt_findings, "a": fa, "b": fb},
+    }
+    for f in failed:
+        info(
+            f"FAIL --fail-if-drop {f['metric']}: B - A = {f['delta']:+.4f} < -{f['threshold']} and the 95% "
+            f"interval [{f['interval'][0]:+.4f}, {f['interval'][1]:+.4f}] is below 0"
+        )
+    if json:
+        _emit_json(doc)
+    else:
+        _print_compare(doc)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_compare(doc: dict) -> None:
+    from rich.markup import escape
+
+    m, d, iv = doc["metrics"], doc["delta"], doc["interval"]
+    out.print(
+        f"[bold]B[/bold] {escape(doc['b'])} vs [bold]A[/bold] {escape(doc['a'])} on {escape(doc['gt'])}: "
+        f"paired bootstrap, {doc['samples']:,} samples over images, seed {doc['seed']}"
+    )
+
+    def ci(v: list[float] | None) -> str:
+        return "—" if v is None else f"[{v[0]:+.4f}, {v[1]:+.4f}]"
+
+    def verdict(delta: float, v: list[float] | None) -> str:
+        if v is None:
+            return "—"
+        if delta == 0 and v[0] == v[1] == 0:
+            return "same"
+        return "B better" if v[0] > 0 else "B worse" if v[1] < 0 else "noise"
+
+    out.print(
+        table(
+            "COCO metrics (95% interval of B - A)",
+            ["metric", "A", "B", "B - A", "95% interval", "reading"],
+            [
+                [k, f"{m['a'][k]:.4f}", f"{m['b'][k]:.4f}", f"{d[k]:+.4f}", ci(iv[k]), verdict(d[k], iv[k])]
+                for k in d
+            ],
+        )
+    )
+    rows = sorted(doc["per_class"], key=lambda r: r["delta"])
+    out.print()
+    out.print(
+        table(
+            f"Per class AP@[.5:.95] (largest changes; {len(rows)} classes with ground truth)",
+            ["name", "A", "B", "B - A", "95% interval", "reading"],
+            [
+                [
+                    r["name"],
+                    f"{r['AP_a']:.4f}",
+                    f"{r['AP_b']:.4f}",
+                    f"{r['delta']:+.4f}",
+                    ci(r["interval"]),
+                    verdict(r["delta"], r["interval"]),
+                ]
+                for r in sorted(rows, key=lambda r: -abs(r["delta"]))[:15]
+            ],
+        )
+    )

@@ -37,16 +37,22 @@ from detkit.evaluation.predictions import Predictions, index_of
 KINDS = ("missing_label", "wrong_class", "loose_box", "spurious_label")
 
 
-def _segment_max(values: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per owner 0..n-1: the largest value (0 when none) and the pair index holding it (-1 when none)."""
+def _segment_max(
+    values: np.ndarray, owner: np.ndarray, n: int, ordered: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per owner 0..n-1: the largest value (0 when none) and the first pair index holding it (-1 when
+    none); ``ordered``: ``owner`` is sorted already."""
     best = np.zeros(n)
     arg = np.full(n, -1, np.int64)
     if not len(values):
         return best, arg
-    order = np.lexsort((-values, owner))  # each owner's largest first
-    first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
-    best[owner[first]] = values[first]
-    arg[owner[first]] = first
+    order = np.arange(len(owner)) if ordered else np.argsort(owner, kind="stable")
+    o, v = owner[order], values[order]
+    seg = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
+    mx = np.maximum.reduceat(v, seg)
+    at_max = v == np.repeat(mx, np.diff(np.append(seg, len(v))))
+    best[o[seg]] = mx
+    arg[o[seg]] = np.minimum.reduceat(np.where(at_max, order, np.iinfo(np.int64).max), seg)
     return best, arg
 
 
@@ -98,9 +104,9 @@ def find_suspects(
     recall = np.where(n_c > 0, f_c / np.maximum(n_c, 1), 0.0)
     elsewhere = np.where(n_c[k_g] > 1, f_c[k_g] / np.maximum(n_c[k_g] - 1, 1), 0.0)
     # per confident detection: best IoU with any box, with a box of its class, with a box of another class
-    any_best, _ = _segment_max(ious, own, n_d)
-    same_best, same_arg = _segment_max(np.where(same, ious, -1.0), own, n_d)
-    other_best, other_arg = _segment_max(np.where(~same, ious, -1.0), own, n_d)
+    any_best, _ = _segment_max(ious, own, n_d, True)
+    same_best, same_arg = _segment_max(np.where(same, ious, -1.0), own, n_d, True)
+    other_best, other_arg = _segment_max(np.where(~same, ious, -1.0), own, n_d, True)
     is_conf = preds.score[d_all] >= conf
     out: list[tuple[float, int, str, int, float]] = []  # (score, detection or -1, kind, box or -1, IoU)
     # missing label
@@ -130,14 +136,14 @@ def find_suspects(
     out.sort(key=lambda r: (-r[0], g_img[r[3]] if r[3] >= 0 else d_img_all[r[1]], r[3], r[1]))
     seen: set[int] = set()
     rows = []
+    row_of = {int(i): r for r, i in enumerate(gt.image_id.tolist())}
     for score, i, kind, b, v in out:
         if b >= 0:
             if b in seen:
                 continue
             seen.add(b)
-        rows.append(
-            _row(gt, preds, names, len(rows) + 1, kind, score, d_all[i] if i >= 0 else -1, plain, b, v)
-        )
+        d = d_all[i] if i >= 0 else -1
+        rows.append(_row(gt, preds, names, row_of, len(rows) + 1, kind, score, d, plain, b, v))
     return {
         "conf": conf,
         "low": low,
@@ -167,10 +173,10 @@ def _one_per_spot(preds: Predictions, d_all: np.ndarray, idx: np.ndarray, iou: f
     return idx[~drop]
 
 
-def _row(gt, preds, names, rank, kind, score, d, plain, b, v) -> dict[str, Any]:
+def _row(gt, preds, names, row_of, rank, kind, score, d, plain, b, v) -> dict[str, Any]:
     a = plain[b] if b >= 0 else -1
     img = int(gt.ann_image_id[a]) if a >= 0 else int(preds.image_id[d])
-    r = int(index_of(gt.image_id, np.array([img]))[0])
+    r = row_of[img]
     return {
         "rank": rank,
         "kind": kind,
