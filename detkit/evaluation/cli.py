@@ -216,6 +216,8 @@ def eval_(
         if res.metric(k) < v
     ]
     doc["fail_under"] = {"thresholds": thresholds, "failed": failed}
+    if draw is None and out_dir is not None and per_image is not None:
+        draw = out_dir / "worst"  # the run folder's report shows the worst images
     _write_per_image(res, gt, per_image, worst, draw, doc)
     _write_outputs(doc, plots if plots is not None else out_dir, out_dir, gt_path, pred_path)
     for f in res.findings:
@@ -319,7 +321,7 @@ def _write_summary(
             "mAP": s["AP"],
             "mAP50": s["AP50"],
             "mAP75": s["AP75"],
-            **{k: v for k, v in s.items() if k not in ("AP", "AP50", "AP75")},
+            **{k: (v if v >= 0 else None) for k, v in s.items() if k not in ("AP", "AP50", "AP75")},
             "best_f1": best.get("f1"),
             "best_f1_conf": best.get("conf"),
             "predictions": doc["counts"]["predictions"],
@@ -330,8 +332,33 @@ def _write_summary(
         counts=doc["counts"],
         backend=doc["backend"],
         fail_under=doc["fail_under"],
+        **_worst_images(doc, out_dir),
     )
     info(f"wrote {out_dir / 'summary.json'}")
+
+
+def _worst_images(doc: dict, out_dir: Path) -> dict[str, Any]:
+    """summary.json's ``worst_images`` (shown by ``detkit report``): the worst rows, and the drawn images
+    that lie inside the run folder."""
+    p = doc.get("per_image")
+    if not p:
+        return {}
+    drawn = p.get("drawn") or {}
+    rel = []
+    for jpeg in drawn.get("images", []):
+        try:
+            rel.append(str((Path(drawn["folder"]) / jpeg).resolve().relative_to(out_dir.resolve())))
+        except ValueError:
+            pass  # drawn outside the run folder: not linked
+    return {
+        "worst_images": {
+            "conf": p["conf"],
+            "iou": p["iou"],
+            "totals": p["totals"],
+            "rows": p["worst"],
+            "images": rel,
+        }
+    }
 
 
 def _f(v: Any) -> str:
@@ -346,7 +373,7 @@ def _print(doc: dict) -> None:
         f"[bold]{escape(doc['predictions'])}[/bold] vs {escape(doc['gt'])} ({doc['backend']}): "
         f"{c['predictions']:,} predictions, {c['gt_boxes']:,} boxes, {c['images']:,} images"
     )
-    out.print(table("COCO metrics", list(s), [[_f(v) for v in s.values()]]))
+    out.print(table("COCO metrics", list(s), [[_f(v if v >= 0 else None) for v in s.values()]]))
     f1 = doc.get("f1") or {}
     per_f1 = f1.get("per_class", {})
     out.print()

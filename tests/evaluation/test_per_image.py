@@ -118,3 +118,36 @@ def test_cli_per_image_and_worst_drawn(tmp_path, cli, cli_json):
     assert set(COLOURS.values()) <= colours
     code, _, err = cli("coco", "eval", tmp_path / "gt.json", tmp_path / "pred.json", "--per-image", "x.txt")
     assert code == 2 and ".csv or .json" in err
+
+
+def test_run_folder_report_shows_the_worst_images(tmp_path, cli):
+    """--out with --per-image: the worst images are drawn into the run folder, and `detkit report`'s section
+    of it has a "worst images" table and gallery; a size without ground truth is no -1 in the metrics."""
+    import json
+
+    from detkit.report.collect import load_summary
+    from detkit.report.sections import build_section
+
+    gt, p = random_case(7, n_images=12, n_boxes=50, n_dets=300)
+    (tmp_path / "gt.json").write_text(json.dumps(gt.to_coco_dict()))
+    (tmp_path / "pred.json").write_text(json.dumps(p.to_results()))
+    code, _, err = cli(
+        "coco",
+        "eval",
+        tmp_path / "gt.json",
+        tmp_path / "pred.json",
+        "--per-image",
+        tmp_path / "e.json",
+        "--worst",
+        "4",
+        "--out",
+        tmp_path / "run",
+    )
+    assert code == 0, err
+    summary = load_summary(tmp_path / "run" / "summary.json")
+    assert len(summary.doc["worst_images"]["images"]) == 4
+    assert all(v is None or v >= 0 for v in summary.doc["metrics"].values() if isinstance(v, float))
+    s = build_section(summary, 1)
+    assert [t.name for t in s.tables if t.name.startswith("worst images")]
+    ((name, images),) = [g for g in s.galleries if g[0].startswith("worst images")]
+    assert len(images) == 4 and all(f.read() for f in images)
