@@ -123,3 +123,17 @@ def test_calibration_by_hand():
     assert c["ece"] == pytest.approx((2 * 0.43 + 2 * 0.135) / 4)
     assert c["mce"] == pytest.approx(0.43)
     assert calibration(np.zeros(0), np.zeros(0, np.int8))["ece"] is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_calibration_equals_hotcocos(seed):
+    """From the IoU-.50 matches already made: hotcoco's ``calibration`` bin for bin (counts, ECE, MCE)."""
+    from detkit.evaluation.engine import coco_evaluate
+    from tests.evaluation.cases import random_case
+
+    gt, p = random_case(seed)
+    mine = evaluate(gt, p, tide=False).calibration
+    ref = coco_evaluate(gt, p).evaluator.calibration(n_bins=10, iou_threshold=0.5)
+    assert [b["count"] for b in mine["bins"]] == [b["count"] for b in ref["bins"]]
+    assert mine["ece"] == pytest.approx(ref["ece"], abs=1e-12)
+    assert mine["mce"] == pytest.approx(ref["mce"], abs=1e-12)
