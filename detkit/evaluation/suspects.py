@@ -13,9 +13,10 @@ detection of the class overlaps at IoU >= .50):
                      detection of the class overlaps at .50 (the box is off the object). score = the
                      detection's score
     spurious label   a box that no detection (scoring >= ``low``, .10) of any class overlaps at IoU >=
-                     ``near``, while its class is found well elsewhere. score = half the class's recall
-                     elsewhere: a real object the detector missed is common (1 - recall of all boxes are), so
-                     a box nothing found is weaker evidence than a confident detection
+                     ``near``, while its class is found well elsewhere (recall >= ``well``, .50, over its
+                     other boxes). score = half that recall: a real object the detector missed is common
+                     (1 - recall of all boxes are), so a box nothing found is weaker evidence than a
+                     confident detection
 
 Each annotation is named once (its highest-scoring suspicion); duplicate missing-label detections on one
 spot (IoU >= .50 with a better one) are one suspect. Sorted by score, then image order. The scores of the
@@ -64,6 +65,7 @@ def find_suspects(
     near: float = 0.1,
     iou: float = 0.5,
     loose: float = 0.3,
+    well: float = 0.5,
 ) -> dict[str, Any]:
     """Ranked label-error suspects (module docstring).
 
@@ -73,6 +75,7 @@ def find_suspects(
         low: detections from this score count as touching a box (spurious label).
         near: IoU below which a detection and a box do not touch.
         iou: IoU of a match. loose: the lowest IoU of a loose box.
+        well: a class is "found well" from this recall (spurious label).
 
     Returns:
         ``suspects`` (best first: ``rank``, ``kind``, ``score``, ``image_id``, ``file_name``, ``ann_id`` (None
@@ -130,7 +133,7 @@ def find_suspects(
         for i, b in zip(lb, box)
     ]
     # spurious label
-    sp = np.flatnonzero(touched < near)
+    sp = np.flatnonzero((touched < near) & (elsewhere >= well))
     out += [(0.5 * float(elsewhere[b]), -1, "spurious_label", int(b), float(touched[b])) for b in sp]
     # one suspicion per box (the highest), then rank
     out.sort(key=lambda r: (-r[0], g_img[r[3]] if r[3] >= 0 else d_img_all[r[1]], r[3], r[1]))
@@ -150,6 +153,7 @@ def find_suspects(
         "near": near,
         "iou": iou,
         "loose": loose,
+        "well": well,
         "counts": {k: sum(r["kind"] == k for r in rows) for k in KINDS},
         "recall": {names[int(c)]: round(float(r), 6) for c, r in zip(cats, recall)},
         "suspects": rows,
