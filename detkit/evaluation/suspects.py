@@ -200,22 +200,31 @@ def _row(gt, preds, names, row_of, rank, kind, score, d, plain, b, v) -> dict[st
 
 def draw_suspects(gt: Dataset, suspects: list[dict[str, Any]], out: Any) -> list[str]:
     """Draw each image holding one of ``suspects`` once (in rank order) with
-    :func:`detkit.datasets.ops.draw.draw_images`: the suspected box in the ground-truth colour, the
-    detection that disagrees in the false-positive colour, tagged with rank and kind. Returns the JPEGs."""
+    :func:`detkit.datasets.ops.draw.draw_images`: the image's boxes in the ground-truth colour (a suspected
+    one tagged with its rank and kind), and the detection that disagrees in the false-positive colour.
+    Returns the JPEGs."""
     from detkit.datasets.ops.draw import draw_images
     from detkit.evaluation.per_image import COLOURS
 
+    names = gt.category_names()
     row_of = {int(i): r for r, i in enumerate(gt.image_id.tolist())}
+    tagged = {s["ann_id"]: s for s in suspects if s["ann_id"] is not None}
     layers: dict[int, tuple[list, list[str], list]] = {}
     for s in suspects:
-        layer = layers.setdefault(row_of[s["image_id"]], ([], [], []))
-        if s["ann_id"] is not None:
-            layer[0].append(s["bbox"])
-            layer[1].append(f"#{s['rank']} {s['kind']}: {s['gt_class']}")
-            layer[2].append(COLOURS["gt"])
+        layers.setdefault(row_of[s["image_id"]], ([], [], []))
+    img_row = index_of(gt.image_id, gt.ann_image_id)
+    for a in np.flatnonzero((gt.iscrowd == 0) & np.isin(img_row, list(layers))).tolist():
+        layer = layers[int(img_row[a])]
+        s = tagged.get(int(gt.ann_id[a]))
+        name = names.get(int(gt.category_id[a]), str(int(gt.category_id[a])))
+        layer[0].append(gt.bbox[a])
+        layer[1].append(f"#{s['rank']} {s['kind']}: {name}" if s else name)
+        layer[2].append(COLOURS["gt"])
+    for s in suspects:
         if s["pred_bbox"] is not None:
-            layer[0].append(s["pred_bbox"])
+            layer = layers[row_of[s["image_id"]]]
             tag = f"{s['pred_class']} {s['pred_score']:.2f}"
+            layer[0].append(s["pred_bbox"])
             layer[1].append(tag if s["ann_id"] is not None else f"#{s['rank']} {s['kind']}: {tag}")
             layer[2].append(COLOURS["fp"])
     overlay = {r: (np.asarray(b, dtype=np.float64).reshape(-1, 4), t, c) for r, (b, t, c) in layers.items()}
