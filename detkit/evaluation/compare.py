@@ -33,6 +33,7 @@ from detkit.evaluation.predictions import Predictions, index_of
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)  # COCOeval's
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 METRICS = ("AP", "AP50", "AP75")
+_SHIFT = 40  # integer search keys: group << _SHIFT | true-positive weight (weights stay far below 2**40)
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Matched:
         self.first_of = np.append(self.grp_first, len(self.tp))[self.grp]  # index of its group's first
         self.grp_cls = self.grp % max(self.n_cls, 1)
         self.grp_key = self.grp * (len(REC_THRS) + 1)
+        self.grp_big = self.grp.astype(np.int64) << _SHIFT
+        self.want_grp = np.repeat(np.arange(n_grp, dtype=np.int64) << _SHIFT, len(REC_THRS))
         self.off = 2.0 * (n_grp - 1 - self.grp)
         self.want = (
             np.arange(n_grp)[:, None] * (len(REC_THRS) + 1) + np.arange(1, len(REC_THRS) + 1)[None, :]
@@ -111,27 +114,44 @@ def weighted_ap(m: Matched, w: np.ndarray) -> np.ndarray:
 
     n_r = len(REC_THRS)
     npig = np.bincount(m.g_cls, weights=w[m.g_img], minlength=m.n_cls)
-    wd = w[m.d_img]
-    run = np.concatenate([[0.0], np.cumsum(wd)])  # run[p]: weight of positions < p
-    cum = np.concatenate([[0.0], np.cumsum(wd[m.tp])])
-    tp_w = cum[1:] - cum[m.first_of]  # true-positive weight up to here, in its group
+    # whole-number weights (a bootstrap's counts, or 1) are summed as int64: exact, and numpy's integer
+    # running sum is ~8x faster than a float one (whose every add waits for the previous)
+    acc = np.int64 if np.array_equal(w, np.round(w)) else np.float64
+    wd = w.astype(acc)[m.d_img]
+    run = np.concatenate([np.zeros(1, acc), np.cumsum(wd)])  # run[p]: weight of positions < p
+    cum = np.concatenate([np.zeros(1, acc), np.cumsum(wd[m.tp])])
+    tp_i = cum[1:] - cum[m.first_of]  # true-positive weight up to here, in its group
     total = run[m.tp + 1] - run[m.cls_start]
     if len(m.ign):  # detections not counted at this threshold take no part
-        ign_run = np.concatenate([[0.0], np.cumsum(wd[m.ign])])
+        ign_run = np.concatenate([np.zeros(1, acc), np.cumsum(wd[m.ign])])
         total -= ign_run[m.ign_hi] - ign_run[m.ign_lo]
-    fp_w = total - tp_w
+    tp_w = tp_i.astype(np.float64)
+    fp_w = (total - tp_i).astype(np.float64)
     pr = tp_w / (fp_w + tp_w + np.spacing(1))
     rc = tp_w / np.maximum(npig, np.spacing(1))[m.grp_cls]
     # the envelope: max precision at or after each position, within its group (groups kept apart by an
     # offset that grows as the group number falls, so a running max from the end never crosses one)
     env = np.maximum.accumulate((pr + m.off)[::-1])[::-1] - m.off
-    # each group's first position reaching each recall threshold: keys group * (R + 1) + (how many
-    # thresholds its recall reaches), non-decreasing, searched as integers (no rounding)
-    keys = m.grp_key + grid_bins(rc, REC_THRS)
-    want = m.want
-    at = np.searchsorted(keys, want, side="left")
-    ok = at < len(keys)
-    ok[ok] = keys[at[ok]] // (n_r + 1) == want[ok] // (n_r + 1)
+    # each group's first position reaching each recall threshold, found by one search of integer keys
+    # (non-decreasing, no rounding): whole weights: group << 40 | TP weight, against the least TP weight
+    # t with t / npig >= r (float division, as COCOeval compares); else group * (R + 1) + how many
+    # thresholds the recall reaches
+    if acc is np.int64:
+        n = npig[:, None]
+        t = np.ceil(REC_THRS[None, :] * n)
+        t = np.where((t > 0) & ((t - 1) / np.maximum(n, 1) >= REC_THRS[None, :]), t - 1, t)
+        t = np.where(t / np.maximum(n, 1) < REC_THRS[None, :], t + 1, t)
+        keys = m.grp_big + tp_i
+        want = m.want_grp + np.tile(t.astype(np.int64).ravel(), m.n_thr)
+        at = np.searchsorted(keys, want, side="left")
+        ok = at < len(keys)
+        ok[ok] = (keys[at[ok]] >> _SHIFT) == (want[ok] >> _SHIFT)
+    else:
+        keys = m.grp_key + grid_bins(rc, REC_THRS)
+        want = m.want
+        at = np.searchsorted(keys, want, side="left")
+        ok = at < len(keys)
+        ok[ok] = keys[at[ok]] // (n_r + 1) == want[ok] // (n_r + 1)
     q = np.where(ok, env[np.minimum(at, len(env) - 1)], 0.0) if len(env) else np.zeros(len(want))
     ap = q.reshape(m.n_thr, m.n_cls, n_r).mean(axis=2)
     return np.where(npig[None, :] > 0, ap, np.nan)

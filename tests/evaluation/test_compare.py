@@ -105,3 +105,16 @@ def test_ten_percent_of_true_positives_removed_exit_1(three, cli, cli_json):
     assert cli(*swapped, "--fail-if-drop", "AP50=0.0")[0] == 0
     code, _, err = cli(*args, "--fail-if-drop", "AR=0.1")
     assert code == 2 and "--fail-if-drop" in err
+
+
+def test_whole_weights_path_equals_the_float_path():
+    """Bootstrap counts take the integer path; the same counts halved (not whole: the float path) give the
+    same APs exactly, as halving changes no ratio."""
+    gt, p = random_case(1)
+    m = prepare(gt, p)
+    rng = np.random.default_rng(0)
+    n = gt.num_images
+    for _ in range(10):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+        x, y = weighted_ap(m, w), weighted_ap(m, w * 0.5)
+        assert np.array_equal(x, y, equal_nan=True)
