@@ -534,6 +534,8 @@ def suspects(
         )
         gt, gt_findings = usable_gt(gt)
         res = find_suspects(gt, preds, conf=conf)
+    if len(gt.split_names()) > 1:
+        warn(f"{gt_path}: {len(gt.split_names())} splits together; pass --split test to check one")
     listed = res["suspects"][:top]
     doc = {
         "gt": str(gt_path),
@@ -621,6 +623,8 @@ def compare(
         if not (gt.iscrowd == 0).any():
             raise DetkitError(f"{gt_path}: has no boxes to score the predictions against")
         res = paired_bootstrap(gt, a, b, samples=samples, seed=seed)
+    if len(gt.split_names()) > 1:
+        warn(f"{gt_path}: comparing on {len(gt.split_names())} splits together; pass --split val to use one")
     failed = drops(res, thresholds)
     doc = {
         "gt": str(gt_path),
