@@ -85,13 +85,14 @@ def pr_curves(core: CocoCore, iou: float) -> dict[str, Any]:
     }
 
 
-def grid_bins(score: np.ndarray) -> np.ndarray:
-    """How many ``CONF_GRID`` thresholds each score reaches: ``np.searchsorted(CONF_GRID, score, "right")``
-    without a binary search. The grid is k / m (m = its length - 1), so k = floor(m s) is the answer's last
-    threshold or one off it (rounding), and two comparisons with the grid settle it."""
-    k = np.clip(np.floor(score * (len(CONF_GRID) - 1)), 0, len(CONF_GRID) - 1).astype(np.int64)
-    nxt = np.minimum(k + 1, len(CONF_GRID) - 1)
-    return k + (CONF_GRID[k] <= score) + ((k + 1 < len(CONF_GRID)) & (CONF_GRID[nxt] <= score))
+def grid_bins(score: np.ndarray, grid: np.ndarray = CONF_GRID) -> np.ndarray:
+    """How many ``grid`` thresholds each score reaches: ``np.searchsorted(grid, score, "right")`` without a
+    binary search. The grid is k / m (m = its length - 1; ``CONF_GRID``, or COCOeval's recall thresholds),
+    so k = floor(m s) is the answer's last threshold or one off it (rounding), and two comparisons with the
+    grid settle it."""
+    k = np.clip(np.floor(score * (len(grid) - 1)), 0, len(grid) - 1).astype(np.int64)
+    nxt = np.minimum(k + 1, len(grid) - 1)
+    return k + (grid[k] <= score) + ((k + 1 < len(grid)) & (grid[nxt] <= score))
 
 
 def f1_curves(
@@ -135,7 +136,9 @@ def f1_curves(
         f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-16)
         f1s.append(f1)
         b = _last_argmax(f1)
-        per[str(c)] = {"f1": f1.round(6).tolist(), "best": _best(b, f1, prec, rec)}
+        # a class no detection reached: no threshold is best (not the top of the grid)
+        best = _best(b, f1, prec, rec) if f1[b] > 0 else None
+        per[str(c)] = {"f1": f1.round(6).tolist(), "best": best}
     if not f1s:
         return {"conf": CONF_GRID.tolist(), "mean_f1": [0.0] * len(CONF_GRID), "best": None, "per_class": {}}
     mean = np.mean(f1s, axis=0)
@@ -143,7 +146,7 @@ def f1_curves(
     return {
         "conf": CONF_GRID.tolist(),
         "mean_f1": mean.round(6).tolist(),
-        "best": {"conf": float(CONF_GRID[b]), "f1": float(mean[b])},
+        "best": {"conf": float(CONF_GRID[b]), "f1": float(mean[b])} if mean[b] > 0 else None,
         "per_class": per,
     }
 
@@ -155,6 +158,41 @@ def _last_argmax(v: np.ndarray) -> int:
 
 def _best(b: int, f1: np.ndarray, p: np.ndarray, r: np.ndarray) -> dict[str, float]:
     return {"conf": float(CONF_GRID[b]), "f1": float(f1[b]), "precision": float(p[b]), "recall": float(r[b])}
+
+
+# ---- calibration -------------------------------------------------------------------------------------------
+def calibration(score: np.ndarray, dt_flag: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """How well the scores read as probabilities of being right at IoU .50 (a reliability diagram).
+
+    The counted detections (``dt_flag`` >= 0, from :func:`~detkit.evaluation.matching.coco_matches` at IoU
+    .50) fall into ``bins`` equal score bins [i/B, (i+1)/B) (the last one closed; scores above 1 in it).
+    Per bin: n_b, the mean score conf_b and the share of true positives acc_b;
+
+        ECE = sum_b n_b / N |acc_b - conf_b|        MCE = max_b |acc_b - conf_b| (bins with detections)
+
+    Returns:
+        ``bins`` (per bin: ``lo``, ``hi``, ``count``, ``conf`` and ``accuracy``, None when empty), ``ece``,
+        ``mce`` (None without detections).
+    """
+    counted = dt_flag >= 0
+    s, tp = score[counted], (dt_flag[counted] == 1).astype(np.float64)
+    b = np.clip(np.floor(s * bins), 0, bins - 1).astype(np.int64)
+    n = np.bincount(b, minlength=bins)
+    conf_sum = np.bincount(b, weights=s, minlength=bins)
+    tp_sum = np.bincount(b, weights=tp, minlength=bins)
+    rows, gaps = [], []
+    for i in range(bins):
+        c = float(conf_sum[i] / n[i]) if n[i] else None
+        a = float(tp_sum[i] / n[i]) if n[i] else None
+        if n[i]:
+            gaps.append((int(n[i]), abs(a - c)))
+        rows.append({"lo": i / bins, "hi": (i + 1) / bins, "count": int(n[i]), "conf": c, "accuracy": a})
+    total = sum(k for k, _ in gaps)
+    return {
+        "bins": rows,
+        "ece": sum(k * g for k, g in gaps) / total if total else None,
+        "mce": max(g for _, g in gaps) if gaps else None,
+    }
 
 
 # ---- slices ----------------------------------------------------------------------------------------------

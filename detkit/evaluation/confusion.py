@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from detkit.datasets.model import Dataset
-from detkit.evaluation.matching import best_first
+from detkit.evaluation.matching import best_first, crowd_iou, group_slices
 from detkit.evaluation.predictions import Predictions, index_of
 
 
@@ -26,10 +26,6 @@ def confusion_matrix(
     gt: Dataset, preds: Predictions, conf: float = 0.25, iou: float = 0.45
 ) -> dict[str, Any]:
     """Counts and row-normalised rates (module docstring).
-
-    The greedy matching runs in rounds over every image at once: round r takes each image's r-th best
-    detection and all the (detection, box of its image) pairs of the round are scored flat, so no image is
-    in a round twice and the boxes earlier rounds took stay marked.
 
     Returns:
         ``names`` (K classes + ``background``), ``category_ids``, ``matrix`` (K+1, K+1) counts,
@@ -39,19 +35,53 @@ def confusion_matrix(
     k = len(cats)
     names = gt.category_names()
     m = np.zeros((k + 1, k + 1), dtype=np.int64)
+    det, box, state, found = confusion_match(gt, preds, conf, iou)
+    hit, fp = state == 1, state == 0
+    missed = found == 0
+    g_cls, d_cls = index_of(cats, gt.category_id), index_of(cats, preds.category_id[det])
+    rows = np.concatenate([g_cls[box[hit]], np.full(int(fp.sum()), k), g_cls[missed]]).astype(np.int64)
+    cols = np.concatenate([d_cls[hit], d_cls[fp], np.full(int(missed.sum()), k)]).astype(np.int64)
+    _count(m, rows, cols)
+    rows_sum = m.sum(axis=1, keepdims=True)
+    return {
+        "names": [names[int(c)] for c in cats] + ["background"],
+        "category_ids": cats.tolist(),
+        "matrix": m.tolist(),
+        "normalized": np.where(rows_sum > 0, m / np.maximum(rows_sum, 1), 0.0).round(6).tolist(),
+        "conf": conf,
+        "iou": iou,
+        "ignored": int((state == -1).sum()),
+    }
+
+
+def confusion_match(
+    gt: Dataset, preds: Predictions, conf: float = 0.25, iou: float = 0.45
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The matching behind :func:`confusion_matrix` (module docstring), per detection and per box.
+
+    The greedy matching runs in rounds over every image at once: round r takes each image's r-th best
+    detection and all the (detection, box of its image) pairs of the round are scored flat, so no image is
+    in a round twice and the boxes earlier rounds took stay marked.
+
+    Returns:
+        (det (D,) the rows of ``preds`` scoring >= ``conf``; box (D,) the annotation row each one took, -1
+        for none; state (D,) 1 took a box (of its class or another), 0 background (a false positive), -1 on
+        a crowd region (not counted); found (A,) per annotation: 1 taken, 0 missed, -1 crowd).
+    """
+    cats = np.sort(gt.cat_id)
     keep = np.flatnonzero(preds.score >= conf)
     images = _sorted_unique(np.concatenate([preds.image_id[keep], gt.ann_image_id]))
     # ground truth by image (CSR)
     g_rows = np.argsort(gt.ann_image_id, kind="stable")
     g_img = np.searchsorted(images, gt.ann_image_id[g_rows])
-    g_start, g_count = _csr(g_img, len(images))
+    g_start, g_count = group_slices(g_img, len(images))
     g_box, g_cls, crowd = gt.bbox[g_rows], index_of(cats, gt.category_id[g_rows]), gt.iscrowd[g_rows] != 0
     used = crowd.copy()  # crowd boxes are never matched
     # detections by image, best first (ties keep input order), then in round order: round r holds each
     # image's r-th best detection
     d_rows = best_first(keep, np.searchsorted(images, preds.image_id[keep]), preds.score[keep])
     d_img = np.searchsorted(images, preds.image_id[d_rows])
-    d_start, _ = _csr(d_img, len(images))
+    d_start, _ = group_slices(d_img, len(images))
     d_rank = np.arange(len(d_rows)) - d_start[d_img]
     order = np.argsort(d_rank, kind="stable")
     d_rows, d_img, d_rank = d_rows[order], d_img[order], d_rank[order]
@@ -61,8 +91,8 @@ def confusion_matrix(
     )
     n_rounds = int(d_rank.max(initial=-1)) + 1
     p_bounds = np.searchsorted(own, np.searchsorted(d_rank, np.arange(n_rounds + 1)))
-    fp = np.ones(len(d_rows), bool)  # a detection without a candidate pair is background
-    ignored, hit_g, hit_d = 0, [], []
+    state = np.zeros(len(d_rows), np.int8)  # a detection without a candidate pair is background
+    took = np.full(len(d_rows), -1, np.int64)
     for r in range(n_rounds):
         a, b = p_bounds[r], p_bounds[r + 1]
         if a == b:
@@ -77,25 +107,13 @@ def confusion_matrix(
         j = np.where(ok_same, j_same, j_any)
         hit = ok_same | ok_any
         used[j[hit]] = True
-        hit_g.append(g_cls[j[hit]])
-        hit_d.append(d_cls[det[hit]])
+        took[det[hit]] = j[hit]
         crowd_hit = np.maximum.reduceat(on_crowd[a:b].astype(np.int8), seg) > 0
-        ignored += int((crowd_hit & ~hit).sum())
-        fp[det] = ~hit & ~crowd_hit
-    missed = ~used
-    rows = np.concatenate([*hit_g, np.full(int(fp.sum()), k), g_cls[missed]]).astype(np.int64)
-    cols = np.concatenate([*hit_d, d_cls[fp], np.full(int(missed.sum()), k)]).astype(np.int64)
-    _count(m, rows, cols)
-    rows_sum = m.sum(axis=1, keepdims=True)
-    return {
-        "names": [names[int(c)] for c in cats] + ["background"],
-        "category_ids": cats.tolist(),
-        "matrix": m.tolist(),
-        "normalized": np.where(rows_sum > 0, m / np.maximum(rows_sum, 1), 0.0).round(6).tolist(),
-        "conf": conf,
-        "iou": iou,
-        "ignored": ignored,
-    }
+        state[det] = np.where(hit, 1, np.where(crowd_hit, -1, 0))
+    box = np.where(took >= 0, g_rows[np.maximum(took, 0)], -1)
+    found = np.full(gt.num_annotations, -1, np.int8)
+    found[g_rows[~crowd]] = used[~crowd]
+    return d_rows, box, state, found
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:
@@ -123,23 +141,15 @@ def _candidate_pairs(
         on_crowd (P,): a crowd box covering >= ``iou`` of the detection. Built ``chunk`` detections at a time
         so that the full pair list (~1M at val2017 scale) never lives in memory at once.
     """
-    d_x1, d_y1, d_x2, d_y2 = d_box[:, 0], d_box[:, 1], d_box[:, 0] + d_box[:, 2], d_box[:, 1] + d_box[:, 3]
-    g_x1, g_y1, g_x2, g_y2 = g_box[:, 0], g_box[:, 1], g_box[:, 0] + g_box[:, 2], g_box[:, 1] + g_box[:, 3]
-    d_area, g_area = d_box[:, 2] * d_box[:, 3], g_box[:, 2] * g_box[:, 3]
     parts = []
     for lo in range(0, len(d_box), chunk):  # chunks small enough for the CPU cache
         cnt = count[lo : lo + chunk]
         first = np.concatenate([[0], np.cumsum(cnt)[:-1]])
         pos = np.repeat(start[lo : lo + chunk] - first, cnt) + np.arange(cnt.sum())
         own = np.repeat(np.arange(lo, lo + len(cnt)), cnt)
-        # IoU, and the intersection over the detection's area (how COCO measures overlap with a crowd region)
-        iw = np.minimum(d_x2[own], g_x2[pos]) - np.maximum(d_x1[own], g_x1[pos])
-        ih = np.minimum(d_y2[own], g_y2[pos]) - np.maximum(d_y1[own], g_y1[pos])
-        inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-        a_own = d_area[own]
-        ious = inter / np.maximum(a_own + g_area[pos] - inter, 1e-12)
-        c = crowd[pos]
-        plain, on_crowd = ~c & (ious >= iou), c & (inter / np.maximum(a_own, 1e-12) >= iou)
+        # IoU, or over the detection's own area for a crowd region (how COCO measures overlap with one)
+        ious, c = crowd_iou(d_box[own], g_box[pos], crowd[pos]), crowd[pos]
+        plain, on_crowd = ~c & (ious >= iou), c & (ious >= iou)
         keep = plain | on_crowd
         parts.append((own[keep], pos[keep], ious[keep], plain[keep], on_crowd[keep]))
     if not parts:
@@ -150,12 +160,6 @@ def _candidate_pairs(
 def _count(m: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
     """m[rows, cols] += 1 for every pair (repeats add up)."""
     m += np.bincount(rows * m.shape[1] + cols, minlength=m.size).reshape(m.shape)
-
-
-def _csr(groups: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """First row and size of each group, for rows sorted by group."""
-    counts = np.bincount(groups, minlength=n)
-    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64), counts
 
 
 def _first_argmax(v: np.ndarray, seg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

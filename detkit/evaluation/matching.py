@@ -22,11 +22,27 @@ from detkit.datasets.model import Dataset
 from detkit.evaluation.predictions import Predictions, index_of
 
 
+def group_slices(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by group: each group's first row and size (CSR)."""
+    counts = np.bincount(groups, minlength=n_groups)
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64), counts
+
+
 def _slots(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For rows sorted by group: each row's position within its group, each group's first row and size."""
-    counts = np.bincount(groups, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    starts, counts = group_slices(groups, n_groups)
     return np.arange(len(groups)) - starts[groups], starts, counts
+
+
+def pairs_by_key(d_key: np.ndarray, g_key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (detection, box) pair that shares a key (an image, or an image and class): indexes into
+    ``d_key`` and ``g_key`` (both in 0..n_keys-1), detections in order."""
+    order = np.argsort(g_key, kind="stable")
+    start, count = group_slices(g_key[order], n_keys)
+    cnt = count[d_key]
+    first = np.concatenate([[0], np.cumsum(cnt)[:-1]]).astype(np.int64)
+    pos = np.repeat(start[d_key] - first, cnt) + np.arange(cnt.sum())
+    return np.repeat(np.arange(len(d_key)), cnt), order[pos]
 
 
 def best_first(rows: np.ndarray, group: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -115,7 +131,7 @@ def coco_matches(
         seg = np.concatenate([[0], np.cumsum(cnt)[:-1]])
         pos = np.repeat(g_start[grp] - seg, cnt) + np.arange(cnt.sum())
         owner = np.repeat(np.arange(len(sel)), cnt)
-        ious = _iou(preds.bbox[sel][owner], g_box[pos], crowd[pos])
+        ious = crowd_iou(preds.bbox[sel][owner], g_box[pos], crowd[pos])
         ok = ious >= thr
         value = np.where(ok & ~crowd[pos] & ~used[pos], ious, -1.0)
         best = np.maximum.reduceat(value, seg)
@@ -131,8 +147,10 @@ def coco_matches(
     return dt_flag, gt_flag
 
 
-def _iou(d: np.ndarray, g: np.ndarray, is_crowd: np.ndarray) -> np.ndarray:
-    """IoU of paired xywh boxes (n, 4); over the detection's own area where ``g`` is a crowd region."""
+def crowd_iou(d: np.ndarray, g: np.ndarray, is_crowd: np.ndarray) -> np.ndarray:
+    """IoU of paired xywh boxes (n, 4); over the detection's own area where ``g`` is a crowd region
+    (COCO's ``iscrowd`` overlap). 0 where the union is empty (pycocotools' 0/0 is NaN, which matches
+    nothing: the same)."""
     iw = np.minimum(d[:, 0] + d[:, 2], g[:, 0] + g[:, 2]) - np.maximum(d[:, 0], g[:, 0])
     ih = np.minimum(d[:, 1] + d[:, 3], g[:, 1] + g[:, 3]) - np.maximum(d[:, 1], g[:, 1])
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)

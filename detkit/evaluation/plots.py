@@ -59,7 +59,7 @@ def plot_pr(doc: dict[str, Any], path: Path) -> Path:
             color="#1f3b73",
             label=f"all classes (AP {np.mean(pr['mean']):.3f})",
         )
-        ax.set(title=f"Precision-recall at IoU {pr['iou']:.2f}", xlabel="recall", xlim=(0, 1), ylim=(0, 1.02))
+        ax.set(title=f"Precision-recall at IoU {pr['iou']:.2f}", xlabel="recall", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("precision")
     return _save(fig, path)
@@ -78,7 +78,7 @@ def plot_f1(doc: dict[str, Any], path: Path) -> Path:
         b = f1["best"]
         ax.axvline(b["conf"], color="#c44e52", ls="--", lw=1)
         ax.set_title(f"F1-confidence (IoU .50): best {b['f1']:.3f} at conf {b['conf']:.2f}")
-    ax.set(xlabel="confidence threshold", ylabel="F1", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(xlabel="confidence threshold", ylabel="F1", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -133,6 +133,42 @@ def plot_tide(tide: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_calibration(cal: dict[str, Any], path: Path) -> Path:
+    """Reliability diagram: the share of true positives (IoU .50) against the mean score, per score bin,
+    beside the diagonal of a calibrated detector; bar width follows the bin, counts on the bars."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 5), dpi=100)
+    rows = [r for r in cal["bins"] if r["count"]]
+    ax.plot([0, 1], [0, 1], ls="--", color="#888888", lw=1, label="calibrated")
+    ax.bar(
+        [(r["lo"] + r["hi"]) / 2 for r in rows],
+        [r["accuracy"] for r in rows],
+        width=[0.95 * (r["hi"] - r["lo"]) for r in rows],
+        color="#4c72b0",
+        alpha=0.8,
+        label="share of true positives",
+    )
+    ax.plot([r["conf"] for r in rows], [r["accuracy"] for r in rows], "o", color="#c44e52", ms=4)
+    for r in rows:
+        ax.text(
+            (r["lo"] + r["hi"]) / 2,
+            min(r["accuracy"], 0.93) + 0.01,
+            f"{r['count']:,}",
+            ha="center",
+            fontsize=7,
+        )
+    ece = cal.get("ece")
+    ax.set(
+        xlabel="score",
+        ylabel="precision at IoU .50",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="Reliability" + (f" (ECE {ece:.3f})" if ece is not None else ""),
+    )
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
 def write_plots(doc: dict[str, Any], folder: str | Path) -> dict[str, str]:
     """Every figure the result has data for, into ``folder``; returns {name: file name}."""
     folder = Path(folder)
@@ -146,4 +182,6 @@ def write_plots(doc: dict[str, Any], folder: str | Path) -> dict[str, str]:
         written["confusion_matrix"] = plot_confusion(doc["confusion"], folder / "confusion_matrix.png").name
     if doc.get("tide"):
         written["tide"] = plot_tide(doc["tide"], folder / "tide.png").name
+    if (doc.get("calibration") or {}).get("ece") is not None:
+        written["calibration"] = plot_calibration(doc["calibration"], folder / "calibration.png").name
     return written

@@ -19,11 +19,14 @@ Forms read by :func:`load_predictions` (detected from the path):
                           image and category ids: a plain COCO results json.)
 
 :func:`check_predictions` finds predictions that would silently change the mAP — an image or category the
-ground truth does not have, a NaN / infinite / negative score, a box without a positive finite size — and
-raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns them
-as counted findings. :func:`boxes_past_image`, :func:`images_without_predictions` and :func:`ids_by_numbering`
-note (and keep) boxes that look like x1, y1, x2, y2, predictions that cover only some of the images, and a
-results file matched by ids the ground truth does not have of its own."""
+ground truth does not have, a NaN / infinite / negative score, a box with a negative or non-finite size — and
+raises one :class:`~detkit.errors.InputError` naming the first, or (``lenient``) drops them and returns
+them as counted findings. A box of zero width or height is not bad: it is scored as given (it matches
+nothing, as in pycocotools) and :func:`empty_boxes` counts such boxes in one note.
+:func:`boxes_past_image`, :func:`images_without_predictions` and :func:`ids_by_numbering` note (and
+keep) boxes that look like x1, y1, x2, y2, predictions that cover only some of the images, and a results
+file matched by ids the ground truth does not have of its own.
+"""
 
 from __future__ import annotations
 
@@ -318,7 +321,7 @@ CHECKS = {
     "pred.unknown_image": "image id not in the ground truth",
     "pred.unknown_category": "category id not in the ground truth",
     "pred.bad_score": "score is NaN, infinite or negative",
-    "pred.bad_box": "box width/height not positive and finite (or x/y not finite)",
+    "pred.bad_box": "box width/height negative or not finite (or x/y not finite)",
 }
 
 
@@ -381,10 +384,28 @@ def check_predictions(
 
 
 def _good_boxes(b: np.ndarray) -> np.ndarray:
-    """(N,) x, y, w, h all finite and w, h > 0 (column by column: ``.all(axis=1)`` over (N, 4) is
-    slower)."""
+    """(N,) x, y, w, h all finite and w, h >= 0 (column by column: ``.all(axis=1)`` over (N, 4) is
+    slower). A zero width or height is a detector's box clipped to its image edge: pycocotools scores it
+    (IoU 0 with everything, a false positive), and so does detkit; :func:`empty_boxes` notes them."""
     finite = np.isfinite(b[:, 0]) & np.isfinite(b[:, 1]) & np.isfinite(b[:, 2]) & np.isfinite(b[:, 3])
-    return finite & (np.minimum(b[:, 2], b[:, 3]) > 0)  # (a NaN is not > 0)
+    return finite & (np.minimum(b[:, 2], b[:, 3]) >= 0)  # (a NaN is not >= 0)
+
+
+def empty_boxes(preds: Predictions) -> dict[str, Any] | None:
+    """A note counting the boxes of zero width or height (scored as given: they match nothing). None when
+    there are none."""
+    empty = np.minimum(preds.bbox[:, 2], preds.bbox[:, 3]) == 0
+    if not empty.any():
+        return None
+    i = int(np.argmax(empty))
+    return {
+        "code": "pred.empty_boxes",
+        "count": int(empty.sum()),
+        "share": round(float(empty.mean()), 4),
+        "message": "boxes of zero width or height (a detector's box clipped at the image edge): scored as "
+        "given, as pycocotools does (IoU 0 with every box: false positives)",
+        "example": f"{preds.record(i)}: bbox {[float(v) for v in preds.bbox[i]]}",
+    }
 
 
 def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> dict[str, Any] | None:
@@ -413,10 +434,17 @@ def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> di
 
 def ids_by_numbering(gt: Dataset, preds: Predictions) -> dict[str, Any] | None:
     """A note when a COCO results file is matched by image id against a ground truth with no ids of its own
-    (YOLO, VOC, course text: detkit numbers the images 1..N in file order). Results made from another
-    numbering (ultralytics' predictions.json names images by file stem) would land on the wrong images
-    without a word. None for a COCO ground truth or another predictions format."""
+    (YOLO, VOC, course text: detkit numbers the images 1..N in file order) and the file could have been
+    numbered another way: every predicted image id is also the numeric file stem of a ground-truth image
+    (ultralytics' predictions.json names images by ``int(stem)``) and names another image that way. Results
+    by detkit's own numbering whose ids are not all stems (``detkit yolo eval``'s predictions.json on
+    coco128: ids 1..128, stems 9, 25, ...) get no note. None for a COCO ground truth or another format."""
     if preds.format != "coco" or gt.format == "coco" or not len(preds):
+        return None
+    stems = [Path(str(f)).stem for f in gt.file_name.tolist()]
+    by_stem = {int(s): i for i, s in zip(gt.image_id.tolist(), stems) if s.isascii() and s.isdigit()}
+    ids = np.unique(preds.image_id).tolist()
+    if not all(i in by_stem for i in ids) or all(by_stem[i] == i for i in ids):
         return None
     row = int(index_of(gt.image_id, preds.image_id[:1])[0])  # checked predictions: a known image
     return {
@@ -424,9 +452,9 @@ def ids_by_numbering(gt: Dataset, preds: Predictions) -> dict[str, Any] | None:
         "count": len(preds),
         "share": 1.0,
         "message": f"COCO results matched by image id, and the ground truth ({gt.format}) has none of "
-        "its own: "
-        "its images are numbered 1..N in file order. ultralytics' predictions.json names images "
-        "by file stem (the 'ultralytics' predictions format).",
+        "its own: its images are numbered 1..N in file order; every id in the file is also an image's "
+        "file stem, which is how ultralytics' predictions.json names images (the 'ultralytics' "
+        "predictions format).",
         "example": f"{preds.record(0)}: image_id {int(preds.image_id[0])} is {gt.file_name[row]}",
     }
 
@@ -487,4 +515,4 @@ def _describe(code: str, p: Predictions, i: int) -> str:
         )
     if code == "pred.bad_score":
         return f"score {float(p.score[i])} is not a finite non-negative number"
-    return f"bbox {[float(v) for v in p.bbox[i]]} has no positive size"
+    return f"bbox {[float(v) for v in p.bbox[i]]} has a negative or non-finite size or position"

@@ -27,6 +27,7 @@ from detkit.evaluation.predictions import (
     Predictions,
     boxes_past_image,
     check_predictions,
+    empty_boxes,
     from_results,
     ids_by_numbering,
     images_without_predictions,
@@ -50,6 +51,8 @@ class EvalConfig:
     slices: dict[str, Any] | None = None  # name -> image ids (see analysis.load_slices)
     anchors: Any = None  # (k, 2) normalised anchors
     anchors_norm: str = "image"
+    per_image: bool = False  # errors per image (at per_image_conf, default the best-F1 confidence)
+    per_image_conf: float | None = None
 
 
 @dataclass
@@ -69,7 +72,10 @@ class EvalResult:
     confusion: dict[str, Any] | None = None
     tide: dict[str, Any] | None = None
     anchors: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    per_image: dict[str, Any] | None = None  # per_image.per_image_errors (as_dict: totals and the worst 20)
     seconds: dict[str, float] = field(default_factory=dict)
+    preds: Predictions | None = field(default=None, repr=False)  # the checked predictions scored
 
     def metric(self, name: str) -> float:
         """A summary number by name (the 12 COCO keys, mAP / mAP50 / mAP75, F1); KeyError when unknown."""
@@ -83,7 +89,13 @@ class EvalResult:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (NaN as None; ``seconds`` left out so that the same inputs give the same
         document); shares the lists it holds (no deep copy of the curves)."""
-        return analysis.clean({f.name: getattr(self, f.name) for f in fields(self) if f.name != "seconds"})
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seconds", "preds")}
+        if self.per_image is not None:
+            from detkit.evaluation.per_image import worst
+
+            p = self.per_image
+            doc["per_image"] = {k: p[k] for k in ("conf", "iou", "totals")} | {"worst": worst(p["rows"], 20)}
+        return analysis.clean(doc)
 
 
 def evaluate(
@@ -138,6 +150,7 @@ def _evaluate_checked(
         f1=f1 or {},
         confusion=confusion,
         notes=notes,
+        preds=preds,
     )
     t = time.perf_counter()
     if cfg.slices:
@@ -146,6 +159,15 @@ def _evaluate_checked(
         )
     if cfg.curves:
         res.pr_curves = {"iou50": analysis.pr_curves(core, 0.5), "iou75": analysis.pr_curves(core, 0.75)}
+    if matches is not None:
+        res.calibration = analysis.calibration(preds.score, matches[0])
+    if cfg.per_image:
+        from detkit.evaluation.per_image import per_image_errors
+
+        conf = cfg.per_image_conf
+        if conf is None:
+            conf = res.f1["best"]["conf"] if res.f1.get("best") else 0.25
+        res.per_image = per_image_errors(gt, preds, conf)
     if cfg.anchors is not None:
         res.anchors = analysis.anchor_coverage(
             gt, matches[1], np.asarray(cfg.anchors, dtype=np.float64), cfg.anchors_norm
@@ -181,7 +203,9 @@ def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[
 
             confusion = confusion_matrix(gt, preds, conf=cfg.conf, iou=cfg.iou)
         notes = [
-            n for n in (boxes_past_image(gt, preds), images_without_predictions(gt, preds)) if n is not None
+            n
+            for n in (empty_boxes(preds), boxes_past_image(gt, preds), images_without_predictions(gt, preds))
+            if n is not None
         ]
         sec["matching"] = time.perf_counter() - t
         return matches, f1, confusion, notes
@@ -249,6 +273,25 @@ def _or_none(v: float) -> float | None:
     return None if v < 0 else v  # COCOeval's -1: no ground truth of that size
 
 
+def load_checked(
+    gt_path: str | Path,
+    pred_path: str | Path,
+    gt_format: str | None = None,
+    gt_split: str | None = None,
+    pred_format: str | None = None,
+    lenient: bool = False,
+) -> tuple[Dataset, Predictions, list[dict[str, Any]]]:
+    """The ground truth and the checked predictions read from files, with the findings of what was dropped
+    (``lenient``; otherwise a bad prediction raises :class:`~detkit.errors.InputError`)."""
+    from detkit.datasets.load import load_dataset
+    from detkit.evaluation.predictions import load_predictions
+
+    gt = load_dataset(gt_path, format=gt_format, split=gt_split)
+    preds, unmatched = load_predictions(pred_path, gt, pred_format)
+    preds, findings = check_predictions(gt, preds, lenient=lenient, unmatched=unmatched)
+    return gt, preds, findings
+
+
 def load_and_evaluate(
     gt_path: str | Path,
     pred_path: str | Path,
@@ -261,12 +304,9 @@ def load_and_evaluate(
 ) -> tuple[Dataset, EvalResult]:
     """Read the ground truth (``gt_split``: only that split of a multi-split source), predictions, slices and
     anchors from files, then :func:`evaluate`."""
-    from detkit.datasets.load import load_dataset
-    from detkit.evaluation.predictions import load_predictions
-
-    gt = load_dataset(gt_path, format=gt_format, split=gt_split)
-    preds, unmatched = load_predictions(pred_path, gt, pred_format)
-    preds, findings = check_predictions(gt, preds, lenient=bool(options.get("lenient")), unmatched=unmatched)
+    gt, preds, findings = load_checked(
+        gt_path, pred_path, gt_format, gt_split, pred_format, bool(options.get("lenient"))
+    )
     if slices is not None:
         options["slices"] = analysis.load_slices(slices, gt)
     if anchors is not None:

@@ -277,11 +277,33 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
         if images:
             s.galleries.append((label(name), images))
     for key, value in doc.items():
-        if key not in GENERIC_KEYS:
+        if key == "worst_images" and isinstance(value, dict):
+            _worst_images(s, folder, value)
+        elif key not in GENERIC_KEYS:
             _extra(s, key, value)
     if hide_top5:
         s.tables = [_drop_top5(t) for t in s.tables]
     return s
+
+
+def _worst_images(s: Section, folder: Path, value: dict[str, Any]) -> None:
+    """``coco eval --per-image``'s worst images: their table, and the drawn images as a gallery."""
+    what = f"conf >= {fmt(value.get('conf'))}, IoU >= {fmt(value.get('iou'))}"
+    if (t := make_table(f"worst images ({what})", value.get("rows"))) is not None:
+        s.tables.append(t)
+    rels = value.get("images")
+    images = [
+        f
+        for rel in (rels[:MAX_GALLERY] if isinstance(rels, list) else [])
+        if (f := _image(folder, Path(str(rel)).stem, rel, s.notes)) is not None
+    ]
+    if images:
+        s.galleries.append(
+            (
+                "worst images (ground truth blue, true positive green, false positive orange, miss yellow)",
+                images,
+            )
+        )
 
 
 def build_sections(summaries: list[Summary], base: Path | None = None) -> list[Section]:

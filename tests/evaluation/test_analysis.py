@@ -107,3 +107,33 @@ def test_grid_bins_equal_searchsorted_at_every_edge():
         ]
     )
     assert np.array_equal(grid_bins(scores), np.searchsorted(CONF_GRID, scores, side="right"))
+
+
+def test_calibration_by_hand():
+    """Scores 0.95 (TP), 0.91 (FP), 0.15 (FP), 0.12 (FP), one not counted: bins 9 and 1;
+    bin 9: conf 0.93, accuracy 0.5; bin 1: conf 0.135, accuracy 0. ECE = (2 * 0.43 + 2 * 0.135) / 4."""
+    from detkit.evaluation.analysis import calibration
+
+    s = np.array([0.95, 0.91, 0.15, 0.12, 0.5])
+    flag = np.array([1, 0, 0, 0, -1], np.int8)
+    c = calibration(s, flag)
+    assert [b["count"] for b in c["bins"]] == [0, 2, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert c["bins"][9]["conf"] == pytest.approx(0.93) and c["bins"][9]["accuracy"] == 0.5
+    assert c["bins"][0]["conf"] is None
+    assert c["ece"] == pytest.approx((2 * 0.43 + 2 * 0.135) / 4)
+    assert c["mce"] == pytest.approx(0.43)
+    assert calibration(np.zeros(0), np.zeros(0, np.int8))["ece"] is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_calibration_equals_hotcocos(seed):
+    """From the IoU-.50 matches already made: hotcoco's ``calibration`` bin for bin (counts, ECE, MCE)."""
+    from detkit.evaluation.engine import coco_evaluate
+    from tests.evaluation.cases import random_case
+
+    gt, p = random_case(seed)
+    mine = evaluate(gt, p, tide=False).calibration
+    ref = coco_evaluate(gt, p).evaluator.calibration(n_bins=10, iou_threshold=0.5)
+    assert [b["count"] for b in mine["bins"]] == [b["count"] for b in ref["bins"]]
+    assert mine["ece"] == pytest.approx(ref["ece"], abs=1e-12)
+    assert mine["mce"] == pytest.approx(ref["mce"], abs=1e-12)

@@ -97,7 +97,7 @@ def test_out_plots_slices_anchors(cli, files, tmp_path):
     assert sum(r["gt"] for r in s["tables"]["anchor_coverage"]) > 0
     for f in s["plots"].values():
         assert (tmp_path / "run" / f).stat().st_size > 1000
-    assert set(s["plots"]) == {"pr_curves", "f1_curve", "confusion_matrix", "tide"}
+    assert set(s["plots"]) == {"pr_curves", "f1_curve", "confusion_matrix", "tide", "calibration"}
     assert "TIDE errors" in out and "By slice" in out
 
 
@@ -251,3 +251,28 @@ def test_ground_truth_without_boxes_is_exit_2(cli, files, tmp_path):
     (tmp_path / "empty_gt.json").write_text(json.dumps(doc))
     code, _, err = cli("coco", "eval", tmp_path / "empty_gt.json", files[1])
     assert code == 2 and "has no boxes to score the predictions against" in err
+
+
+def test_no_raw_minus_one_and_no_best_conf_for_a_class_never_predicted(tmp_path, cli, cli_json):
+    """Only medium boxes: APs and APl are COCO's -1, shown as a dash in the terminal and null in the run
+    folder's metrics; a class with ground truth but no prediction has no best-F1 confidence (not 1.0)."""
+    from detkit.datasets.model import make_dataset
+    from tests.evaluation.cases import preds
+
+    gt = make_dataset(
+        [(1, "a.jpg", 640, 480), (2, "b.jpg", 640, 480)],
+        [(1, 1, 1, 10, 10, 50, 50), (2, 2, 1, 100, 100, 60, 40), (3, 2, 2, 300, 300, 50, 50)],
+        [(1, "cat"), (2, "dog")],
+    )
+    (tmp_path / "gt.json").write_text(json.dumps(gt.to_coco_dict()))
+    p = preds([(1, 1, 10, 10, 50, 50, 0.9), (2, 1, 100, 100, 60, 40, 0.6)])
+    (tmp_path / "pred.json").write_text(json.dumps(p.to_results()))
+    files = (tmp_path / "gt.json", tmp_path / "pred.json")
+    code, out, err = cli("coco", "eval", *files, "--out", tmp_path / "r")
+    assert code == 0, err
+    assert "-1.000" not in out and "—" in out
+    metrics = json.loads((tmp_path / "r" / "summary.json").read_text())["metrics"]
+    assert metrics["APs"] is None and metrics["APl"] is None and metrics["APm"] > 0
+    doc = cli_json("coco", "eval", tmp_path / "gt.json", tmp_path / "pred.json")
+    assert doc["f1"]["per_class"]["2"]["best"] is None
+    assert doc["f1"]["per_class"]["1"]["best"]["conf"] == 0.6

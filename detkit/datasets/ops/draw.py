@@ -207,6 +207,7 @@ def draw_images(
     class_rows: np.ndarray | None = None,
     flagged: dict[int, list[str]] | None = None,
     cols: int | None = None,
+    overlay: dict[int, tuple[np.ndarray, list[str], list[tuple[int, int, int]]]] | None = None,
 ) -> list[Drawn]:
     """Write ``out/images/NNN_<name>.jpg`` per image and ``out/contact_sheet.png``; return what was drawn.
 
@@ -217,6 +218,8 @@ def draw_images(
         class_rows: only boxes of these category rows are drawn (None: all).
         flagged: annotation row -> finding codes, shown in the box tag.
         cols: contact-sheet columns (default: a near-square grid).
+        overlay: image row -> (boxes, tags, colours) drawn instead of its annotations (``coco eval
+            --draw``: ground truth and detections coloured by outcome).
     """
     from PIL import Image
 
@@ -244,9 +247,12 @@ def draw_images(
             for r in a.tolist()
         ]
         rgbs = [colour.get(int(ds.category_id[r]), (255, 0, 0)) for r in a.tolist()]
+        boxes = ds.bbox[a]
+        if overlay is not None and i in overlay:
+            boxes, tags, rgbs = overlay[i]
         big = im.copy()
         lw = max(2, round(min(big.size) / 250))
-        draw_boxes(big, ds.bbox[a], tags, rgbs, width=lw, font_size=max(12, round(min(big.size) / 40)))
+        draw_boxes(big, boxes, tags, rgbs, width=lw, font_size=max(12, round(min(big.size) / 40)))
         jpeg = f"images/{k:03d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', Path(fname).stem)[:80] or 'image'}.jpg"
         big.save(out / jpeg, quality=92)
         scale = min((TILE - 2) / im.width, (TILE - 2) / im.height)
@@ -254,13 +260,13 @@ def draw_images(
         tile = Image.new("RGB", (TILE - 2, TILE - 2), SHEET_RGB)  # boxes past an edge stay in their cell
         ox, oy = (TILE - 2 - thumb.width) // 2, (TILE - 2 - thumb.height) // 2
         tile.paste(thumb, (ox, oy))
-        draw_boxes(tile, ds.bbox[a], tags, rgbs, scale=scale, offset=(ox, oy), width=2, font_size=10)
+        draw_boxes(tile, boxes, tags, rgbs, scale=scale, offset=(ox, oy), width=2, font_size=10)
         cx, cy = (k % cols) * TILE, (k // cols) * (TILE + CAPTION)
         sheet.paste(tile, (cx + 1, cy + CAPTION + 1))
         _caption(sheet, cx, cy, fname if found else f"{fname} (not found)")
         ox, oy = cx + 1 + ox, cy + CAPTION + 1 + oy
         codes = sorted({c for r in a.tolist() for c in flagged.get(int(r), [])})
-        drawn.append(Drawn(i, fname, jpeg, int(a.size), codes, found, (ox, oy, scale)))
+        drawn.append(Drawn(i, fname, jpeg, len(boxes), codes, found, (ox, oy, scale)))
     from detkit.io import atomic_path
 
     with atomic_path(out / "contact_sheet.png") as tmp:
