@@ -216,7 +216,7 @@ def test_bad_arrays_are_described_by_value(workdir, cls_run):
         DetkitError, match=r"image must be an \(H, W, 3\) uint8 array, got shape \(8, 8\) dtype"
     ):
         det.predict(np.zeros((8, 8), np.uint8))
-    with pytest.raises(DetkitError, match="input size must be a multiple of 32 in 32..2048, got 50"):
+    with pytest.raises(DetkitError, match="img_size must be a multiple of 32 in 32..2048, got 50"):
         det.predict(np.zeros((8, 8, 3), np.uint8), img_size=50)
     clf = detkit.Classifier.load(cls_run / "best.pt", device="cpu")
     with pytest.raises(
