@@ -223,6 +223,7 @@ def test_without_onnxruntime_one_line_says_what_to_install(det, monkeypatch, cli
     )
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter (foreign file)
 def test_bad_model_files_are_one_line(det, tmp_path, cli):
     import onnx
     import torch
