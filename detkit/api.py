@@ -82,6 +82,11 @@ class Detector:
         """CPU threads it runs with."""
         return self.model.threads
 
+    @property
+    def device(self) -> str:
+        """Where it runs: ``cpu`` or ``cuda...``."""
+        return self.model.device
+
     def predict(
         self,
         image: np.ndarray,
@@ -143,6 +148,11 @@ class Classifier:
     def backend(self) -> str:
         """``torch``, ``torchscript`` or ``onnxruntime``."""
         return self.model.kind
+
+    @property
+    def threads(self) -> int:
+        """CPU threads it runs with."""
+        return self.model.threads
 
     def predict(self, batch: Any, *, batch_size: int = 256) -> np.ndarray:
         """Class probabilities of (N, H, W, 3) uint8 RGB images (or one (H, W, 3) image -> (C,)).

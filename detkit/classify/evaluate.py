@@ -285,8 +285,10 @@ def evaluate_run(
             "cam_layer": cam_layer,
             "device": str(e.dev),
             "batch": batch,
-            "backend": e.exported.kind if e.exported is not None else "torch",
-            "threads": e.exported.threads if e.exported is not None else torch.get_num_threads(),
+            "thread_policy": {
+                "backend": e.exported.kind if e.exported is not None else "torch",
+                "threads": e.exported.threads if e.exported is not None else torch.get_num_threads(),
+            },
         },
         None,
         [weights],

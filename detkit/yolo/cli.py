@@ -200,7 +200,7 @@ def predict_cmd(
     from detkit.train.runs import record_run, write_summary
     from detkit.yolo.predict import predict_files
 
-    records = predict_files(
+    doc = predict_files(
         weights,
         paths,
         out,
@@ -227,13 +227,14 @@ def predict_cmd(
             "device": device,
             "threads": threads,
             "save_txt": save_txt,
+            "thread_policy": doc["runtime"],
         },
         inputs=[weights],
     )
-    images = [r for r in records if "frames" not in r]
-    frames = sum(len(r.get("frames", [])) for r in records)
+    images = doc["images"]
+    frames = sum(len(v["frames"]) for v in doc["videos"])
     n = sum(len(r["detections"]) for r in images) + sum(
-        len(f["detections"]) for r in records for f in r.get("frames", [])
+        len(f["detections"]) for v in doc["videos"] for f in v["frames"]
     )
     write_summary(
         out,

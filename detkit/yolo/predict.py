@@ -418,7 +418,7 @@ def predict_files(
     save_txt: bool = False,
     max_det: int = 100,
     draw: bool = True,
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """Detect objects in images and videos (see :func:`expand_sources`); writes into ``out``:
     drawn images (``<name>``) and videos (``<stem>.mp4``), ``detections.json`` (one record per image and
     per video frame), ``predictions.json`` (COCO results; image ids from the data set for a data split,
@@ -426,8 +426,9 @@ def predict_files(
     (``<stem>_<frame>.txt`` for frames, numbered from 0).
 
     Returns:
-        one record per image: file, output, image_id, width, height, detections [{category_id, name, score,
-        bbox xywh}]; per video: file, output, frames, fps, width, height and per-frame detections.
+        what ``detections.json`` holds: ``images``, one record per image (file, output, image_id, width,
+        height, detections [{category_id, name, score, bbox xywh}]), ``videos`` (file, output, fps, width,
+        height, frames [{frame, image_id, detections}]), ``runtime`` (backend, threads, device), ``seconds``.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -435,69 +436,136 @@ def predict_files(
     sources = expand_sources(paths, split)
     model = load_detector(weights, device, threads)
     size = input_size(model, img_size)
-    cat_ids, names = model.meta["cat_ids"], model.meta["names"]
-    rank = _id_rank(cat_ids)
     total = sum(_frame_count(s.path) if s.video else 1 for s in sources)
-    records: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    taken: set[str] = {"detections.json", "predictions.json", "labels"}
-    stems: set[str] = set()  # of labels/*.txt: two inputs named alike get _2, _3... as the drawings do
-    next_id = 1
+    known = [s.image_id for s in sources if s.image_id is not None]
     t0 = time.perf_counter()
-    n_bad = 0
     with _staged(out) as tmp, _Progress("predicting", total) as bar:
+        run = _Predictor(model, tmp, size, conf, iou, max_det, draw, save_txt, bar, max(known, default=0) + 1)
         for src in sources:
             if src.video:
-                rec, next_id = _predict_video(
-                    *(model, src, tmp, taken, size, conf, iou, max_det, next_id),
-                    *(stems if save_txt else None, draw, bar, results),
-                )
-                records.append(rec)
-                continue
-            import cv2
-
-            bgr = cv2.imread(str(src.path), cv2.IMREAD_COLOR)
-            bar.advance()
-            if bgr is None:
-                warn(f"{src.path}: cannot decode the image; skipped")
-                n_bad += 1
-                continue
-            h0, w0 = bgr.shape[:2]
-            det = detect(model, bgr[:, :, ::-1], size, conf=conf, iou=iou, max_det=max_det)
-            image_id = src.image_id if src.image_id is not None else next_id
-            next_id += 1
-            results += _coco_rows(image_id, det, cat_ids)
-            rec = {"file": str(src.path), "image_id": image_id, "width": w0, "height": h0}
-            if draw:
-                _draw_all(bgr, det, names, rank)
-                name = _output_name(src.path, taken)
-                ok, buf = cv2.imencode(Path(name).suffix, bgr)
-                if not ok:
-                    raise DetkitError(f"{src.path}: cannot encode the drawn image")
-                with atomic_write(tmp / name, "wb") as f:
-                    f.write(buf.tobytes())
-                rec["output"] = name
-            if save_txt:
-                _write_txt(tmp, _output_name(src.path, stems, ""), _txt(det, w0, h0, rank))
-            records.append({**rec, "detections": _records(det, cat_ids, names)})
-        if sources and n_bad == len(sources):
+                run.video(src)
+            else:
+                run.image(src)
+        if sources and run.n_bad == len(sources):
             raise DetkitError(f"none of the {len(sources)} images could be decoded (see the warnings above)")
-        dt = time.perf_counter() - t0
-        write_json(
-            tmp / "detections.json",
-            {
-                "weights": str(weights),
-                "conf": conf,
-                "iou": iou,
-                "img_size": size,
-                "runtime": {"backend": model.kind, "threads": model.threads, "device": model.device},
-                "seconds": round(dt, 3),
-                "images": [r for r in records if "frames" not in r],
-                "videos": [r for r in records if "frames" in r],
-            },
+        doc = {
+            "weights": str(weights),
+            "conf": conf,
+            "iou": iou,
+            "img_size": size,
+            "runtime": {"backend": model.kind, "threads": model.threads, "device": model.device},
+            "seconds": round(time.perf_counter() - t0, 3),
+            "images": run.images,
+            "videos": run.videos,
+        }
+        write_json(tmp / "detections.json", doc)
+        write_json(tmp / "predictions.json", run.results, indent=None)
+    return doc
+
+
+class _Predictor:
+    """What ``predict_files`` accumulates while it walks the inputs: records, COCO rows, the names taken in
+    the output folder, the next image id."""
+
+    def __init__(self, model, tmp, size, conf, iou, max_det, draw, save_txt, bar, next_id):
+        self.model, self.tmp, self.size, self.bar = model, tmp, size, bar
+        self.conf, self.iou, self.max_det, self.draw, self.save_txt = conf, iou, max_det, draw, save_txt
+        self.cat_ids, self.names = model.meta["cat_ids"], model.meta["names"]
+        self.rank = _id_rank(self.cat_ids)
+        self.taken: set[str] = {"detections.json", "predictions.json", "labels"}
+        self.stems: set[str] = set()  # of labels/*.txt: two inputs named alike get _2, _3... as drawings do
+        self.images: list[dict[str, Any]] = []
+        self.videos: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+        self.next_id, self.n_bad = next_id, 0
+
+    def _detect(self, bgr: np.ndarray, image_id: int):
+        det = detect(
+            self.model, bgr[:, :, ::-1], self.size, conf=self.conf, iou=self.iou, max_det=self.max_det
         )
-        write_json(tmp / "predictions.json", results, indent=None)
-    return records
+        self.results += _coco_rows(image_id, det, self.cat_ids)
+        if self.draw:
+            _draw_all(bgr, det, self.names, self.rank)
+        return det
+
+    def image(self, src: Source) -> None:
+        import cv2
+
+        bgr = cv2.imread(str(src.path), cv2.IMREAD_COLOR)
+        self.bar.advance()
+        if bgr is None:
+            warn(f"{src.path}: cannot decode the image; skipped")
+            self.n_bad += 1
+            return
+        h0, w0 = bgr.shape[:2]
+        image_id = src.image_id
+        if image_id is None:
+            image_id, self.next_id = self.next_id, self.next_id + 1
+        det = self._detect(bgr, image_id)
+        rec = {"file": str(src.path), "image_id": image_id, "width": w0, "height": h0}
+        if self.draw:
+            name = _output_name(src.path, self.taken)
+            ok, buf = cv2.imencode(Path(name).suffix, bgr)
+            if not ok:
+                raise DetkitError(f"{src.path}: cannot encode the drawn image")
+            with atomic_write(self.tmp / name, "wb") as f:
+                f.write(buf.tobytes())
+            rec["output"] = name
+        if self.save_txt:
+            _write_txt(self.tmp, _output_name(src.path, self.stems, ""), _txt(det, w0, h0, self.rank))
+        self.images.append({**rec, "detections": _records(det, self.cat_ids, self.names)})
+
+    def video(self, src: Source) -> None:
+        """Every frame: detections, a drawn .mp4, a txt per frame (``<stem>_<frame>.txt``); a video that
+        cannot be opened, or a frame that fails to decode before the declared end, is one error naming the
+        file (and ``predict_files`` leaves nothing)."""
+        import cv2
+
+        cap = cv2.VideoCapture(str(src.path))
+        if not cap.isOpened():
+            raise DetkitError(f"{src.path}: cannot open the video (not a video OpenCV can read, or corrupt)")
+        declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
+        stem = _output_name(src.path, self.stems, "") if self.save_txt else None
+        writer, frames, name, w0, h0 = None, [], None, 0, 0
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok or bgr is None:
+                    if any(cap.grab() for _ in range(3)):  # frames after this one: it failed mid-video
+                        raise DetkitError(f"{src.path}: frame {len(frames)} fails to decode (corrupt video)")
+                    break
+                h0, w0 = bgr.shape[:2]
+                k, image_id = len(frames), self.next_id
+                self.next_id += 1
+                det = self._detect(bgr, image_id)
+                frames.append(
+                    {"frame": k, "image_id": image_id, "detections": _records(det, self.cat_ids, self.names)}
+                )
+                if stem is not None:
+                    _write_txt(self.tmp, f"{stem}_{k}", _txt(det, w0, h0, self.rank))
+                if self.draw:
+                    if writer is None:
+                        name = _output_name(src.path, self.taken, ".mp4")
+                        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                        writer = cv2.VideoWriter(str(self.tmp / name), fourcc, fps, (w0, h0))
+                        if not writer.isOpened():
+                            raise DetkitError(f"{self.tmp / name}: OpenCV cannot write an mp4 video here")
+                    writer.write(bgr)
+                self.bar.advance()
+        finally:
+            cap.release()
+            if writer is not None:
+                writer.release()
+        if not frames:
+            raise DetkitError(f"{src.path}: no frame of the video could be decoded")
+        # the header's count; a variable-rate video's estimate may be a frame or two off
+        if declared and len(frames) < declared - max(2, declared // 100):
+            raise DetkitError(
+                f"{src.path}: frame {len(frames)} of {declared} fails to decode (truncated or corrupt video)"
+            )
+        rec = {"file": str(src.path), "fps": fps, "width": w0, "height": h0, "frames": frames}
+        self.videos.append(rec | ({"output": name} if name is not None else {}))
 
 
 def _write_txt(tmp: Path, stem: str, text: str) -> None:
@@ -505,60 +573,6 @@ def _write_txt(tmp: Path, stem: str, text: str) -> None:
         (tmp / "labels").mkdir(exist_ok=True)
         with atomic_write(tmp / "labels" / f"{stem}.txt") as f:
             f.write(text)
-
-
-def _predict_video(
-    model, src: Source, tmp: Path, taken, size, conf, iou, max_det, next_id, stems, draw, bar, results
-):
-    """Every frame of a video: detections, a drawn .mp4, txt per frame; a video that cannot be opened or a
-    frame that fails to decode before the declared end is one error naming the file (nothing is kept)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(src.path))
-    if not cap.isOpened():
-        raise DetkitError(f"{src.path}: cannot open the video (not a video OpenCV can read, or corrupt)")
-    declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
-    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
-    cat_ids, names = model.meta["cat_ids"], model.meta["names"]
-    rank = _id_rank(cat_ids)
-    stem = _output_name(src.path, stems, "") if stems is not None else None  # txt: <stem>_<frame>.txt
-    writer, frames, name = None, [], None
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                break
-            h0, w0 = bgr.shape[:2]
-            k = len(frames)
-            det = detect(model, bgr[:, :, ::-1], size, conf=conf, iou=iou, max_det=max_det)
-            results += _coco_rows(next_id, det, cat_ids)
-            frames.append({"frame": k, "image_id": next_id, "detections": _records(det, cat_ids, names)})
-            next_id += 1
-            if stem is not None:
-                _write_txt(tmp, f"{stem}_{k}", _txt(det, w0, h0, rank))
-            if draw:
-                if writer is None:
-                    name = _output_name(src.path, taken, ".mp4")
-                    writer = cv2.VideoWriter(str(tmp / name), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w0, h0))
-                    if not writer.isOpened():
-                        raise DetkitError(f"{tmp / name}: OpenCV cannot write an mp4 video here")
-                _draw_all(bgr, det, names, rank)
-                writer.write(bgr)
-            bar.advance()
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
-    if not frames:
-        raise DetkitError(f"{src.path}: no frame of the video could be decoded")
-    if declared and len(frames) < declared:
-        raise DetkitError(
-            f"{src.path}: frame {len(frames)} of {declared} fails to decode (truncated or corrupt video)"
-        )
-    rec = {"file": str(src.path), "fps": fps, "width": w0, "height": h0, "frames": frames}
-    if name is not None:
-        rec["output"] = name
-    return rec, next_id
 
 
 def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> Path:

@@ -315,7 +315,7 @@ def test_classify_eval_of_an_export_matches_the_checkpoint(clf, cli_json, tmp_pa
     for p, doc in docs.items():
         assert doc["top1"] == ref["top1"] and abs(doc["loss"] - ref["loss"]) < 1e-4, p
     run = json.loads((tmp_path / "c.onnx" / "run.json").read_text())
-    assert run["config"]["backend"] == "onnxruntime" and run["config"]["threads"] == 1
+    assert run["config"]["thread_policy"] == {"backend": "onnxruntime", "threads": 1}
 
 
 def test_a_classifier_export_is_not_a_detector(clf, det, cli):
