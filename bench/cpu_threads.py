@@ -71,18 +71,9 @@ def _commands(work: Path) -> dict[str, list[str]]:
             + ["--batch", "8", "--img-size", "160", "--width", "0.125", "--device", "cpu", "--threads", "1"]
         )
         _detkit(
-            ["classify", "train", "--data", str(tiny), "--out", str(cls.parent), "--epochs", "1", "--width"]
-            + [
-                "0.25",
-                "--img-size",
-                "32",
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-                "--cache-dir",
-                str(work / "cache"),
-            ]
+            ["classify", "train", "--data", str(tiny), "--out", str(cls.parent), "--epochs", "1"]
+            + ["--width", "0.25", "--img-size", "32", "--batch", "32", "--device", "cpu", "--threads", "1"]
+            + ["--cache-dir", str(work / "cache")]
         )
     inference = {
         "yolo predict": ["yolo", "predict", str(det), str(shapes / "images"), "--device", "cpu", "--no-draw"],
