@@ -193,8 +193,9 @@ def read_metadata(path: Path, props: dict[str, str]) -> dict[str, Any]:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise DetkitError(f"{path}: its detkit metadata is not JSON ({e.msg})") from None
-    if not isinstance(meta, dict) or meta.get("schema") != EXPORT_SCHEMA or "task" not in meta:
-        raise DetkitError(f"{path}: detkit metadata of an unknown version (schema {meta.get('schema')!r})")
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    if schema != EXPORT_SCHEMA or "task" not in meta:
+        raise DetkitError(f"{path}: detkit metadata of an unknown version (schema {schema!r})")
     return meta
 
 

@@ -321,3 +321,18 @@ def test_classify_eval_of_an_export_matches_the_checkpoint(clf, cli_json, tmp_pa
 def test_a_classifier_export_is_not_a_detector(clf, det, cli):
     code, _, err = cli("yolo", "predict", clf / "c.onnx", det / "shapes" / "images", "--out", det / "x")
     assert code == 2 and "this is a classifier export, not a detector" in err
+
+
+def test_metadata_is_checked():
+    from detkit.errors import DetkitError
+    from detkit.runtime import read_metadata
+
+    p = Path("m.onnx")
+    for text, what in (
+        ("{oops", "m.onnx: its detkit metadata is not JSON"),
+        ("[1, 2]", "m.onnx: detkit metadata of an unknown version (schema None)"),
+        ('{"schema": 99, "task": "detect"}', "m.onnx: detkit metadata of an unknown version (schema 99)"),
+    ):
+        with pytest.raises(DetkitError, match=what.replace("(", r"\(").replace(")", r"\)")):
+            read_metadata(p, {"detkit": text})
+    assert read_metadata(p, {"detkit": '{"schema": 1, "task": "classify"}'})["task"] == "classify"
