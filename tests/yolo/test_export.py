@@ -58,6 +58,7 @@ def _bccd(n: int = 3) -> list[np.ndarray]:
     return [cv2.imread(str(p))[:, :, ::-1].copy() for p in sorted(folder.glob("*.jpg"))[:n]]
 
 
+@pytest.mark.slow
 def test_export_metadata_and_checker(det):
     import onnx
 
@@ -75,6 +76,7 @@ def test_export_metadata_and_checker(det):
     assert dyn.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
+@pytest.mark.slow
 def test_raw_outputs_match_pytorch_on_bccd_and_would_fail_on_wrong_input(det):
     """Boxes and scores of ONNX / TorchScript within 1e-4 of PyTorch on real BCCD images; a BGR canvas, a
     2% scale error or a 1-pixel letterbox shift each move them beyond it (the check would fail)."""
@@ -101,6 +103,7 @@ def test_raw_outputs_match_pytorch_on_bccd_and_would_fail_on_wrong_input(det):
         assert max(np.abs(a - b).max() for a, b in zip(got, want)) > 3 * TOL, name  # the check above fails
 
 
+@pytest.mark.slow
 def test_detector_backends_give_the_same_detections(det):
     import detkit
 
@@ -124,6 +127,7 @@ def test_detector_backends_give_the_same_detections(det):
         detkit.Detector.load(det / "m.onnx").predict(images[0], img_size=64)
 
 
+@pytest.mark.slow
 def test_held_out_map_is_the_same_through_torch_torchscript_and_onnx(det, cli_json):
     """yolo eval of the checkpoint, TorchScript and ONNX files (dynamic and fixed batches, the last batch
     padded) on the 4 held-out images: the same mAP (within 0.001) and the same detections."""
@@ -144,6 +148,7 @@ def test_held_out_map_is_the_same_through_torch_torchscript_and_onnx(det, cli_js
     assert docs["m.ts"]["runtime"]["backend"] == "torchscript"
 
 
+@pytest.mark.slow
 def test_numpy_postprocess_keeps_what_the_training_evaluation_keeps(det):
     """The runtime's numpy NMS and the trainer's torchvision one (yolo/decode.postprocess) keep the same
     boxes on real outputs."""
@@ -186,6 +191,7 @@ def test_nms_by_hand():
     assert len(postprocess(b, s, conf=0.25, iou=0.5, max_det=1)[0]) == 1
 
 
+@pytest.mark.slow
 def test_onnx_path_does_not_import_torch(det, tmp_path):
     """Detector.load('x.onnx').predict, Classifier and `detkit yolo predict x.onnx` run without torch."""
     img = tmp_path / "a.png"
@@ -214,6 +220,7 @@ print("torch" in sys.modules, "torchvision" in sys.modules)
     assert out.stdout.splitlines()[-1].split() == ["False", "False"]
 
 
+@pytest.mark.slow
 def test_without_onnxruntime_one_line_says_what_to_install(det, monkeypatch, cli):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as when it is not installed
     code, _, err = cli("yolo", "predict", det / "m.onnx", det / "shapes" / "images", "--out", det / "p")
@@ -223,6 +230,7 @@ def test_without_onnxruntime_one_line_says_what_to_install(det, monkeypatch, cli
     )
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter (foreign file)
 def test_bad_model_files_are_one_line(det, tmp_path, cli):
     import onnx
@@ -280,6 +288,7 @@ def _tiny_images(d: Path, n: int = 200) -> np.ndarray:
     return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
 
 
+@pytest.mark.slow
 def test_classifier_top1_identical_on_200_images(clf):
     import detkit
 
@@ -295,6 +304,7 @@ def test_classifier_top1_identical_on_200_images(clf):
     assert np.abs(bgr - ref).max() > 100 * TOL
 
 
+@pytest.mark.slow
 def test_classify_eval_of_an_export_matches_the_checkpoint(clf, cli_json, tmp_path):
     docs = {
         p: cli_json(
@@ -318,6 +328,7 @@ def test_classify_eval_of_an_export_matches_the_checkpoint(clf, cli_json, tmp_pa
     assert run["config"]["thread_policy"] == {"backend": "onnxruntime", "threads": 1}
 
 
+@pytest.mark.slow
 def test_a_classifier_export_is_not_a_detector(clf, det, cli):
     code, _, err = cli("yolo", "predict", clf / "c.onnx", det / "shapes" / "images", "--out", det / "x")
     assert code == 2 and "this is a classifier export, not a detector" in err
