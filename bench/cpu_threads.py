@@ -1,5 +1,6 @@
-"""CPU thread policy: `yolo train` and `classify train` with the default thread count against every fixed
-count 1..cores, on an idle machine and beside one competing busy process that the benchmark starts.
+"""CPU thread policy: `yolo train`, `classify train`, `yolo predict` and `classify eval` with the default
+thread count against every fixed count 1..cores, on an idle machine and beside one competing busy process
+that the benchmark starts.
 
 Each row is one (command, condition): the wall time of the whole command (start-up included, as a user
 waits for it) with the default (``--threads`` not given, ``OMP_NUM_THREADS`` unset: detkit's policy, see
@@ -8,7 +9,8 @@ with ``--threads N`` for N = 1..cores; the baseline is the best fixed N measured
 the same run. Target: default / best <= 1.15 in every row. Variants are interleaved and repeated
 (``--repeats``, minimum kept), so a burst of load from elsewhere hits all of them alike.
 
-    python bench/cpu_threads.py                  # ~4-6 minutes on 2 cores
+    python bench/cpu_threads.py                  # ~6-9 minutes on 2 cores
+    python bench/cpu_threads.py --only 'yolo predict,classify eval'   # the inference rows
     python bench/cpu_threads.py --repeats 3 --json
 """
 
@@ -47,12 +49,47 @@ def _detkit(args: list[str]) -> float:
 
 
 def _commands(work: Path) -> dict[str, list[str]]:
-    """The two trainings, a few epochs of a tiny set each (the command's other defaults kept)."""
+    """The two trainings, a few epochs of a tiny set each (the command's other defaults kept), and the two
+    inference commands on models trained once beforehand with one thread: ``yolo predict`` on the 48 images
+    and ``classify eval`` on all 300."""
     shapes, tiny = work / "shapes", work / "tiny"
+    det, cls = work / "prep" / "yolo" / "best.pt", work / "prep" / "cls" / "best.pt"
     if not shapes.exists():
         _detkit(["data", "synth", str(shapes), "--images", "48", "--size", "160", "--seed", "0"])
         _detkit(["data", "synth", str(tiny), "--task", "classify", "--classes", "5", "--per-class", "60"])
-    return {
+        _detkit(
+            [
+                "yolo",
+                "train",
+                "--data",
+                str(shapes / "instances.json"),
+                "--out",
+                str(det.parent),
+                "--epochs",
+                "1",
+            ]
+            + ["--batch", "8", "--img-size", "160", "--width", "0.125", "--device", "cpu", "--threads", "1"]
+        )
+        _detkit(
+            ["classify", "train", "--data", str(tiny), "--out", str(cls.parent), "--epochs", "1"]
+            + ["--width", "0.25", "--img-size", "32", "--batch", "32", "--device", "cpu", "--threads", "1"]
+            + ["--cache-dir", str(work / "cache")]
+        )
+    inference = {
+        "yolo predict": ["yolo", "predict", str(det), str(shapes / "images"), "--device", "cpu", "--no-draw"],
+        "classify eval": [
+            "classify",
+            "eval",
+            str(cls),
+            "--subset",
+            "all",
+            "--gallery",
+            "0",
+            "--device",
+            "cpu",
+        ],
+    }
+    return inference | {
         "yolo train": [
             "yolo",
             "train",
@@ -133,6 +170,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=2, help="runs per variant (minimum kept)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--only", help="comma-separated commands to time, e.g. 'yolo predict,classify eval'")
     args = ap.parse_args()
     cores = usable_cores()
     variants: list[int | None] = [None, *range(1, cores + 1)]
@@ -140,6 +178,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="detkit-threads-") as tmp:
         work = Path(tmp)
         commands = _commands(work)
+        if args.only:
+            commands = {k: v for k, v in commands.items() if k in {c.strip() for c in args.only.split(",")}}
         for condition in ("idle", "1 busy process"):
             hog = _busy() if condition != "idle" else None
             try:

@@ -1,14 +1,20 @@
 """Inference that writes nothing: a trained detector or classifier as a Python object.
 
-    det = Detector.load("runs/y1/best.pt")
+    det = Detector.load("runs/y1/best.pt")        # or an export: "model.onnx" (onnxruntime), "model.ts"
     boxes, scores, labels = det.predict(rgb)      # (k, 4) xyxy pixels, (k,), (k,) category ids
-    clf = Classifier.load("runs/c1/best.pt")
+    clf = Classifier.load("runs/c1/best.pt")      # or "classifier.onnx"
     probs = clf.predict(batch)                    # (N, H, W, 3) uint8 RGB -> (N, C) probabilities
 
 Images are numpy arrays in RGB order (what PIL and matplotlib use; pass ``bgr=True`` for OpenCV's).
-The detector letterboxes each image exactly as training did (:func:`letterbox`), so ``detkit yolo
-predict`` and ``detkit yolo eval`` see the same input; the classifier resizes to its training side and
-normalises with the mean and std stored in the checkpoint (:func:`detkit.classify.augment.normalize`).
+The detector letterboxes each image exactly as training did (:func:`letterbox`) and keeps boxes with the
+post-processing of ``detkit yolo predict`` and ``detkit yolo eval`` (both built on
+:func:`detkit.yolo.predict.load_detector` and :func:`detkit.yolo.predict.detect`, as this class is); the
+classifier resizes to its training side and its network normalises with the training mean and std.
+An ``.onnx`` model runs on onnxruntime (``pip install 'detkit[onnx]'``) and never imports torch.
+
+Threads: ``threads=None`` applies the trainers' CPU policy (the usable cores less the ones other programs
+keep busy; $OMP_NUM_THREADS wins), torch's default of every core is several times slower on a busy machine
+(bench/cpu_threads.py). For torch models the count is process-wide (``torch.set_num_threads``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from detkit.errors import DetkitError
+from detkit.runtime import Exported, check_image, letterbox, softmax
 
 __all__ = ["Classifier", "Detections", "Detector", "letterbox"]
 
@@ -32,54 +39,53 @@ class Detections(NamedTuple):
     labels: np.ndarray
 
 
-def _check_image(image: Any, what: str = "image") -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or 0 in a.shape:
-        raise DetkitError(f"{what} must be an (H, W, 3) uint8 array, got shape {a.shape} dtype {a.dtype}")
-    return a
-
-
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """``image`` (H, W, 3) scaled to fit ``size`` x ``size`` with its aspect kept, centred on the training
-    border colour (``detkit.yolo.data.PAD_VALUE``); returns the canvas and the (r, tx, ty) of
-    ``p' = r * p + t`` (undo with :func:`detkit.yolo.data.unletterbox`)."""
-    from detkit.yolo.data import letterbox_transform, warp_letterbox
-
-    h0, w0 = image.shape[:2]
-    transform = letterbox_transform(w0, h0, size)
-    return warp_letterbox(image, transform, size), transform
-
-
 class Detector:
-    """A ``detkit yolo train`` checkpoint ready to detect (EMA weights, eval mode, no files written).
+    """A detector ready to detect: a ``detkit yolo train`` checkpoint (EMA weights, eval mode) or an export
+    of ``detkit yolo export``; no files written.
 
     Args:
-        model: the YOLOv2 module.
-        class_map: category ids and names of the model's classes.
-        img_size: input side the model was trained at.
-        anchors: (A, 2) anchors in grid cells.
-        device: where the model runs.
+        model: the loaded model (:func:`detkit.yolo.predict.load_detector`).
     """
 
-    def __init__(self, model, class_map, img_size: int, anchors, device) -> None:
-        self.model, self.class_map, self.img_size = model, class_map, int(img_size)
-        self.anchors, self.device = anchors, device
+    def __init__(self, model: Exported) -> None:
+        self.model = model
+        self.img_size = model.img_size
+        self.cat_ids: list[int] = [int(c) for c in model.meta["cat_ids"]]
+        self.anchors = model.meta.get("anchors")
 
     @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "auto") -> Detector:
-        """Load ``checkpoint`` (a ``.pt`` file, or a run folder meaning its ``last.pt``)."""
-        from detkit.train.common import resolve_device
-        from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
+    def load(cls, path: str | Path, device: str = "auto", threads: int | None = None) -> Detector:
+        """Load a checkpoint (``.pt``, or a run folder meaning its ``last.pt``), a TorchScript (``.ts``) or an
+        ONNX (``.onnx``) export.
 
-        ckpt = load_checkpoint(checkpoint)
-        model, class_map, img_size = model_from_checkpoint(ckpt)
-        dev = resolve_device(device)
-        return cls(model.to(dev), class_map, img_size, ckpt["model_config"]["anchors"], dev)
+        Args:
+            path: the model file.
+            device: auto, cpu or cuda.
+            threads: CPU threads (None: the trainers' policy).
+        """
+        from detkit.yolo.predict import load_detector
+
+        return cls(load_detector(path, device, threads))
 
     @property
     def names(self) -> dict[int, str]:
         """Category id -> name."""
-        return dict(zip(self.class_map.cat_ids, self.class_map.names))
+        return dict(zip(self.cat_ids, self.model.meta["names"]))
+
+    @property
+    def backend(self) -> str:
+        """``torch``, ``torchscript`` or ``onnxruntime``."""
+        return self.model.kind
+
+    @property
+    def threads(self) -> int:
+        """CPU threads it runs with."""
+        return self.model.threads
+
+    @property
+    def device(self) -> str:
+        """Where it runs: ``cpu`` or ``cuda...``."""
+        return self.model.device
 
     def predict(
         self,
@@ -98,73 +104,62 @@ class Detector:
             conf: minimum score (objectness x class probability).
             iou: per-class NMS IoU threshold.
             max_det: most detections returned.
-            img_size: input side (default: the training side; a multiple of 32).
+            img_size: input side (default: the training side; a multiple of 32; an export keeps its own).
         """
-        import torch
+        from detkit.yolo.predict import detect, input_size
 
-        from detkit.yolo.data import unletterbox
-        from detkit.yolo.decode import postprocess
-        from detkit.yolo.engine import to_input
-
-        img = _check_image(image)
-        size = int(img_size or self.img_size)
-        if size % 32 or not 32 <= size <= 2048:
-            raise DetkitError(f"input size must be a multiple of 32 in 32..2048, got {size}")
+        img = check_image(image)
+        size = input_size(self.model, img_size)
         if bgr:
             img = img[:, :, ::-1]
-        canvas, transform = letterbox(np.ascontiguousarray(img), size)
-        x = torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1)))[None]  # (1, 3, S, S) uint8 RGB
-        with torch.inference_mode():
-            raw = self.model(to_input(x, self.device))
-        det = postprocess(raw.float(), self.anchors, conf_thresh=conf, iou_thresh=iou, max_det=max_det)[0]
-        h0, w0 = img.shape[:2]
-        boxes = unletterbox(det["boxes"].cpu().numpy(), size, transform, w0, h0)
-        ids = np.array(self.class_map.cat_ids, dtype=np.int64)
-        labels = ids[det["labels"].cpu().numpy().astype(np.int64)]
-        return Detections(boxes, det["scores"].float().cpu().numpy(), labels)
+        boxes, scores, labels = detect(self.model, img, size, conf=conf, iou=iou, max_det=max_det)
+        ids = np.array(self.cat_ids, dtype=np.int64)
+        return Detections(boxes, scores.astype(np.float32), ids[labels])
 
 
 class Classifier:
-    """A ``detkit classify train`` checkpoint ready to classify (EMA weights, eval mode, no files written).
+    """A classifier ready to classify: a ``detkit classify train`` checkpoint (EMA weights, eval mode) or an
+    export of ``detkit classify export``; no files written.
 
     Args:
-        model: the ResNet.
-        classes: class folder names (wnids), in the model's output order; ``names`` their readable names.
-        mean, std: (3,) input normalisation in 0..1 units, from the training set.
-        img_size: the side images were trained at.
-        device: where the model runs.
+        model: the loaded model (:func:`detkit.classify.export.load_classifier`).
     """
 
-    def __init__(self, model, classes: list[str], names: list[str], mean, std, img_size: int, device) -> None:
-        self.model, self.classes, self.names = model, list(classes), list(names)
-        self.mean, self.std, self.img_size, self.device = mean, std, int(img_size), device
+    def __init__(self, model: Exported) -> None:
+        self.model = model
+        meta = model.meta
+        self.classes, self.names = list(meta["classes"]), list(meta["names"])
+        self.mean, self.std, self.img_size = meta["mean"], meta["std"], int(meta["img_size"])
 
     @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "auto") -> Classifier:
-        """Load a classify checkpoint file (``best.pt`` / ``last.pt``)."""
-        import torch
+    def load(cls, path: str | Path, device: str = "auto", threads: int | None = None) -> Classifier:
+        """Load a classify checkpoint (``best.pt`` / ``last.pt``), a TorchScript or an ONNX export.
 
-        from detkit.classify.checkpoint import load_checkpoint
-        from detkit.classify.models import build_model, checkpoint_weights
-        from detkit.train.common import resolve_device
+        Args:
+            path: the model file.
+            device: auto, cpu or cuda.
+            threads: CPU threads (None: the trainers' policy).
+        """
+        from detkit.classify.export import load_classifier
 
-        ckpt = load_checkpoint(Path(checkpoint))
-        cfg = ckpt["config"]
-        model = build_model(cfg["model"], len(ckpt["classes"]), cfg["stem"], cfg.get("width", 1.0))
-        model.load_state_dict(checkpoint_weights(ckpt))
-        dev = resolve_device(device)
-        mean, std = torch.tensor(ckpt["mean"], device=dev), torch.tensor(ckpt["std"], device=dev)
-        return cls(model.to(dev).eval(), ckpt["classes"], ckpt["names"], mean, std, cfg["img_size"], dev)
+        return cls(load_classifier(path, device, threads))
 
-    def predict(self, batch: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    @property
+    def backend(self) -> str:
+        """``torch``, ``torchscript`` or ``onnxruntime``."""
+        return self.model.kind
+
+    @property
+    def threads(self) -> int:
+        """CPU threads it runs with."""
+        return self.model.threads
+
+    def predict(self, batch: Any, *, batch_size: int = 256) -> np.ndarray:
         """Class probabilities of (N, H, W, 3) uint8 RGB images (or one (H, W, 3) image -> (C,)).
 
-        Images of another size are resized (bilinear) to the training side first, as the training cache was
-        built."""
-        import torch
-
-        from detkit.classify.augment import normalize
-
+        Images of another size are resized (bilinear) to the training side first, as the training cache
+        was built.
+        """
         a = np.asarray(batch)
         single = a.ndim == 3
         a = a[None] if single else a
@@ -172,12 +167,11 @@ class Classifier:
             raise DetkitError(f"batch must be (N, H, W, 3) uint8 images, got shape {a.shape} dtype {a.dtype}")
         if a.shape[1:3] != (self.img_size, self.img_size):
             a = np.stack([_resize(im, self.img_size) for im in a])
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(a), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(a[i : i + batch_size])).to(self.device)
-                out.append(self.model(normalize(x, self.mean, self.std)).float().softmax(1).cpu())
-        probs = torch.cat(out).numpy()
+        logits = [
+            self.model.run(np.ascontiguousarray(a[i : i + batch_size]))[0]
+            for i in range(0, len(a), batch_size)
+        ]
+        probs = softmax(np.concatenate(logits))
         return probs[0] if single else probs
 
 

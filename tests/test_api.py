@@ -176,10 +176,9 @@ def test_detector_matches_yolo_predict(workdir, tmp_path):
     cv2.imwrite(str(path), wide)
     det = detkit.Detector.load(workdir / "runs" / "yolo" / "best.pt", device="cpu")
     boxes, scores, labels = det.predict(wide[:, :, ::-1].copy(), conf=0.001)
-    rows = predict_files(
-        workdir / "runs" / "yolo" / "best.pt", [path], tmp_path / "out", conf=0.001, device="cpu"
-    )
-    written = rows[0]["detections"]
+    weights = workdir / "runs" / "yolo" / "best.pt"
+    doc = predict_files(weights, [path], tmp_path / "out", conf=0.001, device="cpu")
+    written = doc["images"][0]["detections"]
     assert len(written) == len(boxes) > 0
     assert boxes.shape == (len(scores), 4) and scores.dtype == np.float32 and labels.dtype == np.int64
     assert (boxes[:, 2] <= 144).all() and (boxes[:, 3] <= 96).all() and (boxes[:, :2] >= 0).all()
@@ -216,7 +215,7 @@ def test_bad_arrays_are_described_by_value(workdir, cls_run):
         DetkitError, match=r"image must be an \(H, W, 3\) uint8 array, got shape \(8, 8\) dtype"
     ):
         det.predict(np.zeros((8, 8), np.uint8))
-    with pytest.raises(DetkitError, match="input size must be a multiple of 32 in 32..2048, got 50"):
+    with pytest.raises(DetkitError, match="img_size must be a multiple of 32 in 32..2048, got 50"):
         det.predict(np.zeros((8, 8, 3), np.uint8), img_size=50)
     clf = detkit.Classifier.load(cls_run / "best.pt", device="cpu")
     with pytest.raises(

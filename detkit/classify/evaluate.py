@@ -13,15 +13,19 @@ from detkit.classify import data as D
 from detkit.classify.augment import DeviceLoader, normalize
 from detkit.classify.checkpoint import load_checkpoint
 from detkit.classify.engine import accuracy_stats, predict
+from detkit.classify.export import load_classifier
 from detkit.classify.gradcam import check_cam_layer, grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
 from detkit.console import info, warn
 from detkit.errors import DetkitError, InputError
+from detkit.export import TORCHSCRIPT_SUFFIXES, torch_threads
 from detkit.io import atomic_path, check_out_folder
+from detkit.runtime import Exported
 from detkit.train.common import resolve_device
 from detkit.train.runs import record_run, write_summary
 
 SUBSETS = ("val", "official", "all")
+EXPORT_SUFFIXES = (".onnx", *TORCHSCRIPT_SUFFIXES)
 
 
 def _select(cat: D.Catalog, subset: str, weights: Path) -> np.ndarray:
@@ -114,15 +118,26 @@ class _Eval:
     y: torch.Tensor  # labels on the device
     mean: torch.Tensor
     std: torch.Tensor
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None for an export: it runs through ``exported``
     dev: torch.device
+    exported: Exported | None = None
 
 
-def _prepare(weights: Path, out: Path, data, subset: str, device: str, cache_dir, workers: int) -> _Eval:
+def _prepare(
+    weights: Path, out: Path, data, subset: str, device: str, cache_dir, workers: int, threads: int | None
+) -> _Eval:
     if subset not in SUBSETS:
         raise DetkitError(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
-    ckpt = load_checkpoint(weights)
-    cfg = ckpt["config"]
+    exported = None
+    if weights.suffix.lower() in EXPORT_SUFFIXES:  # an export carries what eval needs in its metadata
+        exported = load_classifier(weights, device, threads)
+        ckpt = {k: exported.meta[k] for k in ("classes", "mean", "std")}
+        cfg = exported.meta["config"]
+    else:
+        ckpt = load_checkpoint(weights)
+        cfg = ckpt["config"]
+    if data is None and not cfg.get("data"):
+        raise DetkitError(f"{weights}: does not name its training data; give --data")
     cat = D.scan_dataset(data or cfg["data"])
     if cat.classes != ckpt["classes"]:
         raise InputError(
@@ -134,16 +149,20 @@ def _prepare(weights: Path, out: Path, data, subset: str, device: str, cache_dir
             "this run's val split pooled train/ and val/, so it trained on part of the official val images: "
             "the official-val figure is optimistic (train with val 'official' for a clean one)"
         )
-    dev = resolve_device(device)
+    dev = resolve_device(device) if exported is None else torch.device("cpu")
+    if exported is None:
+        torch_threads(threads, dev)
     if cache_dir is None:  # the run's cache when it is still there, else one beside the output
         run_cache = cfg.get("cache_dir")
         cache_dir = run_cache if run_cache and Path(run_cache).is_dir() else out.parent / ".detkit-cache"
     cache, _ = D.decode_cache(cat, cfg["img_size"], cache_dir, workers)
     images = np.ascontiguousarray(cache[idx])
-    model = build_model(cfg["model"], len(cat.classes), cfg["stem"], cfg.get("width", 1.0))
-    model.load_state_dict(checkpoint_weights(ckpt))
     x, y = torch.from_numpy(images).to(dev), torch.from_numpy(cat.labels[idx]).to(dev)
     mean, std = torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])
+    if exported is not None:
+        return _Eval(cfg, cat, idx, images, x, y, mean, std, None, dev, exported)
+    model = build_model(cfg["model"], len(cat.classes), cfg["stem"], cfg.get("width", 1.0))
+    model.load_state_dict(checkpoint_weights(ckpt))
     return _Eval(cfg, cat, idx, images, x, y, mean, std, model.to(dev).eval(), dev)
 
 
@@ -206,6 +225,7 @@ def evaluate_run(
     batch: int = 256,
     cache_dir: str | Path | None = None,
     workers: int = 8,
+    threads: int | None = None,
 ) -> dict:
     """Evaluate a classify checkpoint and write OUT/{summary.json, confusion.png, gallery/, gradcam/}.
 
@@ -217,13 +237,28 @@ def evaluate_run(
         gallery: number of misclassified images to draw (most confident mistakes first).
         cam_layer: layer Grad-CAM explains.
         device, batch, cache_dir, workers: as in training.
+        threads: CPU threads (None: the trainers' policy).
+
+    ``weights`` may be an export of ``detkit classify export`` (.onnx on onnxruntime, .ts): the same
+    metrics, without the gallery (Grad-CAM needs the checkpoint).
+
     Returns: dict with top1, top5, loss, images, misclassified and the summary path.
     """
     weights, out = Path(weights), check_out_folder(out)
-    e = _prepare(weights, out, data, subset, device, cache_dir, workers)
-    if gallery:
-        check_cam_layer(e.model, cam_layer, e.cfg["img_size"])
-    logits, targets = predict(e.model, DeviceLoader(e.x, e.y, batch, e.mean, e.std), e.dev)
+    e = _prepare(weights, out, data, subset, device, cache_dir, workers, threads)
+    if e.exported is not None:
+        if gallery:
+            info("an exported model has no Grad-CAM: no gallery (evaluate the checkpoint for one)")
+            gallery = 0
+        run = e.exported.run
+        logits = torch.from_numpy(
+            np.concatenate([run(e.images[i : i + batch])[0] for i in range(0, len(e.images), batch)])
+        )
+        targets = e.y.cpu()
+    else:
+        if gallery:
+            check_cam_layer(e.model, cam_layer, e.cfg["img_size"])
+        logits, targets = predict(e.model, DeviceLoader(e.x, e.y, batch, e.mean, e.std), e.dev)
     stats = accuracy_stats(logits, targets)
     pred = stats["pred"]
     conf = logits.softmax(1).gather(1, pred[:, None])[:, 0]
@@ -250,6 +285,10 @@ def evaluate_run(
             "cam_layer": cam_layer,
             "device": str(e.dev),
             "batch": batch,
+            "thread_policy": {
+                "backend": e.exported.kind if e.exported is not None else "torch",
+                "threads": e.exported.threads if e.exported is not None else torch.get_num_threads(),
+            },
         },
         None,
         [weights],

@@ -30,6 +30,7 @@ __all__ = [
     "busy_cores",
     "chain_worker_init",
     "choose_threads",
+    "thread_choice",
     "usable_cores",
     "worker_init_fn",
 ]
@@ -89,6 +90,31 @@ def choose_threads(threads: int | None, workers: int, cores: int) -> int:
     return max(1, cores - workers)
 
 
+def thread_choice(threads: int | None, workers: int) -> dict:
+    """The policy's choice without setting anything (torch is not imported: onnxruntime uses it too).
+
+    Returns:
+        ``{"threads", "workers", "cores", "busy_cores", "source"}``: see :func:`apply_thread_policy`.
+    """
+    cores = usable_cores()
+    source, busy = "given", None
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        threads, source = (
+            (int(env), "OMP_NUM_THREADS") if env.isdigit() and int(env) > 0 else (None, "policy")
+        )
+    if threads is None:
+        busy = busy_cores()
+    free = max(1, cores - round(busy or 0.0))
+    return {
+        "threads": choose_threads(threads, workers, free),
+        "workers": workers,
+        "cores": cores,
+        "busy_cores": None if busy is None else round(busy, 2),
+        "source": source,
+    }
+
+
 def apply_thread_policy(threads: int | None, workers: int) -> dict:
     """Set torch's intra-op (and, where still allowed, inter-op) threads for a run with ``workers``
     data-loader processes; return the choice for ``run.json``.
@@ -106,29 +132,16 @@ def apply_thread_policy(threads: int | None, workers: int) -> dict:
     """
     import torch
 
-    cores = usable_cores()
-    source, busy = "given", None
-    if threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        threads, source = (
-            (int(env), "OMP_NUM_THREADS") if env.isdigit() and int(env) > 0 else (None, "policy")
-        )
-    if threads is None:
-        busy = busy_cores()
-    free = max(1, cores - round(busy or 0.0))
-    intra = choose_threads(threads, workers, free)
-    torch.set_num_threads(intra)
+    choice = thread_choice(threads, workers)
+    torch.set_num_threads(choice["threads"])
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # allowed once per process, before any inter-op work has started
         pass
     return {
-        "threads": intra,
+        "threads": choice["threads"],
         "interop_threads": torch.get_num_interop_threads(),
-        "workers": workers,
-        "cores": cores,
-        "busy_cores": None if busy is None else round(busy, 2),
-        "source": source,
+        **{k: choice[k] for k in ("workers", "cores", "busy_cores", "source")},
     }
 
 

@@ -9,10 +9,14 @@ import typer
 
 app = typer.Typer(no_args_is_help=True)
 
+THREADS = typer.Option(
+    "--threads", min=1, help="CPU threads (default: the free cores, as in training; $OMP_NUM_THREADS wins)."
+)
+
 
 @app.callback()
 def _yolo() -> None:
-    """YOLOv2-style detector: train, eval (COCO mAP), predict."""
+    """YOLOv2-style detector: train, eval (COCO mAP), predict, export (ONNX, TorchScript)."""
 
 
 def _train_command() -> None:
@@ -53,7 +57,9 @@ _train_command()
 
 @app.command("eval")
 def eval_cmd(
-    weights: Annotated[str, typer.Argument(help="Checkpoint: RUN/best.pt or RUN/last.pt.")],
+    weights: Annotated[
+        str, typer.Argument(help="Checkpoint (RUN/best.pt) or a `detkit yolo export` file (.onnx, .ts).")
+    ],
     data: Annotated[str, typer.Option("--data", help="Annotations to evaluate on (any detkit format).")],
     images: Annotated[
         str | None, typer.Option("--images", help="Image folder (default: the one the annotations name).")
@@ -67,9 +73,14 @@ def eval_cmd(
     list_file: Annotated[
         str | None, typer.Option("--list", help="Evaluate only these image names (e.g. VOC test.txt).")
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Split of a data.yaml / Roboflow / VOC source (default: val)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N images.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     workers: Annotated[int, typer.Option("--workers")] = 2,
+    threads: Annotated[int | None, THREADS] = None,
     out: Annotated[
         str | None, typer.Option("--out", help="Write predictions.json + summary.json here.")
     ] = None,
@@ -78,6 +89,8 @@ def eval_cmd(
     """COCO mAP@[.5:.95], mAP@.5 and per-class AP of a checkpoint (pycocotools, with its traps guarded).
 
     Example: detkit yolo eval runs/y1/best.pt --data shapes/instances.json --out runs/y1/eval --json
+
+    An export runs too: detkit yolo eval model.onnx --data data.yaml --split test
     """
     from detkit.console import emit_json
     from detkit.yolo.predict import run_eval
@@ -94,6 +107,8 @@ def eval_cmd(
         limit=limit,
         device=device,
         workers=workers,
+        split=split,
+        threads=threads,
     )
     doc = {
         "kind": "yolo.eval",
@@ -103,6 +118,7 @@ def eval_cmd(
         "iou": iou,
         "metrics": {k: metrics[k] for k in ("mAP", "mAP50", "mAP75", "detections", "images", "images_per_s")},
         "per_class": metrics["per_class"],
+        "runtime": metrics["runtime"],
     }
     if out:
         from detkit.io import write_json
@@ -147,55 +163,123 @@ def _print_eval(m: dict, per_class: list[dict]) -> None:
 
 @app.command("predict")
 def predict_cmd(
-    weights: Annotated[str, typer.Argument(help="Checkpoint: RUN/best.pt.")],
-    paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the drawn images and detections.json.")],
+    weights: Annotated[str, typer.Argument(help="Checkpoint (RUN/best.pt) or an export (.onnx, .ts).")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Images, folders, globs ('photos/*.jpg'), .txt image lists, a data.yaml (its --split) or "
+            "videos (.mp4, .avi, ...)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for drawings and detections.")],
     conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = 0.25,
     iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.45,
     img_size: Annotated[
         int | None, typer.Option("--img-size", help="Input size (default: the training size).")
     ] = None,
+    max_det: Annotated[int, typer.Option("--max-det", min=1, help="Most detections per image.")] = 100,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Split of a data source (default for a data.yaml: val).")
+    ] = None,
+    save_txt: Annotated[
+        bool, typer.Option("--save-txt", help="Also OUT/labels/<stem>.txt: class cx cy w h conf.")
+    ] = False,
+    draw: Annotated[bool, typer.Option("--draw/--no-draw", help="Write the drawn images and videos.")] = True,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[int | None, THREADS] = None,
 ) -> None:
-    """Detect objects in images: OUT/<image> with labelled boxes, OUT/detections.json, OUT/summary.json.
+    """Detect objects in images and videos: OUT/<image> and OUT/<video>.mp4 with labelled boxes,
+    OUT/detections.json, OUT/predictions.json (COCO results), OUT/summary.json; with --save-txt
+    OUT/labels/. `detkit coco eval GT OUT/predictions.json` (or OUT/labels) scores them.
 
-    Example: detkit yolo predict runs/y1/best.pt photos/*.jpg --out preds/ --conf 0.3
+    Example: detkit yolo predict runs/y1/best.pt photos/ clip.mp4 --out preds/ --conf 0.3
+
+    On a split with its ids, then scored: detkit yolo predict model.onnx data.yaml --split val --out p/
+    --conf 0.001 && detkit coco eval data.yaml --split val p/predictions.json
     """
-    from detkit.datasets.formats.layouts import IMAGE_EXTS
-    from detkit.errors import DetkitError
     from detkit.train.runs import record_run, write_summary
     from detkit.yolo.predict import predict_files
 
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise DetkitError(f"{p}: no such image file or folder")
-    if not files:
-        raise DetkitError("no images to predict on")
-    records = predict_files(weights, files, out, conf=conf, iou=iou, img_size=img_size, device=device)
+    doc = predict_files(
+        weights,
+        paths,
+        out,
+        conf=conf,
+        iou=iou,
+        img_size=img_size,
+        device=device,
+        threads=threads,
+        split=split,
+        save_txt=save_txt,
+        max_det=max_det,
+        draw=draw,
+    )
     record_run(
         out,
         {
             "weights": weights,
-            "images": [str(f) for f in files],
+            "sources": [str(p) for p in paths],
+            "split": split,
             "conf": conf,
             "iou": iou,
             "img_size": img_size,
+            "max_det": max_det,
             "device": device,
+            "threads": threads,
+            "save_txt": save_txt,
+            "thread_policy": doc["runtime"],
         },
         inputs=[weights],
     )
-    n = sum(len(r["detections"]) for r in records)
+    images = doc["images"]
+    frames = sum(len(v["frames"]) for v in doc["videos"])
+    n = sum(len(r["detections"]) for r in images) + sum(
+        len(f["detections"]) for v in doc["videos"] for f in v["frames"]
+    )
     write_summary(
         out,
         "yolo.predict",
         "YOLOv2 predictions",
-        metrics={"images": len(records), "detections": n},
-        galleries={"predictions": [r["output"] for r in records]},
+        metrics={"images": len(images), "video_frames": frames, "detections": n},
+        galleries={"predictions": [r["output"] for r in images if "output" in r]},
         detections="detections.json",
+        predictions="predictions.json",
     )
-    print(f"{n} detections on {len(records)} images -> {out}/detections.json")
+    what = f"{len(images)} images" + (f" and {frames} video frames" if frames else "")
+    print(f"{n} detections on {what} -> {out}/detections.json, {out}/predictions.json")
+
+
+@app.command("export")
+def export_cmd(
+    weights: Annotated[str, typer.Argument(help="Checkpoint: RUN/best.pt (or RUN, meaning RUN/last.pt).")],
+    out: Annotated[Path, typer.Argument(help="File to write: model.onnx or model.ts.")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="onnx or torchscript (default: from OUT's suffix).")
+    ] = None,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Any batch size (else --batch).")] = False,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="The fixed batch size.")] = 1,
+    img_size: Annotated[
+        int | None, typer.Option("--img-size", help="Input size (default: the training size).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Export the detector with its decode (uint8 RGB letterboxed image in; boxes and scores out), class
+    names, input size, letterbox rule and anchors in the file's metadata; ONNX opset 17, checked with
+    onnx.checker and run once against PyTorch.
+
+    Example: detkit yolo export runs/y1/best.pt model.onnx && detkit yolo predict model.onnx photos/ --out p/
+    """
+    from detkit.console import emit_json, info
+    from detkit.export import format_of
+    from detkit.yolo.export import export
+
+    doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch, img_size=img_size)
+    if json_out:
+        emit_json({"kind": "yolo.export", **doc})
+    else:
+        d = doc["max_abs_diff"]
+        diff = "not checked (onnxruntime not installed)" if d is None else f"{d:.2g}"
+        info(
+            f"wrote {doc['out']} ({doc['format']}, {doc['img_size']} px, batch {doc['batch']}, "
+            f"{doc['bytes'] / 1e6:.1f} MB); largest difference to PyTorch {diff}"
+        )

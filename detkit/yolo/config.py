@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from detkit.errors import OptionError
 from detkit.train import options as O
 
 
@@ -22,6 +23,22 @@ def _one_of(module: str, name: str) -> O.Check:
     return (lambda v: v in _choices(module, name)), (
         lambda: f"must be one of {', '.join(_choices(module, name))}"
     )
+
+
+IMG_SIZE_RULE = "must be a multiple of 32 in 32..2048"
+
+
+def valid_img_size(v: int) -> bool:
+    """The one input-size rule of the detector (train, eval, predict, export, :class:`detkit.Detector`):
+    the network downsamples by 32, and 2048 bounds the memory one image can take."""
+    return v % 32 == 0 and 32 <= v <= 2048
+
+
+def check_img_size(v: int, what: str = "img_size") -> int:
+    """``v`` when it follows :data:`IMG_SIZE_RULE`, else OptionError naming ``what`` and the value."""
+    if not valid_img_size(v):
+        raise OptionError(what, f"{IMG_SIZE_RULE}, got {v}")
+    return v
 
 
 _POS = (lambda v: math.isfinite(v) and v > 0), "must be a positive number"
@@ -51,7 +68,7 @@ class TrainConfig:
     img_size: int = O.opt(
         416,
         "Input size, a multiple of 32.",
-        check=(lambda v: v % 32 == 0 and 32 <= v <= 2048, "must be a multiple of 32 in 32..2048"),
+        check=(valid_img_size, IMG_SIZE_RULE),
     )
     multi_scale: bool = O.opt(
         False,

@@ -20,7 +20,6 @@ device."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 from detkit.datasets.model import Dataset
 from detkit.datasets.paths import source_path
 from detkit.errors import DetkitError
+from detkit.runtime import (  # noqa: F401 - the letterbox's home is the torch-free runtime, for every backend
+    PAD_VALUE,
+    letterbox_transform,
+    unletterbox,
+    warp_letterbox,
+)
 from detkit.train.threads import worker_init_fn
 from detkit.yolo.sampler import YoloBatchSampler
-
-PAD_VALUE = 114  # grey letterbox border (neutral after normalisation)
 
 
 @dataclass
@@ -96,53 +99,6 @@ class Augment:
     @classmethod
     def off(cls) -> Augment:
         return cls(flip=0.0, hsv=(0.0, 0.0, 0.0), scale=0.0, translate=0.0)
-
-
-def letterbox_transform(
-    w0: float, h0: float, size: int, scale: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)
-) -> tuple[float, float, float]:
-    """The (r, tx, ty) that maps original pixels to a ``size`` x ``size`` input: p' = r * p + t.
-
-    r fits the whole image (aspect kept) times ``scale``; the image is centred, then moved by ``shift``
-    pixels."""
-    r = min(size / w0, size / h0) * scale
-    return r, (size - w0 * r) / 2 + shift[0], (size - h0 * r) / 2 + shift[1]
-
-
-def warp_letterbox(img: np.ndarray, transform: Sequence[float], size: int) -> np.ndarray:
-    """The network input: ``img`` mapped by (r, tx, ty) of :func:`letterbox_transform` in one warp, the
-    border ``PAD_VALUE`` grey — the one letterbox of training, eval, predict and :class:`detkit.Detector`."""
-    import cv2
-
-    r, tx, ty = transform
-    m = np.array([[r, 0, tx], [0, r, ty]], dtype=np.float64)
-    # warpAffine has no INTER_AREA; bilinear is what darknet uses
-    return cv2.warpAffine(
-        img,
-        m,
-        (size, size),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(PAD_VALUE,) * 3,
-    )
-
-
-def unletterbox(
-    boxes_xyxy: np.ndarray, size: int, transform: Sequence[float], w0: float, h0: float
-) -> np.ndarray:
-    """Normalised xyxy boxes on the network input -> original image pixels, clipped to the image.
-
-    Args:
-        boxes_xyxy: (k, 4) boxes normalised to the (square) input.
-        size: the input side in pixels.
-        transform: (r, tx, ty) from :func:`letterbox_transform`.
-        w0, h0: original image width and height.
-    """
-    r, tx, ty = (float(v) for v in transform)
-    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * size
-    b[:, [0, 2]] = ((b[:, [0, 2]] - tx) / r).clip(0, w0)
-    b[:, [1, 3]] = ((b[:, [1, 3]] - ty) / r).clip(0, h0)
-    return b
 
 
 def hsv_jitter(img: np.ndarray, gains: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:

@@ -1,40 +1,107 @@
-"""Evaluation and prediction from a checkpoint: ``detkit yolo eval`` and ``detkit yolo predict``.
+"""Evaluation and prediction: ``detkit yolo eval`` and ``detkit yolo predict``, on a checkpoint or an export.
 
-Both load a checkpoint written by ``detkit yolo train`` (model config, class map, input size and anchors
-travel inside it) and use its EMA weights."""
+One loader (:func:`load_detector`) takes what a user has — a checkpoint written by ``detkit yolo train``
+(model config, class map, input size and anchors travel inside it; EMA weights), a TorchScript or an ONNX
+file written by ``detkit yolo export`` — and one path runs it (:func:`detect_canvases`): the letterbox,
+the network, the post-processing of :mod:`detkit.runtime`. :class:`detkit.Detector` is built on the same
+two functions, so the Python API, ``predict`` and ``eval`` see the same input and keep the same boxes.
+An ONNX model runs on onnxruntime without importing torch.
+
+``predict`` reads image files, folders, globs, ``.txt`` lists of images, a split of a data.yaml (or any
+source with declared splits) and videos; it writes drawn pictures (a drawn video per video), the
+detections (``detections.json``), a COCO results file (``predictions.json``) and, with ``save_txt``,
+ultralytics-style ``labels/<stem>.txt`` (``class cx cy w h conf``), all read back by ``detkit coco eval``.
+Outputs are written to a staging folder and moved into place at the end: a failure leaves nothing.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from detkit.console import warn
+from detkit.console import info, progress, progress_enabled, warn
 from detkit.errors import DetkitError, OptionError
-from detkit.io import atomic_path, atomic_write, write_json
-from detkit.train.common import resolve_device
-from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
-from detkit.yolo.data import ClassMap, DetectionDataset, build_loader
-from detkit.yolo.engine import evaluate
-from detkit.yolo.splits import load_split
+from detkit.io import atomic_write, write_json
+from detkit.runtime import Exported, letterbox, load_onnx, postprocess, unletterbox
+from detkit.yolo.config import check_img_size
+
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
+DATA_EXTS = (".yaml", ".yml")
 
 
-def load_model(
-    weights: str | Path, device: str = "auto"
-) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
-    """(model on device in eval mode, checkpoint metadata, device) from a checkpoint file."""
-    ckpt = load_checkpoint(weights)
-    model, class_map, img_size = model_from_checkpoint(ckpt)
-    dev = resolve_device(device)
-    meta = {
-        "class_map": class_map,
-        "img_size": img_size,
-        "anchors": ckpt["model_config"]["anchors"],
-        "epoch": ckpt.get("epoch"),
-    }
-    return model.to(dev), meta, dev
+def load_detector(path: str | Path, device: str = "auto", threads: int | None = None) -> Exported:
+    """The one loader of a detector: a checkpoint (``.pt``, or a run folder meaning its ``last.pt``), a
+    TorchScript export (``.ts``) or an ONNX export (``.onnx``, on onnxruntime, torch not imported).
+
+    Args:
+        path: the model file.
+        device: auto, cpu or cuda.
+        threads: CPU intra-op threads (None: the trainers' policy, :func:`detkit.runtime.inference_threads`).
+    """
+    if threads is not None and threads < 1:
+        raise OptionError("threads", f"must be at least 1, got {threads}")
+    if Path(path).suffix.lower() == ".onnx":
+        return load_onnx(path, "detect", threads, device)
+    from detkit.yolo.export import load_torch
+
+    return load_torch(path, device, threads)
+
+
+def input_size(model: Exported, img_size: int | None) -> int:
+    """The side to run ``model`` at: ``img_size`` (checked) or its own; an export runs at its own only."""
+    size = check_img_size(int(img_size or model.img_size))
+    if model.kind != "torch" and size != model.img_size:
+        raise OptionError("img_size", f"must be {model.img_size} for this exported model, got {size}")
+    return size
+
+
+def detect_canvases(
+    model: Exported,
+    canvases: np.ndarray,
+    transforms: list,
+    sizes: list,
+    *,
+    conf: float,
+    iou: float,
+    max_det: int = 100,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Detections of letterboxed canvases: (boxes (k, 4) xyxy original pixels, scores (k,), class indices
+    (k,)) per image.
+
+    Args:
+        canvases: (B, S, S, 3) uint8 RGB from :func:`detkit.runtime.letterbox`.
+        transforms: the (r, tx, ty) of each canvas.
+        sizes: the original (w, h) of each image.
+    """
+    boxes, scores = model.run(canvases)
+    size = canvases.shape[1]
+    out = []
+    for b, s, tr, (w0, h0) in zip(boxes, scores, transforms, sizes):
+        kb, ks, kl = postprocess(b, s, conf=conf, iou=iou, max_det=max_det)
+        out.append((unletterbox(kb, size, tr, w0, h0), ks, kl))
+    return out
+
+
+def detect(
+    model: Exported, image: np.ndarray, size: int, *, conf: float, iou: float, max_det: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detections of one (H, W, 3) uint8 RGB image (see :func:`detect_canvases`)."""
+    canvas, tr = letterbox(np.ascontiguousarray(image), size)
+    h0, w0 = image.shape[:2]
+    return detect_canvases(model, canvas[None], [tr], [(w0, h0)], conf=conf, iou=iou, max_det=max_det)[0]
+
+
+# ---- eval --------------------------------------------------------------------------------------------
 
 
 def run_eval(
@@ -50,16 +117,29 @@ def run_eval(
     limit: int | None = None,
     device: str = "auto",
     workers: int = 2,
+    split: str | None = None,
+    threads: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """COCO mAP of a checkpoint on an annotated set: its ``val`` split when ``data`` declares splits (a
-    data.yaml, a Roboflow export, VOC ImageSets; ``list_file`` wins over it), else all of it.
+    """COCO mAP of a detector (checkpoint, TorchScript or ONNX) on an annotated set: ``split`` of ``data``
+    (default ``val``) when ``data`` declares splits (a data.yaml, a Roboflow export, VOC ImageSets;
+    ``list_file`` wins over it), else all of it.
 
     Returns:
         (metrics: mAP, mAP50, mAP75, per_class, detections, images, images_per_s; COCO results rows).
     """
-    model, meta, dev = load_model(weights, device)
-    ds = load_split(data, list_file, limit, "val")  # warns once about what the loader skipped
-    class_map: ClassMap = meta["class_map"]
+    from detkit.yolo.data import ClassMap, DetectionDataset, build_loader
+    from detkit.yolo.engine import coco_eval
+    from detkit.yolo.splits import has_split, load_split
+
+    if split is not None and list_file is None and not has_split(data, split):
+        from detkit.datasets.load import declared_splits
+
+        have = declared_splits(data)
+        raise DetkitError(f"{data}: declares no split {split!r} (it has: {', '.join(have) or 'none'})")
+    model = load_detector(weights, device, threads)
+    size = input_size(model, img_size)
+    ds = load_split(data, list_file, limit, split or "val")  # warns once about what the loader skipped
+    class_map = ClassMap(model.meta["cat_ids"], model.meta["names"])
     own = ClassMap.from_dataset(ds)
     foreign = sorted(set(class_map.cat_ids) - set(own.cat_ids))
     if foreign:  # pycocotools would silently ignore predictions of these ids
@@ -70,96 +150,201 @@ def run_eval(
     missing = sorted(set(own.cat_ids) - set(class_map.cat_ids))
     if missing:  # the model cannot predict them; pycocotools would score them silently as misses
         warn(f"{data}: categories {missing} are not among the model's classes; they count as misses")
-    size = img_size or meta["img_size"]
-    if size % 32:
-        raise OptionError("img_size", f"must be a multiple of 32, got {size}")
     dset = DetectionDataset(ds, images, class_map=_eval_map(class_map, ds), img_size=size, augment=None)
     for p in dset.missing:
         warn(f"{p}: image file is missing; skipped")
     loader = build_loader(dset, batch_size=batch, train=False, workers=workers)
-    # predictions use the model's class map, so category ids go back to the ids it was trained with
-    metrics, results = evaluate(
-        model,
-        loader,
-        ds,
-        meta["anchors"],
-        class_map,
-        dev,
-        conf=conf,
-        iou=iou,
-        on_bad=lambda ps: [warn(f"{p}: cannot decode the image; skipped") for p in ps],
-    )
+    results: list[dict[str, Any]] = []
+    seen: list[int] = []
+    t0 = time.perf_counter()
+    with _Progress("evaluating", len(dset)) as bar:
+        for b in loader:
+            for p in b["bad"]:
+                warn(f"{p}: cannot decode the image; skipped")
+            n = len(b["image_ids"])
+            if n:
+                canvases = b["images"].permute(0, 2, 3, 1).numpy()  # (B, S, S, 3) uint8 RGB
+                dets = detect_canvases(
+                    model,
+                    np.ascontiguousarray(canvases),
+                    b["transforms"].tolist(),
+                    b["orig_sizes"].tolist(),
+                    conf=conf,
+                    iou=iou,
+                )
+                for image_id, det in zip(b["image_ids"].tolist(), dets):
+                    results += _coco_rows(int(image_id), det, model.meta["cat_ids"])
+                seen += b["image_ids"].tolist()
+            bar.advance(n + len(b["bad"]))
+    dt = time.perf_counter() - t0
+    metrics = coco_eval(ds, results, image_ids=seen)
+    metrics["images"] = len(seen)
+    metrics["images_per_s"] = len(seen) / dt if dt > 0 else 0.0
+    metrics["runtime"] = {"backend": model.kind, "threads": model.threads, "device": model.device}
     return metrics, results
 
 
-def _eval_map(model_map: ClassMap, ds) -> ClassMap:
+def _eval_map(model_map, ds):
     """A class map covering every category of ``ds`` (targets are not used in evaluation, only decoding)."""
+    from detkit.yolo.data import ClassMap
+
     extra = [int(c) for c in ds.cat_id if int(c) not in model_map.cat_ids]
     names = ds.category_names()
     return ClassMap(model_map.cat_ids + extra, model_map.names + [names[c] for c in extra])
 
 
-def predict_files(
-    weights: str | Path,
-    paths: list[Path],
-    out: Path,
-    *,
-    conf: float = 0.25,
-    iou: float = 0.45,
-    img_size: int | None = None,
-    device: str = "auto",
-) -> list[dict[str, Any]]:
-    """Detect objects in image files; writes OUT/<name> with drawn, labelled boxes.
-
-    Returns:
-        one record per image: file, width, height, detections [{category_id, name, score, bbox xywh}].
-    """
-    import cv2
-
-    from detkit.api import Detector
-
-    det = Detector.load(weights, device)
-    class_map: ClassMap = det.class_map
-    size = img_size or det.img_size
-    if size % 32 or not 32 <= size <= 2048:
-        raise OptionError("img_size", f"must be a multiple of 32 in 32..2048, got {size}")
-    colours = _palette(len(class_map))
-    records, taken = [], set()
-    for path in paths:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            warn(f"{path}: cannot decode the image; skipped")
-            continue
-        h0, w0 = img.shape[:2]
-        boxes, scores, labels = det.predict(img, conf=conf, iou=iou, img_size=size, bgr=True)
-        dets = []
-        for (x0, y0, x1, y1), score, cat in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
-            k = class_map.cat_ids.index(cat)
-            xywh = [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]
-            dets.append(
-                {"category_id": cat, "name": class_map.names[k], "score": round(score, 5), "bbox": xywh}
-            )
-            _draw(img, xywh, f"{class_map.names[k]} {score:.2f}", colours[k])
-        name = _output_name(Path(path), taken)
-        ok, buf = cv2.imencode(Path(name).suffix, img)
-        if not ok:
-            raise DetkitError(f"{path}: cannot encode the drawn image")
-        with atomic_write(out / name, "wb") as f:
-            f.write(buf.tobytes())
-        records.append({"file": str(path), "output": name, "width": w0, "height": h0, "detections": dets})
-    if paths and not records:
-        raise DetkitError(f"none of the {len(paths)} images could be decoded (see the warnings above)")
-    write_json(
-        out / "detections.json",
-        {"weights": str(weights), "conf": conf, "iou": iou, "img_size": size, "images": records},
-    )
-    return records
+def _coco_rows(image_id: int, det, cat_ids: list[int]) -> list[dict[str, Any]]:
+    boxes, scores, labels = det
+    return [
+        {
+            "image_id": image_id,
+            "category_id": int(cat_ids[int(c)]),
+            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+            "score": round(float(s), 5),
+        }
+        for (x0, y0, x1, y1), s, c in zip(boxes.tolist(), scores.tolist(), labels.tolist())
+    ]
 
 
-def _output_name(path: Path, taken: set[str]) -> str:
-    """``path``'s name for its drawn copy: JPEG or PNG kept, other formats written as .jpg, and a suffix
-    ``_2``, ``_3``... when two inputs from different folders share a name."""
-    suffix = path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg"
+# ---- predict: inputs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """One input of ``predict``: an image or a video file; ``image_id`` when it comes from a data set."""
+
+    path: Path
+    video: bool = False
+    image_id: int | None = None
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def expand_sources(paths: list[str | Path], split: str | None = None) -> list[Source]:
+    """What ``predict`` runs on, in order: image and video files; folders (their images and videos, sorted);
+    globs (``'photos/*.jpg'``, quoted so the shell leaves them); ``.txt`` files listing images one per line
+    (relative to the list's folder); a data.yaml (or, with ``split``, any source that declares splits):
+    the images of ``split`` (default ``val``) with their data set ids."""
+    from detkit.datasets.formats.layouts import IMAGE_EXTS
+
+    media = (*IMAGE_EXTS, *VIDEO_EXTS)
+    out: list[Source] = []
+
+    def add(p: Path) -> None:
+        out.append(Source(p, video=p.suffix.lower() in VIDEO_EXTS))
+
+    for raw in paths:
+        p = Path(raw)
+        if p.suffix.lower() in DATA_EXTS or (split is not None and p.exists()):
+            out += _split_sources(p, split or "val")
+        elif p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in media)
+            if not files:
+                raise DetkitError(f"{p}: no images or videos in this folder")
+            for f in files:
+                add(f)
+        elif p.is_file() and p.suffix.lower() == ".txt":
+            lines = [(n, s.strip()) for n, s in enumerate(p.read_text(errors="replace").splitlines(), 1)]
+            names = [(n, s) for n, s in lines if s and not s.startswith("#")]
+            if not names:
+                raise DetkitError(f"{p}: the image list is empty")
+            for n, name in names:
+                f = Path(name) if Path(name).is_absolute() else p.parent / name
+                if not f.is_file():
+                    raise DetkitError(f"{p}:line {n}: {name}: no such image file")
+                add(f)
+        elif p.is_file():
+            add(p)
+        elif _is_glob(str(raw)):
+            files = sorted(Path(f) for f in glob.glob(str(raw), recursive=True) if Path(f).is_file())
+            if not files:
+                raise DetkitError(f"{raw}: the pattern matches no file")
+            for f in files:
+                add(f)
+        else:
+            raise DetkitError(f"{p}: no such image, video, list or folder")
+    if not out:
+        raise DetkitError("no images to predict on")
+    return out
+
+
+def _split_sources(path: Path, split: str) -> list[Source]:
+    from detkit.datasets.load import declared_splits, load_dataset, warn_skipped
+    from detkit.datasets.paths import source_path
+
+    have = declared_splits(path)
+    if split not in have:
+        raise DetkitError(f"{path}: declares no split {split!r} (it has: {', '.join(have) or 'none'})")
+    ds = load_dataset(path, split=split)
+    warn_skipped(ds, hint="`detkit coco validate` lists them")
+    if ds.image_root is None:
+        raise DetkitError(f"{path}: cannot tell where the images of {split!r} are")
+    root = Path(ds.image_root)
+    return [Source(source_path(root, str(f)), image_id=int(i)) for f, i in zip(ds.file_name, ds.image_id)]
+
+
+# ---- predict: outputs ------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A bar on a terminal; on a log (stderr not a terminal) a line every 10% or 30 s, for long inputs."""
+
+    def __init__(self, what: str, total: int, every_s: float = 30.0):
+        self.what, self.total, self.done, self.every_s = what, max(0, total), 0, every_s
+        self.bar = progress() if progress_enabled() else None
+        self.last_t, self.last_pct = time.monotonic(), 0
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.what, total=self.total or None, info="")
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(self.task, advance=n)
+            return
+        pct = int(100 * self.done / self.total) if self.total else 0
+        now = time.monotonic()
+        if self.total >= 50 and (pct >= self.last_pct + 10 or now - self.last_t >= self.every_s):
+            info(f"{self.what}: {self.done}/{self.total} ({pct}%)")
+            self.last_t, self.last_pct = now, pct - pct % 10
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A temp folder inside ``out`` whose files move into ``out`` on success; on failure it is removed
+    (and ``out`` too when this call created it and it is empty): nothing partial is left."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))
+    try:
+        yield tmp
+        for f in sorted(tmp.rglob("*")):
+            if f.is_file():
+                dest = out / f.relative_to(tmp)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _output_name(path: Path, taken: set[str], suffix: str | None = None) -> str:
+    """``path``'s name for its drawn copy: JPEG or PNG kept, other images written as .jpg (videos as .mp4),
+    and a suffix ``_2``, ``_3``... when two inputs from different folders share a name."""
+    if suffix is None:
+        suffix = path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg"
     name, n = f"{path.stem}{suffix}", 1
     while name.lower() in taken:
         n += 1
@@ -168,28 +353,226 @@ def _output_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def _palette(n: int) -> list[tuple[int, int, int]]:
-    """n well-separated BGR colours (golden-angle hues)."""
+def _records(det, cat_ids: list[int], names: list[str]) -> list[dict[str, Any]]:
+    boxes, scores, labels = det
+    return [
+        {
+            "category_id": int(cat_ids[int(k)]),
+            "name": names[int(k)],
+            "score": round(float(s), 5),
+            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+        }
+        for (x0, y0, x1, y1), s, k in zip(boxes.tolist(), scores.tolist(), labels.tolist())
+    ]
+
+
+def _id_rank(cat_ids: list[int]) -> list[int]:
+    """Class index -> position of its category id in id order: the class number of a YOLO txt (what
+    ``detkit coco eval`` reads back: class k is the k-th category in id order) and the palette colour of
+    :func:`detkit.datasets.ops.draw.class_colours`."""
+    order = sorted(cat_ids)
+    return [order.index(c) for c in cat_ids]
+
+
+def _txt(det, w0: int, h0: int, rank: list[int]) -> str:
+    """ultralytics' save_txt + save_conf: ``class cx cy w h conf`` normalised to the image."""
+    boxes, scores, labels = det
+    lines = []
+    for (x0, y0, x1, y1), s, c in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+        k = rank[int(c)]
+        cx, cy, w, h = (x0 + x1) / 2 / w0, (y0 + y1) / 2 / h0, (x1 - x0) / w0, (y1 - y0) / h0
+        lines.append(f"{int(k)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f} {s:.5f}\n")
+    return "".join(lines)
+
+
+def _draw_all(bgr: np.ndarray, det, names: list[str], rank: list[int]) -> None:
+    from detkit.datasets.ops.draw import draw_detection
+
+    boxes, scores, labels = det
+    for (x0, y0, x1, y1), s, k in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+        draw_detection(bgr, [x0, y0, x1 - x0, y1 - y0], f"{names[int(k)]} {s:.2f}", rank[int(k)])
+
+
+def _frame_count(path: Path) -> int:
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's decoder chatter: our error says it
     import cv2
 
-    hsv = np.array([[[int(i * 137.5) % 180, 200, 255] for i in range(n)]], dtype=np.uint8)
-    return [tuple(int(v) for v in c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]]
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
+    finally:
+        cap.release()
 
 
-def _draw(img: np.ndarray, xywh: list[float], label: str, colour: tuple[int, int, int]) -> None:
-    import cv2
+def predict_files(
+    weights: str | Path,
+    paths: list[str | Path],
+    out: str | Path,
+    *,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    img_size: int | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    split: str | None = None,
+    save_txt: bool = False,
+    max_det: int = 100,
+    draw: bool = True,
+) -> dict[str, Any]:
+    """Detect objects in images and videos (see :func:`expand_sources`); writes into ``out``:
+    drawn images (``<name>``) and videos (``<stem>.mp4``), ``detections.json`` (one record per image and
+    per video frame), ``predictions.json`` (COCO results; image ids from the data set for a data split,
+    else 1, 2, ... in input order, frames included) and with ``save_txt`` ``labels/<stem>.txt``
+    (``<stem>_<frame>.txt`` for frames, numbered from 0).
 
-    x, y, w, h = (round(v) for v in xywh)
-    thick = max(1, round(max(img.shape[:2]) / 400))
-    cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick, cv2.LINE_AA)
-    scale = max(0.35, max(img.shape[:2]) / 1200)
-    (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    # label above the box, or inside it when the box touches the top
-    ty = y - 2 if y - th - base - 2 >= 0 else y + th + base + 2
-    cv2.rectangle(img, (x, ty - th - base), (x + tw + 2, ty + 1), colour, -1)
-    cv2.putText(
-        img, label, (x + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
-    )
+    Returns:
+        what ``detections.json`` holds: ``images``, one record per image (file, output, image_id, width,
+        height, detections [{category_id, name, score, bbox xywh}]), ``videos`` (file, output, fps, width,
+        height, frames [{frame, image_id, detections}]), ``runtime`` (backend, threads, device), ``seconds``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DetkitError(f"{out}: exists and is not a folder; give an output folder to --out")
+    sources = expand_sources(paths, split)
+    model = load_detector(weights, device, threads)
+    size = input_size(model, img_size)
+    total = sum(_frame_count(s.path) if s.video else 1 for s in sources)
+    known = [s.image_id for s in sources if s.image_id is not None]
+    t0 = time.perf_counter()
+    with _staged(out) as tmp, _Progress("predicting", total) as bar:
+        run = _Predictor(model, tmp, size, conf, iou, max_det, draw, save_txt, bar, max(known, default=0) + 1)
+        for src in sources:
+            if src.video:
+                run.video(src)
+            else:
+                run.image(src)
+        if sources and run.n_bad == len(sources):
+            raise DetkitError(f"none of the {len(sources)} images could be decoded (see the warnings above)")
+        doc = {
+            "weights": str(weights),
+            "conf": conf,
+            "iou": iou,
+            "img_size": size,
+            "runtime": {"backend": model.kind, "threads": model.threads, "device": model.device},
+            "seconds": round(time.perf_counter() - t0, 3),
+            "images": run.images,
+            "videos": run.videos,
+        }
+        write_json(tmp / "detections.json", doc)
+        write_json(tmp / "predictions.json", run.results, indent=None)
+    return doc
+
+
+class _Predictor:
+    """What ``predict_files`` accumulates while it walks the inputs: records, COCO rows, the names taken in
+    the output folder, the next image id."""
+
+    def __init__(self, model, tmp, size, conf, iou, max_det, draw, save_txt, bar, next_id):
+        self.model, self.tmp, self.size, self.bar = model, tmp, size, bar
+        self.conf, self.iou, self.max_det, self.draw, self.save_txt = conf, iou, max_det, draw, save_txt
+        self.cat_ids, self.names = model.meta["cat_ids"], model.meta["names"]
+        self.rank = _id_rank(self.cat_ids)
+        self.taken: set[str] = {"detections.json", "predictions.json", "labels"}
+        self.stems: set[str] = set()  # of labels/*.txt: two inputs named alike get _2, _3... as drawings do
+        self.images: list[dict[str, Any]] = []
+        self.videos: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+        self.next_id, self.n_bad = next_id, 0
+
+    def _detect(self, bgr: np.ndarray, image_id: int):
+        det = detect(
+            self.model, bgr[:, :, ::-1], self.size, conf=self.conf, iou=self.iou, max_det=self.max_det
+        )
+        self.results += _coco_rows(image_id, det, self.cat_ids)
+        if self.draw:
+            _draw_all(bgr, det, self.names, self.rank)
+        return det
+
+    def image(self, src: Source) -> None:
+        import cv2
+
+        bgr = cv2.imread(str(src.path), cv2.IMREAD_COLOR)
+        self.bar.advance()
+        if bgr is None:
+            warn(f"{src.path}: cannot decode the image; skipped")
+            self.n_bad += 1
+            return
+        h0, w0 = bgr.shape[:2]
+        image_id = src.image_id
+        if image_id is None:
+            image_id, self.next_id = self.next_id, self.next_id + 1
+        det = self._detect(bgr, image_id)
+        rec = {"file": str(src.path), "image_id": image_id, "width": w0, "height": h0}
+        if self.draw:
+            name = _output_name(src.path, self.taken)
+            ok, buf = cv2.imencode(Path(name).suffix, bgr)
+            if not ok:
+                raise DetkitError(f"{src.path}: cannot encode the drawn image")
+            with atomic_write(self.tmp / name, "wb") as f:
+                f.write(buf.tobytes())
+            rec["output"] = name
+        if self.save_txt:
+            _write_txt(self.tmp, _output_name(src.path, self.stems, ""), _txt(det, w0, h0, self.rank))
+        self.images.append({**rec, "detections": _records(det, self.cat_ids, self.names)})
+
+    def video(self, src: Source) -> None:
+        """Every frame: detections, a drawn .mp4, a txt per frame (``<stem>_<frame>.txt``); a video that
+        cannot be opened, or a frame that fails to decode before the declared end, is one error naming the
+        file (and ``predict_files`` leaves nothing)."""
+        import cv2
+
+        cap = cv2.VideoCapture(str(src.path))
+        if not cap.isOpened():
+            raise DetkitError(f"{src.path}: cannot open the video (not a video OpenCV can read, or corrupt)")
+        declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
+        stem = _output_name(src.path, self.stems, "") if self.save_txt else None
+        writer, frames, name, w0, h0 = None, [], None, 0, 0
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok or bgr is None:
+                    if any(cap.grab() for _ in range(3)):  # frames after this one: it failed mid-video
+                        raise DetkitError(f"{src.path}: frame {len(frames)} fails to decode (corrupt video)")
+                    break
+                h0, w0 = bgr.shape[:2]
+                k, image_id = len(frames), self.next_id
+                self.next_id += 1
+                det = self._detect(bgr, image_id)
+                frames.append(
+                    {"frame": k, "image_id": image_id, "detections": _records(det, self.cat_ids, self.names)}
+                )
+                if stem is not None:
+                    _write_txt(self.tmp, f"{stem}_{k}", _txt(det, w0, h0, self.rank))
+                if self.draw:
+                    if writer is None:
+                        name = _output_name(src.path, self.taken, ".mp4")
+                        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                        writer = cv2.VideoWriter(str(self.tmp / name), fourcc, fps, (w0, h0))
+                        if not writer.isOpened():
+                            raise DetkitError(f"{self.tmp / name}: OpenCV cannot write an mp4 video here")
+                    writer.write(bgr)
+                self.bar.advance()
+        finally:
+            cap.release()
+            if writer is not None:
+                writer.release()
+        if not frames:
+            raise DetkitError(f"{src.path}: no frame of the video could be decoded")
+        # the header's count; a variable-rate video's estimate may be a frame or two off
+        if declared and len(frames) < declared - max(2, declared // 100):
+            raise DetkitError(
+                f"{src.path}: frame {len(frames)} of {declared} fails to decode (truncated or corrupt video)"
+            )
+        rec = {"file": str(src.path), "fps": fps, "width": w0, "height": h0, "frames": frames}
+        self.videos.append(rec | ({"output": name} if name is not None else {}))
+
+
+def _write_txt(tmp: Path, stem: str, text: str) -> None:
+    if text:  # as ultralytics: no file for an image without detections
+        (tmp / "labels").mkdir(exist_ok=True)
+        with atomic_write(tmp / "labels" / f"{stem}.txt") as f:
+            f.write(text)
 
 
 def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> Path:
@@ -200,13 +583,14 @@ def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> 
     import cv2
 
     from detkit.datasets.load import load_dataset
+    from detkit.datasets.ops.draw import draw_detection
+    from detkit.io import atomic_path
     from detkit.train.runs import write_summary
 
     doc = json.loads((pred_dir / "detections.json").read_text())
     gt = load_dataset(gt_json)
     names = gt.category_names()
-    cats = [int(c) for c in gt.cat_id]
-    colours = _palette(len(cats))
+    cats = sorted(int(c) for c in gt.cat_id)  # colour k: the k-th category in id order, as everywhere
     by_name = {Path(str(f)).name: int(i) for f, i in zip(gt.file_name, gt.image_id)}
     out.mkdir(parents=True, exist_ok=True)
     pictures, n_pred, n_gt = [], 0, 0
@@ -221,11 +605,11 @@ def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> 
         pred, truth = img.copy(), img.copy()
         for d in rec["detections"]:
             k = cats.index(d["category_id"]) if d["category_id"] in cats else 0
-            _draw(pred, [v * r for v in d["bbox"]], f"{d['name']} {d['score']:.2f}", colours[k])
+            draw_detection(pred, [v * r for v in d["bbox"]], f"{d['name']} {d['score']:.2f}", k)
         rows = np.flatnonzero(gt.ann_image_id == by_name[src.name])
         for i in rows:
             c = int(gt.category_id[i])
-            _draw(truth, (gt.bbox[i] * r).tolist(), str(names.get(c, c)), colours[cats.index(c)])
+            draw_detection(truth, (gt.bbox[i] * r).tolist(), str(names.get(c, c)), cats.index(c))
         n_pred, n_gt = n_pred + len(rec["detections"]), n_gt + len(rows)
         panels = []
         for im, text in (

@@ -52,11 +52,34 @@ MISSING_RGB = (128, 128, 128)
 SHEET_RGB = (224, 224, 224)  # around and between the tiles, so white images keep their edges
 
 
+def palette_rgb(k: int) -> tuple[int, int, int]:
+    """The colour of class k (the k-th category in id order): palette entry k mod 20, RGB. Every picture
+    detkit draws (``coco draw``, ``yolo predict``, galleries) colours a class with it."""
+    h = PALETTE[k % len(PALETTE)]
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
 def class_colours(ds: Dataset) -> dict[int, tuple[int, int, int]]:
     """Category id -> RGB: the k-th category in id order takes palette colour k mod 20."""
     order = np.argsort(ds.cat_id, kind="stable")
-    rgb = [tuple(int(h[i : i + 2], 16) for i in (0, 2, 4)) for h in PALETTE]
-    return {int(ds.cat_id[k]): rgb[i % len(rgb)] for i, k in enumerate(order)}  # type: ignore[misc]
+    return {int(ds.cat_id[k]): palette_rgb(i) for i, k in enumerate(order)}
+
+
+def draw_detection(img: np.ndarray, xywh: list[float], label: str, k: int) -> None:
+    """One box with a filled label tag on a BGR (OpenCV) image, in place, in class k's colour
+    (:func:`palette_rgb`); the tag sits above the box, or inside it when the box touches the top."""
+    import cv2
+
+    colour = palette_rgb(k)[::-1]  # BGR
+    x, y, w, h = (round(v) for v in xywh)
+    thick = max(1, round(max(img.shape[:2]) / 400))
+    cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick, cv2.LINE_AA)
+    scale = max(0.35, max(img.shape[:2]) / 1200)
+    (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    ty = y - 2 if y - th - base - 2 >= 0 else y + th + base + 2
+    cv2.rectangle(img, (x, ty - th - base), (x + tw + 2, ty + 1), colour, -1)
+    text = _text_rgb(palette_rgb(k))[::-1]
+    cv2.putText(img, label, (x + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, text, 1, cv2.LINE_AA)
 
 
 def box_findings(ds: Dataset) -> dict[int, list[str]]:
