@@ -1,14 +1,14 @@
 """Exported models side by side: CPU batch-1 latency (p50, p95) and batch-16 throughput of the detector at
 416 px and the classifier at 64 px through torch eager, TorchScript and onnxruntime, in one run.
 
-The models are real ``detkit ... train`` checkpoints (one optimizer step on generated data: latency does
-not depend on the weights) exported with ``detkit yolo export`` / ``detkit classify export --dynamic``, and
-each backend is timed through the very call ``yolo predict`` / ``Detector`` / ``Classifier`` make
-(:meth:`detkit.runtime.Exported.run`: uint8 canvases in, numpy arrays out). Backends are interleaved call
-by call, so a burst of load from elsewhere hits all of them alike. The baseline is torch eager measured in
-the same run; goal: onnxruntime batch-1 p50 <= 2/3 of torch eager's (``ok`` in the output). All backends
-run with the same thread count (``--threads``, default 1: the figure a busy 2-core machine gives). Where a
-GPU is present, torch bf16 and onnxruntime's CUDA provider are timed too; where none is, the output says so.
+The models are real ``detkit ... train`` checkpoints (one optimizer step on generated data: latency does not
+depend on the weights) exported with ``detkit yolo export`` / ``detkit classify export --dynamic``, and each
+backend is timed through the very call ``yolo predict`` / ``Detector`` / ``Classifier`` make
+(:meth:`detkit.deploy.runtime.Exported.run`: uint8 canvases in, numpy arrays out). Backends are interleaved
+call by call, so a burst of load from elsewhere hits all of them alike. The baseline is torch eager measured
+in the same run; goal: onnxruntime batch-1 p50 <= 2/3 of torch eager's (``ok`` in the output). All backends
+run with the same thread count (``--threads``, default 1: the figure a busy 2-core machine gives). Where a GPU
+is present, torch bf16 and onnxruntime's CUDA provider are timed too; where none is, the output says so.
 
     python bench/export.py                  # ~2-3 minutes on 2 cores
     python bench/export.py --json --threads 2 --repeats 30

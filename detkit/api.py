@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from detkit.deploy.runtime import Exported, check_image, letterbox, softmax
 from detkit.errors import DetkitError
-from detkit.runtime import Exported, check_image, letterbox, softmax
 
 __all__ = ["Classifier", "Detections", "Detector", "letterbox"]
 

@@ -166,7 +166,7 @@ def export_(
     Example: detkit classify export runs/r18/best.pt classifier.onnx --dynamic
     """
     from detkit.classify.export import export
-    from detkit.export import format_of
+    from detkit.deploy.export import format_of
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch)
     if json:

@@ -17,10 +17,10 @@ from detkit.classify.export import load_classifier
 from detkit.classify.gradcam import check_cam_layer, grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
 from detkit.console import info, warn
+from detkit.deploy.export import TORCHSCRIPT_SUFFIXES, torch_threads
+from detkit.deploy.runtime import Exported
 from detkit.errors import DetkitError, InputError
-from detkit.export import TORCHSCRIPT_SUFFIXES, torch_threads
 from detkit.io import atomic_path, check_out_folder
-from detkit.runtime import Exported
 from detkit.train.common import resolve_device
 from detkit.train.runs import record_run, write_summary
 

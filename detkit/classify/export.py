@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from detkit.deploy.runtime import EXPORT_SCHEMA, Exported, load_onnx
 from detkit.errors import OptionError
-from detkit.runtime import EXPORT_SCHEMA, Exported, load_onnx
 
 
 def load_classifier(path: str | Path, device: str = "auto", threads: int | None = None) -> Exported:
@@ -30,14 +30,15 @@ def load_classifier(path: str | Path, device: str = "auto", threads: int | None 
     Args:
         path: the model file.
         device: auto, cpu or cuda.
-        threads: CPU intra-op threads (None: the trainers' policy, :func:`detkit.runtime.inference_threads`).
+        threads: CPU intra-op threads (None: the trainers' policy,
+            :func:`detkit.deploy.runtime.inference_threads`).
     """
     if threads is not None and threads < 1:
         raise OptionError("threads", f"must be at least 1, got {threads}")
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         return load_onnx(p, "classify", threads, device)
-    from detkit.export import TORCHSCRIPT_SUFFIXES, load_torchscript, torch_runner, torch_threads
+    from detkit.deploy.export import TORCHSCRIPT_SUFFIXES, load_torchscript, torch_runner, torch_threads
     from detkit.train.common import resolve_device
 
     dev = resolve_device(device)
@@ -120,7 +121,7 @@ def export(
     :func:`detkit.yolo.export.export`; the same writer)."""
     import torch
 
-    from detkit.export import FORMATS, write_export
+    from detkit.deploy.export import FORMATS, write_export
 
     if fmt not in FORMATS:
         raise OptionError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")

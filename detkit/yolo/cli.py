@@ -270,7 +270,7 @@ def export_cmd(
     Example: detkit yolo export runs/y1/best.pt model.onnx && detkit yolo predict model.onnx photos/ --out p/
     """
     from detkit.console import emit_json, info
-    from detkit.export import format_of
+    from detkit.deploy.export import format_of
     from detkit.yolo.export import export
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch, img_size=img_size)

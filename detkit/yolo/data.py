@@ -30,13 +30,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from detkit.datasets.model import Dataset
 from detkit.datasets.paths import source_path
-from detkit.errors import DetkitError
-from detkit.runtime import (  # noqa: F401 - the letterbox's home is the torch-free runtime, for every backend
-    PAD_VALUE,
+from detkit.deploy.runtime import (
     letterbox_transform,
-    unletterbox,
     warp_letterbox,
 )
+from detkit.errors import DetkitError
 from detkit.train.threads import worker_init_fn
 from detkit.yolo.sampler import YoloBatchSampler
 

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from detkit.datasets.model import Dataset
+from detkit.deploy.runtime import unletterbox
 from detkit.train.common import ModelEMA
-from detkit.yolo.data import ClassMap, unletterbox
+from detkit.yolo.data import ClassMap
 
 LOSS_PARTS = ("coord", "obj", "noobj", "cls", "prior")
 

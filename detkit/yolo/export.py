@@ -9,12 +9,12 @@ What is exported is :class:`Deployable`: the network built from the checkpoint's
       -> boxes (B, N, 4) xyxy in 0..1 of the input, clipped; scores (B, N, C) = objectness x class prob
                                                           (detkit.yolo.decode.decode, N = A * (S/32)^2)
 
-so a user feeds it the letterbox of :func:`detkit.runtime.letterbox` and keeps what
-:func:`detkit.runtime.postprocess` keeps; both are recorded in the file's metadata (:func:`detector_metadata`)
-with the class names, anchors, the detkit version and the checkpoint's sha256. ONNX: opset 17, checked with
-``onnx.checker``; after writing, the file is run once on onnxruntime (when installed) against PyTorch and
-the largest difference is reported. The same module runs checkpoints and TorchScript files for
-``yolo predict`` / ``yolo eval`` / :class:`detkit.Detector` (:func:`load_torch`).
+so a user feeds it the letterbox of :func:`detkit.deploy.runtime.letterbox` and keeps what
+:func:`detkit.deploy.runtime.postprocess` keeps; both are recorded in the file's metadata
+(:func:`detector_metadata`) with the class names, anchors, the detkit version and the checkpoint's sha256.
+ONNX: opset 17, checked with ``onnx.checker``; after writing, the file is run once on onnxruntime (when
+installed) against PyTorch and the largest difference is reported. The same module runs checkpoints and
+TorchScript files for ``yolo predict`` / ``yolo eval`` / :class:`detkit.Detector` (:func:`load_torch`).
 
 Try it: detkit yolo export runs/y1/best.pt model.onnx && detkit yolo predict model.onnx photos/ --out preds
 """
@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detkit.errors import OptionError
-from detkit.export import (
+from detkit.deploy.export import (
     FORMATS,
     TORCHSCRIPT_SUFFIXES,
     load_torchscript,
@@ -37,7 +36,8 @@ from detkit.export import (
     torch_threads,
     write_export,
 )
-from detkit.runtime import EXPORT_SCHEMA, PAD_VALUE, Exported
+from detkit.deploy.runtime import EXPORT_SCHEMA, PAD_VALUE, Exported
+from detkit.errors import OptionError
 from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
 from detkit.yolo.config import check_img_size
 

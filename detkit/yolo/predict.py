@@ -1,11 +1,11 @@
 """Evaluation and prediction: ``detkit yolo eval`` and ``detkit yolo predict``, on a checkpoint or an export.
 
 One loader (:func:`load_detector`) takes what a user has — a checkpoint written by ``detkit yolo train``
-(model config, class map, input size and anchors travel inside it; EMA weights), a TorchScript or an ONNX
-file written by ``detkit yolo export`` — and one path runs it (:func:`detect_canvases`): the letterbox,
-the network, the post-processing of :mod:`detkit.runtime`. :class:`detkit.Detector` is built on the same
-two functions, so the Python API, ``predict`` and ``eval`` see the same input and keep the same boxes.
-An ONNX model runs on onnxruntime without importing torch.
+(model config, class map, input size and anchors travel inside it; EMA weights), a TorchScript or an ONNX file
+written by ``detkit yolo export`` — and one path runs it (:func:`detect_canvases`): the letterbox, the
+network, the post-processing of :mod:`detkit.deploy.runtime`. :class:`detkit.Detector` is built on the same
+two functions, so the Python API, ``predict`` and ``eval`` see the same input and keep the same boxes. An ONNX
+model runs on onnxruntime without importing torch.
 
 ``predict`` reads image files, folders, globs, ``.txt`` lists of images, a split of a data.yaml (or any
 source with declared splits) and videos; it writes drawn pictures (a drawn video per video), the
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from detkit.console import info, progress, progress_enabled, warn
+from detkit.deploy.runtime import Exported, letterbox, load_onnx, postprocess, unletterbox
 from detkit.errors import DetkitError, OptionError
 from detkit.io import atomic_write, write_json
-from detkit.runtime import Exported, letterbox, load_onnx, postprocess, unletterbox
 from detkit.yolo.config import check_img_size
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
@@ -46,7 +46,8 @@ def load_detector(path: str | Path, device: str = "auto", threads: int | None = 
     Args:
         path: the model file.
         device: auto, cpu or cuda.
-        threads: CPU intra-op threads (None: the trainers' policy, :func:`detkit.runtime.inference_threads`).
+        threads: CPU intra-op threads (None: the trainers' policy,
+            :func:`detkit.deploy.runtime.inference_threads`).
     """
     if threads is not None and threads < 1:
         raise OptionError("threads", f"must be at least 1, got {threads}")
@@ -79,7 +80,7 @@ def detect_canvases(
     (k,)) per image.
 
     Args:
-        canvases: (B, S, S, 3) uint8 RGB from :func:`detkit.runtime.letterbox`.
+        canvases: (B, S, S, 3) uint8 RGB from :func:`detkit.deploy.runtime.letterbox`.
         transforms: the (r, tx, ty) of each canvas.
         sizes: the original (w, h) of each image.
     """

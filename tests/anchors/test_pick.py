@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from detkit.anchors.config import KMeansConfig, OptionError, parse_ks
+from detkit.anchors.config import KMeansConfig, parse_ks
 from detkit.anchors.sweep import Sweep, pick_k
+from detkit.errors import OptionError
 
 
 def _sweep(bprs: dict[int, float], elbow_k: int) -> Sweep:

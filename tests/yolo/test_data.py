@@ -7,15 +7,8 @@ import pytest
 import torch
 
 from detkit.datasets.model import make_dataset
-from detkit.yolo.data import (
-    Augment,
-    ClassMap,
-    DetectionDataset,
-    build_loader,
-    letterbox_transform,
-    transform_boxes,
-    unletterbox,
-)
+from detkit.deploy.runtime import letterbox_transform, unletterbox
+from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader, transform_boxes
 from detkit.yolo.sampler import MULTI_SCALE_SIZES, YoloBatchSampler, multi_scale_sizes
 from detkit.yolo.splits import select_images
 

@@ -80,7 +80,7 @@ def test_export_metadata_and_checker(det):
 def test_raw_outputs_match_pytorch_on_bccd_and_would_fail_on_wrong_input(det):
     """Boxes and scores of ONNX / TorchScript within 1e-4 of PyTorch on real BCCD images; a BGR canvas, a
     2% scale error or a 1-pixel letterbox shift each move them beyond it (the check would fail)."""
-    from detkit.runtime import letterbox, load_onnx
+    from detkit.deploy.runtime import letterbox, load_onnx
     from detkit.yolo.export import load_torch
 
     torch_model = load_torch(det / "run" / "best.pt", "cpu", threads=1)
@@ -154,7 +154,7 @@ def test_numpy_postprocess_keeps_what_the_training_evaluation_keeps(det):
     boxes on real outputs."""
     import torch
 
-    from detkit.runtime import letterbox, postprocess
+    from detkit.deploy.runtime import letterbox, postprocess
     from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
     from detkit.yolo.decode import postprocess as torch_postprocess
     from detkit.yolo.export import load_torch
@@ -175,7 +175,7 @@ def test_numpy_postprocess_keeps_what_the_training_evaluation_keeps(det):
 
 
 def test_nms_by_hand():
-    from detkit.runtime import nms, postprocess
+    from detkit.deploy.runtime import nms, postprocess
 
     boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10]], float)
     # IoU(0, 1) = 90 / 110 = 0.818: dropped at 0.5, kept at 0.9; box 3 equals box 0 (IoU 1)
@@ -335,8 +335,8 @@ def test_a_classifier_export_is_not_a_detector(clf, det, cli):
 
 
 def test_metadata_is_checked():
+    from detkit.deploy.runtime import read_metadata
     from detkit.errors import DetkitError
-    from detkit.runtime import read_metadata
 
     p = Path("m.onnx")
     for text, what in (

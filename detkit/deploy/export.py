@@ -1,7 +1,7 @@
 """What the detector's and the classifier's exports share: the writer (trace, ONNX opset 17 checked with
 ``onnx.checker`` or TorchScript, metadata inside the file, written atomically, run once against PyTorch), and
 the torch side of running a model (a checkpoint's module or a TorchScript file) behind
-:class:`detkit.runtime.Exported`, with the trainers' thread policy.
+:class:`detkit.deploy.runtime.Exported`, with the trainers' thread policy.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from detkit.deploy.runtime import METADATA_KEY, check_task, read_metadata
 from detkit.errors import DetkitError, OptionError
-from detkit.runtime import METADATA_KEY, check_task, read_metadata
 
 FORMATS = ("onnx", "torchscript")
 OPSET = 17
@@ -133,7 +133,7 @@ def _onnx_bytes(module, example, dynamic: bool, outputs: tuple[str, ...], text: 
     try:
         import onnx
     except ImportError:
-        from detkit.runtime import ONNX_HINT
+        from detkit.deploy.runtime import ONNX_HINT
 
         raise DetkitError(f"exporting to ONNX needs the onnx package: {ONNX_HINT}") from None
     buf = io.BytesIO()
