@@ -185,6 +185,12 @@ def test_bccd_voc_image_sets_are_the_split_column():
         ln.strip() for ln in (root / "ImageSets" / "Main" / "test.txt").read_text().splitlines() if ln.strip()
     }
     assert {f.rsplit(".", 1)[0] for f in test.file_name} == stems
+    # one split keeps the whole folder's ids: predictions made on the folder land on the same images
+    whole = dict(zip(ds.file_name.tolist(), ds.image_id.tolist()))
+    assert [whole[f] for f in test.file_name.tolist()] == test.image_id.tolist()
+    assert test.image_id.tolist() != list(range(1, 73))
+    boxes = {a: tuple(b) for a, b in zip(ds.ann_id.tolist(), ds.bbox.tolist())}
+    assert all(boxes[a] == tuple(b) for a, b in zip(test.ann_id.tolist(), test.bbox.tolist()))
 
 
 def test_voc_split_lists_with_gaps(tmp_path):

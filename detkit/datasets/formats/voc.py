@@ -205,11 +205,14 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
 
 
 def _rows_as_images(ds: Dataset, rows: np.ndarray, split: np.ndarray) -> Dataset:
-    """A dataset whose image table is ``ds``'s rows ``rows`` (new ids when they differ), with ``split``."""
+    """A dataset whose image table is ``ds``'s rows ``rows``, with ``split``.
+
+    Image and annotation ids stay those of the whole folder, so predictions made on the whole folder (or a
+    list of its images) and scored on one split land on the same images."""
     if len(rows) == ds.num_images and np.array_equal(rows, np.arange(ds.num_images)):
         ds.split = split
         return ds
-    new_ids = np.arange(1, len(rows) + 1, dtype=np.int64)
+    new_ids = ds.image_id[rows]
     order = np.argsort(ds.ann_image_id, kind="stable")
     sorted_img = ds.ann_image_id[order]
     ann_rows, ann_img = [], []
@@ -226,7 +229,7 @@ def _rows_as_images(ds: Dataset, rows: np.ndarray, split: np.ndarray) -> Dataset
         file_name=ds.file_name[rows],
         width=ds.width[rows],
         height=ds.height[rows],
-        ann_id=np.arange(1, len(a) + 1, dtype=np.int64),
+        ann_id=ds.ann_id[a],
         ann_image_id=np.concatenate(ann_img) if ann_img else np.zeros(0, dtype=np.int64),
         category_id=ds.category_id[a],
         bbox=ds.bbox[a],
