@@ -13,6 +13,7 @@ import sys
 import typer
 
 from detkit import __version__
+from detkit.console import out
 from detkit.errors import DetkitError
 
 app = typer.Typer(
@@ -96,7 +97,6 @@ def _parts_named(argv: list[str]) -> set[str] | None:
 def _stdout_closed() -> bool:
     """True once a write met a closed stdout pipe: click then wraps sys.stdout to swallow flush errors,
     and rich's ``Console.on_broken_pipe`` sets the console quiet; both then exit 1."""
-    from detkit.console import out
 
     return type(sys.stdout).__name__ == "PacifyFlushWrapper" or out.quiet
 

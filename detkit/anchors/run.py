@@ -16,9 +16,14 @@ from typing import Any
 import numpy as np
 
 from detkit.anchors.config import KMeansConfig
+from detkit.anchors.plots import plot_anchor_boxes, plot_elbow, plot_scatter
 from detkit.anchors.sweep import Pick, Sweep, anchors_file, pick_k, run_sweep
 from detkit.anchors.units import clean_wh, dataset_wh
+from detkit.datasets.load import load_dataset, skipped_summary, warn_skipped
+from detkit.datasets.model import Dataset
 from detkit.errors import DetkitError
+from detkit.io import write_json
+from detkit.train.runs import record_run, write_summary
 
 
 @dataclass
@@ -72,11 +77,9 @@ def _load(data: Any, cfg: KMeansConfig) -> Any:
     """``data`` as an (N, 2) array or a :class:`~detkit.datasets.model.Dataset` (a path is loaded)."""
     if isinstance(data, np.ndarray):
         return data
-    from detkit.datasets.model import Dataset
 
     if isinstance(data, Dataset):
         return data
-    from detkit.datasets.load import load_dataset
 
     return load_dataset(data, cfg.format, split=cfg.split)
 
@@ -123,8 +126,6 @@ def kmeans_anchors(data: Any, config: KMeansConfig | None = None, *, on_k=None, 
     pick = pick_k(sweep, cfg.pick, cfg.iou_thr)
     skipped = None
     if not isinstance(data, np.ndarray):
-        from detkit.datasets.load import skipped_summary
-
         skipped = skipped_summary(data)
     return AnchorsResult(cfg, source, wh, sweep, pick, fmt, int(dropped.sum()), where, skipped=skipped)
 
@@ -139,8 +140,6 @@ def run_anchors(
 ) -> AnchorsResult:
     """:func:`kmeans_anchors` on ``path``, then the anchors file ``out`` and the ``plots`` folder (PNGs,
     summary.json, run.json) when given. Files the loader skipped are one warning line on stderr."""
-    from detkit.datasets.load import load_dataset, warn_skipped
-    from detkit.io import write_json
 
     ds = load_dataset(path, config.format, split=config.split)
     warn_skipped(ds, hint="`detkit coco validate` lists them")
@@ -206,8 +205,6 @@ def _tables(res: AnchorsResult) -> dict[str, list[dict]]:
 
 def write_plots(folder: Path, res: AnchorsResult, path: Path) -> dict[str, str]:
     """PNGs, summary.json (kind anchors.kmeans) and run.json into ``folder``; returns the plot names."""
-    from detkit.anchors.plots import plot_anchor_boxes, plot_elbow, plot_scatter
-    from detkit.train.runs import record_run, write_summary
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg, sweep, wh = res.config, res.sweep, res.wh

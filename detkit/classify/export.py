@@ -19,8 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from detkit import __version__
+from detkit.classify.checkpoint import load_checkpoint
 from detkit.deploy.runtime import EXPORT_SCHEMA, Exported, load_onnx
 from detkit.errors import OptionError
+from detkit.io import sha256_file
 
 
 def load_classifier(path: str | Path, device: str = "auto", threads: int | None = None) -> Exported:
@@ -38,8 +41,15 @@ def load_classifier(path: str | Path, device: str = "auto", threads: int | None 
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         return load_onnx(p, "classify", threads, device)
-    from detkit.deploy.export import TORCHSCRIPT_SUFFIXES, load_torchscript, torch_runner, torch_threads
-    from detkit.train.common import resolve_device
+    from detkit.deploy.export import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
+        TORCHSCRIPT_SUFFIXES,
+        load_torchscript,
+        torch_runner,
+        torch_threads,
+    )
+    from detkit.train.common import (
+        resolve_device,  # lazy: heavy (torch, PIL, cv2...): this module stays light
+    )
 
     dev = resolve_device(device)
     n = torch_threads(threads, dev)
@@ -53,9 +63,6 @@ def load_classifier(path: str | Path, device: str = "auto", threads: int | None 
 def classifier_metadata(ckpt: dict[str, Any], path: Path, batch: int | None, fmt: str) -> dict[str, Any]:
     """What inference needs, stored in an export (and built the same way for a checkpoint)."""
     import torch
-
-    from detkit import __version__
-    from detkit.io import sha256_file
 
     cfg = ckpt["config"]
     s = int(cfg["img_size"])
@@ -92,9 +99,11 @@ def deployable(weights: Path, batch: int | None, fmt: str):
     import torch
     from torch import nn
 
-    from detkit.classify.augment import normalize
-    from detkit.classify.checkpoint import load_checkpoint
-    from detkit.classify.models import build_model, checkpoint_weights
+    from detkit.classify.augment import normalize  # lazy: heavy (torch, PIL, cv2...): this module stays light
+    from detkit.classify.models import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
+        build_model,
+        checkpoint_weights,
+    )
 
     class Deployable(nn.Module):
         def __init__(self, model: nn.Module, mean, std) -> None:
@@ -121,7 +130,10 @@ def export(
     :func:`detkit.yolo.export.export`; the same writer)."""
     import torch
 
-    from detkit.deploy.export import FORMATS, write_export
+    from detkit.deploy.export import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
+        FORMATS,
+        write_export,
+    )
 
     if fmt not in FORMATS:
         raise OptionError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -27,6 +27,7 @@ import numpy as np
 from detkit.datasets.formats.readers import problem
 from detkit.datasets.model import MEMBER_SEP
 from detkit.datasets.paths import source_path
+from detkit.errors import InputError
 
 NEAR_DISTANCE = 6  # bits of 64: re-encoded / resized / lightly edited copies are within 0..4
 _TAIL = 256
@@ -79,7 +80,6 @@ class FileCheck:
 
 def check_image_files(paths: Sequence[Path], width: np.ndarray, height: np.ndarray) -> FileCheck:
     """Probe each file: exists, readable, header size equal to the declared width x height."""
-    from detkit.errors import InputError
 
     res = FileCheck([], [], [])
     for i, p in enumerate(paths):

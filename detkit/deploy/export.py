@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from detkit.deploy.runtime import METADATA_KEY, check_task, read_metadata
+from detkit.deploy.runtime import METADATA_KEY, ONNX_HINT, check_task, read_metadata
 from detkit.errors import DetkitError, OptionError
+from detkit.io import atomic_write
+from detkit.train.threads import apply_thread_policy
 
 FORMATS = ("onnx", "torchscript")
 OPSET = 17
@@ -50,7 +52,6 @@ def torch_runner(module: nn.Module, dev: torch.device):
 
 def torch_threads(threads: int | None, dev: torch.device) -> int:
     """The trainers' thread policy for inference (no data workers), applied to torch."""
-    from detkit.train.threads import apply_thread_policy
 
     if dev.type != "cpu" and threads is None:
         return torch.get_num_threads()
@@ -86,7 +87,6 @@ def write_export(
 ) -> dict[str, Any]:
     """Trace ``module`` on ``example``, write it with ``meta`` to ``out`` atomically, and check it (the
     detector's and the classifier's export share this)."""
-    from detkit.io import atomic_write
 
     out = Path(out)
     if out.is_dir():
@@ -133,8 +133,6 @@ def _onnx_bytes(module, example, dynamic: bool, outputs: tuple[str, ...], text: 
     try:
         import onnx
     except ImportError:
-        from detkit.deploy.runtime import ONNX_HINT
-
         raise DetkitError(f"exporting to ONNX needs the onnx package: {ONNX_HINT}") from None
     buf = io.BytesIO()
     axes = {n: {0: "batch"} for n in ("images", *outputs)} if dynamic else None

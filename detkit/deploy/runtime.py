@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from detkit.errors import DetkitError
+from detkit.train.threads import thread_choice
 
 PAD_VALUE = 114  # grey letterbox border (neutral after normalisation)
 METADATA_KEY = "detkit"  # ONNX metadata_props key / TorchScript extra file "detkit.json"
@@ -173,7 +174,6 @@ def inference_threads(threads: int | None) -> int:
     """Intra-op threads for inference: ``threads`` when given, else the trainers' policy with no data
     workers (:func:`detkit.train.threads.thread_choice`: $OMP_NUM_THREADS, else the usable cores less the
     ones other programs keep busy)."""
-    from detkit.train.threads import thread_choice
 
     return thread_choice(threads, 0)["threads"]
 

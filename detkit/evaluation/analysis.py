@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from detkit.anchors.units import dataset_wh
 from detkit.datasets.model import Dataset
 from detkit.errors import InputError
 from detkit.evaluation.engine import CocoCore
@@ -257,7 +258,6 @@ def load_anchors(path: str | Path) -> tuple[np.ndarray, str]:
 
 def anchor_coverage(gt: Dataset, gt_flag: np.ndarray, anchors: np.ndarray, norm: str) -> dict[str, Any]:
     """Recall at IoU .50 of the ground-truth boxes bucketed by their best IoU with any anchor (docstring)."""
-    from detkit.anchors.units import dataset_wh
 
     wh = dataset_wh(gt, norm)
     use = (gt_flag >= 0) & np.isfinite(wh).all(axis=1) & (wh > 0).all(axis=1)

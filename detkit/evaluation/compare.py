@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from detkit.datasets.model import Dataset
+from detkit.errors import DetkitError
+from detkit.evaluation.analysis import grid_bins
 from detkit.evaluation.matching import coco_matches
 from detkit.evaluation.predictions import Predictions, index_of
 
@@ -110,7 +112,6 @@ def prepare(gt: Dataset, preds: Predictions, max_det: int = 100) -> Matched:
 
 def weighted_ap(m: Matched, w: np.ndarray) -> np.ndarray:
     """(T, K) AP per IoU threshold and class with image weights ``w`` (NaN: no box of the class weighs)."""
-    from detkit.evaluation.analysis import grid_bins
 
     n_r = len(REC_THRS)
     npig = np.bincount(m.g_cls, weights=w[m.g_img], minlength=m.n_cls)
@@ -232,7 +233,6 @@ def _interval(v: np.ndarray, lo: float, hi: float) -> list[float] | None:
 
 def parse_fail_if_drop(text: str | None) -> dict[str, float]:
     """``AP=0.01,AP50=0.02`` -> {"AP": 0.01, "AP50": 0.02}; names AP, AP50, AP75 (mAP, mAP50, mAP75)."""
-    from detkit.errors import DetkitError
 
     out: dict[str, float] = {}
     for item in (text or "").split(","):

@@ -32,9 +32,12 @@ from typing import Any
 import numpy as np
 
 from detkit.datasets.model import Dataset
+from detkit.datasets.ops.draw import draw_images
+from detkit.errors import DetkitError
 from detkit.evaluation.confusion import confusion_match
 from detkit.evaluation.matching import crowd_iou, pairs_by_key
 from detkit.evaluation.predictions import Predictions, index_of
+from detkit.io import atomic_write, write_json
 
 COLUMNS = ("image_id", "file_name", "gt", "tp", "fp_class", "fp_dup", "fp_loc", "fp_bkg", "fn", "score")
 FP_KINDS = ("fp_class", "fp_dup", "fp_loc", "fp_bkg")
@@ -124,8 +127,6 @@ def worst(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 def write_per_image(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     """``rows`` as .csv (a header of :data:`COLUMNS`) or .json (a list), written atomically."""
-    from detkit.errors import DetkitError
-    from detkit.io import atomic_write, write_json
 
     path = Path(path)
     if path.suffix.lower() == ".json":
@@ -151,7 +152,6 @@ def draw_worst(
     Returns:
         the drawn rows (the per-image row plus ``jpeg``, its file under ``out``).
     """
-    from detkit.datasets.ops.draw import draw_images
 
     out = Path(out)
     picked = worst(errors["rows"], n)

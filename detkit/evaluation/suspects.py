@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from detkit.datasets.model import Dataset
+from detkit.datasets.ops.draw import draw_images
 from detkit.evaluation.matching import crowd_iou, pairs_by_key
+from detkit.evaluation.per_image import COLOURS
 from detkit.evaluation.predictions import Predictions, index_of
 
 KINDS = ("missing_label", "wrong_class", "loose_box", "spurious_label")
@@ -203,8 +205,6 @@ def draw_suspects(gt: Dataset, suspects: list[dict[str, Any]], out: Any) -> list
     :func:`detkit.datasets.ops.draw.draw_images`: the image's boxes in the ground-truth colour (a suspected
     one tagged with its rank and kind), and the detection that disagrees in the false-positive colour.
     Returns the JPEGs."""
-    from detkit.datasets.ops.draw import draw_images
-    from detkit.evaluation.per_image import COLOURS
 
     names = gt.category_names()
     row_of = {int(i): r for r, i in enumerate(gt.image_id.tolist())}

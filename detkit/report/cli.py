@@ -37,7 +37,7 @@ def report(
 
     Example: detkit report runs/ -o report.html
     """
-    from detkit.report.render import write_report
+    from detkit.report.render import write_report  # lazy: start-up time: only this command needs it
 
     result = write_report(dirs, output, title=title)
     if json:

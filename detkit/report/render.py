@@ -12,6 +12,8 @@ from typing import Any
 from detkit.errors import DetkitError
 from detkit.io import atomic_write
 from detkit.report.collect import find_incomplete, find_summaries
+from detkit.report.html import render_html
+from detkit.report.markdown import render_markdown
 from detkit.report.output import publish, report_format
 from detkit.report.sections import build_sections, incomplete_section
 from detkit.train.runs import now
@@ -44,12 +46,8 @@ def write_report(dirs: list[str | Path], out: str | Path, title: str = "detkit r
     meta = f"{len(sections)} section(s) from {', '.join(str(d) for d in dirs)} · generated {now()}"
     assets = None
     if fmt == "html":
-        from detkit.report.html import render_html
-
         text = render_html(sections, title, meta)
     else:
-        from detkit.report.markdown import render_markdown
-
         assets = out.parent / f"{out.stem}_files"
         text = render_markdown(sections, title, meta, assets, assets.name)
     with atomic_write(out) as f:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detkit import __version__
 from detkit.deploy.export import (
     FORMATS,
     TORCHSCRIPT_SUFFIXES,
@@ -38,8 +39,11 @@ from detkit.deploy.export import (
 )
 from detkit.deploy.runtime import EXPORT_SCHEMA, PAD_VALUE, Exported
 from detkit.errors import OptionError
+from detkit.io import sha256_file
+from detkit.train.common import resolve_device
 from detkit.yolo.checkpoint import load_checkpoint, model_from_checkpoint
 from detkit.yolo.config import check_img_size
+from detkit.yolo.decode import decode
 
 
 class Deployable(nn.Module):
@@ -58,8 +62,6 @@ class Deployable(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.ops import box_convert
 
-        from detkit.yolo.decode import decode
-
         x = images.permute(0, 3, 1, 2).float().div(255.0).contiguous()
         boxes, obj, cls_prob = decode(self.model(x), self.anchors)
         xyxy = box_convert(boxes, "cxcywh", "xyxy").clamp(0.0, 1.0)
@@ -70,8 +72,6 @@ def detector_metadata(
     ckpt: dict[str, Any], path: str | Path, img_size: int, batch: int | None, fmt: str
 ) -> dict[str, Any]:
     """What inference needs, stored in an export (and built the same way for a checkpoint)."""
-    from detkit import __version__
-    from detkit.io import sha256_file
 
     p = Path(path)
     p = p / "last.pt" if p.is_dir() else p
@@ -114,7 +114,6 @@ def detector_metadata(
 def load_torch(path: str | Path, device: str = "auto", threads: int | None = None) -> Exported:
     """A checkpoint (``.pt``, or a run folder meaning its ``last.pt``) or a TorchScript export, ready for
     :func:`detkit.yolo.predict.detect`."""
-    from detkit.train.common import resolve_device
 
     p = Path(path)
     dev = resolve_device(device)

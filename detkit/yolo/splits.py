@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detkit.datasets.load import declared_splits, load_dataset, warn_skipped
 from detkit.datasets.model import Dataset
 from detkit.errors import DetkitError
 
@@ -19,7 +20,6 @@ from detkit.errors import DetkitError
 def has_split(path: str | Path, name: str) -> bool:
     """True when ``path`` declares a split ``name`` (a data.yaml key, a Roboflow folder, a VOC ImageSets
     list)."""
-    from detkit.datasets.load import declared_splits
 
     return name in declared_splits(path)
 
@@ -32,7 +32,6 @@ def load_split(
 
     An explicit ``list_file`` wins over the declared split. What the loader skipped (orphan labels, corrupt
     images, bad rows) is one warning line on stderr."""
-    from detkit.datasets.load import load_dataset, warn_skipped
 
     use = split if split is not None and list_file is None and has_split(path, split) else None
     ds = load_dataset(path, split=use)

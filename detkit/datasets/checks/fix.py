@@ -16,8 +16,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from detkit.datasets.checks.tolerant_json import encode_hook
 from detkit.datasets.checks.validate import AREA_TOL, Report, duplicates, image_record, out_of_bounds
 from detkit.datasets.model import json_number
+from detkit.errors import DetkitError
 from detkit.io import atomic_write
 
 
@@ -245,11 +247,8 @@ def write_fix(report: Report, out: str | Path) -> list[dict[str, Any]]:
     """Write the cleaned COCO json to ``out`` (atomically; never over the input) and return the changes."""
     out = Path(out)
     if out.exists() and Path(report.path).exists() and out.resolve() == Path(report.path).resolve():
-        from detkit.errors import DetkitError
-
         raise DetkitError(f"{out}: the fixed file would overwrite the input; choose another file")
     doc, changes = plan_fix(report)
-    from detkit.datasets.checks.tolerant_json import encode_hook
 
     with atomic_write(out, "wb") as f:  # msgspec writes Raw records back verbatim; NaN would become null
         f.write(msgspec.json.encode(doc, enc_hook=encode_hook))

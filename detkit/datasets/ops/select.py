@@ -15,6 +15,7 @@ import numpy as np
 
 from detkit.datasets.model import Dataset
 from detkit.datasets.ops.source import Part
+from detkit.datasets.ops.split import split_dataset
 from detkit.errors import DetkitError, OptionError
 
 EMPTY = ("keep", "drop", "only")
@@ -125,8 +126,6 @@ def sample_dataset(ds: Dataset, n: int, seed: int = 0, stratify: bool = False) -
     total = ds.num_images
     n = min(n, total)
     if stratify and 0 < n < total:
-        from detkit.datasets.ops.split import split_dataset
-
         rows = split_dataset(ds, [n / total, 1 - n / total], seed=seed).parts["train"].images
     else:
         rows = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))

@@ -25,6 +25,7 @@ import numpy as np
 from detkit.datasets.formats.coco import CocoCat, Int64, decode_file, recorded_image_root
 from detkit.datasets.formats.layouts import normalize_split, roboflow_coco_files
 from detkit.datasets.formats.readers import check_image_sizes
+from detkit.datasets.load import load_dataset, sniff_json
 from detkit.datasets.model import Dataset, default_image_root
 from detkit.errors import InputError
 
@@ -222,7 +223,6 @@ def load_source(
             read by :func:`load_ids` (its raw records still carry every box).
         **load_kwargs: passed on to ``load_dataset`` when not None (``split``, ``strict``).
     """
-    from detkit.datasets.load import load_dataset, sniff_json
 
     path = Path(path)
     kwargs = {k: v for k, v in load_kwargs.items() if v not in (None, False)}
