@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape as esc
 
-from detkit.console import info, progress
+from detkit.console import esc, info, progress
 from detkit.demo.steps import Runner, Step, StepResult, check_plan, problem, run_step
 from detkit.train.runs import write_summary
 

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from detkit.console import info
+from detkit.console import esc, info
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -98,22 +98,20 @@ def warn_skipped(ds) -> None:
 
 
 def table(title: str, columns: list[str], rows: list[list[object]]):
-    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=escape(title), title_justify="left", show_edge=False, pad_edge=False)
+    t = Table(title=esc(title), title_justify="left", show_edge=False, pad_edge=False)
     cells = [[cell(v) for v in r] for r in rows]
     for k, c in enumerate(columns):
         left = c in ("name", "table", "field", "type", "meaning", "code", "severity")
         width = None if left else max([len(c)] + [len(r[k]) for r in cells])
-        t.add_column(c, justify="left" if left else "right", no_wrap=k == 0 or not left, min_width=width)
+        t.add_column(esc(c), justify="left" if left else "right", no_wrap=k == 0 or not left, min_width=width)
     for r in cells:
         t.add_row(*r)
     return t
 
 
 def cell(v: object) -> str:
-    from rich.markup import escape
 
     if v is None:
         return ""
@@ -121,7 +119,7 @@ def cell(v: object) -> str:
         return f"{v:,}"
     if isinstance(v, float):
         return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return escape(str(v))
+    return esc(str(v))
 
 
 def write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **fields) -> None:

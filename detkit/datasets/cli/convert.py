@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from detkit.console import emit_json, info, warn
+from detkit.console import emit_json, esc, info, warn
 from detkit.datasets.cli.common import CategoryIds, FormatOpt, JsonOpt, Target, app, load, skipped_doc
 
 
@@ -65,7 +65,6 @@ def convert(
 
     Example: detkit coco convert data.yaml coco/ --to coco --category-ids coco80
     """
-    from rich.markup import escape
 
     from detkit.datasets.ops.convert import convert as do_convert
     from detkit.datasets.ops.convert_splits import convert_splits
@@ -101,7 +100,7 @@ def convert(
     if to != Target.coco and result["images_linked"] < ds.num_images:
         warn(
             f"{ds.num_images - result['images_linked']:,} of {ds.num_images:,} images not found to link "
-            f"(source image folder: {escape(str(images or ds.image_root))}); pass --images DIR"
+            f"(source image folder: {esc(str(images or ds.image_root))}); pass --images DIR"
         )
     if result.get("skipped_boxes"):
         warn(f"{result['skipped_boxes']:,} boxes with a dangling image or category id were not written")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from detkit.console import emit_json, info, out, warn
+from detkit.console import emit_json, esc, info, out, warn
 from detkit.datasets.cli.common import (
     FormatOpt,
     JsonOpt,
@@ -189,7 +189,7 @@ def split(
     w = res.worst
     out.print(
         f"\nworst deviation from the ratios: {w['images']:.2%} of a class's images"
-        + (f" ({w['class']} in {w['split']})" if w["class"] else "")
+        + (f" ({esc(w['class'])} in {esc(w['split'])})" if w["class"] else "")
         + f", {w['boxes']:.2%} of its boxes"
     )
 
