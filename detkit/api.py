@@ -39,6 +39,15 @@ def _check_image(image: Any, what: str = "image") -> np.ndarray:
     return a
 
 
+def _tensor(a: np.ndarray):
+    """``a`` as a torch tensor sharing its memory when it may: a read-only array (``np.asarray`` of a PIL
+    image, a memory map) is copied first, as torch warns on and cannot guard a read-only buffer."""
+    import torch
+
+    a = np.ascontiguousarray(a)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float, float]]:
     """``image`` (H, W, 3) scaled to fit ``size`` x ``size`` with its aspect kept, centred on the training
     border colour (``detkit.yolo.data.PAD_VALUE``); returns the canvas and the (r, tx, ty) of
@@ -113,7 +122,7 @@ class Detector:
         if bgr:
             img = img[:, :, ::-1]
         canvas, transform = letterbox(np.ascontiguousarray(img), size)
-        x = torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1)))[None]  # (1, 3, S, S) uint8 RGB
+        x = _tensor(canvas.transpose(2, 0, 1))[None]  # (1, 3, S, S) uint8 RGB
         with torch.inference_mode():
             raw = self.model(to_input(x, self.device))
         det = postprocess(raw.float(), self.anchors, conf_thresh=conf, iou_thresh=iou, max_det=max_det)[0]
@@ -176,7 +185,7 @@ class Classifier:
         out = []
         with torch.inference_mode():
             for i in range(0, len(a), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(a[i : i + batch_size])).to(self.device)
+                x = _tensor(a[i : i + batch_size]).to(self.device)
                 out.append(self.model(normalize(x, self.mean, self.std)).float().softmax(1).cpu())
         probs = torch.cat(out).numpy()
         return probs[0] if single else probs

@@ -261,8 +261,13 @@ def skipped_summary(ds: Dataset) -> dict[str, Any] | None:
     }
 
 
-def warn_skipped(ds: Dataset, hint: str = "--strict to stop instead, `detkit coco validate` for all") -> None:
-    """The one stderr warning line (count and first path) for what was skipped, and a note for repairs."""
+def warn_skipped(ds: Dataset, hint: str = "") -> None:
+    """The one stderr warning line (count and first path) for what was skipped, and a note for repairs.
+
+    Args:
+        ds: a dataset from :func:`load_dataset`.
+        hint: appended after ``; `` (the CLI names its flags here: the library names none).
+    """
     from detkit.console import info, warn
 
     doc = skipped_summary(ds)

@@ -94,7 +94,7 @@ def warn_skipped(ds) -> None:
     from detkit.datasets import load as loaders
 
     if hasattr(ds, "skipped"):
-        loaders.warn_skipped(ds)
+        loaders.warn_skipped(ds, hint="--strict to stop instead, `detkit coco validate` for all")
 
 
 def table(title: str, columns: list[str], rows: list[list[object]]):
