@@ -62,9 +62,20 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _scan_tiny(root: Path) -> Catalog:
-    wnids = [w.strip() for w in _read_lines(root / "wnids.txt") if w.strip()]
-    if len(set(wnids)) != len(wnids):
+    """Tiny ImageNet's layout. A class of wnids.txt without a ``train/<wnid>/images`` folder (a subset
+    copied with the original wnids.txt) is left out with one warning naming how many, as are its
+    val_annotations.txt lines: the classes are those with images, and the warning shows which are not."""
+    listed = [w.strip() for w in _read_lines(root / "wnids.txt") if w.strip()]
+    if len(set(listed)) != len(listed):
         raise InputError(root / "wnids.txt", None, "a class id is listed twice")
+    wnids = [w for w in listed if (root / "train" / w / "images").is_dir()]
+    absent = [w for w in listed if w not in set(wnids)]
+    if listed and not wnids:
+        raise InputError(
+            root / "train",
+            None,
+            f"none of the {len(listed)} classes in wnids.txt has a train/<wnid>/images folder",
+        )
     names = {w: w for w in wnids}
     if (root / "words.txt").exists():
         for line in _read_lines(root / "words.txt"):
@@ -74,14 +85,12 @@ def _scan_tiny(root: Path) -> Catalog:
     label = {w: i for i, w in enumerate(wnids)}
     files, labels, group = [], [], []
     for w in wnids:
-        folder = root / "train" / w / "images"
-        if not folder.is_dir():
-            raise InputError(folder, None, f"class {w} is listed in wnids.txt but has no images folder")
-        for p in _images_below(folder):
+        for p in _images_below(root / "train" / w / "images"):
             files.append(p.relative_to(root).as_posix())
             labels.append(label[w])
             group.append(TRAIN)
     ann = root / "val" / "val_annotations.txt"
+    dropped_val = 0
     if ann.exists():
         for lineno, line in enumerate(_read_lines(ann), 1):
             if not line.strip():
@@ -91,6 +100,9 @@ def _scan_tiny(root: Path) -> Catalog:
                 raise InputError(ann, lineno, "expected '<file>\\t<wnid>\\t...'")
             name, wnid = fields[0].strip(), fields[1].strip()
             if wnid not in label:
+                if wnid in absent:
+                    dropped_val += 1
+                    continue
                 raise InputError(ann, lineno, f"class {wnid} is not in wnids.txt")
             path = root / "val" / "images" / name
             if not path.is_file():
@@ -98,6 +110,13 @@ def _scan_tiny(root: Path) -> Catalog:
             files.append(path.relative_to(root).as_posix())
             labels.append(label[wnid])
             group.append(VAL)
+    if absent:
+        first = ", ".join(absent[:3]) + (" ..." if len(absent) > 3 else "")
+        val = f" with their {dropped_val:,} val_annotations.txt lines" if dropped_val else ""
+        warn(
+            f"{root / 'wnids.txt'}: {len(absent):,} of {len(listed):,} classes have no train/<wnid>/images "
+            f"folder and are left out{val} ({first}); the other {len(wnids):,} are the classes"
+        )
     return Catalog(
         root,
         "tiny-imagenet",
