@@ -5,9 +5,9 @@ file and the thread policy's pin. The options each trainer declares once live in
 Run folder. :class:`RunFolder` is held for the whole run: a lock file naming the owner's pid (a second
 trainer gets a one-line error; a lock left by a killed process is taken over with a warning), the temp
 files of an interrupted run removed, and a folder holding a run refused unless the call resumes it or
-says ``exist_ok`` (which deletes the previous run's files, and says which). A call that fails before its
-first commit (bad data, a refused option, Ctrl-C while decoding) removes what it wrote and the folders it
-created, so a refused run leaves no empty run folder behind.
+says ``exist_ok`` (which deletes the previous run's files, and says which). A new run refused before its
+first commit (unusable data or options, exit 2) removes what it wrote and the folders it created, so it
+leaves no empty run folder behind; a NaN stop keeps its run.json.
 
 One-commit epoch end. ``last.pt`` is the run's state of record: besides model, optimizer, scheduler, EMA
 and RNG states it carries the metric rows (``history``) and the best epoch (``best``). An epoch ends by
@@ -95,15 +95,16 @@ class RunFolder:
             raise
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self.main:
             self._unlock()
-            if exc_type is not None and self._created and not (self.path / "last.pt").exists():
+            refused = isinstance(exc, DetkitError) and exc.exit_code == 2  # not a NaN stop (exit 1)
+            if refused and self._created and not (self.path / "last.pt").exists():
                 self._discard()
 
     def _discard(self) -> None:
-        """Remove a new run folder that failed before its first commit: the run's files, then the
-        folders this call created (each only when empty)."""
+        """Remove a new run folder refused before its first commit: the run's files, then the folders
+        this call created (each only when empty)."""
         for n in self.files:
             with contextlib.suppress(OSError):
                 (self.path / n).unlink()
