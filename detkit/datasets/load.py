@@ -35,6 +35,7 @@ from detkit.errors import InputError
 
 __all__ = [
     "FORMATS",
+    "coco_json_in",
     "concat_splits",
     "declared_splits",
     "detect_format",
@@ -59,6 +60,28 @@ def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> L
     if fmt == "coco" and p.is_file() and not kwargs.get("split"):
         return load_coco_labels(p)
     return load_dataset(p, format=fmt, **kwargs)
+
+
+def _is_summary(path: Path) -> bool:
+    """detkit's own record of a command (``summary.json``, ``<name>.summary.json``), never annotations."""
+    return path.name == "summary.json" or path.name.endswith(".summary.json")
+
+
+def _coco_jsons(folder: Path) -> list[Path]:
+    """The COCO json candidates of a folder: its .json files (not detkit's summaries), else
+    ``annotations/instances_*.json``."""
+    return sorted(j for j in folder.glob("*.json") if not _is_summary(j)) or sorted(
+        folder.glob("annotations/instances_*.json")
+    )
+
+
+def coco_json_in(folder: Path) -> Path:
+    """The one COCO json of a folder (the rule of :func:`detect_format`, :func:`load_dataset` and
+    ``validate``)."""
+    jsons = _coco_jsons(folder)
+    if len(jsons) != 1:
+        raise InputError(folder, None, "expected one COCO .json in this folder; pass the file itself")
+    return jsons[0]
 
 
 def detect_format(path: str | Path) -> str:
@@ -86,8 +109,7 @@ def detect_format(path: str | Path) -> str:
         return "coco"
     if find_yaml(p) is not None or split_folders(p) or (p / "labels").is_dir():
         return "yolo"
-    jsons = sorted(p.glob("*.json")) + sorted(p.glob("annotations/instances_*.json"))
-    if len(jsons) == 1:  # before the .txt probe: a COCO folder may hold a README.txt
+    if len(_coco_jsons(p)) == 1:  # before the .txt probe: a COCO folder may hold a README.txt
         return "coco"
     if (p / "images").is_dir() or next(p.rglob("*.txt"), None) is not None:  # images alone: background images
         return "yolo"
@@ -126,10 +148,7 @@ def load_dataset(
         if p.is_dir() and (files := roboflow_coco_files(p)):
             return _load_coco_splits(p, files, split, **kwargs)
         if p.is_dir():
-            jsons = sorted(p.glob("*.json")) or sorted(p.glob("annotations/instances_*.json"))
-            if len(jsons) != 1:
-                raise InputError(p, None, "expected one COCO .json in this folder; pass the file itself")
-            p = jsons[0]
+            p = coco_json_in(p)
         return _only_split(load_coco(p, **kwargs), p, split)
     if fmt == "yolo":
         return load_yolo(p, strict=strict, split=split, **kwargs)

@@ -82,7 +82,7 @@ def eval_cmd(
     from detkit.console import emit_json
     from detkit.yolo.predict import run_eval
 
-    metrics, results = run_eval(
+    metrics, results, gt = run_eval(
         weights,
         data,
         images,
@@ -120,6 +120,7 @@ def eval_cmd(
             f"YOLOv2 evaluation: {Path(str(data)).name}",
             metrics=doc["metrics"],
             tables={"per_class": metrics["per_class"]},
+            plots=_eval_plots(gt, results, Path(out)),
             predictions="predictions.json",
             weights=str(weights),
         )
@@ -127,6 +128,22 @@ def eval_cmd(
         emit_json(doc)
     else:
         _print_eval(doc["metrics"], metrics["per_class"])
+
+
+def _eval_plots(gt, results: list[dict], out: Path) -> dict[str, str]:
+    """The PR curves, F1-confidence curve and confusion matrix of ``coco eval`` (confusion at its
+    defaults, conf 0.25 and IoU 0.45), drawn into ``out`` for the report; {name: file}."""
+    from detkit.console import warn
+    from detkit.errors import DetkitError
+    from detkit.evaluation import evaluate
+    from detkit.evaluation.plots import write_plots
+
+    try:
+        res = evaluate(gt, results, lenient=True)
+    except DetkitError as exc:  # e.g. no scorable ground truth: the metrics above already say so
+        warn(f"plots not drawn: {exc}")
+        return {}
+    return write_plots(res.as_dict(), out)
 
 
 def _print_eval(m: dict, per_class: list[dict]) -> None:

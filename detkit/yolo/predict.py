@@ -51,12 +51,13 @@ def run_eval(
     limit: int | None = None,
     device: str = "auto",
     workers: int = 2,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
     """COCO mAP of a checkpoint on an annotated set: its ``val`` split when ``data`` declares splits (a
     data.yaml, a Roboflow export, VOC ImageSets; ``list_file`` wins over it), else all of it.
 
     Returns:
-        (metrics: mAP, mAP50, mAP75, per_class, detections, images, images_per_s; COCO results rows).
+        (metrics: mAP, mAP50, mAP75, per_class, detections, images, images_per_s; COCO results rows; the
+        ground truth scored, a :class:`detkit.datasets.model.Dataset`).
     """
     model, meta, dev = load_model(weights, device)
     ds = load_split(data, list_file, limit, "val")  # warns once about what the loader skipped
@@ -90,7 +91,7 @@ def run_eval(
         iou=iou,
         on_bad=lambda ps: [warn(f"{p}: cannot decode the image; skipped") for p in ps],
     )
-    return metrics, results
+    return metrics, results, ds
 
 
 def _eval_map(model_map: ClassMap, ds) -> ClassMap:

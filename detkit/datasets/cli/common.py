@@ -128,3 +128,23 @@ def write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **
     record_run(out_dir, config=config, inputs=[path])
     write_summary(out_dir, kind, title, **fields)
     info(f"wrote {out_dir / 'summary.json'}")
+
+
+def write_op_summary(out: Path, kind: str, title: str, doc: dict, tables: dict | None = None) -> Path:
+    """The summary.json of a command that writes a data set to OUT (split, filter, sample, merge,
+    convert), so ``detkit report`` shows it: ``OUT/summary.json`` in an output folder, ``<OUT
+    stem>.summary.json`` beside an output .json file. ``doc`` is the command's --json document; its
+    counts become the metrics."""
+    from detkit.train.runs import write_summary
+
+    if out.is_dir() or out.suffix.lower() != ".json":
+        folder, name = out, "summary.json"
+    else:
+        folder, name = out.parent, f"{out.stem}.summary.json"
+    counts = ("images", "boxes", "categories")
+    metrics = {k: doc[k] for k in counts if isinstance(doc.get(k), int)}
+    written = doc.get("written")
+    if not metrics and isinstance(written, dict):
+        metrics = {k: written[k] for k in counts if isinstance(written.get(k), int)}
+    rest = {k: v for k, v in doc.items() if k not in (*counts, "kind", "title")}
+    return write_summary(folder, kind, title, file=name, metrics=metrics, tables=tables or {}, **rest)

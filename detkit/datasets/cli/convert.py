@@ -12,7 +12,16 @@ from typing import Annotated
 import typer
 
 from detkit.console import emit_json, esc, info, warn
-from detkit.datasets.cli.common import CategoryIds, FormatOpt, JsonOpt, Target, app, load, skipped_doc
+from detkit.datasets.cli.common import (
+    CategoryIds,
+    FormatOpt,
+    JsonOpt,
+    Target,
+    app,
+    load,
+    skipped_doc,
+    write_op_summary,
+)
 
 
 # ---- convert ---------------------------------------------------------------------------------------
@@ -109,15 +118,18 @@ def convert(
             f"{result['crowd_as_boxes']:,} crowd annotations written as ordinary boxes ({to.value} has "
             "no iscrowd)"
         )
+    doc = {
+        "in": str(src),
+        "from": ds.format,
+        **result,
+        **({"skipped": sk} if (sk := skipped_doc(ds)) else {}),
+    }
+    splits = [{"split": k, **v} for k, v in result["splits"].items()] if "splits" in result else None
+    write_op_summary(
+        dst, "coco.convert", f"{src.name} as {to.value}", doc, {"splits": splits} if splits else None
+    )
     if json:
-        emit_json(
-            {
-                "in": str(src),
-                "from": ds.format,
-                **result,
-                **({"skipped": sk} if (sk := skipped_doc(ds)) else {}),
-            }
-        )
+        emit_json(doc)
     elif "splits" in result:
         parts = [
             f"{r['out']} ({r['images']:,} images, {r['boxes']:,} boxes)" for r in result["splits"].values()
