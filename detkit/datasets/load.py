@@ -113,7 +113,12 @@ def detect_format(path: str | Path) -> str:
         return "coco"
     if (p / "images").is_dir() or next(p.rglob("*.txt"), None) is not None:  # images alone: background images
         return "yolo"
-    raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
+    raise InputError(
+        p,
+        None,
+        "cannot tell the annotation format of this folder; name its format",
+        flags={"name its format": "pass --format"},
+    )
 
 
 def load_dataset(
@@ -159,7 +164,9 @@ def load_dataset(
 
 def _only_split(ds: Dataset, path: Path, split: str | None) -> Dataset:
     if split is not None:
-        raise InputError(path, None, f"--split {split}: this {ds.format} file has no splits")
+        raise InputError(
+            path, None, f"split {split}: this {ds.format} file has no splits", flags={"split ": "--split "}
+        )
     return ds
 
 
