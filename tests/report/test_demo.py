@@ -179,6 +179,7 @@ def test_demo_quick_end_to_end(tmp_path, cli):
     )  # yolo predict on held-out images, drawn beside the truth
     gallery = json.loads((tmp_path / "demo" / "runs" / "yolo_gallery" / "summary.json").read_text())
     assert gallery["metrics"]["images"] == 4 and len(gallery["galleries"]["predicted | ground truth"]) == 4
+    assert all(p.endswith(".jpg") for p in gallery["galleries"]["predicted | ground truth"])  # photos: JPEG
     assert all(src.startswith("data:") for src in re.findall(r'<img[^>]*\ssrc="([^"]*)"', html))
 
     demo = json.loads((tmp_path / "demo" / "runs" / "demo" / "summary.json").read_text())
