@@ -48,12 +48,13 @@ PRESETS: dict[str, dict[str, Any]] = {
               "yolo_epochs": 1, "yolo_batch": 4, "yolo_size": 64, "yolo_width": 0.125, "yolo_lr": 3e-3,
               "yolo_eval_every": 1, "cls_epochs": 1, "cls_batch": 8, "cls_width": 0.25, "cls_size": 32,
               "gallery": 4},
-    # The detector's training is nearly all of the demo's time (265 of 282 s at 50 epochs, 2026-11-30; 323 s
-    # in all as the demo grew): 30 epochs keep the tour under 4 minutes on 2 idle cores. 192 px (a 6x6
-    # grid) rather than the images' own 128 (4x4): at 4x4 too many shapes share a cell and held-out mAP@.5
-    # stays near 0.1.
+    # The detector's training is nearly all of the demo's time (265 of 282 s at width 0.25, 2026-11-30; 323 s
+    # in all as the demo grew). Width 0.125 (what teaches least: the user sees the same tools) costs 0.43x
+    # the CPU and keeps held-out mAP@.5 (0.831 at 50 epochs against 0.847); 30 epochs at width 0.25 gave
+    # 0.49 for 0.6x. 192 px (a 6x6 grid) rather than the images' own 128 (4x4): at 4x4 too many shapes
+    # share a cell and held-out mAP@.5 stays near 0.1.
     "cpu": {"det_images": 192, "det_val": 48, "det_size": 128, "cls_classes": 5, "cls_per_class": 60,
-            "yolo_epochs": 30, "yolo_batch": 16, "yolo_size": 192, "yolo_width": 0.25, "yolo_lr": 3e-3,
+            "yolo_epochs": 50, "yolo_batch": 16, "yolo_size": 192, "yolo_width": 0.125, "yolo_lr": 3e-3,
             "yolo_eval_every": 10, "cls_epochs": 8, "cls_batch": 32, "cls_width": 0.5, "cls_size": 32,
             "gallery": 8},
     "cuda": {"det_images": 2048, "det_val": 256, "det_size": 256, "cls_classes": 10, "cls_per_class": 300,

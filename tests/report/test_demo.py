@@ -145,7 +145,7 @@ def test_plan_seeds_and_sizes(tmp_path):
     argv = steps["yolo train"].argv
     pairs = dict(zip(argv[2::2], argv[3::2]))
     assert {k: pairs[k] for k in ("--width", "--optimizer", "--eval-every", "--val-data", "--workers")} == {
-        "--width": "0.25",
+        "--width": "0.125",
         "--optimizer": "adamw",
         "--eval-every": "10",
         "--val-data": str(tmp_path / "data/shapes_val/instances.json"),
