@@ -9,15 +9,22 @@ class DetkitError(Exception):
     Args:
         message: one line naming the file, the record and what is wrong.
         exit_code: 2 for usage errors and unusable input (the default), 1 for findings.
+        flags: the library's spelling of a remedy -> the CLI's (``{"lenient=True": "--lenient"}``): the
+            message names the keyword argument, :meth:`cli_message` the flag the user types.
     """
 
-    def __init__(self, message: str, exit_code: int = 2):
+    def __init__(self, message: str, exit_code: int = 2, *, flags: dict[str, str] | None = None):
         super().__init__(message)
         self.exit_code = exit_code
+        self.flags = dict(flags or {})
 
     def cli_message(self) -> str:
-        """The line the CLI prints (library messages describe values; :class:`OptionError` names the flag)."""
-        return str(self)
+        """The line the CLI prints: library messages describe values and keyword arguments; this names
+        the flags (see ``flags``; :class:`OptionError` names its option's flag)."""
+        text = str(self)
+        for lib, cli in self.flags.items():
+            text = text.replace(lib, cli)
+        return text
 
 
 class OptionError(DetkitError):
@@ -48,10 +55,19 @@ class InputError(DetkitError):
         what: what is wrong, in a few words.
         code: the ``validate`` finding code it becomes when reported instead of raised
             (see :mod:`detkit.datasets.checks.findings`); None: the reader's default.
+        flags: as for :class:`DetkitError`.
     """
 
-    def __init__(self, path: object, where: str | int | None, what: str, *, code: str | None = None):
+    def __init__(
+        self,
+        path: object,
+        where: str | int | None,
+        what: str,
+        *,
+        code: str | None = None,
+        flags: dict[str, str] | None = None,
+    ):
         loc = f"{path}" if where in (None, "") else f"{path}:{where}"
-        super().__init__(f"{loc}: {what}", exit_code=2)
+        super().__init__(f"{loc}: {what}", exit_code=2, flags=flags)
         self.path, self.where, self.what = str(path), where, what
         self.code: str | None = code

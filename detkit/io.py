@@ -28,7 +28,12 @@ def check_out_folder(path: str | os.PathLike, what: str = "an output folder") ->
     --out would otherwise fail deep inside the first write)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise InputError(path, None, f"exists and is not a folder; give {what} to --out")
+        raise InputError(
+            path,
+            None,
+            f"exists and is not a folder; give {what}",
+            flags={f"give {what}": f"give {what} to --out"},
+        )
     return path
 
 

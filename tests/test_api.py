@@ -222,3 +222,30 @@ def test_bad_arrays_are_described_by_value(workdir, cls_run):
         DetkitError, match=r"batch must be \(N, H, W, 3\) uint8 images, got shape \(2, 4, 4, 3\) dtype float"
     ):
         clf.predict(np.zeros((2, 4, 4, 3)))
+
+
+def test_read_only_arrays_predict_without_warnings(workdir, cls_run):
+    """The README's pattern ``np.asarray(Image.open(...))`` gives a read-only array; torch warns once per
+    process when it wraps one, so this runs in a fresh process with warnings as errors."""
+    img = workdir / "shapes" / "images" / min(os.listdir(workdir / "shapes" / "images"))
+    code = (
+        "import numpy as np, detkit\n"
+        "from PIL import Image\n"
+        f"a = np.asarray(Image.open({str(img)!r}).convert('RGB'))\n"
+        "assert not a.flags.writeable\n"
+        f"det = detkit.Detector.load({str(workdir / 'runs' / 'yolo' / 'best.pt')!r}, device='cpu')\n"
+        "det.predict(a); det.predict(a, bgr=True)\n"
+        f"clf = detkit.Classifier.load({str(cls_run / 'best.pt')!r}, device='cpu')\n"
+        "small = np.asarray(Image.fromarray(a).resize((32, 32)))\n"
+        "assert not small.flags.writeable\n"
+        "print(clf.predict(small).shape, clf.predict(a).shape)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert res.stdout.strip() == "(3,) (3,)"

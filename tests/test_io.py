@@ -52,7 +52,10 @@ def test_check_out_folder_refuses_a_file(tmp_path):
     f.write_text("")
     with pytest.raises(InputError) as exc:
         check_out_folder(f, "a run folder")
-    assert str(exc.value) == f"{f}: exists and is not a folder; give a run folder to --out"
+    assert (
+        str(exc.value) == f"{f}: exists and is not a folder; give a run folder"
+    )  # the library names no flag
+    assert exc.value.cli_message() == f"{f}: exists and is not a folder; give a run folder to --out"
 
 
 def test_staged_folder_renames_on_success_removes_on_error_and_sweeps_dead_leftovers(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.io import atomic_path, atomic_write
+from detkit.io import atomic_write
 from detkit.train import harness as H
 from detkit.train.runs import write_summary
 
@@ -51,27 +51,19 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 def plot_curves(path: Path, rows: list[dict], top5: bool = True) -> None:
     """curves.png: train/val loss and val top-1 (and top-5, when ``top5``: not with 5 classes or fewer)."""
-    import matplotlib
+    from detkit.train.plots import Panel
+    from detkit.train.plots import plot_curves as draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["epoch"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a.plot(ep, [r["train_loss"] for r in rows], label="train")
-    a.plot(ep, [r["val_loss"] for r in rows], label="val")
-    a.set(xlabel="epoch", ylabel="loss", title="loss")
-    b.plot(ep, [100 * r["val_top1"] for r in rows], label="val top-1")
-    if top5:
-        b.plot(ep, [100 * r["val_top5"] for r in rows], label="val top-5")
-    b.set(xlabel="epoch", ylabel="%", title="validation accuracy")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    col = lambda k: [r[k] for r in rows]  # noqa: E731
+    acc = {"val top-1": col("val_top1"), **({"val top-5": col("val_top5")} if top5 else {})}
+    draw(
+        path,
+        col("epoch"),
+        [
+            Panel("loss", "loss", {"train": col("train_loss"), "val": col("val_loss")}),
+            Panel("validation accuracy", "%", acc, scale=100),
+        ],
+    )
 
 
 # what eval needs of a checkpoint (best.pt has these), and what --resume needs on top (last.pt)

@@ -129,18 +129,52 @@ def eval_(
             min=1, help="CPU threads (default: the free cores, as in training; $OMP_NUM_THREADS wins)."
         ),
     ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Score a seeded pick of N images of the subset.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit pick.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 8,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Decoded-image cache folder (default: the run's, RUN/../.detkit-cache). The training set's "
+            "cache is read when there; otherwise only the scored images are decoded and cached there."
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Decode the scored images in memory; write no cache.")
+    ] = False,
     min_top1: Annotated[float | None, typer.Option(help="Exit 1 when top-1 (0-1) is below this.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document with the metrics.")] = False,
 ) -> None:
     """Top-1/top-5, per-class accuracy, most-confused classes, misclassified gallery with Grad-CAM.
 
-    Example: detkit classify eval runs/r18/best.pt --out runs/r18/eval --gallery 24
+    Only the scored images are decoded (all of a subset, or --limit N of them).
+
+    Example: detkit classify eval runs/r18/best.pt --out runs/r18/eval --gallery 24 --limit 500
 
     An export runs too (no gallery): detkit classify eval classifier.onnx --out eval/ --subset all
     """
     from detkit.classify.evaluate import evaluate_run
 
-    result = evaluate_run(weights, out, data, subset, gallery, cam_layer, device, batch, threads=threads)
+    result = evaluate_run(
+        weights,
+        out,
+        data,
+        subset,
+        gallery,
+        cam_layer,
+        device,
+        batch,
+        cache_dir=cache_dir,
+        workers=workers,
+        threads=threads,
+        limit=limit,
+        seed=seed,
+        cache=not no_cache,
+    )
+    if (c := result["cache"]) is not None and c["reused"]:  # a new cache's line (with its size) is said
+        info(f"read the decoded images from {c['path']} ({c['bytes'] / 1e6:.1f} MB)")
     if json:
         emit_json(result)
     if min_top1 is not None and result["top1"] < min_top1:

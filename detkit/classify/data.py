@@ -62,9 +62,20 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _scan_tiny(root: Path) -> Catalog:
-    wnids = [w.strip() for w in _read_lines(root / "wnids.txt") if w.strip()]
-    if len(set(wnids)) != len(wnids):
+    """Tiny ImageNet's layout. A class of wnids.txt without a ``train/<wnid>/images`` folder (a subset
+    copied with the original wnids.txt) is left out with one warning naming how many, as are its
+    val_annotations.txt lines: the classes are those with images, and the warning shows which are not."""
+    listed = [w.strip() for w in _read_lines(root / "wnids.txt") if w.strip()]
+    if len(set(listed)) != len(listed):
         raise InputError(root / "wnids.txt", None, "a class id is listed twice")
+    wnids = [w for w in listed if (root / "train" / w / "images").is_dir()]
+    absent = [w for w in listed if w not in set(wnids)]
+    if listed and not wnids:
+        raise InputError(
+            root / "train",
+            None,
+            f"none of the {len(listed)} classes in wnids.txt has a train/<wnid>/images folder",
+        )
     names = {w: w for w in wnids}
     if (root / "words.txt").exists():
         for line in _read_lines(root / "words.txt"):
@@ -74,14 +85,12 @@ def _scan_tiny(root: Path) -> Catalog:
     label = {w: i for i, w in enumerate(wnids)}
     files, labels, group = [], [], []
     for w in wnids:
-        folder = root / "train" / w / "images"
-        if not folder.is_dir():
-            raise InputError(folder, None, f"class {w} is listed in wnids.txt but has no images folder")
-        for p in _images_below(folder):
+        for p in _images_below(root / "train" / w / "images"):
             files.append(p.relative_to(root).as_posix())
             labels.append(label[w])
             group.append(TRAIN)
     ann = root / "val" / "val_annotations.txt"
+    dropped_val = 0
     if ann.exists():
         for lineno, line in enumerate(_read_lines(ann), 1):
             if not line.strip():
@@ -91,6 +100,9 @@ def _scan_tiny(root: Path) -> Catalog:
                 raise InputError(ann, lineno, "expected '<file>\\t<wnid>\\t...'")
             name, wnid = fields[0].strip(), fields[1].strip()
             if wnid not in label:
+                if wnid in absent:
+                    dropped_val += 1
+                    continue
                 raise InputError(ann, lineno, f"class {wnid} is not in wnids.txt")
             path = root / "val" / "images" / name
             if not path.is_file():
@@ -98,6 +110,13 @@ def _scan_tiny(root: Path) -> Catalog:
             files.append(path.relative_to(root).as_posix())
             labels.append(label[wnid])
             group.append(VAL)
+    if absent:
+        first = ", ".join(absent[:3]) + (" ..." if len(absent) > 3 else "")
+        val = f" with their {dropped_val:,} val_annotations.txt lines" if dropped_val else ""
+        warn(
+            f"{root / 'wnids.txt'}: {len(absent):,} of {len(listed):,} classes have no train/<wnid>/images "
+            f"folder and are left out{val} ({first}); the other {len(wnids):,} are the classes"
+        )
     return Catalog(
         root,
         "tiny-imagenet",
@@ -269,36 +288,42 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         raise InputError(path, None, f"cannot decode image ({exc})") from None
 
 
-def decode_cache(cat: Catalog, size: int, cache_dir: str | Path, workers: int = 8) -> tuple[np.ndarray, bool]:
-    """All images of ``cat`` as a read-only memory-mapped (N, size, size, 3) uint8 array.
+def subset(cat: Catalog, idx: np.ndarray) -> Catalog:
+    """The catalog of rows ``idx`` of ``cat`` (same classes), e.g. the images an evaluation scores."""
+    return Catalog(
+        cat.root,
+        cat.layout,
+        cat.classes,
+        cat.names,
+        [cat.files[i] for i in idx.tolist()],
+        cat.labels[idx],
+        cat.group[idx],
+    )
 
-    Args:
-        cat: the catalog to decode, in its order.
-        size: square side the images are resized to.
-        cache_dir: folder holding ``classify-<key>.npy``; reused while the data is unchanged.
-        workers: decoding threads (PIL releases the GIL while decoding).
-    Returns: the array and whether an existing cache was reused.
-    """
-    cache_dir = Path(cache_dir)
+
+def cache_path(cat: Catalog, size: int, cache_dir: Path, family: str) -> tuple[Path, str]:
+    """(the cache file of ``cat`` at ``size``, its family prefix): ``<family>-<root hash>-<content key>``."""
     key = fingerprint(cat, size)
-    # one cache per data root and size: <root hash>-<content hash>; a new content hash replaces the old
-    family = "classify-" + hashlib.sha256(str(cat.root.resolve()).encode()).hexdigest()[:8]
-    path = cache_dir / f"{family}-{key[:16]}-{size}px.npy"
-    if path.exists():
-        try:
-            arr = np.load(path, mmap_mode="r")
-        except (OSError, ValueError):  # truncated or foreign: decode again
-            arr = None
-        if arr is not None and arr.shape == (len(cat), size, size, 3) and arr.dtype == np.uint8:
-            return arr, True
-    tmp = cache_dir / f".{path.name}.{os.getpid()}.tmp"
+    # one cache per family, data root and size; a new content hash replaces the old
+    fam = f"{family}-" + hashlib.sha256(str(cat.root.resolve()).encode()).hexdigest()[:8]
+    return cache_dir / f"{fam}-{key[:16]}-{size}px.npy", fam
+
+
+def cached(cat: Catalog, size: int, cache_dir: str | Path, family: str = "classify") -> np.ndarray | None:
+    """The decoded images of ``cat`` from an existing cache (read-only memory map), or None."""
+    path, _ = cache_path(cat, size, Path(cache_dir), family)
+    if not path.exists():
+        return None
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(cat), size, size, 3))
-    except OSError as exc:
-        raise DetkitError(
-            f"{cache_dir}: cannot write the decoded-image cache ({exc}); use --cache-dir"
-        ) from None
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):  # truncated or foreign: decode again
+        return None
+    return arr if arr.shape == (len(cat), size, size, 3) and arr.dtype == np.uint8 else None
+
+
+def _decode_into(arr: np.ndarray, cat: Catalog, size: int, workers: int) -> None:
+    """Decode every image of ``cat`` into ``arr`` (threads; PIL releases the GIL while decoding); all
+    unreadable files are named (the first 20 one per line) before the error."""
     bad: list[str] = []
 
     def work(lo: int) -> int:
@@ -309,26 +334,66 @@ def decode_cache(cat: Catalog, size: int, cache_dir: str | Path, workers: int = 
                 bad.append(str(exc))
         return min(256, len(cat) - lo)
 
+    with progress() as bar, ThreadPoolExecutor(max(1, workers)) as pool:
+        task = bar.add_task("decoding images", total=len(cat), info="")
+        for n in pool.map(work, range(0, len(cat), 256)):
+            bar.advance(task, n)
+    if bad:
+        bad.sort()
+        for line in bad[:MAX_LISTED] if len(bad) > 1 else ():  # one bad file: the error names it
+            warn(line)
+        if len(bad) > MAX_LISTED:
+            warn(f"... and {len(bad) - MAX_LISTED} more unreadable images")
+        more = f" (and {len(bad) - 1} more unreadable images, listed above)" if len(bad) > 1 else ""
+        raise DetkitError(bad[0] + more)
+
+
+def decode_images(cat: Catalog, size: int, workers: int = 8) -> np.ndarray:
+    """The images of ``cat`` decoded in memory, (N, size, size, 3) uint8; no file written."""
+    arr = np.empty((len(cat), size, size, 3), np.uint8)
+    _decode_into(arr, cat, size, workers)
+    return arr
+
+
+def decode_cache(
+    cat: Catalog, size: int, cache_dir: str | Path, workers: int = 8, family: str = "classify"
+) -> tuple[np.ndarray, bool]:
+    """All images of ``cat`` as a read-only memory-mapped (N, size, size, 3) uint8 array.
+
+    Args:
+        cat: the catalog to decode, in its order.
+        size: square side the images are resized to.
+        cache_dir: folder holding ``<family>-<root hash>-<key>-<size>px.npy``; reused while the data is
+            unchanged, and replaced (with the older file of its family removed) when it changes.
+        workers: decoding threads (PIL releases the GIL while decoding).
+        family: the file-name prefix: ``classify`` for a training set, ``classify-eval`` for the images
+            an evaluation scores (its own family, so neither replaces the other).
+    Returns: the array and whether an existing cache was reused.
+    """
+    cache_dir = Path(cache_dir)
+    path, fam = cache_path(cat, size, cache_dir, family)
+    if (arr := cached(cat, size, cache_dir, family)) is not None:
+        return arr, True
+    tmp = cache_dir / f".{path.name}.{os.getpid()}.tmp"
     try:
-        with progress() as bar, ThreadPoolExecutor(max(1, workers)) as pool:
-            task = bar.add_task("decoding images", total=len(cat), info="")
-            for n in pool.map(work, range(0, len(cat), 256)):
-                bar.advance(task, n)
-        if bad:
-            bad.sort()
-            for line in bad[:MAX_LISTED] if len(bad) > 1 else ():  # one bad file: the error names it
-                warn(line)
-            if len(bad) > MAX_LISTED:
-                warn(f"... and {len(bad) - MAX_LISTED} more unreadable images")
-            more = f" (and {len(bad) - 1} more unreadable images, listed above)" if len(bad) > 1 else ""
-            raise DetkitError(bad[0] + more)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(cat), size, size, 3))
+    except OSError as exc:
+        raise InputError(
+            cache_dir,
+            None,
+            f"cannot write the decoded-image cache ({exc}); give another cache_dir",
+            flags={"another cache_dir": "another --cache-dir"},
+        ) from None
+    try:
+        _decode_into(arr, cat, size, workers)
         arr.flush()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    for stale in cache_dir.glob(f"{family}-*-{size}px.npy"):  # caches of this data before it changed
+    for stale in cache_dir.glob(f"{fam}-*-{size}px.npy"):  # caches of this data before it changed
         if stale != path:
             stale.unlink(missing_ok=True)
-    info(f"decoded {len(cat)} images into {path}")
+    info(f"decoded {len(cat)} images into {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return np.load(path, mmap_mode="r"), False

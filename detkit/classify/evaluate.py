@@ -19,7 +19,7 @@ from detkit.classify.models import build_model, checkpoint_weights
 from detkit.console import info, warn
 from detkit.deploy.export import TORCHSCRIPT_SUFFIXES, torch_threads
 from detkit.deploy.runtime import Exported
-from detkit.errors import DetkitError, InputError
+from detkit.errors import DetkitError, InputError, OptionError
 from detkit.io import atomic_path, check_out_folder
 from detkit.train.common import resolve_device
 from detkit.train.runs import record_run, write_summary
@@ -120,14 +120,55 @@ class _Eval:
     std: torch.Tensor
     model: torch.nn.Module | None  # None for an export: it runs through ``exported``
     dev: torch.device
+    cache: dict | None  # the decoded-image cache used: path, bytes, reused (None: decoded in memory)
     exported: Exported | None = None
 
 
+def _pick(idx: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """``limit`` images of ``idx`` by a seeded pick (the first N of a class-sorted catalog would be one
+    class), in catalog order; all of them without a limit."""
+    if limit is None or limit >= len(idx):
+        return idx
+    return np.sort(np.random.default_rng(seed).permutation(idx)[:limit])
+
+
+def _images(cat: D.Catalog, idx: np.ndarray, size: int, cache_dir: Path, cache: bool, workers: int):
+    """The scored images, decoding only those: from the training set's cache when it is there, else
+    decoded and cached (``classify-eval-*`` in ``cache_dir``) or, without ``cache``, decoded in memory.
+    Returns (images, cache record for the summary)."""
+    whole = D.cached(cat, size, cache_dir)
+    if whole is not None:
+        path = D.cache_path(cat, size, cache_dir, "classify")[0]
+        return np.ascontiguousarray(whole[idx]), {
+            "path": str(path),
+            "bytes": path.stat().st_size,
+            "reused": True,
+        }
+    sub = D.subset(cat, idx)
+    if not cache:
+        return D.decode_images(sub, size, workers), None
+    arr, reused = D.decode_cache(sub, size, cache_dir, workers, family="classify-eval")
+    path = D.cache_path(sub, size, cache_dir, "classify-eval")[0]
+    # a copy: torch will not wrap the read-only memory map
+    return np.array(arr), {"path": str(path), "bytes": path.stat().st_size, "reused": reused}
+
+
 def _prepare(
-    weights: Path, out: Path, data, subset: str, device: str, cache_dir, workers: int, threads: int | None
+    weights: Path,
+    data,
+    subset: str,
+    device: str,
+    cache_dir,
+    workers: int,
+    threads: int | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    cache: bool = True,
 ) -> _Eval:
     if subset not in SUBSETS:
         raise DetkitError(f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    if limit is not None and limit < 1:
+        raise OptionError("limit", f"must be at least 1, got {limit}")
     exported = None
     if weights.suffix.lower() in EXPORT_SUFFIXES:  # an export carries what eval needs in its metadata
         exported = load_classifier(weights, device, threads)
@@ -143,7 +184,7 @@ def _prepare(
         raise InputError(
             cat.root, None, f"classes differ from the {len(ckpt['classes'])} the model was trained on"
         )
-    idx = _select(cat, subset, weights)
+    idx = _pick(_select(cat, subset, weights), limit, seed)
     if subset == "official" and cfg.get("val") == "split":
         warn(
             "this run's val split pooled train/ and val/, so it trained on part of the official val images: "
@@ -152,18 +193,17 @@ def _prepare(
     dev = resolve_device(device) if exported is None else torch.device("cpu")
     if exported is None:
         torch_threads(threads, dev)
-    if cache_dir is None:  # the run's cache when it is still there, else one beside the output
-        run_cache = cfg.get("cache_dir")
-        cache_dir = run_cache if run_cache and Path(run_cache).is_dir() else out.parent / ".detkit-cache"
-    cache, _ = D.decode_cache(cat, cfg["img_size"], cache_dir, workers)
-    images = np.ascontiguousarray(cache[idx])
+    if cache_dir is None:  # the one cache folder: the run's (in its config), or beside the run if it moved
+        run_cache = Path(cfg.get("cache_dir") or weights.parent.parent / ".detkit-cache")
+        cache_dir = run_cache if run_cache.parent.is_dir() else weights.parent.parent / ".detkit-cache"
+    images, cache_rec = _images(cat, idx, cfg["img_size"], Path(cache_dir), cache, workers)
     x, y = torch.from_numpy(images).to(dev), torch.from_numpy(cat.labels[idx]).to(dev)
     mean, std = torch.tensor(ckpt["mean"]), torch.tensor(ckpt["std"])
     if exported is not None:
-        return _Eval(cfg, cat, idx, images, x, y, mean, std, None, dev, exported)
+        return _Eval(cfg, cat, idx, images, x, y, mean, std, None, dev, cache_rec, exported)
     model = build_model(cfg["model"], len(cat.classes), cfg["stem"], cfg.get("width", 1.0))
     model.load_state_dict(checkpoint_weights(ckpt))
-    return _Eval(cfg, cat, idx, images, x, y, mean, std, model.to(dev).eval(), dev)
+    return _Eval(cfg, cat, idx, images, x, y, mean, std, model.to(dev).eval(), dev, cache_rec)
 
 
 def _per_class(confusion: torch.Tensor, cat: D.Catalog) -> list[dict]:
@@ -226,6 +266,9 @@ def evaluate_run(
     cache_dir: str | Path | None = None,
     workers: int = 8,
     threads: int | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    cache: bool = True,
 ) -> dict:
     """Evaluate a classify checkpoint and write OUT/{summary.json, confusion.png, gallery/, gradcam/}.
 
@@ -236,16 +279,23 @@ def evaluate_run(
         subset: ``val`` (the run's validation split), ``official`` (the val folder) or ``all``.
         gallery: number of misclassified images to draw (most confident mistakes first).
         cam_layer: layer Grad-CAM explains.
-        device, batch, cache_dir, workers: as in training.
+        device, batch, workers: as in training.
+        cache_dir: the decoded-image cache folder (default: the one the run trained with). The training
+            set's cache is read when present; otherwise only the scored images are decoded, into
+            ``classify-eval-*.npy`` there (one per data root and size, replaced when the selection changes).
         threads: CPU threads (None: the trainers' policy).
+        limit: score a seeded pick of this many images of the subset.
+        seed: the pick's seed.
+        cache: False: decode the scored images in memory and write no cache.
 
     ``weights`` may be an export of ``detkit classify export`` (.onnx on onnxruntime, .ts): the same
     metrics, without the gallery (Grad-CAM needs the checkpoint).
 
-    Returns: dict with top1, top5, loss, images, misclassified and the summary path.
+    Returns: dict with top1, top5, loss, images, misclassified, cache (path, bytes, reused; None without
+        one) and the summary path.
     """
     weights, out = Path(weights), check_out_folder(out)
-    e = _prepare(weights, out, data, subset, device, cache_dir, workers, threads)
+    e = _prepare(weights, data, subset, device, cache_dir, workers, threads, limit, seed, cache)
     if e.exported is not None:
         if gallery:
             info("an exported model has no Grad-CAM: no gallery (evaluate the checkpoint for one)")
@@ -289,6 +339,10 @@ def evaluate_run(
                 "backend": e.exported.kind if e.exported is not None else "torch",
                 "threads": e.exported.threads if e.exported is not None else torch.get_num_threads(),
             },
+            "limit": limit,
+            "seed": seed,
+            "workers": workers,
+            "cache": e.cache,
         },
         None,
         [weights],
@@ -303,10 +357,11 @@ def evaluate_run(
         galleries={"misclassified": gal, "gradcam": cams},
         weights=str(weights),
         subset=subset,
+        limit=limit,
         cam_layer=cam_layer,
         num_classes=len(e.cat.classes),
         most_confused=[e.cat.classes[i] for i in picked],
     )
     top5 = f"  top-5 {100 * metrics['top5']:.2f}%" if len(e.cat.classes) > 5 else ""  # always 100% with <= 5
     info(f"top-1 {100 * metrics['top1']:.2f}%{top5} on {len(e.idx)} images; wrote {out}")
-    return {**metrics, "summary": str(summary)}
+    return {**metrics, "cache": e.cache, "summary": str(summary)}

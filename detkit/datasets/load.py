@@ -39,6 +39,7 @@ from detkit.errors import InputError
 
 __all__ = [
     "FORMATS",
+    "coco_json_in",
     "concat_splits",
     "declared_splits",
     "detect_format",
@@ -78,9 +79,14 @@ def sniff_xml(path: Path) -> str:
     return "cvat" if re.search(rb"<annotations[\s>]", head) else "voc"
 
 
+def _is_summary(path: Path) -> bool:
+    """detkit's own record of a command (``summary.json``, ``<name>.summary.json``), never annotations."""
+    return path.name == "summary.json" or path.name.endswith(".summary.json")
+
+
 def _folder_json(p: Path) -> str | None:
     """The format of a folder's .json files: one of any format, or several LabelMe files; None otherwise."""
-    tops = sorted(p.glob("*.json"))
+    tops = sorted(j for j in p.glob("*.json") if not _is_summary(j))
     jsons = tops + sorted(p.glob("annotations/instances_*.json"))
     if len(jsons) == 1:
         return sniff_json(jsons[0])
@@ -101,6 +107,23 @@ def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> L
     if fmt == "coco" and p.is_file() and not kwargs.get("split"):
         return load_coco_labels(p)
     return load_dataset(p, format=fmt, **kwargs)
+
+
+def _coco_jsons(folder: Path) -> list[Path]:
+    """The COCO json candidates of a folder: its .json files (not detkit's summaries), else
+    ``annotations/instances_*.json``."""
+    return sorted(j for j in folder.glob("*.json") if not _is_summary(j)) or sorted(
+        folder.glob("annotations/instances_*.json")
+    )
+
+
+def coco_json_in(folder: Path) -> Path:
+    """The one COCO json of a folder (the rule of :func:`detect_format`, :func:`load_dataset` and
+    ``validate``)."""
+    jsons = _coco_jsons(folder)
+    if len(jsons) != 1:
+        raise InputError(folder, None, "expected one COCO .json in this folder; pass the file itself")
+    return jsons[0]
 
 
 def detect_format(path: str | Path) -> str:
@@ -138,7 +161,12 @@ def detect_format(path: str | Path) -> str:
         return kind
     if (p / "images").is_dir() or next(p.rglob("*.txt"), None) is not None:  # images alone: background images
         return "yolo"
-    raise InputError(p, None, "cannot tell the annotation format of this folder; pass --format")
+    raise InputError(
+        p,
+        None,
+        "cannot tell the annotation format of this folder; name its format",
+        flags={"name its format": "pass --format"},
+    )
 
 
 def load_dataset(
@@ -173,10 +201,7 @@ def load_dataset(
         if p.is_dir() and (files := roboflow_coco_files(p)):
             return _load_coco_splits(p, files, split, **kwargs)
         if p.is_dir():
-            jsons = sorted(p.glob("*.json")) or sorted(p.glob("annotations/instances_*.json"))
-            if len(jsons) != 1:
-                raise InputError(p, None, "expected one COCO .json in this folder; pass the file itself")
-            p = jsons[0]
+            p = coco_json_in(p)
         return _only_split(load_coco(p, **kwargs), p, split)
     if fmt == "yolo":
         return load_yolo(p, strict=strict, split=split, **kwargs)
@@ -190,7 +215,7 @@ def load_dataset(
 
 
 def _one_json(p: Path) -> Path:
-    jsons = sorted(p.glob("*.json"))
+    jsons = sorted(j for j in p.glob("*.json") if not _is_summary(j))
     if len(jsons) != 1:
         raise InputError(p, None, "expected one .json export in this folder; pass the file itself")
     return jsons[0]
@@ -198,7 +223,9 @@ def _one_json(p: Path) -> Path:
 
 def _only_split(ds: Dataset, path: Path, split: str | None) -> Dataset:
     if split is not None:
-        raise InputError(path, None, f"--split {split}: this {ds.format} file has no splits")
+        raise InputError(
+            path, None, f"split {split}: this {ds.format} file has no splits", flags={"split ": "--split "}
+        )
     return ds
 
 
@@ -319,9 +346,14 @@ def skipped_summary(ds: Dataset) -> dict[str, Any] | None:
     }
 
 
-def warn_skipped(ds: Dataset, hint: str = "--strict to stop instead, `detkit coco validate` for all") -> None:
+def warn_skipped(ds: Dataset, hint: str = "") -> None:
     """The one stderr warning line (count and first path) for what was skipped, a note for repairs, and
-    one warning per pair of splits that share images (:meth:`Dataset.split_overlaps`)."""
+    one warning per pair of splits that share images (:meth:`Dataset.split_overlaps`).
+
+    Args:
+        ds: a dataset from :func:`load_dataset`.
+        hint: appended after ``; `` (the CLI names its flags here: the library names none).
+    """
     from detkit.console import info, warn
 
     if isinstance(ds, Dataset) and ds.split is not None:

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape as esc
 
-from detkit.console import info, progress
+from detkit.console import esc, info, progress
 from detkit.demo.steps import Runner, Step, StepResult, check_plan, problem, run_step
 from detkit.train.runs import write_summary
 
@@ -49,11 +48,13 @@ PRESETS: dict[str, dict[str, Any]] = {
               "yolo_epochs": 1, "yolo_batch": 4, "yolo_size": 64, "yolo_width": 0.125, "yolo_lr": 3e-3,
               "yolo_eval_every": 1, "cls_epochs": 1, "cls_batch": 8, "cls_width": 0.25, "cls_size": 32,
               "gallery": 4},
-    # ~95 train img/s for the detector at 192 px on 2 free cores: 192 images x 50 epochs is under 2 minutes.
-    # 192 px (a 6x6 grid) rather than the images' own 128 (4x4): at 4x4 too many shapes share a cell and
-    # held-out mAP@.5 stays near 0.1; at 6x6 it reaches about 0.8 in the same 50 epochs.
+    # The detector's training is nearly all of the demo's time (265 of 282 s at width 0.25, 2026-11-30; 323 s
+    # in all as the demo grew). Width 0.125 (what teaches least: the user sees the same tools) costs 0.43x
+    # the CPU and keeps held-out mAP@.5 (0.831 at 50 epochs against 0.847); 30 epochs at width 0.25 gave
+    # 0.49 for 0.6x. 192 px (a 6x6 grid) rather than the images' own 128 (4x4): at 4x4 too many shapes
+    # share a cell and held-out mAP@.5 stays near 0.1.
     "cpu": {"det_images": 192, "det_val": 48, "det_size": 128, "cls_classes": 5, "cls_per_class": 60,
-            "yolo_epochs": 50, "yolo_batch": 16, "yolo_size": 192, "yolo_width": 0.25, "yolo_lr": 3e-3,
+            "yolo_epochs": 50, "yolo_batch": 16, "yolo_size": 192, "yolo_width": 0.125, "yolo_lr": 3e-3,
             "yolo_eval_every": 10, "cls_epochs": 8, "cls_batch": 32, "cls_width": 0.5, "cls_size": 32,
             "gallery": 8},
     "cuda": {"det_images": 2048, "det_val": 256, "det_size": 256, "cls_classes": 10, "cls_per_class": 300,
@@ -110,6 +111,9 @@ def plan(out: Path, device: str, mode: str, seed: int) -> list[Step]:
              expect=[runs / "coco_validate" / "summary.json"]),
         Step("coco classes", ["coco", "classes", str(ann), "--out", str(runs / "coco_classes")],
              expect=[runs / "coco_classes" / "summary.json"]),
+        Step("coco split", ["coco", "split", str(ann), str(runs / "coco_split"), "--ratios", "0.8,0.2",
+                            "--seed", s],
+             expect=[runs / "coco_split" / "summary.json"]),
         Step(f"anchors kmeans k={K_SWEEP}", ["anchors", "kmeans", str(ann), "--k", K_SWEEP, "--seed", s,
                                              "--plots", str(runs / "anchors")],
              expect=[runs / "anchors" / "summary.json"]),
@@ -182,7 +186,10 @@ def run_demo(
             r = run_step(step, log, runner)
             results.append(r)
             if r.ok:
-                info(f"  [green]ok[/green] {esc(step.name)} ({r.seconds:.1f} s)", markup=True)
+                info(
+                    f"  [green]ok[/green] {esc(step.name)} ({r.seconds:.1f} s, {r.cpu_seconds:.1f} s of CPU)",
+                    markup=True,
+                )
             else:
                 info(
                     f"  [red]FAILED[/red] {esc(step.name)} ({r.seconds:.1f} s): {esc(r.message)}\n  "
@@ -199,6 +206,7 @@ def run_demo(
             "step": r.name,
             "status": "ok" if r.ok else "FAILED",
             "seconds": round(r.seconds, 1),
+            "cpu_seconds": round(r.cpu_seconds, 1),
             "command": r.command,
             "problem": r.message,
             "log": str(Path(r.log).relative_to(out)),
@@ -210,7 +218,12 @@ def run_demo(
         runs / "demo",
         "demo",
         f"detkit demo ({mode} settings, device {device}, seed {seed})",
-        metrics={"steps": len(results), "failed": len(failed), "seconds": round(total, 1)},
+        metrics={
+            "steps": len(results),
+            "failed": len(failed),
+            "seconds": round(total, 1),
+            "cpu_seconds": round(sum(r.cpu_seconds for r in results), 1),
+        },
         tables={"steps": rows},
         settings=PRESETS[mode],
     )

@@ -91,6 +91,9 @@ class StepResult:
     seconds: float
     message: str
     log: str
+    cpu_seconds: float = (
+        0.0  # this process's CPU time (all threads) plus its finished children's (loader workers)
+    )
 
     @property
     def ok(self) -> bool:
@@ -130,6 +133,13 @@ def problem(stderr: str) -> str:
     return next((ln for ln in reversed(lines) if ln.startswith("detkit: error")), lines[-1] if lines else "")
 
 
+def cpu_time() -> float:
+    """CPU seconds used so far by this process, all its threads (not its loader workers, which run beside
+    it on the other core): on 2 idle cores a step on one torch thread takes about this long, whatever
+    else the machine runs while it is measured."""
+    return time.process_time()
+
+
 def _call(action: Callable[[], None]) -> int:
     try:
         action()
@@ -152,7 +162,7 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int]) -> StepR
     # Under a live progress bar sys.stderr is rich's proxy, which prints through the console, whose file
     # would be this tee again: wrap the real stream instead, or every write loops forever.
     stdout, tee = io.StringIO(), _Tee(getattr(sys.stderr, "rich_proxied_file", sys.stderr))
-    saved_argv, start, code, crash = sys.argv, time.perf_counter(), 2, ""
+    saved_argv, start, cpu0, code, crash = sys.argv, time.perf_counter(), cpu_time(), 2, ""
     sys.argv = ["detkit", *argv]  # so run.json / summary.json record this step's own command line
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(tee):
@@ -162,7 +172,7 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int]) -> StepR
         tee.copy.write(traceback.format_exc())
     finally:
         sys.argv = saved_argv
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_time() - cpu0
     message = crash
     if not message and code not in step.ok_codes:
         last = problem(_ANSI.sub("", tee.copy.getvalue()))
@@ -171,8 +181,8 @@ def run_step(step: Step, log: Path, runner: Callable[[list[str]], int]) -> StepR
         message = f"exit {code} but did not write {', '.join(missing)}"
     with atomic_write(log) as f:
         f.write(
-            f"$ {command}\n# exit {code} in {seconds:.1f} s\n\n"
+            f"$ {command}\n# exit {code} in {seconds:.1f} s ({cpu:.1f} s of CPU)\n\n"
             f"## stdout\n{_ANSI.sub('', stdout.getvalue())}\n## "
             f"stderr\n{_ANSI.sub('', tee.copy.getvalue())}\n"
         )
-    return StepResult(step.name, command, code, seconds, message, str(log))
+    return StepResult(step.name, command, code, seconds, message, str(log), cpu)

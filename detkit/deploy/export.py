@@ -40,10 +40,17 @@ def format_of(out: str | Path, fmt: str | None) -> str:
     raise OptionError("format", f"is needed: {out} ends neither in .onnx nor in .ts")
 
 
+def as_tensor(a: np.ndarray) -> torch.Tensor:
+    """``a`` as a tensor sharing its memory when it may: a read-only array (``np.asarray`` of a PIL image, a
+    memory map) is copied first, as torch warns on a buffer it cannot write to."""
+    a = np.ascontiguousarray(a)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def torch_runner(module: nn.Module, dev: torch.device):
     def fn(x: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
-            out = module(torch.from_numpy(np.ascontiguousarray(x)).to(dev))
+            out = module(as_tensor(x).to(dev))
         outs = (out,) if isinstance(out, torch.Tensor) else out  # a classifier has one output
         return [o.float().cpu().numpy() for o in outs]
 

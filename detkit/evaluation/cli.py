@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from detkit.console import info, out, warn
+from detkit.console import emit_json, esc, info, out, warn
 from detkit.datasets.cli.common import FormatOpt, JsonOpt, OutOpt, SplitOpt, app, busy, table
 from detkit.errors import DetkitError
 
@@ -227,7 +227,7 @@ def eval_(
         )
         warn(f"{n['code']}: {n['count']:,} ({n['share']:.0%}) {n['message']}{flag} First: {n['example']}")
     if json:
-        _emit_json(doc)
+        emit_json(doc)
     else:
         _print(doc)
     for f in failed:
@@ -251,22 +251,6 @@ def _write_per_image(res: Any, gt: Any, path: Path | None, n: int, draw: Path | 
         drawn = draw_worst(gt, res.preds, res.per_image, n, draw)
         doc["per_image"]["drawn"] = {"folder": str(draw), "images": [d["jpeg"] for d in drawn]}
         info(f"drew the {len(drawn)} worst images in {draw} (contact_sheet.png)")
-
-
-def _emit_json(doc: dict) -> None:
-    """:func:`detkit.console.emit_json`'s document (``schema_version`` first, NaN as null, indent 2), encoded
-    by msgspec, much faster than ``json.dumps`` on the many numbers of the curves and matrices."""
-    import sys
-
-    import msgspec
-
-    from detkit.io import SCHEMA_VERSION
-
-    body = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in doc.items() if k != "schema_version"}}
-    raw = msgspec.json.encode(body, enc_hook=lambda o: o.item() if hasattr(o, "item") else str(o))
-    sys.stdout.write(msgspec.json.format(raw, indent=2).decode())
-    sys.stdout.write("\n")
-    sys.stdout.flush()
 
 
 def _write_outputs(
@@ -365,11 +349,10 @@ def _f(v: Any) -> str:
 
 
 def _print(doc: dict) -> None:
-    from rich.markup import escape
 
     c, s = doc["counts"], doc["summary"]
     out.print(
-        f"[bold]{escape(doc['predictions'])}[/bold] vs {escape(doc['gt'])} ({doc['backend']}): "
+        f"[bold]{esc(doc['predictions'])}[/bold] vs {esc(doc['gt'])} ({doc['backend']}): "
         f"{c['predictions']:,} predictions, {c['gt_boxes']:,} boxes, {c['images']:,} images"
     )
     out.print(table("COCO metrics", list(s), [[_f(v if v >= 0 else None) for v in s.values()]]))
@@ -550,7 +533,7 @@ def suspects(
         doc["drawn"] = {"folder": str(draw), "images": draw_suspects(gt, listed, draw)}
         info(f"drew {len(doc['drawn']['images'])} images in {draw} (contact_sheet.png)")
     if json:
-        _emit_json(doc)
+        emit_json(doc)
         return
     c = res["counts"]
     out.print(
@@ -640,7 +623,7 @@ def compare(
             f"interval [{f['interval'][0]:+.4f}, {f['interval'][1]:+.4f}] is below 0"
         )
     if json:
-        _emit_json(doc)
+        emit_json(doc)
     else:
         _print_compare(doc)
     if failed:

@@ -44,6 +44,7 @@ from detkit.errors import InputError
 from detkit.evaluation.results_json import read_results
 
 PRED_FORMATS = ("coco", "yolo", "detkit", "ultralytics")
+LENIENT = {"lenient=True": "--lenient"}  # the CLI names the flag (DetkitError.flags)
 
 
 @dataclass
@@ -354,7 +355,9 @@ def check_predictions(
             raise InputError(
                 preds.source,
                 None,
-                f"{unmatched[0]} names no ground-truth image ({len(unmatched)} such; --lenient skips them)",
+                f"{unmatched[0]} names no ground-truth image "
+                f"({len(unmatched)} such; lenient=True skips them)",
+                flags=LENIENT,
             )
         findings.append(finding)
     masks = {
@@ -374,7 +377,8 @@ def check_predictions(
             raise InputError(
                 preds.source,
                 preds.record(i),
-                f"{what} ({n:,} prediction{'s' * (n > 1)} like this; --lenient drops them)",
+                f"{what} ({n:,} prediction{'s' * (n > 1)} like this; lenient=True drops them)",
+                flags=LENIENT,
             )
         findings.append(
             {"code": code, "count": n, "message": CHECKS[code], "example": f"{preds.record(i)}: {what}"}

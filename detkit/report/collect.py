@@ -20,6 +20,11 @@ KIND_ORDER = (
     "coco.inspect",
     "coco.validate",
     "coco.classes",
+    "coco.split",
+    "coco.filter",
+    "coco.sample",
+    "coco.merge",
+    "coco.convert",
     "anchors.kmeans",
     "yolo.train",
     "yolo.eval",
@@ -56,11 +61,12 @@ def kind_rank(kind: str) -> int:
 
 
 def _walk(root: Path) -> list[Path]:
-    """Every summary.json at or below ``root`` (a folder, or a summary.json file itself)."""
+    """Every summary.json (and ``<name>.summary.json``, written beside a data set saved as one .json
+    file) at or below ``root`` (a folder, or such a file itself)."""
     if root.is_file():
         return [root]
     found = []
-    for p in sorted(root.rglob("summary.json")):
+    for p in sorted([*root.rglob("summary.json"), *root.rglob("*.summary.json")]):
         if not any(part in _SKIP_DIRS for part in p.relative_to(root).parts[:-1]):
             found.append(p)
     return found

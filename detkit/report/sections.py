@@ -25,6 +25,17 @@ KINDS: dict[str, tuple[str, str]] = {
     ),
     "coco.validate": ("Validation findings", "Problems found in the annotation file, by severity and rule."),
     "coco.classes": ("Class distribution", "Boxes and images per category."),
+    "coco.split": (
+        "Data split",
+        "Train/val/test parts, stratified over each image's classes, and each class's share.",
+    ),
+    "coco.filter": ("Filtered data set", "The boxes and images kept by the filter, and what it dropped."),
+    "coco.sample": ("Sampled data set", "A seeded sample of the images (stratified by class when asked)."),
+    "coco.merge": ("Merged data sets", "The inputs, their shared and renumbered images and boxes."),
+    "coco.convert": (
+        "Converted data set",
+        "The data written in another format: images, boxes and any splits.",
+    ),
     "anchors.kmeans": (
         "Anchor boxes",
         "IoU k-means on normalised box sizes: anchors per k and mean IoU vs k.",
@@ -77,12 +88,17 @@ class Figure:
     suffix: str = ".png"
 
     def read(self) -> bytes | None:
+        """The bytes to embed: rendered data as is, a file scaled to the page (see
+        :mod:`detkit.report.images`); None when the file cannot be read."""
         if self.data is not None:
             return self.data
         try:
-            return self.path.read_bytes() if self.path else None
+            raw = self.path.read_bytes() if self.path else None
         except OSError:
             return None
+        from detkit.report.images import fit
+
+        return None if raw is None else fit(raw, self.suffix)
 
 
 @dataclass
@@ -193,6 +209,21 @@ def _image(folder: Path, name: str, rel: Any, notes: list[str]) -> Figure | None
     return Figure(name=name, path=path, suffix=path.suffix.lower() or ".png")
 
 
+def _one_sheet(figures: list[Figure], notes: list[str]) -> list[Figure]:
+    """More than :data:`detkit.report.images.SHEET_AFTER` plots: the first whole, the others on one sheet."""
+    from detkit.report.images import SHEET_AFTER, sheet
+
+    if len(figures) <= SHEET_AFTER:
+        return figures
+    rest = [(f.name, raw) for f in figures[1:] if (raw := f.read()) is not None]
+    data = sheet(rest)
+    if data is None:
+        return figures
+    if len(rest) < len(figures) - 1:
+        notes.append(f"{len(figures) - 1 - len(rest)} plot(s) could not be read for the sheet")
+    return [figures[0], Figure(name=f"{len(rest)} more plots: " + ", ".join(n for n, _ in rest), data=data)]
+
+
 _TOP5 = re.compile(r"top.?5", re.IGNORECASE)
 
 
@@ -250,6 +281,7 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
     for name, rel in _mapping(doc, "plots").items():
         if (f := _image(folder, label(name), rel, s.notes)) is not None:
             s.figures.append(f)
+    s.figures = _one_sheet(s.figures, s.notes)
     if isinstance(doc.get("curves"), str):
         csv_path = folder / doc["curves"]
         if csv_path.is_file():

@@ -5,7 +5,9 @@ file and the thread policy's pin. The options each trainer declares once live in
 Run folder. :class:`RunFolder` is held for the whole run: a lock file naming the owner's pid (a second
 trainer gets a one-line error; a lock left by a killed process is taken over with a warning), the temp
 files of an interrupted run removed, and a folder holding a run refused unless the call resumes it or
-says ``exist_ok`` (which deletes the previous run's files, and says which).
+says ``exist_ok`` (which deletes the previous run's files, and says which). A new run refused before its
+first commit (unusable data or options, exit 2) removes what it wrote and the folders it created, so it
+leaves no empty run folder behind; a NaN stop keeps its run.json.
 
 One-commit epoch end. ``last.pt`` is the run's state of record: besides model, optimizer, scheduler, EMA
 and RNG states it carries the metric rows (``history``) and the best epoch (``best``). An epoch ends by
@@ -69,6 +71,7 @@ class RunFolder:
             main,
         )
         self._fd: int | None = None
+        self._created: list[Path] = []  # the folders this call made, deepest first
 
     def __enter__(self) -> RunFolder:  # noqa: PYI034
         check_out_folder(self.path, "a run folder")
@@ -76,6 +79,10 @@ class RunFolder:
             return self
         if self.resume and not (self.path / "last.pt").is_file():
             raise InputError(self.path / "last.pt", None, "checkpoint not found")
+        p = self.path.absolute()
+        while not p.exists():
+            self._created.append(p)
+            p = p.parent
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
@@ -87,9 +94,24 @@ class RunFolder:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self.main:
             self._unlock()
+            refused = isinstance(exc, DetkitError) and exc.exit_code == 2  # not a NaN stop (exit 1)
+            if refused and self._created and not (self.path / "last.pt").exists():
+                self._discard()
+
+    def _discard(self) -> None:
+        """Remove a new run folder refused before its first commit: the run's files, then the folders
+        this call created (each only when empty)."""
+        for n in self.files:
+            with contextlib.suppress(OSError):
+                (self.path / n).unlink()
+        for d in self._created:
+            try:
+                d.rmdir()
+            except OSError:  # something else is in it: keep it and its parents
+                break
 
     def _lock(self) -> None:
         import fcntl

@@ -112,8 +112,12 @@ def record_resume(run_dir: str | Path, config: dict[str, Any]) -> None:
     write_json(path, record)
 
 
-def write_summary(out_dir: str | Path, kind: str, title: str, **fields: Any) -> Path:
-    """Write ``out_dir/summary.json`` (see the module docstring for the contract)."""
+def write_summary(
+    out_dir: str | Path, kind: str, title: str, *, file: str = "summary.json", **fields: Any
+) -> Path:
+    """Write ``out_dir/summary.json`` (see the module docstring for the contract); ``file`` names it
+    otherwise (``<name>.summary.json`` beside a data set written as one file, which ``detkit report``
+    also finds)."""
     doc = {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
@@ -123,4 +127,4 @@ def write_summary(out_dir: str | Path, kind: str, title: str, **fields: Any) -> 
         "versions": versions(),
         **fields,
     }
-    return write_json(Path(out_dir) / "summary.json", doc)
+    return write_json(Path(out_dir) / file, doc)

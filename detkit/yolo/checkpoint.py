@@ -31,7 +31,7 @@ CSV_COLUMNS = (
     "eval_images_per_s",
     "seen_images",
 )
-RUN_FILES = ("run.json", "config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
+RUN_FILES = ("run.json", "config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "summary.json")
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], ema: bool = True):
@@ -82,11 +82,35 @@ def summary_fields(state: dict[str, Any], status: str) -> dict[str, Any]:
     }
 
 
+def plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
+    """curves.png: the loss and its parts, and mAP / mAP@.5 on the epochs that were evaluated."""
+    from detkit.train.plots import Panel
+    from detkit.train.plots import plot_curves as draw
+
+    col = lambda k: [r.get(k) for r in history]  # noqa: E731
+    draw(
+        path,
+        col("epoch"),
+        [
+            Panel("training loss and its parts", "loss", {k: col(k) for k in ("loss", *LOSS_PARTS)}),
+            Panel("validation mAP", "mAP", {"mAP@[.5:.95]": col("mAP"), "mAP@.5": col("mAP50")}),
+        ],
+    )
+
+
 def checkpoints(path: Path) -> H.Checkpoints:
-    """The commit and side files of a detector run (best.pt is the whole state of the best epoch)."""
+    """The commit and side files of a detector run (best.pt is the whole state of the best epoch);
+    curves.png at the end of each call (``detkit report`` draws its own from metrics.csv)."""
 
     def summary(state: dict[str, Any], status: str) -> None:
         title = f"YOLOv2 training: {Path(state['args']['data']).name}"
         write_summary(path, "yolo.train", title, **summary_fields(state, status))
 
-    return H.Checkpoints(path, CSV_COLUMNS, best_state=lambda s: s, summary=summary)
+    return H.Checkpoints(
+        path,
+        CSV_COLUMNS,
+        best_state=lambda s: s,
+        summary=summary,
+        plots=lambda state: plot_curves(path / "curves.png", state["history"]),
+        plot_files=("curves.png",),
+    )

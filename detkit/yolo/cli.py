@@ -95,7 +95,7 @@ def eval_cmd(
     from detkit.console import emit_json
     from detkit.yolo.predict import run_eval
 
-    metrics, results = run_eval(
+    metrics, results, gt = run_eval(
         weights,
         data,
         images,
@@ -136,6 +136,7 @@ def eval_cmd(
             f"YOLOv2 evaluation: {Path(str(data)).name}",
             metrics=doc["metrics"],
             tables={"per_class": metrics["per_class"]},
+            plots=_eval_plots(gt, results, Path(out)),
             predictions="predictions.json",
             weights=str(weights),
         )
@@ -145,9 +146,26 @@ def eval_cmd(
         _print_eval(doc["metrics"], metrics["per_class"])
 
 
+def _eval_plots(gt, results: list[dict], out: Path) -> dict[str, str]:
+    """The PR curves, F1-confidence curve and confusion matrix of ``coco eval`` (confusion at its
+    defaults, conf 0.25 and IoU 0.45), drawn into ``out`` for the report; {name: file}."""
+    from detkit.console import warn
+    from detkit.errors import DetkitError
+    from detkit.evaluation import evaluate
+    from detkit.evaluation.plots import write_plots
+
+    try:
+        res = evaluate(gt, results, lenient=True)
+    except DetkitError as exc:  # e.g. no scorable ground truth: the metrics above already say so
+        warn(f"plots not drawn: {exc}")
+        return {}
+    return write_plots(res.as_dict(), out)
+
+
 def _print_eval(m: dict, per_class: list[dict]) -> None:
     from rich.table import Table
 
+    from detkit.console import esc
     from detkit.console import out as stdout
 
     stdout.print(
@@ -157,7 +175,7 @@ def _print_eval(m: dict, per_class: list[dict]) -> None:
     t = Table("id", "class", "gt boxes", "AP", "AP50")
     for r in per_class:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"
-        t.add_row(str(r["category_id"]), r["name"], str(r["gt_boxes"]), fmt(r["AP"]), fmt(r["AP50"]))
+        t.add_row(str(r["category_id"]), esc(r["name"]), str(r["gt_boxes"]), fmt(r["AP"]), fmt(r["AP50"]))
     stdout.print(t)
 
 

@@ -38,6 +38,8 @@ from detkit.errors import DetkitError
 from detkit.train.threads import worker_init_fn
 from detkit.yolo.sampler import YoloBatchSampler
 
+IMAGES_FLAG = {"name the image folder": "pass --images DIR"}  # the CLI names the flag (DetkitError.flags)
+
 
 @dataclass
 class ClassMap:
@@ -159,7 +161,9 @@ class DetectionDataset(torch.utils.data.Dataset):
     ):
         root = image_root if image_root is not None else ds.image_root
         if root is None:
-            raise DetkitError(f"{ds.source}: cannot tell where the images are; pass --images DIR")
+            raise DetkitError(
+                f"{ds.source}: cannot tell where the images are; name the image folder", flags=IMAGES_FLAG
+            )
         self.root = Path(root)
         self.class_map = class_map or ClassMap.from_dataset(ds)
         self.img_size, self.augment, self.seed = img_size, augment, seed
@@ -326,7 +330,8 @@ def build_loader(
     if len(data) == 0:
         raise DetkitError(
             f"no images to load: every listed image is missing under {data.root}; "
-            "pass --images DIR (the folder the file names are relative to)"
+            "name the image folder (the folder the file names are relative to)",
+            flags=IMAGES_FLAG,
         )
     if workers > 0:
         import cv2

@@ -120,13 +120,14 @@ def run_eval(
     workers: int = 2,
     split: str | None = None,
     threads: int | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
     """COCO mAP of a detector (checkpoint, TorchScript or ONNX) on an annotated set: ``split`` of ``data``
     (default ``val``) when ``data`` declares splits (a data.yaml, a Roboflow export, VOC ImageSets;
     ``list_file`` wins over it), else all of it.
 
     Returns:
-        (metrics: mAP, mAP50, mAP75, per_class, detections, images, images_per_s; COCO results rows).
+        (metrics: mAP, mAP50, mAP75, per_class, detections, images, images_per_s; COCO results rows; the
+        ground truth scored, a :class:`detkit.datasets.model.Dataset`).
     """
     from detkit.yolo.data import ClassMap, DetectionDataset, build_loader
     from detkit.yolo.engine import coco_eval
@@ -182,7 +183,7 @@ def run_eval(
     metrics["images"] = len(seen)
     metrics["images_per_s"] = len(seen) / dt if dt > 0 else 0.0
     metrics["runtime"] = {"backend": model.kind, "threads": model.threads, "device": model.device}
-    return metrics, results
+    return metrics, results, ds
 
 
 def _eval_map(model_map, ds):
@@ -621,9 +622,11 @@ def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> 
             cv2.putText(band, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
             panels.append(np.vstack([band, im]))
         gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
-        name = f"{src.stem}.png"
+        name = f"{src.stem}.jpg"  # photographs: JPEG is a fifth of the PNG's size, and the report embeds them
         with atomic_path(out / name) as tmp:
-            if not cv2.imwrite(str(tmp), np.hstack([panels[0], gap, panels[1]])):
+            if not cv2.imwrite(
+                str(tmp), np.hstack([panels[0], gap, panels[1]]), [cv2.IMWRITE_JPEG_QUALITY, 90]
+            ):
                 raise DetkitError(f"{out / name}: cannot write image")
         pictures.append(name)
     write_summary(

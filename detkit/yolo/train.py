@@ -4,7 +4,12 @@
     RUN/config.json    the TrainConfig (what --resume reads back)
     RUN/metrics.csv    one row per epoch: loss parts, lr, mAP, mAP50, images/s
     RUN/last.pt        every epoch (the commit, see detkit.train.harness); RUN/best.pt when the mAP improves
+    RUN/curves.png     loss parts and mAP per epoch (at the end of each call)
     RUN/summary.json   kind "yolo.train" for ``detkit report``
+
+Resuming with more (or fewer) epochs recomputes the cosine schedule over the new total: the learning rate
+moves from where the old schedule had it to where the new one has it at this step (no second warm-up),
+and the start-up line says both values.
 
 What a checkpoint holds is in :mod:`detkit.yolo.checkpoint`, the anchors in :mod:`detkit.yolo.priors`.
 Launched by ``torchrun`` (RANK/WORLD_SIZE set) it trains with DistributedDataParallel; rank 0 evaluates
@@ -18,6 +23,7 @@ optimizer, :func:`train_epochs` runs :func:`detkit.yolo.engine.train_one_epoch` 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -85,10 +91,13 @@ def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
     """
     cfg, s, per_epoch = r.cfg, r.state, len(r.loader)
     log = H.ProgressLog(cfg.log_every)
+    reported: set[str] = set()
 
-    def report_bad(paths: list[str]) -> None:
+    def report_bad(paths: list[str]) -> None:  # once per image, not per epoch and again in evaluation
         for p in paths:
-            warn(f"{p}: cannot decode the image; skipped")
+            if p not in reported:
+                reported.add(p)
+                warn(f"{p}: cannot decode the image; skipped")
 
     with progress(transient=True) as bar:
         task = bar.add_task("train", total=(cfg.epochs - s["epoch"]) * per_epoch - s["epoch_step"], info="")
@@ -159,13 +168,29 @@ def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
     return "done" if s["epoch"] >= cfg.epochs else "stopped"
 
 
-def _record(r: Run, threads: dict[str, Any] | None, resumed: bool) -> None:
+def _schedule_change(r: Run, old_epochs: int) -> str | None:
+    """The line saying how a resume with another number of epochs moves the learning rate (None: same)."""
+    if old_epochs == r.cfg.epochs:
+        return None
+    sch = r.scheduler
+    before = r.optimizer.param_groups[0]["lr"]
+    after = sch.base_lrs[0] * sch.lr_lambdas[0](sch.last_epoch + 1)
+    return (
+        f"epochs {old_epochs} -> {r.cfg.epochs}: the cosine schedule is recomputed over {r.cfg.epochs} "
+        f"epochs, so the learning rate moves from {before:.3g} to {after:.3g} (the new schedule's value at "
+        "this step; no new warm-up) and decays from there"
+    )
+
+
+def _record(r: Run, threads: dict[str, Any] | None, resumed: dict[str, Any] | None) -> None:
     """run.json (a new run) or its ``resumed`` list, config.json, and the start-up line."""
     cfg, d, s = r.cfg, r.data, r.state
     config = {**asdict(cfg), "thread_policy": threads}
-    if resumed:
+    if resumed is not None:
         at = f", batch {s['epoch_step'] + 1} of {len(r.loader)}" if s["epoch_step"] else ""
         info(f"resuming {r.path} at epoch {s['epoch'] + 1}/{cfg.epochs}{at} ({s['seen_images']} images seen)")
+        if (line := _schedule_change(r, int(resumed["args"]["epochs"]))) is not None:
+            info(line)
         record_resume(r.path, config)
         return
     if d["val_ds"] is d["train_ds"]:  # said once the run is set up, not before an error about something else
@@ -178,25 +203,48 @@ def _record(r: Run, threads: dict[str, Any] | None, resumed: bool) -> None:
     )
 
 
-def _run(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None) -> dict[str, Any]:
-    """Set up, train, write the final summary; returns the summary fields."""
-    threads = H.apply_threads(cfg, cfg.workers)
-    r = setup(cfg, path, resume)
-    ckpts = checkpoints(path)
-    if r.main:
-        _record(r, threads, resume is not None)
+def _usable_cpus() -> int:
     try:
-        status = train_epochs(r, ckpts)
-    except H.Diverged as e:
-        if r.main and (path / "last.pt").exists():
-            ckpts.finish(load_checkpoint(path), "diverged")
-        _dist_end(r.world)
-        raise e from None
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _run(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None) -> dict[str, Any]:
+    """Set up, train, write the final summary and curves; returns the summary fields."""
+    threads = H.apply_threads(cfg, cfg.workers)
+    with warnings.catch_warnings():
+        # torch says this when the loader is built and again when it is iterated: said once, below
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        r = setup(cfg, path, resume)
+        ckpts = checkpoints(path)
+        if r.main:
+            if cfg.workers > (cpus := _usable_cpus()):
+                warn(f"{cfg.workers} data-loading workers on {cpus} usable CPUs: loading may be slowed")
+            _record(r, threads, resume)
+        try:
+            status = train_epochs(r, ckpts)
+        except H.Diverged as e:
+            if r.main and (path / "last.pt").exists():
+                ckpts.finish(load_checkpoint(path), "diverged")
+            _dist_end(r.world)
+            raise e from None
     state = epoch_state(r)
     if r.main:
         ckpts.finish(state, status)
+        _say_written(path, state, status)
     _dist_end(r.world)
     return summary_fields(state, status)
+
+
+def _say_written(path: Path, state: dict[str, Any], status: str) -> None:
+    """The last line of a call: where the run is, what it holds and its best epoch."""
+    best = state["best"]
+    files = [
+        n for n in ("last.pt", "best.pt", "metrics.csv", "curves.png", "summary.json") if (path / n).exists()
+    ]
+    at = f"; best: epoch {best['epoch']}, mAP {best['mAP']:.4f}" if best.get("epoch") is not None else ""
+    info(f"run folder {path} ({status}): {', '.join(files)}{at}")
 
 
 def _dist_end(world: int) -> None:

@@ -133,9 +133,37 @@ def test_missing_files_are_reported(tmp_path):
         f"{root / 'val' / 'images' / 'val_0.JPEG'}: listed in "
         f"{root / 'val' / 'val_annotations.txt'}:1 but missing"
     )
-    wnid = (root / "wnids.txt").read_text().split()[0]
-    shutil.rmtree(root / "train" / wnid)
-    with pytest.raises(InputError, match="listed in wnids.txt but has no images folder"):
+
+
+def test_wnids_without_a_folder_are_left_out_with_one_warning(tmp_path, capsys):
+    """A subset of Tiny ImageNet copied with the original wnids.txt: the classes are those with images;
+    one warning counts the others (and their val_annotations.txt lines, whose images were not copied)."""
+    from detkit.data.synth_classify import write_classify_set
+
+    root = write_classify_set(tmp_path / "d", classes=4, per_class=6, seed=1, size=32)
+    wnids = (root / "wnids.txt").read_text().split()
+    ann = (root / "val" / "val_annotations.txt").read_text().splitlines()
+    gone = wnids[1:3]
+    for w in gone:
+        shutil.rmtree(root / "train" / w)
+    for line in ann:
+        name, w = line.split("\t")[:2]
+        if w in gone:
+            (root / "val" / "images" / name).unlink()
+    n_val = sum(line.split("\t")[1] in gone for line in ann)
+    capsys.readouterr()
+    cat = D.scan_dataset(root)
+    assert cat.classes == [wnids[0], wnids[3]]
+    assert len(cat) == 2 * 6 and (cat.group == D.VAL).sum() == len(ann) - n_val > 0
+    assert capsys.readouterr().err == (
+        f"warning: {root / 'wnids.txt'}: 2 of 4 classes have no train/<wnid>/images folder and are left out "
+        f"with their {n_val} val_annotations.txt lines ({gone[0]}, {gone[1]}); the other 2 are the classes\n"
+    )
+    for w in (wnids[0], wnids[3]):
+        shutil.rmtree(root / "train" / w)
+    with pytest.raises(
+        InputError, match="none of the 4 classes in wnids.txt has a train/<wnid>/images folder"
+    ):
         D.scan_dataset(root)
 
 

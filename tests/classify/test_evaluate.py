@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -82,3 +84,36 @@ def test_official_subset_of_a_pooled_split_warns(trained_run, tmp_path, cli):
         "cpu",
     )
     assert code == 0 and "official-val figure is optimistic" in err
+
+
+def test_eval_limit_decodes_only_what_is_scored(trained_run, tmp_path, cli):
+    """--limit 7 of the 90 validation images: 7 decoded and cached (size said), the same 7 read back on a
+    second run; --no-cache writes nothing; the training set's cache, when there, is read instead."""
+    cache = tmp_path / "cache"
+    common = ["classify", "eval", trained_run / "best.pt", "--gallery", "0", "--device", "cpu", "--json"]
+    common += ["--limit", "7", "--seed", "3", "--workers", "1", "--cache-dir", cache]
+    code, out, err = cli(*common, "--out", tmp_path / "e1")
+    doc = json.loads(out)
+    assert code == 0 and doc["images"] == 7 and doc["cache"]["reused"] is False
+    files = list(cache.iterdir())
+    assert [f.name for f in files] == [Path(doc["cache"]["path"]).name]
+    assert files[0].name.startswith("classify-eval-") and files[0].name.endswith("-32px.npy")
+    assert np.load(files[0], mmap_mode="r").shape == (7, 32, 32, 3)  # 7 images decoded, not 300
+    size = files[0].stat().st_size
+    assert doc["cache"]["bytes"] == size and f"decoded 7 images into {files[0]} ({size / 1e6:.1f} MB)" in err
+    code, out2, err = cli(*common, "--out", tmp_path / "e2")
+    doc2 = json.loads(out2)
+    assert doc2["cache"]["reused"] is True and "decoded 7" not in err
+    assert doc2["top1"] == doc["top1"] and list(cache.iterdir()) == files
+    s = json.loads((tmp_path / "e2" / "summary.json").read_text())
+    assert s["limit"] == 7 and s["metrics"]["images"] == 7
+    picked = json.loads((tmp_path / "e1" / "run.json").read_text())
+    assert picked["config"]["seed"] == 3 and picked["config"]["limit"] == 7
+    nocache = tmp_path / "nocache"
+    code, out3, _ = cli(*common[:-2], "--cache-dir", nocache, "--no-cache", "--out", tmp_path / "e3")
+    assert code == 0 and json.loads(out3)["cache"] is None and not nocache.exists()
+    assert json.loads(out3)["top1"] == doc["top1"]
+    # the run's own cache folder holds the whole training set: read, nothing decoded
+    code, out4, err = cli(*common[:-2], "--out", tmp_path / "e4")
+    assert code == 0 and json.loads(out4)["cache"]["reused"] is True and "decoded" not in err.split("read")[0]
+    assert json.loads(out4)["top1"] == doc["top1"]

@@ -107,3 +107,21 @@ def test_cam_layer_must_give_feature_maps(trained_run, tmp_path, cli):
     )
     assert code == 2 and "cam_layer 'fc' gives (1, 5), not feature maps" in err
     assert not Path(tmp_path / "e" / "summary.json").exists()
+
+
+def test_refused_data_leaves_no_run_folder(tmp_path, cli):
+    """The data is read inside the run folder's block: a refused data set removes the folders the call
+    made (runs/ and runs/r), and a folder that existed before is kept as it was."""
+    from detkit.data.synth_classify import write_classify_set
+
+    root = write_classify_set(tmp_path / "d", classes=2, per_class=4, seed=1, size=16)
+    for w in (root / "wnids.txt").read_text().split():
+        (root / "train" / w / "images").rename(root / "train" / w / "imgs")
+    code, out, err = cli(
+        "classify", "train", "--data", root, "--out", tmp_path / "runs" / "r", "--device", "cpu"
+    )
+    assert code == 2 and out == "" and "none of the 2 classes in wnids.txt" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "mine").mkdir()
+    code, _, _ = cli("classify", "train", "--data", root, "--out", tmp_path / "mine", "--device", "cpu")
+    assert code == 2 and (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())

@@ -1,4 +1,4 @@
-"""The one convert output rule (issue 25 item 4): file formats (coco, cvat, labelstudio) write OUT as the
+"""The one convert output rule: file formats (coco, cvat, labelstudio) write OUT as the
 file when OUT ends in their suffix, else a new folder of annotations.* (or <split>.* per split); folder
 formats (yolo, voc, labelme) always write a folder; an OUT that contradicts the rule is refused in one
 line; ``--help`` states it."""
@@ -16,9 +16,8 @@ from tests.datasets.test_layouts import ultralytics_set
 def test_a_coco_out_without_json_is_a_folder_not_a_file_named_out(cli, shapes_dir, tmp_path):
     code, _, err = cli("coco", "convert", shapes_dir / "instances.json", tmp_path / "OUT", "--to", "coco")
     assert code == 0, err
-    assert (tmp_path / "OUT").is_dir() and [p.name for p in (tmp_path / "OUT").iterdir()] == [
-        "annotations.json"
-    ]
+    assert (tmp_path / "OUT").is_dir()  # the annotations, and the summary.json detkit report reads
+    assert sorted(p.name for p in (tmp_path / "OUT").iterdir()) == ["annotations.json", "summary.json"]
     doc = json.loads((tmp_path / "OUT" / "annotations.json").read_text())
     assert len(doc["images"]) == 16
     assert f"wrote {tmp_path / 'OUT' / 'annotations.json'} (coco)" in err
@@ -50,9 +49,9 @@ def test_an_out_that_contradicts_the_rule_is_refused_in_one_line(cli, shapes_dir
 def test_splits_give_one_file_each_in_a_folder_and_a_file_is_refused(cli, tmp_path):
     y = ultralytics_set(tmp_path / "src")
     assert cli("coco", "convert", y, tmp_path / "cv", "--to", "cvat")[0] == 0
-    assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == ["train.xml", "val.xml"]
+    assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == ["summary.json", "train.xml", "val.xml"]
     assert cli("coco", "convert", y, tmp_path / "ls", "--to", "labelstudio")[0] == 0
-    assert sorted(p.name for p in (tmp_path / "ls").iterdir()) == ["train.json", "val.json"]
+    assert sorted(p.name for p in (tmp_path / "ls").iterdir()) == ["summary.json", "train.json", "val.json"]
     code, _, err = cli("coco", "convert", y, tmp_path / "one.xml", "--to", "cvat")
     assert code == 2 and "name an output folder for one cvat output per split" in err
     assert f"{tmp_path / 'one'}/train.xml" in err

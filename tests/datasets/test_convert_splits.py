@@ -27,7 +27,8 @@ def test_two_splits_give_one_coco_json_each(cli, tmp_path):
     y = ultralytics_set(tmp_path / "src")
     code, _, err = cli("coco", "convert", y, tmp_path / "out", "--to", "coco")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train.json", "val.json"]
+    # and the summary.json detkit report shows, which no reader takes for annotations
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.json", "train.json", "val.json"]
     train, val = _coco(tmp_path / "out" / "train.json"), _coco(tmp_path / "out" / "val.json")
     assert [i["file_name"] for i in train["images"]] == ["a.jpg", "b.jpg", "c.jpg"]
     assert [i["file_name"] for i in val["images"]] == ["d.jpg", "e.jpg"]

@@ -77,6 +77,7 @@ def test_cli_warns_once_and_reports_skipped_in_json(cli, tmp_path, command):
     warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
     assert len(warnings) == 1 and warnings[0].startswith("warning: skipped 8 item(s): ")
     assert f"(first: {root / 'labels' / 'a.txt'}:line 2: same class and box as an earlier row)" in warnings[0]
+    assert warnings[0].endswith("; --strict to stop instead, `detkit coco validate` for all")
     code, out, err = cli("coco", command, root, "--json")
     doc = json.loads(out)
     assert (
@@ -200,3 +201,13 @@ def test_listed_image_missing_and_darknet_side_by_side(tmp_path):
     ]
     with pytest.raises(InputError, match=r"train.txt:line 2: listed image .*gone.jpg does not exist"):
         load_dataset(y, strict=True)
+
+
+def test_library_warning_names_no_flag(tmp_path, capsys):
+    """The library's skip warning describes what was skipped; only the CLI adds its --strict hint."""
+    from detkit.datasets.load import warn_skipped
+
+    warn_skipped(load_dataset(messy_set(tmp_path)))
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: skipped 8 item(s): ")
+    assert "--" not in warnings[0] and warnings[0].endswith("same class and box as an earlier row)")

@@ -191,8 +191,9 @@ def test_training_hint_names_images_when_none_are_found(tmp_path, shapes_dir):
 
     doc = json.loads((shapes_dir / "instances.json").read_text())
     (tmp_path / "lost.json").write_text(json.dumps(doc))
-    with pytest.raises(DetkitError, match="pass --images DIR"):
+    with pytest.raises(DetkitError, match="name the image folder") as exc:
         build_loader(str(tmp_path / "lost.json"), tmp_path, img_size=64, batch_size=2)
+    assert "pass --images DIR (the folder the file names" in exc.value.cli_message()
 
 
 # ---- one category-id rule, both directions --------------------------------------------------------

@@ -66,6 +66,7 @@ def test_bad_prediction_exit_2_or_lenient(cli, cli_json, files, tmp_path):
     assert (
         code == 2
         and "bad.json:$[3]: image_id 99999 is not in the ground truth" in err
+        and "(1 prediction like this; --lenient drops them)" in err  # the library says lenient=True
         and len(err.strip().splitlines()) == 1
     )
     doc = cli_json("coco", "eval", files[0], bad, "--lenient")

@@ -214,7 +214,7 @@ def test_unknown_category_error_names_class_indexes_plus_one():
         check_predictions(gt, p)
     assert str(e.value).endswith(
         "$[1]: category_id 2 is not in the ground truth; every predicted id is in 1..3: class indexes + 1? "
-        "the ground truth's ids are 1, 5, 9 (2 predictions like this; --lenient drops them)"
+        "the ground truth's ids are 1, 5, 9 (2 predictions like this; lenient=True drops them)"
     )
 
 

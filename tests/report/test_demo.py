@@ -19,6 +19,7 @@ SECTIONS = {
     ("coco", "inspect"): ("coco.inspect", []),
     ("coco", "validate"): ("coco.validate", []),
     ("coco", "classes"): ("coco.classes", []),
+    ("coco", "split"): ("coco.split", []),
     ("anchors", "kmeans"): ("anchors.kmeans", []),
     ("yolo", "train"): ("yolo.train", [("anchors", "kmeans")]),
     ("yolo", "eval"): ("yolo.eval", [("anchors", "kmeans"), ("yolo", "train")]),
@@ -144,7 +145,7 @@ def test_plan_seeds_and_sizes(tmp_path):
     argv = steps["yolo train"].argv
     pairs = dict(zip(argv[2::2], argv[3::2]))
     assert {k: pairs[k] for k in ("--width", "--optimizer", "--eval-every", "--val-data", "--workers")} == {
-        "--width": "0.25",
+        "--width": "0.125",
         "--optimizer": "adamw",
         "--eval-every": "10",
         "--val-data": str(tmp_path / "data/shapes_val/instances.json"),
@@ -178,15 +179,23 @@ def test_demo_quick_end_to_end(tmp_path, cli):
     )  # yolo predict on held-out images, drawn beside the truth
     gallery = json.loads((tmp_path / "demo" / "runs" / "yolo_gallery" / "summary.json").read_text())
     assert gallery["metrics"]["images"] == 4 and len(gallery["galleries"]["predicted | ground truth"]) == 4
+    assert all(p.endswith(".jpg") for p in gallery["galleries"]["predicted | ground truth"])  # photos: JPEG
     assert all(src.startswith("data:") for src in re.findall(r'<img[^>]*\ssrc="([^"]*)"', html))
 
     demo = json.loads((tmp_path / "demo" / "runs" / "demo" / "summary.json").read_text())
     status = {r["step"]: r["status"] for r in demo["tables"]["steps"]}
-    assert len(status) == 14 and all(status[name] == "ok" for name in status if name.startswith("synth"))
+    assert len(status) == 15 and all(status[name] == "ok" for name in status if name.startswith("synth"))
+    assert all(r["cpu_seconds"] >= 0 for r in demo["tables"]["steps"]) and demo["metrics"]["cpu_seconds"] > 0
     for kind in expected:  # each present command's own summary records its own command line
         folder = {"anchors.kmeans": "anchors"}.get(kind, kind.replace(".", "_").replace("_train", ""))
         doc = json.loads((tmp_path / "demo" / "runs" / folder / "summary.json").read_text())
         assert doc["command"].startswith(f"detkit {kind.replace('.', ' ')} ")
+    # yolo eval with coco eval's figures; the anchor sweep's 9 plots as the elbow and one sheet
+    yolo_eval = html.split(f"<h2>{KINDS['yolo.eval'][0]}<span")[1].split("</section>")[0]
+    assert all(f'title="{t}"' in yolo_eval for t in ("pr curves", "f1 curve", "confusion matrix"))
+    anchors = html.split(f"<h2>{KINDS['anchors.kmeans'][0]}<span")[1].split("</section>")[0]
+    assert anchors.count("<figure>") == 2 and 'title="8 more plots: scatter k3' in anchors
+    assert (tmp_path / "demo" / "report.html").stat().st_size <= 5_000_000
     md = (tmp_path / "demo" / "report.md").read_text()
     assert all((tmp_path / "demo" / link).is_file() for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md))
     assert Path(tmp_path / "demo" / "logs").is_dir()

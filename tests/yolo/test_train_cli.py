@@ -115,7 +115,15 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     preds = json.loads((tmp_path / "ev" / "predictions.json").read_text())
     assert len(preds) == doc["metrics"]["detections"] > 0
     assert {p["category_id"] for p in preds} <= {3, 7, 11}  # the dataset's own ids, not class indices
-    assert json.loads((tmp_path / "ev" / "summary.json").read_text())["kind"] == "yolo.eval"
+    ev = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert ev["kind"] == "yolo.eval"
+    # coco eval's PR / F1 / confusion figures, for the report
+    assert ev["plots"] == {
+        "pr_curves": "pr_curves.png",
+        "f1_curve": "f1_curve.png",
+        "confusion_matrix": "confusion_matrix.png",
+    }
+    assert all((tmp_path / "ev" / f).stat().st_size > 1000 for f in ev["plots"].values())
 
     imgs = sorted((synth8 / "images").iterdir())[:2]
     code, _, err = cli(
@@ -271,7 +279,8 @@ def test_corrupt_image_is_reported_by_path_and_training_goes_on(synth8, tmp_path
         tmp_path / "run",
     )
     assert code == 0, err
-    assert f"{bad}: cannot decode the image; skipped" in err.replace("\n", "")
+    # once, though training and evaluation (on the same images: no validation set) both meet it
+    assert err.replace("\n", "").count(f"{bad}: cannot decode the image; skipped") == 1
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["seen_images"] == 7
 
@@ -284,6 +293,10 @@ def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_p
     code, _, err = cli("yolo", "train", *common, "--out", run, "--log-every", "0")
     assert code == 0, err
     assert "epoch 2/2 step 2/2: loss" in err  # a progress line per step off a terminal with --log-every 0
+    # where it wrote is the last line; curves.png drawn
+    files = "last.pt, best.pt, metrics.csv, curves.png, summary.json"
+    assert err.splitlines()[-1].startswith(f"run folder {run} (done): {files}; best: epoch 2, mAP ")
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     policy = json.loads((run / "run.json").read_text())["config"]["thread_policy"]
     assert policy["workers"] == 0 and policy["threads"] >= 1  # detkit.train.threads' choice, on record
     assert (
@@ -305,12 +318,42 @@ def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_p
     assert (run / "metrics.csv").read_text().splitlines() == before.splitlines()
     assert json.loads((run / "summary.json").read_text())["status"] == "done"
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 2
+    # more epochs: the schedule rule is said (old schedule's end value -> the new schedule's at step 5)
+    from detkit.yolo.config import TrainConfig
+    from detkit.yolo.setup import lr_factor
+
+    cfg = TrainConfig(data="", out="")
+    warmup = min(round(cfg.warmup_epochs * 2), 6 // 3)
+    before = 0.005 * lr_factor(4, min(round(cfg.warmup_epochs * 2), 4 // 3), 4, cfg.final_lr_ratio)
+    after = 0.005 * lr_factor(5, warmup, 6, cfg.final_lr_ratio)
+    code, _, err = cli("yolo", "train", "--resume", run, "--epochs", "3")
+    assert code == 0, err
+    assert (
+        f"epochs 2 -> 3: the cosine schedule is recomputed over 3 epochs, so the learning rate moves from "
+        f"{before:.3g} to {after:.3g} (the new schedule's value at this step; no new warm-up)" in err
+    )
     code, _, err = cli("yolo", "train", *common, "--out", run, "--epochs", "1", "--exist-ok")
     assert code == 0, err
     assert (
         "--exist-ok: deleted the previous run's run.json, config.json, metrics.csv, last.pt, best.pt, "
-        "summary.json" in err
+        "curves.png, summary.json" in err
     )
     assert (
         torch.load(run / "last.pt", weights_only=True)["epoch"] == 1 and not (run / ".detkit.lock").exists()
     )
+
+
+def test_more_workers_than_cpus_is_said_once(synth8, tmp_path, cli):
+    """torch warns when the loader is built and again when it is iterated; the trainer says it once."""
+    import os
+    import warnings
+
+    cpus = len(os.sched_getaffinity(0))
+    args = ["--data", synth8 / "instances.json", "--epochs", "1", "--batch", "4", "--img-size", "64", *TINY]
+    args += ["--workers", str(cpus + 1), "--max-steps", "1", "--out", tmp_path / "run"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = cli("yolo", "train", *args)
+    assert code == 0, err
+    assert err.count(f"warning: {cpus + 1} data-loading workers on {cpus} usable CPUs") == 1
+    assert not [w for w in caught if "DataLoader will create" in str(w.message)]

@@ -19,7 +19,7 @@ import numpy as np
 from detkit.datasets.checks.findings import SEVERITIES, Finding, Findings
 from detkit.datasets.formats.layouts import roboflow_coco_files
 from detkit.datasets.images import check_sources
-from detkit.datasets.load import detect_format, load_dataset
+from detkit.datasets.load import coco_json_in, detect_format, load_dataset
 from detkit.datasets.model import Dataset
 from detkit.datasets.paths import name_problem
 from detkit.errors import InputError
@@ -256,14 +256,6 @@ def check_dataset(ds: Dataset, fnd: Findings) -> None:
     _check_area_and_coverage(ds, fnd, finite, nonpos)
 
 
-def _coco_json_in(folder: Path) -> Path:
-    """The one COCO json of a folder (as :func:`load_dataset` picks it)."""
-    jsons = sorted(folder.glob("*.json")) or sorted(folder.glob("annotations/instances_*.json"))
-    if len(jsons) != 1:
-        raise InputError(folder, None, "expected one COCO .json in this folder; pass the file itself")
-    return jsons[0]
-
-
 def check_paths(ds: Dataset, fnd: Findings) -> None:
     """Report image file names that are absolute, climb out with '..' or name no file (``path.*``)."""
     irec = lambda r: image_record(ds, r)
@@ -304,7 +296,7 @@ def validate_path(
     raw = None
     multi = fmt == "coco" and path.is_dir() and bool(roboflow_coco_files(path))  # one json per split
     if fmt == "coco" and path.is_dir() and not multi:
-        path = _coco_json_in(path)
+        path = coco_json_in(path)
     if fmt == "coco" and not multi:  # a file, a pipe or /dev/null: read leniently
         from detkit.datasets.checks.raw import load_coco_lenient, load_coco_typed, load_raw_records
         from detkit.datasets.formats.readers import read_bytes

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from detkit.console import info
+from detkit.console import esc, info
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -143,26 +143,24 @@ def warn_skipped(ds) -> None:
     from detkit.datasets import load as loaders
 
     if hasattr(ds, "skipped"):
-        loaders.warn_skipped(ds)
+        loaders.warn_skipped(ds, hint="--strict to stop instead, `detkit coco validate` for all")
 
 
 def table(title: str, columns: list[str], rows: list[list[object]]):
-    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=escape(title), title_justify="left", show_edge=False, pad_edge=False)
+    t = Table(title=esc(title), title_justify="left", show_edge=False, pad_edge=False)
     cells = [[cell(v) for v in r] for r in rows]
     for k, c in enumerate(columns):
         left = c in ("name", "table", "field", "type", "meaning", "code", "severity")
         width = None if left else max([len(c)] + [len(r[k]) for r in cells])
-        t.add_column(c, justify="left" if left else "right", no_wrap=k == 0 or not left, min_width=width)
+        t.add_column(esc(c), justify="left" if left else "right", no_wrap=k == 0 or not left, min_width=width)
     for r in cells:
         t.add_row(*r)
     return t
 
 
 def cell(v: object) -> str:
-    from rich.markup import escape
 
     if v is None:
         return ""
@@ -170,7 +168,7 @@ def cell(v: object) -> str:
         return f"{v:,}"
     if isinstance(v, float):
         return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return escape(str(v))
+    return esc(str(v))
 
 
 def write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **fields) -> None:
@@ -179,3 +177,22 @@ def write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **
     record_run(out_dir, config=config, inputs=[path])
     write_summary(out_dir, kind, title, **fields)
     info(f"wrote {out_dir / 'summary.json'}")
+
+
+def write_op_summary(out: Path, kind: str, title: str, doc: dict, tables: dict | None = None) -> Path | None:
+    """The summary.json of a command that writes a data set to an output folder OUT (split, filter,
+    sample, merge, convert), so ``detkit report`` shows it. An output that is one file (``OUT.json``,
+    ``OUT.xml``) gets none: nothing is written beside what the user named. ``doc`` is the command's
+    --json document; its counts become the metrics."""
+    from detkit.train.runs import write_summary  # lazy: start-up time: only this command needs it
+
+    if not out.is_dir():
+        return None
+    folder, name = out, "summary.json"
+    counts = ("images", "boxes", "categories")
+    metrics = {k: doc[k] for k in counts if isinstance(doc.get(k), int)}
+    written = doc.get("written")
+    if not metrics and isinstance(written, dict):
+        metrics = {k: written[k] for k in counts if isinstance(written.get(k), int)}
+    rest = {k: v for k, v in doc.items() if k not in (*counts, "kind", "title")}
+    return write_summary(folder, kind, title, file=name, metrics=metrics, tables=tables or {}, **rest)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from detkit.console import emit_json, info, warn
+from detkit.console import emit_json, esc, info, warn
 from detkit.datasets.cli.common import (
     CategoryIds,
     ConvertTarget,
@@ -20,6 +20,7 @@ from detkit.datasets.cli.common import (
     app,
     load,
     skipped_doc,
+    write_op_summary,
 )
 
 
@@ -88,7 +89,6 @@ def convert(
 
     Example: detkit coco convert data.yaml coco/ --to coco --category-ids coco80
     """
-    from rich.markup import escape
 
     from detkit.datasets.ops.convert import FILE_TARGETS, output_file
     from detkit.datasets.ops.convert import convert as do_convert
@@ -126,7 +126,7 @@ def convert(
     if to.value not in FILE_TARGETS and result["images_linked"] < ds.num_images:
         warn(
             f"{ds.num_images - result['images_linked']:,} of {ds.num_images:,} images not found to link "
-            f"(source image folder: {escape(str(images or ds.image_root))}); pass --images DIR"
+            f"(source image folder: {esc(str(images or ds.image_root))}); pass --images DIR"
         )
     if result.get("skipped_boxes"):
         warn(f"{result['skipped_boxes']:,} boxes with a dangling image or category id were not written")
@@ -135,15 +135,18 @@ def convert(
             f"{result['crowd_as_boxes']:,} crowd annotations written as ordinary boxes ({to.value} has "
             "no iscrowd)"
         )
+    doc = {
+        "in": str(src),
+        "from": ds.format,
+        **result,
+        **({"skipped": sk} if (sk := skipped_doc(ds)) else {}),
+    }
+    splits = [{"split": k, **v} for k, v in result["splits"].items()] if "splits" in result else None
+    write_op_summary(
+        dst, "coco.convert", f"{src.name} as {to.value}", doc, {"splits": splits} if splits else None
+    )
     if json:
-        emit_json(
-            {
-                "in": str(src),
-                "from": ds.format,
-                **result,
-                **({"skipped": sk} if (sk := skipped_doc(ds)) else {}),
-            }
-        )
+        emit_json(doc)
     elif "splits" in result:
         parts = [
             f"{r['out']} ({r['images']:,} images, {r['boxes']:,} boxes)" for r in result["splits"].values()

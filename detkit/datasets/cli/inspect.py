@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from detkit.console import emit_json, info, out
+from detkit.console import emit_json, esc, info, out
 from detkit.datasets.cli.common import (
     FailOn,
     FormatOpt,
@@ -88,10 +88,9 @@ def inspect(
 
 
 def _print_inspect(doc: dict) -> None:
-    from rich.markup import escape
 
     c = doc["counts"]
-    out.print(f"[bold]{escape(doc['path'])}[/bold]  ({doc['format']}: {escape(doc['source_note'])})")
+    out.print(f"[bold]{esc(doc['path'])}[/bold]  ({doc['format']}: {esc(doc['source_note'])})")
     out.print(f"bbox convention: {doc['bbox_convention']}\n")
     out.print(
         table("Schema", ["table", "field", "type", "meaning"], [list(r.values()) for r in doc["schema"]])
@@ -284,10 +283,9 @@ def _count_actions(changes: list[dict]) -> dict[str, int]:
 
 
 def _print_validate(doc: dict) -> None:
-    from rich.markup import escape
 
     out.print(
-        f"[bold]{escape(doc['path'])}[/bold] ({doc['format']}): {doc['images']:,} images, "
+        f"[bold]{esc(doc['path'])}[/bold] ({doc['format']}): {doc['images']:,} images, "
         f"{doc['annotations']:,} annotations, {doc['categories']:,} categories"
     )
     if not doc["findings"]:
@@ -295,17 +293,18 @@ def _print_validate(doc: dict) -> None:
     colour = {"error": "red", "warning": "yellow", "info": "cyan"}
     for f in doc["findings"]:
         out.print(
-            f"[{colour[f['severity']]}]{f['severity']:7}[/] {f['code']:32} {f['count']:>8,}  {f['message']}"
+            f"[{colour[f['severity']]}]{f['severity']:7}[/] {f['code']:32} {f['count']:>8,}  "
+            + esc(f["message"])
         )
         for ex in f["examples"]:
             extra = f" id {ex['id']}" if "id" in ex else ""
             out.print(
-                escape(
+                esc(
                     f"          {ex['file']}:{ex['record']}{extra}{'  ' + ex['note'] if 'note' in ex else ''}"
                 )
             )
         if f.get("details"):
-            out.print(escape("          " + ", ".join(f"{k} {v}" for k, v in f["details"].items())))
+            out.print(esc("          " + ", ".join(f"{k} {v}" for k, v in f["details"].items())))
     c = doc["counts"]
     out.print(
         f"\n{c['error']:,} errors, {c['warning']:,} warnings, {c['info']:,} info "
@@ -314,9 +313,9 @@ def _print_validate(doc: dict) -> None:
     if "fix" in doc:
         fx = doc["fix"]
         out.print(
-            f"\n--fix wrote {fx['out']}: " + ", ".join(f"{k} {v:,}" for k, v in fx["counts"].items())
+            f"\n--fix wrote {esc(fx['out'])}: " + ", ".join(f"{k} {v:,}" for k, v in fx["counts"].items())
             if fx["counts"]
-            else f"\n--fix wrote {fx['out']}: no changes"
+            else f"\n--fix wrote {esc(fx['out'])}: no changes"
         )
         for ch in fx["changes"]:
             parts = [ch["action"], ch["record"]] + ([f"id {ch['id']}"] if "id" in ch else [])
@@ -327,7 +326,7 @@ def _print_validate(doc: dict) -> None:
                     if before is not None and after is not None
                     else (f"-> {after}" if after is not None else str(before))
                 )
-            out.print(escape("  " + " ".join(str(p) for p in parts)))
+            out.print(esc("  " + " ".join(str(p) for p in parts)))
 
 
 # ---- classes ---------------------------------------------------------------------------------------

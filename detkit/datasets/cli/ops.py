@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from detkit.console import emit_json, info, out, warn
+from detkit.console import emit_json, esc, info, out, warn
 from detkit.datasets.cli.common import (
     FormatOpt,
     JsonOpt,
@@ -23,6 +23,7 @@ from detkit.datasets.cli.common import (
     skipped_doc,
     table,
     warn_skipped,
+    write_op_summary,
 )
 
 
@@ -150,6 +151,8 @@ def split(
     if group is not None and res.unmatched:
         warn(f"{res.unmatched:,} file names do not match --group {group!r}; each is its own group")
     doc = _base(src, out_path, target, seed=seed, group=group, **res.as_dict(), written=written)
+    tables = {"splits": doc["splits"], "classes": _class_share_rows(res)}
+    write_op_summary(out_path, "coco.split", f"split of {src_path.name}", doc, tables)
     if json:
         emit_json(doc)
         return
@@ -188,9 +191,17 @@ def split(
     w = res.worst
     out.print(
         f"\nworst deviation from the ratios: {w['images']:.2%} of a class's images"
-        + (f" ({w['class']} in {w['split']})" if w["class"] else "")
+        + (f" ({esc(w['class'])} in {esc(w['split'])})" if w["class"] else "")
         + f", {w['boxes']:.2%} of its boxes"
     )
+
+
+def _class_share_rows(res) -> list[dict[str, Any]]:
+    """Each class's share of images per split, as report table rows."""
+    return [
+        {"name": c["name"], "images": c["images"], **{n: round(c["image_share"][n], 4) for n in res.names}}
+        for c in res.classes
+    ]
 
 
 # ---- merge -------------------------------------------------------------------------------------------
@@ -253,6 +264,7 @@ def merge(
         **m.as_dict(),
         "written": written,
     }
+    write_op_summary(out_path, "coco.merge", f"merge of {len(inputs)} inputs", doc, {"inputs": m.stats})
     if json:
         emit_json(doc)
         return
@@ -325,11 +337,14 @@ def filter_(
     with busy(f"writing {out_path}"):
         written = write_one(src, sel.part, out_path, target, copy_images)
     _link_warnings(written, src.image_root)
-    _finish(src, out_path, target, sel, written, json)
+    _finish(src, out_path, target, sel, written, json, "coco.filter")
 
 
-def _finish(src, out_path: Path, target: str, sel, written: dict, json: bool, **extra: Any) -> None:
+def _finish(
+    src, out_path: Path, target: str, sel, written: dict, json: bool, kind: str, **extra: Any
+) -> None:
     doc = _base(src, out_path, target, **extra, **sel.as_dict(), written=written)
+    write_op_summary(out_path, kind, f"{kind.split('.')[1]} of {Path(src.path).name}", doc)
     if json:
         emit_json(doc)
         return
@@ -373,7 +388,7 @@ def sample(
     with busy(f"writing {out_path}"):
         written = write_one(src, sel.part, out_path, target, copy_images)
     _link_warnings(written, src.image_root)
-    _finish(src, out_path, target, sel, written, json, seed=seed, stratify=stratify)
+    _finish(src, out_path, target, sel, written, json, "coco.sample", seed=seed, stratify=stratify)
 
 
 # ---- draw --------------------------------------------------------------------------------------------

@@ -369,7 +369,10 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
 
     single_json = to == "coco" and out.suffix.lower() == ".json"
     if single_json and copy_images:
-        raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
+        raise DetkitError(
+            f"{out}: copy_images needs an output folder, not a .json file",
+            flags={"copy_images needs": "--copy-images needs"},
+        )
     w.check_out(out, [s.path for s in m.sources], single_json)
     counts = {
         "images": int(m.image_id.size),

@@ -30,7 +30,7 @@ import numpy as np
 
 from detkit.datasets.model import SPLIT_NAMES, Dataset
 from detkit.datasets.ops.source import Part
-from detkit.errors import DetkitError, OptionError
+from detkit.errors import OptionError
 
 
 def parse_ratios(text: str) -> list[float]:
@@ -40,8 +40,8 @@ def parse_ratios(text: str) -> list[float]:
     except ValueError:
         raise OptionError("ratios", f"{text!r}: expected numbers like 0.8,0.1,0.1") from None
     if not 2 <= len(ratios) <= 3 or any(not (r >= 0) for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
-        raise DetkitError(
-            f"--ratios {text!r}: give 2 or 3 non-negative shares that sum to 1 (train,val[,test])"
+        raise OptionError(
+            "ratios", f"{text!r}: give 2 or 3 non-negative shares that sum to 1 (train,val[,test])"
         )
     return ratios
 
