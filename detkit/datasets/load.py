@@ -90,6 +90,20 @@ def _folder_json(p: Path) -> str | None:
     return None
 
 
+def split_files(p: Path) -> dict[str, Path]:
+    """``<split>.json`` / ``<split>.xml`` files of a folder, as ``coco convert`` writes a source with splits
+    (``OUT/train.json``, ``OUT/val.json``...), by normalised split name (``valid`` -> ``val``); {} unless
+    there are two or more and every .json (or .xml) file of the folder names a different split."""
+    if not p.is_dir():
+        return {}
+    for suffix in (".json", ".xml"):
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() == suffix and f.is_file())
+        names = [normalize_split(f.stem) for f in files]
+        if len(files) >= 2 and None not in names and len(set(names)) == len(names):
+            return {n: f for n, f in zip(names, files) if n is not None}
+    return {}
+
+
 def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> Labels | Dataset:
     """Image ids, each box's image and category, and the categories — the fast path for class counts.
 
@@ -124,6 +138,9 @@ def detect_format(path: str | Path) -> str:
         if suffix in (".yaml", ".yml"):
             return "yolo"
         return "text"
+    if files := split_files(p):  # coco convert's one file per split
+        first = next(iter(files.values()))
+        return sniff_json(first) if first.suffix.lower() == ".json" else sniff_xml(first)
     xmls = sorted(p.glob("*.xml"))
     if (p / "annotations.xml").is_file() or len(xmls) == 1:
         if sniff_xml(p / "annotations.xml" if (p / "annotations.xml").is_file() else xmls[0]) == "cvat":
@@ -169,6 +186,8 @@ def load_dataset(
         raise InputError(p, None, "no such file or folder")
     if split is not None:
         split = normalize_split(split) or split
+    if fmt in ("coco", "cvat", "labelstudio") and (files := split_files(p)):
+        return _load_split_files(p, fmt, files, split, strict=strict, **kwargs)
     if fmt == "coco":
         if p.is_dir() and (files := roboflow_coco_files(p)):
             return _load_coco_splits(p, files, split, **kwargs)
@@ -187,6 +206,34 @@ def load_dataset(
             p = _one_json(p)
         return TOOL_LOADERS[fmt](p, strict=strict, split=split, **kwargs)
     return _only_split(load_text(p, **kwargs), p, split)
+
+
+def _load_split_files(
+    folder: Path, fmt: str, files: dict[str, Path], split: str | None, strict: bool, **kwargs: Any
+) -> Dataset:
+    """A folder of ``<split>.json`` / ``<split>.xml`` files: each loaded with its own image folder, file
+    names made relative to the folder all of them share (none: ``folder``)."""
+    import os
+
+    if split is not None:
+        if split not in files:
+            raise InputError(folder, None, f"no split '{split}' (this folder has {', '.join(files)})")
+        files = {split: files[split]}
+    parts = []
+    for name, f in files.items():
+        if (sniff_json(f) if f.suffix.lower() == ".json" else sniff_xml(f)) != fmt:
+            raise InputError(f, None, f"not {fmt} like the other split files of {folder}")
+        if fmt == "coco":
+            kw = {k: v for k, v in kwargs.items() if k != "on_error"}  # typed by the decoder
+            parts.append((name, load_coco(f, **kw)))
+        else:
+            parts.append((name, TOOL_LOADERS[fmt](f, strict=strict, **kwargs)))
+    roots = [os.path.abspath(ds.image_root or f.parent) for (_, ds), f in zip(parts, files.values())]
+    common = os.path.commonpath(roots)
+    for (_, ds), root in zip(parts, roots):
+        if (rel := os.path.relpath(root, common)) != ".":
+            ds.file_name = np.array([str(Path(rel) / str(n)) for n in ds.file_name], dtype=object)
+    return concat_splits(parts, source=str(folder), image_root=common)
 
 
 def _one_json(p: Path) -> Path:
