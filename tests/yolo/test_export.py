@@ -347,3 +347,28 @@ def test_metadata_is_checked():
         with pytest.raises(DetkitError, match=what.replace("(", r"\(").replace(")", r"\)")):
             read_metadata(p, {"detkit": text})
     assert read_metadata(p, {"detkit": '{"schema": 1, "task": "classify"}'})["task"] == "classify"
+
+
+def test_a_format_that_contradicts_the_suffix_is_refused():
+    from detkit.deploy.export import format_of
+    from detkit.errors import OptionError
+
+    assert format_of("m.onnx", None) == "onnx" and format_of("m.jit", None) == "torchscript"
+    assert format_of("m.bin", "torchscript") == "torchscript"  # a suffix of neither: the option decides
+    with pytest.raises(OptionError, match=r"torchscript contradicts m\.onnx: the suffix \.onnx is for onnx"):
+        format_of("m.onnx", "torchscript")
+    with pytest.raises(OptionError, match=r"onnx contradicts m\.ts"):
+        format_of("m.ts", "onnx")
+
+
+def test_an_exported_model_given_as_the_checkpoint_is_one_line(cli, tmp_path):
+    import torch
+
+    ts = tmp_path / "m.ts"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(ts))
+    code, _, err = cli("yolo", "export", ts, tmp_path / "m.onnx")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{ts}: a TorchScript model (an export), not a detkit yolo checkpoint" in err
+    assert not (tmp_path / "m.onnx").exists()
+    code, _, err = cli("yolo", "export", tmp_path / "best.pt", tmp_path / "m.onnx", "--format", "torchscript")
+    assert code == 2 and "--format torchscript contradicts" in err and err.count("\n") == 1, err
