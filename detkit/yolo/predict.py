@@ -433,7 +433,7 @@ def predict_files(
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise DetkitError(f"{out}: exists and is not a folder; give an output folder to --out")
+        raise OptionError("out", f"must be a folder: {out} is a file")
     sources = expand_sources(paths, split)
     model = load_detector(weights, device, threads)
     size = input_size(model, img_size)

@@ -191,3 +191,17 @@ def test_progress_on_a_log_is_a_line_every_tenth(capsys, monkeypatch):
     with _Progress("predicting", 20) as bar:
         bar.advance(20)
     assert capsys.readouterr().err == ""
+
+
+def test_an_out_that_is_a_file_names_the_value_in_the_library_and_the_flag_on_the_cli(cli, tmp_path):
+    from detkit.errors import OptionError
+    from detkit.yolo.predict import predict_files
+
+    f = tmp_path / "afile"
+    f.write_text("")
+    with pytest.raises(OptionError) as exc:
+        predict_files(tmp_path / "best.pt", [tmp_path], f)
+    assert str(exc.value) == f"out must be a folder: {f} is a file"
+    code, _, err = cli("yolo", "predict", tmp_path / "best.pt", tmp_path, "--out", f)
+    assert code == 2 and err == f"detkit: error: --out must be a folder: {f} is a file\n"
+    assert f.read_text() == ""
