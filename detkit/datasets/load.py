@@ -225,7 +225,9 @@ def _load_split_files(
             raise InputError(f, None, f"not {fmt} like the other split files of {folder}")
         if fmt == "coco":
             kw = {k: v for k, v in kwargs.items() if k != "on_error"}  # typed by the decoder
-            parts.append((name, load_coco(f, **kw)))
+            ds = load_coco(f, **kw)
+            ds.ann_record = np.array([f"{f.name} $.annotations[{i}]" for i in range(ds.num_annotations)])
+            parts.append((name, ds))
         else:
             parts.append((name, TOOL_LOADERS[fmt](f, strict=strict, **kwargs)))
     roots = [os.path.abspath(ds.image_root or f.parent) for (_, ds), f in zip(parts, files.values())]
@@ -266,7 +268,8 @@ def _load_coco_splits(folder: Path, files: dict[str, Path], split: str | None, *
 
 
 def concat_splits(parts: list[tuple[str, Dataset]], source: str, image_root: str | None) -> Dataset:
-    """One dataset from per-split datasets: ids offset to stay unique, categories united by id, ``split`` set.
+    """One dataset from per-split datasets: ids offset to stay unique, categories united by id, ``split`` set,
+    each box's record (``ann_record``: ``train.xml <image name="a.jpg"> <box> #2``) kept for messages.
 
     A category id that two parts name differently is an InputError (the splits disagree on the classes).
     """
@@ -324,11 +327,21 @@ def concat_splits(parts: list[tuple[str, Dataset]], source: str, image_root: str
         image_root=image_root,
         split=c["sp"],
         skipped=[s for _, ds in parts for s in ds.skipped],
+        ann_record=np.concatenate([_records(ds) for _, ds in parts])
+        if any(ds.ann_record is not None for _, ds in parts)
+        else None,
         missing={
             k: np.concatenate([ds.missing.get(k, np.zeros(ds.num_annotations, bool)) for _, ds in parts])
             for k in {k for _, ds in parts for k in ds.missing}
         },
     )
+
+
+def _records(ds: Dataset) -> np.ndarray:
+    """Each box's record, as :meth:`Dataset.record` names it."""
+    if ds.ann_record is not None:
+        return np.asarray(ds.ann_record, dtype=object)
+    return np.array([ds.record(i) for i in range(ds.num_annotations)], dtype=object)
 
 
 def skipped_summary(ds: Dataset) -> dict[str, Any] | None:

@@ -108,3 +108,26 @@ def test_a_split_file_of_another_format_among_them_is_named(tmp_path):
     (tmp_path / "val.json").write_text('[{"id": 1, "data": {"image": "a.jpg"}, "annotations": []}]')
     with pytest.raises(InputError, match=r"val\.json: not coco like the other split files"):
         load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "to,record",
+    [
+        ("coco", "train.json $.annotations[0]"),
+        ("cvat", 'train.xml <image name="a.jpg"> <box> #1'),
+        ("labelstudio", "train.json $[0].annotations[0].result[0]"),
+        ("labelme", "train/a.json shapes[0]"),
+    ],
+)
+def test_validate_of_a_split_folder_names_the_split_file_and_its_record(cli_json, tmp_path, to, record):
+    from detkit.datasets.load import load_dataset
+
+    y = ultralytics_set(tmp_path / "src")
+    lab = tmp_path / "src" / "ds" / "labels" / "train" / "a.txt"
+    lab.write_text("0 0.5 0.5 0 0.5\n" + lab.read_text().split("\n", 1)[1])  # a's first box: no width
+    n = load_dataset(y).num_annotations
+    cli_json("coco", "convert", y, tmp_path / "out", "--to", to)
+    doc = cli_json("coco", "validate", tmp_path / "out", expect=1)
+    assert doc["annotations"] == n
+    (finding,) = [f for f in doc["findings"] if f["code"] == "bbox.non_positive_size"]
+    assert finding["count"] == 1 and finding["examples"][0]["record"].startswith(record)

@@ -132,7 +132,7 @@ def load_labelme(
             polygons += kind == "polygon"
             ann_rows.append((img_id, *box))
             names.append(label)
-            records.append(f"{f.name} {where}")
+            records.append(f"{f.relative_to(root).as_posix()} {where}")  # train/a.json: unique
         shape_notes(report, f, polygons, other)
     if not img_rows and on_error is None:
         raise report.first or InputError(path, None, "no usable LabelMe .json files")
