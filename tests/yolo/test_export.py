@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx  # onnx and onnxruntime are in the dev extra: a missing one fails, it does not skip the module
+import onnxruntime  # noqa: F401
 import pytest
 
 from tests.conftest import shared_path
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-4  # the bound on raw outputs, fp32 on the CPU
@@ -60,7 +59,6 @@ def _bccd(n: int = 3) -> list[np.ndarray]:
 
 @pytest.mark.slow
 def test_export_metadata_and_checker(det):
-    import onnx
 
     proto = onnx.load(str(det / "m.onnx"))
     onnx.checker.check_model(proto, full_check=True)
@@ -233,7 +231,6 @@ def test_without_onnxruntime_one_line_says_what_to_install(det, monkeypatch, cli
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter (foreign file)
 def test_bad_model_files_are_one_line(det, tmp_path, cli):
-    import onnx
     import torch
 
     corrupt = tmp_path / "corrupt.onnx"
