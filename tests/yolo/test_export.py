@@ -369,3 +369,15 @@ def test_an_exported_model_given_as_the_checkpoint_is_one_line(cli, tmp_path):
     assert not (tmp_path / "m.onnx").exists()
     code, _, err = cli("yolo", "export", tmp_path / "best.pt", tmp_path / "m.onnx", "--format", "torchscript")
     assert code == 2 and "--format torchscript contradicts" in err and err.count("\n") == 1, err
+
+
+def test_a_path_given_as_an_image_is_named_as_a_path():
+    from detkit.deploy.runtime import check_image
+    from detkit.errors import DetkitError
+
+    for p in ("photos/a.jpg", Path("photos/a.jpg")):
+        with pytest.raises(DetkitError, match=r"got the path 'photos/a.jpg'; read it first"):
+            check_image(p)
+    a = np.zeros((4, 5, 3), np.uint8)
+    a.setflags(write=False)  # a read-only array (PIL's np.asarray) is an image like any other
+    assert check_image(a).shape == (4, 5, 3)
