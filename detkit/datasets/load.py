@@ -34,7 +34,7 @@ from detkit.datasets.formats.layouts import (
 from detkit.datasets.formats.text import load_text
 from detkit.datasets.formats.voc import load_voc
 from detkit.datasets.formats.yolo import load_yolo
-from detkit.datasets.model import Dataset, Labels, declared_splits_of, overlap_line
+from detkit.datasets.model import MEMBER_SEP, Dataset, Labels, declared_splits_of, overlap_line
 from detkit.errors import InputError
 
 __all__ = [
@@ -235,7 +235,35 @@ def _load_split_files(
     for (_, ds), root in zip(parts, roots):
         if (rel := os.path.relpath(root, common)) != ".":
             ds.file_name = np.array([str(Path(rel) / str(n)) for n in ds.file_name], dtype=object)
-    return concat_splits(parts, source=str(folder), image_root=common)
+    return _merge_shared(concat_splits(parts, source=str(folder), image_root=common))
+
+
+def _merge_shared(ds: Dataset) -> Dataset:
+    """One row per image that several split files hold with the same size and boxes (``coco convert`` of a
+    data yaml whose train and val are the same folder writes both): its split is its memberships
+    (``train+val``), as a data yaml's shared images are, so it is counted once. Copies that differ stay
+    apart (the split overlap is then in validate's leak checks)."""
+    if ds.split is None or len(set(ds.file_name.tolist())) == ds.num_images:
+        return ds
+    idx = ds.image_index()
+    order = np.argsort(idx, kind="stable")
+    rows = np.arange(ds.num_images)
+    lo, hi = np.searchsorted(idx[order], rows), np.searchsorted(idx[order], rows, side="right")
+
+    def content(r: int) -> tuple:
+        a = order[lo[r] : hi[r]]
+        boxes = sorted(zip(ds.category_id[a].tolist(), map(tuple, ds.bbox[a].tolist())))
+        return float(ds.width[r]), float(ds.height[r]), boxes
+
+    split, first, keep = ds.split.copy(), {}, np.ones(ds.num_images, dtype=bool)
+    for r, name in enumerate(ds.file_name.tolist()):
+        f = first.setdefault(name, r)
+        if f != r and content(f) == content(r):
+            split[f], keep[r] = f"{split[f]}{MEMBER_SEP}{split[r]}", False
+    if keep.all():
+        return ds
+    ds.split = split
+    return ds.subset_images(ds.image_id[keep])
 
 
 def _one_json(p: Path) -> Path:

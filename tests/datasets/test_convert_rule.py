@@ -131,3 +131,22 @@ def test_validate_of_a_split_folder_names_the_split_file_and_its_record(cli_json
     assert doc["annotations"] == n
     (finding,) = [f for f in doc["findings"] if f["code"] == "bbox.non_positive_size"]
     assert finding["count"] == 1 and finding["examples"][0]["record"].startswith(record)
+
+
+@pytest.mark.parametrize("to", ["coco", "cvat", "labelstudio"])
+def test_split_files_of_the_same_images_read_back_counted_once(cli, tmp_path, to):
+    """train and val the same folder (coco128.yaml): convert writes both files; read back, each image is
+    one row in train+val, as the yaml itself is read, and the overlap is said once."""
+    from detkit.datasets.load import load_dataset
+
+    y = ultralytics_set(tmp_path / "src")
+    y.write_text(y.read_text().replace("val: val.txt", "val: images/train"))
+    src = load_dataset(y)
+    assert (src.num_images, src.num_annotations) == (3, 3)
+    assert cli("coco", "convert", y, tmp_path / "out", "--to", to)[0] == 0
+    back = load_dataset(tmp_path / "out")
+    assert (back.num_images, back.num_annotations) == (3, 3)
+    assert sorted(back.split.tolist()) == ["train+val"] * 3 and back.select_split("val").num_images == 3
+    code, out, err = cli("coco", "inspect", tmp_path / "out", "--json")
+    assert code == 0 and json.loads(out)["counts"]["images"] == 3
+    assert err.count("train and val are the same 3 images: validation measures training fit") == 1
