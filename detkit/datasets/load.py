@@ -34,7 +34,7 @@ from detkit.datasets.formats.layouts import (
 from detkit.datasets.formats.text import load_text
 from detkit.datasets.formats.voc import load_voc
 from detkit.datasets.formats.yolo import load_yolo
-from detkit.datasets.model import MEMBER_SEP, Dataset, Labels, declared_splits_of, overlap_line
+from detkit.datasets.model import MEMBER_SEP, SPLIT_NAMES, Dataset, Labels, declared_splits_of, overlap_line
 from detkit.errors import InputError
 
 __all__ = [
@@ -100,8 +100,13 @@ def split_files(p: Path) -> dict[str, Path]:
         files = sorted(f for f in p.iterdir() if f.suffix.lower() == suffix and f.is_file())
         names = [normalize_split(f.stem) for f in files]
         if len(files) >= 2 and None not in names and len(set(names)) == len(names):
-            return {n: f for n, f in zip(names, files) if n is not None}
+            found = {n: f for n, f in zip(names, files) if n is not None}
+            return {n: found[n] for n in sorted(found, key=_split_order)}
     return {}
+
+
+def _split_order(name: str) -> tuple[int, str]:
+    return (SPLIT_NAMES.index(name) if name in SPLIT_NAMES else len(SPLIT_NAMES), name)
 
 
 def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> Labels | Dataset:
@@ -441,7 +446,8 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
     """The splits a source declares, without reading labels or images ([] when it has none).
 
     A data yaml's train / val / test keys, a Roboflow export's split folders, ``images/<split>`` folders,
-    VOC ``ImageSets/Main`` lists, CVAT ``subset`` attributes. Unreadable sources give [] (loading them
+    VOC ``ImageSets/Main`` lists, CVAT ``subset`` attributes, the ``<split>.json`` / ``<split>.xml`` files
+    or LabelMe ``<split>/`` folders that ``coco convert`` writes. Unreadable sources give [] (loading them
     names the problem).
     """
     from detkit.datasets.formats.layouts import read_yaml, voc_image_sets, yolo_folder_layout
@@ -449,6 +455,10 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
     p = Path(path)
     try:
         fmt = format or detect_format(p)
+        if fmt in ("coco", "cvat", "labelstudio") and (files := split_files(p)):  # OUT/<split>.json
+            return list(files)
+        if fmt == "labelme":  # split folders, as labelme's loader reads them
+            return load_labelme(p).split_names()
         if fmt == "coco":
             return [s for s in roboflow_coco_files(p) if s] if p.is_dir() else []
         if fmt == "voc":

@@ -79,12 +79,13 @@ def test_the_operations_follow_the_same_rule(cli, shapes_dir, tmp_path):
 @pytest.mark.parametrize("to", ["coco", "cvat", "labelstudio", "labelme"])
 def test_a_folder_of_split_outputs_reads_back_with_its_splits(cli, tmp_path, to):
     """convert's OUT/<split>.* folder is itself a source: every image and box, in its split."""
-    from detkit.datasets.load import detect_format, load_dataset
+    from detkit.datasets.load import declared_splits, detect_format, load_dataset
 
     y = ultralytics_set(tmp_path / "src")
     src = load_dataset(y)
     assert cli("coco", "convert", y, tmp_path / "out", "--to", to)[0] == 0
     assert detect_format(tmp_path / "out") == to
+    assert declared_splits(tmp_path / "out") == ["train", "val"]  # what yolo train --data OUT trains on
     back = load_dataset(tmp_path / "out")
     assert back.format == to and back.split_names() == src.split_names() == ["train", "val"]
     for name in ("train", "val"):
