@@ -61,7 +61,12 @@ def image_name(url: str) -> str:
 def _task_image(f: Path, task: dict, where: str) -> str:
     data = task.get("data")
     if not isinstance(data, dict):
-        raise problem(f, where, "missing 'data' object", "record.missing_field")
+        hint = (
+            " (Label Studio's JSON-MIN export; export as 'JSON')"
+            if "data" not in task and "image" in task
+            else ""
+        )
+        raise problem(f, where, f"missing 'data' object{hint}", "record.missing_field")
     url = data.get("image", data.get("img"))
     if url is None:
         strings = [v for v in data.values() if isinstance(v, str)]
