@@ -34,7 +34,7 @@ from detkit.datasets.formats.layouts import (
 from detkit.datasets.formats.text import load_text
 from detkit.datasets.formats.voc import load_voc
 from detkit.datasets.formats.yolo import load_yolo
-from detkit.datasets.model import Dataset, Labels, declared_splits_of, overlap_line
+from detkit.datasets.model import MEMBER_SEP, SPLIT_NAMES, Dataset, Labels, declared_splits_of, overlap_line
 from detkit.errors import InputError
 
 __all__ = [
@@ -90,10 +90,31 @@ def _folder_json(p: Path) -> str | None:
     jsons = tops + sorted(p.glob("annotations/instances_*.json"))
     if len(jsons) == 1:
         return sniff_json(jsons[0])
-    first = tops[0] if tops else next(p.rglob("*.json"), None)
+    first = tops[0] if tops else next((j for j in p.rglob("*.json") if not _is_summary(j)), None)
     if first is not None and sniff_json(first) == "labelme":
         return "labelme"
     return None
+
+
+def split_files(p: Path) -> dict[str, Path]:
+    """``<split>.json`` / ``<split>.xml`` files of a folder, as ``coco convert`` writes a source with splits
+    (``OUT/train.json``, ``OUT/val.json``...), by normalised split name (``valid`` -> ``val``); {} unless
+    there are two or more and every .json (or .xml) file of the folder names a different split."""
+    if not p.is_dir():
+        return {}
+    for suffix in (".json", ".xml"):
+        files = sorted(
+            f for f in p.iterdir() if f.suffix.lower() == suffix and f.is_file() and not _is_summary(f)
+        )
+        names = [normalize_split(f.stem) for f in files]
+        if len(files) >= 2 and None not in names and len(set(names)) == len(names):
+            found = {n: f for n, f in zip(names, files) if n is not None}
+            return {n: found[n] for n in sorted(found, key=_split_order)}
+    return {}
+
+
+def _split_order(name: str) -> tuple[int, str]:
+    return (SPLIT_NAMES.index(name) if name in SPLIT_NAMES else len(SPLIT_NAMES), name)
 
 
 def load_labels(path: str | Path, format: str | None = None, **kwargs: Any) -> Labels | Dataset:
@@ -147,6 +168,9 @@ def detect_format(path: str | Path) -> str:
         if suffix in (".yaml", ".yml"):
             return "yolo"
         return "text"
+    if files := split_files(p):  # coco convert's one file per split
+        first = next(iter(files.values()))
+        return sniff_json(first) if first.suffix.lower() == ".json" else sniff_xml(first)
     xmls = sorted(p.glob("*.xml"))
     if (p / "annotations.xml").is_file() or len(xmls) == 1:
         if sniff_xml(p / "annotations.xml" if (p / "annotations.xml").is_file() else xmls[0]) == "cvat":
@@ -197,6 +221,8 @@ def load_dataset(
         raise InputError(p, None, "no such file or folder")
     if split is not None:
         split = normalize_split(split) or split
+    if fmt in ("coco", "cvat", "labelstudio") and (files := split_files(p)):
+        return _load_split_files(p, fmt, files, split, strict=strict, **kwargs)
     if fmt == "coco":
         if p.is_dir() and (files := roboflow_coco_files(p)):
             return _load_coco_splits(p, files, split, **kwargs)
@@ -212,6 +238,64 @@ def load_dataset(
             p = _one_json(p)
         return TOOL_LOADERS[fmt](p, strict=strict, split=split, **kwargs)
     return _only_split(load_text(p, **kwargs), p, split)
+
+
+def _load_split_files(
+    folder: Path, fmt: str, files: dict[str, Path], split: str | None, strict: bool, **kwargs: Any
+) -> Dataset:
+    """A folder of ``<split>.json`` / ``<split>.xml`` files: each loaded with its own image folder, file
+    names made relative to the folder all of them share (none: ``folder``)."""
+    import os
+
+    if split is not None:
+        if split not in files:
+            raise InputError(folder, None, f"no split '{split}' (this folder has {', '.join(files)})")
+        files = {split: files[split]}
+    parts = []
+    for name, f in files.items():
+        if (sniff_json(f) if f.suffix.lower() == ".json" else sniff_xml(f)) != fmt:
+            raise InputError(f, None, f"not {fmt} like the other split files of {folder}")
+        if fmt == "coco":
+            kw = {k: v for k, v in kwargs.items() if k != "on_error"}  # typed by the decoder
+            ds = load_coco(f, **kw)
+            ds.ann_record = np.array([f"{f.name} $.annotations[{i}]" for i in range(ds.num_annotations)])
+            parts.append((name, ds))
+        else:
+            parts.append((name, TOOL_LOADERS[fmt](f, strict=strict, **kwargs)))
+    roots = [os.path.abspath(ds.image_root or f.parent) for (_, ds), f in zip(parts, files.values())]
+    common = os.path.commonpath(roots)
+    for (_, ds), root in zip(parts, roots):
+        if (rel := os.path.relpath(root, common)) != ".":
+            ds.file_name = np.array([str(Path(rel) / str(n)) for n in ds.file_name], dtype=object)
+    return _merge_shared(concat_splits(parts, source=str(folder), image_root=common))
+
+
+def _merge_shared(ds: Dataset) -> Dataset:
+    """One row per image that several split files hold with the same size and boxes (``coco convert`` of a
+    data yaml whose train and val are the same folder writes both): its split is its memberships
+    (``train+val``), as a data yaml's shared images are, so it is counted once. Copies that differ stay
+    apart (the split overlap is then in validate's leak checks)."""
+    if ds.split is None or len(set(ds.file_name.tolist())) == ds.num_images:
+        return ds
+    idx = ds.image_index()
+    order = np.argsort(idx, kind="stable")
+    rows = np.arange(ds.num_images)
+    lo, hi = np.searchsorted(idx[order], rows), np.searchsorted(idx[order], rows, side="right")
+
+    def content(r: int) -> tuple:
+        a = order[lo[r] : hi[r]]
+        boxes = sorted(zip(ds.category_id[a].tolist(), map(tuple, ds.bbox[a].tolist())))
+        return float(ds.width[r]), float(ds.height[r]), boxes
+
+    split, first, keep = ds.split.copy(), {}, np.ones(ds.num_images, dtype=bool)
+    for r, name in enumerate(ds.file_name.tolist()):
+        f = first.setdefault(name, r)
+        if f != r and content(f) == content(r):
+            split[f], keep[r] = f"{split[f]}{MEMBER_SEP}{split[r]}", False
+    if keep.all():
+        return ds
+    ds.split = split
+    return ds.subset_images(ds.image_id[keep])
 
 
 def _one_json(p: Path) -> Path:
@@ -246,7 +330,8 @@ def _load_coco_splits(folder: Path, files: dict[str, Path], split: str | None, *
 
 
 def concat_splits(parts: list[tuple[str, Dataset]], source: str, image_root: str | None) -> Dataset:
-    """One dataset from per-split datasets: ids offset to stay unique, categories united by id, ``split`` set.
+    """One dataset from per-split datasets: ids offset to stay unique, categories united by id, ``split`` set,
+    each box's record (``ann_record``: ``train.xml <image name="a.jpg"> <box> #2``) kept for messages.
 
     A category id that two parts name differently is an InputError (the splits disagree on the classes).
     """
@@ -304,11 +389,21 @@ def concat_splits(parts: list[tuple[str, Dataset]], source: str, image_root: str
         image_root=image_root,
         split=c["sp"],
         skipped=[s for _, ds in parts for s in ds.skipped],
+        ann_record=np.concatenate([_records(ds) for _, ds in parts])
+        if any(ds.ann_record is not None for _, ds in parts)
+        else None,
         missing={
             k: np.concatenate([ds.missing.get(k, np.zeros(ds.num_annotations, bool)) for _, ds in parts])
             for k in {k for _, ds in parts for k in ds.missing}
         },
     )
+
+
+def _records(ds: Dataset) -> np.ndarray:
+    """Each box's record, as :meth:`Dataset.record` names it."""
+    if ds.ann_record is not None:
+        return np.asarray(ds.ann_record, dtype=object)
+    return np.array([ds.record(i) for i in range(ds.num_annotations)], dtype=object)
 
 
 def skipped_summary(ds: Dataset) -> dict[str, Any] | None:
@@ -385,7 +480,8 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
     """The splits a source declares, without reading labels or images ([] when it has none).
 
     A data yaml's train / val / test keys, a Roboflow export's split folders, ``images/<split>`` folders,
-    VOC ``ImageSets/Main`` lists, CVAT ``subset`` attributes. Unreadable sources give [] (loading them
+    VOC ``ImageSets/Main`` lists, CVAT ``subset`` attributes, the ``<split>.json`` / ``<split>.xml`` files
+    or LabelMe ``<split>/`` folders that ``coco convert`` writes. Unreadable sources give [] (loading them
     names the problem).
     """
     from detkit.datasets.formats.layouts import read_yaml, voc_image_sets, yolo_folder_layout
@@ -393,6 +489,10 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
     p = Path(path)
     try:
         fmt = format or detect_format(p)
+        if fmt in ("coco", "cvat", "labelstudio") and (files := split_files(p)):  # OUT/<split>.json
+            return list(files)
+        if fmt == "labelme":  # split folders, as labelme's loader reads them
+            return load_labelme(p).split_names()
         if fmt == "coco":
             return [s for s in roboflow_coco_files(p) if s] if p.is_dir() else []
         if fmt == "voc":

@@ -53,6 +53,14 @@ SOURCE_NOTES = {
     "class k -> category id k; area = w*h.",
     "voc": "Pascal VOC XML: x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin; categories are the sorted "
     "object names with ids 1..C; area = w*h.",
+    "cvat": "CVAT for images 1.1 XML: x = xtl, y = ytl, w = xbr - xtl, h = ybr - ytl; polygons and rotated "
+    "boxes as their bounding boxes; categories are the labels <meta> declares, then any other, ids 1..C; "
+    "area = w*h.",
+    "labelstudio": "Label Studio JSON: x, y, width, height are percentages of the image size "
+    "(x = x% W / 100...); polygons and rotated boxes as their bounding boxes; categories are the sorted "
+    "labels, ids 1..C; area = w*h.",
+    "labelme": "LabelMe JSON: rectangle points (x1, y1), (x2, y2) -> x = min(x1, x2), w = |x2 - x1|...; "
+    "polygons as their bounding boxes; categories are the sorted labels, ids 1..C; area = w*h.",
 }
 
 

@@ -29,15 +29,18 @@ PARITY_TOL = 1e-4  # fp32 CPU: largest |ONNX - PyTorch| accepted on the check af
 
 
 def format_of(out: str | Path, fmt: str | None) -> str:
-    """``fmt`` when given, else the format OUT's suffix names (.onnx; .ts, .torchscript, .jit)."""
+    """``fmt`` when given, else the format OUT's suffix names (.onnx; .ts, .torchscript, .jit). A suffix
+    that names the other format is refused: the runtime picks the backend by the suffix, so a TorchScript
+    file named ``.onnx`` could not be run."""
+    suffix = Path(out).suffix.lower()
+    named = "onnx" if suffix == ".onnx" else "torchscript" if suffix in TORCHSCRIPT_SUFFIXES else None
+    if fmt is not None and named is not None and fmt != named:
+        raise OptionError("format", f"{fmt} contradicts {out}: the suffix {suffix} is for {named}")
     if fmt is not None:
         return fmt
-    suffix = Path(out).suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix in TORCHSCRIPT_SUFFIXES:
-        return "torchscript"
-    raise OptionError("format", f"is needed: {out} ends neither in .onnx nor in .ts")
+    if named is None:
+        raise OptionError("format", f"is needed: {out} ends neither in .onnx nor in .ts")
+    return named
 
 
 def as_tensor(a: np.ndarray) -> torch.Tensor:

@@ -310,6 +310,11 @@ def check_task(path: Path, meta: dict[str, Any], task: str) -> None:
 
 def check_image(image: Any, what: str = "image") -> np.ndarray:
     """``image`` as an (H, W, 3) uint8 array, or one line saying what it is instead."""
+    if isinstance(image, (str, Path)):  # np.asarray would make it a 0-d string array: "shape ()"
+        raise DetkitError(
+            f"{what} must be an (H, W, 3) uint8 array, got the path {str(image)!r}; "
+            "read it first, e.g. np.asarray(PIL.Image.open(path).convert('RGB'))"
+        )
     a = np.asarray(image)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or 0 in a.shape:
         raise DetkitError(f"{what} must be an (H, W, 3) uint8 array, got shape {a.shape} dtype {a.dtype}")

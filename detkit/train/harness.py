@@ -208,6 +208,9 @@ def load_checkpoint(path: str | Path, kind: str, need: Sequence[str], hint: str 
         raise InputError(path, None, "checkpoint not found")
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise InputError(path, None, "not a PyTorch checkpoint (torch.save file)")
+    with zipfile.ZipFile(path) as z:  # an exported model: torch.load would warn, then fail at length
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist()):
+            raise InputError(path, None, f"a TorchScript model (an export), not a detkit {kind} checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is unusable input

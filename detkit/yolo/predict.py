@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -355,6 +356,23 @@ def _output_name(path: Path, taken: set[str], suffix: str | None = None) -> str:
     return name
 
 
+def _video_stem(path: Path, stems: set[str], videos: set[str]) -> str:
+    """A video's stem for its ``<stem>_<frame>.txt`` files: ``path``'s stem, or ``_2``, ``_3``... after it
+    when another video took it or an earlier file is named ``<stem>_<digits>`` (an image ``v_2.jpg``
+    beside ``v.mp4``, whose frame 2 would overwrite its labels)."""
+
+    def clashes(stem: str) -> bool:
+        frame = re.compile(re.escape(stem.lower()) + r"_\d+")
+        return any(frame.fullmatch(t) for t in stems)
+
+    name, n = path.stem, 1
+    while name.lower() in videos or clashes(name):
+        n += 1
+        name = f"{path.stem}_{n}"
+    videos.add(name.lower())
+    return name
+
+
 def _records(det, cat_ids: list[int], names: list[str]) -> list[dict[str, Any]]:
     boxes, scores, labels = det
     return [
@@ -434,7 +452,7 @@ def predict_files(
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise DetkitError(f"{out}: exists and is not a folder; give an output folder to --out")
+        raise OptionError("out", f"must be a folder: {out} is a file")
     sources = expand_sources(paths, split)
     model = load_detector(weights, device, threads)
     size = input_size(model, img_size)
@@ -476,6 +494,7 @@ class _Predictor:
         self.rank = _id_rank(self.cat_ids)
         self.taken: set[str] = {"detections.json", "predictions.json", "labels"}
         self.stems: set[str] = set()  # of labels/*.txt: two inputs named alike get _2, _3... as drawings do
+        self.video_stems: set[str] = set()  # <stem> of each video's <stem>_<frame>.txt
         self.images: list[dict[str, Any]] = []
         self.videos: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
@@ -528,7 +547,7 @@ class _Predictor:
             raise DetkitError(f"{src.path}: cannot open the video (not a video OpenCV can read, or corrupt)")
         declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
         fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
-        stem = _output_name(src.path, self.stems, "") if self.save_txt else None
+        stem = _video_stem(src.path, self.stems, self.video_stems) if self.save_txt else None
         writer, frames, name, w0, h0 = None, [], None, 0, 0
         try:
             while True:
@@ -545,6 +564,7 @@ class _Predictor:
                     {"frame": k, "image_id": image_id, "detections": _records(det, self.cat_ids, self.names)}
                 )
                 if stem is not None:
+                    self.stems.add(f"{stem}_{k}".lower())  # a later image of that name moves on to _2...
                     _write_txt(self.tmp, f"{stem}_{k}", _txt(det, w0, h0, self.rank))
                 if self.draw:
                     if writer is None:

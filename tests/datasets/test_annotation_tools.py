@@ -243,6 +243,13 @@ def test_malformed_labelstudio(cli, tmp_path):
     f.write_text('[\n{"id": 1,\n "data": {"image": "a.jpg"} ]')
     code, _, err = cli("coco", "inspect", f)
     assert code == 2 and f"{f}:line 3: malformed JSON" in err
+    # JSON-MIN (the flat export): said by name, not only 'missing data'
+    f.write_text(
+        '[{"image": "/data/upload/1/a.jpg", "id": 1, "label": [{"x": 1, "rectanglelabels": ["c"]}]}]'
+    )
+    code, _, err = cli("coco", "inspect", f, "--strict")
+    assert code == 2 and err.count("\n") == 1
+    assert f"{f}:$[0]: missing 'data' object (Label Studio's JSON-MIN export; export as 'JSON')" in err
 
 
 def test_malformed_labelme(cli, labelme):

@@ -6,6 +6,7 @@ line; ``--help`` states it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,80 @@ def test_the_operations_follow_the_same_rule(cli, shapes_dir, tmp_path):
     assert code == 2 and "2 splits are written one coco file each, into a folder" in err
     assert cli("coco", "sample", src, tmp_path / "s", "--n", "2")[0] == 0
     assert (tmp_path / "s" / "annotations.json").is_file()
+
+
+@pytest.mark.parametrize("to", ["coco", "cvat", "labelstudio", "labelme"])
+def test_a_folder_of_split_outputs_reads_back_with_its_splits(cli, tmp_path, to):
+    """convert's OUT/<split>.* folder is itself a source: every image and box, in its split."""
+    from detkit.datasets.load import declared_splits, detect_format, load_dataset
+
+    y = ultralytics_set(tmp_path / "src")
+    src = load_dataset(y)
+    assert cli("coco", "convert", y, tmp_path / "out", "--to", to)[0] == 0
+    assert detect_format(tmp_path / "out") == to
+    assert declared_splits(tmp_path / "out") == ["train", "val"]  # what yolo train --data OUT trains on
+    back = load_dataset(tmp_path / "out")
+    assert back.format == to and back.split_names() == src.split_names() == ["train", "val"]
+    for name in ("train", "val"):
+        a, b = src.select_split(name), back.select_split(name)
+        assert sorted(f.split("/")[-1] for f in b.file_name) == sorted(f.split("/")[-1] for f in a.file_name)
+        if to in ("coco", "labelme"):  # these record (or sit beside) their images
+            assert all((Path(back.image_root) / f).is_file() for f in b.file_name)
+        assert b.num_annotations == a.num_annotations
+        assert list(b.cat_name) == list(a.cat_name)
+    assert load_dataset(tmp_path / "out", split="val").num_images == src.select_split("val").num_images
+    code, out, err = cli("coco", "inspect", tmp_path / "out", "--json")
+    assert code == 0, err
+    assert json.loads(out)["counts"]["images"] == src.num_images
+
+
+def test_a_split_file_of_another_format_among_them_is_named(tmp_path):
+    from detkit.datasets.load import load_dataset
+    from detkit.errors import InputError
+
+    (tmp_path / "train.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    (tmp_path / "val.json").write_text('[{"id": 1, "data": {"image": "a.jpg"}, "annotations": []}]')
+    with pytest.raises(InputError, match=r"val\.json: not coco like the other split files"):
+        load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "to,record",
+    [
+        ("coco", "train.json $.annotations[0]"),
+        ("cvat", 'train.xml <image name="a.jpg"> <box> #1'),
+        ("labelstudio", "train.json $[0].annotations[0].result[0]"),
+        ("labelme", "train/a.json shapes[0]"),
+    ],
+)
+def test_validate_of_a_split_folder_names_the_split_file_and_its_record(cli_json, tmp_path, to, record):
+    from detkit.datasets.load import load_dataset
+
+    y = ultralytics_set(tmp_path / "src")
+    lab = tmp_path / "src" / "ds" / "labels" / "train" / "a.txt"
+    lab.write_text("0 0.5 0.5 0 0.5\n" + lab.read_text().split("\n", 1)[1])  # a's first box: no width
+    n = load_dataset(y).num_annotations
+    cli_json("coco", "convert", y, tmp_path / "out", "--to", to)
+    doc = cli_json("coco", "validate", tmp_path / "out", expect=1)
+    assert doc["annotations"] == n
+    (finding,) = [f for f in doc["findings"] if f["code"] == "bbox.non_positive_size"]
+    assert finding["count"] == 1 and finding["examples"][0]["record"].startswith(record)
+
+
+@pytest.mark.parametrize("to", ["coco", "cvat", "labelstudio"])
+def test_split_files_of_the_same_images_read_back_counted_once(cli, tmp_path, to):
+    """train and val the same folder (coco128.yaml): convert writes both files; read back, each image is
+    one row in train+val, as the yaml itself is read, and the overlap is said once."""
+    from detkit.datasets.load import load_dataset
+
+    y = ultralytics_set(tmp_path / "src")
+    y.write_text(y.read_text().replace("val: val.txt", "val: images/train"))
+    src = load_dataset(y)
+    assert (src.num_images, src.num_annotations) == (3, 3)
+    assert cli("coco", "convert", y, tmp_path / "out", "--to", to)[0] == 0
+    back = load_dataset(tmp_path / "out")
+    assert (back.num_images, back.num_annotations) == (3, 3)
+    assert sorted(back.split.tolist()) == ["train+val"] * 3 and back.select_split("val").num_images == 3
+    code, out, err = cli("coco", "inspect", tmp_path / "out", "--json")
+    assert code == 0 and json.loads(out)["counts"]["images"] == 3
+    assert err.count("train and val are the same 3 images: validation measures training fit") == 1

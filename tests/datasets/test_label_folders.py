@@ -71,7 +71,7 @@ def test_almost_none_is_a_warning_and_strict_stops(tmp_path):
     ds = load_dataset(tmp_path)
     warn = [s for s in ds.skipped if s.code == "label.none_found"]
     assert len(warn) == 1 and not warn[0].kept
-    assert warn[0].what.startswith(f"1 of 25 images of the images have a label file in {tmp_path / 'labels'}")
+    assert warn[0].what.startswith(f"1 of 25 images have a label file in {tmp_path / 'labels'}")
     with pytest.raises(InputError, match="1 of 25 images"):
         load_dataset(tmp_path, strict=True)
 

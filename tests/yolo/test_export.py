@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx  # onnx and onnxruntime are in the dev extra: a missing one fails, it does not skip the module
+import onnxruntime  # noqa: F401
 import pytest
 
 from tests.conftest import shared_path
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-4  # the bound on raw outputs, fp32 on the CPU
@@ -60,7 +59,6 @@ def _bccd(n: int = 3) -> list[np.ndarray]:
 
 @pytest.mark.slow
 def test_export_metadata_and_checker(det):
-    import onnx
 
     proto = onnx.load(str(det / "m.onnx"))
     onnx.checker.check_model(proto, full_check=True)
@@ -233,7 +231,6 @@ def test_without_onnxruntime_one_line_says_what_to_install(det, monkeypatch, cli
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter (foreign file)
 def test_bad_model_files_are_one_line(det, tmp_path, cli):
-    import onnx
     import torch
 
     corrupt = tmp_path / "corrupt.onnx"
@@ -347,3 +344,40 @@ def test_metadata_is_checked():
         with pytest.raises(DetkitError, match=what.replace("(", r"\(").replace(")", r"\)")):
             read_metadata(p, {"detkit": text})
     assert read_metadata(p, {"detkit": '{"schema": 1, "task": "classify"}'})["task"] == "classify"
+
+
+def test_a_format_that_contradicts_the_suffix_is_refused():
+    from detkit.deploy.export import format_of
+    from detkit.errors import OptionError
+
+    assert format_of("m.onnx", None) == "onnx" and format_of("m.jit", None) == "torchscript"
+    assert format_of("m.bin", "torchscript") == "torchscript"  # a suffix of neither: the option decides
+    with pytest.raises(OptionError, match=r"torchscript contradicts m\.onnx: the suffix \.onnx is for onnx"):
+        format_of("m.onnx", "torchscript")
+    with pytest.raises(OptionError, match=r"onnx contradicts m\.ts"):
+        format_of("m.ts", "onnx")
+
+
+def test_an_exported_model_given_as_the_checkpoint_is_one_line(cli, tmp_path):
+    import torch
+
+    ts = tmp_path / "m.ts"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(ts))
+    code, _, err = cli("yolo", "export", ts, tmp_path / "m.onnx")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{ts}: a TorchScript model (an export), not a detkit yolo checkpoint" in err
+    assert not (tmp_path / "m.onnx").exists()
+    code, _, err = cli("yolo", "export", tmp_path / "best.pt", tmp_path / "m.onnx", "--format", "torchscript")
+    assert code == 2 and "--format torchscript contradicts" in err and err.count("\n") == 1, err
+
+
+def test_a_path_given_as_an_image_is_named_as_a_path():
+    from detkit.deploy.runtime import check_image
+    from detkit.errors import DetkitError
+
+    for p in ("photos/a.jpg", Path("photos/a.jpg")):
+        with pytest.raises(DetkitError, match=r"got the path 'photos/a.jpg'; read it first"):
+            check_image(p)
+    a = np.zeros((4, 5, 3), np.uint8)
+    a.setflags(write=False)  # a read-only array (PIL's np.asarray) is an image like any other
+    assert check_image(a).shape == (4, 5, 3)

@@ -191,3 +191,40 @@ def test_progress_on_a_log_is_a_line_every_tenth(capsys, monkeypatch):
     with _Progress("predicting", 20) as bar:
         bar.advance(20)
     assert capsys.readouterr().err == ""
+
+
+def test_an_out_that_is_a_file_names_the_value_in_the_library_and_the_flag_on_the_cli(cli, tmp_path):
+    from detkit.errors import OptionError
+    from detkit.yolo.predict import predict_files
+
+    f = tmp_path / "afile"
+    f.write_text("")
+    with pytest.raises(OptionError) as exc:
+        predict_files(tmp_path / "best.pt", [tmp_path], f)
+    assert str(exc.value) == f"out must be a folder: {f} is a file"
+    code, _, err = cli("yolo", "predict", tmp_path / "best.pt", tmp_path, "--out", f)
+    assert code == 2 and err == f"detkit: error: --out must be a folder: {f} is a file\n"
+    assert f.read_text() == ""
+
+
+@pytest.mark.slow
+def test_frame_labels_never_overwrite_an_image_or_another_video(yaml_run, cli, tmp_path):
+    """clip_2.jpg beside clip.avi: frame 2's <stem>_<frame>.txt must not be the image's labels/clip_2.txt,
+    in either order; a second clip.avi gets its own stem."""
+    import shutil
+
+    y, weights = yaml_run
+    images = y.parent / "ds" / "images" / "train"
+    (tmp_path / "v2").mkdir()
+    shutil.copy(images / "a.jpg", tmp_path / "clip_2.jpg")
+    one = _clip(tmp_path / "clip.avi", [images / f"{n}.jpg" for n in "abc"])
+    two = _clip(tmp_path / "v2" / "clip.avi", [images / f"{n}.jpg" for n in "ab"])
+    want = [  # the image first: the videos move past clip_2; a video first: the image moves on to _2
+        ["clip_2", "clip_2_0", "clip_2_1", "clip_2_2", "clip_3_0", "clip_3_1"],
+        ["clip_0", "clip_1", "clip_2", "clip_2_2", "clip_3_0", "clip_3_1"],
+    ]
+    for k, order in enumerate([[tmp_path / "clip_2.jpg", one, two], [one, tmp_path / "clip_2.jpg", two]]):
+        out = tmp_path / f"out{k}"
+        code, _, err = cli("yolo", "predict", weights, *order, "--out", out, "--save-txt", "--conf", "0.001")
+        assert code == 0, err
+        assert sorted(p.stem for p in (out / "labels").iterdir()) == want[k]  # one per image and frame

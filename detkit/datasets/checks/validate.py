@@ -19,7 +19,7 @@ import numpy as np
 from detkit.datasets.checks.findings import SEVERITIES, Finding, Findings
 from detkit.datasets.formats.layouts import roboflow_coco_files
 from detkit.datasets.images import check_sources
-from detkit.datasets.load import coco_json_in, detect_format, load_dataset
+from detkit.datasets.load import coco_json_in, detect_format, load_dataset, split_files
 from detkit.datasets.model import Dataset
 from detkit.datasets.paths import name_problem
 from detkit.errors import InputError
@@ -294,7 +294,8 @@ def validate_path(
     fmt = format or detect_format(path)
     fnd = Findings(str(path), max_examples=max_examples)
     raw = None
-    multi = fmt == "coco" and path.is_dir() and bool(roboflow_coco_files(path))  # one json per split
+    # one json per split: a Roboflow export, or coco convert's OUT/<split>.json
+    multi = fmt == "coco" and path.is_dir() and bool(roboflow_coco_files(path) or split_files(path))
     if fmt == "coco" and path.is_dir() and not multi:
         path = coco_json_in(path)
     if fmt == "coco" and not multi:  # a file, a pipe or /dev/null: read leniently

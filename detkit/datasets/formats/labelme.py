@@ -12,7 +12,8 @@ Each ``<name>.json`` describes the image ``imagePath`` (relative to the json's f
 
 Other shapes (circle, line, linestrip, point, mask) are skipped and counted (``shape.unsupported``).
 Image file names are relative to the folder given (``sub/a.jpg`` for ``sub/a.json``), where the images
-are looked for. Categories are the labels in sorted order (ids 1..C). A file that is not LabelMe JSON, or
+are looked for; top folders that all name splits (``train/``, ``val/``) are the ``split`` column.
+Categories are the labels in sorted order (ids 1..C). A file that is not LabelMe JSON, or
 a bad shape, is skipped and listed in ``Dataset.skipped`` (``strict``: raised; ``on_error``: reported).
 """
 
@@ -21,6 +22,9 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+import numpy as np
+
+from detkit.datasets.formats.layouts import normalize_split
 from detkit.datasets.formats.readers import (
     OnError,
     image_size,
@@ -93,12 +97,10 @@ def load_labelme(
         path: the folder (searched recursively) or one .json.
         on_error: when given (``validate``), problems are reported to it and the rest is loaded.
         strict: raise the first problem instead of skipping it.
-        split: LabelMe folders have no splits: an error when given.
+        split: keep only the images under this split folder (``train/``, ``val/``...).
         image_root: the images' folder (default: the folder given, where LabelMe keeps them).
     """
     path = Path(path)
-    if split is not None:
-        raise InputError(path, None, f"no split '{split}': a LabelMe folder has no splits")
     files, root = labelme_files(path)
     if not files:
         raise InputError(path, None, "no LabelMe .json files found")
@@ -130,11 +132,11 @@ def load_labelme(
             polygons += kind == "polygon"
             ann_rows.append((img_id, *box))
             names.append(label)
-            records.append(f"{f.name} {where}")
+            records.append(f"{f.relative_to(root).as_posix()} {where}")  # train/a.json: unique
         shape_notes(report, f, polygons, other)
     if not img_rows and on_error is None:
         raise report.first or InputError(path, None, "no usable LabelMe .json files")
-    return named_boxes_dataset(
+    ds = named_boxes_dataset(
         img_rows,
         ann_rows,
         names,
@@ -144,3 +146,20 @@ def load_labelme(
         image_root=image_root or str(root),
         skipped=report.items,
     )
+    return _split_folders(ds, path, split)
+
+
+def _split_folders(ds: Dataset, path: Path, split: str | None) -> Dataset:
+    """Top folders that all name splits (``train/``, ``val/``: what ``coco convert --to labelme`` writes
+    for a source with splits) become the ``split`` column; other folders are no splits."""
+    tops = [str(n).split("/")[0] if "/" in str(n) else None for n in ds.file_name]
+    named = [normalize_split(t) if t else None for t in tops]
+    if ds.num_images and None not in named and len(set(named)) >= 2:
+        ds.split = np.array(named, dtype=object)
+    if split is None:
+        return ds
+    if ds.split is None:
+        raise InputError(path, None, f"no split '{split}': this LabelMe folder has no split folders")
+    if split not in set(named):
+        raise InputError(path, None, f"no split '{split}' (this folder has {', '.join(sorted(set(named)))})")
+    return ds.select_split(split)

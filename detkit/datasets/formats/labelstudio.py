@@ -18,7 +18,8 @@ bounding boxes (a note, ``shape.polygon``); other result types (keypoints, brush
 and counted (``shape.unsupported``). The image file name is ``data.image`` without Label Studio's upload
 prefix (``/data/upload/1/a.jpg`` -> ``a.jpg``; ``/data/local-files/?d=img/a.jpg`` -> ``img/a.jpg``).
 Categories are the labels in sorted order (ids 1..C). W and H come from ``original_width`` /
-``original_height``, else from the image header. A bad task or result is skipped and listed in
+``original_height`` of a result, else of the task's ``meta`` (where detkit writes them, so that an image
+without boxes keeps its size), else from the image header. A bad task or result is skipped and listed in
 ``Dataset.skipped`` (``strict``: raised; ``on_error``: reported to it).
 """
 
@@ -60,7 +61,12 @@ def image_name(url: str) -> str:
 def _task_image(f: Path, task: dict, where: str) -> str:
     data = task.get("data")
     if not isinstance(data, dict):
-        raise problem(f, where, "missing 'data' object", "record.missing_field")
+        hint = (
+            " (Label Studio's JSON-MIN export; export as 'JSON')"
+            if "data" not in task and "image" in task
+            else ""
+        )
+        raise problem(f, where, f"missing 'data' object{hint}", "record.missing_field")
     url = data.get("image", data.get("img"))
     if url is None:
         strings = [v for v in data.values() if isinstance(v, str)]
@@ -154,7 +160,8 @@ def load_labelstudio(
                 )
             name = _task_image(f, task, where)
             results, rwhere = _results(f, task, where)
-            W, H = _size(f, where, results, name, root)
+            meta = task.get("meta")  # detkit's writer keeps the size there for images without boxes
+            W, H = _size(f, where, [*results, *([meta] if isinstance(meta, dict) else [])], name, root)
         except InputError as err:
             report(err)
             continue

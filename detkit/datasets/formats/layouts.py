@@ -403,7 +403,8 @@ def resolve_labels(src: SplitSource, has_label, where: Path | str) -> tuple[str,
         if near
         else "; no label folder found nearby"
     )
-    msg = f"{found} of {n} images of {name} have a label file in {searched}{seen}"
+    of = f" of split {src.name}" if src.name else ""
+    msg = f"{found} of {n} images{of} have a label file in {searched}{seen}"
     if not found and near:
         raise InputError(
             where,

@@ -245,6 +245,11 @@ def load_source(
                 f"{json_path}: some records were skipped while loading; written from the parsed "
                 "fields only (segmentations and extra fields of this export are not kept)"
             )
+    elif raw and ds.format == "coco" and json_path.is_dir():  # OUT/<split>.json of coco convert
+        src.notes.append(
+            f"{json_path}: one json per split, written from the parsed fields (segmentations and extra "
+            "fields are not kept)"
+        )
     elif raw and ds.format == "coco" and json_path.is_file() and json_path.suffix.lower() == ".json":
         rc = read_raw_coco(json_path)
         if (len(rc.images), len(rc.annotations), len(rc.categories)) == (
