@@ -16,6 +16,11 @@ from torch import nn
 from detkit.errors import OptionError
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a plain process (RANK unset): the one that writes files."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error (exit 2).
 

@@ -213,7 +213,10 @@ def predict_batch(
     x = to_input(batch["images"], device)
     with autocast(device, amp):
         raw = model(x)
-    dets = postprocess(raw.float(), anchors, conf_thresh=conf, iou_thresh=iou, max_det=max_det)
+    xy_scale = getattr(getattr(unwrap(model), "cfg", None), "xy_scale", 1.0)
+    dets = postprocess(
+        raw.float(), anchors, conf_thresh=conf, iou_thresh=iou, max_det=max_det, xy_scale=xy_scale
+    )
     size = x.shape[-1]
     rows = []
     for det, image_id, tr, (w0, h0) in zip(

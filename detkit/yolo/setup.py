@@ -94,7 +94,9 @@ def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any
     if resume:
         anchors, anchors_from = [tuple(a) for a in resume["model_config"]["anchors"]], resume["anchors_from"]
     else:
-        anchors, anchors_from = resolve_anchors(cfg.anchors, train_ds, cfg.img_size, seed=cfg.seed)
+        anchors, anchors_from = resolve_anchors(
+            cfg.anchors, train_ds, cfg.img_size, seed=cfg.seed, stride=cfg.head_stride
+        )
     return {
         "train_ds": train_ds,
         "val_ds": val_ds,
@@ -114,7 +116,14 @@ def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, r
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     n = len(data["class_map"])
-    mcfg = YoloConfig(num_classes=n, anchors=data["anchors"], backbone=cfg.backbone, width=cfg.width)
+    mcfg = YoloConfig(
+        num_classes=n,
+        anchors=data["anchors"],
+        backbone=cfg.backbone,
+        width=cfg.width,
+        head_stride=cfg.head_stride,
+        xy_scale=cfg.xy_scale,
+    )
     try:
         model = YOLOv2(mcfg, weights=None if resume else cfg.weights).to(device)
     except (ValueError, OSError) as e:
@@ -130,13 +139,16 @@ def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, r
         lambda_noobj=cfg.lambda_noobj,
         lambda_cls=cfg.lambda_cls,
         warmup_images=cfg.warmup_images,
+        label_smoothing=cfg.label_smoothing,
     )
-    return mcfg, model, loss_cfg, YoloLoss(loss_cfg, data["anchors"], n).to(device)
+    return mcfg, model, loss_cfg, YoloLoss(loss_cfg, data["anchors"], n, mcfg.xy_scale).to(device)
 
 
 def _loaders(cfg: TrainConfig, data: dict[str, Any], rank: int, world: int, cuda: bool):
     """(training loader, validation loader on rank 0 else None); counts the training images in ``data``."""
-    aug = Augment() if cfg.augment else Augment.off()
+    # mosaic until the last --close-mosaic epochs (a function of the epoch alone, so resume replays it)
+    mosaic_until = max(cfg.epochs - cfg.close_mosaic, 0)
+    aug = Augment(mosaic=cfg.mosaic, mosaic_until=mosaic_until) if cfg.augment else Augment.off()
     train_set = DetectionDataset(data["train_ds"], cfg.images, data["class_map"], cfg.img_size, aug, cfg.seed)
     val_set = DetectionDataset(
         data["val_ds"], data["val_images"], data["class_map"], cfg.img_size, None, cfg.seed

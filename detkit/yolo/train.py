@@ -18,7 +18,6 @@ optimizer, :func:`train_epochs` runs :func:`detkit.yolo.engine.train_one_epoch` 
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from detkit.console import info, progress, warn
 from detkit.io import write_json
 from detkit.train import harness as H
 from detkit.train import options as O
+from detkit.train.common import is_main_process
 from detkit.train.runs import record_resume, record_run
 from detkit.yolo.checkpoint import (
     RUN_FILES,
@@ -174,7 +174,8 @@ def _record(r: Run, threads: dict[str, Any] | None, resumed: bool) -> None:
     record_run(r.path, config, seed=cfg.seed, inputs=[p for p in {cfg.data, cfg.val_data, cfg.anchors} if p])
     write_json(r.path / "config.json", asdict(cfg))
     info(
-        f"training {cfg.backbone} x{cfg.width} on {d['n_train']} images ({len(d['class_map'])} classes, "
+        f"training the {cfg.loss} recipe, {cfg.backbone} x{cfg.width} (stride {cfg.head_stride}) on "
+        f"{d['n_train']} images ({len(d['class_map'])} classes, "
         f"anchors: {d['anchors_from']}) for {cfg.epochs} epochs on {r.device}"
     )
 
@@ -218,7 +219,8 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
         DetkitError: unusable input or a folder holding a run (exit 2); Diverged (exit 1) at a NaN loss.
     """
     cfg.validate()
-    main = os.environ.get("RANK", "0") == "0"
+    cfg = cfg.resolved()  # the recipe's defaults, written into config.json (what --resume reads)
+    main = is_main_process()
     with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=main):
         return _run(cfg, Path(cfg.out), None)
 
@@ -227,11 +229,12 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
     """Continue the run in ``run`` (a folder or its last.pt) exactly; ``given`` are options typed again
     (only those of :func:`detkit.train.options.resume_fields` may change)."""
     path = Path(run) if Path(run).is_dir() or not Path(run).suffix else Path(run).parent  # RUN or RUN/last.pt
-    main = os.environ.get("RANK", "0") == "0"
+    main = is_main_process()
     with H.RunFolder(path, RUN_FILES, resume=True, main=main):
         ckpt = H.load_checkpoint(path / "last.pt", "yolo", ("model_config", *H.STATE_KEYS, "args"))
         cfg = O.resumed_config(TrainConfig, {**ckpt["args"], "out": str(path)}, given or {}, path)
         cfg.validate()
+        cfg = cfg.resolved()  # a run saved before the recipes: its None options mean its recipe's values
         if ckpt["epoch"] >= cfg.epochs:  # the classifier's rule too: rebuild what is missing, exit 0
             if main:
                 checkpoints(path).repair(ckpt, finished=True)
