@@ -252,8 +252,9 @@ def coco_eval(
         backend: ``hotcoco`` or ``pycocotools``.
 
     Returns:
-        ``mAP`` (@[.5:.95]), ``mAP50``, ``mAP75`` and ``per_class`` rows (category_id, name, gt boxes,
-        AP, AP50; AP None for a class without ground truth), ``detections``.
+        ``mAP`` (@[.5:.95]), ``mAP50``, ``mAP75`` and ``per_class`` rows, those of ``detkit coco eval``
+        (:func:`detkit.evaluation.analysis.per_class`: category_id, name, gt (boxes), AP, AP50, AP75,
+        APs/m/l, AR100; AP None for a class without ground truth), ``detections``.
     """
     from detkit.evaluation.analysis import per_class
     from detkit.evaluation.engine import coco_evaluate
@@ -266,16 +267,7 @@ def coco_eval(
     ids = None if image_ids is None else np.asarray(image_ids, dtype=np.int64)
     core = coco_evaluate(gt, from_results(results), backend, image_ids=ids)
     stats = [max(float(v), 0.0) for v in core.stats]  # -1 means "no ground truth at all"
-    rows = [
-        {
-            "category_id": r["category_id"],
-            "name": r["name"],
-            "gt_boxes": r["gt"],
-            "AP": r["AP"],
-            "AP50": r["AP50"],
-        }
-        for r in per_class(core, gt, image_ids=core.image_ids)
-    ]
+    rows = per_class(core, gt, image_ids=core.image_ids)  # coco eval's rows and key names ("gt")
     return {
         "mAP": stats[0],
         "mAP50": stats[1],

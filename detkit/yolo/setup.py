@@ -20,7 +20,14 @@ import torch
 
 from detkit.console import warn
 from detkit.errors import DetkitError, OptionError
-from detkit.train.common import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
+from detkit.train.common import (
+    ModelEMA,
+    dist_init,
+    param_groups,
+    resolve_device,
+    rng_state,
+    set_rng_state,
+)
 from detkit.yolo.config import TrainConfig
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader
 from detkit.yolo.engine import unwrap
@@ -30,11 +37,7 @@ from detkit.yolo.splits import has_split, load_split
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or AdamW; weight decay on conv/linear weights only, not BN or biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     if cfg.optimizer == "adamw":
