@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from detkit.errors import OptionError
 from detkit.train import options as O
 
 
@@ -186,6 +187,9 @@ class TrainConfig:
     def validate(self) -> None:
         """Check the options before any data is read; each failure is one plain line (exit 2)."""
         O.check_config(self)
+        if self.loss in ("darknet", "course") and self.xy_scale not in (None, 1, 1.0):
+            # their squared-error loss trains sigmoid(t_x) toward the offset inside the cell
+            raise OptionError("xy_scale", f"other than 1 needs the modern loss (IoU), got loss {self.loss!r}")
 
     def resolved(self) -> TrainConfig:
         """The config with every per-recipe default (None) filled in from :data:`RECIPE_DEFAULTS`."""

@@ -1,6 +1,7 @@
 """Anchor priors for YOLOv2 training: from an anchors.json, IoU k-means on the training boxes, or VOC's.
 
-Anchors are (w, h) in cells of the output grid at the training size (``img_size / 32`` cells a side).
+Anchors are (w, h) in cells of the output grid at the training size (``img_size / stride`` cells a side:
+stride 32 for YOLOv2's head, 16 for the modern recipe's).
 The network sees letterboxed images (long side = ``img_size``), so a box of w x h pixels in a W x H
 image covers ``w / max(W, H) * img_size / 32`` cells. ``detkit anchors kmeans`` writes
 ``anchors_normalized`` either image-normalised (w / W, the default) or letterbox-normalised

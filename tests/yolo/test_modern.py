@@ -124,6 +124,8 @@ def test_recipe_defaults_and_model_sizes():
     assert resolved.resolved() == resolved  # resume resolves again: a fixed point
     with pytest.raises(Exception, match="model must be one of n, s, m, l"):
         TrainConfig(data="d", out="o", model="xl").validate()
+    with pytest.raises(Exception, match="xy_scale other than 1 needs the modern loss"):
+        TrainConfig(data="d", out="o", loss="darknet", xy_scale=2.0).validate()
 
 
 def test_postprocess_uses_the_models_xy_scale():
