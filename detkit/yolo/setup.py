@@ -87,6 +87,7 @@ class Run:
 
 def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any]:
     """Training and validation sets, class map and anchors (from the checkpoint when resuming)."""
+    cfg = cfg.resolved()  # idempotent: callers may pass a config with the recipe's defaults unset
     train_ds = _load_split(cfg.data, cfg.train_list, cfg.limit, "train")
     if cfg.val_data or cfg.val_list or has_split(cfg.data, "val"):
         val_ds = _load_split(cfg.val_data or cfg.data, cfg.val_list, cfg.limit, "val")
@@ -179,6 +180,7 @@ def _loaders(cfg: TrainConfig, data: dict[str, Any], rank: int, world: int, cuda
 
 def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) -> Run:
     """Data, model, loaders, optimizer, schedule and EMA; restored from ``resume`` (a checkpoint)."""
+    cfg = cfg.resolved()
     rank, world, local = dist_init(cfg.device)
     device = resolve_device(cfg.device, local)
     cuda = device.type == "cuda"
