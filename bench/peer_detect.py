@@ -12,7 +12,8 @@ YOLO11n column is skipped. No weights are downloaded: YOLO11n is built from ``yo
 
 Per side: train (wall time, per epoch), predict the test split (detkit: ``detkit yolo eval`` on the
 test split converted to COCO json; YOLO11n: ``yolo val split=test save_json=True``), then
-``detkit coco eval DATA.yaml PRED --split test --json``. Prints one table (and ``--json``: one document).
+``detkit coco eval test.json PRED --json`` (``--pred-format ultralytics`` for YOLO11n's file). Prints one
+table (and ``--json``: one document).
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ def _run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
     return dt
 
 
-def _score(data: Path, pred: Path, log: Path, env: dict[str, str], pred_format: str) -> dict[str, float]:
-    cmd = ["detkit", "coco", "eval", str(data), str(pred), "--split", "test", "--json"]
-    cmd += ["--pred-format", pred_format]
+def _score(test_json: Path, pred: Path, log: Path, env: dict[str, str], pred_format: str) -> dict[str, float]:
+    cmd = ["detkit", "coco", "eval", str(test_json), str(pred), "--json", "--pred-format", pred_format]
     with open(log, "w") as f:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         f.write(out.stderr)
@@ -64,20 +64,13 @@ def run_detkit(a: argparse.Namespace, data: Path, work: Path, env: dict[str, str
     cmd += ["--img-size", str(a.img_size), "--batch", str(a.batch), "--threads", str(a.threads)]
     cmd += ["--workers", str(a.workers), "--seed", str(a.seed), "--out", str(run), *a.detkit_args]
     train_s = _run(cmd, work / "detkit_train.log", env)
-    gt = work / "gt"
-    shutil.rmtree(gt, ignore_errors=True)
-    _run(
-        ["detkit", "coco", "convert", str(data), str(gt), "--to", "coco", "--split", "test"],
-        work / "gt.log",
-        env,
-    )
-    test_json = next(gt.glob("*.json")) if gt.is_dir() else gt
+    test_json = work / "test.json"
     ev = work / "detkit_eval"
     shutil.rmtree(ev, ignore_errors=True)
     cmd = ["detkit", "yolo", "eval", str(run / "best.pt"), "--data", str(test_json), "--out", str(ev)]
     cmd += ["--img-size", str(a.img_size), "--device", "cpu"]
     _run(cmd, work / "detkit_eval.log", env)
-    scores = _score(data, ev / "predictions.json", work / "detkit_score.log", env, "coco")
+    scores = _score(test_json, ev / "predictions.json", work / "detkit_score.log", env, "coco")
     return {**scores, "train_s": train_s, "s_per_epoch": train_s / a.epochs}
 
 
@@ -95,7 +88,11 @@ def run_yolo11n(
     cmd += ["conf=0.001", "name=test", *common]
     _run(cmd, work / "yolo11n_val.log", env)
     scores = _score(
-        data, project / "test" / "predictions.json", work / "yolo11n_score.log", env, "ultralytics"
+        work / "test.json",
+        project / "test" / "predictions.json",
+        work / "yolo11n_score.log",
+        env,
+        "ultralytics",
     )
     return {**scores, "train_s": train_s, "s_per_epoch": train_s / a.epochs}
 
@@ -125,6 +122,19 @@ def main() -> None:
     data = copy / a.data.name
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
     env["YOLO_OFFLINE"] = "1"
+    # the ground truth both sides are scored on: the test split as COCO json (it names its image folder)
+    cmd = [
+        "detkit",
+        "coco",
+        "convert",
+        str(data),
+        str(a.work / "test.json"),
+        "--to",
+        "coco",
+        "--split",
+        "test",
+    ]
+    _run(cmd, a.work / "gt.log", env)
     rows: dict[str, dict[str, float] | str] = {}
     if a.only in (None, "detkit"):
         rows["detkit"] = run_detkit(a, data, a.work, env)
