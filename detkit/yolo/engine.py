@@ -207,7 +207,9 @@ def predict_batch(
     max_det: int = 100,
     amp: bool = False,
 ) -> list[dict[str, Any]]:
-    """Detections of one batch in original-image pixels, as COCO results rows (xywh, category ids)."""
+    """Detections of one batch in original-image pixels, as COCO results rows (xywh, category ids); a box
+    that lies wholly in the letterbox border (no width or height left once clipped to the image) is left
+    out: it can match nothing, and ``detkit coco eval`` refuses boxes without a positive size."""
     from detkit.yolo.decode import postprocess
 
     x = to_input(batch["images"], device)
@@ -224,6 +226,8 @@ def predict_batch(
     ):
         b = unletterbox(det["boxes"].cpu().numpy(), size, tr, w0, h0)
         for (x0, y0, x1, y1), s, c in zip(b.tolist(), det["scores"].tolist(), det["labels"].tolist()):
+            if round(x1 - x0, 2) <= 0 or round(y1 - y0, 2) <= 0:
+                continue  # wholly in the letterbox border: clipped to nothing, it can match no box
             rows.append(
                 {
                     "image_id": int(image_id),

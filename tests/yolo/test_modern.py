@@ -177,3 +177,26 @@ def test_mosaic_places_four_images_around_a_seeded_centre(four):
     plain = DetectionDataset(ds, root, img_size=128, augment=Augment(flip=0.0, hsv=(0, 0, 0)), seed=5)
     assert torch.equal(d[(0, 128, 3)]["image"], plain[(0, 128, 3)]["image"])
     assert torch.equal(d[(0, 128, 3)]["target"], plain[(0, 128, 3)]["target"])
+
+
+def test_predict_batch_leaves_out_boxes_wholly_in_the_letterbox_border():
+    from detkit.yolo.data import ClassMap
+    from detkit.yolo.engine import predict_batch
+
+    # a 64x32 image letterboxed to 64: r = 1, 16 px of border above and below; 2x2 grid, anchor 8 px
+    raw = torch.full((1, 1, 2, 2, 6), -30.0)
+    raw[0, 0, 0, 0, :5] = torch.tensor([0.0, math.log(0.125 / 0.875), 0.0, 0.0, 30.0])  # y 0..8: border
+    raw[0, 0, 1, 1, :5] = torch.tensor([0.0, 0.0, 0.0, 0.0, 30.0])  # y 44..52: 28..32 in the image
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return raw
+
+    batch = {
+        "images": torch.zeros(1, 3, 64, 64, dtype=torch.uint8),
+        "image_ids": torch.tensor([7]),
+        "transforms": torch.tensor([[1.0, 0.0, 16.0]], dtype=torch.float64),
+        "orig_sizes": torch.tensor([[64.0, 32.0]]),
+    }
+    rows = predict_batch(Fixed(), batch, [(0.25, 0.25)], ClassMap([3], ["a"]), torch.device("cpu"), conf=0.5)
+    assert [r["bbox"] for r in rows] == [[44.0, 28.0, 8.0, 4.0]]
