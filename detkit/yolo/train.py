@@ -6,7 +6,7 @@
     RUN/last.pt        every epoch (the commit, see detkit.train.harness); RUN/best.pt when the mAP improves
     RUN/summary.json   kind "yolo.train" for ``detkit report``
 
-Recipes (``--loss``): ``modern``, the default (Darknet-19 x0.5 = ``--model s``, a stride-16 head, CIoU and
+Recipes (``--loss``): ``modern``, the default (Darknet-19 x0.25 = ``--model n``, a stride-16 head, CIoU and
 BCE objectness with several positives per box, mosaic, AdamW 3e-3), and the papers' ``darknet`` and
 ``course`` (stride-32 head, squared errors, SGD 1e-3, full width), exactly as before; options left unset
 take their recipe's value (:meth:`detkit.yolo.config.TrainConfig.resolved`) and config.json holds them.

@@ -106,7 +106,7 @@ def test_modern_loss_is_smallest_on_the_perfect_box_and_has_gradients():
 
 def test_recipe_defaults_and_model_sizes():
     m = TrainConfig(data="d", out="o").resolved()
-    assert (m.loss, m.model, m.width, m.optimizer, m.lr) == ("modern", "s", 0.5, "adamw", 3e-3)
+    assert (m.loss, m.model, m.width, m.optimizer, m.lr) == ("modern", "n", 0.25, "adamw", 3e-3)
     assert (m.head_stride, m.xy_scale, m.mosaic) == (16, 2.0, 1.0)
     for preset in ("darknet", "course"):  # the papers' recipes keep the values they had
         d = TrainConfig(data="d", out="o", loss=preset).resolved()
