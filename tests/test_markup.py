@@ -92,7 +92,7 @@ def test_yolo_eval_table_prints_names_as_they_are(capsys):
     from detkit.yolo.cli import _print_eval
 
     m = {"mAP": 0.5, "mAP50": 0.6, "mAP75": 0.4, "detections": 3, "images": 2}
-    rows = [{"category_id": 0, "name": PERSON, "gt_boxes": 2, "AP": 0.5, "AP50": 0.6}]
-    rows.append({"category_id": 1, "name": CAR, "gt_boxes": 1, "AP": None, "AP50": None})
+    rows = [{"category_id": 0, "name": PERSON, "gt": 2, "AP": 0.5, "AP50": 0.6}]
+    rows.append({"category_id": 1, "name": CAR, "gt": 1, "AP": None, "AP50": None})
     _print_eval(m, rows)
     _assert_literal(capsys.readouterr().out, PERSON, CAR)

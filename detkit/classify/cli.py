@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +30,7 @@ def train(ctx: typer.Context, values: dict) -> None:
     refused (--resume continues it, --exist-ok starts over and deletes its files); one trainer owns a folder
     at a time (RUN/.detkit.lock names its pid)."""
     from detkit.classify import train as T
+    from detkit.train.common import is_main_process
     from detkit.train.harness import Diverged
     from detkit.train.options import given_options
 
@@ -48,10 +48,10 @@ def train(ctx: typer.Context, values: dict) -> None:
         else:
             result = T.train(T.TrainConfig(**values), exist_ok=exist_ok)
     except Diverged as e:
-        if as_json and e.result is not None and os.environ.get("RANK", "0") == "0":
+        if as_json and e.result is not None and is_main_process():
             emit_json(e.result)
         raise
-    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
+    if not is_main_process():  # torchrun: only rank 0 reports
         return
     if as_json:
         emit_json(result)

@@ -16,7 +16,6 @@ epoch commits)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,15 @@ from detkit.errors import OptionError
 from detkit.io import write_json
 from detkit.train import harness as H
 from detkit.train import options as O
-from detkit.train.common import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
+from detkit.train.common import (
+    ModelEMA,
+    dist_init,
+    is_main_process,
+    param_groups,
+    resolve_device,
+    rng_state,
+    set_rng_state,
+)
 from detkit.train.runs import record_resume, record_run
 
 RUN_FILES = (
@@ -55,10 +62,8 @@ __all__ = ["TrainConfig", "build_optimizer", "prepare_data", "resume", "train"]
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
     """SGD with Nesterov momentum (no weight decay on BN and biases) and the one-cycle schedule."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        param_groups(model, cfg.weight_decay),
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=True,
@@ -369,7 +374,7 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
         :class:`detkit.train.harness.Diverged` (exit 1), whose ``result`` has status "diverged".
     """
     cfg.validate()
-    with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=os.environ.get("RANK", "0") == "0"):
+    with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=is_main_process()):
         return _run(cfg, Path(cfg.out), None)
 
 
@@ -377,7 +382,7 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
     """Continue the run in folder ``run`` exactly; ``given`` are options typed again (only those of
     :func:`detkit.train.options.resume_fields` may change; --data may name the moved data)."""
     path = Path(run)
-    with H.RunFolder(path, RUN_FILES, resume=True, main=os.environ.get("RANK", "0") == "0"):
+    with H.RunFolder(path, RUN_FILES, resume=True, main=is_main_process()):
         ckpt = load_checkpoint(path / "last.pt", need=RESUME_KEYS)
         saved = {**ckpt["config"], "out": str(path)}
         cfg = O.resumed_config(
@@ -385,7 +390,7 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
         )
         cfg.validate()
         finished = ckpt["epoch"] >= cfg.epochs
-        if os.environ.get("RANK", "0") == "0":
+        if is_main_process():
             checkpoints(path).repair({**ckpt, **_position(ckpt, path)}, finished)
         if finished:
             done = ckpt["epoch"]

@@ -16,6 +16,25 @@ from torch import nn
 from detkit.errors import OptionError
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a plain process (RANK unset): the one that writes files."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The optimizer's two parameter groups: weight decay on conv / linear weights (ndim > 1), none on
+    norm weights and biases; frozen parameters (``requires_grad`` False) are left out of both.
+
+    Both trainers build their optimizer from it (the classifier's copy had no ``requires_grad`` filter;
+    it freezes nothing, so its groups are unchanged).
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error (exit 2).
 

@@ -69,7 +69,7 @@ def summary_fields(state: dict[str, Any], status: str) -> dict[str, Any]:
         "curves": "metrics.csv",
         "tables": {
             "per_class": [
-                {k: r[k] for k in ("category_id", "name", "gt_boxes", "AP", "AP50")}
+                {k: r[k] for k in ("category_id", "name", "gt", "AP", "AP50")}
                 for r in best_eval.get("per_class", [])
             ],
             "epochs": [{k: r.get(k) for k in CSV_COLUMNS} for r in history],

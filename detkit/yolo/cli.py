@@ -175,7 +175,7 @@ def _print_eval(m: dict, per_class: list[dict]) -> None:
     t = Table("id", "class", "gt boxes", "AP", "AP50")
     for r in per_class:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"
-        t.add_row(str(r["category_id"]), esc(r["name"]), str(r["gt_boxes"]), fmt(r["AP"]), fmt(r["AP50"]))
+        t.add_row(str(r["category_id"]), esc(r["name"]), str(r["gt"]), fmt(r["AP"]), fmt(r["AP50"]))
     stdout.print(t)
 
 

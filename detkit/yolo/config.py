@@ -5,7 +5,7 @@ torch."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from detkit.errors import OptionError
@@ -44,6 +44,38 @@ def check_img_size(v: int, what: str = "img_size") -> int:
 _POS = (lambda v: math.isfinite(v) and v > 0), "must be a positive number"
 _WEIGHT = O.finite(0)
 
+# --model: the Darknet-19 width of each size (the head follows the width)
+MODEL_SIZES = {"n": 0.25, "s": 0.5, "m": 0.75, "l": 1.0}
+
+# what each --loss recipe sets when the option is not given (None); "darknet" and "course" are the
+# papers' (YOLOv2's region layer, the course's loss) on YOLOv2's stride-32 head, as before this round
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "modern": {
+        "model": "n",  # on the CPU, the size that trains faster per epoch than YOLO11n (docs/benchmarks.md)
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "head_stride": 16,
+        "xy_scale": 2.0,
+        "mosaic": 1.0,
+    },
+    "darknet": {
+        "model": "l",
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "head_stride": 32,
+        "xy_scale": 1.0,
+        "mosaic": 0.0,
+    },
+    "course": {
+        "model": "l",
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "head_stride": 32,
+        "xy_scale": 1.0,
+        "mosaic": 0.0,
+    },
+}
+
 
 @dataclass
 class TrainConfig:
@@ -76,9 +108,13 @@ class TrainConfig:
         flag="--multi-scale",
     )
     augment: bool = O.opt(True, "Flip, HSV, scale/translate.", flag="--augment/--no-augment")
-    lr: float = O.opt(1e-3, "Peak learning rate (after warm-up).", check=_POS)
-    optimizer: str = O.opt(
-        "sgd", "sgd or adamw.", check=(lambda v: v in ("sgd", "adamw"), "must be sgd or adamw")
+    lr: float | None = O.opt(
+        None, "Peak learning rate after warm-up (default: 3e-3 modern, 1e-3 darknet/course).", check=_POS
+    )
+    optimizer: str | None = O.opt(
+        None,
+        "sgd or adamw (default: adamw modern, sgd darknet/course).",
+        check=(lambda v: v in ("sgd", "adamw"), "must be sgd or adamw"),
     )
     momentum: float = O.opt(0.9, "SGD momentum (AdamW beta1).", check=O.finite(0, below=1))
     weight_decay: float = O.opt(5e-4, "Weight decay (conv and linear weights).", check=_WEIGHT)
@@ -95,12 +131,44 @@ class TrainConfig:
         "darknet19, resnet18 or resnet50 (random init).",
         check=_one_of("detkit.yolo.model", "BACKBONES"),
     )
-    width: float = O.opt(
-        1.0, "Channel multiplier (0.125 for tiny CPU runs).", check=_POS[:1] + ("must be positive",)
+    model: str | None = O.opt(
+        None,
+        "Size: n, s, m or l = Darknet-19 at width 0.25, 0.5, 0.75, 1.0 "
+        "(default: n modern, l darknet/course).",
+        check=(lambda v: v in MODEL_SIZES, "must be one of n, s, m, l"),
+    )
+    width: float | None = O.opt(
+        None,
+        "Channel multiplier, overrides --model's (0.125 for tiny CPU runs).",
+        check=_POS[:1] + ("must be positive",),
     )
     weights: str | None = O.opt(None, "Local backbone weights file (nothing is downloaded).")
     loss: str = O.opt(
-        "darknet", "Loss preset: darknet or course.", check=_one_of("detkit.yolo.loss", "LossConfig")
+        "modern",
+        "Recipe: modern (stride-16 head, CIoU, several positives per box, mosaic), darknet or course "
+        "(YOLOv2's region loss and the course's, on the stride-32 head).",
+        check=_one_of("detkit.yolo.loss", "LossConfig"),
+    )
+    head_stride: int | None = O.opt(
+        None,
+        "Output grid stride: 16 or 32 (default: 16 modern, 32 darknet/course).",
+        check=(lambda v: v in (16, 32), "must be 16 or 32"),
+    )
+    xy_scale: float | None = O.opt(
+        None,
+        "Centre decoding scale: 2 reaches half a cell past the edges (default: 2 modern, 1 darknet/course).",
+        check=(lambda v: math.isfinite(v) and 1 <= v <= 3, "must be in 1..3"),
+    )
+    mosaic: float | None = O.opt(
+        None,
+        "Probability of a 4-image mosaic per sample (default: 1 modern, 0 darknet/course).",
+        check=(lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    )
+    close_mosaic: int = O.opt(
+        2, "No mosaic in the last N epochs (train on plain images at the end).", check=O.at_least(0)
+    )
+    label_smoothing: float | None = O.opt(
+        None, "Class label smoothing of the modern loss (default 0).", check=O.finite(0, below=1)
     )
     size_loss: str | None = O.opt(
         None, "log (darknet) or sqrt (course).", check=(lambda v: v in ("log", "sqrt"), "must be log or sqrt")
@@ -134,6 +202,29 @@ class TrainConfig:
     def validate(self) -> None:
         """Check the options before any data is read; each failure is one plain line (exit 2)."""
         O.check_config(self)
+        if self.loss in ("darknet", "course") and self.xy_scale not in (None, 1, 1.0):
+            # their squared-error loss trains sigmoid(t_x) toward the offset inside the cell
+            raise OptionError("xy_scale", f"other than 1 needs the modern loss (IoU), got loss {self.loss!r}")
+
+    def resolved(self) -> TrainConfig:
+        """The config with every per-recipe default (None) filled in from :data:`RECIPE_DEFAULTS`."""
+        d = RECIPE_DEFAULTS.get(self.loss, RECIPE_DEFAULTS["modern"])
+        model = self.model or d["model"]
+
+        def pick(name: str) -> Any:
+            v = getattr(self, name)
+            return d[name] if v is None else v
+
+        return replace(
+            self,
+            model=model,
+            width=self.width if self.width is not None else MODEL_SIZES[model],
+            optimizer=pick("optimizer"),
+            lr=pick("lr"),
+            head_stride=pick("head_stride"),
+            xy_scale=pick("xy_scale"),
+            mosaic=pick("mosaic"),
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -30,10 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from detkit.datasets.model import Dataset
 from detkit.datasets.paths import source_path
-from detkit.deploy.runtime import (
-    letterbox_transform,
-    warp_letterbox,
-)
+from detkit.deploy.runtime import PAD_VALUE, letterbox_transform, warp_letterbox
 from detkit.errors import DetkitError
 from detkit.train.threads import worker_init_fn
 from detkit.yolo.sampler import YoloBatchSampler
@@ -87,6 +84,10 @@ class Augment:
         translate: and shifted by up to this fraction of the input size, in x and y.
         min_size: boxes narrower or lower than this (pixels, after augmentation) are dropped.
         min_visible: boxes with less than this fraction of their area left inside are dropped.
+        mosaic: probability that a sample is a mosaic of four images (see :meth:`DetectionDataset.mosaic`).
+        mosaic_scale: the mosaic is scaled by a factor in [1 - mosaic_scale, 1 + mosaic_scale].
+        mosaic_until: no mosaic from this epoch on (None: every epoch); the last epochs train on plain
+            images, as the evaluation sees them.
     """
 
     flip: float = 0.5
@@ -95,6 +96,9 @@ class Augment:
     translate: float = 0.1
     min_size: float = 2.0
     min_visible: float = 0.25
+    mosaic: float = 0.0
+    mosaic_scale: float = 0.5
+    mosaic_until: int | None = None
 
     @classmethod
     def off(cls) -> Augment:
@@ -197,27 +201,40 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, item: int | tuple[int, int, int]) -> dict[str, Any]:
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(BGR image, its xyxy pixel boxes), or None when the file cannot be decoded."""
         import cv2
 
-        index, size, epoch = (item, self.img_size, 0) if isinstance(item, (int, np.integer)) else item
-        path = self.paths[index]
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        img = cv2.imread(self.paths[index], cv2.IMREAD_COLOR)
         if img is None or img.size == 0:
-            return {"bad": path}
+            return None
         h0, w0 = img.shape[:2]
         boxes = self.boxes[index]
         dw, dh = self.sizes[index]
         if (w0, h0) != (dw, dh):  # annotations declare another size: boxes live in the declared frame
             boxes = boxes * np.array([w0 / dw, h0 / dh, w0 / dw, h0 / dh], dtype=np.float32)
+        return img, boxes
+
+    def __getitem__(self, item: int | tuple[int, int, int]) -> dict[str, Any]:
+        index, size, epoch = (item, self.img_size, 0) if isinstance(item, (int, np.integer)) else item
+        path = self.paths[index]
+        loaded = self._load(index)
+        if loaded is None:
+            return {"bad": path}
+        img, boxes = loaded
+        h0, w0 = img.shape[:2]
         aug = self.augment or Augment.off()
         rng = np.random.default_rng((self.seed, epoch, index))
-        s = 1.0 + rng.uniform(-aug.scale, aug.scale) if aug.scale else 1.0
-        shift = rng.uniform(-aug.translate, aug.translate, 2) * size if aug.translate else (0.0, 0.0)
-        r, tx, ty = letterbox_transform(w0, h0, size, s, tuple(shift))
-        canvas = warp_letterbox(img, (r, tx, ty), size)
-        b, keep = transform_boxes(boxes, r, tx, ty, size, aug)
-        labels = self.labels[index][keep]
+        mosaic_on = aug.mosaic > 0 and (aug.mosaic_until is None or epoch < aug.mosaic_until)
+        if mosaic_on and rng.random() < aug.mosaic:
+            canvas, b, labels, (r, tx, ty) = self.mosaic(index, img, boxes, size, rng, aug)
+        else:
+            s = 1.0 + rng.uniform(-aug.scale, aug.scale) if aug.scale else 1.0
+            shift = rng.uniform(-aug.translate, aug.translate, 2) * size if aug.translate else (0.0, 0.0)
+            r, tx, ty = letterbox_transform(w0, h0, size, s, tuple(shift))
+            canvas = warp_letterbox(img, (r, tx, ty), size)
+            b, keep = transform_boxes(boxes, r, tx, ty, size, aug)
+            labels = self.labels[index][keep]
         if aug.flip and rng.random() < aug.flip:
             canvas = canvas[:, ::-1]
             b = np.stack([size - b[:, 2], b[:, 1], size - b[:, 0], b[:, 3]], axis=1)
@@ -239,6 +256,56 @@ class DetectionDataset(torch.utils.data.Dataset):
             "transform": (r, tx, ty),
             "orig_size": (w0, h0),
         }
+
+    def mosaic(
+        self,
+        index: int,
+        img: np.ndarray,
+        boxes: np.ndarray,
+        size: int,
+        rng: np.random.Generator,
+        aug: Augment,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float, float]]:
+        """Four images around a random centre (YOLOv4's mosaic), scaled and cut to ``size`` x ``size``.
+
+        Image k (``index`` and three drawn by ``rng``), its long side resized to S = ``size`` (r_k), is
+        placed with one corner on the centre (x_c, y_c), uniform in [S/2, 3S/2]^2 of a 2S x 2S canvas
+        (top-left, top-right, bottom-left, bottom-right). The output shows that canvas scaled by g,
+        uniform in 1 +- ``mosaic_scale``, about its middle: q = g (r_k p + o_k - S) + S/2, each image in one
+        warp; boxes follow and are clipped (tiny or mostly cut ones dropped, see :func:`transform_boxes`).
+        An undecodable extra image leaves its quadrant grey.
+
+        Returns:
+            (canvas (S, S, 3) BGR, boxes (k, 4) xyxy input pixels, class indices (k,), (r, tx, ty) of
+            ``index``'s own image).
+        """
+        import cv2
+
+        others = rng.integers(0, len(self), 3)
+        xc, yc = rng.uniform(0.5 * size, 1.5 * size, 2)
+        g = 1.0 + rng.uniform(-aug.mosaic_scale, aug.mosaic_scale)
+        canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+        all_boxes, all_labels, own = [], [], (1.0, 0.0, 0.0)
+        for k, idx in enumerate([index, *others.tolist()]):
+            loaded = (img, boxes) if k == 0 else self._load(int(idx))
+            if loaded is None:
+                continue
+            im, bx = loaded
+            h, w = im.shape[:2]
+            rk = size / max(w, h)
+            ox = xc - w * rk if k in (0, 2) else xc  # the corner on the centre
+            oy = yc - h * rk if k in (0, 1) else yc
+            r, tx, ty = g * rk, g * (ox - size) + size / 2, g * (oy - size) + size / 2
+            m = np.array([[r, 0, tx], [0, r, ty]], dtype=np.float64)
+            cv2.warpAffine(
+                im, m, (size, size), dst=canvas, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT
+            )
+            b, keep = transform_boxes(bx, r, tx, ty, size, aug)
+            all_boxes.append(b)
+            all_labels.append(self.labels[int(idx)][keep])
+            if k == 0:
+                own = (r, tx, ty)
+        return canvas, np.concatenate(all_boxes), np.concatenate(all_labels), own
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

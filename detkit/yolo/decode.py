@@ -6,6 +6,9 @@ For the prediction at anchor a, cell (j, i) of an S_h x S_w grid, with anchor (p
     b_y = (sigmoid(t_y) + j) / S_h        b_h = p_h * exp(t_h) / S_h
     objectness = sigmoid(t_o)             class probabilities = softmax(class logits)
 
+With ``xy_scale`` s != 1 (YOLOv4's scale_x_y, the ``modern`` recipe's 2) the centre is
+b_x = (s * sigmoid(t_x) - (s - 1) / 2 + i) / S_w: it reaches (s - 1) / 2 cells past the cell's edges.
+
 Boxes are normalised to the (letterboxed) network input. Anchors are in cells of the grid that ``raw``
 has (YOLOv2's convention, 1 cell = 32 input pixels); anchors kept normalised to the input can be
 passed as ``anchors_normalized * (S_w, S_h)`` for each input size.
@@ -40,7 +43,7 @@ def grid_xy(S_h: int, S_w: int, device: torch.device) -> torch.Tensor:
     return torch.stack([i, j], dim=-1)
 
 
-def decode_boxes(raw: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+def decode_boxes(raw: torch.Tensor, anchors: torch.Tensor, xy_scale: float = 1.0) -> torch.Tensor:
     """(B, A, S_h, S_w, >=4) raw -> (B, A, S_h, S_w, 4) normalised cxcywh, keeping the grid layout."""
     A, S_h, S_w = raw.shape[1:4]
     raw = raw.float()
@@ -50,24 +53,32 @@ def decode_boxes(raw: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         anchors.view(1, A, 1, 1, 2) * t[..., 2:4].clamp(-WH_CLAMP, WH_CLAMP).exp()
     )  # (B, A, S_h, S_w, 2) cells
     # cells -> 0..1 with Python scalars (a tensor made from a list is a blocking host->device copy on CUDA)
-    x = (t[..., 0].sigmoid() + g[..., 0]) / S_w
-    y = (t[..., 1].sigmoid() + g[..., 1]) / S_h
+    if xy_scale == 1.0:
+        x = (t[..., 0].sigmoid() + g[..., 0]) / S_w
+        y = (t[..., 1].sigmoid() + g[..., 1]) / S_h
+    else:
+        off = (xy_scale - 1.0) / 2
+        x = (t[..., 0].sigmoid() * xy_scale - off + g[..., 0]) / S_w
+        y = (t[..., 1].sigmoid() * xy_scale - off + g[..., 1]) / S_h
     return torch.stack([x, y, wh[..., 0] / S_w, wh[..., 1] / S_h], dim=-1)
 
 
-def decode(raw: torch.Tensor, anchors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def decode(
+    raw: torch.Tensor, anchors, xy_scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Decode raw outputs into boxes, objectness and class probabilities, flattened over (A, S_h, S_w).
 
     Args:
         raw: (B, A, S_h, S_w, 5 + C) model output.
         anchors: (A, 2) anchor w, h in grid cells (tensor or list of pairs).
+        xy_scale: the model's centre scale (``YoloConfig.xy_scale``).
 
     Returns:
         boxes (B, N, 4) normalised cxcywh, obj (B, N), cls_prob (B, N, C), N = A * S_h * S_w.
     """
     B = raw.shape[0]
     raw = raw.float()
-    boxes = decode_boxes(raw, _as_anchors(anchors, raw)).reshape(B, -1, 4)
+    boxes = decode_boxes(raw, _as_anchors(anchors, raw), xy_scale).reshape(B, -1, 4)
     obj = raw[..., 4].sigmoid().reshape(B, -1)
     cls_prob = raw[..., 5:].softmax(dim=-1).reshape(B, -1, raw.shape[-1] - 5)
     return boxes, obj, cls_prob
@@ -118,6 +129,7 @@ def postprocess(
     iou_thresh: float = 0.45,
     max_det: int = 100,
     max_candidates: int = 4096,
+    xy_scale: float = 1.0,
 ) -> list[dict[str, torch.Tensor]]:
     """Detections per image: score = objectness x class probability, threshold, per-class NMS.
 
@@ -131,12 +143,13 @@ def postprocess(
         iou_thresh: NMS IoU threshold (per class).
         max_det: detections kept per image, best first.
         max_candidates: cap on candidates per image before NMS.
+        xy_scale: the model's centre scale (``YoloConfig.xy_scale``; 1 for YOLOv2).
 
     Returns:
         one dict per image: boxes (k, 4) xyxy normalised and clipped to 0..1, scores (k,),
         labels (k,) class index.
     """
-    boxes, obj, cls_prob = decode(raw, anchors)  # (B, N, 4), (B, N), (B, N, C)
+    boxes, obj, cls_prob = decode(raw, anchors, xy_scale)  # (B, N, 4), (B, N), (B, N, C)
     B, N, C = cls_prob.shape
     scores = (obj[..., None] * cls_prob).reshape(B, N * C)  # (B, N*C), pair n*C + c
     k = min(max_candidates, N * C)

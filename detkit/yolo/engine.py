@@ -208,13 +208,18 @@ def predict_batch(
     max_det: int = 100,
     amp: bool = False,
 ) -> list[dict[str, Any]]:
-    """Detections of one batch in original-image pixels, as COCO results rows (xywh, category ids)."""
+    """Detections of one batch in original-image pixels, as COCO results rows (xywh, category ids); a box
+    that lies wholly in the letterbox border (no width or height left once clipped to the image) is left
+    out: it can match nothing, and ``detkit coco eval`` refuses boxes without a positive size."""
     from detkit.yolo.decode import postprocess
 
     x = to_input(batch["images"], device)
     with autocast(device, amp):
         raw = model(x)
-    dets = postprocess(raw.float(), anchors, conf_thresh=conf, iou_thresh=iou, max_det=max_det)
+    xy_scale = getattr(getattr(unwrap(model), "cfg", None), "xy_scale", 1.0)
+    dets = postprocess(
+        raw.float(), anchors, conf_thresh=conf, iou_thresh=iou, max_det=max_det, xy_scale=xy_scale
+    )
     size = x.shape[-1]
     rows = []
     for det, image_id, tr, (w0, h0) in zip(
@@ -222,6 +227,8 @@ def predict_batch(
     ):
         b = unletterbox(det["boxes"].cpu().numpy(), size, tr, w0, h0)
         for (x0, y0, x1, y1), s, c in zip(b.tolist(), det["scores"].tolist(), det["labels"].tolist()):
+            if round(x1 - x0, 2) <= 0 or round(y1 - y0, 2) <= 0:
+                continue  # wholly in the letterbox border: clipped to nothing, it can match no box
             rows.append(
                 {
                     "image_id": int(image_id),
@@ -250,8 +257,9 @@ def coco_eval(
         backend: ``hotcoco`` or ``pycocotools``.
 
     Returns:
-        ``mAP`` (@[.5:.95]), ``mAP50``, ``mAP75`` and ``per_class`` rows (category_id, name, gt boxes,
-        AP, AP50; AP None for a class without ground truth), ``detections``.
+        ``mAP`` (@[.5:.95]), ``mAP50``, ``mAP75`` and ``per_class`` rows, those of ``detkit coco eval``
+        (:func:`detkit.evaluation.analysis.per_class`: category_id, name, gt (boxes), AP, AP50, AP75,
+        APs/m/l, AR100; AP None for a class without ground truth), ``detections``.
     """
     from detkit.evaluation.analysis import per_class
     from detkit.evaluation.engine import coco_evaluate
@@ -264,16 +272,7 @@ def coco_eval(
     ids = None if image_ids is None else np.asarray(image_ids, dtype=np.int64)
     core = coco_evaluate(gt, from_results(results), backend, image_ids=ids)
     stats = [max(float(v), 0.0) for v in core.stats]  # -1 means "no ground truth at all"
-    rows = [
-        {
-            "category_id": r["category_id"],
-            "name": r["name"],
-            "gt_boxes": r["gt"],
-            "AP": r["AP"],
-            "AP50": r["AP50"],
-        }
-        for r in per_class(core, gt, image_ids=core.image_ids)
-    ]
+    rows = per_class(core, gt, image_ids=core.image_ids)  # coco eval's rows and key names ("gt")
     return {
         "mAP": stats[0],
         "mAP50": stats[1],

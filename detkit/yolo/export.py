@@ -50,20 +50,21 @@ class Deployable(nn.Module):
     """The detector as it is exported: uint8 (B, S, S, 3) RGB -> boxes (B, N, 4), scores (B, N, C).
 
     Args:
-        model: the YOLOv2 in eval mode.
+        model: the YOLOv2 in eval mode; its config's ``xy_scale`` is the centre decoding the export keeps.
         anchors: (A, 2) anchors in grid cells.
     """
 
     def __init__(self, model: nn.Module, anchors) -> None:
         super().__init__()
         self.model = model
+        self.xy_scale = float(model.cfg.xy_scale)
         self.register_buffer("anchors", torch.as_tensor(anchors, dtype=torch.float32).reshape(-1, 2))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.ops import box_convert
 
         x = images.permute(0, 3, 1, 2).float().div(255.0).contiguous()
-        boxes, obj, cls_prob = decode(self.model(x), self.anchors)
+        boxes, obj, cls_prob = decode(self.model(x), self.anchors, self.xy_scale)
         xyxy = box_convert(boxes, "cxcywh", "xyxy").clamp(0.0, 1.0)
         return xyxy, obj[..., None] * cls_prob
 

@@ -14,6 +14,16 @@ sigma the logistic function, the parts (each summed, then divided by the batch s
     ignore_thresh
     cls   = lambda_cls * sum_k cross_entropy(class logits, class)
 
+The "modern" preset (``box_loss="ciou"``) replaces all of this with the YOLOv4/v5 loss, over the
+positives k of ``targets.build_targets_multi`` (several anchors and cells per box) and all N predictions:
+
+    coord = lambda_coord * mean_k (1 - CIoU(decoded box_k, gt_k))          (GIoU with box_loss="giou")
+    obj   = lambda_obj   * sum_{n positive} BCE(t_o, IoU_n) / N,   IoU_n = the best IoU(decoded, gt) there
+    noobj = lambda_noobj * sum_{n other}    BCE(t_o, 0) / N
+    cls   = lambda_cls   * mean_k cross_entropy(class logits, class, label_smoothing)
+
+with the centres decoded with the model's ``xy_scale`` (2: a neighbouring cell reaches the centre).
+
 Presets: "darknet" (region layer of yolo-voc.cfg: coord 1 with the 2 - w*h scale, log sizes, obj 5
 with rescore, noobj 1, cls 1, prior warm-up over 12,800 images) and "course" (lambda_coord 5 with
 sqrt sizes, noobj 0.5, obj target 1, no warm-up). The squared errors carry no 1/2: darknet's deltas
@@ -31,10 +41,11 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import complete_box_iou_loss, generalized_box_iou_loss
 
 from detkit.boxes import pairwise_iou
 from detkit.yolo.decode import WH_CLAMP, decode_boxes
-from detkit.yolo.targets import build_targets
+from detkit.yolo.targets import build_targets, build_targets_multi
 
 # IoU of every prediction with every ground-truth box of ITS image: (B, N, 4) x (B, M, 4) -> (B, N, M)
 batched_iou = torch.vmap(partial(pairwise_iou, fmt="cxcywh"))
@@ -55,8 +66,22 @@ class LossConfig:
     ignore_thresh: float = 0.6
     warmup_images: int = 12800
     warmup_weight: float = 0.01
+    box_loss: str = "mse"  # "mse" (YOLOv2's squared errors), "ciou" or "giou" on decoded boxes
+    anchor_iou: float = 0.3  # iou losses: shape IoU from which an anchor is a positive too
+    neighbours: bool = True  # iou losses: the two neighbouring cells are positives (needs xy_scale 2)
+    label_smoothing: float = 0.0
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "modern": {
+            "box_loss": "ciou",
+            "lambda_coord": 0.05,
+            "lambda_obj": 1.0,
+            "lambda_noobj": 1.0,
+            "lambda_cls": 0.05,
+            "rescore": True,
+            "scale_by_size": False,
+            "warmup_images": 0,
+        },
         "darknet": {},
         "course": {
             "size_loss": "sqrt",
@@ -73,9 +98,11 @@ class LossConfig:
     def __post_init__(self) -> None:
         if self.size_loss not in ("log", "sqrt"):
             raise ValueError(f"size_loss must be 'log' or 'sqrt', got {self.size_loss!r}")
+        if self.box_loss not in ("mse", "ciou", "giou"):
+            raise ValueError(f"box_loss must be 'mse', 'ciou' or 'giou', got {self.box_loss!r}")
 
     @classmethod
-    def preset(cls, name: str = "darknet", **overrides: Any) -> LossConfig:
+    def preset(cls, name: str = "modern", **overrides: Any) -> LossConfig:
         """A preset with some fields overridden; overrides set to None are ignored (handy for CLI options)."""
         if name not in cls.PRESETS:
             raise ValueError(f"loss preset must be one of {sorted(cls.PRESETS)}, got {name!r}")
@@ -90,14 +117,18 @@ class YoloLoss(nn.Module):
     """YOLOv2 loss; ``forward(raw, gt, seen_images) -> (total, {"coord", "obj", "noobj", "cls",
     "prior"})``."""
 
-    def __init__(self, cfg: LossConfig, anchors: list[tuple[float, float]], num_classes: int):
+    def __init__(
+        self, cfg: LossConfig, anchors: list[tuple[float, float]], num_classes: int, xy_scale: float = 1.0
+    ):
         """Args:
         cfg: the loss configuration.
         anchors: A anchor (w, h) in grid cells of the output grid.
         num_classes: C.
+        xy_scale: the model's centre decoding (``YoloConfig.xy_scale``; used by the IoU losses).
         """
         super().__init__()
         self.cfg = cfg
+        self.xy_scale = xy_scale
         self.num_classes = num_classes
         self.anchors = torch.as_tensor(anchors, dtype=torch.float32).reshape(
             -1, 2
@@ -139,6 +170,8 @@ class YoloLoss(nn.Module):
                 f"raw outputs {tuple(raw.shape)} do not fit {len(self.anchors)} anchors x "
                 f"(5 + {self.num_classes} classes)"
             )
+        if cfg.box_loss != "mse":
+            return self._iou_parts(raw, gt)
         anchors = self._anchors(raw.device)
         gt_device = gt[0].device if len(gt) else raw.device
         t = build_targets(gt, self._anchors(gt_device), (S_h, S_w))
@@ -195,3 +228,47 @@ class YoloLoss(nn.Module):
         cls = cfg.lambda_cls * F.cross_entropy(p_cls, t["cls"], reduction="sum")
 
         return {"coord": coord / B, "obj": obj / B, "noobj": noobj / B, "cls": cls / B, "prior": prior / B}
+
+    def _iou_parts(self, raw: torch.Tensor, gt: list[torch.Tensor] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """The "modern" loss (see the module docstring): CIoU/GIoU, BCE objectness with an IoU target."""
+        cfg = self.cfg
+        B, A, S_h, S_w, _ = raw.shape
+        anchors = self._anchors(raw.device)
+        gt_device = gt[0].device if len(gt) else raw.device
+        t = build_targets_multi(
+            gt, self._anchors(gt_device), (S_h, S_w), cfg.anchor_iou, cfg.neighbours and self.xy_scale > 1
+        )
+        t = {k: v.to(raw.device, non_blocking=True) for k, v in t.items()}
+        b, a, j, i = t["b"], t["a"], t["j"], t["i"]
+        p = raw[b, a, j, i]  # (K, 5 + C)
+        zero = raw.new_zeros(())
+        # decoded boxes of the positives, in grid cells (the input is square, so IoUs are those of pixels)
+        s = self.xy_scale
+        grid_wh = raw.new_tensor([S_w, S_h])
+        cxcy = p[:, 0:2].sigmoid() * s - (s - 1) / 2 + torch.stack([i, j], dim=1).float()
+        wh = anchors[a] * p[:, 2:4].clamp(-WH_CLAMP, WH_CLAMP).exp()
+        pred = torch.cat([cxcy - wh / 2, cxcy + wh / 2], dim=1)  # (K, 4) xyxy cells
+        g = t["box"]
+        g_xy, g_wh = g[:, 0:2] * grid_wh, g[:, 2:4] * grid_wh
+        target = torch.cat([g_xy - g_wh / 2, g_xy + g_wh / 2], dim=1)
+        if len(p):
+            iou_loss = complete_box_iou_loss if cfg.box_loss == "ciou" else generalized_box_iou_loss
+            coord = cfg.lambda_coord * iou_loss(pred, target, reduction="mean")
+            cls = cfg.lambda_cls * F.cross_entropy(p[:, 5:], t["cls"], label_smoothing=cfg.label_smoothing)
+        else:
+            coord, cls = zero, zero
+        with torch.no_grad():
+            lt, rb = torch.maximum(pred[:, :2], target[:, :2]), torch.minimum(pred[:, 2:], target[:, 2:])
+            inter = (rb - lt).clamp(min=0).prod(1)
+            union = wh.prod(1) + g_wh.prod(1) - inter
+            iou = (inter / union.clamp(min=1e-9)).clamp(0, 1)
+            flat = ((b * A + a) * S_h + j) * S_w + i
+            tobj = raw.new_zeros(B * A * S_h * S_w)
+            tobj.scatter_reduce_(0, flat, iou if cfg.rescore else torch.ones_like(iou), "amax")
+            pos = torch.zeros_like(tobj, dtype=torch.bool)
+            pos[flat] = True
+        bce = F.binary_cross_entropy_with_logits(raw[..., 4].reshape(-1), tobj, reduction="none")
+        n = bce.numel()
+        obj = cfg.lambda_obj * bce.masked_fill(~pos, 0.0).sum() / n
+        noobj = cfg.lambda_noobj * bce.masked_fill(pos, 0.0).sum() / n
+        return {"coord": coord, "obj": obj, "noobj": noobj, "cls": cls, "prior": zero}

@@ -9,6 +9,14 @@ Layout, nanoGPT style: small modules in dependency order, then the config, then 
       passthrough  p4 -> conv1x1 (64) -> space-to-depth x2                (B, 256, H/32, W/32)
       concat, conv3x3, conv1x1 -> (B, A*(5+C), H/32, W/32) -> (B, A, H/32, W/32, 5+C)
 
+With ``head_stride=16`` (the ``modern`` recipe) the head sits on the passthrough features instead:
+
+      p4 -> conv1x1 (256w)  |  neck(p5) -> conv1x1 (256w) -> upsample x2      (B, ., H/16, W/16)
+      concat, conv3x3 (512w), conv1x1 -> (B, A, H/16, W/16, 5+C)
+
+a 26x26 grid at 416 (20x15 cells of 16 px for a 320x240 image) instead of 13x13: half the centre
+scatter for small objects, at about 1/10 more FLOPs at width 0.5.
+
 The last dimension holds the raw outputs (t_x, t_y, t_w, t_h, t_o, class logits...); see
 ``detkit.yolo.decode`` for what they mean. Anchors live in the loss and the decoder, not here.
 
@@ -160,6 +168,11 @@ class YoloConfig:
         backbone: "darknet19", "resnet18" or "resnet50" (torchvision, random init).
         width: channel multiplier for Darknet-19 and the head (0.125 or 0.25 for tiny test models).
         passthrough: concatenate the space-to-depth stride-16 features at stride 32.
+        head_stride: 32 (YOLOv2: the head at H/32) or 16 (the head on the passthrough features, the
+            neck upsampled onto them). Anchors are in cells of this grid.
+        xy_scale: centre decoding b_x = (s * sigmoid(t_x) - (s - 1) / 2 + i) / S_w (YOLOv4's
+            scale_x_y): 1 is YOLOv2's sigmoid offset inside the cell, 2 reaches half a cell past its edges
+            (what lets the neighbouring cells predict an object, see ``targets.build_targets``).
     """
 
     num_classes: int
@@ -167,11 +180,15 @@ class YoloConfig:
     backbone: str = "darknet19"
     width: float = 1.0
     passthrough: bool = True
+    head_stride: int = 32
+    xy_scale: float = 1.0
 
     def __post_init__(self) -> None:
         self.anchors = [(float(w), float(h)) for w, h in self.anchors]
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.head_stride not in (16, 32):
+            raise ValueError(f"head_stride must be 16 or 32, got {self.head_stride!r}")
         if self.num_classes < 1 or not self.anchors:
             raise ValueError("need num_classes >= 1 and at least one anchor")
 
@@ -186,15 +203,14 @@ class YoloConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> YoloConfig:
-        return cls(
-            **{k: d[k] for k in ("num_classes", "anchors", "backbone", "width", "passthrough") if k in d}
-        )
+        keys = ("num_classes", "anchors", "backbone", "width", "passthrough", "head_stride", "xy_scale")
+        return cls(**{k: d[k] for k in keys if k in d})
 
 
 class YOLOv2(nn.Module):
-    """YOLOv2 detector; ``forward`` returns raw outputs (B, A, H/32, W/32, 5 + C)."""
+    """YOLOv2 detector; ``forward`` returns raw outputs (B, A, H/s, W/s, 5 + C), s = ``cfg.head_stride``."""
 
-    stride = 32  # input pixels per output cell
+    divisor = 32  # input sides must be multiples of this (the backbone's stride)
 
     def __init__(self, cfg: YoloConfig, weights: str | Path | None = None):
         super().__init__()
@@ -208,7 +224,13 @@ class YOLOv2(nn.Module):
         c4, c5 = self.backbone.c4, self.backbone.c5
         self.neck = nn.Sequential(ConvBNAct(c5, c_head, 3), ConvBNAct(c_head, c_head, 3))
         c_cat = c_head
-        if cfg.passthrough:
+        if cfg.head_stride == 16:
+            c_lat = _ch(256, cfg.width)
+            self.lateral = ConvBNAct(c4, c_lat, 1)
+            self.reduce = ConvBNAct(c_head, c_lat, 1)
+            c_head = _ch(512, cfg.width)
+            c_cat = 2 * c_lat
+        elif cfg.passthrough:
             c_pt = _ch(64, cfg.width)
             self.passthrough = nn.Sequential(ConvBNAct(c4, c_pt, 1), SpaceToDepth(2))
             c_cat += 4 * c_pt
@@ -268,12 +290,20 @@ class YOLOv2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
-        if H % self.stride or W % self.stride:
+        if H % self.divisor or W % self.divisor:
             raise ValueError(f"input height and width must be multiples of 32, got {H}x{W}")
         p4, p5 = self.backbone(x)
         y = self.neck(p5)  # (B, Ch, H/32, W/32)
-        if self.cfg.passthrough:
+        if self.cfg.head_stride == 16:
+            up = F.interpolate(self.reduce(y), scale_factor=2.0, mode="nearest")  # (B, Cl, H/16, W/16)
+            y = torch.cat([self.lateral(p4), up], dim=1)  # (B, 2*Cl, H/16, W/16)
+        elif self.cfg.passthrough:
             y = torch.cat([self.passthrough(p4), y], dim=1)  # (B, 4*Cpt + Ch, H/32, W/32)
-        y = self.head(self.fuse(y))  # (B, A*(5+C), H/32, W/32)
-        A, K = self.cfg.num_anchors, 5 + self.cfg.num_classes
-        return y.view(B, A, K, H // 32, W // 32).permute(0, 1, 3, 4, 2)  # (B, A, H/32, W/32, 5+C)
+        y = self.head(self.fuse(y))  # (B, A*(5+C), H/s, W/s)
+        A, K, s = self.cfg.num_anchors, 5 + self.cfg.num_classes, self.stride
+        return y.view(B, A, K, H // s, W // s).permute(0, 1, 3, 4, 2)  # (B, A, H/s, W/s, 5+C)
+
+    @property
+    def stride(self) -> int:
+        """Input pixels per output cell."""
+        return self.cfg.head_stride

@@ -1,6 +1,7 @@
 """Anchor priors for YOLOv2 training: from an anchors.json, IoU k-means on the training boxes, or VOC's.
 
-Anchors are (w, h) in cells of the output grid at the training size (``img_size / 32`` cells a side).
+Anchors are (w, h) in cells of the output grid at the training size (``img_size / stride`` cells a side:
+stride 32 for YOLOv2's head, 16 for the modern recipe's).
 The network sees letterboxed images (long side = ``img_size``), so a box of w x h pixels in a W x H
 image covers ``w / max(W, H) * img_size / 32`` cells. ``detkit anchors kmeans`` writes
 ``anchors_normalized`` either image-normalised (w / W, the default) or letterbox-normalised
@@ -59,7 +60,7 @@ def letterbox_factors(ds) -> tuple[float, float, float]:
 
 
 def resolve_anchors(
-    path: str | None, ds, img_size: int, k: int = 5, seed: int = 0
+    path: str | None, ds, img_size: int, k: int = 5, seed: int = 0, stride: int = 32
 ) -> tuple[list[tuple[float, float]], str]:
     """Anchors in grid cells at ``img_size``: from an anchors.json, else IoU k-means on ``ds``, else VOC's.
 
@@ -67,12 +68,16 @@ def resolve_anchors(
     k-means runs on w / max(W, H), and an anchors.json made with ``--norm image`` (the default of
     ``detkit anchors kmeans``) is converted by the images' aspect (exact when they share one).
 
+    Args:
+        stride: input pixels per cell of the output grid (16 for the modern head: the anchors come out
+            in its cells, twice the numbers of the 32-pixel grid).
+
     Returns:
         (anchors, where they came from).
     """
     from detkit.anchors.units import clean_wh, dataset_wh
 
-    grid = img_size / 32
+    grid = img_size / stride
     if path is not None:
         try:
             doc = json.loads(Path(path).read_text())

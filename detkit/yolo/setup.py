@@ -19,7 +19,14 @@ import torch
 from detkit.console import warn
 from detkit.datasets.load import shared_images_line
 from detkit.errors import DetkitError, OptionError
-from detkit.train.common import ModelEMA, dist_init, resolve_device, rng_state, set_rng_state
+from detkit.train.common import (
+    ModelEMA,
+    dist_init,
+    param_groups,
+    resolve_device,
+    rng_state,
+    set_rng_state,
+)
 from detkit.yolo.config import TrainConfig
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader
 from detkit.yolo.engine import unwrap
@@ -29,11 +36,7 @@ from detkit.yolo.splits import has_split, load_split
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or AdamW; weight decay on conv/linear weights only, not BN or biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     if cfg.optimizer == "adamw":
@@ -83,6 +86,7 @@ class Run:
 
 def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any]:
     """Training and validation sets, class map and anchors (from the checkpoint when resuming)."""
+    cfg = cfg.resolved()  # idempotent: callers may pass a config with the recipe's defaults unset
     train_ds = _load_split(cfg.data, cfg.train_list, cfg.limit, "train")
     if cfg.val_data or cfg.val_list or has_split(cfg.data, "val"):
         val_ds = _load_split(cfg.val_data or cfg.data, cfg.val_list, cfg.limit, "val")
@@ -95,7 +99,9 @@ def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any
     if resume:
         anchors, anchors_from = [tuple(a) for a in resume["model_config"]["anchors"]], resume["anchors_from"]
     else:
-        anchors, anchors_from = resolve_anchors(cfg.anchors, train_ds, cfg.img_size, seed=cfg.seed)
+        anchors, anchors_from = resolve_anchors(
+            cfg.anchors, train_ds, cfg.img_size, seed=cfg.seed, stride=cfg.head_stride
+        )
     return {
         "train_ds": train_ds,
         "val_ds": val_ds,
@@ -115,7 +121,14 @@ def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, r
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     n = len(data["class_map"])
-    mcfg = YoloConfig(num_classes=n, anchors=data["anchors"], backbone=cfg.backbone, width=cfg.width)
+    mcfg = YoloConfig(
+        num_classes=n,
+        anchors=data["anchors"],
+        backbone=cfg.backbone,
+        width=cfg.width,
+        head_stride=cfg.head_stride,
+        xy_scale=cfg.xy_scale,
+    )
     try:
         model = YOLOv2(mcfg, weights=None if resume else cfg.weights).to(device)
     except (ValueError, OSError) as e:
@@ -131,13 +144,16 @@ def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, r
         lambda_noobj=cfg.lambda_noobj,
         lambda_cls=cfg.lambda_cls,
         warmup_images=cfg.warmup_images,
+        label_smoothing=cfg.label_smoothing,
     )
-    return mcfg, model, loss_cfg, YoloLoss(loss_cfg, data["anchors"], n).to(device)
+    return mcfg, model, loss_cfg, YoloLoss(loss_cfg, data["anchors"], n, mcfg.xy_scale).to(device)
 
 
 def _loaders(cfg: TrainConfig, data: dict[str, Any], rank: int, world: int, cuda: bool):
     """(training loader, validation loader on rank 0 else None); counts the training images in ``data``."""
-    aug = Augment() if cfg.augment else Augment.off()
+    # mosaic until the last --close-mosaic epochs (a function of the epoch alone, so resume replays it)
+    mosaic_until = max(cfg.epochs - cfg.close_mosaic, 0)
+    aug = Augment(mosaic=cfg.mosaic, mosaic_until=mosaic_until) if cfg.augment else Augment.off()
     train_set = DetectionDataset(data["train_ds"], cfg.images, data["class_map"], cfg.img_size, aug, cfg.seed)
     val_set = DetectionDataset(
         data["val_ds"], data["val_images"], data["class_map"], cfg.img_size, None, cfg.seed
@@ -165,6 +181,7 @@ def _loaders(cfg: TrainConfig, data: dict[str, Any], rank: int, world: int, cuda
 
 def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) -> Run:
     """Data, model, loaders, optimizer, schedule and EMA; restored from ``resume`` (a checkpoint)."""
+    cfg = cfg.resolved()
     rank, world, local = dist_init(cfg.device)
     device = resolve_device(cfg.device, local)
     cuda = device.type == "cuda"

@@ -112,3 +112,73 @@ def build_targets(
         "gt_boxes": padded[..., 1:5],
         "gt_mask": mask,
     }
+
+
+def build_targets_multi(
+    gt: list[torch.Tensor] | torch.Tensor,
+    anchors: torch.Tensor,
+    grid_hw: tuple[int, int],
+    anchor_iou: float = 0.3,
+    neighbours: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Several positives per ground-truth box (the ``modern`` recipe; YOLOv5's assignment, IoU-gated).
+
+    A box (class, cx, cy, w, h) is assigned to
+
+        every anchor a with wh_iou((w S_w, h S_h), anchor_a) >= anchor_iou, and always its best anchor;
+        its own cell (i, j) and, when ``neighbours``, the two neighbouring cells nearest its centre:
+        i - 1 when the centre lies in the left half of its cell (frac(cx S_w) < .5), else i + 1 (inside
+        the grid), and likewise j - 1 / j + 1 for y.
+
+    A neighbour's prediction must reach the centre 0.5..1.5 cells away from its corner, so ``neighbours``
+    needs the decoding ``xy_scale = 2`` (``YoloConfig.xy_scale``). No box is dropped: two boxes on the same
+    (image, anchor, cell) both stay (the loss takes the best IoU for the objectness target). Boxes with
+    w <= 0 or h <= 0 are skipped.
+
+    Args:
+        gt: one (n_i, 5) tensor per image, rows (class_index, cx, cy, w, h) normalised to 0..1, or
+            a padded (B, M, 5) tensor.
+        anchors: (A, 2) anchor w, h in grid cells.
+        grid_hw: (S_h, S_w) of the output grid.
+        anchor_iou: shape IoU from which an anchor is a positive too.
+        neighbours: add the two neighbouring cells.
+
+    Returns:
+        dict with, for the K positives: ``b``, ``a``, ``j``, ``i`` (long, K) indices into
+        raw[B, A, S_h, S_w]; ``box`` (K, 4) normalised cxcywh of the ground truth; ``cls`` (K,) long.
+    """
+    S_h, S_w = grid_hw
+    device = gt[0].device if len(gt) else anchors.device
+    padded, mask = pad_gt(gt, device)
+    anchors = anchors.to(device=device, dtype=torch.float32)
+    B, M = mask.shape
+    b_idx = torch.arange(B, device=device)[:, None].expand(B, M)[mask]
+    g = padded[mask]  # (K0, 5)
+    grid_wh = torch.tensor([S_w, S_h], device=device, dtype=torch.float32)
+    shape_iou = wh_iou(g[:, 3:5] * grid_wh, anchors)  # (K0, A)
+    ok = shape_iou >= anchor_iou
+    if len(g):
+        ok[torch.arange(len(g), device=device), shape_iou.argmax(dim=1)] = True
+    n, a = ok.nonzero(as_tuple=True)  # (K1,) box, anchor; in box order, then anchor order
+    cell_xy = g[n, 1:3] * grid_wh  # (K1, 2)
+    ij = cell_xy.floor().long()
+    i0 = ij[:, 0].clamp(0, S_w - 1)
+    j0 = ij[:, 1].clamp(0, S_h - 1)
+    cand_i, cand_j, cand_ok = [i0], [j0], [torch.ones_like(i0, dtype=torch.bool)]
+    if neighbours:
+        frac = cell_xy - ij.float()
+        di = torch.where(frac[:, 0] < 0.5, -1, 1)
+        dj = torch.where(frac[:, 1] < 0.5, -1, 1)
+        cand_i += [i0 + di, i0]
+        cand_j += [j0, j0 + dj]
+        cand_ok += [(i0 + di >= 0) & (i0 + di < S_w), (j0 + dj >= 0) & (j0 + dj < S_h)]
+    i, j, keep = torch.cat(cand_i), torch.cat(cand_j), torch.cat(cand_ok)
+    n, a = n.repeat(len(cand_i)), a.repeat(len(cand_i))
+    return {
+        "b": b_idx[n][keep],
+        "a": a[keep],
+        "j": j[keep],
+        "i": i[keep],
+        "box": g[n][keep][:, 1:5],
+        "cls": g[n][keep][:, 0].long(),
+    }

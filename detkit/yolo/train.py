@@ -7,6 +7,11 @@
     RUN/curves.png     loss parts and mAP per epoch (at the end of each call)
     RUN/summary.json   kind "yolo.train" for ``detkit report``
 
+Recipes (``--loss``): ``modern``, the default (Darknet-19 x0.25 = ``--model n``, a stride-16 head, CIoU and
+BCE objectness with several positives per box, mosaic, AdamW 3e-3), and the papers' ``darknet`` and
+``course`` (stride-32 head, squared errors, SGD 1e-3, full width), exactly as before; options left unset
+take their recipe's value (:meth:`detkit.yolo.config.TrainConfig.resolved`) and config.json holds them.
+
 Resuming with more (or fewer) epochs recomputes the cosine schedule over the new total: the learning rate
 moves from where the old schedule had it to where the new one has it at this step (no second warm-up),
 and the start-up line says both values.
@@ -32,6 +37,7 @@ from detkit.console import info, progress, warn
 from detkit.io import write_json
 from detkit.train import harness as H
 from detkit.train import options as O
+from detkit.train.common import is_main_process
 from detkit.train.runs import record_resume, record_run
 from detkit.yolo.checkpoint import (
     RUN_FILES,
@@ -198,7 +204,8 @@ def _record(r: Run, threads: dict[str, Any] | None, resumed: dict[str, Any] | No
     record_run(r.path, config, seed=cfg.seed, inputs=[p for p in {cfg.data, cfg.val_data, cfg.anchors} if p])
     write_json(r.path / "config.json", asdict(cfg))
     info(
-        f"training {cfg.backbone} x{cfg.width} on {d['n_train']} images ({len(d['class_map'])} classes, "
+        f"training the {cfg.loss} recipe, {cfg.backbone} x{cfg.width} (stride {cfg.head_stride}) on "
+        f"{d['n_train']} images ({len(d['class_map'])} classes, "
         f"anchors: {d['anchors_from']}) for {cfg.epochs} epochs on {r.device}"
     )
 
@@ -265,7 +272,8 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
         DetkitError: unusable input or a folder holding a run (exit 2); Diverged (exit 1) at a NaN loss.
     """
     cfg.validate()
-    main = os.environ.get("RANK", "0") == "0"
+    cfg = cfg.resolved()  # the recipe's defaults, written into config.json (what --resume reads)
+    main = is_main_process()
     with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=main):
         return _run(cfg, Path(cfg.out), None)
 
@@ -274,11 +282,12 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
     """Continue the run in ``run`` (a folder or its last.pt) exactly; ``given`` are options typed again
     (only those of :func:`detkit.train.options.resume_fields` may change)."""
     path = Path(run) if Path(run).is_dir() or not Path(run).suffix else Path(run).parent  # RUN or RUN/last.pt
-    main = os.environ.get("RANK", "0") == "0"
+    main = is_main_process()
     with H.RunFolder(path, RUN_FILES, resume=True, main=main):
         ckpt = H.load_checkpoint(path / "last.pt", "yolo", ("model_config", *H.STATE_KEYS, "args"))
         cfg = O.resumed_config(TrainConfig, {**ckpt["args"], "out": str(path)}, given or {}, path)
         cfg.validate()
+        cfg = cfg.resolved()  # a run saved before the recipes: its None options mean its recipe's values
         if ckpt["epoch"] >= cfg.epochs:  # the classifier's rule too: rebuild what is missing, exit 0
             if main:
                 checkpoints(path).repair(ckpt, finished=True)

@@ -33,8 +33,8 @@ def test_perfect_predictions_score_one(gt):
     m = coco_eval(gt, res)
     assert m["mAP"] == pytest.approx(1.0) and m["mAP50"] == pytest.approx(1.0)
     rows = {r["category_id"]: r for r in m["per_class"]}
-    assert rows[3]["AP"] == pytest.approx(1.0) and rows[3]["gt_boxes"] == 2
-    assert rows[11]["AP"] is None and rows[11]["gt_boxes"] == 0  # no ground truth: no AP, not 0
+    assert rows[3]["AP"] == pytest.approx(1.0) and rows[3]["gt"] == 2
+    assert rows[11]["AP"] is None and rows[11]["gt"] == 0  # no ground truth: no AP, not 0
 
 
 def test_one_class_missed_halves_the_map(gt):
@@ -65,7 +65,7 @@ def test_pycocotools_prints_nothing(gt, capsys):
 def test_restricting_to_some_images(gt):
     m = coco_eval(gt, [_row(2, 3, [5, 5, 60, 60])], image_ids=[2])
     assert m["mAP"] == pytest.approx(1.0)
-    assert {r["category_id"]: r["gt_boxes"] for r in m["per_class"]} == {3: 1, 7: 0, 11: 0}
+    assert {r["category_id"]: r["gt"] for r in m["per_class"]} == {3: 1, 7: 0, 11: 0}
 
 
 def test_ema_ramps_its_decay():

@@ -381,3 +381,31 @@ def test_a_path_given_as_an_image_is_named_as_a_path():
     a = np.zeros((4, 5, 3), np.uint8)
     a.setflags(write=False)  # a read-only array (PIL's np.asarray) is an image like any other
     assert check_image(a).shape == (4, 5, 3)
+
+
+@pytest.mark.parametrize("xy_scale", [1.0, 2.0])
+def test_the_exported_decode_keeps_the_models_centre_scale(xy_scale):
+    """A modern model (xy_scale 2) places centres up to half a cell past its cell: the module every backend
+    runs (checkpoint, TorchScript, ONNX) decodes as training and ``yolo eval`` do, not with YOLOv2's 1."""
+    import torch
+    from torchvision.ops import box_convert
+
+    from detkit.yolo.decode import decode
+    from detkit.yolo.export import Deployable
+    from detkit.yolo.model import YoloConfig, YOLOv2
+
+    torch.manual_seed(0)
+    anchors = [(1.0, 1.5), (3.0, 2.0)]
+    cfg = YoloConfig(num_classes=2, anchors=anchors, width=0.125, head_stride=16, xy_scale=xy_scale)
+    model = YOLOv2(cfg).eval()
+    images = torch.randint(0, 256, (1, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        boxes, scores = Deployable(model, anchors)(images)
+        raw = model(images.permute(0, 3, 1, 2).float() / 255)
+        want, obj, cls = decode(raw, torch.tensor(anchors), xy_scale)
+    assert raw.shape[2:4] == (4, 4)  # the stride-16 grid at 64 px
+    assert torch.allclose(boxes, box_convert(want, "cxcywh", "xyxy").clamp(0, 1), atol=1e-6)
+    assert torch.allclose(scores, obj[..., None] * cls, atol=1e-6)
+    with torch.no_grad():  # and it differs from YOLOv2's decoding when the scale is not 1
+        plain, _, _ = decode(raw, torch.tensor(anchors), 1.0)
+    assert torch.allclose(want, plain) == (xy_scale == 1.0)

@@ -40,7 +40,7 @@ def _anchors(tmp_path, doc) -> str:
             "anchor [0.1, -0.2] needs a positive, finite width",
         ),
         (["--anchors", {"anchors_normalized": [[0.1, 0.2]], "norm": "pixels"}], "unknown norm 'pixels'"),
-        (["--loss", "foo"], "--loss must be one of darknet, course, got 'foo'"),
+        (["--loss", "foo"], "--loss must be one of modern, darknet, course, got 'foo'"),
         (["--size-loss", "cubic"], "--size-loss must be log or sqrt, got 'cubic'"),
         (["--backbone", "vgg"], "--backbone must be one of darknet19, resnet18, resnet50, got 'vgg'"),
         (["--batch", "0"], "--batch must be at least 1, got 0"),

@@ -94,6 +94,8 @@ def test_config_round_trip():
         "backbone": "resnet18",
         "width": 0.5,
         "passthrough": False,
+        "head_stride": 32,
+        "xy_scale": 1.0,
     }
     assert YoloConfig.from_dict(d) == cfg
     with pytest.raises(ValueError):

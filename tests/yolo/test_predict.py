@@ -48,7 +48,7 @@ def test_eval_on_a_data_yaml_takes_its_val_split_and_says_what_it_skipped(yaml_r
     assert code == 0, err
     doc = json.loads(out)
     assert doc["metrics"]["images"] == 2  # d and e of val, not the 5 images of train + val
-    gt = {r["name"]: r["gt_boxes"] for r in doc["per_class"]}
+    gt = {r["name"]: r["gt"] for r in doc["per_class"]}
     assert gt == {"cat": 1, "dog": 0}  # d's cat; train's boxes (a: cat + dog, b: dog) are not counted
     assert err.count("warning: skipped 1 item(s): 1 record.unparsable") == 1
     assert "labels/val/e.txt:line 1" in err
@@ -67,7 +67,7 @@ def test_eval_on_a_roboflow_export_takes_valid(yaml_run, cli_json, tmp_path):
     root = roboflow_yolo(tmp_path / "rf")  # train 2, valid 1 (v1: one "head", class 1), test 1
     doc = cli_json("yolo", "eval", weights, "--data", root, "--workers", "0")
     assert doc["metrics"]["images"] == 1
-    assert {r["name"]: r["gt_boxes"] for r in doc["per_class"]} == {
+    assert {r["name"]: r["gt"] for r in doc["per_class"]} == {
         "helmet": 0,
         "head": 1,
     }  # the data set's names
