@@ -36,8 +36,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detkit.datasets.formats.coco import decode_bytes
-from detkit.datasets.formats.readers import read_bytes
+from detkit.datasets.formats.coco import Int64, decode_bytes
+from detkit.datasets.formats.readers import check_file, read_bytes
 from detkit.datasets.model import Dataset, lookup
 from detkit.errors import InputError
 from detkit.evaluation.results_json import read_results
@@ -115,14 +115,14 @@ def index_of(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 # ---- json forms: COCO results, ultralytics' predictions.json, detkit's detections.json ---------------------
 class _UltraDet(msgspec.Struct, gc=False):
-    image_id: int | str  # the file stem, an int when all digits
-    category_id: int  # class index + 1
+    image_id: Int64 | str  # the file stem, an int when all digits
+    category_id: Int64  # class index + 1
     bbox: tuple[float, float, float, float]
     score: float
 
 
 class _PredDet(msgspec.Struct, gc=False):
-    category_id: int
+    category_id: Int64
     bbox: tuple[float, float, float, float]
     score: float
 
@@ -213,7 +213,17 @@ def load_yolo_predictions(path: str | Path, gt: Dataset) -> tuple[Predictions, l
 def load_detkit_predictions(path: str | Path, gt: Dataset) -> tuple[Predictions, list[str]]:
     """``detections.json`` of ``detkit yolo predict`` (boxes in pixels, dataset category ids)."""
     path = Path(path)
-    doc = _decode(path, _PredFile)
+    try:
+        doc = _decode(path, _PredFile)
+    except InputError as e:
+        if e.where != "$" or "`images`" not in e.what:
+            raise
+        raise InputError(
+            path,
+            None,
+            "is a JSON object without an 'images' list: expected a COCO results list "
+            '[{image_id, category_id, bbox, score}, ...] or detkit predictions {"images": [...]}',
+        ) from None
     index, unmatched = _stem_index(gt, path), []
     rows, records = [], []
     for i, im in enumerate(doc.images):
@@ -277,6 +287,8 @@ def detect_pred_format(path: str | Path) -> str:
         raise InputError(p, None, "no such file or folder")
     if p.is_dir():
         return "yolo"
+    if check_file(p) < 0:  # a pipe (read once, by the reader): a results list
+        return "coco"
     with open(p, "rb") as f:
         head = f.read(4096).lstrip()
     return "detkit" if head.startswith(b"{") else "coco"

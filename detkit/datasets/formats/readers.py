@@ -7,8 +7,11 @@ or non-UTF-8 files) and reports a bad record through :func:`skip_or_raise`: load
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,19 +55,75 @@ def check_image_sizes(path: Path, width: np.ndarray, height: np.ndarray, where) 
         raise InputError(path, where(i), f"image size {width[i]}x{height[i]} must be positive and finite")
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes; a folder or an unreadable file is an InputError."""
+# pipes the user opened for this process (``cmd < x``, ``<(cmd)``): read; a named FIFO on disk is not
+_OPEN_PIPES = ("/dev/stdin", "/dev/fd/", "/proc/self/fd/")
+PIPE_MAX_BYTES = 1 << 31  # a pipe has no size to check first: this much is read at most
+
+
+def check_file(path: Path, max_bytes: int | None = None, what: str = "") -> int:
+    """The size of the regular file ``path`` (-1 for a pipe this process was given, 0 for /dev/null),
+    checked before anything is opened: a folder, a named pipe (FIFO: opening it waits for a writer), a
+    device (``/dev/zero`` never ends), a socket, or a file over ``max_bytes`` is an InputError.
+
+    Args:
+        max_bytes: the most a file of this kind may hold (None: no limit).
+        what: the kind of file, for the size message (``a data yaml``).
+    """
     try:
-        return path.read_bytes()
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read ({exc.strerror or exc})") from None
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        raise InputError(path, None, "is a folder, expected a file")
+    if stat.S_ISREG(mode):
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise InputError(
+                path,
+                None,
+                f"{st.st_size:,} bytes: too large for {what or 'this file'} (at most {max_bytes:,})",
+            )
+        return st.st_size
+    if stat.S_ISFIFO(mode) and str(path).startswith(_OPEN_PIPES):
+        return -1
+    if stat.S_ISCHR(mode) and os.path.realpath(path) == os.devnull:
+        return 0
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    raise InputError(path, None, f"is {kind}, expected a regular file")
+
+
+def read_bytes(path: Path, max_bytes: int | None = None, what: str = "") -> bytes:
+    """The file's bytes, after :func:`check_file` (folders, FIFOs, devices and files over ``max_bytes`` are
+    an InputError); an unreadable file is an InputError."""
+    size = check_file(path, max_bytes, what)
+    try:
+        if size >= 0:
+            return path.read_bytes()
+        limit = PIPE_MAX_BYTES if max_bytes is None else max_bytes
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except IsADirectoryError:
         raise InputError(path, None, "is a folder, expected a file") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise InputError(
+            path, None, f"more than {limit:,} bytes from a pipe: too large for {what or 'an input'}"
+        )
+    return data
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, max_bytes: int | None = None, what: str = "") -> str:
     """The file as UTF-8 text (a BOM is dropped); other encodings are an InputError naming the line."""
-    data = read_bytes(path)
+    data = read_bytes(path, max_bytes, what)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -72,3 +131,52 @@ def read_text(path: Path) -> str:
         raise InputError(
             path, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
+
+
+# ---- YAML, bounded ---------------------------------------------------------------------------------------
+YAML_MAX_BYTES = 4 << 20  # a data.yaml is a few hundred bytes; a class list of 100,000 names ~2 MB
+YAML_MAX_NODES = 1_000_000  # values after alias expansion: 9 levels of 9 aliases are 9**9 = 387M
+
+
+def load_yaml(path: Path, max_bytes: int = YAML_MAX_BYTES, max_nodes: int = YAML_MAX_NODES) -> Any:
+    """The YAML document in ``path``, read with PyYAML's safe loader (no tags that run code) and bounded:
+    a file over ``max_bytes`` (or a folder, FIFO, device: :func:`read_bytes`) is refused before it is read,
+    and a document whose values, aliases expanded, number more than ``max_nodes`` (an alias bomb, which
+    ``str()`` or a walk would expand for hours; a self-referencing alias) is refused after it is parsed —
+    aliases are shared objects until something walks them, so the count below stops at the budget.
+    An unparsable document is an InputError naming the line.
+    """
+    import yaml
+
+    text = read_text(path, max_bytes, "a YAML file")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise InputError(
+            path, where, f"not valid YAML ({getattr(exc, 'problem', None) or exc.__class__.__name__})"
+        ) from None
+    except RecursionError:
+        raise InputError(path, None, "not valid YAML (nested too deeply)") from None
+    if _yaml_nodes(doc, max_nodes) > max_nodes:
+        raise InputError(
+            path, None, f"more than {max_nodes:,} values once its aliases are expanded (an alias bomb?)"
+        )
+    return doc
+
+
+def _yaml_nodes(doc: Any, budget: int) -> int:
+    """The number of values in ``doc`` with every shared (aliased) value counted each time it is reached,
+    counting stopped just past ``budget``: an explicit stack, so neither depth nor cycles can hang it."""
+    n, stack = 0, [doc]
+    while stack and n <= budget:
+        v = stack.pop()
+        n += 1
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple, set)):
+            stack.extend(v)
+    return n

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.layouts import (
+    MAX_CLASSES,
     NAME_FILES,
     SPLIT_KEYS,
     YoloLayout,
@@ -36,7 +37,7 @@ from detkit.datasets.images import probe_image
 from detkit.datasets.model import Dataset, Skipped, image_columns
 from detkit.errors import InputError
 
-MAX_YOLO_CLASSES = 100_000  # a larger class index is a corrupt line, not a real class
+MAX_YOLO_CLASSES = MAX_CLASSES  # a larger class index is a corrupt line, not a real class
 
 
 # ---- where a lenient loader's problems go ----------------------------------------------------------------

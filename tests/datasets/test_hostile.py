@@ -1,0 +1,178 @@
+"""Hostile and huge inputs (issue 23): every count bounded before it allocates, YAML bounded, special files
+refused up front, dataset roots sane, outputs never inside an input — each one line and exit 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from detkit.datasets.formats.layouts import read_data_yaml
+from detkit.datasets.formats.readers import YAML_MAX_BYTES, check_file, load_yaml, read_bytes
+from detkit.errors import InputError
+from tests.datasets.test_layouts import write_image
+
+linux = pytest.mark.skipif(sys.platform != "linux", reason="FIFOs and /dev/zero")
+
+
+def _one_line(code: int, err: str) -> str:
+    assert code == 2, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    return err.strip()
+
+
+def _yolo(root: Path, yaml_text: str, n: int = 2) -> Path:
+    """A tiny ultralytics layout under ``root`` (images/train, labels/train), ``yaml_text`` its data.yaml."""
+    for i in range(n):
+        write_image(root / "images" / "train" / f"{i}.jpg", (32, 24), seed=i)
+        (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
+        (root / "labels" / "train" / f"{i}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    y = root / "data.yaml"
+    y.write_text(yaml_text)
+    return y
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """``levels`` anchors, each a list of ``width`` aliases of the one before: width**levels leaves."""
+    lines = [f"a0: &a0 [{', '.join(['x'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+# ---- counts from data are bounded -------------------------------------------------------------------------
+CMDS = [("inspect",), ("convert", "--to", "coco"), ("split",), ("draw",)]
+
+
+@pytest.mark.parametrize("cmd", CMDS)
+def test_nc_10_12_without_names_is_one_line(cli, tmp_path, cmd):
+    y = _yolo(tmp_path / "d", "train: images/train\nnc: 1000000000000\n")
+    args = [*cmd, y] + ([tmp_path / "out"] if cmd[0] != "inspect" else [])
+    code, _, err = cli("coco", *args)
+    assert _one_line(code, err) == (
+        f"detkit: error: {y}:nc: 1000000000000 classes without names: at most 100,000 are read"
+    )
+
+
+def test_nc_at_the_limit_is_read(tmp_path):
+    y = _yolo(tmp_path / "d", "train: images/train\nnc: 100000\n")
+    assert len(read_data_yaml(y).names) == 100_000
+
+
+# ---- YAML is bounded --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", ["names", "train"])
+@pytest.mark.parametrize("cmd", CMDS)
+def test_an_alias_bomb_is_one_line(cli, tmp_path, key, cmd):
+    text = alias_bomb() + ("train: images/train\nnames: *a8\n" if key == "names" else "train: *a8\n")
+    y = _yolo(tmp_path / "d", text)
+    args = [*cmd, y] + ([tmp_path / "out"] if cmd[0] != "inspect" else [])
+    code, _, err = cli("coco", *args)
+    assert _one_line(code, err) == (
+        f"detkit: error: {y}: more than 1,000,000 values once its aliases are expanded (an alias bomb?)"
+    )
+
+
+def test_the_node_budget_counts_expanded_values(tmp_path):
+    y = tmp_path / "a.yaml"
+    y.write_text(alias_bomb(levels=3, width=10) + "b: *a2\n")  # 10 + 100 + 1000 + 1000 leaves
+    assert load_yaml(y, max_nodes=3000)["b"][9][9] == ["x"] * 10  # 1 + 3 + (10+1) + (100+10+1)... fits
+    with pytest.raises(InputError, match="more than 2,000 values"):
+        load_yaml(y, max_nodes=2000)
+
+
+def test_a_self_referencing_alias_is_refused(tmp_path):
+    y = tmp_path / "a.yaml"
+    y.write_text("a: &a [1, *a]\n")
+    with pytest.raises(InputError, match="aliases are expanded"):
+        load_yaml(y)
+
+
+def test_a_yaml_over_the_size_limit_is_refused_before_parsing(tmp_path):
+    y = tmp_path / "data.yaml"
+    y.write_text("train: x\n#" + "x" * YAML_MAX_BYTES + "\n")
+    with pytest.raises(InputError) as e:
+        load_yaml(y)
+    assert str(e.value) == (
+        f"{y}: {y.stat().st_size:,} bytes: too large for a YAML file (at most {YAML_MAX_BYTES:,})"
+    )
+
+
+def test_a_yaml_tag_that_would_run_code_is_refused(tmp_path):
+    y = tmp_path / "data.yaml"
+    y.write_text("train: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(InputError, match=r"data.yaml:line 1: not valid YAML"):
+        load_yaml(y)
+
+
+# ---- special files are refused up front ------------------------------------------------------------------
+@linux
+def test_special_files_are_refused_before_opening(tmp_path):
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="is a named pipe"):
+        read_bytes(fifo)  # would block for a writer if opened
+    zero = tmp_path / "z"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(InputError, match=f"^{zero}: is a device, expected a regular file$"):
+        read_bytes(zero)
+    assert read_bytes(Path("/dev/null")) == b""
+    assert check_file(Path("/dev/null")) == 0
+    with pytest.raises(InputError, match="is a folder"):
+        read_bytes(tmp_path)
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 11)
+    with pytest.raises(InputError, match="11 bytes: too large for a thing \\(at most 10\\)"):
+        read_bytes(big, 10, "a thing")
+
+
+@linux
+@pytest.mark.parametrize("special", ["fifo", "zero"])
+def test_a_special_data_yaml_is_one_line(cli, tmp_path, special):
+    d = tmp_path / "d"
+    _yolo(d, "train: images/train\nnames: [a]\n").unlink()
+    y = d / "data.yaml"
+    os.mkfifo(y) if special == "fifo" else y.symlink_to("/dev/zero")
+    code, _, err = cli("coco", "inspect", y)
+    what = "a named pipe (FIFO)" if special == "fifo" else "a device"
+    assert _one_line(code, err) == f"detkit: error: {y}: is {what}, expected a regular file"
+
+
+# ---- dataset roots are sane -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "value, what",
+    [
+        ("/", "the file system's root"),
+        ("/proc", "inside /proc"),
+        ("/proc/self", "inside /proc"),
+        ("/sys", "inside /sys"),
+        ("/etc", "inside /etc"),
+    ],
+)
+def test_a_system_root_is_refused(cli, tmp_path, value, what):
+    y = _yolo(tmp_path / "d", f"path: {value}\ntrain: .\nnames: [a]\n")
+    for cmd in CMDS:
+        args = [*cmd, y] + ([tmp_path / "out"] if cmd[0] != "inspect" else [])
+        code, _, err = cli("coco", *args)
+        assert _one_line(code, err) == f"detkit: error: {y}:path: '{value}' is {what}: not a dataset folder"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_split_entry_at_the_root_is_refused(tmp_path):
+    y = _yolo(tmp_path / "d", "train: /\nnames: [a]\n")
+    with pytest.raises(InputError, match="train: '/' is the file system's root"):
+        read_data_yaml(y)
+
+
+def test_a_folder_above_home_is_refused(tmp_path, monkeypatch):
+    home = tmp_path / "home" / "u"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    y = _yolo(tmp_path / "d", f"path: {tmp_path / 'home'}\ntrain: .\nnames: [a]\n")
+    with pytest.raises(InputError) as e:
+        read_data_yaml(y)
+    assert str(e.value) == (
+        f"{y}:path: '{tmp_path / 'home'}' is a folder above your home {home}: not a dataset folder"
+    )
+    y.write_text(f"path: {tmp_path / 'd'}\ntrain: images/train\nnames: [a]\n")  # beside home: fine
+    assert len(read_data_yaml(y).splits[0].images) == 2
