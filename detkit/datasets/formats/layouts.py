@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detkit.datasets.formats.readers import load_yaml, read_text
+from detkit.datasets.formats.readers import load_yaml, read_text, suffix, walk
 from detkit.errors import InputError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -90,8 +90,9 @@ def labels_folder(images: Path) -> Path:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Every image file under ``folder``, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    """Every image file under ``folder``, sorted (as ``folder.rglob('*')``, on ``os.scandir``)."""
+    found = walk(folder, lambda e: suffix(e.name).lower() in IMAGE_EXTS and e.is_file())
+    return [Path(p) for p in found]
 
 
 # ---- ultralytics data yaml ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ or non-UTF-8 files) and reports a bad record through :func:`skip_or_raise`: load
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable
@@ -123,7 +124,11 @@ def read_bytes(path: Path, max_bytes: int | None = None, what: str = "") -> byte
 
 def read_text(path: Path, max_bytes: int | None = None, what: str = "") -> str:
     """The file as UTF-8 text (a BOM is dropped); other encodings are an InputError naming the line."""
-    data = read_bytes(path, max_bytes, what)
+    return decode_text(path, read_bytes(path, max_bytes, what))
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    """``data`` (the bytes of ``path``) as UTF-8 text, a BOM dropped; else an InputError naming the line."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -131,6 +136,35 @@ def read_text(path: Path, max_bytes: int | None = None, what: str = "") -> str:
         raise InputError(
             path, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
+
+
+# ---- folders --------------------------------------------------------------------------------------------
+def suffix(name: str) -> str:
+    """pathlib's ``suffix`` of a file name."""
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
+def walk(folder: Path, keep: Callable[[os.DirEntry], bool]) -> list[str]:
+    """Paths (as str) of the entries below ``folder`` that ``keep`` accepts, in ``sorted(Path)`` order; as
+    ``folder.rglob('*')`` walks: symlinked folders are listed, not entered; a folder that cannot be read
+    (or vanished) is skipped."""
+    out, stack = [], [str(folder)]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for e in entries:
+            with contextlib.suppress(OSError):
+                if keep(e):
+                    out.append(e.path)
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+    out.sort(key=lambda s: s.split("/"))
+    return out
 
 
 # ---- YAML, bounded ---------------------------------------------------------------------------------------
@@ -180,3 +214,56 @@ def _yaml_nodes(doc: Any, budget: int) -> int:
         elif isinstance(v, (list, tuple, set)):
             stack.extend(v)
     return n
+
+
+# ---- JPEG size from the header bytes ---------------------------------------------------------------------
+_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+_PLAIN = frozenset((0xC4, 0xCC, 0xDD, 0xFE, *range(0xE0, 0xF0)))  # DHT, DAC, DRI, COM, APP0..15
+
+
+def jpeg_size(head: bytes, max_pixels: int) -> tuple[int, int] | None:
+    """(width, height) of a JPEG from its first bytes, or None whenever the header is anything but the
+    common shape — the caller then asks PIL, so a size given here is PIL's ``Image.open(...).size``.
+
+    Walked as PIL walks it, up to the start of scan (SOS): SOI, then segments ``FF m len payload`` with
+    ``m`` a frame header (SOF, 8-bit, 1 / 3 / 4 components, PIL's condition), DQT (each table whole, PIL's
+    check), DHT, DAC, DRI, COM or APPn. None for: fill bytes or other markers, a segment past ``head``, a
+    short JFIF / Adobe / ICC segment (where PIL's handlers fail), Photoshop or MPF segments (PIL parses
+    more of them), no frame header, a zero side or more than ``max_pixels`` pixels (PIL's bomb check).
+    """
+    if head[:3] != b"\xff\xd8\xff":
+        return None
+    pos, n, size = 2, len(head), None
+    while True:
+        if pos + 4 > n or head[pos] != 0xFF:
+            return None
+        m = head[pos + 1]
+        if m == 0xDA:
+            break
+        seg = (head[pos + 2] << 8) | head[pos + 3]
+        if seg < 2 or pos + 2 + seg > n:
+            return None
+        s = head[pos + 4 : pos + 2 + seg]
+        if m in _SOF:
+            if len(s) < 6 or s[0] != 8 or s[5] not in (1, 3, 4):
+                return None
+            size = ((s[3] << 8) | s[4], (s[1] << 8) | s[2])
+        elif m == 0xDB:
+            while s:
+                q = 1 + (1 if s[0] // 16 == 0 else 2) * 64
+                if len(s) < q:
+                    return None
+                s = s[q:]
+        elif m not in _PLAIN:
+            return None
+        elif (
+            (m == 0xE0 and s.startswith(b"JFIF") and len(s) < 12)
+            or (m == 0xEE and s.startswith(b"Adobe") and len(s) < 12)
+            or (m == 0xE2 and (s.startswith(b"MPF\0") or (s.startswith(b"ICC_PROFILE\0") and len(s) < 14)))
+            or (m == 0xED and s.startswith(b"Photoshop 3.0\0"))
+        ):
+            return None
+        pos += 2 + seg
+    if size is None or size[0] == 0 or size[1] == 0 or size[0] * size[1] > max_pixels:
+        return None
+    return size

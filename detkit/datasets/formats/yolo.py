@@ -17,6 +17,7 @@ nothing (a polygon read as its box, an image without a label file = a background
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,8 @@ from detkit.datasets.formats.layouts import (
     read_yaml,
     yolo_folder_layout,
 )
-from detkit.datasets.formats.readers import OnError, problem, read_text
-from detkit.datasets.images import probe_image
+from detkit.datasets.formats.readers import OnError, problem, suffix
+from detkit.datasets.formats.yolo_scan import list_txt, scan
 from detkit.datasets.model import Dataset, Skipped, image_columns
 from detkit.errors import InputError
 
@@ -150,28 +151,45 @@ def _yolo_rows(
     return rows
 
 
-def _label_file(img: Path, folders: list[tuple[Path, Path]]) -> Path:
+class _Files:
+    """Which label files exist: the ``.txt`` files found walking the label folders (one ``scandir`` per
+    folder instead of a ``stat`` per image); ``Path.is_file`` for a path outside them."""
+
+    def __init__(self, folders: list[Path]):
+        self.roots = tuple(str(f) + os.sep for f in folders)
+        self.files: set[str] = set()
+        self.listed: dict[Path, list[str]] = {}
+        for f in folders:
+            if f not in self.listed:
+                self.listed[f], found = list_txt(f) if f.is_dir() else ([], set())
+                self.files |= found
+
+    def exists(self, p: str) -> bool:
+        return p in self.files if p.startswith(self.roots) else os.path.isfile(p)
+
+
+def _label_file(img: Path, folders: list[tuple[Path, Path]], files: _Files) -> str:
     """The label file of an image: the mirror path under its folder's labels folder when that file exists
     (``labels/images/x.txt`` for ``images/images/x.jpg``), else ultralytics' rule (last ``images`` ->
     ``labels``), else a ``.txt`` beside the image (darknet)."""
+    s = str(img)
+    beside = os.path.splitext(s)[0] + ".txt" if suffix(img.name) else s + ".txt"
     for img_dir, lbl_dir in folders:
-        if lbl_dir == img_dir and img.with_suffix(".txt").is_file():  # darknet: image and .txt side by side
-            return img.with_suffix(".txt")
-        if lbl_dir != img_dir and img.is_relative_to(img_dir):
-            mirror = lbl_dir / img.relative_to(img_dir).with_suffix(".txt")
-            if mirror.is_file():
+        if lbl_dir == img_dir and files.exists(beside):  # darknet: image and .txt side by side
+            return beside
+        top = str(img_dir) + os.sep
+        if lbl_dir != img_dir and s.startswith(top):
+            mirror = str(lbl_dir) + os.sep + beside[len(top) :]
+            if files.exists(mirror):
                 return mirror
-    ultra = label_path(img)
-    if not ultra.is_file() and img.with_suffix(".txt").is_file():  # darknet lists: labels beside the images
-        return img.with_suffix(".txt")
+    ultra = str(label_path(img))
+    if not files.exists(ultra) and files.exists(beside):  # darknet lists: labels beside the images
+        return beside
     return ultra
 
 
-def _rel(p: Path, root: Path) -> str:
-    try:
-        return str(p.relative_to(root))
-    except ValueError:
-        return str(p)
+def _rel(p: str, root: str) -> str:
+    return p[len(root) :] if p.startswith(root) else p
 
 
 def read_yolo_layout(
@@ -179,6 +197,9 @@ def read_yolo_layout(
 ) -> Dataset:
     """Read the images (header sizes) and label files of a
     :class:`~detkit.datasets.formats.layouts.YoloLayout`.
+
+    The files are read by :func:`~detkit.datasets.formats.yolo_scan.scan` (threads, the label rows parsed
+    in numpy, cached); problems are then reported in the order of the images, as one pass over them would.
 
     Args:
         layout: the splits, their image files and the class names (from
@@ -189,51 +210,76 @@ def read_yolo_layout(
     """
     report = Reporter(on_error, strict)
     nc = len(layout.names) if layout.names else None
-    img_rows, ann_rows, records, splits = [], [], [], []
-    listed, label_files = 0, 0
+    files = _Files([lbl for src in layout.splits for _, lbl in src.folders])
+    images = [img for src in layout.splits for img in src.images]
+    label_of, label_files, index = [], [], {}
+    for src in layout.splits:
+        for img in src.images:
+            lf = _label_file(img, src.folders, files)
+            if files.exists(lf):
+                k = index.setdefault(lf, len(label_files))
+                if k == len(label_files):
+                    label_files.append(lf)
+            else:
+                k = -1
+            label_of.append((lf, k))
+    sc = scan(
+        [str(p) for p in images],
+        np.array([k for _, k in label_of], dtype=np.int64),
+        label_files,
+        nc,
+        nc if nc is not None else MAX_YOLO_CLASSES,
+        YOLO_TOL,
+        lambda lf, text, note: _yolo_rows(lf, text, nc, note),
+    )
+    root = str(layout.root) + os.sep
+    img_rows, splits, parts, listed, n_label_files, i = [], [], [], 0, 0, -1
     for src in layout.splits:
         for lst, lineno, p in src.missing:
             report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
         expected = set()
         for img in src.images:
+            i += 1
             listed += 1
-            lf = _label_file(img, src.folders)
+            lf, k = label_of[i]
             expected.add(lf)
-            try:
-                w, h = probe_image(img)
-                text = read_text(lf) if lf.is_file() else None
-            except InputError as err:
-                report(err)
+            if i in sc.image_problem:
+                code, what = sc.image_problem[i]
+                report(problem(img, None, what, code))
+                continue
+            if k >= 0 and k in sc.file_problem:
+                code, where, what = sc.file_problem[k]
+                report(problem(Path(lf), where, what, code))
                 continue
             img_id = len(img_rows) + 1
-            img_rows.append((img_id, _rel(img, layout.root), float(w), float(h)))
+            img_rows.append((img_id, _rel(str(img), root), float(sc.width[i]), float(sc.height[i])))
             splits.append(src.name)
-            if text is None:
+            if k < 0:
                 report(
                     problem(
                         img,
                         None,
-                        f"no label file {lf.name} (read as a background image)",
+                        f"no label file {Path(lf).name} (read as a background image)",
                         "image.no_label_file",
                     ),
                     kept=True,
                 )
                 continue
-            label_files += 1
-            for c, cx, cy, bw, bh, ln in _yolo_rows(lf, text, nc, report):
-                ann_rows.append((img_id, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h))
-                records.append(f"{lf.name} line {ln}")
+            n_label_files += 1
+            for code, where, what, kept in sc.notes.get(k, ()):
+                report(problem(Path(lf), where, what, code), kept=kept)
+            parts.append((img_id, k, int(sc.offset[k]), int(sc.offset[k + 1])))
         for img_dir, lbl_dir in src.folders:
             if lbl_dir == img_dir or not lbl_dir.is_dir():
                 continue
-            for lf in sorted(lbl_dir.rglob("*.txt")):
-                if lf not in expected and lf.name not in NAME_FILES:
-                    label_files += 1
+            for lf in files.listed.get(lbl_dir, []):
+                if lf not in expected and os.path.basename(lf) not in NAME_FILES:
+                    n_label_files += 1
                     report(
                         problem(
-                            lf,
+                            Path(lf),
                             None,
-                            f"label file without an image (no {lf.stem}.* in {img_dir})",
+                            f"label file without an image (no {Path(lf).stem}.* in {img_dir})",
                             "label.orphan",
                         )
                     )
@@ -241,9 +287,9 @@ def read_yolo_layout(
         where = layout.descriptor or source or layout.root
         if listed:
             raise InputError(
-                where, None, f"none of the {listed} images could be read (see the first: {src.images[0]})"
+                where, None, f"none of the {listed} images could be read (see the first: {images[0]})"
             )
-        if not label_files:
+        if not n_label_files:
             raise InputError(
                 source or where,
                 None,
@@ -252,26 +298,56 @@ def read_yolo_layout(
         raise InputError(
             source or where,
             None,
-            f"no images found for the {label_files} label files (looked under {layout.root})",
+            f"no images found for the {n_label_files} label files (looked under {layout.root})",
         )
-    return _yolo_dataset(img_rows, ann_rows, records, splits, layout, report, source)
+    return _yolo_dataset(img_rows, parts, sc, splits, layout, report, source)
 
 
-def _yolo_dataset(
-    img_rows, ann_rows, records, splits, layout: YoloLayout, report: Reporter, source: str
-) -> Dataset:
-    n = len(ann_rows)
-    arr = np.array(ann_rows, dtype=np.float64).reshape(n, 6)
+class LabelRecords:
+    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: an
+    array of the file names and two integer columns instead of a string per row."""
+
+    def __init__(self, names: np.ndarray, file: np.ndarray, line: np.ndarray):
+        self.names, self.file, self.line = names, file, line
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def __getitem__(self, i):
+        if isinstance(i, (int, np.integer)):
+            return f"{self.names[self.file[i]]} line {int(self.line[i])}"
+        return LabelRecords(self.names, self.file[i], self.line[i])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(list(self), dtype=object)
+
+
+def _yolo_dataset(img_rows, parts, sc, splits, layout: YoloLayout, report: Reporter, source: str) -> Dataset:
+    """The Dataset of the images kept and the rows of their label files (``parts``: (image id, file, first
+    row, end row) in image order)."""
+    lengths = np.array([e - b for _, _, b, e in parts], dtype=np.int64)
+    take = np.concatenate([np.arange(b, e) for _, _, b, e in parts]) if parts else np.zeros(0, dtype=np.int64)
+    n = len(take)
+    image_of = np.repeat(np.array([p[0] for p in parts], dtype=np.int64), lengths)
+    file_of = np.repeat(np.array([p[1] for p in parts], dtype=np.int32), lengths)
+    cls = sc.cls[take]
+    wh = np.array([(r[2], r[3]) for r in img_rows], dtype=np.float64).reshape(-1, 2)[image_of - 1]
+    cx, cy, bw, bh = sc.box[take].T
+    w, h = wh[:, 0], wh[:, 1]
+    bbox = np.stack(((cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h), axis=1).reshape(n, 4)
     names = layout.names
-    ncls = len(names) if names else (int(arr[:, 1].max()) + 1 if n else 0)
+    ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
     cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
-    bbox = arr[:, 2:6].copy()
+    file_names = np.array([os.path.basename(f) for f in sc.label_files], dtype=object)
     has_split = any(s is not None for s in splits)
     return Dataset(
         **image_columns(img_rows),
         ann_id=np.arange(1, n + 1, dtype=np.int64),
-        ann_image_id=arr[:, 0].astype(np.int64),
-        category_id=arr[:, 1].astype(np.int64),
+        ann_image_id=image_of,
+        category_id=cls,
         bbox=bbox,
         area=bbox[:, 2] * bbox[:, 3],
         iscrowd=np.zeros(n, dtype=np.int64),
@@ -280,7 +356,7 @@ def _yolo_dataset(
         source=source,
         format="yolo",
         image_root=str(layout.root),
-        ann_record=np.array(records, dtype=object),
+        ann_record=LabelRecords(file_names, file_of, sc.line[take]),
         split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
         skipped=report.items,
         extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},
