@@ -71,7 +71,7 @@ def label_text(rng: np.random.Generator, n: int) -> str:
 
 def _yaml(root: Path, split: str) -> None:
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(COCO80_NAMES))
-    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/{split}\nnames:\n{names}\n")
+    (root / "data.yaml").write_text(f"train: images/{split}\nnames:\n{names}\n")  # relative to the yaml
 
 
 def generate(root: Path, n_files: int, n_rows: int, seed: int = 0) -> None:

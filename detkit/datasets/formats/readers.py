@@ -146,24 +146,32 @@ def suffix(name: str) -> str:
 
 
 def walk(folder: Path, keep: Callable[[os.DirEntry], bool]) -> list[str]:
-    """Paths (as str) of the entries below ``folder`` that ``keep`` accepts, in ``sorted(Path)`` order; as
-    ``folder.rglob('*')`` walks: symlinked folders are listed, not entered; a folder that cannot be read
-    (or vanished) is skipped."""
-    out, stack = [], [str(folder)]
+    """Paths (as str) of the entries below ``folder`` that ``keep`` accepts, in ``sorted(Path)`` order, as
+    ``folder.rglob('*')`` finds them: symlinked folders are listed, not entered; a folder that cannot be
+    read (or vanished) is skipped. Depth first with each folder's names sorted: that is the order of the
+    paths' parts (``a``, ``a/b``, ``a-c``)."""
+    out: list[str] = []
+    stack: list[tuple[str, bool]] = [(str(folder), True)]  # (path, is a folder to list)
     while stack:
-        d = stack.pop()
+        path, is_dir = stack.pop()
+        if not is_dir:
+            out.append(path)
+            continue
         try:
-            with os.scandir(d) as it:
-                entries = list(it)
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError:
             continue
+        below: list[tuple[str, bool]] = []
         for e in entries:
             with contextlib.suppress(OSError):
-                if keep(e):
-                    out.append(e.path)
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-    out.sort(key=lambda s: s.split("/"))
+                kept = keep(e)
+                sub = e.is_dir(follow_symlinks=False)
+                if kept and sub:
+                    below += [(e.path, False), (e.path, True)]
+                elif kept or sub:
+                    below.append((e.path, sub))
+        stack += below[::-1]
     return out
 
 

@@ -35,7 +35,7 @@ from detkit.datasets.formats.layouts import (
 )
 from detkit.datasets.formats.readers import OnError, problem, suffix
 from detkit.datasets.formats.yolo_scan import list_txt, scan
-from detkit.datasets.model import Dataset, Skipped, image_columns
+from detkit.datasets.model import Dataset, Skipped
 from detkit.errors import InputError
 
 MAX_YOLO_CLASSES = MAX_CLASSES  # a larger class index is a corrupt line, not a real class
@@ -168,21 +168,22 @@ class _Files:
         return p in self.files if p.startswith(self.roots) else os.path.isfile(p)
 
 
-def _label_file(img: Path, folders: list[tuple[Path, Path]], files: _Files) -> str:
+def _label_file(img: str, folders: list[tuple[str, str]], files: _Files) -> str:
     """The label file of an image: the mirror path under its folder's labels folder when that file exists
     (``labels/images/x.txt`` for ``images/images/x.jpg``), else ultralytics' rule (last ``images`` ->
-    ``labels``), else a ``.txt`` beside the image (darknet)."""
-    s = str(img)
-    beside = os.path.splitext(s)[0] + ".txt" if suffix(img.name) else s + ".txt"
+    ``labels``), else a ``.txt`` beside the image (darknet). ``folders``: (images folder + '/', labels
+    folder + '/') pairs; all paths as str."""
+    name = img[img.rfind(os.sep) + 1 :]
+    beside = img[: len(img) - len(suffix(name))] + ".txt"  # Path.with_suffix(".txt")
     for img_dir, lbl_dir in folders:
-        if lbl_dir == img_dir and files.exists(beside):  # darknet: image and .txt side by side
-            return beside
-        top = str(img_dir) + os.sep
-        if lbl_dir != img_dir and s.startswith(top):
-            mirror = str(lbl_dir) + os.sep + beside[len(top) :]
+        if lbl_dir == img_dir:
+            if files.exists(beside):  # darknet: image and .txt side by side
+                return beside
+        elif img.startswith(img_dir):
+            mirror = lbl_dir + beside[len(img_dir) :]
             if files.exists(mirror):
                 return mirror
-    ultra = str(label_path(img))
+    ultra = str(label_path(Path(img)))
     if not files.exists(ultra) and files.exists(beside):  # darknet lists: labels beside the images
         return beside
     return ultra
@@ -214,8 +215,9 @@ def read_yolo_layout(
     images = [img for src in layout.splits for img in src.images]
     label_of, label_files, index = [], [], {}
     for src in layout.splits:
+        pairs = [(str(i) + os.sep, str(lb) + os.sep) for i, lb in src.folders]
         for img in src.images:
-            lf = _label_file(img, src.folders, files)
+            lf = _label_file(str(img), pairs, files)
             if files.exists(lf):
                 k = index.setdefault(lf, len(label_files))
                 if k == len(label_files):
@@ -232,58 +234,64 @@ def read_yolo_layout(
         YOLO_TOL,
         lambda lf, text, note: _yolo_rows(lf, text, nc, note),
     )
-    root = str(layout.root) + os.sep
-    img_rows, splits, parts, listed, n_label_files, i = [], [], [], 0, 0, -1
+    n = len(images)
+    lab = sc.label
+    has = lab >= 0
+    bad_img = np.zeros(n, dtype=bool)
+    bad_img[list(sc.image_problem)] = True
+    bad_file = np.zeros(len(label_files) + 1, dtype=bool)  # [-1]: no file
+    bad_file[list(sc.file_problem)] = True
+    noted = np.zeros(len(label_files) + 1, dtype=bool)
+    noted[list(sc.notes)] = True
+    keep = ~bad_img & ~(has & bad_file[lab])
+    special = np.flatnonzero(~keep | ~has | noted[lab])  # the images with something to report
+    start, listed, n_label_files = 0, 0, 0
     for src in layout.splits:
         for lst, lineno, p in src.missing:
             report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
-        expected = set()
-        for img in src.images:
-            i += 1
-            listed += 1
-            lf, k = label_of[i]
-            expected.add(lf)
-            if i in sc.image_problem:
+        end = start + len(src.images)
+        listed += len(src.images)
+        n_label_files += int(np.count_nonzero(keep[start:end] & has[start:end]))
+        for i in special[np.searchsorted(special, start) : np.searchsorted(special, end)].tolist():
+            img, (lf, k) = images[i], label_of[i]
+            if bad_img[i]:
                 code, what = sc.image_problem[i]
                 report(problem(img, None, what, code))
-                continue
-            if k >= 0 and k in sc.file_problem:
+            elif k >= 0 and bad_file[k]:
                 code, where, what = sc.file_problem[k]
                 report(problem(Path(lf), where, what, code))
-                continue
-            img_id = len(img_rows) + 1
-            img_rows.append((img_id, _rel(str(img), root), float(sc.width[i]), float(sc.height[i])))
-            splits.append(src.name)
-            if k < 0:
-                report(
-                    problem(
-                        img,
-                        None,
-                        f"no label file {Path(lf).name} (read as a background image)",
-                        "image.no_label_file",
-                    ),
-                    kept=True,
-                )
-                continue
-            n_label_files += 1
-            for code, where, what, kept in sc.notes.get(k, ()):
-                report(problem(Path(lf), where, what, code), kept=kept)
-            parts.append((img_id, k, int(sc.offset[k]), int(sc.offset[k + 1])))
+            elif k < 0:
+                what = f"no label file {Path(lf).name} (read as a background image)"
+                report(problem(img, None, what, "image.no_label_file"), kept=True)
+            else:
+                for code, where, what, kept in sc.notes[k]:
+                    report(problem(Path(lf), where, what, code), kept=kept)
+        expected = {lf for lf, _ in label_of[start:end]}
         for img_dir, lbl_dir in src.folders:
             if lbl_dir == img_dir or not lbl_dir.is_dir():
                 continue
             for lf in files.listed.get(lbl_dir, []):
                 if lf not in expected and os.path.basename(lf) not in NAME_FILES:
                     n_label_files += 1
-                    report(
-                        problem(
-                            Path(lf),
-                            None,
-                            f"label file without an image (no {Path(lf).stem}.* in {img_dir})",
-                            "label.orphan",
-                        )
-                    )
-    if not img_rows:
+                    what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
+                    report(problem(Path(lf), None, what, "label.orphan"))
+        start = end
+    root = str(layout.root) + os.sep
+    kept_rows = np.flatnonzero(keep)
+    split_of = np.repeat(
+        np.array([src.name for src in layout.splits], dtype=object), [len(x.images) for x in layout.splits]
+    )
+    img_cols = {
+        "image_id": np.arange(1, len(kept_rows) + 1, dtype=np.int64),
+        "file_name": np.array([_rel(str(images[i]), root) for i in kept_rows.tolist()], dtype=object),
+        "width": sc.width[kept_rows].astype(np.float64),
+        "height": sc.height[kept_rows].astype(np.float64),
+    }
+    splits = split_of[kept_rows].tolist()
+    kl = lab[kept_rows]
+    with_file = kl >= 0
+    parts = (img_cols["image_id"][with_file], kl[with_file])
+    if not len(kept_rows):
         where = layout.descriptor or source or layout.root
         if listed:
             raise InputError(
@@ -300,7 +308,7 @@ def read_yolo_layout(
             None,
             f"no images found for the {n_label_files} label files (looked under {layout.root})",
         )
-    return _yolo_dataset(img_rows, parts, sc, splits, layout, report, source)
+    return _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
 
 
 class LabelRecords:
@@ -325,18 +333,21 @@ class LabelRecords:
         return np.array(list(self), dtype=object)
 
 
-def _yolo_dataset(img_rows, parts, sc, splits, layout: YoloLayout, report: Reporter, source: str) -> Dataset:
-    """The Dataset of the images kept and the rows of their label files (``parts``: (image id, file, first
-    row, end row) in image order)."""
-    lengths = np.array([e - b for _, _, b, e in parts], dtype=np.int64)
-    take = np.concatenate([np.arange(b, e) for _, _, b, e in parts]) if parts else np.zeros(0, dtype=np.int64)
-    n = len(take)
-    image_of = np.repeat(np.array([p[0] for p in parts], dtype=np.int64), lengths)
-    file_of = np.repeat(np.array([p[1] for p in parts], dtype=np.int32), lengths)
+def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Reporter, source: str) -> Dataset:
+    """The Dataset of the images kept (``img_cols``) and the rows of their label files (``parts``: image id
+    and label file of each kept image that has one, in image order)."""
+    image_id, file_k = parts
+    first, last = sc.offset[file_k], sc.offset[file_k + 1]
+    lengths = last - first
+    n = int(lengths.sum())
+    # row indices first[j] .. last[j] - 1 for each j, without a Python loop
+    take = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths - first, lengths)
+    image_of = np.repeat(image_id, lengths)
+    file_of = np.repeat(file_k.astype(np.int32), lengths)
     cls = sc.cls[take]
-    wh = np.array([(r[2], r[3]) for r in img_rows], dtype=np.float64).reshape(-1, 2)[image_of - 1]
+    w = img_cols["width"][image_of - 1]
+    h = img_cols["height"][image_of - 1]
     cx, cy, bw, bh = sc.box[take].T
-    w, h = wh[:, 0], wh[:, 1]
     bbox = np.stack(((cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h), axis=1).reshape(n, 4)
     names = layout.names
     ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
@@ -344,7 +355,7 @@ def _yolo_dataset(img_rows, parts, sc, splits, layout: YoloLayout, report: Repor
     file_names = np.array([os.path.basename(f) for f in sc.label_files], dtype=object)
     has_split = any(s is not None for s in splits)
     return Dataset(
-        **image_columns(img_rows),
+        **img_cols,
         ann_id=np.arange(1, n + 1, dtype=np.int64),
         ann_image_id=image_of,
         category_id=cls,
