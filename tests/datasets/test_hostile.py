@@ -176,3 +176,71 @@ def test_a_folder_above_home_is_refused(tmp_path, monkeypatch):
     )
     y.write_text(f"path: {tmp_path / 'd'}\ntrain: images/train\nnames: [a]\n")  # beside home: fine
     assert len(read_data_yaml(y).splits[0].images) == 2
+
+
+# ---- outputs never inside an input ------------------------------------------------------------------------
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "cmd, inside",
+    [
+        (("filter", "{y}", "{out}", "--copy-images"), "images/train"),
+        (("sample", "{y}", "{out}", "--n", "1"), "images/train"),
+        (("split", "{y}", "{out}"), "images/train/sub"),
+        (("draw", "{y}", "{out}"), "labels/train"),
+        (("convert", "{y}", "{out}", "--to", "voc"), "images"),
+        (("convert", "{y}", "{out}", "--to", "coco"), "extra"),
+        (("merge", "{y}", "{y}", "{out}"), "images/train"),
+    ],
+)
+def test_an_output_inside_the_input_is_refused_and_the_input_untouched(cli, tmp_path, cmd, inside):
+    d = tmp_path / "d"
+    y = _yolo(d, "train: images/train\nnames: [a]\n")
+    before = _tree(d)
+    out = d / inside / "out"
+    code, _, err = cli("coco", *[a.format(y=y, out=out) for a in cmd])
+    assert _one_line(code, err) == (
+        f"detkit: error: {out}: output is inside the input folder {d}, which later reads would take it in; "
+        "choose an output outside it"
+    )
+    assert _tree(d) == before and not out.exists()
+    code, _, err = cli("coco", *[a.format(y=y, out=tmp_path / "ok") for a in cmd])  # beside it: fine
+    assert code == 0, err
+
+
+def test_an_output_inside_a_coco_image_folder_is_refused(cli, tmp_path):
+    import json
+
+    (tmp_path / "ann").mkdir()
+    write_image(tmp_path / "imgs" / "a.jpg", (32, 24))
+    doc = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 32, "height": 24}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    j = tmp_path / "ann" / "c.json"
+    j.write_text(json.dumps(doc))
+    out = tmp_path / "imgs" / "out"
+    code, _, err = cli("coco", "convert", j, out, "--to", "yolo", "--images", tmp_path / "imgs")
+    assert _one_line(code, err).endswith(
+        f"output is inside the input folder {tmp_path / 'imgs'}, which later "
+        "reads would take it in; choose an output outside it"
+    )
+    # beside the json (its own folder is not walked): fine, as before
+    code, _, err = cli(
+        "coco", "convert", j, tmp_path / "ann" / "out", "--to", "yolo", "--images", tmp_path / "imgs"
+    )
+    assert code == 0, err
+
+
+def test_a_run_folder_inside_the_data_is_refused(cli, tmp_path):
+    y = _yolo(tmp_path / "d", "train: images/train\nval: images/train\nnames: [a]\n")
+    out = tmp_path / "d" / "runs" / "r1"
+    code, _, err = cli("yolo", "train", "--data", y, "--out", out, "--epochs", "1")
+    assert _one_line(code, err) == (
+        f"detkit: error: {out}: run folder is inside the input folder {tmp_path / 'd'}, which later reads "
+        "would take it in; choose a run folder outside it"
+    )
+    assert not out.exists()

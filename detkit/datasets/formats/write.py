@@ -28,7 +28,14 @@ import numpy as np
 
 from detkit.datasets.model import Dataset
 from detkit.datasets.ops.source import Part, Source, subset
-from detkit.datasets.paths import name_problem, safe_relative, source_path, yolo_relative
+from detkit.datasets.paths import (
+    check_outside,
+    input_folders,
+    name_problem,
+    safe_relative,
+    source_path,
+    yolo_relative,
+)
 from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_write, staged_folder
 
@@ -42,12 +49,10 @@ def default_target(fmt: str) -> str:
 
 
 def check_out(out: Path, inputs: Iterable[Path], single_json: bool) -> None:
-    """Refuse an output that would overwrite or contain an input, or a non-empty folder."""
-    r = out.resolve()
-    for p in inputs:
-        q = Path(p).resolve()
-        if r == q or r in q.parents:
-            raise InputError(out, None, f"output would overwrite the input {p}; choose a new output")
+    """Refuse an output that would overwrite, contain or (a folder) lie inside an input
+    (:func:`~detkit.datasets.paths.check_outside`), or a non-empty folder. ``inputs``: the input files and
+    the folders read (:func:`~detkit.datasets.paths.input_folders`)."""
+    check_outside(out, inputs if not single_json else [p for p in inputs if not Path(p).is_dir()])
     if single_json:
         if out.is_dir():
             raise InputError(out, None, "is a folder; name a .json file or a new folder")
@@ -231,7 +236,7 @@ def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = F
     single_json = to == "coco" and out.suffix.lower() == ".json"
     if single_json and copy_images:
         raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
-    check_out(out, [src.path], single_json)
+    check_out(out, [src.path, *input_folders(src.ds, src.path)], single_json)
     result = {"out": str(out), "to": to, **part.counts()}
     if single_json:
         write_coco_part(src, part, out, src.image_root)
@@ -258,7 +263,7 @@ def write_split_parts(
     """Write one output per split into the new folder ``out`` (layouts in the module docstring)."""
     if to not in TARGETS:
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
-    check_out(out, [src.path], single_json=False)
+    check_out(out, [src.path, *input_folders(src.ds, src.path)], single_json=False)
     ds = src.ds
     every = np.unique(np.concatenate([p.images for p in parts.values()]))
     links: dict[str, int] = {}

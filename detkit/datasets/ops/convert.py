@@ -41,7 +41,15 @@ from detkit.console import progress
 from detkit.datasets.formats.coco import DETKIT_KEY
 from detkit.datasets.formats.layouts import roboflow_coco_files
 from detkit.datasets.model import COCO80_IDS, COCO80_NAMES, Dataset, json_number
-from detkit.datasets.paths import inside, name_problem, safe_relative, source_path, yolo_relative
+from detkit.datasets.paths import (
+    check_outside,
+    input_folders,
+    inside,
+    name_problem,
+    safe_relative,
+    source_path,
+    yolo_relative,
+)
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, remove_leftovers, staged_folder, write_json
 
@@ -388,6 +396,10 @@ def convert(
     out = Path(out)
     if Path(ds.source).exists() and out.resolve() == Path(ds.source).resolve():
         raise DetkitError(f"{out}: output would overwrite the input")
+    if to != "coco" or out.suffix.lower() != ".json":  # a folder: never inside one the input is read from
+        check_outside(
+            out, input_folders(ds, ds.source if ds.source and Path(ds.source).exists() else None, image_root)
+        )
     if to == "coco":
         src, root = _coco_source(ds)
         if root is not None:  # one split of a Roboflow export: its json, names relative to its folder

@@ -29,7 +29,7 @@ from detkit.datasets.ops.convert import (
     write_voc,
     write_yolo,
 )
-from detkit.datasets.paths import name_problem
+from detkit.datasets.paths import check_outside, input_folders, name_problem
 from detkit.errors import DetkitError
 from detkit.io import remove_leftovers
 
@@ -95,6 +95,9 @@ def convert_splits(
     out, names = Path(out), ds.split_names()
     if out.suffix.lower() == ".json":
         raise DetkitError(f"{out}: {len(names)} splits need an output folder (one {to} output per split)")
+    check_outside(
+        out, input_folders(ds, ds.source if ds.source and Path(ds.source).exists() else None, image_root)
+    )
     removed = remove_leftovers(out)
     results: dict[str, dict[str, Any]] = {}
     with new_folder(out) as tmp:
