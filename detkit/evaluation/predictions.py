@@ -402,6 +402,26 @@ def _good_boxes(b: np.ndarray) -> np.ndarray:
     return finite & (np.minimum(b[:, 2], b[:, 3]) > 0)  # (a NaN is not > 0)
 
 
+def boxes_overflowing(preds: Predictions) -> dict[str, Any] | None:
+    """A note for finite boxes whose far corner or area is not (``x + w``, ``y + h`` or ``w * h`` past
+    float64's 1.8e308, as a box of 1e308 is): they are kept, and match nothing, as in pycocotools, and the
+    evaluation runs without numpy's overflow warnings. None when there are none."""
+    b = preds.bbox
+    with np.errstate(over="ignore", invalid="ignore"):
+        far = np.isfinite(b[:, 0] + b[:, 2]) & np.isfinite(b[:, 1] + b[:, 3]) & np.isfinite(b[:, 2] * b[:, 3])
+    over = _good_boxes(b) & ~far
+    if not over.any():
+        return None
+    i = int(np.argmax(over))
+    return {
+        "code": "pred.box_overflow",
+        "count": int(over.sum()),
+        "share": round(float(over.mean()), 4),
+        "message": "boxes whose x + w, y + h or w * h overflow float64: kept, they match nothing",
+        "example": f"{preds.source}:{preds.record(i)}: bbox {[float(v) for v in b[i]]}",
+    }
+
+
 def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> dict[str, Any] | None:
     """A note when more than ``share`` of the boxes reach over a pixel past their image: the mark of
     ``x1, y1, x2, y2`` boxes given as COCO's ``x, y, w, h`` (then every box whose centre lies right of or
@@ -412,7 +432,8 @@ def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> di
     if not len(ok):
         return None
     b, r = preds.bbox[ok], row[ok]
-    past = (b[:, 0] + b[:, 2] > gt.width[r] + 1) | (b[:, 1] + b[:, 3] > gt.height[r] + 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a box of 1e308: see boxes_overflowing
+        past = (b[:, 0] + b[:, 2] > gt.width[r] + 1) | (b[:, 1] + b[:, 3] > gt.height[r] + 1)
     if past.mean() <= share:
         return None
     i, j = int(ok[np.argmax(past)]), int(r[np.argmax(past)])

@@ -244,3 +244,115 @@ def test_a_run_folder_inside_the_data_is_refused(cli, tmp_path):
         "would take it in; choose a run folder outside it"
     )
     assert not out.exists()
+
+
+# ---- messages: one line naming the file and what is wrong -------------------------------------------------
+class _Evil:
+    """Unpickled, it would make the folder ``marker``."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+@linux
+def test_a_hostile_checkpoint_is_one_line_and_runs_nothing(cli, tmp_path):
+    import torch
+
+    from detkit.io import torch_load
+
+    evil = tmp_path / "evil.pt"
+    marker = tmp_path / "ran"
+    torch.save({"model": _Evil(str(marker))}, evil)
+    with pytest.raises(InputError) as e:
+        torch_load(evil)
+    assert str(e.value) == (
+        f"{evil}: not a usable checkpoint: it holds a Python object (posix.mkdir) that is not a tensor "
+        "(detkit loads weights, never code)"
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(evil.read_bytes())
+    code, _, err = cli("yolo", "train", "--resume", run)
+    assert "not a usable checkpoint: it holds a Python object (posix.mkdir)" in _one_line(code, err)
+    assert not marker.exists()
+
+
+def test_a_full_disk_names_the_file(tmp_path):
+    import errno
+
+    from detkit.io import atomic_write, staged_folder
+
+    target = tmp_path / "out.json"
+    with pytest.raises(OSError) as e, atomic_write(target) as f:
+        f.write("x")
+        raise OSError(errno.ENOSPC, "No space left on device")  # what write() raises: no file name
+    assert (e.value.filename, e.value.strerror) == (str(target), "No space left on device")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError) as e, staged_folder(tmp_path / "o") as tmp:
+        (tmp / "a").write_text("x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert e.value.filename == str(tmp_path / "o") and list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_is_a_symlink_to_an_empty_folder(cli, tmp_path):
+    y = _yolo(tmp_path / "d", "train: images/train\nnames: [a]\n")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / "empty")
+    code, _, err = cli("coco", "split", y, out)
+    assert _one_line(code, err) == (
+        f"detkit: error: {out}: is a symbolic link (to {tmp_path / 'empty'}); name a new folder instead"
+    )
+    assert out.is_symlink() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_the_loser_of_two_writers_is_one_line(tmp_path):
+    from detkit.io import staged_folder
+
+    out = tmp_path / "o"
+    with pytest.raises(InputError) as e, staged_folder(out) as tmp:
+        (tmp / "mine").write_text("x")
+        out.mkdir()  # the other writer finished first
+        (out / "theirs").write_text("y")
+    assert str(e.value) == (
+        f"{out}: was filled by another process while this one wrote it (two commands writing one output?): "
+        "its files are kept, this run's are discarded"
+    )
+    assert [p.name for p in out.iterdir()] == ["theirs"] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "o"
+    ]
+
+
+def test_a_box_of_1e308_is_a_note_not_a_numpy_warning(tmp_path):
+    import json
+    import subprocess
+
+    gt = tmp_path / "gt.json"
+    gt.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12}],
+                "categories": [{"id": 1, "name": "cat"}],
+            }
+        )
+    )
+    pred = tmp_path / "p.json"
+    pred.write_text('[{"image_id": 1, "category_id": 1, "bbox": [1e308, 2, 1e308, 4], "score": 0.5}]')
+    r = subprocess.run(
+        [sys.executable, "-m", "detkit", "coco", "eval", str(gt), str(pred), "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeWarning" not in r.stderr and "overflow encountered" not in r.stderr, r.stderr
+    assert (
+        "warning: pred.box_overflow: 1 (100%) boxes whose x + w, y + h or w * h overflow float64: kept, "
+        f"they match nothing First: {pred}:$[0]: bbox [1e+308, 2.0, 1e+308, 4.0]"
+    ) in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["summary"]["AP"] == 0.0 and doc["notes"][0]["code"] == "pred.box_overflow"
