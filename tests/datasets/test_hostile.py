@@ -356,3 +356,26 @@ def test_a_box_of_1e308_is_a_note_not_a_numpy_warning(tmp_path):
     ) in r.stderr
     doc = json.loads(r.stdout)
     assert doc["summary"]["AP"] == 0.0 and doc["notes"][0]["code"] == "pred.box_overflow"
+
+
+# ---- image linking: one rule (formats/write.link_image) for convert and the ops ---------------------------
+def test_link_image_rules(tmp_path):
+    from detkit.datasets.formats.write import link_image
+    from detkit.errors import DetkitError
+
+    src = write_image(tmp_path / "src" / "a.jpg", (8, 8))
+    out = tmp_path / "out"
+    out.mkdir()
+    assert link_image(src, out / "x" / "a.jpg", out) == "linked"
+    assert (out / "x" / "a.jpg").resolve() == src.resolve()
+    assert link_image(src, out / "x" / "a.jpg", out) == "taken"  # never written through
+    assert link_image(src, out / "x" / "a.jpg" / "b.jpg", out) == "taken"  # a file where a folder goes
+    assert link_image(None, out / "n.jpg", out) == "missing"
+    assert link_image(tmp_path / "src" / "a\0.jpg", out / "n.jpg", out) == "missing"  # NUL: no such file
+    (tmp_path / "elsewhere").mkdir()
+    (out / "esc").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(DetkitError, match="refusing to write outside the output folder"):
+        link_image(src, out / "esc" / "a.jpg", out)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert link_image(src, out / "c.jpg", out, copy=True) == "linked"
+    assert not (out / "c.jpg").is_symlink() and (out / "c.jpg").read_bytes() == src.read_bytes()

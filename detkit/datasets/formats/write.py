@@ -31,6 +31,7 @@ from detkit.datasets.ops.source import Part, Source, subset
 from detkit.datasets.paths import (
     check_outside,
     input_folders,
+    inside,
     name_problem,
     safe_relative,
     source_path,
@@ -67,40 +68,67 @@ def image_source(root: Path | None, name: str) -> Path | None:
     return None if root is None or name_problem(name) is not None else source_path(root, name)
 
 
+def link_image(src: Path | None, dst: Path, folder: Path, copy: bool = False) -> str:
+    """Put the image ``src`` at ``dst`` inside the output ``folder`` — a symlink to its real path, or a copy
+    (``copy``, or where links cannot be made) — under the one set of safety rules every writer uses:
+
+        missing  ``src`` is None, not a file, or a name the file system cannot hold (NUL, too long)
+        taken    something is already at ``dst`` (nothing is written through an existing link), or a file
+                 stands where ``dst`` needs a folder
+        linked   otherwise
+
+    A ``dst`` whose real folder would lie outside ``folder`` (a symlinked folder on the way) is an error,
+    checked before any folder is made.
+    """
+    try:
+        if src is None or not src.is_file():
+            return "missing"
+    except (OSError, ValueError):
+        return "missing"
+    there = dst.parent
+    while not os.path.lexists(there) and there != there.parent:
+        there = there.parent
+    if not there.is_dir():  # a file (or a link to one) where this name needs a folder
+        return "taken"
+    if not inside(folder, dst.parent):
+        raise DetkitError(f"{dst}: refusing to write outside the output folder {folder}")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(dst):
+            return "taken"
+    except OSError:  # a file where this name needs a folder
+        return "taken"
+    if copy:
+        shutil.copy2(src, dst)
+    else:
+        try:
+            os.symlink(src.resolve(), dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    return "linked"
+
+
 def link_images(
     pairs: Iterable[tuple[Path | None, str]], dst_root: Path, copy: bool = False
 ) -> dict[str, int]:
-    """Link (or copy) each ``source file -> dst_root/safe_relative(name)``; count linked, missing and unsafe
-    names. A name whose place is taken by another file (``b.jpg`` after ``a/../b.jpg`` of another image, or
-    ``a/b.jpg`` after a file ``a``) counts as unsafe: nothing is written through an existing link."""
+    """Link (or copy) each ``source file -> dst_root/safe_relative(name)`` (:func:`link_image`); count
+    linked, missing and unsafe names. A name whose place is taken by another file (``b.jpg`` after
+    ``a/../b.jpg`` of another image, or ``a/b.jpg`` after a file ``a``) counts as unsafe."""
     n = {"images_linked": 0, "images_missing": 0, "unsafe_names": 0}
     placed: dict[str, Path] = {}  # name written -> its real source file
     for src, name in pairs:
         if name_problem(str(name)) is not None:
             n["unsafe_names"] += 1
             continue
-        if src is None or not src.is_file():
+        rel = safe_relative(str(name))
+        got = link_image(src, dst_root / rel, dst_root, copy)
+        if got == "missing":
             n["images_missing"] += 1
-            continue
-        rel, real = safe_relative(str(name)), src.resolve()
-        dst = dst_root / rel
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            taken = os.path.lexists(dst)
-        except OSError:  # a file where this name needs a folder
-            taken = True
-        if taken:  # the same image twice is linked once; another image's place is not overwritten
-            n["images_linked" if placed.get(rel) == real else "unsafe_names"] += 1
-            continue
-        placed[rel] = real
-        if copy:
-            shutil.copy2(src, dst)
+        elif got == "taken":  # the same image twice is linked once; another image's place is not overwritten
+            n["images_linked" if placed.get(rel) == src.resolve() else "unsafe_names"] += 1
         else:
-            try:
-                os.symlink(real, dst)
-            except OSError:
-                shutil.copy2(src, dst)
-        n["images_linked"] += 1
+            placed[rel] = src.resolve()
+            n["images_linked"] += 1
     return n
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -59,22 +58,13 @@ CLASS_INDEXED = ("yolo", "text")  # formats whose boxes carry a class index, not
 
 
 def _link_image(src_root: Path | None, file_name: str, dst: Path, folder: Path) -> bool:
-    """Symlink (or copy) ``src_root/file_name`` to ``dst``; False when the source image is absent."""
+    """Link ``src_root/file_name`` at ``dst`` (:func:`~detkit.datasets.formats.write.link_image`, the one
+    rule); False when the source image is absent."""
+    from detkit.datasets.formats.write import link_image
+
     if src_root is None:
         return False
-    src = source_path(src_root, file_name)
-    try:
-        if not src.is_file():
-            return False
-    except (OSError, ValueError):  # a name the file system cannot hold (NUL, too long)
-        return False
-    _check_inside(folder, dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.symlink(src.resolve(), dst)
-    except OSError:
-        shutil.copy2(src, dst)
-    return True
+    return link_image(source_path(src_root, file_name), dst, folder) == "linked"
 
 
 def _check_inside(folder: Path, path: Path) -> None:
