@@ -65,15 +65,25 @@ def _workers(n: int) -> int:
     return max(1, min(THREADS, 2 * cpus, n // 256 + 1))
 
 
-def pmap(fn: Callable, items: list, chunk: int = 512) -> list:
-    """``[fn(x) for x in items]`` on a pool of threads (in order); one thread for a short list."""
+def pmap(fn: Callable, items: list, chunk: int = 512, per_chunk: Callable | None = None) -> list:
+    """``[fn(x) for x in items]`` on a pool of threads (in order); one thread for a short list.
+    ``per_chunk`` turns each chunk's results into one object (an array) as soon as it is done: the list
+    returned then holds those, not a Python object per item."""
     workers = _workers(len(items))
-    if workers == 1:
-        return [fn(x) for x in items]
     parts = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+
+    def run(part: list):
+        got = [fn(x) for x in part]
+        return per_chunk(got) if per_chunk is not None else got
+
+    if workers == 1:
+        done = map(run, parts)
+        return list(done) if per_chunk is not None else [x for got in done for x in got]
     with ThreadPoolExecutor(workers) as ex:
+        if per_chunk is not None:
+            return list(ex.map(run, parts))
         out = []
-        for got in ex.map(lambda part: [fn(x) for x in part], parts):
+        for got in ex.map(run, parts):
             out += got
         return out
 
@@ -132,8 +142,15 @@ def image_size(path: str) -> tuple[int, int] | InputError:
 
 
 def _read(path: str) -> bytes | InputError:
+    """The bytes of a label file (a regular file: the walk found it so); the reader's one-line problem
+    when it cannot be read."""
     from detkit.datasets.formats.readers import read_bytes
 
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        pass
     try:
         return read_bytes(Path(path))
     except InputError as err:
@@ -187,7 +204,7 @@ def scan(
         tol: coordinates may lie this far outside 0..1.
         rows_of: the per-line reader: ``rows_of(path, text, report) -> [(c, cx, cy, w, h, line)]``.
     """
-    stats = pmap(_stat, images + label_files)
+    stats = pmap(_stat, images + label_files, per_chunk=lambda got: np.array(got, dtype=np.int64))
     folder = cache_dir()
     key = _key(images, label_files, stats, nc, top, tol)
     if folder is not None:
@@ -207,7 +224,8 @@ def _key(images, label_files, stats, nc, top, tol) -> str:
     h.update("\0".join(images).encode("utf-8", "surrogateescape"))
     h.update(b"\1")
     h.update("\0".join(label_files).encode("utf-8", "surrogateescape"))
-    h.update(np.array(stats, dtype=np.int64).tobytes())
+    for part in stats:  # (n, 4) int64 arrays, in order
+        h.update(part.tobytes())
     return h.hexdigest()[:40]
 
 
