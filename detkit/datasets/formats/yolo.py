@@ -340,8 +340,11 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
     first, last = sc.offset[file_k], sc.offset[file_k + 1]
     lengths = last - first
     n = int(lengths.sum())
-    # row indices first[j] .. last[j] - 1 for each j, without a Python loop
-    take = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths - first, lengths)
+    shift = np.cumsum(lengths) - lengths - first
+    if n == len(sc.cls) and not shift.any():  # every row, in order (the common case): views, no copies
+        take: slice | np.ndarray = slice(None)
+    else:  # row indices first[j] .. last[j] - 1 for each j, without a Python loop
+        take = np.arange(n, dtype=np.int64) - np.repeat(shift, lengths)
     image_of = np.repeat(image_id, lengths)
     file_of = np.repeat(file_k.astype(np.int32), lengths)
     cls = sc.cls[take]

@@ -107,6 +107,8 @@ def parse_labels(
     del parts
     _mark_duplicates(file, cls, box, slow)
     keep = ~slow[file]
+    if keep.all():  # (no copy)
+        return LabelRows(file, line, cls, box, slow)
     return LabelRows(file[keep], line[keep], cls[keep], box[keep], slow)
 
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import stat
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -270,11 +271,26 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
     del blobs
     offset = np.concatenate(([0], np.cumsum(counts)))
     n = int(offset[-1])
+    if not any(slow_rows.values()):  # every row came by the fast path, in file order: its arrays as they are
+        return Scan(
+            width,
+            height,
+            image_problem,
+            label,
+            list(label_files),
+            file_problem,
+            notes,
+            offset,
+            fast.cls,
+            fast.line,
+            fast.box,
+        )
     cls = np.empty(n, np.int64)
     line = np.empty(n, np.int32)
     box = np.empty((n, 4), np.float64)
     at = offset[fast.file] + (np.arange(len(fast.file)) - np.searchsorted(fast.file, fast.file))
     cls[at], line[at], box[at] = fast.cls, fast.line, fast.box
+    del fast
     for k, rows in slow_rows.items():
         if rows:
             a = np.array(rows, dtype=np.float64).reshape(-1, 6)
@@ -318,7 +334,7 @@ def _load(path: Path, n_images: int, n_files: int) -> Scan | None:
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}
         meta = json.loads(d.pop("meta").tobytes())
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent, torn or foreign
         return None
     if len(d["width"]) != n_images or len(d["offset"]) != n_files + 1:
         return None
