@@ -95,11 +95,11 @@ def parse_labels(
     slow = np.zeros(len(blobs), dtype=bool)
     if wanted is not None:
         blobs = [b if w else b"" for b, w in zip(blobs, wanted)]
-    parts: list[tuple[np.ndarray, ...]] = []
-    for batch in _batches(blobs, batch_bytes):
-        got = _parse_batch(batch, top, tol, slow)
-        if got is not None:
-            parts.append(got)
+    # two batches at a time where there are two CPUs: numpy lets go of Python's lock in its loops
+    from detkit.datasets.formats.yolo_scan import pmap
+
+    batches = list(_batches(blobs, batch_bytes))
+    parts = [p for p in pmap(lambda bt: _parse_batch(bt, top, tol, slow), batches, chunk=1, threads=2) if p]
     if not parts:
         empty = np.zeros(0, np.int32)
         return LabelRows(empty, empty, np.zeros(0, np.int64), np.zeros((0, 4)), slow)
@@ -169,11 +169,10 @@ def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
     tok_start, tok_end, tok_line = tok_start[keep], tok_end[keep], tok_line[keep]
     if not tok_start.size:
         return None
-    values, ok = _numbers(a, tok_start, tok_end)
+    values, ok, plain = _numbers(a, tok_start, tok_end)
     field = np.arange(tok_start.size) % 5  # whole 5-token lines: field = position in the line
     cls_tok = field == 0
-    cls_ok = ok & (values >= 0) & (values < top) & (tok_end - tok_start <= 6)
-    cls_ok &= ~_has(a, tok_start, tok_end, (46, 43, 45, 101, 69))  # class: digits only
+    cls_ok = ok & plain & (values < top) & (tok_end - tok_start <= 6)  # class: 1..6 digits only
     coord_ok = ok & (values >= -tol) & (values <= 1 + tol)
     good = np.where(cls_tok, cls_ok, coord_ok)
     if not good.all():
@@ -187,44 +186,36 @@ def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
     return files[piece], line.astype(np.int32), v[:, 0].astype(np.int64), v[:, 1:].copy()
 
 
-def _has(a: np.ndarray, start: np.ndarray, end: np.ndarray, chars: tuple[int, ...]) -> np.ndarray:
-    """Per token: does it hold any of ``chars`` (tokens longer than MAX_TOKEN count as holding one)."""
-    out = end - start > MAX_TOKEN
-    lut = np.zeros(256, dtype=bool)
-    lut[list(chars)] = True
-    for j in range(int(min(MAX_TOKEN, (end - start).max(initial=0)))):
-        inside = start + j < end
-        out |= inside & lut[a[np.where(inside, start + j, 0)]]
-    return out
-
-
-def _numbers(a: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Value of each token ``[+-]digits[.digits]`` and whether it is one (with 1..MAX_DIGITS digits)."""
+def _numbers(a: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per token ``[+-]digits[.digits]``: its value, whether it is one (with 1..MAX_DIGITS digits), and
+    whether it is digits alone (no sign, no point: what a class index may be). One vector step per byte
+    column; the mantissa is summed in float64, exact below 2**53."""
     n = start.size
-    length = end - start
+    length = (end - start).astype(np.int32)
     ok = length <= MAX_TOKEN
-    mant = np.zeros(n, dtype=np.int64)
-    digits = np.zeros(n, dtype=np.int8)
-    frac = np.zeros(n, dtype=np.int8)
+    mant = np.zeros(n)
+    digits = np.zeros(n, dtype=np.int32)
+    frac = np.zeros(n, dtype=np.int32)
     dot = np.zeros(n, dtype=bool)
+    sign = np.zeros(n, dtype=bool)
     neg = np.zeros(n, dtype=bool)
     for j in range(int(min(MAX_TOKEN, length.max(initial=0)))):
         inside = j < length
-        b = a[np.where(inside, start + j, 0)]
-        is_digit = inside & (b >= 48) & (b <= 57)
+        b = a[np.minimum(start + j, a.size - 1)]
+        d = b - np.uint8(48)  # uint8: wraps past 9 for every byte that is not a digit
+        is_digit = inside & (d <= 9)
         is_dot = inside & (b == 46)
-        is_sign = inside & ((b == 43) | (b == 45))
         if j == 0:
-            neg = is_sign & (b == 45)
-            is_sign_ok = is_sign
+            sign = (b == 43) | (b == 45)
+            neg = b == 45
+            ok &= is_digit | is_dot | sign
         else:
-            is_sign_ok = np.zeros(n, dtype=bool)
-        ok &= ~inside | is_digit | (is_dot & ~dot) | is_sign_ok
-        frac += (is_digit & dot).astype(np.int8)
+            ok &= ~inside | is_digit | (is_dot & ~dot)
+        frac += is_digit & dot
         dot |= is_dot
-        mant = np.where(is_digit, mant * 10 + (b.astype(np.int64) - 48), mant)
-        digits += is_digit.astype(np.int8)
+        mant = np.where(is_digit, mant * 10 + d, mant)
+        digits += is_digit
     ok &= (digits >= 1) & (digits <= MAX_DIGITS)
-    values = mant.astype(np.float64) / _POW10[np.minimum(frac, MAX_DIGITS)]
-    values = np.where(neg, -values, values)
-    return values, ok
+    values = mant / _POW10[np.minimum(frac, MAX_DIGITS)]
+    values[neg] *= -1
+    return values, ok, ~dot & ~sign

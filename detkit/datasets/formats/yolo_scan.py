@@ -58,19 +58,22 @@ def cache_dir() -> Path | None:
     return Path(base) / "yolo-labels"
 
 
-def _workers(n: int) -> int:
+def _cpus() -> int:
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(THREADS, 2 * cpus, n // 256 + 1))
+        return os.cpu_count() or 1
 
 
-def pmap(fn: Callable, items: list, chunk: int = 512, per_chunk: Callable | None = None) -> list:
-    """``[fn(x) for x in items]`` on a pool of threads (in order); one thread for a short list.
+def pmap(
+    fn: Callable, items: list, chunk: int = 512, per_chunk: Callable | None = None, threads: int | None = None
+) -> list:
+    """``[fn(x) for x in items]`` on a pool of threads (in order): up to ``threads`` (default: twice the
+    CPUs, at most ``THREADS``; calls that wait on files), one thread for fewer than two chunks.
     ``per_chunk`` turns each chunk's results into one object (an array) as soon as it is done: the list
     returned then holds those, not a Python object per item."""
-    workers = _workers(len(items))
+    top = min(THREADS, 2 * _cpus()) if threads is None else min(threads, _cpus())
+    workers = max(1, min(top, -(-len(items) // chunk)))
     parts = [items[i : i + chunk] for i in range(0, len(items), chunk)]
 
     def run(part: list):
