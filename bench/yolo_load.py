@@ -243,8 +243,9 @@ def main() -> None:
     per_box = (cold["peak_rss_mb"] - empty["peak_rss_mb"]) * 2**20 / max(n_box, 1)
     per_big = (bigf["peak_rss_mb"] - empty["peak_rss_mb"]) * 2**20 / args.big_rows
     print(
-        f"cold {cold['wall_s']:.2f} s / {cold['cpu_s']:.2f} CPU s (target <= 10), cached {cached['wall_s']:.2f} s / "
-        f"{cached['cpu_s']:.2f} CPU s (<= 1), {per_box:.0f} bytes per box over the one-box run's "
+        f"cold {cold['wall_s']:.2f} s / {cold['cpu_s']:.2f} CPU s (target <= 10), "
+        f"cached {cached['wall_s']:.2f} s / {cached['cpu_s']:.2f} CPU s (<= 1), "
+        f"{per_box:.0f} bytes per box over the one-box run's "
         f"{empty['peak_rss_mb']:.0f} MB (<= 150; big file {per_big:.0f}), big file {bigf['wall_s']:.2f} s / "
         f"{bigf['cpu_s']:.2f} CPU s (<= 5); load average {os.getloadavg()[0]:.1f}"
     )
