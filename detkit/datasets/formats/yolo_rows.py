@@ -1,8 +1,9 @@
 """YOLO label files parsed without a Python object per row: the bytes of many files at once, in numpy.
 
 The files are cut into batches of about ``BATCH_BYTES`` (a file larger than that into pieces at line ends),
-each batch joined with ``\\n`` and read as one ``uint8`` array. A file takes this fast path only when every
-row is what nearly every label file holds, and any other file is left to the per-line reader
+each batch joined with ``\\n`` and read as one ``uint8`` array (two batches at a time on two threads). A
+file takes this fast path only when every row is what nearly every label file holds, and any other file is
+left to the per-line reader
 (:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
 
     bytes       only ``0-9 . + - e E``, space, tab, ``\\n`` and ``\\r`` before ``\\n`` (so lines are what
@@ -82,19 +83,15 @@ def _batches(blobs: list[bytes], limit: int):
         yield batch
 
 
-def parse_labels(
-    blobs: list[bytes], top: int, tol: float, batch_bytes: int = BATCH_BYTES, wanted: np.ndarray | None = None
-) -> LabelRows:
+def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BATCH_BYTES) -> LabelRows:
     """Parse the label files ``blobs`` (their bytes) on the fast path (module docstring).
 
     Args:
         top: class indices must be below it.
         tol: coordinates may lie this far outside 0..1.
-        wanted: (F,) bool: files to parse (the others are neither parsed nor marked slow); None: all.
+        batch_bytes: bytes parsed at once (two batches at a time where there are two CPUs).
     """
     slow = np.zeros(len(blobs), dtype=bool)
-    if wanted is not None:
-        blobs = [b if w else b"" for b, w in zip(blobs, wanted)]
     # two batches at a time where there are two CPUs: numpy lets go of Python's lock in its loops
     from detkit.datasets.formats.yolo_scan import pmap
 

@@ -12,12 +12,12 @@ file each one has, everything :func:`~detkit.datasets.formats.yolo.read_yolo_lay
 Files are opened, read and stat'ed by a pool of threads (the calls release Python's lock), as many as
 ``THREADS`` and twice the CPUs this process may use allow. The result is cached in
 ``$DETKIT_CACHE_DIR`` (else ``$XDG_CACHE_HOME/detkit``, else ``~/.cache/detkit``) under ``yolo-labels/``,
-in a file named by the hash of every image and label file's path, size and modification time, the class
-count and the format version — never beside the dataset, which detkit does not write into (ultralytics
-writes ``labels.cache`` there). A second read of an unchanged dataset stats its files and loads one
-file; any change to a file's size or time, a file added or removed, reads it again. ``DETKIT_CACHE=off``
-turns the cache off; a cache folder that cannot be written is skipped silently; the folder keeps the
-``KEEP`` most recent scans.
+in a file named by the hash of every image and label file's path, size, modification and change times and
+inode, the class count and the format version — never beside the dataset, which detkit does not write into
+(ultralytics writes ``labels.cache`` there). A second read of an unchanged dataset stats its files and loads
+one file; any change to a file's size, times or inode, a file added or removed, reads it again.
+``DETKIT_CACHE=off`` turns the cache off; a cache folder that cannot be written is skipped silently; the
+folder keeps the ``KEEP`` most recent scans.
 """
 
 from __future__ import annotations
