@@ -164,7 +164,7 @@ def check_outside(out: str | Path, inputs, what: str = "output") -> None:
 
 def data_folders(*paths: str | Path | None) -> list[Path]:
     """The folders a trainer's ``--data`` reads, known without loading it: a folder itself, a data yaml's
-    folder (the dataset root its paths start from), a COCO json's image folder."""
+    dataset root (its ``path:``, else its folder: where its paths start), a COCO json's image folder."""
     from detkit.datasets.model import default_image_root
 
     out = []
@@ -175,8 +175,24 @@ def data_folders(*paths: str | Path | None) -> list[Path]:
         if p.is_dir():
             out.append(p)
         elif p.suffix.lower() in (".yaml", ".yml"):
-            out.append(p.parent)
+            out.append(_yaml_root(p))
         elif p.suffix.lower() == ".json" and (root := default_image_root(p)) is not None:
             if Path(root).resolve() != p.resolve().parent:  # a json's own folder is not walked
                 out.append(Path(root))
     return out
+
+
+def _yaml_root(y: Path) -> Path:
+    """The folder a data yaml's paths start from: its ``path:`` (relative to the yaml) when that is a
+    folder, else the yaml's folder (an unreadable yaml: its folder; the trainer names the problem)."""
+    from detkit.datasets.formats.layouts import read_yaml
+    from detkit.errors import InputError
+
+    try:
+        doc = read_yaml(y)
+    except InputError:
+        return y.parent
+    base = doc.get("path")
+    if isinstance(base, str) and base.strip() and (y.parent / base).is_dir():
+        return y.parent / base
+    return y.parent

@@ -379,3 +379,15 @@ def test_link_image_rules(tmp_path):
     assert list((tmp_path / "elsewhere").iterdir()) == []
     assert link_image(src, out / "c.jpg", out, copy=True) == "linked"
     assert not (out / "c.jpg").is_symlink() and (out / "c.jpg").read_bytes() == src.read_bytes()
+
+
+def test_data_folders_of_a_yaml_start_at_its_path(tmp_path):
+    from detkit.datasets.paths import check_outside, data_folders
+
+    _yolo(tmp_path / "ds", "train: images/train\nnames: [a]\n")
+    y = tmp_path / "data.yaml"
+    y.write_text("path: ds\ntrain: images/train\nnames: [a]\n")
+    assert data_folders(y, None) == [tmp_path / "ds"]
+    check_outside(tmp_path / "run", data_folders(y))  # beside the dataset, next to the yaml: fine
+    with pytest.raises(InputError, match="run folder is inside the input folder"):
+        check_outside(tmp_path / "ds" / "run", data_folders(y), "run folder")
