@@ -34,7 +34,7 @@ from typing import Any
 
 from detkit.console import info, progress_enabled, warn
 from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_write, check_out_folder
+from detkit.io import atomic_write, check_out_folder, torch_load
 
 # ------------------------------------------------------------------------------------------ run folder
 LOCK_NAME = ".detkit.lock"
@@ -201,17 +201,13 @@ def load_checkpoint(path: str | Path, kind: str, need: Sequence[str], hint: str 
         need: keys it must hold; another tool's file is refused by name.
         hint: appended to the message about missing keys.
     """
-    import torch
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "checkpoint not found")
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise InputError(path, None, "not a PyTorch checkpoint (torch.save file)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is unusable input
-        raise InputError(path, None, f"cannot load checkpoint ({type(exc).__name__}: {exc})") from None
+    ckpt = torch_load(path)
     missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         what = f"no {missing[0]}" if len(missing) == 1 else f"missing {', '.join(missing[:3])}"

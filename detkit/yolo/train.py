@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from detkit.console import info, progress, warn
+from detkit.datasets.paths import check_outside, data_folders
 from detkit.io import write_json
 from detkit.train import harness as H
 from detkit.train import options as O
@@ -265,6 +266,7 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
         DetkitError: unusable input or a folder holding a run (exit 2); Diverged (exit 1) at a NaN loss.
     """
     cfg.validate()
+    check_outside(cfg.out, data_folders(cfg.data, getattr(cfg, "val_data", None)), "run folder")
     main = os.environ.get("RANK", "0") == "0"
     with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=main):
         return _run(cfg, Path(cfg.out), None)
