@@ -192,6 +192,7 @@ def _tree(root: Path) -> dict[str, bytes]:
         (("draw", "{y}", "{out}"), "labels/train"),
         (("convert", "{y}", "{out}", "--to", "voc"), "images"),
         (("convert", "{y}", "{out}", "--to", "coco"), "extra"),
+        (("convert", "{y}", "{out}", "--to", "cvat"), "images/train"),  # a folder holding annotations.xml
         (("merge", "{y}", "{y}", "{out}"), "images/train"),
     ],
 )
