@@ -239,12 +239,14 @@ def read_yolo_layout(
     images: list[Path] = []
     split_of: list[str | None] = []
     label_of, label_files, index = [], [], {}
-    row_of: dict[str, int] = {}
+    row_of: dict[str, int] = {}  # normalised absolute path -> row
+    dot = os.sep + "."
     bounds: list[tuple[int, int]] = []  # per split: the rows of the images it names first
     for src in layout.splits:
         pairs, first = pairs_of(src), len(images)
         for img in src.images:
-            key = os.path.normpath(os.path.abspath(img))
+            s = str(img)  # an absolute path without . or .. parts is its own key: normpath only for others
+            key = s if s[:1] == os.sep and dot not in s else os.path.normpath(os.path.abspath(s))
             r = row_of.setdefault(key, len(images))
             if r < len(images):  # named before: one image, its memberships joined
                 if src.name and split_of[r] and src.name not in split_of[r].split(MEMBER_SEP):
@@ -252,7 +254,7 @@ def read_yolo_layout(
                 continue
             images.append(img)
             split_of.append(src.name)
-            lf = _label_file(str(img), pairs, files)
+            lf = _label_file(s, pairs, files)
             if files.exists(lf):
                 k = index.setdefault(lf, len(label_files))
                 if k == len(label_files):
