@@ -5,7 +5,9 @@ Generates a set of malformed annotation inputs (COCO json, the course text forma
 the causes an audit of hostile inputs found and their neighbours), runs each data command on each in a fresh
 sandbox as a separate process, and counts:
 
-- tracebacks: a Python traceback on stderr, an exit code other than 0 / 1 / 2, or a run past the timeout;
+- tracebacks: a Python traceback, a MemoryError or a Python warning (``RuntimeWarning: overflow``) on stderr,
+  an exit code other than 0 / 1 / 2, or a run past the timeout (60 s; each run's address space is capped at
+  ``--mem-gb``, 2 GB);
 - writes outside: any file created, changed or removed in the sandbox outside the command's output path
   (inputs included: an input must never be modified), or anything new beside the sandbox;
 - multi-line errors: exit 2 with more than one line on stderr (a one-line error is the contract).
@@ -212,6 +214,27 @@ def folder_cases(root: Path) -> list[Path]:
     yolo("yolo_garbage", "\x00\xff nonsense\n1e999 nan inf -inf 5\n", jpg)
     yolo("yolo_class_huge", f"{BIG5000} 0.5 0.5 0.1 0.1\n", jpg)
     yolo("yolo_utf16_label", "0 0.5 0.5 0.1 0.1\n".encode("utf-16").decode("latin-1"), jpg)
+    # issue 23: data.yaml counts, alias bombs, roots, special label files
+    bomb = "".join(
+        [f"a0: &a0 [{', '.join(['x'] * 9)}]\n"]
+        + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)]
+    )
+    for name, text in (
+        ("yaml_nc_10_12", "train: images\nnc: 1000000000000\n"),
+        ("yaml_alias_bomb_names", bomb + "train: images\nnames: *a8\n"),
+        ("yaml_alias_bomb_train", bomb + "train: *a8\n"),
+        ("yaml_path_root", "path: /\ntrain: .\nnames: [cat]\n"),
+        ("yaml_path_proc", "path: /proc\ntrain: .\nnames: [cat]\n"),
+        ("yaml_huge", "train: images\nnames: [cat]\n#" + "x" * (5 << 20) + "\n"),
+    ):
+        yolo(name, "0 0.5 0.5 0.1 0.1\n", jpg)
+        (root / name / "data.yaml").write_text(text)
+    yolo("yolo_label_fifo", "", jpg)
+    (root / "yolo_label_fifo" / "labels" / "a.txt").unlink()
+    os.mkfifo(root / "yolo_label_fifo" / "labels" / "a.txt")
+    yolo("yolo_label_dev_zero", "", jpg)
+    (root / "yolo_label_dev_zero" / "labels" / "a.txt").unlink()
+    (root / "yolo_label_dev_zero" / "labels" / "a.txt").symlink_to("/dev/zero")
     voc = root / "voc_bomb_no_size"
     (voc / "Annotations").mkdir(parents=True)
     (voc / "JPEGImages").mkdir()
@@ -281,6 +304,15 @@ def _snapshot(folder: Path) -> dict[str, str]:
     return snap
 
 
+MEM_BYTES = 2 << 30
+
+
+def _cap_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEM_BYTES, MEM_BYTES))
+
+
 def run_one(sandbox_root: Path, make_input, cmd_name: str, argv_of, timeout: float) -> dict:
     """Run one command on one input in a fresh sandbox; classify the outcome."""
     parent = Path(tempfile.mkdtemp(prefix="bad-", dir=sandbox_root))  # nothing but box/ may appear here
@@ -300,8 +332,14 @@ def run_one(sandbox_root: Path, make_input, cmd_name: str, argv_of, timeout: flo
             capture_output=True,
             timeout=timeout,
             cwd=box / "work",
-            env={**os.environ, "DETKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"},
+            env={
+                **os.environ,
+                "DETKIT_NO_PROGRESS": "1",
+                "OMP_NUM_THREADS": "1",
+                "DETKIT_CACHE_DIR": str(parent / "cache"),  # beside the box: never in the input
+            },
             check=False,
+            preexec_fn=_cap_memory,
         )
         code, err = r.returncode, r.stderr.decode("utf-8", "replace")
     except subprocess.TimeoutExpired:
@@ -316,9 +354,14 @@ def run_one(sandbox_root: Path, make_input, cmd_name: str, argv_of, timeout: flo
         and not any(k == a or k.startswith(a + "/") for a in allowed)
         and k not in ("work/out",)  # the output folder's parent may be created
     )
-    outside_box = sorted(set(os.listdir(parent)) - {"box"})
+    outside_box = sorted(set(os.listdir(parent)) - {"box", "cache"})
     shutil.rmtree(parent, ignore_errors=True)
-    traceback = "Traceback (most recent call last)" in err or code not in (0, 1, 2)
+    traceback = (
+        "Traceback (most recent call last)" in err
+        or "MemoryError" in err
+        or "Warning:" in err
+        or code not in (0, 1, 2)
+    )
     return {
         "command": cmd_name,
         "code": code,
@@ -366,7 +409,7 @@ def build_inputs(tmp: Path) -> list[tuple[str, callable]]:
 
         def make(box: Path, folder=folder) -> Path:
             dst = box / "work" / "in" / folder.name
-            shutil.copytree(folder, dst)
+            shutil.copytree(folder, dst, symlinks=True, copy_function=_copy_special)
             return dst
 
         inputs.append((folder.name + "/", make))
@@ -377,13 +420,86 @@ def build_inputs(tmp: Path) -> list[tuple[str, callable]]:
 _JPEG = b""
 
 
+def _copy_special(src: str, dst: str) -> None:
+    """shutil's copy, but a FIFO is made anew (copying one would wait for a writer)."""
+    import stat as st
+
+    if st.S_ISFIFO(os.lstat(src).st_mode):
+        os.mkfifo(dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+# ---- issue 23: results files for `coco eval`, outputs inside the input ------------------------------------
+PRED = '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]'
+
+
+def pred_cases() -> dict[str, object]:
+    """Results files (bytes), or a callable making a special file at the path it is given."""
+    return {
+        "pred_id_2_70.json": PRED.replace('"image_id": 1', f'"image_id": {2**70}').encode(),
+        "pred_id_29_digits.json": PRED.replace('"image_id": 1', '"image_id": ' + "9" * 29).encode(),
+        "pred_bom.json": b"\xef\xbb\xbf" + PRED.encode(),
+        "pred_object.json": b'{"annotations": []}',
+        "pred_1e308.json": PRED.replace("[1, 2, 3, 4]", "[1e308, 2, 1e308, 4]").encode(),
+        "pred_fifo.json": lambda p: os.mkfifo(p),
+        "pred_dev_zero.json": lambda p: p.symlink_to("/dev/zero"),
+    }
+
+
+def extra_jobs() -> list[tuple[str, callable, str, callable]]:
+    """(input, maker, command, argv_of) of the issue-23 runs that are not one command per input."""
+    jobs = []
+    for name, content in pred_cases().items():
+
+        def make(box: Path, name=name, content=content) -> Path:
+            d = box / "work" / "in"
+            d.mkdir(parents=True)
+            (d / "gt.json").write_text(json.dumps(COCO))
+            p = d / name
+            content(p) if callable(content) else p.write_bytes(content)
+            return p
+
+        def argv_of(src: str, out: str) -> tuple[list[str], str]:
+            return ["coco", "eval", str(Path(src).parent / "gt.json"), src, "--json"], ""
+
+        jobs.append((name, make, "eval", argv_of))
+
+    def yolo_in(box: Path) -> Path:  # a data.yaml dataset; OUT goes inside its image folder
+        d = box / "work" / "in" / "ds"
+        (d / "images" / "train").mkdir(parents=True)
+        (d / "labels" / "train").mkdir(parents=True)
+        (d / "images" / "train" / "a.jpg").write_bytes(_JPEG)
+        (d / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+        (d / "data.yaml").write_text("train: images/train\nnames: [cat]\n")
+        return d / "data.yaml"
+
+    inside = {
+        "filter --copy-images": ["coco", "filter", "{y}", "{o}", "--copy-images"],
+        "sample": ["coco", "sample", "{y}", "{o}", "--n", "1"],
+        "split": ["coco", "split", "{y}", "{o}"],
+        "draw": ["coco", "draw", "{y}", "{o}"],
+        "merge": ["coco", "merge", "{y}", "{y}", "{o}"],
+        "convert voc": ["coco", "convert", "{y}", "{o}", "--to", "voc"],
+    }
+    for cmd, argv in inside.items():
+
+        def argv_of(src: str, out: str, argv=argv) -> tuple[list[str], str]:
+            o = str(Path(src).parent / "images" / "train" / "out")
+            return [a.format(y=src, o=o) for a in argv], ""  # nothing may be written: no output allowed
+
+        jobs.append(("out inside images/", yolo_in, cmd, argv_of))
+    return jobs
+
+
 def main() -> None:
     global _JPEG
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", action="store_true", help="also run `yolo train` for one step on every input")
     ap.add_argument("--big", action="store_true", help="also the 200 MB whitespace file")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel")
-    ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--mem-gb", type=float, default=2.0, help="address-space cap of each run (RLIMIT_AS)")
     ap.add_argument("--only", help="run only inputs whose name contains this")
     ap.add_argument("--command", help="run only commands whose name contains this (e.g. 'yolo train')")
     ap.add_argument("--json", action="store_true", help="print every run as JSON")
@@ -410,6 +526,10 @@ def main() -> None:
                 return argv, path
 
             jobs.append((name, make, cmd_name, argv_of))
+    if not args.command or args.command == "eval":
+        jobs += [j for j in extra_jobs() if not args.only or args.only in j[0]]
+    global MEM_BYTES
+    MEM_BYTES = int(args.mem_gb * (1 << 30))
     t0 = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(

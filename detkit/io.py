@@ -7,11 +7,13 @@ Every file detkit writes goes through :func:`atomic_write` (a temp file in the s
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -64,10 +66,25 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
             os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
+    except OSError as exc:  # one without a file name (a full disk) names the output
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        named = _named(exc, path)
+        if named is exc:
+            raise
+        raise named from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` — an OSError without a file name (a ``write`` that hit a full disk: ``No space left on
+    device``) — as one naming ``path``; anything else as it is."""
+    if exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+    return exc
 
 
 @contextlib.contextmanager
@@ -81,6 +98,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
+    except OSError as exc:  # one without a file name (a full disk) names the output
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        named = _named(exc, path)
+        if named is exc:
+            raise
+        raise named from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -172,6 +196,8 @@ def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
     empty folder (callers check it, with their own message). Temp folders that killed runs left beside
     ``out`` are removed first (:func:`remove_leftovers`)."""
     out = Path(out)
+    if out.is_symlink():  # its target would be replaced by a folder, or (a link to a folder) not at all
+        raise InputError(out, None, f"is a symbolic link (to {os.readlink(out)}); name a new folder instead")
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -180,9 +206,62 @@ def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
     tmp = tmp.resolve()
     try:
         yield tmp
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
+        try:
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise
+            raise InputError(
+                out,
+                None,
+                "was filled by another process while this one wrote it (two commands writing one output?): "
+                "its files are kept, this run's are discarded",
+            ) from None
+    except OSError as exc:  # one without a file name (a full disk) names the output
+        shutil.rmtree(tmp, ignore_errors=True)
+        named = _named(exc, out)
+        if named is exc:
+            raise
+        raise named from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------------
+_GLOBAL = re.compile(r"(?:GLOBAL|global)[: ]+([\w.]+)")
+
+
+def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU — tensors and plain containers only, never code
+    from the file — with every failure one line: a missing file, a file that is not a torch archive, or
+    one that holds other Python objects (torch's several-line ``Weights only load failed`` text becomes
+    ``holds a Python object (posix.system) ...``).
+
+    Args:
+        what: the kind of file, for messages (``checkpoint``, ``weights file``).
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(path, None, f"{what} not found") from None
+    except IsADirectoryError:
+        raise InputError(path, None, f"is a folder, expected a {what} file") from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure: an unusable input
+        text = str(exc)
+        m = _GLOBAL.search(text)
+        if m:
+            why = f"it holds a Python object ({m.group(1)}) that is not a tensor"
+            raise InputError(
+                path, None, f"not a usable {what}: {why} (detkit loads weights, never code)"
+            ) from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if "Weights only load failed" in text:  # torch's advice, then its reason on a line of its own
+            lines = [ln for ln in lines if "weights_only" not in ln and "torch.load" not in ln] or lines[:1]
+        why = f"{type(exc).__name__}{': ' + lines[0][:200] if lines else ''}"
+        raise InputError(path, None, f"not a PyTorch {what} ({why})") from None

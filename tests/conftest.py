@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,10 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 os.environ.setdefault("DETKIT_NO_PROGRESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# YOLO scans are cached in a temp folder (removed at exit), not in the user's ~/.cache/detkit
+if "DETKIT_CACHE_DIR" not in os.environ:
+    os.environ["DETKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="detkit-cache-")
+    atexit.register(shutil.rmtree, os.environ["DETKIT_CACHE_DIR"], ignore_errors=True)
 # One torch thread in every trainer the tests start: the thread policy would otherwise pick 1 or 2 from the
 # machine's load, and the figures the tests assert are bit-identical only for one thread count.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -14,6 +14,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from detkit.errors import InputError, OptionError
+from detkit.io import torch_load
 
 ARCHS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
@@ -87,12 +88,7 @@ def load_weights(model: nn.Module, path: str | Path) -> tuple[list[str], list[st
     their random init. Returns the loaded and the skipped parameter names.
     """
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(path, None, "weights file not found") from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is an unusable input
-        raise InputError(path, None, f"cannot load weights ({exc})") from None
+    obj = torch_load(path, "weights file")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = checkpoint_weights(obj)
     if not isinstance(obj, dict):

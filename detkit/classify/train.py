@@ -32,6 +32,7 @@ from detkit.classify.engine import Step, accuracy_stats, predict, train_one_epoc
 from detkit.classify.models import build_model, load_weights
 from detkit.classify.setup import Prepared, barrier, prepare_data
 from detkit.console import info, progress
+from detkit.datasets.paths import check_outside, data_folders
 from detkit.errors import OptionError
 from detkit.io import write_json
 from detkit.train import harness as H
@@ -374,6 +375,7 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
         :class:`detkit.train.harness.Diverged` (exit 1), whose ``result`` has status "diverged".
     """
     cfg.validate()
+    check_outside(cfg.out, data_folders(cfg.data, getattr(cfg, "val_data", None)), "run folder")
     with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=is_main_process()):
         return _run(cfg, Path(cfg.out), None)
 

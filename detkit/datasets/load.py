@@ -31,6 +31,7 @@ from detkit.datasets.formats.layouts import (
     roboflow_coco_files,
     split_folders,
 )
+from detkit.datasets.formats.readers import check_file
 from detkit.datasets.formats.text import load_text
 from detkit.datasets.formats.voc import load_voc
 from detkit.datasets.formats.yolo import load_yolo
@@ -159,6 +160,8 @@ def detect_format(path: str | Path) -> str:
     p = Path(path)
     if not p.exists():
         raise InputError(p, None, "no such file or folder")
+    if not p.is_dir():
+        check_file(p)  # a FIFO, a device or a socket is refused here, before anything opens it
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix == ".json":

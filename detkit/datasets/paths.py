@@ -101,3 +101,97 @@ def yolo_relative(name: str) -> str:
     ``labels``, which ``OUT/images/images/val/x.jpg`` would send to ``OUT/images/labels/...``."""
     parts = [p for p in name.split("/") if p not in ("images", "labels")]
     return "/".join(parts) or name
+
+
+# ---- outputs never inside an input -----------------------------------------------------------------------
+def input_folders(ds, path: str | Path | None = None, image_root: str | Path | None = None) -> list[Path]:
+    """The folders a dataset is read from: the input ``path`` when it is a folder, the folder of the images'
+    names (``image_root``) for the formats found by walking folders (YOLO, VOC), every folder that holds
+    an image the dataset names, and for YOLO the ``labels`` folder that mirrors each. A COCO json's own
+    folder is not one: only the json is read there (an output beside it changes no later read).
+
+    Args:
+        ds: a :class:`~detkit.datasets.model.Dataset`.
+        path: the input the user named.
+        image_root: the image folder the user named, when it is not ``ds.image_root``.
+    """
+    import os
+
+    from detkit.datasets.formats.layouts import labels_folder
+
+    out: list[Path] = []
+    if path is not None and Path(path).is_dir():
+        out.append(Path(path))
+    root = Path(image_root or ds.image_root) if (image_root or ds.image_root) else None
+    if root is not None:
+        if ds.format in ("yolo", "voc"):
+            out.append(root)
+        dirs = {os.path.dirname(str(f).replace("\\", "/")) for f in ds.file_name.tolist()}  # few distinct
+        here = Path(path).resolve().parent if path is not None and Path(path).is_file() else None
+        for d in sorted(dirs):
+            folder = root / safe_relative(d) if not d or name_problem(d + "/x") is None else Path(d)
+            if ds.format not in ("yolo", "voc") and here is not None:
+                real = folder.resolve()
+                if real == here or real in here.parents:  # a json's own folder (or above): not walked
+                    continue
+            out.append(folder)
+            if ds.format == "yolo":
+                out.append(labels_folder(folder))
+    return out
+
+
+def check_outside(out: str | Path, inputs, what: str = "output") -> None:
+    """Refuse an ``out`` that is, contains, or lies inside an input (a file or folder; symlinks followed):
+    one line naming both paths. A later read of a folder with the output inside would take it in."""
+    from detkit.errors import InputError
+
+    if not inputs:
+        return
+    r = Path(out).resolve()
+    for p in inputs:
+        q = Path(p).resolve()
+        if r == q or r in q.parents:
+            raise InputError(out, None, f"{what} would overwrite the input {p}; choose a new {what}")
+        if q in r.parents and Path(p).is_dir():
+            raise InputError(
+                out,
+                None,
+                f"{what} is inside the input folder {p}, which later reads would take it in; "
+                f"choose {'an' if what[0] in 'aeiou' else 'a'} {what} outside it",
+            )
+
+
+def data_folders(*paths: str | Path | None) -> list[Path]:
+    """The folders a trainer's ``--data`` reads, known without loading it: a folder itself, a data yaml's
+    dataset root (its ``path:``, else its folder: where its paths start), a COCO json's image folder."""
+    from detkit.datasets.model import default_image_root
+
+    out = []
+    for p in paths:
+        if not p:
+            continue
+        p = Path(p)
+        if p.is_dir():
+            out.append(p)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            out.append(_yaml_root(p))
+        elif p.suffix.lower() == ".json" and (root := default_image_root(p)) is not None:
+            if Path(root).resolve() != p.resolve().parent:  # a json's own folder is not walked
+                out.append(Path(root))
+    return out
+
+
+def _yaml_root(y: Path) -> Path:
+    """The folder a data yaml's paths start from: its ``path:`` (relative to the yaml) when that is a
+    folder, else the yaml's folder (an unreadable yaml: its folder; the trainer names the problem)."""
+    from detkit.datasets.formats.layouts import read_yaml
+    from detkit.errors import InputError
+
+    try:
+        doc = read_yaml(y)
+    except InputError:
+        return y.parent
+    base = doc.get("path")
+    if isinstance(base, str) and base.strip() and (y.parent / base).is_dir():
+        return y.parent / base
+    return y.parent

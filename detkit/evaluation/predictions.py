@@ -37,8 +37,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detkit.datasets.formats.coco import decode_bytes
-from detkit.datasets.formats.readers import read_bytes
+from detkit.datasets.formats.coco import Int64, decode_bytes
+from detkit.datasets.formats.readers import check_file, read_bytes
 from detkit.datasets.model import Dataset, lookup
 from detkit.errors import InputError
 from detkit.evaluation.results_json import read_results
@@ -116,14 +116,14 @@ def index_of(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 # ---- json forms: COCO results, ultralytics' predictions.json, detkit's detections.json ---------------------
 class _UltraDet(msgspec.Struct, gc=False):
-    image_id: int | str  # the file stem, an int when all digits
-    category_id: int  # class index + 1
+    image_id: Int64 | str  # the file stem, an int when all digits
+    category_id: Int64  # class index + 1
     bbox: tuple[float, float, float, float]
     score: float
 
 
 class _PredDet(msgspec.Struct, gc=False):
-    category_id: int
+    category_id: Int64
     bbox: tuple[float, float, float, float]
     score: float
 
@@ -214,7 +214,17 @@ def load_yolo_predictions(path: str | Path, gt: Dataset) -> tuple[Predictions, l
 def load_detkit_predictions(path: str | Path, gt: Dataset) -> tuple[Predictions, list[str]]:
     """``detections.json`` of ``detkit yolo predict`` (boxes in pixels, dataset category ids)."""
     path = Path(path)
-    doc = _decode(path, _PredFile)
+    try:
+        doc = _decode(path, _PredFile)
+    except InputError as e:
+        if e.where != "$" or "`images`" not in e.what:
+            raise
+        raise InputError(
+            path,
+            None,
+            "is a JSON object without an 'images' list: expected a COCO results list "
+            '[{image_id, category_id, bbox, score}, ...] or detkit predictions {"images": [...]}',
+        ) from None
     index, unmatched = _stem_index(gt, path), []
     rows, records = [], []
     for i, im in enumerate(doc.images):
@@ -278,6 +288,8 @@ def detect_pred_format(path: str | Path) -> str:
         raise InputError(p, None, "no such file or folder")
     if p.is_dir():
         return "yolo"
+    if check_file(p) < 0:  # a pipe (read once, by the reader): a results list
+        return "coco"
     with open(p, "rb") as f:
         head = f.read(4096).lstrip()
     return "detkit" if head.startswith(b"{") else "coco"
@@ -412,6 +424,26 @@ def empty_boxes(preds: Predictions) -> dict[str, Any] | None:
     }
 
 
+def boxes_overflowing(preds: Predictions) -> dict[str, Any] | None:
+    """A note for finite boxes whose far corner or area is not (``x + w``, ``y + h`` or ``w * h`` past
+    float64's 1.8e308, as a box of 1e308 is): they are kept, and match nothing, as in pycocotools, and the
+    evaluation runs without numpy's overflow warnings. None when there are none."""
+    b = preds.bbox
+    with np.errstate(over="ignore", invalid="ignore"):
+        far = np.isfinite(b[:, 0] + b[:, 2]) & np.isfinite(b[:, 1] + b[:, 3]) & np.isfinite(b[:, 2] * b[:, 3])
+    over = _good_boxes(b) & ~far
+    if not over.any():
+        return None
+    i = int(np.argmax(over))
+    return {
+        "code": "pred.box_overflow",
+        "count": int(over.sum()),
+        "share": round(float(over.mean()), 4),
+        "message": "boxes whose x + w, y + h or w * h overflow float64: kept, they match nothing",
+        "example": f"{preds.source}:{preds.record(i)}: bbox {[float(v) for v in b[i]]}",
+    }
+
+
 def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> dict[str, Any] | None:
     """A note when more than ``share`` of the boxes reach over a pixel past their image: the mark of
     ``x1, y1, x2, y2`` boxes given as COCO's ``x, y, w, h`` (then every box whose centre lies right of or
@@ -422,7 +454,8 @@ def boxes_past_image(gt: Dataset, preds: Predictions, share: float = 0.25) -> di
     if not len(ok):
         return None
     b, r = preds.bbox[ok], row[ok]
-    past = (b[:, 0] + b[:, 2] > gt.width[r] + 1) | (b[:, 1] + b[:, 3] > gt.height[r] + 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a box of 1e308: see boxes_overflowing
+        past = (b[:, 0] + b[:, 2] > gt.width[r] + 1) | (b[:, 1] + b[:, 3] > gt.height[r] + 1)
     if past.mean() <= share:
         return None
     i, j = int(ok[np.argmax(past)]), int(r[np.argmax(past)])

@@ -11,6 +11,7 @@ from COCOeval, so they are computed while hotcoco runs (:func:`_cocoeval_beside`
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, slice_stats
 from detkit.evaluation.matching import coco_matches
 from detkit.evaluation.predictions import (
     Predictions,
+    boxes_overflowing,
     boxes_past_image,
     check_predictions,
     empty_boxes,
@@ -132,7 +134,19 @@ def _evaluate_checked(
             "has no boxes to score the predictions against"
             + (" (only crowd regions)" if gt.num_annotations else ""),
         )
+    overflow = boxes_overflowing(preds)
+    # numpy would warn (a source line on stderr) at each sum or product past float64; one note says it
+    quiet = np.errstate(over="ignore", invalid="ignore") if overflow else contextlib.nullcontext()
+    with quiet:
+        return _evaluate_quiet(gt, preds, cfg, findings, overflow)
+
+
+def _evaluate_quiet(
+    gt: Dataset, preds: Predictions, cfg: EvalConfig, findings: list[dict[str, Any]], overflow
+) -> EvalResult:
     core, (matches, f1, confusion, notes), sec = _cocoeval_beside(gt, preds, cfg)
+    if overflow is not None:
+        notes = [overflow, *notes]
     crowd = gt.iscrowd != 0
     res = EvalResult(
         summary=core.summary(),

@@ -31,8 +31,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from detkit.datasets.formats.coco import decode_bytes
-from detkit.datasets.formats.readers import read_bytes
+from detkit.datasets.formats.coco import Int64, decode_bytes
+from detkit.datasets.formats.readers import check_file, read_bytes
 from detkit.errors import InputError
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image_id, category_id (N,) int64;
@@ -42,8 +42,8 @@ FORK_MIN_BYTES = 4 << 20  # below this a fork with its mapping gains less than i
 
 
 class _Det(msgspec.Struct, gc=False):
-    image_id: int
-    category_id: int
+    image_id: Int64  # an id outside int64 (2**70) is an error naming its record, not an OverflowError
+    category_id: Int64
     bbox: tuple[float, float, float, float]
     score: float
 
@@ -62,16 +62,23 @@ def read_results(path: Path, chunk: int = 1 << 18, fork: bool | None = None) -> 
             and the file is at least ``FORK_MIN_BYTES``.
 
     Raises:
-        InputError: the file cannot be read or is not a list of such records (naming the first bad one).
+        InputError: the file cannot be read, is not a regular file or a pipe given to this process, or is
+            not a list of such records (naming the first bad one).
     """
+    size = check_file(path)  # a FIFO, /dev/zero or a folder is refused before anything is opened
+    data = read_bytes(path) if size < 0 else None  # a pipe can be read only once
     try:
         if fork is None:
-            fork = path.stat().st_size >= FORK_MIN_BYTES and can_fork()
-        cols = _read_forked(path, chunk) if fork else _decode_pieces(record_chunks(read_bytes(path), chunk))
+            fork = size >= FORK_MIN_BYTES and can_fork()
+        if fork and data is None:
+            cols = _read_forked(path, chunk)
+        else:
+            data = read_bytes(path) if data is None else data
+            cols = _decode_pieces(record_chunks(data, chunk))
     except OSError as e:  # the file is missing, or went away or became unreadable while being read
         raise InputError(path, None, f"cannot read ({e.strerror or e})") from None
     except _DECODE_ERRORS:  # the whole file: its error, or its rows
-        cols = det_columns(decode_bytes(path, read_bytes(path), _DETS))
+        cols = det_columns(decode_bytes(path, read_bytes(path) if data is None else data, _DETS))
     return cols[0], cols[1], cols[2].reshape(-1, 4), cols[3]
 
 

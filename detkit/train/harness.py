@@ -34,7 +34,7 @@ from typing import Any
 
 from detkit.console import info, progress_enabled, warn
 from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_write, check_out_folder
+from detkit.io import atomic_write, check_out_folder, torch_load
 
 # ------------------------------------------------------------------------------------------ run folder
 LOCK_NAME = ".detkit.lock"
@@ -201,7 +201,6 @@ def load_checkpoint(path: str | Path, kind: str, need: Sequence[str], hint: str 
         need: keys it must hold; another tool's file is refused by name.
         hint: appended to the message about missing keys.
     """
-    import torch
 
     path = Path(path)
     if not path.is_file():
@@ -211,10 +210,7 @@ def load_checkpoint(path: str | Path, kind: str, need: Sequence[str], hint: str 
     with zipfile.ZipFile(path) as z:  # an exported model: torch.load would warn, then fail at length
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist()):
             raise InputError(path, None, f"a TorchScript model (an export), not a detkit {kind} checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is unusable input
-        raise InputError(path, None, f"cannot load checkpoint ({type(exc).__name__}: {exc})") from None
+    ckpt = torch_load(path)
     missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         what = f"no {missing[0]}" if len(missing) == 1 else f"missing {', '.join(missing[:3])}"

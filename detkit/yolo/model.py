@@ -261,12 +261,9 @@ class YOLOv2(nn.Module):
         a full YOLOv2 state_dict or a checkpoint dict holding one under "model"; only the backbone
         part is taken. Raises ValueError when nothing matches or shapes disagree.
         """
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError:
-            raise
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a weights file"
-            raise ValueError(f"{path}: not a PyTorch weights file ({type(e).__name__})") from None
+        from detkit.io import torch_load
+
+        sd = torch_load(path, "weights file")
         if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
             sd = sd["model"]
         if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from detkit.console import info, progress, warn
+from detkit.datasets.paths import check_outside, data_folders
 from detkit.io import write_json
 from detkit.train import harness as H
 from detkit.train import options as O
@@ -273,6 +274,7 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
     """
     cfg.validate()
     cfg = cfg.resolved()  # the recipe's defaults, written into config.json (what --resume reads)
+    check_outside(cfg.out, data_folders(cfg.data, getattr(cfg, "val_data", None)), "run folder")
     main = is_main_process()
     with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=main):
         return _run(cfg, Path(cfg.out), None)

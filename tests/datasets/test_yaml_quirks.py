@@ -90,3 +90,27 @@ def test_yolo_train_says_it_validates_on_its_training_images(coco128, capsys):
     assert shared_images_line(data["train_ds"], data["train_ds"].subset_images([1])) == (
         "1 image is in both train (3) and val (1): validation measures training fit on those"
     )
+
+
+def test_lists_naming_one_image_twice_give_it_one_row(tmp_path):
+    """train.txt lists a and b, val.txt lists b and c (and b again), all from images/all: b is one row in
+    train+val, its two boxes read once."""
+    write_yolo_split(
+        tmp_path / "images" / "all",
+        tmp_path / "labels" / "all",
+        {
+            "a": "0 0.5 0.5 0.5 0.5\n",
+            "b": "1 0.5 0.5 0.2 0.2\n0 0.2 0.2 0.1 0.1\n",
+            "c": "1 0.5 0.5 0.4 0.4\n",
+        },
+    )
+    (tmp_path / "train.txt").write_text("images/all/a.jpg\nimages/all/b.jpg\n")
+    (tmp_path / "val.txt").write_text("images/all/b.jpg\nimages/all/c.jpg\n./images/all/b.jpg\n")
+    y = tmp_path / "data.yaml"
+    y.write_text("path: .\ntrain: train.txt\nval: val.txt\nnames: [person, dog]\n")
+    ds = load_dataset(y)
+    assert ds.file_name.tolist() == ["images/all/a.jpg", "images/all/b.jpg", "images/all/c.jpg"]
+    assert ds.split.tolist() == ["train", "train+val", "val"]
+    assert ds.num_annotations == 4 and ds.ann_image_id.tolist() == [1, 2, 2, 3]
+    assert [s.code for s in ds.skipped] == []
+    assert ds.select_split("val").num_annotations == 3

@@ -159,3 +159,88 @@ def test_no_second_process_leaves_the_work_to_this_one(tmp_path, monkeypatch, wh
     cols = read_results(path, 1000, fork=True)
     assert cols[0].tolist() == [r["image_id"] for r in rows]
     assert _children() == []
+
+
+# ---- hostile results files (issue 23): one line naming the file and the record ---------------------------
+GT = {
+    "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+    "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0}
+    ],
+    "categories": [{"id": 1, "name": "cat"}],
+}
+ONE = '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]'
+
+
+def _eval(cli, tmp_path: Path, pred: Path, *extra: str) -> str:
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(GT))
+    code, out, err = cli("coco", "eval", gt, pred, "--json", *extra)
+    assert code == 2 and out == "" and "Traceback" not in err and err.strip().count("\n") == 0, (code, err)
+    return err.strip()
+
+
+@pytest.mark.parametrize("literal", [str(2**70), "1" * 29, str(-(2**63) - 1)])
+@pytest.mark.parametrize("field", ["image_id", "category_id"])
+def test_an_id_outside_int64_names_its_record(cli, tmp_path, literal, field):
+    p = tmp_path / "p.json"
+    p.write_text(ONE + "\n")
+    rows = json.loads(ONE) * 3
+    text = json.dumps(rows).replace(f'"{field}": 1', f'"{field}": {literal}', 2)
+    p.write_text(text)
+    for fork in (False, True):
+        with pytest.raises(InputError) as e:
+            read_results(p, fork=fork)
+        assert str(e.value).startswith(f"{p}:$[0].{field}: Expected `int`"), e.value
+    for extra in ((), ("--lenient",)):
+        assert _eval(cli, tmp_path, p, *extra).startswith(f"detkit: error: {p}:$[0].{field}: Expected `int`")
+
+
+def test_a_bom_is_named(cli, tmp_path):
+    p = tmp_path / "p.json"
+    p.write_bytes(b"\xef\xbb\xbf" + ONE.encode())
+    assert _eval(cli, tmp_path, p) == (
+        f"detkit: error: {p}: starts with a UTF-8 byte-order mark (BOM), which JSON does not allow (Python's "
+        "json and pycocotools refuse it too): save it as UTF-8 without a BOM"
+    )
+    with pytest.raises(json.JSONDecodeError, match="BOM"):  # the reference's reader refuses it too
+        json.loads(p.read_text(encoding="utf-8"))
+
+
+def test_an_object_instead_of_a_results_list(cli, tmp_path):
+    p = tmp_path / "p.json"
+    p.write_text('{"annotations": []}')
+    assert _eval(cli, tmp_path, p) == (
+        f"detkit: error: {p}: is a JSON object without an 'images' list: expected a COCO results list "
+        '[{image_id, category_id, bbox, score}, ...] or detkit predictions {"images": [...]}'
+    )
+
+
+@linux
+def test_a_fifo_and_dev_zero_are_refused_before_reading(cli, tmp_path):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    assert (
+        _eval(cli, tmp_path, fifo)
+        == f"detkit: error: {fifo}: is a named pipe (FIFO), expected a regular file"
+    )
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")  # reading it would never end
+    assert _eval(cli, tmp_path, zero) == f"detkit: error: {zero}: is a device, expected a regular file"
+    with pytest.raises(InputError, match="is a device"):
+        read_results(zero)
+
+
+def test_a_pipe_given_to_the_process_is_read_once(tmp_path):
+    import subprocess
+
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(GT))
+    r = subprocess.run(
+        [sys.executable, "-m", "detkit", "coco", "eval", str(gt), "/dev/stdin", "--json"],
+        input=ONE.encode(),
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["summary"]["AP50"] == pytest.approx(1.0)

@@ -111,6 +111,7 @@ _MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `(\$[^`]*)`)?$", re.DOTALL)
 
 
 NEWLINE = b"\n"
+BOM = b"\xef\xbb\xbf"
 _MSGSPEC_BYTE = re.compile(r"\(byte (\d+)\)")
 
 
@@ -119,6 +120,13 @@ def msgspec_error(path: Path, exc: Exception, data: bytes = b"") -> InputError:
         line = data[: exc.start].count(b"\n") + 1
         return InputError(
             path, f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        )
+    if isinstance(exc, msgspec.DecodeError) and bytes(data[:3]) == BOM:
+        return InputError(
+            path,
+            None,
+            "starts with a UTF-8 byte-order mark (BOM), which JSON does not allow (Python's json and "
+            "pycocotools refuse it too): save it as UTF-8 without a BOM",
         )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     m = _MSGSPEC_AT.match(text)

@@ -19,12 +19,13 @@ Split names are normalised: ``valid`` / ``validation`` / ``val2017`` -> ``val``,
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detkit.datasets.formats.readers import read_text
+from detkit.datasets.formats.readers import load_yaml, read_text, suffix, walk
 from detkit.datasets.model import SPLIT_NAMES, declared_splits_of
 from detkit.errors import InputError
 
@@ -32,6 +33,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 NAME_FILES = ("classes.txt", "obj.names", "names.txt", "coco.names")
 ROBOFLOW_COCO = "_annotations.coco.json"
+MAX_CLASSES = 100_000  # a larger class count or index is a corrupt file, not a real dataset
 _SPLIT_RE = re.compile(r"^(train|training|val|valid|validation|test|testing)[-_]?\d*$", re.IGNORECASE)
 
 
@@ -89,24 +91,16 @@ def labels_folder(images: Path) -> Path:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Every image file under ``folder``, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    """Every image file under ``folder``, sorted (as ``folder.rglob('*')``, on ``os.scandir``)."""
+    found = walk(folder, lambda e: suffix(e.name).lower() in IMAGE_EXTS and e.is_file())
+    return [Path(p) for p in found]
 
 
 # ---- ultralytics data yaml ----------------------------------------------------------------------------
 def read_yaml(path: Path) -> dict[str, Any]:
-    """The yaml as a mapping; an unparsable file or a non-mapping is an InputError naming the line."""
-    import yaml
-
-    text = read_text(path)
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        raise InputError(
-            path, where, f"not valid YAML ({getattr(exc, 'problem', None) or exc.__class__.__name__})"
-        ) from None
+    """The yaml as a mapping (read by the bounded :func:`~detkit.datasets.formats.readers.load_yaml`); an
+    unparsable, oversized or alias-bomb file or a non-mapping is an InputError naming the line."""
+    doc = load_yaml(path)
     if not isinstance(doc, dict):
         raise InputError(path, None, "expected a YAML mapping with train / val / names keys")
     return doc
@@ -134,6 +128,8 @@ def yaml_class_names(path: Path, doc: dict[str, Any]) -> list[str] | None:
     if nc is not None:
         if not isinstance(nc, int) or isinstance(nc, bool) or nc < 0:
             raise InputError(path, "nc", f"expected a class count, got {nc!r}")
+        if nc > MAX_CLASSES and out is None:  # class{i} for 10**12 classes would take all memory
+            raise InputError(path, "nc", f"{nc} classes without names: at most {MAX_CLASSES:,} are read")
         if out is None:
             out = [f"class{i}" for i in range(nc)]
         elif len(out) != nc:
@@ -150,7 +146,30 @@ def _resolve(root: Path, yaml_path: Path, key: str, value: Any) -> Path:
         cand = root / value[3:]
     if not cand.exists():
         raise InputError(yaml_path, key, f"'{value}' does not exist (looked at {cand})")
+    check_root(cand, yaml_path, key)
     return cand
+
+
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc", "/boot", "/run")
+
+
+def check_root(folder: Path, descriptor: Path, key: str) -> None:
+    """Refuse a dataset folder a yaml names that no dataset lives in: ``/``, a system folder
+    (:data:`SYSTEM_FOLDERS`, or anything inside one) or a folder above the user's home (``/home``), whose
+    walk would read the whole disk (and ``/proc``'s files vanish while it walks)."""
+    real = Path(os.path.realpath(folder))
+    home = Path(os.path.realpath(Path.home()))
+    system = next((s for s in SYSTEM_FOLDERS if real == Path(s) or Path(s) in real.parents), None)
+    above_home = home != Path(home.anchor) and real in home.parents
+    if real == Path(real.anchor):
+        what = "the file system's root"
+    elif system is not None:
+        what = f"inside {system}"
+    elif above_home:
+        what = f"a folder above your home {home}"
+    else:
+        return
+    raise InputError(descriptor, key, f"'{folder}' is {what}: not a dataset folder")
 
 
 def _txt_images(list_file: Path, root: Path, src: SplitSource) -> None:

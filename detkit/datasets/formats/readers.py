@@ -7,8 +7,11 @@ or non-UTF-8 files) and reports a bad record through :func:`skip_or_raise`: load
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,19 +59,79 @@ def check_image_sizes(path: Path, width: np.ndarray, height: np.ndarray, where) 
         raise InputError(path, where(i), f"image size {width[i]}x{height[i]} must be positive and finite")
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes; a folder or an unreadable file is an InputError."""
+# pipes the user opened for this process (``cmd < x``, ``<(cmd)``): read; a named FIFO on disk is not
+_OPEN_PIPES = ("/dev/stdin", "/dev/fd/", "/proc/self/fd/")
+PIPE_MAX_BYTES = 1 << 31  # a pipe has no size to check first: this much is read at most
+
+
+def check_file(path: Path, max_bytes: int | None = None, what: str = "") -> int:
+    """The size of the regular file ``path`` (-1 for a pipe this process was given, 0 for /dev/null),
+    checked before anything is opened: a folder, a named pipe (FIFO: opening it waits for a writer), a
+    device (``/dev/zero`` never ends), a socket, or a file over ``max_bytes`` is an InputError.
+
+    Args:
+        max_bytes: the most a file of this kind may hold (None: no limit).
+        what: the kind of file, for the size message (``a data yaml``).
+    """
     try:
-        return path.read_bytes()
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read ({exc.strerror or exc})") from None
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        raise InputError(path, None, "is a folder, expected a file")
+    if stat.S_ISREG(mode):
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise InputError(
+                path,
+                None,
+                f"{st.st_size:,} bytes: too large for {what or 'this file'} (at most {max_bytes:,})",
+            )
+        return st.st_size
+    if stat.S_ISFIFO(mode) and str(path).startswith(_OPEN_PIPES):
+        return -1
+    if stat.S_ISCHR(mode) and os.path.realpath(path) == os.devnull:
+        return 0
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    raise InputError(path, None, f"is {kind}, expected a regular file")
+
+
+def read_bytes(path: Path, max_bytes: int | None = None, what: str = "") -> bytes:
+    """The file's bytes, after :func:`check_file` (folders, FIFOs, devices and files over ``max_bytes`` are
+    an InputError); an unreadable file is an InputError."""
+    size = check_file(path, max_bytes, what)
+    try:
+        if size >= 0:
+            return path.read_bytes()
+        limit = PIPE_MAX_BYTES if max_bytes is None else max_bytes
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except IsADirectoryError:
         raise InputError(path, None, "is a folder, expected a file") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise InputError(
+            path, None, f"more than {limit:,} bytes from a pipe: too large for {what or 'an input'}"
+        )
+    return data
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, max_bytes: int | None = None, what: str = "") -> str:
     """The file as UTF-8 text (a BOM is dropped); other encodings are an InputError naming the line."""
-    data = read_bytes(path)
+    return decode_text(path, read_bytes(path, max_bytes, what))
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    """``data`` (the bytes of ``path``) as UTF-8 text, a BOM dropped; else an InputError naming the line."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -165,3 +228,142 @@ def shape_notes(report, path: Path, polygons: int, other: dict[str, int], what: 
                 path, None, f"skipped shapes that are not boxes or polygons ({kinds})", "shape.unsupported"
             )
         )
+
+
+# ---- folders --------------------------------------------------------------------------------------------
+def suffix(name: str) -> str:
+    """pathlib's ``suffix`` of a file name."""
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
+def walk(folder: Path, keep: Callable[[os.DirEntry], bool]) -> list[str]:
+    """Paths (as str) of the entries below ``folder`` that ``keep`` accepts, in ``sorted(Path)`` order, as
+    ``folder.rglob('*')`` finds them: symlinked folders are listed, not entered; a folder that cannot be
+    read (or vanished) is skipped. Depth first with each folder's names sorted: that is the order of the
+    paths' parts (``a``, ``a/b``, ``a-c``)."""
+    out: list[str] = []
+    stack: list[tuple[str, bool]] = [(str(folder), True)]  # (path, is a folder to list)
+    while stack:
+        path, is_dir = stack.pop()
+        if not is_dir:
+            out.append(path)
+            continue
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        below: list[tuple[str, bool]] = []
+        for e in entries:
+            with contextlib.suppress(OSError):
+                kept = keep(e)
+                sub = e.is_dir(follow_symlinks=False)
+                if kept and sub:
+                    below += [(e.path, False), (e.path, True)]
+                elif kept or sub:
+                    below.append((e.path, sub))
+        stack += below[::-1]
+    return out
+
+
+# ---- YAML, bounded ---------------------------------------------------------------------------------------
+YAML_MAX_BYTES = 4 << 20  # a data.yaml is a few hundred bytes; a class list of 100,000 names ~2 MB
+YAML_MAX_NODES = 1_000_000  # values after alias expansion: 9 levels of 9 aliases are 9**9 = 387M
+
+
+def load_yaml(path: Path, max_bytes: int = YAML_MAX_BYTES, max_nodes: int = YAML_MAX_NODES) -> Any:
+    """The YAML document in ``path``, read with PyYAML's safe loader (no tags that run code) and bounded:
+    a file over ``max_bytes`` (or a folder, FIFO, device: :func:`read_bytes`) is refused before it is read,
+    and a document whose values, aliases expanded, number more than ``max_nodes`` (an alias bomb, which
+    ``str()`` or a walk would expand for hours; a self-referencing alias) is refused after it is parsed —
+    aliases are shared objects until something walks them, so the count below stops at the budget.
+    An unparsable document is an InputError naming the line.
+    """
+    import yaml
+
+    text = read_text(path, max_bytes, "a YAML file")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise InputError(
+            path, where, f"not valid YAML ({getattr(exc, 'problem', None) or exc.__class__.__name__})"
+        ) from None
+    except RecursionError:
+        raise InputError(path, None, "not valid YAML (nested too deeply)") from None
+    if _yaml_nodes(doc, max_nodes) > max_nodes:
+        raise InputError(
+            path, None, f"more than {max_nodes:,} values once its aliases are expanded (an alias bomb?)"
+        )
+    return doc
+
+
+def _yaml_nodes(doc: Any, budget: int) -> int:
+    """The number of values in ``doc`` with every shared (aliased) value counted each time it is reached,
+    counting stopped just past ``budget``: an explicit stack, so neither depth nor cycles can hang it."""
+    n, stack = 0, [doc]
+    while stack and n <= budget:
+        v = stack.pop()
+        n += 1
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple, set)):
+            stack.extend(v)
+    return n
+
+
+# ---- JPEG size from the header bytes ---------------------------------------------------------------------
+_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+_PLAIN = frozenset((0xC4, 0xCC, 0xDD, 0xFE, *range(0xE0, 0xF0)))  # DHT, DAC, DRI, COM, APP0..15
+
+
+def jpeg_size(head: bytes, max_pixels: int) -> tuple[int, int] | None:
+    """(width, height) of a JPEG from its first bytes, or None whenever the header is anything but the
+    common shape — the caller then asks PIL, so a size given here is PIL's ``Image.open(...).size``.
+
+    Walked as PIL walks it, up to the start of scan (SOS): SOI, then segments ``FF m len payload`` with
+    ``m`` a frame header (SOF, 8-bit, 1 / 3 / 4 components, PIL's condition), DQT (each table whole, PIL's
+    check), DHT, DAC, DRI, COM or APPn. None for: fill bytes or other markers, a segment past ``head``, a
+    short JFIF / Adobe / ICC segment (where PIL's handlers fail), Photoshop or MPF segments (PIL parses
+    more of them), no frame header, a zero side or more than ``max_pixels`` pixels (PIL's bomb check).
+    """
+    if head[:3] != b"\xff\xd8\xff":
+        return None
+    pos, n, size = 2, len(head), None
+    while True:
+        if pos + 4 > n or head[pos] != 0xFF:
+            return None
+        m = head[pos + 1]
+        if m == 0xDA:
+            break
+        seg = (head[pos + 2] << 8) | head[pos + 3]
+        if seg < 2 or pos + 2 + seg > n:
+            return None
+        s = head[pos + 4 : pos + 2 + seg]
+        if m in _SOF:
+            if len(s) < 6 or s[0] != 8 or s[5] not in (1, 3, 4):
+                return None
+            size = ((s[3] << 8) | s[4], (s[1] << 8) | s[2])
+        elif m == 0xDB:
+            while s:
+                q = 1 + (1 if s[0] // 16 == 0 else 2) * 64
+                if len(s) < q:
+                    return None
+                s = s[q:]
+        elif m not in _PLAIN:
+            return None
+        elif (
+            (m == 0xE0 and s.startswith(b"JFIF") and len(s) < 12)
+            or (m == 0xEE and s.startswith(b"Adobe") and len(s) < 12)
+            or (m == 0xE2 and (s.startswith(b"MPF\0") or (s.startswith(b"ICC_PROFILE\0") and len(s) < 14)))
+            or (m == 0xED and s.startswith(b"Photoshop 3.0\0"))
+        ):
+            return None
+        pos += 2 + seg
+    if size is None or size[0] == 0 or size[1] == 0 or size[0] * size[1] > max_pixels:
+        return None
+    return size

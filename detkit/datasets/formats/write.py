@@ -26,7 +26,15 @@ import numpy as np
 
 from detkit.datasets.model import Dataset, json_number
 from detkit.datasets.ops.source import Part, Source, subset
-from detkit.datasets.paths import name_problem, safe_relative, source_path, yolo_relative
+from detkit.datasets.paths import (
+    check_outside,
+    input_folders,
+    inside,
+    name_problem,
+    safe_relative,
+    source_path,
+    yolo_relative,
+)
 from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_write, staged_folder
 
@@ -40,12 +48,10 @@ def default_target(fmt: str) -> str:
 
 
 def check_out(out: Path, inputs: Iterable[Path], single_json: bool) -> None:
-    """Refuse an output that would overwrite or contain an input, or a non-empty folder."""
-    r = out.resolve()
-    for p in inputs:
-        q = Path(p).resolve()
-        if r == q or r in q.parents:
-            raise InputError(out, None, f"output would overwrite the input {p}; choose a new output")
+    """Refuse an output that would overwrite, contain or (a folder) lie inside an input
+    (:func:`~detkit.datasets.paths.check_outside`), or a non-empty folder. ``inputs``: the input files and
+    the folders read (:func:`~detkit.datasets.paths.input_folders`)."""
+    check_outside(out, inputs if not single_json else [p for p in inputs if not Path(p).is_dir()])
     if single_json:
         if out.is_dir():
             raise InputError(out, None, "is a folder; name a .json file or a new folder")
@@ -60,40 +66,67 @@ def image_source(root: Path | None, name: str) -> Path | None:
     return None if root is None or name_problem(name) is not None else source_path(root, name)
 
 
+def link_image(src: Path | None, dst: Path, folder: Path, copy: bool = False) -> str:
+    """Put the image ``src`` at ``dst`` inside the output ``folder`` — a symlink to its real path, or a copy
+    (``copy``, or where links cannot be made) — under the one set of safety rules every writer uses:
+
+        missing  ``src`` is None, not a file, or a name the file system cannot hold (NUL, too long)
+        taken    something is already at ``dst`` (nothing is written through an existing link), or a file
+                 stands where ``dst`` needs a folder
+        linked   otherwise
+
+    A ``dst`` whose real folder would lie outside ``folder`` (a symlinked folder on the way) is an error,
+    checked before any folder is made.
+    """
+    try:
+        if src is None or not src.is_file():
+            return "missing"
+    except (OSError, ValueError):
+        return "missing"
+    there = dst.parent
+    while not os.path.lexists(there) and there != there.parent:
+        there = there.parent
+    if not there.is_dir():  # a file (or a link to one) where this name needs a folder
+        return "taken"
+    if not inside(folder, dst.parent):
+        raise DetkitError(f"{dst}: refusing to write outside the output folder {folder}")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(dst):
+            return "taken"
+    except OSError:  # a file where this name needs a folder
+        return "taken"
+    if copy:
+        shutil.copy2(src, dst)
+    else:
+        try:
+            os.symlink(src.resolve(), dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    return "linked"
+
+
 def link_images(
     pairs: Iterable[tuple[Path | None, str]], dst_root: Path, copy: bool = False
 ) -> dict[str, int]:
-    """Link (or copy) each ``source file -> dst_root/safe_relative(name)``; count linked, missing and unsafe
-    names. A name whose place is taken by another file (``b.jpg`` after ``a/../b.jpg`` of another image, or
-    ``a/b.jpg`` after a file ``a``) counts as unsafe: nothing is written through an existing link."""
+    """Link (or copy) each ``source file -> dst_root/safe_relative(name)`` (:func:`link_image`); count
+    linked, missing and unsafe names. A name whose place is taken by another file (``b.jpg`` after
+    ``a/../b.jpg`` of another image, or ``a/b.jpg`` after a file ``a``) counts as unsafe."""
     n = {"images_linked": 0, "images_missing": 0, "unsafe_names": 0}
     placed: dict[str, Path] = {}  # name written -> its real source file
     for src, name in pairs:
         if name_problem(str(name)) is not None:
             n["unsafe_names"] += 1
             continue
-        if src is None or not src.is_file():
+        rel = safe_relative(str(name))
+        got = link_image(src, dst_root / rel, dst_root, copy)
+        if got == "missing":
             n["images_missing"] += 1
-            continue
-        rel, real = safe_relative(str(name)), src.resolve()
-        dst = dst_root / rel
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            taken = os.path.lexists(dst)
-        except OSError:  # a file where this name needs a folder
-            taken = True
-        if taken:  # the same image twice is linked once; another image's place is not overwritten
-            n["images_linked" if placed.get(rel) == real else "unsafe_names"] += 1
-            continue
-        placed[rel] = real
-        if copy:
-            shutil.copy2(src, dst)
+        elif got == "taken":  # the same image twice is linked once; another image's place is not overwritten
+            n["images_linked" if placed.get(rel) == src.resolve() else "unsafe_names"] += 1
         else:
-            try:
-                os.symlink(real, dst)
-            except OSError:
-                shutil.copy2(src, dst)
-        n["images_linked"] += 1
+            placed[rel] = src.resolve()
+            n["images_linked"] += 1
     return n
 
 
@@ -230,7 +263,7 @@ def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = F
     single_json = output_file(out, to) is not None  # the convert output rule: OUT.json, or a folder
     if single_json and copy_images:
         raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
-    check_out(out, [src.path], single_json)
+    check_out(out, [src.path, *input_folders(src.ds, src.path)], single_json)
     result = {"out": str(out), "to": to, **part.counts()}
     if single_json:
         write_coco_part(src, part, out, src.image_root)
@@ -260,7 +293,7 @@ def write_split_parts(
     if to not in TARGETS:
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
     output_file(out, to, splits=len(parts))  # several splits: a folder, whatever the format
-    check_out(out, [src.path], single_json=False)
+    check_out(out, [src.path, *input_folders(src.ds, src.path)], single_json=False)
     ds = src.ds
     every = np.unique(np.concatenate([p.images for p in parts.values()]))
     links: dict[str, int] = {}

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.layouts import (
+    MAX_CLASSES,
     NAME_FILES,
     YoloLayout,
     find_yaml,
@@ -31,12 +32,12 @@ from detkit.datasets.formats.layouts import (
     resolve_labels,
     yolo_folder_layout,
 )
-from detkit.datasets.formats.readers import OnError, problem, read_text
-from detkit.datasets.images import probe_image
-from detkit.datasets.model import MEMBER_SEP, Dataset, Skipped, declared_splits_of, image_columns
+from detkit.datasets.formats.readers import OnError, problem, suffix
+from detkit.datasets.formats.yolo_scan import list_txt, scan
+from detkit.datasets.model import MEMBER_SEP, Dataset, Skipped, declared_splits_of
 from detkit.errors import InputError
 
-MAX_YOLO_CLASSES = 100_000  # a larger class index is a corrupt line, not a real class
+MAX_YOLO_CLASSES = MAX_CLASSES  # a larger class index is a corrupt line, not a real class
 
 
 # ---- where a lenient loader's problems go ----------------------------------------------------------------
@@ -149,28 +150,51 @@ def _yolo_rows(
     return rows
 
 
-def _label_file(img: Path, folders: list[tuple[Path, Path]]) -> Path:
+class _Files:
+    """Which label files exist: the ``.txt`` files found walking the label folders (one ``scandir`` per
+    folder instead of a ``stat`` per image); ``Path.is_file`` for a path outside them."""
+
+    def __init__(self, folders: list[Path]):
+        self.roots: tuple[str, ...] = ()
+        self.files: set[str] = set()
+        self.listed: dict[Path, list[str]] = {}
+        for f in folders:
+            self.add(f)
+
+    def add(self, folder: Path) -> None:
+        """List one more label folder (one that a split's labels were found in under another name)."""
+        if folder not in self.listed:
+            self.roots += (str(folder) + os.sep,)
+            self.listed[folder], found = list_txt(folder) if folder.is_dir() else ([], set())
+            self.files |= found
+
+    def exists(self, p: str) -> bool:
+        return p in self.files if p.startswith(self.roots) else os.path.isfile(p)
+
+
+def _label_file(img: str, folders: list[tuple[str, str]], files: _Files) -> str:
     """The label file of an image: the mirror path under its folder's labels folder when that file exists
     (``labels/images/x.txt`` for ``images/images/x.jpg``), else ultralytics' rule (last ``images`` ->
-    ``labels``), else a ``.txt`` beside the image (darknet)."""
+    ``labels``), else a ``.txt`` beside the image (darknet). ``folders``: (images folder + '/', labels
+    folder + '/') pairs; all paths as str."""
+    name = img[img.rfind(os.sep) + 1 :]
+    beside = img[: len(img) - len(suffix(name))] + ".txt"  # Path.with_suffix(".txt")
     for img_dir, lbl_dir in folders:
-        if lbl_dir == img_dir and img.with_suffix(".txt").is_file():  # darknet: image and .txt side by side
-            return img.with_suffix(".txt")
-        if lbl_dir != img_dir and img.is_relative_to(img_dir):
-            mirror = lbl_dir / img.relative_to(img_dir).with_suffix(".txt")
-            if mirror.is_file():
+        if lbl_dir == img_dir:
+            if files.exists(beside):  # darknet: image and .txt side by side
+                return beside
+        elif img.startswith(img_dir):
+            mirror = lbl_dir + beside[len(img_dir) :]
+            if files.exists(mirror):
                 return mirror
-    ultra = label_path(img)
-    if not ultra.is_file() and img.with_suffix(".txt").is_file():  # darknet lists: labels beside the images
-        return img.with_suffix(".txt")
+    ultra = str(label_path(Path(img)))
+    if not files.exists(ultra) and files.exists(beside):  # darknet lists: labels beside the images
+        return beside
     return ultra
 
 
-def _rel(p: Path, root: Path) -> str:
-    try:
-        return str(p.relative_to(root))
-    except ValueError:
-        return str(p)
+def _rel(p: str, root: str) -> str:
+    return p[len(root) :] if p.startswith(root) else p
 
 
 def read_yolo_layout(
@@ -178,6 +202,9 @@ def read_yolo_layout(
 ) -> Dataset:
     """Read the images (header sizes) and label files of a
     :class:`~detkit.datasets.formats.layouts.YoloLayout`.
+
+    The files are read by :func:`~detkit.datasets.formats.yolo_scan.scan` (threads, the label rows parsed
+    in numpy, cached); problems are then reported in the order of the images, as one pass over them would.
 
     Args:
         layout: the splits, their image files and the class names (from
@@ -189,73 +216,126 @@ def read_yolo_layout(
     report = Reporter(on_error, strict)
     where = layout.descriptor or source or layout.root
     nc = len(layout.names) if layout.names else None
-    img_rows, ann_rows, records, splits = [], [], [], []
-    listed, label_files = 0, 0
-    row_of: dict[str, int] = {}  # image path -> its row: an image two splits name is read once
-    expected: set[Path] = set()
-    scanned: set[Path] = set()  # label folders already searched for orphans (two splits, one folder)
+    files = _Files([lbl for src in layout.splits for _, lbl in src.folders])
+
+    def pairs_of(src) -> list[tuple[str, str]]:
+        return [(str(i) + os.sep, str(lb) + os.sep) for i, lb in src.folders]
+
+    # Labels under another folder name: checked (and followed) per split before anything is read; the note,
+    # or the InputError, is reported at the split's turn, in the order one pass over the splits gives.
+    found: list[tuple[str, bool] | InputError | None] = []
     for src in layout.splits:
-        labels = resolve_labels(src, lambda img, s=src: _label_file(img, s.folders).is_file(), where)
+        pairs = pairs_of(src)
+        try:
+            found.append(
+                resolve_labels(src, lambda img, q=pairs: files.exists(_label_file(str(img), q, files)), where)
+            )
+        except InputError as err:
+            found.append(err)
+        for _, lbl in src.folders:
+            files.add(lbl)
+    # One row per image: an image that several splits (or one list twice) name is read once, with the
+    # label file its first split gives, and its split is the memberships joined with MEMBER_SEP.
+    images: list[Path] = []
+    split_of: list[str | None] = []
+    label_of, label_files, index = [], [], {}
+    row_of: dict[str, int] = {}  # normalised absolute path -> row
+    dot = os.sep + "."
+    bounds: list[tuple[int, int]] = []  # per split: the rows of the images it names first
+    for src in layout.splits:
+        pairs, first = pairs_of(src), len(images)
+        for img in src.images:
+            s = str(img)  # an absolute path without . or .. parts is its own key: normpath only for others
+            key = s if s[:1] == os.sep and dot not in s else os.path.normpath(os.path.abspath(s))
+            r = row_of.setdefault(key, len(images))
+            if r < len(images):  # named before: one image, its memberships joined
+                if src.name and split_of[r] and src.name not in split_of[r].split(MEMBER_SEP):
+                    split_of[r] = f"{split_of[r]}{MEMBER_SEP}{src.name}"
+                continue
+            images.append(img)
+            split_of.append(src.name)
+            lf = _label_file(s, pairs, files)
+            if files.exists(lf):
+                k = index.setdefault(lf, len(label_files))
+                if k == len(label_files):
+                    label_files.append(lf)
+            else:
+                k = -1
+            label_of.append((lf, k))
+        bounds.append((first, len(images)))
+    sc = scan(
+        [str(p) for p in images],
+        np.array([k for _, k in label_of], dtype=np.int64),
+        label_files,
+        nc,
+        nc if nc is not None else MAX_YOLO_CLASSES,
+        YOLO_TOL,
+        lambda lf, text, note: _yolo_rows(lf, text, nc, note),
+    )
+    n = len(images)
+    lab = sc.label
+    has = lab >= 0
+    bad_img = np.zeros(n, dtype=bool)
+    bad_img[list(sc.image_problem)] = True
+    bad_file = np.zeros(len(label_files) + 1, dtype=bool)  # [-1]: no file
+    bad_file[list(sc.file_problem)] = True
+    noted = np.zeros(len(label_files) + 1, dtype=bool)
+    noted[list(sc.notes)] = True
+    keep = ~bad_img & ~(has & bad_file[lab])
+    special = np.flatnonzero(~keep | ~has | noted[lab])  # the images with something to report
+    expected = {lf for lf, _ in label_of}  # every split's: a label folder two splits share has no orphans
+    scanned: set[Path] = set()  # label folders already searched for orphans (two splits, one folder)
+    listed, n_label_files = 0, 0
+    for src, (start, end), labels in zip(layout.splits, bounds, found, strict=True):
+        if isinstance(labels, InputError):
+            raise labels
         if labels is not None:
             report(problem(where, src.name, labels[0], "label.none_found"), kept=labels[1])
         for lst, lineno, p in src.missing:
             report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
-        for img in src.images:
-            listed += 1
-            key = os.path.normpath(os.path.abspath(img))
-            if key in row_of:  # named by an earlier split too: one image, its memberships joined
-                r = row_of[key]
-                if src.name and splits[r] and src.name not in splits[r].split(MEMBER_SEP):
-                    splits[r] = f"{splits[r]}{MEMBER_SEP}{src.name}"
-                continue
-            lf = _label_file(img, src.folders)
-            expected.add(lf)
-            try:
-                w, h = probe_image(img)
-                text = read_text(lf) if lf.is_file() else None
-            except InputError as err:
-                report(err)
-                continue
-            img_id = len(img_rows) + 1
-            row_of[key] = len(img_rows)
-            img_rows.append((img_id, _rel(img, layout.root), float(w), float(h)))
-            splits.append(src.name)
-            if text is None:
-                report(
-                    problem(
-                        img,
-                        None,
-                        f"no label file {lf.name} (read as a background image)",
-                        "image.no_label_file",
-                    ),
-                    kept=True,
-                )
-                continue
-            label_files += 1
-            for c, cx, cy, bw, bh, ln in _yolo_rows(lf, text, nc, report):
-                ann_rows.append((img_id, c, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h))
-                records.append(f"{lf.name} line {ln}")
+        listed += len(src.images)
+        n_label_files += int(np.count_nonzero(keep[start:end] & has[start:end]))
+        for i in special[np.searchsorted(special, start) : np.searchsorted(special, end)].tolist():
+            img, (lf, k) = images[i], label_of[i]
+            if bad_img[i]:
+                code, what = sc.image_problem[i]
+                report(problem(img, None, what, code))
+            elif k >= 0 and bad_file[k]:
+                code, at, what = sc.file_problem[k]
+                report(problem(Path(lf), at, what, code))
+            elif k < 0:
+                what = f"no label file {Path(lf).name} (read as a background image)"
+                report(problem(img, None, what, "image.no_label_file"), kept=True)
+            else:
+                for code, at, what, kept in sc.notes[k]:
+                    report(problem(Path(lf), at, what, code), kept=kept)
         for img_dir, lbl_dir in src.folders:
             if lbl_dir == img_dir or lbl_dir in scanned or not lbl_dir.is_dir():
                 continue
             scanned.add(lbl_dir)
-            for lf in sorted(lbl_dir.rglob("*.txt")):
-                if lf not in expected and lf.name not in NAME_FILES:
-                    label_files += 1
-                    report(
-                        problem(
-                            lf,
-                            None,
-                            f"label file without an image (no {lf.stem}.* in {img_dir})",
-                            "label.orphan",
-                        )
-                    )
-    if not img_rows:
+            for lf in files.listed.get(lbl_dir, []):
+                if lf not in expected and os.path.basename(lf) not in NAME_FILES:
+                    n_label_files += 1
+                    what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
+                    report(problem(Path(lf), None, what, "label.orphan"))
+    root = str(layout.root) + os.sep
+    kept_rows = np.flatnonzero(keep)
+    img_cols = {
+        "image_id": np.arange(1, len(kept_rows) + 1, dtype=np.int64),
+        "file_name": np.array([_rel(str(images[i]), root) for i in kept_rows.tolist()], dtype=object),
+        "width": sc.width[kept_rows].astype(np.float64),
+        "height": sc.height[kept_rows].astype(np.float64),
+    }
+    splits = [split_of[i] for i in kept_rows.tolist()]
+    kl = lab[kept_rows]
+    with_file = kl >= 0
+    parts = (img_cols["image_id"][with_file], kl[with_file])
+    if not len(kept_rows):
         if listed:
             raise InputError(
-                where, None, f"none of the {listed} images could be read (see the first: {src.images[0]})"
+                where, None, f"none of the {listed} images could be read (see the first: {images[0]})"
             )
-        if not label_files:
+        if not n_label_files:
             raise InputError(
                 source or where,
                 None,
@@ -264,26 +344,62 @@ def read_yolo_layout(
         raise InputError(
             source or where,
             None,
-            f"no images found for the {label_files} label files (looked under {layout.root})",
+            f"no images found for the {n_label_files} label files (looked under {layout.root})",
         )
-    return _yolo_dataset(img_rows, ann_rows, records, splits, layout, report, source)
+    return _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
 
 
-def _yolo_dataset(
-    img_rows, ann_rows, records, splits, layout: YoloLayout, report: Reporter, source: str
-) -> Dataset:
-    n = len(ann_rows)
-    arr = np.array(ann_rows, dtype=np.float64).reshape(n, 6)
+class LabelRecords:
+    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: an
+    array of the file names and two integer columns instead of a string per row."""
+
+    def __init__(self, names: np.ndarray, file: np.ndarray, line: np.ndarray):
+        self.names, self.file, self.line = names, file, line
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def __getitem__(self, i):
+        if isinstance(i, (int, np.integer)):
+            return f"{self.names[self.file[i]]} line {int(self.line[i])}"
+        return LabelRecords(self.names, self.file[i], self.line[i])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(list(self), dtype=object)
+
+
+def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Reporter, source: str) -> Dataset:
+    """The Dataset of the images kept (``img_cols``) and the rows of their label files (``parts``: image id
+    and label file of each kept image that has one, in image order)."""
+    image_id, file_k = parts
+    first, last = sc.offset[file_k], sc.offset[file_k + 1]
+    lengths = last - first
+    n = int(lengths.sum())
+    shift = np.cumsum(lengths) - lengths - first
+    if n == len(sc.cls) and not shift.any():  # every row, in order (the common case): views, no copies
+        take: slice | np.ndarray = slice(None)
+    else:  # row indices first[j] .. last[j] - 1 for each j, without a Python loop
+        take = np.arange(n, dtype=np.int64) - np.repeat(shift, lengths)
+    image_of = np.repeat(image_id, lengths)
+    file_of = np.repeat(file_k.astype(np.int32), lengths)
+    cls = sc.cls[take]
+    w = img_cols["width"][image_of - 1]
+    h = img_cols["height"][image_of - 1]
+    cx, cy, bw, bh = sc.box[take].T
+    bbox = np.stack(((cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h), axis=1).reshape(n, 4)
     names = layout.names
-    ncls = len(names) if names else (int(arr[:, 1].max()) + 1 if n else 0)
+    ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
     cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
-    bbox = arr[:, 2:6].copy()
+    file_names = np.array([os.path.basename(f) for f in sc.label_files], dtype=object)
     has_split = any(s is not None for s in splits)
     return Dataset(
-        **image_columns(img_rows),
+        **img_cols,
         ann_id=np.arange(1, n + 1, dtype=np.int64),
-        ann_image_id=arr[:, 0].astype(np.int64),
-        category_id=arr[:, 1].astype(np.int64),
+        ann_image_id=image_of,
+        category_id=cls,
         bbox=bbox,
         area=bbox[:, 2] * bbox[:, 3],
         iscrowd=np.zeros(n, dtype=np.int64),
@@ -292,7 +408,7 @@ def _yolo_dataset(
         source=source,
         format="yolo",
         image_root=str(layout.root),
-        ann_record=np.array(records, dtype=object),
+        ann_record=LabelRecords(file_names, file_of, sc.line[take]),
         split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
         skipped=report.items,
         extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},

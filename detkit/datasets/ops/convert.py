@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,15 @@ from detkit.console import progress
 from detkit.datasets.formats.coco import DETKIT_KEY
 from detkit.datasets.formats.layouts import roboflow_coco_files
 from detkit.datasets.model import COCO80_IDS, COCO80_NAMES, Dataset, json_number
-from detkit.datasets.paths import inside, name_problem, safe_relative, source_path, yolo_relative
+from detkit.datasets.paths import (
+    check_outside,
+    input_folders,
+    inside,
+    name_problem,
+    safe_relative,
+    source_path,
+    yolo_relative,
+)
 from detkit.errors import DetkitError
 from detkit.io import atomic_write, remove_leftovers, staged_folder, write_json
 
@@ -59,22 +66,13 @@ CLASS_INDEXED = ("yolo", "text")  # formats whose boxes carry a class index, not
 
 
 def _link_image(src_root: Path | None, file_name: str, dst: Path, folder: Path) -> bool:
-    """Symlink (or copy) ``src_root/file_name`` to ``dst``; False when the source image is absent."""
+    """Link ``src_root/file_name`` at ``dst`` (:func:`~detkit.datasets.formats.write.link_image`, the one
+    rule); False when the source image is absent."""
+    from detkit.datasets.formats.write import link_image
+
     if src_root is None:
         return False
-    src = source_path(src_root, file_name)
-    try:
-        if not src.is_file():
-            return False
-    except (OSError, ValueError):  # a name the file system cannot hold (NUL, too long)
-        return False
-    _check_inside(folder, dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.symlink(src.resolve(), dst)
-    except OSError:
-        shutil.copy2(src, dst)
-    return True
+    return link_image(source_path(src_root, file_name), dst, folder) == "linked"
 
 
 def _check_inside(folder: Path, path: Path) -> None:
@@ -414,6 +412,10 @@ def convert(
     if Path(ds.source).exists() and out.resolve() == Path(ds.source).resolve():
         raise DetkitError(f"{out}: output would overwrite the input")
     file = output_file(out, to)
+    if file is None:  # a folder: never inside one the input is read from
+        check_outside(
+            out, input_folders(ds, ds.source if ds.source and Path(ds.source).exists() else None, image_root)
+        )
     if to in FILE_TARGETS and file is None:  # a new folder holding annotations.json / annotations.xml
         name = f"annotations{FILE_TARGETS[to]}"
         removed = remove_leftovers(out)

@@ -33,7 +33,7 @@ from detkit.datasets.ops.convert import (
     write_voc,
     write_yolo,
 )
-from detkit.datasets.paths import name_problem
+from detkit.datasets.paths import check_outside, input_folders, name_problem
 from detkit.io import remove_leftovers
 
 
@@ -103,6 +103,9 @@ def convert_splits(
     check_options(to, category_ids)
     out, names = Path(out), ds.split_names()
     output_file(out, to, splits=len(names))  # the one rule: several splits are a folder
+    check_outside(
+        out, input_folders(ds, ds.source if ds.source and Path(ds.source).exists() else None, image_root)
+    )
     removed = remove_leftovers(out)
     results: dict[str, dict[str, Any]] = {}
     with new_folder(out) as tmp:

@@ -328,11 +328,12 @@ def draw_run(
     """
     from detkit.datasets.formats.write import check_out
     from detkit.datasets.ops.select import resolve_classes
+    from detkit.datasets.paths import input_folders
     from detkit.io import staged_folder
     from detkit.train.runs import record_run, write_summary
 
     ds = src.ds
-    check_out(out, [src.path], single_json=False)
+    check_out(out, [src.path, *input_folders(ds, src.path)], single_json=False)
     class_rows = resolve_classes(ds, classes) if classes else None
     flagged = box_findings(ds) if findings else {}
     rows = pick_images(ds, n, seed, names, class_rows, flagged)

@@ -28,6 +28,7 @@ from detkit.datasets.formats.layouts import ROBOFLOW_COCO, YAML_NAMES
 from detkit.datasets.model import Dataset
 from detkit.datasets.ops.select import norm_name
 from detkit.datasets.ops.source import Source
+from detkit.datasets.paths import input_folders
 from detkit.errors import DetkitError, OptionError
 from detkit.io import staged_folder
 
@@ -373,7 +374,8 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
             f"{out}: copy_images needs an output folder, not a .json file",
             flags={"copy_images needs": "--copy-images needs"},
         )
-    w.check_out(out, [s.path for s in m.sources], single_json)
+    inputs = [p for s in m.sources for p in (s.path, *input_folders(s.ds, s.path))]
+    w.check_out(out, inputs, single_json)
     counts = {
         "images": int(m.image_id.size),
         "boxes": int(sum(a.size for a in m.ann_rows)),

@@ -1,0 +1,218 @@
+"""YOLO label files parsed without a Python object per row: the bytes of many files at once, in numpy.
+
+The files are cut into batches of about ``BATCH_BYTES`` (a file larger than that into pieces at line ends),
+each batch joined with ``\\n`` and read as one ``uint8`` array (two batches at a time on two threads). A
+file takes this fast path only when every row is what nearly every label file holds, and any other file is
+left to the per-line reader
+(:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
+
+    bytes       only ``0-9 . + - e E``, space, tab, ``\\n`` and ``\\r`` before ``\\n`` (so lines are what
+                ``str.splitlines`` gives and fields what ``str.split`` gives; no BOM, no other text)
+    fields      0 or 5 per line (no polygon row, no wrong field count)
+    class       1..6 decimal digits, below ``top`` (the class count, else 100,000)
+    coordinate  ``[+-]digits[.digits]`` with 1..15 digits: its value is ``m / 10**k`` for the integer
+                ``m`` of its digits and ``k`` digits after the point, both exact doubles, so the one
+                correctly rounded division equals ``float(token)``; within ``-tol..1+tol``
+    rows        no two rows of a file with the same class and box
+
+A batch's tokens are found from the white-space mask (a token starts where a byte that is not white space
+follows one that is), and each is read a byte column at a time: ``m = 10 m + digit`` for every token at
+once, ``W`` vector steps for tokens of up to ``W`` bytes. Memory is a few bytes per byte of the batch and
+some 40 per token while a batch is parsed, and 48 bytes per row kept (class, box, file, line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BATCH_BYTES = 8 << 20
+MAX_DIGITS = 15  # below 2**53: the mantissa is an exact double
+MAX_TOKEN = 18  # sign, 15 digits, point, one spare
+_WS = np.zeros(256, dtype=bool)
+_WS[[32, 9, 13]] = True
+_OK = np.zeros(256, dtype=bool)  # the bytes a fast-path file may hold
+_OK[[*b"0123456789.+-eE", 32, 9, 13, 10]] = True
+_POW10 = 10.0 ** np.arange(MAX_DIGITS + 1)
+
+
+@dataclass
+class LabelRows:
+    """The rows of the files that took the fast path, in file then line order.
+
+    Attributes:
+        file: (N,) int32 index of each row's file in the list given.
+        line: (N,) int32 1-based line number.
+        cls: (N,) int64 class index.
+        box: (N, 4) float64 cx, cy, w, h as written (normalised).
+        slow: (F,) bool: the files left to the per-line reader (their rows are not here).
+    """
+
+    file: np.ndarray
+    line: np.ndarray
+    cls: np.ndarray
+    box: np.ndarray
+    slow: np.ndarray
+
+
+def _pieces(blobs: list[bytes], limit: int):
+    """(file index, first line number, bytes) pieces of at most about ``limit`` bytes, cut at line ends."""
+    for k, b in enumerate(blobs):
+        if len(b) <= limit:
+            yield k, 1, b
+            continue
+        start, line = 0, 1
+        while start < len(b):
+            end = b.find(b"\n", start + limit) + 1 if start + limit < len(b) else len(b)
+            end = end or len(b)
+            yield k, line, b[start:end]
+            line += b.count(b"\n", start, end)
+            start = end
+
+
+def _batches(blobs: list[bytes], limit: int):
+    batch, size = [], 0
+    for piece in _pieces(blobs, limit):
+        batch.append(piece)
+        size += len(piece[2]) + 1
+        if size >= limit:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BATCH_BYTES) -> LabelRows:
+    """Parse the label files ``blobs`` (their bytes) on the fast path (module docstring).
+
+    Args:
+        top: class indices must be below it.
+        tol: coordinates may lie this far outside 0..1.
+        batch_bytes: bytes parsed at once (two batches at a time where there are two CPUs).
+    """
+    slow = np.zeros(len(blobs), dtype=bool)
+    # two batches at a time where there are two CPUs: numpy lets go of Python's lock in its loops
+    from detkit.datasets.formats.yolo_scan import pmap
+
+    batches = list(_batches(blobs, batch_bytes))
+    parts = [p for p in pmap(lambda bt: _parse_batch(bt, top, tol, slow), batches, chunk=1, threads=2) if p]
+    if not parts:
+        empty = np.zeros(0, np.int32)
+        return LabelRows(empty, empty, np.zeros(0, np.int64), np.zeros((0, 4)), slow)
+    file, line, cls, box = (np.concatenate(c) for c in zip(*parts))
+    del parts
+    _mark_duplicates(file, cls, box, slow)
+    keep = ~slow[file]
+    if keep.all():  # (no copy)
+        return LabelRows(file, line, cls, box, slow)
+    return LabelRows(file[keep], line[keep], cls[keep], box[keep], slow)
+
+
+def _mark_duplicates(file: np.ndarray, cls: np.ndarray, box: np.ndarray, slow: np.ndarray) -> None:
+    """Mark in ``slow`` the files with two rows of the same class and box (the per-line reader names them).
+
+    Rows are sorted by a 64-bit mix of (file, class, box bits) — ``+ 0.0`` makes ``-0.0`` and ``0.0`` one
+    value, as Python's ``==`` does — and neighbours with equal mixes are compared in full."""
+    bits = (box + 0.0).view(np.uint64)
+    h = file.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ cls.astype(np.uint64)
+    for k in range(4):
+        h = (h ^ bits[:, k]) * np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    cand = np.flatnonzero(hs[1:] == hs[:-1])
+    if not cand.size:
+        return
+    i, j = order[cand], order[cand + 1]
+    same = (file[i] == file[j]) & (cls[i] == cls[j]) & np.all(box[i] == box[j], axis=1)
+    slow[file[i][same]] = True
+
+
+def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
+    """Rows of one batch of (file, first line, bytes) pieces; marks in ``slow`` the files that leave the
+    fast path. None when no row is left."""
+    files = np.array([k for k, _, _ in batch], dtype=np.int32)
+    first_line = np.array([ln for _, ln, _ in batch], dtype=np.int64)
+    lengths = np.array([len(b) for _, _, b in batch], dtype=np.int64)
+    buf = b"\n".join([b for _, _, b in batch]) + b"\n"
+    a = np.frombuffer(buf, dtype=np.uint8)
+    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))  # each piece's first byte
+
+    def piece_of(pos: np.ndarray) -> np.ndarray:
+        return np.searchsorted(starts, pos, side="right") - 1
+
+    # bytes: a piece with any other byte, or a \r not before \n, leaves the fast path
+    bad = np.flatnonzero(~_OK[a])
+    cr = np.flatnonzero(a == 13)
+    bad = np.concatenate((bad, cr[a[np.minimum(cr + 1, len(a) - 1)] != 10]))
+    if bad.size:
+        slow[files[np.unique(piece_of(bad))]] = True
+    nl = a == 10
+    sep = _WS[a] | nl
+    tok_start = np.flatnonzero(~sep & np.concatenate(([True], sep[:-1])))
+    tok_end = np.flatnonzero(sep & np.concatenate(([False], ~sep[:-1])))  # first separator after a token
+    del sep
+    nl_pos = np.flatnonzero(nl)
+    del nl
+    tok_line = np.searchsorted(nl_pos, tok_start)  # index of the line (its \n) each token is on
+    per_line = np.bincount(tok_line, minlength=len(nl_pos))
+    line_piece = piece_of(nl_pos)
+    odd = per_line[tok_line] != 5  # a token on a line of another field count
+    if odd.any():
+        slow[files[np.unique(line_piece[tok_line[odd]])]] = True
+    # tokens in pieces still on the fast path, on 5-field lines
+    keep = ~slow[files[line_piece[tok_line]]] & ~odd
+    tok_start, tok_end, tok_line = tok_start[keep], tok_end[keep], tok_line[keep]
+    if not tok_start.size:
+        return None
+    values, ok, plain = _numbers(a, tok_start, tok_end)
+    field = np.arange(tok_start.size) % 5  # whole 5-token lines: field = position in the line
+    cls_tok = field == 0
+    cls_ok = ok & plain & (values < top) & (tok_end - tok_start <= 6)  # class: 1..6 digits only
+    coord_ok = ok & (values >= -tol) & (values <= 1 + tol)
+    good = np.where(cls_tok, cls_ok, coord_ok)
+    if not good.all():
+        slow[files[np.unique(line_piece[tok_line[~good]])]] = True
+    rows_line = tok_line[cls_tok]
+    piece = line_piece[rows_line]
+    # 1-based line of each row: the piece's first line + lines before it in the piece
+    piece_first_nl = np.searchsorted(nl_pos, starts)
+    line = first_line[piece] + rows_line - piece_first_nl[piece]
+    v = values.reshape(-1, 5)
+    return files[piece], line.astype(np.int32), v[:, 0].astype(np.int64), v[:, 1:].copy()
+
+
+def _numbers(a: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per token ``[+-]digits[.digits]``: its value, whether it is one (with 1..MAX_DIGITS digits), and
+    whether it is digits alone (no sign, no point: what a class index may be). One vector step per byte
+    column; the mantissa is summed in float64, exact below 2**53."""
+    n = start.size
+    length = (end - start).astype(np.int32)
+    ok = length <= MAX_TOKEN
+    mant = np.zeros(n)
+    digits = np.zeros(n, dtype=np.int32)
+    frac = np.zeros(n, dtype=np.int32)
+    dot = np.zeros(n, dtype=bool)
+    sign = np.zeros(n, dtype=bool)
+    neg = np.zeros(n, dtype=bool)
+    for j in range(int(min(MAX_TOKEN, length.max(initial=0)))):
+        inside = j < length
+        b = a[np.minimum(start + j, a.size - 1)]
+        d = b - np.uint8(48)  # uint8: wraps past 9 for every byte that is not a digit
+        is_digit = inside & (d <= 9)
+        is_dot = inside & (b == 46)
+        if j == 0:
+            sign = (b == 43) | (b == 45)
+            neg = b == 45
+            ok &= is_digit | is_dot | sign
+        else:
+            ok &= ~inside | is_digit | (is_dot & ~dot)
+        frac += is_digit & dot
+        dot |= is_dot
+        mant = np.where(is_digit, mant * 10 + d, mant)
+        digits += is_digit
+    ok &= (digits >= 1) & (digits <= MAX_DIGITS)
+    values = mant / _POW10[np.minimum(frac, MAX_DIGITS)]
+    values[neg] *= -1
+    return values, ok, ~dot & ~sign

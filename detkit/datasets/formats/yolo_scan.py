@@ -1,0 +1,356 @@
+"""What a YOLO layout's files hold — image sizes, label rows and their problems — read at scale and cached.
+
+:func:`scan` reads, for the images of a :class:`~detkit.datasets.formats.layouts.YoloLayout` and the label
+file each one has, everything :func:`~detkit.datasets.formats.yolo.read_yolo_layout` reports and keeps:
+
+    image sizes   from the header bytes (:func:`~detkit.datasets.formats.readers.jpeg_size`: one ``pread``
+                  of 64 KB and one of the last 256 bytes for the end marker); PIL
+                  (:func:`~detkit.datasets.images.probe_image`) for any other format or header shape
+    label rows    the bytes of every file, parsed at once (:mod:`detkit.datasets.formats.yolo_rows`); the
+                  per-line reader for the files that leave that path, with each problem it names
+
+Files are opened, read and stat'ed by a pool of threads (the calls release Python's lock), as many as
+``THREADS`` and twice the CPUs this process may use allow. The result is cached in
+``$DETKIT_CACHE_DIR`` (else ``$XDG_CACHE_HOME/detkit``, else ``~/.cache/detkit``) under ``yolo-labels/``,
+in a file named by the hash of every image and label file's path, size, modification and change times and
+inode, the class count and the format version — never beside the dataset, which detkit does not write into
+(ultralytics writes ``labels.cache`` there). A second read of an unchanged dataset stats its files and loads
+one file; any change to a file's size, times or inode, a file added or removed, reads it again.
+``DETKIT_CACHE=off`` turns the cache off; a cache folder that cannot be written is skipped silently; the
+folder keeps the ``KEEP`` most recent scans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from detkit.datasets.formats.readers import decode_text, jpeg_size, walk
+from detkit.datasets.formats.yolo_rows import parse_labels
+from detkit.errors import InputError
+
+VERSION = 1
+THREADS = 8
+KEEP = 16
+HEAD = 1 << 16
+_TAIL = 256  # as probe_image reads it
+
+
+def cache_dir() -> Path | None:
+    """The folder scans are cached in (module docstring); None when the cache is off."""
+    if os.environ.get("DETKIT_CACHE", "").lower() in ("off", "0", "no", "false"):
+        return None
+    base = os.environ.get("DETKIT_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (
+            os.path.join(xdg, "detkit") if xdg else os.path.join(os.path.expanduser("~"), ".cache", "detkit")
+        )
+    return Path(base) / "yolo-labels"
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def pmap(
+    fn: Callable, items: list, chunk: int = 512, per_chunk: Callable | None = None, threads: int | None = None
+) -> list:
+    """``[fn(x) for x in items]`` on a pool of threads (in order): up to ``threads`` (default: twice the
+    CPUs, at most ``THREADS``; calls that wait on files), one thread for fewer than two chunks.
+    ``per_chunk`` turns each chunk's results into one object (an array) as soon as it is done: the list
+    returned then holds those, not a Python object per item."""
+    top = min(THREADS, 2 * _cpus()) if threads is None else min(threads, _cpus())
+    workers = max(1, min(top, -(-len(items) // chunk)))
+    parts = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+
+    def run(part: list):
+        got = [fn(x) for x in part]
+        return per_chunk(got) if per_chunk is not None else got
+
+    if workers == 1:
+        done = map(run, parts)
+        return list(done) if per_chunk is not None else [x for got in done for x in got]
+    with ThreadPoolExecutor(workers) as ex:
+        if per_chunk is not None:
+            return list(ex.map(run, parts))
+        out = []
+        for got in ex.map(run, parts):
+            out += got
+        return out
+
+
+# ---- listing --------------------------------------------------------------------------------------------
+def list_txt(folder: Path) -> tuple[list[str], set[str]]:
+    """``sorted(folder.rglob('*.txt'))`` as str, and those of them that are files (``Path.is_file``)."""
+    files: set[str] = set()
+
+    def keep(e: os.DirEntry) -> bool:
+        if not e.name.endswith(".txt"):
+            return False
+        if e.is_file():
+            files.add(e.path)
+        return True
+
+    return walk(folder, keep), files
+
+
+# ---- per file -------------------------------------------------------------------------------------------
+def _stat(path: str) -> tuple[int, int, int, int]:
+    """(size, mtime, ctime, inode): a rewrite in the same clock tick as the last one still changes the
+    inode (a file replaced) or, written in place, most often the size or the change time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1, -1, -1
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def image_size(path: str) -> tuple[int, int] | InputError:
+    """(width, height) of an image from its header bytes (PIL when they are not a plain JPEG), or the
+    problem :func:`~detkit.datasets.images.probe_image` names."""
+    from PIL import Image
+
+    from detkit.datasets.images import probe_image
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+                head = os.pread(fd, HEAD, 0)
+                tail = head[-_TAIL:] if st.st_size <= HEAD else os.pread(fd, _TAIL, st.st_size - _TAIL)
+                wh = jpeg_size(head, Image.MAX_IMAGE_PIXELS)
+                if wh is not None and b"\xff\xd9" in tail:
+                    return wh
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    try:
+        return probe_image(Path(path))
+    except InputError as err:
+        return err
+
+
+def _read(path: str) -> bytes | InputError:
+    """The bytes of a label file (a regular file: the walk found it so); the reader's one-line problem
+    when it cannot be read."""
+    from detkit.datasets.formats.readers import read_bytes
+
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        pass
+    try:
+        return read_bytes(Path(path))
+    except InputError as err:
+        return err
+
+
+# ---- the scan -------------------------------------------------------------------------------------------
+@dataclass
+class Scan:
+    """What the files hold (see the module docstring).
+
+    Attributes:
+        width, height: (I,) float64 per image; NaN where ``image_problem`` has the reason.
+        image_problem: {image index: (code, what)} for images that could not be read.
+        label: (I,) int64 index into ``label_files`` of each image's label file, -1 when it has none.
+        label_files: the label files (str) the images have.
+        file_problem: {file index: (code, where, what)}: a file that could not be read or decoded.
+        notes: {file index: [(code, where, what, kept), ...]}: what the per-line reader reported.
+        offset: (F + 1,) int64: the rows of file k are ``offset[k]:offset[k + 1]``.
+        cls, line: (N,) int64 / int32; box (N, 4) float64 cx cy w h.
+    """
+
+    width: np.ndarray
+    height: np.ndarray
+    image_problem: dict[int, tuple[str, str]]
+    label: np.ndarray
+    label_files: list[str]
+    file_problem: dict[int, tuple[str, str | None, str]]
+    notes: dict[int, list[tuple[str, str | None, str, bool]]]
+    offset: np.ndarray
+    cls: np.ndarray
+    line: np.ndarray
+    box: np.ndarray
+
+
+def scan(
+    images: list[str],
+    label: np.ndarray,
+    label_files: list[str],
+    nc: int | None,
+    top: int,
+    tol: float,
+    rows_of,
+) -> Scan:
+    """The :class:`Scan` of ``images`` with their label files (``label``: index per image, -1 for none),
+    from the cache when no file changed.
+
+    Args:
+        nc: the class count (None when unknown), for the per-line reader's messages.
+        top: class indices must be below it.
+        tol: coordinates may lie this far outside 0..1.
+        rows_of: the per-line reader: ``rows_of(path, text, report) -> [(c, cx, cy, w, h, line)]``.
+    """
+    stats = pmap(_stat, images + label_files, per_chunk=lambda got: np.array(got, dtype=np.int64))
+    folder = cache_dir()
+    key = _key(images, label_files, stats, nc, top, tol)
+    if folder is not None:
+        got = _load(folder / f"{key}.npz", len(images), len(label_files))
+        if got is not None:
+            got.label, got.label_files = label, list(label_files)
+            return got
+    result = _scan(images, label, label_files, nc, top, tol, rows_of)
+    if folder is not None:
+        _save(folder, key, result)
+    return result
+
+
+def _key(images, label_files, stats, nc, top, tol) -> str:
+    head = f"detkit-yolo-scan {VERSION} {nc} {top} {tol!r} {len(images)} {len(label_files)}\n"
+    h = hashlib.sha256(head.encode())
+    h.update("\0".join(images).encode("utf-8", "surrogateescape"))
+    h.update(b"\1")
+    h.update("\0".join(label_files).encode("utf-8", "surrogateescape"))
+    for part in stats:  # (n, 4) int64 arrays, in order
+        h.update(part.tobytes())
+    return h.hexdigest()[:40]
+
+
+def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
+    sizes = pmap(image_size, images)
+    width = np.full(len(images), np.nan)
+    height = np.full(len(images), np.nan)
+    image_problem = {}
+    for i, s in enumerate(sizes):
+        if isinstance(s, InputError):
+            image_problem[i] = (s.code or "image.corrupt", s.what)
+        else:
+            width[i], height[i] = s
+    del sizes
+    blobs = pmap(_read, label_files)
+    file_problem: dict[int, tuple[str, str | None, str]] = {}
+    for k, b in enumerate(blobs):
+        if isinstance(b, InputError):
+            file_problem[k] = (b.code or "record.unparsable", b.where, b.what)
+            blobs[k] = b""
+    fast = parse_labels(blobs, top, tol)
+    counts = np.bincount(fast.file, minlength=len(label_files)).astype(np.int64)
+    slow_rows: dict[int, list] = {}
+    notes: dict[int, list] = {}
+    for k in np.flatnonzero(fast.slow).tolist():
+        if k in file_problem:
+            continue
+        path = Path(label_files[k])
+        try:
+            text = decode_text(path, blobs[k])
+        except InputError as err:
+            file_problem[k] = (err.code or "record.unparsable", err.where, err.what)
+            continue
+        got: list = []
+
+        def note(err: InputError, kept: bool = False, got=got) -> None:
+            got.append((err.code or "record.unparsable", err.where, err.what, kept))
+
+        slow_rows[k] = rows_of(path, text, note)
+        notes[k] = got
+        counts[k] = len(slow_rows[k])
+    del blobs
+    offset = np.concatenate(([0], np.cumsum(counts)))
+    n = int(offset[-1])
+    if not any(slow_rows.values()):  # every row came by the fast path, in file order: its arrays as they are
+        return Scan(
+            width,
+            height,
+            image_problem,
+            label,
+            list(label_files),
+            file_problem,
+            notes,
+            offset,
+            fast.cls,
+            fast.line,
+            fast.box,
+        )
+    cls = np.empty(n, np.int64)
+    line = np.empty(n, np.int32)
+    box = np.empty((n, 4), np.float64)
+    at = offset[fast.file] + (np.arange(len(fast.file)) - np.searchsorted(fast.file, fast.file))
+    cls[at], line[at], box[at] = fast.cls, fast.line, fast.box
+    del fast
+    for k, rows in slow_rows.items():
+        if rows:
+            a = np.array(rows, dtype=np.float64).reshape(-1, 6)
+            s, e = offset[k], offset[k + 1]
+            cls[s:e], box[s:e], line[s:e] = a[:, 0].astype(np.int64), a[:, 1:5], a[:, 5].astype(np.int32)
+    return Scan(
+        width, height, image_problem, label, list(label_files), file_problem, notes, offset, cls, line, box
+    )
+
+
+# ---- the cache file -------------------------------------------------------------------------------------
+def _save(folder: Path, key: str, s: Scan) -> None:
+    from detkit.io import atomic_path
+
+    meta = {
+        "image_problem": [[i, *v] for i, v in s.image_problem.items()],
+        "file_problem": [[k, *v] for k, v in s.file_problem.items()],
+        "notes": [[k, [list(x) for x in v]] for k, v in s.notes.items()],
+    }
+    try:
+        with atomic_path(folder / f"{key}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f,
+                width=s.width,
+                height=s.height,
+                offset=s.offset,
+                cls=s.cls,
+                line=s.line,
+                box=s.box,
+                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            )
+        old = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]
+        for p in old:
+            p.unlink(missing_ok=True)
+    except OSError:  # a cache folder that cannot be written: no cache
+        pass
+
+
+def _load(path: Path, n_images: int, n_files: int) -> Scan | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+        meta = json.loads(d.pop("meta").tobytes())
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent, torn or foreign
+        return None
+    if len(d["width"]) != n_images or len(d["offset"]) != n_files + 1:
+        return None
+    return Scan(
+        d["width"],
+        d["height"],
+        {int(i): (c, w) for i, c, w in meta["image_problem"]},
+        np.zeros(0, np.int64),
+        [],
+        {int(k): (c, where, w) for k, c, where, w in meta["file_problem"]},
+        {int(k): [(c, where, w, bool(kept)) for c, where, w, kept in v] for k, v in meta["notes"]},
+        d["offset"],
+        d["cls"],
+        d["line"],
+        d["box"],
+    )

@@ -1,0 +1,206 @@
+"""The YOLO reader at scale (issue 23 item 6): the numpy label parser gives the per-line reader's rows
+exactly (and leaves every file it would not keep whole to that reader), JPEG sizes from the header bytes
+are PIL's, and the scan cache is used only while no file changed."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detkit.datasets.formats import yolo_scan
+from detkit.datasets.formats.readers import jpeg_size
+from detkit.datasets.formats.yolo import YOLO_TOL, Reporter, _yolo_rows, load_yolo
+from detkit.datasets.formats.yolo_rows import parse_labels
+from tests.datasets.test_layouts import write_image
+
+TOKENS = [
+    "0.5",
+    "0.123456",
+    "1",
+    "0",
+    "-0.0",
+    "+0.3",
+    ".5",
+    "5.",
+    "1.005",
+    "0.4794921874999999",
+    "1e-3",
+    "0.5.5",
+    "abc",
+    "-0.02",
+    "1.02",
+    "0.0000001",
+    "nan",
+    "00.25",
+    "0x1",
+    "1_0",
+    "0.99999999999999",
+]
+CLASSES = ["0", "1", "79", "007", "+1", "-1", "1.0", "99999", "100000", "1e1", "2"]
+
+
+def _files(n: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+
+    def line() -> str:
+        r = rng.random()
+        if r < 0.02:
+            return ""
+        if r < 0.05:
+            return " ".join(rng.choice(TOKENS) for _ in range(rng.choice([3, 4, 6, 7, 9])))
+        sep = rng.choice([" ", "  ", "\t"])
+        return (
+            rng.choice(CLASSES)
+            + sep
+            + " ".join(rng.choice(TOKENS) for _ in range(4))
+            + rng.choice(["", " ", "\r"])
+        )
+
+    out = []
+    for _ in range(n):
+        lines = [line() for _ in range(rng.randint(0, 6))]
+        if rng.random() < 0.1 and lines:
+            lines.append(lines[0])  # a duplicate row
+        text = "\n".join(lines) + rng.choice(["", "\n", "\n\n"])
+        if rng.random() < 0.02:
+            text = "\ufeff" + text
+        if rng.random() < 0.02:
+            text = text.replace("\n", "\x0c")
+        out.append(text.encode())
+    return out
+
+
+@pytest.mark.parametrize("nc, batch", [(80, 1 << 20), (None, 256)])
+def test_fast_rows_equal_the_per_line_reader(nc, batch):
+    big = "".join(f"{i % 7} 0.5 0.{i:03d} 0.25 0.25\n" for i in range(80)).encode()  # cut into pieces
+    blobs = _files(1500, seed=0) + [big]
+    top = nc if nc is not None else 100_000
+    r = parse_labels(blobs, top, YOLO_TOL, batch_bytes=batch)
+    fast = 0
+    for k, b in enumerate(blobs):
+        rep = Reporter()
+        ref = _yolo_rows(Path(f"f{k}.txt"), b.decode("utf-8-sig"), nc, rep)
+        m = r.file == k
+        if r.slow[k]:
+            assert not m.any()
+            continue
+        fast += 1
+        assert not rep.items, (k, b)  # a file with anything to report never takes the fast path
+        got = list(zip(r.cls[m].tolist(), *r.box[m].T.tolist(), r.line[m].tolist()))
+        assert got == [tuple(x) for x in ref], (k, b)  # the same floats, bit for bit, and line numbers
+    assert fast > 150 and not r.slow[-1]  # (most random files hold a token that needs the per-line reader)
+    assert r.line[r.file == len(blobs) - 1].tolist() == list(range(1, 81))
+
+
+def test_plain_label_files_take_the_fast_path():
+    rows = b"0 0.479492 0.688771 0.955609 0.5955\n45 0.736516 0.247188 0.498875 0.476417\n"
+    r = parse_labels([rows, b"", rows.replace(b"\n", b"\r\n"), b"3 1.005 0.5 0.5 0.5"], 80, YOLO_TOL)
+    assert not r.slow.any()
+    assert r.file.tolist() == [0, 0, 2, 2, 3] and r.line.tolist() == [1, 2, 1, 2, 1]
+    assert r.cls.tolist() == [0, 45, 0, 45, 3]
+    assert r.box[1].tolist() == [0.736516, 0.247188, 0.498875, 0.476417]
+
+
+def test_jpeg_size_is_pils_or_none():
+    from PIL import Image
+
+    for mode, kw in [
+        ("RGB", {}),
+        ("L", {}),
+        ("CMYK", {}),
+        ("RGB", {"progressive": True}),
+        ("RGB", {"dpi": (72, 72)}),
+        ("RGB", {"exif": Image.Exif()}),
+        ("RGB", {"icc_profile": b"x" * 100}),
+    ]:
+        buf = io.BytesIO()
+        Image.new(mode, (37, 21)).save(buf, "JPEG", **kw)
+        assert jpeg_size(buf.getvalue(), Image.MAX_IMAGE_PIXELS) == (37, 21)
+    buf = io.BytesIO()
+    Image.new("RGB", (50, 40)).save(buf, "JPEG", dpi=(10, 10))
+    base = buf.getvalue()
+    rng = random.Random(1)
+    for _ in range(3000):  # damaged headers: a size given is PIL's, else None (PIL decides)
+        d = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            d[rng.randrange(0, 200)] = rng.randrange(256)
+        got = jpeg_size(bytes(d), Image.MAX_IMAGE_PIXELS)
+        if got is not None:
+            assert Image.open(io.BytesIO(bytes(d))).size == got
+    assert jpeg_size(b"\x89PNG\r\n\x1a\n", 10**9) is None
+
+
+def _dataset(root: Path, n: int = 3) -> Path:
+    for i in range(n):
+        write_image(root / "images" / "train" / f"{i}.jpg", (32 + i, 24), seed=i)
+        (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
+        (root / "labels" / "train" / f"{i}.txt").write_text(f"{i} 0.5 0.5 0.25 0.25\n")
+    (root / "data.yaml").write_text("train: images/train\nnames: [a, b, c, d]\n")
+    return root / "data.yaml"
+
+
+def _cached(cache: Path) -> list[Path]:
+    return sorted((cache / "yolo-labels").glob("*.npz"))
+
+
+def test_the_cache_is_used_until_a_file_changes(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DETKIT_CACHE_DIR", str(cache))
+    y = _dataset(tmp_path / "d")
+    first = load_yolo(y)
+    assert len(_cached(cache)) == 1
+    calls = []
+    real = yolo_scan._scan
+    monkeypatch.setattr(yolo_scan, "_scan", lambda *a: calls.append(1) or real(*a))
+    again = load_yolo(y)
+    assert calls == [] and np.array_equal(again.bbox, first.bbox) and again.width.tolist() == [32, 33, 34]
+    assert [again.record(i) for i in range(3)] == ["0.txt line 1", "1.txt line 1", "2.txt line 1"]
+    lf = tmp_path / "d" / "labels" / "train" / "1.txt"
+    lf.write_text("1 0.5 0.5 0.5 0.5\n")  # same size, new contents
+    os.utime(lf, ns=(1, 1))  # even with an old time: the change time and inode count too
+    changed = load_yolo(y)
+    assert calls == [1] and changed.bbox[1].tolist() == [33 * 0.25, 6.0, 33 * 0.5, 12.0]
+    write_image(tmp_path / "d" / "images" / "train" / "2.jpg", (40, 24), seed=2)
+    assert load_yolo(y).width.tolist() == [32, 33, 40] and calls == [1, 1]
+    # the dataset folder itself is never written
+    assert sorted(p.name for p in (tmp_path / "d").rglob("*") if p.suffix not in (".jpg", ".txt")) == [
+        "data.yaml",
+        "images",
+        "labels",
+        "train",
+        "train",
+    ]
+
+
+def test_no_cache_or_an_unwritable_one(tmp_path, monkeypatch):
+    y = _dataset(tmp_path / "d")
+    monkeypatch.setenv("DETKIT_CACHE", "off")
+    monkeypatch.setenv("DETKIT_CACHE_DIR", str(tmp_path / "c1"))
+    assert load_yolo(y).num_annotations == 3 and not (tmp_path / "c1").exists()
+    monkeypatch.delenv("DETKIT_CACHE")
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("DETKIT_CACHE_DIR", str(tmp_path / "file"))  # a file: nothing can be made under it
+    assert load_yolo(y).num_annotations == 3
+    monkeypatch.delenv("DETKIT_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    load_yolo(y)
+    assert len(_cached(tmp_path / "xdg" / "detkit")) == 1
+
+
+def test_an_image_that_vanishes_after_the_listing_is_a_finding(tmp_path, monkeypatch):
+    from detkit.datasets.formats.layouts import read_data_yaml
+    from detkit.datasets.formats.yolo import read_yolo_layout
+
+    monkeypatch.setenv("DETKIT_CACHE", "off")
+    layout = read_data_yaml(_dataset(tmp_path / "d"))
+    (tmp_path / "d" / "images" / "train" / "1.jpg").unlink()  # gone between the walk and the read
+    ds = read_yolo_layout(layout)
+    assert ds.num_images == 2
+    gone = [s for s in ds.skipped if not s.kept]
+    assert [(s.code, Path(s.path).name) for s in gone] == [("image.corrupt", "1.jpg")]
+    assert "No such file" in gone[0].what
