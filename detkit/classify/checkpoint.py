@@ -11,6 +11,8 @@ import numpy as np
 
 from detkit.io import atomic_write
 from detkit.train import harness as H
+from detkit.train.plots import Panel
+from detkit.train.plots import plot_curves as draw
 from detkit.train.runs import write_summary
 
 METRIC_FIELDS = [
@@ -51,8 +53,6 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 def plot_curves(path: Path, rows: list[dict], top5: bool = True) -> None:
     """curves.png: train/val loss and val top-1 (and top-5, when ``top5``: not with 5 classes or fewer)."""
-    from detkit.train.plots import Panel
-    from detkit.train.plots import plot_curves as draw
 
     col = lambda k: [r[k] for r in rows]  # noqa: E731
     acc = {"val top-1": col("val_top1"), **({"val top-5": col("val_top5")} if top5 else {})}

@@ -46,10 +46,10 @@ def load_classifier(path: str | Path, device: str = "auto", threads: int | None 
         load_torchscript,
         torch_runner,
         torch_threads,
-    )
+    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
     from detkit.train.common import (
         resolve_device,  # lazy: heavy (torch, PIL, cv2...): this module stays light
-    )
+    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
 
     dev = resolve_device(device)
     n = torch_threads(threads, dev)
@@ -103,7 +103,7 @@ def deployable(weights: Path, batch: int | None, fmt: str):
     from detkit.classify.models import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
         build_model,
         checkpoint_weights,
-    )
+    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
 
     class Deployable(nn.Module):
         def __init__(self, model: nn.Module, mean, std) -> None:
@@ -133,7 +133,7 @@ def export(
     from detkit.deploy.export import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
         FORMATS,
         write_export,
-    )
+    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
 
     if fmt not in FORMATS:
         raise OptionError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")

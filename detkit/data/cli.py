@@ -51,7 +51,7 @@ def synth(
     else:
         from detkit.data.synth_classify import (
             write_classify_set,  # lazy: start-up time: only this command needs it
-        )
+        )  # lazy: start-up time: only this command needs it
 
         root = write_classify_set(out, classes=classes, per_class=per_class, seed=seed)
         result = {"task": "classify", "root": str(root), "classes": classes, "per_class": per_class}

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from detkit.console import info, warn
 from detkit.datasets.formats.coco import load_coco, load_coco_labels
 from detkit.datasets.formats.cvat import load_cvat
 from detkit.datasets.formats.labelme import load_labelme
@@ -28,8 +29,11 @@ from detkit.datasets.formats.labelstudio import load_labelstudio
 from detkit.datasets.formats.layouts import (
     find_yaml,
     normalize_split,
+    read_yaml,
     roboflow_coco_files,
     split_folders,
+    voc_image_sets,
+    yolo_folder_layout,
 )
 from detkit.datasets.formats.readers import check_file
 from detkit.datasets.formats.text import load_text
@@ -452,7 +456,6 @@ def warn_skipped(ds: Dataset, hint: str = "") -> None:
         ds: a dataset from :func:`load_dataset`.
         hint: appended after ``; `` (the CLI names its flags here: the library names none).
     """
-    from detkit.console import info, warn
 
     if isinstance(ds, Dataset) and ds.split is not None:
         for line in ds.split_overlaps():
@@ -487,7 +490,6 @@ def declared_splits(path: str | Path, format: str | None = None) -> list[str]:
     or LabelMe ``<split>/`` folders that ``coco convert`` writes. Unreadable sources give [] (loading them
     names the problem).
     """
-    from detkit.datasets.formats.layouts import read_yaml, voc_image_sets, yolo_folder_layout
 
     p = Path(path)
     try:

@@ -33,6 +33,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from detkit.datasets.formats.layouts import labels_folder, read_yaml
+from detkit.datasets.model import default_image_root
+from detkit.errors import InputError
+
 _DRIVE = re.compile(r"[A-Za-z]:")
 
 
@@ -117,8 +121,6 @@ def input_folders(ds, path: str | Path | None = None, image_root: str | Path | N
     """
     import os
 
-    from detkit.datasets.formats.layouts import labels_folder
-
     out: list[Path] = []
     if path is not None and Path(path).is_dir():
         out.append(Path(path))
@@ -143,7 +145,6 @@ def input_folders(ds, path: str | Path | None = None, image_root: str | Path | N
 def check_outside(out: str | Path, inputs, what: str = "output") -> None:
     """Refuse an ``out`` that is, contains, or lies inside an input (a file or folder; symlinks followed):
     one line naming both paths. A later read of a folder with the output inside would take it in."""
-    from detkit.errors import InputError
 
     if not inputs:
         return
@@ -164,7 +165,6 @@ def check_outside(out: str | Path, inputs, what: str = "output") -> None:
 def data_folders(*paths: str | Path | None) -> list[Path]:
     """The folders a trainer's ``--data`` reads, known without loading it: a folder itself, a data yaml's
     dataset root (its ``path:``, else its folder: where its paths start), a COCO json's image folder."""
-    from detkit.datasets.model import default_image_root
 
     out = []
     for p in paths:
@@ -184,8 +184,6 @@ def data_folders(*paths: str | Path | None) -> list[Path]:
 def _yaml_root(y: Path) -> Path:
     """The folder a data yaml's paths start from: its ``path:`` (relative to the yaml) when that is a
     folder, else the yaml's folder (an unreadable yaml: its folder; the trainer names the problem)."""
-    from detkit.datasets.formats.layouts import read_yaml
-    from detkit.errors import InputError
 
     try:
         doc = read_yaml(y)

@@ -24,9 +24,11 @@ from typing import Annotated, Any
 
 import typer
 
-from detkit.console import esc, info, progress
+from detkit.console import emit_json, esc, info, progress
 from detkit.demo.steps import Runner, Step, StepResult, check_plan, problem, run_step
+from detkit.report.render import write_report
 from detkit.train.runs import write_summary
+from detkit.yolo.predict import write_gallery
 
 __all__ = [
     "PRESETS",
@@ -68,7 +70,6 @@ TRAIN_K = 5
 
 
 def _gallery(pred_dir: Path, gt_json: Path, out: Path) -> None:
-    from detkit.yolo.predict import write_gallery  # torch and OpenCV load only when the step runs
 
     write_gallery(pred_dir, gt_json, out)
 
@@ -227,7 +228,6 @@ def run_demo(
         tables={"steps": rows},
         settings=PRESETS[mode],
     )
-    from detkit.report.render import write_report
 
     report = {"report": None, "markdown": None}
     for key, name in (("report", "report.html"), ("markdown", "report.md")):
@@ -276,7 +276,6 @@ def demo_command(runner: Runner) -> Callable[..., None]:
 
         Example: detkit demo out/ --device cpu
         """
-        from detkit.console import emit_json
 
         result = run_demo(out, runner, device=device.value, quick=quick, seed=seed)
         if json:

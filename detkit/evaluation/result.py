@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from detkit.datasets.load import load_dataset
 from detkit.datasets.model import Dataset
 from detkit.errors import InputError
 from detkit.evaluation import analysis
+from detkit.evaluation.confusion import confusion_matrix
 from detkit.evaluation.engine import STAT_NAMES, coco_evaluate, slice_stats
 from detkit.evaluation.matching import coco_matches
+from detkit.evaluation.per_image import per_image_errors, worst
 from detkit.evaluation.predictions import (
     Predictions,
     boxes_overflowing,
@@ -33,7 +36,9 @@ from detkit.evaluation.predictions import (
     from_results,
     ids_by_numbering,
     images_without_predictions,
+    load_predictions,
 )
+from detkit.evaluation.tide import tide_errors
 
 # names --fail-under and EvalResult.metric accept besides the 12 COCO keys
 ALIASES = {"mAP": "AP", "mAP50": "AP50", "mAP75": "AP75"}
@@ -93,8 +98,6 @@ class EvalResult:
         document); shares the lists it holds (no deep copy of the curves)."""
         doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seconds", "preds")}
         if self.per_image is not None:
-            from detkit.evaluation.per_image import worst
-
             p = self.per_image
             doc["per_image"] = {k: p[k] for k in ("conf", "iou", "totals")} | {"worst": worst(p["rows"], 20)}
         return analysis.clean(doc)
@@ -176,8 +179,6 @@ def _evaluate_quiet(
     if matches is not None:
         res.calibration = analysis.calibration(preds.score, matches[0])
     if cfg.per_image:
-        from detkit.evaluation.per_image import per_image_errors
-
         conf = cfg.per_image_conf
         if conf is None:
             conf = res.f1["best"]["conf"] if res.f1.get("best") else 0.25
@@ -189,8 +190,6 @@ def _evaluate_quiet(
     sec["analysis"] = time.perf_counter() - t
     t = time.perf_counter()
     if cfg.tide:
-        from detkit.evaluation.tide import tide_errors
-
         res.tide = tide_errors(core, gt, preds)
     sec["tide"] = time.perf_counter() - t
     res.seconds = {k: round(v, 3) for k, v in sec.items()}
@@ -213,8 +212,6 @@ def _cocoeval_beside(gt: Dataset, preds: Predictions, cfg: EvalConfig) -> tuple[
         if cfg.curves:  # on COCOeval's category axis: the sorted ground-truth ids
             f1 = analysis.f1_curves(np.unique(gt.cat_id), gt, preds.category_id, preds.score, *matches)
         if cfg.conf is not None:
-            from detkit.evaluation.confusion import confusion_matrix
-
             confusion = confusion_matrix(gt, preds, conf=cfg.conf, iou=cfg.iou)
         notes = [
             n
@@ -297,8 +294,6 @@ def load_checked(
 ) -> tuple[Dataset, Predictions, list[dict[str, Any]]]:
     """The ground truth and the checked predictions read from files, with the findings of what was dropped
     (``lenient``; otherwise a bad prediction raises :class:`~detkit.errors.InputError`)."""
-    from detkit.datasets.load import load_dataset
-    from detkit.evaluation.predictions import load_predictions
 
     gt = load_dataset(gt_path, format=gt_format, split=gt_split)
     preds, unmatched = load_predictions(pred_path, gt, pred_format)

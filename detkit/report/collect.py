@@ -14,6 +14,7 @@ from typing import Any
 
 from detkit.console import warn
 from detkit.errors import DetkitError
+from detkit.train.harness import LOCK_NAME
 
 # The order sections appear in a report; unknown kinds follow, sorted by kind.
 KIND_ORDER = (
@@ -119,7 +120,6 @@ class Incomplete:
 
 
 def _reason(folder: Path, run: dict[str, Any]) -> str:
-    from detkit.train.harness import LOCK_NAME
 
     why = "no summary.json: the command stopped before its end"
     if (folder / LOCK_NAME).exists():

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from detkit.report.collect import Incomplete, Summary
+from detkit.report.curves import plot_curves
+from detkit.report.images import SHEET_AFTER, fit, sheet
 
 # Heading and a one-line description per kind; unknown kinds use the summary's own title.
 KINDS: dict[str, tuple[str, str]] = {
@@ -96,7 +98,6 @@ class Figure:
             raw = self.path.read_bytes() if self.path else None
         except OSError:
             return None
-        from detkit.report.images import fit
 
         return None if raw is None else fit(raw, self.suffix)
 
@@ -211,7 +212,6 @@ def _image(folder: Path, name: str, rel: Any, notes: list[str]) -> Figure | None
 
 def _one_sheet(figures: list[Figure], notes: list[str]) -> list[Figure]:
     """More than :data:`detkit.report.images.SHEET_AFTER` plots: the first whole, the others on one sheet."""
-    from detkit.report.images import SHEET_AFTER, sheet
 
     if len(figures) <= SHEET_AFTER:
         return figures
@@ -285,8 +285,6 @@ def build_section(summary: Summary, index: int, base: Path | None = None) -> Sec
     if isinstance(doc.get("curves"), str):
         csv_path = folder / doc["curves"]
         if csv_path.is_file():
-            from detkit.report.curves import plot_curves
-
             try:
                 skip = _TOP5 if hide_top5 else None
                 s.curves = [Figure(name=t, data=png) for t, png in plot_curves(csv_path, skip=skip)]

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from detkit.train import harness as H
+from detkit.train.plots import Panel
+from detkit.train.plots import plot_curves as draw
 from detkit.train.runs import write_summary
 from detkit.yolo.data import ClassMap
 from detkit.yolo.engine import LOSS_PARTS
@@ -36,7 +38,10 @@ RUN_FILES = ("run.json", "config.json", "metrics.csv", "last.pt", "best.pt", "cu
 
 def model_from_checkpoint(ckpt: dict[str, Any], ema: bool = True):
     """(model in eval mode, class map, img_size) from a checkpoint; EMA weights when present."""
-    from detkit.yolo.model import YoloConfig, YOLOv2
+    from detkit.yolo.model import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
+        YoloConfig,
+        YOLOv2,
+    )
 
     model = YOLOv2(YoloConfig.from_dict(ckpt["model_config"]))
     sd = ckpt["ema"]["module"] if ema and ckpt.get("ema") else ckpt["model"]
@@ -84,8 +89,6 @@ def summary_fields(state: dict[str, Any], status: str) -> dict[str, Any]:
 
 def plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
     """curves.png: the loss and its parts, and mAP / mAP@.5 on the epochs that were evaluated."""
-    from detkit.train.plots import Panel
-    from detkit.train.plots import plot_curves as draw
 
     col = lambda k: [r.get(k) for r in history]  # noqa: E731
     draw(

@@ -7,6 +7,11 @@ from typing import Annotated
 
 import typer
 
+from detkit.console import emit_json, esc, info, warn
+from detkit.console import out as stdout
+from detkit.errors import DetkitError
+from detkit.io import write_json
+
 app = typer.Typer(no_args_is_help=True)
 
 THREADS = typer.Option(
@@ -21,8 +26,11 @@ def _yolo() -> None:
 
 def _train_command() -> None:
     # the options are TrainConfig's fields (help, default, check declared there once)
-    from detkit.train.options import config_command, run_folder_options
-    from detkit.yolo.config import TrainConfig
+    from detkit.train.options import (  # lazy: start-up time: only this command needs it
+        config_command,
+        run_folder_options,
+    )
+    from detkit.yolo.config import TrainConfig  # lazy: start-up time: only this command needs it
 
     config_command(app, "train", [TrainConfig], extra=run_folder_options())(train_cmd)
 
@@ -39,9 +47,8 @@ def train_cmd(ctx: typer.Context, values: dict) -> None:
     A folder that holds a run is refused (--resume continues it, --exist-ok starts over and deletes its
     files); one trainer owns a folder at a time (RUN/.detkit.lock names its pid).
     """
-    from detkit.errors import DetkitError
-    from detkit.train.options import given_options
-    from detkit.yolo import train as T
+    from detkit.train.options import given_options  # lazy: start-up time: only this command needs it
+    from detkit.yolo import train as T  # lazy: start-up time: only this command needs it
 
     resume, exist_ok = values.pop("resume"), values.pop("exist_ok")
     if resume:
@@ -92,8 +99,7 @@ def eval_cmd(
 
     An export runs too: detkit yolo eval model.onnx --data data.yaml --split test
     """
-    from detkit.console import emit_json
-    from detkit.yolo.predict import run_eval
+    from detkit.yolo.predict import run_eval  # lazy: start-up time: only this command needs it
 
     metrics, results, gt = run_eval(
         weights,
@@ -121,8 +127,10 @@ def eval_cmd(
         "runtime": metrics["runtime"],
     }
     if out:
-        from detkit.io import write_json
-        from detkit.train.runs import record_run, write_summary
+        from detkit.train.runs import (  # lazy: start-up time: only this command needs it
+            record_run,
+            write_summary,
+        )
 
         record_run(
             out,
@@ -149,10 +157,8 @@ def eval_cmd(
 def _eval_plots(gt, results: list[dict], out: Path) -> dict[str, str]:
     """The PR curves, F1-confidence curve and confusion matrix of ``coco eval`` (confusion at its
     defaults, conf 0.25 and IoU 0.45), drawn into ``out`` for the report; {name: file}."""
-    from detkit.console import warn
-    from detkit.errors import DetkitError
-    from detkit.evaluation import evaluate
-    from detkit.evaluation.plots import write_plots
+    from detkit.evaluation import evaluate  # lazy: start-up time: only this command needs it
+    from detkit.evaluation.plots import write_plots  # lazy: start-up time: only this command needs it
 
     try:
         res = evaluate(gt, results, lenient=True)
@@ -164,9 +170,6 @@ def _eval_plots(gt, results: list[dict], out: Path) -> dict[str, str]:
 
 def _print_eval(m: dict, per_class: list[dict]) -> None:
     from rich.table import Table
-
-    from detkit.console import esc
-    from detkit.console import out as stdout
 
     stdout.print(
         f"mAP@[.5:.95] {m['mAP']:.4f}   mAP@.5 {m['mAP50']:.4f}   mAP@.75 {m['mAP75']:.4f}   "
@@ -215,8 +218,8 @@ def predict_cmd(
     On a split with its ids, then scored: detkit yolo predict model.onnx data.yaml --split val --out p/
     --conf 0.001 && detkit coco eval data.yaml --split val p/predictions.json
     """
-    from detkit.train.runs import record_run, write_summary
-    from detkit.yolo.predict import predict_files
+    from detkit.train.runs import record_run, write_summary  # lazy: start-up time: only this command needs it
+    from detkit.yolo.predict import predict_files  # lazy: start-up time: only this command needs it
 
     doc = predict_files(
         weights,
@@ -287,9 +290,8 @@ def export_cmd(
 
     Example: detkit yolo export runs/y1/best.pt model.onnx && detkit yolo predict model.onnx photos/ --out p/
     """
-    from detkit.console import emit_json, info
-    from detkit.deploy.export import format_of
-    from detkit.yolo.export import export
+    from detkit.deploy.export import format_of  # lazy: start-up time: only this command needs it
+    from detkit.yolo.export import export  # lazy: start-up time: only this command needs it
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch, img_size=img_size)
     if json_out:

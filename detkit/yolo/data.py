@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from detkit.datasets.load import load_dataset
 from detkit.datasets.model import Dataset
 from detkit.datasets.paths import source_path
 from detkit.deploy.runtime import PAD_VALUE, letterbox_transform, warp_letterbox
@@ -346,7 +347,6 @@ def _dataset_of(
     path: str | Path, images, img_size: int, augment: Augment | None, seed: int
 ) -> DetectionDataset:
     """A :class:`DetectionDataset` of an annotation file (any format of ``load_dataset``)."""
-    from detkit.datasets.load import load_dataset
 
     return DetectionDataset(load_dataset(path), images, img_size=img_size, augment=augment, seed=seed)
 

@@ -19,6 +19,9 @@ import torch
 
 from detkit.datasets.model import Dataset
 from detkit.deploy.runtime import unletterbox
+from detkit.evaluation.analysis import per_class
+from detkit.evaluation.engine import coco_evaluate
+from detkit.evaluation.predictions import from_results
 from detkit.train.common import ModelEMA
 from detkit.yolo.data import ClassMap
 
@@ -211,7 +214,7 @@ def predict_batch(
     """Detections of one batch in original-image pixels, as COCO results rows (xywh, category ids); a box
     that lies wholly in the letterbox border (no width or height left once clipped to the image) is left
     out: it can match nothing, and ``detkit coco eval`` refuses boxes without a positive size."""
-    from detkit.yolo.decode import postprocess
+    from detkit.yolo.decode import postprocess  # lazy: heavy (torch, PIL, cv2...): this module stays light
 
     x = to_input(batch["images"], device)
     with autocast(device, amp):
@@ -261,9 +264,6 @@ def coco_eval(
         (:func:`detkit.evaluation.analysis.per_class`: category_id, name, gt (boxes), AP, AP50, AP75,
         APs/m/l, AR100; AP None for a class without ground truth), ``detections``.
     """
-    from detkit.evaluation.analysis import per_class
-    from detkit.evaluation.engine import coco_evaluate
-    from detkit.evaluation.predictions import from_results
 
     known = {int(c) for c in gt.cat_id}
     bad = sorted({int(r["category_id"]) for r in results} - known)

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detkit.io import torch_load
+
 # initial objectness probability: most of the A*S*S predictions are background, so starting at
 # sigmoid(t_o) ~ 0.01 keeps the no-object term from swamping the first steps (RetinaNet's prior).
 OBJ_PRIOR = 0.01
@@ -261,7 +263,6 @@ class YOLOv2(nn.Module):
         a full YOLOv2 state_dict or a checkpoint dict holding one under "model"; only the backbone
         part is taken. Raises ValueError when nothing matches or shapes disagree.
         """
-        from detkit.io import torch_load
 
         sd = torch_load(path, "weights file")
         if isinstance(sd, dict) and isinstance(sd.get("model"), dict):

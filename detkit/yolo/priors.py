@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from detkit.anchors.kmeans import iou_kmeans
 from detkit.anchors.metrics import YOLOV2_VOC_GRID_13
+from detkit.anchors.units import clean_wh, dataset_wh
 from detkit.console import warn
 from detkit.errors import DetkitError
 
@@ -75,7 +77,6 @@ def resolve_anchors(
     Returns:
         (anchors, where they came from).
     """
-    from detkit.anchors.units import clean_wh, dataset_wh
 
     grid = img_size / stride
     if path is not None:
@@ -97,7 +98,6 @@ def resolve_anchors(
         elif norm != "letterbox":
             raise DetkitError(f"{path}: unknown norm {norm!r} (image or letterbox)")
         return [(w * grid, h * grid) for w, h in pairs], str(path)
-    from detkit.anchors.kmeans import iou_kmeans
 
     wh, _ = clean_wh(dataset_wh(ds, "letterbox"))
     if len(np.unique(wh, axis=0)) >= k:

@@ -114,8 +114,14 @@ def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any
 
 def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, resume: bool):
     """(model config, model on ``device``, loss config, criterion), seeded by ``cfg.seed``."""
-    from detkit.yolo.loss import LossConfig, YoloLoss
-    from detkit.yolo.model import YoloConfig, YOLOv2
+    from detkit.yolo.loss import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
+        LossConfig,
+        YoloLoss,
+    )
+    from detkit.yolo.model import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
+        YoloConfig,
+        YOLOv2,
+    )
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from detkit.datasets.checks.findings import SEVERITIES, Finding, Findings
+from detkit.datasets.checks.raw import load_coco_lenient, load_coco_typed, load_raw_records
 from detkit.datasets.formats.layouts import roboflow_coco_files
+from detkit.datasets.formats.readers import read_bytes
 from detkit.datasets.images import check_sources
 from detkit.datasets.load import coco_json_in, detect_format, load_dataset, split_files
 from detkit.datasets.model import Dataset
@@ -299,9 +301,6 @@ def validate_path(
     if fmt == "coco" and path.is_dir() and not multi:
         path = coco_json_in(path)
     if fmt == "coco" and not multi:  # a file, a pipe or /dev/null: read leniently
-        from detkit.datasets.checks.raw import load_coco_lenient, load_coco_typed, load_raw_records
-        from detkit.datasets.formats.readers import read_bytes
-
         data = None if path.is_file() else read_bytes(path)  # a pipe can be read only once
         ds = load_coco_typed(path, fnd, data)
         if ds is not None and keep_raw:

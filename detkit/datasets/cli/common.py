@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from detkit.console import esc, info
+from detkit.console import err, esc, info, progress_enabled
+from detkit.errors import DetkitError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -96,15 +97,13 @@ def busy(message: str):
     """A spinner on stderr while a long single step runs (a no-op when stderr is not a terminal)."""
     import contextlib
 
-    from detkit.console import err, progress_enabled
-
     return err.status(message) if progress_enabled() else contextlib.nullcontext()
 
 
 def load(
     path: Path, fmt: Fmt | None, split: str | None = None, strict: bool = False, names: Path | None = None
 ):
-    from detkit.datasets.load import load_dataset
+    from detkit.datasets.load import load_dataset  # lazy: start-up time: only this command needs it
 
     with busy(f"reading {path}"):
         ds = load_dataset(
@@ -119,9 +118,8 @@ def names_kw(path: Path, fmt: Fmt | None, names: Path | None) -> dict:
     files carry their class names (only YOLO labels are bare class indexes)."""
     if names is None:
         return {}
-    from detkit.datasets.formats.layouts import read_names
-    from detkit.datasets.load import detect_format
-    from detkit.errors import DetkitError
+    from detkit.datasets.formats.layouts import read_names  # lazy: start-up time: only this command needs it
+    from detkit.datasets.load import detect_format  # lazy: start-up time: only this command needs it
 
     kind = fmt.value if fmt else detect_format(path)
     if kind != "yolo":
@@ -133,14 +131,14 @@ def names_kw(path: Path, fmt: Fmt | None, names: Path | None) -> dict:
 
 def skipped_doc(ds) -> dict | None:
     """The ``skipped`` block of --json: what the loader left out or repaired (None when nothing)."""
-    from detkit.datasets.load import skipped_summary
+    from detkit.datasets.load import skipped_summary  # lazy: start-up time: only this command needs it
 
     return skipped_summary(ds) if hasattr(ds, "skipped") else None
 
 
 def warn_skipped(ds) -> None:
     """One warning line for what the loader skipped, one note for what it repaired (stderr)."""
-    from detkit.datasets import load as loaders
+    from detkit.datasets import load as loaders  # lazy: start-up time: only this command needs it
 
     if hasattr(ds, "skipped"):
         loaders.warn_skipped(ds, hint="--strict to stop instead, `detkit coco validate` for all")
@@ -172,7 +170,7 @@ def cell(v: object) -> str:
 
 
 def write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **fields) -> None:
-    from detkit.train.runs import record_run, write_summary
+    from detkit.train.runs import record_run, write_summary  # lazy: start-up time: only this command needs it
 
     record_run(out_dir, config=config, inputs=[path])
     write_summary(out_dir, kind, title, **fields)

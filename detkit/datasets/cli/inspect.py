@@ -28,6 +28,7 @@ from detkit.datasets.cli.common import (
     warn_skipped,
     write_out,
 )
+from detkit.io import atomic_write
 
 
 # ---- inspect ---------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def inspect(
 
     Example: detkit coco inspect annotations/instances_val2017.json
     """
-    from detkit.datasets.stats import inspect_dataset
+    from detkit.datasets.stats import inspect_dataset  # lazy: start-up time: only this command needs it
 
     ds = load(path, format, split, strict, names)
     doc = inspect_dataset(ds)
@@ -176,7 +177,7 @@ def _print_inspect(doc: dict) -> None:
 # ---- validate --------------------------------------------------------------------------------------
 def _list_codes(value: bool) -> None:
     if value:
-        from detkit.datasets.checks.findings import CODES
+        from detkit.datasets.checks.findings import CODES  # lazy: start-up time: only this command needs it
 
         out.print(
             table(
@@ -221,7 +222,9 @@ def validate(
 
     Example: detkit coco validate instances_train.json --fail-on warning --fix clean.json
     """
-    from detkit.datasets.checks.validate import validate_path
+    from detkit.datasets.checks.validate import (
+        validate_path,  # lazy: start-up time: only this command needs it
+    )
 
     with busy(f"validating {path}"):
         report = validate_path(
@@ -233,7 +236,7 @@ def validate(
         )
     changes = None
     if fix is not None:
-        from detkit.datasets.checks.fix import write_fix
+        from detkit.datasets.checks.fix import write_fix  # lazy: start-up time: only this command needs it
 
         changes = write_fix(report, fix)
         info(f"wrote {fix} ({len(changes):,} changes)")
@@ -350,8 +353,8 @@ def classes(
 
     Example: detkit coco classes instances_val2017.json --plot classes.png --csv classes.csv
     """
-    from detkit.datasets.load import load_labels
-    from detkit.datasets.stats import class_table_by_split
+    from detkit.datasets.load import load_labels  # lazy: start-up time: only this command needs it
+    from detkit.datasets.stats import class_table_by_split  # lazy: start-up time: only this command needs it
 
     with busy(f"reading {path}"):
         ds = load_labels(
@@ -364,7 +367,7 @@ def classes(
     warn_skipped(ds)
     splits, rows = class_table_by_split(ds)
     if plot is not None:
-        from detkit.datasets.plots import plot_classes
+        from detkit.datasets.plots import plot_classes  # lazy: start-up time: only this command needs it
 
         plot_classes(rows, plot, title=f"Instances per class: {path.name}")
         info(f"wrote {plot}")
@@ -372,7 +375,7 @@ def classes(
         _write_csv(rows, csv)
         info(f"wrote {csv}")
     if out_dir is not None:
-        from detkit.datasets.plots import plot_classes
+        from detkit.datasets.plots import plot_classes  # lazy: start-up time: only this command needs it
 
         plot_classes(rows, out_dir / "classes.png", title=f"Instances per class: {path.name}")
         write_out(
@@ -440,8 +443,6 @@ def _print_split_classes(path: Path, ds, splits: list[str], rows: list[dict]) ->
 
 def _write_csv(rows: list[dict], path: Path) -> None:
     import csv as _csv
-
-    from detkit.io import atomic_write
 
     splits = list(rows[0].get("splits", {})) if rows else []
     flat = [

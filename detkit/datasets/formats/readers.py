@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from detkit.datasets.model import Dataset, image_columns
 from detkit.errors import InputError
 
 NEWLINE = b"\n"
@@ -154,7 +155,6 @@ def named_boxes_dataset(img_rows, ann_rows, names, records, classes=(), **kwargs
             follow in sorted order.
         **kwargs: the other :class:`Dataset` fields (source, format, image_root, skipped...).
     """
-    from detkit.datasets.model import Dataset, image_columns
 
     cats = list(dict.fromkeys(classes))
     cats += sorted(set(names) - set(cats))

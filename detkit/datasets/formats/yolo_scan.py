@@ -34,9 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.datasets.formats.readers import decode_text, jpeg_size, walk
+from detkit.datasets.formats.readers import decode_text, jpeg_size, read_bytes, walk
 from detkit.datasets.formats.yolo_rows import parse_labels
+from detkit.datasets.images import probe_image
 from detkit.errors import InputError
+from detkit.io import atomic_path
 
 VERSION = 1
 THREADS = 8
@@ -123,8 +125,6 @@ def image_size(path: str) -> tuple[int, int] | InputError:
     problem :func:`~detkit.datasets.images.probe_image` names."""
     from PIL import Image
 
-    from detkit.datasets.images import probe_image
-
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         try:
@@ -148,7 +148,6 @@ def image_size(path: str) -> tuple[int, int] | InputError:
 def _read(path: str) -> bytes | InputError:
     """The bytes of a label file (a regular file: the walk found it so); the reader's one-line problem
     when it cannot be read."""
-    from detkit.datasets.formats.readers import read_bytes
 
     try:
         with open(path, "rb") as f:
@@ -306,7 +305,6 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
 
 # ---- the cache file -------------------------------------------------------------------------------------
 def _save(folder: Path, key: str, s: Scan) -> None:
-    from detkit.io import atomic_path
 
     meta = {
         "image_problem": [[i, *v] for i, v in s.image_problem.items()],

@@ -38,6 +38,7 @@ import numpy as np
 from detkit.console import progress
 from detkit.datasets.formats.coco import DETKIT_KEY
 from detkit.datasets.formats.layouts import roboflow_coco_files
+from detkit.datasets.formats.write import link_image, write_labelme, write_tool_file
 from detkit.datasets.model import COCO80_IDS, COCO80_NAMES, Dataset, json_number
 from detkit.datasets.paths import (
     check_outside,
@@ -68,7 +69,6 @@ CLASS_INDEXED = ("yolo", "text")  # formats whose boxes carry a class index, not
 def _link_image(src_root: Path | None, file_name: str, dst: Path, folder: Path) -> bool:
     """Link ``src_root/file_name`` at ``dst`` (:func:`~detkit.datasets.formats.write.link_image`, the one
     rule); False when the source image is absent."""
-    from detkit.datasets.formats.write import link_image
 
     if src_root is None:
         return False
@@ -433,8 +433,6 @@ def convert(
     if to == "yolo":
         return write_yolo(ds, out, image_root, category_ids)
     if to == "labelme":
-        from detkit.datasets.formats.write import write_labelme
-
         return write_labelme(ds, out, image_root)
     return write_voc(ds, out, image_root)
 
@@ -449,6 +447,5 @@ def write_file(
             root = str(Path(image_root) / Path(root).name) if image_root else root
             image_root = root
         return write_coco(with_category_ids(ds, category_ids), out, source_json=src, image_root=image_root)
-    from detkit.datasets.formats.write import write_tool_file
 
     return write_tool_file(ds, out, to)

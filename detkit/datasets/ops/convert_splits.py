@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from detkit.datasets.formats.write import write_data_yaml, write_labelme, write_tool_file
 from detkit.datasets.model import Dataset
 from detkit.datasets.ops.convert import (
     FILE_TARGETS,
@@ -74,7 +75,6 @@ def _write_split(ds: Dataset, name: str, tmp: Path, to: str, image_root, categor
         return write_coco(with_category_ids(sub, category_ids), tmp / f"{name}.json", image_root=root)
     if to == "yolo":
         return write_yolo(sub, tmp / name, root, category_ids)
-    from detkit.datasets.formats.write import write_labelme, write_tool_file
 
     if to in FILE_TARGETS:
         return write_tool_file(sub, tmp / f"{name}{FILE_TARGETS[to]}", to)
@@ -98,7 +98,6 @@ def convert_splits(
     Args as for :func:`convert`. Returns :func:`convert`'s counts summed over the splits, and ``splits``:
     each split's own result (its ``out`` the file or folder written).
     """
-    from detkit.datasets.formats.write import write_data_yaml
 
     check_options(to, category_ids)
     out, names = Path(out), ds.split_names()

@@ -19,9 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from detkit.datasets.formats.write import image_source
+from detkit.datasets.checks.validate import duplicates, out_of_bounds
+from detkit.datasets.formats.write import check_out, image_source
 from detkit.datasets.model import Dataset
+from detkit.datasets.ops.select import resolve_classes
+from detkit.datasets.paths import input_folders
 from detkit.errors import DetkitError
+from detkit.io import atomic_path, staged_folder
+from detkit.train.runs import record_run, write_summary
 
 # ultralytics' detection palette: well separated, readable under white or black text
 PALETTE = (
@@ -84,7 +89,6 @@ def draw_detection(img: np.ndarray, xywh: list[float], label: str, k: int) -> No
 
 def box_findings(ds: Dataset) -> dict[int, list[str]]:
     """Annotation row -> the validate codes it triggers (out of bounds, degenerate, duplicate)."""
-    from detkit.datasets.checks.validate import duplicates, out_of_bounds
 
     idx = ds.image_index()
     past, outside = out_of_bounds(ds, idx)
@@ -290,7 +294,6 @@ def draw_images(
         ox, oy = cx + 1 + ox, cy + CAPTION + 1 + oy
         codes = sorted({c for r in a.tolist() for c in flagged.get(int(r), [])})
         drawn.append(Drawn(i, fname, jpeg, len(boxes), codes, found, (ox, oy, scale)))
-    from detkit.io import atomic_path
 
     with atomic_path(out / "contact_sheet.png") as tmp:
         sheet.save(tmp, format="PNG")
@@ -326,11 +329,6 @@ def draw_run(
         findings: the images behind validate's box findings first.
         seed: seeds the sample.
     """
-    from detkit.datasets.formats.write import check_out
-    from detkit.datasets.ops.select import resolve_classes
-    from detkit.datasets.paths import input_folders
-    from detkit.io import staged_folder
-    from detkit.train.runs import record_run, write_summary
 
     ds = src.ds
     check_out(out, [src.path, *input_folders(ds, src.path)], single_json=False)

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from detkit.datasets.formats import write as w
 from detkit.datasets.formats.layouts import ROBOFLOW_COCO, YAML_NAMES
 from detkit.datasets.model import Dataset
 from detkit.datasets.ops.select import norm_name
@@ -366,7 +367,6 @@ def _str(path: Path | None) -> str | None:
 
 def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> dict[str, Any]:
     """Write the merge: ``OUT.json`` or ``OUT/annotations.json`` (coco), or a YOLO / VOC folder."""
-    from detkit.datasets.formats import write as w
 
     single_json = to == "coco" and out.suffix.lower() == ".json"
     if single_json and copy_images:
