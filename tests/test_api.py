@@ -154,6 +154,7 @@ def _readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
+@pytest.mark.slow
 def test_readme_example_runs_and_writes_nothing(workdir, cls_run, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     before = sorted(p for p in workdir.rglob("*"))
@@ -163,6 +164,7 @@ def test_readme_example_runs_and_writes_nothing(workdir, cls_run, monkeypatch, c
     assert "16 images," in out and "k = " in out and "mean IoU" in out
 
 
+@pytest.mark.slow
 def test_detector_matches_yolo_predict(workdir, tmp_path):
     """Detector.predict is what `detkit yolo predict` writes (it is built on it), on a non-square image."""
     import cv2
@@ -192,6 +194,7 @@ def test_detector_matches_yolo_predict(workdir, tmp_path):
     np.testing.assert_array_equal(b2, boxes)
 
 
+@pytest.mark.slow
 def test_classifier_probabilities(cls_run):
     import detkit
 
@@ -206,6 +209,7 @@ def test_classifier_probabilities(cls_run):
     assert clf.predict(big).shape == (5, 3)
 
 
+@pytest.mark.slow
 def test_bad_arrays_are_described_by_value(workdir, cls_run):
     import detkit
     from detkit.errors import DetkitError
@@ -224,6 +228,7 @@ def test_bad_arrays_are_described_by_value(workdir, cls_run):
         clf.predict(np.zeros((2, 4, 4, 3)))
 
 
+@pytest.mark.slow
 def test_read_only_arrays_predict_without_warnings(workdir, cls_run):
     """The README's pattern ``np.asarray(Image.open(...))`` gives a read-only array; torch warns once per
     process when it wraps one, so this runs in a fresh process with warnings as errors."""

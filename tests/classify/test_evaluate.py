@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 
+@pytest.mark.slow
 def test_eval_writes_gallery_gradcam_and_confusion(trained_run, tmp_path, cli_json):
     out = tmp_path / "eval"
     doc = cli_json(
@@ -35,6 +36,7 @@ def test_eval_writes_gallery_gradcam_and_confusion(trained_run, tmp_path, cli_js
             assert im.mode == "RGB" and im.width == 256 and im.height > 256
 
 
+@pytest.mark.slow
 def test_eval_official_subset_and_threshold(trained_run, tmp_path, cli):
     code, out, err = cli(
         "classify",
@@ -69,6 +71,7 @@ def test_eval_official_subset_and_threshold(trained_run, tmp_path, cli):
     assert code == 2 and "cam_layer 'nope' is not a layer of this model" in err
 
 
+@pytest.mark.slow
 def test_official_subset_of_a_pooled_split_warns(trained_run, tmp_path, cli):
     code, _, err = cli(
         "classify",
@@ -86,6 +89,7 @@ def test_official_subset_of_a_pooled_split_warns(trained_run, tmp_path, cli):
     assert code == 0 and "official-val figure is optimistic" in err
 
 
+@pytest.mark.slow
 def test_eval_limit_decodes_only_what_is_scored(trained_run, tmp_path, cli):
     """--limit 7 of the 90 validation images: 7 decoded and cached (size said), the same 7 read back on a
     second run; --no-cache writes nothing; the training set's cache, when there, is read instead."""

@@ -71,6 +71,7 @@ def test_foreign_checkpoints_are_refused_by_name(tmp_path, cli):
     assert code == 2 and "not a detkit classify checkpoint" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_run_folder_rules(trained_run, tmp_path, cli):
     code, _, err = cli("classify", "train", "--data", "x", "--out", trained_run)
     assert code == 2 and err == (

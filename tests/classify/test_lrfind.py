@@ -38,6 +38,7 @@ def test_suggest_rejects_a_loss_that_was_never_finite():
         suggest([1e-3, 1e-2, 1e-1], [1.0, float("nan"), float("nan")])
 
 
+@pytest.mark.slow
 def test_range_test_restores_the_starting_weights():
     torch.manual_seed(0)
     model = build_model("resnet18", 3, width=0.125)
@@ -54,6 +55,7 @@ def test_range_test_restores_the_starting_weights():
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_lr_find_cli(tiny_set, tmp_path, cli_json):
     out = tmp_path / "lr"
     doc = cli_json(

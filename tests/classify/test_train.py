@@ -39,6 +39,7 @@ def test_short_run_learns_the_synthetic_set(trained_run):
     assert best_ckpt["val_top1"] == pytest.approx(best, abs=1e-6) and "optimizer" not in best_ckpt
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tiny_set, tmp_path, cli):
     common = ["--data", tiny_set, "--epochs", "2", "--cache-dir", tmp_path / "cache", *TINY]
     assert cli("classify", "train", "--out", tmp_path / "straight", *common)[0] == 0
@@ -65,6 +66,7 @@ def test_resume_continues_exactly(tiny_set, tmp_path, cli):
     ).read_text()
 
 
+@pytest.mark.slow
 def test_nan_stops_cleanly(tiny_set, tmp_path, cli):
     code, _, err = cli(
         "classify",
@@ -127,6 +129,7 @@ def test_torchrun_ddp_two_processes(tiny_set, tmp_path):
     assert proc.stderr.count("epoch 1/1:") == 1
 
 
+@pytest.mark.slow
 def test_official_val_and_local_weights(trained_run, tiny_set, tmp_path, cli):
     code, _, err = cli(
         "classify",
@@ -155,6 +158,7 @@ def test_official_val_and_local_weights(trained_run, tiny_set, tmp_path, cli):
     )
 
 
+@pytest.mark.slow
 def test_limit_and_max_steps_resume_exactly(tiny_set, tmp_path, cli):
     common = [
         "--data",

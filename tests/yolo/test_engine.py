@@ -89,6 +89,7 @@ def test_lr_schedule():
     assert lr_factor(20, 4, 20, 0.05) == pytest.approx(0.05)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_before_the_update():
     model = torch.nn.Conv2d(3, 1, 1)
     before = model.weight.detach().clone()
@@ -108,6 +109,7 @@ def test_nan_loss_stops_before_the_update():
     assert torch.equal(model.weight, before)
 
 
+@pytest.mark.slow
 def test_finite_loss_with_a_nan_gradient_stops_before_the_update():
     model = torch.nn.Conv2d(3, 1, 1)
     before = model.weight.detach().clone()
@@ -127,6 +129,7 @@ def test_finite_loss_with_a_nan_gradient_stops_before_the_update():
     assert torch.equal(model.weight, before)
 
 
+@pytest.mark.slow
 def test_epoch_means_of_the_loss_parts_and_batch_count():
     model = torch.nn.Conv2d(3, 1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)

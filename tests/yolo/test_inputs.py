@@ -74,6 +74,7 @@ def test_bad_training_options_are_one_line(synth4, tmp_path, cli, args, message)
     assert err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_bad_size_and_undecodable_images(synth4, tmp_path, cli):
     run = tmp_path / "run"
     code, _, err = cli(

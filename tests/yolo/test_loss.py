@@ -172,6 +172,7 @@ def test_fp32_under_autocast_and_finite_with_wild_outputs():
 
 
 @pytest.mark.parametrize("preset", ["darknet", "course"])
+@pytest.mark.slow
 def test_gradients_flow_and_a_few_steps_reduce_the_loss(preset):
     torch.manual_seed(0)
     anchors = [(1.0, 1.0), (2.5, 2.0)]

@@ -182,6 +182,7 @@ def test_resume_inside_an_epoch_skips_the_batches_already_trained(synth8, tmp_pa
     )
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_exit_1_and_keeps_the_checkpoint(synth8, tmp_path, cli, monkeypatch):
     from detkit.yolo.loss import YoloLoss
 
@@ -256,6 +257,7 @@ def test_bccd_voc_trains_a_few_steps(cli, tmp_path):
     assert len(rows) == 1 and float(rows[0]["loss"]) > 0
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_reported_by_path_and_training_goes_on(synth8, tmp_path, cli):
     import shutil
 
@@ -285,6 +287,7 @@ def test_corrupt_image_is_reported_by_path_and_training_goes_on(synth8, tmp_path
     assert ckpt["seen_images"] == 7
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_pt(synth8, tmp_path, cli):
     run = tmp_path / "run"
     # evaluated after epoch 2 only, so the last epoch is the best whatever the mAP: best.pt is last.pt's
@@ -343,6 +346,7 @@ def test_a_run_folder_is_refused_resumed_or_started_over_and_rebuilt_from_last_p
     )
 
 
+@pytest.mark.slow
 def test_more_workers_than_cpus_is_said_once(synth8, tmp_path, cli):
     """torch warns when the loader is built and again when it is iterated; the trainer says it once."""
     import os
