@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torchvision.ops import batched_nms, box_convert
+from torchvision.ops import box_convert
 
+from detkit.deploy.runtime import postprocess as select
 from detkit.yolo.targets import build_targets
 
 WH_CLAMP = 8.0  # exp(8) ~ 3000 anchor widths: far beyond any image, far below fp32 overflow
@@ -150,20 +151,16 @@ def postprocess(
         labels (k,) class index.
     """
     boxes, obj, cls_prob = decode(raw, anchors, xy_scale)  # (B, N, 4), (B, N), (B, N, C)
-    B, N, C = cls_prob.shape
-    scores = (obj[..., None] * cls_prob).reshape(B, N * C)  # (B, N*C), pair n*C + c
-    k = min(max_candidates, N * C)
-    top, flat = scores.topk(k, dim=1)  # (B, k) best first
-    keep = top > conf_thresh  # (B, k)
-    b = torch.arange(B, device=raw.device)[:, None].expand(B, k)[keep]
-    flat, top = flat[keep], top[keep]
-    box_idx, label = flat // C, flat % C
-    xyxy = box_convert(boxes[b, box_idx], "cxcywh", "xyxy").clamp(0.0, 1.0)
-    # one NMS call for the whole batch: group by (image, class)
-    kept = batched_nms(xyxy, top, b * C + label, iou_thresh)  # sorted by score, descending
+    xyxy = box_convert(boxes, "cxcywh", "xyxy").clamp(0.0, 1.0).float().cpu().numpy()
+    scores = (obj[..., None] * cls_prob).float().cpu().numpy()  # (B, N, C)
     out = []
-    kb = b[kept]
-    for n in range(B):  # splitting the result per image; no work per box happens here
-        sel = kept[kb == n][:max_det]
-        out.append({"boxes": xyxy[sel], "scores": top[sel], "labels": label[sel]})
+    for n in range(len(xyxy)):  # the one NMS every path uses (export, predict, Detector, this)
+        kb, ks, kl = select(xyxy[n], scores[n], conf_thresh, iou_thresh, max_det, max_candidates)
+        out.append(
+            {
+                "boxes": torch.from_numpy(kb).to(raw.device, torch.float32),
+                "scores": torch.from_numpy(ks).to(raw.device),
+                "labels": torch.from_numpy(kl).to(raw.device),
+            }
+        )
     return out

@@ -148,8 +148,9 @@ def test_held_out_map_is_the_same_through_torch_torchscript_and_onnx(det, cli_js
 
 @pytest.mark.slow
 def test_numpy_postprocess_keeps_what_the_training_evaluation_keeps(det):
-    """The runtime's numpy NMS and the trainer's torchvision one (yolo/decode.postprocess) keep the same
-    boxes on real outputs."""
+    """What the export keeps (its decode in the graph, then the runtime's selection) is what the trainer's
+    evaluation keeps (yolo/decode.postprocess on the raw output, with the model's xy_scale), on real
+    outputs."""
     import torch
 
     from detkit.deploy.runtime import letterbox, postprocess
@@ -163,7 +164,10 @@ def test_numpy_postprocess_keeps_what_the_training_evaluation_keeps(det):
     boxes, scores = load_torch(det / "run" / "best.pt", "cpu", threads=1).run(canvases)
     with torch.inference_mode():
         raw = model(torch.from_numpy(canvases).permute(0, 3, 1, 2).float() / 255)
-    ref = torch_postprocess(raw, ckpt["model_config"]["anchors"], conf_thresh=0.001, iou_thresh=0.45)
+    cfg = ckpt["model_config"]
+    ref = torch_postprocess(
+        raw, cfg["anchors"], conf_thresh=0.001, iou_thresh=0.45, xy_scale=cfg.get("xy_scale", 1.0)
+    )
     for b, s, r in zip(boxes, scores, ref):
         kb, ks, kl = postprocess(b, s, conf=0.001, iou=0.45)
         assert len(kb) == len(r["boxes"]) > 10
