@@ -117,11 +117,12 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     assert {p["category_id"] for p in preds} <= {3, 7, 11}  # the dataset's own ids, not class indices
     ev = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert ev["kind"] == "yolo.eval"
-    # coco eval's PR / F1 / confusion figures, for the report
+    # coco eval's PR / F1 / confusion / reliability figures, for the report
     assert ev["plots"] == {
         "pr_curves": "pr_curves.png",
         "f1_curve": "f1_curve.png",
         "confusion_matrix": "confusion_matrix.png",
+        "calibration": "calibration.png",
     }
     assert all((tmp_path / "ev" / f).stat().st_size > 1000 for f in ev["plots"].values())
 
