@@ -214,7 +214,7 @@ def folder_cases(root: Path) -> list[Path]:
     yolo("yolo_garbage", "\x00\xff nonsense\n1e999 nan inf -inf 5\n", jpg)
     yolo("yolo_class_huge", f"{BIG5000} 0.5 0.5 0.1 0.1\n", jpg)
     yolo("yolo_utf16_label", "0 0.5 0.5 0.1 0.1\n".encode("utf-16").decode("latin-1"), jpg)
-    # issue 23: data.yaml counts, alias bombs, roots, special label files
+    # data.yaml counts, alias bombs, roots, special label files
     bomb = "".join(
         [f"a0: &a0 [{', '.join(['x'] * 9)}]\n"]
         + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)]
@@ -430,7 +430,7 @@ def _copy_special(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-# ---- issue 23: results files for `coco eval`, outputs inside the input ------------------------------------
+# ---- results files for `coco eval`, outputs inside the input ------------------------------------------
 PRED = '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]'
 
 

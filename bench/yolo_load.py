@@ -14,13 +14,13 @@ and runs, each in its own process (wall time and peak RSS by ``/usr/bin/time -v`
 
   baseline  ultralytics' label scan when ultralytics is installed (``YOLODataset(...).get_labels()``,
             no cache file), else a plain reader: per image PIL's header size, per label line
-            ``line.split()`` and ``float()`` (what detkit's reader did before issue 23);
+            ``line.split()`` and ``float()`` (a plain per-line reader);
   cold      ``detkit coco inspect data.yaml --json`` with the label cache removed first;
   cached    the same command again (the cache of the cold run is read);
   big       ``detkit coco inspect big/data.yaml --json`` with no cache.
 
 It checks detkit's image and box counts equal the baseline's and prints the figures against the targets
-(issue 23: cold <= 10 s, cached <= 1 s on 2 cores, <= 150 bytes per box, the big file <= 5 s).
+(targets: cold <= 10 s, cached <= 1 s on 2 cores, <= 150 bytes per box, the big file <= 5 s).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ _WEIGHT = O.finite(0)
 MODEL_SIZES = {"n": 0.25, "s": 0.5, "m": 0.75, "l": 1.0}
 
 # what each --loss recipe sets when the option is not given (None); "darknet" and "course" are the
-# papers' (YOLOv2's region layer, the course's loss) on YOLOv2's stride-32 head, as before this round
+# papers' (YOLOv2's region layer, the course's loss) on YOLOv2's stride-32 head
 RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "modern": {
         "model": "n",  # on the CPU, the size that trains faster per epoch than YOLO11n (docs/benchmarks.md)

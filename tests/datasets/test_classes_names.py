@@ -1,4 +1,4 @@
-"""`coco classes` (issue 25 item 6): the terminal table has the "images containing the class" column that
+"""`coco classes`: the terminal table has the "images containing the class" column that
 --help promises (with and without splits), and ``--names FILE`` (one name per line, or a data.yaml) names
 the classes of YOLO labels that have none."""
 

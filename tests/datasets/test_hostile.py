@@ -1,4 +1,4 @@
-"""Hostile and huge inputs (issue 23): every count bounded before it allocates, YAML bounded, special files
+"""Hostile and huge inputs: every count bounded before it allocates, YAML bounded, special files
 refused up front, dataset roots sane, outputs never inside an input — each one line and exit 2."""
 
 from __future__ import annotations

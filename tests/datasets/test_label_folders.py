@@ -1,4 +1,4 @@
-"""Label folders under other names (issue 25 item 10): a split whose images (almost) never find their label
+"""Label folders under other names: a split whose images (almost) never find their label
 file is a layout mistake, not a set of background images. A single nearby folder whose every stem is one of
 the split's images is followed, in one line; otherwise the error names the folder searched and the folders
 found nearby. A split with no label folder anywhere near is read as ultralytics reads it (a warning)."""

@@ -1,4 +1,4 @@
-"""data.yaml quirks (issue 25 item 1): ``coco128.yaml`` declares train and val as the same folder. Each image
+"""data.yaml quirks: ``coco128.yaml`` declares train and val as the same folder. Each image
 is counted once with its memberships (``train+val``); one warning names the overlap in inspect, classes,
 anchors and ``yolo train``; orphan label files are counted once; ``anchors kmeans --split``."""
 

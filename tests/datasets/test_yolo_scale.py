@@ -1,4 +1,4 @@
-"""The YOLO reader at scale (issue 23 item 6): the numpy label parser gives the per-line reader's rows
+"""The YOLO reader at scale: the numpy label parser gives the per-line reader's rows
 exactly (and leaves every file it would not keep whole to that reader), JPEG sizes from the header bytes
 are PIL's, and the scan cache is used only while no file changed."""
 

@@ -161,7 +161,7 @@ def test_no_second_process_leaves_the_work_to_this_one(tmp_path, monkeypatch, wh
     assert _children() == []
 
 
-# ---- hostile results files (issue 23): one line naming the file and the record ---------------------------
+# ---- hostile results files: one line naming the file and the record ---------------------------
 GT = {
     "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
     "annotations": [

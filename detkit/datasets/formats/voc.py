@@ -205,43 +205,10 @@ def _voc_splits(ds: Dataset, stems: list[str], path: Path, split: str | None, re
 
 
 def _rows_as_images(ds: Dataset, rows: np.ndarray, split: np.ndarray) -> Dataset:
-    """A dataset whose image table is ``ds``'s rows ``rows``, with ``split``.
+    """A dataset whose image table is ``ds``'s rows ``rows`` (ascending), with ``split``.
 
     Image and annotation ids stay those of the whole folder, so predictions made on the whole folder (or a
     list of its images) and scored on one split land on the same images."""
-    if len(rows) == ds.num_images and np.array_equal(rows, np.arange(ds.num_images)):
-        ds.split = split
-        return ds
-    new_ids = ds.image_id[rows]
-    order = np.argsort(ds.ann_image_id, kind="stable")
-    sorted_img = ds.ann_image_id[order]
-    ann_rows, ann_img = [], []
-    for new_id, r in zip(new_ids, rows):
-        lo, hi = (
-            np.searchsorted(sorted_img, ds.image_id[r], "left"),
-            np.searchsorted(sorted_img, ds.image_id[r], "right"),
-        )
-        ann_rows.append(order[lo:hi])
-        ann_img.append(np.full(hi - lo, new_id, dtype=np.int64))
-    a = np.concatenate(ann_rows) if ann_rows else np.zeros(0, dtype=np.int64)
-    return Dataset(
-        image_id=new_ids,
-        file_name=ds.file_name[rows],
-        width=ds.width[rows],
-        height=ds.height[rows],
-        ann_id=ds.ann_id[a],
-        ann_image_id=np.concatenate(ann_img) if ann_img else np.zeros(0, dtype=np.int64),
-        category_id=ds.category_id[a],
-        bbox=ds.bbox[a],
-        area=ds.area[a],
-        iscrowd=ds.iscrowd[a],
-        cat_id=ds.cat_id,
-        cat_name=ds.cat_name,
-        source=ds.source,
-        format=ds.format,
-        image_root=ds.image_root,
-        ann_record=None if ds.ann_record is None else ds.ann_record[a],
-        extra=ds.extra,
-        split=split,
-        skipped=ds.skipped,
-    )
+    out = ds if len(rows) == ds.num_images else ds.subset_images(ds.image_id[rows])
+    out.split = split
+    return out
