@@ -13,7 +13,7 @@ import sys
 import typer
 
 from detkit import __version__
-from detkit.console import out
+from detkit.console import cli_wording, out
 from detkit.errors import DetkitError
 
 app = typer.Typer(
@@ -131,7 +131,8 @@ def run(argv: list[str] | None = None, freeze: bool = False) -> int:
         _register(_parts_named(argv))
         if freeze:
             gc.freeze()
-        app(args=argv, prog_name="detkit")  # standalone: usage errors print and exit 2
+        with cli_wording():  # library warnings and info lines name the flags (detkit.console.warn)
+            app(args=argv, prog_name="detkit")  # standalone: usage errors print and exit 2
     except SystemExit as exc:
         if _stdout_closed():  # click turned a BrokenPipeError into exit 1
             _broken_pipe = True

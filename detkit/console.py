@@ -8,12 +8,19 @@ The one rule for text from data (file names, class names, paths): it is never re
 consoles have rich's emoji codes off (``a:train:b.jpg`` stays as it is, with or without colour), plain
 messages are printed with ``markup=False``, and any user string placed inside markup or a table cell
 goes through :func:`esc`.
+
+Library text names values and keyword arguments, the CLI names flags: :func:`warn` and :func:`info` take
+the same ``flags`` map as :class:`detkit.errors.DetkitError` (``{"exist_ok=True": "--exist-ok"}``) and
+apply it while a CLI command runs (:func:`cli_wording`, entered by :func:`detkit.cli.run`), so a Python
+caller reads ``exist_ok=True`` where the command line user reads ``--exist-ok``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -22,11 +29,33 @@ from rich.text import Text
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+from detkit.errors import cli_text
 from detkit.io import SCHEMA_VERSION
 
 _NO_COLOR = bool(os.environ.get("NO_COLOR"))
 err = Console(stderr=True, no_color=_NO_COLOR, highlight=False, soft_wrap=True, emoji=False)
 out = Console(no_color=_NO_COLOR, highlight=False, soft_wrap=True, emoji=False)
+
+
+_cli_wording = False  # a CLI command is running: messages name its flags (see cli_wording)
+
+
+@contextlib.contextmanager
+def cli_wording() -> Iterator[None]:
+    """While inside: :func:`warn` and :func:`info` apply their ``flags`` (the CLI's words). Process-wide,
+    so the lines a command's helper threads print read the same; nested uses restore the outer state."""
+    global _cli_wording
+    outer, _cli_wording = _cli_wording, True
+    try:
+        yield
+    finally:
+        _cli_wording = outer
+
+
+def worded(message: str, flags: Mapping[str, str] | None = None) -> str:
+    """``message`` as its reader sees it: the library's words, or under :func:`cli_wording` with each
+    phrase of ``flags`` replaced by the CLI's (:func:`detkit.errors.cli_text`)."""
+    return cli_text(message, flags) if _cli_wording else message
 
 
 def esc(value: object) -> str:
@@ -90,16 +119,17 @@ def emit_json(doc: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def info(message: str, *, markup: bool = False) -> None:
+def info(message: str, *, markup: bool = False, flags: Mapping[str, str] | None = None) -> None:
     """A message for the user, on stderr.
 
     Args:
         message: plain text; paths with brackets print as they are unless ``markup`` is set.
         markup: read rich markup (``[green]ok[/green]``) in ``message``; escape any paths in it.
+        flags: library phrase -> the CLI's, applied under :func:`cli_wording` (see :func:`worded`).
     """
-    err.print(message, markup=markup)
+    err.print(worded(message, flags), markup=markup)
 
 
-def warn(message: str) -> None:
-    """A warning on stderr: ``warning: message`` (message is plain text)."""
-    err.print(Text.assemble(("warning:", "yellow"), " ", message))
+def warn(message: str, flags: Mapping[str, str] | None = None) -> None:
+    """A warning on stderr: ``warning: message`` (message is plain text; ``flags`` as for :func:`info`)."""
+    err.print(Text.assemble(("warning:", "yellow"), " ", worded(message, flags)))

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+
+def cli_text(text: str, flags: Mapping[str, str] | None) -> str:
+    """``text`` as the CLI prints it: each library phrase of ``flags`` (``"lenient=True"``) replaced by the
+    CLI's (``"--lenient"``), in order. The one home of the rule "library messages describe values, the CLI
+    names flags": :meth:`DetkitError.cli_message` and :func:`detkit.console.warn` / ``info`` use it.
+
+    Args:
+        text: the library's message.
+        flags: library phrase -> CLI phrase; None or empty: ``text`` as it is.
+    """
+    for lib, cli in (flags or {}).items():
+        text = text.replace(lib, cli)
+    return text
+
 
 class DetkitError(Exception):
     """An error the user can act on. The CLI prints ``detkit: <message>`` and exits with ``exit_code``.
@@ -21,10 +37,7 @@ class DetkitError(Exception):
     def cli_message(self) -> str:
         """The line the CLI prints: library messages describe values and keyword arguments; this names
         the flags (see ``flags``; :class:`OptionError` names its option's flag)."""
-        text = str(self)
-        for lib, cli in self.flags.items():
-            text = text.replace(lib, cli)
-        return text
+        return cli_text(str(self), self.flags)
 
 
 class OptionError(DetkitError):
