@@ -78,7 +78,13 @@ def load_checkpoint(path: Path, need: tuple[str, ...] = EVAL_KEYS) -> dict:
         path: the checkpoint file.
         need: keys it must hold; a plain state dict or another tool's checkpoint is refused by name.
     """
-    return H.load_checkpoint(path, "classify", need, hint="; plain weights go in --weights")
+    return H.load_checkpoint(
+        path,
+        "classify",
+        need,
+        hint="; plain weights go in the weights option",
+        flags={"the weights option": "--weights"},
+    )
 
 
 def best_state(state: dict) -> dict:

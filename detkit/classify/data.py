@@ -215,6 +215,9 @@ def stratified_split(labels: np.ndarray, train_fraction: float, seed: int) -> tu
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+VAL_OFFICIAL = {"val='official'": "--val official"}  # the CLI names the flag (detkit.errors.cli_text)
+
+
 def make_split(cat: Catalog, val: str, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``val="split"``: stratified split of all labelled images; ``"official"``: train folder / val folder."""
     if val == "official":
@@ -222,8 +225,9 @@ def make_split(cat: Catalog, val: str, train_fraction: float, seed: int) -> tupl
             raise InputError(
                 cat.root,
                 None,
-                "--val official needs a labelled val folder "
-                "(val/val_annotations.txt, or val/<class>/ beside train/)",
+                "val='official' needs a labelled val folder (val/val_annotations.txt, or val/<class>/ beside "
+                "train/)",
+                flags=VAL_OFFICIAL,
             )
         return np.flatnonzero(cat.group == TRAIN), np.flatnonzero(cat.group == VAL)
     return stratified_split(cat.labels, train_fraction, seed)

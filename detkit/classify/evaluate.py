@@ -178,7 +178,10 @@ def _prepare(
         ckpt = load_checkpoint(weights)
         cfg = ckpt["config"]
     if data is None and not cfg.get("data"):
-        raise DetkitError(f"{weights}: does not name its training data; give --data")
+        raise DetkitError(
+            f"{weights}: does not name its training data; give its data folder (data=DIR)",
+            flags={"(data=DIR)": "(--data DIR)"},
+        )
     cat = D.scan_dataset(data or cfg["data"])
     if cat.classes != ckpt["classes"]:
         raise InputError(

@@ -105,6 +105,10 @@ def _forever(loader: DeviceLoader):
         epoch += 1
 
 
+# the CLI's words for suggest's notes (detkit.console.warn)
+NOTE_FLAGS = {"start_lr": "--start-lr", "end_lr": "--end-lr", "more steps": "more --steps"}
+
+
 def suggest(lrs: list[float], smoothed: list[float]) -> dict:
     """The minimum's LR / 10 (the usual one-cycle peak choice) and the LR of steepest descent."""
     s = np.asarray(smoothed, float)
@@ -118,9 +122,9 @@ def suggest(lrs: list[float], smoothed: list[float]) -> dict:
     j = int(np.argmin(slope[: max(i, 1) + 1]))
     note = None
     if i == 0:  # the loss only rose: the range started too high to say anything below it
-        note = "the loss never fell; try a lower --start-lr"
+        note = "the loss never fell; try a lower start_lr"
     elif i == len(s) - 1:
-        note = "the loss still fell at the last step; try a higher --end-lr or more --steps"
+        note = "the loss still fell at the last step; try a higher end_lr or more steps"
     suggested = max(float(lr[i] / 10), float(lr[0]))  # never below the range actually tested
     return {"min_loss_lr": float(lr[i]), "suggested_lr": suggested, "steepest_lr": float(lr[j]), "note": note}
 
@@ -194,7 +198,7 @@ def lr_find(cfg: TrainConfig, start_lr: float = 1e-5, end_lr: float = 10.0, step
         f"(loss minimum at {res['min_loss_lr']:.3g}, steepest descent at {res['steepest_lr']:.3g})"
     )
     if res["note"]:
-        warn(f"lr-find: {res['note']}")
+        warn(f"lr-find: {res['note']}", flags=NOTE_FLAGS)
     return {
         "out": str(out),
         "batch": cfg.batch,

@@ -296,13 +296,17 @@ def train_epochs(r: Run, ckpts: H.Checkpoints, end: int) -> str:
 
 def _split_words(cfg: TrainConfig, r: Run) -> str:
     """How the split was formed, for the start-up line."""
-    limit = f", cut to {cfg.limit} images a side by --limit" if cfg.limit else ""
+    limit = f", cut to {cfg.limit} images a side by limit" if cfg.limit else ""
     if cfg.val == "official":
         return f"split: the official train/ vs val/ folders{limit}"
     return (
         f"split: seeded stratified {cfg.split:.0%}/{1 - cfg.split:.0%} of every labelled image (train/ and "
-        f"val/ pooled){limit}; --val official validates on the val/ folder instead"
+        f"val/ pooled){limit}; val='official' validates on the val/ folder instead"
     )
+
+
+# the CLI's words for _split_words' (detkit.console.info)
+SPLIT_FLAGS = {"a side by limit": "a side by --limit", **D.VAL_OFFICIAL}
 
 
 def _record(r: Run, end: int, threads: dict[str, Any] | None, resumed: bool) -> None:
@@ -324,7 +328,7 @@ def _record(r: Run, end: int, threads: dict[str, Any] | None, resumed: bool) -> 
         f"of {cfg.epochs}"
     )
     if not resumed:
-        info(_split_words(cfg, r))
+        info(_split_words(cfg, r), flags=SPLIT_FLAGS)
 
 
 def _result(path: Path, state: dict[str, Any], status: str) -> dict[str, Any]:
@@ -395,7 +399,6 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
         if is_main_process():
             checkpoints(path).repair({**ckpt, **_position(ckpt, path)}, finished)
         if finished:
-            done = ckpt["epoch"]
-            info(f"{path}: already trained {done} of {cfg.epochs} epochs; nothing to do (--epochs N goes on)")
+            H.say_nothing_to_do(path, ckpt["epoch"], cfg.epochs)
             return _result(path, _position(ckpt, path), "done")
         return _run(cfg, path, ckpt)

@@ -246,8 +246,9 @@ def parse_fail_if_drop(text: str | None) -> dict[str, float]:
             v = float("nan")
         if not sep or name not in METRICS or not 0 <= v <= 1:
             raise DetkitError(
-                f"--fail-if-drop: '{item.strip()}' is not NAME=VALUE with NAME one of AP, AP50, AP75 and "
-                "VALUE in 0..1"
+                f"fail_if_drop: '{item.strip()}' is not NAME=VALUE with NAME one of AP, AP50, AP75 and "
+                "VALUE in 0..1",
+                flags={"fail_if_drop:": "--fail-if-drop:"},
             )
         out[name] = v
     return out

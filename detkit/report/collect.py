@@ -106,7 +106,13 @@ def find_summaries(dirs: list[str | Path]) -> list[Summary]:
                 seen[key] = s
     if not seen:
         where = ", ".join(str(d) for d in dirs)
-        raise DetkitError(f"{where}: no summary.json found (run a detkit command with --out/--plots first)")
+        raise DetkitError(
+            f"{where}: no summary.json found (a command writes one into the output folder it is given)",
+            flags={
+                "a command writes one into the output folder it is given": "run a detkit command with "
+                "--out/--plots first"
+            },
+        )
     return sorted(seen.values(), key=lambda s: (kind_rank(s.kind), s.kind, str(s.path)))
 
 
@@ -135,7 +141,7 @@ def _reason(folder: Path, run: dict[str, Any]) -> str:
             of = f" of {config['epochs']}" if isinstance(config.get("epochs"), int) else ""
             why += f"; metrics.csv has {epochs} epoch(s){of}"
     if (folder / "last.pt").is_file():
-        why += f"; last.pt is kept (continue with --resume {folder})"
+        why += f"; last.pt is kept (resuming {folder} continues the run)"
     return why
 
 

@@ -169,12 +169,29 @@ class RunFolder:
             raise InputError(
                 self.path,
                 None,
-                f"already holds a run (last.pt); continue it with --resume "
-                f"{self.path}, start over with --exist-ok, or pick another --out",
+                "already holds a run (last.pt); resume it, start over with exist_ok=True, or pick another "
+                "out folder",
+                flags={
+                    "resume it,": f"continue it with --resume {self.path},",
+                    **EXIST_OK,
+                    "another out folder": "another --out",
+                },
             )
         for n in present:
             (self.path / n).unlink()
-        warn(f"{self.path}: --exist-ok: deleted the previous run's {', '.join(present)}")
+        warn(f"{self.path}: exist_ok=True: deleted the previous run's {', '.join(present)}", flags=EXIST_OK)
+
+
+EXIST_OK = {"exist_ok=True": "--exist-ok"}  # the CLI names the flag (detkit.errors.cli_text)
+
+
+def say_nothing_to_do(path: Path, done: int, epochs: int) -> None:
+    """The line of a resume that finds the run trained to its ``epochs`` (both trainers)."""
+    info(
+        f"{path}: already trained {done} of {epochs} epochs; nothing to do "
+        f"(epochs=N with N > {done} goes on)",
+        flags={"epochs=N": "--epochs N"},
+    )
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -192,7 +209,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             os.close(fd)
 
 
-def load_checkpoint(path: str | Path, kind: str, need: Sequence[str], hint: str = "") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, kind: str, need: Sequence[str], hint: str = "", flags: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A detkit checkpoint, loaded with ``weights_only`` (a foreign file can run no code).
 
     Args:
@@ -200,6 +219,7 @@ def load_checkpoint(path: str | Path, kind: str, need: Sequence[str], hint: str 
         kind: ``yolo`` or ``classify``, for the message.
         need: keys it must hold; another tool's file is refused by name.
         hint: appended to the message about missing keys.
+        flags: the CLI's words for the hint's (:class:`detkit.errors.DetkitError`).
     """
 
     path = Path(path)
@@ -215,7 +235,10 @@ def load_checkpoint(path: str | Path, kind: str, need: Sequence[str], hint: str 
     if missing:
         what = f"no {missing[0]}" if len(missing) == 1 else f"missing {', '.join(missing[:3])}"
         raise InputError(
-            path, None, f"not a detkit {kind} checkpoint ({what}){hint if isinstance(ckpt, dict) else ''}"
+            path,
+            None,
+            f"not a detkit {kind} checkpoint ({what}){hint if isinstance(ckpt, dict) else ''}",
+            flags=flags,
         )
     return ckpt
 

@@ -112,20 +112,22 @@ def resumed_config(cls: type, saved: dict[str, Any], given: dict[str, Any], run:
     values = {k: v for k, v in saved.items() if k in names}
     values.update({f.name: f.default for f in fields(cls) if f.metadata.get("per_call")})
     may = resume_fields(cls)
-    clash = []
+    by_name = {f.name: f for f in fields(cls)}
+    lib, cli = [], []  # the clashes in the library's words (img_size=320) and the CLI's (--img-size 320)
     for name, value in given.items():
         if name not in names:
             continue
         if name in may:
             values[name] = value
         elif name in values and value != values[name]:
-            f = next(f for f in fields(cls) if f.name == name)
-            clash.append(f"{flag_name(f)} {value} (the run has {values[name]})")
-    if clash:
-        flags = ", ".join(flag_name(f) for f in fields(cls) if f.name in may)
+            lib.append(f"{name}={value!r} (the run has {values[name]!r})")
+            cli.append(f"{flag_name(by_name[name])} {value} (the run has {values[name]})")
+    if lib:
+        clause = f"leave out {', '.join(lib)} (only {', '.join(may)} may change)"
+        flags = ", ".join(flag_name(by_name[n]) for n in may)
         raise DetkitError(
-            f"{run}: a resumed run keeps its own options; leave out {', '.join(clash)} "
-            f"(only {flags} may change) or start a new run"
+            f"{run}: a resumed run keeps its own options; {clause} or start a new run",
+            flags={clause: f"leave out {', '.join(cli)} (only {flags} may change)"},
         )
     return cls(**values)
 

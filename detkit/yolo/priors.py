@@ -92,8 +92,8 @@ def resolve_anchors(
             if spread > 0.05:
                 warn(
                     f"{path}: image-normalised anchors were converted to the letterbox with the images' "
-                    "median "
-                    f"aspect; `detkit anchors kmeans --norm letterbox` gives exact ones for mixed aspects"
+                    "median aspect; anchors made with norm='letterbox' are exact for mixed aspects",
+                    flags={"anchors made with norm='letterbox'": "`detkit anchors kmeans --norm letterbox`"},
                 )
         elif norm != "letterbox":
             raise DetkitError(f"{path}: unknown norm {norm!r} (image or letterbox)")

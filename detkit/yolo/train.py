@@ -201,7 +201,10 @@ def _record(r: Run, threads: dict[str, Any] | None, resumed: dict[str, Any] | No
         record_resume(r.path, config)
         return
     if d["val_ds"] is d["train_ds"]:  # said once the run is set up, not before an error about something else
-        warn("no --val-data/--val-list: mAP is measured on the training images")
+        warn(
+            "no val_data/val_list: mAP is measured on the training images",
+            flags={"val_data/val_list": "--val-data/--val-list"},
+        )
     record_run(r.path, config, seed=cfg.seed, inputs=[p for p in {cfg.data, cfg.val_data, cfg.anchors} if p])
     write_json(r.path / "config.json", asdict(cfg))
     info(
@@ -293,10 +296,7 @@ def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, An
         if ckpt["epoch"] >= cfg.epochs:  # the classifier's rule too: rebuild what is missing, exit 0
             if main:
                 checkpoints(path).repair(ckpt, finished=True)
-            info(
-                f"{path}: already trained {ckpt['epoch']} of {cfg.epochs} epochs; nothing to do "
-                "(--epochs N goes on)"
-            )
+            H.say_nothing_to_do(path, ckpt["epoch"], cfg.epochs)
             return summary_fields(ckpt, "done")
         if main:
             checkpoints(path).repair(ckpt, finished=False)

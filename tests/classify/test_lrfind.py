@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from detkit.classify.augment import AugmentConfig, DeviceLoader
-from detkit.classify.lrfind import lr_range_test, suggest
+from detkit.classify.lrfind import NOTE_FLAGS, lr_range_test, suggest
 from detkit.classify.models import build_model
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, cli_text
 
 from .conftest import TINY
 
@@ -28,9 +28,14 @@ def test_suggest_never_goes_below_the_tested_range():
     lrs = [1e-5, 1e-4, 1e-3, 1e-2]
     s = suggest(lrs, [1.0, 1.5, 2.5, 9.0])  # the loss only rose
     assert s["min_loss_lr"] == 1e-5 and s["suggested_lr"] == 1e-5
-    assert "lower --start-lr" in s["note"]
+    assert s["note"] == "the loss never fell; try a lower start_lr"  # the option's name; the CLI's flag:
+    assert cli_text(s["note"], NOTE_FLAGS) == "the loss never fell; try a lower --start-lr"
     s = suggest(lrs, [4.0, 3.0, 2.0, 1.0])  # still falling at the end
-    assert s["suggested_lr"] == pytest.approx(1e-3) and "higher --end-lr" in s["note"]
+    assert s["suggested_lr"] == pytest.approx(1e-3)
+    assert s["note"] == "the loss still fell at the last step; try a higher end_lr or more steps"
+    assert cli_text(s["note"], NOTE_FLAGS) == (
+        "the loss still fell at the last step; try a higher --end-lr or more --steps"
+    )
 
 
 def test_suggest_rejects_a_loss_that_was_never_finite():

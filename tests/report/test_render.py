@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from detkit.errors import DetkitError
 from detkit.report.collect import KIND_ORDER, find_summaries
 from detkit.report.render import write_report
 from detkit.report.sections import KINDS, fmt
@@ -119,7 +120,10 @@ def test_bad_summary_is_skipped_with_a_warning(tmp_path, capsys):
     "args, message",
     [
         (["report", "{tmp}", "-o", "{tmp}/r.pdf"], "r.pdf: report must end in .html or .md (got '.pdf')"),
-        (["report", "{tmp}", "-o", "{tmp}/r.html"], "no summary.json found"),
+        (
+            ["report", "{tmp}", "-o", "{tmp}/r.html"],
+            "no summary.json found (run a detkit command with --out/--plots",
+        ),
         (["report", "{tmp}/nope", "-o", "{tmp}/r.html"], "nope: no such file or folder"),
     ],
 )
@@ -127,6 +131,18 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, cli, args, message):
     code, out, err = cli(*[a.format(tmp=tmp_path) for a in args])
     assert code == 2 and out == ""
     assert err.startswith("detkit: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_summary_names_the_output_folder_and_the_cli_its_flags(tmp_path):
+    with pytest.raises(DetkitError) as e:
+        find_summaries([tmp_path])
+    assert str(e.value) == (
+        f"{tmp_path}: no summary.json found (a command writes one into the output folder it is given)"
+    )
+    assert (
+        e.value.cli_message()
+        == f"{tmp_path}: no summary.json found (run a detkit command with --out/--plots first)"
+    )
 
 
 def test_json_describes_the_report(fake_runs, tmp_path, cli_json):
@@ -215,7 +231,7 @@ def test_runs_without_a_summary_are_listed_with_the_reason(tmp_path, cli):
             "detkit yolo train --epochs 50",
             (
                 "no summary.json: the command stopped before its end; "
-                f"metrics.csv has 3 epoch(s) of 50; last.pt is kept (continue with --resume {stopped})"
+                f"metrics.csv has 3 epoch(s) of 50; last.pt is kept (resuming {stopped} continues the run)"
             ),
         ],
     ]

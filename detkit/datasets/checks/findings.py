@@ -35,14 +35,14 @@ CODES: dict[str, tuple[str, str]] = {
     "bbox.sub_pixel": ("warning", "box width or height is between 0 and 1 pixel"),
     "annotation.duplicate_box": ("warning", "exact duplicate box (same image, category and x, y, w, h)"),
     "annotation.area_inconsistent": ("warning", "area <= 0 or larger than the box's w*h"),
-    "annotation.missing_area": ("warning", "annotation has no 'area' (COCOeval needs it; --fix fills w*h)"),
-    "annotation.missing_iscrowd": ("warning", "no 'iscrowd' (COCOeval needs it; --fix fills 0)"),
+    "annotation.missing_area": ("warning", "annotation has no 'area' (COCOeval needs it; the fix fills w*h)"),
+    "annotation.missing_iscrowd": ("warning", "no 'iscrowd' (COCOeval needs it; the fix fills 0)"),
     "annotation.bad_iscrowd": ("warning", "iscrowd is neither 0 nor 1"),
     "image.no_annotations": ("info", "image without any annotation"),
     "category.unused": ("info", "category without any annotation"),
     # appended (codes never move): encodings other commands reject, and record paths convert must not follow
-    "file.encoding": ("error", "not plain UTF-8 (BOM, UTF-16/32): others reject it; --fix writes UTF-8"),
-    "value.lone_surrogate": ("error", "lone surrogate (\\ud800): others reject it; --fix writes U+FFFD"),
+    "file.encoding": ("error", "not plain UTF-8 (BOM, UTF-16/32): others reject it; the fix writes UTF-8"),
+    "value.lone_surrogate": ("error", "lone surrogate (\\ud800): others reject it; the fix writes U+FFFD"),
     "path.absolute": ("warning", "file_name is absolute, /x or C:\\x (convert writes a relative name)"),
     "path.climbs_out": ("warning", "file_name climbs out with '..' (convert writes a name inside)"),
     "path.invalid": ("warning", "file_name is no file name: NUL, empty, '.', ends in '/' (convert: safe)"),
@@ -67,6 +67,8 @@ CODES: dict[str, tuple[str, str]] = {
     "label.none_found": ("warning", "(almost) no image of a split has its label file, or it was elsewhere"),
 }
 # fmt: on
+# the CLI's words for the registry's (detkit.errors.cli_text): validate's printer names the flag
+FIX_FLAGS = {"; the fix ": "; --fix "}
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from detkit.console import emit_json, esc, info, out
+from detkit.datasets.checks.findings import FIX_FLAGS
 from detkit.datasets.cli.common import (
     FailOn,
     FormatOpt,
@@ -28,6 +29,7 @@ from detkit.datasets.cli.common import (
     warn_skipped,
     write_out,
 )
+from detkit.errors import cli_text
 from detkit.io import atomic_write
 
 
@@ -297,7 +299,7 @@ def _print_validate(doc: dict) -> None:
     for f in doc["findings"]:
         out.print(
             f"[{colour[f['severity']]}]{f['severity']:7}[/] {f['code']:32} {f['count']:>8,}  "
-            + esc(f["message"])
+            + esc(cli_text(f["message"], FIX_FLAGS))
         )
         for ex in f["examples"]:
             extra = f" id {ex['id']}" if "id" in ex else ""

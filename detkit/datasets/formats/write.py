@@ -254,6 +254,14 @@ def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 
 
 # ---- entry points ------------------------------------------------------------------------------------
+def copy_into_json(out: Path) -> DetkitError:
+    """The error of ``copy_images`` with a single-file output (write_one, merge); the CLI names the flag."""
+    return DetkitError(
+        f"{out}: copy_images=True needs an output folder, not a .json file",
+        flags={"copy_images=True": "--copy-images"},
+    )
+
+
 def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = False) -> dict[str, Any]:
     """Write one output (filter, sample). ``out`` ending in .json (coco) is a file, else a new folder."""
     if to not in TARGETS:
@@ -262,7 +270,7 @@ def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = F
 
     single_json = output_file(out, to) is not None  # the convert output rule: OUT.json, or a folder
     if single_json and copy_images:
-        raise DetkitError(f"{out}: --copy-images needs an output folder, not a .json file")
+        raise copy_into_json(out)
     check_out(out, [src.path, *input_folders(src.ds, src.path)], single_json)
     result = {"out": str(out), "to": to, **part.counts()}
     if single_json:

@@ -138,6 +138,13 @@ def _rows_by_image(ds: Dataset) -> tuple[np.ndarray, list[np.ndarray]]:
     return idx, [order[bounds[i] : bounds[i + 1]] for i in range(ds.num_images)]
 
 
+# the CLI names the flag (detkit.errors.cli_text)
+CATEGORY_IDS = {
+    "category_ids='index'": "--category-ids index",
+    "category_ids='coco80'": "--category-ids coco80",
+}
+
+
 def class_indexes(ds: Dataset, category_ids: str | None = None) -> np.ndarray:
     """The YOLO class index of each category (``ds.cat_id`` order) under the category-id rule.
 
@@ -152,14 +159,16 @@ def class_indexes(ds: Dataset, category_ids: str | None = None) -> np.ndarray:
         bad = [int(c) for c in ds.cat_id if not 0 <= c < 100_000]
         if bad:
             raise DetkitError(
-                f"{ds.source}: category id {bad[0]} cannot be a YOLO class index (--category-ids index)"
+                f"{ds.source}: category id {bad[0]} cannot be a YOLO class index (category_ids='index')",
+                flags=CATEGORY_IDS,
             )
         return ds.cat_id.astype(np.int64)
     pos = {c: k for k, c in enumerate(COCO80_IDS)}
     bad = [int(c) for c in ds.cat_id if int(c) not in pos]
     if bad:
         raise DetkitError(
-            f"{ds.source}: category id {bad[0]} is not one of COCO's 80 official ids (--category-ids coco80)"
+            f"{ds.source}: category id {bad[0]} is not one of COCO's 80 official ids (category_ids='coco80')",
+            flags=CATEGORY_IDS,
         )
     return np.array([pos[int(c)] for c in ds.cat_id], dtype=np.int64)
 
@@ -172,7 +181,8 @@ def with_category_ids(ds: Dataset, category_ids: str | None) -> Dataset:
     if category_ids == "coco80":
         if ds.num_categories > len(COCO80_IDS) or (k >= len(COCO80_IDS)).any():
             raise DetkitError(
-                f"{ds.source}: {ds.num_categories} classes do not fit COCO's 80 ids (--category-ids coco80)"
+                f"{ds.source}: {ds.num_categories} classes do not fit COCO's 80 ids (category_ids='coco80')",
+                flags=CATEGORY_IDS,
             )
         new_ids = np.asarray(COCO80_IDS, dtype=np.int64)[k]
     else:

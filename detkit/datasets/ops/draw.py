@@ -336,8 +336,11 @@ def draw_run(
     flagged = box_findings(ds) if findings else {}
     rows = pick_images(ds, n, seed, names, class_rows, flagged)
     if rows.size == 0:
-        what = "none of the images named in --images is" if names else "no image with those classes is"
-        raise DetkitError(f"{src.path}: nothing to draw: {what} in the dataset")
+        what = "none of the images named (names) is" if names else "no image with those classes is"
+        raise DetkitError(
+            f"{src.path}: nothing to draw: {what} in the dataset",
+            flags={"named (names)": "named in --images"},
+        )
     with staged_folder(out) as tmp:
         drawn = draw_images(ds, rows, tmp, class_rows, flagged)
         table = [d.as_dict() for d in drawn]

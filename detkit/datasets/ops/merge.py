@@ -370,10 +370,7 @@ def write_merged(m: Merged, out: Path, to: str, copy_images: bool = False) -> di
 
     single_json = to == "coco" and out.suffix.lower() == ".json"
     if single_json and copy_images:
-        raise DetkitError(
-            f"{out}: copy_images needs an output folder, not a .json file",
-            flags={"copy_images needs": "--copy-images needs"},
-        )
+        raise w.copy_into_json(out)
     inputs = [p for s in m.sources for p in (s.path, *input_folders(s.ds, s.path))]
     w.check_out(out, inputs, single_json)
     counts = {
