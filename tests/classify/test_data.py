@@ -52,6 +52,13 @@ def test_scan_imagefolder(tmp_path):
     assert cat.files == ["cat/0.png", "cat/1.png", "cat/2.png", "dog/0.png", "dog/1.png"]
     assert cat.labels.tolist() == [0, 0, 0, 1, 1]
     assert (cat.group == D.TRAIN).all()
+    with pytest.raises(InputError) as e:  # no val/ folder: the option's value in the library's words
+        D.make_split(cat, "official", 0.7, 0)
+    assert str(e.value) == (
+        f"{tmp_path}: val='official' needs a labelled val folder (val/val_annotations.txt, or val/<class>/ "
+        "beside train/)"
+    )
+    assert e.value.cli_message().startswith(f"{tmp_path}: --val official needs a labelled val folder (")
 
 
 def test_stratified_split_counts_and_seed():

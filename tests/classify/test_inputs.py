@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from detkit.classify.checkpoint import load_checkpoint
 from detkit.classify.config import TrainConfig
 from detkit.classify.train import build_optimizer
+from detkit.errors import DetkitError
 
 
 @pytest.mark.parametrize(
@@ -63,6 +65,9 @@ def test_foreign_checkpoints_are_refused_by_name(tmp_path, cli):
         f"detkit: error: {plain}: not a detkit classify checkpoint (missing config, classes, names); "
         "plain weights go in --weights\n"
     )
+    with pytest.raises(DetkitError) as e:  # the Python API names the option, the CLI (above) the flag
+        load_checkpoint(plain)
+    assert str(e.value).endswith("(missing config, classes, names); plain weights go in the weights option")
     code, _, err = cli("classify", "eval", text, "--out", tmp_path / "e")
     assert code == 2 and err == f"detkit: error: {text}: not a PyTorch checkpoint (torch.save file)\n"
     (tmp_path / "fake").mkdir()

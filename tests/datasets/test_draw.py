@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detkit.datasets.ops.draw import PALETTE
+from detkit.datasets.load import load_dataset
+from detkit.datasets.ops.draw import PALETTE, draw_run
+from detkit.datasets.ops.source import Source
+from detkit.errors import DetkitError
 from tests.datasets.ops_fixtures import write_coco, write_images
 
 RGB = [tuple(int(h[i : i + 2], 16) for i in (0, 2, 4)) for h in PALETTE]
@@ -97,4 +100,9 @@ def test_draw_refuses_a_non_empty_folder(cli, drawn_set, tmp_path):
 
 def test_nothing_to_draw_is_exit_2(cli, drawn_set, tmp_path):
     code, out, err = cli("coco", "draw", drawn_set, tmp_path / "o", "--images", "nope.png")
-    assert code == 2 and out == "" and "nothing to draw" in err and not (tmp_path / "o").exists()
+    assert code == 2 and out == "" and not (tmp_path / "o").exists()
+    line = "nothing to draw: none of the images named in --images is in the dataset"
+    assert err == f"detkit: error: {drawn_set}: {line}\n"
+    with pytest.raises(DetkitError) as e:  # the Python API's words name the argument, not the flag
+        draw_run(Source(drawn_set, load_dataset(drawn_set)), tmp_path / "o", names=["nope.png"])
+    assert str(e.value) == f"{drawn_set}: nothing to draw: none of the images named (names) is in the dataset"

@@ -15,7 +15,7 @@ import pytest
 from detkit.datasets.checks.validate import validate_path
 from detkit.datasets.load import load_dataset
 from detkit.datasets.model import default_image_root
-from detkit.datasets.ops.convert import _check_inside, convert
+from detkit.datasets.ops.convert import _check_inside, class_indexes, convert
 from detkit.datasets.paths import inside, name_problem, safe_relative
 from detkit.errors import DetkitError
 from detkit.io import remove_leftovers
@@ -244,7 +244,15 @@ def test_category_ids_that_do_not_fit_the_rule_are_one_line(cli, shapes_dir, tmp
     code, _, err = cli(
         "coco", "convert", tmp_path / "odd.json", tmp_path / "y2", "--to", "yolo", "--category-ids", "coco80"
     )
-    assert code == 2 and "category id 12 is not one of COCO's 80 official ids" in err and err.count("\n") == 1
+    assert code == 2 and err == (
+        f"detkit: error: {tmp_path / 'odd.json'}: category id 12 is not one of COCO's 80 official ids "
+        "(--category-ids coco80)\n"
+    )
+    with pytest.raises(DetkitError) as e:  # the Python API's words name the keyword argument
+        class_indexes(load_dataset(tmp_path / "odd.json"), "coco80")
+    assert str(e.value).endswith(
+        "category id 12 is not one of COCO's 80 official ids (category_ids='coco80')"
+    )
 
 
 def test_windows_and_empty_names_one_rule_for_validate_and_convert(cli_json, tmp_path):

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
+from detkit.datasets.formats.write import write_one
+from detkit.datasets.load import load_dataset
 from detkit.datasets.model import make_dataset
 from detkit.datasets.ops.select import filter_dataset, sample_dataset
+from detkit.datasets.ops.source import Part, Source
+from detkit.errors import DetkitError
 from tests.datasets.ops_fixtures import skewed, write_coco, write_images
 
 # 4 images; boxes (w x h): img1 person 10x10, car 2x30; img2 car 40x40; img3 person 4x4; img4 none
@@ -145,7 +149,17 @@ def test_copy_images_into_the_output_folder(cli, cli_json, tmp_path):
     code, _, err = cli(
         "coco", "filter", src, tmp_path / "x.json", "--copy-images"
     )  # a .json cannot hold images
-    assert code == 2 and "--copy-images needs an output folder" in err
+    assert (
+        code == 2
+        and err
+        == f"detkit: error: {tmp_path / 'x.json'}: --copy-images needs an output folder, not a .json file\n"
+    )
+    ds = load_dataset(src)
+    with pytest.raises(DetkitError) as e:  # the Python API's words name the keyword argument
+        write_one(
+            Source(src, ds), Part.of_images(ds, np.arange(2)), tmp_path / "x.json", "coco", copy_images=True
+        )
+    assert str(e.value) == f"{tmp_path / 'x.json'}: copy_images=True needs an output folder, not a .json file"
 
 
 @pytest.mark.parametrize("command", ["split", "merge", "filter", "sample", "draw"])

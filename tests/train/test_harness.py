@@ -53,7 +53,11 @@ def test_resume_rule_is_declared_on_the_fields(tmp_path):
     assert cfg.max_steps is None  # a limit of the interrupted call, not of the run
     with pytest.raises(DetkitError) as e:
         O.resumed_config(Cfg, saved, {"lr": 0.2, "amp": True}, tmp_path)
-    assert str(e.value) == (
+    assert str(e.value) == (  # the Python API's words: the fields, as keyword arguments
+        f"{tmp_path}: a resumed run keeps its own options; leave out lr=0.2 (the run has 0.1), amp=True "
+        "(the run has False) (only epochs, max_steps may change) or start a new run"
+    )
+    assert e.value.cli_message() == (  # the CLI's: the flags
         f"{tmp_path}: a resumed run keeps its own options; leave out --lr 0.2 (the run has 0.1), --amp True "
         "(the run has False) (only --epochs, --max-steps may change) or start a new run"
     )
@@ -95,15 +99,33 @@ def test_a_folder_holding_a_run_is_refused_and_exist_ok_says_what_it_deletes(tmp
     for name in ("last.pt", "metrics.csv", "notes.txt"):
         (run / name).write_text("x")
     files = ("last.pt", "best.pt", "metrics.csv", "summary.json")
-    with (
-        pytest.raises(DetkitError, match="already holds a run .*--resume .*--exist-ok"),
-        H.RunFolder(run, files),
-    ):
+    with pytest.raises(DetkitError) as e, H.RunFolder(run, files):
         pass
+    assert str(e.value) == (  # the Python API's words: train(cfg, exist_ok=True), cfg.out
+        f"{run}: already holds a run (last.pt); resume it, start over with exist_ok=True, or pick another "
+        "out folder"
+    )
+    assert e.value.cli_message() == (
+        f"{run}: already holds a run (last.pt); continue it with --resume {run}, start over with --exist-ok, "
+        "or pick another --out"
+    )
     with H.RunFolder(run, files, exist_ok=True):
         assert (run / H.LOCK_NAME).read_text() == f"{os.getpid()}\n"
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # only the trainer's own files go
-    assert "deleted the previous run's last.pt, metrics.csv" in capsys.readouterr().err
+    err = capsys.readouterr().err.replace("\n", "")  # rich wraps long lines when stderr is not a terminal
+    assert f"warning: {run}: exist_ok=True: deleted the previous run's last.pt, metrics.csv" in err
+
+
+def test_nothing_to_do_says_how_to_go_on_in_each_callers_words(tmp_path, capsys):
+    from detkit.console import cli_wording
+
+    H.say_nothing_to_do(tmp_path, 5, 5)
+    with cli_wording():
+        H.say_nothing_to_do(tmp_path, 5, 5)
+    assert capsys.readouterr().err.replace(f"{tmp_path}:", "RUN:").splitlines() == [
+        "RUN: already trained 5 of 5 epochs; nothing to do (epochs=N with N > 5 goes on)",
+        "RUN: already trained 5 of 5 epochs; nothing to do (--epochs N with N > 5 goes on)",
+    ]
 
 
 def test_second_owner_is_refused_with_the_holders_pid(tmp_path):

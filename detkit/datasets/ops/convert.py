@@ -139,7 +139,7 @@ def _rows_by_image(ds: Dataset) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 # the CLI names the flag (detkit.errors.cli_text)
-CATEGORY_IDS = {
+CATEGORY_IDS_FLAGS = {
     "category_ids='index'": "--category-ids index",
     "category_ids='coco80'": "--category-ids coco80",
 }
@@ -160,7 +160,7 @@ def class_indexes(ds: Dataset, category_ids: str | None = None) -> np.ndarray:
         if bad:
             raise DetkitError(
                 f"{ds.source}: category id {bad[0]} cannot be a YOLO class index (category_ids='index')",
-                flags=CATEGORY_IDS,
+                flags=CATEGORY_IDS_FLAGS,
             )
         return ds.cat_id.astype(np.int64)
     pos = {c: k for k, c in enumerate(COCO80_IDS)}
@@ -168,7 +168,7 @@ def class_indexes(ds: Dataset, category_ids: str | None = None) -> np.ndarray:
     if bad:
         raise DetkitError(
             f"{ds.source}: category id {bad[0]} is not one of COCO's 80 official ids (category_ids='coco80')",
-            flags=CATEGORY_IDS,
+            flags=CATEGORY_IDS_FLAGS,
         )
     return np.array([pos[int(c)] for c in ds.cat_id], dtype=np.int64)
 
@@ -182,7 +182,7 @@ def with_category_ids(ds: Dataset, category_ids: str | None) -> Dataset:
         if ds.num_categories > len(COCO80_IDS) or (k >= len(COCO80_IDS)).any():
             raise DetkitError(
                 f"{ds.source}: {ds.num_categories} classes do not fit COCO's 80 ids (category_ids='coco80')",
-                flags=CATEGORY_IDS,
+                flags=CATEGORY_IDS_FLAGS,
             )
         new_ids = np.asarray(COCO80_IDS, dtype=np.int64)[k]
     else:
