@@ -183,8 +183,10 @@ def eval_(
         check_out_folder(out_dir)
     if draw is not None:
         check_out_folder(draw)
-    if per_image is not None and per_image.suffix.lower() not in (".csv", ".json"):
-        raise DetkitError(f"--per-image {per_image}: name a .csv or .json file")
+    if per_image is not None:
+        from detkit.evaluation.per_image import check_table_path  # lazy: only --per-image needs it
+
+        check_table_path(per_image)
     with busy(f"evaluating {pred_path}"):
         gt, res = load_and_evaluate(
             gt_path,

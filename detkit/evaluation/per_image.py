@@ -125,17 +125,23 @@ def worst(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return [rows[i] for i in ranked[:n] if rows[i]["score"] > 0]
 
 
-PER_IMAGE = {"the per-image table needs": "--per-image needs"}  # the CLI names the flag (cli_text)
+def check_table_path(path: str | Path) -> Path:
+    """``path`` when it names a .csv or .json file (the CLI checks it before evaluating, to fail fast)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise DetkitError(
+            f"{path}: the per-image table needs a .csv or .json path",
+            flags={"the per-image table needs": "--per-image needs"},
+        )
+    return path
 
 
 def write_per_image(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     """``rows`` as .csv (a header of :data:`COLUMNS`) or .json (a list), written atomically."""
 
-    path = Path(path)
+    path = check_table_path(path)
     if path.suffix.lower() == ".json":
         return write_json(path, rows)
-    if path.suffix.lower() != ".csv":
-        raise DetkitError(f"{path}: the per-image table needs a .csv or .json path", flags=PER_IMAGE)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     w.writeheader()

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from detkit.evaluation.compare import paired_bootstrap, prepare, summarize, weighted_ap
+from detkit.errors import DetkitError
+from detkit.evaluation.compare import paired_bootstrap, parse_fail_if_drop, prepare, summarize, weighted_ap
 from detkit.evaluation.engine import coco_evaluate
 from detkit.evaluation.matching import coco_matches
 from tests.evaluation.cases import gt_with_crowd, preds, random_case
@@ -104,7 +105,12 @@ def test_ten_percent_of_true_positives_removed_exit_1(three, cli, cli_json):
     swapped = ("coco", "compare", three / "gt.json", three / "b.json", three / "a.json", "--samples", "50")
     assert cli(*swapped, "--fail-if-drop", "AP50=0.0")[0] == 0
     code, _, err = cli(*args, "--fail-if-drop", "AR=0.1")
-    assert code == 2 and "--fail-if-drop" in err
+    assert code == 2 and err.startswith("detkit: error: --fail-if-drop: 'AR=0.1' is not NAME=VALUE with NAME")
+    with pytest.raises(DetkitError) as e:  # the Python API's words name the keyword argument
+        parse_fail_if_drop("AP50=0.01,AR=0.1")
+    assert str(e.value) == (
+        "fail_if_drop: 'AR=0.1' is not NAME=VALUE with NAME one of AP, AP50, AP75 and VALUE in 0..1"
+    )
 
 
 def test_whole_weights_path_equals_the_float_path():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detkit.datasets.model import make_dataset
+from detkit.errors import DetkitError
 from detkit.evaluation.confusion import confusion_matrix
 from detkit.evaluation.per_image import per_image_errors, worst, write_per_image
 from tests.evaluation.cases import preds, random_case
@@ -81,6 +82,10 @@ def test_written_as_csv_and_json(tmp_path):
     got = list(csv.DictReader(open(tmp_path / "e.csv")))
     assert [r["file_name"] for r in got] == ["a.jpg", "b.jpg", "c.jpg"] and got[0]["fp_loc"] == "1"
     assert json.loads((tmp_path / "e.json").read_text()) == rows
+    with pytest.raises(DetkitError) as e:  # the Python API's words; the CLI's (below) name --per-image
+        write_per_image(tmp_path / "e.txt", rows)
+    assert str(e.value) == f"{tmp_path / 'e.txt'}: the per-image table needs a .csv or .json path"
+    assert not (tmp_path / "e.txt").exists()
 
 
 def test_cli_per_image_and_worst_drawn(tmp_path, cli, cli_json):
@@ -117,7 +122,7 @@ def test_cli_per_image_and_worst_drawn(tmp_path, cli, cli_json):
     colours = set(map(tuple, np.unique(sheet, axis=0).tolist()))  # a PNG: the colours exactly
     assert set(COLOURS.values()) <= colours
     code, _, err = cli("coco", "eval", tmp_path / "gt.json", tmp_path / "pred.json", "--per-image", "x.txt")
-    assert code == 2 and ".csv or .json" in err
+    assert code == 2 and err == "detkit: error: x.txt: --per-image needs a .csv or .json path\n"
 
 
 def test_run_folder_report_shows_the_worst_images(tmp_path, cli):
