@@ -93,7 +93,10 @@ def resolve_anchors(
                 warn(
                     f"{path}: image-normalised anchors were converted to the letterbox with the images' "
                     "median aspect; anchors made with norm='letterbox' are exact for mixed aspects",
-                    flags={"anchors made with norm='letterbox'": "`detkit anchors kmeans --norm letterbox`"},
+                    flags={
+                        "anchors made with norm='letterbox' are exact": "`detkit anchors kmeans --norm "
+                        "letterbox` gives exact ones"
+                    },
                 )
         elif norm != "letterbox":
             raise DetkitError(f"{path}: unknown norm {norm!r} (image or letterbox)")

@@ -149,6 +149,25 @@ def test_anchors_file_in_image_norm_is_converted(tmp_path):
         resolve_anchors(str(tmp_path / "none.json"), ds, 416)
 
 
+def test_mixed_aspects_warn_in_each_callers_words(tmp_path, capsys):
+    from detkit.console import cli_wording
+
+    # 640x480 and 480x640: image-normalised anchors convert exactly for neither
+    ds = make_dataset(
+        [(1, "a.jpg", 640, 480), (2, "b.jpg", 480, 640)], [(1, 1, 1, 0, 0, 64, 48)], [(1, "cell")]
+    )
+    image = _anchors(tmp_path, {"anchors_normalized": [[0.1, 0.1]], "norm": "image"})
+    resolve_anchors(image, ds, 416)
+    with cli_wording():
+        resolve_anchors(image, ds, 416)
+    lib, cli = capsys.readouterr().err.replace("\n", "").split("warning: ")[1:]  # rich wraps long lines
+    head = (
+        f"{image}: image-normalised anchors were converted to the letterbox with the images' median aspect; "
+    )
+    assert lib == head + "anchors made with norm='letterbox' are exact for mixed aspects"
+    assert cli == head + "`detkit anchors kmeans --norm letterbox` gives exact ones for mixed aspects"
+
+
 def test_foreign_checkpoint_is_refused_without_running_it(tmp_path, cli):
     plain = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(2)}, plain)
