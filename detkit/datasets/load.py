@@ -315,7 +315,10 @@ def _one_json(p: Path) -> Path:
 def _only_split(ds: Dataset, path: Path, split: str | None) -> Dataset:
     if split is not None:
         raise InputError(
-            path, None, f"split {split}: this {ds.format} file has no splits", flags={"split ": "--split "}
+            path,
+            None,
+            f"split {split}: this {ds.format} file has no splits",
+            flags={f": split {split}: ": f": --split {split}: "},  # after the path: a path may hold "split "
         )
     return ds
 

@@ -265,9 +265,15 @@ def test_inspect_and_classes_show_splits(cli, cli_json, tmp_path):
     assert code == 2 and "no split 'test' (this yaml has train, val)" in err
 
 
-def test_split_on_a_file_without_splits_is_exit_2(cli, shapes_dir):
-    code, _, err = cli("coco", "inspect", shapes_dir / "instances.json", "--split", "train")
-    assert code == 2 and "has no splits" in err
+def test_split_on_a_file_without_splits_is_exit_2(cli, shapes_dir, tmp_path):
+    src = tmp_path / "split train" / "a.json"  # a folder named like the message: only the message changes
+    src.parent.mkdir()
+    src.write_bytes((shapes_dir / "instances.json").read_bytes())
+    code, _, err = cli("coco", "inspect", src, "--split", "train")
+    assert code == 2 and err == f"detkit: error: {src}: --split train: this coco file has no splits\n"
+    with pytest.raises(InputError) as e:  # the Python API's words name the keyword argument
+        load_dataset(src, split="train")
+    assert str(e.value) == f"{src}: split train: this coco file has no splits"
 
 
 # ---- yolo train --data data.yaml: train on train, validate on val -----------------------------------------
