@@ -153,7 +153,15 @@ def test_typed_fast_path_agrees_with_lenient_pass(shapes_dir, tmp_path):
 
 
 def test_fail_on_exit_codes(cli, broken, shapes_dir):
-    assert cli("coco", "validate", broken)[0] == 1
+    code, out, _ = cli("coco", "validate", broken)
+    assert code == 1
+    # the registry's text names the library's fix; validate's printer names the flag that runs it
+    by = {f.code: f for f in validate_path(broken).findings}
+    assert (
+        by["annotation.missing_area"].message
+        == "annotation has no 'area' (COCOeval needs it; the fix fills w*h)"
+    )
+    assert "annotation has no 'area' (COCOeval needs it; --fix fills w*h)" in out
     assert cli("coco", "validate", broken, "--fail-on", "never")[0] == 0
     clean = shapes_dir / "instances.json"
     assert cli("coco", "validate", clean, "--fail-on", "warning")[0] == 0
