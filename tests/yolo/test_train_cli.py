@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from detkit.data.synth import write_detection_set
+from detkit.yolo.train import resume
 from tests.conftest import shared_path
 
 TINY = ["--width", "0.125", "--workers", "0", "--optimizer", "adamw", "--lr", "0.005", "--seed", "0"]
@@ -63,12 +64,13 @@ def _assert_rows_match(a: list[dict[str, str]], b: list[dict[str, str]]) -> None
 
 
 @pytest.mark.slow
-def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
+def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json, capsys):
     data = synth8 / "instances.json"
     common = ["--data", data, "--epochs", "2", "--batch", "4", "--img-size", "64", *TINY]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     code, _, err = cli("yolo", "train", *common, "--out", straight)
     assert code == 0, err
+    assert "warning: no --val-data/--val-list: mAP is measured on the training images\n" in err
     assert {p.name for p in straight.iterdir()} >= {
         "run.json",
         "config.json",
@@ -104,8 +106,11 @@ def test_train_resume_eval_predict(synth8, tmp_path, cli, cli_json):
     # nothing left to do: said, exit 0, the run untouched (the classifier's rule too)
     before = (resumed / "last.pt").read_bytes()
     code, _, err = cli("yolo", "train", "--resume", resumed)
-    assert code == 0 and "already trained 2 of 2 epochs; nothing to do" in err
+    assert code == 0 and "already trained 2 of 2 epochs; nothing to do (--epochs N with N > 2 goes on)" in err
     assert (resumed / "last.pt").read_bytes() == before
+    capsys.readouterr()
+    assert resume(resumed)["status"] == "done"  # from Python: the keyword argument, not the flag
+    assert "nothing to do (epochs=N with N > 2 goes on)" in capsys.readouterr().err
 
     doc = cli_json(
         "yolo", "eval", straight / "best.pt", "--data", data, "--workers", "0", "--out", tmp_path / "ev"
