@@ -19,6 +19,7 @@ from detkit.classify import data as D
 from detkit.classify.config import TrainConfig
 from detkit.console import info
 from detkit.errors import OptionError
+from detkit.train.common import barrier
 
 
 @dataclass
@@ -30,12 +31,6 @@ class Prepared:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
-
-
-def barrier(world: int) -> None:
-    """Wait for every rank (a no-op in a single process)."""
-    if world > 1:
-        torch.distributed.barrier()
 
 
 def _split(

@@ -72,6 +72,12 @@ def dist_init(device: str) -> tuple[int, int, int]:
     return dist.get_rank(), world, local
 
 
+def barrier(world: int) -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if world > 1:
+        torch.distributed.barrier()
+
+
 class ModelEMA:
     """Exponential moving average of a model's weights and buffers, used for evaluation.
 

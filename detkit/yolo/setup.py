@@ -214,7 +214,7 @@ def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) ->
     parts = (data, model, model, criterion, loader, val_loader, optimizer, scheduler, ema, base)
     r = Run(cfg, path, device, rank, world, *parts)
     r.state = {"epoch": 0, "epoch_step": 0, "seen_images": 0, "history": [], "best": {"mAP": -1.0}}
-    r.state["epoch_sums"] = None  # loss sums of a part epoch (a --max-steps stop), see train_epochs
+    r.state["epoch_sums"] = None  # loss sums of a part epoch (a --max-steps stop), see detkit.train.loop
     r.state["best_eval"] = {}
     if resume:
         _restore(r, resume)
