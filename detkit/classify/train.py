@@ -183,12 +183,11 @@ def _restore(r: Run, ckpt: dict[str, Any]) -> None:
     if r.ema is not None:
         r.ema.load_state_dict(ckpt["ema"])
     set_rng_state(ckpt["rng"])
-    epoch = ckpt["epoch"]
     r.state = {
-        "epoch": epoch,
+        "epoch": ckpt["epoch"],
         "epoch_step": ckpt.get("epoch_step", 0),
         "epoch_sums": ckpt.get("epoch_sums"),
-        "history": [h for h in ckpt["history"] if h["epoch"] <= epoch],  # a part-epoch row is redone whole
+        "history": list(ckpt["history"]),  # a part epoch's row is replaced when the epoch goes on
         "best_top1": ckpt["best_top1"],
         "best_epoch": ckpt["best_epoch"],
         "best": ckpt["best"],

@@ -20,7 +20,8 @@ The epochs of one call are ``[s.epoch, end)`` with ``end = epochs``, or ``s.epoc
     sums = out.sums + the sums the part epoch carried      (so its row averages every step, not this call's)
     position = (epoch + 1, 0) when whole, else (epoch, batches done); epoch_sums kept only for a part epoch
     row = t.end_epoch(...)                                 (evaluation, best epoch, the epoch's line)
-    history += row; commit (rank 0, :meth:`detkit.train.harness.Checkpoints.commit`); barrier
+    history += row (it replaces the row of a part epoch); commit (rank 0,
+    :meth:`detkit.train.harness.Checkpoints.commit`); barrier
 
 and the call's last epoch (``epoch + 1 == end`` and whole, or --max-steps reached) ends the loop. The
 status is "done" when every epoch is trained, else "stopped" (--max-steps, --stop-after).
@@ -234,7 +235,10 @@ def epochs(t: Trainer, r: Run, ckpts: H.Checkpoints, end: int) -> str:
                 cfg.max_steps is not None and r.scheduler.last_epoch >= cfg.max_steps
             )
             row = t.end_epoch(r, e, out, sums, last)
-            s["history"].append(row)
+            if s["history"] and s["history"][-1]["epoch"] == row["epoch"]:
+                s["history"][-1] = row  # the row of a part epoch, now trained further
+            else:
+                s["history"].append(row)
             if r.main:
                 ckpts.commit(t.state(r))
             barrier(r.world)  # every rank leaves the epoch after its commit

@@ -236,13 +236,12 @@ def _restore(r: Run, ckpt: dict[str, Any]) -> None:
     r.scheduler.load_state_dict(ckpt["scheduler"])
     if r.ema is not None and ckpt.get("ema"):
         r.ema.load_state_dict(ckpt["ema"])
-    epoch = ckpt["epoch"]
     r.state = {
-        "epoch": epoch,
+        "epoch": ckpt["epoch"],
         "epoch_step": ckpt.get("epoch_step", 0),
         "epoch_sums": ckpt.get("epoch_sums"),
         "seen_images": ckpt["seen_images"],
-        "history": [h for h in ckpt["history"] if h["epoch"] <= epoch],  # a part-epoch row is redone whole
+        "history": list(ckpt["history"]),  # a part epoch's row is replaced when the epoch goes on
         "best": ckpt["best"],
         "best_eval": ckpt.get("best_eval", {}),
     }
