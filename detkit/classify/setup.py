@@ -9,6 +9,7 @@ neither waits for nor replaces the whole set's cache; then the whole split moves
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,6 @@ def _decoded(cfg: TrainConfig, cat: D.Catalog, idx: np.ndarray, rank: int, world
     """``idx -> (N, S, S, 3) uint8`` images: from the shared decoded cache, or with --limit decoded
     directly (a smoke run neither waits for nor replaces the whole set's cache)."""
     if cfg.limit is not None:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(cfg.workers) as ex:
             images = dict(
                 zip(

@@ -30,6 +30,8 @@ from detkit.train.common import (
 from detkit.yolo.config import TrainConfig
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader
 from detkit.yolo.engine import unwrap
+from detkit.yolo.loss import LossConfig, YoloLoss
+from detkit.yolo.model import YoloConfig, YOLOv2
 from detkit.yolo.priors import resolve_anchors
 from detkit.yolo.splits import has_split, load_split
 
@@ -114,15 +116,6 @@ def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any
 
 def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, resume: bool):
     """(model config, model on ``device``, loss config, criterion), seeded by ``cfg.seed``."""
-    from detkit.yolo.loss import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        LossConfig,
-        YoloLoss,
-    )
-    from detkit.yolo.model import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        YoloConfig,
-        YOLOv2,
-    )
-
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -221,7 +214,7 @@ def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) ->
     if world > 1:
         r.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
     if cfg.compile:
-        import torch._dynamo as dynamo
+        import torch._dynamo as dynamo  # lazy: seconds to import; only --compile needs it
 
         # multi-scale gives up to 10 input shapes: allow them, and mark H, W dynamic when multi-scale
         dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 64)
