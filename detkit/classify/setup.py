@@ -9,6 +9,7 @@ neither waits for nor replaces the whole set's cache; then the whole split moves
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from detkit.classify import data as D
 from detkit.classify.config import TrainConfig
 from detkit.console import info
 from detkit.errors import OptionError
+from detkit.train.common import barrier
 
 
 @dataclass
@@ -30,12 +32,6 @@ class Prepared:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
-
-
-def barrier(world: int) -> None:
-    """Wait for every rank (a no-op in a single process)."""
-    if world > 1:
-        torch.distributed.barrier()
 
 
 def _split(
@@ -61,8 +57,6 @@ def _decoded(cfg: TrainConfig, cat: D.Catalog, idx: np.ndarray, rank: int, world
     """``idx -> (N, S, S, 3) uint8`` images: from the shared decoded cache, or with --limit decoded
     directly (a smoke run neither waits for nor replaces the whole set's cache)."""
     if cfg.limit is not None:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(cfg.workers) as ex:
             images = dict(
                 zip(

@@ -1,4 +1,4 @@
-"""`detkit classify train`: the recipe, the run folder and exact resume.
+"""`detkit classify train`: the recipe, and what is the classifier's own in the train/resume skeleton.
 
 Recipe (defaults): ResNet-18 with the 64x64 stem, SGD (momentum 0.9, Nesterov) under a one-cycle schedule
 peaking at 0.2 x batch/256, weight decay 5e-4 on conv/linear weights, label smoothing 0.1, random crop
@@ -11,8 +11,9 @@ be rebuilt from it (the one-commit epoch end of :mod:`detkit.train.harness`); da
 seeded per epoch.
 
 The shape is torchvision's references: :func:`setup` (its data from :mod:`detkit.classify.setup`),
-:func:`train_epochs` (over :func:`detkit.classify.engine.train_one_epoch`), :func:`epoch_state` (what each
-epoch commits)."""
+:func:`_train_epoch` (over :func:`detkit.classify.engine.train_one_epoch`), :func:`_end_epoch` (validation,
+the metrics row), :func:`epoch_state` (what each epoch commits); :data:`TRAINER` hands them to the
+train/resume skeleton of :mod:`detkit.train.loop` (run folder, resume, epoch loop, NaN stop, DDP)."""
 
 from __future__ import annotations
 
@@ -30,17 +31,14 @@ from detkit.classify.checkpoint import RESUME_KEYS, checkpoints, load_checkpoint
 from detkit.classify.config import TrainConfig
 from detkit.classify.engine import Step, accuracy_stats, predict, train_one_epoch
 from detkit.classify.models import build_model, load_weights
-from detkit.classify.setup import Prepared, barrier, prepare_data
+from detkit.classify.setup import Prepared, prepare_data
 from detkit.console import info, progress
-from detkit.datasets.paths import check_outside, data_folders
 from detkit.errors import OptionError
 from detkit.io import write_json
-from detkit.train import harness as H
-from detkit.train import options as O
+from detkit.train import loop as L
 from detkit.train.common import (
     ModelEMA,
     dist_init,
-    is_main_process,
     param_groups,
     resolve_device,
     rng_state,
@@ -115,6 +113,10 @@ class Run:
     def main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        return self.step.scheduler  # its last_epoch: the optimizer steps so far (what --max-steps counts)
+
 
 def setup(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None = None) -> Run:
     """Data (split, decoded tensors), loaders, model, EMA, optimiser and schedule; restored from ``ckpt``."""
@@ -163,7 +165,7 @@ def setup(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None = None) -> R
     }
     r = Run(cfg, path, device, rank, world, data, train_loader, val_loader, model, model, ema, step, meta)
     r.state = {"epoch": 0, "epoch_step": 0, "history": [], "best_top1": -1.0, "best_epoch": 0, "best": {}}
-    r.state["epoch_sums"] = None  # loss and top-1 sums of a part epoch (a --max-steps stop), see _epoch
+    r.state["epoch_sums"] = None  # loss, top-1 sums of a part epoch (--max-steps stop; detkit.train.loop)
     if ckpt is not None:
         _restore(r, ckpt)
     if world > 1:
@@ -181,24 +183,26 @@ def _restore(r: Run, ckpt: dict[str, Any]) -> None:
     if r.ema is not None:
         r.ema.load_state_dict(ckpt["ema"])
     set_rng_state(ckpt["rng"])
-    r.state = _position(ckpt, r.path)
-
-
-def _position(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The loop's position in a checkpoint (metric rows from metrics.csv for one written before they were
-    carried inside it)."""
-    epoch = ckpt["epoch"]
-    rows = ckpt["history"] if "history" in ckpt else read_metrics(path / "metrics.csv", epoch)
-    best = ckpt.get("best") or {"epoch": ckpt["best_epoch"] or None, "value": ckpt["best_top1"]}
-    return {
-        "epoch": epoch,
+    r.state = {
+        "epoch": ckpt["epoch"],
         "epoch_step": ckpt.get("epoch_step", 0),
         "epoch_sums": ckpt.get("epoch_sums"),
-        "history": [h for h in rows if h["epoch"] <= epoch],
+        "history": list(ckpt["history"]),  # a part epoch's row is replaced when the epoch goes on
         "best_top1": ckpt["best_top1"],
         "best_epoch": ckpt["best_epoch"],
-        "best": best,
+        "best": ckpt["best"],
     }
+
+
+def _load(path: Path) -> dict[str, Any]:
+    """RUN/last.pt as committed, its metric rows and best epoch filled in (from metrics.csv) for one
+    written before they were carried inside it."""
+    ckpt = load_checkpoint(path / "last.pt", need=RESUME_KEYS)
+    if "history" not in ckpt:
+        ckpt["history"] = read_metrics(path / "metrics.csv", ckpt["epoch"])
+    if not ckpt.get("best"):
+        ckpt["best"] = {"epoch": ckpt["best_epoch"] or None, "value": ckpt["best_top1"]}
+    return ckpt
 
 
 def epoch_state(r: Run, val_top1: float | None = None) -> dict[str, Any]:
@@ -216,36 +220,43 @@ def epoch_state(r: Run, val_top1: float | None = None) -> dict[str, Any]:
     }
 
 
-def _epoch_sums(t: dict[str, Any], world: int, carried: dict[str, float] | None) -> dict[str, float]:
-    """Summed loss, correct predictions and images (every rank's) of the epoch so far: this call's (``t``
-    holds means) plus those a --max-steps stop inside the epoch carried in its checkpoint."""
-    c, n = carried or {}, t["images"] * world
-    return {
-        "loss": t["loss"] * n + c.get("loss", 0.0),
-        "correct": round(t["top1"] * n) + c.get("correct", 0),
-        "images": n + c.get("images", 0),
-    }
+def _progress(r: Run, end: int):
+    """A bar per epoch (kept), on rank 0 only."""
+    return progress(transient=False) if r.main else Progress(disable=True)
 
 
-def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any], bool]:
-    """Train (part of) one epoch and validate; returns the metrics row and whether the epoch is whole."""
-    cfg, s, world = r.cfg, r.state, r.world
-    skip = s["epoch_step"] if epoch == s["epoch"] else 0
-    steps_left = None if cfg.max_steps is None else cfg.max_steps - r.step.scheduler.last_epoch
-    r.train_loader.set_epoch(epoch)
+def _train_epoch(r: Run, e: L.Epoch) -> L.EpochOut:
+    """Train (the rest of) one epoch; its sums: every rank's summed loss, correct predictions, images."""
+    cfg, world = r.cfg, r.world
+    r.train_loader.set_epoch(e.index)
     n = len(r.train_loader)
-    task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n, info="")
+    task = e.bar.add_task(f"epoch {e.index + 1}/{cfg.epochs}", total=n, info="")
 
     def on_step(done: int, loss: float, lr: float) -> None:
-        log(lambda: f"epoch {epoch + 1}/{cfg.epochs} step {done}/{n}: loss {loss:.4f} lr {lr:.3g}")
+        e.log(lambda: f"epoch {e.index + 1}/{cfg.epochs} step {done}/{n}: loss {loss:.4f} lr {lr:.3g}")
 
     t = train_one_epoch(
-        r.net, r.train_loader, r.step, r.device, bar, task, skip=skip, max_steps=steps_left, on_step=on_step
+        r.net,
+        r.train_loader,
+        r.step,
+        r.device,
+        e.bar,
+        task,
+        skip=e.skip,
+        max_steps=e.max_steps,
+        on_step=on_step,
     )
-    bar.remove_task(task)  # the epoch's line below replaces its bar
+    e.bar.remove_task(task)  # the epoch's line replaces its bar
     if not t["finite"]:
-        raise H.diverged(r.path, epoch + 1, "the loss is not finite")
-    sums = _epoch_sums(t, world, s.get("epoch_sums") if skip else None)
+        return L.EpochOut(t["batches"], n, {}, t, nonfinite="the loss is not finite")
+    m = t["images"] * world
+    sums = {"loss": t["loss"] * m, "correct": round(t["top1"] * m), "images": m}
+    return L.EpochOut(t["batches"], n, sums, t)
+
+
+def _end_epoch(r: Run, e: L.Epoch, out: L.EpochOut, sums: dict[str, float], last: bool) -> dict[str, Any]:
+    """Validate (every rank), the metrics row, the best epoch and the epoch's line (rank 0)."""
+    s, t, epoch, world = r.state, out.stats, e.index, r.world
     cuda = r.device.type == "cuda"
     logits, targets = predict(r.ema.module if r.ema else r.model, r.val_loader, r.device, cuda, cuda)
     v = accuracy_stats(logits, targets)
@@ -260,38 +271,18 @@ def _epoch(r: Run, epoch: int, bar, log: H.ProgressLog) -> tuple[dict[str, Any],
         "images_per_s": t["images"] * world / max(t["seconds"], 1e-9),
         "epoch_s": t["seconds"],
     }
-    complete = t["batches"] >= n
-    s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, t["batches"])
-    s["epoch_sums"] = None if complete else sums
     if v["top1"] > s["best_top1"]:
         s["best_top1"], s["best_epoch"] = v["top1"], epoch + 1
         s["best"] = {"epoch": epoch + 1, "epoch_step": s["epoch_step"], "value": v["top1"]}
-    s["history"].append(row)
-    return row, complete
-
-
-def train_epochs(r: Run, ckpts: H.Checkpoints, end: int) -> str:
-    """Epochs up to ``end``, each ending in one commit. Returns "done" or "stopped" (--stop-after,
-    --max-steps); raises :class:`detkit.train.harness.Diverged` at a non-finite loss."""
-    cfg, log = r.cfg, H.ProgressLog(r.cfg.log_every)
-    with progress(transient=False) if r.main else Progress(disable=True) as bar:
-        for epoch in range(r.state["epoch"], end):
-            if cfg.max_steps is not None and r.step.scheduler.last_epoch >= cfg.max_steps:
-                break
-            row, complete = _epoch(r, epoch, bar, log)
-            if r.main:
-                ckpts.commit(epoch_state(r, row["val_top1"]))
-                part = (
-                    "" if complete else f" (stopped at step {r.state['epoch_step']} of {len(r.train_loader)})"
-                )
-                # top-5 is always 100% with 5 classes or fewer: said only where it means something
-                top5 = f" top-5 {100 * row['val_top5']:.2f}%" if len(r.data.cat.classes) > 5 else ""
-                info(
-                    f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val top-1 "
-                    f"{100 * row['val_top1']:.2f}%{top5}, {row['images_per_s']:.0f} img/s{part}"
-                )
-            barrier(r.world)
-    return "done" if r.state["epoch"] >= cfg.epochs else "stopped"
+    if r.main:
+        part = "" if not s["epoch_step"] else f" (stopped at step {s['epoch_step']} of {out.per_epoch})"
+        # top-5 is always 100% with 5 classes or fewer: said only where it means something
+        top5 = f" top-5 {100 * row['val_top5']:.2f}%" if len(r.data.cat.classes) > 5 else ""
+        info(
+            f"epoch {epoch + 1}/{r.cfg.epochs}: train loss {row['train_loss']:.4f}, val top-1 "
+            f"{100 * row['val_top1']:.2f}%{top5}, {row['images_per_s']:.0f} img/s{part}"
+        )
+    return row
 
 
 def _split_words(cfg: TrainConfig, r: Run) -> str:
@@ -343,29 +334,20 @@ def _result(path: Path, state: dict[str, Any], status: str) -> dict[str, Any]:
     }
 
 
-def _run(cfg: TrainConfig, path: Path, ckpt: dict[str, Any] | None) -> dict[str, Any]:
-    """Set up, train, write the final summary and curves; returns the result."""
-    cfg = cfg.resolved()
-    threads = H.apply_threads(cfg, 0)  # the decode threads are done before training starts
-    r = setup(cfg, path, ckpt)
-    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, r.state["epoch"] + cfg.stop_after)
-    ckpts = checkpoints(path)
-    if r.main:
-        _record(r, end, threads, ckpt is not None)
-    try:
-        status = train_epochs(r, ckpts, end)
-    except H.Diverged as e:
-        committed = load_checkpoint(path / "last.pt", RESUME_KEYS) if (path / "last.pt").exists() else None
-        if r.main and committed is not None:
-            ckpts.finish(committed, "diverged")
-        e.result = _result(path, _position(committed, path) if committed else r.state, "diverged")
-        raise
-    finally:
-        if r.world > 1:
-            torch.distributed.destroy_process_group()
-    if r.main:
-        ckpts.finish(epoch_state(r), status)
-    return _result(path, r.state, status)
+TRAINER = L.Trainer(
+    files=RUN_FILES,
+    config=TrainConfig,
+    config_key="config",
+    load=_load,
+    checkpoints=checkpoints,
+    setup=setup,
+    record=lambda r, threads, ckpt, end: _record(r, end, threads, ckpt is not None),
+    progress=_progress,
+    train_epoch=_train_epoch,
+    end_epoch=_end_epoch,
+    state=lambda r: epoch_state(r, r.state["history"][-1]["val_top1"] if r.state["history"] else None),
+    result=_result,
+)
 
 
 def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
@@ -378,27 +360,10 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
         best_val_top1, best_epoch and the last metrics row. A non-finite loss raises
         :class:`detkit.train.harness.Diverged` (exit 1), whose ``result`` has status "diverged".
     """
-    cfg.validate()
-    check_outside(cfg.out, data_folders(cfg.data, getattr(cfg, "val_data", None)), "run folder")
-    with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=is_main_process()):
-        return _run(cfg, Path(cfg.out), None)
+    return L.train(TRAINER, cfg, exist_ok)
 
 
 def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Continue the run in folder ``run`` exactly; ``given`` are options typed again (only those of
-    :func:`detkit.train.options.resume_fields` may change; --data may name the moved data)."""
-    path = Path(run)
-    with H.RunFolder(path, RUN_FILES, resume=True, main=is_main_process()):
-        ckpt = load_checkpoint(path / "last.pt", need=RESUME_KEYS)
-        saved = {**ckpt["config"], "out": str(path)}
-        cfg = O.resumed_config(
-            TrainConfig, saved, {k: v for k, v in (given or {}).items() if v is not None}, path
-        )
-        cfg.validate()
-        finished = ckpt["epoch"] >= cfg.epochs
-        if is_main_process():
-            checkpoints(path).repair({**ckpt, **_position(ckpt, path)}, finished)
-        if finished:
-            H.say_nothing_to_do(path, ckpt["epoch"], cfg.epochs)
-            return _result(path, _position(ckpt, path), "done")
-        return _run(cfg, path, ckpt)
+    """Continue the run in ``run`` (a folder or its last.pt) exactly; ``given`` are options typed again
+    (only those of :func:`detkit.train.options.resume_fields` may change; --data may name the moved data)."""
+    return L.resume(TRAINER, run, given)

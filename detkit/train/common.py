@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from detkit.errors import OptionError
@@ -61,8 +62,6 @@ def dist_init(device: str) -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
-    import torch.distributed as dist
-
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         use_nccl = device != "cpu" and torch.cuda.is_available()
@@ -70,6 +69,12 @@ def dist_init(device: str) -> tuple[int, int, int]:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if use_nccl else "gloo")
     return dist.get_rank(), world, local
+
+
+def barrier(world: int) -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if world > 1:
+        torch.distributed.barrier()
 
 
 class ModelEMA:

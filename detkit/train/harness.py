@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import re
 import time
@@ -35,6 +36,7 @@ from typing import Any
 from detkit.console import info, progress_enabled, warn
 from detkit.errors import DetkitError, InputError
 from detkit.io import atomic_write, check_out_folder, torch_load
+from detkit.train.threads import apply_thread_policy
 
 # ------------------------------------------------------------------------------------------ run folder
 LOCK_NAME = ".detkit.lock"
@@ -114,7 +116,7 @@ class RunFolder:
                 break
 
     def _lock(self) -> None:
-        import fcntl
+        import fcntl  # lazy: POSIX only; nothing else here needs it
 
         path = self.path / LOCK_NAME
         while True:
@@ -197,7 +199,7 @@ def say_nothing_to_do(path: Path, done: int, epochs: int) -> None:
 # ------------------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` under a temp name, fsync, rename over ``path``, fsync the folder."""
-    import torch
+    import torch  # lazy: this module loads without torch (detkit report reads LOCK_NAME)
 
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
@@ -292,7 +294,7 @@ class Checkpoints:
 
     def repair(self, state: dict[str, Any], finished: bool) -> list[str]:
         """Rebuild what a kill after the commit left stale or missing; returns the files rebuilt."""
-        import torch
+        import torch  # lazy: this module loads without torch (detkit report reads LOCK_NAME)
 
         done = []
         best = self.run / "best.pt"
@@ -354,8 +356,6 @@ def _read_csv(path: Path) -> list[list[str]] | None:
 
 
 def _status(run: Path) -> str | None:
-    import json
-
     try:
         return json.loads((run / "summary.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
@@ -405,15 +405,11 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
-def apply_threads(cfg: Any, workers: int) -> dict[str, Any] | None:
+def apply_threads(cfg: Any, workers: int) -> dict[str, Any]:
     """Apply the CPU thread policy of :mod:`detkit.train.threads` and pin ``cfg.threads`` to its choice, so a
     ``--resume`` runs with the same count (the order of floating-point reductions, hence the weights,
-    depends on it; the policy's own choice moves with the machine's load). None when the module is absent.
+    depends on it; the policy's own choice moves with the machine's load). Returns the policy's record.
     """
-    try:
-        from detkit.train.threads import apply_thread_policy
-    except ImportError:
-        return None
     policy = apply_thread_policy(cfg.threads, workers)
     cfg.threads = policy["threads"]
     return policy

@@ -145,7 +145,7 @@ def config_command(
 
     Required fields become optional options (a resumed run has them); ``body`` checks what it needs.
     """
-    import typer
+    import typer  # lazy: the config modules import this one; only building a command needs typer
 
     skip = set(exclude)
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
@@ -204,7 +204,7 @@ def log_every_opt() -> Any:
 def run_folder_options() -> list[tuple[str, Any, Any]]:
     """The ``extra`` options every trainer command takes for its run folder (see :mod:`detkit.train.harness`):
     ``--resume RUN`` continues the run exactly, ``--exist-ok`` starts over in a folder holding one."""
-    import typer
+    import typer  # lazy: the config modules import this one; only building a command needs typer
 
     resume = typer.Option("--resume", help="Continue the run in this folder exactly (its last.pt).")
     exist_ok = typer.Option("--exist-ok", help="Start over in a folder holding a run (deletes its files).")

@@ -27,11 +27,11 @@ class Panel:
 
 def plot_curves(path: Path, epochs: Sequence[int], panels: Sequence[Panel]) -> Path:
     """Draw ``panels`` over ``epochs`` into ``path`` (PNG, 110 dpi, about 4.5 x 3.4 in per panel)."""
-    import matplotlib
+    import matplotlib  # lazy: seconds to import; only drawing needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use
+    from matplotlib.ticker import MaxNLocator  # lazy: as matplotlib
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
     for ax, p in zip(axes[0], panels):

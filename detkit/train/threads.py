@@ -20,6 +20,7 @@ for the same seed *and* the same ``T``; the choice is returned for ``run.json``.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -130,7 +131,7 @@ def apply_thread_policy(threads: int | None, workers: int) -> dict:
         ``"OMP_NUM_THREADS"`` (the environment variable, when set) or ``"policy"``; ``interop_threads``
         is what torch runs with (it can be set once per process).
     """
-    import torch
+    import torch  # lazy: onnxruntime's users of this module run without torch
 
     choice = thread_choice(threads, workers)
     torch.set_num_threads(choice["threads"])
@@ -151,7 +152,7 @@ def worker_init_fn(worker_id: int) -> None:
     OpenCV's pool must be limited in the parent before the fork (``cv2.setNumThreads(1)``): setting it
     inside a forked worker deadlocks on the pool inherited from the parent.
     """
-    import torch
+    import torch  # lazy: onnxruntime's users of this module run without torch
 
     os.environ["OMP_NUM_THREADS"] = "1"  # for anything the worker starts
     torch.set_num_threads(1)
@@ -164,6 +165,4 @@ def _chained(fn, worker_id: int) -> None:
 
 def chain_worker_init(fn):
     """``worker_init_fn`` followed by ``fn`` (e.g. a seeding hook); picklable for spawned workers."""
-    import functools
-
     return functools.partial(_chained, fn)

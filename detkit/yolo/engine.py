@@ -214,7 +214,7 @@ def predict_batch(
     """Detections of one batch in original-image pixels, as COCO results rows (xywh, category ids); a box
     that lies wholly in the letterbox border (no width or height left once clipped to the image) is left
     out: it can match nothing, and ``detkit coco eval`` refuses boxes without a positive size."""
-    from detkit.yolo.decode import postprocess  # lazy: heavy (torch, PIL, cv2...): this module stays light
+    from detkit.yolo.decode import postprocess  # lazy: torchvision; an export's eval uses only coco_eval
 
     x = to_input(batch["images"], device)
     with autocast(device, amp):

@@ -30,6 +30,8 @@ from detkit.train.common import (
 from detkit.yolo.config import TrainConfig
 from detkit.yolo.data import Augment, ClassMap, DetectionDataset, build_loader
 from detkit.yolo.engine import unwrap
+from detkit.yolo.loss import LossConfig, YoloLoss
+from detkit.yolo.model import YoloConfig, YOLOv2
 from detkit.yolo.priors import resolve_anchors
 from detkit.yolo.splits import has_split, load_split
 
@@ -114,15 +116,6 @@ def _load_data(cfg: TrainConfig, resume: dict[str, Any] | None) -> dict[str, Any
 
 def _build_model(cfg: TrainConfig, data: dict[str, Any], device: torch.device, resume: bool):
     """(model config, model on ``device``, loss config, criterion), seeded by ``cfg.seed``."""
-    from detkit.yolo.loss import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        LossConfig,
-        YoloLoss,
-    )
-    from detkit.yolo.model import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        YoloConfig,
-        YOLOv2,
-    )
-
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -214,14 +207,14 @@ def setup(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None = None) ->
     parts = (data, model, model, criterion, loader, val_loader, optimizer, scheduler, ema, base)
     r = Run(cfg, path, device, rank, world, *parts)
     r.state = {"epoch": 0, "epoch_step": 0, "seen_images": 0, "history": [], "best": {"mAP": -1.0}}
-    r.state["epoch_sums"] = None  # loss sums of a part epoch (a --max-steps stop), see train_epochs
+    r.state["epoch_sums"] = None  # loss sums of a part epoch (a --max-steps stop), see detkit.train.loop
     r.state["best_eval"] = {}
     if resume:
         _restore(r, resume)
     if world > 1:
         r.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
     if cfg.compile:
-        import torch._dynamo as dynamo
+        import torch._dynamo as dynamo  # lazy: seconds to import; only --compile needs it
 
         # multi-scale gives up to 10 input shapes: allow them, and mark H, W dynamic when multi-scale
         dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 64)
@@ -236,13 +229,12 @@ def _restore(r: Run, ckpt: dict[str, Any]) -> None:
     r.scheduler.load_state_dict(ckpt["scheduler"])
     if r.ema is not None and ckpt.get("ema"):
         r.ema.load_state_dict(ckpt["ema"])
-    epoch = ckpt["epoch"]
     r.state = {
-        "epoch": epoch,
+        "epoch": ckpt["epoch"],
         "epoch_step": ckpt.get("epoch_step", 0),
         "epoch_sums": ckpt.get("epoch_sums"),
         "seen_images": ckpt["seen_images"],
-        "history": [h for h in ckpt["history"] if h["epoch"] <= epoch],  # a part-epoch row is redone whole
+        "history": list(ckpt["history"]),  # a part epoch's row is replaced when the epoch goes on
         "best": ckpt["best"],
         "best_eval": ckpt.get("best_eval", {}),
     }

@@ -1,4 +1,5 @@
-"""``detkit yolo train``: the epoch loop, evaluation, the run folder, resume, the NaN stop, DDP.
+"""``detkit yolo train``: what is the detector's own in the train/resume skeleton of
+:mod:`detkit.train.loop` (the run folder, resume, the epoch loop and its commit, the NaN stop, DDP).
 
     RUN/run.json       resolved config, command line, seed, versions, annotation checksums
     RUN/config.json    the TrainConfig (what --resume reads back)
@@ -21,12 +22,13 @@ Launched by ``torchrun`` (RANK/WORLD_SIZE set) it trains with DistributedDataPar
 and writes.
 
 The shape is torchvision's references/detection: :func:`detkit.yolo.setup.setup` builds data, model and
-optimizer, :func:`train_epochs` runs :func:`detkit.yolo.engine.train_one_epoch` and evaluation,
-:func:`detkit.yolo.setup.epoch_state` is what each epoch commits through
-:class:`detkit.train.harness.Checkpoints`."""
+optimizer, :func:`_train_epoch` runs :func:`detkit.yolo.engine.train_one_epoch`, :func:`_end_epoch` the
+metrics row and evaluation, :func:`detkit.yolo.setup.epoch_state` is what each epoch commits through
+:class:`detkit.train.harness.Checkpoints`; :data:`TRAINER` hands them to the skeleton."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import asdict
@@ -34,25 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from detkit.console import info, progress, warn
-from detkit.datasets.paths import check_outside, data_folders
 from detkit.io import write_json
 from detkit.train import harness as H
-from detkit.train import options as O
-from detkit.train.common import is_main_process
+from detkit.train import loop as L
 from detkit.train.runs import record_resume, record_run
-from detkit.yolo.checkpoint import (
-    RUN_FILES,
-    checkpoints,
-    load_checkpoint,
-    summary_fields,
-)
+from detkit.yolo.checkpoint import RUN_FILES, checkpoints, summary_fields
 from detkit.yolo.config import TrainConfig
 from detkit.yolo.engine import LOSS_PARTS, NonFiniteLoss, evaluate, train_one_epoch, unwrap
-from detkit.yolo.setup import (
-    Run,
-    epoch_state,
-    setup,
-)
+from detkit.yolo.setup import Run, epoch_state, setup
 
 
 def _evaluate(r: Run, row: dict[str, Any], epoch: int, report_bad) -> None:
@@ -83,96 +74,81 @@ def _evaluate(r: Run, row: dict[str, Any], epoch: int, report_bad) -> None:
         r.state["best_eval"] = metrics
 
 
-def _epoch_sums(stats: dict[str, Any], carried: dict[str, float] | None) -> dict[str, float]:
-    """The loss sums and steps of the epoch so far: this call's (``stats`` holds means) plus those a
-    --max-steps stop inside the epoch carried in its checkpoint, so the resumed row averages every step."""
-    c = carried or {}
-    sums = {k: stats[k] * stats["steps"] + c.get(k, 0.0) for k in ("loss", *LOSS_PARTS)}
-    return {**sums, "steps": stats["steps"] + c.get("steps", 0)}
+def _progress(r: Run, end: int):
+    """What one call keeps: a transient bar over its batches (its position in ``done``) and the
+    undecodable images already reported."""
+
+    @contextlib.contextmanager
+    def bar():
+        with progress(transient=True) as p:
+            total = (end - r.state["epoch"]) * len(r.loader) - r.state["epoch_step"]
+            reported: set[str] = set()
+
+            def report_bad(paths: list[str]) -> None:  # once per image, not per epoch and in evaluation
+                for path in paths:
+                    if path not in reported:
+                        reported.add(path)
+                        warn(f"{path}: cannot decode the image; skipped")
+
+            task = p.add_task("train", total=total, info="")
+            yield {"bar": p, "task": task, "done": 0, "report_bad": report_bad}
+
+    return bar()
 
 
-def train_epochs(r: Run, ckpts: H.Checkpoints) -> str:
-    """The epoch loop; each epoch (or a --max-steps stop inside one) ends in one commit.
+def _train_epoch(r: Run, e: L.Epoch) -> L.EpochOut:
+    """Train (the rest of) one epoch; the loss sums are its parts' means times the steps."""
+    cfg, s, per_epoch, b = r.cfg, r.state, len(r.loader), e.bar
+    r.loader.batch_sampler.set_epoch(e.index, skip=e.skip)
 
-    Returns: "done", or "stopped" (by --max-steps). Raises :class:`detkit.train.harness.Diverged` on NaN.
-    """
-    cfg, s, per_epoch = r.cfg, r.state, len(r.loader)
-    log = H.ProgressLog(cfg.log_every)
-    reported: set[str] = set()
+    def on_step(step: int, parts: dict[str, float], base: int = b["done"]) -> None:
+        text = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
+        b["bar"].update(
+            b["task"], completed=base + step, description=f"epoch {e.index + 1}/{cfg.epochs}", info=text
+        )
+        e.log(lambda: f"epoch {e.index + 1}/{cfg.epochs} step {e.skip + step}/{per_epoch}: {text}")
 
-    def report_bad(paths: list[str]) -> None:  # once per image, not per epoch and again in evaluation
-        for p in paths:
-            if p not in reported:
-                reported.add(p)
-                warn(f"{p}: cannot decode the image; skipped")
+    try:
+        stats = train_one_epoch(
+            r.net,
+            r.criterion,
+            r.optimizer,
+            r.scheduler,
+            r.loader,
+            r.device,
+            seen_images=s["seen_images"],
+            ema=r.ema,
+            amp=cfg.amp,
+            grad_clip=cfg.grad_clip,
+            channels_last=r.device.type == "cuda",
+            max_steps=e.max_steps,
+            world_size=r.world,
+            on_bad=b["report_bad"],
+            on_step=on_step,
+            log_every=1 if r.device.type == "cpu" else 10,
+        )
+    except NonFiniteLoss as err:
+        return L.EpochOut(0, per_epoch, {}, {}, nonfinite=str(err))
+    b["done"] += stats["batches"]
+    b["bar"].update(b["task"], completed=b["done"])
+    s["seen_images"] = stats["seen_images"]
+    sums = {k: stats[k] * stats["steps"] for k in ("loss", *LOSS_PARTS)}
+    return L.EpochOut(e.skip + stats["batches"], per_epoch, {**sums, "steps": stats["steps"]}, stats)
 
-    with progress(transient=True) as bar:
-        task = bar.add_task("train", total=(cfg.epochs - s["epoch"]) * per_epoch - s["epoch_step"], info="")
-        bar_done = 0  # batches of this call so far (the bar's position)
-        for epoch in range(s["epoch"], cfg.epochs):
-            skip = s["epoch_step"] if epoch == s["epoch"] else 0
-            carried = s.get("epoch_sums") if skip else None
-            r.loader.batch_sampler.set_epoch(epoch, skip=skip)
-            steps_left = None if cfg.max_steps is None else cfg.max_steps - r.scheduler.last_epoch
-            if steps_left is not None and steps_left <= 0:
-                break
 
-            def on_step(
-                step: int, parts: dict[str, float], epoch: int = epoch, base: int = bar_done, skip: int = skip
-            ) -> None:
-                text = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
-                bar.update(
-                    task, completed=base + step, description=f"epoch {epoch + 1}/{cfg.epochs}", info=text
-                )
-                log(lambda: f"epoch {epoch + 1}/{cfg.epochs} step {skip + step}/{per_epoch}: {text}")
-
-            try:
-                stats = train_one_epoch(
-                    r.net,
-                    r.criterion,
-                    r.optimizer,
-                    r.scheduler,
-                    r.loader,
-                    r.device,
-                    seen_images=s["seen_images"],
-                    ema=r.ema,
-                    amp=cfg.amp,
-                    grad_clip=cfg.grad_clip,
-                    channels_last=r.device.type == "cuda",
-                    max_steps=steps_left,
-                    world_size=r.world,
-                    on_bad=report_bad,
-                    on_step=on_step,
-                    log_every=1 if r.device.type == "cpu" else 10,
-                )
-            except NonFiniteLoss as e:
-                raise H.diverged(r.path, epoch + 1, str(e)) from None
-            bar_done += stats["batches"]
-            bar.update(task, completed=bar_done)
-            done = skip + stats["batches"]  # batches of this epoch trained, over all invocations
-            complete = done >= per_epoch
-            s["seen_images"] = stats["seen_images"]
-            sums = _epoch_sums(stats, carried)
-            s["epoch_sums"] = None if complete else sums
-            row = {
-                "epoch": epoch + 1,
-                **{k: sums[k] / max(sums["steps"], 1) for k in ("loss", *LOSS_PARTS)},
-                **{k: stats[k] for k in ("lr", "images_per_s")},
-                "seen_images": s["seen_images"],
-            }
-            last = (epoch + 1 == cfg.epochs and complete) or (
-                cfg.max_steps is not None and r.scheduler.last_epoch >= cfg.max_steps
-            )
-            # a --max-steps stop inside an epoch: --resume skips the batches already trained
-            s["epoch"], s["epoch_step"] = (epoch + 1, 0) if complete else (epoch, done)
-            if r.main and ((epoch + 1) % cfg.eval_every == 0 or last):
-                _evaluate(r, row, epoch, report_bad)
-            s["history"].append(row)
-            if r.main:
-                ckpts.commit(epoch_state(r))
-            if last:
-                break
-    return "done" if s["epoch"] >= cfg.epochs else "stopped"
+def _end_epoch(r: Run, e: L.Epoch, out: L.EpochOut, sums: dict[str, float], last: bool) -> dict[str, Any]:
+    """The epoch's row (means over every step of the epoch, over all calls); evaluated every
+    --eval-every epochs and at the call's last (rank 0)."""
+    stats = out.stats
+    row = {
+        "epoch": e.index + 1,
+        **{k: sums[k] / max(sums["steps"], 1) for k in ("loss", *LOSS_PARTS)},
+        **{k: stats[k] for k in ("lr", "images_per_s")},
+        "seen_images": r.state["seen_images"],
+    }
+    if r.main and ((e.index + 1) % r.cfg.eval_every == 0 or last):
+        _evaluate(r, row, e.index, e.bar["report_bad"])
+    return row
 
 
 def _schedule_change(r: Run, old_epochs: int) -> str | None:
@@ -221,31 +197,11 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _run(cfg: TrainConfig, path: Path, resume: dict[str, Any] | None) -> dict[str, Any]:
-    """Set up, train, write the final summary and curves; returns the summary fields."""
-    threads = H.apply_threads(cfg, cfg.workers)
-    with warnings.catch_warnings():
-        # torch says this when the loader is built and again when it is iterated: said once, below
-        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
-        r = setup(cfg, path, resume)
-        ckpts = checkpoints(path)
-        if r.main:
-            if cfg.workers > (cpus := _usable_cpus()):
-                warn(f"{cfg.workers} data-loading workers on {cpus} usable CPUs: loading may be slowed")
-            _record(r, threads, resume)
-        try:
-            status = train_epochs(r, ckpts)
-        except H.Diverged as e:
-            if r.main and (path / "last.pt").exists():
-                ckpts.finish(load_checkpoint(path), "diverged")
-            _dist_end(r.world)
-            raise e from None
-    state = epoch_state(r)
-    if r.main:
-        ckpts.finish(state, status)
-        _say_written(path, state, status)
-    _dist_end(r.world)
-    return summary_fields(state, status)
+def _start(r: Run, threads: dict[str, Any] | None, ckpt: dict[str, Any] | None, end: int) -> None:
+    """The workers warning, then :func:`_record`."""
+    if r.cfg.workers > (cpus := _usable_cpus()):
+        warn(f"{r.cfg.workers} data-loading workers on {cpus} usable CPUs: loading may be slowed")
+    _record(r, threads, ckpt)
 
 
 def _say_written(path: Path, state: dict[str, Any], status: str) -> None:
@@ -258,46 +214,48 @@ def _say_written(path: Path, state: dict[str, Any], status: str) -> None:
     info(f"run folder {path} ({status}): {', '.join(files)}{at}")
 
 
-def _dist_end(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
+TRAINER = L.Trainer(
+    files=RUN_FILES,
+    config=TrainConfig,
+    config_key="args",
+    load=lambda path: H.load_checkpoint(path / "last.pt", "yolo", ("model_config", *H.STATE_KEYS, "args")),
+    checkpoints=checkpoints,
+    setup=setup,
+    record=_start,
+    progress=_progress,
+    train_epoch=_train_epoch,
+    end_epoch=_end_epoch,
+    state=epoch_state,
+    result=lambda path, state, status: summary_fields(state, status),
+    loader_workers=lambda cfg: cfg.workers,
+    end_line=_say_written,
+)
 
-        dist.barrier()  # rank 0 may still be evaluating or writing
-        dist.destroy_process_group()
+
+@contextlib.contextmanager
+def _quiet_loader():
+    # torch says this when the loader is built and again when it is iterated: said once, in _start
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        yield
 
 
 def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
     """Train a new run in ``cfg.out`` and return the summary fields.
 
     Args:
-        cfg: the options.
+        cfg: the options (the recipe's defaults are filled in and written into config.json).
         exist_ok: start over in a folder that holds a run (its files are deleted, and named).
     Raises:
         DetkitError: unusable input or a folder holding a run (exit 2); Diverged (exit 1) at a NaN loss.
     """
-    cfg.validate()
-    cfg = cfg.resolved()  # the recipe's defaults, written into config.json (what --resume reads)
-    check_outside(cfg.out, data_folders(cfg.data, getattr(cfg, "val_data", None)), "run folder")
-    main = is_main_process()
-    with H.RunFolder(cfg.out, RUN_FILES, exist_ok=exist_ok, main=main):
-        return _run(cfg, Path(cfg.out), None)
+    with _quiet_loader():
+        return L.train(TRAINER, cfg, exist_ok)
 
 
 def resume(run: str | Path, given: dict[str, Any] | None = None) -> dict[str, Any]:
     """Continue the run in ``run`` (a folder or its last.pt) exactly; ``given`` are options typed again
-    (only those of :func:`detkit.train.options.resume_fields` may change)."""
-    path = Path(run) if Path(run).is_dir() or not Path(run).suffix else Path(run).parent  # RUN or RUN/last.pt
-    main = is_main_process()
-    with H.RunFolder(path, RUN_FILES, resume=True, main=main):
-        ckpt = H.load_checkpoint(path / "last.pt", "yolo", ("model_config", *H.STATE_KEYS, "args"))
-        cfg = O.resumed_config(TrainConfig, {**ckpt["args"], "out": str(path)}, given or {}, path)
-        cfg.validate()
-        cfg = cfg.resolved()  # a run saved before the recipes: its None options mean its recipe's values
-        if ckpt["epoch"] >= cfg.epochs:  # the classifier's rule too: rebuild what is missing, exit 0
-            if main:
-                checkpoints(path).repair(ckpt, finished=True)
-            H.say_nothing_to_do(path, ckpt["epoch"], cfg.epochs)
-            return summary_fields(ckpt, "done")
-        if main:
-            checkpoints(path).repair(ckpt, finished=False)
-        return _run(cfg, path, ckpt)
+    (only those of :func:`detkit.train.options.resume_fields` may change). A run saved before the recipes
+    reads its None options as its recipe's values."""
+    with _quiet_loader():
+        return L.resume(TRAINER, run, given)
