@@ -6,19 +6,22 @@ file takes this fast path only when every row is what nearly every label file ho
 left to the per-line reader
 (:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
 
-    bytes       only ``0-9 . + - e E``, space, tab, ``\\n`` and ``\\r`` before ``\\n`` (so lines are what
-                ``str.splitlines`` gives and fields what ``str.split`` gives; no BOM, no other text)
-    fields      0 or 5 per line (no polygon row, no wrong field count)
+    bytes       separators only space, tab, ``\n`` and ``\r`` before ``\n``; in a field only ``0-9 . + -``
+                (so lines are what ``str.splitlines`` gives and fields what ``str.split`` gives; no BOM,
+                no other text)
+    fields      0 or 5 per line (no polygon row, no wrong field count), each of at most 15 bytes
     class       1..6 decimal digits, below ``top`` (the class count, else 100,000)
-    coordinate  ``[+-]digits[.digits]`` with 1..15 digits: its value is ``m / 10**k`` for the integer
-                ``m`` of its digits and ``k`` digits after the point, both exact doubles, so the one
-                correctly rounded division equals ``float(token)``; within ``-tol..1+tol``
+    coordinate  ``[+-]digits[.digits]`` (a point anywhere, at least one digit): its value is
+                ``m / 10**k`` for the integer ``m`` of its digits and ``k`` digits after the point, both
+                exact doubles, so the one correctly rounded division equals ``float(token)``; within
+                ``-tol..1+tol``
     rows        no two rows of a file with the same class and box
 
-A batch's tokens are found from the white-space mask (a token starts where a byte that is not white space
-follows one that is), and each is read a byte column at a time: ``m = 10 m + digit`` for every token at
-once, ``W`` vector steps for tokens of up to ``W`` bytes. Memory is a few bytes per byte of the batch and
-some 40 per token while a batch is parsed, and 48 bytes per row kept (class, box, file, line).
+A batch's tokens are found from the separator mask (a token starts where a byte above 32 follows one
+that is not), their bytes copied into a (W, tokens) array, and read a byte column at a time:
+``m = 10 m + digit`` for every token at once, ``W`` contiguous vector steps for tokens of up to ``W``
+bytes. Memory is a few bytes per byte of the batch and some 60 per token while a batch is parsed, and 48
+bytes per row kept (class, box, file, line).
 """
 
 from __future__ import annotations
@@ -26,15 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-BATCH_BYTES = 8 << 20
-MAX_DIGITS = 15  # below 2**53: the mantissa is an exact double
-MAX_TOKEN = 18  # sign, 15 digits, point, one spare
-_WS = np.zeros(256, dtype=bool)
-_WS[[32, 9, 13]] = True
-_OK = np.zeros(256, dtype=bool)  # the bytes a fast-path file may hold
-_OK[[*b"0123456789.+-eE", 32, 9, 13, 10]] = True
-_POW10 = 10.0 ** np.arange(MAX_DIGITS + 1)
+BATCH_BYTES = 1 << 20
+MAX_TOKEN = 15  # bytes: at most 15 digits, so every sum below 10**15 < 2**53 is an exact double
+_WS = np.array([32, 9, 10, 13], dtype=np.uint8)  # the separators a fast-path file may hold
+_POW10 = 10.0 ** np.arange(MAX_TOKEN + 1)
 
 
 @dataclass
@@ -119,11 +119,12 @@ def _mark_duplicates(file: np.ndarray, cls: np.ndarray, box: np.ndarray, slow: n
     for k in range(4):
         h = (h ^ bits[:, k]) * np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
+    hs = np.sort(h)
+    if not (hs[1:] == hs[:-1]).any():  # (the common case: no two mixes alike)
+        return
     order = np.argsort(h, kind="stable")
     hs = h[order]
     cand = np.flatnonzero(hs[1:] == hs[:-1])
-    if not cand.size:
-        return
     i, j = order[cand], order[cand + 1]
     same = (file[i] == file[j]) & (cls[i] == cls[j]) & np.all(box[i] == box[j], axis=1)
     slow[file[i][same]] = True
@@ -135,30 +136,31 @@ def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
     files = np.array([k for k, _, _ in batch], dtype=np.int32)
     first_line = np.array([ln for _, ln, _ in batch], dtype=np.int64)
     lengths = np.array([len(b) for _, _, b in batch], dtype=np.int64)
-    buf = b"\n".join([b for _, _, b in batch]) + b"\n"
+    # a row of MAX_TOKEN bytes from every token's first byte must exist: spaces at the end
+    buf = b"\n".join([b for _, _, b in batch]) + b"\n" + b" " * MAX_TOKEN
     a = np.frombuffer(buf, dtype=np.uint8)
     starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))  # each piece's first byte
 
-    def piece_of(pos: np.ndarray) -> np.ndarray:
-        return np.searchsorted(starts, pos, side="right") - 1
+    def leave(pos: np.ndarray) -> None:  # the pieces holding these bytes leave the fast path
+        if pos.size:
+            slow[files[np.unique(np.searchsorted(starts, pos, side="right") - 1)]] = True
 
-    # bytes: a piece with any other byte, or a \r not before \n, leaves the fast path
-    bad = np.flatnonzero(~_OK[a])
+    # separators: space, tab, \n, and \r before \n only (any other byte <= 32 leaves)
+    sep = a <= 32
+    n_ws = sum(np.count_nonzero(a == c) for c in _WS)
+    if np.count_nonzero(sep) != n_ws:
+        leave(np.flatnonzero(sep & ~np.isin(a, _WS)))
     cr = np.flatnonzero(a == 13)
-    bad = np.concatenate((bad, cr[a[np.minimum(cr + 1, len(a) - 1)] != 10]))
-    if bad.size:
-        slow[files[np.unique(piece_of(bad))]] = True
-    nl = a == 10
-    sep = _WS[a] | nl
-    tok_start = np.flatnonzero(~sep & np.concatenate(([True], sep[:-1])))
-    tok_end = np.flatnonzero(sep & np.concatenate(([False], ~sep[:-1])))  # first separator after a token
+    leave(cr[a[cr + 1] != 10])
+    # tokens: a start where a separator is followed by another byte, an end at the next separator
+    edges = np.flatnonzero(np.diff((~sep).view(np.int8), prepend=np.int8(0)))
     del sep
-    nl_pos = np.flatnonzero(nl)
-    del nl
+    tok_start, tok_end = edges[0::2], edges[1::2]
+    nl_pos = np.flatnonzero(a == 10)
     tok_line = np.searchsorted(nl_pos, tok_start)  # index of the line (its \n) each token is on
     per_line = np.bincount(tok_line, minlength=len(nl_pos))
-    line_piece = piece_of(nl_pos)
-    odd = per_line[tok_line] != 5  # a token on a line of another field count
+    line_piece = np.searchsorted(starts, nl_pos, side="right") - 1
+    odd = (per_line[tok_line] != 5) | (tok_end - tok_start > MAX_TOKEN)  # another field count; too long
     if odd.any():
         slow[files[np.unique(line_piece[tok_line[odd]])]] = True
     # tokens in pieces still on the fast path, on 5-field lines
@@ -166,7 +168,7 @@ def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
     tok_start, tok_end, tok_line = tok_start[keep], tok_end[keep], tok_line[keep]
     if not tok_start.size:
         return None
-    values, ok, plain = _numbers(a, tok_start, tok_end)
+    values, ok, plain = _numbers(a, tok_start, tok_end - tok_start)
     field = np.arange(tok_start.size) % 5  # whole 5-token lines: field = position in the line
     cls_tok = field == 0
     cls_ok = ok & plain & (values < top) & (tok_end - tok_start <= 6)  # class: 1..6 digits only
@@ -183,36 +185,35 @@ def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
     return files[piece], line.astype(np.int32), v[:, 0].astype(np.int64), v[:, 1:].copy()
 
 
-def _numbers(a: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per token ``[+-]digits[.digits]``: its value, whether it is one (with 1..MAX_DIGITS digits), and
-    whether it is digits alone (no sign, no point: what a class index may be). One vector step per byte
-    column; the mantissa is summed in float64, exact below 2**53."""
+def _numbers(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per token of ``length`` <= MAX_TOKEN bytes at ``start``: its value, whether it is
+    ``[+-]digits[.digits]`` (one point at most, anywhere; one digit at least), and whether it is digits
+    alone (what a class index may be).
+
+    The tokens' bytes are copied once into a (W, tokens) array, column j holding every token's byte j,
+    and read a column at a time, ``m = 10 m + digit`` (contiguous vector steps, no per-byte gather). ``m``
+    (below 10**15) and ``10**k`` (``k`` digits after the point) are exact doubles, so ``m / 10**k`` is
+    ``float(token)``: one correctly rounded division."""
+    width = int(length.max())
+    cols = np.ascontiguousarray(sliding_window_view(a, width)[start].T)
     n = start.size
-    length = (end - start).astype(np.int32)
-    ok = length <= MAX_TOKEN
-    mant = np.zeros(n)
-    digits = np.zeros(n, dtype=np.int32)
-    frac = np.zeros(n, dtype=np.int32)
-    dot = np.zeros(n, dtype=bool)
-    sign = np.zeros(n, dtype=bool)
-    neg = np.zeros(n, dtype=bool)
-    for j in range(int(min(MAX_TOKEN, length.max(initial=0)))):
-        inside = j < length
-        b = a[np.minimum(start + j, a.size - 1)]
+    signed = (cols[0] == 43) | (cols[0] == 45)
+    ok = np.ones(n, dtype=bool)
+    m = np.zeros(n)
+    frac = np.zeros(n, dtype=np.int8)  # digits after the point
+    digits = np.zeros(n, dtype=np.int8)
+    point = np.zeros(n, dtype=bool)  # a point seen
+    for j in range(width):
+        b = cols[j]
+        inside = length > j
         d = b - np.uint8(48)  # uint8: wraps past 9 for every byte that is not a digit
-        is_digit = inside & (d <= 9)
-        is_dot = inside & (b == 46)
-        if j == 0:
-            sign = (b == 43) | (b == 45)
-            neg = b == 45
-            ok &= is_digit | is_dot | sign
-        else:
-            ok &= ~inside | is_digit | (is_dot & ~dot)
-        frac += is_digit & dot
-        dot |= is_dot
-        mant = np.where(is_digit, mant * 10 + d, mant)
+        is_digit = (d <= 9) & inside
+        is_point = (b == 46) & inside
+        ok &= is_digit | (is_point & ~point) | ~inside | (signed if j == 0 else False)
+        frac += is_digit & point
+        point |= is_point
         digits += is_digit
-    ok &= (digits >= 1) & (digits <= MAX_DIGITS)
-    values = mant / _POW10[np.minimum(frac, MAX_DIGITS)]
-    values[neg] *= -1
-    return values, ok, ~dot & ~sign
+        m = np.where(is_digit, m * 10 + d, m)
+    values = m / _POW10[frac]
+    values[cols[0] == 45] *= -1
+    return values, ok & (digits > 0), ~point & ~signed
