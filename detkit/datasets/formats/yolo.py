@@ -236,36 +236,45 @@ def read_yolo_layout(
             files.add(lbl)
     # One row per image: an image that several splits (or one list twice) name is read once, with the
     # label file its first split gives, and its split is the memberships joined with MEMBER_SEP.
-    images: list[Path] = []
+    images: list[str] = []
     split_of: list[str | None] = []
-    label_of, label_files, index = [], [], {}
+    label_of: list[str] = []  # per image: its label file (that may not exist)
     row_of: dict[str, int] = {}  # normalised absolute path -> row
     dot = os.sep + "."
     bounds: list[tuple[int, int]] = []  # per split: the rows of the images it names first
     for src in layout.splits:
-        pairs, first = pairs_of(src), len(images)
-        for img in src.images:
-            s = str(img)  # an absolute path without . or .. parts is its own key: normpath only for others
-            key = s if s[:1] == os.sep and dot not in s else os.path.normpath(os.path.abspath(s))
-            r = row_of.setdefault(key, len(images))
-            if r < len(images):  # named before: one image, its memberships joined
-                if src.name and split_of[r] and src.name not in split_of[r].split(MEMBER_SEP):
-                    split_of[r] = f"{split_of[r]}{MEMBER_SEP}{src.name}"
-                continue
-            images.append(img)
-            split_of.append(src.name)
-            lf = _label_file(s, pairs, files)
-            if files.exists(lf):
-                k = index.setdefault(lf, len(label_files))
-                if k == len(label_files):
-                    label_files.append(lf)
-            else:
-                k = -1
-            label_of.append((lf, k))
+        first = len(images)
+        # an absolute path without . or .. parts is its own key: normpath only for others
+        keys = [
+            s if s[:1] == os.sep and dot not in s else os.path.normpath(os.path.abspath(s))
+            for s in src.images
+        ]
+        new = dict.fromkeys(keys)
+        if len(new) == len(keys) and row_of.keys().isdisjoint(new):  # (the common case) each image once
+            row_of.update(zip(keys, range(first, first + len(keys))))
+            images += src.images
+            split_of += [src.name] * len(keys)
+        else:
+            for img, key in zip(src.images, keys):
+                r = row_of.setdefault(key, len(images))
+                if r < len(images):  # named before: one image, its memberships joined
+                    if src.name and split_of[r] and src.name not in split_of[r].split(MEMBER_SEP):
+                        split_of[r] = f"{split_of[r]}{MEMBER_SEP}{src.name}"
+                    continue
+                images.append(img)
+                split_of.append(src.name)
+        pairs = pairs_of(src)
+        label_of += [_label_file(img, pairs, files) for img in images[first:]]
         bounds.append((first, len(images)))
+    # the label files that exist, each once, in the order of the images that have them
+    index: dict[str, int] = {}
+    lab = np.array(
+        [index.setdefault(lf, len(index)) if files.exists(lf) else -1 for lf in label_of], np.int64
+    )
+    label_files = list(index)
     sc = scan(
-        [str(p) for p in images],
-        np.array([k for _, k in label_of], dtype=np.int64),
+        images,
+        lab,
         label_files,
         nc,
         nc if nc is not None else MAX_YOLO_CLASSES,
@@ -283,7 +292,7 @@ def read_yolo_layout(
     noted[list(sc.notes)] = True
     keep = ~bad_img & ~(has & bad_file[lab])
     special = np.flatnonzero(~keep | ~has | noted[lab])  # the images with something to report
-    expected = {lf for lf, _ in label_of}  # every split's: a label folder two splits share has no orphans
+    expected = set(label_of)  # every split's: a label folder two splits share has no orphans
     scanned: set[Path] = set()  # label folders already searched for orphans (two splits, one folder)
     listed, n_label_files = 0, 0
     for src, (start, end), labels in zip(layout.splits, bounds, found, strict=True):
@@ -296,7 +305,7 @@ def read_yolo_layout(
         listed += len(src.images)
         n_label_files += int(np.count_nonzero(keep[start:end] & has[start:end]))
         for i in special[np.searchsorted(special, start) : np.searchsorted(special, end)].tolist():
-            img, (lf, k) = images[i], label_of[i]
+            img, lf, k = images[i], label_of[i], int(lab[i])
             if bad_img[i]:
                 code, what = sc.image_problem[i]
                 report(problem(img, None, what, code))
@@ -322,7 +331,7 @@ def read_yolo_layout(
     kept_rows = np.flatnonzero(keep)
     img_cols = {
         "image_id": np.arange(1, len(kept_rows) + 1, dtype=np.int64),
-        "file_name": np.array([_rel(str(images[i]), root) for i in kept_rows.tolist()], dtype=object),
+        "file_name": np.array([_rel(images[i], root) for i in kept_rows.tolist()], dtype=object),
         "width": sc.width[kept_rows].astype(np.float64),
         "height": sc.height[kept_rows].astype(np.float64),
     }
