@@ -182,12 +182,21 @@ def class_table(ds: Dataset | Labels) -> list[dict[str, Any]]:
         ds.num_categories + np.searchsorted(unknown, ds.category_id),
     )
     instances = np.bincount(pos, minlength=len(ids))
-    # images containing each class: distinct (class, image id) pairs after one lexsort
-    o = np.lexsort((ds.ann_image_id, pos))
-    p, im = pos[o], ds.ann_image_id[o]
-    first = np.ones(n, dtype=bool)
-    first[1:] = (p[1:] != p[:-1]) | (im[1:] != im[:-1])
-    images = np.bincount(p[first], minlength=len(ids))
+    # images containing each class: distinct (class, image id) pairs, sorted
+    im = ds.ann_image_id
+    lo = int(im.min()) if n else 0
+    span = int(im.max()) - lo + 1 if n else 1
+    if len(ids) * span < 2**62:  # one int64 key per pair, class * span + image: a plain sort
+        key = np.sort(pos * span + (im - lo))
+        first = np.ones(n, dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        images = np.bincount(key[first] // span, minlength=len(ids))
+    else:  # ids too far apart for one key: a lexsort
+        o = np.lexsort((im, pos))
+        p, im = pos[o], im[o]
+        first = np.ones(n, dtype=bool)
+        first[1:] = (p[1:] != p[:-1]) | (im[1:] != im[:-1])
+        images = np.bincount(p[first], minlength=len(ids))
     rows = [
         {
             "id": int(ids[k]),

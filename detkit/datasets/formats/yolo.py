@@ -193,8 +193,23 @@ def _label_file(img: str, folders: list[tuple[str, str]], files: _Files) -> str:
     return ultra
 
 
-def _rel(p: str, root: str) -> str:
-    return p[len(root) :] if p.startswith(root) else p
+def _label_files(imgs: list[str], folders: list[tuple[str, str]], files: _Files) -> list[str]:
+    """:func:`_label_file` of each image, the common case without a call per image: with one (images,
+    labels) folder pair, an image under the images folder whose name has a suffix and whose mirror label
+    file exists has that file; the rule decides the others."""
+    if len(folders) != 1 or folders[0][0] == folders[0][1]:
+        return [_label_file(img, folders, files) for img in imgs]
+    (img_dir, lbl_dir), n, sep, listed = folders[0], len(folders[0][0]), os.sep, files.files
+    # s[n:i]: the path below the images folder without its suffix (i: the name's last '.', as in suffix())
+    mirror = [
+        lbl_dir + s[n:i] + ".txt" if s.rfind(sep) + 1 < (i := s.rfind(".")) < len(s) - 1 else "" for s in imgs
+    ]
+    if not lbl_dir.startswith(files.roots):  # (a folder the walk did not list: ask the file system)
+        listed = {m for m in mirror if m and os.path.isfile(m)}
+    return [
+        m if m in listed and s.startswith(img_dir) else _label_file(s, folders, files)
+        for s, m in zip(imgs, mirror)
+    ]
 
 
 def read_yolo_layout(
@@ -264,7 +279,7 @@ def read_yolo_layout(
                 images.append(img)
                 split_of.append(src.name)
         pairs = pairs_of(src)
-        label_of += [_label_file(img, pairs, files) for img in images[first:]]
+        label_of += _label_files(images[first:], pairs, files)
         bounds.append((first, len(images)))
     # the label files that exist, each once, in the order of the images that have them
     index: dict[str, int] = {}
@@ -322,8 +337,8 @@ def read_yolo_layout(
             if lbl_dir == img_dir or lbl_dir in scanned or not lbl_dir.is_dir():
                 continue
             scanned.add(lbl_dir)
-            for lf in files.listed.get(lbl_dir, []):
-                if lf not in expected and os.path.basename(lf) not in NAME_FILES:
+            for lf in [lf for lf in files.listed.get(lbl_dir, []) if lf not in expected]:
+                if os.path.basename(lf) not in NAME_FILES:
                     n_label_files += 1
                     what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
                     report(problem(Path(lf), None, what, "label.orphan"))
@@ -331,7 +346,13 @@ def read_yolo_layout(
     kept_rows = np.flatnonzero(keep)
     img_cols = {
         "image_id": np.arange(1, len(kept_rows) + 1, dtype=np.int64),
-        "file_name": np.array([_rel(images[i], root) for i in kept_rows.tolist()], dtype=object),
+        "file_name": np.array(
+            [
+                s[len(root) :] if s.startswith(root) else s
+                for s in map(images.__getitem__, kept_rows.tolist())
+            ],
+            dtype=object,
+        ),
         "width": sc.width[kept_rows].astype(np.float64),
         "height": sc.height[kept_rows].astype(np.float64),
     }
@@ -395,14 +416,18 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
     image_of = np.repeat(image_id, lengths)
     file_of = np.repeat(file_k.astype(np.int32), lengths)
     cls = sc.cls[take]
-    w = img_cols["width"][image_of - 1]
-    h = img_cols["height"][image_of - 1]
-    cx, cy, bw, bh = sc.box[take].T
-    bbox = np.stack(((cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h), axis=1).reshape(n, 4)
+    # cx cy w h -> x y w h in pixels, in the scan's own array (its rows are not used again): no copy
+    bbox = sc.box[take]
+    for c, size in ((0, img_cols["width"]), (1, img_cols["height"])):
+        per_box = np.repeat(size[image_id - 1], lengths)
+        bbox[:, c] -= bbox[:, c + 2] / 2
+        bbox[:, c] *= per_box
+        bbox[:, c + 2] *= per_box
+        del per_box
     names = layout.names
     ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
     cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
-    file_names = np.array([os.path.basename(f) for f in sc.label_files], dtype=object)
+    file_names = np.array([f[f.rfind(os.sep) + 1 :] for f in sc.label_files], dtype=object)
     has_split = any(s is not None for s in splits)
     return Dataset(
         **img_cols,

@@ -56,35 +56,33 @@ class LabelRows:
     slow: np.ndarray
 
 
-def _pieces(blobs: list[bytes], limit: int):
-    """(file index, first line number, bytes) pieces of at most about ``limit`` bytes, cut at line ends."""
-    for k, b in enumerate(blobs):
-        if len(b) <= limit:
-            yield k, 1, b
-            continue
-        start, line = 0, 1
-        while start < len(b):
-            end = b.find(b"\n", start + limit) + 1 if start + limit < len(b) else len(b)
-            end = end or len(b)
-            yield k, line, b[start:end]
-            line += b.count(b"\n", start, end)
-            start = end
-
-
 def _batches(blobs: list[bytes], limit: int):
-    batch, size = [], 0
-    for piece in _pieces(blobs, limit):
-        batch.append(piece)
-        size += len(piece[2]) + 1
-        if size >= limit:
-            yield batch
-            batch, size = [], 0
+    """Batches of (file index, first line number, start, end) pieces of about ``limit`` bytes (a file
+    larger than that cut at line ends), each batch with the most rows it can hold: its lines."""
+    batch, size, lines = [], 0, 0
+    for k, b in enumerate(blobs):
+        start, line = 0, 1
+        while True:
+            end = len(b) if start + limit >= len(b) else (b.find(b"\n", start + limit) + 1 or len(b))
+            n = b.count(b"\n", start, end)
+            batch.append((k, line, start, end))
+            size += end - start + 1
+            lines += n + (1 if end > start and b[end - 1] != 10 else 0)
+            if size >= limit:
+                yield batch, lines
+                batch, size, lines = [], 0, 0
+            line, start = line + n, end
+            if start >= len(b):
+                break
     if batch:
-        yield batch
+        yield batch, lines
 
 
 def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BATCH_BYTES) -> LabelRows:
     """Parse the label files ``blobs`` (their bytes) on the fast path (module docstring).
+
+    Each batch writes its rows straight into arrays sized for one row per line (no copy to join them
+    unless some lines gave no row).
 
     Args:
         top: class indices must be below it.
@@ -96,17 +94,31 @@ def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BA
     from detkit.datasets.formats.yolo_scan import pmap
 
     batches = list(_batches(blobs, batch_bytes))
-    parts = [p for p in pmap(lambda bt: _parse_batch(bt, top, tol, slow), batches, chunk=1, threads=2) if p]
-    if not parts:
-        empty = np.zeros(0, np.int32)
-        return LabelRows(empty, empty, np.zeros(0, np.int64), np.zeros((0, 4)), slow)
-    file, line, cls, box = (np.concatenate(c) for c in zip(*parts))
-    del parts
-    _mark_duplicates(file, cls, box, slow)
-    keep = ~slow[file]
+    at = np.cumsum([0] + [lines for _, lines in batches])  # each batch's first row
+    total = int(at[-1])
+    out = LabelRows(
+        np.empty(total, np.int32),
+        np.empty(total, np.int32),
+        np.empty(total, np.int64),
+        np.empty((total, 4)),
+        slow,
+    )
+    got = pmap(
+        lambda j: _parse_batch(blobs, batches[j][0], top, tol, out, int(at[j])),
+        range(len(batches)),
+        1,
+        threads=2,
+    )
+    if sum(got) < total:  # lines without a row (blank, or in files that left): the rows, packed
+        take = np.concatenate([np.arange(a, a + n) for a, n in zip(at[:-1].tolist(), got)] or [[]]).astype(
+            int
+        )
+        out = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow)
+    _mark_duplicates(out.file, out.cls, out.box, slow)
+    keep = ~slow[out.file]
     if keep.all():  # (no copy)
-        return LabelRows(file, line, cls, box, slow)
-    return LabelRows(file[keep], line[keep], cls[keep], box[keep], slow)
+        return out
+    return LabelRows(out.file[keep], out.line[keep], out.cls[keep], out.box[keep], slow)
 
 
 def _mark_duplicates(file: np.ndarray, cls: np.ndarray, box: np.ndarray, slow: np.ndarray) -> None:
@@ -130,14 +142,16 @@ def _mark_duplicates(file: np.ndarray, cls: np.ndarray, box: np.ndarray, slow: n
     slow[file[i][same]] = True
 
 
-def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
-    """Rows of one batch of (file, first line, bytes) pieces; marks in ``slow`` the files that leave the
-    fast path. None when no row is left."""
-    files = np.array([k for k, _, _ in batch], dtype=np.int32)
-    first_line = np.array([ln for _, ln, _ in batch], dtype=np.int64)
-    lengths = np.array([len(b) for _, _, b in batch], dtype=np.int64)
+def _parse_batch(blobs: list[bytes], batch: list, top: int, tol: float, out: LabelRows, at: int) -> int:
+    """Parse one batch of (file, first line, start, end) pieces of ``blobs`` into ``out`` from row ``at``;
+    marks in ``out.slow`` the files that leave the fast path. Returns the number of rows written."""
+    slow = out.slow
+    files = np.array([k for k, _, _, _ in batch], dtype=np.int32)
+    first_line = np.array([ln for _, ln, _, _ in batch], dtype=np.int64)
+    lengths = np.array([e - s for _, _, s, e in batch], dtype=np.int64)
     # a row of MAX_TOKEN bytes from every token's first byte must exist: spaces at the end
-    buf = b"\n".join([b for _, _, b in batch]) + b"\n" + b" " * MAX_TOKEN
+    pieces = [blobs[k] if e - s == len(blobs[k]) else memoryview(blobs[k])[s:e] for k, _, s, e in batch]
+    buf = b"\n".join([*pieces, b" " * MAX_TOKEN])
     a = np.frombuffer(buf, dtype=np.uint8)
     starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))  # each piece's first byte
 
@@ -167,7 +181,7 @@ def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
     keep = ~slow[files[line_piece[tok_line]]] & ~odd
     tok_start, tok_end, tok_line = tok_start[keep], tok_end[keep], tok_line[keep]
     if not tok_start.size:
-        return None
+        return 0
     values, ok, plain = _numbers(a, tok_start, tok_end - tok_start)
     field = np.arange(tok_start.size) % 5  # whole 5-token lines: field = position in the line
     cls_tok = field == 0
@@ -182,7 +196,9 @@ def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
     piece_first_nl = np.searchsorted(nl_pos, starts)
     line = first_line[piece] + rows_line - piece_first_nl[piece]
     v = values.reshape(-1, 5)
-    return files[piece], line.astype(np.int32), v[:, 0].astype(np.int64), v[:, 1:].copy()
+    rows = slice(at, at + len(v))
+    out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = files[piece], line, v[:, 0], v[:, 1:]
+    return len(v)
 
 
 def _numbers(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
