@@ -156,7 +156,7 @@ class _Files:
 
     def __init__(self, folders: list[Path]):
         self.roots: tuple[str, ...] = ()
-        self.files: set[str] = set()
+        self.files: dict[str, str] = {}  # each listed file -> itself
         self.listed: dict[Path, list[str]] = {}
         for f in folders:
             self.add(f)
@@ -165,7 +165,7 @@ class _Files:
         """List one more label folder (one that a split's labels were found in under another name)."""
         if folder not in self.listed:
             self.roots += (str(folder) + os.sep,)
-            self.listed[folder], found = list_txt(folder) if folder.is_dir() else ([], set())
+            self.listed[folder], found = list_txt(folder) if folder.is_dir() else ([], {})
             self.files |= found
 
     def exists(self, p: str) -> bool:
@@ -205,9 +205,12 @@ def _label_files(imgs: list[str], folders: list[tuple[str, str]], files: _Files)
         lbl_dir + s[n:i] + ".txt" if s.rfind(sep) + 1 < (i := s.rfind(".")) < len(s) - 1 else "" for s in imgs
     ]
     if not lbl_dir.startswith(files.roots):  # (a folder the walk did not list: ask the file system)
-        listed = {m for m in mirror if m and os.path.isfile(m)}
+        listed = {m: m for m in mirror if m and os.path.isfile(m)}
+    # the listing's own string for each file found (not a second copy per image)
     return [
-        m if m in listed and s.startswith(img_dir) else _label_file(s, folders, files)
+        hit
+        if s.startswith(img_dir) and (hit := listed.get(m)) is not None
+        else _label_file(s, folders, files)
         for s, m in zip(imgs, mirror)
     ]
 
@@ -254,7 +257,7 @@ def read_yolo_layout(
     images: list[str] = []
     split_of: list[str | None] = []
     label_of: list[str] = []  # per image: its label file (that may not exist)
-    row_of: dict[str, int] = {}  # normalised absolute path -> row
+    seen: dict[str, None] = {}  # normalised absolute paths of the images so far
     dot = os.sep + "."
     bounds: list[tuple[int, int]] = []  # per split: the rows of the images it names first
     for src in layout.splits:
@@ -265,11 +268,12 @@ def read_yolo_layout(
             for s in src.images
         ]
         new = dict.fromkeys(keys)
-        if len(new) == len(keys) and row_of.keys().isdisjoint(new):  # (the common case) each image once
-            row_of.update(zip(keys, range(first, first + len(keys))))
+        if len(new) == len(keys) and seen.keys().isdisjoint(new):  # (the common case) each image once
+            seen |= new
             images += src.images
             split_of += [src.name] * len(keys)
         else:
+            row_of = {k: r for r, k in enumerate(seen)}
             for img, key in zip(src.images, keys):
                 r = row_of.setdefault(key, len(images))
                 if r < len(images):  # named before: one image, its memberships joined
@@ -278,15 +282,18 @@ def read_yolo_layout(
                     continue
                 images.append(img)
                 split_of.append(src.name)
+            seen = dict.fromkeys(row_of)
         pairs = pairs_of(src)
         label_of += _label_files(images[first:], pairs, files)
         bounds.append((first, len(images)))
     # the label files that exist, each once, in the order of the images that have them
-    index: dict[str, int] = {}
-    lab = np.array(
-        [index.setdefault(lf, len(index)) if files.exists(lf) else -1 for lf in label_of], np.int64
-    )
-    label_files = list(index)
+    exists = np.array([files.exists(lf) for lf in label_of], dtype=bool)
+    label_files = list(dict.fromkeys(lf for lf, e in zip(label_of, exists.tolist()) if e))
+    if len(label_files) == np.count_nonzero(exists):  # (the common case) one image per label file
+        lab = np.where(exists, np.cumsum(exists) - 1, -1)
+    else:
+        index = {lf: k for k, lf in enumerate(label_files)}
+        lab = np.array([index[lf] if e else -1 for lf, e in zip(label_of, exists.tolist())], np.int64)
     sc = scan(
         images,
         lab,

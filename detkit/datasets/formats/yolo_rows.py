@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-BATCH_BYTES = 1 << 20
+BATCH_BYTES = 1 << 18
 MAX_TOKEN = 15  # bytes: at most 15 digits, so every sum below 10**15 < 2**53 is an exact double
 _WS = np.array([32, 9, 10, 13], dtype=np.uint8)  # the separators a fast-path file may hold
 _POW10 = 10.0 ** np.arange(MAX_TOKEN + 1)
@@ -103,8 +103,9 @@ def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BA
         np.empty((total, 4)),
         slow,
     )
+    mix = np.empty(total, np.uint64)
     got = pmap(
-        lambda j: _parse_batch(blobs, batches[j][0], top, tol, out, int(at[j])),
+        lambda j, out=out, mix=mix: _parse_batch(blobs, batches[j][0], top, tol, out, mix, int(at[j])),
         range(len(batches)),
         1,
         threads=2,
@@ -113,38 +114,49 @@ def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BA
         take = np.concatenate([np.arange(a, a + n) for a, n in zip(at[:-1].tolist(), got)] or [[]]).astype(
             int
         )
-        out = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow)
-    _mark_duplicates(out.file, out.cls, out.box, slow)
+        out, mix = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow), mix[take]
+    _mark_duplicates(out, mix)
+    del mix
     keep = ~slow[out.file]
     if keep.all():  # (no copy)
         return out
     return LabelRows(out.file[keep], out.line[keep], out.cls[keep], out.box[keep], slow)
 
 
-def _mark_duplicates(file: np.ndarray, cls: np.ndarray, box: np.ndarray, slow: np.ndarray) -> None:
-    """Mark in ``slow`` the files with two rows of the same class and box (the per-line reader names them).
-
-    Rows are sorted by a 64-bit mix of (file, class, box bits) — ``+ 0.0`` makes ``-0.0`` and ``0.0`` one
-    value, as Python's ``==`` does — and neighbours with equal mixes are compared in full."""
+def _mix(file: np.ndarray, cls: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of each row's (file, class, box bits); ``+ 0.0`` makes ``-0.0`` and ``0.0`` one value,
+    as Python's ``==`` does."""
     bits = (box + 0.0).view(np.uint64)
-    h = file.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ cls.astype(np.uint64)
+    h = file.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ cls.astype(np.int64).astype(np.uint64)
     for k in range(4):
         h = (h ^ bits[:, k]) * np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
-    hs = np.sort(h)
-    if not (hs[1:] == hs[:-1]).any():  # (the common case: no two mixes alike)
+    return h
+
+
+def _mark_duplicates(rows: LabelRows, mix: np.ndarray) -> None:
+    """Mark in ``rows.slow`` the files with two rows of the same class and box (the per-line reader names
+    them). ``mix``: :func:`_mix` of each row, sorted here in place; when two are alike, the rows are
+    sorted by it and neighbours with equal mixes compared in full."""
+    mix.sort()
+    if not (mix[1:] == mix[:-1]).any():  # (the common case: no two mixes alike)
         return
+    file, cls, box = rows.file, rows.cls, rows.box
+    h = _mix(file, cls, box)
     order = np.argsort(h, kind="stable")
     hs = h[order]
     cand = np.flatnonzero(hs[1:] == hs[:-1])
     i, j = order[cand], order[cand + 1]
     same = (file[i] == file[j]) & (cls[i] == cls[j]) & np.all(box[i] == box[j], axis=1)
-    slow[file[i][same]] = True
+    rows.slow[file[i][same]] = True
 
 
-def _parse_batch(blobs: list[bytes], batch: list, top: int, tol: float, out: LabelRows, at: int) -> int:
-    """Parse one batch of (file, first line, start, end) pieces of ``blobs`` into ``out`` from row ``at``;
-    marks in ``out.slow`` the files that leave the fast path. Returns the number of rows written."""
+def _parse_batch(
+    blobs: list[bytes], batch: list, top: int, tol: float, out: LabelRows, mix: np.ndarray, at: int
+) -> int:
+    """Parse one batch of (file, first line, start, end) pieces of ``blobs`` into ``out`` (and their
+    :func:`_mix` into ``mix``) from row ``at``; marks in ``out.slow`` the files that leave the fast path.
+    Returns the number of rows written."""
     slow = out.slow
     files = np.array([k for k, _, _, _ in batch], dtype=np.int32)
     first_line = np.array([ln for _, ln, _, _ in batch], dtype=np.int64)
@@ -198,6 +210,7 @@ def _parse_batch(blobs: list[bytes], batch: list, top: int, tol: float, out: Lab
     v = values.reshape(-1, 5)
     rows = slice(at, at + len(v))
     out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = files[piece], line, v[:, 0], v[:, 1:]
+    mix[rows] = _mix(out.file[rows], out.cls[rows], out.box[rows])
     return len(v)
 
 

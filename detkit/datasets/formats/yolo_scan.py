@@ -98,15 +98,16 @@ def pmap(
 
 
 # ---- listing --------------------------------------------------------------------------------------------
-def list_txt(folder: Path) -> tuple[list[str], set[str]]:
-    """``sorted(folder.rglob('*.txt'))`` as str, and those of them that are files (``Path.is_file``)."""
-    files: set[str] = set()
+def list_txt(folder: Path) -> tuple[list[str], dict[str, str]]:
+    """``sorted(folder.rglob('*.txt'))`` as str, and those of them that are files (``Path.is_file``), each
+    mapped to itself (a lookup then gives the one string object the listing made)."""
+    files: dict[str, str] = {}
 
     def keep(e: os.DirEntry) -> bool:
         if not e.name.endswith(".txt"):
             return False
         if e.is_file():
-            files.add(e.path)
+            files[e.path] = e.path
         return True
 
     return walk(folder, keep), files
