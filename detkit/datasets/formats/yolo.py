@@ -387,19 +387,19 @@ def read_yolo_layout(
 
 
 class LabelRecords:
-    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: an
-    array of the file names and two integer columns instead of a string per row."""
+    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: the
+    label files' paths (the list the reader had) and two integer columns instead of a string per row."""
 
-    def __init__(self, names: np.ndarray, file: np.ndarray, line: np.ndarray):
-        self.names, self.file, self.line = names, file, line
+    def __init__(self, paths: list[str], file: np.ndarray, line: np.ndarray):
+        self.paths, self.file, self.line = paths, file, line
 
     def __len__(self) -> int:
         return len(self.file)
 
     def __getitem__(self, i):
         if isinstance(i, (int, np.integer)):
-            return f"{self.names[self.file[i]]} line {int(self.line[i])}"
-        return LabelRecords(self.names, self.file[i], self.line[i])
+            return f"{os.path.basename(self.paths[self.file[i]])} line {int(self.line[i])}"
+        return LabelRecords(self.paths, self.file[i], self.line[i])
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -434,7 +434,6 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
     names = layout.names
     ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
     cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
-    file_names = np.array([f[f.rfind(os.sep) + 1 :] for f in sc.label_files], dtype=object)
     has_split = any(s is not None for s in splits)
     return Dataset(
         **img_cols,
@@ -449,7 +448,7 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
         source=source,
         format="yolo",
         image_root=str(layout.root),
-        ann_record=LabelRecords(file_names, file_of, sc.line[take]),
+        ann_record=LabelRecords(sc.label_files, file_of, sc.line[take]),
         split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
         skipped=report.items,
         extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},
