@@ -181,37 +181,38 @@ def _parse_batch(
     # tokens: a start where a separator is followed by another byte, an end at the next separator
     edges = np.flatnonzero(np.diff((~sep).view(np.int8), prepend=np.int8(0)))
     del sep
-    tok_start, tok_end = edges[0::2], edges[1::2]
+    tok_start, tok_len = edges[0::2], edges[1::2] - edges[0::2]
     nl_pos = np.flatnonzero(a == 10)
     tok_line = np.searchsorted(nl_pos, tok_start)  # index of the line (its \n) each token is on
     per_line = np.bincount(tok_line, minlength=len(nl_pos))
     line_piece = np.searchsorted(starts, nl_pos, side="right") - 1
-    odd = (per_line[tok_line] != 5) | (tok_end - tok_start > MAX_TOKEN)  # another field count; too long
-    if odd.any():
-        slow[files[np.unique(line_piece[tok_line[odd]])]] = True
-    # tokens in pieces still on the fast path, on 5-field lines
-    keep = ~slow[files[line_piece[tok_line]]] & ~odd
-    tok_start, tok_end, tok_line = tok_start[keep], tok_end[keep], tok_line[keep]
+    # lines of another field count, and too long fields, send their pieces' files to the per-line reader
+    odd = np.flatnonzero((per_line != 5) & (per_line != 0))
+    long = np.flatnonzero(tok_len > MAX_TOKEN)
+    if odd.size or long.size:
+        slow[files[np.unique(line_piece[np.concatenate((odd, tok_line[long]))])]] = True
+    # the tokens of 5-field lines in pieces still on the fast path
+    keep = ((per_line == 5) & ~slow[files][line_piece])[tok_line]
+    if not keep.all():
+        tok_start, tok_len, tok_line = tok_start[keep], tok_len[keep], tok_line[keep]
     if not tok_start.size:
         return 0
-    values, ok, plain = _numbers(a, tok_start, tok_end - tok_start)
-    field = np.arange(tok_start.size) % 5  # whole 5-token lines: field = position in the line
-    cls_tok = field == 0
-    cls_ok = ok & plain & (values < top) & (tok_end - tok_start <= 6)  # class: 1..6 digits only
-    coord_ok = ok & (values >= -tol) & (values <= 1 + tol)
-    good = np.where(cls_tok, cls_ok, coord_ok)
-    if not good.all():
-        slow[files[np.unique(line_piece[tok_line[~good]])]] = True
-    rows_line = tok_line[cls_tok]
+    values, ok, plain = (x.reshape(-1, 5) for x in _numbers(a, tok_start, tok_len))
+    # a row: class 1..6 digits below top, coordinates within -tol..1 + tol (one row per 5 tokens)
+    cls, box = values[:, 0], values[:, 1:]
+    good = ok[:, 0] & plain[:, 0] & (cls < top) & (tok_len[::5] <= 6)
+    good &= (ok[:, 1:] & (box >= -tol) & (box <= 1 + tol)).all(axis=1)
+    rows_line = tok_line[::5]
     piece = line_piece[rows_line]
+    if not good.all():
+        slow[files[np.unique(piece[~good])]] = True
     # 1-based line of each row: the piece's first line + lines before it in the piece
     piece_first_nl = np.searchsorted(nl_pos, starts)
     line = first_line[piece] + rows_line - piece_first_nl[piece]
-    v = values.reshape(-1, 5)
-    rows = slice(at, at + len(v))
-    out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = files[piece], line, v[:, 0], v[:, 1:]
+    rows = slice(at, at + len(values))
+    out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = files[piece], line, cls, box
     mix[rows] = _mix(out.file[rows], out.cls[rows], out.box[rows])
-    return len(v)
+    return len(values)
 
 
 def _numbers(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
