@@ -167,6 +167,7 @@ def measure(cmd: list[str], out_file: Path) -> dict[str, float]:
         "wall_s": wall,
         "cpu_s": cpu,
         "peak_rss_mb": field(r"Maximum resident set size \(kbytes\)") / 1024,
+        "minor_faults": field(r"Minor \(reclaiming a frame\) page faults"),
     }
 
 
@@ -227,12 +228,13 @@ def main() -> None:
         )
     )
     counts = {}
-    print(f"{'':16} {'wall s':>8} {'peak RSS MB':>12} {'images':>8} {'boxes':>9}")
+    print(f"{'':16} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'images':>8} {'boxes':>9}")
     for name, m, f in rows:
         doc = json.loads(f.read_text())
         counts[name] = (doc["images"], doc["annotations"])
         print(
-            f"{name:16} {m['wall_s']:8.2f} {m['peak_rss_mb']:12.0f} {doc['images']:8} {doc['annotations']:9}"
+            f"{name:16} {m['wall_s']:8.2f} {m['cpu_s']:7.2f} {m['peak_rss_mb']:12.0f} {doc['images']:8} "
+            f"{doc['annotations']:9}"
         )
     n_box = counts["detkit cold"][1]
     tiny = args.folder / "tiny"  # the same command on one box: the interpreter and its imports

@@ -242,7 +242,8 @@ def class_table_by_split(ds: Dataset | Labels) -> tuple[list[str], list[dict[str
         return [], rows
     per = {}
     for name in names:
-        per[name] = {(r["id"], r["name"]): r for r in class_table(ds.select_split(name))}
+        part = ds if ds.split_mask(name).all() else ds.select_split(name)  # (one split: no copy)
+        per[name] = {(r["id"], r["name"]): r for r in class_table(part)}
     for r in rows:
         r["splits"] = {
             n: {k: per[n][(r["id"], r["name"])][k] for k in ("instances", "images", "share")}
