@@ -286,6 +286,7 @@ def read_yolo_layout(
         pairs = pairs_of(src)
         label_of += _label_files(images[first:], pairs, files)
         bounds.append((first, len(images)))
+    del seen
     # the label files that exist, each once, in the order of the images that have them
     exists = np.array([files.exists(lf) for lf in label_of], dtype=bool)
     label_files = list(dict.fromkeys(lf for lf, e in zip(label_of, exists.tolist()) if e))

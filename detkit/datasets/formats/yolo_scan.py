@@ -295,6 +295,7 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
         file_problem[k] = (err.code or "record.unparsable", err.where, err.what)
         blobs[k] = b""
     stats = np.concatenate((image_stats, file_stats))
+    del image_stats, file_stats
     fast = parse_labels(blobs, top, tol)
     counts = np.bincount(fast.file, minlength=len(label_files)).astype(np.int64)
     slow_rows: dict[int, list] = {}
