@@ -58,7 +58,7 @@ class LabelRows:
 
 def _batches(blobs: list[bytes], limit: int):
     """Batches of (file index, first line number, start, end) pieces of about ``limit`` bytes (a file
-    larger than that cut at line ends), each batch with the most rows it can hold: its lines."""
+    larger than that cut at line ends), each an (n, 4) array, with the most rows it can hold: its lines."""
     batch, size, lines = [], 0, 0
     for k, b in enumerate(blobs):
         start, line = 0, 1
@@ -69,13 +69,13 @@ def _batches(blobs: list[bytes], limit: int):
             size += end - start + 1
             lines += n + (1 if end > start and b[end - 1] != 10 else 0)
             if size >= limit:
-                yield batch, lines
+                yield np.array(batch, dtype=np.int64), lines
                 batch, size, lines = [], 0, 0
             line, start = line + n, end
             if start >= len(b):
                 break
     if batch:
-        yield batch, lines
+        yield np.array(batch, dtype=np.int64), lines
 
 
 def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BATCH_BYTES) -> LabelRows:
@@ -152,17 +152,18 @@ def _mark_duplicates(rows: LabelRows, mix: np.ndarray) -> None:
 
 
 def _parse_batch(
-    blobs: list[bytes], batch: list, top: int, tol: float, out: LabelRows, mix: np.ndarray, at: int
+    blobs: list[bytes], batch: np.ndarray, top: int, tol: float, out: LabelRows, mix: np.ndarray, at: int
 ) -> int:
     """Parse one batch of (file, first line, start, end) pieces of ``blobs`` into ``out`` (and their
     :func:`_mix` into ``mix``) from row ``at``; marks in ``out.slow`` the files that leave the fast path.
     Returns the number of rows written."""
     slow = out.slow
-    files = np.array([k for k, _, _, _ in batch], dtype=np.int32)
-    first_line = np.array([ln for _, ln, _, _ in batch], dtype=np.int64)
-    lengths = np.array([e - s for _, _, s, e in batch], dtype=np.int64)
+    files, first_line = batch[:, 0].astype(np.int32), batch[:, 1]
+    lengths = batch[:, 3] - batch[:, 2]
     # a row of MAX_TOKEN bytes from every token's first byte must exist: spaces at the end
-    pieces = [blobs[k] if e - s == len(blobs[k]) else memoryview(blobs[k])[s:e] for k, _, s, e in batch]
+    pieces = [
+        blobs[k] if e - s == len(blobs[k]) else memoryview(blobs[k])[s:e] for k, _, s, e in batch.tolist()
+    ]
     buf = b"\n".join([*pieces, b" " * MAX_TOKEN])
     a = np.frombuffer(buf, dtype=np.uint8)
     starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))  # each piece's first byte

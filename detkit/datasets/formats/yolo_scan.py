@@ -281,13 +281,26 @@ def _joined(parts: list) -> tuple[list, np.ndarray, list[int]]:
     return values, np.concatenate(stats), bad
 
 
+def _sizes(got: list) -> tuple[np.ndarray, np.ndarray, list[int], list[InputError]]:
+    """A chunk of :func:`image_size` results -> ((n, 2) width and height, NaN where the image could not be
+    read; (n, 4) stats; the indices and problems of those that could not)."""
+    values, stats, bad = _split(got)
+    errors = [values[j] for j in bad]
+    for j in bad:
+        values[j] = (math.nan, math.nan)
+    return np.array(values, dtype=np.float64).reshape(-1, 2), stats, bad, errors
+
+
 def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
-    sizes, image_stats, bad = _joined(pmap(image_size, images, per_chunk=_split))
-    image_problem = {i: (sizes[i].code or "image.corrupt", sizes[i].what) for i in bad}
-    for i in bad:
-        sizes[i] = (math.nan, math.nan)
-    wh = np.array(sizes, dtype=np.float64).reshape(-1, 2)
-    del sizes
+    parts = pmap(image_size, images, per_chunk=_sizes)
+    wh = np.concatenate([p[0] for p in parts] or [np.zeros((0, 2))])
+    image_stats = np.concatenate([p[1] for p in parts] or [_NO_STATS])
+    image_problem, at = {}, 0
+    for part, _, bad, errors in parts:
+        for j, err in zip(bad, errors, strict=True):
+            image_problem[at + j] = (err.code or "image.corrupt", err.what)
+        at += len(part)
+    del parts
     blobs, file_stats, bad = _joined(pmap(_read, label_files, per_chunk=_split))
     file_problem: dict[int, tuple[str, str | None, str]] = {}
     for k in bad:
