@@ -10,7 +10,7 @@ Writes (once, then reuses) under ``--folder`` (never inside the repository):
               SOF patched to COCO's sizes), with a data.yaml naming the 80 COCO classes;
   big/        one image and one label file of ``--big-rows`` rows (~100 MB).
 
-and runs, each in its own process (wall time and peak RSS by ``/usr/bin/time -v``, or getrusage):
+and runs, each in its own process (wall time, CPU seconds, peak RSS and page faults by ``/usr/bin/time -v``):
 
   baseline  ultralytics' label scan when ultralytics is installed (``YOLODataset(...).get_labels()``,
             no cache file), else a plain reader: per image PIL's header size, per label line
@@ -228,13 +228,16 @@ def main() -> None:
         )
     )
     counts = {}
-    print(f"{'':16} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'images':>8} {'boxes':>9}")
+    print(
+        f"{'':16} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'page faults':>12} "
+        f"{'images':>8} {'boxes':>9}"
+    )
     for name, m, f in rows:
         doc = json.loads(f.read_text())
         counts[name] = (doc["images"], doc["annotations"])
         print(
-            f"{name:16} {m['wall_s']:8.2f} {m['cpu_s']:7.2f} {m['peak_rss_mb']:12.0f} {doc['images']:8} "
-            f"{doc['annotations']:9}"
+            f"{name:16} {m['wall_s']:8.2f} {m['cpu_s']:7.2f} {m['peak_rss_mb']:12.0f} "
+            f"{m['minor_faults']:12.0f} {doc['images']:8} {doc['annotations']:9}"
         )
     n_box = counts["detkit cold"][1]
     tiny = args.folder / "tiny"  # the same command on one box: the interpreter and its imports
