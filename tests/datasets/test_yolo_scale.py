@@ -270,3 +270,21 @@ def test_walk_lists_as_sorted_rglob(tmp_path):
         str(p) for p in sorted(tmp_path.rglob("*.jpg"))
     ]
     assert walk(tmp_path / "gone", lambda e: True) == []
+
+
+def test_io_threads_from_the_environment_and_the_same_results(tmp_path, monkeypatch):
+    for value, n in [(None, 1), ("3", 3), ("0", 1), ("x", 1), ("1000", yolo_scan.THREADS)]:
+        if value is None:
+            monkeypatch.delenv("DETKIT_IO_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("DETKIT_IO_THREADS", value)
+        assert yolo_scan.io_threads() == n
+    items = list(range(5000))
+    monkeypatch.setenv("DETKIT_IO_THREADS", "4")
+    assert yolo_scan.pmap(lambda x: x * x, items, chunk=64) == [x * x for x in items]
+    monkeypatch.setenv("DETKIT_CACHE", "off")
+    y = _dataset(tmp_path / "d", n=4)
+    threaded = load_yolo(y)
+    monkeypatch.delenv("DETKIT_IO_THREADS")
+    plain = load_yolo(y)
+    assert threaded.bbox.tolist() == plain.bbox.tolist() and threaded.width.tolist() == plain.width.tolist()
