@@ -91,6 +91,24 @@ def test_class_table_image_ids_too_far_apart_for_one_key():
     assert class_table(same) == [{"id": 5, "name": "cat", "instances": 3, "images": 1, "share": 1.0}]
 
 
+def test_class_table_contiguous_ids_with_dangling_ones():
+    # ids 0..2 (a box's id is its row, no search) and boxes naming 7 and -1, which no category has
+    boxes = [(1, 1, 0, 0, 0, 1, 1), (2, 1, 2, 0, 0, 1, 1), (3, 2, 2, 0, 0, 1, 1), (4, 2, 7, 0, 0, 1, 1)]
+    ds = make_dataset(
+        [(1, "a.jpg", 10, 10), (2, "b.jpg", 10, 10)],
+        [*boxes, (5, 2, -1, 0, 0, 1, 1)],
+        [(0, "a"), (1, "b"), (2, "c")],
+    )
+    got = {r["name"]: (r["id"], r["instances"], r["images"]) for r in class_table(ds)}
+    assert got == {
+        "c": (2, 2, 2),
+        "a": (0, 1, 1),
+        "<unknown id -1>": (-1, 1, 1),
+        "<unknown id 7>": (7, 1, 1),
+        "b": (1, 0, 0),
+    }
+
+
 def test_labels_fast_path_matches_full_load(shapes_dir):
     path = shapes_dir / "instances.json"
     assert class_table(load_labels(path)) == class_table(load_dataset(path))
