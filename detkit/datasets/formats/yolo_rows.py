@@ -111,9 +111,7 @@ def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BA
         threads=2,
     )
     if sum(got) < total:  # lines without a row (blank, or in files that left): the rows, packed
-        take = np.concatenate([np.arange(a, a + n) for a, n in zip(at[:-1].tolist(), got)] or [[]]).astype(
-            int
-        )
+        take = np.concatenate([np.arange(a, a + n) for a, n in zip(at[:-1].tolist(), got)])
         out, mix = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow), mix[take]
     _mark_duplicates(out, mix)
     del mix
@@ -160,10 +158,10 @@ def _parse_batch(
     slow = out.slow
     files, first_line = batch[:, 0].astype(np.int32), batch[:, 1]
     lengths = batch[:, 3] - batch[:, 2]
-    # a row of MAX_TOKEN bytes from every token's first byte must exist: spaces at the end
     pieces = [
         blobs[k] if e - s == len(blobs[k]) else memoryview(blobs[k])[s:e] for k, _, s, e in batch.tolist()
     ]
+    # (a row of MAX_TOKEN bytes from every field's first byte must exist: spaces at the end)
     buf = b"\n".join([*pieces, b" " * MAX_TOKEN])
     a = np.frombuffer(buf, dtype=np.uint8)
     starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))  # each piece's first byte
