@@ -10,11 +10,12 @@ Writes (once, then reuses) under ``--folder`` (never inside the repository):
               SOF patched to COCO's sizes), with a data.yaml naming the 80 COCO classes;
   big/        one image and one label file of ``--big-rows`` rows (~100 MB).
 
-and runs, each in its own process (wall time and peak RSS by ``/usr/bin/time -v``, or getrusage):
+and runs, each in its own process (wall time, CPU seconds, peak RSS and page faults by ``/usr/bin/time -v``):
 
-  baseline  ultralytics' label scan when ultralytics is installed (``YOLODataset(...).get_labels()``,
-            no cache file), else a plain reader: per image PIL's header size, per label line
-            ``line.split()`` and ``float()`` (a plain per-line reader);
+  baseline  ultralytics' label scan when ultralytics is installed here or ``--ultralytics-python``
+            names a Python that has it (``YOLODataset(...)``: a first scan, its labels.cache removed
+            before and after, then ``get_labels()`` from that cache; its own timings printed too), else a
+            plain reader: per image PIL's header size, per label line ``line.split()`` and ``float()``;
   cold      ``detkit coco inspect data.yaml --json`` with the label cache removed first;
   cached    the same command again (the cache of the cold run is read);
   big       ``detkit coco inspect big/data.yaml --json`` with no cache.
@@ -138,13 +139,26 @@ json.dump({"images": n_img, "annotations": n_box}, sys.stdout)
 """
 
 ULTRA_SCRIPT = r"""
-import json, sys
+import json, sys, time
+from pathlib import Path
+out, sys.stdout = sys.stdout, sys.stderr  # its log and progress lines to stderr, the JSON alone to stdout
+root = Path(sys.argv[1])
+for c in (root / "labels").glob("*.cache"):  # its own cache from an earlier run: a first scan each time
+    c.unlink()
+t0 = time.perf_counter()
 from ultralytics.data.dataset import YOLODataset
-root = sys.argv[1]
+t1 = time.perf_counter()
 names = {i: f"c{i}" for i in range(80)}
-ds = YOLODataset(img_path=f"{root}/images", data={"names": names, "channels": 3}, task="detect", cache=False)
-labels = ds.get_labels()
-json.dump({"images": len(labels), "annotations": int(sum(len(l["cls"]) for l in labels))}, sys.stdout)
+data = {"names": names, "channels": 3}
+ds = YOLODataset(img_path=str(root / "images"), data=data, task="detect", cache=False)
+t2 = time.perf_counter()
+labels = ds.get_labels()  # read back from the labels.cache the first scan wrote
+t3 = time.perf_counter()
+for c in (root / "labels").glob("*.cache"):  # the generated folder as it was
+    c.unlink()
+doc = {"images": len(labels), "annotations": int(sum(len(l["cls"]) for l in labels))}
+doc.update(import_s=t1 - t0, scan_s=t2 - t1, cached_s=t3 - t2)
+json.dump(doc, out)
 """
 
 
@@ -167,6 +181,7 @@ def measure(cmd: list[str], out_file: Path) -> dict[str, float]:
         "wall_s": wall,
         "cpu_s": cpu,
         "peak_rss_mb": field(r"Maximum resident set size \(kbytes\)") / 1024,
+        "minor_faults": field(r"Minor \(reclaiming a frame\) page faults"),
     }
 
 
@@ -177,6 +192,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=860_001)
     ap.add_argument("--big-rows", type=int, default=5_800_000)
     ap.add_argument("--skip-baseline", action="store_true", help="measure detkit only")
+    ap.add_argument(
+        "--ultralytics-python",
+        help="a Python with ultralytics installed (its own environment), for the baseline",
+    )
     args = ap.parse_args()
     if ROOT in args.folder.resolve().parents:
         raise SystemExit("--folder must be outside the repository")
@@ -196,8 +215,9 @@ def main() -> None:
     os.environ.update(env)
     py = sys.executable
     dk = [py, "-m", "detkit", "coco", "classes"]
-    if importlib.util.find_spec("ultralytics") is not None:  # AGPL: run in a child, never imported here
-        base_name, base_cmd = "ultralytics", [py, "-c", ULTRA_SCRIPT, str(train)]
+    ultra = args.ultralytics_python or (py if importlib.util.find_spec("ultralytics") is not None else None)
+    if ultra:  # AGPL: run in a child, never imported here
+        base_name, base_cmd = "ultralytics", [ultra, "-c", ULTRA_SCRIPT, str(train)]
     else:
         base_name, base_cmd = "plain reader", [py, "-c", PLAIN_SCRIPT, str(train)]
     rows = []
@@ -227,12 +247,16 @@ def main() -> None:
         )
     )
     counts = {}
-    print(f"{'':16} {'wall s':>8} {'peak RSS MB':>12} {'images':>8} {'boxes':>9}")
+    print(
+        f"{'':16} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'page faults':>12} "
+        f"{'images':>8} {'boxes':>9}"
+    )
     for name, m, f in rows:
         doc = json.loads(f.read_text())
         counts[name] = (doc["images"], doc["annotations"])
         print(
-            f"{name:16} {m['wall_s']:8.2f} {m['peak_rss_mb']:12.0f} {doc['images']:8} {doc['annotations']:9}"
+            f"{name:16} {m['wall_s']:8.2f} {m['cpu_s']:7.2f} {m['peak_rss_mb']:12.0f} "
+            f"{m['minor_faults']:12.0f} {doc['images']:8} {doc['annotations']:9}"
         )
     n_box = counts["detkit cold"][1]
     tiny = args.folder / "tiny"  # the same command on one box: the interpreter and its imports
@@ -249,6 +273,12 @@ def main() -> None:
         f"{empty['peak_rss_mb']:.0f} MB (<= 150; big file {per_big:.0f}), big file {bigf['wall_s']:.2f} s / "
         f"{bigf['cpu_s']:.2f} CPU s (<= 5); load average {os.getloadavg()[0]:.1f}"
     )
+    if not args.skip_baseline and base_name == "ultralytics":
+        doc = json.loads((out / "baseline.json").read_text())
+        print(
+            f"ultralytics inside its process: import {doc['import_s']:.2f} s, first scan "
+            f"{doc['scan_s']:.2f} s (writes labels.cache), cached read {doc['cached_s']:.2f} s"
+        )
     if not args.skip_baseline:
         same = counts[base_name] == counts["detkit cold"] == counts["detkit cached"]
         print(f"{base_name} / detkit cold: {rows[0][1]['wall_s'] / cold['wall_s']:.1f}x; same counts: {same}")

@@ -163,31 +163,37 @@ def class_table(ds: Dataset | Labels) -> list[dict[str, Any]]:
 
     Unused categories are listed with 0; annotations whose category_id dangles get a ``<unknown id>`` row.
     """
-    n = ds.num_annotations
+    n, k = ds.num_annotations, ds.num_categories
     # sort-based joins throughout: numpy's hash-based unique is several times slower at 1M rows
     order = np.argsort(ds.cat_id, kind="stable")
-    pos = (
-        np.searchsorted(ds.cat_id[order], ds.category_id)
-        if ds.num_categories
-        else np.zeros(n, dtype=np.int64)
-    )
-    pos = np.minimum(pos, max(ds.num_categories - 1, 0))
-    known = (ds.cat_id[order][pos] == ds.category_id) if ds.num_categories else np.zeros(n, dtype=bool)
+    srt = ds.cat_id[order]
+    if k and (np.diff(srt) == 1).all():  # ids lo, lo+1, ... (YOLO's 0..k-1): a box's id gives its row
+        pos = np.clip(ds.category_id - srt[0], 0, k - 1)
+    else:
+        pos = np.minimum(np.searchsorted(srt, ds.category_id), max(k - 1, 0)) if k else 0
+    known = (srt[pos] == ds.category_id) if k else np.zeros(n, dtype=bool)
     unknown = np.unique(ds.category_id[~known])  # ids used by boxes but absent from categories
     ids = np.concatenate([ds.cat_id, unknown])
     names = [str(x) for x in ds.cat_name] + [f"<unknown id {int(i)}>" for i in unknown]
-    pos = np.where(
-        known,
-        order[pos] if ds.num_categories else 0,
-        ds.num_categories + np.searchsorted(unknown, ds.category_id),
-    )
+    pos = order[pos] if k else np.zeros(n, dtype=np.int64)
+    if unknown.size:
+        pos = np.where(known, pos, k + np.searchsorted(unknown, ds.category_id))
     instances = np.bincount(pos, minlength=len(ids))
-    # images containing each class: distinct (class, image id) pairs after one lexsort
-    o = np.lexsort((ds.ann_image_id, pos))
-    p, im = pos[o], ds.ann_image_id[o]
-    first = np.ones(n, dtype=bool)
-    first[1:] = (p[1:] != p[:-1]) | (im[1:] != im[:-1])
-    images = np.bincount(p[first], minlength=len(ids))
+    # images containing each class: distinct (class, image id) pairs, sorted
+    im = ds.ann_image_id
+    lo = int(im.min()) if n else 0
+    span = int(im.max()) - lo + 1 if n else 1
+    if len(ids) * span < 2**62:  # one int64 key per pair, class * span + image: a plain sort
+        key = np.sort(pos * span + (im - lo))
+        first = np.ones(n, dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        images = np.bincount(key[first] // span, minlength=len(ids))
+    else:  # ids too far apart for one key: a lexsort
+        o = np.lexsort((im, pos))
+        p, im = pos[o], im[o]
+        first = np.ones(n, dtype=bool)
+        first[1:] = (p[1:] != p[:-1]) | (im[1:] != im[:-1])
+        images = np.bincount(p[first], minlength=len(ids))
     rows = [
         {
             "id": int(ids[k]),
@@ -233,7 +239,8 @@ def class_table_by_split(ds: Dataset | Labels) -> tuple[list[str], list[dict[str
         return [], rows
     per = {}
     for name in names:
-        per[name] = {(r["id"], r["name"]): r for r in class_table(ds.select_split(name))}
+        part = rows if ds.split_mask(name).all() else class_table(ds.select_split(name))  # (all: as counted)
+        per[name] = {(r["id"], r["name"]): dict(r) for r in part}
     for r in rows:
         r["splits"] = {
             n: {k: per[n][(r["id"], r["name"])][k] for k in ("instances", "images", "share")}

@@ -72,6 +72,43 @@ def test_class_table_by_hand():
     ]
 
 
+def test_class_table_image_ids_too_far_apart_for_one_key():
+    # the same boxes with image ids 1, 2**62 and 7: (class, image) pairs no longer fit one int64 key
+    ds = _small()
+    far = make_dataset(
+        [(1, "a.jpg", 640, 480), (2**62, "b.jpg", 640, 480), (3, "c.jpg", 100, 50)],
+        [
+            (1, 1, 5, 10, 10, 20, 20),
+            (2, 1, 9, 0, 0, 50, 50),
+            (3, 2**62, 5, 0, 0, 100, 100),
+            (4, 7, 42, 0, 0, 4, 2),
+        ],
+        [(5, "cat"), (9, "dog"), (11, "never")],
+    )
+    assert class_table(far) == class_table(ds)
+    # and several boxes of one class in one image count that image once
+    same = make_dataset([(1, "a.jpg", 10, 10)], [(k, 1, 5, 0, 0, 1, 1) for k in range(1, 4)], [(5, "cat")])
+    assert class_table(same) == [{"id": 5, "name": "cat", "instances": 3, "images": 1, "share": 1.0}]
+
+
+def test_class_table_contiguous_ids_with_dangling_ones():
+    # ids 0..2 (a box's id is its row, no search) and boxes naming 7 and -1, which no category has
+    boxes = [(1, 1, 0, 0, 0, 1, 1), (2, 1, 2, 0, 0, 1, 1), (3, 2, 2, 0, 0, 1, 1), (4, 2, 7, 0, 0, 1, 1)]
+    ds = make_dataset(
+        [(1, "a.jpg", 10, 10), (2, "b.jpg", 10, 10)],
+        [*boxes, (5, 2, -1, 0, 0, 1, 1)],
+        [(0, "a"), (1, "b"), (2, "c")],
+    )
+    got = {r["name"]: (r["id"], r["instances"], r["images"]) for r in class_table(ds)}
+    assert got == {
+        "c": (2, 2, 2),
+        "a": (0, 1, 1),
+        "<unknown id -1>": (-1, 1, 1),
+        "<unknown id 7>": (7, 1, 1),
+        "b": (1, 0, 0),
+    }
+
+
 def test_labels_fast_path_matches_full_load(shapes_dir):
     path = shapes_dir / "instances.json"
     assert class_table(load_labels(path)) == class_table(load_dataset(path))

@@ -106,6 +106,34 @@ def test_plain_label_files_take_the_fast_path():
     assert r.box[1].tolist() == [0.736516, 0.247188, 0.498875, 0.476417]
 
 
+def test_fields_up_to_15_bytes_take_the_fast_path_exactly():
+    long = "0.1234567890123"  # 15 bytes: 14 digits, the most a 15-byte field holds after its point
+    rows = f"1 {long} 0.5 -0.0 +.25\n".encode()
+    r = parse_labels([rows, rows.replace(b"0.1234567890123", b"0.12345678901234")], 80, YOLO_TOL)
+    assert r.slow.tolist() == [False, True]  # 16 bytes: left to the per-line reader
+    assert r.box.tolist() == [[float(long), 0.5, -0.0, 0.25]] and np.signbit(r.box[0, 2])
+    ref = _yolo_rows(Path("b.txt"), "1 0.12345678901234 0.5 -0.0 +.25\n", 80, Reporter())
+    assert ref == [(1, 0.12345678901234, 0.5, -0.0, 0.25, 1)]  # which reads it as float() does
+
+
+def test_label_files_in_one_pass_follow_the_rule(tmp_path):
+    from detkit.datasets.formats.yolo import _Files, _label_file, _label_files
+
+    img_dir, lbl_dir = tmp_path / "images" / "train", tmp_path / "labels" / "train"
+    (lbl_dir / "a.b").mkdir(parents=True)
+    img_dir.mkdir(parents=True)
+    for name in ["x.txt", "y.txt", "a.b/z.txt", ".hidden.txt", "dots..txt", "noext.txt", "w.txt"]:
+        (lbl_dir / name).write_text("0 0.5 0.5 0.1 0.1\n")
+    (img_dir / "v.txt").write_text("")  # a darknet-style .txt beside an image
+    names = ["x.jpg", "y.PNG", "a.b/z.jpg", ".hidden", "dots..jpg", "noext", "w.", "v.jpg", "missing.jpg"]
+    imgs = [str(img_dir / n) for n in names] + [str(tmp_path / "elsewhere" / "x.jpg")]
+    files = _Files([lbl_dir])
+    pairs = [(str(img_dir) + os.sep, str(lbl_dir) + os.sep)]
+    got = _label_files(imgs, pairs, files)
+    assert got == [_label_file(s, pairs, files) for s in imgs]
+    assert [Path(g).name for g in got[:3]] == ["x.txt", "y.txt", "z.txt"]
+
+
 def test_jpeg_size_is_pils_or_none():
     from PIL import Image
 
@@ -177,6 +205,30 @@ def test_the_cache_is_used_until_a_file_changes(tmp_path, monkeypatch):
     ]
 
 
+def test_a_first_read_stats_no_file_and_a_cached_one_each_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETKIT_CACHE_DIR", str(tmp_path / "cache"))
+    y = _dataset(tmp_path / "d", n=4)
+    calls = []
+    real = yolo_scan._stat
+    monkeypatch.setattr(yolo_scan, "_stat", lambda p: calls.append(p) or real(p))
+    first = load_yolo(y)
+    assert calls == []  # sizes and times come from the descriptors the files were read through
+    again = load_yolo(y)
+    assert len(calls) == 8 and again.bbox.tolist() == first.bbox.tolist()
+    stats = np.load(_cached(tmp_path / "cache")[0])["stats"]  # kept from the first read: the same as now
+    assert [Path(p).name for p in calls] == [
+        "0.jpg",
+        "1.jpg",
+        "2.jpg",
+        "3.jpg",
+        "0.txt",
+        "1.txt",
+        "2.txt",
+        "3.txt",
+    ]
+    assert stats.tolist() == [list(real(p)) for p in calls] and stats[4:, 0].tolist() == [20] * 4
+
+
 def test_no_cache_or_an_unwritable_one(tmp_path, monkeypatch):
     y = _dataset(tmp_path / "d")
     monkeypatch.setenv("DETKIT_CACHE", "off")
@@ -204,3 +256,35 @@ def test_an_image_that_vanishes_after_the_listing_is_a_finding(tmp_path, monkeyp
     gone = [s for s in ds.skipped if not s.kept]
     assert [(s.code, Path(s.path).name) for s in gone] == [("image.corrupt", "1.jpg")]
     assert "No such file" in gone[0].what
+
+
+def test_walk_lists_as_sorted_rglob(tmp_path):
+    from detkit.datasets.formats.readers import walk
+
+    for rel in ["a/b/x.jpg", "a-c/y.jpg", "a/z.jpg", "b.jpg", "a/b/c/d/w.jpg", "a0/v.jpg"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    (tmp_path / "s").symlink_to(tmp_path / "a")  # listed, not entered
+    assert walk(tmp_path, lambda e: True) == [str(p) for p in sorted(tmp_path.rglob("*"))]
+    assert walk(tmp_path, lambda e: e.name.endswith(".jpg")) == [
+        str(p) for p in sorted(tmp_path.rglob("*.jpg"))
+    ]
+    assert walk(tmp_path / "gone", lambda e: True) == []
+
+
+def test_io_threads_from_the_environment_and_the_same_results(tmp_path, monkeypatch):
+    for value, n in [(None, 1), ("3", 3), ("0", 1), ("x", 1), ("1000", yolo_scan.THREADS)]:
+        if value is None:
+            monkeypatch.delenv("DETKIT_IO_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("DETKIT_IO_THREADS", value)
+        assert yolo_scan.io_threads() == n
+    items = list(range(5000))
+    monkeypatch.setenv("DETKIT_IO_THREADS", "4")
+    assert yolo_scan.pmap(lambda x: x * x, items, chunk=64) == [x * x for x in items]
+    monkeypatch.setenv("DETKIT_CACHE", "off")
+    y = _dataset(tmp_path / "d", n=4)
+    threaded = load_yolo(y)
+    monkeypatch.delenv("DETKIT_IO_THREADS")
+    plain = load_yolo(y)
+    assert threaded.bbox.tolist() == plain.bbox.tolist() and threaded.width.tolist() == plain.width.tolist()

@@ -52,13 +52,13 @@ class SplitSource:
 
     Args:
         name: split name (None for a dataset without splits).
-        images: image files, in order.
+        images: image files (paths as str: a dataset may name millions), in order.
         folders: (images folder, labels folder) for every folder source (orphan labels are looked for there).
         missing: (list file, line, path) of listed images that do not exist.
     """
 
     name: str | None
-    images: list[Path] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
     folders: list[tuple[Path, Path]] = field(default_factory=list)
     missing: list[tuple[Path, int, Path]] = field(default_factory=list)
 
@@ -90,10 +90,9 @@ def labels_folder(images: Path) -> Path:
     return label_path(images / "x.jpg").parent
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Every image file under ``folder``, sorted (as ``folder.rglob('*')``, on ``os.scandir``)."""
-    found = walk(folder, lambda e: suffix(e.name).lower() in IMAGE_EXTS and e.is_file())
-    return [Path(p) for p in found]
+def list_images(folder: Path) -> list[str]:
+    """Every image file under ``folder`` (as str), sorted (as ``folder.rglob('*')``, on ``os.scandir``)."""
+    return walk(folder, lambda e: suffix(e.name).lower() in IMAGE_EXTS and e.is_file())
 
 
 # ---- ultralytics data yaml ----------------------------------------------------------------------------
@@ -187,7 +186,7 @@ def _txt_images(list_file: Path, root: Path, src: SplitSource) -> None:
         else:
             cand = list_file.parent / p if (list_file.parent / p).exists() else root / p
         if cand.is_file():
-            src.images.append(cand)
+            src.images.append(str(cand))
         else:
             src.missing.append((list_file, lineno, cand))
 
@@ -201,7 +200,7 @@ def _split_source(name: str | None, entries: list[Path], root: Path | None = Non
         elif e.suffix.lower() == ".txt":
             _txt_images(e, root or e.parent, src)
         else:
-            src.images.append(e)
+            src.images.append(str(e))
     return src
 
 
@@ -351,12 +350,12 @@ ALMOST_NONE = 0.05  # a split whose images find their label file less often than
 _SCAN_DEPTH = 3  # folders below the dataset folder searched for label folders under other names
 
 
-def nearby_label_folders(images: list[Path], base: Path) -> list[tuple[Path, int, int]]:
+def nearby_label_folders(images: list[str], base: Path) -> list[tuple[Path, int, int]]:
     """(folder, .txt files, of them with the stem of one of ``images``) for each folder under ``base`` (up
     to :data:`_SCAN_DEPTH` levels) holding .txt files whose stems match some of the images; best first."""
     import os
 
-    stems = {p.stem for p in images}
+    stems = {Path(p).stem for p in images}
     out = []
     stack = [(base, 0)]
     while stack:
@@ -401,8 +400,8 @@ def resolve_labels(src: SplitSource, has_label, where: Path | str) -> tuple[str,
         found += has_label(p)
         if found >= enough:
             return None
-    searched = src.folders[0][1] if src.folders else label_path(src.images[0]).parent
-    img_dir = src.folders[0][0] if src.folders else src.images[0].parent
+    searched = src.folders[0][1] if src.folders else label_path(Path(src.images[0])).parent
+    img_dir = src.folders[0][0] if src.folders else Path(src.images[0]).parent
     base = img_dir.parent.parent if img_dir.parent.name == "images" else img_dir.parent
     if base.name == "images" or not base.exists():
         base = img_dir.parent

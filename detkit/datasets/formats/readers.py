@@ -7,12 +7,12 @@ or non-UTF-8 files) and reports a bad record through :func:`skip_or_raise`: load
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from detkit.datasets.model import Dataset, image_columns
 from detkit.errors import InputError
 
 NEWLINE = b"\n"
+_NAME = attrgetter("name")
 OnError = Callable[[str, InputError], None]
 
 
@@ -241,30 +242,32 @@ def walk(folder: Path, keep: Callable[[os.DirEntry], bool]) -> list[str]:
     """Paths (as str) of the entries below ``folder`` that ``keep`` accepts, in ``sorted(Path)`` order, as
     ``folder.rglob('*')`` finds them: symlinked folders are listed, not entered; a folder that cannot be
     read (or vanished) is skipped. Depth first with each folder's names sorted: that is the order of the
-    paths' parts (``a``, ``a/b``, ``a-c``)."""
+    paths' parts (``a``, ``a/b``, ``a-c``). One ``scandir`` per folder and, per entry, ``keep`` and the
+    entry's type (from the listing, no ``stat`` where the file system gives it)."""
     out: list[str] = []
-    stack: list[tuple[str, bool]] = [(str(folder), True)]  # (path, is a folder to list)
+    stack = [_sorted_entries(str(folder))]  # per open folder: its entries still to visit
     while stack:
-        path, is_dir = stack.pop()
-        if not is_dir:
-            out.append(path)
-            continue
-        try:
-            with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue
-        below: list[tuple[str, bool]] = []
-        for e in entries:
-            with contextlib.suppress(OSError):
-                kept = keep(e)
-                sub = e.is_dir(follow_symlinks=False)
-                if kept and sub:
-                    below += [(e.path, False), (e.path, True)]
-                elif kept or sub:
-                    below.append((e.path, sub))
-        stack += below[::-1]
+        for e in stack[-1]:
+            try:
+                kept, sub = keep(e), e.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if kept:
+                out.append(e.path)
+            if sub:
+                stack.append(_sorted_entries(e.path))  # its entries come before the next sibling
+                break
+        else:
+            stack.pop()
     return out
+
+
+def _sorted_entries(path: str) -> Iterator[os.DirEntry]:
+    try:
+        with os.scandir(path) as it:
+            return iter(sorted(it, key=_NAME))
+    except OSError:
+        return iter(())
 
 
 # ---- YAML, bounded ---------------------------------------------------------------------------------------

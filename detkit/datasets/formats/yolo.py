@@ -156,7 +156,7 @@ class _Files:
 
     def __init__(self, folders: list[Path]):
         self.roots: tuple[str, ...] = ()
-        self.files: set[str] = set()
+        self.files: dict[str, str] = {}  # each listed file -> itself
         self.listed: dict[Path, list[str]] = {}
         for f in folders:
             self.add(f)
@@ -165,7 +165,7 @@ class _Files:
         """List one more label folder (one that a split's labels were found in under another name)."""
         if folder not in self.listed:
             self.roots += (str(folder) + os.sep,)
-            self.listed[folder], found = list_txt(folder) if folder.is_dir() else ([], set())
+            self.listed[folder], found = list_txt(folder) if folder.is_dir() else ([], {})
             self.files |= found
 
     def exists(self, p: str) -> bool:
@@ -193,8 +193,26 @@ def _label_file(img: str, folders: list[tuple[str, str]], files: _Files) -> str:
     return ultra
 
 
-def _rel(p: str, root: str) -> str:
-    return p[len(root) :] if p.startswith(root) else p
+def _label_files(imgs: list[str], folders: list[tuple[str, str]], files: _Files) -> list[str]:
+    """:func:`_label_file` of each image, the common case without a call per image: with one (images,
+    labels) folder pair, an image under the images folder whose name has a suffix and whose mirror label
+    file exists has that file; the rule decides the others."""
+    if len(folders) != 1 or folders[0][0] == folders[0][1]:
+        return [_label_file(img, folders, files) for img in imgs]
+    (img_dir, lbl_dir), n, sep, listed = folders[0], len(folders[0][0]), os.sep, files.files
+    # s[n:i]: the path below the images folder without its suffix (i: the name's last '.', as in suffix())
+    mirror = [
+        lbl_dir + s[n:i] + ".txt" if s.rfind(sep) + 1 < (i := s.rfind(".")) < len(s) - 1 else "" for s in imgs
+    ]
+    if not lbl_dir.startswith(files.roots):  # (a folder the walk did not list: ask the file system)
+        listed = {m: m for m in mirror if m and os.path.isfile(m)}
+    # the listing's own string for each file found (not a second copy per image)
+    return [
+        hit
+        if s.startswith(img_dir) and (hit := listed.get(m)) is not None
+        else _label_file(s, folders, files)
+        for s, m in zip(imgs, mirror)
+    ]
 
 
 def read_yolo_layout(
@@ -236,36 +254,50 @@ def read_yolo_layout(
             files.add(lbl)
     # One row per image: an image that several splits (or one list twice) name is read once, with the
     # label file its first split gives, and its split is the memberships joined with MEMBER_SEP.
-    images: list[Path] = []
+    images: list[str] = []
     split_of: list[str | None] = []
-    label_of, label_files, index = [], [], {}
-    row_of: dict[str, int] = {}  # normalised absolute path -> row
+    label_of: list[str] = []  # per image: its label file (that may not exist)
+    seen: dict[str, None] = {}  # normalised absolute paths of the images so far
     dot = os.sep + "."
     bounds: list[tuple[int, int]] = []  # per split: the rows of the images it names first
     for src in layout.splits:
-        pairs, first = pairs_of(src), len(images)
-        for img in src.images:
-            s = str(img)  # an absolute path without . or .. parts is its own key: normpath only for others
-            key = s if s[:1] == os.sep and dot not in s else os.path.normpath(os.path.abspath(s))
-            r = row_of.setdefault(key, len(images))
-            if r < len(images):  # named before: one image, its memberships joined
-                if src.name and split_of[r] and src.name not in split_of[r].split(MEMBER_SEP):
-                    split_of[r] = f"{split_of[r]}{MEMBER_SEP}{src.name}"
-                continue
-            images.append(img)
-            split_of.append(src.name)
-            lf = _label_file(s, pairs, files)
-            if files.exists(lf):
-                k = index.setdefault(lf, len(label_files))
-                if k == len(label_files):
-                    label_files.append(lf)
-            else:
-                k = -1
-            label_of.append((lf, k))
+        first = len(images)
+        # an absolute path without . or .. parts is its own key: normpath only for others
+        keys = [
+            s if s[:1] == os.sep and dot not in s else os.path.normpath(os.path.abspath(s))
+            for s in src.images
+        ]
+        new = dict.fromkeys(keys)
+        if len(new) == len(keys) and seen.keys().isdisjoint(new):  # (the common case) each image once
+            seen |= new
+            images += src.images
+            split_of += [src.name] * len(keys)
+        else:
+            row_of = {k: r for r, k in enumerate(seen)}
+            for img, key in zip(src.images, keys):
+                r = row_of.setdefault(key, len(images))
+                if r < len(images):  # named before: one image, its memberships joined
+                    if src.name and split_of[r] and src.name not in split_of[r].split(MEMBER_SEP):
+                        split_of[r] = f"{split_of[r]}{MEMBER_SEP}{src.name}"
+                    continue
+                images.append(img)
+                split_of.append(src.name)
+            seen = dict.fromkeys(row_of)
+        pairs = pairs_of(src)
+        label_of += _label_files(images[first:], pairs, files)
         bounds.append((first, len(images)))
+    del seen
+    # the label files that exist, each once, in the order of the images that have them
+    exists = np.array([files.exists(lf) for lf in label_of], dtype=bool)
+    label_files = list(dict.fromkeys(lf for lf, e in zip(label_of, exists.tolist()) if e))
+    if len(label_files) == np.count_nonzero(exists):  # (the common case) one image per label file
+        lab = np.where(exists, np.cumsum(exists) - 1, -1)
+    else:
+        index = {lf: k for k, lf in enumerate(label_files)}
+        lab = np.array([index[lf] if e else -1 for lf, e in zip(label_of, exists.tolist())], np.int64)
     sc = scan(
-        [str(p) for p in images],
-        np.array([k for _, k in label_of], dtype=np.int64),
+        images,
+        lab,
         label_files,
         nc,
         nc if nc is not None else MAX_YOLO_CLASSES,
@@ -283,7 +315,7 @@ def read_yolo_layout(
     noted[list(sc.notes)] = True
     keep = ~bad_img & ~(has & bad_file[lab])
     special = np.flatnonzero(~keep | ~has | noted[lab])  # the images with something to report
-    expected = {lf for lf, _ in label_of}  # every split's: a label folder two splits share has no orphans
+    expected = set(label_of)  # every split's: a label folder two splits share has no orphans
     scanned: set[Path] = set()  # label folders already searched for orphans (two splits, one folder)
     listed, n_label_files = 0, 0
     for src, (start, end), labels in zip(layout.splits, bounds, found, strict=True):
@@ -296,7 +328,7 @@ def read_yolo_layout(
         listed += len(src.images)
         n_label_files += int(np.count_nonzero(keep[start:end] & has[start:end]))
         for i in special[np.searchsorted(special, start) : np.searchsorted(special, end)].tolist():
-            img, (lf, k) = images[i], label_of[i]
+            img, lf, k = images[i], label_of[i], int(lab[i])
             if bad_img[i]:
                 code, what = sc.image_problem[i]
                 report(problem(img, None, what, code))
@@ -313,8 +345,8 @@ def read_yolo_layout(
             if lbl_dir == img_dir or lbl_dir in scanned or not lbl_dir.is_dir():
                 continue
             scanned.add(lbl_dir)
-            for lf in files.listed.get(lbl_dir, []):
-                if lf not in expected and os.path.basename(lf) not in NAME_FILES:
+            for lf in [lf for lf in files.listed.get(lbl_dir, []) if lf not in expected]:
+                if os.path.basename(lf) not in NAME_FILES:
                     n_label_files += 1
                     what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
                     report(problem(Path(lf), None, what, "label.orphan"))
@@ -322,7 +354,13 @@ def read_yolo_layout(
     kept_rows = np.flatnonzero(keep)
     img_cols = {
         "image_id": np.arange(1, len(kept_rows) + 1, dtype=np.int64),
-        "file_name": np.array([_rel(str(images[i]), root) for i in kept_rows.tolist()], dtype=object),
+        "file_name": np.array(
+            [
+                s[len(root) :] if s.startswith(root) else s
+                for s in map(images.__getitem__, kept_rows.tolist())
+            ],
+            dtype=object,
+        ),
         "width": sc.width[kept_rows].astype(np.float64),
         "height": sc.height[kept_rows].astype(np.float64),
     }
@@ -350,19 +388,19 @@ def read_yolo_layout(
 
 
 class LabelRecords:
-    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: an
-    array of the file names and two integer columns instead of a string per row."""
+    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: the
+    label files' paths (the list the reader had) and two integer columns instead of a string per row."""
 
-    def __init__(self, names: np.ndarray, file: np.ndarray, line: np.ndarray):
-        self.names, self.file, self.line = names, file, line
+    def __init__(self, paths: list[str], file: np.ndarray, line: np.ndarray):
+        self.paths, self.file, self.line = paths, file, line
 
     def __len__(self) -> int:
         return len(self.file)
 
     def __getitem__(self, i):
         if isinstance(i, (int, np.integer)):
-            return f"{self.names[self.file[i]]} line {int(self.line[i])}"
-        return LabelRecords(self.names, self.file[i], self.line[i])
+            return f"{os.path.basename(self.paths[self.file[i]])} line {int(self.line[i])}"
+        return LabelRecords(self.paths, self.file[i], self.line[i])
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -386,14 +424,17 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
     image_of = np.repeat(image_id, lengths)
     file_of = np.repeat(file_k.astype(np.int32), lengths)
     cls = sc.cls[take]
-    w = img_cols["width"][image_of - 1]
-    h = img_cols["height"][image_of - 1]
-    cx, cy, bw, bh = sc.box[take].T
-    bbox = np.stack(((cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h), axis=1).reshape(n, 4)
+    # cx cy w h -> x y w h in pixels, in the scan's own array (its rows are not used again): no copy
+    bbox = sc.box[take]
+    for c, size in ((0, img_cols["width"]), (1, img_cols["height"])):
+        per_box = np.repeat(size[image_id - 1], lengths)
+        bbox[:, c] -= bbox[:, c + 2] / 2
+        bbox[:, c] *= per_box
+        bbox[:, c + 2] *= per_box
+        del per_box
     names = layout.names
     ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
     cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
-    file_names = np.array([os.path.basename(f) for f in sc.label_files], dtype=object)
     has_split = any(s is not None for s in splits)
     return Dataset(
         **img_cols,
@@ -408,7 +449,7 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
         source=source,
         format="yolo",
         image_root=str(layout.root),
-        ann_record=LabelRecords(file_names, file_of, sc.line[take]),
+        ann_record=LabelRecords(sc.label_files, file_of, sc.line[take]),
         split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
         skipped=report.items,
         extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},

@@ -6,19 +6,22 @@ file takes this fast path only when every row is what nearly every label file ho
 left to the per-line reader
 (:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
 
-    bytes       only ``0-9 . + - e E``, space, tab, ``\\n`` and ``\\r`` before ``\\n`` (so lines are what
-                ``str.splitlines`` gives and fields what ``str.split`` gives; no BOM, no other text)
-    fields      0 or 5 per line (no polygon row, no wrong field count)
+    bytes       separators only space, tab, ``\n`` and ``\r`` before ``\n``; in a field only ``0-9 . + -``
+                (so lines are what ``str.splitlines`` gives and fields what ``str.split`` gives; no BOM,
+                no other text)
+    fields      0 or 5 per line (no polygon row, no wrong field count), each of at most 15 bytes
     class       1..6 decimal digits, below ``top`` (the class count, else 100,000)
-    coordinate  ``[+-]digits[.digits]`` with 1..15 digits: its value is ``m / 10**k`` for the integer
-                ``m`` of its digits and ``k`` digits after the point, both exact doubles, so the one
-                correctly rounded division equals ``float(token)``; within ``-tol..1+tol``
+    coordinate  ``[+-]digits[.digits]`` (a point anywhere, at least one digit): its value is
+                ``m / 10**k`` for the integer ``m`` of its digits and ``k`` digits after the point, both
+                exact doubles, so the one correctly rounded division equals ``float(token)``; within
+                ``-tol..1+tol``
     rows        no two rows of a file with the same class and box
 
-A batch's tokens are found from the white-space mask (a token starts where a byte that is not white space
-follows one that is), and each is read a byte column at a time: ``m = 10 m + digit`` for every token at
-once, ``W`` vector steps for tokens of up to ``W`` bytes. Memory is a few bytes per byte of the batch and
-some 40 per token while a batch is parsed, and 48 bytes per row kept (class, box, file, line).
+A batch's tokens are found from the separator mask (a token starts where a byte above 32 follows one
+that is not), their bytes copied into a (W, tokens) array, and read a byte column at a time:
+``m = 10 m + digit`` for every token at once, ``W`` contiguous vector steps for tokens of up to ``W``
+bytes. Memory is a few bytes per byte of the batch and some 60 per token while a batch is parsed, and 48
+bytes per row kept (class, box, file, line).
 """
 
 from __future__ import annotations
@@ -26,15 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-BATCH_BYTES = 8 << 20
-MAX_DIGITS = 15  # below 2**53: the mantissa is an exact double
-MAX_TOKEN = 18  # sign, 15 digits, point, one spare
-_WS = np.zeros(256, dtype=bool)
-_WS[[32, 9, 13]] = True
-_OK = np.zeros(256, dtype=bool)  # the bytes a fast-path file may hold
-_OK[[*b"0123456789.+-eE", 32, 9, 13, 10]] = True
-_POW10 = 10.0 ** np.arange(MAX_DIGITS + 1)
+BATCH_BYTES = 1 << 18
+MAX_TOKEN = 15  # bytes: at most 15 digits, so every sum below 10**15 < 2**53 is an exact double
+_WS = np.array([32, 9, 10, 13], dtype=np.uint8)  # the separators a fast-path file may hold
+_POW10 = 10.0 ** np.arange(MAX_TOKEN + 1)
 
 
 @dataclass
@@ -56,35 +56,33 @@ class LabelRows:
     slow: np.ndarray
 
 
-def _pieces(blobs: list[bytes], limit: int):
-    """(file index, first line number, bytes) pieces of at most about ``limit`` bytes, cut at line ends."""
-    for k, b in enumerate(blobs):
-        if len(b) <= limit:
-            yield k, 1, b
-            continue
-        start, line = 0, 1
-        while start < len(b):
-            end = b.find(b"\n", start + limit) + 1 if start + limit < len(b) else len(b)
-            end = end or len(b)
-            yield k, line, b[start:end]
-            line += b.count(b"\n", start, end)
-            start = end
-
-
 def _batches(blobs: list[bytes], limit: int):
-    batch, size = [], 0
-    for piece in _pieces(blobs, limit):
-        batch.append(piece)
-        size += len(piece[2]) + 1
-        if size >= limit:
-            yield batch
-            batch, size = [], 0
+    """Batches of (file index, first line number, start, end) pieces of about ``limit`` bytes (a file
+    larger than that cut at line ends), each an (n, 4) array, with the most rows it can hold: its lines."""
+    batch, size, lines = [], 0, 0
+    for k, b in enumerate(blobs):
+        start, line = 0, 1
+        while True:
+            end = len(b) if start + limit >= len(b) else (b.find(b"\n", start + limit) + 1 or len(b))
+            n = b.count(b"\n", start, end)
+            batch.append((k, line, start, end))
+            size += end - start + 1
+            lines += n + (1 if end > start and b[end - 1] != 10 else 0)
+            if size >= limit:
+                yield np.array(batch, dtype=np.int64), lines
+                batch, size, lines = [], 0, 0
+            line, start = line + n, end
+            if start >= len(b):
+                break
     if batch:
-        yield batch
+        yield np.array(batch, dtype=np.int64), lines
 
 
 def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BATCH_BYTES) -> LabelRows:
     """Parse the label files ``blobs`` (their bytes) on the fast path (module docstring).
+
+    Each batch writes its rows straight into arrays sized for one row per line (no copy to join them
+    unless some lines gave no row).
 
     Args:
         top: class indices must be below it.
@@ -96,123 +94,155 @@ def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BA
     from detkit.datasets.formats.yolo_scan import pmap
 
     batches = list(_batches(blobs, batch_bytes))
-    parts = [p for p in pmap(lambda bt: _parse_batch(bt, top, tol, slow), batches, chunk=1, threads=2) if p]
-    if not parts:
-        empty = np.zeros(0, np.int32)
-        return LabelRows(empty, empty, np.zeros(0, np.int64), np.zeros((0, 4)), slow)
-    file, line, cls, box = (np.concatenate(c) for c in zip(*parts))
-    del parts
-    _mark_duplicates(file, cls, box, slow)
-    keep = ~slow[file]
+    at = np.cumsum([0] + [lines for _, lines in batches])  # each batch's first row
+    total = int(at[-1])
+    out = LabelRows(
+        np.empty(total, np.int32),
+        np.empty(total, np.int32),
+        np.empty(total, np.int64),
+        np.empty((total, 4)),
+        slow,
+    )
+    mix = np.empty(total, np.uint64)
+    got = pmap(
+        lambda j, out=out, mix=mix: _parse_batch(blobs, batches[j][0], top, tol, out, mix, int(at[j])),
+        range(len(batches)),
+        1,
+        threads=2,
+    )
+    if sum(got) < total:  # lines without a row (blank, or in files that left): the rows, packed
+        take = np.concatenate([np.arange(a, a + n) for a, n in zip(at[:-1].tolist(), got)])
+        out, mix = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow), mix[take]
+    _mark_duplicates(out, mix)
+    del mix
+    keep = ~slow[out.file]
     if keep.all():  # (no copy)
-        return LabelRows(file, line, cls, box, slow)
-    return LabelRows(file[keep], line[keep], cls[keep], box[keep], slow)
+        return out
+    return LabelRows(out.file[keep], out.line[keep], out.cls[keep], out.box[keep], slow)
 
 
-def _mark_duplicates(file: np.ndarray, cls: np.ndarray, box: np.ndarray, slow: np.ndarray) -> None:
-    """Mark in ``slow`` the files with two rows of the same class and box (the per-line reader names them).
-
-    Rows are sorted by a 64-bit mix of (file, class, box bits) — ``+ 0.0`` makes ``-0.0`` and ``0.0`` one
-    value, as Python's ``==`` does — and neighbours with equal mixes are compared in full."""
+def _mix(file: np.ndarray, cls: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of each row's (file, class, box bits); ``+ 0.0`` makes ``-0.0`` and ``0.0`` one value,
+    as Python's ``==`` does."""
     bits = (box + 0.0).view(np.uint64)
-    h = file.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ cls.astype(np.uint64)
+    h = file.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ cls.astype(np.int64).astype(np.uint64)
     for k in range(4):
         h = (h ^ bits[:, k]) * np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
+    return h
+
+
+def _mark_duplicates(rows: LabelRows, mix: np.ndarray) -> None:
+    """Mark in ``rows.slow`` the files with two rows of the same class and box (the per-line reader names
+    them). ``mix``: :func:`_mix` of each row, sorted here in place; when two are alike, the rows are
+    sorted by it and neighbours with equal mixes compared in full."""
+    mix.sort()
+    if not (mix[1:] == mix[:-1]).any():  # (the common case: no two mixes alike)
+        return
+    file, cls, box = rows.file, rows.cls, rows.box
+    h = _mix(file, cls, box)
     order = np.argsort(h, kind="stable")
     hs = h[order]
     cand = np.flatnonzero(hs[1:] == hs[:-1])
-    if not cand.size:
-        return
     i, j = order[cand], order[cand + 1]
     same = (file[i] == file[j]) & (cls[i] == cls[j]) & np.all(box[i] == box[j], axis=1)
-    slow[file[i][same]] = True
+    rows.slow[file[i][same]] = True
 
 
-def _parse_batch(batch, top: int, tol: float, slow: np.ndarray):
-    """Rows of one batch of (file, first line, bytes) pieces; marks in ``slow`` the files that leave the
-    fast path. None when no row is left."""
-    files = np.array([k for k, _, _ in batch], dtype=np.int32)
-    first_line = np.array([ln for _, ln, _ in batch], dtype=np.int64)
-    lengths = np.array([len(b) for _, _, b in batch], dtype=np.int64)
-    buf = b"\n".join([b for _, _, b in batch]) + b"\n"
+def _parse_batch(
+    blobs: list[bytes], batch: np.ndarray, top: int, tol: float, out: LabelRows, mix: np.ndarray, at: int
+) -> int:
+    """Parse one batch of (file, first line, start, end) pieces of ``blobs`` into ``out`` (and their
+    :func:`_mix` into ``mix``) from row ``at``; marks in ``out.slow`` the files that leave the fast path.
+    Returns the number of rows written."""
+    slow = out.slow
+    files, first_line = batch[:, 0].astype(np.int32), batch[:, 1]
+    lengths = batch[:, 3] - batch[:, 2]
+    pieces = [
+        blobs[k] if e - s == len(blobs[k]) else memoryview(blobs[k])[s:e] for k, _, s, e in batch.tolist()
+    ]
+    # (a row of MAX_TOKEN bytes from every field's first byte must exist: spaces at the end)
+    buf = b"\n".join([*pieces, b" " * MAX_TOKEN])
     a = np.frombuffer(buf, dtype=np.uint8)
     starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))  # each piece's first byte
 
-    def piece_of(pos: np.ndarray) -> np.ndarray:
-        return np.searchsorted(starts, pos, side="right") - 1
+    def leave(pos: np.ndarray) -> None:  # the pieces holding these bytes leave the fast path
+        if pos.size:
+            slow[files[np.unique(np.searchsorted(starts, pos, side="right") - 1)]] = True
 
-    # bytes: a piece with any other byte, or a \r not before \n, leaves the fast path
-    bad = np.flatnonzero(~_OK[a])
+    # separators: space, tab, \n, and \r before \n only (any other byte <= 32 leaves)
+    sep = a <= 32
+    n_ws = sum(np.count_nonzero(a == c) for c in _WS)
+    if np.count_nonzero(sep) != n_ws:
+        leave(np.flatnonzero(sep & ~np.isin(a, _WS)))
     cr = np.flatnonzero(a == 13)
-    bad = np.concatenate((bad, cr[a[np.minimum(cr + 1, len(a) - 1)] != 10]))
-    if bad.size:
-        slow[files[np.unique(piece_of(bad))]] = True
-    nl = a == 10
-    sep = _WS[a] | nl
-    tok_start = np.flatnonzero(~sep & np.concatenate(([True], sep[:-1])))
-    tok_end = np.flatnonzero(sep & np.concatenate(([False], ~sep[:-1])))  # first separator after a token
+    leave(cr[a[cr + 1] != 10])
+    # tokens: a start where a separator is followed by another byte, an end at the next separator
+    edges = np.flatnonzero(np.diff((~sep).view(np.int8), prepend=np.int8(0)))
     del sep
-    nl_pos = np.flatnonzero(nl)
-    del nl
+    tok_start, tok_len = edges[0::2], edges[1::2] - edges[0::2]
+    nl_pos = np.flatnonzero(a == 10)
     tok_line = np.searchsorted(nl_pos, tok_start)  # index of the line (its \n) each token is on
     per_line = np.bincount(tok_line, minlength=len(nl_pos))
-    line_piece = piece_of(nl_pos)
-    odd = per_line[tok_line] != 5  # a token on a line of another field count
-    if odd.any():
-        slow[files[np.unique(line_piece[tok_line[odd]])]] = True
-    # tokens in pieces still on the fast path, on 5-field lines
-    keep = ~slow[files[line_piece[tok_line]]] & ~odd
-    tok_start, tok_end, tok_line = tok_start[keep], tok_end[keep], tok_line[keep]
+    line_piece = np.searchsorted(starts, nl_pos, side="right") - 1
+    # lines of another field count, and too long fields, send their pieces' files to the per-line reader
+    odd = np.flatnonzero((per_line != 5) & (per_line != 0))
+    long = np.flatnonzero(tok_len > MAX_TOKEN)
+    if odd.size or long.size:
+        slow[files[np.unique(line_piece[np.concatenate((odd, tok_line[long]))])]] = True
+    # the tokens of 5-field lines in pieces still on the fast path
+    keep = ((per_line == 5) & ~slow[files][line_piece])[tok_line]
+    if not keep.all():
+        tok_start, tok_len, tok_line = tok_start[keep], tok_len[keep], tok_line[keep]
     if not tok_start.size:
-        return None
-    values, ok, plain = _numbers(a, tok_start, tok_end)
-    field = np.arange(tok_start.size) % 5  # whole 5-token lines: field = position in the line
-    cls_tok = field == 0
-    cls_ok = ok & plain & (values < top) & (tok_end - tok_start <= 6)  # class: 1..6 digits only
-    coord_ok = ok & (values >= -tol) & (values <= 1 + tol)
-    good = np.where(cls_tok, cls_ok, coord_ok)
-    if not good.all():
-        slow[files[np.unique(line_piece[tok_line[~good]])]] = True
-    rows_line = tok_line[cls_tok]
+        return 0
+    values, ok, plain = (x.reshape(-1, 5) for x in _numbers(a, tok_start, tok_len))
+    # a row: class 1..6 digits below top, coordinates within -tol..1 + tol (one row per 5 tokens)
+    cls, box = values[:, 0], values[:, 1:]
+    good = ok[:, 0] & plain[:, 0] & (cls < top) & (tok_len[::5] <= 6)
+    good &= (ok[:, 1:] & (box >= -tol) & (box <= 1 + tol)).all(axis=1)
+    rows_line = tok_line[::5]
     piece = line_piece[rows_line]
+    if not good.all():
+        slow[files[np.unique(piece[~good])]] = True
     # 1-based line of each row: the piece's first line + lines before it in the piece
     piece_first_nl = np.searchsorted(nl_pos, starts)
     line = first_line[piece] + rows_line - piece_first_nl[piece]
-    v = values.reshape(-1, 5)
-    return files[piece], line.astype(np.int32), v[:, 0].astype(np.int64), v[:, 1:].copy()
+    rows = slice(at, at + len(values))
+    out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = files[piece], line, cls, box
+    mix[rows] = _mix(out.file[rows], out.cls[rows], out.box[rows])
+    return len(values)
 
 
-def _numbers(a: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per token ``[+-]digits[.digits]``: its value, whether it is one (with 1..MAX_DIGITS digits), and
-    whether it is digits alone (no sign, no point: what a class index may be). One vector step per byte
-    column; the mantissa is summed in float64, exact below 2**53."""
+def _numbers(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per token of ``length`` <= MAX_TOKEN bytes at ``start``: its value, whether it is
+    ``[+-]digits[.digits]`` (one point at most, anywhere; one digit at least), and whether it is digits
+    alone (what a class index may be).
+
+    The tokens' bytes are copied once into a (W, tokens) array, column j holding every token's byte j,
+    and read a column at a time, ``m = 10 m + digit`` (contiguous vector steps, no per-byte gather). ``m``
+    (below 10**15) and ``10**k`` (``k`` digits after the point) are exact doubles, so ``m / 10**k`` is
+    ``float(token)``: one correctly rounded division."""
+    width = int(length.max())
+    cols = np.ascontiguousarray(sliding_window_view(a, width)[start].T)
     n = start.size
-    length = (end - start).astype(np.int32)
-    ok = length <= MAX_TOKEN
-    mant = np.zeros(n)
-    digits = np.zeros(n, dtype=np.int32)
-    frac = np.zeros(n, dtype=np.int32)
-    dot = np.zeros(n, dtype=bool)
-    sign = np.zeros(n, dtype=bool)
-    neg = np.zeros(n, dtype=bool)
-    for j in range(int(min(MAX_TOKEN, length.max(initial=0)))):
-        inside = j < length
-        b = a[np.minimum(start + j, a.size - 1)]
+    signed = (cols[0] == 43) | (cols[0] == 45)
+    ok = np.ones(n, dtype=bool)
+    m = np.zeros(n)
+    frac = np.zeros(n, dtype=np.int8)  # digits after the point
+    digits = np.zeros(n, dtype=np.int8)
+    point = np.zeros(n, dtype=bool)  # a point seen
+    for j in range(width):
+        b = cols[j]
+        inside = length > j
         d = b - np.uint8(48)  # uint8: wraps past 9 for every byte that is not a digit
-        is_digit = inside & (d <= 9)
-        is_dot = inside & (b == 46)
-        if j == 0:
-            sign = (b == 43) | (b == 45)
-            neg = b == 45
-            ok &= is_digit | is_dot | sign
-        else:
-            ok &= ~inside | is_digit | (is_dot & ~dot)
-        frac += is_digit & dot
-        dot |= is_dot
-        mant = np.where(is_digit, mant * 10 + d, mant)
+        is_digit = (d <= 9) & inside
+        is_point = (b == 46) & inside
+        ok &= is_digit | (is_point & ~point) | ~inside | (signed if j == 0 else False)
+        frac += is_digit & point
+        point |= is_point
         digits += is_digit
-    ok &= (digits >= 1) & (digits <= MAX_DIGITS)
-    values = mant / _POW10[np.minimum(frac, MAX_DIGITS)]
-    values[neg] *= -1
-    return values, ok, ~dot & ~sign
+        m = np.where(is_digit, m * 10 + d, m)
+    values = m / _POW10[frac]
+    values[cols[0] == 45] *= -1
+    return values, ok & (digits > 0), ~point & ~signed
