@@ -151,7 +151,8 @@ def test_nothing_to_do_stop_after_and_more_epochs(tmp_path, capsys):
     before = (run / "last.pt").read_bytes()
     capsys.readouterr()
     assert L.resume(T, run) == {"status": "done", "epoch": 3, "rows": [2.5, 6.5, 10.5]}
-    assert "already trained 3 of 3 epochs; nothing to do (epochs=N with N > 3 goes on)" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "already trained 3 of 3 epochs; nothing to do (epochs=N with N > 3 goes on)" in said
     assert (run / "last.pt").read_bytes() == before
     assert L.resume(T, run, {"epochs": 4})["rows"] == [2.5, 6.5, 10.5, 14.5]
 
