@@ -157,7 +157,7 @@ def eval_cmd(
 def _eval_plots(gt, results: list[dict], out: Path) -> dict[str, str]:
     """The PR curves, F1-confidence curve and confusion matrix of ``coco eval`` (confusion at its
     defaults, conf 0.25 and IoU 0.45), drawn into ``out`` for the report; {name: file}."""
-    from detkit.evaluation import evaluate  # lazy: start-up time: only this command needs it
+    from detkit.evaluation.result import evaluate  # lazy: start-up time: only this command needs it
     from detkit.evaluation.plots import write_plots  # lazy: start-up time: only this command needs it
 
     try:
