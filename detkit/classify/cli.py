@@ -212,7 +212,7 @@ def export_(
     Example: detkit classify export runs/r18/best.pt classifier.onnx --dynamic
     """
     from detkit.classify.export import export  # lazy: start-up time: only this command needs it
-    from detkit.deploy.export import format_of  # lazy: start-up time: only this command needs it
+    from detkit.deploy.runtime import format_of  # lazy: start-up time: only this command needs it
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch)
     if json:

@@ -21,7 +21,7 @@ import numpy as np
 
 from detkit import __version__
 from detkit.classify.checkpoint import load_checkpoint
-from detkit.deploy.runtime import EXPORT_SCHEMA, Exported, load_onnx
+from detkit.deploy.runtime import EXPORT_SCHEMA, FORMATS, TORCHSCRIPT_SUFFIXES, Exported, load_onnx
 from detkit.errors import OptionError
 from detkit.io import sha256_file
 
@@ -41,15 +41,12 @@ def load_classifier(path: str | Path, device: str = "auto", threads: int | None 
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         return load_onnx(p, "classify", threads, device)
-    from detkit.deploy.export import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        TORCHSCRIPT_SUFFIXES,
+    from detkit.deploy.export import (  # lazy: torch: an ONNX model runs on onnxruntime alone
         load_torchscript,
         torch_runner,
         torch_threads,
-    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
-    from detkit.train.common import (
-        resolve_device,  # lazy: heavy (torch, PIL, cv2...): this module stays light
-    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
+    )
+    from detkit.train.common import resolve_device  # lazy: torch: an ONNX model runs on onnxruntime alone
 
     dev = resolve_device(device)
     n = torch_threads(threads, dev)
@@ -99,11 +96,11 @@ def deployable(weights: Path, batch: int | None, fmt: str):
     import torch
     from torch import nn
 
-    from detkit.classify.augment import normalize  # lazy: heavy (torch, PIL, cv2...): this module stays light
-    from detkit.classify.models import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
+    from detkit.classify.augment import normalize  # lazy: torch: an ONNX model runs on onnxruntime alone
+    from detkit.classify.models import (  # lazy: torch: an ONNX model runs on onnxruntime alone
         build_model,
         checkpoint_weights,
-    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
+    )
 
     class Deployable(nn.Module):
         def __init__(self, model: nn.Module, mean, std) -> None:
@@ -130,10 +127,7 @@ def export(
     :func:`detkit.yolo.export.export`; the same writer)."""
     import torch
 
-    from detkit.deploy.export import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        FORMATS,
-        write_export,
-    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
+    from detkit.deploy.export import write_export  # lazy: torch: an ONNX model runs on onnxruntime alone
 
     if fmt not in FORMATS:
         raise OptionError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")

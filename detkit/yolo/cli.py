@@ -290,7 +290,7 @@ def export_cmd(
 
     Example: detkit yolo export runs/y1/best.pt model.onnx && detkit yolo predict model.onnx photos/ --out p/
     """
-    from detkit.deploy.export import format_of  # lazy: start-up time: only this command needs it
+    from detkit.deploy.runtime import format_of  # lazy: start-up time: only this command needs it
     from detkit.yolo.export import export  # lazy: start-up time: only this command needs it
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch, img_size=img_size)
