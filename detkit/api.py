@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from detkit.classify.export import load_classifier
+from detkit.classify.checkpoint import load_classifier
 from detkit.deploy.runtime import Exported, check_image, letterbox, softmax
 from detkit.errors import DetkitError
 from detkit.yolo.predict import detect, input_size, load_detector
@@ -120,7 +120,7 @@ class Classifier:
     export of ``detkit classify export``; no files written.
 
     Args:
-        model: the loaded model (:func:`detkit.classify.export.load_classifier`).
+        model: the loaded model (:func:`detkit.classify.checkpoint.load_classifier`).
     """
 
     def __init__(self, model: Exported) -> None:

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from detkit.classify.config import LR_FIND_SKIPS, LrFindConfig, TrainConfig
-from detkit.classify.export import export
 from detkit.console import emit_json, info
 from detkit.deploy.runtime import format_of
 from detkit.errors import DetkitError
@@ -206,6 +205,10 @@ def export_(
 
     Example: detkit classify export runs/r18/best.pt classifier.onnx --dynamic
     """
+    from detkit.classify.export import (
+        export,  # lazy: torch: `detkit --help` and the other commands start without it
+    )
+
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch)
     if json:
         emit_json({"kind": "classify.export", **doc})

@@ -11,9 +11,8 @@ import torch
 
 from detkit.classify import data as D
 from detkit.classify.augment import DeviceLoader, normalize
-from detkit.classify.checkpoint import load_checkpoint
+from detkit.classify.checkpoint import load_checkpoint, load_classifier
 from detkit.classify.engine import accuracy_stats, predict
-from detkit.classify.export import load_classifier
 from detkit.classify.gradcam import check_cam_layer, grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
 from detkit.console import info, warn
