@@ -33,12 +33,8 @@ def train(ctx: typer.Context, values: dict) -> None:
     Continue an interrupted run exactly: detkit classify train --resume runs/r18. A folder that holds a run is
     refused (--resume continues it, --exist-ok starts over and deletes its files); one trainer owns a folder
     at a time (RUN/.detkit.lock names its pid)."""
-    from detkit.classify import (
-        train as T,  # lazy: torch: `detkit --help` and the other commands start without it
-    )
-    from detkit.train.common import (
-        is_main_process,  # lazy: torch: `detkit --help` and the other commands start without it
-    )
+    from detkit.classify import train as T  # lazy: torch, which --help and the other commands skip
+    from detkit.train.common import is_main_process  # lazy: torch, which --help and the other commands skip
 
     resume, exist_ok, as_json = values.pop("resume"), values.pop("exist_ok"), values.pop("json")
     run = resume or values["out"]
@@ -75,7 +71,7 @@ def lr_find(ctx: typer.Context, values: dict) -> None:
     """
     from dataclasses import fields
 
-    # lazy: torch: `detkit --help` and the other commands start without it
+    # lazy: torch, which --help and the other commands skip
     from detkit.classify.lrfind import lr_find as run_lr_find
 
     as_json = values.pop("json")
@@ -159,9 +155,7 @@ def eval_(
 
     An export runs too (no gallery): detkit classify eval classifier.onnx --out eval/ --subset all
     """
-    from detkit.classify.evaluate import (
-        evaluate_run,  # lazy: torch: `detkit --help` and the other commands start without it
-    )
+    from detkit.classify.evaluate import evaluate_run  # lazy: torch, which --help and the other commands skip
 
     result = evaluate_run(
         weights,
@@ -205,9 +199,7 @@ def export_(
 
     Example: detkit classify export runs/r18/best.pt classifier.onnx --dynamic
     """
-    from detkit.classify.export import (
-        export,  # lazy: torch: `detkit --help` and the other commands start without it
-    )
+    from detkit.classify.export import export  # lazy: torch, which --help and the other commands skip
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch)
     if json:

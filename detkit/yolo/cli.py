@@ -49,9 +49,7 @@ def train_cmd(ctx: typer.Context, values: dict) -> None:
     A folder that holds a run is refused (--resume continues it, --exist-ok starts over and deletes its
     files); one trainer owns a folder at a time (RUN/.detkit.lock names its pid).
     """
-    from detkit.yolo import (
-        train as T,  # lazy: torch: `detkit --help` and the other commands start without it
-    )
+    from detkit.yolo import train as T  # lazy: torch, which --help and the other commands skip
 
     resume, exist_ok = values.pop("resume"), values.pop("exist_ok")
     if resume:
@@ -280,9 +278,7 @@ def export_cmd(
 
     Example: detkit yolo export runs/y1/best.pt model.onnx && detkit yolo predict model.onnx photos/ --out p/
     """
-    from detkit.yolo.export import (
-        export,  # lazy: torch: `detkit --help` and the other commands start without it
-    )
+    from detkit.yolo.export import export  # lazy: torch, which --help and the other commands skip
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch, img_size=img_size)
     if json_out:
