@@ -9,7 +9,7 @@ import typer
 
 from detkit.classify.config import LR_FIND_SKIPS, LrFindConfig, TrainConfig
 from detkit.console import emit_json, info
-from detkit.deploy.runtime import format_of
+from detkit.deploy.formats import format_of
 from detkit.errors import DetkitError
 from detkit.train.harness import Diverged
 from detkit.train.options import config_command, given_options, run_folder_options

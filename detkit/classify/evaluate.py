@@ -17,7 +17,8 @@ from detkit.classify.gradcam import check_cam_layer, grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
 from detkit.console import info, warn
 from detkit.deploy.export import torch_threads
-from detkit.deploy.runtime import TORCHSCRIPT_SUFFIXES, Exported
+from detkit.deploy.formats import TORCHSCRIPT_SUFFIXES
+from detkit.deploy.runtime import Exported
 from detkit.errors import DetkitError, InputError, OptionError
 from detkit.io import atomic_path, check_out_folder
 from detkit.train.common import resolve_device

@@ -25,7 +25,8 @@ from detkit.classify.augment import normalize
 from detkit.classify.checkpoint import load_checkpoint
 from detkit.classify.models import build_model, checkpoint_weights
 from detkit.deploy.export import load_torchscript, torch_runner, torch_threads, write_export
-from detkit.deploy.runtime import EXPORT_SCHEMA, FORMATS, TORCHSCRIPT_SUFFIXES, Exported
+from detkit.deploy.formats import FORMATS, TORCHSCRIPT_SUFFIXES
+from detkit.deploy.runtime import EXPORT_SCHEMA, Exported
 from detkit.errors import OptionError
 from detkit.io import sha256_file
 from detkit.train.common import resolve_device

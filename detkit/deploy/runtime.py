@@ -29,15 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from detkit.errors import DetkitError, OptionError
+from detkit.errors import DetkitError
 from detkit.train.threads import thread_choice
 
 PAD_VALUE = 114  # grey letterbox border (neutral after normalisation)
 METADATA_KEY = "detkit"  # ONNX metadata_props key / TorchScript extra file "detkit.json"
 EXPORT_SCHEMA = 1
 ONNX_HINT = "pip install 'detkit[onnx]'"
-FORMATS = ("onnx", "torchscript")
-TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript", ".jit")
 
 
 # ---- letterbox: the one of training, eval, predict and every backend ----------------------------------
@@ -181,19 +179,6 @@ def inference_threads(threads: int | None) -> int:
 
 
 # ---- exported models --------------------------------------------------------------------------------
-def format_of(out: str | Path, fmt: str | None) -> str:
-    """``fmt`` when given, else the format OUT's suffix names (.onnx; .ts, .torchscript, .jit). A suffix
-    that names the other format is refused: the runtime picks the backend by the suffix, so a TorchScript
-    file named ``.onnx`` could not be run."""
-    suffix = Path(out).suffix.lower()
-    named = "onnx" if suffix == ".onnx" else "torchscript" if suffix in TORCHSCRIPT_SUFFIXES else None
-    if fmt is not None and named is not None and fmt != named:
-        raise OptionError("format", f"{fmt} contradicts {out}: the suffix {suffix} is for {named}")
-    if fmt is not None:
-        return fmt
-    if named is None:
-        raise OptionError("format", f"is needed: {out} ends neither in .onnx nor in .ts")
-    return named
 
 
 def read_metadata(path: Path, props: dict[str, str]) -> dict[str, Any]:

@@ -35,7 +35,8 @@ from detkit.deploy.export import (
     torch_threads,
     write_export,
 )
-from detkit.deploy.runtime import EXPORT_SCHEMA, FORMATS, PAD_VALUE, TORCHSCRIPT_SUFFIXES, Exported
+from detkit.deploy.formats import FORMATS, TORCHSCRIPT_SUFFIXES
+from detkit.deploy.runtime import EXPORT_SCHEMA, PAD_VALUE, Exported
 from detkit.errors import OptionError
 from detkit.io import sha256_file
 from detkit.train.common import resolve_device
