@@ -42,7 +42,11 @@ def run(root: Path, argv: list[str]) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(root)}
     t = time.perf_counter()
     p = subprocess.Popen(
-        [sys.executable, "-m", "detkit", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        [sys.executable, "-m", "detkit", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=root,  # `python -m` puts the working folder first on sys.path: it must be the tree itself
     )
     _, status, ru = os.wait4(p.pid, 0)
     if status != 0:
@@ -53,7 +57,7 @@ def run(root: Path, argv: list[str]) -> tuple[float, float]:
 def register(root: Path, group: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(root)}
     out = subprocess.run(
-        [sys.executable, "-c", REGISTER, group], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", REGISTER, group], capture_output=True, text=True, env=env, check=True, cwd=root
     )
     return float(out.stdout)
 
