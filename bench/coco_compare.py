@@ -7,7 +7,7 @@ reused from ``--cache``), B = A with every score multiplied by a random factor i
 different model). Wall and CPU (all threads) seconds, in this process (loading excluded, the same for
 every line):
 
-  evaluate            detkit.evaluation.evaluate (what plain `coco eval` computes), the baseline
+  evaluate            detkit.evaluation.result.evaluate (what plain `coco eval` computes), the baseline
   per_image           evaluate with per_image=True, minus the baseline        target <= 0.5 s
   suspects            find_suspects                                           target <= 1 s
   bootstrap           paired_bootstrap(A, B, samples): matches at 10 IoUs for both sets once, then the
@@ -39,9 +39,9 @@ def main() -> None:
     from coco_eval import generate
 
     from detkit.datasets.load import load_dataset
-    from detkit.evaluation import evaluate
     from detkit.evaluation.compare import paired_bootstrap
     from detkit.evaluation.predictions import load_predictions
+    from detkit.evaluation.result import evaluate
     from detkit.evaluation.suspects import find_suspects
 
     cache = Path(args.cache)

@@ -74,7 +74,7 @@ def _models(work: Path, width: float) -> dict[str, Path]:
 
 
 def _backends(paths: dict[str, Path], task: str, threads: int, gpu: bool) -> dict:
-    from detkit.classify.export import load_classifier
+    from detkit.classify.checkpoint import load_classifier
     from detkit.yolo.predict import load_detector
 
     load = load_detector if task == "det" else load_classifier

@@ -29,7 +29,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "class_table": ("detkit.datasets.stats", "class_table"),
     "kmeans_anchors": ("detkit.anchors.run", "kmeans_anchors"),
     "KMeansConfig": ("detkit.anchors.config", "KMeansConfig"),
-    "evaluate": ("detkit.evaluation", "evaluate"),
+    "evaluate": ("detkit.evaluation.result", "evaluate"),
     "Detector": ("detkit.api", "Detector"),
     "Classifier": ("detkit.api", "Classifier"),
     "DetkitError": ("detkit.errors", "DetkitError"),

@@ -24,8 +24,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from detkit.classify.checkpoint import load_classifier
 from detkit.deploy.runtime import Exported, check_image, letterbox, softmax
 from detkit.errors import DetkitError
+from detkit.yolo.predict import detect, input_size, load_detector
 
 __all__ = ["Classifier", "Detections", "Detector", "letterbox"]
 
@@ -63,8 +65,6 @@ class Detector:
             device: auto, cpu or cuda.
             threads: CPU threads (None: the trainers' policy).
         """
-        from detkit.yolo.predict import load_detector
-
         return cls(load_detector(path, device, threads))
 
     @property
@@ -106,8 +106,6 @@ class Detector:
             max_det: most detections returned.
             img_size: input side (default: the training side; a multiple of 32; an export keeps its own).
         """
-        from detkit.yolo.predict import detect, input_size
-
         img = check_image(image)
         size = input_size(self.model, img_size)
         if bgr:
@@ -122,7 +120,7 @@ class Classifier:
     export of ``detkit classify export``; no files written.
 
     Args:
-        model: the loaded model (:func:`detkit.classify.export.load_classifier`).
+        model: the loaded model (:func:`detkit.classify.checkpoint.load_classifier`).
     """
 
     def __init__(self, model: Exported) -> None:
@@ -140,8 +138,6 @@ class Classifier:
             device: auto, cpu or cuda.
             threads: CPU threads (None: the trainers' policy).
         """
-        from detkit.classify.export import load_classifier
-
         return cls(load_classifier(path, device, threads))
 
     @property

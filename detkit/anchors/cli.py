@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from detkit.anchors.config import KMeansConfig
+from detkit.anchors.run import run_anchors, text_tables
 from detkit.console import emit_json, info, progress, warn
 from detkit.console import out as stdout
 
@@ -89,8 +90,6 @@ def kmeans(
     Example: detkit anchors kmeans instances.json --k 1-10 --norm letterbox --plots anchors/ --out
         anchors.json
     """
-    from detkit.anchors.run import run_anchors  # lazy: start-up time: only this command needs it
-
     cfg = KMeansConfig(
         k=k,
         pick=pick,
@@ -116,8 +115,6 @@ def kmeans(
 
 def _print_result(res, path: Path, json_: bool, out: Path | None, plots: Path | None) -> None:
     """The tables (or the --json document) on stdout; dropped boxes, the pick and the files on stderr."""
-    from detkit.anchors.run import text_tables  # lazy: start-up time: only this command needs it
-
     if res.dropped:
         warn(
             f"{path}: dropped {res.dropped} of {res.dropped + len(res.wh)} boxes with zero, negative or "

@@ -1,5 +1,6 @@
 """Files of a classify run folder: metrics.csv, curves.png, checkpoints and the training summary.json
-(all rebuilt from last.pt through :class:`detkit.train.harness.Checkpoints`)."""
+(all rebuilt from last.pt through :class:`detkit.train.harness.Checkpoints`); loading a checkpoint, and the
+one loader of a classifier (checkpoint, TorchScript or ONNX: :func:`load_classifier`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detkit.deploy.runtime import Exported, load_onnx
+from detkit.errors import OptionError
 from detkit.io import atomic_write
 from detkit.train import harness as H
 from detkit.train.plots import Panel
@@ -85,6 +88,26 @@ def load_checkpoint(path: Path, need: tuple[str, ...] = EVAL_KEYS) -> dict:
         hint="; plain weights go in the weights option",
         flags={"the weights option": "--weights"},
     )
+
+
+def load_classifier(path: str | Path, device: str = "auto", threads: int | None = None) -> Exported:
+    """The one loader of a classifier, for ``classify eval`` and :class:`detkit.Classifier`: a classify
+    checkpoint (``best.pt`` / ``last.pt``), a TorchScript (``.ts``) or an ONNX export (on onnxruntime, torch
+    not imported), ready to give logits of uint8 (B, S, S, 3) RGB images (``Exported.run``).
+
+    Args:
+        path: the model file.
+        device: auto, cpu or cuda.
+        threads: CPU intra-op threads (None: the trainers' policy,
+            :func:`detkit.deploy.runtime.inference_threads`).
+    """
+    if threads is not None and threads < 1:
+        raise OptionError("threads", f"must be at least 1, got {threads}")
+    if Path(path).suffix.lower() == ".onnx":
+        return load_onnx(path, "classify", threads, device)
+    from detkit.classify.export import load_torch  # lazy: torch: an ONNX model runs on onnxruntime alone
+
+    return load_torch(Path(path), device, threads)
 
 
 def best_state(state: dict) -> dict:

@@ -7,8 +7,12 @@ from typing import Annotated
 
 import typer
 
+from detkit.classify.config import LR_FIND_SKIPS, LrFindConfig, TrainConfig
 from detkit.console import emit_json, info
+from detkit.deploy.formats import format_of
 from detkit.errors import DetkitError
+from detkit.train.harness import Diverged
+from detkit.train.options import config_command, given_options, run_folder_options
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -29,10 +33,8 @@ def train(ctx: typer.Context, values: dict) -> None:
     Continue an interrupted run exactly: detkit classify train --resume runs/r18. A folder that holds a run is
     refused (--resume continues it, --exist-ok starts over and deletes its files); one trainer owns a folder
     at a time (RUN/.detkit.lock names its pid)."""
-    from detkit.classify import train as T  # lazy: start-up time: only this command needs it
-    from detkit.train.common import is_main_process  # lazy: start-up time: only this command needs it
-    from detkit.train.harness import Diverged  # lazy: start-up time: only this command needs it
-    from detkit.train.options import given_options  # lazy: start-up time: only this command needs it
+    from detkit.classify import train as T  # lazy: torch, which --help and the other commands skip
+    from detkit.train.common import is_main_process  # lazy: torch, which --help and the other commands skip
 
     resume, exist_ok, as_json = values.pop("resume"), values.pop("exist_ok"), values.pop("json")
     run = resume or values["out"]
@@ -69,13 +71,8 @@ def lr_find(ctx: typer.Context, values: dict) -> None:
     """
     from dataclasses import fields
 
-    from detkit.classify.config import (  # lazy: start-up time: only this command needs it
-        LrFindConfig,
-        TrainConfig,
-    )
-    from detkit.classify.lrfind import (
-        lr_find as run_lr_find,  # lazy: start-up time: only this command needs it
-    )
+    # lazy: torch, which --help and the other commands skip
+    from detkit.classify.lrfind import lr_find as run_lr_find
 
     as_json = values.pop("json")
     if values["data"] is None or values["out"] is None:
@@ -88,15 +85,6 @@ def lr_find(ctx: typer.Context, values: dict) -> None:
 
 def _register() -> None:
     # both commands' options are the config fields (help, default, check declared there once)
-    from detkit.classify.config import (  # lazy: start-up time: only this command needs it
-        LR_FIND_SKIPS,
-        LrFindConfig,
-        TrainConfig,
-    )
-    from detkit.train.options import (  # lazy: start-up time: only this command needs it
-        config_command,
-        run_folder_options,
-    )
 
     config_command(app, "train", [TrainConfig], extra=[*run_folder_options(), _json_option("result")])(train)
     config_command(
@@ -167,7 +155,7 @@ def eval_(
 
     An export runs too (no gallery): detkit classify eval classifier.onnx --out eval/ --subset all
     """
-    from detkit.classify.evaluate import evaluate_run  # lazy: start-up time: only this command needs it
+    from detkit.classify.evaluate import evaluate_run  # lazy: torch, which --help and the other commands skip
 
     result = evaluate_run(
         weights,
@@ -211,8 +199,7 @@ def export_(
 
     Example: detkit classify export runs/r18/best.pt classifier.onnx --dynamic
     """
-    from detkit.classify.export import export  # lazy: start-up time: only this command needs it
-    from detkit.deploy.export import format_of  # lazy: start-up time: only this command needs it
+    from detkit.classify.export import export  # lazy: torch, which --help and the other commands skip
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch)
     if json:

@@ -13,7 +13,7 @@ from detkit.train import options as O
 
 def _one_of(name: str) -> O.Check:
     def names() -> tuple[str, ...]:
-        from detkit.classify import models  # lazy: heavy (torch, PIL, cv2...): this module stays light
+        from detkit.classify import models  # lazy: torch: the CLI builds its options from this module
 
         return tuple(getattr(models, name))
 

@@ -11,13 +11,13 @@ import torch
 
 from detkit.classify import data as D
 from detkit.classify.augment import DeviceLoader, normalize
-from detkit.classify.checkpoint import load_checkpoint
+from detkit.classify.checkpoint import load_checkpoint, load_classifier
 from detkit.classify.engine import accuracy_stats, predict
-from detkit.classify.export import load_classifier
 from detkit.classify.gradcam import check_cam_layer, grad_cam, overlay
 from detkit.classify.models import build_model, checkpoint_weights
 from detkit.console import info, warn
-from detkit.deploy.export import TORCHSCRIPT_SUFFIXES, torch_threads
+from detkit.deploy.export import torch_threads
+from detkit.deploy.formats import TORCHSCRIPT_SUFFIXES
 from detkit.deploy.runtime import Exported
 from detkit.errors import DetkitError, InputError, OptionError
 from detkit.io import atomic_path, check_out_folder

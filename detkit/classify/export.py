@@ -1,6 +1,6 @@
 """A trained classifier out of detkit: ``detkit classify export CKPT OUT --format onnx|torchscript``, and the
-one loader of a classifier (checkpoint, TorchScript or ONNX) for ``classify eval`` and
-:class:`detkit.Classifier`.
+torch side of the one loader of a classifier (:func:`detkit.classify.checkpoint.load_classifier`, which
+runs an ONNX file on onnxruntime without importing this module).
 
 What is exported is the network with its input normalisation,
 
@@ -9,7 +9,6 @@ What is exported is the network with its input normalisation,
 (:func:`detkit.classify.augment.normalize`, the one of training, traced into the graph), so a user feeds
 images resized to S (bilinear) and takes a softmax; the class folders (wnids), their names, S, mean and std,
 the detkit version and the checkpoint's sha256 travel in the file's metadata (:func:`classifier_metadata`).
-This module imports torch only for checkpoints and TorchScript: an ONNX file runs on onnxruntime alone.
 """
 
 from __future__ import annotations
@@ -18,39 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from detkit import __version__
+from detkit.classify.augment import normalize
 from detkit.classify.checkpoint import load_checkpoint
-from detkit.deploy.runtime import EXPORT_SCHEMA, Exported, load_onnx
+from detkit.classify.models import build_model, checkpoint_weights
+from detkit.deploy.export import load_torchscript, torch_runner, torch_threads, write_export
+from detkit.deploy.formats import FORMATS, TORCHSCRIPT_SUFFIXES
+from detkit.deploy.runtime import EXPORT_SCHEMA, Exported
 from detkit.errors import OptionError
 from detkit.io import sha256_file
+from detkit.train.common import resolve_device
 
 
-def load_classifier(path: str | Path, device: str = "auto", threads: int | None = None) -> Exported:
-    """A classify checkpoint (``best.pt`` / ``last.pt``), a TorchScript (``.ts``) or an ONNX export, ready
-    to give logits of uint8 (B, S, S, 3) RGB images (``Exported.run``).
-
-    Args:
-        path: the model file.
-        device: auto, cpu or cuda.
-        threads: CPU intra-op threads (None: the trainers' policy,
-            :func:`detkit.deploy.runtime.inference_threads`).
-    """
-    if threads is not None and threads < 1:
-        raise OptionError("threads", f"must be at least 1, got {threads}")
+def load_torch(path: Path, device: str = "auto", threads: int | None = None) -> Exported:
+    """A classify checkpoint (``best.pt`` / ``last.pt``) or a TorchScript (``.ts``) on torch, ready to give
+    logits of uint8 (B, S, S, 3) RGB images (``Exported.run``); arguments as
+    :func:`detkit.classify.checkpoint.load_classifier`."""
     p = Path(path)
-    if p.suffix.lower() == ".onnx":
-        return load_onnx(p, "classify", threads, device)
-    from detkit.deploy.export import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        TORCHSCRIPT_SUFFIXES,
-        load_torchscript,
-        torch_runner,
-        torch_threads,
-    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
-    from detkit.train.common import (
-        resolve_device,  # lazy: heavy (torch, PIL, cv2...): this module stays light
-    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
-
     dev = resolve_device(device)
     n = torch_threads(threads, dev)
     if p.suffix.lower() in TORCHSCRIPT_SUFFIXES:
@@ -62,8 +48,6 @@ def load_classifier(path: str | Path, device: str = "auto", threads: int | None 
 
 def classifier_metadata(ckpt: dict[str, Any], path: Path, batch: int | None, fmt: str) -> dict[str, Any]:
     """What inference needs, stored in an export (and built the same way for a checkpoint)."""
-    import torch
-
     cfg = ckpt["config"]
     s = int(cfg["img_size"])
     return {
@@ -96,14 +80,6 @@ def classifier_metadata(ckpt: dict[str, Any], path: Path, batch: int | None, fmt
 
 def deployable(weights: Path, batch: int | None, fmt: str):
     """(module uint8 (B, S, S, 3) -> logits, metadata) of a checkpoint, EMA weights, eval mode."""
-    import torch
-    from torch import nn
-
-    from detkit.classify.augment import normalize  # lazy: heavy (torch, PIL, cv2...): this module stays light
-    from detkit.classify.models import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        build_model,
-        checkpoint_weights,
-    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
 
     class Deployable(nn.Module):
         def __init__(self, model: nn.Module, mean, std) -> None:
@@ -128,13 +104,6 @@ def export(
 ) -> dict[str, Any]:
     """Write the classifier of ``weights`` to ``out`` (atomically) and check it against PyTorch (see
     :func:`detkit.yolo.export.export`; the same writer)."""
-    import torch
-
-    from detkit.deploy.export import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        FORMATS,
-        write_export,
-    )  # lazy: heavy (torch, PIL, cv2...): this module stays light
-
     if fmt not in FORMATS:
         raise OptionError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if batch < 1:

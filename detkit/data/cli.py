@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from detkit.console import emit_json, info
+from detkit.data.synth import write_detection_set
+from detkit.data.synth_classify import write_classify_set
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -39,8 +41,6 @@ def synth(
     Example: detkit data synth out/shapes --task detect --images 64 --size 128 --seed 0
     """
     if task == Task.detect:
-        from detkit.data.synth import write_detection_set  # lazy: start-up time: only this command needs it
-
         path = write_detection_set(out, images=images, size=size, seed=seed, max_objects=max_objects)
         result = {
             "task": "detect",
@@ -49,10 +49,6 @@ def synth(
             "num_images": images,
         }
     else:
-        from detkit.data.synth_classify import (
-            write_classify_set,  # lazy: start-up time: only this command needs it
-        )  # lazy: start-up time: only this command needs it
-
         root = write_classify_set(out, classes=classes, per_class=per_class, seed=seed)
         result = {"task": "classify", "root": str(root), "classes": classes, "per_class": per_class}
     if json:

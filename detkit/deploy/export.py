@@ -17,30 +17,13 @@ import torch
 from torch import nn
 
 from detkit.deploy.runtime import METADATA_KEY, ONNX_HINT, check_task, read_metadata
-from detkit.errors import DetkitError, OptionError
+from detkit.errors import DetkitError
 from detkit.io import atomic_write
 from detkit.train.threads import apply_thread_policy
 
-FORMATS = ("onnx", "torchscript")
 OPSET = 17
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}
-TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript", ".jit")
 PARITY_TOL = 1e-4  # fp32 CPU: largest |ONNX - PyTorch| accepted on the check after export
-
-
-def format_of(out: str | Path, fmt: str | None) -> str:
-    """``fmt`` when given, else the format OUT's suffix names (.onnx; .ts, .torchscript, .jit). A suffix
-    that names the other format is refused: the runtime picks the backend by the suffix, so a TorchScript
-    file named ``.onnx`` could not be run."""
-    suffix = Path(out).suffix.lower()
-    named = "onnx" if suffix == ".onnx" else "torchscript" if suffix in TORCHSCRIPT_SUFFIXES else None
-    if fmt is not None and named is not None and fmt != named:
-        raise OptionError("format", f"{fmt} contradicts {out}: the suffix {suffix} is for {named}")
-    if fmt is not None:
-        return fmt
-    if named is None:
-        raise OptionError("format", f"is needed: {out} ends neither in .onnx nor in .ts")
-    return named
 
 
 def as_tensor(a: np.ndarray) -> torch.Tensor:

@@ -6,8 +6,3 @@ calibration, anchor coverage), confusion, per_image (errors per image, the worst
 (``evaluate``), plots; suspects (``coco suspects``: label-error suspects) and compare (``coco compare``:
 the paired bootstrap) on top.
 """
-
-from detkit.evaluation.predictions import Predictions, load_predictions
-from detkit.evaluation.result import EvalConfig, EvalResult, evaluate, load_and_evaluate
-
-__all__ = ["EvalConfig", "EvalResult", "Predictions", "evaluate", "load_and_evaluate", "load_predictions"]

@@ -1,7 +1,7 @@
 """`detkit coco eval GT PRED`: score any detector's predictions as pycocotools does, and say why it misses.
 
 Registered on :data:`detkit.datasets.cli.common.app` (:mod:`detkit.cli` imports it with the group). Parses,
-calls :func:`detkit.evaluation.load_and_evaluate`, prints; no torch is imported."""
+calls :func:`detkit.evaluation.result.load_and_evaluate`, prints; no torch is imported."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ import typer
 from detkit.console import emit_json, esc, info, out, warn
 from detkit.datasets.cli.common import FormatOpt, JsonOpt, OutOpt, SplitOpt, app, busy, table
 from detkit.errors import DetkitError
+from detkit.evaluation.compare import drops, paired_bootstrap, parse_fail_if_drop
+from detkit.evaluation.engine import STAT_NAMES
+from detkit.evaluation.per_image import draw_worst, write_per_image
+from detkit.evaluation.plots import write_plots
+from detkit.evaluation.result import ALIASES, load_and_evaluate, load_checked, usable_gt
+from detkit.evaluation.suspects import draw_suspects, find_suspects
 from detkit.io import check_out_folder
+from detkit.train.runs import record_run, write_summary
 
 
 class Backend(str, Enum):
@@ -31,9 +38,6 @@ class PredFmt(str, Enum):
 
 def parse_fail_under(text: str | None) -> dict[str, float]:
     """``mAP50=0.6,mAP=0.4`` -> {"mAP50": 0.6, "mAP": 0.4}; a bad item is a usage error (exit 2)."""
-    from detkit.evaluation.engine import STAT_NAMES  # lazy: start-up time: only this command needs it
-    from detkit.evaluation.result import ALIASES  # lazy: start-up time: only this command needs it
-
     known = (*ALIASES, *STAT_NAMES, "F1")
     out_: dict[str, float] = {}
     for item in (text or "").split(","):
@@ -176,8 +180,6 @@ def eval_(
 
     Which images: detkit coco eval GT PRED --per-image errors.csv --worst 16 --draw worst/
     """
-    from detkit.evaluation import load_and_evaluate  # lazy: start-up time: only this command needs it
-
     thresholds = parse_fail_under(fail_under)
     if out_dir is not None:
         check_out_folder(out_dir)
@@ -240,16 +242,12 @@ def eval_(
 
 def _write_per_image(res: Any, gt: Any, path: Path | None, n: int, draw: Path | None, doc: dict) -> None:
     """The per-image table (``--per-image``) and the worst images drawn (``--draw``)."""
-    from detkit.evaluation.per_image import write_per_image  # lazy: start-up time: only this command needs it
-
     if res.per_image is None:
         return
     if path is not None:
         write_per_image(path, res.per_image["rows"])
         info(f"wrote {len(res.per_image['rows']):,} images' errors to {path}")
     if draw is not None:
-        from detkit.evaluation.per_image import draw_worst  # lazy: start-up time: only this command needs it
-
         drawn = draw_worst(gt, res.preds, res.per_image, n, draw)
         doc["per_image"]["drawn"] = {"folder": str(draw), "images": [d["jpeg"] for d in drawn]}
         info(f"drew the {len(drawn)} worst images in {draw} (contact_sheet.png)")
@@ -261,8 +259,6 @@ def _write_outputs(
     """The plots (into ``plot_dir``) and the run folder's summary (into ``out_dir``), each when named."""
     written = {}
     if plot_dir is not None:
-        from detkit.evaluation.plots import write_plots  # lazy: start-up time: only this command needs it
-
         written = write_plots(doc, plot_dir)
         info(f"wrote {len(written)} plots to {plot_dir}")
     if out_dir is not None:
@@ -272,8 +268,6 @@ def _write_outputs(
 def _write_summary(
     out_dir: Path, doc: dict, written: dict, plot_dir: Path, gt_path: Path, pred_path: Path
 ) -> None:
-    from detkit.train.runs import record_run, write_summary  # lazy: start-up time: only this command needs it
-
     config = {k: doc.get(k) for k in ("gt", "predictions", "backend")} | {
         "fail_under": doc["fail_under"]["thresholds"]
     }
@@ -501,15 +495,6 @@ def suspects(
 
     Example: detkit coco suspects data/val.json runs/eval/predictions.json --top 20 --draw suspects/
     """
-    from detkit.evaluation.result import (  # lazy: start-up time: only this command needs it
-        load_checked,
-        usable_gt,
-    )
-    from detkit.evaluation.suspects import (  # lazy: start-up time: only this command needs it
-        draw_suspects,
-        find_suspects,
-    )
-
     if draw is not None:
         check_out_folder(draw)
     with busy(f"finding label-error suspects in {gt_path}"):
@@ -600,16 +585,6 @@ def compare(
     Example: detkit coco compare val.json runs/a/predictions.json runs/b/predictions.json --fail-if-drop
         AP=0.01
     """
-    from detkit.evaluation.compare import (  # lazy: start-up time: only this command needs it
-        drops,
-        paired_bootstrap,
-        parse_fail_if_drop,
-    )
-    from detkit.evaluation.result import (  # lazy: start-up time: only this command needs it
-        load_checked,
-        usable_gt,
-    )
-
     thresholds = parse_fail_if_drop(fail_if_drop)
     fmt, pfmt = format.value if format else None, pred_format.value if pred_format else None
     with busy(f"comparing {a_path} and {b_path}"):

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from detkit.console import emit_json, info
+from detkit.report.render import write_report
 
 # `detkit report DIR... -o FILE` is a single command, so the sub-app's callback is the command itself;
 # interspersed args let `-o` come after the folders.
@@ -37,8 +38,6 @@ def report(
 
     Example: detkit report runs/ -o report.html
     """
-    from detkit.report.render import write_report  # lazy: start-up time: only this command needs it
-
     result = write_report(dirs, output, title=title)
     if json:
         emit_json(result)

@@ -21,6 +21,7 @@ from detkit.train.plots import plot_curves as draw
 from detkit.train.runs import write_summary
 from detkit.yolo.data import ClassMap
 from detkit.yolo.engine import LOSS_PARTS
+from detkit.yolo.model import YoloConfig, YOLOv2
 
 CSV_COLUMNS = (
     "epoch",
@@ -38,11 +39,6 @@ RUN_FILES = ("run.json", "config.json", "metrics.csv", "last.pt", "best.pt", "cu
 
 def model_from_checkpoint(ckpt: dict[str, Any], ema: bool = True):
     """(model in eval mode, class map, img_size) from a checkpoint; EMA weights when present."""
-    from detkit.yolo.model import (  # lazy: heavy (torch, PIL, cv2...): this module stays light
-        YoloConfig,
-        YOLOv2,
-    )
-
     model = YOLOv2(YoloConfig.from_dict(ckpt["model_config"]))
     sd = ckpt["ema"]["module"] if ema and ckpt.get("ema") else ckpt["model"]
     model.load_state_dict(sd)

@@ -30,13 +30,12 @@ from torch import nn
 
 from detkit import __version__
 from detkit.deploy.export import (
-    FORMATS,
-    TORCHSCRIPT_SUFFIXES,
     load_torchscript,
     torch_runner,
     torch_threads,
     write_export,
 )
+from detkit.deploy.formats import FORMATS, TORCHSCRIPT_SUFFIXES
 from detkit.deploy.runtime import EXPORT_SCHEMA, PAD_VALUE, Exported
 from detkit.errors import OptionError
 from detkit.io import sha256_file

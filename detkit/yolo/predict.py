@@ -31,10 +31,16 @@ from typing import Any
 import numpy as np
 
 from detkit.console import info, progress, progress_enabled, warn
+from detkit.datasets.formats.layouts import IMAGE_EXTS
+from detkit.datasets.load import declared_splits, load_dataset, warn_skipped
+from detkit.datasets.ops.draw import draw_detection
+from detkit.datasets.paths import source_path
 from detkit.deploy.runtime import Exported, letterbox, load_onnx, postprocess, unletterbox
 from detkit.errors import DetkitError, OptionError
-from detkit.io import atomic_write, write_json
+from detkit.io import atomic_path, atomic_write, write_json
+from detkit.train.runs import write_summary
 from detkit.yolo.config import check_img_size
+from detkit.yolo.splits import has_split, load_split
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
 DATA_EXTS = (".yaml", ".yml")
@@ -54,7 +60,7 @@ def load_detector(path: str | Path, device: str = "auto", threads: int | None = 
         raise OptionError("threads", f"must be at least 1, got {threads}")
     if Path(path).suffix.lower() == ".onnx":
         return load_onnx(path, "detect", threads, device)
-    from detkit.yolo.export import load_torch
+    from detkit.yolo.export import load_torch  # lazy: torch: an ONNX model runs on onnxruntime alone
 
     return load_torch(path, device, threads)
 
@@ -130,13 +136,11 @@ def run_eval(
         (metrics: mAP, mAP50, mAP75, per_class, detections, images, images_per_s; COCO results rows; the
         ground truth scored, a :class:`detkit.datasets.model.Dataset`).
     """
-    from detkit.yolo.data import ClassMap, DetectionDataset, build_loader
-    from detkit.yolo.engine import coco_eval
-    from detkit.yolo.splits import has_split, load_split
+    # lazy: torch (the data loader); the rest of this module runs an ONNX model without it
+    from detkit.yolo.data import ClassMap, DetectionDataset, build_loader  # lazy: torch, as above
+    from detkit.yolo.engine import coco_eval  # lazy: torch, as above
 
     if split is not None and list_file is None and not has_split(data, split):
-        from detkit.datasets.load import declared_splits
-
         have = declared_splits(data)
         raise DetkitError(f"{data}: declares no split {split!r} (it has: {', '.join(have) or 'none'})")
     model = load_detector(weights, device, threads)
@@ -188,12 +192,11 @@ def run_eval(
 
 
 def _eval_map(model_map, ds):
-    """A class map covering every category of ``ds`` (targets are not used in evaluation, only decoding)."""
-    from detkit.yolo.data import ClassMap
-
+    """A class map (of ``model_map``'s type, :class:`detkit.yolo.data.ClassMap`) covering every category of
+    ``ds`` (targets are not used in evaluation, only decoding)."""
     extra = [int(c) for c in ds.cat_id if int(c) not in model_map.cat_ids]
     names = ds.category_names()
-    return ClassMap(model_map.cat_ids + extra, model_map.names + [names[c] for c in extra])
+    return type(model_map)(model_map.cat_ids + extra, model_map.names + [names[c] for c in extra])
 
 
 def _coco_rows(image_id: int, det, cat_ids: list[int]) -> list[dict[str, Any]]:
@@ -230,8 +233,6 @@ def expand_sources(paths: list[str | Path], split: str | None = None) -> list[So
     globs (``'photos/*.jpg'``, quoted so the shell leaves them); ``.txt`` files listing images one per line
     (relative to the list's folder); a data.yaml (or, with ``split``, any source that declares splits):
     the images of ``split`` (default ``val``) with their data set ids."""
-    from detkit.datasets.formats.layouts import IMAGE_EXTS
-
     media = (*IMAGE_EXTS, *VIDEO_EXTS)
     out: list[Source] = []
 
@@ -274,9 +275,6 @@ def expand_sources(paths: list[str | Path], split: str | None = None) -> list[So
 
 
 def _split_sources(path: Path, split: str) -> list[Source]:
-    from detkit.datasets.load import declared_splits, load_dataset, warn_skipped
-    from detkit.datasets.paths import source_path
-
     have = declared_splits(path)
     if split not in have:
         raise DetkitError(f"{path}: declares no split {split!r} (it has: {', '.join(have) or 'none'})")
@@ -406,8 +404,6 @@ def _txt(det, w0: int, h0: int, rank: list[int]) -> str:
 
 
 def _draw_all(bgr: np.ndarray, det, names: list[str], rank: list[int]) -> None:
-    from detkit.datasets.ops.draw import draw_detection
-
     boxes, scores, labels = det
     for (x0, y0, x1, y1), s, k in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
         draw_detection(bgr, [x0, y0, x1 - x0, y1 - y0], f"{names[int(k)]} {s:.2f}", rank[int(k)])
@@ -603,11 +599,6 @@ def write_gallery(pred_dir: Path, gt_json: Path, out: Path, side: int = 256) -> 
     import json
 
     import cv2
-
-    from detkit.datasets.load import load_dataset
-    from detkit.datasets.ops.draw import draw_detection
-    from detkit.io import atomic_path
-    from detkit.train.runs import write_summary
 
     doc = json.loads((pred_dir / "detections.json").read_text())
     gt = load_dataset(gt_json)

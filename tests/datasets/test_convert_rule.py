@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from detkit.datasets.ops.convert import OUTPUT_RULE
+from detkit.datasets.formats.write import OUTPUT_RULE
 from tests.datasets.test_layouts import ultralytics_set
 
 

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from detkit.datasets.checks.validate import validate_path
+from detkit.datasets.formats.write import _check_inside
 from detkit.datasets.load import load_dataset
 from detkit.datasets.model import default_image_root
-from detkit.datasets.ops.convert import _check_inside, class_indexes, convert
+from detkit.datasets.ops.convert import class_indexes, convert
 from detkit.datasets.paths import inside, name_problem, safe_relative
 from detkit.errors import DetkitError
 from detkit.io import remove_leftovers

@@ -303,12 +303,12 @@ def test_permission_denied_is_one_line(cli, tmp_path, monkeypatch):
 
 
 def test_an_oserror_escaping_a_command_is_one_line(cli, tmp_path, monkeypatch):
-    from detkit.datasets import stats
+    from detkit.datasets.cli import inspect
 
     def boom(ds):
         raise PermissionError(13, "Permission denied", "/root/out.png")
 
-    monkeypatch.setattr(stats, "inspect_dataset", boom)
+    monkeypatch.setattr(inspect, "inspect_dataset", boom)
     p = tmp_path / "x.json"
     p.write_text(TEXT)
     code, _, err = cli("coco", "inspect", p)

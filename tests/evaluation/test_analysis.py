@@ -9,8 +9,8 @@ import pytest
 
 from detkit.datasets.model import make_dataset
 from detkit.errors import InputError
-from detkit.evaluation import evaluate
 from detkit.evaluation.analysis import CONF_GRID, load_slices
+from detkit.evaluation.result import evaluate
 from tests.evaluation.cases import gt_with_crowd, preds
 
 GT = make_dataset(

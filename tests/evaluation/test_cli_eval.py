@@ -103,7 +103,7 @@ def test_out_plots_slices_anchors(cli, files, tmp_path):
 
 
 def test_slice_equals_evaluating_its_images_alone():
-    from detkit.evaluation import evaluate
+    from detkit.evaluation.result import evaluate
 
     gt, p = random_case(8)
     ids = gt.image_id[:25]

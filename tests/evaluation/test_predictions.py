@@ -10,8 +10,8 @@ import pytest
 
 from detkit.datasets.load import load_dataset
 from detkit.errors import InputError
-from detkit.evaluation import evaluate, load_predictions
-from detkit.evaluation.predictions import check_predictions
+from detkit.evaluation.predictions import check_predictions, load_predictions
+from detkit.evaluation.result import evaluate
 from tests.evaluation.cases import gt_with_crowd, preds, random_case
 
 

@@ -351,7 +351,7 @@ def test_metadata_is_checked():
 
 
 def test_a_format_that_contradicts_the_suffix_is_refused():
-    from detkit.deploy.export import format_of
+    from detkit.deploy.formats import format_of
     from detkit.errors import OptionError
 
     assert format_of("m.onnx", None) == "onnx" and format_of("m.jit", None) == "torchscript"

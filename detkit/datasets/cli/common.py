@@ -15,7 +15,11 @@ from typing import Annotated
 import typer
 
 from detkit.console import err, esc, info, progress_enabled
+from detkit.datasets import load as loaders
+from detkit.datasets.formats.layouts import read_names
+from detkit.datasets.load import detect_format, load_dataset, skipped_summary
 from detkit.errors import DetkitError
+from detkit.train.runs import record_run, write_summary
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -103,8 +107,6 @@ def busy(message: str):
 def load(
     path: Path, fmt: Fmt | None, split: str | None = None, strict: bool = False, names: Path | None = None
 ):
-    from detkit.datasets.load import load_dataset  # lazy: start-up time: only this command needs it
-
     with busy(f"reading {path}"):
         ds = load_dataset(
             path, format=fmt.value if fmt else None, split=split, strict=strict, **names_kw(path, fmt, names)
@@ -118,8 +120,6 @@ def names_kw(path: Path, fmt: Fmt | None, names: Path | None) -> dict:
     files carry their class names (only YOLO labels are bare class indexes)."""
     if names is None:
         return {}
-    from detkit.datasets.formats.layouts import read_names  # lazy: start-up time: only this command needs it
-    from detkit.datasets.load import detect_format  # lazy: start-up time: only this command needs it
 
     kind = fmt.value if fmt else detect_format(path)
     if kind != "yolo":
@@ -131,15 +131,11 @@ def names_kw(path: Path, fmt: Fmt | None, names: Path | None) -> dict:
 
 def skipped_doc(ds) -> dict | None:
     """The ``skipped`` block of --json: what the loader left out or repaired (None when nothing)."""
-    from detkit.datasets.load import skipped_summary  # lazy: start-up time: only this command needs it
-
     return skipped_summary(ds) if hasattr(ds, "skipped") else None
 
 
 def warn_skipped(ds) -> None:
     """One warning line for what the loader skipped, one note for what it repaired (stderr)."""
-    from detkit.datasets import load as loaders  # lazy: start-up time: only this command needs it
-
     if hasattr(ds, "skipped"):
         loaders.warn_skipped(ds, hint="--strict to stop instead, `detkit coco validate` for all")
 
@@ -170,8 +166,6 @@ def cell(v: object) -> str:
 
 
 def write_out(out_dir: Path, kind: str, title: str, path: Path, config: dict, **fields) -> None:
-    from detkit.train.runs import record_run, write_summary  # lazy: start-up time: only this command needs it
-
     record_run(out_dir, config=config, inputs=[path])
     write_summary(out_dir, kind, title, **fields)
     info(f"wrote {out_dir / 'summary.json'}")
@@ -182,8 +176,6 @@ def write_op_summary(out: Path, kind: str, title: str, doc: dict, tables: dict |
     sample, merge, convert), so ``detkit report`` shows it. An output that is one file (``OUT.json``,
     ``OUT.xml``) gets none: nothing is written beside what the user named. ``doc`` is the command's
     --json document; its counts become the metrics."""
-    from detkit.train.runs import write_summary  # lazy: start-up time: only this command needs it
-
     if not out.is_dir():
         return None
     folder, name = out, "summary.json"

@@ -22,6 +22,9 @@ from detkit.datasets.cli.common import (
     skipped_doc,
     write_op_summary,
 )
+from detkit.datasets.formats.write import FILE_TARGETS, output_file
+from detkit.datasets.ops.convert import convert as do_convert
+from detkit.datasets.ops.convert_splits import convert_splits
 from detkit.errors import DetkitError
 
 
@@ -90,17 +93,6 @@ def convert(
 
     Example: detkit coco convert data.yaml coco/ --to coco --category-ids coco80
     """
-
-    from detkit.datasets.ops.convert import (  # lazy: start-up time: only this command needs it
-        FILE_TARGETS,
-        output_file,
-    )
-    from detkit.datasets.ops.convert import (
-        convert as do_convert,  # lazy: start-up time: only this command needs it
-    )
-    from detkit.datasets.ops.convert_splits import (
-        convert_splits,  # lazy: start-up time: only this command needs it
-    )
 
     every = split is not None and split.strip().lower() == "all"
     output_file(dst, to.value)  # an OUT that contradicts the output rule: refused before reading anything

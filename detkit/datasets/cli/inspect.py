@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 
 from detkit.console import emit_json, esc, info, out
-from detkit.datasets.checks.findings import FIX_FLAGS
+from detkit.datasets.checks.findings import CODES, FIX_FLAGS
+from detkit.datasets.checks.fix import write_fix
+from detkit.datasets.checks.validate import validate_path
 from detkit.datasets.cli.common import (
     FailOn,
     FormatOpt,
@@ -29,6 +31,9 @@ from detkit.datasets.cli.common import (
     warn_skipped,
     write_out,
 )
+from detkit.datasets.load import load_labels
+from detkit.datasets.plots import plot_classes
+from detkit.datasets.stats import class_table_by_split, inspect_dataset
 from detkit.errors import cli_text
 from detkit.io import atomic_write
 
@@ -48,8 +53,6 @@ def inspect(
 
     Example: detkit coco inspect annotations/instances_val2017.json
     """
-    from detkit.datasets.stats import inspect_dataset  # lazy: start-up time: only this command needs it
-
     ds = load(path, format, split, strict, names)
     doc = inspect_dataset(ds)
     doc["skipped"] = skipped_doc(ds)
@@ -179,8 +182,6 @@ def _print_inspect(doc: dict) -> None:
 # ---- validate --------------------------------------------------------------------------------------
 def _list_codes(value: bool) -> None:
     if value:
-        from detkit.datasets.checks.findings import CODES  # lazy: start-up time: only this command needs it
-
         out.print(
             table(
                 "Finding codes", ["code", "severity", "meaning"], [[c, s, m] for c, (s, m) in CODES.items()]
@@ -224,10 +225,6 @@ def validate(
 
     Example: detkit coco validate instances_train.json --fail-on warning --fix clean.json
     """
-    from detkit.datasets.checks.validate import (
-        validate_path,  # lazy: start-up time: only this command needs it
-    )
-
     with busy(f"validating {path}"):
         report = validate_path(
             path,
@@ -238,8 +235,6 @@ def validate(
         )
     changes = None
     if fix is not None:
-        from detkit.datasets.checks.fix import write_fix  # lazy: start-up time: only this command needs it
-
         changes = write_fix(report, fix)
         info(f"wrote {fix} ({len(changes):,} changes)")
     doc = {**report.as_dict(), "fail_on": fail_on.value, "failed": report.fails(fail_on.value)}
@@ -355,9 +350,6 @@ def classes(
 
     Example: detkit coco classes instances_val2017.json --plot classes.png --csv classes.csv
     """
-    from detkit.datasets.load import load_labels  # lazy: start-up time: only this command needs it
-    from detkit.datasets.stats import class_table_by_split  # lazy: start-up time: only this command needs it
-
     with busy(f"reading {path}"):
         ds = load_labels(
             path,
@@ -369,16 +361,12 @@ def classes(
     warn_skipped(ds)
     splits, rows = class_table_by_split(ds)
     if plot is not None:
-        from detkit.datasets.plots import plot_classes  # lazy: start-up time: only this command needs it
-
         plot_classes(rows, plot, title=f"Instances per class: {path.name}")
         info(f"wrote {plot}")
     if csv is not None:
         _write_csv(rows, csv)
         info(f"wrote {csv}")
     if out_dir is not None:
-        from detkit.datasets.plots import plot_classes  # lazy: start-up time: only this command needs it
-
         plot_classes(rows, out_dir / "classes.png", title=f"Instances per class: {path.name}")
         write_out(
             out_dir,

@@ -25,6 +25,12 @@ from detkit.datasets.cli.common import (
     warn_skipped,
     write_op_summary,
 )
+from detkit.datasets.formats.write import default_target, write_one, write_split_parts
+from detkit.datasets.ops.draw import draw_run
+from detkit.datasets.ops.merge import merge_sources, parse_renames, write_merged
+from detkit.datasets.ops.select import filter_dataset, sample_dataset
+from detkit.datasets.ops.source import load_source
+from detkit.datasets.ops.split import parse_ratios, split_dataset
 from detkit.errors import DetkitError
 
 
@@ -66,8 +72,6 @@ def _source(
     boxes: bool = True,
 ):
     """Load an input (``boxes=False``: the command never reads a box, see ``load_source``)."""
-    from detkit.datasets.ops.source import load_source  # lazy: start-up time: only this command needs it
-
     fmt = fmt.value if fmt else None
     with busy(f"reading {path}"):
         src = load_source(path, fmt, image_root, raw=raw, boxes=boxes, split=split, strict=strict)
@@ -78,10 +82,6 @@ def _source(
 
 
 def _target(src, to: Target | None) -> str:
-    from detkit.datasets.formats.write import (
-        default_target,  # lazy: start-up time: only this command needs it
-    )
-
     return to.value if to else default_target(src.format)
 
 
@@ -137,14 +137,6 @@ def split(
 
     Example: detkit coco split instances.json splits/ --ratios 0.8,0.1,0.1 --seed 0 --group '^(video\\d+)_'
     """
-    from detkit.datasets.formats.write import (
-        write_split_parts,  # lazy: start-up time: only this command needs it
-    )
-    from detkit.datasets.ops.split import (  # lazy: start-up time: only this command needs it
-        parse_ratios,
-        split_dataset,
-    )
-
     r = parse_ratios(ratios)
     src = _source(src_path, format, image_root, only_split, strict, boxes=to not in (None, Target.coco))
     target = _target(src, to)
@@ -241,12 +233,6 @@ def merge(
 
     Example: detkit coco merge a.json b.json merged.json --map "motorbike=motorcycle"
     """
-    from detkit.datasets.ops.merge import (  # lazy: start-up time: only this command needs it
-        merge_sources,
-        parse_renames,
-        write_merged,
-    )
-
     if len(paths) < 3:
         raise DetkitError("merge needs at least two inputs and an output: detkit coco merge A B OUT")
     *inputs, out_path = paths
@@ -334,9 +320,6 @@ def filter_(
 
     Example: detkit coco filter instances.json people.json --classes person --min-side 8 --empty drop
     """
-    from detkit.datasets.formats.write import write_one  # lazy: start-up time: only this command needs it
-    from detkit.datasets.ops.select import filter_dataset  # lazy: start-up time: only this command needs it
-
     sizes = (min_area, max_area, min_side) != (None, None, None)
     src = _source(
         src_path, format, image_root, only_split, strict, boxes=sizes or to not in (None, Target.coco)
@@ -388,9 +371,6 @@ def sample(
 
     Example: detkit coco sample instances_train2017.json small.json --n 500 --seed 0 --stratify
     """
-    from detkit.datasets.formats.write import write_one  # lazy: start-up time: only this command needs it
-    from detkit.datasets.ops.select import sample_dataset  # lazy: start-up time: only this command needs it
-
     src = _source(src_path, format, image_root, only_split, strict, boxes=to not in (None, Target.coco))
     target = _target(src, to)
     if n > src.ds.num_images:
@@ -439,8 +419,6 @@ def draw(
 
     Example: detkit coco draw instances_val2017.json drawn/ --n 16 --findings
     """
-    from detkit.datasets.ops.draw import draw_run  # lazy: start-up time: only this command needs it
-
     src = _source(src_path, format, image_root, only_split, strict, raw=False)
     with busy(f"drawing into {out_path}"):
         doc = draw_run(

@@ -15,8 +15,10 @@ whose name is absolute, climbs out or names no file is counted under ``unsafe_na
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detkit.datasets.model import Dataset, json_number
+from detkit.console import progress
+from detkit.datasets.model import COCO80_IDS, COCO80_NAMES, Dataset, json_number
 from detkit.datasets.ops.source import Part, Source, subset
 from detkit.datasets.paths import (
     check_outside,
@@ -36,10 +39,20 @@ from detkit.datasets.paths import (
     yolo_relative,
 )
 from detkit.errors import DetkitError, InputError
-from detkit.io import atomic_write, staged_folder
+from detkit.io import atomic_write, remove_leftovers, staged_folder
 
 TARGETS = ("coco", "yolo", "voc")
 CHUNK = 1 << 12  # records joined per write (~2 MB: larger joins cost a fresh mmap and page faults each)
+FILE_TARGETS = {"coco": ".json", "cvat": ".xml", "labelstudio": ".json"}  # one file per set of images
+ANNOTATION_SUFFIXES = (".json", ".xml", ".yaml", ".yml", ".txt")
+OUTPUT_RULE = (
+    "coco, cvat and labelstudio write one file per set of images: an OUT ending in .json (coco, labelstudio) "
+    "or .xml (cvat) is that file; any other OUT is a new folder holding annotations.json / annotations.xml, "
+    "or <split>.json / <split>.xml per split. yolo, voc and labelme always write a new folder OUT. "
+    "An OUT that contradicts this (a .xml for coco, a .json for yolo, one file for several splits) "
+    "is refused."
+)
+CLASS_INDEXED = ("yolo", "text")  # formats whose boxes carry a class index, not a COCO category id
 
 
 def default_target(fmt: str) -> str:
@@ -57,6 +70,25 @@ def check_out(out: Path, inputs: Iterable[Path], single_json: bool) -> None:
             raise InputError(out, None, "is a folder; name a .json file or a new folder")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(out, None, "exists and is not an empty folder; choose a new output folder")
+
+
+def output_file(out: Path, to: str, splits: int = 1) -> Path | None:
+    """The one rule for what OUT is (:data:`OUTPUT_RULE`): the file to write, or None when OUT is a folder.
+
+    An OUT that contradicts the rule is a DetkitError naming what the format writes.
+    """
+    suffix, want = out.suffix.lower(), FILE_TARGETS.get(to)
+    if want is not None and suffix == want:
+        if splits > 1:
+            raise DetkitError(
+                f"{out}: {splits} splits are written one {to} file each, into a folder "
+                f"({out.with_suffix('')}/<split>{want}); name a folder"
+            )
+        return out
+    if suffix in ANNOTATION_SUFFIXES:
+        writes = f"a {want} file or a folder" if want else "a folder"
+        raise DetkitError(f"{out}: ends in {suffix}, but {to} writes {writes}; name {writes}")
+    return None
 
 
 # ---- images ------------------------------------------------------------------------------------------
@@ -104,6 +136,15 @@ def link_image(src: Path | None, dst: Path, folder: Path, copy: bool = False) ->
         except OSError:
             shutil.copy2(src, dst)
     return "linked"
+
+
+def _link_image(src_root: Path | None, file_name: str, dst: Path, folder: Path) -> bool:
+    """Link ``src_root/file_name`` at ``dst`` (:func:`link_image`, the one rule); False when the source image
+    is absent."""
+
+    if src_root is None:
+        return False
+    return link_image(source_path(src_root, file_name), dst, folder) == "linked"
 
 
 def link_images(
@@ -206,6 +247,76 @@ def write_coco_part(src: Source, part: Part, path: Path, image_root: Path | None
             f.write(coco_from_columns(subset(src.ds, part), key))
 
 
+# ---- names and files of the folder writers ---------------------------------------------------------
+def _check_inside(folder: Path, path: Path) -> None:
+    """Refuse a write whose real path (symlinks followed) would leave the output folder."""
+    if not inside(folder, path.parent):
+        raise DetkitError(f"{path}: refusing to write outside the output folder {folder}")
+
+
+def safe_names(ds: Dataset) -> tuple[list[str], list[tuple[str, str]]]:
+    """The name each image is written under (``file_name`` made safe), and the (name, safe name) pairs
+    of the names that were absolute, climbed out or named no file."""
+    names, renamed = [], []
+    for f, i in zip(ds.file_name.tolist(), ds.image_id.tolist()):
+        f = str(f)
+        safe = safe_relative(f) or f"image_{int(i)}"
+        if name_problem(f) is not None:
+            renamed.append((f, safe))
+        names.append(safe)
+    return names, renamed
+
+
+def _renamed(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "renamed": len(pairs),
+        "renamed_examples": [{"file_name": a, "written_as": b} for a, b in pairs[:5]],
+    }
+
+
+def _stems(ds: Dataset, names: list[str]) -> list[Path]:
+    """Label/XML path (without suffix) of each image; two images mapping to one file is an error."""
+    stems = [Path(n).with_suffix("") if Path(n).suffix else Path(n) for n in names]
+    seen: dict[Path, str] = {}
+    for s, f in zip(stems, ds.file_name):
+        if s in seen:
+            raise DetkitError(f"{ds.source}: images '{seen[s]}' and '{f}' would share the label file {s}.*")
+        seen[s] = str(f)
+    return stems
+
+
+def _write(folder: Path, path: Path, data: str | bytes) -> None:
+    """Plain write: files inside a staged folder need no per-file atomicity (nor 100k fsyncs)."""
+    _check_inside(folder, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
+
+
+@contextlib.contextmanager
+def new_folder(out: Path):
+    """:func:`detkit.io.staged_folder` for a new or empty ``out``."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DetkitError(f"{out}: exists and is not an empty folder; choose a new output folder")
+    with staged_folder(out) as tmp:
+        yield tmp
+
+
+def _rows_by_image(ds: Dataset) -> tuple[np.ndarray, list[np.ndarray]]:
+    idx = ds.image_index()
+    order = np.argsort(idx, kind="stable")
+    bounds = np.searchsorted(idx[order], np.arange(ds.num_images + 1))
+    return idx, [order[bounds[i] : bounds[i + 1]] for i in range(ds.num_images)]
+
+
+def _xml_text(s: str) -> str:
+    """``s`` without the characters XML 1.0 cannot hold (control characters, lone surrogates)."""
+    s = s.encode("utf-8", "replace").decode("utf-8")
+    return "".join(ch for ch in s if ch in "\t\n\r" or ord(ch) >= 0x20)
+
+
 # ---- YOLO and VOC ------------------------------------------------------------------------------------
 def write_data_yaml(path: Path, names: list[str], splits: dict[str, str]) -> None:
     """An ultralytics data yaml: image folders relative to the yaml's folder, names as a dict."""
@@ -217,7 +328,7 @@ def write_data_yaml(path: Path, names: list[str], splits: dict[str, str]) -> Non
 
 
 def yolo_names(ds: Dataset) -> list[str]:
-    """Class names in YOLO index order (category id order, as :func:`convert.write_yolo` numbers them)."""
+    """Class names in YOLO index order (category id order, as :func:`write_yolo` numbers them)."""
     return [str(ds.cat_name[k]) for k in np.argsort(ds.cat_id, kind="stable")]
 
 
@@ -230,12 +341,156 @@ def yolo_name(name: str) -> str:
     return yolo_relative(canonical) or str(name)
 
 
+# the CLI names the flag (detkit.errors.cli_text)
+CATEGORY_IDS_FLAGS = {
+    "category_ids='index'": "--category-ids index",
+    "category_ids='coco80'": "--category-ids coco80",
+}
+
+
+def class_indexes(ds: Dataset, category_ids: str | None = None) -> np.ndarray:
+    """The YOLO class index of each category (``ds.cat_id`` order) under the category-id rule.
+
+    Class-indexed sources keep their classes (the k-th category in id order); for COCO and VOC sources
+    ``index`` uses the id itself, ``coco80`` its position among COCO's 80 official ids, and no rule the rank
+    in id order."""
+    rank = np.empty(ds.num_categories, dtype=np.int64)
+    rank[np.argsort(ds.cat_id, kind="stable")] = np.arange(ds.num_categories)
+    if category_ids is None or ds.format in CLASS_INDEXED:
+        return rank
+    if category_ids == "index":
+        bad = [int(c) for c in ds.cat_id if not 0 <= c < 100_000]
+        if bad:
+            raise DetkitError(
+                f"{ds.source}: category id {bad[0]} cannot be a YOLO class index (category_ids='index')",
+                flags=CATEGORY_IDS_FLAGS,
+            )
+        return ds.cat_id.astype(np.int64)
+    pos = {c: k for k, c in enumerate(COCO80_IDS)}
+    bad = [int(c) for c in ds.cat_id if int(c) not in pos]
+    if bad:
+        raise DetkitError(
+            f"{ds.source}: category id {bad[0]} is not one of COCO's 80 official ids (category_ids='coco80')",
+            flags=CATEGORY_IDS_FLAGS,
+        )
+    return np.array([pos[int(c)] for c in ds.cat_id], dtype=np.int64)
+
+
+def write_yolo(
+    ds: Dataset, out: str | Path, image_root: str | Path | None = None, category_ids: str | None = None
+) -> dict[str, Any]:
+    """Write ``out/labels/*.txt`` (``k cx cy w h``, normalised), ``out/classes.txt`` and ``out/images`` links.
+
+    Names lose their ``images`` / ``labels`` folders (:func:`~detkit.datasets.paths.yolo_relative`), so that
+    ultralytics finds each image's labels. Class k follows ``category_ids`` (see :func:`class_indexes`).
+    Returns counts of what was written."""
+    out = Path(out)
+    root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
+    ks = class_indexes(ds, category_ids)
+    cls_of = {int(c): int(k) for c, k in zip(ds.cat_id, ks)}
+    n_cls = int(ks.max(initial=-1)) + 1
+    if category_ids == "coco80" and ds.format not in CLASS_INDEXED:
+        n_cls = len(COCO80_IDS)
+    class_names = [f"class{k}" if category_ids != "coco80" else COCO80_NAMES[k] for k in range(n_cls)]
+    for c, k in zip(ds.cat_name, ks):
+        class_names[int(k)] = str(c)
+    names, renamed = safe_names(ds)
+    names = [yolo_relative(n) for n in names]  # OUT/images/val/x.jpg, whose labels ultralytics finds
+    stems = _stems(ds, names)
+    idx, rows_of = _rows_by_image(ds)
+    skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cls_of))
+    linked = 0
+    removed = remove_leftovers(out)
+    with new_folder(out) as tmp, progress() as bar:
+        task = bar.add_task("writing YOLO labels", total=len(stems), info="")
+        _write(tmp, tmp / "classes.txt", "".join(f"{n}\n" for n in class_names))
+        for i, stem in enumerate(stems):
+            bar.advance(task)
+            W, H = float(ds.width[i]), float(ds.height[i])
+            lines = []
+            for r in rows_of[i]:
+                c = cls_of.get(int(ds.category_id[r]))
+                if c is None:
+                    continue
+                x, y, w, h = (float(v) for v in ds.bbox[r])
+                lines.append(f"{c} {(x + w / 2) / W:.7f} {(y + h / 2) / H:.7f} {w / W:.7f} {h / H:.7f}\n")
+            _write(tmp, tmp / "labels" / f"{stem}.txt", "".join(lines))
+            linked += _link_image(root, str(ds.file_name[i]), tmp / "images" / names[i], tmp)
+    return {
+        "format": "yolo",
+        "out": str(out),
+        "images": ds.num_images,
+        "labels_written": ds.num_images,
+        "boxes": ds.num_annotations - skipped,
+        "skipped_boxes": skipped,
+        "classes": n_cls,
+        "images_linked": linked,
+        "crowd_as_boxes": int((ds.iscrowd == 1).sum()),
+        **_renamed(renamed),
+        "removed_leftovers": removed,
+    }
+
+
+def _voc_xml(ds: Dataset, i: int, name: str, rows: np.ndarray, names: dict[int, str]) -> bytes:
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "JPEGImages"
+    ET.SubElement(root, "filename").text = _xml_text(name)
+    size = ET.SubElement(root, "size")
+    for tag, v in (("width", ds.width[i]), ("height", ds.height[i]), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(json_number(v))
+    ET.SubElement(root, "segmented").text = "0"
+    for r in rows:
+        name = names.get(int(ds.category_id[r]))
+        if name is None:
+            continue
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = _xml_text(name)
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        bb = ET.SubElement(obj, "bndbox")
+        x, y, w, h = (float(v) for v in ds.bbox[r])
+        for tag, v in (("xmin", x), ("ymin", y), ("xmax", x + w), ("ymax", y + h)):
+            ET.SubElement(bb, tag).text = str(json_number(round(v, 4)))
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_voc(ds: Dataset, out: str | Path, image_root: str | Path | None = None) -> dict[str, Any]:
+    """Write ``out/Annotations/*.xml`` (xmin = x, xmax = x + w, ...) and ``out/JPEGImages`` links."""
+    out = Path(out)
+    root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
+    cat_names = ds.category_names()
+    names, renamed = safe_names(ds)
+    stems = _stems(ds, names)
+    idx, rows_of = _rows_by_image(ds)
+    skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cat_names))
+    linked = 0
+    removed = remove_leftovers(out)
+    with new_folder(out) as tmp, progress() as bar:
+        task = bar.add_task("writing VOC XML", total=len(stems), info="")
+        for i, stem in enumerate(stems):
+            bar.advance(task)
+            _write(tmp, tmp / "Annotations" / f"{stem}.xml", _voc_xml(ds, i, names[i], rows_of[i], cat_names))
+            linked += _link_image(root, str(ds.file_name[i]), tmp / "JPEGImages" / names[i], tmp)
+    return {
+        "format": "voc",
+        "out": str(out),
+        "images": ds.num_images,
+        "boxes": ds.num_annotations - skipped,
+        "skipped_boxes": skipped,
+        "classes": ds.num_categories,
+        "images_linked": linked,
+        "crowd_as_boxes": int((ds.iscrowd == 1).sum()),
+        **_renamed(renamed),
+        "removed_leftovers": removed,
+    }
+
+
 def write_folder_part(ds: Dataset, folder: Path, to: str, pairs, copy: bool) -> dict[str, int]:
     """Labels (yolo) or XML (voc) of ``ds`` into ``folder`` (absent or empty), then the image links.
 
     Returns the link counts (see :func:`link_images`)."""
-    from detkit.datasets.ops.convert import write_voc, write_yolo
-
     if to == "yolo":
         ds.file_name = np.array([yolo_name(f) for f in ds.file_name], dtype=object)
         pairs = [(src, yolo_name(name)) for src, name in pairs]
@@ -266,8 +521,6 @@ def write_one(src: Source, part: Part, out: Path, to: str, copy_images: bool = F
     """Write one output (filter, sample). ``out`` ending in .json (coco) is a file, else a new folder."""
     if to not in TARGETS:
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
-    from detkit.datasets.ops.convert import output_file
-
     single_json = output_file(out, to) is not None  # the convert output rule: OUT.json, or a folder
     if single_json and copy_images:
         raise copy_into_json(out)
@@ -296,8 +549,6 @@ def write_split_parts(
     src: Source, parts: dict[str, Part], out: Path, to: str, copy_images: bool = False
 ) -> dict:
     """Write one output per split into the new folder ``out`` (layouts in the module docstring)."""
-    from detkit.datasets.ops.convert import output_file
-
     if to not in TARGETS:
         raise DetkitError(f"unknown output format '{to}' (choose from {', '.join(TARGETS)})")
     output_file(out, to, splits=len(parts))  # several splits: a folder, whatever the format
@@ -336,8 +587,6 @@ def write_split_parts(
 # ---- annotation tools: CVAT for images 1.1, Label Studio JSON, LabelMe ---------------------------------
 def _boxes_by_name(ds: Dataset) -> tuple[list[np.ndarray], dict[int, str], int]:
     """Each image's box rows, the category names by id, and how many boxes dangle (not written)."""
-    from detkit.datasets.ops.convert import _rows_by_image
-
     names = ds.category_names()
     idx, rows_of = _rows_by_image(ds)
     keep = [
@@ -368,10 +617,6 @@ def num(v: float) -> str:
 def cvat_xml(ds: Dataset) -> bytes:
     """CVAT for images 1.1 XML: labels in category-id order, one ``<box>`` per box (xbr = x + w, ybr = y + h,
     full float precision), the ``split`` column as each image's ``subset``."""
-    import xml.etree.ElementTree as ET
-
-    from detkit.datasets.ops.convert import _xml_text
-
     rows_of, names, _ = _boxes_by_name(ds)
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
@@ -494,8 +739,6 @@ def write_tool_file(ds: Dataset, out: Path, to: str) -> dict[str, Any]:
 def write_labelme(ds: Dataset, out: Path, image_root: str | Path | None = None) -> dict[str, Any]:
     """Write the new folder ``out``: ``<name>.json`` per image beside a link to the image (LabelMe keeps them
     side by side; ``imagePath`` is the image's base name). Names are made safe as for YOLO and VOC."""
-    from detkit.datasets.ops.convert import _link_image, _renamed, _stems, _write, new_folder, safe_names
-
     root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
     rows_of, names, skipped = _boxes_by_name(ds)
     safe, renamed = safe_names(ds)

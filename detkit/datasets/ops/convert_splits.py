@@ -21,19 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from detkit.datasets.formats.write import write_data_yaml, write_labelme, write_tool_file
-from detkit.datasets.model import Dataset
-from detkit.datasets.ops.convert import (
+from detkit.datasets.formats.write import (
     FILE_TARGETS,
-    check_options,
     new_folder,
     output_file,
-    roboflow_json,
-    with_category_ids,
-    write_coco,
+    write_data_yaml,
+    write_labelme,
+    write_tool_file,
     write_voc,
     write_yolo,
 )
+from detkit.datasets.model import Dataset
+from detkit.datasets.ops.convert import check_options, roboflow_json, with_category_ids, write_coco
 from detkit.datasets.paths import check_outside, input_folders, name_problem
 from detkit.io import remove_leftovers
 
