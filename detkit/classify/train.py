@@ -33,6 +33,7 @@ from detkit.classify.engine import Step, accuracy_stats, predict, train_one_epoc
 from detkit.classify.models import build_model, load_weights
 from detkit.classify.setup import Prepared, prepare_data
 from detkit.console import info, progress
+from detkit.datasets.paths import check_outside, data_folders
 from detkit.errors import OptionError
 from detkit.io import write_json
 from detkit.train import loop as L
@@ -360,6 +361,8 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
         best_val_top1, best_epoch and the last metrics row. A non-finite loss raises
         :class:`detkit.train.harness.Diverged` (exit 1), whose ``result`` has status "diverged".
     """
+    cfg.validate()
+    check_outside(cfg.out, data_folders(cfg.data, getattr(cfg, "val_data", None)), "run folder")
     return L.train(TRAINER, cfg, exist_ok)
 
 

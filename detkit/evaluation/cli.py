@@ -16,7 +16,7 @@ from detkit.datasets.cli.common import FormatOpt, JsonOpt, OutOpt, SplitOpt, app
 from detkit.errors import DetkitError
 from detkit.evaluation.compare import drops, paired_bootstrap, parse_fail_if_drop
 from detkit.evaluation.engine import STAT_NAMES
-from detkit.evaluation.per_image import draw_worst, write_per_image
+from detkit.evaluation.per_image import check_table_path, draw_worst, write_per_image
 from detkit.evaluation.plots import write_plots
 from detkit.evaluation.result import ALIASES, load_and_evaluate, load_checked, usable_gt
 from detkit.evaluation.suspects import draw_suspects, find_suspects
@@ -186,8 +186,6 @@ def eval_(
     if draw is not None:
         check_out_folder(draw)
     if per_image is not None:
-        from detkit.evaluation.per_image import check_table_path  # lazy: only --per-image needs it
-
         check_table_path(per_image)
     with busy(f"evaluating {pred_path}"):
         gt, res = load_and_evaluate(

@@ -42,7 +42,6 @@ from typing import Any, Protocol
 
 import torch
 
-from detkit.datasets.paths import check_outside, data_folders
 from detkit.train import harness as H
 from detkit.train import options as O
 from detkit.train.common import barrier, is_main_process
@@ -137,9 +136,9 @@ def run_folder(run: str | Path) -> Path:
 
 def train(t: Trainer, cfg: Any, exist_ok: bool = False) -> dict[str, Any]:
     """A new run in ``cfg.out``: options checked, the folder owned (``exist_ok``: start over in one that
-    holds a run), then :func:`run`."""
+    holds a run), then :func:`run`. The trainer has refused an ``out`` inside its data
+    (:func:`detkit.datasets.paths.check_outside`): the skeleton does not know where a trainer reads."""
     cfg.validate()
-    check_outside(cfg.out, data_folders(cfg.data, getattr(cfg, "val_data", None)), "run folder")
     cfg = cfg.resolved()  # the defaults that depend on other options, written into config.json
     with H.RunFolder(cfg.out, t.files, exist_ok=exist_ok, main=is_main_process()):
         return run(t, cfg, Path(cfg.out), None)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from detkit.console import info, progress, warn
+from detkit.datasets.paths import check_outside, data_folders
 from detkit.io import write_json
 from detkit.train import harness as H
 from detkit.train import loop as L
@@ -249,6 +250,8 @@ def train(cfg: TrainConfig, exist_ok: bool = False) -> dict[str, Any]:
     Raises:
         DetkitError: unusable input or a folder holding a run (exit 2); Diverged (exit 1) at a NaN loss.
     """
+    cfg.validate()
+    check_outside(cfg.out, data_folders(cfg.data, getattr(cfg, "val_data", None)), "run folder")
     with _quiet_loader():
         return L.train(TRAINER, cfg, exist_ok)
 
