@@ -91,7 +91,9 @@ def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BA
     """
     slow = np.zeros(len(blobs), dtype=bool)
     # two batches at a time where there are two CPUs: numpy lets go of Python's lock in its loops
-    from detkit.datasets.formats.yolo_scan import pmap
+    from detkit.datasets.formats.yolo_scan import (
+        pmap,  # lazy: cycle: yolo_scan imports parse_labels from here
+    )
 
     batches = list(_batches(blobs, batch_bytes))
     at = np.cumsum([0] + [lines for _, lines in batches])  # each batch's first row
