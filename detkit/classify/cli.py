@@ -11,7 +11,7 @@ from detkit.classify.config import LR_FIND_SKIPS, LrFindConfig, TrainConfig
 from detkit.console import emit_json, info
 from detkit.deploy.formats import format_of
 from detkit.errors import DetkitError
-from detkit.train.harness import Diverged
+from detkit.train.harness import Diverged, run_folder
 from detkit.train.options import config_command, given_options, run_folder_options
 
 app = typer.Typer(no_args_is_help=True)
@@ -40,7 +40,7 @@ def train(ctx: typer.Context, values: dict) -> None:
     run = resume or values["out"]
     if run is None:
         raise DetkitError("give --out RUN (or --resume RUN)")
-    if resume is not None and values["out"] is not None and Path(values["out"]) != Path(resume):
+    if resume is not None and values["out"] is not None and Path(values["out"]) != run_folder(resume):
         raise DetkitError("--resume continues in its own folder; leave out --out or give the same folder")
     if values["data"] is None and resume is None:
         raise DetkitError("give --data ROOT")

@@ -187,6 +187,12 @@ class RunFolder:
 EXIST_OK = {"exist_ok=True": "--exist-ok"}  # the CLI names the flag (detkit.errors.cli_text)
 
 
+def run_folder(run: str | Path) -> Path:
+    """The run folder ``--resume`` names: the folder itself, or the folder of its ``last.pt``."""
+    p = Path(run)
+    return p.parent if p.name == "last.pt" and not p.is_dir() else p
+
+
 def say_nothing_to_do(path: Path, done: int, epochs: int) -> None:
     """The line of a resume that finds the run trained to its ``epochs`` (both trainers)."""
     info(

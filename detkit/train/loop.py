@@ -128,12 +128,6 @@ class Trainer:
     end_line: Callable[[Path, dict[str, Any], str], None] | None = None
 
 
-def run_folder(run: str | Path) -> Path:
-    """The run folder ``--resume`` names: the folder itself, or the folder of its ``last.pt``."""
-    p = Path(run)
-    return p.parent if p.name == "last.pt" and not p.is_dir() else p
-
-
 def train(t: Trainer, cfg: Any, exist_ok: bool = False) -> dict[str, Any]:
     """A new run in ``cfg.out``: options checked, the folder owned (``exist_ok``: start over in one that
     holds a run), then :func:`run`. The trainer has refused an ``out`` inside its data
@@ -153,7 +147,7 @@ def resume(t: Trainer, run_dir: str | Path, given: dict[str, Any] | None = None)
         given: options typed again (a None value counts as not given); only those of
             :func:`detkit.train.options.resume_fields` may change.
     """
-    path = run_folder(run_dir)
+    path = H.run_folder(run_dir)
     main = is_main_process()
     with H.RunFolder(path, t.files, resume=True, main=main):
         ckpt = t.load(path)

@@ -90,6 +90,12 @@ def test_run_folder_rules(trained_run, tmp_path, cli):
     code, _, err = cli("classify", "train", "--resume", trained_run, "--device", "cpu", "--json")
     assert code == 0 and "already trained 8 of 8 epochs; nothing to do" in err
     assert (trained_run / "last.pt").stat().st_mtime_ns == before
+    # the run named by its last.pt, with --out naming its folder: the same run
+    last = trained_run / "last.pt"
+    code, _, err = cli("classify", "train", "--resume", last, "--out", trained_run, "--device", "cpu")
+    assert code == 0 and "already trained 8 of 8 epochs; nothing to do" in err
+    code, _, err = cli("classify", "train", "--resume", last, "--out", tmp_path / "other")
+    assert code == 2 and "--resume continues in its own folder" in err
     file = tmp_path / "file"
     file.write_text("")
     for args in (("train", "--data", "x"), ("eval", trained_run / "best.pt")):
