@@ -33,6 +33,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (pyproject's addopts), hand out the modules that train first.
+
+    ``--dist loadfile`` sends whole modules, in collection order (``--no-loadscope-reorder``), to whichever
+    worker is free; a module with a ``slow`` test (one that trains) queued last would leave the other worker
+    idle while it runs, so those go first and the many short modules even out the end. The order within a
+    module is kept. A run without xdist keeps pytest's order.
+    """
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller schedules in this order
+        training = {item.path for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.path not in training)
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test with a reason when it is absent."""
     p = SHARED.joinpath(*parts)

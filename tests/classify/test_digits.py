@@ -24,7 +24,7 @@ def digits_folder(tmp_path_factory):
 @pytest.mark.slow
 def test_default_resnet18_learns_digits(digits_folder, tmp_path, cli_json):
     # the default model and recipe (ResNet-18, 64x64 stem, SGD + one-cycle, label smoothing, crop/flip/cutout,
-    # EMA); only the length, batch and input size are shortened for a CPU: 8x8 digits upsampled to 16 px
+    # EMA); only the length, batch and input size are shortened for a CPU: 8x8 digits upsampled to 12 px
     doc = cli_json(
         "classify",
         "train",
@@ -37,7 +37,7 @@ def test_default_resnet18_learns_digits(digits_folder, tmp_path, cli_json):
         "--batch",
         "64",
         "--img-size",
-        "16",
+        "12",
         "--device",
         "cpu",
     )
