@@ -38,13 +38,13 @@ def test_warn_and_info_name_flags_only_inside_a_cli_command(capsys):
 
 
 def test_the_cli_runs_its_commands_with_cli_wording(monkeypatch, cli, tmp_path, capsys):
-    import detkit.report.render as render
+    import detkit.report.cli as report_cli
 
     def fake_report(dirs, out, title):  # a library function that warns, called by `detkit report`
         warn("no summary in runs/; exist_ok=True started over", flags={"exist_ok=True": "--exist-ok"})
         return {"report": str(out), "format": "html", "assets": None, "sections": []}
 
-    monkeypatch.setattr(render, "write_report", fake_report)
+    monkeypatch.setattr(report_cli, "write_report", fake_report)
     code, out, err = cli("report", tmp_path, "-o", tmp_path / "r.html")
     assert code == 0 and err == "warning: no summary in runs/; --exist-ok started over\n"
     fake_report([], tmp_path / "r.html", "")  # called from Python after the command: the library's words
