@@ -16,6 +16,7 @@ from detkit.errors import DetkitError
 from detkit.train import harness as H
 from detkit.train import loop as L
 from detkit.train import options as O
+from detkit.train.harness import run_folder
 from detkit.train.runs import write_summary
 
 PER_EPOCH = 4  # batches in an epoch
@@ -179,7 +180,7 @@ def test_a_nan_stop_keeps_the_last_commit_and_says_diverged(tmp_path, capsys):
 def test_resume_names_a_run_folder_or_its_last_pt_only(tmp_path):
     run = tmp_path / "r"
     L.train(T, Cfg(out=str(run), epochs=1))
-    assert L.run_folder(run / "last.pt") == run and L.run_folder(run) == run
+    assert run_folder(run / "last.pt") == run and run_folder(run) == run
     with pytest.raises(DetkitError, match="best.pt: exists and is not a folder"):
         L.resume(T, run / "best.pt")
     with pytest.raises(DetkitError, match="last.pt: checkpoint not found"):
