@@ -172,7 +172,8 @@ def _parse_batch(
         if pos.size:
             slow[files[np.unique(np.searchsorted(starts, pos, side="right") - 1)]] = True
 
-    # separators: space, tab, \n, and \r before \n only (any other byte <= 32 leaves)
+    # separators: space, tab, \n, and \r before \n only (a file with any other byte <= 32 goes to the
+    # per-line reader)
     sep = a <= 32
     n_ws = sum(np.count_nonzero(a == c) for c in _WS)
     if np.count_nonzero(sep) != n_ws:

@@ -343,31 +343,19 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
     offset = np.concatenate(([0], np.cumsum(counts)))
     n = int(offset[-1])
     if not any(slow_rows.values()):  # every row came by the fast path, in file order: its arrays as they are
-        return Scan(
-            wh[:, 0],
-            wh[:, 1],
-            image_problem,
-            label,
-            list(label_files),
-            file_problem,
-            notes,
-            offset,
-            fast.cls,
-            fast.line,
-            fast.box,
-            stats,
-        )
-    cls = np.empty(n, np.int64)
-    line = np.empty(n, np.int32)
-    box = np.empty((n, 4), np.float64)
-    at = offset[fast.file] + (np.arange(len(fast.file)) - np.searchsorted(fast.file, fast.file))
-    cls[at], line[at], box[at] = fast.cls, fast.line, fast.box
-    del fast
-    for k, rows in slow_rows.items():
-        if rows:
-            a = np.array(rows, dtype=np.float64).reshape(-1, 6)
-            s, e = offset[k], offset[k + 1]
-            cls[s:e], box[s:e], line[s:e] = a[:, 0].astype(np.int64), a[:, 1:5], a[:, 5].astype(np.int32)
+        cls, line, box = fast.cls, fast.line, fast.box
+    else:
+        cls = np.empty(n, np.int64)
+        line = np.empty(n, np.int32)
+        box = np.empty((n, 4), np.float64)
+        at = offset[fast.file] + (np.arange(len(fast.file)) - np.searchsorted(fast.file, fast.file))
+        cls[at], line[at], box[at] = fast.cls, fast.line, fast.box
+        del fast
+        for k, rows in slow_rows.items():
+            if rows:
+                a = np.array(rows, dtype=np.float64).reshape(-1, 6)
+                s, e = offset[k], offset[k + 1]
+                cls[s:e], box[s:e], line[s:e] = a[:, 0].astype(np.int64), a[:, 1:5], a[:, 5].astype(np.int32)
     return Scan(
         wh[:, 0],
         wh[:, 1],
