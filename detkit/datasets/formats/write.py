@@ -311,6 +311,12 @@ def _rows_by_image(ds: Dataset) -> tuple[np.ndarray, list[np.ndarray]]:
     return idx, [order[bounds[i] : bounds[i + 1]] for i in range(ds.num_images)]
 
 
+def _unwritten(ds: Dataset, idx: np.ndarray, known) -> int:
+    """Boxes a writer leaves out: those of no image (``idx`` < 0) and those whose category is not in
+    ``known``."""
+    return int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in known))
+
+
 def _xml_text(s: str) -> str:
     """``s`` without the characters XML 1.0 cannot hold (control characters, lone surrogates)."""
     s = s.encode("utf-8", "replace").decode("utf-8")
@@ -398,7 +404,7 @@ def write_yolo(
     names = [yolo_relative(n) for n in names]  # OUT/images/val/x.jpg, whose labels ultralytics finds
     stems = _stems(ds, names)
     idx, rows_of = _rows_by_image(ds)
-    skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cls_of))
+    skipped = _unwritten(ds, idx, cls_of)
     linked = 0
     removed = remove_leftovers(out)
     with new_folder(out) as tmp, progress() as bar:
@@ -464,7 +470,7 @@ def write_voc(ds: Dataset, out: str | Path, image_root: str | Path | None = None
     names, renamed = safe_names(ds)
     stems = _stems(ds, names)
     idx, rows_of = _rows_by_image(ds)
-    skipped = int((idx < 0).sum()) + int(sum(1 for c in ds.category_id[idx >= 0] if int(c) not in cat_names))
+    skipped = _unwritten(ds, idx, cat_names)
     linked = 0
     removed = remove_leftovers(out)
     with new_folder(out) as tmp, progress() as bar:
