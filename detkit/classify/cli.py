@@ -9,6 +9,7 @@ import typer
 
 from detkit.classify.config import LR_FIND_SKIPS, LrFindConfig, TrainConfig
 from detkit.console import emit_json, info
+from detkit.deploy.cli import BatchOpt, DynamicOpt, FormatOpt, JsonOpt, report_export
 from detkit.deploy.formats import format_of
 from detkit.errors import DetkitError
 from detkit.train.harness import Diverged, run_folder
@@ -186,12 +187,10 @@ def eval_(
 def export_(
     weights: Annotated[Path, typer.Argument(help="A run's best.pt or last.pt.")],
     out: Annotated[Path, typer.Argument(help="File to write: classifier.onnx or classifier.ts.")],
-    fmt: Annotated[
-        str | None, typer.Option("--format", help="onnx or torchscript (default: from OUT's suffix).")
-    ] = None,
-    dynamic: Annotated[bool, typer.Option("--dynamic", help="Any batch size (else --batch).")] = False,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="The fixed batch size.")] = 1,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    fmt: FormatOpt = None,
+    dynamic: DynamicOpt = False,
+    batch: BatchOpt = 1,
+    json: JsonOpt = False,
 ) -> None:
     """Export the classifier with its input normalisation (uint8 RGB images in, logits out); classes,
     names, input size, mean and std in the file's metadata; ONNX opset 17, checked with onnx.checker and run
@@ -202,9 +201,4 @@ def export_(
     from detkit.classify.export import export  # lazy: torch, which --help and the other commands skip
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch)
-    if json:
-        emit_json({"kind": "classify.export", **doc})
-    else:
-        d = doc["max_abs_diff"]
-        diff = "not checked (onnxruntime not installed)" if d is None else f"{d:.2g}"
-        info(f"wrote {doc['out']} ({doc['format']}, batch {doc['batch']}); max difference to PyTorch {diff}")
+    report_export(doc, "classify.export", json)

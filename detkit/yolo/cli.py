@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from detkit.console import emit_json, esc, info, warn
+from detkit.console import emit_json, esc, warn
 from detkit.console import out as stdout
+from detkit.deploy.cli import BatchOpt, DynamicOpt, FormatOpt, JsonOpt, report_export
 from detkit.deploy.formats import format_of
 from detkit.errors import DetkitError
 from detkit.io import write_json
@@ -268,15 +269,13 @@ def predict_cmd(
 def export_cmd(
     weights: Annotated[str, typer.Argument(help="Checkpoint: RUN/best.pt (or RUN, meaning RUN/last.pt).")],
     out: Annotated[Path, typer.Argument(help="File to write: model.onnx or model.ts.")],
-    fmt: Annotated[
-        str | None, typer.Option("--format", help="onnx or torchscript (default: from OUT's suffix).")
-    ] = None,
-    dynamic: Annotated[bool, typer.Option("--dynamic", help="Any batch size (else --batch).")] = False,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="The fixed batch size.")] = 1,
+    fmt: FormatOpt = None,
+    dynamic: DynamicOpt = False,
+    batch: BatchOpt = 1,
     img_size: Annotated[
         int | None, typer.Option("--img-size", help="Input size (default: the training size).")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Export the detector with its decode (uint8 RGB letterboxed image in; boxes and scores out), class
     names, input size, letterbox rule and anchors in the file's metadata; ONNX opset 17, checked with
@@ -287,12 +286,4 @@ def export_cmd(
     from detkit.yolo.export import export  # lazy: torch, which --help and the other commands skip
 
     doc = export(weights, out, format_of(out, fmt), dynamic=dynamic, batch=batch, img_size=img_size)
-    if json_out:
-        emit_json({"kind": "yolo.export", **doc})
-    else:
-        d = doc["max_abs_diff"]
-        diff = "not checked (onnxruntime not installed)" if d is None else f"{d:.2g}"
-        info(
-            f"wrote {doc['out']} ({doc['format']}, {doc['img_size']} px, batch {doc['batch']}, "
-            f"{doc['bytes'] / 1e6:.1f} MB); largest difference to PyTorch {diff}"
-        )
+    report_export(doc, "yolo.export", json_out)
