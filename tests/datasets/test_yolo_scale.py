@@ -116,6 +116,138 @@ def test_fields_up_to_15_bytes_take_the_fast_path_exactly():
     assert ref == [(1, 0.12345678901234, 0.5, -0.0, 0.25, 1)]  # which reads it as float() does
 
 
+def _same_as_reader(blobs: list[bytes], r, nc: int | None = 80, reported: bool = False) -> list[int]:
+    """The files of ``blobs`` that took the fast path, each checked: nothing for the per-line reader to
+    report and its rows, bit for bit (sign of zero included), with their line numbers; a file left to that
+    reader holds no row (and, with ``reported``, has something it reports)."""
+    fast = []
+    for k, b in enumerate(blobs):
+        rep = Reporter()
+        ref = _yolo_rows(Path(f"f{k}.txt"), b.decode("utf-8-sig"), nc, rep)
+        m = r.file == k
+        if r.slow[k]:
+            assert not m.any() and (rep.items or not reported), (k, b)
+            continue
+        fast.append(k)
+        assert not rep.items, (k, b)
+        got = list(zip(r.cls[m].tolist(), *r.box[m].T.tolist(), r.line[m].tolist()))
+        assert got == [tuple(x) for x in ref], (k, b)
+        want = np.array([x[1:5] for x in ref], dtype=np.float64).reshape(-1, 4)
+        assert np.array_equal(r.box[m].view(np.uint64), want.view(np.uint64)), (k, b)
+    return fast
+
+
+def _spy(monkeypatch) -> dict[str, int]:
+    """Counts of batches read by each path of the parser."""
+    from detkit.datasets.formats import yolo_rows
+
+    calls = {"uniform": 0, "general": 0}
+    uniform, general = yolo_rows._parse_uniform, yolo_rows._parse_general
+
+    def spy_uniform(*a, **k):
+        got = uniform(*a, **k)
+        calls["uniform"] += got is not None
+        return got
+
+    def spy_general(*a, **k):
+        calls["general"] += 1
+        return general(*a, **k)
+
+    monkeypatch.setattr(yolo_rows, "_parse_uniform", spy_uniform)
+    monkeypatch.setattr(yolo_rows, "_parse_general", spy_general)
+    return calls
+
+
+def _token(rng: random.Random, size: int, point: int) -> str:
+    """A field of ``size`` bytes with the point at byte ``point`` (-1: none), mostly within 0..1."""
+    digits = [rng.choice("0123456789") for _ in range(size)]
+    whole = range(point if point >= 0 else size)
+    for i in whole:
+        digits[i] = "0"
+    if whole and rng.random() < 0.1:
+        digits[whole[-1]] = "1"  # 1.xxx: above 1 + tol when xxx >= .01
+    if point >= 0:
+        digits[point] = "."
+    return "".join(digits)
+
+
+@pytest.mark.parametrize(
+    "size, point, eol",
+    [(8, 1, "\n"), (8, 1, "\r\n"), (2, 0, "\n"), (2, 1, "\n"), (1, -1, "\n"), (6, 2, "\n"), (8, 7, "\n")],
+)
+def test_fields_of_one_shape_take_the_uniform_path_exactly(monkeypatch, size, point, eol):
+    # 0.dddddd (ultralytics), .5, 1., 0 / 1, 00.ddd, 0000000.: every line the first line's shape
+    rng = random.Random(size * 10 + point)
+    classes = ["0", "7", "79", "007", "000079", "100000", "80"]
+    blobs = []
+    for _ in range(300):
+        lines = [
+            rng.choice(classes) + " " + " ".join(_token(rng, size, point) for _ in range(4))
+            for _ in range(rng.randint(0, 5))
+        ]
+        if lines and rng.random() < 0.1:
+            lines.append(lines[0])  # a duplicate row
+        blobs.append((eol.join(lines) + (rng.choice(["", eol]) if lines else "")).encode())
+    calls = _spy(monkeypatch)
+    r = parse_labels(blobs, 80, YOLO_TOL, batch_bytes=512)
+    assert calls["general"] == 0 and calls["uniform"] > 5
+    fast = _same_as_reader(blobs, r, reported=True)
+    # left to the per-line reader: classes 100000 and 80, values above 1.01, duplicates; the rest not
+    assert 30 < len(fast) < 300 and any(b.count(b"\n") > 2 for b in (blobs[k] for k in fast))
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "3 0.123456 0.12345 0.123456 0.123456",  # a field of another length
+        "3 0.123456 0.123456 00.12345 0.123456",  # the point elsewhere
+        "3 0.123456 +0.12345 0.123456 -0.00000",  # signs (-0.0 keeps its sign)
+        "3 0.123456 0.1234567890123 0.5 0.25",  # 15 bytes
+        "3 1. .5 0.123456 0.123456",
+        "3 0.123456\t0.123456 0.123456 0.123456",  # a tab
+        "3  0.123456 0.123456 0.123456 0.123456",  # two spaces
+        "3 0.123456 0.123456 0.123456 0.123456 ",  # a space at the end
+        "\n3 0.123456 0.123456 0.123456 0.123456",  # a blank line
+        "3 0.123456 0.123456\r 0.123456 0.123456",  # \r not before \n
+        "3 0.123456 0.123456 0.123456 0.123456\r\r",
+        "1234567 0.123456 0.123456 0.123456 0.123456",  # a class of 7 digits
+        "+3 0.123456 0.123456 0.123456 0.123456",
+        "3 0.123456 0.123456 0.123456 0.1234a6",
+        "3 0.123456 0.123456 0.123456",
+    ],
+)
+def test_a_batch_of_another_shape_is_read_by_the_general_path(monkeypatch, odd):
+    plain = b"12 0.687323 0.202846 0.353975 0.145409\n0 0.383562 0.607362 0.236854 0.454275\n"
+    blobs = [plain, (odd + "\n").encode(), plain]
+    calls = _spy(monkeypatch)
+    r = parse_labels(blobs, 80, YOLO_TOL)
+    assert calls == {"uniform": 0, "general": 1}
+    ref = _yolo_rows(Path("odd.txt"), odd + "\n", 80, Reporter())
+    fast = _same_as_reader(blobs, r)
+    assert fast == ([0, 1, 2] if ref and not r.slow[1] else [0, 2])
+    assert r.file.tolist()[:2] == [0, 0] and r.line.tolist()[:2] == [1, 2]
+
+
+def test_a_file_cut_into_batches_of_both_paths(monkeypatch):
+    rng = random.Random(5)
+    uniform = [
+        f"{rng.randrange(80)} " + " ".join(f"0.{rng.randrange(10**6):06d}" for _ in range(4))
+        for _ in range(60)
+    ]
+    other = [f"{rng.randrange(80)} 0.5 0.{rng.randrange(10**5)} 0.25 0.125" for _ in range(60)]
+    text = "\n".join(uniform[:30] + other[:30] + uniform[30:] + other[30:]) + "\n"
+    dup = text + "5 0.5 0.5 0.25 0.25\n" + uniform[2] + "\n5 0.500000 0.500000 0.250000 0.250000\n"
+    blobs = [text.encode(), dup.encode()]
+    calls = _spy(monkeypatch)
+    r = parse_labels(blobs, 80, YOLO_TOL, batch_bytes=256)
+    assert calls["uniform"] > 3 and calls["general"] > 3
+    assert _same_as_reader(blobs, r) == [0]  # file 1: duplicates across the two paths
+    assert r.line.tolist() == list(range(1, 121))
+    rep = Reporter()
+    _yolo_rows(Path("dup.txt"), dup, 80, rep)
+    assert len(rep.items) == 2
+
+
 def test_label_files_in_one_pass_follow_the_rule(tmp_path):
     from detkit.datasets.formats.yolo import _Files, _label_file, _label_files
 

@@ -1,7 +1,7 @@
 """YOLO label files parsed without a Python object per row: the bytes of many files at once, in numpy.
 
 The files are cut into batches of about ``BATCH_BYTES`` (a file larger than that into pieces at line ends),
-each batch joined with ``\\n`` and read as one ``uint8`` array (two batches at a time on two threads). A
+each batch's pieces joined and read as one ``uint8`` array (two batches at a time on two threads). A
 file takes this fast path only when every row is what nearly every label file holds, and any other file is
 left to the per-line reader
 (:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
@@ -17,10 +17,15 @@ left to the per-line reader
                 ``-tol..1+tol``
     rows        no two rows of a file with the same class and box
 
-A batch's tokens are found from the separator mask (a token starts where a byte above 32 follows one
-that is not), their bytes copied into a (W, tokens) array, and read a byte column at a time:
-``m = 10 m + digit`` for every token at once, ``W`` contiguous vector steps for tokens of up to ``W``
-bytes. Memory is a few bytes per byte of the batch and some 60 per token while a batch is parsed, and 48
+Each piece of a batch ends with one ``\\n`` (added where it has none). A batch whose every line has the
+shape of its first, ``class x x x x`` with single spaces and four fields of the same ``L <= 8`` bytes with
+the point at the same place (ultralytics writes ``0.dddddd``), is read from the line ends alone
+(:func:`_parse_uniform`): each field is one 64-bit word, checked and turned into its integer with a few
+word operations. Any other batch (:func:`_parse_general`): the tokens are found from the separator mask (a
+token starts where a byte above 32 follows one that is not), their bytes copied into a (W, tokens) array,
+and read a byte column at a time: ``m = 10 m + digit`` for every token at once, ``W`` contiguous vector
+steps for tokens of up to ``W`` bytes. Both give the same rows and send the same files to the per-line
+reader. Memory is a few bytes per byte of the batch and some 60 per token while a batch is parsed, and 48
 bytes per row kept (class, box, file, line).
 """
 
@@ -159,14 +164,51 @@ def _parse_batch(
     Returns the number of rows written."""
     slow = out.slow
     files, first_line = batch[:, 0].astype(np.int32), batch[:, 1]
-    lengths = batch[:, 3] - batch[:, 2]
     pieces = [
         blobs[k] if e - s == len(blobs[k]) else memoryview(blobs[k])[s:e] for k, _, s, e in batch.tolist()
     ]
-    # (a row of MAX_TOKEN bytes from every field's first byte must exist: spaces at the end)
-    buf = b"\n".join([*pieces, b" " * MAX_TOKEN])
+    # each piece ends with one \n (added where it has none): no blank line between pieces; and a row of
+    # MAX_TOKEN bytes from every field's first byte must exist (spaces at the end)
+    parts: list = []
+    for p in pieces:
+        parts.append(p)
+        if len(p) and p[-1] != 10:
+            parts.append(b"\n")
+    end = sum(map(len, parts))
+    buf = b"".join([*parts, b" " * MAX_TOKEN])
     a = np.frombuffer(buf, dtype=np.uint8)
-    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))  # each piece's first byte
+    sizes = np.array([len(p) + (len(p) > 0 and p[-1] != 10) for p in pieces], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes  # each piece's first byte
+    nl_pos = np.flatnonzero(a[:end] == 10)
+    shape = _shape(buf, nl_pos)
+    if shape is not None:
+        rows = _parse_uniform(buf, a, end, nl_pos, shape, top, tol)
+        if rows is not None:
+            cls, box, bad = rows
+            n = len(cls)
+            if len(pieces) == 1:
+                piece = np.zeros(n, dtype=np.intp)
+                line = np.arange(first_line[0], first_line[0] + n, dtype=np.int64)
+            else:
+                piece = np.searchsorted(starts, nl_pos, side="right") - 1
+                line = first_line[piece] + np.arange(n) - np.searchsorted(nl_pos, starts)[piece]
+            if bad is not None:
+                slow[files[np.unique(piece[bad])]] = True
+            return _write(out, mix, at, files[piece], line, cls, box)
+    return _parse_general(a, files, first_line, starts, nl_pos, top, tol, out, mix, at)
+
+
+def _write(out: LabelRows, mix: np.ndarray, at: int, file, line, cls, box) -> int:
+    """Write rows ``at``.. of ``out`` and their :func:`_mix`; returns the number of rows."""
+    rows = slice(at, at + len(cls))
+    out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = file, line, cls, box
+    mix[rows] = _mix(out.file[rows], out.cls[rows], out.box[rows])
+    return len(cls)
+
+
+def _parse_general(a, files, first_line, starts, nl_pos, top, tol, out: LabelRows, mix, at) -> int:
+    """:func:`_parse_batch` for any batch: tokens from the separator mask, read by :func:`_numbers`."""
+    slow = out.slow
 
     def leave(pos: np.ndarray) -> None:  # the pieces holding these bytes leave the fast path
         if pos.size:
@@ -184,7 +226,6 @@ def _parse_batch(
     edges = np.flatnonzero(np.diff((~sep).view(np.int8), prepend=np.int8(0)))
     del sep
     tok_start, tok_len = edges[0::2], edges[1::2] - edges[0::2]
-    nl_pos = np.flatnonzero(a == 10)
     tok_line = np.searchsorted(nl_pos, tok_start)  # index of the line (its \n) each token is on
     per_line = np.bincount(tok_line, minlength=len(nl_pos))
     line_piece = np.searchsorted(starts, nl_pos, side="right") - 1
@@ -211,10 +252,120 @@ def _parse_batch(
     # 1-based line of each row: the piece's first line + lines before it in the piece
     piece_first_nl = np.searchsorted(nl_pos, starts)
     line = first_line[piece] + rows_line - piece_first_nl[piece]
-    rows = slice(at, at + len(values))
-    out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = files[piece], line, cls, box
-    mix[rows] = _mix(out.file[rows], out.cls[rows], out.box[rows])
-    return len(values)
+    return _write(out, mix, at, files[piece], line, cls, box)
+
+
+def _shape(buf: bytes, nl_pos: np.ndarray) -> tuple[int, int] | None:
+    """(L, p) when the batch's first line is ``class x x x x`` with one space between fields and four
+    coordinates of the same ``L <= 8`` bytes, ``digits[.digits]`` with the point at byte ``p`` of each
+    (-1: no point). None otherwise."""
+    if not nl_pos.size:
+        return None
+    line = buf[: int(nl_pos[0])]
+    fields = line.removesuffix(b"\r").split(b" ")
+    if len(fields) != 5:
+        return None
+    size, point = len(fields[1]), fields[1].find(b".")
+    if not 1 <= size <= 8 or any(len(f) != size or f.find(b".") != point for f in fields[2:]):
+        return None
+    return size, point
+
+
+# SWAR ("SIMD within a register") constants: a byte each
+_ZEROS = np.uint64(0x3030303030303030)  # "00000000"
+_TEN_UP = np.uint64(0x7676767676767676)  # + 0x76: bit 7 set in each byte >= 10 (from a byte < 0x80)
+_HIGH_BITS = np.uint64(0x8080808080808080)
+
+
+def _all_digits(y: np.ndarray, t: np.ndarray) -> bool:
+    """Whether every byte of the words ``y`` is below 10 (a digit's value); ``t``: scratch, ``y``'s shape.
+
+    ``b + 0x76`` sets bit 7 of a byte ``b < 0x80`` exactly when ``b >= 10`` (and carries out of no byte
+    below 0x8a), and ``b >= 0x80`` has it already: the lowest byte not below 10 sets its bit 7."""
+    np.add(y, _TEN_UP, out=t)
+    t |= y
+    t &= _HIGH_BITS
+    return not t.any()
+
+
+def _digits_value(y: np.ndarray) -> None:
+    """In place: each word of ``y``, eight bytes 0..9 (the first byte the most significant digit,
+    little-endian), becomes the integer they spell: ``10 a + b`` for each pair of neighbouring bytes, then
+    ``100 a + b`` for each pair of pairs, ``10**4 a + b`` for the two fours (multiply, shift, mask)."""
+    for mul, shift, mask in _STEPS:
+        y *= mul
+        y >>= shift
+        if mask is not None:
+            y &= mask
+
+
+_STEPS = (
+    (np.uint64(10 * 256 + 1), np.uint64(8), np.uint64(0x00FF00FF00FF00FF)),
+    (np.uint64(100 * 65536 + 1), np.uint64(16), np.uint64(0x0000FFFF0000FFFF)),
+    (np.uint64(10000 * 2**32 + 1), np.uint64(32), None),
+)
+
+
+def _parse_uniform(buf: bytes, a: np.ndarray, end: int, nl_pos: np.ndarray, shape, top: int, tol: float):
+    """The rows of a batch whose every line has the first line's :func:`_shape` (L, p):
+    ``class x x x x`` with single spaces, each ``x`` L bytes with the point at byte ``p``; (cls, box,
+    rows to leave or None), or None when a line has another shape (the batch is then read by
+    :func:`_parse_general`).
+
+    Every byte of a line is checked. The four ``x`` of a line that ends at ``e`` (its ``\\n``, or the
+    ``\\r`` before it) start at ``e - 4 (L + 1) + 1 + j (L + 1)``, each read as one little-endian 64-bit
+    word (the bytes past the field masked off); ``word ^ "0..0.0..0"`` (``.`` at ``p``) leaves each byte
+    its digit's value and 0 for the point, and one add, or and mask find any byte that is not below 10
+    (:func:`_all_digits`). The class is the bytes from the line's start to the first of those spaces (1..6
+    of them, digits, read the same way), and the batch holds exactly four spaces a line: every byte not
+    read as a field or line end is one of those spaces.
+
+    Values: the point byte is dropped by moving the bytes before it one place up, which leaves the eight
+    bytes ``0``, the L - 1 digits, ``8 - L`` zeros: :func:`_digits_value` makes them the integer
+    ``m 10**(8 - L)`` (``m``: the integer of the digits). ``m 10**(8 - L) < 10**8`` and ``10**(7 - p)``
+    are exact doubles and their quotient is ``m / 10**(L - 1 - p)``, so the one correctly rounded
+    division equals ``float(token)`` (module docstring). Without a point: ``m 10**(8 - L) / 10**(8 - L)``.
+    """
+    size, point = shape
+    width = size + 1
+    n = len(nl_pos)
+    e = nl_pos - (a[nl_pos - 1] == 13)  # (a first line holds 5 fields: nl_pos[0] > 0)
+    prev = np.empty(n, dtype=np.int64)
+    prev[0], prev[1:] = -1, nl_pos[:-1]
+    cls_len = e - 4 * width - prev - 1
+    if cls_len.min() < 1 or cls_len.max() > 6:  # a short or blank line, or a class of 7+ bytes
+        return None
+    if np.count_nonzero(a[:end] == 32) != 4 * n:
+        return None
+    # class: the word from its first byte, shifted up so that it ends with the class's last digit
+    y = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))[prev + 1]
+    y ^= _ZEROS
+    y <<= ((8 - cls_len) * 8).astype(np.uint64)
+    if not _all_digits(y, np.empty_like(y)):
+        return None
+    _digits_value(y)
+    cls = y.view(np.int64)
+    # coordinates: (n, 4) words, one gather of a row's four
+    words = np.ndarray((len(buf) - 3 * width - 7, 4), dtype="<u8", buffer=buf, strides=(1, width))
+    x = words[e - 4 * width + 1]
+    pattern = b"0" * size if point < 0 else b"0" * point + b"." + b"0" * (size - point - 1)
+    x ^= np.uint64(int.from_bytes(pattern.ljust(8, b"0"), "little"))
+    if size < 8:
+        x &= np.uint64((1 << (8 * size)) - 1)
+    t = np.empty_like(x)
+    if not _all_digits(x, t):
+        return None
+    if point > 0:  # the bytes before the point one place up, over it: (y - low) + (low << 8)
+        np.bitwise_and(x, np.uint64((1 << (8 * point)) - 1), out=t)
+        t *= np.uint64(255)
+        x += t
+    _digits_value(x)
+    box = np.divide(x, 10.0 ** (7 - point if point >= 0 else 8 - size))
+    bad = cls >= top
+    hi, lo = box.max(), box.min()
+    if hi > 1 + tol or lo < -tol:
+        bad |= ((box < -tol) | (box > 1 + tol)).any(axis=1)
+    return cls, box, (bad if bad.any() else None)
 
 
 def _numbers(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
