@@ -31,12 +31,13 @@ bytes per row kept (class, box, file, line).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-BATCH_BYTES = 1 << 18
+BATCH_BYTES = 1 << 20
 MAX_TOKEN = 15  # bytes: at most 15 digits, so every sum below 10**15 < 2**53 is an exact double
 _WS = np.array([32, 9, 10, 13], dtype=np.uint8)  # the separators a fast-path file may hold
 _POW10 = 10.0 ** np.arange(MAX_TOKEN + 1)
@@ -117,6 +118,7 @@ def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BA
         1,
         threads=2,
     )
+    _SCRATCH.__dict__.clear()  # (where this thread parsed batches itself)
     if sum(got) < total:  # lines without a row (blank, or in files that left): the rows, packed
         take = np.concatenate([np.arange(a, a + n) for a, n in zip(at[:-1].tolist(), got)])
         out, mix = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow), mix[take]
@@ -128,15 +130,45 @@ def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BA
     return LabelRows(out.file[keep], out.line[keep], out.cls[keep], out.box[keep], slow)
 
 
-def _mix(file: np.ndarray, cls: np.ndarray, box: np.ndarray) -> np.ndarray:
+def _mix(file: np.ndarray, cls: np.ndarray, box: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """A 64-bit mix of each row's (file, class, box bits); ``+ 0.0`` makes ``-0.0`` and ``0.0`` one value,
-    as Python's ``==`` does."""
-    bits = (box + 0.0).view(np.uint64)
-    h = file.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ cls.astype(np.int64).astype(np.uint64)
+    as Python's ``==`` does. ``out``: where to write it (a batch's rows: the thread's scratch arrays are
+    used for the steps), else a new array."""
+    n = len(file)
+    if out is None:
+        h, f, t = np.empty(n, np.uint64), np.empty(n), np.empty(n, np.uint64)
+    else:
+        h, f, t = out, _scratch("mix.f", n, np.float64), _scratch("mix.t", n, np.uint64)
+    np.copyto(h, file, casting="unsafe")
+    h *= np.uint64(0x9E3779B97F4A7C15)
+    h ^= cls.astype(np.int64, copy=False).view(np.uint64)
     for k in range(4):
-        h = (h ^ bits[:, k]) * np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(31)
+        np.add(box[:, k], 0.0, out=f)
+        h ^= f.view(np.uint64)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        np.right_shift(h, np.uint64(31), out=t)
+        h ^= t
     return h
+
+
+class _Scratch(threading.local):
+    """Arrays each thread reuses from batch to batch (``out=`` buffers), by name: a batch's temporaries of
+    a megabyte then come from memory already mapped, where new arrays each batch had the allocator map and
+    unmap them (a page fault per 4 KB, each time)."""
+
+    def get(self, name: str, n: int, dtype) -> np.ndarray:
+        arr = self.__dict__.get(name)
+        if arr is None or len(arr) < n:
+            arr = self.__dict__[name] = np.empty(n + n // 4, dtype)  # (batches differ a little in rows)
+        return arr[:n]
+
+
+_SCRATCH = _Scratch()
+
+
+def _scratch(name: str, n: int, dtype) -> np.ndarray:
+    """This thread's array ``name`` of ``n`` items (contents undefined)."""
+    return _SCRATCH.get(name, n, dtype)
 
 
 def _mark_duplicates(rows: LabelRows, mix: np.ndarray) -> None:
@@ -162,47 +194,50 @@ def _parse_batch(
     """Parse one batch of (file, first line, start, end) pieces of ``blobs`` into ``out`` (and their
     :func:`_mix` into ``mix``) from row ``at``; marks in ``out.slow`` the files that leave the fast path.
     Returns the number of rows written."""
-    slow = out.slow
     files, first_line = batch[:, 0].astype(np.int32), batch[:, 1]
+    k, _, s, e = batch[0].tolist()
+    if len(batch) == 1 and e - s > 0 and blobs[k][e - 1] == 10 and len(blobs[k]) - e >= 8:
+        # a piece of a large file that ends with \n before more bytes: read in place, no copy (the uniform
+        # path reads at most 7 bytes past a batch's end)
+        a = np.frombuffer(blobs[k], dtype=np.uint8, count=e - s + 8, offset=s)
+        end, starts = e - s, np.zeros(1, dtype=np.int64)
+    else:
+        a, end, starts = _joined(blobs, batch)
+    nl_pos = np.flatnonzero(np.equal(a[:end], 10, out=_scratch("mask", end, np.bool_)))
+    shape = _shape(a, nl_pos)
+    if shape is not None:
+        n = _parse_uniform(a, end, nl_pos, shape, files, first_line, starts, top, tol, out, mix, at)
+        if n is not None:
+            return n
+    if len(a) != end + MAX_TOKEN:  # (read in place: the general path wants the spaces after it)
+        a, end, starts = _joined(blobs, batch)
+    return _parse_general(a, files, first_line, starts, nl_pos, top, tol, out, mix, at)
+
+
+def _joined(blobs: list[bytes], batch: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """The batch's pieces in one array, each ending with one \\n (added where it has none: no blank line
+    between pieces) and MAX_TOKEN spaces after the last (a row of MAX_TOKEN bytes from every field's first
+    byte must exist); (array, bytes before those spaces, each piece's first byte)."""
     pieces = [
         blobs[k] if e - s == len(blobs[k]) else memoryview(blobs[k])[s:e] for k, _, s, e in batch.tolist()
     ]
-    # each piece ends with one \n (added where it has none): no blank line between pieces; and a row of
-    # MAX_TOKEN bytes from every field's first byte must exist (spaces at the end)
     parts: list = []
-    for p in pieces:
+    sizes = np.empty(len(pieces), dtype=np.int64)
+    for j, p in enumerate(pieces):
         parts.append(p)
+        sizes[j] = len(p)
         if len(p) and p[-1] != 10:
             parts.append(b"\n")
-    end = sum(map(len, parts))
-    buf = b"".join([*parts, b" " * MAX_TOKEN])
-    a = np.frombuffer(buf, dtype=np.uint8)
-    sizes = np.array([len(p) + (len(p) > 0 and p[-1] != 10) for p in pieces], dtype=np.int64)
-    starts = np.cumsum(sizes) - sizes  # each piece's first byte
-    nl_pos = np.flatnonzero(a[:end] == 10)
-    shape = _shape(buf, nl_pos)
-    if shape is not None:
-        rows = _parse_uniform(buf, a, end, nl_pos, shape, top, tol)
-        if rows is not None:
-            cls, box, bad = rows
-            n = len(cls)
-            if len(pieces) == 1:
-                piece = np.zeros(n, dtype=np.intp)
-                line = np.arange(first_line[0], first_line[0] + n, dtype=np.int64)
-            else:
-                piece = np.searchsorted(starts, nl_pos, side="right") - 1
-                line = first_line[piece] + np.arange(n) - np.searchsorted(nl_pos, starts)[piece]
-            if bad is not None:
-                slow[files[np.unique(piece[bad])]] = True
-            return _write(out, mix, at, files[piece], line, cls, box)
-    return _parse_general(a, files, first_line, starts, nl_pos, top, tol, out, mix, at)
+            sizes[j] += 1
+    parts.append(b" " * MAX_TOKEN)
+    return np.frombuffer(b"".join(parts), dtype=np.uint8), int(sizes.sum()), np.cumsum(sizes) - sizes
 
 
 def _write(out: LabelRows, mix: np.ndarray, at: int, file, line, cls, box) -> int:
     """Write rows ``at``.. of ``out`` and their :func:`_mix`; returns the number of rows."""
     rows = slice(at, at + len(cls))
     out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = file, line, cls, box
-    mix[rows] = _mix(out.file[rows], out.cls[rows], out.box[rows])
+    _mix(out.file[rows], out.cls[rows], out.box[rows], out=mix[rows])
     return len(cls)
 
 
@@ -255,13 +290,13 @@ def _parse_general(a, files, first_line, starts, nl_pos, top, tol, out: LabelRow
     return _write(out, mix, at, files[piece], line, cls, box)
 
 
-def _shape(buf: bytes, nl_pos: np.ndarray) -> tuple[int, int] | None:
+def _shape(a: np.ndarray, nl_pos: np.ndarray) -> tuple[int, int] | None:
     """(L, p) when the batch's first line is ``class x x x x`` with one space between fields and four
     coordinates of the same ``L <= 8`` bytes, ``digits[.digits]`` with the point at byte ``p`` of each
     (-1: no point). None otherwise."""
     if not nl_pos.size:
         return None
-    line = buf[: int(nl_pos[0])]
+    line = a[: int(nl_pos[0])].tobytes()
     fields = line.removesuffix(b"\r").split(b" ")
     if len(fields) != 5:
         return None
@@ -306,11 +341,13 @@ _STEPS = (
 )
 
 
-def _parse_uniform(buf: bytes, a: np.ndarray, end: int, nl_pos: np.ndarray, shape, top: int, tol: float):
+def _parse_uniform(
+    a, end, nl_pos, shape, files, first_line, starts, top, tol, out: LabelRows, mix, at
+) -> int | None:
     """The rows of a batch whose every line has the first line's :func:`_shape` (L, p):
-    ``class x x x x`` with single spaces, each ``x`` L bytes with the point at byte ``p``; (cls, box,
-    rows to leave or None), or None when a line has another shape (the batch is then read by
-    :func:`_parse_general`).
+    ``class x x x x`` with single spaces, each ``x`` L bytes with the point at byte ``p``, written as
+    :func:`_parse_batch` writes them (it returns the number of rows); None, and nothing written, when a
+    line has another shape (the batch is then read by :func:`_parse_general`).
 
     Every byte of a line is checked. The four ``x`` of a line that ends at ``e`` (its ``\\n``, or the
     ``\\r`` before it) start at ``e - 4 (L + 1) + 1 + j (L + 1)``, each read as one little-endian 64-bit
@@ -329,30 +366,35 @@ def _parse_uniform(buf: bytes, a: np.ndarray, end: int, nl_pos: np.ndarray, shap
     size, point = shape
     width = size + 1
     n = len(nl_pos)
-    e = nl_pos - (a[nl_pos - 1] == 13)  # (a first line holds 5 fields: nl_pos[0] > 0)
-    prev = np.empty(n, dtype=np.int64)
-    prev[0], prev[1:] = -1, nl_pos[:-1]
-    cls_len = e - 4 * width - prev - 1
-    if cls_len.min() < 1 or cls_len.max() > 6:  # a short or blank line, or a class of 7+ bytes
+    start, e, k = (_scratch(name, n, np.int64) for name in ("start", "e", "k"))
+    start[0] = 0
+    np.add(nl_pos[:-1], 1, out=start[1:])  # each line's first byte
+    np.subtract(nl_pos, 1, out=e)
+    np.subtract(nl_pos, a[e] == 13, out=e)  # its end (a first line holds 5 fields: nl_pos[0] > 0)
+    np.subtract(e, start, out=k)
+    k -= 4 * width  # class bytes
+    if k.min() < 1 or k.max() > 6:  # a short or blank line, or a class of 7+ bytes
         return None
-    if np.count_nonzero(a[:end] == 32) != 4 * n:
+    if np.count_nonzero(np.equal(a[:end], 32, out=_scratch("mask", end, np.bool_))) != 4 * n:
         return None
     # class: the word from its first byte, shifted up so that it ends with the class's last digit
-    y = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))[prev + 1]
-    y ^= _ZEROS
-    y <<= ((8 - cls_len) * 8).astype(np.uint64)
-    if not _all_digits(y, np.empty_like(y)):
+    cls = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))[start]
+    cls ^= _ZEROS
+    np.subtract(8, k, out=k)
+    k <<= 3
+    cls <<= k.view(np.uint64)
+    if not _all_digits(cls, _scratch("t", n, np.uint64)):
         return None
-    _digits_value(y)
-    cls = y.view(np.int64)
+    _digits_value(cls)
     # coordinates: (n, 4) words, one gather of a row's four
-    words = np.ndarray((len(buf) - 3 * width - 7, 4), dtype="<u8", buffer=buf, strides=(1, width))
-    x = words[e - 4 * width + 1]
+    words = np.ndarray((len(a) - 3 * width - 7, 4), dtype="<u8", buffer=a, strides=(1, width))
+    e -= 4 * width - 1
+    x = words[e]
     pattern = b"0" * size if point < 0 else b"0" * point + b"." + b"0" * (size - point - 1)
     x ^= np.uint64(int.from_bytes(pattern.ljust(8, b"0"), "little"))
     if size < 8:
         x &= np.uint64((1 << (8 * size)) - 1)
-    t = np.empty_like(x)
+    t = _scratch("t4", 4 * n, np.uint64).reshape(n, 4)
     if not _all_digits(x, t):
         return None
     if point > 0:  # the bytes before the point one place up, over it: (y - low) + (low << 8)
@@ -360,12 +402,25 @@ def _parse_uniform(buf: bytes, a: np.ndarray, end: int, nl_pos: np.ndarray, shap
         t *= np.uint64(255)
         x += t
     _digits_value(x)
-    box = np.divide(x, 10.0 ** (7 - point if point >= 0 else 8 - size))
-    bad = cls >= top
-    hi, lo = box.max(), box.min()
-    if hi > 1 + tol or lo < -tol:
+    # write: rows at.. of out
+    rows = slice(at, at + n)
+    box = np.divide(x, 10.0 ** (7 - point if point >= 0 else 8 - size), out=out.box[rows])
+    out.cls[rows] = cls.view(np.int64)
+    if len(files) == 1:
+        piece = None
+        out.file[rows] = files[0]
+        np.add(np.arange(n, dtype=np.int32), first_line[0], out=out.line[rows], casting="unsafe")
+    else:
+        piece = np.searchsorted(starts, nl_pos, side="right") - 1
+        out.file[rows] = files[piece]
+        out.line[rows] = first_line[piece] + np.arange(n) - np.searchsorted(nl_pos, starts)[piece]
+    bad = out.cls[rows] >= top
+    if box.max() > 1 + tol or box.min() < -tol:
         bad |= ((box < -tol) | (box > 1 + tol)).any(axis=1)
-    return cls, box, (bad if bad.any() else None)
+    if bad.any():
+        out.slow[files[np.unique(piece[bad]) if piece is not None else 0]] = True
+    _mix(out.file[rows], out.cls[rows], box, out=mix[rows])
+    return n
 
 
 def _numbers(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
