@@ -248,6 +248,43 @@ def test_a_file_cut_into_batches_of_both_paths(monkeypatch):
     assert len(rep.items) == 2
 
 
+def _read_tokens(tokens: list[str]):
+    from detkit.datasets.formats.yolo_rows import MAX_TOKEN
+
+    text = " ".join(tokens).encode() + b"\n"
+    a = np.frombuffer(text + b" " * MAX_TOKEN, dtype=np.uint8)
+    start = np.array([0] + [m + 1 for m, c in enumerate(text) if c == 32], dtype=np.int64)
+    return a, start, np.array([len(t) for t in tokens], dtype=np.int64)
+
+
+def test_numbers_a_word_at_a_time_equal_the_column_reader():
+    from detkit.datasets.formats.yolo_rows import _numbers, _numbers_words
+
+    rng = random.Random(7)
+    edge = ["0.1234567", ".5", "5.", "+.5", "-0.0", "+", "-", ".", "+-1", "1.2.3", "0.12345678901234"]
+    edge += ["-0.12345678901", "1234567", "0.0123457", "0000000.5", "1e-3", "nan", "0x1", "07", "+7", "-.0"]
+    tokens = []
+    for _ in range(20000):
+        size = rng.randint(1, 15)
+        t = [rng.choice("0123456789") for _ in range(size)]
+        if rng.random() < 0.9:
+            t[rng.randrange(min(size, 8))] = "."  # a point among the first 8 bytes
+        if rng.random() < 0.1:
+            t[rng.randrange(size)] = rng.choice(".+-ex")
+        if rng.random() < 0.2 and size < 15:
+            t.insert(0, rng.choice("+-"))
+        tokens.append("".join(t))
+    body = [t[1:] if t[0] in "+-" else t for t in tokens]  # (after one sign)
+    tokens = [t for t, b in zip(tokens, body) if len(b) < 8 or "." in b[:8]]
+    a, start, length = _read_tokens(edge + tokens)
+    (values, ok, plain), (v, o, p) = _numbers(a, start, length), _numbers_words(a, start, length)
+    assert np.array_equal(o, ok) and np.array_equal(p, plain) and 0.5 < ok.mean() < 0.9
+    assert np.array_equal(v[ok].view(np.uint64), values[ok].view(np.uint64))  # bit for bit
+    assert "".join("01"[x] for x in ok[: len(edge)].tolist()) == "11111000001" + "1111000111"
+    # a token of 8 bytes or more without a point among its first 8: left to the column reader
+    assert _numbers_words(*_read_tokens(["0.5", "-12345678"])) is None
+
+
 def test_label_files_in_one_pass_follow_the_rule(tmp_path):
     from detkit.datasets.formats.yolo import _Files, _label_file, _label_files
 

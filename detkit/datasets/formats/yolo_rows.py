@@ -22,11 +22,13 @@ shape of its first, ``class x x x x`` with single spaces and four fields of the 
 the point at the same place (ultralytics writes ``0.dddddd``), is read from the line ends alone
 (:func:`_parse_uniform`): each field is one 64-bit word, checked and turned into its integer with a few
 word operations. Any other batch (:func:`_parse_general`): the tokens are found from the separator mask (a
-token starts where a byte above 32 follows one that is not), their bytes copied into a (W, tokens) array,
-and read a byte column at a time: ``m = 10 m + digit`` for every token at once, ``W`` contiguous vector
-steps for tokens of up to ``W`` bytes. Both give the same rows and send the same files to the per-line
-reader. Memory is a few bytes per byte of the batch and some 60 per token while a batch is parsed, and 48
-bytes per row kept (class, box, file, line).
+token starts where a byte above 32 follows one that is not) and read two words each
+(:func:`_numbers_words`), or, where a token of 8 bytes or more has no point among its first 8, their bytes
+copied into a (W, tokens) array and read a byte column at a time (:func:`_numbers`): ``m = 10 m + digit``
+for every token at once, ``W`` contiguous vector steps for tokens of up to ``W`` bytes. All give the same
+values and send the same files to the per-line reader. Memory is a few bytes per byte of the batch and
+some 60 per token while a batch is parsed (arrays each thread reuses, :class:`_Scratch`), and 48 bytes per
+row kept (class, box, file, line).
 """
 
 from __future__ import annotations
@@ -275,7 +277,8 @@ def _parse_general(a, files, first_line, starts, nl_pos, top, tol, out: LabelRow
         tok_start, tok_len, tok_line = tok_start[keep], tok_len[keep], tok_line[keep]
     if not tok_start.size:
         return 0
-    values, ok, plain = (x.reshape(-1, 5) for x in _numbers(a, tok_start, tok_len))
+    got = _numbers_words(a, tok_start, tok_len)
+    values, ok, plain = (x.reshape(-1, 5) for x in (got or _numbers(a, tok_start, tok_len)))
     # a row: class 1..6 digits below top, coordinates within -tol..1 + tol (one row per 5 tokens)
     cls, box = values[:, 0], values[:, 1:]
     good = ok[:, 0] & plain[:, 0] & (cls < top) & (tok_len[::5] <= 6)
@@ -421,6 +424,93 @@ def _parse_uniform(
         out.slow[files[np.unique(piece[bad]) if piece is not None else 0]] = True
     _mix(out.file[rows], out.cls[rows], box, out=mix[rows])
     return n
+
+
+_POINTS = np.uint64(0x2E2E2E2E2E2E2E2E)  # "........"
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_ONES = np.uint64(0x0101010101010101)
+_LOW_BYTES = np.array([(1 << (8 * j)) - 1 for j in range(9)], dtype=np.uint64)  # the low j bytes
+_DIVISORS = 10.0 ** (15 - np.arange(16))  # 10**(15 - p)
+
+
+def _numbers_words(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """:func:`_numbers` read a word at a time: the same values, ok and plain, or None when a token of 8 or
+    more bytes (after its sign) has no point among its first 8 (then :func:`_numbers` reads them).
+
+    A token's bytes after its sign are two little-endian words, bytes 0..7 and 8..15 (masked to its
+    length). Its first point ``p``: the lowest byte of ``word ^ "........"`` that is zero (bit 7 of
+    ``~(((y & 0x7f..) + 0x7f..) | y | 0x7f..)`` is set exactly in the zero bytes; ``(z & -z) - 1`` has
+    the ``8 p + 7`` bits below the lowest, 64 without one, counted by ``np.bitwise_count``), ``p`` = its
+    length without one. ``word ^ "0..."``
+    with the point byte cleared must hold only bytes below 10 (:func:`_all_digits`, a word each), which
+    rules out a second point or any other byte; the bytes before the point go one place up
+    (:func:`_parse_uniform`), and the two words' digits, ``0``, the digits, zeros, are the integer
+    ``m 10**(16 - n)`` (``n`` bytes, ``m`` the integer of their digits; ``< 10**15``, exact), so
+    ``m 10**(16 - n) / 10**(15 - p) = m / 10**(n - 1 - p)`` is one correctly rounded division: ``float``'s
+    value, as :func:`_numbers` gives it."""
+    n = start.size
+    first = a[start]
+    signed = (first == 43) | (first == 45)
+    begin, size, k = (_scratch(name, n, np.int64) for name in ("nw.begin", "nw.size", "nw.k"))
+    np.add(start, signed, out=begin)
+    np.subtract(length, signed, out=size)
+    words = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
+    x = words[begin]
+    head, y, z = (_scratch(name, n, np.uint64) for name in ("nw.head", "nw.y", "nw.z"))
+    np.take(_LOW_BYTES, np.minimum(size, 8, out=k), out=head, mode="clip")
+    # the first point among the first 8 bytes (the bytes past the token are made never to be one)
+    np.bitwise_xor(x, _POINTS, out=y)
+    np.invert(head, out=z)
+    z &= _ONES
+    y |= z
+    np.bitwise_and(y, _LOW7, out=z)
+    z += _LOW7
+    z |= y
+    z |= _LOW7
+    np.invert(z, out=z)
+    has_point = z != 0
+    z &= np.negative(z, out=y)
+    z -= np.uint64(1)
+    point = _scratch("nw.point", n, np.int64)
+    np.minimum(np.bitwise_count(z) >> 3, size, out=point)
+    if n and point.max() > 7:
+        return None
+    x ^= _ZEROS
+    x &= head
+    np.take(_LOW_BYTES, point, out=head, mode="clip")  # the bytes before the point
+    np.take(_LOW_BYTES, np.add(point, 1, out=k), out=y, mode="clip")
+    y ^= head
+    np.invert(y, out=y)
+    x &= y  # the point byte: 0
+    ok = _digits_ok(x, y)
+    np.bitwise_and(x, head, out=y)  # the bytes before the point one place up, over it
+    y *= np.uint64(255)
+    x += y
+    _digits_value(x)
+    values = x.astype(np.float64)
+    values *= 1e8
+    np.subtract(size, 8, out=k)
+    np.maximum(k, 0, out=k)
+    if k.any():  # bytes 8..15
+        begin += 8
+        x = words[begin]
+        x ^= _ZEROS
+        x &= np.take(_LOW_BYTES, k, out=head, mode="clip")
+        ok &= _digits_ok(x, y)
+        _digits_value(x)
+        values += x
+    values /= np.take(_DIVISORS, point, out=_scratch("nw.div", n, np.float64), mode="clip")
+    values[first == 45] *= -1
+    ok &= size > has_point  # a digit at least
+    return values, ok, ~has_point & ~signed
+
+
+def _digits_ok(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per word of ``y``: whether every byte is below 10 (:func:`_all_digits`); ``t``: scratch."""
+    np.add(y, _TEN_UP, out=t)
+    t |= y
+    t &= _HIGH_BITS
+    return t == 0
 
 
 def _numbers(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
