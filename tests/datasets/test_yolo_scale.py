@@ -228,6 +228,16 @@ def test_a_batch_of_another_shape_is_read_by_the_general_path(monkeypatch, odd):
     assert r.file.tolist()[:2] == [0, 0] and r.line.tolist()[:2] == [1, 2]
 
 
+def test_a_line_of_separators_is_blank():
+    # four spaces and a newline, as a row's separators are: no field, so a blank line (the file kept)
+    one, two = b"12 0.5 0.25 0.125 0.0625\n", b"7 0.5 0.25 0.125 0.0625\n"
+    for blank in [b"    \n", b" \n", b"\t\n", b"\n"]:
+        r = parse_labels([one + blank + two], 80, YOLO_TOL)
+        assert not r.slow.any() and r.line.tolist() == [1, 3], blank
+    r = parse_labels([one + b"3    \n" + two], 80, YOLO_TOL)  # 5 separators, one field
+    assert r.slow.tolist() == [True]
+
+
 def test_a_file_cut_into_batches_of_both_paths(monkeypatch):
     rng = random.Random(5)
     uniform = [

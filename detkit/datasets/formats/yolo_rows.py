@@ -22,7 +22,8 @@ shape of its first, ``class x x x x`` with single spaces and four fields of the 
 the point at the same place (ultralytics writes ``0.dddddd``), is read from the line ends alone
 (:func:`_parse_uniform`): each field is one 64-bit word, checked and turned into its integer with a few
 word operations. Any other batch (:func:`_parse_general`): the tokens are found from the separator mask (a
-token starts where a byte above 32 follows one that is not) and read two words each
+token starts where a byte above 32 follows one that is not; where every line is 5 fields between single
+spaces, from the separators' positions alone, :func:`_row_tokens`) and read two words each
 (:func:`_numbers_words`), or, where a token of 8 bytes or more has no point among its first 8, their bytes
 copied into a (W, tokens) array and read a byte column at a time (:func:`_numbers`): ``m = 10 m + digit``
 for every token at once, ``W`` contiguous vector steps for tokens of up to ``W`` bytes. All give the same
@@ -244,28 +245,15 @@ def _write(out: LabelRows, mix: np.ndarray, at: int, file, line, cls, box) -> in
 
 
 def _parse_general(a, files, first_line, starts, nl_pos, top, tol, out: LabelRows, mix, at) -> int:
-    """:func:`_parse_batch` for any batch: tokens from the separator mask, read by :func:`_numbers`."""
+    """:func:`_parse_batch` for any batch: tokens from the separator mask, read by :func:`_numbers_words`
+    (or :func:`_numbers`)."""
     slow = out.slow
-
-    def leave(pos: np.ndarray) -> None:  # the pieces holding these bytes leave the fast path
-        if pos.size:
-            slow[files[np.unique(np.searchsorted(starts, pos, side="right") - 1)]] = True
-
-    # separators: space, tab, \n, and \r before \n only (a file with any other byte <= 32 goes to the
-    # per-line reader)
-    sep = a <= 32
-    n_ws = sum(np.count_nonzero(a == c) for c in _WS)
-    if np.count_nonzero(sep) != n_ws:
-        leave(np.flatnonzero(sep & ~np.isin(a, _WS)))
-    cr = np.flatnonzero(a == 13)
-    leave(cr[a[cr + 1] != 10])
-    # tokens: a start where a separator is followed by another byte, an end at the next separator
-    edges = np.flatnonzero(np.diff((~sep).view(np.int8), prepend=np.int8(0)))
-    del sep
-    tok_start, tok_len = edges[0::2], edges[1::2] - edges[0::2]
-    tok_line = np.searchsorted(nl_pos, tok_start)  # index of the line (its \n) each token is on
-    per_line = np.bincount(tok_line, minlength=len(nl_pos))
     line_piece = np.searchsorted(starts, nl_pos, side="right") - 1
+    got = _row_tokens(a, nl_pos)
+    if got is not None:  # (every line 5 fields, single spaces: no separator to check, no line to find)
+        tok_start, tok_len, tok_line, per_line = got
+    else:
+        tok_start, tok_len, tok_line, per_line = _tokens(a, files, starts, nl_pos, slow)
     # lines of another field count, and too long fields, send their pieces' files to the per-line reader
     odd = np.flatnonzero((per_line != 5) & (per_line != 0))
     long = np.flatnonzero(tok_len > MAX_TOKEN)
@@ -291,6 +279,53 @@ def _parse_general(a, files, first_line, starts, nl_pos, top, tol, out: LabelRow
     piece_first_nl = np.searchsorted(nl_pos, starts)
     line = first_line[piece] + rows_line - piece_first_nl[piece]
     return _write(out, mix, at, files[piece], line, cls, box)
+
+
+def _row_tokens(a: np.ndarray, nl_pos: np.ndarray):
+    """(start, length, line, tokens per line) of the tokens of a batch whose separators are, line after
+    line, four spaces and a \\n with a byte other than a separator between each two (no tab, no \\r, no
+    blank line, no empty field: every line 5 fields); None for any other batch."""
+    n = len(nl_pos)
+    end = len(a) - MAX_TOKEN
+    sep = np.flatnonzero(a[:end] <= 32)
+    if len(sep) != 5 * n or not n:
+        return None
+    if not (a[sep].reshape(n, 5) == _ROW_SEPARATORS).all():
+        return None
+    start = np.empty_like(sep)
+    start[0] = 0
+    np.add(sep[:-1], 1, out=start[1:])
+    sep -= start  # the lengths
+    if sep.min() < 1:
+        return None
+    return start, sep, np.repeat(np.arange(n), 5), np.full(n, 5)
+
+
+_ROW_SEPARATORS = np.array([32, 32, 32, 32, 10], dtype=np.uint8)
+
+
+def _tokens(a: np.ndarray, files: np.ndarray, starts: np.ndarray, nl_pos: np.ndarray, slow: np.ndarray):
+    """(start, length, line, tokens per line) of every token of a batch, from its separator mask; marks in
+    ``slow`` the files with a separator the fast path does not take."""
+
+    def leave(pos: np.ndarray) -> None:  # the pieces holding these bytes leave the fast path
+        if pos.size:
+            slow[files[np.unique(np.searchsorted(starts, pos, side="right") - 1)]] = True
+
+    # separators: space, tab, \n, and \r before \n only (a file with any other byte <= 32 goes to the
+    # per-line reader)
+    sep = a <= 32
+    n_ws = sum(np.count_nonzero(a == c) for c in _WS)
+    if np.count_nonzero(sep) != n_ws:
+        leave(np.flatnonzero(sep & ~np.isin(a, _WS)))
+    cr = np.flatnonzero(a == 13)
+    leave(cr[a[cr + 1] != 10])
+    # tokens: a start where a separator is followed by another byte, an end at the next separator
+    edges = np.flatnonzero(np.diff((~sep).view(np.int8), prepend=np.int8(0)))
+    del sep
+    tok_start, tok_len = edges[0::2], edges[1::2] - edges[0::2]
+    tok_line = np.searchsorted(nl_pos, tok_start)  # index of the line (its \n) each token is on
+    return tok_start, tok_len, tok_line, np.bincount(tok_line, minlength=len(nl_pos))
 
 
 def _shape(a: np.ndarray, nl_pos: np.ndarray) -> tuple[int, int] | None:
