@@ -199,10 +199,10 @@ def _parse_batch(
     Returns the number of rows written."""
     files, first_line = batch[:, 0].astype(np.int32), batch[:, 1]
     k, _, s, e = batch[0].tolist()
-    if len(batch) == 1 and e - s > 0 and blobs[k][e - 1] == 10 and len(blobs[k]) - e >= 8:
-        # a piece of a large file that ends with \n before more bytes: read in place, no copy (the uniform
-        # path reads at most 7 bytes past a batch's end)
-        a = np.frombuffer(blobs[k], dtype=np.uint8, count=e - s + 8, offset=s)
+    if len(batch) == 1 and e - s > 0 and blobs[k][e - 1] == 10 and len(blobs[k]) - e >= MAX_TOKEN:
+        # a piece of a large file that ends with \n before more bytes: read in place, no copy (the fields
+        # are read from bytes before its end, some bytes past it masked off)
+        a = np.frombuffer(blobs[k], dtype=np.uint8, count=e - s + MAX_TOKEN, offset=s)
         end, starts = e - s, np.zeros(1, dtype=np.int64)
     else:
         a, end, starts = _joined(blobs, batch)
@@ -212,15 +212,13 @@ def _parse_batch(
         n = _parse_uniform(a, end, nl_pos, shape, files, first_line, starts, top, tol, out, mix, at)
         if n is not None:
             return n
-    if len(a) != end + MAX_TOKEN:  # (read in place: the general path wants the spaces after it)
-        a, end, starts = _joined(blobs, batch)
-    return _parse_general(a, files, first_line, starts, nl_pos, top, tol, out, mix, at)
+    return _parse_general(a, end, files, first_line, starts, nl_pos, top, tol, out, mix, at)
 
 
 def _joined(blobs: list[bytes], batch: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     """The batch's pieces in one array, each ending with one \\n (added where it has none: no blank line
-    between pieces) and MAX_TOKEN spaces after the last (a row of MAX_TOKEN bytes from every field's first
-    byte must exist); (array, bytes before those spaces, each piece's first byte)."""
+    between pieces) and MAX_TOKEN spaces after the last (MAX_TOKEN bytes from every field's first byte
+    must exist, read and masked off); (array, bytes before those spaces, each piece's first byte)."""
     pieces = [
         blobs[k] if e - s == len(blobs[k]) else memoryview(blobs[k])[s:e] for k, _, s, e in batch.tolist()
     ]
@@ -244,16 +242,16 @@ def _write(out: LabelRows, mix: np.ndarray, at: int, file, line, cls, box) -> in
     return len(cls)
 
 
-def _parse_general(a, files, first_line, starts, nl_pos, top, tol, out: LabelRows, mix, at) -> int:
+def _parse_general(a, end, files, first_line, starts, nl_pos, top, tol, out: LabelRows, mix, at) -> int:
     """:func:`_parse_batch` for any batch: tokens from the separator mask, read by :func:`_numbers_words`
     (or :func:`_numbers`)."""
     slow = out.slow
     line_piece = np.searchsorted(starts, nl_pos, side="right") - 1
-    got = _row_tokens(a, nl_pos)
+    got = _row_tokens(a[:end], nl_pos)
     if got is not None:  # (every line 5 fields, single spaces: no separator to check, no line to find)
         tok_start, tok_len, tok_line, per_line = got
     else:
-        tok_start, tok_len, tok_line, per_line = _tokens(a, files, starts, nl_pos, slow)
+        tok_start, tok_len, tok_line, per_line = _tokens(a[:end], files, starts, nl_pos, slow)
     # lines of another field count, and too long fields, send their pieces' files to the per-line reader
     odd = np.flatnonzero((per_line != 5) & (per_line != 0))
     long = np.flatnonzero(tok_len > MAX_TOKEN)
@@ -265,7 +263,7 @@ def _parse_general(a, files, first_line, starts, nl_pos, top, tol, out: LabelRow
         tok_start, tok_len, tok_line = tok_start[keep], tok_len[keep], tok_line[keep]
     if not tok_start.size:
         return 0
-    got = _numbers_words(a, tok_start, tok_len)
+    got = _numbers_words(a, tok_start, tok_len, out=_scratch("values", tok_start.size, np.float64))
     values, ok, plain = (x.reshape(-1, 5) for x in (got or _numbers(a, tok_start, tok_len)))
     # a row: class 1..6 digits below top, coordinates within -tol..1 + tol (one row per 5 tokens)
     cls, box = values[:, 0], values[:, 1:]
@@ -282,31 +280,33 @@ def _parse_general(a, files, first_line, starts, nl_pos, top, tol, out: LabelRow
 
 
 def _row_tokens(a: np.ndarray, nl_pos: np.ndarray):
-    """(start, length, line, tokens per line) of the tokens of a batch whose separators are, line after
-    line, four spaces and a \\n with a byte other than a separator between each two (no tab, no \\r, no
-    blank line, no empty field: every line 5 fields); None for any other batch."""
+    """(start, length, line, tokens per line) of the tokens of a batch ``a`` whose separators are, line
+    after line, four spaces and a \\n with a byte other than a separator between each two (no tab, no
+    \\r, no blank line, no empty field: every line 5 fields); None for any other batch. The arrays are
+    this thread's scratch (for this batch)."""
     n = len(nl_pos)
-    end = len(a) - MAX_TOKEN
-    sep = np.flatnonzero(a[:end] <= 32)
+    sep = np.flatnonzero(np.less_equal(a, 32, out=_scratch("mask", len(a), np.bool_)))
     if len(sep) != 5 * n or not n:
         return None
     if not (a[sep].reshape(n, 5) == _ROW_SEPARATORS).all():
         return None
-    start = np.empty_like(sep)
+    start = _scratch("tok.start", 5 * n, np.int64)
     start[0] = 0
     np.add(sep[:-1], 1, out=start[1:])
     sep -= start  # the lengths
     if sep.min() < 1:
         return None
-    return start, sep, np.repeat(np.arange(n), 5), np.full(n, 5)
+    line = _scratch("tok.line", 5 * n, np.int64).reshape(n, 5)
+    line[:] = np.arange(n)[:, None]
+    return start, sep, line.ravel(), np.full(n, 5)
 
 
 _ROW_SEPARATORS = np.array([32, 32, 32, 32, 10], dtype=np.uint8)
 
 
 def _tokens(a: np.ndarray, files: np.ndarray, starts: np.ndarray, nl_pos: np.ndarray, slow: np.ndarray):
-    """(start, length, line, tokens per line) of every token of a batch, from its separator mask; marks in
-    ``slow`` the files with a separator the fast path does not take."""
+    """(start, length, line, tokens per line) of every token of a batch ``a`` (its last byte a \\n), from
+    its separator mask; marks in ``slow`` the files with a separator the fast path does not take."""
 
     def leave(pos: np.ndarray) -> None:  # the pieces holding these bytes leave the fast path
         if pos.size:
@@ -468,7 +468,9 @@ _LOW_BYTES = np.array([(1 << (8 * j)) - 1 for j in range(9)], dtype=np.uint64)  
 _DIVISORS = 10.0 ** (15 - np.arange(16))  # 10**(15 - p)
 
 
-def _numbers_words(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...] | None:
+def _numbers_words(
+    a: np.ndarray, start: np.ndarray, length: np.ndarray, out: np.ndarray | None = None
+) -> tuple[np.ndarray, ...] | None:
     """:func:`_numbers` read a word at a time: the same values, ok and plain, or None when a token of 8 or
     more bytes (after its sign) has no point among its first 8 (then :func:`_numbers` reads them).
 
@@ -482,7 +484,7 @@ def _numbers_words(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tupl
     (:func:`_parse_uniform`), and the two words' digits, ``0``, the digits, zeros, are the integer
     ``m 10**(16 - n)`` (``n`` bytes, ``m`` the integer of their digits; ``< 10**15``, exact), so
     ``m 10**(16 - n) / 10**(15 - p) = m / 10**(n - 1 - p)`` is one correctly rounded division: ``float``'s
-    value, as :func:`_numbers` gives it."""
+    value, as :func:`_numbers` gives it. ``out``: where to write the values (else a new array)."""
     n = start.size
     first = a[start]
     signed = (first == 43) | (first == 45)
@@ -522,8 +524,7 @@ def _numbers_words(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tupl
     y *= np.uint64(255)
     x += y
     _digits_value(x)
-    values = x.astype(np.float64)
-    values *= 1e8
+    values = np.multiply(x, 1e8, out=out)  # (exact: x < 10**7)
     np.subtract(size, 8, out=k)
     np.maximum(k, 0, out=k)
     if k.any():  # bytes 8..15
