@@ -350,15 +350,20 @@ _TEN_UP = np.uint64(0x7676767676767676)  # + 0x76: bit 7 set in each byte >= 10 
 _HIGH_BITS = np.uint64(0x8080808080808080)
 
 
-def _all_digits(y: np.ndarray, t: np.ndarray) -> bool:
-    """Whether every byte of the words ``y`` is below 10 (a digit's value); ``t``: scratch, ``y``'s shape.
+def _digit_flags(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``t`` (``y``'s shape), per word of ``y``: 0 when every byte is below 10 (a digit's value), else not.
 
     ``b + 0x76`` sets bit 7 of a byte ``b < 0x80`` exactly when ``b >= 10`` (and carries out of no byte
     below 0x8a), and ``b >= 0x80`` has it already: the lowest byte not below 10 sets its bit 7."""
     np.add(y, _TEN_UP, out=t)
     t |= y
     t &= _HIGH_BITS
-    return not t.any()
+    return t
+
+
+def _all_digits(y: np.ndarray, t: np.ndarray) -> bool:
+    """Whether every byte of the words ``y`` is below 10 (:func:`_digit_flags`; ``t``: scratch)."""
+    return not _digit_flags(y, t).any()
 
 
 def _digits_value(y: np.ndarray) -> None:
@@ -542,11 +547,8 @@ def _numbers_words(
 
 
 def _digits_ok(y: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per word of ``y``: whether every byte is below 10 (:func:`_all_digits`); ``t``: scratch."""
-    np.add(y, _TEN_UP, out=t)
-    t |= y
-    t &= _HIGH_BITS
-    return t == 0
+    """Per word of ``y``: whether every byte is below 10 (:func:`_digit_flags`; ``t``: scratch)."""
+    return _digit_flags(y, t) == 0
 
 
 def _numbers(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
