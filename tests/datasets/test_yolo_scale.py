@@ -228,6 +228,18 @@ def test_a_batch_of_another_shape_is_read_by_the_general_path(monkeypatch, odd):
     assert r.file.tolist()[:2] == [0, 0] and r.line.tolist()[:2] == [1, 2]
 
 
+def test_a_field_with_its_point_past_byte_8_is_read_by_the_column_reader(monkeypatch):
+    from detkit.datasets.formats import yolo_rows
+
+    calls = []
+    numbers = yolo_rows._numbers
+    monkeypatch.setattr(yolo_rows, "_numbers", lambda *a: calls.append(1) or numbers(*a))
+    blobs = [b"3 00000000.5 0.5 +00000000.25 0.125\n1 0.5 0.5 0.5 0.5\n"]
+    r = parse_labels(blobs, 80, YOLO_TOL)
+    assert calls and _same_as_reader(blobs, r) == [0]
+    assert r.box.tolist() == [[0.5, 0.5, 0.25, 0.125], [0.5] * 4]
+
+
 def test_a_line_of_separators_is_blank():
     # four spaces and a newline, as a row's separators are: no field, so a blank line (the file kept)
     one, two = b"12 0.5 0.25 0.125 0.0625\n", b"7 0.5 0.25 0.125 0.0625\n"
