@@ -163,37 +163,12 @@ def class_table(ds: Dataset | Labels) -> list[dict[str, Any]]:
 
     Unused categories are listed with 0; annotations whose category_id dangles get a ``<unknown id>`` row.
     """
-    n, k = ds.num_annotations, ds.num_categories
-    # sort-based joins throughout: numpy's hash-based unique is several times slower at 1M rows
-    order = np.argsort(ds.cat_id, kind="stable")
-    srt = ds.cat_id[order]
-    if k and (np.diff(srt) == 1).all():  # ids lo, lo+1, ... (YOLO's 0..k-1): a box's id gives its row
-        pos = np.clip(ds.category_id - srt[0], 0, k - 1)
-    else:
-        pos = np.minimum(np.searchsorted(srt, ds.category_id), max(k - 1, 0)) if k else 0
-    known = (srt[pos] == ds.category_id) if k else np.zeros(n, dtype=bool)
-    unknown = np.unique(ds.category_id[~known])  # ids used by boxes but absent from categories
+    n = ds.num_annotations
+    pos, unknown = _category_rows(ds)
     ids = np.concatenate([ds.cat_id, unknown])
     names = [str(x) for x in ds.cat_name] + [f"<unknown id {int(i)}>" for i in unknown]
-    pos = order[pos] if k else np.zeros(n, dtype=np.int64)
-    if unknown.size:
-        pos = np.where(known, pos, k + np.searchsorted(unknown, ds.category_id))
     instances = np.bincount(pos, minlength=len(ids))
-    # images containing each class: distinct (class, image id) pairs, sorted
-    im = ds.ann_image_id
-    lo = int(im.min()) if n else 0
-    span = int(im.max()) - lo + 1 if n else 1
-    if len(ids) * span < 2**62:  # one int64 key per pair, class * span + image: a plain sort
-        key = np.sort(pos * span + (im - lo))
-        first = np.ones(n, dtype=bool)
-        first[1:] = key[1:] != key[:-1]
-        images = np.bincount(key[first] // span, minlength=len(ids))
-    else:  # ids too far apart for one key: a lexsort
-        o = np.lexsort((im, pos))
-        p, im = pos[o], im[o]
-        first = np.ones(n, dtype=bool)
-        first[1:] = (p[1:] != p[:-1]) | (im[1:] != im[:-1])
-        images = np.bincount(p[first], minlength=len(ids))
+    images = _images_per_row(pos, ds.ann_image_id, len(ids))
     rows = [
         {
             "id": int(ids[k]),
@@ -206,6 +181,53 @@ def class_table(ds: Dataset | Labels) -> list[dict[str, Any]]:
     ]
     rows.sort(key=lambda r: (-r["instances"], r["name"]))
     return rows
+
+
+def _category_rows(ds: Dataset | Labels) -> tuple[np.ndarray, np.ndarray]:
+    """Each annotation's row in ``cat_id`` then the unknown ids, and those unknown ids (used by boxes but
+    absent from categories), sorted."""
+    n, k = ds.num_annotations, ds.num_categories
+    cid = ds.category_id
+    # sort-based joins throughout: numpy's hash-based unique is several times slower at 1M rows
+    order = np.argsort(ds.cat_id, kind="stable")
+    srt = ds.cat_id[order]
+    if k and (np.diff(srt) == 1).all():  # ids lo, lo+1, ... (YOLO's 0..k-1): a box's id gives its row
+        lo = srt[0]
+        if n and lo <= cid.min() and cid.max() < lo + k:  # (every box's id among them: no search, no copy)
+            pos = cid - lo if lo else cid
+            return (pos if (order == np.arange(k)).all() else order[pos]), cid[:0]
+        pos = np.clip(cid - srt[0], 0, k - 1)
+    else:
+        pos = np.minimum(np.searchsorted(srt, cid), max(k - 1, 0)) if k else 0
+    known = (srt[pos] == cid) if k else np.zeros(n, dtype=bool)
+    unknown = np.unique(cid[~known])
+    pos = order[pos] if k else np.zeros(n, dtype=np.int64)
+    if unknown.size:
+        pos = np.where(known, pos, k + np.searchsorted(unknown, cid))
+    return pos, unknown
+
+
+def _images_per_row(pos: np.ndarray, im: np.ndarray, rows: int) -> np.ndarray:
+    """Per row of the class table: the distinct images among the annotations ``pos`` points to it (``im``:
+    each annotation's image id)."""
+    n = len(pos)
+    lo = int(im.min()) if n else 0
+    hi = int(im.max()) if n else 0
+    if 0 <= lo and rows * (hi + 1) <= 8 * n + (1 << 16):  # a flag per (row, image id): 8 bytes a box at most
+        seen = np.zeros((rows, hi + 1), dtype=bool)
+        seen[pos, im] = True
+        return np.count_nonzero(seen, axis=1)
+    span = hi - lo + 1
+    if rows * span < 2**62:  # one int64 key per pair, row * span + image: a plain sort
+        key = np.sort(pos * span + (im - lo))
+        first = np.ones(n, dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        return np.bincount(key[first] // span, minlength=rows)
+    o = np.lexsort((im, pos))  # ids too far apart for one key: a lexsort
+    p, im = pos[o], im[o]
+    first = np.ones(n, dtype=bool)
+    first[1:] = (p[1:] != p[:-1]) | (im[1:] != im[:-1])
+    return np.bincount(p[first], minlength=rows)
 
 
 def split_counts(ds: Dataset) -> list[dict[str, Any]]:

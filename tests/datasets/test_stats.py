@@ -109,6 +109,21 @@ def test_class_table_contiguous_ids_with_dangling_ones():
     }
 
 
+def test_class_table_counts_alike_on_every_path():
+    # categories 1..3 given out of order (a box's id gives its row through their sort), every box's id
+    # known; image ids small (a flag per class and image), far apart (one sorted key per box), negative
+    cats = [(3, "c"), (1, "a"), (2, "b")]
+    boxes = [(1, 1, 3), (2, 1, 3), (3, 2, 3), (4, 2, 1), (5, 3, 1)]  # (id, image, category)
+    for image_ids in ([1, 2, 3], [10**7, 2, 3], [-5, 2, 3]):
+        images = [(i, f"{k}.jpg", 10, 10) for k, i in enumerate(image_ids)]
+        anns = [(a, image_ids[i - 1], c, 0, 0, 1, 1) for a, i, c in boxes]
+        assert class_table(make_dataset(images, anns, cats)) == [
+            {"id": 3, "name": "c", "instances": 3, "images": 2, "share": 0.6},
+            {"id": 1, "name": "a", "instances": 2, "images": 2, "share": 0.4},
+            {"id": 2, "name": "b", "instances": 0, "images": 0, "share": 0.0},
+        ], image_ids
+
+
 def test_labels_fast_path_matches_full_load(shapes_dir):
     path = shapes_dir / "instances.json"
     assert class_table(load_labels(path)) == class_table(load_dataset(path))

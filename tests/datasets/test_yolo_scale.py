@@ -116,6 +116,197 @@ def test_fields_up_to_15_bytes_take_the_fast_path_exactly():
     assert ref == [(1, 0.12345678901234, 0.5, -0.0, 0.25, 1)]  # which reads it as float() does
 
 
+def _same_as_reader(blobs: list[bytes], r, nc: int | None = 80, reported: bool = False) -> list[int]:
+    """The files of ``blobs`` that took the fast path, each checked: nothing for the per-line reader to
+    report and its rows, bit for bit (sign of zero included), with their line numbers; a file left to that
+    reader holds no row (and, with ``reported``, has something it reports)."""
+    fast = []
+    for k, b in enumerate(blobs):
+        rep = Reporter()
+        ref = _yolo_rows(Path(f"f{k}.txt"), b.decode("utf-8-sig"), nc, rep)
+        m = r.file == k
+        if r.slow[k]:
+            assert not m.any() and (rep.items or not reported), (k, b)
+            continue
+        fast.append(k)
+        assert not rep.items, (k, b)
+        got = list(zip(r.cls[m].tolist(), *r.box[m].T.tolist(), r.line[m].tolist()))
+        assert got == [tuple(x) for x in ref], (k, b)
+        want = np.array([x[1:5] for x in ref], dtype=np.float64).reshape(-1, 4)
+        assert np.array_equal(r.box[m].view(np.uint64), want.view(np.uint64)), (k, b)
+    return fast
+
+
+def _spy(monkeypatch) -> dict[str, int]:
+    """Counts of batches read by each path of the parser."""
+    from detkit.datasets.formats import yolo_rows
+
+    calls = {"uniform": 0, "general": 0}
+    uniform, general = yolo_rows._parse_uniform, yolo_rows._parse_general
+
+    def spy_uniform(*a, **k):
+        got = uniform(*a, **k)
+        calls["uniform"] += got is not None
+        return got
+
+    def spy_general(*a, **k):
+        calls["general"] += 1
+        return general(*a, **k)
+
+    monkeypatch.setattr(yolo_rows, "_parse_uniform", spy_uniform)
+    monkeypatch.setattr(yolo_rows, "_parse_general", spy_general)
+    return calls
+
+
+def _token(rng: random.Random, size: int, point: int) -> str:
+    """A field of ``size`` bytes with the point at byte ``point`` (-1: none), mostly within 0..1."""
+    digits = [rng.choice("0123456789") for _ in range(size)]
+    whole = range(point if point >= 0 else size)
+    for i in whole:
+        digits[i] = "0"
+    if whole and rng.random() < 0.1:
+        digits[whole[-1]] = "1"  # 1.xxx: above 1 + tol when xxx >= .01
+    if point >= 0:
+        digits[point] = "."
+    return "".join(digits)
+
+
+@pytest.mark.parametrize(
+    "size, point, eol",
+    [(8, 1, "\n"), (8, 1, "\r\n"), (2, 0, "\n"), (2, 1, "\n"), (1, -1, "\n"), (6, 2, "\n"), (8, 7, "\n")],
+)
+def test_fields_of_one_shape_take_the_uniform_path_exactly(monkeypatch, size, point, eol):
+    # 0.dddddd (ultralytics), .5, 1., 0 / 1, 00.ddd, 0000000.: every line the first line's shape
+    rng = random.Random(size * 10 + point)
+    classes = ["0", "7", "79", "007", "000079", "100000", "80"]
+    blobs = []
+    for _ in range(300):
+        lines = [
+            rng.choice(classes) + " " + " ".join(_token(rng, size, point) for _ in range(4))
+            for _ in range(rng.randint(0, 5))
+        ]
+        if lines and rng.random() < 0.1:
+            lines.append(lines[0])  # a duplicate row
+        blobs.append((eol.join(lines) + (rng.choice(["", eol]) if lines else "")).encode())
+    calls = _spy(monkeypatch)
+    r = parse_labels(blobs, 80, YOLO_TOL, batch_bytes=512)
+    assert calls["general"] == 0 and calls["uniform"] > 5
+    fast = _same_as_reader(blobs, r, reported=True)
+    # left to the per-line reader: classes 100000 and 80, values above 1.01, duplicates; the rest not
+    assert 30 < len(fast) < 300 and any(b.count(b"\n") > 2 for b in (blobs[k] for k in fast))
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "3 0.123456 0.12345 0.123456 0.123456",  # a field of another length
+        "3 0.123456 0.123456 00.12345 0.123456",  # the point elsewhere
+        "3 0.123456 +0.12345 0.123456 -0.00000",  # signs (-0.0 keeps its sign)
+        "3 0.123456 0.1234567890123 0.5 0.25",  # 15 bytes
+        "3 1. .5 0.123456 0.123456",
+        "3 0.123456\t0.123456 0.123456 0.123456",  # a tab
+        "3  0.123456 0.123456 0.123456 0.123456",  # two spaces
+        "3 0.123456 0.123456 0.123456 0.123456 ",  # a space at the end
+        "\n3 0.123456 0.123456 0.123456 0.123456",  # a blank line
+        "3 0.123456 0.123456\r 0.123456 0.123456",  # \r not before \n
+        "3 0.123456 0.123456 0.123456 0.123456\r\r",
+        "1234567 0.123456 0.123456 0.123456 0.123456",  # a class of 7 digits
+        "+3 0.123456 0.123456 0.123456 0.123456",
+        "3 0.123456 0.123456 0.123456 0.1234a6",
+        "3 0.123456 0.123456 0.123456",
+    ],
+)
+def test_a_batch_of_another_shape_is_read_by_the_general_path(monkeypatch, odd):
+    plain = b"12 0.687323 0.202846 0.353975 0.145409\n0 0.383562 0.607362 0.236854 0.454275\n"
+    blobs = [plain, (odd + "\n").encode(), plain]
+    calls = _spy(monkeypatch)
+    r = parse_labels(blobs, 80, YOLO_TOL)
+    assert calls == {"uniform": 0, "general": 1}
+    ref = _yolo_rows(Path("odd.txt"), odd + "\n", 80, Reporter())
+    fast = _same_as_reader(blobs, r)
+    assert fast == ([0, 1, 2] if ref and not r.slow[1] else [0, 2])
+    assert r.file.tolist()[:2] == [0, 0] and r.line.tolist()[:2] == [1, 2]
+
+
+def test_a_field_with_its_point_past_byte_8_is_read_by_the_column_reader(monkeypatch):
+    from detkit.datasets.formats import yolo_rows
+
+    calls = []
+    numbers = yolo_rows._numbers
+    monkeypatch.setattr(yolo_rows, "_numbers", lambda *a: calls.append(1) or numbers(*a))
+    blobs = [b"3 00000000.5 0.5 +00000000.25 0.125\n1 0.5 0.5 0.5 0.5\n"]
+    r = parse_labels(blobs, 80, YOLO_TOL)
+    assert calls and _same_as_reader(blobs, r) == [0]
+    assert r.box.tolist() == [[0.5, 0.5, 0.25, 0.125], [0.5] * 4]
+
+
+def test_a_line_of_separators_is_blank():
+    # four spaces and a newline, as a row's separators are: no field, so a blank line (the file kept)
+    one, two = b"12 0.5 0.25 0.125 0.0625\n", b"7 0.5 0.25 0.125 0.0625\n"
+    for blank in [b"    \n", b" \n", b"\t\n", b"\n"]:
+        r = parse_labels([one + blank + two], 80, YOLO_TOL)
+        assert not r.slow.any() and r.line.tolist() == [1, 3], blank
+    r = parse_labels([one + b"3    \n" + two], 80, YOLO_TOL)  # 5 separators, one field
+    assert r.slow.tolist() == [True]
+
+
+def test_a_file_cut_into_batches_of_both_paths(monkeypatch):
+    rng = random.Random(5)
+    uniform = [
+        f"{rng.randrange(80)} " + " ".join(f"0.{rng.randrange(10**6):06d}" for _ in range(4))
+        for _ in range(60)
+    ]
+    other = [f"{rng.randrange(80)} 0.5 0.{rng.randrange(10**5)} 0.25 0.125" for _ in range(60)]
+    text = "\n".join(uniform[:30] + other[:30] + uniform[30:] + other[30:]) + "\n"
+    dup = text + "5 0.5 0.5 0.25 0.25\n" + uniform[2] + "\n5 0.500000 0.500000 0.250000 0.250000\n"
+    blobs = [text.encode(), dup.encode()]
+    calls = _spy(monkeypatch)
+    r = parse_labels(blobs, 80, YOLO_TOL, batch_bytes=256)
+    assert calls["uniform"] > 3 and calls["general"] > 3
+    assert _same_as_reader(blobs, r) == [0]  # file 1: duplicates across the two paths
+    assert r.line.tolist() == list(range(1, 121))
+    rep = Reporter()
+    _yolo_rows(Path("dup.txt"), dup, 80, rep)
+    assert len(rep.items) == 2
+
+
+def _read_tokens(tokens: list[str]):
+    from detkit.datasets.formats.yolo_rows import MAX_TOKEN
+
+    text = " ".join(tokens).encode() + b"\n"
+    a = np.frombuffer(text + b" " * MAX_TOKEN, dtype=np.uint8)
+    start = np.array([0] + [m + 1 for m, c in enumerate(text) if c == 32], dtype=np.int64)
+    return a, start, np.array([len(t) for t in tokens], dtype=np.int64)
+
+
+def test_numbers_a_word_at_a_time_equal_the_column_reader():
+    from detkit.datasets.formats.yolo_rows import _numbers, _numbers_words
+
+    rng = random.Random(7)
+    edge = ["0.1234567", ".5", "5.", "+.5", "-0.0", "+", "-", ".", "+-1", "1.2.3", "0.12345678901234"]
+    edge += ["-0.12345678901", "1234567", "0.0123457", "0000000.5", "1e-3", "nan", "0x1", "07", "+7", "-.0"]
+    tokens = []
+    for _ in range(20000):
+        size = rng.randint(1, 15)
+        t = [rng.choice("0123456789") for _ in range(size)]
+        if rng.random() < 0.9:
+            t[rng.randrange(min(size, 8))] = "."  # a point among the first 8 bytes
+        if rng.random() < 0.1:
+            t[rng.randrange(size)] = rng.choice(".+-ex")
+        if rng.random() < 0.2 and size < 15:
+            t.insert(0, rng.choice("+-"))
+        tokens.append("".join(t))
+    body = [t[1:] if t[0] in "+-" else t for t in tokens]  # (after one sign)
+    tokens = [t for t, b in zip(tokens, body) if len(b) < 8 or "." in b[:8]]
+    a, start, length = _read_tokens(edge + tokens)
+    (values, ok, plain), (v, o, p) = _numbers(a, start, length), _numbers_words(a, start, length)
+    assert np.array_equal(o, ok) and np.array_equal(p, plain) and 0.5 < ok.mean() < 0.9
+    assert np.array_equal(v[ok].view(np.uint64), values[ok].view(np.uint64))  # bit for bit
+    assert "".join("01"[x] for x in ok[: len(edge)].tolist()) == "11111000001" + "1111000111"
+    # a token of 8 bytes or more without a point among its first 8: left to the column reader
+    assert _numbers_words(*_read_tokens(["0.5", "-12345678"])) is None
+
+
 def test_label_files_in_one_pass_follow_the_rule(tmp_path):
     from detkit.datasets.formats.yolo import _Files, _label_file, _label_files
 

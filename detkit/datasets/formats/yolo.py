@@ -409,6 +409,9 @@ class LabelRecords:
         return np.array(list(self), dtype=object)
 
 
+_BLOCK = 1 << 15  # rows converted at once by _yolo_dataset (1 MB of boxes)
+
+
 def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Reporter, source: str) -> Dataset:
     """The Dataset of the images kept (``img_cols``) and the rows of their label files (``parts``: image id
     and label file of each kept image that has one, in image order)."""
@@ -424,14 +427,19 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
     image_of = np.repeat(image_id, lengths)
     file_of = np.repeat(file_k.astype(np.int32), lengths)
     cls = sc.cls[take]
-    # cx cy w h -> x y w h in pixels, in the scan's own array (its rows are not used again): no copy
+    # cx cy w h -> x y w h in pixels, in the scan's own array (its rows are not used again): no copy; a
+    # block of rows at a time, which stays in the cache through the steps, each row's image size gathered
+    # for its block only
     bbox = sc.box[take]
-    for c, size in ((0, img_cols["width"]), (1, img_cols["height"])):
-        per_box = np.repeat(size[image_id - 1], lengths)
-        bbox[:, c] -= bbox[:, c + 2] / 2
-        bbox[:, c] *= per_box
-        bbox[:, c + 2] *= per_box
-        del per_box
+    area = np.empty(n)
+    width, height = img_cols["width"], img_cols["height"]
+    for s in range(0, n, _BLOCK):
+        b, row_image = bbox[s : s + _BLOCK], image_of[s : s + _BLOCK] - 1  # (image ids are 1..)
+        for c, size in ((0, width[row_image]), (1, height[row_image])):  # (a column at a time)
+            b[:, c] -= b[:, c + 2] / 2
+            b[:, c] *= size
+            b[:, c + 2] *= size
+        np.multiply(b[:, 2], b[:, 3], out=area[s : s + _BLOCK])
     names = layout.names
     ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
     cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
@@ -442,7 +450,7 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
         ann_image_id=image_of,
         category_id=cls,
         bbox=bbox,
-        area=bbox[:, 2] * bbox[:, 3],
+        area=area,
         iscrowd=np.zeros(n, dtype=np.int64),
         cat_id=np.arange(ncls, dtype=np.int64),
         cat_name=np.array(cat_names, dtype=object),
