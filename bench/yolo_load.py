@@ -8,7 +8,10 @@ Writes (once, then reuses) under ``--folder`` (never inside the repository):
   train2017/  an ultralytics layout of ``--files`` label files (``--rows`` rows, about 1% of the images
               without a label file, as COCO has) and as many tiny valid JPEG headers (631 bytes each, the
               SOF patched to COCO's sizes), with a data.yaml naming the 80 COCO classes;
-  big/        one image and one label file of ``--big-rows`` rows (~100 MB).
+  big/        one image and one label file of ``--big-rows`` rows (222 MB at 6 decimals; the issue's
+              file of as many rows was 100 MB);
+  big-g/      the same rows with 6 significant digits (``%g``, fields of differing length, as
+              ultralytics' own COCO labels are written: also 222 MB).
 
 and runs, each in its own process (wall time, CPU seconds, peak RSS and page faults by ``/usr/bin/time -v``):
 
@@ -16,9 +19,10 @@ and runs, each in its own process (wall time, CPU seconds, peak RSS and page fau
             names a Python that has it (``YOLODataset(...)``: a first scan, its labels.cache removed
             before and after, then ``get_labels()`` from that cache; its own timings printed too), else a
             plain reader: per image PIL's header size, per label line ``line.split()`` and ``float()``;
-  cold      ``detkit coco inspect data.yaml --json`` with the label cache removed first;
+  cold      ``detkit coco classes data.yaml --json`` with the label cache removed first;
   cached    the same command again (the cache of the cold run is read);
-  big       ``detkit coco inspect big/data.yaml --json`` with no cache.
+  big       ``detkit coco classes big/data.yaml --json`` with the cache folder emptied first (a first
+            read, which writes the cache); ``big %g`` the same on ``big-g/``.
 
 It checks detkit's image and box counts equal the baseline's and prints the figures against the targets
 (targets: cold <= 10 s, cached <= 1 s on 2 cores, <= 150 bytes per box, the big file <= 5 s).
@@ -61,13 +65,15 @@ def tiny_jpeg(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def label_text(rng: np.random.Generator, n: int) -> str:
-    """``n`` rows ``class cx cy w h`` with 6 decimals (ultralytics' COCO labels), boxes inside the image."""
+def label_text(rng: np.random.Generator, n: int, fmt: str = ".6f") -> str:
+    """``n`` rows ``class cx cy w h``, boxes inside the image, each number formatted by ``fmt``: ``.6f``,
+    6 decimals, or ``g``, 6 significant digits (``0.5955 0.479492 0.0415603``: ultralytics' own COCO
+    labels, whose fields differ in length)."""
     cls = np.minimum(rng.geometric(0.08, size=n) - 1, 79)
     w, h = rng.uniform(0.01, 0.6, n), rng.uniform(0.01, 0.6, n)
     cx, cy = w / 2 + rng.uniform(0, 1, n) * (1 - w), h / 2 + rng.uniform(0, 1, n) * (1 - h)
     return "".join(
-        f"{c} {a:.6f} {b:.6f} {d:.6f} {e:.6f}\n"
+        f"{c} {a:{fmt}} {b:{fmt}} {d:{fmt}} {e:{fmt}}\n"
         for c, a, b, d, e in zip(cls.tolist(), cx.tolist(), cy.tolist(), w.tolist(), h.tolist())
     )
 
@@ -100,8 +106,9 @@ def generate(root: Path, n_files: int, n_rows: int, seed: int = 0) -> None:
     os.replace(tmp, root)
 
 
-def generate_big(root: Path, n_rows: int, seed: int = 1) -> None:
-    """One image and one label file of ``n_rows`` rows."""
+def generate_big(root: Path, n_rows: int, seed: int = 1, fmt: str = ".6f") -> None:
+    """One image and one label file of ``n_rows`` rows (numbers formatted by ``fmt``, as
+    :func:`label_text`)."""
     rng = np.random.default_rng(seed)
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -110,7 +117,7 @@ def generate_big(root: Path, n_rows: int, seed: int = 1) -> None:
     (tmp / "images" / "train" / "big.jpg").write_bytes(tiny_jpeg(640, 480))
     with open(tmp / "labels" / "train" / "big.txt", "w") as f:
         for s in range(0, n_rows, 500_000):
-            f.write(label_text(rng, min(500_000, n_rows - s)))
+            f.write(label_text(rng, min(500_000, n_rows - s), fmt))
     _yaml(tmp, "train")
     os.replace(tmp, root)
 
@@ -199,10 +206,11 @@ def main() -> None:
     args = ap.parse_args()
     if ROOT in args.folder.resolve().parents:
         raise SystemExit("--folder must be outside the repository")
-    train, big = args.folder / "train2017", args.folder / "big"
+    train, big, big_g = args.folder / "train2017", args.folder / "big", args.folder / "big-g"
     for path, make in (
         (train, lambda: generate(train, args.files, args.rows)),
         (big, lambda: generate_big(big, args.big_rows)),
+        (big_g, lambda: generate_big(big_g, args.big_rows, fmt="g")),
     ):
         if not path.exists():
             t0 = time.perf_counter()
@@ -238,14 +246,10 @@ def main() -> None:
             out / "cached.json",
         )
     )
-    shutil.rmtree(cache, ignore_errors=True)
-    rows.append(
-        (
-            "detkit big file",
-            measure([*dk, str(big / "data.yaml"), "--json"], out / "big.json"),
-            out / "big.json",
-        )
-    )
+    for name, folder in (("detkit big file", big), ("detkit big %g", big_g)):
+        shutil.rmtree(cache, ignore_errors=True)
+        got = out / f"{folder.name}.json"
+        rows.append((name, measure([*dk, str(folder / "data.yaml"), "--json"], got), got))
     counts = {}
     print(
         f"{'':16} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'page faults':>12} "
@@ -263,7 +267,7 @@ def main() -> None:
     if not tiny.exists():
         generate_big(tiny, 1)
     empty = measure([*dk, str(tiny / "data.yaml"), "--json"], out / "tiny.json")
-    cold, cached, bigf = rows[-3][1], rows[-2][1], rows[-1][1]
+    cold, cached, bigf, bigg = (m for _, m, _ in rows[-4:])
     per_box = (cold["peak_rss_mb"] - empty["peak_rss_mb"]) * 2**20 / max(n_box, 1)
     per_big = (bigf["peak_rss_mb"] - empty["peak_rss_mb"]) * 2**20 / args.big_rows
     print(
@@ -271,7 +275,8 @@ def main() -> None:
         f"cached {cached['wall_s']:.2f} s / {cached['cpu_s']:.2f} CPU s (<= 1), "
         f"{per_box:.0f} bytes per box over the one-box run's "
         f"{empty['peak_rss_mb']:.0f} MB (<= 150; big file {per_big:.0f}), big file {bigf['wall_s']:.2f} s / "
-        f"{bigf['cpu_s']:.2f} CPU s (<= 5); load average {os.getloadavg()[0]:.1f}"
+        f"{bigf['cpu_s']:.2f} CPU s (<= 5; %g: {bigg['wall_s']:.2f} s / {bigg['cpu_s']:.2f}); "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     if not args.skip_baseline and base_name == "ultralytics":
         doc = json.loads((out / "baseline.json").read_text())
