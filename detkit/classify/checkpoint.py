@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.deploy.runtime import Exported, load_onnx
-from detkit.errors import OptionError
+from detkit.deploy.runtime import Exported, load_if_onnx
 from detkit.io import atomic_write
 from detkit.train import harness as H
 from detkit.train.plots import Panel
@@ -101,10 +100,8 @@ def load_classifier(path: str | Path, device: str = "auto", threads: int | None 
         threads: CPU intra-op threads (None: the trainers' policy,
             :func:`detkit.deploy.runtime.inference_threads`).
     """
-    if threads is not None and threads < 1:
-        raise OptionError("threads", f"must be at least 1, got {threads}")
-    if Path(path).suffix.lower() == ".onnx":
-        return load_onnx(path, "classify", threads, device)
+    if (onnx := load_if_onnx(path, "classify", threads, device)) is not None:
+        return onnx
     from detkit.classify.export import load_torch  # lazy: torch: an ONNX model runs on onnxruntime alone
 
     return load_torch(Path(path), device, threads)

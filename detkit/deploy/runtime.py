@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.errors import DetkitError
+from detkit.errors import DetkitError, OptionError
 from detkit.train.threads import thread_choice
 
 PAD_VALUE = 114  # grey letterbox border (neutral after normalisation)
@@ -246,6 +246,16 @@ def _onnxruntime():
     except ImportError:
         raise DetkitError(f"running an .onnx model needs onnxruntime: {ONNX_HINT}") from None
     return onnxruntime
+
+
+def load_if_onnx(path: str | Path, task: str, threads: int | None, device: str) -> Exported | None:
+    """The first step of both model loaders (:func:`detkit.yolo.predict.load_detector`,
+    :func:`detkit.classify.checkpoint.load_classifier`): ``threads`` checked for every kind of model file,
+    then an ``.onnx`` file loaded by :func:`load_onnx`; None for any other file, which the caller loads
+    on torch."""
+    if threads is not None and threads < 1:
+        raise OptionError("threads", f"must be at least 1, got {threads}")
+    return load_onnx(path, task, threads, device) if Path(path).suffix.lower() == ".onnx" else None
 
 
 def load_onnx(path: str | Path, task: str, threads: int | None = None, device: str = "cpu") -> Exported:

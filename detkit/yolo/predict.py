@@ -35,7 +35,7 @@ from detkit.datasets.formats.layouts import IMAGE_EXTS
 from detkit.datasets.load import declared_splits, load_dataset, warn_skipped
 from detkit.datasets.ops.draw import draw_detection
 from detkit.datasets.paths import source_path
-from detkit.deploy.runtime import Exported, letterbox, load_onnx, postprocess, unletterbox
+from detkit.deploy.runtime import Exported, letterbox, load_if_onnx, postprocess, unletterbox
 from detkit.errors import DetkitError, OptionError
 from detkit.io import atomic_path, atomic_write, write_json
 from detkit.train.runs import write_summary
@@ -56,10 +56,8 @@ def load_detector(path: str | Path, device: str = "auto", threads: int | None = 
         threads: CPU intra-op threads (None: the trainers' policy,
             :func:`detkit.deploy.runtime.inference_threads`).
     """
-    if threads is not None and threads < 1:
-        raise OptionError("threads", f"must be at least 1, got {threads}")
-    if Path(path).suffix.lower() == ".onnx":
-        return load_onnx(path, "detect", threads, device)
+    if (onnx := load_if_onnx(path, "detect", threads, device)) is not None:
+        return onnx
     from detkit.yolo.export import load_torch  # lazy: torch: an ONNX model runs on onnxruntime alone
 
     return load_torch(path, device, threads)
