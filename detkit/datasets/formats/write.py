@@ -274,6 +274,13 @@ def _renamed(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def _image_root(ds: Dataset, image_root: str | Path | None) -> Path | None:
+    """The folder the writers link images from: ``image_root`` when given, else the dataset's own."""
+    if image_root:
+        return Path(image_root)
+    return Path(ds.image_root) if ds.image_root else None
+
+
 def _stems(ds: Dataset, names: list[str]) -> list[Path]:
     """Label/XML path (without suffix) of each image; two images mapping to one file is an error."""
     stems = [Path(n).with_suffix("") if Path(n).suffix else Path(n) for n in names]
@@ -391,7 +398,7 @@ def write_yolo(
     ultralytics finds each image's labels. Class k follows ``category_ids`` (see :func:`class_indexes`).
     Returns counts of what was written."""
     out = Path(out)
-    root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
+    root = _image_root(ds, image_root)
     ks = class_indexes(ds, category_ids)
     cls_of = {int(c): int(k) for c, k in zip(ds.cat_id, ks)}
     n_cls = int(ks.max(initial=-1)) + 1
@@ -465,7 +472,7 @@ def _voc_xml(ds: Dataset, i: int, name: str, rows: np.ndarray, names: dict[int, 
 def write_voc(ds: Dataset, out: str | Path, image_root: str | Path | None = None) -> dict[str, Any]:
     """Write ``out/Annotations/*.xml`` (xmin = x, xmax = x + w, ...) and ``out/JPEGImages`` links."""
     out = Path(out)
-    root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
+    root = _image_root(ds, image_root)
     cat_names = ds.category_names()
     names, renamed = safe_names(ds)
     stems = _stems(ds, names)
@@ -745,7 +752,7 @@ def write_tool_file(ds: Dataset, out: Path, to: str) -> dict[str, Any]:
 def write_labelme(ds: Dataset, out: Path, image_root: str | Path | None = None) -> dict[str, Any]:
     """Write the new folder ``out``: ``<name>.json`` per image beside a link to the image (LabelMe keeps them
     side by side; ``imagePath`` is the image's base name). Names are made safe as for YOLO and VOC."""
-    root = Path(image_root) if image_root else (Path(ds.image_root) if ds.image_root else None)
+    root = _image_root(ds, image_root)
     rows_of, names, skipped = _boxes_by_name(ds)
     safe, renamed = safe_names(ds)
     stems = _stems(ds, safe)
