@@ -15,8 +15,11 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +268,41 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
             lines = [ln for ln in lines if "weights_only" not in ln and "torch.load" not in ln] or lines[:1]
         why = f"{type(exc).__name__}{': ' + lines[0][:200] if lines else ''}"
         raise InputError(path, None, f"not a PyTorch {what} ({why})") from None
+
+
+# ---- a second process ----------------------------------------------------------------------------------
+def can_fork() -> bool:
+    """Whether a forked child may work beside this process: Linux (macOS' system libraries are not safe
+    to use after a fork), a single Python thread (a fork copies only the calling thread, and any lock
+    another thread holds stays held in the child), and more than one CPU to run on. Native threads that
+    libraries keep (OpenBLAS's idle pool) do not count: a child must call none of those libraries."""
+    return sys.platform == "linux" and threading.active_count() == 1 and len(os.sched_getaffinity(0)) > 1
+
+
+def both(first: Callable[[], bool], second: Callable[[], bool]) -> bool:
+    """``first() and second()``, ``second`` in a forked child while ``first`` runs here, where
+    :func:`can_fork` (the child's answer is its exit status; it leaves with ``os._exit``: no atexit
+    handlers, no flushing of buffers it shares with this process). A child that fails answers False;
+    where no child can be had, both run here. ``second`` must call no library that keeps threads."""
+    pid = -1
+    if can_fork():
+        try:
+            with warnings.catch_warnings():  # Python >= 3.12 warns of any native thread (see can_fork)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:  # EAGAIN, ENOMEM: no second process
+            pid = -1
+    if pid == 0:  # the child
+        code = 1
+        try:
+            code = 0 if second() else 1
+        finally:
+            os._exit(code)
+    try:
+        ok = first()
+    finally:
+        if pid > 0:
+            _, status = os.waitpid(pid, 0)
+    if pid < 0:
+        return ok and second()
+    return ok and os.waitstatus_to_exitcode(status) == 0

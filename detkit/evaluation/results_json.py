@@ -19,8 +19,6 @@ import gc
 import mmap
 import os
 import struct
-import sys
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +32,7 @@ import numpy as np
 from detkit.datasets.formats.coco import Int64, decode_bytes
 from detkit.datasets.formats.readers import check_file, read_bytes
 from detkit.errors import InputError
+from detkit.io import can_fork
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image_id, category_id (N,) int64;
 # bbox (N, 4) float64; score (N,) float64
@@ -80,14 +79,6 @@ def read_results(path: Path, chunk: int = 1 << 18, fork: bool | None = None) -> 
     except _DECODE_ERRORS:  # the whole file: its error, or its rows
         cols = det_columns(decode_bytes(path, read_bytes(path) if data is None else data, _DETS))
     return cols[0], cols[1], cols[2].reshape(-1, 4), cols[3]
-
-
-def can_fork() -> bool:
-    """Whether a forked child may decode beside this process: Linux (macOS' system libraries are not safe
-    to use after a fork), a single Python thread (a fork copies only the calling thread, and any lock
-    another thread holds stays held in the child), and more than one CPU to run on. Native threads that
-    libraries keep (OpenBLAS's idle pool) do not count: the child calls none of those libraries."""
-    return sys.platform == "linux" and threading.active_count() == 1 and len(os.sched_getaffinity(0)) > 1
 
 
 def record_chunks(data: bytes, size: int, head: bool = True, tail: bool = True) -> list[bytes]:

@@ -1,6 +1,6 @@
 """The YOLO reader at scale: the numpy label parser gives the per-line reader's rows
-exactly (and leaves every file it would not keep whole to that reader), JPEG sizes from the header bytes
-are PIL's, and the scan cache is used only while no file changed."""
+exactly (and leaves every file it would not keep whole to that reader), and JPEG sizes from the header
+bytes are PIL's (the cache of a read: test_yolo_cache.py)."""
 
 from __future__ import annotations
 
@@ -361,78 +361,6 @@ def _dataset(root: Path, n: int = 3) -> Path:
         (root / "labels" / "train" / f"{i}.txt").write_text(f"{i} 0.5 0.5 0.25 0.25\n")
     (root / "data.yaml").write_text("train: images/train\nnames: [a, b, c, d]\n")
     return root / "data.yaml"
-
-
-def _cached(cache: Path) -> list[Path]:
-    return sorted((cache / "yolo-labels").glob("*.npz"))
-
-
-def test_the_cache_is_used_until_a_file_changes(tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("DETKIT_CACHE_DIR", str(cache))
-    y = _dataset(tmp_path / "d")
-    first = load_yolo(y)
-    assert len(_cached(cache)) == 1
-    calls = []
-    real = yolo_scan._scan
-    monkeypatch.setattr(yolo_scan, "_scan", lambda *a: calls.append(1) or real(*a))
-    again = load_yolo(y)
-    assert calls == [] and np.array_equal(again.bbox, first.bbox) and again.width.tolist() == [32, 33, 34]
-    assert [again.record(i) for i in range(3)] == ["0.txt line 1", "1.txt line 1", "2.txt line 1"]
-    lf = tmp_path / "d" / "labels" / "train" / "1.txt"
-    lf.write_text("1 0.5 0.5 0.5 0.5\n")  # same size, new contents
-    os.utime(lf, ns=(1, 1))  # even with an old time: the change time and inode count too
-    changed = load_yolo(y)
-    assert calls == [1] and changed.bbox[1].tolist() == [33 * 0.25, 6.0, 33 * 0.5, 12.0]
-    write_image(tmp_path / "d" / "images" / "train" / "2.jpg", (40, 24), seed=2)
-    assert load_yolo(y).width.tolist() == [32, 33, 40] and calls == [1, 1]
-    # the dataset folder itself is never written
-    assert sorted(p.name for p in (tmp_path / "d").rglob("*") if p.suffix not in (".jpg", ".txt")) == [
-        "data.yaml",
-        "images",
-        "labels",
-        "train",
-        "train",
-    ]
-
-
-def test_a_first_read_stats_no_file_and_a_cached_one_each_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("DETKIT_CACHE_DIR", str(tmp_path / "cache"))
-    y = _dataset(tmp_path / "d", n=4)
-    calls = []
-    real = yolo_scan._stat
-    monkeypatch.setattr(yolo_scan, "_stat", lambda p: calls.append(p) or real(p))
-    first = load_yolo(y)
-    assert calls == []  # sizes and times come from the descriptors the files were read through
-    again = load_yolo(y)
-    assert len(calls) == 8 and again.bbox.tolist() == first.bbox.tolist()
-    stats = np.load(_cached(tmp_path / "cache")[0])["stats"]  # kept from the first read: the same as now
-    assert [Path(p).name for p in calls] == [
-        "0.jpg",
-        "1.jpg",
-        "2.jpg",
-        "3.jpg",
-        "0.txt",
-        "1.txt",
-        "2.txt",
-        "3.txt",
-    ]
-    assert stats.tolist() == [list(real(p)) for p in calls] and stats[4:, 0].tolist() == [20] * 4
-
-
-def test_no_cache_or_an_unwritable_one(tmp_path, monkeypatch):
-    y = _dataset(tmp_path / "d")
-    monkeypatch.setenv("DETKIT_CACHE", "off")
-    monkeypatch.setenv("DETKIT_CACHE_DIR", str(tmp_path / "c1"))
-    assert load_yolo(y).num_annotations == 3 and not (tmp_path / "c1").exists()
-    monkeypatch.delenv("DETKIT_CACHE")
-    (tmp_path / "file").write_text("x")
-    monkeypatch.setenv("DETKIT_CACHE_DIR", str(tmp_path / "file"))  # a file: nothing can be made under it
-    assert load_yolo(y).num_annotations == 3
-    monkeypatch.delenv("DETKIT_CACHE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    load_yolo(y)
-    assert len(_cached(tmp_path / "xdg" / "detkit")) == 1
 
 
 def test_an_image_that_vanishes_after_the_listing_is_a_finding(tmp_path, monkeypatch):

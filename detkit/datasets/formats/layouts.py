@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detkit.datasets.formats.readers import load_yaml, read_text, suffix, walk
+from detkit.datasets.formats.readers import load_yaml, read_text, suffix
+from detkit.datasets.formats.yolo_cache import listing
 from detkit.datasets.model import SPLIT_NAMES, declared_splits_of
 from detkit.errors import InputError
 
@@ -91,8 +92,13 @@ def labels_folder(images: Path) -> Path:
 
 
 def list_images(folder: Path) -> list[str]:
-    """Every image file under ``folder`` (as str), sorted (as ``folder.rglob('*')``, on ``os.scandir``)."""
-    return walk(folder, lambda e: suffix(e.name).lower() in IMAGE_EXTS and e.is_file())
+    """Every image file under ``folder`` (as str), sorted (as ``folder.rglob('*')``, on ``os.scandir``;
+    remembered while its folders are unchanged: :func:`~detkit.datasets.formats.yolo_cache.listing`)."""
+    return listing(folder, "images", _is_image).paths
+
+
+def _is_image(e: os.DirEntry) -> bool:
+    return suffix(e.name).lower() in IMAGE_EXTS and e.is_file()
 
 
 # ---- ultralytics data yaml ----------------------------------------------------------------------------

@@ -238,14 +238,23 @@ def suffix(name: str) -> str:
     return name[i:] if 0 < i < len(name) - 1 else ""
 
 
-def walk(folder: Path, keep: Callable[[os.DirEntry], bool]) -> list[str]:
+def walk(
+    folder: Path,
+    keep: Callable[[os.DirEntry], bool],
+    entered: list[tuple[str, os.stat_result | None]] | None = None,
+) -> list[str]:
     """Paths (as str) of the entries below ``folder`` that ``keep`` accepts, in ``sorted(Path)`` order, as
     ``folder.rglob('*')`` finds them: symlinked folders are listed, not entered; a folder that cannot be
     read (or vanished) is skipped. Depth first with each folder's names sorted: that is the order of the
     paths' parts (``a``, ``a/b``, ``a-c``). One ``scandir`` per folder and, per entry, ``keep`` and the
-    entry's type (from the listing, no ``stat`` where the file system gives it)."""
+    entry's type (from the listing, no ``stat`` where the file system gives it).
+
+    Args:
+        entered: when given, gets (path, ``os.stat`` taken just before it was listed, None when it could
+            not be) of every folder listed, ``folder`` first.
+    """
     out: list[str] = []
-    stack = [_sorted_entries(str(folder))]  # per open folder: its entries still to visit
+    stack = [_sorted_entries(str(folder), entered)]  # per open folder: its entries still to visit
     while stack:
         for e in stack[-1]:
             try:
@@ -255,14 +264,19 @@ def walk(folder: Path, keep: Callable[[os.DirEntry], bool]) -> list[str]:
             if kept:
                 out.append(e.path)
             if sub:
-                stack.append(_sorted_entries(e.path))  # its entries come before the next sibling
+                stack.append(_sorted_entries(e.path, entered))  # its entries come before the next sibling
                 break
         else:
             stack.pop()
     return out
 
 
-def _sorted_entries(path: str) -> Iterator[os.DirEntry]:
+def _sorted_entries(path: str, entered: list | None = None) -> Iterator[os.DirEntry]:
+    if entered is not None:
+        try:
+            entered.append((path, os.stat(path)))
+        except OSError:
+            entered.append((path, None))
     try:
         with os.scandir(path) as it:
             return iter(sorted(it, key=_NAME))

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import math
 import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,7 @@ from detkit.datasets.formats.layouts import (
     yolo_folder_layout,
 )
 from detkit.datasets.formats.readers import OnError, problem, suffix
+from detkit.datasets.formats.yolo_cache import Inputs, key, key_of, pack, recall, remember, unpack
 from detkit.datasets.formats.yolo_scan import list_txt, scan
 from detkit.datasets.model import MEMBER_SEP, Dataset, Skipped, declared_splits_of
 from detkit.errors import InputError
@@ -152,12 +157,14 @@ def _yolo_rows(
 
 class _Files:
     """Which label files exist: the ``.txt`` files found walking the label folders (one ``scandir`` per
-    folder instead of a ``stat`` per image); ``Path.is_file`` for a path outside them."""
+    folder instead of a ``stat`` per image); ``os.stat`` for a path outside them. What it looked at — the
+    folders listed and the paths looked for — with their stats is ``looked``: inputs of the read."""
 
     def __init__(self, folders: list[Path]):
         self.roots: tuple[str, ...] = ()
         self.files: dict[str, str] = {}  # each listed file -> itself
         self.listed: dict[Path, list[str]] = {}
+        self.looked: dict[str, tuple[int, int, int, int]] = {}
         for f in folders:
             self.add(f)
 
@@ -165,11 +172,20 @@ class _Files:
         """List one more label folder (one that a split's labels were found in under another name)."""
         if folder not in self.listed:
             self.roots += (str(folder) + os.sep,)
-            self.listed[folder], found = list_txt(folder) if folder.is_dir() else ([], {})
+            self.listed[folder], found, seen = list_txt(folder)
             self.files |= found
+            self.looked.update(zip(seen.folders, map(tuple, seen.stats.tolist())))
 
     def exists(self, p: str) -> bool:
-        return p in self.files if p.startswith(self.roots) else os.path.isfile(p)
+        if p.startswith(self.roots):
+            return p in self.files
+        try:
+            st = os.stat(p)
+        except OSError:
+            self.looked[p] = key_of(None)
+            return False
+        self.looked[p] = key_of(st)
+        return stat.S_ISREG(st.st_mode)
 
 
 def _label_file(img: str, folders: list[tuple[str, str]], files: _Files) -> str:
@@ -205,7 +221,7 @@ def _label_files(imgs: list[str], folders: list[tuple[str, str]], files: _Files)
         lbl_dir + s[n:i] + ".txt" if s.rfind(sep) + 1 < (i := s.rfind(".")) < len(s) - 1 else "" for s in imgs
     ]
     if not lbl_dir.startswith(files.roots):  # (a folder the walk did not list: ask the file system)
-        listed = {m: m for m in mirror if m and os.path.isfile(m)}
+        listed = {m: m for m in mirror if m and files.exists(m)}
     # the listing's own string for each file found (not a second copy per image)
     return [
         hit
@@ -221,8 +237,11 @@ def read_yolo_layout(
     """Read the images (header sizes) and label files of a
     :class:`~detkit.datasets.formats.layouts.YoloLayout`.
 
-    The files are read by :func:`~detkit.datasets.formats.yolo_scan.scan` (threads, the label rows parsed
-    in numpy, cached); problems are then reported in the order of the images, as one pass over them would.
+    The files are read by :func:`~detkit.datasets.formats.yolo_scan.scan` (the label rows parsed in
+    numpy); problems are then reported in the order of the images, as one pass over them would. The
+    Dataset of a lenient read (neither ``on_error`` nor ``strict``) is remembered
+    (:mod:`~detkit.datasets.formats.yolo_cache`) under the layout and ``source``, and a read of the same
+    while no file it read or looked for and no label folder it listed has changed gives it again.
 
     Args:
         layout: the splits, their image files and the class names (from
@@ -231,7 +250,35 @@ def read_yolo_layout(
         strict: raise the first problem instead of skipping it.
         source: the path the user gave, for messages.
     """
-    report = Reporter(on_error, strict)
+    if on_error is not None or strict:
+        return _read_layout(layout, Reporter(on_error, strict), source)[0]
+    name = _read_key(layout, source)
+    if (got := recall(name)) is not None:
+        return _restored(*got)
+    started = time.time_ns()
+    ds, inputs = _read_layout(layout, Reporter(), source)
+    doc: dict = {}
+    remember(name, inputs, started, _stored(ds, doc), lambda: doc)
+    return ds
+
+
+def _read_key(layout: YoloLayout, source: str) -> str:
+    """What a read of ``layout`` is remembered under: everything it was given but the files' contents."""
+    parts: list[str | bytes] = [
+        "yolo read",
+        source,
+        str(layout.root),
+        str(layout.descriptor),
+        "\0".join(layout.names) if layout.names is not None else "\1",
+    ]
+    for src in layout.splits:
+        parts += [str(src.name), repr([(str(i), str(lb)) for i, lb in src.folders]), repr(src.missing)]
+        parts.append(pack(src.images).tobytes())
+    return key(*parts)
+
+
+def _read_layout(layout: YoloLayout, report: Reporter, source: str) -> tuple[Dataset, Inputs]:
+    """The Dataset of ``layout``, and what it was read from (:func:`read_yolo_layout`)."""
     where = layout.descriptor or source or layout.root
     nc = len(layout.names) if layout.names else None
     files = _Files([lbl for src in layout.splits for _, lbl in src.folders])
@@ -384,7 +431,13 @@ def read_yolo_layout(
             None,
             f"no images found for the {n_label_files} label files (looked under {layout.root})",
         )
-    return _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
+    ds = _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
+    looked = list(files.looked)
+    inputs = Inputs(
+        images + label_files + looked,
+        np.concatenate((sc.stats, np.array([files.looked[p] for p in looked], np.int64).reshape(-1, 4))),
+    )
+    return ds, inputs
 
 
 class LabelRecords:
@@ -407,6 +460,45 @@ class LabelRecords:
 
     def __array__(self, dtype=None, copy=None):
         return np.array(list(self), dtype=object)
+
+
+def _stored(ds: Dataset, doc: dict) -> Iterator[tuple[str, np.ndarray]]:
+    """A YOLO Dataset as named arrays, made one at a time, and the JSON document ``doc`` (filled by the
+    time they are all made): its numeric columns as they are, its string columns and label files packed,
+    the rest in the document. :func:`_restored` makes it again."""
+    doc |= {"strings": {}, "missing": list(ds.missing)}
+    for f in fields(Dataset):
+        v = getattr(ds, f.name)
+        if isinstance(v, LabelRecords):
+            yield from (("record.file", v.file), ("record.line", v.line), ("record.paths", pack(v.paths)))
+            doc["record"] = len(v.paths)
+        elif isinstance(v, np.ndarray) and v.dtype == object:
+            yield f.name, pack(v.tolist())
+            doc["strings"][f.name] = len(v)
+        elif isinstance(v, np.ndarray):
+            yield f.name, v
+        elif f.name == "skipped":
+            doc["skipped"] = [[x.code, x.path, x.where, x.what, x.kept] for x in v]
+        elif f.name == "missing":
+            yield from ((f"missing.{k}", a) for k, a in v.items())
+        else:  # source, format, image_root, extra, raw (None: a YOLO read has no COCO records)
+            doc[f.name] = v
+
+
+def _restored(arrays: dict[str, np.ndarray], doc: dict) -> Dataset:
+    """The Dataset :func:`_stored` took apart."""
+    cols = {k: v for k, v in arrays.items() if "." not in k and k not in doc["strings"]}
+    cols |= {k: np.array(unpack(arrays[k], n), dtype=object) for k, n in doc["strings"].items()}
+    cols.setdefault("split", None)
+    if "record" in doc:
+        paths = unpack(arrays["record.paths"], doc["record"])
+        cols["ann_record"] = LabelRecords(paths, arrays["record.file"], arrays["record.line"])
+    return Dataset(
+        **cols,
+        missing={k: arrays[f"missing.{k}"] for k in doc["missing"]},
+        skipped=[Skipped(c, p, w, what, kept) for c, p, w, what, kept in doc["skipped"]],
+        **{k: doc[k] for k in ("source", "format", "image_root", "extra", "raw")},
+    )
 
 
 _BLOCK = 1 << 15  # rows converted at once by _yolo_dataset (1 MB of boxes)

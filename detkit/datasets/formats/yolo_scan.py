@@ -1,4 +1,4 @@
-"""What a YOLO layout's files hold — image sizes, label rows and their problems — read at scale and cached.
+"""What a YOLO layout's files hold — image sizes, label rows and their problems — read at scale.
 
 :func:`scan` reads, for the images of a :class:`~detkit.datasets.formats.layouts.YoloLayout` and the label
 file each one has, everything :func:`~detkit.datasets.formats.yolo.read_yolo_layout` reports and keeps:
@@ -14,25 +14,15 @@ microseconds and a pool of threads only passes Python's lock back and forth (ben
 train2017 folder: one thread 1.6x faster than four for a first read and twice as fast for a cached one,
 with a third of the CPU time). Where calls wait on the device (a network or cold file system),
 ``$DETKIT_IO_THREADS`` (at most ``THREADS``) sets a pool's size. Each file's size, modification and change
-times and inode come from the descriptor it was read through. The result is cached in
-``$DETKIT_CACHE_DIR`` (else ``$XDG_CACHE_HOME/detkit``, else ``~/.cache/detkit``) under ``yolo-labels/``,
-in a file named by the hash of every image and label file's path, the class count and the format version,
-that holds those sizes, times and inodes — never beside the dataset, which detkit does not write into
-(ultralytics writes ``labels.cache`` there). A second read of an unchanged dataset stats its files (one
-``stat`` each, as ultralytics' cache check does) and loads one file; any change to a file's size, times
-or inode, a file added or removed, reads it again (a first read stats nothing twice).
-``DETKIT_CACHE=off`` turns the cache off; a cache folder that cannot be written is skipped silently; the
-folder keeps the ``KEEP`` most recent scans.
+times and inode come from the descriptor it was read through (what
+:mod:`~detkit.datasets.formats.yolo_cache` checks a remembered read against).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import stat
-import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,30 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.datasets.formats.readers import decode_text, jpeg_size, read_bytes, walk
+from detkit.datasets.formats.readers import decode_text, jpeg_size, read_bytes
+from detkit.datasets.formats.yolo_cache import Listing, listing
 from detkit.datasets.formats.yolo_rows import parse_labels
 from detkit.datasets.images import probe_image
 from detkit.errors import InputError
-from detkit.io import atomic_path
 
-VERSION = 2
 THREADS = 32
-KEEP = 16
 HEAD = 1 << 16
 _TAIL = 256  # as probe_image reads it
-
-
-def cache_dir() -> Path | None:
-    """The folder scans are cached in (module docstring); None when the cache is off."""
-    if os.environ.get("DETKIT_CACHE", "").lower() in ("off", "0", "no", "false"):
-        return None
-    base = os.environ.get("DETKIT_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (
-            os.path.join(xdg, "detkit") if xdg else os.path.join(os.path.expanduser("~"), ".cache", "detkit")
-        )
-    return Path(base) / "yolo-labels"
 
 
 def _cpus() -> int:
@@ -107,19 +82,17 @@ def pmap(
 
 
 # ---- listing --------------------------------------------------------------------------------------------
-def list_txt(folder: Path) -> tuple[list[str], dict[str, str]]:
+def list_txt(folder: Path) -> tuple[list[str], dict[str, str], Listing]:
     """``sorted(folder.rglob('*.txt'))`` as str, and those of them that are files (``Path.is_file``), each
-    mapped to itself (a lookup then gives the one string object the listing made)."""
-    files: dict[str, str] = {}
+    mapped to itself (a lookup then gives the one string object the listing made); and the
+    :class:`~detkit.datasets.formats.yolo_cache.Listing` they come from (remembered while the folders
+    are unchanged)."""
+    found = listing(folder, "txt", _is_txt, os.DirEntry.is_file)
+    return found.paths, {p: p for p, f in zip(found.paths, found.flags) if f}, found
 
-    def keep(e: os.DirEntry) -> bool:
-        if not e.name.endswith(".txt"):
-            return False
-        if e.is_file():
-            files[e.path] = e.path
-        return True
 
-    return walk(folder, keep), files
+def _is_txt(e: os.DirEntry) -> bool:
+    return e.name.endswith(".txt")
 
 
 # ---- per file -------------------------------------------------------------------------------------------
@@ -232,8 +205,7 @@ def scan(
     tol: float,
     rows_of,
 ) -> Scan:
-    """The :class:`Scan` of ``images`` with their label files (``label``: index per image, -1 for none),
-    from the cache when no file changed.
+    """The :class:`Scan` of ``images`` with their label files (``label``: index per image, -1 for none).
 
     Args:
         nc: the class count (None when unknown), for the per-line reader's messages.
@@ -241,17 +213,7 @@ def scan(
         tol: coordinates may lie this far outside 0..1.
         rows_of: the per-line reader: ``rows_of(path, text, report) -> [(c, cx, cy, w, h, line)]``.
     """
-    folder = cache_dir()
-    path = folder / f"{_name(images, label_files, nc, top, tol)}.npz" if folder is not None else None
-    if path is not None and (got := _load(path, len(images), len(label_files))) is not None:
-        stats = np.concatenate(pmap(_stat, images + label_files, per_chunk=_array) or [_NO_STATS])
-        if np.array_equal(stats, got.stats):  # no file changed since it was read
-            got.label, got.label_files = label, list(label_files)
-            return got
-    result = _scan(images, label, label_files, nc, top, tol, rows_of)
-    if path is not None:
-        _save(path, result)
-    return result
+    return _scan(images, label, label_files, nc, top, tol, rows_of)
 
 
 _NO_STATS = np.zeros((0, 4), dtype=np.int64)
@@ -259,17 +221,6 @@ _NO_STATS = np.zeros((0, 4), dtype=np.int64)
 
 def _array(stats: list) -> np.ndarray:
     return np.array(stats, dtype=np.int64).reshape(-1, 4)
-
-
-def _name(images: list[str], label_files: list[str], nc, top, tol) -> str:
-    """The cache file's name: a hash of the paths read and the reader's settings (the files' sizes and
-    times are kept inside it, and compared)."""
-    head = f"detkit-yolo-scan {VERSION} {nc} {top} {tol!r} {len(images)} {len(label_files)}\n"
-    h = hashlib.sha256(head.encode())
-    h.update("\0".join(images).encode("utf-8", "surrogateescape"))
-    h.update(b"\1")
-    h.update("\0".join(label_files).encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:40]
 
 
 def _split(got: list) -> tuple[list, np.ndarray, list[int]]:
@@ -369,57 +320,4 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
         line,
         box,
         stats,
-    )
-
-
-# ---- the cache file -------------------------------------------------------------------------------------
-def _save(path: Path, s: Scan) -> None:
-
-    meta = {
-        "image_problem": [[i, *v] for i, v in s.image_problem.items()],
-        "file_problem": [[k, *v] for k, v in s.file_problem.items()],
-        "notes": [[k, [list(x) for x in v]] for k, v in s.notes.items()],
-    }
-    try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(
-                f,
-                width=s.width,
-                height=s.height,
-                offset=s.offset,
-                cls=s.cls,
-                line=s.line,
-                box=s.box,
-                stats=s.stats,
-                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            )
-        old = sorted(path.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]
-        for p in old:
-            p.unlink(missing_ok=True)
-    except OSError:  # a cache folder that cannot be written: no cache
-        pass
-
-
-def _load(path: Path, n_images: int, n_files: int) -> Scan | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-        meta = json.loads(d.pop("meta").tobytes())
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent, torn or foreign
-        return None
-    if len(d["width"]) != n_images or len(d["offset"]) != n_files + 1 or "stats" not in d:
-        return None
-    return Scan(
-        d["width"],
-        d["height"],
-        {int(i): (c, w) for i, c, w in meta["image_problem"]},
-        np.zeros(0, np.int64),
-        [],
-        {int(k): (c, where, w) for k, c, where, w in meta["file_problem"]},
-        {int(k): [(c, where, w, bool(kept)) for c, where, w, kept in v] for k, v in meta["notes"]},
-        d["offset"],
-        d["cls"],
-        d["line"],
-        d["box"],
-        d["stats"],
     )
