@@ -178,17 +178,24 @@ def test_each_input_is_stat_once_in_one_process_or_two(tmp_path, monkeypatch):
             files.append(str(tmp_path / d / f"{i}"))
     files.append(str(tmp_path / "x" / "gone"))  # looked for, not there
     stats = np.array([yolo_cache.stat_key(p) for p in files], np.int64)
-    folders, names, runs = yolo_cache._runs(files)
+    folders: list[str] = []
+    parts = {}
+    for name, v in yolo_cache.Inputs([(files[:7], stats[:7]), (files[7:], stats[7:])]).parts(folders):
+        parts[name] = v if isinstance(v, np.ndarray) else b"".join(v)  # each taken whole, in turn
+    packed_names = np.frombuffer(parts["inputs.names"], np.uint8)
+    names = yolo_cache.unpack(packed_names, len(files))
+    runs = parts["inputs.runs"]
     assert folders == [str(tmp_path / "x"), str(tmp_path / "y")]
     assert runs.tolist() == [[0, 0, 5], [1, 5, 10], [0, 10, 11]]
     assert names == [*"01234", *"01234", "gone"]
+    assert parts["inputs.stats"] == stats.tobytes()
 
     def answers() -> list[bool]:
-        out = [yolo_cache.unchanged(folders, names, runs, stats)]
+        out = [yolo_cache.unchanged(folders, packed_names, runs, stats)]
         for k, v in ((1, 99), (8, 99), (10, 0)):  # the first half, the second, the one not there
             changed = stats.copy()
             changed[k, 0] = v
-            out.append(yolo_cache.unchanged(folders, names, runs, changed))
+            out.append(yolo_cache.unchanged(folders, packed_names, runs, changed))
         return out
 
     monkeypatch.setattr(dkio, "can_fork", lambda: True)
@@ -198,8 +205,19 @@ def test_each_input_is_stat_once_in_one_process_or_two(tmp_path, monkeypatch):
     calls = []
     real = os.stat
     monkeypatch.setattr(os, "stat", lambda p, **k: calls.append(p) or real(p, **k))
-    assert yolo_cache.unchanged(folders, names, runs, stats)
-    assert calls == names  # each once, through its folder
+    for share in (0, 0.3, 0.5, 1):
+        calls.clear()
+        assert yolo_cache.unchanged(folders, packed_names, runs, stats, share=share)
+        assert calls == names  # each once, through its folder
+
+
+def test_strings_packed_in_pieces_and_back():
+    strings = ["a", "", "b/c", "\udcff.jpg", "é", "", "x" * 100]  # an undecodable name, empty ones
+    for chunk in (1, 2, 3, 100):
+        pieces = list(yolo_cache.packed(strings, chunk))
+        assert len(pieces) == -(-len(strings) // chunk)
+        assert yolo_cache.unpack(np.frombuffer(b"".join(pieces), np.uint8), len(strings)) == strings
+    assert list(yolo_cache.packed([])) == [] and yolo_cache.unpack(np.zeros(0, np.uint8), 0) == []
 
 
 def test_both_in_two_processes(monkeypatch):

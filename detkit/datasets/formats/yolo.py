@@ -37,7 +37,7 @@ from detkit.datasets.formats.layouts import (
     yolo_folder_layout,
 )
 from detkit.datasets.formats.readers import OnError, problem, suffix
-from detkit.datasets.formats.yolo_cache import Inputs, key, key_of, pack, recall, remember, unpack
+from detkit.datasets.formats.yolo_cache import Inputs, key, key_of, packed, recall, remember, unpack
 from detkit.datasets.formats.yolo_scan import list_txt, scan
 from detkit.datasets.model import MEMBER_SEP, Dataset, Skipped, declared_splits_of
 from detkit.errors import InputError
@@ -253,8 +253,8 @@ def read_yolo_layout(
     if on_error is not None or strict:
         return _read_layout(layout, Reporter(on_error, strict), source)[0]
     name = _read_key(layout, source)
-    if (got := recall(name)) is not None:
-        return _restored(*got)
+    if (got := recall(name, _restored)) is not None:
+        return got
     started = time.time_ns()
     ds, inputs = _read_layout(layout, Reporter(), source)
     doc: dict = {}
@@ -264,7 +264,7 @@ def read_yolo_layout(
 
 def _read_key(layout: YoloLayout, source: str) -> str:
     """What a read of ``layout`` is remembered under: everything it was given but the files' contents."""
-    parts: list[str | bytes] = [
+    parts: list[str | list[str]] = [
         "yolo read",
         source,
         str(layout.root),
@@ -273,7 +273,7 @@ def _read_key(layout: YoloLayout, source: str) -> str:
     ]
     for src in layout.splits:
         parts += [str(src.name), repr([(str(i), str(lb)) for i, lb in src.folders]), repr(src.missing)]
-        parts.append(pack(src.images).tobytes())
+        parts.append(src.images)
     return key(*parts)
 
 
@@ -434,8 +434,11 @@ def _read_layout(layout: YoloLayout, report: Reporter, source: str) -> tuple[Dat
     ds = _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
     looked = list(files.looked)
     inputs = Inputs(
-        images + label_files + looked,
-        np.concatenate((sc.stats, np.array([files.looked[p] for p in looked], np.int64).reshape(-1, 4))),
+        [
+            (images, sc.stats[: len(images)]),
+            (label_files, sc.stats[len(images) :]),
+            (looked, np.array([files.looked[p] for p in looked], np.int64).reshape(-1, 4)),
+        ]
     )
     return ds, inputs
 
@@ -462,19 +465,23 @@ class LabelRecords:
         return np.array(list(self), dtype=object)
 
 
-def _stored(ds: Dataset, doc: dict) -> Iterator[tuple[str, np.ndarray]]:
+def _stored(ds: Dataset, doc: dict) -> Iterator[tuple[str, np.ndarray | Iterator[bytes]]]:
     """A YOLO Dataset as named arrays, made one at a time, and the JSON document ``doc`` (filled by the
     time they are all made): its numeric columns as they are, its string columns and label files packed,
     the rest in the document. :func:`_restored` makes it again."""
-    doc |= {"strings": {}, "missing": list(ds.missing)}
+    doc |= {"strings": {}, "counts": {}, "zeros": {}, "missing": list(ds.missing)}
     for f in fields(Dataset):
         v = getattr(ds, f.name)
         if isinstance(v, LabelRecords):
-            yield from (("record.file", v.file), ("record.line", v.line), ("record.paths", pack(v.paths)))
+            yield from (("record.file", v.file), ("record.line", v.line), ("record.paths", packed(v.paths)))
             doc["record"] = len(v.paths)
         elif isinstance(v, np.ndarray) and v.dtype == object:
-            yield f.name, pack(v.tolist())
+            yield f.name, packed(v.tolist())
             doc["strings"][f.name] = len(v)
+        elif isinstance(v, np.ndarray) and v.dtype == np.int64 and v.ndim == 1 and _is_count(v):
+            doc["counts"][f.name] = len(v)  # 1..n: the ids, kept as their number
+        elif isinstance(v, np.ndarray) and v.dtype == np.int64 and v.ndim == 1 and not v.any():
+            doc["zeros"][f.name] = len(v)  # iscrowd
         elif isinstance(v, np.ndarray):
             yield f.name, v
         elif f.name == "skipped":
@@ -485,10 +492,16 @@ def _stored(ds: Dataset, doc: dict) -> Iterator[tuple[str, np.ndarray]]:
             doc[f.name] = v
 
 
+def _is_count(v: np.ndarray) -> bool:
+    return bool(len(v)) and v[0] == 1 and v[-1] == len(v) and bool((np.diff(v) == 1).all())
+
+
 def _restored(arrays: dict[str, np.ndarray], doc: dict) -> Dataset:
     """The Dataset :func:`_stored` took apart."""
     cols = {k: v for k, v in arrays.items() if "." not in k and k not in doc["strings"]}
     cols |= {k: np.array(unpack(arrays[k], n), dtype=object) for k, n in doc["strings"].items()}
+    cols |= {k: np.arange(1, n + 1, dtype=np.int64) for k, n in doc["counts"].items()}
+    cols |= {k: np.zeros(n, np.int64) for k, n in doc["zeros"].items()}
     cols.setdefault("split", None)
     if "record" in doc:
         paths = unpack(arrays["record.paths"], doc["record"])

@@ -15,9 +15,9 @@ Two things are kept, in :func:`cache_dir` and never beside the dataset, which de
 A stat here is (size, modification time, change time, inode): a file rewritten in place changes its
 times (and most often its size), one replaced by another its inode too; (-1, -1, -1, -1) is a path that
 could not be stat'ed. The check of a read stats each input once, through its folder (``dir_fd``: no
-lookup of the folder's own path per file), half of them in a forked child where that is safe
-(:func:`~detkit.io.both`): COCO train2017's 235k images and label files in about half a second on two
-cores. A file or folder whose modification or change time is less than ``RACY_NS`` before it was read
+lookup of the folder's own path per file), the later part of them in a forked child where that is safe
+(:func:`~detkit.io.both`) while this process stats the rest and makes the result: COCO train2017's 235k
+images and label files in about half a second on two cores. A file or folder whose modification or change time is less than ``RACY_NS`` before it was read
 is not remembered: a second change within the same tick of the file system's clock would leave its
 times as they were (git's "racily clean" entries).
 
@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import mmap
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -49,8 +49,10 @@ from detkit.io import atomic_path, both
 
 VERSION = 1
 KEEP = 16
+_CHILD_SHARE = 0.55  # of a recall's stats: the child's; this process also makes the result
 RACY_NS = 2 * 10**9  # FAT's modification times are 2 s apart; other file systems' far less
 NO_STAT = (-1, -1, -1, -1)
+T = TypeVar("T")
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 _DIR_FD = os.stat in os.supports_dir_fd
 
@@ -74,6 +76,7 @@ def key_of(st: os.stat_result | None) -> tuple[int, int, int, int]:
 
 
 def stat_key(path: str) -> tuple[int, int, int, int]:
+    """:func:`key_of` the stat of ``path`` (following a link); :data:`NO_STAT` when there is none."""
     try:
         return key_of(os.stat(path))
     except OSError:
@@ -81,59 +84,67 @@ def stat_key(path: str) -> tuple[int, int, int, int]:
 
 
 # ---- strings in arrays ------------------------------------------------------------------------------------
-def pack(strings: list[str]) -> np.ndarray:
-    """Strings as one uint8 array (utf-8, surrogates kept, NUL between: no path holds a NUL)."""
-    return np.frombuffer("\0".join(strings).encode("utf-8", "surrogateescape"), np.uint8)
+def packed(strings: Iterable[str], chunk: int = 1 << 14) -> Iterator[bytes]:
+    """Strings as utf-8 (surrogates kept) with a NUL between them (no path holds one), ``chunk`` strings
+    at a time: never a second copy of them all."""
+    it, sep = iter(strings), b""
+    while batch := list(itertools.islice(it, chunk)):
+        yield sep + "\0".join(batch).encode("utf-8", "surrogateescape")
+        sep = b"\0"
 
 
 def unpack(a: np.ndarray, n: int) -> list[str]:
-    """The ``n`` strings :func:`pack` made."""
+    """The ``n`` strings :func:`packed` wrote."""
     return a.tobytes().decode("utf-8", "surrogateescape").split("\0") if n else []
 
 
 # ---- the inputs of a read ---------------------------------------------------------------------------------
 @dataclass
 class Inputs:
-    """What a read depended on.
+    """What a read depended on: groups of (paths, (n, 4) int64 stats): files read or looked for, and
+    folders listed, each with its stat when it was read (:data:`NO_STAT` for one that was not there)."""
 
-    Attributes:
-        paths: files read or looked for, and folders listed.
-        stats: (n, 4) int64 their stats when they were read (:data:`NO_STAT` for one that was not there).
-    """
-
-    paths: list[str]
-    stats: np.ndarray
+    groups: list[tuple[list[str], np.ndarray]]
 
     def racy(self, started_ns: int) -> bool:
         """Whether any input changed less than ``RACY_NS`` before ``started_ns`` (or after it)."""
-        return bool(len(self.stats)) and int(self.stats[:, 1:3].max()) > started_ns - RACY_NS
+        return any(len(st) and int(st[:, 1:3].max()) > started_ns - RACY_NS for _, st in self.groups)
+
+    def parts(self, folders: list[str]) -> Iterator[tuple[str, np.ndarray | Iterator[bytes]]]:
+        """The arrays a cache file keeps of them (``inputs.``: each path's name, packed; the runs of
+        consecutive paths in one folder, (k, 3) int64 folder index, first, end; the stats), each made as
+        :func:`_write` takes it; ``folders`` gets the folders."""
+        runs: list[list[int]] = []
+        index: dict[str, int] = {}
+        paths = (p for group, _ in self.groups for p in group)
+
+        def names() -> Iterator[str]:
+            last = None
+            for i, p in enumerate(paths):
+                d, name = os.path.split(p)
+                if d != last:
+                    k = index.setdefault(d, len(folders))
+                    if k == len(folders):
+                        folders.append(d)
+                    runs.append([k, i, i])
+                    last = d
+                runs[-1][2] = i + 1
+                yield name
+
+        yield "inputs.names", packed(names())
+        yield "inputs.runs", np.array(runs, np.int64).reshape(-1, 3)
+        yield "inputs.stats", (st.astype(np.int64).tobytes() for _, st in self.groups)
 
 
-def _runs(paths: list[str]) -> tuple[list[str], list[str], np.ndarray]:
-    """(folders, names, runs): each path as its folder and name, consecutive paths of one folder as one
-    run (``runs``: (k, 3) int64 folder index, first, end)."""
-    folders: list[str] = []
-    names: list[str] = []
-    runs: list[tuple[int, int, int]] = []
-    index: dict[str, int] = {}
-    last = None
-    for i, p in enumerate(paths):
-        d, name = os.path.split(p)
-        names.append(name)
-        if d != last:
-            k = index.setdefault(d, len(folders))
-            if k == len(folders):
-                folders.append(d)
-            runs.append((k, i, i))
-            last = d
-        runs[-1] = (runs[-1][0], runs[-1][1], i + 1)
-    return folders, names, np.array(runs, np.int64).reshape(-1, 3)
-
-
-def _same(folders: list[str], names: list[str], runs: list[tuple[int, int, int]], stats: np.ndarray) -> bool:
-    """Whether ``names[first:end]`` in each run's folder have ``stats`` (rows ``first:end`` each), a stat
-    each through the folder's descriptor; False at the first that differs."""
-    for k, first, end in runs:
+def _same(
+    folders: list[str], names: list[str], runs: np.ndarray, stats: np.ndarray, lo: int, hi: int
+) -> bool:
+    """Whether paths ``lo..hi`` (``names``: theirs) have ``stats``, a stat each through its folder's
+    descriptor (``runs``: (k, 3) folder index, first, end); False at the first that differs."""
+    for k, first, end in runs.tolist():
+        first, end = max(first, lo), min(end, hi)
+        if first >= end:
+            continue
         folder = folders[k] or os.curdir
         try:
             fd = os.open(folder, _O_DIR) if _DIR_FD else -1
@@ -142,7 +153,9 @@ def _same(folders: list[str], names: list[str], runs: list[tuple[int, int, int]]
                 return False
             continue
         try:
-            for name, size, mtime, ctime, ino in zip(names[first:end], *stats[first:end].T.tolist()):
+            for name, size, mtime, ctime, ino in zip(
+                names[first - lo : end - lo], *stats[first:end].T.tolist()
+            ):
                 try:
                     st = os.stat(name, dir_fd=fd) if fd >= 0 else os.stat(os.path.join(folder, name))
                 except OSError:
@@ -162,13 +175,32 @@ def _same(folders: list[str], names: list[str], runs: list[tuple[int, int, int]]
     return True
 
 
-def unchanged(folders: list[str], names: list[str], runs: np.ndarray, stats: np.ndarray) -> bool:
-    """Whether a stat of each path gives ``stats`` again: the later half of the paths in a forked child."""
-    mid = len(names) // 2
-    rows = runs.tolist()
-    first = [(k, a, min(b, mid)) for k, a, b in rows if a < mid]
-    second = [(k, max(a, mid), b) for k, a, b in rows if b > mid]
-    return both(lambda: _same(folders, names, first, stats), lambda: _same(folders, names, second, stats))
+def unchanged(
+    folders: list[str],
+    names: np.ndarray,
+    runs: np.ndarray,
+    stats: np.ndarray,
+    then: Callable[[], object] = lambda: None,
+    share: float = 0.5,
+) -> bool:
+    """Whether a stat of each path (``names``: their names, :func:`packed`; ``runs``: (k, 3) folder
+    index, first, end) gives ``stats`` again. This process stats the first ``share`` of them, then calls
+    ``then`` (when they are unchanged), while a forked child stats the rest; each decodes only its names.
+    """
+    n = len(stats)
+    ends = np.flatnonzero(names == 0)  # the NUL after each name but the last
+    if len(ends) != max(n - 1, 0):
+        return False
+    bounds = np.concatenate(([0], ends + 1, [len(names) + 1]))  # name i: bytes bounds[i] .. bounds[i + 1] - 1
+
+    def part(lo: int, hi: int) -> bool:
+        if lo >= hi:
+            return True
+        mine = unpack(names[bounds[lo] : bounds[hi] - 1], hi - lo)
+        return _same(folders, mine, runs, stats, lo, hi)
+
+    mid = int(n * share)
+    return both(lambda: part(0, mid) and then() is None, lambda: part(mid, n))
 
 
 # ---- the cache files -------------------------------------------------------------------------------------
@@ -180,12 +212,13 @@ def _code() -> str:
     return f"{VERSION} " + " ".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
 
-def key(*parts: str | bytes) -> str:
-    """A cache key: a hash of the reader's version and ``parts``."""
+def key(*parts: str | list[str]) -> str:
+    """A cache key: a hash of the reader's version and ``parts`` (a list: its strings, :func:`packed`)."""
     h = hashlib.sha256(_code().encode())
     for p in parts:
-        h.update(b"\0")
-        h.update(p if isinstance(p, bytes) else p.encode("utf-8", "surrogateescape"))
+        h.update(b"\1")
+        for piece in packed(p) if isinstance(p, list) else (p.encode("utf-8", "surrogateescape"),):
+            h.update(piece)
     return h.hexdigest()[:40]
 
 
@@ -198,10 +231,13 @@ _MAGIC = b"detkit cache 1\n"
 _ALIGN = 64
 
 
-def _write(path: Path | None, parts: Iterable[tuple[str, np.ndarray]], doc: Callable[[], dict]) -> None:
+def _write(
+    path: Path | None, parts: Iterable[tuple[str, np.ndarray | Iterable[bytes]]], doc: Callable[[], dict]
+) -> None:
     """A cache file: ``_MAGIC``, each array's bytes (at a multiple of ``_ALIGN``), then a JSON header
     (each array's offset, dtype and shape, and the document ``doc()`` gives once ``parts`` is used up)
-    and its length in 8 bytes. ``parts`` is taken one array at a time, each written and let go."""
+    and its length in 8 bytes. ``parts`` is taken one array at a time, each written and let go; one
+    given as pieces of bytes is written a piece at a time, and read back as one uint8 array."""
     if path is None:
         return
     try:
@@ -209,10 +245,14 @@ def _write(path: Path | None, parts: Iterable[tuple[str, np.ndarray]], doc: Call
             f.write(_MAGIC)
             index = {}
             for name, a in parts:
-                a = np.ascontiguousarray(a)
                 f.write(b"\0" * (-f.tell() % _ALIGN))
-                index[name] = [f.tell(), a.dtype.str, list(a.shape)]
-                f.write(memoryview(a.reshape(-1)).cast("B"))
+                at = f.tell()
+                if isinstance(a, np.ndarray):
+                    a = np.ascontiguousarray(a)
+                    index[name] = [at, a.dtype.str, list(a.shape)]
+                    f.write(memoryview(a.reshape(-1)).cast("B"))
+                else:
+                    index[name] = [at, "|u1", [sum(f.write(piece) for piece in a)]]
             head = json.dumps({"arrays": index, "doc": doc()}).encode()
             f.write(head + len(head).to_bytes(8, "little"))
         kind = path.name.split("-", 1)[0]
@@ -293,33 +333,41 @@ def listing(
     paths = walk(folder, keep if flag is None else keep_flag, entered)
     folders = [p for p, _ in entered]
     stats = np.array([key_of(st) for _, st in entered], np.int64).reshape(-1, 4)
-    if not Inputs(folders, stats).racy(started):
-        parts = {"paths": pack(paths), "flags": np.array(flags, bool), "stats": stats}
+    if not Inputs([(folders, stats)]).racy(started):
+        parts = {"paths": packed(paths), "flags": np.array(flags, bool), "stats": stats}
         _write(path, parts.items(), lambda: {"n": len(paths), "folders": folders})
     return Listing(paths, flags, folders, stats)
 
 
 # ---- reads ------------------------------------------------------------------------------------------------
-def recall(name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """The arrays and document :func:`remember` kept under ``name`` (a :func:`key`), when every input
-    gives the stat it had; else None."""
+def recall(name: str, make: Callable[[dict[str, np.ndarray], dict[str, Any]], T]) -> T | None:
+    """``make(arrays, document)`` of what :func:`remember` kept under ``name`` (a :func:`key`), when
+    every input gives the stat it had (made while a second process stats the later part of them, so it
+    takes the larger part: ``_CHILD_SHARE``); else None."""
     got = _read(_file("read", name))
     if got is None:
         return None
     arrays, doc = got
     try:
-        inputs, stats, runs = doc.pop("inputs"), arrays.pop("inputs.stats"), arrays.pop("inputs.runs")
-        names = unpack(arrays.pop("inputs.names"), len(stats))
-    except KeyError:  # foreign
+        folders, runs, names = (
+            doc.pop("inputs")["folders"],
+            arrays.pop("inputs.runs"),
+            arrays.pop("inputs.names"),
+        )
+        stats = arrays.pop("inputs.stats").view(np.int64).reshape(-1, 4)
+    except (KeyError, ValueError):  # foreign
         return None
-    return (arrays, doc) if unchanged(inputs["folders"], names, runs, stats) else None
+    made: list[T] = []
+    if unchanged(folders, names, runs, stats, lambda: made.append(make(arrays, doc)), 1 - _CHILD_SHARE):
+        return made[0]
+    return None
 
 
 def remember(
     name: str,
     inputs: Inputs,
     started_ns: int,
-    parts: Iterable[tuple[str, np.ndarray]],
+    parts: Iterable[tuple[str, np.ndarray | Iterable[bytes]]],
     doc: Callable[[], dict[str, Any]],
 ) -> None:
     """Keep a read's arrays (``parts``, taken one at a time) and JSON document (``doc()``, once they are
@@ -327,7 +375,9 @@ def remember(
     before or while it was read."""
     if inputs.racy(started_ns):
         return
-    folders, names, runs = _runs(inputs.paths)
-    mine = {"inputs.names": pack(names), "inputs.runs": runs, "inputs.stats": inputs.stats}
-    del names
-    _write(_file("read", name), chain(mine.items(), parts), lambda: {**doc(), "inputs": {"folders": folders}})
+    folders: list[str] = []
+    _write(
+        _file("read", name),
+        itertools.chain(inputs.parts(folders), parts),
+        lambda: {**doc(), "inputs": {"folders": folders}},
+    )
