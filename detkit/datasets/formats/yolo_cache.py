@@ -15,11 +15,12 @@ Two things are kept, in :func:`cache_dir` and never beside the dataset, which de
 A stat here is (size, modification time, change time, inode): a file rewritten in place changes its
 times (and most often its size), one replaced by another its inode too; (-1, -1, -1, -1) is a path that
 could not be stat'ed. The check of a read stats each input once, through its folder (``dir_fd``: no
-lookup of the folder's own path per file), the later part of them in a forked child where that is safe
-(:func:`~detkit.io.both`) while this process stats the rest and makes the result: COCO train2017's 235k
-images and label files in about half a second on two cores. A file or folder whose modification or change time is less than ``RACY_NS`` before it was read
-is not remembered: a second change within the same tick of the file system's clock would leave its
-times as they were (git's "racily clean" entries).
+lookup of the folder's own path per file), the later half in a forked child where that is safe
+(:func:`~detkit.io.both`) while this process stats the first half and then makes the result: COCO
+train2017's 235k images and label files in about half a second on two cores. A file or folder whose
+modification or change time is less than ``RACY_NS`` before it was read is not remembered: a second
+change within the same tick of the file system's clock would leave its times as they were (git's
+"racily clean" entries).
 
 The folder is ``$DETKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/detkit``, else ``~/.cache/detkit``, then
 ``yolo/``. ``DETKIT_CACHE=off`` turns the cache off; a cache folder that cannot be written is skipped
@@ -49,7 +50,6 @@ from detkit.io import atomic_path, both
 
 VERSION = 1
 KEEP = 16
-_CHILD_SHARE = 0.55  # of a recall's stats: the child's; this process also makes the result
 RACY_NS = 2 * 10**9  # FAT's modification times are 2 s apart; other file systems' far less
 NO_STAT = (-1, -1, -1, -1)
 T = TypeVar("T")
@@ -342,8 +342,8 @@ def listing(
 # ---- reads ------------------------------------------------------------------------------------------------
 def recall(name: str, make: Callable[[dict[str, np.ndarray], dict[str, Any]], T]) -> T | None:
     """``make(arrays, document)`` of what :func:`remember` kept under ``name`` (a :func:`key`), when
-    every input gives the stat it had (made while a second process stats the later part of them, so it
-    takes the larger part: ``_CHILD_SHARE``); else None."""
+    every input gives the stat it had (made while a forked child stats the later half of them: the child
+    is the slower, its first touch of each page of this process' memory a copy); else None."""
     got = _read(_file("read", name))
     if got is None:
         return None
@@ -358,7 +358,7 @@ def recall(name: str, make: Callable[[dict[str, np.ndarray], dict[str, Any]], T]
     except (KeyError, ValueError):  # foreign
         return None
     made: list[T] = []
-    if unchanged(folders, names, runs, stats, lambda: made.append(make(arrays, doc)), 1 - _CHILD_SHARE):
+    if unchanged(folders, names, runs, stats, lambda: made.append(make(arrays, doc))):
         return made[0]
     return None
 
