@@ -16,6 +16,7 @@ from detkit.datasets.formats import yolo, yolo_cache
 from detkit.datasets.formats.yolo import load_yolo
 from detkit.datasets.formats.yolo_scan import _is_txt
 from detkit.datasets.model import Dataset
+from detkit.errors import InputError
 from tests.datasets.test_layouts import write_image
 from tests.datasets.test_yolo_scale import _dataset
 
@@ -247,3 +248,49 @@ def test_no_cache_or_an_unwritable_one(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     load_yolo(y)
     assert len(_kept(tmp_path / "xdg" / "detkit" / "yolo")) == 1
+
+
+def test_a_cache_file_is_whole_or_absent(tmp_path):
+    w = yolo_cache._Writer(tmp_path / "c" / "read-x")
+    w.add("a", np.arange(6, dtype=np.int32).reshape(2, 3))
+    w.add("b", iter([b"ab", b"\0c"]))
+    assert [p.name for p in (tmp_path / "c").iterdir()][0].startswith(".read-x")  # a temp file until closed
+    w.close({"k": 1})
+    arrays, doc = yolo_cache._read(tmp_path / "c" / "read-x")
+    assert arrays["a"].tolist() == [[0, 1, 2], [3, 4, 5]] and arrays["b"].tobytes() == b"ab\0c"
+    assert doc == {"k": 1} and [p.name for p in (tmp_path / "c").iterdir()] == ["read-x"]
+    w = yolo_cache._Writer(tmp_path / "c" / "read-y")
+    w.add("a", np.zeros(3))
+    w.drop()
+    w.add("b", np.zeros(3))
+    w.close({})
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["read-x"]
+
+
+def test_a_read_that_fails_keeps_nothing(tmp_path, cache, monkeypatch):
+    y = _dataset(tmp_path / "d")
+    for p in (tmp_path / "d" / "images" / "train").iterdir():
+        p.write_bytes(b"not an image")
+    with pytest.raises(InputError, match="none of the 3 images could be read"):
+        load_yolo(y)
+    assert _kept(cache) == [] and not list(cache.glob(".*"))
+    for p in (tmp_path / "d" / "images" / "train").iterdir():
+        p.unlink()
+    _dataset(tmp_path / "d")
+    real = yolo_cache._Writer.add
+
+    class Full:
+        def tell(self):
+            return 0
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    def full(self, name, a):  # the disk fills up while the result is written
+        if name == "bbox":
+            self._f = Full()
+        real(self, name, a)
+
+    monkeypatch.setattr(yolo_cache._Writer, "add", full)
+    assert load_yolo(y).num_annotations == 3
+    assert _kept(cache) == [] and not list(cache.glob(".*"))

@@ -37,7 +37,16 @@ from detkit.datasets.formats.layouts import (
     yolo_folder_layout,
 )
 from detkit.datasets.formats.readers import OnError, problem, suffix
-from detkit.datasets.formats.yolo_cache import Inputs, key, key_of, packed, recall, remember, unpack
+from detkit.datasets.formats.yolo_cache import (
+    Inputs,
+    Remembered,
+    key,
+    key_of,
+    packed,
+    recall,
+    remembering,
+    unpack,
+)
 from detkit.datasets.formats.yolo_scan import list_txt, scan
 from detkit.datasets.model import MEMBER_SEP, Dataset, Skipped, declared_splits_of
 from detkit.errors import InputError
@@ -251,14 +260,15 @@ def read_yolo_layout(
         source: the path the user gave, for messages.
     """
     if on_error is not None or strict:
-        return _read_layout(layout, Reporter(on_error, strict), source)[0]
+        return _read_layout(layout, Reporter(on_error, strict), source)
     name = _read_key(layout, source)
     if (got := recall(name, _restored)) is not None:
         return got
-    started = time.time_ns()
-    ds, inputs = _read_layout(layout, Reporter(), source)
-    doc: dict = {}
-    remember(name, inputs, started, _stored(ds, doc), lambda: doc)
+    with remembering(name, time.time_ns()) as kept:
+        ds = _read_layout(layout, Reporter(), source, kept)
+        if kept is not None:
+            doc: dict = {}
+            kept.result(_stored(ds, doc), lambda: doc)
     return ds
 
 
@@ -277,8 +287,11 @@ def _read_key(layout: YoloLayout, source: str) -> str:
     return key(*parts)
 
 
-def _read_layout(layout: YoloLayout, report: Reporter, source: str) -> tuple[Dataset, Inputs]:
-    """The Dataset of ``layout``, and what it was read from (:func:`read_yolo_layout`)."""
+def _read_layout(
+    layout: YoloLayout, report: Reporter, source: str, kept: Remembered | None = None
+) -> Dataset:
+    """The Dataset of ``layout`` (:func:`read_yolo_layout`); what it was read from goes to ``kept`` as soon
+    as the files are read."""
     where = layout.descriptor or source or layout.root
     nc = len(layout.names) if layout.names else None
     files = _Files([lbl for src in layout.splits for _, lbl in src.folders])
@@ -351,6 +364,12 @@ def _read_layout(layout: YoloLayout, report: Reporter, source: str) -> tuple[Dat
         YOLO_TOL,
         lambda lf, text, note: _yolo_rows(lf, text, nc, note),
     )
+    if kept is not None:
+        looked = list(files.looked)
+        at = len(images)
+        stats = np.array([files.looked[p] for p in looked], np.int64).reshape(-1, 4)
+        kept.inputs(Inputs([(images, sc.stats[:at]), (label_files, sc.stats[at:]), (looked, stats)]))
+    sc.stats = None  # (kept: not needed again)
     n = len(images)
     lab = sc.label
     has = lab >= 0
@@ -431,16 +450,7 @@ def _read_layout(layout: YoloLayout, report: Reporter, source: str) -> tuple[Dat
             None,
             f"no images found for the {n_label_files} label files (looked under {layout.root})",
         )
-    ds = _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
-    looked = list(files.looked)
-    inputs = Inputs(
-        [
-            (images, sc.stats[: len(images)]),
-            (label_files, sc.stats[len(images) :]),
-            (looked, np.array([files.looked[p] for p in looked], np.int64).reshape(-1, 4)),
-        ]
-    )
-    return ds, inputs
+    return _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
 
 
 class LabelRecords:

@@ -7,7 +7,7 @@ Two things are kept, in :func:`cache_dir` and never beside the dataset, which de
               with the stat of each folder it entered, taken before that folder was listed. An entry
               added, removed or renamed changes its folder's times, so while each folder's stat is the
               same, so is the listing.
-    reads     :func:`recall` / :func:`remember`: arrays and a JSON document (a reader's result) under a
+    reads     :func:`recall` / :func:`remembering`: arrays and a JSON document (a reader's result) under a
               key the reader makes of what it was given, with the stat of every file it read or looked
               for and every folder it listed (:class:`Inputs`). While a stat of each gives the same,
               so does the read.
@@ -31,6 +31,7 @@ result of the old one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -41,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class Inputs:
     def parts(self, folders: list[str]) -> Iterator[tuple[str, np.ndarray | Iterator[bytes]]]:
         """The arrays a cache file keeps of them (``inputs.``: each path's name, packed; the runs of
         consecutive paths in one folder, (k, 3) int64 folder index, first, end; the stats), each made as
-        :func:`_write` takes it; ``folders`` gets the folders."""
+        :meth:`_Writer.add` takes it; ``folders`` gets the folders."""
         runs: list[list[int]] = []
         index: dict[str, int] = {}
         paths = (p for group, _ in self.groups for p in group)
@@ -231,41 +232,74 @@ _MAGIC = b"detkit cache 1\n"
 _ALIGN = 64
 
 
-def _write(
-    path: Path | None, parts: Iterable[tuple[str, np.ndarray | Iterable[bytes]]], doc: Callable[[], dict]
-) -> None:
-    """A cache file: ``_MAGIC``, each array's bytes (at a multiple of ``_ALIGN``), then a JSON header
-    (each array's offset, dtype and shape, and the document ``doc()`` gives once ``parts`` is used up)
-    and its length in 8 bytes. ``parts`` is taken one array at a time, each written and let go; one
-    given as pieces of bytes is written a piece at a time, and read back as one uint8 array."""
-    if path is None:
-        return
-    try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            f.write(_MAGIC)
-            index = {}
-            for name, a in parts:
-                f.write(b"\0" * (-f.tell() % _ALIGN))
-                at = f.tell()
-                if isinstance(a, np.ndarray):
-                    a = np.ascontiguousarray(a)
-                    index[name] = [at, a.dtype.str, list(a.shape)]
-                    f.write(memoryview(a.reshape(-1)).cast("B"))
-                else:
-                    index[name] = [at, "|u1", [sum(f.write(piece) for piece in a)]]
-            head = json.dumps({"arrays": index, "doc": doc()}).encode()
-            f.write(head + len(head).to_bytes(8, "little"))
-        kind = path.name.split("-", 1)[0]
-        old = sorted(path.parent.glob(f"{kind}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for p in old[KEEP:]:
-            p.unlink(missing_ok=True)
-    except OSError:  # a cache folder that cannot be written: no cache
-        pass
+class _Writer:
+    """A cache file being written, one array at a time: ``_MAGIC``, each array's bytes (at a multiple of
+    ``_ALIGN``), then a JSON header (each array's offset, dtype and shape, and a document) and its length
+    in 8 bytes; a temp file beside ``path`` (:func:`~detkit.io.atomic_path`) until :meth:`close` puts it
+    in place. An OSError (a cache folder that cannot be written, a full disk) drops it: no cache, no error.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.index = path, {}
+        self._stack = contextlib.ExitStack()
+        try:
+            self._f: BinaryIO | None = self._stack.enter_context(
+                open(self._stack.enter_context(atomic_path(path)), "wb")
+            )
+            self._f.write(_MAGIC)
+        except OSError:
+            self.drop()
+
+    @property
+    def alive(self) -> bool:
+        return self._f is not None
+
+    def add(self, name: str, a: np.ndarray | Iterable[bytes]) -> None:
+        """Write an array, or one given as pieces of bytes (a piece at a time; read back as uint8)."""
+        if self._f is None:
+            return
+        f = self._f
+        try:
+            f.write(b"\0" * (-f.tell() % _ALIGN))
+            at = f.tell()
+            if isinstance(a, np.ndarray):
+                a = np.ascontiguousarray(a)
+                self.index[name] = [at, a.dtype.str, list(a.shape)]
+                f.write(memoryview(a.reshape(-1)).cast("B"))
+            else:
+                self.index[name] = [at, "|u1", [sum(f.write(piece) for piece in a)]]
+        except OSError:
+            self.drop()
+
+    def close(self, doc: dict) -> None:
+        """Write the header and put the file in place (the ``KEEP`` most recent of its kind stay)."""
+        if self._f is None:
+            return
+        try:
+            head = json.dumps({"arrays": self.index, "doc": doc}).encode()
+            self._f.write(head + len(head).to_bytes(8, "little"))
+            self._f = None
+            self._stack.close()
+            kind = self.path.name.split("-", 1)[0]
+            old = sorted(self.path.parent.glob(f"{kind}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for p in old[KEEP:]:
+                p.unlink(missing_ok=True)
+        except OSError:
+            self.drop()
+
+    def drop(self) -> None:
+        """Leave nothing (the temp file removed)."""
+        self._f = None
+        self._stack.__exit__(_Dropped, _Dropped(), None)
+
+
+class _Dropped(Exception):
+    """Unwinds a :class:`_Writer`'s temp file."""
 
 
 def _read(path: Path | None) -> tuple[dict[str, np.ndarray], dict] | None:
     """The arrays (views of a private, copy-on-write mapping of the file: nothing is read before it is
-    used, and they can be written) and the document of a file :func:`_write` made; None when there is
+    used, and they can be written) and the document of a file :class:`_Writer` made; None when there is
     none, or it is torn or foreign."""
     if path is None:
         return None
@@ -333,15 +367,17 @@ def listing(
     paths = walk(folder, keep if flag is None else keep_flag, entered)
     folders = [p for p, _ in entered]
     stats = np.array([key_of(st) for _, st in entered], np.int64).reshape(-1, 4)
-    if not Inputs([(folders, stats)]).racy(started):
-        parts = {"paths": packed(paths), "flags": np.array(flags, bool), "stats": stats}
-        _write(path, parts.items(), lambda: {"n": len(paths), "folders": folders})
+    if path is not None and not Inputs([(folders, stats)]).racy(started):
+        w = _Writer(path)
+        for name, a in (("paths", packed(paths)), ("flags", np.array(flags, bool)), ("stats", stats)):
+            w.add(name, a)
+        w.close({"n": len(paths), "folders": folders})
     return Listing(paths, flags, folders, stats)
 
 
 # ---- reads ------------------------------------------------------------------------------------------------
 def recall(name: str, make: Callable[[dict[str, np.ndarray], dict[str, Any]], T]) -> T | None:
-    """``make(arrays, document)`` of what :func:`remember` kept under ``name`` (a :func:`key`), when
+    """``make(arrays, document)`` of what :func:`remembering` kept under ``name`` (a :func:`key`), when
     every input gives the stat it had (made while a forked child stats the later half of them: the child
     is the slower, its first touch of each page of this process' memory a copy); else None."""
     got = _read(_file("read", name))
@@ -363,21 +399,50 @@ def recall(name: str, make: Callable[[dict[str, np.ndarray], dict[str, Any]], T]
     return None
 
 
-def remember(
-    name: str,
-    inputs: Inputs,
-    started_ns: int,
-    parts: Iterable[tuple[str, np.ndarray | Iterable[bytes]]],
-    doc: Callable[[], dict[str, Any]],
-) -> None:
-    """Keep a read's arrays (``parts``, taken one at a time) and JSON document (``doc()``, once they are
-    taken) under ``name`` with its inputs (read from ``started_ns`` on), unless one of them changed just
-    before or while it was read."""
-    if inputs.racy(started_ns):
+class Remembered:
+    """A read being kept (:func:`remembering`): its inputs, written as soon as they are all known
+    (:meth:`inputs`), then its result (:meth:`result`)."""
+
+    def __init__(self, path: Path, started_ns: int):
+        self._w, self.started, self.folders = _Writer(path), started_ns, []
+        self._doc: dict[str, Any] | None = None
+
+    def inputs(self, inputs: Inputs) -> None:
+        """The read's inputs (dropped, and the read not kept, when one changed just before or while it
+        was read)."""
+        if inputs.racy(self.started):
+            self._w.drop()
+        for name, a in inputs.parts(self.folders):
+            self._w.add(name, a)
+
+    def result(
+        self, parts: Iterable[tuple[str, np.ndarray | Iterable[bytes]]], doc: Callable[[], dict]
+    ) -> None:
+        """The read's arrays (taken one at a time) and JSON document (``doc()``, once they are taken)."""
+        for name, a in parts:
+            self._w.add(name, a)
+        self._doc = doc()
+
+    def _close(self) -> None:
+        if self._doc is None or "inputs.stats" not in self._w.index:
+            self._w.drop()
+        else:
+            self._w.close({**self._doc, "inputs": {"folders": self.folders}})
+
+
+@contextlib.contextmanager
+def remembering(name: str, started_ns: int) -> Iterator[Remembered | None]:
+    """A :class:`Remembered` for a read from ``started_ns`` on, kept under ``name`` (a :func:`key`) when
+    the block ends, given both its inputs and its result; dropped when the block raises. None when the
+    cache is off."""
+    path = _file("read", name)
+    if path is None:
+        yield None
         return
-    folders: list[str] = []
-    _write(
-        _file("read", name),
-        itertools.chain(inputs.parts(folders), parts),
-        lambda: {**doc(), "inputs": {"folders": folders}},
-    )
+    r = Remembered(path, started_ns)
+    try:
+        yield r
+    except BaseException:
+        r._w.drop()
+        raise
+    r._close()
