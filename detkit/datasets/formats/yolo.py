@@ -369,7 +369,7 @@ def _read_layout(
         at = len(images)
         stats = np.array([files.looked[p] for p in looked], np.int64).reshape(-1, 4)
         kept.inputs(Inputs([(images, sc.stats[:at]), (label_files, sc.stats[at:]), (looked, stats)]))
-    sc.stats = None  # (kept: not needed again)
+    sc.stats = None  # (in the cache file by now: let go before the Dataset is built)
     n = len(images)
     lab = sc.label
     has = lab >= 0
