@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from detkit.datasets.formats.layouts import (
     MAX_CLASSES,
     NAME_FILES,
+    SplitSource,
     YoloLayout,
     find_yaml,
     label_path,
@@ -215,35 +217,18 @@ def _label_files(imgs: list[str], folders: list[tuple[str, str]], files: _Files)
     ]
 
 
-def read_yolo_layout(
-    layout: YoloLayout, on_error: OnError | None = None, strict: bool = False, source: str = ""
-) -> Dataset:
-    """Read the images (header sizes) and label files of a
-    :class:`~detkit.datasets.formats.layouts.YoloLayout`.
+def _pairs(src: SplitSource) -> list[tuple[str, str]]:
+    """A split's (images folder + '/', labels folder + '/') pairs, as str."""
+    return [(str(i) + os.sep, str(lb) + os.sep) for i, lb in src.folders]
 
-    The files are read by :func:`~detkit.datasets.formats.yolo_scan.scan` (threads, the label rows parsed
-    in numpy, cached); problems are then reported in the order of the images, as one pass over them would.
 
-    Args:
-        layout: the splits, their image files and the class names (from
-            :mod:`detkit.datasets.formats.layouts`).
-        on_error: when given (``validate``), every problem and note is reported to it.
-        strict: raise the first problem instead of skipping it.
-        source: the path the user gave, for messages.
-    """
-    report = Reporter(on_error, strict)
-    where = layout.descriptor or source or layout.root
-    nc = len(layout.names) if layout.names else None
-    files = _Files([lbl for src in layout.splits for _, lbl in src.folders])
-
-    def pairs_of(src) -> list[tuple[str, str]]:
-        return [(str(i) + os.sep, str(lb) + os.sep) for i, lb in src.folders]
-
-    # Labels under another folder name: checked (and followed) per split before anything is read; the note,
-    # or the InputError, is reported at the split's turn, in the order one pass over the splits gives.
+def _follow_labels(layout: YoloLayout, files: _Files, where) -> list[tuple[str, bool] | InputError | None]:
+    """Per split, :func:`~detkit.datasets.formats.layouts.resolve_labels`' note, or its InputError (reported,
+    or raised, at the split's turn, in the order one pass over the splits gives); the label folders it
+    follows are listed."""
     found: list[tuple[str, bool] | InputError | None] = []
     for src in layout.splits:
-        pairs = pairs_of(src)
+        pairs = _pairs(src)
         try:
             found.append(
                 resolve_labels(src, lambda img, q=pairs: files.exists(_label_file(str(img), q, files)), where)
@@ -252,14 +237,42 @@ def read_yolo_layout(
             found.append(err)
         for _, lbl in src.folders:
             files.add(lbl)
-    # One row per image: an image that several splits (or one list twice) name is read once, with the
-    # label file its first split gives, and its split is the memberships joined with MEMBER_SEP.
+    return found
+
+
+@dataclass
+class _Rows:
+    """The images of a layout, one row each, and their label files, before any file is read.
+
+    Attributes:
+        images: (I,) each image's path; an image several splits (or one list twice) name is one row.
+        split_of: (I,) its splits, joined with MEMBER_SEP.
+        bounds: per split, the rows ``start:end`` of the images it names first.
+        label_files: the label files that exist, each once, in the order of the images that have them.
+        label: (I,) int64 index into ``label_files`` of each image's label file, -1 when it has none.
+        no_label: {row: the label file it would have} for the images without one.
+        orphans: per split, (images folder, label file) of each label file in its label folders that no
+            image has (a folder two splits share is searched at the first).
+    """
+
+    images: list[str]
+    split_of: list[str | None]
+    bounds: list[tuple[int, int]]
+    label_files: list[str]
+    label: np.ndarray
+    no_label: dict[int, str]
+    orphans: list[list[tuple[Path, str]]]
+
+
+def _image_rows(layout: YoloLayout, files: _Files) -> _Rows:
+    """The :class:`_Rows` of a layout whose label folders ``files`` lists. An image is read with the label
+    file its first split gives."""
     images: list[str] = []
     split_of: list[str | None] = []
     label_of: list[str] = []  # per image: its label file (that may not exist)
     seen: dict[str, None] = {}  # normalised absolute paths of the images so far
     dot = os.sep + "."
-    bounds: list[tuple[int, int]] = []  # per split: the rows of the images it names first
+    bounds: list[tuple[int, int]] = []
     for src in layout.splits:
         first = len(images)
         # an absolute path without . or .. parts is its own key: normpath only for others
@@ -283,42 +296,98 @@ def read_yolo_layout(
                 images.append(img)
                 split_of.append(src.name)
             seen = dict.fromkeys(row_of)
-        pairs = pairs_of(src)
-        label_of += _label_files(images[first:], pairs, files)
+            del row_of
+        del keys, new
+        label_of += _label_files(images[first:], _pairs(src), files)
         bounds.append((first, len(images)))
     del seen
-    # the label files that exist, each once, in the order of the images that have them
     exists = np.array([files.exists(lf) for lf in label_of], dtype=bool)
     label_files = list(dict.fromkeys(lf for lf, e in zip(label_of, exists.tolist()) if e))
     if len(label_files) == np.count_nonzero(exists):  # (the common case) one image per label file
-        lab = np.where(exists, np.cumsum(exists) - 1, -1)
+        label = np.where(exists, np.cumsum(exists) - 1, -1)
     else:
         index = {lf: k for k, lf in enumerate(label_files)}
-        lab = np.array([index[lf] if e else -1 for lf, e in zip(label_of, exists.tolist())], np.int64)
+        label = np.array([index[lf] if e else -1 for lf, e in zip(label_of, exists.tolist())], np.int64)
+        del index
+    no_label = {i: label_of[i] for i in np.flatnonzero(~exists).tolist()}
+    orphans = _orphans(layout, files, set(label_of))  # every split's: a folder two splits share has none
+    return _Rows(images, split_of, bounds, label_files, label, no_label, orphans)
+
+
+def _orphans(layout: YoloLayout, files: _Files, expected: set[str]) -> list[list[tuple[Path, str]]]:
+    """Per split, (images folder, label file) of the label files (not a names file) in its label folders
+    that are not ``expected``; a folder two splits share is searched once, at the first."""
+    scanned: set[Path] = set()
+    out = []
+    for src in layout.splits:
+        mine: list[tuple[Path, str]] = []
+        for img_dir, lbl_dir in src.folders:
+            if lbl_dir == img_dir or lbl_dir in scanned or not lbl_dir.is_dir():
+                continue
+            scanned.add(lbl_dir)
+            mine += [
+                (img_dir, lf)
+                for lf in files.listed.get(lbl_dir, [])
+                if lf not in expected and os.path.basename(lf) not in NAME_FILES
+            ]
+        out.append(mine)
+    return out
+
+
+def read_yolo_layout(
+    layout: YoloLayout, on_error: OnError | None = None, strict: bool = False, source: str = ""
+) -> Dataset:
+    """Read the images (header sizes) and label files of a
+    :class:`~detkit.datasets.formats.layouts.YoloLayout`.
+
+    The files are read by :func:`~detkit.datasets.formats.yolo_scan.scan` (threads, the label rows parsed
+    in numpy, cached); problems are then reported in the order of the images, as one pass over them would.
+
+    Args:
+        layout: the splits, their image files and the class names (from
+            :mod:`detkit.datasets.formats.layouts`).
+        on_error: when given (``validate``), every problem and note is reported to it.
+        strict: raise the first problem instead of skipping it.
+        source: the path the user gave, for messages.
+    """
+    report = Reporter(on_error, strict)
+    where = layout.descriptor or source or layout.root
+    nc = len(layout.names) if layout.names else None
+    files = _Files([lbl for src in layout.splits for _, lbl in src.folders])
+    # Labels under another folder name: checked (and followed) per split before anything is read
+    found = _follow_labels(layout, files, where)
+    rows = _image_rows(layout, files)
+    del files  # (the listings of the label folders: what the rows need of them is in the rows)
+    images, label_files = rows.images, rows.label_files
     sc = scan(
         images,
-        lab,
+        rows.label,
         label_files,
         nc,
         nc if nc is not None else MAX_YOLO_CLASSES,
         YOLO_TOL,
         lambda lf, text, note: _yolo_rows(lf, text, nc, note),
     )
+    sc.stats = sc.stats[:0]  # (what the cache is checked against: scan has written it)
+    # of the label files' paths: the names (each box's record) and the paths of those with a problem
+    names = _Names([os.path.basename(lf) for lf in label_files])
+    path_of = {k: label_files[k] for k in (*sc.file_problem, *sc.notes)}
+    rows.label_files = sc.label_files = label_files = []
     n = len(images)
     lab = sc.label
     has = lab >= 0
     bad_img = np.zeros(n, dtype=bool)
     bad_img[list(sc.image_problem)] = True
-    bad_file = np.zeros(len(label_files) + 1, dtype=bool)  # [-1]: no file
+    bad_file = np.zeros(len(names) + 1, dtype=bool)  # [-1]: no file
     bad_file[list(sc.file_problem)] = True
-    noted = np.zeros(len(label_files) + 1, dtype=bool)
+    noted = np.zeros(len(names) + 1, dtype=bool)
     noted[list(sc.notes)] = True
     keep = ~bad_img & ~(has & bad_file[lab])
     special = np.flatnonzero(~keep | ~has | noted[lab])  # the images with something to report
-    expected = set(label_of)  # every split's: a label folder two splits share has no orphans
-    scanned: set[Path] = set()  # label folders already searched for orphans (two splits, one folder)
     listed, n_label_files = 0, 0
-    for src, (start, end), labels in zip(layout.splits, bounds, found, strict=True):
+    for src, (start, end), labels, orphans in zip(
+        layout.splits, rows.bounds, found, rows.orphans, strict=True
+    ):
         if isinstance(labels, InputError):
             raise labels
         if labels is not None:
@@ -326,30 +395,24 @@ def read_yolo_layout(
         for lst, lineno, p in src.missing:
             report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
         listed += len(src.images)
-        n_label_files += int(np.count_nonzero(keep[start:end] & has[start:end]))
+        n_label_files += int(np.count_nonzero(keep[start:end] & has[start:end])) + len(orphans)
         for i in special[np.searchsorted(special, start) : np.searchsorted(special, end)].tolist():
-            img, lf, k = images[i], label_of[i], int(lab[i])
+            img, k = images[i], int(lab[i])
             if bad_img[i]:
                 code, what = sc.image_problem[i]
                 report(problem(img, None, what, code))
             elif k >= 0 and bad_file[k]:
                 code, at, what = sc.file_problem[k]
-                report(problem(Path(lf), at, what, code))
+                report(problem(Path(path_of[k]), at, what, code))
             elif k < 0:
-                what = f"no label file {Path(lf).name} (read as a background image)"
+                what = f"no label file {Path(rows.no_label[i]).name} (read as a background image)"
                 report(problem(img, None, what, "image.no_label_file"), kept=True)
             else:
                 for code, at, what, kept in sc.notes[k]:
-                    report(problem(Path(lf), at, what, code), kept=kept)
-        for img_dir, lbl_dir in src.folders:
-            if lbl_dir == img_dir or lbl_dir in scanned or not lbl_dir.is_dir():
-                continue
-            scanned.add(lbl_dir)
-            for lf in [lf for lf in files.listed.get(lbl_dir, []) if lf not in expected]:
-                if os.path.basename(lf) not in NAME_FILES:
-                    n_label_files += 1
-                    what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
-                    report(problem(Path(lf), None, what, "label.orphan"))
+                    report(problem(Path(path_of[k]), at, what, code), kept=kept)
+        for img_dir, lf in orphans:
+            what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
+            report(problem(Path(lf), None, what, "label.orphan"))
     root = str(layout.root) + os.sep
     kept_rows = np.flatnonzero(keep)
     img_cols = {
@@ -364,7 +427,7 @@ def read_yolo_layout(
         "width": sc.width[kept_rows].astype(np.float64),
         "height": sc.height[kept_rows].astype(np.float64),
     }
-    splits = [split_of[i] for i in kept_rows.tolist()]
+    splits = [rows.split_of[i] for i in kept_rows.tolist()]
     kl = lab[kept_rows]
     with_file = kl >= 0
     parts = (img_cols["image_id"][with_file], kl[with_file])
@@ -384,23 +447,40 @@ def read_yolo_layout(
             None,
             f"no images found for the {n_label_files} label files (looked under {layout.root})",
         )
-    return _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
+    del rows, images
+    return _yolo_dataset(img_cols, parts, sc, names, splits, layout, report, source)
+
+
+class _Names:
+    """Strings kept as one: string ``k`` is ``text[at[k]:at[k + 1]]`` (a Python object per string costs
+    some 50 bytes besides its characters)."""
+
+    def __init__(self, strings: list[str]):
+        self.text = "".join(strings)
+        self.at = np.zeros(len(strings) + 1, dtype=np.int64)
+        np.cumsum([len(s) for s in strings], out=self.at[1:])
+
+    def __len__(self) -> int:
+        return len(self.at) - 1
+
+    def __getitem__(self, k: int) -> str:
+        return self.text[self.at[k] : self.at[k + 1]]
 
 
 class LabelRecords:
     """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: the
-    label files' paths (the list the reader had) and two integer columns instead of a string per row."""
+    label files' names (:class:`_Names`) and two integer columns instead of a string per row."""
 
-    def __init__(self, paths: list[str], file: np.ndarray, line: np.ndarray):
-        self.paths, self.file, self.line = paths, file, line
+    def __init__(self, names: _Names, file: np.ndarray, line: np.ndarray):
+        self.names, self.file, self.line = names, file, line
 
     def __len__(self) -> int:
         return len(self.file)
 
     def __getitem__(self, i):
         if isinstance(i, (int, np.integer)):
-            return f"{os.path.basename(self.paths[self.file[i]])} line {int(self.line[i])}"
-        return LabelRecords(self.paths, self.file[i], self.line[i])
+            return f"{self.names[self.file[i]]} line {int(self.line[i])}"
+        return LabelRecords(self.names, self.file[i], self.line[i])
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -412,9 +492,12 @@ class LabelRecords:
 _BLOCK = 1 << 15  # rows converted at once by _yolo_dataset (1 MB of boxes)
 
 
-def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Reporter, source: str) -> Dataset:
+def _yolo_dataset(
+    img_cols, parts, sc, file_names: _Names, splits, layout: YoloLayout, report: Reporter, source: str
+) -> Dataset:
     """The Dataset of the images kept (``img_cols``) and the rows of their label files (``parts``: image id
-    and label file of each kept image that has one, in image order)."""
+    and label file of each kept image that has one, in image order); ``file_names``: the label files'
+    names, for each box's record."""
     image_id, file_k = parts
     first, last = sc.offset[file_k], sc.offset[file_k + 1]
     lengths = last - first
@@ -457,7 +540,7 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
         source=source,
         format="yolo",
         image_root=str(layout.root),
-        ann_record=LabelRecords(sc.label_files, file_of, sc.line[take]),
+        ann_record=LabelRecords(file_names, file_of, sc.line[take]),
         split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
         skipped=report.items,
         extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},
