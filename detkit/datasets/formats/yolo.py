@@ -35,6 +35,7 @@ from detkit.datasets.formats.layouts import (
     yolo_folder_layout,
 )
 from detkit.datasets.formats.readers import OnError, problem, suffix
+from detkit.datasets.formats.yolo_rows import mapped
 from detkit.datasets.formats.yolo_scan import list_txt, scan
 from detkit.datasets.model import MEMBER_SEP, Dataset, Skipped, declared_splits_of
 from detkit.errors import InputError
@@ -368,7 +369,7 @@ def read_yolo_layout(
         YOLO_TOL,
         lambda lf, text, note: _yolo_rows(lf, text, nc, note),
     )
-    sc.stats = sc.stats[:0]  # (what the cache is checked against: scan has written it)
+    sc.stats = np.zeros((0, 4), np.int64)  # (what the cache is checked against: scan has written it)
     # of the label files' paths: the names (each box's record) and the paths of those with a problem
     names = _Names([os.path.basename(lf) for lf in label_files])
     path_of = {k: label_files[k] for k in (*sc.file_problem, *sc.notes)}
@@ -534,7 +535,7 @@ def _yolo_dataset(
         category_id=cls,
         bbox=bbox,
         area=area,
-        iscrowd=np.zeros(n, dtype=np.int64),
+        iscrowd=mapped(n, np.int64),
         cat_id=np.arange(ncls, dtype=np.int64),
         cat_name=np.array(cat_names, dtype=object),
         source=source,

@@ -6,7 +6,8 @@ file each one has, everything :func:`~detkit.datasets.formats.yolo.read_yolo_lay
     image sizes   from the header bytes (:func:`~detkit.datasets.formats.readers.jpeg_size`: one ``pread``
                   of 64 KB and one of the last 256 bytes for the end marker); PIL
                   (:func:`~detkit.datasets.images.probe_image`) for any other format or header shape
-    label rows    the bytes of every file, parsed at once (:mod:`detkit.datasets.formats.yolo_rows`); the
+    label rows    the bytes of every file, ``TEXT_FILES`` files at a time packed into a few arrays (no
+                  ``bytes`` per file kept), then parsed (:mod:`detkit.datasets.formats.yolo_rows`); the
                   per-line reader for the files that leave that path, with each problem it names
 
 Files are opened, read and stat'ed one after the other: on files in the page cache each call takes a few
@@ -41,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.readers import decode_text, jpeg_size, read_bytes, walk
-from detkit.datasets.formats.yolo_rows import parse_labels
+from detkit.datasets.formats.yolo_rows import Text, parse_texts, texts_of
 from detkit.datasets.images import probe_image
 from detkit.errors import InputError
 from detkit.io import atomic_path
@@ -50,6 +51,7 @@ VERSION = 2
 THREADS = 32
 KEEP = 16
 HEAD = 1 << 16
+TEXT_FILES = 2048  # label files read before their bytes are put in a few arrays
 _TAIL = 256  # as probe_image reads it
 
 
@@ -280,14 +282,23 @@ def _split(got: list) -> tuple[list, np.ndarray, list[int]]:
     return values, _array([st for _, st in got]), bad
 
 
-def _joined(parts: list) -> tuple[list, np.ndarray, list[int]]:
-    values, stats, bad, at = [], [_NO_STATS], [], 0
-    for v, st, b in parts:
-        bad += [at + j for j in b]
-        values += v
-        stats.append(st)
-        at += len(v)
-    return values, np.concatenate(stats), bad
+def _texts(got: list) -> tuple[list, np.ndarray, list[int], list[InputError], int]:
+    """A chunk of :func:`_read` results -> (the :func:`~detkit.datasets.formats.yolo_rows.texts_of` units of
+    its files (indices in the chunk), (n, 4) stats, the indices and problems of the files that could not be
+    read, n): the files' bytes are in a few arrays as soon as the chunk is read, not a ``bytes`` each."""
+    values, stats, bad = _split(got)
+    errors = [values[j] for j in bad]
+    for j in bad:
+        values[j] = b""
+    return texts_of(values), stats, bad, errors, len(values)
+
+
+def _shifted(unit, base: int):
+    """A :func:`_texts` unit with its files' indices ``base`` further."""
+    if isinstance(unit, Text):
+        unit.file += base
+        return unit
+    return unit[0] + base, unit[1]
 
 
 def _sizes(got: list) -> tuple[np.ndarray, np.ndarray, list[int], list[InputError]]:
@@ -310,15 +321,19 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
             image_problem[at + j] = (err.code or "image.corrupt", err.what)
         at += len(part)
     del parts
-    blobs, file_stats, bad = _joined(pmap(_read, label_files, per_chunk=_split))
+    units: list = []  # the label files' bytes, a few arrays (module docstring)
+    file_stats = [_NO_STATS]
     file_problem: dict[int, tuple[str, str | None, str]] = {}
-    for k in bad:
-        err = blobs[k]
-        file_problem[k] = (err.code or "record.unparsable", err.where, err.what)
-        blobs[k] = b""
-    stats = np.concatenate((image_stats, file_stats))
+    at = 0
+    for part, st, bad, errors, n in pmap(_read, label_files, chunk=TEXT_FILES, per_chunk=_texts):
+        units += [_shifted(u, at) for u in part]
+        file_stats.append(st)
+        for j, err in zip(bad, errors, strict=True):
+            file_problem[at + j] = (err.code or "record.unparsable", err.where, err.what)
+        at += n
+    stats = np.concatenate((image_stats, *file_stats))
     del image_stats, file_stats
-    fast = parse_labels(blobs, top, tol)
+    fast, slow_bytes = parse_texts(units, len(label_files), top, tol)
     counts = np.bincount(fast.file, minlength=len(label_files)).astype(np.int64)
     slow_rows: dict[int, list] = {}
     notes: dict[int, list] = {}
@@ -327,7 +342,7 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
             continue
         path = Path(label_files[k])
         try:
-            text = decode_text(path, blobs[k])
+            text = decode_text(path, slow_bytes[k])
         except InputError as err:
             file_problem[k] = (err.code or "record.unparsable", err.where, err.what)
             continue
@@ -339,7 +354,7 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
         slow_rows[k] = rows_of(path, text, note)
         notes[k] = got
         counts[k] = len(slow_rows[k])
-    del blobs
+    del slow_bytes
     offset = np.concatenate(([0], np.cumsum(counts)))
     n = int(offset[-1])
     if not any(slow_rows.values()):  # every row came by the fast path, in file order: its arrays as they are
