@@ -59,3 +59,45 @@ def test_the_bytes_of_files_that_leave_are_kept_exactly_and_each_text_is_returne
     one_each = [parse_labels([b], 80, YOLO_TOL) for b in blobs]  # the same, file by file
     assert [bool(r.slow[0]) for r in one_each] == rows.slow.tolist()
     assert np.array_equal(np.concatenate([r.box for r in one_each]), rows.box)
+
+
+def _folder(root, labels: dict[str, str]):
+    from tests.datasets.test_layouts import write_image
+
+    for i, (stem, text) in enumerate(labels.items()):
+        write_image(root / "images" / "train" / f"{stem}.jpg", (32, 24), seed=i)
+        (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
+        if text is not None:
+            (root / "labels" / "train" / f"{stem}.txt").write_text(text)
+    (root / "data.yaml").write_text("train: images/train\nnames: [a, b, c, d]\n")
+    return root / "data.yaml"
+
+
+def test_box_records_by_runs_of_lines(tmp_path, monkeypatch):
+    from detkit.datasets.formats.yolo import load_yolo
+
+    monkeypatch.setenv("DETKIT_CACHE", "off")
+    row = "1 0.5 0.5 0.25 0.25\n"
+    two = row + "2 0.5 0.5 0.5 0.5"
+    ds = load_yolo(_folder(tmp_path / "d", {"a": two + "\n", "b": "", "c": None, "d": two}))
+    rec = ds.ann_record
+    assert rec.line is None and rec.first.tolist() == [0, 2, 2, 4]  # (per run: a, b, d)
+    want = ["a.txt line 1", "a.txt line 2", "d.txt line 1", "d.txt line 2"]
+    assert [ds.record(i) for i in range(4)] == want and list(rec) == want and len(rec) == 4
+    assert rec[-1] == "d.txt line 2" and np.asarray(rec).tolist() == want
+    part = rec[np.array([False, True, False, True])]
+    assert list(part) == [want[1], want[3]] and part[-2] == want[1] and list(part[1:]) == [want[3]]
+    sub = ds.subset_images(ds.image_id[ds.file_name != "images/train/a.jpg"])
+    assert [sub.record(i) for i in range(sub.num_annotations)] == want[2:]
+
+
+def test_box_records_per_box_where_lines_are_not_runs(tmp_path, monkeypatch):
+    from detkit.datasets.formats.yolo import load_yolo
+
+    monkeypatch.setenv("DETKIT_CACHE", "off")
+    row = "1 0.5 0.5 0.25 0.25\n"
+    ds = load_yolo(_folder(tmp_path / "d", {"a": row, "b": "\n" + row + "\n" + "2 0.5 0.5 0.5 0.5\n"}))
+    rec = ds.ann_record
+    assert rec.line is not None and rec.line.tolist() == [1, 2, 4] and rec.file.tolist() == [0, 1, 1]
+    assert list(rec) == ["a.txt line 1", "b.txt line 2", "b.txt line 4"] and rec[-1] == "b.txt line 4"
+    assert list(rec[1:]) == ["b.txt line 2", "b.txt line 4"]

@@ -371,7 +371,7 @@ def read_yolo_layout(
     )
     sc.stats = np.zeros((0, 4), np.int64)  # (what the cache is checked against: scan has written it)
     # of the label files' paths: the names (each box's record) and the paths of those with a problem
-    names = _Names([os.path.basename(lf) for lf in label_files])
+    names = _Names(label_files)
     path_of = {k: label_files[k] for k in (*sc.file_problem, *sc.notes)}
     rows.label_files = sc.label_files = label_files = []
     n = len(images)
@@ -453,13 +453,19 @@ def read_yolo_layout(
 
 
 class _Names:
-    """Strings kept as one: string ``k`` is ``text[at[k]:at[k + 1]]`` (a Python object per string costs
-    some 50 bytes besides its characters)."""
+    """The names (last parts) of many paths kept as one string: name ``k`` is ``text[at[k]:at[k + 1]]`` (a
+    Python object per name costs some 50 bytes besides its characters). Made ``chunk`` paths at a time:
+    never a string per path for all of them at once."""
 
-    def __init__(self, strings: list[str]):
-        self.text = "".join(strings)
-        self.at = np.zeros(len(strings) + 1, dtype=np.int64)
-        np.cumsum([len(s) for s in strings], out=self.at[1:])
+    def __init__(self, paths: list[str], chunk: int = 4096):
+        parts, size = [], np.empty(len(paths), dtype=np.int64)
+        for i in range(0, len(paths), chunk):
+            names = [os.path.basename(p) for p in paths[i : i + chunk]]
+            size[i : i + len(names)] = [len(s) for s in names]
+            parts.append("".join(names))
+        self.text = "".join(parts)
+        self.at = np.zeros(len(paths) + 1, dtype=np.int64)
+        np.cumsum(size, out=self.at[1:])
 
     def __len__(self) -> int:
         return len(self.at) - 1
@@ -469,19 +475,43 @@ class _Names:
 
 
 class LabelRecords:
-    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: the
-    label files' names (:class:`_Names`) and two integer columns instead of a string per row."""
+    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked from the
+    label files' names (:class:`_Names`) and where each box is, held one of two ways instead of a string
+    per box:
 
-    def __init__(self, names: _Names, file: np.ndarray, line: np.ndarray):
-        self.names, self.file, self.line = names, file, line
+        per box    ``file``, ``line``: (N,) each box's label file and line;
+        per run    where the boxes of each file are its lines 1, 2, ... in order (what nearly every label
+                   file gives): ``file``: (R,) the file of each run of boxes and ``first``: (R + 1,) the
+                   box each starts at, box ``j`` of run ``r`` on line ``j - first[r] + 1``; ``box``: the
+                   boxes kept, by index (None: all ``first[-1]``).
+    """
+
+    def __init__(
+        self,
+        names: _Names,
+        file: np.ndarray,
+        line: np.ndarray | None = None,
+        first: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+    ):
+        self.names, self.file, self.line, self.first, self.box = names, file, line, first, box
 
     def __len__(self) -> int:
-        return len(self.file)
+        if self.line is not None:
+            return len(self.line)
+        return int(self.first[-1]) if self.box is None else len(self.box)
 
     def __getitem__(self, i):
         if isinstance(i, (int, np.integer)):
-            return f"{self.names[self.file[i]]} line {int(self.line[i])}"
-        return LabelRecords(self.names, self.file[i], self.line[i])
+            if self.line is not None:
+                return f"{self.names[self.file[i]]} line {int(self.line[i])}"
+            j = range(len(self))[i] if self.box is None else int(self.box[i])
+            r = int(np.searchsorted(self.first, j, side="right")) - 1
+            return f"{self.names[self.file[r]]} line {j - int(self.first[r]) + 1}"
+        if self.line is not None:
+            return LabelRecords(self.names, self.file[i], self.line[i])
+        box = np.arange(len(self))[i] if self.box is None else self.box[i]
+        return LabelRecords(self.names, self.file, first=self.first, box=box)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -491,6 +521,7 @@ class LabelRecords:
 
 
 _BLOCK = 1 << 15  # rows converted at once by _yolo_dataset (1 MB of boxes)
+_IMAGES = 1 << 12  # images whose rows' image and file _yolo_dataset writes at once
 
 
 def _yolo_dataset(
@@ -502,20 +533,40 @@ def _yolo_dataset(
     image_id, file_k = parts
     first, last = sc.offset[file_k], sc.offset[file_k + 1]
     lengths = last - first
-    n = int(lengths.sum())
-    shift = np.cumsum(lengths) - lengths - first
+    edge = np.zeros(len(lengths) + 1, dtype=np.int64)  # rows edge[j]:edge[j + 1] are image j's
+    np.cumsum(lengths, out=edge[1:])
+    n = int(edge[-1])
+    shift = edge[:-1] - first
     if n == len(sc.cls) and not shift.any():  # every row, in order (the common case): views, no copies
         take: slice | np.ndarray = slice(None)
     else:  # row indices first[j] .. last[j] - 1 for each j, without a Python loop
         take = np.arange(n, dtype=np.int64) - np.repeat(shift, lengths)
-    image_of = np.repeat(image_id, lengths)
-    file_of = np.repeat(file_k.astype(np.int32), lengths)
+    # the columns with a row per box, each in a map of its own (as the scan's rows), written a block at a
+    # time: no temporary of a column's size
+    image_of = mapped(n, np.int64)
+    line = sc.line[take]
+    in_runs = True  # whether each file's boxes are its lines 1, 2, ... (LabelRecords' runs)
+    for i in range(0, len(lengths), _IMAGES):
+        rows, j = slice(int(edge[i]), int(edge[min(i + _IMAGES, len(lengths))])), slice(i, i + _IMAGES)
+        image_of[rows] = np.repeat(image_id[j], lengths[j])
+        if in_runs:
+            run_line = np.arange(rows.start, rows.stop) - np.repeat(edge[:-1][j], lengths[j]) + 1
+            in_runs = np.array_equal(line[rows], run_line)
+    if in_runs:
+        records = LabelRecords(file_names, file_k, first=edge)
+    else:
+        file_of = mapped(n, np.int32)
+        for i in range(0, len(lengths), _IMAGES):
+            rows, j = slice(int(edge[i]), int(edge[min(i + _IMAGES, len(lengths))])), slice(i, i + _IMAGES)
+            file_of[rows] = np.repeat(file_k[j], lengths[j])
+        records = LabelRecords(file_names, file_of, line)
+    del line
     cls = sc.cls[take]
     # cx cy w h -> x y w h in pixels, in the scan's own array (its rows are not used again): no copy; a
     # block of rows at a time, which stays in the cache through the steps, each row's image size gathered
     # for its block only
     bbox = sc.box[take]
-    area = np.empty(n)
+    area, ann_id = mapped(n, np.float64), mapped(n, np.int64)
     width, height = img_cols["width"], img_cols["height"]
     for s in range(0, n, _BLOCK):
         b, row_image = bbox[s : s + _BLOCK], image_of[s : s + _BLOCK] - 1  # (image ids are 1..)
@@ -524,13 +575,14 @@ def _yolo_dataset(
             b[:, c] *= size
             b[:, c + 2] *= size
         np.multiply(b[:, 2], b[:, 3], out=area[s : s + _BLOCK])
+        ann_id[s : s + _BLOCK] = np.arange(s + 1, s + len(b) + 1)
     names = layout.names
     ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
     cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
     has_split = any(s is not None for s in splits)
     return Dataset(
         **img_cols,
-        ann_id=np.arange(1, n + 1, dtype=np.int64),
+        ann_id=ann_id,
         ann_image_id=image_of,
         category_id=cls,
         bbox=bbox,
@@ -541,7 +593,7 @@ def _yolo_dataset(
         source=source,
         format="yolo",
         image_root=str(layout.root),
-        ann_record=LabelRecords(file_names, file_of, sc.line[take]),
+        ann_record=records,
         split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
         skipped=report.items,
         extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},

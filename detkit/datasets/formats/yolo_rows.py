@@ -5,8 +5,7 @@ batch, in an anonymous memory map of its own that goes back to the system as soo
 (the bytes parsed are gone as the rows fill up: not both held in full); a larger file is cut into
 batches at line ends (two batches at a time on two threads). A file takes this fast path only when every
 row is what nearly every label file holds, and any other file is left, its bytes kept, to the per-line
-reader
-(:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
+reader (:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
 
     bytes       separators only space, tab, ``\n`` and ``\r`` before ``\n``; in a field only ``0-9 . + -``
                 (so lines are what ``str.splitlines`` gives and fields what ``str.split`` gives; no BOM,

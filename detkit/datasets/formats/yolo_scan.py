@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.readers import decode_text, jpeg_size, read_bytes, walk
-from detkit.datasets.formats.yolo_rows import Text, parse_texts, texts_of
+from detkit.datasets.formats.yolo_rows import Text, mapped, parse_texts, texts_of
 from detkit.datasets.images import probe_image
 from detkit.errors import InputError
 from detkit.io import atomic_path
@@ -331,7 +331,8 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
         for j, err in zip(bad, errors, strict=True):
             file_problem[at + j] = (err.code or "record.unparsable", err.where, err.what)
         at += n
-    stats = np.concatenate((image_stats, *file_stats))
+    stats = mapped(4 * (len(images) + len(label_files)), np.int64).reshape(-1, 4)  # (a map: module docstring)
+    np.concatenate((image_stats, *file_stats), out=stats)
     del image_stats, file_stats
     fast, slow_bytes = parse_texts(units, len(label_files), top, tol)
     counts = np.bincount(fast.file, minlength=len(label_files)).astype(np.int64)
