@@ -15,7 +15,9 @@ nothing (a polygon read as its box, an image without a label file = a background
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,11 +157,12 @@ def _yolo_rows(
 
 class _Files:
     """Which label files exist: the ``.txt`` files found walking the label folders (one ``scandir`` per
-    folder instead of a ``stat`` per image); ``Path.is_file`` for a path outside them."""
+    folder instead of a ``stat`` per image); ``Path.is_file`` for a path outside them. A listed file can be
+    marked (as one an image has) once nothing asks whether it exists."""
 
     def __init__(self, folders: list[Path]):
         self.roots: tuple[str, ...] = ()
-        self.files: dict[str, str] = {}  # each listed file -> itself
+        self.files: dict[str, str | None] = {}  # each listed file -> itself (None: marked)
         self.listed: dict[Path, list[str]] = {}
         for f in folders:
             self.add(f)
@@ -169,10 +172,22 @@ class _Files:
         if folder not in self.listed:
             self.roots += (str(folder) + os.sep,)
             self.listed[folder], found = list_txt(folder) if folder.is_dir() else ([], {})
-            self.files |= found
+            if self.files:
+                self.files |= found
+            else:  # (the first: its own dict, not a copy)
+                self.files = found
 
     def exists(self, p: str) -> bool:
         return p in self.files if p.startswith(self.roots) else os.path.isfile(p)
+
+    def mark(self, paths: list[str]) -> None:
+        """Mark the listed files among ``paths``."""
+        for p in paths:
+            if p in self.files:
+                self.files[p] = None
+
+    def marked(self, p: str) -> bool:
+        return p in self.files and self.files[p] is None
 
 
 def _label_file(img: str, folders: list[tuple[str, str]], files: _Files) -> str:
@@ -265,29 +280,46 @@ class _Rows:
     orphans: list[list[tuple[Path, str]]]
 
 
+def _key(path: str, dot: str = os.sep + ".") -> str:
+    """An image's normalised absolute path (an absolute path without . or .. parts is its own)."""
+    return path if path[:1] == os.sep and dot not in path else os.path.normpath(os.path.abspath(path))
+
+
+def _increasing(keys: list[str]) -> bool:
+    """Whether each string is greater than the one before (then no two are the same): a listing's order,
+    checked without a set of them."""
+    return all(map(operator.lt, keys, itertools.islice(keys, 1, None)))
+
+
+def _apart(keys: list[str], spans: list[tuple[str, str]]) -> bool:
+    """Whether no key is named twice, among ``keys`` or in the earlier splits (``spans``: the first and
+    last key of each), told from their order alone: keys that increase, in a range that meets no earlier
+    split's (then their span is added)."""
+    if not keys:
+        return True
+    if not _increasing(keys) or any(not (hi < keys[0] or keys[-1] < lo) for lo, hi in spans):
+        return False
+    spans.append((keys[0], keys[-1]))
+    return True
+
+
 def _image_rows(layout: YoloLayout, files: _Files) -> _Rows:
-    """The :class:`_Rows` of a layout whose label folders ``files`` lists. An image is read with the label
-    file its first split gives."""
+    """The :class:`_Rows` of a layout whose label folders ``files`` lists (whose files it marks: those an
+    image has). An image is read with the label file its first split gives."""
     images: list[str] = []
     split_of: list[str | None] = []
     label_of: list[str] = []  # per image: its label file (that may not exist)
-    seen: dict[str, None] = {}  # normalised absolute paths of the images so far
-    dot = os.sep + "."
+    spans: list[tuple[str, str]] | None = []  # (see _apart; None once an image is named twice)
     bounds: list[tuple[int, int]] = []
     for src in layout.splits:
         first = len(images)
-        # an absolute path without . or .. parts is its own key: normpath only for others
-        keys = [
-            s if s[:1] == os.sep and dot not in s else os.path.normpath(os.path.abspath(s))
-            for s in src.images
-        ]
-        new = dict.fromkeys(keys)
-        if len(new) == len(keys) and seen.keys().isdisjoint(new):  # (the common case) each image once
-            seen |= new
+        keys = [_key(s) for s in src.images]
+        if spans is not None and _apart(keys, spans):  # (the common case) each image once
             images += src.images
             split_of += [src.name] * len(keys)
         else:
-            row_of = {k: r for r, k in enumerate(seen)}
+            spans = None
+            row_of = {_key(img): r for r, img in enumerate(images)}
             for img, key in zip(src.images, keys):
                 r = row_of.setdefault(key, len(images))
                 if r < len(images):  # named before: one image, its memberships joined
@@ -296,28 +328,33 @@ def _image_rows(layout: YoloLayout, files: _Files) -> _Rows:
                     continue
                 images.append(img)
                 split_of.append(src.name)
-            seen = dict.fromkeys(row_of)
             del row_of
-        del keys, new
-        label_of += _label_files(images[first:], _pairs(src), files)
+        del keys
+        label_of += _label_files(images[first:] if first else images, _pairs(src), files)
         bounds.append((first, len(images)))
-    del seen
-    exists = np.array([files.exists(lf) for lf in label_of], dtype=bool)
-    label_files = list(dict.fromkeys(lf for lf, e in zip(label_of, exists.tolist()) if e))
+    exists = np.fromiter((files.exists(lf) for lf in label_of), dtype=bool, count=len(label_of))
+    label_files = list(itertools.compress(label_of, exists))
+    if not _increasing(label_files):  # (else each once)
+        label_files = list(dict.fromkeys(label_files))
     if len(label_files) == np.count_nonzero(exists):  # (the common case) one image per label file
-        label = np.where(exists, np.cumsum(exists) - 1, -1)
+        label = np.cumsum(exists)
+        label -= 1
+        label[~exists] = -1
     else:
         index = {lf: k for k, lf in enumerate(label_files)}
         label = np.array([index[lf] if e else -1 for lf, e in zip(label_of, exists.tolist())], np.int64)
         del index
     no_label = {i: label_of[i] for i in np.flatnonzero(~exists).tolist()}
-    orphans = _orphans(layout, files, set(label_of))  # every split's: a folder two splits share has none
+    del label_of
+    files.mark(label_files)
+    orphans = _orphans(layout, files, set(no_label.values()))  # every split's: a folder two splits share
     return _Rows(images, split_of, bounds, label_files, label, no_label, orphans)
 
 
-def _orphans(layout: YoloLayout, files: _Files, expected: set[str]) -> list[list[tuple[Path, str]]]:
+def _orphans(layout: YoloLayout, files: _Files, missing: set[str]) -> list[list[tuple[Path, str]]]:
     """Per split, (images folder, label file) of the label files (not a names file) in its label folders
-    that are not ``expected``; a folder two splits share is searched once, at the first."""
+    that no image has: not marked in ``files``, nor (not a file) one of the label files ``missing``; a
+    folder two splits share is searched once, at the first."""
     scanned: set[Path] = set()
     out = []
     for src in layout.splits:
@@ -329,7 +366,7 @@ def _orphans(layout: YoloLayout, files: _Files, expected: set[str]) -> list[list
             mine += [
                 (img_dir, lf)
                 for lf in files.listed.get(lbl_dir, [])
-                if lf not in expected and os.path.basename(lf) not in NAME_FILES
+                if not files.marked(lf) and lf not in missing and os.path.basename(lf) not in NAME_FILES
             ]
         out.append(mine)
     return out
@@ -415,23 +452,24 @@ def read_yolo_layout(
             what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
             report(problem(Path(lf), None, what, "label.orphan"))
     root = str(layout.root) + os.sep
+    every = bool(keep.all())  # (the common case: the scan's own columns, no copies)
     kept_rows = np.flatnonzero(keep)
+    kept = images if every else [images[i] for i in kept_rows.tolist()]
     img_cols = {
         "image_id": np.arange(1, len(kept_rows) + 1, dtype=np.int64),
-        "file_name": np.array(
-            [
-                s[len(root) :] if s.startswith(root) else s
-                for s in map(images.__getitem__, kept_rows.tolist())
-            ],
-            dtype=object,
+        "file_name": np.fromiter(
+            (s[len(root) :] if s.startswith(root) else s for s in kept), dtype=object, count=len(kept)
         ),
-        "width": sc.width[kept_rows].astype(np.float64),
-        "height": sc.height[kept_rows].astype(np.float64),
+        "width": sc.width if every else sc.width[kept_rows],
+        "height": sc.height if every else sc.height[kept_rows],
     }
-    splits = [rows.split_of[i] for i in kept_rows.tolist()]
-    kl = lab[kept_rows]
+    splits = rows.split_of if every else [rows.split_of[i] for i in kept_rows.tolist()]
+    kl = lab if every else lab[kept_rows]
     with_file = kl >= 0
-    parts = (img_cols["image_id"][with_file], kl[with_file])
+    if with_file.all():
+        parts = (img_cols["image_id"], kl)
+    else:
+        parts = (img_cols["image_id"][with_file], kl[with_file])
     if not len(kept_rows):
         if listed:
             raise InputError(
@@ -448,7 +486,7 @@ def read_yolo_layout(
             None,
             f"no images found for the {n_label_files} label files (looked under {layout.root})",
         )
-    del rows, images
+    del rows, images, kept
     return _yolo_dataset(img_cols, parts, sc, names, splits, layout, report, source)
 
 
@@ -531,16 +569,19 @@ def _yolo_dataset(
     and label file of each kept image that has one, in image order); ``file_names``: the label files'
     names, for each box's record."""
     image_id, file_k = parts
-    first, last = sc.offset[file_k], sc.offset[file_k + 1]
-    lengths = last - first
-    edge = np.zeros(len(lengths) + 1, dtype=np.int64)  # rows edge[j]:edge[j + 1] are image j's
-    np.cumsum(lengths, out=edge[1:])
+    take: slice | np.ndarray = slice(None)  # the scan's rows kept, in order: all (views, no copies) ...
+    if np.array_equal(file_k, np.arange(len(sc.offset) - 1)):  # (the common case) every file, in order
+        edge, lengths = sc.offset, np.diff(sc.offset)  # rows edge[j]:edge[j + 1] are image j's
+    else:
+        first = sc.offset[file_k]
+        lengths = sc.offset[file_k + 1] - first
+        edge = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=edge[1:])
+        shift = edge[:-1] - first
+        if edge[-1] != len(sc.cls) or shift.any():  # ... or rows first[j] .. last[j] - 1 for each j
+            take = np.arange(edge[-1], dtype=np.int64) - np.repeat(shift, lengths)
+        del first, shift
     n = int(edge[-1])
-    shift = edge[:-1] - first
-    if n == len(sc.cls) and not shift.any():  # every row, in order (the common case): views, no copies
-        take: slice | np.ndarray = slice(None)
-    else:  # row indices first[j] .. last[j] - 1 for each j, without a Python loop
-        take = np.arange(n, dtype=np.int64) - np.repeat(shift, lengths)
     # the columns with a row per box, each in a map of its own (as the scan's rows), written a block at a
     # time: no temporary of a column's size
     image_of = mapped(n, np.int64)

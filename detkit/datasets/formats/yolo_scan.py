@@ -313,7 +313,7 @@ def _sizes(got: list) -> tuple[np.ndarray, np.ndarray, list[int], list[InputErro
 
 def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
     parts = pmap(image_size, images, per_chunk=_sizes)
-    wh = np.concatenate([p[0] for p in parts] or [np.zeros((0, 2))])
+    width, height = (np.concatenate([p[0][:, c] for p in parts] or [np.zeros(0)]) for c in (0, 1))
     image_stats = np.concatenate([p[1] for p in parts] or [_NO_STATS])
     image_problem, at = {}, 0
     for part, _, bad, errors in parts:
@@ -373,8 +373,8 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
                 s, e = offset[k], offset[k + 1]
                 cls[s:e], box[s:e], line[s:e] = a[:, 0].astype(np.int64), a[:, 1:5], a[:, 5].astype(np.int32)
     return Scan(
-        wh[:, 0],
-        wh[:, 1],
+        width,
+        height,
         image_problem,
         label,
         list(label_files),
