@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.readers import decode_text, jpeg_size, read_bytes, walk
-from detkit.datasets.formats.yolo_rows import Text, mapped, parse_texts, texts_of
+from detkit.datasets.formats.yolo_rows import mapped, parse_texts, texts_of
 from detkit.datasets.images import probe_image
 from detkit.errors import InputError
 from detkit.io import atomic_path
@@ -52,6 +52,7 @@ THREADS = 32
 KEEP = 16
 HEAD = 1 << 16
 TEXT_FILES = 2048  # label files read before their bytes are put in a few arrays
+IMAGE_FILES = 512  # images whose sizes are read before they are written in place
 _TAIL = 256  # as probe_image reads it
 
 
@@ -282,58 +283,54 @@ def _split(got: list) -> tuple[list, np.ndarray, list[int]]:
     return values, _array([st for _, st in got]), bad
 
 
-def _texts(got: list) -> tuple[list, np.ndarray, list[int], list[InputError], int]:
-    """A chunk of :func:`_read` results -> (the :func:`~detkit.datasets.formats.yolo_rows.texts_of` units of
-    its files (indices in the chunk), (n, 4) stats, the indices and problems of the files that could not be
-    read, n): the files' bytes are in a few arrays as soon as the chunk is read, not a ``bytes`` each."""
-    values, stats, bad = _split(got)
-    errors = [values[j] for j in bad]
+def _texts_at(paths: list[str], i: int, stats: np.ndarray) -> tuple[list, list[tuple[int, InputError]]]:
+    """The label files ``paths[i : i + TEXT_FILES]`` read: the
+    :func:`~detkit.datasets.formats.yolo_rows.texts_of` units of their bytes (put in a few arrays as soon
+    as they are read, not a ``bytes`` each kept), their :func:`_stat` written into ``stats`` from row
+    ``i``, and (index, problem) of those that could not be read."""
+    values, st, bad = _split([_read(p) for p in paths[i : i + TEXT_FILES]])
+    stats[i : i + len(values)] = st
+    problems = [(i + j, values[j]) for j in bad]
     for j in bad:
         values[j] = b""
-    return texts_of(values), stats, bad, errors, len(values)
+    return texts_of(values, base=i), problems
 
 
-def _shifted(unit, base: int):
-    """A :func:`_texts` unit with its files' indices ``base`` further."""
-    if isinstance(unit, Text):
-        unit.file += base
-        return unit
-    return unit[0] + base, unit[1]
-
-
-def _sizes(got: list) -> tuple[np.ndarray, np.ndarray, list[int], list[InputError]]:
-    """A chunk of :func:`image_size` results -> ((n, 2) width and height, NaN where the image could not be
-    read; (n, 4) stats; the indices and problems of those that could not)."""
-    values, stats, bad = _split(got)
-    errors = [values[j] for j in bad]
+def _sizes_at(paths: list[str], i: int, size: np.ndarray, stats: np.ndarray) -> list[tuple[int, InputError]]:
+    """:func:`image_size` of the images ``paths[i : i + IMAGE_FILES]`` written into ``size`` ((n, 2) width
+    and height, NaN where an image could not be read) and their :func:`_stat` into ``stats``, from row
+    ``i``; (index, problem) of those that could not be read."""
+    values, st, bad = _split([image_size(p) for p in paths[i : i + IMAGE_FILES]])
+    stats[i : i + len(values)] = st
+    problems = [(i + j, values[j]) for j in bad]
     for j in bad:
         values[j] = (math.nan, math.nan)
-    return np.array(values, dtype=np.float64).reshape(-1, 2), stats, bad, errors
+    size[i : i + len(values)] = values
+    return problems
+
+
+def _image_sizes(images: list[str], stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(I,) width and height of each image (:func:`image_size`; NaN where it could not be read), its
+    :func:`_stat` written into ``stats``, and {image: (code, what)} for those that could not be read."""
+    size = np.empty((len(images), 2))
+    got = pmap(lambda i: _sizes_at(images, i, size, stats), range(0, len(images), IMAGE_FILES), chunk=1)
+    problem = {i: (err.code or "image.corrupt", err.what) for part in got for i, err in part}
+    return size[:, 0].copy(), size[:, 1].copy(), problem
 
 
 def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
-    parts = pmap(image_size, images, per_chunk=_sizes)
-    width, height = (np.concatenate([p[0][:, c] for p in parts] or [np.zeros(0)]) for c in (0, 1))
-    image_stats = np.concatenate([p[1] for p in parts] or [_NO_STATS])
-    image_problem, at = {}, 0
-    for part, _, bad, errors in parts:
-        for j, err in zip(bad, errors, strict=True):
-            image_problem[at + j] = (err.code or "image.corrupt", err.what)
-        at += len(part)
-    del parts
+    # each chunk of files writes its results in place: no array per chunk joined afterwards
+    n = len(images)
+    stats = mapped(4 * (n + len(label_files)), np.int64).reshape(-1, 4)  # (a map: module docstring)
+    width, height, image_problem = _image_sizes(images, stats)
     units: list = []  # the label files' bytes, a few arrays (module docstring)
-    file_stats = [_NO_STATS]
     file_problem: dict[int, tuple[str, str | None, str]] = {}
-    at = 0
-    for part, st, bad, errors, n in pmap(_read, label_files, chunk=TEXT_FILES, per_chunk=_texts):
-        units += [_shifted(u, at) for u in part]
-        file_stats.append(st)
-        for j, err in zip(bad, errors, strict=True):
-            file_problem[at + j] = (err.code or "record.unparsable", err.where, err.what)
-        at += n
-    stats = mapped(4 * (len(images) + len(label_files)), np.int64).reshape(-1, 4)  # (a map: module docstring)
-    np.concatenate((image_stats, *file_stats), out=stats)
-    del image_stats, file_stats
+    for part, problems in pmap(
+        lambda i: _texts_at(label_files, i, stats[n:]), range(0, len(label_files), TEXT_FILES), chunk=1
+    ):
+        units += part
+        for k, err in problems:
+            file_problem[k] = (err.code or "record.unparsable", err.where, err.what)
     fast, slow_bytes = parse_texts(units, len(label_files), top, tol)
     counts = np.bincount(fast.file, minlength=len(label_files)).astype(np.int64)
     slow_rows: dict[int, list] = {}
