@@ -315,10 +315,10 @@ def _image_rows(layout: YoloLayout, files: _Files) -> _Rows:
         first = len(images)
         keys = [_key(s) for s in src.images]
         if spans is not None and _apart(keys, spans):  # (the common case) each image once
-            images += src.images
+            images = images + src.images if images else src.images  # (the layout's list is not changed)
             split_of += [src.name] * len(keys)
         else:
-            spans = None
+            spans, images = None, list(images)
             row_of = {_key(img): r for r, img in enumerate(images)}
             for img, key in zip(src.images, keys):
                 r = row_of.setdefault(key, len(images))
@@ -496,14 +496,13 @@ class _Names:
     never a string per path for all of them at once."""
 
     def __init__(self, paths: list[str], chunk: int = 4096):
-        parts, size = [], np.empty(len(paths), dtype=np.int64)
+        parts, self.at = [], np.zeros(len(paths) + 1, dtype=np.int64)
         for i in range(0, len(paths), chunk):
             names = [os.path.basename(p) for p in paths[i : i + chunk]]
-            size[i : i + len(names)] = [len(s) for s in names]
+            self.at[i + 1 : i + 1 + len(names)] = [len(s) for s in names]
             parts.append("".join(names))
         self.text = "".join(parts)
-        self.at = np.zeros(len(paths) + 1, dtype=np.int64)
-        np.cumsum(size, out=self.at[1:])
+        np.cumsum(self.at, out=self.at)
 
     def __len__(self) -> int:
         return len(self.at) - 1

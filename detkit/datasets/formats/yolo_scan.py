@@ -374,7 +374,7 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
         height,
         image_problem,
         label,
-        list(label_files),
+        label_files,
         file_problem,
         notes,
         offset,
