@@ -212,8 +212,12 @@ def parse_texts(
         pmap,  # lazy: cycle: yolo_scan imports parse_labels from here
     )
 
+    mix = mapped(total, np.uint64)  # each row's _mix, written for the rows of larger files only
     got = pmap(
-        lambda j: _parse_job(units, jobs[j], top, tol, out, int(at[j]), kept), range(len(jobs)), 1, threads=2
+        lambda j, out=out, mix=mix: _parse_job(units, jobs[j], top, tol, out, mix, int(at[j]), kept),
+        range(len(jobs)),
+        1,
+        threads=2,
     )
     _SCRATCH.__dict__.clear()  # (where this thread parsed batches itself)
     larger = [u for u in units if u is not None]  # (the Texts are gone)
@@ -221,11 +225,13 @@ def parse_texts(
     if sum(got) < total:  # lines without a row (blank, or in files that left): the rows, packed
         take = np.concatenate([np.arange(a, a + n) for a, n in zip(at[:-1].tolist(), got)])
         out = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow)
+        mix = mix[take] if larger else mix
     for k, b in larger:  # its rows, one run (rows are in file order)
         r = slice(*np.searchsorted(out.file, [k, k + 1]).tolist())
-        _mark_duplicates(_rows(out, r), _mix(out.file[r], out.cls[r], out.box[r]))
+        _mark_duplicates(_rows(out, r), mix[r])
         if slow[k]:
             kept[k] = b
+    del mix
     keep = ~slow[out.file]
     if keep.all():  # (no copy)
         return out, kept
@@ -237,13 +243,19 @@ def _rows(rows: LabelRows, r: slice) -> LabelRows:
     return LabelRows(rows.file[r], rows.line[r], rows.cls[r], rows.box[r], rows.slow)
 
 
-def _parse_job(units: list, job: tuple, top: int, tol: float, out: LabelRows, at: int, kept: dict) -> int:
+def _parse_job(
+    units: list, job: tuple, top: int, tol: float, out: LabelRows, mix: np.ndarray, at: int, kept: dict
+) -> int:
     """Parse one batch of :func:`parse_texts` into ``out`` from row ``at``; returns the number of rows.
     A :class:`Text` is then checked for duplicate rows, the bytes of its files that left put in ``kept``,
-    and dropped from ``units``."""
+    and dropped from ``units``; a piece of a larger file has its rows' :func:`_mix` written into ``mix``
+    (checked once all its pieces are parsed)."""
     i, pieces, _ = job
     if pieces is not None:
-        return _parse_batch({int(pieces[0, 0]): units[i][1]}, pieces, top, tol, out, at)
+        n = _parse_batch({int(pieces[0, 0]): units[i][1]}, pieces, top, tol, out, at)
+        r = slice(at, at + n)
+        _mix(out.file[r], out.cls[r], out.box[r], out=mix[r])
+        return n
     t = units[i]
     end = len(t.data) - MAX_TOKEN
     n = _parse_array(t.data, end, t.file, np.ones(len(t.file), np.int64), t.start, top, tol, out, at)
