@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from detkit.datasets import stats
 from detkit.datasets.load import load_dataset, load_labels
 from detkit.datasets.model import make_dataset
 from detkit.datasets.stats import class_table, inspect_dataset
@@ -122,6 +123,22 @@ def test_class_table_counts_alike_on_every_path():
             {"id": 1, "name": "a", "instances": 2, "images": 2, "share": 0.4},
             {"id": 2, "name": "b", "instances": 0, "images": 0, "share": 0.0},
         ], image_ids
+
+
+def test_images_per_class_of_boxes_in_image_order_a_block_at_a_time(monkeypatch):
+    # boxes in image order are counted a block at a time, each block ending where an image does: blocks of
+    # 4 boxes against a count by hand, with an image of 6 boxes (more than a block) and repeated pairs
+    monkeypatch.setattr(stats, "_BOXES", 4)
+    rng = np.random.default_rng(0)
+    im = np.sort(np.concatenate([rng.integers(0, 30, 40), np.full(6, 12)]))
+    pos = rng.integers(0, 5, len(im))
+    want = [len({i for p, i in zip(pos.tolist(), im.tolist()) if p == r}) for r in range(5)]
+    calls = []
+    real = stats._images_per_row_in_order
+    monkeypatch.setattr(stats, "_images_per_row_in_order", lambda *a: calls.append(1) or real(*a))
+    assert stats._images_per_row(pos, im, 5).tolist() == want and calls == [1]
+    shuffled = rng.permutation(len(im))  # not in image order: one sorted key per box
+    assert stats._images_per_row(pos[shuffled], im[shuffled], 5).tolist() == want and calls == [1]
 
 
 def test_labels_fast_path_matches_full_load(shapes_dir):

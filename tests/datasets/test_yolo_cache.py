@@ -89,6 +89,20 @@ def test_a_read_is_given_again_until_a_file_or_folder_changes(tmp_path, cache, r
     ]
 
 
+def test_box_records_by_line_and_by_run_given_again(tmp_path, cache, reads):
+    y = _dataset(tmp_path / "d")
+    first = load_yolo(y)  # each file's boxes its lines 1, 2, ...: records by run
+    assert first.ann_record.line is None and reads == [1]
+    assert [load_yolo(y).record(i) for i in range(3)] == ["0.txt line 1", "1.txt line 1", "2.txt line 1"]
+    labels = tmp_path / "d" / "labels" / "train"
+    (labels / "1.txt").write_text("\n1 0.5 0.5 0.5 0.5\n1 0.5 0.5 0.2 0.2\n")  # a blank first line
+    again = load_yolo(y)  # records by box
+    assert again.ann_record.line is not None and reads == [1, 1]
+    _same(again, load_yolo(y))
+    assert reads == [1, 1]
+    assert list(load_yolo(y).ann_record) == ["0.txt line 1", "1.txt line 2", "1.txt line 3", "2.txt line 1"]
+
+
 def test_the_key_the_source_and_the_names(tmp_path, cache, reads):
     y = _dataset(tmp_path / "d")
     load_yolo(y)

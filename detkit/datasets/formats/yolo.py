@@ -15,12 +15,14 @@ nothing (a polygon read as its box, an image without a label file = a background
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ import numpy as np
 from detkit.datasets.formats.layouts import (
     MAX_CLASSES,
     NAME_FILES,
+    SplitSource,
     YoloLayout,
     find_yaml,
     label_path,
@@ -47,6 +50,7 @@ from detkit.datasets.formats.yolo_cache import (
     remembering,
     unpack,
 )
+from detkit.datasets.formats.yolo_rows import mapped
 from detkit.datasets.formats.yolo_scan import list_txt, scan
 from detkit.datasets.model import MEMBER_SEP, Dataset, Skipped, declared_splits_of
 from detkit.errors import InputError
@@ -166,12 +170,13 @@ def _yolo_rows(
 
 class _Files:
     """Which label files exist: the ``.txt`` files found walking the label folders (one ``scandir`` per
-    folder instead of a ``stat`` per image); ``os.stat`` for a path outside them. What it looked at — the
-    folders listed and the paths looked for — with their stats is ``looked``: inputs of the read."""
+    folder instead of a ``stat`` per image); ``os.stat`` for a path outside them. A listed file can be
+    marked (as one an image has) once nothing asks whether it exists. What it looked at — the folders
+    listed and the paths looked for — with their stats is ``looked``: inputs of the read."""
 
     def __init__(self, folders: list[Path]):
         self.roots: tuple[str, ...] = ()
-        self.files: dict[str, str] = {}  # each listed file -> itself
+        self.files: dict[str, str | None] = {}  # each listed file -> itself (None: marked)
         self.listed: dict[Path, list[str]] = {}
         self.looked: dict[str, tuple[int, int, int, int]] = {}
         for f in folders:
@@ -182,7 +187,10 @@ class _Files:
         if folder not in self.listed:
             self.roots += (str(folder) + os.sep,)
             self.listed[folder], found, seen = list_txt(folder)
-            self.files |= found
+            if self.files:
+                self.files |= found
+            else:  # (the first: its own dict, not a copy)
+                self.files = found
             self.looked.update(zip(seen.folders, map(tuple, seen.stats.tolist())))
 
     def exists(self, p: str) -> bool:
@@ -195,6 +203,15 @@ class _Files:
             return False
         self.looked[p] = key_of(st)
         return stat.S_ISREG(st.st_mode)
+
+    def mark(self, paths: list[str]) -> None:
+        """Mark the listed files among ``paths``."""
+        for p in paths:
+            if p in self.files:
+                self.files[p] = None
+
+    def marked(self, p: str) -> bool:
+        return p in self.files and self.files[p] is None
 
 
 def _label_file(img: str, folders: list[tuple[str, str]], files: _Files) -> str:
@@ -238,6 +255,145 @@ def _label_files(imgs: list[str], folders: list[tuple[str, str]], files: _Files)
         else _label_file(s, folders, files)
         for s, m in zip(imgs, mirror)
     ]
+
+
+def _pairs(src: SplitSource) -> list[tuple[str, str]]:
+    """A split's (images folder + '/', labels folder + '/') pairs, as str."""
+    return [(str(i) + os.sep, str(lb) + os.sep) for i, lb in src.folders]
+
+
+def _follow_labels(layout: YoloLayout, files: _Files, where) -> list[tuple[str, bool] | InputError | None]:
+    """Per split, :func:`~detkit.datasets.formats.layouts.resolve_labels`' note, or its InputError (reported,
+    or raised, at the split's turn, in the order one pass over the splits gives); the label folders it
+    follows are listed."""
+    found: list[tuple[str, bool] | InputError | None] = []
+    for src in layout.splits:
+        pairs = _pairs(src)
+        try:
+            found.append(
+                resolve_labels(src, lambda img, q=pairs: files.exists(_label_file(str(img), q, files)), where)
+            )
+        except InputError as err:
+            found.append(err)
+        for _, lbl in src.folders:
+            files.add(lbl)
+    return found
+
+
+@dataclass
+class _Rows:
+    """The images of a layout, one row each, and their label files, before any file is read.
+
+    Attributes:
+        images: (I,) each image's path; an image several splits (or one list twice) name is one row.
+        split_of: (I,) its splits, joined with MEMBER_SEP.
+        bounds: per split, the rows ``start:end`` of the images it names first.
+        label_files: the label files that exist, each once, in the order of the images that have them.
+        label: (I,) int64 index into ``label_files`` of each image's label file, -1 when it has none.
+        no_label: {row: the label file it would have} for the images without one.
+        orphans: per split, (images folder, label file) of each label file in its label folders that no
+            image has (a folder two splits share is searched at the first).
+    """
+
+    images: list[str]
+    split_of: list[str | None]
+    bounds: list[tuple[int, int]]
+    label_files: list[str]
+    label: np.ndarray
+    no_label: dict[int, str]
+    orphans: list[list[tuple[Path, str]]]
+
+
+def _key(path: str, dot: str = os.sep + ".") -> str:
+    """An image's normalised absolute path (an absolute path without . or .. parts is its own)."""
+    return path if path[:1] == os.sep and dot not in path else os.path.normpath(os.path.abspath(path))
+
+
+def _increasing(keys: list[str]) -> bool:
+    """Whether each string is greater than the one before (then no two are the same): a listing's order,
+    checked without a set of them."""
+    return all(map(operator.lt, keys, itertools.islice(keys, 1, None)))
+
+
+def _apart(keys: list[str], spans: list[tuple[str, str]]) -> bool:
+    """Whether no key is named twice, among ``keys`` or in the earlier splits (``spans``: the first and
+    last key of each), told from their order alone: keys that increase, in a range that meets no earlier
+    split's (then their span is added)."""
+    if not keys:
+        return True
+    if not _increasing(keys) or any(not (hi < keys[0] or keys[-1] < lo) for lo, hi in spans):
+        return False
+    spans.append((keys[0], keys[-1]))
+    return True
+
+
+def _image_rows(layout: YoloLayout, files: _Files) -> _Rows:
+    """The :class:`_Rows` of a layout whose label folders ``files`` lists (whose files it marks: those an
+    image has). An image is read with the label file its first split gives."""
+    images: list[str] = []
+    split_of: list[str | None] = []
+    label_of: list[str] = []  # per image: its label file (that may not exist)
+    spans: list[tuple[str, str]] | None = []  # (see _apart; None once an image is named twice)
+    bounds: list[tuple[int, int]] = []
+    for src in layout.splits:
+        first = len(images)
+        keys = [_key(s) for s in src.images]
+        if spans is not None and _apart(keys, spans):  # (the common case) each image once
+            images = images + src.images if images else src.images  # (the layout's list is not changed)
+            split_of += [src.name] * len(keys)
+        else:
+            spans, images = None, list(images)
+            row_of = {_key(img): r for r, img in enumerate(images)}
+            for img, key in zip(src.images, keys):
+                r = row_of.setdefault(key, len(images))
+                if r < len(images):  # named before: one image, its memberships joined
+                    if src.name and split_of[r] and src.name not in split_of[r].split(MEMBER_SEP):
+                        split_of[r] = f"{split_of[r]}{MEMBER_SEP}{src.name}"
+                    continue
+                images.append(img)
+                split_of.append(src.name)
+            del row_of
+        del keys
+        label_of += _label_files(images[first:] if first else images, _pairs(src), files)
+        bounds.append((first, len(images)))
+    exists = np.fromiter((files.exists(lf) for lf in label_of), dtype=bool, count=len(label_of))
+    label_files = list(itertools.compress(label_of, exists))
+    if not _increasing(label_files):  # (else each once)
+        label_files = list(dict.fromkeys(label_files))
+    if len(label_files) == np.count_nonzero(exists):  # (the common case) one image per label file
+        label = np.cumsum(exists)
+        label -= 1
+        label[~exists] = -1
+    else:
+        index = {lf: k for k, lf in enumerate(label_files)}
+        label = np.array([index[lf] if e else -1 for lf, e in zip(label_of, exists.tolist())], np.int64)
+        del index
+    no_label = {i: label_of[i] for i in np.flatnonzero(~exists).tolist()}
+    del label_of
+    files.mark(label_files)
+    orphans = _orphans(layout, files, set(no_label.values()))  # every split's: a folder two splits share
+    return _Rows(images, split_of, bounds, label_files, label, no_label, orphans)
+
+
+def _orphans(layout: YoloLayout, files: _Files, missing: set[str]) -> list[list[tuple[Path, str]]]:
+    """Per split, (images folder, label file) of the label files (not a names file) in its label folders
+    that no image has: not marked in ``files``, nor (not a file) one of the label files ``missing``; a
+    folder two splits share is searched once, at the first."""
+    scanned: set[Path] = set()
+    out = []
+    for src in layout.splits:
+        mine: list[tuple[Path, str]] = []
+        for img_dir, lbl_dir in src.folders:
+            if lbl_dir == img_dir or lbl_dir in scanned or not lbl_dir.is_dir():
+                continue
+            scanned.add(lbl_dir)
+            mine += [
+                (img_dir, lf)
+                for lf in files.listed.get(lbl_dir, [])
+                if not files.marked(lf) and lf not in missing and os.path.basename(lf) not in NAME_FILES
+            ]
+        out.append(mine)
+    return out
 
 
 def read_yolo_layout(
@@ -295,69 +451,15 @@ def _read_layout(
     where = layout.descriptor or source or layout.root
     nc = len(layout.names) if layout.names else None
     files = _Files([lbl for src in layout.splits for _, lbl in src.folders])
-
-    def pairs_of(src) -> list[tuple[str, str]]:
-        return [(str(i) + os.sep, str(lb) + os.sep) for i, lb in src.folders]
-
-    # Labels under another folder name: checked (and followed) per split before anything is read; the note,
-    # or the InputError, is reported at the split's turn, in the order one pass over the splits gives.
-    found: list[tuple[str, bool] | InputError | None] = []
-    for src in layout.splits:
-        pairs = pairs_of(src)
-        try:
-            found.append(
-                resolve_labels(src, lambda img, q=pairs: files.exists(_label_file(str(img), q, files)), where)
-            )
-        except InputError as err:
-            found.append(err)
-        for _, lbl in src.folders:
-            files.add(lbl)
-    # One row per image: an image that several splits (or one list twice) name is read once, with the
-    # label file its first split gives, and its split is the memberships joined with MEMBER_SEP.
-    images: list[str] = []
-    split_of: list[str | None] = []
-    label_of: list[str] = []  # per image: its label file (that may not exist)
-    seen: dict[str, None] = {}  # normalised absolute paths of the images so far
-    dot = os.sep + "."
-    bounds: list[tuple[int, int]] = []  # per split: the rows of the images it names first
-    for src in layout.splits:
-        first = len(images)
-        # an absolute path without . or .. parts is its own key: normpath only for others
-        keys = [
-            s if s[:1] == os.sep and dot not in s else os.path.normpath(os.path.abspath(s))
-            for s in src.images
-        ]
-        new = dict.fromkeys(keys)
-        if len(new) == len(keys) and seen.keys().isdisjoint(new):  # (the common case) each image once
-            seen |= new
-            images += src.images
-            split_of += [src.name] * len(keys)
-        else:
-            row_of = {k: r for r, k in enumerate(seen)}
-            for img, key in zip(src.images, keys):
-                r = row_of.setdefault(key, len(images))
-                if r < len(images):  # named before: one image, its memberships joined
-                    if src.name and split_of[r] and src.name not in split_of[r].split(MEMBER_SEP):
-                        split_of[r] = f"{split_of[r]}{MEMBER_SEP}{src.name}"
-                    continue
-                images.append(img)
-                split_of.append(src.name)
-            seen = dict.fromkeys(row_of)
-        pairs = pairs_of(src)
-        label_of += _label_files(images[first:], pairs, files)
-        bounds.append((first, len(images)))
-    del seen
-    # the label files that exist, each once, in the order of the images that have them
-    exists = np.array([files.exists(lf) for lf in label_of], dtype=bool)
-    label_files = list(dict.fromkeys(lf for lf, e in zip(label_of, exists.tolist()) if e))
-    if len(label_files) == np.count_nonzero(exists):  # (the common case) one image per label file
-        lab = np.where(exists, np.cumsum(exists) - 1, -1)
-    else:
-        index = {lf: k for k, lf in enumerate(label_files)}
-        lab = np.array([index[lf] if e else -1 for lf, e in zip(label_of, exists.tolist())], np.int64)
+    # Labels under another folder name: checked (and followed) per split before anything is read
+    found = _follow_labels(layout, files, where)
+    rows = _image_rows(layout, files)
+    looked = files.looked  # (what the read looked at, for ``kept``)
+    del files  # (the listings of the label folders: what the rows need of them is in the rows)
+    images, label_files = rows.images, rows.label_files
     sc = scan(
         images,
-        lab,
+        rows.label,
         label_files,
         nc,
         nc if nc is not None else MAX_YOLO_CLASSES,
@@ -365,26 +467,29 @@ def _read_layout(
         lambda lf, text, note: _yolo_rows(lf, text, nc, note),
     )
     if kept is not None:
-        looked = list(files.looked)
         at = len(images)
-        stats = np.array([files.looked[p] for p in looked], np.int64).reshape(-1, 4)
-        kept.inputs(Inputs([(images, sc.stats[:at]), (label_files, sc.stats[at:]), (looked, stats)]))
+        stats = np.array(list(looked.values()), np.int64).reshape(-1, 4)
+        kept.inputs(Inputs([(images, sc.stats[:at]), (label_files, sc.stats[at:]), (list(looked), stats)]))
     sc.stats = None  # (in the cache file by now: let go before the Dataset is built)
+    # of the label files' paths: the names (each box's record) and the paths of those with a problem
+    names = _Names.of(label_files)
+    path_of = {k: label_files[k] for k in (*sc.file_problem, *sc.notes)}
+    rows.label_files = sc.label_files = label_files = []
     n = len(images)
     lab = sc.label
     has = lab >= 0
     bad_img = np.zeros(n, dtype=bool)
     bad_img[list(sc.image_problem)] = True
-    bad_file = np.zeros(len(label_files) + 1, dtype=bool)  # [-1]: no file
+    bad_file = np.zeros(len(names) + 1, dtype=bool)  # [-1]: no file
     bad_file[list(sc.file_problem)] = True
-    noted = np.zeros(len(label_files) + 1, dtype=bool)
+    noted = np.zeros(len(names) + 1, dtype=bool)
     noted[list(sc.notes)] = True
     keep = ~bad_img & ~(has & bad_file[lab])
     special = np.flatnonzero(~keep | ~has | noted[lab])  # the images with something to report
-    expected = set(label_of)  # every split's: a label folder two splits share has no orphans
-    scanned: set[Path] = set()  # label folders already searched for orphans (two splits, one folder)
     listed, n_label_files = 0, 0
-    for src, (start, end), labels in zip(layout.splits, bounds, found, strict=True):
+    for src, (start, end), labels, orphans in zip(
+        layout.splits, rows.bounds, found, rows.orphans, strict=True
+    ):
         if isinstance(labels, InputError):
             raise labels
         if labels is not None:
@@ -392,48 +497,43 @@ def _read_layout(
         for lst, lineno, p in src.missing:
             report(problem(lst, f"line {lineno}", f"listed image {p} does not exist", "image.missing_file"))
         listed += len(src.images)
-        n_label_files += int(np.count_nonzero(keep[start:end] & has[start:end]))
+        n_label_files += int(np.count_nonzero(keep[start:end] & has[start:end])) + len(orphans)
         for i in special[np.searchsorted(special, start) : np.searchsorted(special, end)].tolist():
-            img, lf, k = images[i], label_of[i], int(lab[i])
+            img, k = images[i], int(lab[i])
             if bad_img[i]:
                 code, what = sc.image_problem[i]
                 report(problem(img, None, what, code))
             elif k >= 0 and bad_file[k]:
                 code, at, what = sc.file_problem[k]
-                report(problem(Path(lf), at, what, code))
+                report(problem(Path(path_of[k]), at, what, code))
             elif k < 0:
-                what = f"no label file {Path(lf).name} (read as a background image)"
+                what = f"no label file {Path(rows.no_label[i]).name} (read as a background image)"
                 report(problem(img, None, what, "image.no_label_file"), kept=True)
             else:
                 for code, at, what, kept in sc.notes[k]:
-                    report(problem(Path(lf), at, what, code), kept=kept)
-        for img_dir, lbl_dir in src.folders:
-            if lbl_dir == img_dir or lbl_dir in scanned or not lbl_dir.is_dir():
-                continue
-            scanned.add(lbl_dir)
-            for lf in [lf for lf in files.listed.get(lbl_dir, []) if lf not in expected]:
-                if os.path.basename(lf) not in NAME_FILES:
-                    n_label_files += 1
-                    what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
-                    report(problem(Path(lf), None, what, "label.orphan"))
+                    report(problem(Path(path_of[k]), at, what, code), kept=kept)
+        for img_dir, lf in orphans:
+            what = f"label file without an image (no {Path(lf).stem}.* in {img_dir})"
+            report(problem(Path(lf), None, what, "label.orphan"))
     root = str(layout.root) + os.sep
+    every = bool(keep.all())  # (the common case: the scan's own columns, no copies)
     kept_rows = np.flatnonzero(keep)
+    kept = images if every else [images[i] for i in kept_rows.tolist()]
     img_cols = {
         "image_id": np.arange(1, len(kept_rows) + 1, dtype=np.int64),
-        "file_name": np.array(
-            [
-                s[len(root) :] if s.startswith(root) else s
-                for s in map(images.__getitem__, kept_rows.tolist())
-            ],
-            dtype=object,
+        "file_name": np.fromiter(
+            (s[len(root) :] if s.startswith(root) else s for s in kept), dtype=object, count=len(kept)
         ),
-        "width": sc.width[kept_rows].astype(np.float64),
-        "height": sc.height[kept_rows].astype(np.float64),
+        "width": sc.width if every else sc.width[kept_rows],
+        "height": sc.height if every else sc.height[kept_rows],
     }
-    splits = [split_of[i] for i in kept_rows.tolist()]
-    kl = lab[kept_rows]
+    splits = rows.split_of if every else [rows.split_of[i] for i in kept_rows.tolist()]
+    kl = lab if every else lab[kept_rows]
     with_file = kl >= 0
-    parts = (img_cols["image_id"][with_file], kl[with_file])
+    if with_file.all():
+        parts = (img_cols["image_id"], kl)
+    else:
+        parts = (img_cols["image_id"][with_file], kl[with_file])
     if not len(kept_rows):
         if listed:
             raise InputError(
@@ -450,23 +550,73 @@ def _read_layout(
             None,
             f"no images found for the {n_label_files} label files (looked under {layout.root})",
         )
-    return _yolo_dataset(img_cols, parts, sc, splits, layout, report, source)
+    del rows, images, kept
+    return _yolo_dataset(img_cols, parts, sc, names, splits, layout, report, source)
+
+
+class _Names:
+    """The names (last parts) of many paths kept as one string: name ``k`` is ``text[at[k]:at[k + 1]]`` (a
+    Python object per name costs some 50 bytes besides its characters). Made ``chunk`` paths at a time:
+    never a string per path for all of them at once."""
+
+    def __init__(self, text: str, at: np.ndarray):
+        self.text, self.at = text, at
+
+    @classmethod
+    def of(cls, paths: list[str], chunk: int = 4096) -> _Names:
+        parts, at = [], np.zeros(len(paths) + 1, dtype=np.int64)
+        for i in range(0, len(paths), chunk):
+            names = [os.path.basename(p) for p in paths[i : i + chunk]]
+            at[i + 1 : i + 1 + len(names)] = [len(s) for s in names]
+            parts.append("".join(names))
+        np.cumsum(at, out=at)
+        return cls("".join(parts), at)
+
+    def __len__(self) -> int:
+        return len(self.at) - 1
+
+    def __getitem__(self, k: int) -> str:
+        return self.text[self.at[k] : self.at[k + 1]]
 
 
 class LabelRecords:
-    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked: the
-    label files' paths (the list the reader had) and two integer columns instead of a string per row."""
+    """``ann_record`` of a YOLO dataset, ``"<label file name> line <n>"`` per box, made when asked from the
+    label files' names (:class:`_Names`) and where each box is, held one of two ways instead of a string
+    per box:
 
-    def __init__(self, paths: list[str], file: np.ndarray, line: np.ndarray):
-        self.paths, self.file, self.line = paths, file, line
+        per box    ``file``, ``line``: (N,) each box's label file and line;
+        per run    where the boxes of each file are its lines 1, 2, ... in order (what nearly every label
+                   file gives): ``file``: (R,) the file of each run of boxes and ``first``: (R + 1,) the
+                   box each starts at, box ``j`` of run ``r`` on line ``j - first[r] + 1``; ``box``: the
+                   boxes kept, by index (None: all ``first[-1]``).
+    """
+
+    def __init__(
+        self,
+        names: _Names,
+        file: np.ndarray,
+        line: np.ndarray | None = None,
+        first: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+    ):
+        self.names, self.file, self.line, self.first, self.box = names, file, line, first, box
 
     def __len__(self) -> int:
-        return len(self.file)
+        if self.line is not None:
+            return len(self.line)
+        return int(self.first[-1]) if self.box is None else len(self.box)
 
     def __getitem__(self, i):
         if isinstance(i, (int, np.integer)):
-            return f"{os.path.basename(self.paths[self.file[i]])} line {int(self.line[i])}"
-        return LabelRecords(self.paths, self.file[i], self.line[i])
+            if self.line is not None:
+                return f"{self.names[self.file[i]]} line {int(self.line[i])}"
+            j = range(len(self))[i] if self.box is None else int(self.box[i])
+            r = int(np.searchsorted(self.first, j, side="right")) - 1
+            return f"{self.names[self.file[r]]} line {j - int(self.first[r]) + 1}"
+        if self.line is not None:
+            return LabelRecords(self.names, self.file[i], self.line[i])
+        box = np.arange(len(self))[i] if self.box is None else self.box[i]
+        return LabelRecords(self.names, self.file, first=self.first, box=box)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -483,8 +633,11 @@ def _stored(ds: Dataset, doc: dict) -> Iterator[tuple[str, np.ndarray | Iterator
     for f in fields(Dataset):
         v = getattr(ds, f.name)
         if isinstance(v, LabelRecords):
-            yield from (("record.file", v.file), ("record.line", v.line), ("record.paths", packed(v.paths)))
-            doc["record"] = len(v.paths)
+            text = np.frombuffer(v.names.text.encode("utf-8", "surrogateescape"), np.uint8)
+            yield from (("record.names", text), ("record.at", v.names.at), ("record.file", v.file))
+            parts = {"line": v.line, "first": v.first, "box": v.box}
+            yield from ((f"record.{k}", a) for k, a in parts.items() if a is not None)
+            doc["record"] = [k for k, a in parts.items() if a is not None]
         elif isinstance(v, np.ndarray) and v.dtype == object:
             yield f.name, packed(v.tolist())
             doc["strings"][f.name] = len(v)
@@ -503,7 +656,11 @@ def _stored(ds: Dataset, doc: dict) -> Iterator[tuple[str, np.ndarray | Iterator
 
 
 def _is_count(v: np.ndarray) -> bool:
-    return bool(len(v)) and v[0] == 1 and v[-1] == len(v) and bool((np.diff(v) == 1).all())
+    """Whether ``v`` is 1, 2, ..., len(v) (checked ``_BLOCK`` values at a time: no temporary of its size)."""
+    return bool(len(v)) and all(
+        np.array_equal(v[s : s + _BLOCK], np.arange(s + 1, min(s + _BLOCK, len(v)) + 1))
+        for s in range(0, len(v), _BLOCK)
+    )
 
 
 def _restored(arrays: dict[str, np.ndarray], doc: dict) -> Dataset:
@@ -514,8 +671,10 @@ def _restored(arrays: dict[str, np.ndarray], doc: dict) -> Dataset:
     cols |= {k: np.zeros(n, np.int64) for k, n in doc["zeros"].items()}
     cols.setdefault("split", None)
     if "record" in doc:
-        paths = unpack(arrays["record.paths"], doc["record"])
-        cols["ann_record"] = LabelRecords(paths, arrays["record.file"], arrays["record.line"])
+        text = arrays["record.names"].tobytes().decode("utf-8", "surrogateescape")
+        names = _Names(text, arrays["record.at"])
+        parts = {k: arrays[f"record.{k}"] for k in doc["record"]}
+        cols["ann_record"] = LabelRecords(names, arrays["record.file"], **parts)
     return Dataset(
         **cols,
         missing={k: arrays[f"missing.{k}"] for k in doc["missing"]},
@@ -525,28 +684,55 @@ def _restored(arrays: dict[str, np.ndarray], doc: dict) -> Dataset:
 
 
 _BLOCK = 1 << 15  # rows converted at once by _yolo_dataset (1 MB of boxes)
+_IMAGES = 1 << 12  # images whose rows' image and file _yolo_dataset writes at once
 
 
-def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Reporter, source: str) -> Dataset:
+def _yolo_dataset(
+    img_cols, parts, sc, file_names: _Names, splits, layout: YoloLayout, report: Reporter, source: str
+) -> Dataset:
     """The Dataset of the images kept (``img_cols``) and the rows of their label files (``parts``: image id
-    and label file of each kept image that has one, in image order)."""
+    and label file of each kept image that has one, in image order); ``file_names``: the label files'
+    names, for each box's record."""
     image_id, file_k = parts
-    first, last = sc.offset[file_k], sc.offset[file_k + 1]
-    lengths = last - first
-    n = int(lengths.sum())
-    shift = np.cumsum(lengths) - lengths - first
-    if n == len(sc.cls) and not shift.any():  # every row, in order (the common case): views, no copies
-        take: slice | np.ndarray = slice(None)
-    else:  # row indices first[j] .. last[j] - 1 for each j, without a Python loop
-        take = np.arange(n, dtype=np.int64) - np.repeat(shift, lengths)
-    image_of = np.repeat(image_id, lengths)
-    file_of = np.repeat(file_k.astype(np.int32), lengths)
+    take: slice | np.ndarray = slice(None)  # the scan's rows kept, in order: all (views, no copies) ...
+    if np.array_equal(file_k, np.arange(len(sc.offset) - 1)):  # (the common case) every file, in order
+        edge, lengths = sc.offset, np.diff(sc.offset)  # rows edge[j]:edge[j + 1] are image j's
+    else:
+        first = sc.offset[file_k]
+        lengths = sc.offset[file_k + 1] - first
+        edge = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=edge[1:])
+        shift = edge[:-1] - first
+        if edge[-1] != len(sc.cls) or shift.any():  # ... or rows first[j] .. last[j] - 1 for each j
+            take = np.arange(edge[-1], dtype=np.int64) - np.repeat(shift, lengths)
+        del first, shift
+    n = int(edge[-1])
+    # the columns with a row per box, each in a map of its own (as the scan's rows), written a block at a
+    # time: no temporary of a column's size
+    image_of = mapped(n, np.int64)
+    line = sc.line[take]
+    in_runs = True  # whether each file's boxes are its lines 1, 2, ... (LabelRecords' runs)
+    for i in range(0, len(lengths), _IMAGES):
+        rows, j = slice(int(edge[i]), int(edge[min(i + _IMAGES, len(lengths))])), slice(i, i + _IMAGES)
+        image_of[rows] = np.repeat(image_id[j], lengths[j])
+        if in_runs:
+            run_line = np.arange(rows.start, rows.stop) - np.repeat(edge[:-1][j], lengths[j]) + 1
+            in_runs = np.array_equal(line[rows], run_line)
+    if in_runs:
+        records = LabelRecords(file_names, file_k, first=edge)
+    else:
+        file_of = mapped(n, np.int32)
+        for i in range(0, len(lengths), _IMAGES):
+            rows, j = slice(int(edge[i]), int(edge[min(i + _IMAGES, len(lengths))])), slice(i, i + _IMAGES)
+            file_of[rows] = np.repeat(file_k[j], lengths[j])
+        records = LabelRecords(file_names, file_of, line)
+    del line
     cls = sc.cls[take]
     # cx cy w h -> x y w h in pixels, in the scan's own array (its rows are not used again): no copy; a
     # block of rows at a time, which stays in the cache through the steps, each row's image size gathered
     # for its block only
     bbox = sc.box[take]
-    area = np.empty(n)
+    area, ann_id = mapped(n, np.float64), mapped(n, np.int64)
     width, height = img_cols["width"], img_cols["height"]
     for s in range(0, n, _BLOCK):
         b, row_image = bbox[s : s + _BLOCK], image_of[s : s + _BLOCK] - 1  # (image ids are 1..)
@@ -555,24 +741,25 @@ def _yolo_dataset(img_cols, parts, sc, splits, layout: YoloLayout, report: Repor
             b[:, c] *= size
             b[:, c + 2] *= size
         np.multiply(b[:, 2], b[:, 3], out=area[s : s + _BLOCK])
+        ann_id[s : s + _BLOCK] = np.arange(s + 1, s + len(b) + 1)
     names = layout.names
     ncls = len(names) if names else (int(cls.max()) + 1 if n else 0)
     cat_names = [names[i] if names else f"class{i}" for i in range(ncls)]
     has_split = any(s is not None for s in splits)
     return Dataset(
         **img_cols,
-        ann_id=np.arange(1, n + 1, dtype=np.int64),
+        ann_id=ann_id,
         ann_image_id=image_of,
         category_id=cls,
         bbox=bbox,
         area=area,
-        iscrowd=np.zeros(n, dtype=np.int64),
+        iscrowd=mapped(n, np.int64),
         cat_id=np.arange(ncls, dtype=np.int64),
         cat_name=np.array(cat_names, dtype=object),
         source=source,
         format="yolo",
         image_root=str(layout.root),
-        ann_record=LabelRecords(sc.label_files, file_of, sc.line[take]),
+        ann_record=records,
         split=np.array([s or "" for s in splits], dtype=object) if has_split else None,
         skipped=report.items,
         extra={"descriptor": str(layout.descriptor)} if layout.descriptor else {},

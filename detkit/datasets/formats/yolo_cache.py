@@ -72,7 +72,9 @@ def cache_dir() -> Path | None:
 
 
 def key_of(st: os.stat_result | None) -> tuple[int, int, int, int]:
-    """(size, mtime, ctime, inode) of a stat; :data:`NO_STAT` for none."""
+    """(size, mtime, ctime, inode) of a stat; :data:`NO_STAT` for none. A rewrite in the same clock tick as
+    the last one still changes the inode (a file replaced) or, written in place, most often the size or the
+    change time."""
     return NO_STAT if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
@@ -134,7 +136,8 @@ class Inputs:
 
         yield "inputs.names", packed(names())
         yield "inputs.runs", np.array(runs, np.int64).reshape(-1, 3)
-        yield "inputs.stats", (st.astype(np.int64).tobytes() for _, st in self.groups)
+        stats = (np.ascontiguousarray(st, np.int64) for _, st in self.groups)  # (no copy of an int64 one)
+        yield "inputs.stats", (memoryview(st).cast("B") for st in stats if len(st))
 
 
 def _same(

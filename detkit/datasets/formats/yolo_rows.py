@@ -1,10 +1,11 @@
 """YOLO label files parsed without a Python object per row: the bytes of many files at once, in numpy.
 
-The files are cut into batches of about ``BATCH_BYTES`` (a file larger than that into pieces at line ends),
-each batch's pieces joined and read as one ``uint8`` array (two batches at a time on two threads). A
-file takes this fast path only when every row is what nearly every label file holds, and any other file is
-left to the per-line reader
-(:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
+The files come packed whole into :class:`Text` s of up to ``BATCH_BYTES`` (:func:`texts_of`), each a
+batch, in an anonymous memory map of its own that goes back to the system as soon as the batch is parsed
+(the bytes parsed are gone as the rows fill up: not both held in full); a larger file is cut into
+batches at line ends (two batches at a time on two threads). A file takes this fast path only when every
+row is what nearly every label file holds, and any other file is left, its bytes kept, to the per-line
+reader (:func:`detkit.datasets.formats.yolo._yolo_rows`), which names each problem:
 
     bytes       separators only space, tab, ``\n`` and ``\r`` before ``\n``; in a field only ``0-9 . + -``
                 (so lines are what ``str.splitlines`` gives and fields what ``str.split`` gives; no BOM,
@@ -29,11 +30,12 @@ copied into a (W, tokens) array and read a byte column at a time (:func:`_number
 for every token at once, ``W`` contiguous vector steps for tokens of up to ``W`` bytes. All give the same
 values and send the same files to the per-line reader. Memory is a few bytes per byte of the batch and
 some 60 per token while a batch is parsed (arrays each thread reuses, :class:`_Scratch`), and 48 bytes per
-row kept (class, box, file, line).
+row kept (class, box, file, line), in maps of their own too.
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
 from dataclasses import dataclass
 
@@ -65,7 +67,7 @@ class LabelRows:
     slow: np.ndarray
 
 
-def _batches(blobs: list[bytes], limit: int):
+def _batches(blobs, limit: int):
     """Batches of (file index, first line number, start, end) pieces of about ``limit`` bytes (a file
     larger than that cut at line ends), each an (n, 4) array, with the most rows it can hold: its lines."""
     batch, size, lines = [], 0, 0
@@ -87,50 +89,183 @@ def _batches(blobs: list[bytes], limit: int):
         yield np.array(batch, dtype=np.int64), lines
 
 
-def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BATCH_BYTES) -> LabelRows:
-    """Parse the label files ``blobs`` (their bytes) on the fast path (module docstring).
+@dataclass
+class Text:
+    """Whole label files in one array, as a batch is parsed: each file's bytes, a ``\\n`` after those that
+    do not end with one, and MAX_TOKEN spaces after the last. The array is an anonymous memory map of its
+    own (:func:`texts_of`): once the Text is dropped its pages go back to the system, whatever else the
+    allocator holds.
 
-    Each batch writes its rows straight into arrays sized for one row per line (no copy to join them
-    unless some lines gave no row).
+    Attributes:
+        data: (B,) uint8.
+        file: (m,) int32 index of each file.
+        start: (m,) int64 its first byte in ``data``.
+        size: (m,) int64 its bytes (without a ``\\n`` added).
+        lines: the ``\\n`` in ``data``: the most rows it holds.
+    """
+
+    data: np.ndarray
+    file: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+    lines: int
+
+
+def texts_of(blobs: list[bytes], limit: int = BATCH_BYTES, base: int = 0) -> list[Text | tuple[int, bytes]]:
+    """The label files ``blobs`` (file ``base + j`` for ``blobs[j]``) as the units :func:`parse_texts`
+    reads: consecutive files of up to ``limit`` bytes together, in :class:`Text` s of at most ``limit``
+    bytes and a ``\\n`` per file; a larger file as (file, its bytes), cut at line ends when parsed. An empty
+    file holds no row: it is in none."""
+    units: list[Text | tuple[int, bytes]] = []
+    group: list[int] = []
+    size = 0
+    for j, b in enumerate(blobs):
+        if not b:
+            continue
+        if group and (len(b) > limit or size + len(b) + 1 > limit):
+            units.append(_text(blobs, group, base))
+            group, size = [], 0
+        if len(b) > limit:
+            units.append((base + j, b))
+        else:
+            group.append(j)
+            size += len(b) + 1
+    if group:
+        units.append(_text(blobs, group, base))
+    return units
+
+
+def _text(blobs: list[bytes], group: list[int], base: int) -> Text:
+    """The :class:`Text` of the non-empty files ``blobs[j]``, j in ``group``."""
+    parts: list[bytes] = []
+    start, size = np.empty(len(group), np.int64), np.empty(len(group), np.int64)
+    at = 0
+    for i, j in enumerate(group):
+        b = blobs[j]
+        parts.append(b)
+        start[i], size[i] = at, len(b)
+        at += len(b)
+        if b[-1] != 10:
+            parts.append(b"\n")
+            at += 1
+    parts.append(b" " * MAX_TOKEN)
+    joined = b"".join(parts)
+    data = mmap.mmap(-1, len(joined))
+    data.write(joined)
+    file = np.array(group, dtype=np.int32)
+    file += base
+    return Text(np.frombuffer(data, dtype=np.uint8), file, start, size, joined.count(b"\n"))
+
+
+def parse_labels(blobs: list[bytes], top: int, tol: float, batch_bytes: int = BATCH_BYTES) -> LabelRows:
+    """Parse the label files ``blobs`` (their bytes) on the fast path (module docstring):
+    :func:`parse_texts` of their :func:`texts_of`.
 
     Args:
         top: class indices must be below it.
         tol: coordinates may lie this far outside 0..1.
         batch_bytes: bytes parsed at once (two batches at a time where there are two CPUs).
     """
-    slow = np.zeros(len(blobs), dtype=bool)
-    # two batches at a time where there are two CPUs: numpy lets go of Python's lock in its loops
-    from detkit.datasets.formats.yolo_scan import (
-        pmap,  # lazy: cycle: yolo_scan imports parse_labels from here
-    )
+    return parse_texts(texts_of(blobs, batch_bytes), len(blobs), top, tol, batch_bytes)[0]
 
-    batches = list(_batches(blobs, batch_bytes))
-    at = np.cumsum([0] + [lines for _, lines in batches])  # each batch's first row
+
+def parse_texts(
+    units: list, n_files: int, top: int, tol: float, batch_bytes: int = BATCH_BYTES
+) -> tuple[LabelRows, dict[int, bytes]]:
+    """Parse the label files of ``units`` (:func:`texts_of`, in file order) on the fast path (module
+    docstring); and the bytes of each file left to the per-line reader.
+
+    A :class:`Text` is one batch: parsed, its rows checked for duplicates, the bytes of its files that
+    left copied out, and it is dropped from ``units`` (its map returned) while the others are parsed; a
+    larger file is cut into batches and checked once they all are. Each batch writes its rows straight
+    into arrays sized for one row per line (no copy to join them unless some lines gave no row).
+    ``units`` is emptied.
+
+    Args:
+        n_files: the number of files (the largest index + 1 at least).
+        top: class indices must be below it.
+        tol: coordinates may lie this far outside 0..1.
+        batch_bytes: bytes parsed at once in a larger file (two batches at a time where there are two
+            CPUs).
+    """
+    slow = np.zeros(n_files, dtype=bool)
+    jobs: list[tuple[int, np.ndarray | None, int]] = []  # (unit, pieces of a larger file, most rows)
+    for i, u in enumerate(units):
+        if isinstance(u, Text):
+            jobs.append((i, None, u.lines))
+        else:
+            for pieces, lines in _batches([u[1]], batch_bytes):
+                pieces[:, 0] = u[0]
+                jobs.append((i, pieces, lines))
+    at = np.cumsum([0] + [lines for *_, lines in jobs])  # each batch's first row
     total = int(at[-1])
     out = LabelRows(
-        np.empty(total, np.int32),
-        np.empty(total, np.int32),
-        np.empty(total, np.int64),
-        np.empty((total, 4)),
+        mapped(total, np.int32),
+        mapped(total, np.int32),
+        mapped(total, np.int64),
+        mapped(4 * total, np.float64).reshape(total, 4),
         slow,
     )
-    mix = np.empty(total, np.uint64)
+    kept: dict[int, bytes] = {}
+    # two batches at a time where there are two CPUs: numpy lets go of Python's lock in its loops
+    from detkit.datasets.formats.yolo_scan import (
+        pmap,  # lazy: cycle: yolo_scan imports parse_texts from here
+    )
+
+    mix = mapped(total, np.uint64)  # each row's _mix, written for the rows of larger files only
     got = pmap(
-        lambda j, out=out, mix=mix: _parse_batch(blobs, batches[j][0], top, tol, out, mix, int(at[j])),
-        range(len(batches)),
+        lambda j, out=out, mix=mix: _parse_job(units, jobs[j], top, tol, out, mix, int(at[j]), kept),
+        range(len(jobs)),
         1,
         threads=2,
     )
     _SCRATCH.__dict__.clear()  # (where this thread parsed batches itself)
+    larger = [u for u in units if u is not None]  # (the Texts are gone)
+    units.clear()
     if sum(got) < total:  # lines without a row (blank, or in files that left): the rows, packed
         take = np.concatenate([np.arange(a, a + n) for a, n in zip(at[:-1].tolist(), got)])
-        out, mix = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow), mix[take]
-    _mark_duplicates(out, mix)
+        out = LabelRows(out.file[take], out.line[take], out.cls[take], out.box[take], slow)
+        mix = mix[take] if larger else mix
+    for k, b in larger:  # its rows, one run (rows are in file order)
+        r = slice(*np.searchsorted(out.file, [k, k + 1]).tolist())
+        _mark_duplicates(_rows(out, r), mix[r])
+        if slow[k]:
+            kept[k] = b
     del mix
     keep = ~slow[out.file]
     if keep.all():  # (no copy)
-        return out
-    return LabelRows(out.file[keep], out.line[keep], out.cls[keep], out.box[keep], slow)
+        return out, kept
+    return LabelRows(out.file[keep], out.line[keep], out.cls[keep], out.box[keep], slow), kept
+
+
+def _rows(rows: LabelRows, r: slice) -> LabelRows:
+    """Rows ``r`` of ``rows`` (views; ``slow`` the same array)."""
+    return LabelRows(rows.file[r], rows.line[r], rows.cls[r], rows.box[r], rows.slow)
+
+
+def _parse_job(
+    units: list, job: tuple, top: int, tol: float, out: LabelRows, mix: np.ndarray, at: int, kept: dict
+) -> int:
+    """Parse one batch of :func:`parse_texts` into ``out`` from row ``at``; returns the number of rows.
+    A :class:`Text` is then checked for duplicate rows, the bytes of its files that left put in ``kept``,
+    and dropped from ``units``; a piece of a larger file has its rows' :func:`_mix` written into ``mix``
+    (checked once all its pieces are parsed)."""
+    i, pieces, _ = job
+    if pieces is not None:
+        n = _parse_batch({int(pieces[0, 0]): units[i][1]}, pieces, top, tol, out, at)
+        r = slice(at, at + n)
+        _mix(out.file[r], out.cls[r], out.box[r], out=mix[r])
+        return n
+    t = units[i]
+    end = len(t.data) - MAX_TOKEN
+    n = _parse_array(t.data, end, t.file, np.ones(len(t.file), np.int64), t.start, top, tol, out, at)
+    r = slice(at, at + n)
+    mix = _mix(out.file[r], out.cls[r], out.box[r], out=_scratch("mix", n, np.uint64))
+    _mark_duplicates(_rows(out, r), mix)
+    for j in np.flatnonzero(out.slow[t.file]).tolist():
+        kept[int(t.file[j])] = t.data[t.start[j] : t.start[j] + t.size[j]].tobytes()
+    units[i] = None
+    return n
 
 
 def _mix(file: np.ndarray, cls: np.ndarray, box: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -162,11 +297,18 @@ class _Scratch(threading.local):
     def get(self, name: str, n: int, dtype) -> np.ndarray:
         arr = self.__dict__.get(name)
         if arr is None or len(arr) < n:
-            arr = self.__dict__[name] = np.empty(n + n // 4, dtype)  # (batches differ a little in rows)
+            arr = self.__dict__[name] = mapped(n + n // 4, dtype)  # (batches differ a little in rows)
         return arr[:n]
 
 
 _SCRATCH = _Scratch()
+
+
+def mapped(n: int, dtype) -> np.ndarray:
+    """An array of ``n`` items in an anonymous memory map of its own: its pages go back to the system when
+    it is dropped, whatever else the allocator holds."""
+    dtype = np.dtype(dtype)
+    return np.frombuffer(mmap.mmap(-1, max(n * dtype.itemsize, 1)), dtype, count=n)
 
 
 def _scratch(name: str, n: int, dtype) -> np.ndarray:
@@ -191,12 +333,9 @@ def _mark_duplicates(rows: LabelRows, mix: np.ndarray) -> None:
     rows.slow[file[i][same]] = True
 
 
-def _parse_batch(
-    blobs: list[bytes], batch: np.ndarray, top: int, tol: float, out: LabelRows, mix: np.ndarray, at: int
-) -> int:
-    """Parse one batch of (file, first line, start, end) pieces of ``blobs`` into ``out`` (and their
-    :func:`_mix` into ``mix``) from row ``at``; marks in ``out.slow`` the files that leave the fast path.
-    Returns the number of rows written."""
+def _parse_batch(blobs, batch: np.ndarray, top: int, tol: float, out: LabelRows, at: int) -> int:
+    """Parse one batch of (file, first line, start, end) pieces of ``blobs`` (indexed by file) into ``out``
+    from row ``at`` (:func:`_parse_array`). Returns the number of rows written."""
     files, first_line = batch[:, 0].astype(np.int32), batch[:, 1]
     k, _, s, e = batch[0].tolist()
     if len(batch) == 1 and e - s > 0 and blobs[k][e - 1] == 10 and len(blobs[k]) - e >= MAX_TOKEN:
@@ -206,13 +345,20 @@ def _parse_batch(
         end, starts = e - s, np.zeros(1, dtype=np.int64)
     else:
         a, end, starts = _joined(blobs, batch)
+    return _parse_array(a, end, files, first_line, starts, top, tol, out, at)
+
+
+def _parse_array(a, end, files, first_line, starts, top: int, tol: float, out: LabelRows, at: int) -> int:
+    """Parse the bytes ``a[:end]`` (pieces of files ``files`` from lines ``first_line``, at ``starts``,
+    each ending with \\n; MAX_TOKEN bytes at least after ``end``) into ``out`` from row ``at``; marks in
+    ``out.slow`` the files that leave the fast path. Returns the number of rows written."""
     nl_pos = np.flatnonzero(np.equal(a[:end], 10, out=_scratch("mask", end, np.bool_)))
     shape = _shape(a, nl_pos)
     if shape is not None:
-        n = _parse_uniform(a, end, nl_pos, shape, files, first_line, starts, top, tol, out, mix, at)
+        n = _parse_uniform(a, end, nl_pos, shape, files, first_line, starts, top, tol, out, at)
         if n is not None:
             return n
-    return _parse_general(a, end, files, first_line, starts, nl_pos, top, tol, out, mix, at)
+    return _parse_general(a, end, files, first_line, starts, nl_pos, top, tol, out, at)
 
 
 def _joined(blobs: list[bytes], batch: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
@@ -234,16 +380,15 @@ def _joined(blobs: list[bytes], batch: np.ndarray) -> tuple[np.ndarray, int, np.
     return np.frombuffer(b"".join(parts), dtype=np.uint8), int(sizes.sum()), np.cumsum(sizes) - sizes
 
 
-def _write(out: LabelRows, mix: np.ndarray, at: int, file, line, cls, box) -> int:
-    """Write rows ``at``.. of ``out`` and their :func:`_mix`; returns the number of rows."""
+def _write(out: LabelRows, at: int, file, line, cls, box) -> int:
+    """Write rows ``at``.. of ``out``; returns the number of rows."""
     rows = slice(at, at + len(cls))
     out.file[rows], out.line[rows], out.cls[rows], out.box[rows] = file, line, cls, box
-    _mix(out.file[rows], out.cls[rows], out.box[rows], out=mix[rows])
     return len(cls)
 
 
-def _parse_general(a, end, files, first_line, starts, nl_pos, top, tol, out: LabelRows, mix, at) -> int:
-    """:func:`_parse_batch` for any batch: tokens from the separator mask, read by :func:`_numbers_words`
+def _parse_general(a, end, files, first_line, starts, nl_pos, top, tol, out: LabelRows, at) -> int:
+    """:func:`_parse_array` for any batch: tokens from the separator mask, read by :func:`_numbers_words`
     (or :func:`_numbers`)."""
     slow = out.slow
     line_piece = np.searchsorted(starts, nl_pos, side="right") - 1
@@ -276,7 +421,7 @@ def _parse_general(a, end, files, first_line, starts, nl_pos, top, tol, out: Lab
     # 1-based line of each row: the piece's first line + lines before it in the piece
     piece_first_nl = np.searchsorted(nl_pos, starts)
     line = first_line[piece] + rows_line - piece_first_nl[piece]
-    return _write(out, mix, at, files[piece], line, cls, box)
+    return _write(out, at, files[piece], line, cls, box)
 
 
 def _row_tokens(a: np.ndarray, nl_pos: np.ndarray):
@@ -385,11 +530,11 @@ _STEPS = (
 
 
 def _parse_uniform(
-    a, end, nl_pos, shape, files, first_line, starts, top, tol, out: LabelRows, mix, at
+    a, end, nl_pos, shape, files, first_line, starts, top, tol, out: LabelRows, at
 ) -> int | None:
     """The rows of a batch whose every line has the first line's :func:`_shape` (L, p):
     ``class x x x x`` with single spaces, each ``x`` L bytes with the point at byte ``p``, written as
-    :func:`_parse_batch` writes them (it returns the number of rows); None, and nothing written, when a
+    :func:`_parse_array` writes them (it returns the number of rows); None, and nothing written, when a
     line has another shape (the batch is then read by :func:`_parse_general`).
 
     Every byte of a line is checked. The four ``x`` of a line that ends at ``e`` (its ``\\n``, or the
@@ -462,7 +607,6 @@ def _parse_uniform(
         bad |= ((box < -tol) | (box > 1 + tol)).any(axis=1)
     if bad.any():
         out.slow[files[np.unique(piece[bad]) if piece is not None else 0]] = True
-    _mix(out.file[rows], out.cls[rows], box, out=mix[rows])
     return n
 
 

@@ -6,7 +6,8 @@ file each one has, everything :func:`~detkit.datasets.formats.yolo.read_yolo_lay
     image sizes   from the header bytes (:func:`~detkit.datasets.formats.readers.jpeg_size`: one ``pread``
                   of 64 KB and one of the last 256 bytes for the end marker); PIL
                   (:func:`~detkit.datasets.images.probe_image`) for any other format or header shape
-    label rows    the bytes of every file, parsed at once (:mod:`detkit.datasets.formats.yolo_rows`); the
+    label rows    the bytes of every file, ``TEXT_FILES`` files at a time packed into a few arrays (no
+                  ``bytes`` per file kept), then parsed (:mod:`detkit.datasets.formats.yolo_rows`); the
                   per-line reader for the files that leave that path, with each problem it names
 
 Files are opened, read and stat'ed one after the other: on files in the page cache each call takes a few
@@ -31,13 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from detkit.datasets.formats.readers import decode_text, jpeg_size, read_bytes
-from detkit.datasets.formats.yolo_cache import Listing, listing
-from detkit.datasets.formats.yolo_rows import parse_labels
+from detkit.datasets.formats.yolo_cache import Listing, key_of, listing, stat_key
+from detkit.datasets.formats.yolo_rows import mapped, parse_texts, texts_of
 from detkit.datasets.images import probe_image
 from detkit.errors import InputError
 
 THREADS = 32
 HEAD = 1 << 16
+TEXT_FILES = 2048  # label files read before their bytes are put in a few arrays
+IMAGE_FILES = 512  # images whose sizes are read before they are written in place
 _TAIL = 256  # as probe_image reads it
 
 
@@ -96,26 +99,12 @@ def _is_txt(e: os.DirEntry) -> bool:
 
 
 # ---- per file -------------------------------------------------------------------------------------------
-_NO_STAT = (-1, -1, -1, -1)
 _OPEN = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)  # a FIFO put in a file's place never blocks the scan
-
-
-def _stat(path: str) -> tuple[int, int, int, int]:
-    """(size, mtime, ctime, inode): a rewrite in the same clock tick as the last one still changes the
-    inode (a file replaced) or, written in place, most often the size or the change time."""
-    try:
-        return _key_of(os.stat(path))
-    except OSError:
-        return _NO_STAT
-
-
-def _key_of(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 def image_size(path: str) -> tuple[tuple[int, int] | InputError, tuple[int, int, int, int]]:
     """(width, height) of an image from its header bytes (PIL when they are not a plain JPEG), or the
-    problem :func:`~detkit.datasets.images.probe_image` names; and the file's :func:`_stat` (of the file
+    problem :func:`~detkit.datasets.images.probe_image` names; and the file's :func:`stat_key` (of the file
     read, from the open descriptor)."""
     from PIL import Image
 
@@ -129,12 +118,12 @@ def image_size(path: str) -> tuple[tuple[int, int] | InputError, tuple[int, int,
                 tail = head[-_TAIL:] if st.st_size <= HEAD else os.pread(fd, _TAIL, st.st_size - _TAIL)
                 wh = jpeg_size(head, Image.MAX_IMAGE_PIXELS)
                 if wh is not None and b"\xff\xd9" in tail:
-                    return wh, _key_of(st)
+                    return wh, key_of(st)
         finally:
             os.close(fd)
     except OSError:
         pass
-    key = _key_of(st) if st is not None else _stat(path)
+    key = key_of(st) if st is not None else stat_key(path)
     try:
         return probe_image(Path(path)), key
     except InputError as err:
@@ -143,7 +132,7 @@ def image_size(path: str) -> tuple[tuple[int, int] | InputError, tuple[int, int,
 
 def _read(path: str) -> tuple[bytes | InputError, tuple[int, int, int, int]]:
     """The bytes of a label file (a regular file: the walk found it so), or the reader's one-line problem
-    when it cannot be read; and the file's :func:`_stat` (of the file read)."""
+    when it cannot be read; and the file's :func:`stat_key` (of the file read)."""
     try:
         fd = os.open(path, _OPEN)
         try:
@@ -152,12 +141,12 @@ def _read(path: str) -> tuple[bytes | InputError, tuple[int, int, int, int]]:
                 data = os.read(fd, st.st_size + 1)  # a short read is the end of a regular file
                 while len(data) > st.st_size and (more := os.read(fd, 1 << 20)):  # it grew meanwhile
                     data += more
-                return data, _key_of(st)
+                return data, key_of(st)
         finally:
             os.close(fd)
     except OSError:
         pass
-    key = _stat(path)
+    key = stat_key(path)
     try:
         return read_bytes(Path(path)), key
     except InputError as err:
@@ -196,6 +185,53 @@ class Scan:
     stats: np.ndarray
 
 
+def _array(stats: list) -> np.ndarray:
+    return np.array(stats, dtype=np.int64).reshape(-1, 4)
+
+
+def _split(got: list) -> tuple[list, np.ndarray, list[int]]:
+    """A chunk of (result or InputError, stat) pairs -> (results, (n, 4) stats, the indices of the
+    InputErrors): an array per chunk instead of a tuple per file."""
+    values = [v for v, _ in got]
+    bad = [j for j, v in enumerate(values) if isinstance(v, InputError)]
+    return values, _array([st for _, st in got]), bad
+
+
+def _texts_at(paths: list[str], i: int, stats: np.ndarray) -> tuple[list, list[tuple[int, InputError]]]:
+    """The label files ``paths[i : i + TEXT_FILES]`` read: the
+    :func:`~detkit.datasets.formats.yolo_rows.texts_of` units of their bytes (put in a few arrays as soon
+    as they are read, not a ``bytes`` each kept), their :func:`stat_key` written into ``stats`` from row
+    ``i``, and (index, problem) of those that could not be read."""
+    values, st, bad = _split([_read(p) for p in paths[i : i + TEXT_FILES]])
+    stats[i : i + len(values)] = st
+    problems = [(i + j, values[j]) for j in bad]
+    for j in bad:
+        values[j] = b""
+    return texts_of(values, base=i), problems
+
+
+def _sizes_at(paths: list[str], i: int, size: np.ndarray, stats: np.ndarray) -> list[tuple[int, InputError]]:
+    """:func:`image_size` of the images ``paths[i : i + IMAGE_FILES]`` written into ``size`` ((n, 2) width
+    and height, NaN where an image could not be read) and their :func:`stat_key` into ``stats``, from row
+    ``i``; (index, problem) of those that could not be read."""
+    values, st, bad = _split([image_size(p) for p in paths[i : i + IMAGE_FILES]])
+    stats[i : i + len(values)] = st
+    problems = [(i + j, values[j]) for j in bad]
+    for j in bad:
+        values[j] = (math.nan, math.nan)
+    size[i : i + len(values)] = values
+    return problems
+
+
+def _image_sizes(images: list[str], stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(I,) width and height of each image (:func:`image_size`; NaN where it could not be read), its
+    :func:`stat_key` written into ``stats``, and {image: (code, what)} for those that could not be read."""
+    size = np.empty((len(images), 2))
+    got = pmap(lambda i: _sizes_at(images, i, size, stats), range(0, len(images), IMAGE_FILES), chunk=1)
+    problem = {i: (err.code or "image.corrupt", err.what) for part in got for i, err in part}
+    return size[:, 0].copy(), size[:, 1].copy(), problem
+
+
 def scan(
     images: list[str],
     label: np.ndarray,
@@ -213,63 +249,19 @@ def scan(
         tol: coordinates may lie this far outside 0..1.
         rows_of: the per-line reader: ``rows_of(path, text, report) -> [(c, cx, cy, w, h, line)]``.
     """
-    return _scan(images, label, label_files, nc, top, tol, rows_of)
-
-
-_NO_STATS = np.zeros((0, 4), dtype=np.int64)
-
-
-def _array(stats: list) -> np.ndarray:
-    return np.array(stats, dtype=np.int64).reshape(-1, 4)
-
-
-def _split(got: list) -> tuple[list, np.ndarray, list[int]]:
-    """A chunk of (result or InputError, stat) pairs -> (results, (n, 4) stats, the indices of the
-    InputErrors): an array per chunk instead of a tuple per file."""
-    values = [v for v, _ in got]
-    bad = [j for j, v in enumerate(values) if isinstance(v, InputError)]
-    return values, _array([st for _, st in got]), bad
-
-
-def _joined(parts: list) -> tuple[list, np.ndarray, list[int]]:
-    values, stats, bad, at = [], [_NO_STATS], [], 0
-    for v, st, b in parts:
-        bad += [at + j for j in b]
-        values += v
-        stats.append(st)
-        at += len(v)
-    return values, np.concatenate(stats), bad
-
-
-def _sizes(got: list) -> tuple[np.ndarray, np.ndarray, list[int], list[InputError]]:
-    """A chunk of :func:`image_size` results -> ((n, 2) width and height, NaN where the image could not be
-    read; (n, 4) stats; the indices and problems of those that could not)."""
-    values, stats, bad = _split(got)
-    errors = [values[j] for j in bad]
-    for j in bad:
-        values[j] = (math.nan, math.nan)
-    return np.array(values, dtype=np.float64).reshape(-1, 2), stats, bad, errors
-
-
-def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
-    parts = pmap(image_size, images, per_chunk=_sizes)
-    wh = np.concatenate([p[0] for p in parts] or [np.zeros((0, 2))])
-    image_stats = np.concatenate([p[1] for p in parts] or [_NO_STATS])
-    image_problem, at = {}, 0
-    for part, _, bad, errors in parts:
-        for j, err in zip(bad, errors, strict=True):
-            image_problem[at + j] = (err.code or "image.corrupt", err.what)
-        at += len(part)
-    del parts
-    blobs, file_stats, bad = _joined(pmap(_read, label_files, per_chunk=_split))
+    # each chunk of files writes its results in place: no array per chunk joined afterwards
+    n = len(images)
+    stats = mapped(4 * (n + len(label_files)), np.int64).reshape(-1, 4)  # (a map: module docstring)
+    width, height, image_problem = _image_sizes(images, stats)
+    units: list = []  # the label files' bytes, a few arrays (module docstring)
     file_problem: dict[int, tuple[str, str | None, str]] = {}
-    for k in bad:
-        err = blobs[k]
-        file_problem[k] = (err.code or "record.unparsable", err.where, err.what)
-        blobs[k] = b""
-    stats = np.concatenate((image_stats, file_stats))
-    del image_stats, file_stats
-    fast = parse_labels(blobs, top, tol)
+    for part, problems in pmap(
+        lambda i: _texts_at(label_files, i, stats[n:]), range(0, len(label_files), TEXT_FILES), chunk=1
+    ):
+        units += part
+        for k, err in problems:
+            file_problem[k] = (err.code or "record.unparsable", err.where, err.what)
+    fast, slow_bytes = parse_texts(units, len(label_files), top, tol)
     counts = np.bincount(fast.file, minlength=len(label_files)).astype(np.int64)
     slow_rows: dict[int, list] = {}
     notes: dict[int, list] = {}
@@ -278,7 +270,7 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
             continue
         path = Path(label_files[k])
         try:
-            text = decode_text(path, blobs[k])
+            text = decode_text(path, slow_bytes[k])
         except InputError as err:
             file_problem[k] = (err.code or "record.unparsable", err.where, err.what)
             continue
@@ -290,7 +282,7 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
         slow_rows[k] = rows_of(path, text, note)
         notes[k] = got
         counts[k] = len(slow_rows[k])
-    del blobs
+    del slow_bytes
     offset = np.concatenate(([0], np.cumsum(counts)))
     n = int(offset[-1])
     if not any(slow_rows.values()):  # every row came by the fast path, in file order: its arrays as they are
@@ -308,11 +300,11 @@ def _scan(images, label, label_files, nc, top, tol, rows_of) -> Scan:
                 s, e = offset[k], offset[k + 1]
                 cls[s:e], box[s:e], line[s:e] = a[:, 0].astype(np.int64), a[:, 1:5], a[:, 5].astype(np.int32)
     return Scan(
-        wh[:, 0],
-        wh[:, 1],
+        width,
+        height,
         image_problem,
         label,
-        list(label_files),
+        label_files,
         file_problem,
         notes,
         offset,
