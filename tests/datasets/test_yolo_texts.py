@@ -4,12 +4,15 @@ per-line reader kept exactly."""
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import numpy as np
+import pytest
 
 from detkit.datasets.formats.yolo import YOLO_TOL
-from detkit.datasets.formats.yolo_rows import MAX_TOKEN, Text, parse_labels, parse_texts, texts_of
+from detkit.datasets.formats.yolo_rows import MAX_TOKEN, Text, mapped, parse_labels, parse_texts, texts_of
+from detkit.io import can_fork
 
 ROW = b"0 0.5 0.5 0.25 0.25\n"  # 20 bytes
 
@@ -101,3 +104,19 @@ def test_box_records_per_box_where_lines_are_not_runs(tmp_path, monkeypatch):
     assert rec.line is not None and rec.line.tolist() == [1, 2, 4] and rec.file.tolist() == [0, 1, 1]
     assert list(rec) == ["a.txt line 1", "b.txt line 2", "b.txt line 4"] and rec[-1] == "b.txt line 4"
     assert list(rec[1:]) == ["b.txt line 2", "b.txt line 4"]
+
+
+def test_a_mapped_array_is_zeros_and_private_to_a_forked_child():
+    # the reader's columns live in anonymous maps: a child forked after the read (a data loader's worker)
+    # that writes into them leaves the parent's columns as they were
+    a = mapped(4, np.int64)
+    assert a.tolist() == [0, 0, 0, 0] and a.flags.writeable
+    a[:] = 1
+    if not can_fork():
+        pytest.skip("no fork on this platform")
+    pid = os.fork()
+    if pid == 0:
+        a[:] = 2
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert a.tolist() == [1, 1, 1, 1]

@@ -305,10 +305,11 @@ _SCRATCH = _Scratch()
 
 
 def mapped(n: int, dtype) -> np.ndarray:
-    """An array of ``n`` items in an anonymous memory map of its own: its pages go back to the system when
-    it is dropped, whatever else the allocator holds."""
+    """An array of ``n`` items (zeros) in an anonymous memory map of its own: its pages go back to the
+    system when it is dropped, whatever else the allocator holds. The map is private, as the heap is: a
+    forked child's writes stay in the child."""
     dtype = np.dtype(dtype)
-    return np.frombuffer(mmap.mmap(-1, max(n * dtype.itemsize, 1)), dtype, count=n)
+    return np.frombuffer(mmap.mmap(-1, max(n * dtype.itemsize, 1), flags=mmap.MAP_PRIVATE), dtype, count=n)
 
 
 def _scratch(name: str, n: int, dtype) -> np.ndarray:
