@@ -150,7 +150,7 @@ def _text(blobs: list[bytes], group: list[int], base: int) -> Text:
             at += 1
     parts.append(b" " * MAX_TOKEN)
     joined = b"".join(parts)
-    data = mmap.mmap(-1, len(joined))
+    data = mmap.mmap(-1, len(joined), flags=mmap.MAP_PRIVATE)
     data.write(joined)
     file = np.array(group, dtype=np.int32)
     file += base
