@@ -352,8 +352,11 @@ class Dataset:
         """(I,) bool: the images of split ``name`` (an image of ``train+val`` is in both)."""
         if self.split is None:
             return np.zeros(self.num_images, dtype=bool)
-        member = {s: name in str(s).split(MEMBER_SEP) for s in set(self.split.tolist())}
-        return np.fromiter((member[s] for s in self.split.tolist()), dtype=bool, count=self.num_images)
+        mask = np.zeros(self.num_images, dtype=bool)
+        for s in set(self.split.tolist()):  # (a few memberships: a comparison of the column per each)
+            if name in str(s).split(MEMBER_SEP):
+                mask |= self.split == s
+        return mask
 
     def select_split(self, name: str) -> Dataset:
         """Only the images (and their boxes) of split ``name``; ``split`` stays a column."""
