@@ -10,9 +10,10 @@ import weakref
 import numpy as np
 import pytest
 
-from detkit.datasets.formats.yolo import YOLO_TOL
+from detkit.datasets.formats.yolo import YOLO_TOL, load_yolo
 from detkit.datasets.formats.yolo_rows import MAX_TOKEN, Text, mapped, parse_labels, parse_texts, texts_of
 from detkit.io import can_fork
+from tests.datasets.test_layouts import write_image
 
 ROW = b"0 0.5 0.5 0.25 0.25\n"  # 20 bytes
 
@@ -65,8 +66,6 @@ def test_the_bytes_of_files_that_leave_are_kept_exactly_and_each_text_is_returne
 
 
 def _folder(root, labels: dict[str, str]):
-    from tests.datasets.test_layouts import write_image
-
     for i, (stem, text) in enumerate(labels.items()):
         write_image(root / "images" / "train" / f"{stem}.jpg", (32, 24), seed=i)
         (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
@@ -77,8 +76,6 @@ def _folder(root, labels: dict[str, str]):
 
 
 def test_box_records_by_runs_of_lines(tmp_path, monkeypatch):
-    from detkit.datasets.formats.yolo import load_yolo
-
     monkeypatch.setenv("DETKIT_CACHE", "off")
     row = "1 0.5 0.5 0.25 0.25\n"
     two = row + "2 0.5 0.5 0.5 0.5"
@@ -95,8 +92,6 @@ def test_box_records_by_runs_of_lines(tmp_path, monkeypatch):
 
 
 def test_box_records_per_box_where_lines_are_not_runs(tmp_path, monkeypatch):
-    from detkit.datasets.formats.yolo import load_yolo
-
     monkeypatch.setenv("DETKIT_CACHE", "off")
     row = "1 0.5 0.5 0.25 0.25\n"
     ds = load_yolo(_folder(tmp_path / "d", {"a": row, "b": "\n" + row + "\n" + "2 0.5 0.5 0.5 0.5\n"}))
