@@ -186,7 +186,8 @@ class _Files:
         """List one more label folder (one that a split's labels were found in under another name)."""
         if folder not in self.listed:
             self.roots += (str(folder) + os.sep,)
-            self.listed[folder], found, seen = list_txt(folder)
+            found, seen = list_txt(folder)
+            self.listed[folder] = seen.paths
             if self.files:
                 self.files |= found
             else:  # (the first: its own dict, not a copy)

@@ -415,13 +415,17 @@ class Remembered:
         was read)."""
         if inputs.racy(self.started):
             self._w.drop()
-        for name, a in inputs.parts(self.folders):
-            self._w.add(name, a)
+        if self._w.alive:
+            for name, a in inputs.parts(self.folders):
+                self._w.add(name, a)
 
     def result(
         self, parts: Iterable[tuple[str, np.ndarray | Iterable[bytes]]], doc: Callable[[], dict]
     ) -> None:
-        """The read's arrays (taken one at a time) and JSON document (``doc()``, once they are taken)."""
+        """The read's arrays (taken one at a time) and JSON document (``doc()``, once they are taken);
+        nothing is made once the file is dropped."""
+        if not self._w.alive:
+            return
         for name, a in parts:
             self._w.add(name, a)
         self._doc = doc()

@@ -85,13 +85,12 @@ def pmap(
 
 
 # ---- listing --------------------------------------------------------------------------------------------
-def list_txt(folder: Path) -> tuple[list[str], dict[str, str], Listing]:
-    """``sorted(folder.rglob('*.txt'))`` as str, and those of them that are files (``Path.is_file``), each
-    mapped to itself (a lookup then gives the one string object the listing made); and the
-    :class:`~detkit.datasets.formats.yolo_cache.Listing` they come from (remembered while the folders
-    are unchanged)."""
+def list_txt(folder: Path) -> tuple[dict[str, str], Listing]:
+    """The :class:`~detkit.datasets.formats.yolo_cache.Listing` of ``sorted(folder.rglob('*.txt'))`` as
+    str (remembered while the folders are unchanged), and those of them that are files (``Path.is_file``),
+    each mapped to itself (a lookup then gives the one string object the listing made)."""
     found = listing(folder, "txt", _is_txt, os.DirEntry.is_file)
-    return found.paths, {p: p for p, f in zip(found.paths, found.flags) if f}, found
+    return {p: p for p, f in zip(found.paths, found.flags) if f}, found
 
 
 def _is_txt(e: os.DirEntry) -> bool:
@@ -185,16 +184,12 @@ class Scan:
     stats: np.ndarray
 
 
-def _array(stats: list) -> np.ndarray:
-    return np.array(stats, dtype=np.int64).reshape(-1, 4)
-
-
 def _split(got: list) -> tuple[list, np.ndarray, list[int]]:
     """A chunk of (result or InputError, stat) pairs -> (results, (n, 4) stats, the indices of the
     InputErrors): an array per chunk instead of a tuple per file."""
     values = [v for v, _ in got]
     bad = [j for j, v in enumerate(values) if isinstance(v, InputError)]
-    return values, _array([st for _, st in got]), bad
+    return values, np.array([st for _, st in got], dtype=np.int64).reshape(-1, 4), bad
 
 
 def _texts_at(paths: list[str], i: int, stats: np.ndarray) -> tuple[list, list[tuple[int, InputError]]]:
